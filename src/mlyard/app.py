@@ -1,0 +1,117 @@
+"""Composition root: `create_app(settings)` builds the ASGI app (API, git hosting) and its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from mlyard import __version__
+from mlyard.api import errors as api_errors
+from mlyard.api.routes import environments as environments_routes
+from mlyard.api.routes import identity as identity_routes
+from mlyard.api.routes import repos as repos_routes
+from mlyard.db.engine import upgrade
+from mlyard.errors import InvalidInput
+from mlyard.git.smart_http import GitHttpApp
+from mlyard.services import events
+from mlyard.services.auth import authenticate_header
+from mlyard.services.bootstrap import is_initialised
+from mlyard.services.platform import Platform, open_platform
+from mlyard.settings import Settings
+
+log = logging.getLogger("mlyard")
+
+
+class Dispatcher:
+    """Sends `/git/...` to git hosting and everything else (and the lifespan) to the API app."""
+
+    def __init__(self, api: FastAPI, git: GitHttpApp) -> None:
+        self.api = api
+        self.git = git
+        self.platform: Platform = api.state.platform
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/git/"):
+            await self.git(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+
+def create_app(settings: Settings) -> Dispatcher:
+    if not is_initialised(settings.home):
+        raise InvalidInput(f"{settings.home} is not an mlyard home: run `mlyard init` first")
+    upgrade(settings.db_url)
+    platform = open_platform(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        recovered = events.recover(platform)
+        if recovered:
+            log.info("recorded %d push event(s) left by the previous server process", recovered)
+        yield
+        platform.close()
+
+    api = FastAPI(
+        title="mlyard",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        description="REST API of mlyard. Every route but /health needs a personal access token.",
+    )
+    api.state.platform = platform
+    api_errors.install(api)
+    for router in (identity_routes.router, repos_routes.router, environments_routes.router):
+        api.include_router(router, prefix="/api/v1")
+
+    _install_docs(api, platform)
+
+    @api.get("/health", tags=["health"])
+    def health() -> dict[str, Any]:
+        return {"ok": True, "status": "healthy", "version": __version__}
+
+    def authorize(header: str | None, repo: str, write: bool, remote_addr: str) -> str:
+        principal = authenticate_header(platform, header, remote_addr=remote_addr)
+        principal.require("repo:write" if write else "repo:read")
+        return principal.username
+
+    git = GitHttpApp(
+        repos_dir=settings.repos_dir,
+        spool_dir=settings.spool_dir,
+        authorize=authorize,
+        after_push=lambda push_id: events.ingest(platform, push_id) and None,
+    )
+    return Dispatcher(api, git)
+
+
+def _install_docs(api: FastAPI, platform: Platform) -> None:
+    """OpenAPI schema and Swagger UI, behind a token like every route but /health.
+
+    They answer 401 with a Basic challenge, so a browser asks for user name and token once.
+    """
+    from fastapi import Request
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse, JSONResponse
+
+    from mlyard.errors import AuthenticationError
+
+    def _check(request: Request) -> JSONResponse | None:
+        addr = request.client.host if request.client else ""
+        try:
+            authenticate_header(platform, request.headers.get("authorization"), remote_addr=addr)
+        except AuthenticationError as exc:
+            return api_errors.error_response(401, exc.message, headers={"WWW-Authenticate": 'Basic realm="mlyard"'})
+        return None
+
+    @api.get("/api/v1/openapi.json", include_in_schema=False)
+    def openapi(request: Request) -> JSONResponse:
+        return _check(request) or JSONResponse(api.openapi())
+
+    @api.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse | JSONResponse:
+        return _check(request) or get_swagger_ui_html(openapi_url="/api/v1/openapi.json", title="mlyard API")

@@ -1,0 +1,1 @@
+"""The `mlyard` command line: thin Typer commands over the REST client and the offline libraries."""

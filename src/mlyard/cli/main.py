@@ -1,0 +1,141 @@
+"""Entry point of the `mlyard` console script.
+
+Sub-command modules are imported here to register them; each imports its heavy libraries
+(FastAPI, SQLAlchemy, MLflow, httpx) inside the command functions so `mlyard --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlyard import __version__
+from mlyard.cli import identity, output, repos
+from mlyard.cli import pipelines as pipelines_cmd
+from mlyard.errors import MlyardError
+
+app = typer.Typer(
+    name="mlyard",
+    help="mlyard: self-hosted ML projects (git, CI/CD pipelines, model registry, serving) on one machine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.add_typer(repos.repos_app, name="repos")
+app.add_typer(repos.environments_app, name="environments")
+app.add_typer(identity.users_app, name="users")
+app.add_typer(identity.tokens_app, name="tokens")
+app.add_typer(identity.audit_app, name="audit")
+app.add_typer(pipelines_cmd.app, name="pipelines")
+app.command("whoami")(identity.whoami)
+
+HOME = Annotated[Path | None, typer.Option("--home", help="Data directory (default: $MLYARD_HOME or ~/.mlyard).")]
+JSON = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"mlyard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    home: HOME = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Global options; --home applies to every command (like MLYARD_HOME)."""
+    if home is not None:
+        os.environ["MLYARD_HOME"] = str(home)
+
+
+@app.command()
+def init(
+    home: HOME = None,
+    username: Annotated[str, typer.Option(help="The administrator's user name.")] = "admin",
+    host: Annotated[str, typer.Option(help="Address the server will bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port the server will listen on.")] = 8765,
+    default_branch: Annotated[str, typer.Option(help="Default branch of new repositories.")] = "master",
+    database_url: Annotated[str, typer.Option(help="State database URL (default: SQLite in the home).")] = "",
+    json: JSON = False,
+) -> None:
+    """Create a data directory with an admin user, a first token and the dev/test/prod environments."""
+    from mlyard.services.bootstrap import init_home
+    from mlyard.settings import Settings, resolve_home
+
+    settings = Settings(
+        home=resolve_home(home), host=host, port=port, default_branch=default_branch, database_url=database_url
+    )
+    result = init_home(settings, username=username)
+    if json:
+        output.print_json(result.as_dict())
+        return
+    con = output.console()
+    if not result.created:
+        con.print(
+            f"{result.home} is already initialised: nothing changed "
+            f"(server URL {result.url}, CLI config {result.cli_config})"
+        )
+        return
+    con.print(f"initialised [bold]{result.home}[/]")
+    con.print(f"  admin user   {result.username}")
+    con.print(f"  server URL   {result.url}")
+    con.print(f"  CLI config   {result.cli_config} (mode 0600)")
+    con.print("  first token  (shown once, also stored in the CLI config)")
+    con.print(f"  {result.token}", markup=False, soft_wrap=True)
+    con.print("next: [bold]mlyard server[/]")
+
+
+@app.command()
+def server(
+    home: HOME = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default from init: 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from init: 8765).")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the mlyard server (API, git hosting) in the foreground."""
+    import logging
+
+    import uvicorn
+
+    from mlyard.app import create_app
+    from mlyard.settings import Settings, resolve_home
+
+    settings = Settings.load(resolve_home(home)).with_overrides(host=host, port=port)
+    app_ = create_app(settings)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    con = output.err_console()
+    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+        con.print(f"[yellow]warning:[/] binding {settings.host} exposes the server beyond this machine")
+    con.print(f"mlyard server on {settings.url} (home {settings.home}); API docs at {settings.url}/docs")
+    config = uvicorn.Config(
+        app_,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level.lower(),
+        access_log=log_level.lower() == "debug",
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    server_ = uvicorn.Server(config)
+    server_.run()
+    if not server_.started:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Run the CLI; expected errors become one red line and a documented exit code."""
+    try:
+        app(prog_name="mlyard")
+    except MlyardError as exc:
+        output.print_error(exc)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""State store: SQLAlchemy 2 tables, engine set-up and Alembic migrations."""

@@ -1,0 +1,137 @@
+"""Bare repositories on disk. Every git call is an argv list with explicit env, cwd and timeout."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlyard.errors import OperationFailed
+from mlyard.names import check_repo_name
+
+HOOKS_DIR = Path(__file__).parent / "hooks"
+ZERO_SHA = "0" * 40
+GIT_TIMEOUT = 120
+
+
+def git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A predictable environment for git: no user/system config, no prompts, C locale."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "LANG": "C",
+        "LC_ALL": "C",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+    }
+    env.update(extra or {})
+    return env
+
+
+def run_git(
+    args: list[str], *, cwd: Path, timeout: float = GIT_TIMEOUT, input: bytes | None = None, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
+    try:
+        proc = subprocess.run(
+            ["git", *args], cwd=cwd, env=git_env(), input=input, capture_output=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise OperationFailed(f"git {args[0]} timed out after {timeout:.0f} s in {cwd}") from exc
+    if check and proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        raise OperationFailed(f"git {' '.join(args[:2])} failed in {cwd}: {err}")
+    return proc
+
+
+def repo_path(repos_dir: Path, name: str) -> Path:
+    """The bare repo of `name` (validated first: a name never escapes `repos_dir`)."""
+    return repos_dir / f"{check_repo_name(name)}.git"
+
+
+def init_bare(path: Path, *, default_branch: str, allow_force_push: bool = False) -> None:
+    """Create a bare repo atomically: built in a temporary folder, then renamed into place."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        run_git(["init", "--bare", "--quiet", f"--initial-branch={default_branch}", str(tmp)], cwd=path.parent)
+        configure(tmp, allow_force_push=allow_force_push)
+        tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def configure(path: Path, *, allow_force_push: bool) -> None:
+    """(Re)apply mlyard's config and hook to a bare repo: safe to call on an existing repo."""
+    settings = {
+        "http.receivepack": "true",
+        "http.uploadpack": "true",
+        "receive.denyNonFastForwards": "false" if allow_force_push else "true",
+        "receive.denyDeletes": "false",
+        "receive.fsckObjects": "true",
+        "uploadpack.allowFilter": "true",
+        "core.logAllRefUpdates": "true",
+    }
+    for key, value in settings.items():
+        run_git(["config", key, value], cwd=path)
+    hooks = path / "hooks"
+    hooks.mkdir(exist_ok=True)
+    for sample in hooks.glob("*.sample"):
+        sample.unlink()
+    target = hooks / "post-receive"
+    shutil.copyfile(HOOKS_DIR / "post-receive", target)
+    target.chmod(0o755)
+
+
+def delete(path: Path) -> None:
+    """Remove a repo: renamed aside first so a half-deleted repo is never served."""
+    if not path.exists():
+        return
+    trash = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.deleted")
+    path.rename(trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    author: str
+    date: str
+    subject: str
+
+
+def branches(path: Path) -> list[dict[str, str]]:
+    """Branches with their head commit, newest first."""
+    fmt = "%(refname:lstrip=2)%00%(objectname)%00%(committerdate:iso-strict)%00%(subject)"
+    out = run_git(["for-each-ref", "--sort=-committerdate", f"--format={fmt}", "refs/heads"], cwd=path)
+    result = []
+    for line in out.stdout.decode("utf-8", "replace").splitlines():
+        name, sha, date, subject = [*line.split("\0"), "", "", ""][:4]
+        result.append({"name": name, "sha": sha, "date": date, "subject": subject})
+    return result
+
+
+def tags(path: Path) -> list[str]:
+    out = run_git(["for-each-ref", "--format=%(refname:lstrip=2)", "refs/tags"], cwd=path)
+    return out.stdout.decode("utf-8", "replace").split()
+
+
+def last_commit(path: Path, ref: str) -> Commit | None:
+    proc = run_git(["log", "-1", "--format=%H%x00%an <%ae>%x00%cI%x00%s", ref, "--"], cwd=path, check=False)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return None
+    sha, author, date, subject = proc.stdout.decode("utf-8", "replace").rstrip("\n").split("\0", 3)
+    return Commit(sha, author, date, subject)
+
+
+def resolve(path: Path, rev: str) -> str | None:
+    proc = run_git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=path, check=False)
+    return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+
+def read_file(path: Path, rev: str, file_path: str) -> bytes | None:
+    """The content of `file_path` at `rev`, or None when it does not exist there."""
+    proc = run_git(["cat-file", "blob", f"{rev}:{file_path}"], cwd=path, check=False)
+    return proc.stdout if proc.returncode == 0 else None

@@ -1,0 +1,226 @@
+"""Git's smart HTTP protocol as an ASGI app, served by git's own `git http-backend` (CGI).
+
+Reads need `repo:read`, pushes `repo:write` (checked by the `authorize` callback). Responses of
+reads are streamed. A push's response is held back until `after_push` has recorded the push's
+events, so a push that returned to the client is never lost, even if the server dies right after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from mlyard.errors import AuthenticationError, MlyardError, NotFound
+from mlyard.git.repos import git_env, repo_path
+
+log = logging.getLogger("mlyard.git")
+CHUNK = 256 * 1024
+REALM = 'Basic realm="mlyard git", charset="UTF-8"'
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+# authorize(Authorization header or None, repo name, write?, remote address) -> user name.
+# Raises AuthenticationError (answered 401 with a Basic challenge, so git asks for credentials)
+# or another MlyardError (answered with its status).
+Authorize = Callable[[str | None, str, bool, str], str]
+AfterPush = Callable[[str], None]
+
+
+class GitHttpApp:
+    """ASGI app for paths `/git/<repo>.git/...`."""
+
+    def __init__(
+        self, *, repos_dir: Path, spool_dir: Path, authorize: Authorize, after_push: AfterPush, prefix: str = "/git/"
+    ) -> None:
+        self.repos_dir = repos_dir
+        self.spool_dir = spool_dir
+        self.authorize = authorize
+        self.after_push = after_push
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name, rest = self._split(scope["path"])
+        if not name:
+            await _plain(send, 404, "not a repository URL: use /git/<repo>.git")
+            return
+        query = scope.get("query_string", b"").decode("latin-1")
+        write = rest == "git-receive-pack" or (rest == "info/refs" and "service=git-receive-pack" in query)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        client = scope.get("client") or ("", 0)
+        try:
+            username = await asyncio.to_thread(self.authorize, headers.get("authorization"), name, write, client[0])
+            path = repo_path(self.repos_dir, name)
+            if not path.is_dir():
+                raise NotFound(f"repository {name!r} not found")
+        except AuthenticationError as exc:
+            await _plain(
+                send,
+                401,
+                f"{exc.message}: authenticate with your user name and a personal access token",
+                [(b"www-authenticate", REALM.encode())],
+            )
+            return
+        except MlyardError as exc:
+            await _plain(send, exc.http_status, exc.message)
+            return
+        await self._cgi(
+            scope,
+            receive,
+            send,
+            name=name,
+            rest=rest,
+            query=query,
+            headers=headers,
+            username=username,
+            push=scope["method"] == "POST" and rest == "git-receive-pack",
+        )
+
+    def _split(self, path: str) -> tuple[str, str]:
+        if not path.startswith(self.prefix):
+            return "", ""
+        head, _, rest = path[len(self.prefix) :].partition("/")
+        name = head[:-4] if head.endswith(".git") else head
+        return name, rest
+
+    async def _cgi(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        name: str,
+        rest: str,
+        query: str,
+        headers: dict[str, str],
+        username: str,
+        push: bool,
+    ) -> None:
+        env = git_env(
+            {
+                "GIT_PROJECT_ROOT": str(self.repos_dir),
+                "GIT_HTTP_EXPORT_ALL": "1",
+                "PATH_INFO": f"/{name}.git/{rest}",
+                "REQUEST_METHOD": scope["method"],
+                "QUERY_STRING": query,
+                "REMOTE_USER": username,
+                "REMOTE_ADDR": (scope.get("client") or ("",))[0] or "",
+                "CONTENT_TYPE": headers.get("content-type", ""),
+            }
+        )
+        for header, var in (
+            ("content-length", "CONTENT_LENGTH"),
+            ("content-encoding", "HTTP_CONTENT_ENCODING"),
+            ("git-protocol", "HTTP_GIT_PROTOCOL"),
+            ("accept", "HTTP_ACCEPT"),
+        ):
+            if header in headers:
+                env[var] = headers[header]
+        push_id = ""
+        if push:
+            push_id = uuid.uuid4().hex
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            env.update(
+                {
+                    "MLYARD_SPOOL": str(self.spool_dir),
+                    "MLYARD_PUSH_ID": push_id,
+                    "MLYARD_PUSHER": username,
+                    "MLYARD_REPO": name,
+                }
+            )
+        proc = await asyncio.create_subprocess_exec(
+            "git",
+            "http-backend",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=str(self.repos_dir),
+            limit=CHUNK,
+        )
+        assert proc.stdin and proc.stdout and proc.stderr
+        feeder = asyncio.create_task(_feed(receive, proc.stdin))
+        errors = asyncio.create_task(proc.stderr.read())
+        try:
+            status, out_headers = await _read_cgi_headers(proc.stdout)
+            if push:
+                body = await proc.stdout.read()
+                await proc.wait()
+                await asyncio.to_thread(self.after_push, push_id)
+                await send({"type": "http.response.start", "status": status, "headers": out_headers})
+                await send({"type": "http.response.body", "body": body})
+            else:
+                await send({"type": "http.response.start", "status": status, "headers": out_headers})
+                while chunk := await proc.stdout.read(CHUNK):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+        finally:
+            feeder.cancel()
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            await proc.wait()
+            stderr = await errors
+            if stderr.strip():
+                log.info("git http-backend %s %s: %s", name, rest, stderr.decode("utf-8", "replace").strip())
+
+
+async def _feed(receive: Receive, stdin: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body = message.get("body", b"")
+            if body:
+                stdin.write(body)
+                await stdin.drain()
+            if not message.get("more_body"):
+                break
+    except (ConnectionError, BrokenPipeError):
+        pass
+    finally:
+        with contextlib.suppress(ConnectionError, BrokenPipeError):
+            stdin.close()
+
+
+async def _read_cgi_headers(stdout: asyncio.StreamReader) -> tuple[int, list[tuple[bytes, bytes]]]:
+    status = 200
+    headers: list[tuple[bytes, bytes]] = []
+    while True:
+        line = await stdout.readline()
+        if not line or line in (b"\r\n", b"\n"):
+            break
+        key, _, value = line.decode("latin-1").partition(":")
+        if key.lower() == "status":
+            status = int(value.strip().split()[0])
+        else:
+            headers.append((key.strip().lower().encode("latin-1"), value.strip().encode("latin-1")))
+    return status, headers
+
+
+async def _plain(send: Send, status: int, text: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = (text + "\n").encode("utf-8")
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
+    await send({"type": "http.response.body", "body": body})
+
+
+def spool_file(spool_dir: Path, push_id: str) -> Path:
+    return spool_dir / f"{push_id}.push"
+
+
+def pending_pushes(spool_dir: Path) -> list[str]:
+    """Push ids whose records were written but not yet ingested (oldest first)."""
+    if not spool_dir.is_dir():
+        return []
+    files = sorted(spool_dir.glob("*.push"), key=lambda p: os.stat(p).st_mtime_ns)
+    return [p.stem for p in files]

@@ -1,0 +1,1 @@
+"""Use cases. Each owns its transactions and is the only layer that combines the adapters."""

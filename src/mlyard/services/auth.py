@@ -1,0 +1,289 @@
+"""Users, personal access tokens (PATs), authentication and scopes.
+
+A PAT is ``myd_`` followed by 43 URL-safe characters (32 random bytes). Only its SHA-256 is
+stored: a token has enough entropy that a slow hash adds nothing. Checks run on every request,
+so revocation and expiry take effect on the very next one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mlyard.db.engine import transaction
+from mlyard.db.tables import Token, User
+from mlyard.errors import AuthenticationError, Conflict, InvalidInput, NotFound, PermissionDenied
+from mlyard.names import check_username
+from mlyard.services import audit
+from mlyard.services.platform import Platform
+
+TOKEN_PREFIX = "myd_"
+SCOPES = ("repo:read", "repo:write", "pipelines:run", "admin")
+# A scope implies the scopes listed here (admin implies everything).
+IMPLIED = {"admin": set(SCOPES), "repo:write": {"repo:read"}}
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling and with which scopes."""
+
+    user_id: int
+    username: str
+    is_admin: bool
+    token_id: int
+    scopes: frozenset[str]
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    def require(self, scope: str) -> None:
+        if not self.has(scope):
+            raise PermissionDenied(
+                f"token lacks the '{scope}' scope; create one with `mlyard tokens create --name NAME --scope {scope}`"
+            )
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def effective_scopes(scopes: list[str], *, is_admin: bool) -> frozenset[str]:
+    result: set[str] = set()
+    for scope in scopes:
+        if scope == "admin" and not is_admin:
+            continue
+        result.add(scope)
+        result |= IMPLIED.get(scope, set())
+    return frozenset(result)
+
+
+def check_scopes(scopes: list[str]) -> list[str]:
+    if not scopes:
+        raise InvalidInput(f"a token needs at least one scope; choose from {', '.join(SCOPES)}")
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown:
+        raise InvalidInput(f"unknown scope {unknown[0]!r}; choose from {', '.join(SCOPES)}")
+    return sorted(set(scopes), key=SCOPES.index)
+
+
+def parse_duration(text: str) -> timedelta:
+    """'30d', '12h', '45m', '90s' or a number of days."""
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    raw = text.strip().lower()
+    unit = raw[-1] if raw and raw[-1] in units else "d"
+    number = raw[:-1] if raw and raw[-1] in units else raw
+    try:
+        value = float(number)
+    except ValueError:
+        raise InvalidInput(f"invalid duration {text!r}: use a number with d, h, m or s, e.g. 30d or 12h") from None
+    if value <= 0:
+        raise InvalidInput(f"invalid duration {text!r}: it must be positive")
+    return timedelta(**{units[unit]: value})
+
+
+def authenticate(platform: Platform, token: str, *, username: str | None = None, remote_addr: str = "") -> Principal:
+    """Resolve a PAT to its principal; raise AuthenticationError (and audit it) when it does not work.
+
+    With HTTP Basic the user name is checked against the token's owner.
+    """
+    now = datetime.now(UTC)
+    with transaction(platform.sessions) as session:
+        row = session.scalars(select(Token).where(Token.token_hash == hash_token(token))).first()
+        problem = _token_problem(row, username, now)
+        if problem is not None:
+            audit.record(
+                session,
+                "login.failed",
+                actor=username or "",
+                remote_addr=remote_addr,
+                reason=problem,
+                token_prefix=token[:8],
+            )
+        else:
+            assert row is not None
+            if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+                row.last_used_at = now
+            user = row.user
+            return Principal(
+                user.id, user.username, user.is_admin, row.id, effective_scopes(row.scope_list, is_admin=user.is_admin)
+            )
+    raise AuthenticationError(problem)
+
+
+def _token_problem(row: Token | None, username: str | None, now: datetime) -> str | None:
+    if row is None:
+        return "invalid token"
+    if row.revoked_at is not None:
+        return "token has been revoked"
+    if row.expires_at is not None and row.expires_at <= now:
+        return "token has expired"
+    if username and username != row.user.username:
+        return f"token does not belong to user {username!r}"
+    return None
+
+
+def new_token_secret() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def create_user(platform: Platform, username: str, *, is_admin: bool = False, actor: str = "") -> dict[str, Any]:
+    check_username(username)
+    with transaction(platform.sessions) as session:
+        if session.scalars(select(User).where(User.username == username)).first():
+            raise Conflict(f"user {username!r} already exists")
+        user = User(username=username, is_admin=is_admin)
+        session.add(user)
+        audit.record(session, "user.created", actor=actor, target=username, is_admin=is_admin)
+        session.flush()
+        return user_dict(user)
+
+
+def list_users(platform: Platform) -> list[dict[str, Any]]:
+    with transaction(platform.sessions) as session:
+        return [user_dict(u) for u in session.scalars(select(User).order_by(User.username))]
+
+
+def user_dict(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "is_admin": user.is_admin,
+        "created_at": user.created_at.isoformat(),
+    }
+
+
+def create_token(
+    platform: Platform,
+    *,
+    username: str,
+    name: str,
+    scopes: list[str],
+    expires_in: timedelta | None = None,
+    actor: str = "",
+) -> dict[str, Any]:
+    """Create a PAT; the returned dict is the only place its secret ever appears."""
+    scopes = check_scopes(scopes)
+    if not name or len(name) > 100:
+        raise InvalidInput("a token needs a name of 1 to 100 characters (--name)")
+    with transaction(platform.sessions) as session:
+        user = _user(session, username)
+        if "admin" in scopes and not user.is_admin:
+            raise PermissionDenied(f"user {username!r} is not an administrator and cannot hold the 'admin' scope")
+        secret = new_token_secret()
+        expires_at = datetime.now(UTC) + expires_in if expires_in else None
+        row = Token(
+            user_id=user.id,
+            name=name,
+            prefix=secret[:8],
+            token_hash=hash_token(secret),
+            scopes=" ".join(scopes),
+            expires_at=expires_at,
+        )
+        session.add(row)
+        session.flush()
+        audit.record(
+            session,
+            "token.created",
+            actor=actor or username,
+            target=f"{username}/{name}",
+            token_id=row.id,
+            scopes=scopes,
+        )
+        return {**token_dict(row, username), "token": secret}
+
+
+def list_tokens(platform: Platform, principal: Principal, *, all_users: bool = False) -> list[dict[str, Any]]:
+    with transaction(platform.sessions) as session:
+        query = select(Token, User.username).join(User).order_by(Token.id)
+        if not (all_users and principal.is_admin):
+            query = query.where(Token.user_id == principal.user_id)
+        return [token_dict(tok, uname) for tok, uname in session.execute(query)]
+
+
+def revoke_token(platform: Platform, principal: Principal, token_ref: str) -> dict[str, Any]:
+    """Revoke by id or by name (the caller's own token, or anyone's for an admin)."""
+    with transaction(platform.sessions) as session:
+        query = select(Token).join(User)
+        if token_ref.isdigit():
+            query = query.where(Token.id == int(token_ref))
+        else:
+            query = query.where(Token.name == token_ref, Token.user_id == principal.user_id)
+        row = session.scalars(query).first()
+        if row is None or (row.user_id != principal.user_id and not principal.is_admin):
+            raise NotFound(f"no token {token_ref!r}; list them with `mlyard tokens list`")
+        if row.revoked_at is None:
+            row.revoked_at = datetime.now(UTC)
+            audit.record(
+                session,
+                "token.revoked",
+                actor=principal.username,
+                target=f"{row.user.username}/{row.name}",
+                token_id=row.id,
+            )
+        return token_dict(row, row.user.username)
+
+
+def token_dict(row: Token, username: str) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    state = "revoked" if row.revoked_at else "expired" if row.expires_at and row.expires_at <= now else "active"
+    return {
+        "id": row.id,
+        "name": row.name,
+        "user": username,
+        "prefix": row.prefix,
+        "scopes": row.scope_list,
+        "state": state,
+        "created_at": row.created_at.isoformat(),
+        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+        "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None,
+    }
+
+
+def _user(session: Session, username: str) -> User:
+    user = session.scalars(select(User).where(User.username == username)).first()
+    if user is None:
+        raise NotFound(f"no user {username!r}; create one with `mlyard users create {username}`")
+    return user
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str | None
+    token: str
+
+
+def parse_authorization(value: str | None) -> Credentials | None:
+    """Credentials from `Authorization: Basic base64(user:PAT)` (what git sends) or `Bearer PAT`."""
+    if not value:
+        return None
+    kind, _, rest = value.strip().partition(" ")
+    if kind.lower() == "bearer" and rest.strip():
+        return Credentials(None, rest.strip())
+    if kind.lower() == "basic":
+        try:
+            user, _, token = base64.b64decode(rest.strip(), validate=True).decode("utf-8").partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if token:
+            return Credentials(user or None, token)
+    return None
+
+
+def authenticate_header(platform: Platform, header: str | None, *, remote_addr: str = "") -> Principal:
+    """The principal behind an Authorization header; AuthenticationError when missing or not valid."""
+    creds = parse_authorization(header)
+    if creds is None:
+        raise AuthenticationError(
+            "authentication required: send a personal access token "
+            "(Authorization: Bearer TOKEN, or HTTP Basic user:TOKEN)"
+        )
+    return authenticate(platform, creds.token, username=creds.username, remote_addr=remote_addr)

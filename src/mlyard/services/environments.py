@@ -1,0 +1,90 @@
+"""Environments (dev/test/prod by default): each with a workspace, an MLflow registry and serving settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mlyard.db.engine import transaction
+from mlyard.db.tables import Environment
+from mlyard.errors import Conflict, NotFound
+from mlyard.names import check_env_name
+from mlyard.services import audit
+from mlyard.services.auth import Principal
+from mlyard.services.platform import Platform
+from mlyard.settings import Settings
+
+# Each default environment serves models on its own port range.
+PORT_BASE = {"dev": 9100, "test": 9200, "prod": 9300}
+
+
+def defaults_for(settings: Settings, name: str, index: int) -> dict[str, Any]:
+    """Workspace, registry and serving settings of a new environment under the data dir."""
+    env_dir = settings.envs_dir / name
+    base = PORT_BASE.get(name, 9400 + 100 * index)
+    return {
+        "name": name,
+        "workspace_uri": (env_dir / "workspace").as_uri(),
+        "mlflow_tracking_uri": f"sqlite:///{env_dir / 'mlflow.db'}",
+        "serving": {"target": "local", "host": "127.0.0.1", "port_range": [base, base + 99]},
+    }
+
+
+def add_environment(
+    session: Session, settings: Settings, name: str, *, actor: str = "", **overrides: Any
+) -> Environment:
+    check_env_name(name)
+    if session.scalars(select(Environment).where(Environment.name == name)).first():
+        raise Conflict(f"environment {name!r} already exists")
+    count = len(session.scalars(select(Environment.id)).all())
+    spec = defaults_for(settings, name, count)
+    spec.update({k: v for k, v in overrides.items() if v})
+    (settings.envs_dir / name / "workspace").mkdir(parents=True, exist_ok=True)
+    row = Environment(**spec)
+    session.add(row)
+    audit.record(session, "environment.created", actor=actor, target=name)
+    session.flush()
+    return row
+
+
+def create_environment(
+    platform: Platform, principal: Principal, name: str, *, mlflow_tracking_uri: str = "", workspace_uri: str = ""
+) -> dict[str, Any]:
+    principal.require("admin")
+    with transaction(platform.sessions) as session:
+        row = add_environment(
+            session,
+            platform.settings,
+            name,
+            actor=principal.username,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            workspace_uri=workspace_uri,
+        )
+        return environment_dict(row)
+
+
+def list_environments(platform: Platform) -> list[dict[str, Any]]:
+    with transaction(platform.sessions) as session:
+        return [environment_dict(e) for e in session.scalars(select(Environment).order_by(Environment.id))]
+
+
+def get_environment(platform: Platform, name: str) -> dict[str, Any]:
+    with transaction(platform.sessions) as session:
+        row = session.scalars(select(Environment).where(Environment.name == name)).first()
+        if row is None:
+            names = ", ".join(e.name for e in session.scalars(select(Environment).order_by(Environment.id)))
+            raise NotFound(f"environment {name!r} not found; existing environments: {names or 'none'}")
+        return environment_dict(row)
+
+
+def environment_dict(row: Environment) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "workspace_uri": row.workspace_uri,
+        "mlflow_tracking_uri": row.mlflow_tracking_uri,
+        "serving": row.serving,
+        "approval_required": row.approval_required,
+        "created_at": row.created_at.isoformat(),
+    }

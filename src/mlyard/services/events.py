@@ -1,0 +1,93 @@
+"""Push events: every ref update of every push, recorded in order and exactly once.
+
+The post-receive hook writes a spool record (fsynced) per push; `ingest` turns it into rows in
+one transaction and removes the record. The unique (push_id, seq) key makes a second ingest of
+the same record (after a crash between commit and removal) a no-op, and `recover` ingests what
+a killed server left behind. Listeners (the pipeline triggers) are told after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import select
+
+from mlyard.db.engine import transaction
+from mlyard.db.tables import PushEvent, Repo
+from mlyard.git import events as git_events
+from mlyard.git.repos import repo_path
+from mlyard.git.smart_http import pending_pushes, spool_file
+from mlyard.services.platform import Platform
+
+log = logging.getLogger("mlyard.events")
+
+
+def ingest(platform: Platform, push_id: str) -> list[dict[str, Any]]:
+    """Record the spooled push `push_id`; return the new events (empty if none or already recorded)."""
+    path = spool_file(platform.settings.spool_dir, push_id)
+    if not path.exists():
+        return []
+    record = git_events.parse_spool(push_id, path.read_text(encoding="utf-8", errors="replace"))
+    created: list[dict[str, Any]] = []
+    with transaction(platform.sessions) as session:
+        seen = session.scalars(select(PushEvent.id).where(PushEvent.push_id == push_id)).first()
+        repo = session.scalars(select(Repo).where(Repo.name == record.repo)).first()
+        if seen is None and repo is not None:
+            bare = repo_path(platform.settings.repos_dir, repo.name)
+            for seq, update in enumerate(record.updates):
+                commits, paths = git_events.describe(bare, update, repo.default_branch)
+                row = PushEvent(
+                    push_id=push_id,
+                    seq=seq,
+                    repo=repo.name,
+                    ref=update.ref,
+                    old_sha=update.old_sha,
+                    new_sha=update.new_sha,
+                    pusher=record.pusher,
+                    commits=commits,
+                    changed_paths=paths,
+                )
+                session.add(row)
+                session.flush()
+                created.append(event_dict(row))
+    path.unlink(missing_ok=True)
+    for listener in list(platform.push_listeners):
+        try:
+            listener(created)
+        except Exception:  # a listener's bug must not lose the push
+            log.exception("push listener failed for push %s", push_id)
+    return created
+
+
+def recover(platform: Platform) -> int:
+    """Ingest the pushes a previous process spooled but did not record; return how many events."""
+    return sum(len(ingest(platform, push_id)) for push_id in pending_pushes(platform.settings.spool_dir))
+
+
+def list_events(platform: Platform, repo: str, *, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+    with transaction(platform.sessions) as session:
+        query = (
+            select(PushEvent).where(PushEvent.repo == repo, PushEvent.id > after).order_by(PushEvent.id).limit(limit)
+        )
+        return [event_dict(e) for e in session.scalars(query)]
+
+
+def event_dict(row: PushEvent) -> dict[str, Any]:
+    kind = (
+        "delete" if row.new_sha == git_events.ZERO_SHA else "create" if row.old_sha == git_events.ZERO_SHA else "update"
+    )
+    return {
+        "id": row.id,
+        "push_id": row.push_id,
+        "seq": row.seq,
+        "repo": row.repo,
+        "ref": row.ref,
+        "kind": kind,
+        "old_sha": row.old_sha,
+        "new_sha": row.new_sha,
+        "pusher": row.pusher,
+        "commits": row.commits,
+        "changed_paths": row.changed_paths,
+        "created_at": row.created_at.isoformat(),
+    }

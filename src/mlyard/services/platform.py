@@ -1,0 +1,32 @@
+"""The handle every use case receives: settings, the session factory and the in-process event bus."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from mlyard.db.engine import make_engine, make_sessionmaker
+from mlyard.settings import Settings
+
+Listener = Callable[[list[dict[str, Any]]], None]
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    push_listeners: list[Listener] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_platform(settings: Settings) -> Platform:
+    """Connect to the (already migrated) state database of `settings`."""
+    engine = make_engine(settings.db_url)
+    return Platform(settings=settings, engine=engine, sessions=make_sessionmaker(engine))

@@ -1,0 +1,186 @@
+"""Shared fixtures: a real `mlyard server` process on a free loopback port with a temporary home,
+and the real `git` client with an isolated configuration."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def git_env(home: Path) -> dict[str, str]:
+    """The real git client, isolated from the developer's configuration."""
+    return {
+        **os.environ,
+        "GIT_CONFIG_GLOBAL": str(home / "gitconfig"),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_AUTHOR_NAME": "Test User",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "Test User",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+    }
+
+
+def mlyard(
+    *args: str, home: Path, env: dict[str, str] | None = None, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI as a subprocess with MLYARD_HOME=home."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("MLYARD_URL", "MLYARD_TOKEN")}
+    full_env.update({"MLYARD_HOME": str(home), "COLUMNS": "200", **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlyard", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"mlyard {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@dataclass
+class Server:
+    """A real `mlyard server` process."""
+
+    home: Path
+    port: int
+    token: str
+    username: str = "admin"
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.home.parent / f"server-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> None:
+        env = {**os.environ, "MLYARD_HOME": str(self.home)}
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mlyard", "server", "--port", str(self.port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}: {self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not become healthy: {self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        tok = self.token if token is None else token
+        headers = {"Authorization": f"Bearer {tok}"} if tok else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def cli(self, *args: str, token: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {"MLYARD_URL": self.url, "MLYARD_TOKEN": token or self.token}
+        return mlyard(*args, home=self.home, env=env, check=check)
+
+    def remote(self, repo: str, token: str | None = None, user: str | None = None) -> str:
+        return f"http://{user or self.username}:{token or self.token}@127.0.0.1:{self.port}/git/{repo}.git"
+
+
+def start_server(tmp: Path) -> Server:
+    home = tmp / "home"
+    port = free_port()
+    out = mlyard("init", "--port", str(port), "--json", home=home)
+    info = json.loads(out.stdout)
+    server = Server(home=home, port=port, token=info["token"], username=info["username"])
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the whole session (tests use unique repo names)."""
+    srv = start_server(tmp_path_factory.mktemp("server"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[Server]:
+    """A server of the test's own, for tests that kill or restart it."""
+    srv = start_server(tmp_path)
+    yield srv
+    srv.stop()
+
+
+@dataclass
+class Git:
+    """The real git client in a scratch directory."""
+
+    cwd: Path
+    env: dict[str, str]
+
+    def __call__(self, *args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            ["git", *args], cwd=cwd or self.cwd, env=self.env, capture_output=True, text=True, timeout=120, check=False
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+        return proc
+
+    def commit(self, files: dict[str, str], message: str, cwd: Path | None = None) -> str:
+        root = cwd or self.cwd
+        for name, content in files.items():
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+        self("add", "--all", cwd=root)
+        self("commit", "-q", "-m", message, cwd=root)
+        return self("rev-parse", "HEAD", cwd=root).stdout.strip()
+
+
+@pytest.fixture
+def git(tmp_path: Path) -> Git:
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "gitconfig").write_text("[init]\n\tdefaultBranch = master\n")
+    return Git(cwd=work, env=git_env(tmp_path))
