@@ -32,7 +32,8 @@ class PipelineError(UserError):
         self.diagnostics = sorted(diagnostics)
         lines = [str(d) for d in self.diagnostics]
         count = len(lines)
-        head = lines[0] if count == 1 else f"{count} problems in pipeline" + (f" {self.diagnostics[0].file}" if count else "")
+        where = f" {self.diagnostics[0].file}" if count else ""
+        head = lines[0] if count == 1 else f"{count} problems in pipeline{where}"
         super().__init__(head, errors=lines)
 
 
