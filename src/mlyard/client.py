@@ -6,9 +6,8 @@ the server's message, so the CLI prints them exactly like local errors.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
-
-import httpx
 
 from mlyard.errors import (
     AuthenticationError,
@@ -20,6 +19,11 @@ from mlyard.errors import (
     PermissionDenied,
     ServerUnavailable,
 )
+
+# httpx imports its own command line (httpx._main: pygments, rich syntax) at import time; the client
+# never uses it, and skipping it saves a third of the CLI's start-up. httpx handles its absence.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+import httpx  # noqa: E402
 
 _BY_STATUS: dict[int, type[MlyardError]] = {
     400: InvalidInput,
@@ -36,7 +40,10 @@ class Client:
         self.url = url.rstrip("/")
         self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        # Plain-HTTP URLs (the loopback default) need no TLS context: building one loads the CA bundle,
+        # a tenth of a second of start-up. HTTPS URLs are verified as usual.
+        verify = not self.url.startswith("http://")
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, verify=verify)
 
     def close(self) -> None:
         self._http.close()
