@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,15 +12,21 @@ from fastapi import FastAPI
 
 from mlyard import __version__
 from mlyard.api import errors as api_errors
+from mlyard.api.routes import agent as agent_routes
 from mlyard.api.routes import environments as environments_routes
 from mlyard.api.routes import identity as identity_routes
+from mlyard.api.routes import pipelines as pipelines_routes
 from mlyard.api.routes import repos as repos_routes
+from mlyard.api.routes import resources as resources_routes
+from mlyard.background.local_agents import MARK_VARIABLE, LocalAgents, kill_orphans
 from mlyard.db.engine import upgrade
-from mlyard.errors import InvalidInput
+from mlyard.errors import AuthenticationError, InvalidInput
 from mlyard.git.smart_http import GitHttpApp
-from mlyard.services import events
-from mlyard.services.auth import authenticate_header
+from mlyard.services import events, runs
+from mlyard.services.auth import Credentials, authenticate_header, local_agent_token, parse_authorization
 from mlyard.services.bootstrap import is_initialised
+from mlyard.services.jobs import JOB_TOKEN_PREFIX, job_repo_access
+from mlyard.services.orchestrator import Orchestrator
 from mlyard.services.platform import Platform, open_platform
 from mlyard.settings import Settings
 
@@ -41,18 +48,39 @@ class Dispatcher:
             await self.api(scope, receive, send)
 
 
-def create_app(settings: Settings) -> Dispatcher:
+def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
     if not is_initialised(settings.home):
         raise InvalidInput(f"{settings.home} is not an mlyard home: run `mlyard init` first")
     upgrade(settings.db_url)
     platform = open_platform(settings)
+    orchestrator = Orchestrator(platform)
+    platform.orchestrator = orchestrator
+    platform.push_listeners.append(lambda created: runs.on_push(platform, created) and None)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        marker = str(settings.home)
+        killed = kill_orphans(marker)
+        lost = orchestrator.recover_after_restart()
+        if killed or lost:
+            log.warning(
+                "after a restart: %d job(s) marked failed (agent lost), %d process group(s) killed", lost, killed
+            )
         recovered = events.recover(platform)
         if recovered:
             log.info("recorded %d push event(s) left by the previous server process", recovered)
+        orchestrator.start()
+        local = None
+        if agents > 0:
+            os.environ[MARK_VARIABLE] = marker
+            local = LocalAgents(
+                url=settings.url, token=local_agent_token(platform), work_dir=settings.home / "agents", count=agents
+            )
+            local.start()
         yield
+        if local is not None:
+            local.stop()
+        orchestrator.stop()
         platform.close()
 
     api = FastAPI(
@@ -66,7 +94,14 @@ def create_app(settings: Settings) -> Dispatcher:
     )
     api.state.platform = platform
     api_errors.install(api)
-    for router in (identity_routes.router, repos_routes.router, environments_routes.router):
+    for router in (
+        identity_routes.router,
+        repos_routes.router,
+        environments_routes.router,
+        pipelines_routes.router,
+        resources_routes.router,
+        agent_routes.router,
+    ):
         api.include_router(router, prefix="/api/v1")
 
     _install_docs(api, platform)
@@ -76,6 +111,11 @@ def create_app(settings: Settings) -> Dispatcher:
         return {"ok": True, "status": "healthy", "version": __version__}
 
     def authorize(header: str | None, repo: str, write: bool, remote_addr: str) -> str:
+        job_token = (parse_authorization(header) or Credentials(None, "")).token
+        if job_token.startswith(JOB_TOKEN_PREFIX):  # a running job checks out its run's repository
+            if not write and job_repo_access(platform, job_token) == repo:
+                return "pipeline-job"
+            raise AuthenticationError("invalid job token: it expired with its job or is not for this repository")
         principal = authenticate_header(platform, header, remote_addr=remote_addr)
         principal.require("repo:write" if write else "repo:read")
         return principal.username

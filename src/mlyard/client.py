@@ -7,6 +7,7 @@ the server's message, so the CLI prints them exactly like local errors.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from mlyard.errors import (
@@ -55,17 +56,8 @@ class Client:
         self.close()
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
-        try:
-            response = self._http.request(method, path, json=json, params=params)
-        except httpx.ConnectError:
-            raise ServerUnavailable(
-                f"cannot reach the mlyard server at {self.url}: start it with `mlyard server` "
-                "(or point MLYARD_URL at a running one)"
-            ) from None
-        except httpx.TimeoutException:
-            raise ServerUnavailable(f"the mlyard server at {self.url} did not answer in time") from None
-        if response.status_code >= 400:
-            raise _error(response)
+        """Send a JSON request; return the decoded JSON answer (None for an empty one)."""
+        response = self._send(method, path, json=json, params=params)
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
@@ -81,6 +73,43 @@ class Client:
 
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
+
+    def put_bytes(self, path: str, data: bytes, *, content_type: str = "application/octet-stream") -> Any:
+        """Upload a body of bytes (artifacts); returns the JSON answer."""
+        return self._send("PUT", path, content=data, headers={"Content-Type": content_type}).json()
+
+    def get_bytes(self, path: str) -> bytes:
+        """Download a body of bytes (artifacts)."""
+        return self._send("GET", path).content
+
+    def text(self, path: str, **params: Any) -> str:
+        """A plain-text answer (logs)."""
+        return self._send("GET", path, params={k: v for k, v in params.items() if v is not None} or None).text
+
+    def stream_lines(self, path: str, **params: Any) -> Iterator[str]:
+        """The lines of a streamed plain-text answer, as they arrive (no read timeout)."""
+        try:
+            with self._http.stream("GET", path, params=params, timeout=httpx.Timeout(10.0, read=None)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error(response)
+                yield from response.iter_lines()
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(f"lost the connection to the mlyard server at {self.url}: {exc}") from None
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.ConnectError:
+            raise ServerUnavailable(
+                f"cannot reach the mlyard server at {self.url}: start it with `mlyard server` "
+                "(or point MLYARD_URL at a running one)"
+            ) from None
+        except httpx.TimeoutException:
+            raise ServerUnavailable(f"the mlyard server at {self.url} did not answer in time") from None
+        if response.status_code >= 400:
+            raise _error(response)
+        return response
 
 
 def _error(response: httpx.Response) -> MlyardError:

@@ -47,3 +47,47 @@ def check_branch_name(name: str) -> str:
             "(no spaces, '..', '~', '^', ':', '?', '*', '[', '\\', no leading '-' or '.', no trailing '/' or '.lock')"
         )
     return name
+
+
+_PIPELINE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+RESOURCE_RULE = "names use letters, digits, '.', '_' and '-', start with a letter or digit, at most 128 characters"
+PIPELINE_RULE = "pipeline " + RESOURCE_RULE
+_FOLDER_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$")
+_RESOURCE_RE = _PIPELINE_RE
+_VARIABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9._]{0,127}$")
+
+
+def check_pipeline_name(name: str) -> str:
+    if not isinstance(name, str) or not _PIPELINE_RE.match(name):
+        raise InvalidInput(f"invalid pipeline name {name!r}: {PIPELINE_RULE}")
+    return name
+
+
+def check_folder(folder: str) -> str:
+    """A pipeline folder like `a/b` (empty = the root); each part a plain name."""
+    cleaned = folder.strip().strip("/\\").replace("\\", "/")
+    if cleaned and not all(_FOLDER_PART_RE.match(part) for part in cleaned.split("/")):
+        raise InvalidInput(
+            f"invalid folder {folder!r}: folders are names separated by '/', each of letters, digits, "
+            "'.', '_', '-' and spaces, starting with a letter or digit"
+        )
+    return cleaned
+
+
+def check_resource_name(name: str, what: str) -> str:
+    if not isinstance(name, str) or not _RESOURCE_RE.match(name):
+        raise InvalidInput(f"invalid {what} name {name!r}: {RESOURCE_RULE}")
+    return name
+
+
+def check_variable_name(name: str) -> str:
+    if (
+        not isinstance(name, str)
+        or not _VARIABLE_RE.match(name)
+        or name.lower().startswith(("system.", "build.", "agent."))
+    ):
+        raise InvalidInput(
+            f"invalid variable name {name!r}: variable names use letters, digits, '.' and '_', "
+            "start with a letter or '_', and do not start with System., Build. or Agent."
+        )
+    return name

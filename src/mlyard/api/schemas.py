@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 
@@ -32,3 +34,74 @@ class EnvironmentCreate(BaseModel):
     name: str
     mlflow_tracking_uri: str = ""
     workspace_uri: str = ""
+
+
+class PipelineCreate(BaseModel):
+    name: str
+    repo: str
+    yaml: str = Field(description="path of the YAML file in the repository")
+    folder: str = ""
+
+
+class RunRequest(BaseModel):
+    branch: str | None = None
+    commit: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    variables: dict[str, str] = Field(default_factory=dict)
+
+
+class VariableSet(BaseModel):
+    value: str
+    secret: bool = False
+
+
+class PermitRequest(BaseModel):
+    resource: str = Field(description="KIND:NAME, e.g. connection:dev-connection")
+
+
+class ApprovalDecision(BaseModel):
+    comment: str = ""
+
+
+class ConnectionCreate(BaseModel):
+    name: str
+    type: str = "generic"
+    settings: dict[str, str] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(default_factory=dict)
+    update: bool = False
+
+
+class VariableGroupCreate(BaseModel):
+    name: str
+    variables: dict[str, str] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(default_factory=dict)
+    update: bool = False
+
+
+class EnvironmentUpdate(BaseModel):
+    approval_required: bool | None = None
+
+
+class ClaimRequest(BaseModel):
+    agent: str = "agent"
+    wait: float = 20.0
+
+
+class StepReport(BaseModel):
+    state: str
+    result: str | None = None
+    issues: list[dict[str, str]] = Field(default_factory=list)
+
+
+class LogBatch(BaseModel):
+    step_id: str | None = None
+    lines: list[list[Any]]
+
+
+class Outcome(BaseModel):
+    result: str
+    outputs: dict[str, str] = Field(default_factory=dict)
+    secret_outputs: dict[str, str] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    build_number: str | None = None
+    message: str = ""

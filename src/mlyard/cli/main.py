@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 
 from mlyard import __version__
-from mlyard.cli import identity, output, repos
+from mlyard.cli import agent as agent_cmd
+from mlyard.cli import identity, output, repos, runs
 from mlyard.cli import pipelines as pipelines_cmd
 from mlyard.errors import MlyardError
 
@@ -32,7 +33,11 @@ app.add_typer(identity.users_app, name="users")
 app.add_typer(identity.tokens_app, name="tokens")
 app.add_typer(identity.audit_app, name="audit")
 app.add_typer(pipelines_cmd.app, name="pipelines")
+app.add_typer(runs.runs_app, name="runs")
+app.add_typer(runs.connections_app, name="connections")
+app.add_typer(runs.groups_app, name="variable-groups")
 app.command("whoami")(identity.whoami)
+app.command("agent")(agent_cmd.agent)
 
 HOME = Annotated[Path | None, typer.Option("--home", help="Data directory (default: $MLYARD_HOME or ~/.mlyard).")]
 JSON = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
@@ -99,6 +104,7 @@ def server(
     host: Annotated[str | None, typer.Option(help="Bind address (default from init: 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from init: 8765).")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    agents: Annotated[int, typer.Option(help="Local agents (parallel jobs); 0 = none.")] = 2,
 ) -> None:
     """Run the mlyard server (API, git hosting) in the foreground."""
     import logging
@@ -109,7 +115,7 @@ def server(
     from mlyard.settings import Settings, resolve_home
 
     settings = Settings.load(resolve_home(home)).with_overrides(host=host, port=port)
-    app_ = create_app(settings)
+    app_ = create_app(settings, agents=agents)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     con = output.err_console()
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
@@ -122,7 +128,7 @@ def server(
         log_level=log_level.lower(),
         access_log=log_level.lower() == "debug",
         lifespan="on",
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=2,
     )
     server_ = uvicorn.Server(config)
     server_.run()

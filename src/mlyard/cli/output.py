@@ -42,10 +42,10 @@ def print_error(exc: MlyardError) -> None:
     from rich.markup import escape
 
     con = err_console()
-    con.print(f"[bold red]error:[/] {escape(exc.message)}")
+    con.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
     for problem in exc.errors:
         if problem != exc.message:
-            con.print(f"  {escape(problem)}")
+            con.print(f"  {escape(problem)}", soft_wrap=True)
 
 
 def table(

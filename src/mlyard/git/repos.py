@@ -135,3 +135,13 @@ def read_file(path: Path, rev: str, file_path: str) -> bytes | None:
     """The content of `file_path` at `rev`, or None when it does not exist there."""
     proc = run_git(["cat-file", "blob", f"{rev}:{file_path}"], cwd=path, check=False)
     return proc.stdout if proc.returncode == 0 else None
+
+
+def export_tree(path: Path, rev: str, dest: Path) -> None:
+    """Write the files of `rev` into `dest` (no .git): what a pipeline's templates are read from."""
+    import io
+    import tarfile
+
+    proc = run_git(["archive", "--format=tar", f"{rev}^{{tree}}"], cwd=path)
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+        tar.extractall(dest, filter="data")

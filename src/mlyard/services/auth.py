@@ -25,7 +25,7 @@ from mlyard.services import audit
 from mlyard.services.platform import Platform
 
 TOKEN_PREFIX = "myd_"
-SCOPES = ("repo:read", "repo:write", "pipelines:run", "admin")
+SCOPES = ("repo:read", "repo:write", "pipelines:run", "agent", "admin")
 # A scope implies the scopes listed here (admin implies everything).
 IMPLIED = {"admin": set(SCOPES), "repo:write": {"repo:read"}}
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -287,3 +287,27 @@ def authenticate_header(platform: Platform, header: str | None, *, remote_addr: 
             "(Authorization: Bearer TOKEN, or HTTP Basic user:TOKEN)"
         )
     return authenticate(platform, creds.token, username=creds.username, remote_addr=remote_addr)
+
+
+LOCAL_AGENT_USER = "local-agent"
+LOCAL_AGENT_TOKEN = "local-agents"
+
+
+def local_agent_token(platform: Platform) -> str:
+    """A fresh `agent`-scoped token for the server's own agents (the previous one is revoked)."""
+    with transaction(platform.sessions) as session:
+        user = session.scalars(select(User).where(User.username == LOCAL_AGENT_USER)).first()
+        if user is None:
+            session.add(User(username=LOCAL_AGENT_USER, is_admin=False))
+        else:
+            now = datetime.now(UTC)
+            for row in session.scalars(
+                select(Token).where(
+                    Token.user_id == user.id, Token.name == LOCAL_AGENT_TOKEN, Token.revoked_at.is_(None)
+                )
+            ):
+                row.revoked_at = now
+    created = create_token(
+        platform, username=LOCAL_AGENT_USER, name=LOCAL_AGENT_TOKEN, scopes=["agent"], actor="server"
+    )
+    return str(created["token"])

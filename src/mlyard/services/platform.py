@@ -21,6 +21,7 @@ class Platform:
     engine: Engine
     sessions: sessionmaker[Session]
     push_listeners: list[Listener] = field(default_factory=list)
+    orchestrator: Any = None  # the scheduler (services.orchestrator.Orchestrator) when a server runs
 
     def close(self) -> None:
         self.engine.dispose()

@@ -1,0 +1,165 @@
+"""The JobReporter of a claimed job: the server's agent API, called with the job's own token.
+
+A background thread sends heartbeats every `lease_seconds / 3`; the answer says whether the job was
+canceled. A job that is no longer this agent's (404, 409, 401/403 once its token is revoked) is canceled
+locally. Calls that fail because the server is unreachable or answers 5xx are retried with backoff (the
+server may be restarting).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import tarfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from mlyard.client import Client
+from mlyard.errors import (
+    AuthenticationError,
+    Conflict,
+    MlyardError,
+    NotFound,
+    OperationFailed,
+    PermissionDenied,
+    ServerUnavailable,
+)
+from mlyard.protocol import Issue, JobOutcome, JobSpec, StepSpec
+
+logger = logging.getLogger("mlyard.agent")
+T = TypeVar("T")
+TRANSIENT = (ServerUnavailable, OperationFailed)
+GONE = (NotFound, Conflict, AuthenticationError, PermissionDenied)
+
+
+def retry(call: Callable[[], T], *, seconds: float, what: str, stop: threading.Event | None = None) -> T:
+    """Call until it succeeds or `seconds` have passed, with backoff, on transient errors only."""
+    deadline = time.monotonic() + seconds
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except TRANSIENT as exc:
+            if time.monotonic() + delay > deadline or (stop is not None and stop.is_set()):
+                raise
+            logger.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def pack(source: Path) -> bytes:
+    """A tar.gz of a directory's contents (or of one file)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        children = sorted(source.iterdir()) if source.is_dir() else [source]
+        for child in children:
+            archive.add(child, arcname=child.name)
+    return buffer.getvalue()
+
+
+def unpack(data: bytes, target: Path) -> None:
+    """Extract a tar.gz into target, refusing absolute paths, `..`, links that escape and device files."""
+    target.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+        try:
+            archive.extractall(target, filter="data")
+        except tarfile.FilterError as exc:
+            raise OperationFailed(f"the artifact archive has an unsafe entry: {exc}") from None
+
+
+class HttpReporter:
+    """Reports one job to the server (see module doc)."""
+
+    def __init__(
+        self, client: Client, spec: JobSpec, *, retry_seconds: float = 60.0, stop: threading.Event | None = None
+    ) -> None:
+        self.client = client
+        self.base = f"/api/v1/agent/jobs/{spec.job_id}"
+        self.interval = max(spec.lease_seconds / 3, 0.2)
+        self.retry_seconds = retry_seconds
+        self.agent_stop = stop  # set when the agent is shutting down: stop retrying an unreachable server
+        self._cancel = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat_loop, name=f"heartbeat-{spec.job_id}", daemon=True)
+        self.lost = False
+
+    # -- heartbeats
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _beat_loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.heartbeat()
+
+    def heartbeat(self) -> None:
+        try:
+            answer = self.client.post(f"{self.base}/heartbeat", {})
+        except GONE as exc:
+            logger.warning("job %s is no longer this agent's (%s): canceling it", self.base, exc)
+            self.lost = True
+            self._cancel.set()
+            return
+        except MlyardError as exc:
+            logger.warning("heartbeat failed: %s", exc)
+            return
+        if isinstance(answer, dict) and answer.get("cancel"):
+            self._cancel.set()
+
+    # -- JobReporter
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    def _post(self, path: str, body: Any, what: str) -> None:
+        try:
+            retry(lambda: self.client.post(self.base + path, body), seconds=self.retry_seconds, what=what)
+        except GONE as exc:
+            self.lost = True
+            self._cancel.set()
+            logger.warning("%s: the job is no longer this agent's (%s)", what, exc)
+        except MlyardError as exc:
+            logger.error("%s failed: %s", what, exc)
+
+    def step_started(self, step: StepSpec) -> None:
+        self._post(f"/steps/{quote(step.id, safe='')}", {"state": "running"}, f"step {step.id} started")
+
+    def step_finished(self, step: StepSpec, result: str, issues: list[Issue]) -> None:
+        body = {
+            "state": "completed",
+            "result": result,
+            "issues": [{"type": i.type, "message": i.message} for i in issues],
+        }
+        self._post(f"/steps/{quote(step.id, safe='')}", body, f"step {step.id} finished")
+
+    def log(self, step: StepSpec | None, lines: list[tuple[float, str]]) -> None:
+        body = {"step_id": step.id if step else None, "lines": [[when, text] for when, text in lines]}
+        self._post("/logs", body, "sending log lines")
+
+    def upload_artifact(self, name: str, source: Path) -> None:
+        data = pack(source)
+        path = f"{self.base}/artifacts/{quote(name, safe='')}"
+        call = lambda: self.client.put_bytes(path, data, content_type="application/gzip")  # noqa: E731
+        retry(call, seconds=self.retry_seconds, what=f"uploading artifact {name}")
+
+    def download_artifact(self, name: str, target: Path) -> None:
+        path = f"{self.base}/artifacts/{quote(name, safe='')}"
+        data = retry(lambda: self.client.get_bytes(path), seconds=self.retry_seconds, what=f"downloading {name}")
+        unpack(data, target)
+
+    def publish_test_results(self, summary: dict[str, Any]) -> None:
+        self._post("/tests", summary, "publishing test results")
+
+    def complete(self, outcome: JobOutcome) -> None:
+        """Report the job's outcome; retried for a long time, since it must not be lost."""
+        try:
+            retry(lambda: self.client.post(f"{self.base}/complete", outcome.to_dict()), seconds=600,
+                  what="completing the job", stop=self.agent_stop)  # fmt: skip
+        except MlyardError as exc:
+            logger.error("could not report the outcome of %s: %s", self.base, exc)

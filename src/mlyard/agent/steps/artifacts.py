@@ -1,0 +1,58 @@
+"""PublishPipelineArtifact@1 (`publish:`) and DownloadPipelineArtifact@2 (`download:`): artifacts of
+the current run, moved by the reporter (the runner uploads / downloads tar.gz archives)."""
+
+from __future__ import annotations
+
+import re
+
+from mlyard.agent.environment import expand, resolve_path, step_input
+from mlyard.agent.state import JobState, StepError, StepRun
+from mlyard.protocol import SUCCEEDED, StepSpec
+
+WORKSPACE_DEFAULT = "$(Pipeline.Workspace)"
+
+
+def default_artifact_name(job: JobState, step: StepSpec) -> str:
+    """A name unique in the run when `artifact` is not given: stage, job and step names."""
+    raw = f"{job.spec.stage}_{job.spec.name}_{step.name}"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", raw)
+
+
+def _artifact_name(job: JobState, step: StepSpec) -> str:
+    return (step_input(job, step, "artifact") or step_input(job, step, "artifactName")).strip()
+
+
+def publish(step: StepSpec, job: JobState, run: StepRun) -> str:
+    source = resolve_path(job, step_input(job, step, "targetPath", WORKSPACE_DEFAULT))
+    name = _artifact_name(job, step) or default_artifact_name(job, step)
+    if not source.exists():
+        raise StepError(f"the path to publish does not exist: {source}")
+    job.log.write(step, f"Uploading pipeline artifact '{name}' from {source}")
+    job.log.flush()
+    job.reporter.upload_artifact(name, source)
+    job.log.write(step, f"Published artifact '{name}'")
+    return SUCCEEDED
+
+
+def download(step: StepSpec, job: JobState, run: StepRun) -> str:
+    build_type = step_input(job, step, "buildType", "current").strip().lower()
+    if build_type != "current":
+        raise StepError(
+            f"buildType '{build_type}' is not supported; only artifacts of the current run can be downloaded"
+        )
+    name = _artifact_name(job, step)
+    if not name:
+        raise StepError(
+            "downloading every artifact of the run is not supported by the mlyard agent; "
+            "name the artifact to download (artifact: NAME)"
+        )
+    raw_path = str(step.inputs.get("path") or step.inputs.get("targetPath") or WORKSPACE_DEFAULT)
+    target = resolve_path(job, expand(job, raw_path))
+    if step.kind == "download" and raw_path.strip() == WORKSPACE_DEFAULT:
+        target = target / name  # `download:` puts each artifact in $(Pipeline.Workspace)/<name>
+    target.mkdir(parents=True, exist_ok=True)
+    job.log.write(step, f"Downloading pipeline artifact '{name}' to {target}")
+    job.log.flush()
+    job.reporter.download_artifact(name, target)
+    job.log.write(step, f"Downloaded artifact '{name}'")
+    return SUCCEEDED

@@ -1,0 +1,87 @@
+"""The agent API: claim jobs (agent token), then report on a job with that job's own token."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from mlyard.api.deps import get_platform, requires
+from mlyard.api.schemas import ClaimRequest, LogBatch, Outcome, StepReport
+from mlyard.db.tables import RunJob
+from mlyard.protocol import JobOutcome
+from mlyard.services import jobs
+from mlyard.services.auth import Principal
+from mlyard.services.orchestrator import Orchestrator
+from mlyard.services.platform import Platform
+
+router = APIRouter(prefix="/agent", tags=["agent"])
+MAX_ARTIFACT = 2 * 1024**3
+
+
+def _orchestrator(platform: Platform) -> Orchestrator:
+    orchestrator: Orchestrator = platform.orchestrator
+    return orchestrator
+
+
+def job_auth(job_id: int, request: Request, platform: Platform = Depends(get_platform)) -> RunJob:
+    return jobs.authenticate_job(platform, request.headers.get("authorization"), job_id)
+
+
+@router.post("/claim", response_model=None)
+async def claim(
+    body: ClaimRequest, _: Principal = Depends(requires("agent")), platform: Platform = Depends(get_platform)
+) -> dict[str, Any] | Response:
+    spec = await asyncio.to_thread(jobs.claim, platform, _orchestrator(platform), body.agent, wait=body.wait)
+    return spec if spec is not None else Response(status_code=204)
+
+
+@router.post("/jobs/{job_id}/heartbeat")
+def heartbeat(job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)) -> dict[str, Any]:
+    return jobs.heartbeat(platform, job.id)
+
+
+@router.post("/jobs/{job_id}/steps/{step_id}")
+def report_step(
+    step_id: str, body: StepReport, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
+) -> dict[str, Any]:
+    return jobs.update_step(platform, job.id, step_id, state=body.state, result=body.result, issues=body.issues)
+
+
+@router.post("/jobs/{job_id}/logs")
+def append_logs(
+    body: LogBatch, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
+) -> dict[str, Any]:
+    return {"written": jobs.append_logs(platform, job, body.step_id, body.lines)}
+
+
+@router.put("/jobs/{job_id}/artifacts/{name}")
+async def upload_artifact(
+    name: str, request: Request, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
+) -> dict[str, Any]:
+    data = await request.body()
+    return await asyncio.to_thread(jobs.store_artifact, platform, job, name, data)
+
+
+@router.get("/jobs/{job_id}/artifacts/{name}")
+def download_artifact(
+    name: str, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
+) -> Response:
+    return Response(jobs.read_artifact(platform, job.run_id, name), media_type="application/gzip")
+
+
+@router.post("/jobs/{job_id}/tests")
+def publish_tests(
+    summary: dict[str, Any], job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
+) -> dict[str, Any]:
+    return jobs.store_tests(platform, job, summary)
+
+
+@router.post("/jobs/{job_id}/complete")
+def complete(
+    body: Outcome, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
+) -> dict[str, Any]:
+    outcome = JobOutcome(**body.model_dump())
+    return jobs.complete(platform, _orchestrator(platform), job.id, outcome)

@@ -1,0 +1,218 @@
+"""Pipelines and their runs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response, StreamingResponse
+
+from mlyard.api.deps import get_platform, requires
+from mlyard.api.schemas import ApprovalDecision, PermitRequest, PipelineCreate, RunRequest, VariableSet
+from mlyard.ci import logs, states
+from mlyard.services import jobs, pipelines, resources, runs
+from mlyard.services.auth import Principal
+from mlyard.services.platform import Platform
+
+router = APIRouter(tags=["pipelines"])
+
+
+@router.get("/pipelines")
+def list_pipelines(
+    folder: str | None = None,
+    repo: str | None = None,
+    _: Principal = Depends(requires("repo:read")),
+    platform: Platform = Depends(get_platform),
+) -> list[dict[str, Any]]:
+    return pipelines.list_pipelines(platform, folder=folder, repo=repo)
+
+
+@router.post("/pipelines", status_code=201)
+def create_pipeline(
+    body: PipelineCreate,
+    principal: Principal = Depends(requires("repo:write")),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    return pipelines.create_pipeline(
+        platform, principal, name=body.name, repo=body.repo, yaml_path=body.yaml, folder=body.folder
+    )
+
+
+@router.get("/pipelines/{name}")
+def show_pipeline(
+    name: str, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
+) -> dict[str, Any]:
+    return pipelines.show_pipeline(platform, name)
+
+
+@router.delete("/pipelines/{name}")
+def delete_pipeline(
+    name: str, principal: Principal = Depends(requires("repo:write")), platform: Platform = Depends(get_platform)
+) -> dict[str, Any]:
+    return pipelines.delete_pipeline(platform, principal, name)
+
+
+@router.post("/pipelines/{name}/runs", status_code=201)
+def run_pipeline(
+    name: str,
+    body: RunRequest,
+    principal: Principal = Depends(requires("pipelines:run")),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    return runs.queue_manual(
+        platform,
+        principal,
+        name,
+        branch=body.branch,
+        commit=body.commit,
+        parameters=body.parameters,
+        variables=body.variables,
+    )
+
+
+@router.put("/pipelines/{name}/variables/{variable}")
+def set_variable(
+    name: str,
+    variable: str,
+    body: VariableSet,
+    principal: Principal = Depends(requires("repo:write")),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    return pipelines.set_variable(platform, principal, name, variable, body.value, secret=body.secret)
+
+
+@router.delete("/pipelines/{name}/variables/{variable}")
+def delete_variable(
+    name: str,
+    variable: str,
+    principal: Principal = Depends(requires("repo:write")),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    return pipelines.delete_variable(platform, principal, name, variable)
+
+
+@router.post("/pipelines/{name}/permissions")
+def permit(
+    name: str,
+    body: PermitRequest,
+    principal: Principal = Depends(requires("admin")),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    result = resources.permit_pipeline(platform, principal, name, body.resource)
+    if platform.orchestrator is not None:
+        platform.orchestrator.notify()
+    return result
+
+
+@router.get("/runs")
+def list_runs(
+    pipeline: str | None = None,
+    state: str | None = None,
+    limit: int = 50,
+    _: Principal = Depends(requires("repo:read")),
+    platform: Platform = Depends(get_platform),
+) -> list[dict[str, Any]]:
+    return runs.list_runs(platform, pipeline=pipeline, state=state, limit=min(max(limit, 1), 1000))
+
+
+@router.get("/runs/{run_id}")
+def show_run(
+    run_id: int, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
+) -> dict[str, Any]:
+    return runs.show_run(platform, run_id)
+
+
+@router.post("/runs/{run_id}/cancel")
+def cancel_run(
+    run_id: int, principal: Principal = Depends(requires("pipelines:run")), platform: Platform = Depends(get_platform)
+) -> dict[str, Any]:
+    return runs.cancel_run(platform, principal, run_id)
+
+
+@router.post("/runs/{run_id}/permit")
+def permit_run(
+    run_id: int, principal: Principal = Depends(requires("admin")), platform: Platform = Depends(get_platform)
+) -> dict[str, Any]:
+    return runs.permit_run(platform, principal, run_id)
+
+
+@router.post("/runs/{run_id}/approve")
+def approve_run(
+    run_id: int,
+    body: ApprovalDecision,
+    principal: Principal = Depends(requires("pipelines:run")),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    return runs.decide_approval(platform, principal, run_id, approve=True, comment=body.comment)
+
+
+@router.post("/runs/{run_id}/reject")
+def reject_run(
+    run_id: int,
+    body: ApprovalDecision,
+    principal: Principal = Depends(requires("pipelines:run")),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    return runs.decide_approval(platform, principal, run_id, approve=False, comment=body.comment)
+
+
+@router.get("/runs/{run_id}/artifacts")
+def list_artifacts(
+    run_id: int, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
+) -> list[dict[str, Any]]:
+    runs.show_run(platform, run_id)
+    return jobs.list_artifacts(platform, run_id)
+
+
+@router.get("/runs/{run_id}/artifacts/{name}")
+def get_artifact(
+    run_id: int, name: str, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
+) -> Response:
+    return Response(jobs.read_artifact(platform, run_id, name), media_type="application/gzip")
+
+
+@router.get("/runs/{run_id}/tests")
+def run_tests(
+    run_id: int, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
+) -> dict[str, Any]:
+    return {"run": run_id, "tests": runs.show_run(platform, run_id)["tests"]}
+
+
+@router.get("/runs/{run_id}/logs")
+async def run_logs(
+    run_id: int,
+    request: Request,
+    step: str | None = None,
+    follow: bool = False,
+    _: Principal = Depends(requires("repo:read")),
+    platform: Platform = Depends(get_platform),
+) -> Response:
+    """The run's logs as text; with follow=true a live stream until the run finishes."""
+    if not follow:
+        text = await asyncio.to_thread(runs.read_logs, platform, run_id, step=step)
+        return Response(text, media_type="text/plain; charset=utf-8")
+    await asyncio.to_thread(runs.step_logs, platform, run_id, step=step)  # 404 early for a bad run or step
+    return StreamingResponse(_follow(platform, run_id, step, request), media_type="text/plain; charset=utf-8")
+
+
+async def _follow(platform: Platform, run_id: int, step: str | None, request: Request) -> AsyncIterator[bytes]:
+    offsets: dict[str, int] = {}
+    headers: set[str] = set()
+    while True:
+        final = states.is_final(await asyncio.to_thread(runs.run_state, platform, run_id))
+        items = await asyncio.to_thread(runs.step_logs, platform, run_id, step=step)
+        for item in items:
+            key = str(item["path"])
+            text, offsets[key] = logs.read(item["path"], offsets.get(key, 0))
+            if text:
+                if key not in headers:
+                    headers.add(key)
+                    yield (f"## {item['job']}" + (f" / {item['step']}" if item["step"] else "") + "\n").encode()
+                yield text.encode()
+        if final or await request.is_disconnected():
+            state = await asyncio.to_thread(runs.run_state, platform, run_id)
+            yield f"## run {run_id} {state}\n".encode()
+            return
+        await asyncio.sleep(0.25)

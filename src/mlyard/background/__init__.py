@@ -1,0 +1,1 @@
+"""Work the server process runs besides answering requests: the scheduler and the local agents."""

@@ -1,0 +1,1 @@
+"""Run orchestration: states and their transitions, triggers, the job queue, logs."""

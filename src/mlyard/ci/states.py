@@ -1,0 +1,81 @@
+"""The one place where run, stage, job and step states change.
+
+States (Azure's names): notStarted, queued, waiting, running, and the final ones succeeded,
+succeededWithIssues, failed, canceled, skipped. `transition` checks the move against the table,
+stamps start and finish times, and refuses anything else (a bug, never a user error).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+NOT_STARTED = "notStarted"
+QUEUED = "queued"
+WAITING = "waiting"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+SUCCEEDED_WITH_ISSUES = "succeededWithIssues"
+FAILED = "failed"
+CANCELED = "canceled"
+SKIPPED = "skipped"
+
+FINAL = frozenset({SUCCEEDED, SUCCEEDED_WITH_ISSUES, FAILED, CANCELED, SKIPPED})
+ACTIVE = frozenset({QUEUED, WAITING, RUNNING})
+_ANY_FINAL = FINAL
+
+ALLOWED: dict[str, frozenset[str]] = {
+    NOT_STARTED: frozenset({QUEUED, WAITING, RUNNING}) | _ANY_FINAL,
+    QUEUED: frozenset({WAITING, RUNNING}) | _ANY_FINAL,
+    WAITING: frozenset({QUEUED, RUNNING}) | _ANY_FINAL,
+    RUNNING: frozenset({WAITING}) | _ANY_FINAL,
+}
+
+# Azure's capitalised result names, as the expression status functions and dependencies.X.result use.
+AZURE_RESULT = {
+    SUCCEEDED: "Succeeded",
+    SUCCEEDED_WITH_ISSUES: "SucceededWithIssues",
+    FAILED: "Failed",
+    CANCELED: "Canceled",
+    SKIPPED: "Skipped",
+}
+
+
+class Stateful(Protocol):
+    state: str
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class InvalidTransition(RuntimeError):
+    pass
+
+
+def transition(entity: Any, new: str, *, now: datetime | None = None) -> bool:
+    """Move `entity` to `new`. Returns False (and changes nothing) if it is already there."""
+    old = entity.state
+    if old == new:
+        return False
+    if new not in ALLOWED.get(old, frozenset()):
+        raise InvalidTransition(f"{type(entity).__name__} {getattr(entity, 'id', '?')}: {old} -> {new} is not allowed")
+    now = now or datetime.now(UTC)
+    entity.state = new
+    if new == RUNNING and entity.started_at is None:
+        entity.started_at = now
+    if new in FINAL:
+        entity.finished_at = now
+    return True
+
+
+def is_final(state: str) -> bool:
+    return state in FINAL
+
+
+def worst(results: list[str]) -> str:
+    """The combined result of children: canceled > failed > succeededWithIssues > succeeded (skipped ignored)."""
+    for candidate in (CANCELED, FAILED, SUCCEEDED_WITH_ISSUES):
+        if candidate in results:
+            return candidate
+    if results and all(r == SKIPPED for r in results):
+        return SKIPPED
+    return SUCCEEDED

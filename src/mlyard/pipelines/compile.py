@@ -1,0 +1,226 @@
+"""`compile_pipeline`: expand templates and compile-time expressions, then build the checked :class:`Plan`.
+
+Shortcuts as in "YAML schema reference": a pipeline with only ``jobs`` is one stage (``__default``), with
+only ``steps`` one job (``Job``) in it. Stages depend on the previous stage unless ``dependsOn`` says
+otherwise (``[]`` = none); jobs of a stage run in parallel unless ``dependsOn``. Conditions default
+to ``succeeded()``; a custom condition replaces it ("Conditions").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlyard.pipelines.model import Environment, Job, Pipeline, Pool, Stage, Variable, VariableEntry, VariableGroup
+from mlyard.pipelines.parameters import resolve_parameters, text
+from mlyard.pipelines.plan import Node, Plan, check_graph
+from mlyard.pipelines.schema import join_path, validate_tree
+from mlyard.pipelines.source import Reporter, YMap, mark_of
+from mlyard.pipelines.steps import build_steps, check_condition, flag, number
+from mlyard.pipelines.templates import Expander, Scope
+
+IMPLICIT_STAGE = "__default"
+IMPLICIT_JOB = "Job"
+_JOB_KEYS_AT_ROOT = ("pool", "workspace", "timeoutInMinutes", "cancelTimeoutInMinutes", "continueOnError")
+
+
+def compile_pipeline(
+    pipeline: Pipeline,
+    parameters: Mapping[str, Any] | None = None,
+    variables: Mapping[str, Any] | None = None,
+    context: Mapping[str, Any] | None = None,
+    *,
+    repo_root: str | Path | None = None,
+) -> Plan:
+    """The plan of one run of ``pipeline``.
+
+    ``parameters``: runtime parameter values (strings are converted to the declared type);
+    ``variables``: queue-time variables (added to the plan, not visible to ``${{ }}``, as in Azure);
+    ``context``: predefined variables known at compile time (``Build.SourceBranch``, ...), visible to
+    ``${{ variables.X }}`` with the variables defined in the YAML. Templates are read
+    below ``repo_root`` (default: the git work tree holding the pipeline, else its folder).
+    Raises :class:`~mlyard.pipelines.errors.PipelineError` with every problem found.
+    """
+    values = resolve_parameters(pipeline, parameters or {})
+    # Templates are relative to the pipeline file (for YAML text: to its name, or the working folder).
+    root_file = Path(pipeline.file).resolve() if pipeline.file != "<pipeline>" else Path.cwd() / "<pipeline>"
+    reporter = Reporter(pipeline.file)
+    root = Path(repo_root) if repo_root is not None else default_repo_root(root_file)
+    expander = Expander(reporter, root)
+    # "Template expressions": only YAML and predefined variables, not those given when a run starts.
+    known = {str(key): text(value) for key, value in (context or {}).items()}
+    scope = Scope(str(root_file), values, known, {}, (str(root_file),))
+    tree = expander.expand_pipeline(pipeline.tree, scope)
+    reporter.raise_if_any()
+    validate_tree(tree, reporter, raw=False)
+    reporter.raise_if_any()
+    plan = _Builder(reporter, tree).plan(pipeline, values, variables or {})
+    reporter.raise_if_any()
+    return plan
+
+
+compile = compile_pipeline
+
+
+def default_repo_root(file: Path) -> Path:
+    """The git work tree holding ``file`` (a folder with ``.git``), else the file's folder."""
+    for folder in (file.parent, *file.parent.parents):
+        if (folder / ".git").exists():
+            return folder
+    return file.parent
+
+
+def parse_pool(value: Any) -> Pool | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        demands = value.get("demands") or ()
+        demands = (demands,) if isinstance(demands, str) else tuple(text(d) for d in demands)
+        vm_image = value.get("vmImage")
+        return Pool(text(value["name"]) if value.get("name") else None, text(vm_image) if vm_image else None, demands)
+    return Pool(name=text(value))
+
+
+def parse_variables(value: Any) -> tuple[VariableEntry, ...]:
+    if isinstance(value, dict):
+        return tuple(Variable(str(name), text(item)) for name, item in value.items())
+    entries: list[VariableEntry] = []
+    for item in value or ():
+        if not isinstance(item, dict):  # an empty entry (`- `) defines nothing
+            continue
+        if "group" in item:
+            entries.append(VariableGroup(text(item["group"])))
+        elif "name" in item:
+            entries.append(Variable(text(item["name"]), text(item.get("value")), flag(item.get("readonly"))))
+    return tuple(entries)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, list):
+        return tuple(text(item) for item in value if item is not None and text(item))
+    return (text(value),) if text(value) else ()
+
+
+class _Builder:
+    """Turns the expanded, validated tree into stages, jobs and steps; checks the graphs."""
+
+    def __init__(self, reporter: Reporter, tree: YMap) -> None:
+        self.r = reporter
+        self.tree = tree
+        self.pool = parse_pool(tree.get("pool"))
+
+    def plan(self, pipeline: Pipeline, values: Mapping[str, Any], given: Mapping[str, Any]) -> Plan:
+        tree = self.tree
+        stages = [self.stage(item, path, index) for index, (item, path) in enumerate(self.stage_items())]
+        nodes = [Node(s.name, s.depends_on, mark, depends, path) for s, (mark, depends, path) in stages]
+        check_graph(nodes, "stage", self.r)
+        variables = parse_variables(tree.get("variables"))
+        variables += tuple(Variable(str(name), text(value)) for name, value in given.items())
+        run_name = text(tree["name"]) if tree.get("name") is not None else None
+        return Plan(pipeline.name, tuple(s for s, _ in stages), variables, dict(values), run_name, pipeline.warnings)
+
+    def stage_items(self) -> list[tuple[Any, str]]:
+        tree = self.tree
+        if "stages" in tree:
+            return [(item, join_path("stages", index)) for index, item in enumerate(tree["stages"] or ())]
+        if "jobs" in tree:
+            stage = self.implicit(("jobs",), stage=IMPLICIT_STAGE)
+        else:
+            job = self.implicit(("steps", *_JOB_KEYS_AT_ROOT), job=IMPLICIT_JOB)
+            stage = YMap((("stage", IMPLICIT_STAGE), ("jobs", [job])), tree.mark)
+        return [(stage, "")]
+
+    def implicit(self, keys: tuple[str, ...], **name: str) -> YMap:
+        node = YMap(name.items(), self.tree.mark)
+        for key in keys:
+            if key in self.tree:
+                node[key] = self.tree[key]
+                node.key_marks[key] = mark_of(self.tree, key)  # type: ignore[assignment]
+        return node
+
+    def stage(self, item: Any, path: str, index: int) -> tuple[Stage, tuple[Any, Any, str]]:
+        name = text(item.get("stage")) or f"Stage{index + 1}"
+        if "dependsOn" in item:
+            depends = _names(item["dependsOn"])
+        else:
+            depends = (self.previous,) if index and self.previous else ()
+        self.previous = name
+        pool = parse_pool(item.get("pool")) or self.pool
+        jobs = [
+            self.job(job, join_path(path, f"jobs[{i}]").lstrip("."), i, pool)
+            for i, job in enumerate(item.get("jobs") or ())
+        ]
+        where = f" in stage '{name}'" if name != IMPLICIT_STAGE else ""
+        nodes = [Node(j.name, j.depends_on, mark, depends_mark, p) for j, (mark, depends_mark, p) in jobs]
+        check_graph(nodes, "job", self.r, where)
+        if not jobs:
+            self.r.add(mark_of(item, "stage"), path or "stages", f"stage '{name}' has no jobs")
+        stage = Stage(
+            name=name,
+            display_name=text(item["displayName"]) if item.get("displayName") is not None else name,
+            depends_on=depends,
+            condition=check_condition(item.get("condition"), item, path, self.r),
+            variables=parse_variables(item.get("variables")),
+            jobs=tuple(job for job, _ in jobs),
+        )
+        return stage, (mark_of(item, "stage"), mark_of(item, "dependsOn"), path or "stage")
+
+    previous: str | None = None
+
+    def job(self, item: Any, path: str, index: int, pool: Pool | None) -> tuple[Job, tuple[Any, Any, str]]:
+        kind = "deployment" if "deployment" in item else "job"
+        name = text(item.get(kind)) or (IMPLICIT_JOB if index == 0 else f"{IMPLICIT_JOB}{index + 1}")
+        steps_value, hook_pool, environment, strategy = item.get("steps"), None, None, None
+        if kind == "deployment":
+            steps_value, hook_pool = self.deploy_hook(item, path, name)
+            environment = self.environment(item, path, name)
+            strategy = "runOnce"
+        if not steps_value and (kind == "job" or steps_value is not None):
+            self.r.add(mark_of(item, kind), path, f"{kind} '{name}' has no steps")
+        workspace = item.get("workspace") or {}
+        job = Job(
+            name=name,
+            kind=kind,  # type: ignore[arg-type]
+            display_name=text(item["displayName"]) if item.get("displayName") is not None else name,
+            depends_on=_names(item.get("dependsOn")),
+            condition=check_condition(item.get("condition"), item, path, self.r),
+            timeout_in_minutes=number(item.get("timeoutInMinutes"), 60),
+            cancel_timeout_in_minutes=number(item.get("cancelTimeoutInMinutes"), 5),
+            continue_on_error=flag(item.get("continueOnError")),
+            pool=parse_pool(hook_pool) or parse_pool(item.get("pool")) or pool,
+            workspace_clean=text(workspace["clean"]) if workspace.get("clean") else None,
+            environment=environment,
+            strategy=strategy,
+            variables=parse_variables(item.get("variables")),
+            steps=build_steps(steps_value, join_path(path, "steps"), name, self.r),
+        )
+        return job, (mark_of(item, kind), mark_of(item, "dependsOn"), path)
+
+    def deploy_hook(self, item: Any, path: str, name: str) -> tuple[Any, Any]:
+        deploy = ((item.get("strategy") or {}).get("runOnce") or {}).get("deploy")
+        if not isinstance(deploy, dict):
+            message = f"deployment '{name}' needs 'strategy: runOnce: deploy: steps' (the only strategy supported)"
+            self.r.add(mark_of(item, "strategy") or mark_of(item, "deployment"), join_path(path, "strategy"), message)
+            return None, None
+        return deploy.get("steps") or [], deploy.get("pool")
+
+    def environment(self, item: Any, path: str, name: str) -> Environment | None:
+        value = item.get("environment")
+        if isinstance(value, dict) and value.get("name"):
+            resource = value.get("resourceName")
+            resource_type = value.get("resourceType")
+            return Environment(
+                text(value["name"]),
+                text(resource) if resource else None,
+                text(resource_type) if resource_type else None,
+            )
+        if value is not None and not isinstance(value, dict) and text(value):
+            environment_name, _, resource = text(value).partition(".")
+            return Environment(environment_name, resource or None)
+        self.r.add(
+            mark_of(item, "deployment"), join_path(path, "environment"), f"deployment '{name}' needs an 'environment'"
+        )
+        return None

@@ -1,0 +1,352 @@
+"""Template expansion: compile-time ``${{ }}`` expressions, conditional insertion, ``each``, and
+``template:`` references (steps, jobs, stages, variables) and ``extends:``.
+
+Follows "Template expressions" and "Template usage reference": expressions are evaluated in the file
+where they are written, with that file's parameters; a template's parameters are type-checked against
+its ``parameters:`` declarations; paths are relative to the including file (``/`` = repository root).
+The expanded tree keeps the positions (:class:`~mlyard.pipelines.source.Mark`) of what it copies.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from mlyard.pipelines.errors import ExpressionError
+from mlyard.pipelines.expressions import ExpressionContext, evaluate
+from mlyard.pipelines.parameters import bind, text
+from mlyard.pipelines.schema import describe, is_directive, join_path
+from mlyard.pipelines.scope import Scope, fast_interpolate, truthy, with_names
+from mlyard.pipelines.source import Mark, Reporter, YList, YMap, mark_of
+from mlyard.pipelines.template_files import TemplateFiles
+
+MAX_DEPTH = 50
+LIST_KINDS = frozenset({"steps", "jobs", "stages", "variables"})
+_IF = re.compile(r"^\$\{\{\s*(if|elseif)\s+(.*?)\s*\}\}$", re.DOTALL | re.IGNORECASE)
+_ELSE = re.compile(r"^\$\{\{\s*else\s*\}\}$", re.IGNORECASE)
+_EACH = re.compile(r"^\$\{\{\s*each\s+([A-Za-z_][A-Za-z0-9_]*)\s+in\s+(.*?)\s*\}\}$", re.DOTALL | re.IGNORECASE)
+_INSERT = re.compile(r"^\$\{\{\s*insert\s*\}\}$", re.IGNORECASE)
+_WHOLE = re.compile(r"^\s*\$\{\{(.*)\}\}\s*$", re.DOTALL)
+
+
+class Expander:
+    """Expands one pipeline; template files are loaded (and checked) once per expander."""
+
+    def __init__(self, reporter: Reporter, repo_root: Path) -> None:
+        self.r = reporter
+        self.files = TemplateFiles(reporter, repo_root)
+        self._contexts: dict[int, tuple[Scope, ExpressionContext]] = {}
+        self._values: dict[int, tuple[ExpressionContext, dict[str, Any]]] = {}
+
+    # expressions ------------------------------------------------------------------------------------
+    def context(self, scope: Scope) -> ExpressionContext:
+        cached = self._contexts.get(id(scope))
+        if cached is None or cached[0] is not scope:
+            cached = (scope, scope.context())
+            self._contexts[id(scope)] = cached
+        return cached[1]
+
+    def evaluate(self, expression: str, scope: Scope, mark: Mark | None, path: str) -> Any:
+        try:
+            return evaluate(expression, self.context(scope))
+        except ExpressionError as exc:
+            self.r.add(mark, path, f"invalid expression '{expression.strip()}': {exc.message}")
+        except RecursionError:
+            self.r.add(mark, path, f"expression '{expression.strip()[:80]}' is nested too deeply")
+        return None
+
+    def interpolate(self, value: str, scope: Scope, mark: Mark | None, path: str) -> Any:
+        context = self.context(scope)
+        entry = self._values.get(id(context))
+        if entry is None or entry[0] is not context:  # the entry keeps its context alive: ids stay unique
+            entry = self._values[id(context)] = (context, {})
+        memo = entry[1]
+
+        def one(expression: str) -> Any:
+            if expression in memo:
+                return memo[expression]
+            result = evaluate(expression, context)
+            if not isinstance(result, dict | list):  # structures are copied by the caller: never shared
+                memo[expression] = result
+            return result
+
+        try:
+            return fast_interpolate(value, context, one)
+        except ExpressionError as exc:
+            self.r.add(mark, path, f"invalid expression in '{value.strip()}': {exc.message}")
+        except RecursionError:
+            self.r.add(mark, path, f"expression in '{value.strip()[:80]}' is nested too deeply")
+        return None
+
+    # the walk ---------------------------------------------------------------------------------------
+    def expand(self, value: Any, scope: Scope, path: str, mark: Mark | None, kind: str | None = None) -> Any:
+        if isinstance(value, dict):
+            return self.expand_mapping(_positioned(value, mark), scope, path)
+        if isinstance(value, list):
+            return self.expand_sequence(_positioned(value, mark), scope, path, kind)
+        if isinstance(value, str) and "${{" in value:
+            result = self.interpolate(value, scope, mark, path)
+            if isinstance(result, dict | list):  # structure from a parameter: include its templates too
+                return self.expand(_positioned(result, mark), scope, path, mark, kind)
+            return result
+        return value
+
+    def expand_mapping(self, node: Any, scope: Scope, path: str) -> YMap:
+        result = YMap((), getattr(node, "mark", None))
+        scope, variables = self.variables_first(node, scope, path)
+        matched: bool | None = None
+        for key, value in node.items():
+            key_mark = mark_of(node, key)
+            if is_directive(key):
+                matched, body = self.directive(key, value, scope, join_path(path, key), key_mark, matched)
+                for item in body:
+                    self.merge(result, item, key_mark, join_path(path, key))
+                continue
+            matched = None
+            new_key = key
+            if isinstance(key, str) and "${{" in key:
+                new_key = text(self.interpolate(key, scope, key_mark, join_path(path, key)))
+            if key == "variables" and variables is not None:
+                new_value = variables
+            else:
+                new_value = self.expand(
+                    value, scope, join_path(path, new_key), key_mark, key if key in LIST_KINDS else None
+                )
+            result[new_key] = new_value
+            result.key_marks[new_key] = key_mark or result.mark  # type: ignore[assignment]
+        return result
+
+    def merge(self, result: YMap, body: Any, mark: Mark | None, path: str) -> None:
+        if body is None:
+            return
+        if not isinstance(body, dict):
+            self.r.add(
+                mark, path, f"the body of a template directive in a mapping must be a mapping, got {describe(body)}"
+            )
+            return
+        for key, value in body.items():
+            result[key] = value
+            result.key_marks[key] = mark_of(body, key) or mark  # type: ignore[assignment]
+
+    def expand_sequence(self, node: Any, scope: Scope, path: str, kind: str | None) -> YList:
+        result = YList((), getattr(node, "mark", None))
+        matched: bool | None = None
+        for index, item in enumerate(node):
+            mark = mark_of(node, index)
+            item_path = join_path(path, index)
+            if isinstance(item, dict) and len(item) == 1 and is_directive(key := next(iter(item))):
+                matched, bodies = self.directive(key, item[key], scope, item_path, mark, matched, kind)
+                for body in bodies:
+                    self.splice(result, body, mark)
+                continue
+            matched = None
+            if isinstance(item, str) and _WHOLE.match(item):
+                value = self.interpolate(item, scope, mark, item_path)
+                if isinstance(value, list | dict):
+                    value = self.expand(_positioned(value, mark), scope, item_path, mark, kind)
+                self.splice(result, value, mark) if isinstance(value, list) else self.append(result, value, mark)
+            elif kind and isinstance(item, dict) and "template" in item:
+                reference = self.expand_mapping(item, scope, item_path)
+                self.splice(result, self.include(reference, kind, scope, item_path, mark), mark)
+            else:
+                self.append(result, self.expand(item, scope, item_path, mark, kind), mark)
+        return result
+
+    @staticmethod
+    def append(result: YList, value: Any, mark: Mark | None) -> None:
+        result.append(value)
+        result.item_marks.append(getattr(value, "mark", None) or mark)
+
+    def splice(self, result: YList, body: Any, mark: Mark | None) -> None:
+        if body is None:
+            return
+        if not isinstance(body, list):
+            self.append(result, body, mark)
+            return
+        for index, value in enumerate(body):
+            self.append(result, value, mark_of(body, index) or mark)
+
+    # directives -------------------------------------------------------------------------------------
+    def directive(
+        self,
+        key: str,
+        body: Any,
+        scope: Scope,
+        path: str,
+        mark: Mark | None,
+        matched: bool | None,
+        kind: str | None = None,
+    ) -> tuple[bool | None, list[Any]]:
+        """Handle ``${{ if/elseif/else/each/insert }}``: (the if-chain state after it, expanded bodies)."""
+        condition = _IF.match(key)
+        if condition and condition.group(1).lower() == "if":
+            chosen = truthy(self.evaluate(condition.group(2), scope, mark, path))
+            return chosen, [self.expand(body, scope, path, mark, kind)] if chosen else []
+        if condition or _ELSE.match(key):
+            if matched is None:
+                self.r.add(mark, path, f"'{key}' must follow an '${{{{ if }}}}' or '${{{{ elseif }}}}'")
+                return None, []
+            if matched:
+                return (True if condition else None), []
+            chosen = truthy(self.evaluate(condition.group(2), scope, mark, path)) if condition else True
+            bodies = [self.expand(body, scope, path, mark, kind)] if chosen else []
+            return (chosen if condition else None), bodies
+        each = _EACH.match(key)
+        if each:
+            return None, self.each(each.group(1), each.group(2), body, scope, path, mark, kind)
+        if _INSERT.match(key):
+            return None, [self.expand(body, scope, path, mark, kind)]
+        self.r.add(mark, path, f"unknown template directive '{key}'; supported: if, elseif, else, each, insert")
+        return None, []
+
+    def each(
+        self, name: str, expression: str, body: Any, scope: Scope, path: str, mark: Mark | None, kind: str | None
+    ) -> list[Any]:
+        collection = self.evaluate(expression, scope, mark, path)
+        if collection is None:
+            return []
+        if isinstance(collection, dict):
+            elements: list[Any] = [{"key": key, "value": value} for key, value in collection.items()]
+        elif isinstance(collection, list):
+            elements = list(collection)
+        else:
+            self.r.add(mark, path, f"'each' needs a list or a mapping, got {describe(collection)}")
+            return []
+        base = self.context(scope)
+        results = []
+        for element in elements:
+            names = {**scope.names, name: element}
+            inner = Scope(scope.file, scope.parameters, scope.variables, names, scope.chain)
+            self._contexts[id(inner)] = (inner, with_names(base, names))
+            results.append(self.expand(body, inner, path, mark, kind))
+        return results
+
+    # variables --------------------------------------------------------------------------------------
+    def variables_first(self, node: Any, scope: Scope, path: str) -> tuple[Scope, Any]:
+        """Expand a mapping's ``variables`` before its other keys, which may use them at compile time."""
+        if "variables" not in node:
+            return scope, None
+        mark = mark_of(node, "variables")
+        expanded = self.expand(node["variables"], scope, join_path(path, "variables"), mark, "variables")
+        defined = dict(scope.variables)
+        if isinstance(expanded, dict):
+            defined.update((str(k), text(v)) for k, v in expanded.items() if not isinstance(v, dict | list))
+        elif isinstance(expanded, list):
+            for item in expanded:
+                if isinstance(item, dict) and "name" in item and not isinstance(item.get("value"), dict | list):
+                    defined[str(item["name"])] = text(item.get("value"))
+        return replace(scope, variables=defined), expanded
+
+    def expand_pipeline(self, tree: Any, scope: Scope) -> Any:
+        """The whole pipeline expanded; ``extends:`` replaced by its template (root keys kept)."""
+        # "Template expressions": trigger and pr are not expanded (and not part of the plan).
+        body = YMap(((k, v) for k, v in tree.items() if k not in ("parameters", "trigger", "pr")), tree.mark)
+        body.key_marks = tree.key_marks
+        result = self.expand_mapping(body, scope, "")
+        while isinstance(result.get("extends"), dict):
+            extended, scope = self.instantiate(result["extends"], scope, "extends", mark_of(result, "extends"))
+            if extended is None:
+                break
+            merged = YMap(((k, v) for k, v in result.items() if k != "extends"), result.mark)
+            merged.key_marks = dict(result.key_marks)
+            for key, value in extended.items():
+                if key == "variables" and "variables" in merged:
+                    value = _concatenate(_as_list(merged["variables"]), _as_list(value))
+                merged[key] = value
+                merged.key_marks[key] = mark_of(extended, key) or merged.mark  # type: ignore[assignment]
+            result = merged
+        return result
+
+    # templates --------------------------------------------------------------------------------------
+    def include(self, reference: Any, kind: str, scope: Scope, path: str, mark: Mark | None) -> Any:
+        """The expanded items of a ``template:`` reference in a list of ``kind`` (steps, jobs, ...)."""
+        tree, _ = self.instantiate(reference, scope, path, mark)
+        if tree is None:
+            return None
+        if kind not in tree:
+            self.r.add(mark, join_path(path, "template"), f"template '{reference['template']}' has no '{kind}' section")
+            return None
+        return _as_list(tree[kind]) if kind == "variables" else tree[kind]
+
+    def instantiate(self, reference: Any, scope: Scope, path: str, mark: Mark | None) -> tuple[YMap | None, Scope]:
+        """Load a template, bind its parameters and expand it: the expanded file without ``parameters``."""
+        name = reference.get("template")
+        template_path = join_path(path, "template")
+        where = mark_of(reference, "template") or mark
+        if not isinstance(name, str) or not name.strip():
+            self.r.add(where, template_path, "'template' must name a file")
+            return None, scope
+        file = self.files.locate(name.strip(), scope.file, where, template_path)
+        if file is None:
+            return None, scope
+        chain = (*scope.chain, str(file))
+        if str(file) in scope.chain:
+            self.r.add(where, template_path, f"template cycle: {self.files.describe_chain(chain)}")
+            return None, scope
+        if len(chain) - 1 > MAX_DEPTH:  # the chain starts with the pipeline itself
+            self.r.add(
+                where,
+                template_path,
+                f"templates nested deeper than {MAX_DEPTH} levels: {self.files.describe_chain(chain)}",
+            )
+            return None, scope
+        loaded = self.files.load(file, where, template_path)
+        if loaded is None:
+            return None, scope
+        source, declared = loaded
+        given = reference.get("parameters") or {}
+        if not isinstance(given, dict):
+            self.r.add(
+                mark_of(reference, "parameters") or where,
+                join_path(path, "parameters"),
+                "expected a mapping of parameters",
+            )
+            return None, scope
+        values, problems = bind(declared, given)
+        for _, problem in problems:
+            self.r.add(where, join_path(path, "parameters"), f"template '{name}': {problem}")
+        if problems:
+            return None, scope
+        inner = Scope(str(file), values, scope.variables, {}, chain)
+        body = YMap(((k, v) for k, v in source.tree.items() if k != "parameters"), source.tree.mark)
+        body.key_marks = source.tree.key_marks
+        return self.expand_mapping(body, inner, ""), inner
+
+
+def _positioned(value: Any, mark: Mark | None) -> Any:
+    """Structure produced by an expression, marked at the expression so later errors have a place."""
+    if isinstance(value, YMap | YList):
+        return value
+    if isinstance(value, dict):
+        result = YMap(value.items(), mark)
+        result.key_marks = {}
+        return result
+    result_list = YList(value, mark)
+    result_list.item_marks = [mark] * len(value)
+    return result_list
+
+
+def _as_list(variables: Any) -> YList:
+    """Variables in list form (a mapping ``name: value`` becomes ``- name: .. value: ..`` entries)."""
+    if isinstance(variables, dict):
+        result = YList((), getattr(variables, "mark", None))
+        for name, value in variables.items():
+            entry = YMap((("name", name), ("value", value)), mark_of(variables, name))
+            entry.key_marks = {"name": mark_of(variables, name), "value": mark_of(variables, name)}  # type: ignore[dict-item]
+            result.append(entry)
+            result.item_marks.append(mark_of(variables, name))
+        return result
+    if isinstance(variables, YList):
+        return variables
+    return _positioned(list(variables or []), None)
+
+
+def _concatenate(first: YList, second: YList) -> YList:
+    result = YList((), first.mark or second.mark)
+    for part in (first, second):
+        for index, value in enumerate(part):
+            result.append(value)
+            result.item_marks.append(mark_of(part, index))
+    return result

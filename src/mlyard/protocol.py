@@ -1,0 +1,132 @@
+"""Wire shapes between the server and its agents (shared by api, agent and client).
+
+An agent claims a job and receives a :class:`JobSpec`: everything it needs to run the job without
+touching the database. It reports back step states, log lines, output variables, artifacts and test
+results through the agent API, using the job's own access token (``JobSpec.access_token``).
+Plain dataclasses with ``to_dict`` / ``from_dict``: the agent does not need pydantic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+# Results of steps, jobs, stages and runs (Azure's TaskResult names, camelCase as in the REST API).
+SUCCEEDED = "succeeded"
+SUCCEEDED_WITH_ISSUES = "succeededWithIssues"
+FAILED = "failed"
+CANCELED = "canceled"
+SKIPPED = "skipped"
+RESULTS = (SUCCEEDED, SUCCEEDED_WITH_ISSUES, FAILED, CANCELED, SKIPPED)
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of a job, as compiled (see mlyard.pipelines.model.Step).
+
+    ``kind`` is the step as written: "checkout", "task", or a shortcut ("script", "bash", "publish",
+    "download"). Every kind but checkout runs ``task`` (e.g. "CmdLine@2") with ``inputs`` (a `script:`
+    step is CmdLine@2 with inputs {"script": ...}; `bash:` is Bash@3 with targetType inline;
+    `publish:` PublishPipelineArtifact@1; `download:` DownloadPipelineArtifact@2, whose default
+    path is $(Pipeline.Workspace)/<artifact>).
+    For checkout, ``inputs`` has "repository" ("self" or "none") and the checkout options.
+    """
+
+    id: str
+    name: str
+    display_name: str
+    kind: str
+    task: str | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    condition: str = "succeeded()"
+    continue_on_error: bool = False
+    timeout_in_minutes: int = 0
+    enabled: bool = True
+    retry_count_on_task_failure: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepSpec:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A service connection the job may use (already permitted): its settings become environment
+    variables of the steps that name it (AzureCLI@2 ``azureSubscription``). ``secret_keys`` lists
+    the settings whose values are secret (masked in logs)."""
+
+    name: str
+    type: str
+    settings: dict[str, str] = field(default_factory=dict)
+    secret_keys: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Repository:
+    """What `checkout: self` fetches: the exact commit, over git smart HTTP with the job's token."""
+
+    name: str
+    url: str
+    commit: str
+    ref: str
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    job_id: int
+    run_id: int
+    attempt: int
+    stage: str
+    name: str
+    display_name: str
+    access_token: str
+    timeout_in_minutes: int = 60
+    cancel_timeout_in_minutes: int = 5
+    workspace_clean: str | None = None
+    # Variables with Azure's names (e.g. "Build.BuildId"): non-secret ones become environment
+    # variables (BUILD_BUILDID); secret ones only through a step's `env:` mapping. Both expand
+    # as $(name) macros in inputs. `readonly` names cannot be overwritten by task.setvariable.
+    variables: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+    readonly: list[str] = field(default_factory=list)
+    steps: list[StepSpec] = field(default_factory=list)
+    repository: Repository | None = None
+    connections: dict[str, Connection] = field(default_factory=dict)
+    lease_seconds: int = 30
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        values["steps"] = [StepSpec.from_dict(s) for s in data.get("steps", [])]
+        repo = data.get("repository")
+        values["repository"] = Repository(**repo) if repo else None
+        values["connections"] = {k: Connection(**v) for k, v in (data.get("connections") or {}).items()}
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A warning or error reported by a step (`##vso[task.logissue]` or the runner itself)."""
+
+    type: str  # "warning" | "error"
+    message: str
+
+
+@dataclass
+class JobOutcome:
+    """What a finished job reports: its result, output variables ("step.var" -> value; secret ones in
+    ``secret_outputs``), build tags and a new build number if a step set them."""
+
+    result: str
+    outputs: dict[str, str] = field(default_factory=dict)
+    secret_outputs: dict[str, str] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    build_number: str | None = None
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

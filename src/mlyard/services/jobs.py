@@ -1,0 +1,333 @@
+"""The agent-facing side of runs: claim a job, report steps, logs, artifacts, tests, completion.
+
+A claimed job gets its own access token (`myj_...`, stored hashed): the agent uses it for every
+call about that job and for the git checkout of the run's commit. It stops working when the job ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets as random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mlyard.ci import logs, states
+from mlyard.db.engine import transaction
+from mlyard.db.tables import Pipeline, Run, RunArtifact, RunJob, RunStep, TestResult
+from mlyard.errors import AuthenticationError, Conflict, InvalidInput, NotFound
+from mlyard.pipelines.expressions import ExpressionContext, evaluate, is_runtime_expression
+from mlyard.protocol import Connection as ConnectionSpec
+from mlyard.protocol import JobOutcome, JobSpec, Repository, StepSpec
+from mlyard.services import pipelines, resources, secrets
+from mlyard.services.orchestrator import (
+    Orchestrator,
+    compile_context,
+    job_dependency,
+    run_variables,
+    stage_job_dependencies,
+)
+from mlyard.services.platform import Platform
+
+JOB_TOKEN_PREFIX = "myj_"
+LEASE = timedelta(seconds=30)
+_ARTIFACT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$")
+_RUNTIME = re.compile(r"^\s*\$\[(.*)\]\s*$", re.S)
+
+# Secret values of running jobs, to mask what agents send again on the server side.
+_job_secrets: dict[int, set[str]] = {}
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def claim(platform: Platform, orchestrator: Orchestrator, agent: str, *, wait: float = 0) -> dict[str, Any] | None:
+    """The oldest claimable job as a JobSpec dict, waiting up to `wait` seconds for one."""
+    deadline = datetime.now(UTC) + timedelta(seconds=max(0.0, min(wait, 60.0)))
+    while True:
+        with orchestrator.lock:
+            spec = _claim_one(platform, agent)
+        if spec is not None:
+            return spec
+        remaining = (deadline - datetime.now(UTC)).total_seconds()
+        if remaining <= 0 or orchestrator.stop_event.is_set():
+            return None
+        with orchestrator.jobs_ready:
+            orchestrator.jobs_ready.wait(timeout=min(remaining, 1.0))
+
+
+def _claim_one(platform: Platform, agent: str) -> dict[str, Any] | None:
+    with transaction(platform.sessions) as session:
+        job = session.scalars(
+            select(RunJob)
+            .join(Run, Run.id == RunJob.run_id)
+            .where(RunJob.state == states.QUEUED, Run.state == states.RUNNING)
+            .order_by(RunJob.queued_at, RunJob.id)
+        ).first()
+        if job is None:
+            return None
+        token = JOB_TOKEN_PREFIX + random.token_urlsafe(32)
+        job.token_hash = _hash(token)
+        job.agent = agent
+        job.attempt += 1
+        job.lease_expires_at = datetime.now(UTC) + LEASE
+        states.transition(job, states.RUNNING)
+        spec = build_spec(platform, session, job, token)
+        _job_secrets[job.id] = set(spec.secrets.values()) | {
+            c.settings[k] for c in spec.connections.values() for k in c.secret_keys if k in c.settings
+        }
+        return spec.to_dict()
+
+
+def build_spec(platform: Platform, session: Session, job: RunJob, token: str) -> JobSpec:
+    run = session.get(Run, job.run_id)
+    assert run is not None
+    pipeline = session.get(Pipeline, run.pipeline_id)
+    assert pipeline is not None
+    doc = next(j for s in run.plan["stages"] if s["name"] == job.stage for j in s["jobs"] if j["name"] == job.name)
+    stage_doc = next(s for s in run.plan["stages"] if s["name"] == job.stage)
+    plain, hidden = pipelines.variables_for_run(platform, session, pipeline.id)
+    readonly: list[str] = []
+    plain.update(run.variables)
+    siblings = list(session.scalars(select(RunJob).where(RunJob.run_id == run.id)))
+    by_stage: dict[str, list[RunJob]] = {}
+    for sibling in siblings:
+        by_stage.setdefault(sibling.stage, []).append(sibling)
+    ctx = ExpressionContext(
+        variables={**run_variables(run), **plain},
+        dependencies={j.name: job_dependency(j) for j in by_stage.get(job.stage, []) if j.name in job.depends_on},
+        stage_dependencies=stage_job_dependencies(by_stage, job.stage),
+    )
+    for scope in (run.plan.get("variables", []), stage_doc.get("variables", []), doc.get("variables", [])):
+        for entry in scope:
+            if "group" in entry:
+                group_plain, group_secret = resources.group_values(platform, session, entry["group"])
+                plain.update(group_plain)
+                hidden.update(group_secret)
+                continue
+            value = str(entry["value"])
+            match = _RUNTIME.match(value) if is_runtime_expression(value) else None
+            if match:
+                value = _runtime_value(match.group(1), ctx)
+            plain[entry["name"]] = value
+            hidden.pop(entry["name"], None)
+            if entry.get("readonly"):
+                readonly.append(entry["name"])
+    predefined = compile_context(platform, run, pipeline)
+    predefined.update(
+        {
+            "Build.BuildNumber": run.build_number,
+            "System.StageName": job.stage,
+            "System.JobName": job.name,
+            "System.StageDisplayName": stage_doc.get("display_name") or job.stage,
+            "System.JobDisplayName": job.display_name,
+            "System.JobId": str(job.id),
+            "System.PhaseName": job.name,
+            "System.JobAttempt": str(job.attempt),
+            "System.JobKind": job.kind,
+            "System.PlanId": str(run.id),
+            "System.PipelineStartTime": (run.started_at or datetime.now(UTC)).isoformat(),
+        }
+    )
+    if job.environment:
+        predefined["Environment.Name"] = job.environment
+    connections = {}
+    for step in doc["steps"]:
+        name = str(step.get("inputs", {}).get("azureSubscription") or "")
+        if step.get("task") == "AzureCLI@2" and name and name not in connections:
+            row, secret_settings = resources.connection_settings(platform, session, name)
+            connections[name] = ConnectionSpec(
+                name=row.name,
+                type=row.type,
+                settings={**row.settings, **secret_settings},
+                secret_keys=sorted(secret_settings),
+            )
+    repo = Repository(
+        name=pipeline.repo,
+        url=f"{platform.settings.url}/git/{pipeline.repo}.git",
+        commit=run.source_version,
+        ref=run.source_branch,
+    )
+    return JobSpec(
+        job_id=job.id,
+        run_id=run.id,
+        attempt=job.attempt,
+        stage=job.stage,
+        name=job.name,
+        display_name=job.display_name,
+        access_token=token,
+        timeout_in_minutes=int(doc.get("timeout_in_minutes") or 60),
+        cancel_timeout_in_minutes=int(doc.get("cancel_timeout_in_minutes") or 5),
+        workspace_clean=doc.get("workspace_clean"),
+        variables={**plain, **predefined},
+        secrets=hidden,
+        readonly=readonly,
+        steps=[StepSpec.from_dict(s) for s in doc["steps"]],
+        repository=repo,
+        connections=connections,
+        lease_seconds=int(LEASE.total_seconds()),
+    )
+
+
+def _runtime_value(expression: str, ctx: ExpressionContext) -> str:
+    from mlyard.pipelines.expressions import to_string
+
+    try:
+        return to_string(evaluate(expression, ctx))
+    except Exception as exc:  # a bad runtime expression yields an empty value, as in Azure, and a log line
+        return f"<error: {exc}>"
+
+
+def authenticate_job(platform: Platform, header: str | None, job_id: int) -> RunJob:
+    """The running job whose token is in `header` (Bearer); 401 otherwise."""
+    token = (header or "").partition(" ")[2].strip()
+    if not token.startswith(JOB_TOKEN_PREFIX):
+        raise AuthenticationError("job token required: agents report with the token of the job they run")
+    with transaction(platform.sessions) as session:
+        job = session.scalars(select(RunJob).where(RunJob.token_hash == _hash(token))).first()
+        if job is None or job.id != job_id:
+            raise AuthenticationError("invalid or expired job token")
+        session.expunge(job)
+        return job
+
+
+def job_repo_access(platform: Platform, token: str) -> str | None:
+    """The repository a job token may read (for `checkout`), or None if it is not a live job token."""
+    if not token.startswith(JOB_TOKEN_PREFIX):
+        return None
+    with transaction(platform.sessions) as session:
+        job = session.scalars(select(RunJob).where(RunJob.token_hash == _hash(token))).first()
+        if job is None or job.state != states.RUNNING:
+            return None
+        run = session.get(Run, job.run_id)
+        pipeline = session.get(Pipeline, run.pipeline_id) if run else None
+        return pipeline.repo if pipeline else None
+
+
+def heartbeat(platform: Platform, job_id: int) -> dict[str, Any]:
+    with transaction(platform.sessions) as session:
+        job = _running(session, job_id)
+        job.lease_expires_at = datetime.now(UTC) + LEASE
+        run = session.get(Run, job.run_id)
+        return {"cancel": bool(run and run.cancel_requested), "lease_seconds": int(LEASE.total_seconds())}
+
+
+def _running(session: Session, job_id: int) -> RunJob:
+    job = session.get(RunJob, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    if job.state != states.RUNNING:
+        raise Conflict(f"job {job_id} is {job.state}, not running")
+    return job
+
+
+def update_step(
+    platform: Platform,
+    job_id: int,
+    step_key: str,
+    *,
+    state: str,
+    result: str | None = None,
+    issues: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    with transaction(platform.sessions) as session:
+        job = _running(session, job_id)
+        step = session.scalars(select(RunStep).where(RunStep.job_id == job.id, RunStep.step_key == step_key)).first()
+        if step is None:  # a step the agent adds itself (implicit checkout)
+            step = RunStep(
+                job_id=job.id,
+                step_key=step_key,
+                position=-1,
+                name=step_key.strip("_"),
+                display_name="Checkout self" if "checkout" in step_key else step_key,
+                state=states.NOT_STARTED,
+            )
+            session.add(step)
+        if state == "running":
+            states.transition(step, states.RUNNING)
+        else:
+            if result not in states.FINAL:
+                raise InvalidInput(f"invalid step result {result!r}; one of {', '.join(sorted(states.FINAL))}")
+            step.issues = list(issues or [])
+            states.transition(step, result)
+        return {"ok": True}
+
+
+def append_logs(platform: Platform, job: RunJob, step_key: str | None, lines: list[list[Any]]) -> int:
+    hidden = _job_secrets.get(job.id, set())
+    clean = [(float(t), logs.mask(str(text), hidden)) for t, text in lines]
+    return logs.append(logs.log_file(platform.settings.home, job.run_id, job.id, step_key), clean)
+
+
+def artifact_path(platform: Platform, run_id: int, name: str) -> Path:
+    if not _ARTIFACT_RE.match(name):
+        raise InvalidInput(f"invalid artifact name {name!r}: letters, digits, '.', '_', '-' and spaces")
+    return logs.run_dir(platform.settings.home, run_id) / "artifacts" / f"{name}.tar.gz"
+
+
+def store_artifact(platform: Platform, job: RunJob, name: str, data: bytes) -> dict[str, Any]:
+    path = artifact_path(platform, job.run_id, name)
+    with transaction(platform.sessions) as session:
+        if session.scalars(
+            select(RunArtifact).where(RunArtifact.run_id == job.run_id, RunArtifact.name == name)
+        ).first():
+            raise Conflict(f"artifact {name!r} already exists in run {job.run_id}: artifact names are unique per run")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        session.add(RunArtifact(run_id=job.run_id, job_id=job.id, name=name, size=len(data)))
+    return {"name": name, "size": len(data)}
+
+
+def list_artifacts(platform: Platform, run_id: int) -> list[dict[str, Any]]:
+    with transaction(platform.sessions) as session:
+        return [
+            {"name": a.name, "size": a.size, "job_id": a.job_id, "created_at": a.created_at.isoformat()}
+            for a in session.scalars(select(RunArtifact).where(RunArtifact.run_id == run_id).order_by(RunArtifact.id))
+        ]
+
+
+def read_artifact(platform: Platform, run_id: int, name: str) -> bytes:
+    path = artifact_path(platform, run_id, name)
+    if not path.exists():
+        raise NotFound(f"run {run_id} has no artifact {name!r}")
+    return path.read_bytes()
+
+
+def store_tests(platform: Platform, job: RunJob, summary: dict[str, Any]) -> dict[str, Any]:
+    with transaction(platform.sessions) as session:
+        session.add(TestResult(run_id=job.run_id, job_id=job.id, summary=summary))
+    return {"ok": True}
+
+
+def complete(platform: Platform, orchestrator: Orchestrator, job_id: int, outcome: JobOutcome) -> dict[str, Any]:
+    with orchestrator.lock, transaction(platform.sessions) as session:
+        job = _running(session, job_id)
+        if outcome.result not in states.FINAL:
+            raise InvalidInput(f"invalid job result {outcome.result!r}")
+        job.outputs = dict(outcome.outputs)
+        job.secret_outputs = secrets.encrypt_map(platform, dict(outcome.secret_outputs))
+        if outcome.message:
+            job.message = outcome.message
+        job.token_hash = None
+        for step in session.scalars(select(RunStep).where(RunStep.job_id == job.id)):
+            if step.state == states.RUNNING:
+                states.transition(step, states.CANCELED if outcome.result == states.CANCELED else states.FAILED)
+            elif not states.is_final(step.state):
+                states.transition(step, states.SKIPPED)
+        run = session.get(Run, job.run_id)
+        if run is not None:
+            if outcome.tags:
+                run.tags = sorted(set(run.tags) | set(outcome.tags))
+            if outcome.build_number:
+                run.build_number = outcome.build_number
+        states.transition(job, outcome.result)
+    _job_secrets.pop(job_id, None)
+    orchestrator.notify()
+    return {"ok": True}

@@ -1,0 +1,491 @@
+"""The scheduler: moves runs forward. Idempotent `advance(run)`; one lock; woken by events.
+
+queued run -> compile the YAML of its commit (templates from the same commit) -> stages, jobs and
+steps rows -> wait for permission to protected resources -> running: stages and jobs start when
+their dependencies are final and their condition holds; jobs become claimable by agents; stage and
+run results roll up. Leases of running jobs expire into "agent lost".
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mlyard.ci import states
+from mlyard.db.engine import transaction
+from mlyard.db.tables import Environment, Pipeline, Repo, Run, RunJob, RunStage, RunStep
+from mlyard.errors import MlyardError
+from mlyard.pipelines import ExpressionContext, PipelineError, evaluate_condition
+from mlyard.services import plan_store, resources, sources
+from mlyard.services.platform import Platform
+
+log = logging.getLogger("mlyard.orchestrator")
+AGENT_LOST = "agent lost"
+
+
+class Orchestrator:
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.lock = threading.RLock()
+        self.wake = threading.Event()
+        self.jobs_ready = threading.Condition()
+        self.stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="mlyard-orchestrator", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.wake.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def notify(self) -> None:
+        self.wake.set()
+
+    def _loop(self) -> None:
+        while not self.stop_event.is_set():
+            self.wake.wait(timeout=1.0)
+            self.wake.clear()
+            try:
+                self.tick()
+            except Exception:
+                log.exception("scheduler tick failed")
+
+    def tick(self) -> None:
+        with self.lock:
+            self._expire_leases()
+            with transaction(self.platform.sessions) as session:
+                ids = list(
+                    session.scalars(
+                        select(Run.id).where(Run.state.in_([states.NOT_STARTED, *states.ACTIVE])).order_by(Run.id)
+                    )
+                )
+            for run_id in ids:
+                try:
+                    self.advance(run_id)
+                except Exception:
+                    log.exception("advancing run %d failed", run_id)
+        with self.jobs_ready:
+            self.jobs_ready.notify_all()
+
+    def advance(self, run_id: int) -> None:
+        with self.lock:
+            with transaction(self.platform.sessions) as session:
+                run = session.get(Run, run_id)
+                if run is None or states.is_final(run.state):
+                    return
+                if run.state == states.NOT_STARTED:
+                    if not _busy(session, run):
+                        states.transition(run, states.QUEUED)
+                    return
+                needs_plan = run.plan is None
+            if needs_plan:
+                self._prepare(run_id)
+            with transaction(self.platform.sessions) as session:
+                run = session.get(Run, run_id)
+                if run is None or states.is_final(run.state):
+                    return
+                if (
+                    run.cancel_requested
+                    and run.state in (states.QUEUED, states.WAITING)
+                    and not _jobs_started(session, run)
+                ):
+                    _finish_unstarted(session, run, states.CANCELED, "canceled before it started")
+                    return
+                if run.state in (states.QUEUED, states.WAITING) and not self._resources_ready(session, run):
+                    return
+                if run.state != states.RUNNING:
+                    states.transition(run, states.RUNNING)
+                _schedule(session, run)
+
+    # -- preparing ---------------------------------------------------------------------------
+    def _prepare(self, run_id: int) -> None:
+        with transaction(self.platform.sessions) as session:
+            run = session.get(Run, run_id)
+            assert run is not None
+            pipeline = session.get(Pipeline, run.pipeline_id)
+            assert pipeline is not None
+            context = compile_context(self.platform, run, pipeline)
+            args = (pipeline.repo, run.source_version, pipeline.yaml_path, dict(run.parameters), dict(run.variables))
+        try:
+            plan = sources.compile_at(
+                self.platform, args[0], args[1], args[2], parameters=args[3], variables=args[4], context=context
+            )
+            doc = plan_store.plan_doc(plan)
+            error = ""
+        except PipelineError as exc:
+            doc, error = None, "the pipeline is invalid:\n" + "\n".join(exc.errors or [exc.message])
+        except MlyardError as exc:
+            doc, error = None, f"cannot compile the pipeline: {exc.message}"
+        with transaction(self.platform.sessions) as session:
+            run = session.get(Run, run_id)
+            assert run is not None
+            if doc is None:
+                run.message = error
+                states.transition(run, states.FAILED)
+                return
+            run.plan = doc
+            run.build_number = build_number(session, run, doc.get("run_name"), context)
+            _create_rows(session, run, doc)
+
+    def _resources_ready(self, session: Session, run: Run) -> bool:
+        doc = run.plan or {}
+        needed = plan_store.resources(doc)
+        missing = [f"{k}:{n}" for k, n in needed if not resources.exists(session, k, n)]
+        if missing:
+            run.message = (
+                f"the pipeline uses {', '.join(missing)}, which does not exist; create it "
+                "(mlyard connections create / variable-groups create / environments create) and run again"
+            )
+            _finish_unstarted(session, run, states.FAILED, run.message)
+            return False
+        granted = resources.permitted(session, run.pipeline_id)
+        waiting = [f"{k}:{n}" for k, n in needed if (k, n) not in granted]
+        run.waiting_for = waiting
+        if waiting:
+            pipeline = session.get(Pipeline, run.pipeline_id)
+            name = pipeline.name if pipeline else "?"
+            run.message = (
+                f"waiting for permission to use {', '.join(waiting)}: grant it with "
+                f"`mlyard runs permit {run.id}` (or `mlyard pipelines permit {name} --resource "
+                f"{waiting[0]}`)"
+            )
+            if run.state != states.WAITING:
+                states.transition(run, states.WAITING)
+            return False
+        if run.message.startswith("waiting for permission"):
+            run.message = ""
+        return True
+
+    # -- leases ------------------------------------------------------------------------------
+    def _expire_leases(self) -> None:
+        now = datetime.now(UTC)
+        with transaction(self.platform.sessions) as session:
+            lost = session.scalars(select(RunJob).where(RunJob.state == states.RUNNING, RunJob.lease_expires_at < now))
+            for job in lost:
+                fail_lost_job(
+                    session, job, f"{AGENT_LOST}: agent {job.agent or '?'} stopped reporting (its lease expired)"
+                )
+
+    def recover_after_restart(self) -> int:
+        """Fail the jobs a previous server process was running (their agents died with it)."""
+        with transaction(self.platform.sessions) as session:
+            jobs = list(session.scalars(select(RunJob).where(RunJob.state == states.RUNNING)))
+            for job in jobs:
+                fail_lost_job(
+                    session,
+                    job,
+                    f"{AGENT_LOST}: the server stopped while agent {job.agent or '?'} was running this job",
+                )
+            return len(jobs)
+
+
+def fail_lost_job(session: Session, job: RunJob, message: str) -> None:
+    job.message = message
+    job.token_hash = None
+    for step in session.scalars(select(RunStep).where(RunStep.job_id == job.id)):
+        if step.state == states.RUNNING:
+            states.transition(step, states.FAILED)
+        elif not states.is_final(step.state):
+            states.transition(step, states.SKIPPED)
+    states.transition(job, states.FAILED)
+
+
+def _busy(session: Session, run: Run) -> bool:
+    return (
+        session.scalars(
+            select(Run.id).where(
+                Run.pipeline_id == run.pipeline_id,
+                Run.id != run.id,
+                Run.source_branch == run.source_branch,
+                Run.state.in_(states.ACTIVE),
+            )
+        ).first()
+        is not None
+    )
+
+
+def _jobs_started(session: Session, run: Run) -> bool:
+    return (
+        session.scalars(
+            select(RunJob.id).where(RunJob.run_id == run.id, RunJob.state.in_([states.RUNNING, *states.FINAL]))
+        ).first()
+        is not None
+    )
+
+
+def _finish_unstarted(session: Session, run: Run, state: str, message: str) -> None:
+    final = states.CANCELED if state == states.CANCELED else states.SKIPPED
+    for table in (RunStage, RunJob):
+        for row in session.scalars(select(table).where(table.run_id == run.id)):
+            if not states.is_final(row.state):
+                states.transition(row, final)
+            if isinstance(row, RunJob):
+                _skip_steps(session, row)
+    run.message = message
+    states.transition(run, state)
+
+
+def compile_context(platform: Platform, run: Run, pipeline: Pipeline) -> dict[str, str]:
+    """Predefined variables known when the run is compiled (visible to ${{ variables.X }})."""
+    branch = run.source_branch
+    short = branch.split("/", 2)[-1] if branch.startswith(("refs/heads/", "refs/tags/")) else branch
+    return {
+        "Build.BuildId": str(run.id),
+        "Build.DefinitionName": pipeline.name,
+        "Build.Reason": run.reason,
+        "Build.SourceBranch": branch,
+        "Build.SourceBranchName": short.rsplit("/", 1)[-1],
+        "Build.SourceVersion": run.source_version,
+        "Build.Repository.Name": pipeline.repo,
+        "Build.Repository.Uri": f"{platform.settings.url}/git/{pipeline.repo}.git",
+        "Build.RequestedFor": run.requested_for,
+        "Build.QueuedBy": run.requested_for,
+        "System.DefinitionId": str(pipeline.id),
+        "System.TeamProject": "mlyard",
+        "System.CollectionUri": f"{platform.settings.url}/",
+        "System.TeamFoundationCollectionUri": f"{platform.settings.url}/",
+        "Mlyard.RunUrl": f"{platform.settings.url}/api/v1/runs/{run.id}",
+    }
+
+
+_DATE_TOKEN = re.compile(r"\$\(Date:([^)]+)\)")
+_REV_TOKEN = re.compile(r"\$\(Rev:(r+)\)")
+_MACRO = re.compile(r"\$\(([A-Za-z0-9_.]+)\)")
+
+
+def build_number(session: Session, run: Run, template: str | None, context: dict[str, str]) -> str:
+    """Azure's run number: default `$(Date:yyyyMMdd).$(Rev:r)`; Rev counts up per distinct prefix."""
+    text = template or "$(Date:yyyyMMdd).$(Rev:r)"
+    now = datetime.now(UTC)
+
+    def date(match: re.Match[str]) -> str:
+        fmt = match.group(1)
+        for token, value in (
+            ("yyyy", f"{now:%Y}"),
+            ("yy", f"{now:%y}"),
+            ("MM", f"{now:%m}"),
+            ("dd", f"{now:%d}"),
+            ("HH", f"{now:%H}"),
+            ("mm", f"{now:%M}"),
+            ("ss", f"{now:%S}"),
+        ):
+            fmt = fmt.replace(token, value)
+        return fmt
+
+    names = {k.lower(): v for k, v in context.items()}
+    names.update({k.split(".")[-1].lower(): v for k, v in context.items()})
+    text = _DATE_TOKEN.sub(date, text)
+    text = _MACRO.sub(lambda m: names.get(m.group(1).lower(), m.group(0)), text)
+    rev = _REV_TOKEN.search(text)
+    if rev is None:
+        return text
+    head, tail = text[: rev.start()], text[rev.end() :]
+    pattern = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail) + "$")
+    previous = [
+        int(m.group(1))
+        for b in session.scalars(select(Run.build_number).where(Run.pipeline_id == run.pipeline_id, Run.id != run.id))
+        if (m := pattern.match(b or ""))
+    ]
+    return f"{head}{str(max(previous, default=0) + 1).zfill(len(rev.group(1)))}{tail}"
+
+
+def _create_rows(session: Session, run: Run, doc: dict[str, Any]) -> None:
+    envs = {e.name: e for e in session.scalars(select(Environment))}
+    for s_index, stage in enumerate(doc["stages"]):
+        session.add(
+            RunStage(
+                run_id=run.id,
+                position=s_index,
+                name=stage["name"],
+                display_name=stage["display_name"] or stage["name"],
+                state=states.NOT_STARTED,
+                depends_on=stage["depends_on"],
+                condition=stage["condition"],
+            )
+        )
+        for j_index, job in enumerate(stage["jobs"]):
+            row = RunJob(
+                run_id=run.id,
+                stage=stage["name"],
+                position=s_index * 1000 + j_index,
+                name=job["name"],
+                display_name=job["display_name"] or job["name"],
+                kind=job["kind"],
+                environment=job["environment"],
+                state=states.NOT_STARTED,
+                depends_on=job["depends_on"],
+                condition=job["condition"],
+                continue_on_error=job["continue_on_error"],
+            )
+            if job["environment"] in envs and envs[job["environment"]].approval_required:
+                row.approval = "required"
+            session.add(row)
+            session.flush()
+            for p_index, step in enumerate(job["steps"]):
+                session.add(
+                    RunStep(
+                        job_id=row.id,
+                        step_key=step["id"],
+                        position=p_index,
+                        name=step["name"],
+                        display_name=step["display_name"] or step["name"],
+                        state=states.NOT_STARTED,
+                    )
+                )
+
+
+# -- scheduling ------------------------------------------------------------------------------
+def _schedule(session: Session, run: Run) -> None:
+    stages = list(session.scalars(select(RunStage).where(RunStage.run_id == run.id).order_by(RunStage.position)))
+    jobs = list(session.scalars(select(RunJob).where(RunJob.run_id == run.id).order_by(RunJob.position)))
+    by_stage = {s.name: [j for j in jobs if j.stage == s.name] for s in stages}
+    variables = run_variables(run)
+    for stage in stages:
+        if states.is_final(stage.state):
+            continue
+        if stage.state == states.NOT_STARTED:
+            deps = [s for s in stages if s.name in stage.depends_on]
+            if not all(states.is_final(d.state) for d in deps):
+                continue
+            ctx = ExpressionContext(
+                variables=variables,
+                dependencies=stage_dependencies(deps, by_stage),
+                dependency_results={d.name: states.AZURE_RESULT[d.state] for d in deps},
+                canceled=run.cancel_requested,
+            )
+            if not _condition(stage, ctx):
+                _skip_stage(
+                    session, stage, by_stage[stage.name], states.CANCELED if run.cancel_requested else states.SKIPPED
+                )
+                continue
+            states.transition(stage, states.RUNNING)
+        _schedule_jobs(session, run, stage, by_stage, variables)
+        stage_jobs = by_stage[stage.name]
+        if all(states.is_final(j.state) for j in stage_jobs):
+            states.transition(stage, states.worst([_counted(j) for j in stage_jobs]))
+    if all(states.is_final(s.state) for s in stages):
+        result = states.worst([s.state for s in stages])
+        if run.cancel_requested and result != states.FAILED:
+            result = states.CANCELED
+        states.transition(run, states.SUCCEEDED if result == states.SKIPPED else result)
+
+
+def _schedule_jobs(
+    session: Session, run: Run, stage: RunStage, by_stage: dict[str, list[RunJob]], variables: dict[str, str]
+) -> None:
+    stage_jobs = by_stage[stage.name]
+    for job in stage_jobs:
+        if job.state == states.NOT_STARTED:
+            deps = [j for j in stage_jobs if j.name in job.depends_on]
+            if not all(states.is_final(d.state) for d in deps):
+                continue
+            ctx = ExpressionContext(
+                variables=variables,
+                dependencies={d.name: job_dependency(d) for d in deps},
+                stage_dependencies=stage_job_dependencies(by_stage, stage.name),
+                dependency_results={d.name: states.AZURE_RESULT[d.state] for d in deps},
+                canceled=run.cancel_requested,
+            )
+            if not _condition(job, ctx):
+                states.transition(job, states.CANCELED if run.cancel_requested else states.SKIPPED)
+                _skip_steps(session, job)
+                continue
+            if job.approval in ("required",):
+                job.approval = "pending"
+                job.message = (
+                    f"waiting for approval to deploy to environment {job.environment}: "
+                    f"`mlyard runs approve {run.id}` or `mlyard runs reject {run.id}`"
+                )
+                states.transition(job, states.WAITING)
+                continue
+            job.queued_at = datetime.now(UTC)
+            states.transition(job, states.QUEUED)
+        elif job.state == states.WAITING:
+            if job.approval == "approved":
+                job.queued_at = datetime.now(UTC)
+                states.transition(job, states.QUEUED)
+            elif job.approval == "rejected":
+                states.transition(job, states.FAILED)
+                _skip_steps(session, job)
+        if run.cancel_requested and job.state in (states.QUEUED, states.WAITING):
+            job.message = job.message or "canceled before it started"
+            states.transition(job, states.CANCELED)
+            _skip_steps(session, job)
+
+
+def _condition(row: RunStage | RunJob, ctx: ExpressionContext) -> bool:
+    try:
+        return evaluate_condition(row.condition or "succeeded()", ctx)
+    except MlyardError as exc:
+        row.message = f"condition '{row.condition}' failed: {exc.message}"
+        return False
+
+
+def _counted(job: RunJob) -> str:
+    return states.SUCCEEDED_WITH_ISSUES if job.state == states.FAILED and job.continue_on_error else job.state
+
+
+def _skip_stage(session: Session, stage: RunStage, jobs: list[RunJob], state: str) -> None:
+    for job in jobs:
+        if not states.is_final(job.state):
+            states.transition(job, state)
+        _skip_steps(session, job)
+    states.transition(stage, state)
+
+
+def _skip_steps(session: Session, job: RunJob) -> None:
+    for step in session.scalars(select(RunStep).where(RunStep.job_id == job.id)):
+        if not states.is_final(step.state):
+            states.transition(step, states.SKIPPED)
+
+
+def job_dependency(job: RunJob) -> dict[str, Any]:
+    return {"result": states.AZURE_RESULT.get(job.state, job.state), "outputs": dict(job.outputs)}
+
+
+def stage_dependencies(deps: list[RunStage], by_stage: dict[str, list[RunJob]]) -> dict[str, Any]:
+    """For stage conditions: dependencies.<stage>.result and .outputs['job.step.var']."""
+    out = {}
+    for stage in deps:
+        outputs = {f"{j.name}.{k}": v for j in by_stage.get(stage.name, []) for k, v in j.outputs.items()}
+        out[stage.name] = {"result": states.AZURE_RESULT.get(stage.state, stage.state), "outputs": outputs}
+    return out
+
+
+def stage_job_dependencies(by_stage: dict[str, list[RunJob]], current: str) -> dict[str, Any]:
+    """For jobs: stageDependencies.<stage>.<job>.outputs['step.var'] of earlier stages."""
+    return {name: {j.name: job_dependency(j) for j in jobs} for name, jobs in by_stage.items() if name != current}
+
+
+def run_variables(run: Run) -> dict[str, str]:
+    """Plain variables visible to run-level conditions: the YAML root variables and queue-time ones."""
+    values: dict[str, str] = dict(run.variables)
+    for entry in (run.plan or {}).get("variables", []):
+        if "name" in entry:
+            values[entry["name"]] = str(entry["value"])
+    values.update(
+        {
+            "Build.Reason": run.reason,
+            "Build.SourceBranch": run.source_branch,
+            "Build.SourceVersion": run.source_version,
+            "Build.BuildId": str(run.id),
+            "Build.SourceBranchName": run.source_branch.rsplit("/", 1)[-1],
+        }
+    )
+    return values
+
+
+def repo_of(session: Session, run: Run) -> Repo:
+    pipeline = session.get(Pipeline, run.pipeline_id)
+    assert pipeline is not None
+    return session.scalars(select(Repo).where(Repo.name == pipeline.repo)).one()

@@ -1,0 +1,200 @@
+"""Registered pipelines: create, list (a tree by folder), show, delete; variables set outside YAML."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mlyard.db.engine import transaction
+from mlyard.db.tables import Permission, Pipeline, PipelineVariable, Repo, Run
+from mlyard.errors import Conflict, NotFound
+from mlyard.names import check_folder, check_pipeline_name, check_repo_name, check_variable_name
+from mlyard.services import audit, secrets, sources
+from mlyard.services.auth import Principal
+from mlyard.services.platform import Platform
+
+
+def create_pipeline(
+    platform: Platform, principal: Principal, *, name: str, repo: str, yaml_path: str, folder: str = ""
+) -> dict[str, Any]:
+    """Register `yaml_path` of `repo`; the file must exist and be valid on the default branch (if any)."""
+    principal.require("repo:write")
+    check_pipeline_name(name)
+    check_repo_name(repo)
+    folder = check_folder(folder)
+    yaml_path = yaml_path.strip().lstrip("/")
+    with transaction(platform.sessions) as session:
+        repo_row = session.scalars(select(Repo).where(Repo.name == repo)).first()
+        if repo_row is None:
+            raise NotFound(f"repository {repo!r} not found; list repositories with `mlyard repos list`")
+        if session.scalars(select(Pipeline).where(Pipeline.name == name)).first():
+            raise Conflict(f"pipeline {name!r} already exists; pick another name or delete it first")
+        default_ref = f"refs/heads/{repo_row.default_branch}"
+    head = sources.resolve_commit(platform, repo, default_ref) if _has_ref(platform, repo, default_ref) else None
+    if head is not None:
+        sources.load_at(platform, repo, head, yaml_path)  # raises NotFound / PipelineError
+    with transaction(platform.sessions) as session:
+        row = Pipeline(name=name, folder=folder, repo=repo, yaml_path=yaml_path, created_by=principal.username)
+        session.add(row)
+        audit.record(session, "pipeline.created", actor=principal.username, target=name, repo=repo)
+        session.flush()
+        return pipeline_dict(row, None)
+
+
+def _has_ref(platform: Platform, repo: str, ref: str) -> bool:
+    from mlyard.git.repos import resolve
+
+    return resolve(sources.bare_repo(platform, repo), ref) is not None
+
+
+def list_pipelines(platform: Platform, *, folder: str | None = None, repo: str | None = None) -> list[dict[str, Any]]:
+    """Pipelines ordered by folder and name, each with its last run."""
+    with transaction(platform.sessions) as session:
+        query = select(Pipeline).order_by(Pipeline.folder, Pipeline.name)
+        if repo:
+            query = query.where(Pipeline.repo == repo)
+        rows = list(session.scalars(query))
+        if folder:
+            prefix = check_folder(folder)
+            rows = [r for r in rows if r.folder == prefix or r.folder.startswith(prefix + "/")]
+        last = _last_runs(session, [r.id for r in rows])
+        return [pipeline_dict(r, last.get(r.id)) for r in rows]
+
+
+def _last_runs(session: Session, ids: list[int]) -> dict[int, Run]:
+    if not ids:
+        return {}
+    newest = (
+        select(Run.pipeline_id, func.max(Run.id).label("rid"))
+        .where(Run.pipeline_id.in_(ids))
+        .group_by(Run.pipeline_id)
+        .subquery()
+    )
+    runs = session.scalars(select(Run).join(newest, Run.id == newest.c.rid))
+    return {r.pipeline_id: r for r in runs}
+
+
+def get_row(session: Session, name: str) -> Pipeline:
+    row = session.scalars(select(Pipeline).where(Pipeline.name == name)).first()
+    if row is None:
+        raise NotFound(f"pipeline {name!r} not found; list pipelines with `mlyard pipelines list`")
+    return row
+
+
+def show_pipeline(platform: Platform, name: str) -> dict[str, Any]:
+    with transaction(platform.sessions) as session:
+        row = get_row(session, name)
+        info = pipeline_dict(row, _last_runs(session, [row.id]).get(row.id))
+        info["variables"] = [
+            variable_dict(v)
+            for v in session.scalars(
+                select(PipelineVariable).where(PipelineVariable.pipeline_id == row.id).order_by(PipelineVariable.name)
+            )
+        ]
+        info["permissions"] = [
+            f"{p.kind}:{p.resource}"
+            for p in session.scalars(
+                select(Permission)
+                .where(Permission.pipeline_id == row.id)
+                .order_by(Permission.kind, Permission.resource)
+            )
+        ]
+        recent = session.scalars(select(Run).where(Run.pipeline_id == row.id).order_by(Run.id.desc()).limit(10))
+        info["recent_runs"] = [run_brief(r) for r in recent]
+        return info
+
+
+def delete_pipeline(platform: Platform, principal: Principal, name: str) -> dict[str, Any]:
+    principal.require("repo:write")
+    with transaction(platform.sessions) as session:
+        row = get_row(session, name)
+        info = pipeline_dict(row, None)
+        run_ids = list(session.scalars(select(Run.id).where(Run.pipeline_id == row.id)))
+        session.delete(row)
+        audit.record(session, "pipeline.deleted", actor=principal.username, target=name)
+    for run_id in run_ids:
+        shutil.rmtree(platform.settings.home / "runs" / str(run_id), ignore_errors=True)
+    return info
+
+
+def set_variable(
+    platform: Platform, principal: Principal, pipeline: str, name: str, value: str, *, secret: bool = False
+) -> dict[str, Any]:
+    principal.require("repo:write")
+    check_variable_name(name)
+    with transaction(platform.sessions) as session:
+        row = get_row(session, pipeline)
+        var = session.scalars(
+            select(PipelineVariable).where(PipelineVariable.pipeline_id == row.id, PipelineVariable.name == name)
+        ).first()
+        stored = secrets.encrypt(platform, value) if secret else value
+        if var is None:
+            var = PipelineVariable(pipeline_id=row.id, name=name, value=stored, is_secret=secret)
+            session.add(var)
+        else:
+            var.value, var.is_secret = stored, secret
+        audit.record(
+            session, "pipeline.variable.set", actor=principal.username, target=f"{pipeline}/{name}", secret=secret
+        )
+        session.flush()
+        return variable_dict(var)
+
+
+def delete_variable(platform: Platform, principal: Principal, pipeline: str, name: str) -> dict[str, Any]:
+    principal.require("repo:write")
+    with transaction(platform.sessions) as session:
+        row = get_row(session, pipeline)
+        var = session.scalars(
+            select(PipelineVariable).where(PipelineVariable.pipeline_id == row.id, PipelineVariable.name == name)
+        ).first()
+        if var is None:
+            raise NotFound(f"pipeline {pipeline!r} has no variable {name!r}")
+        info = variable_dict(var)
+        session.delete(var)
+        return info
+
+
+def variables_for_run(platform: Platform, session: Session, pipeline_id: int) -> tuple[dict[str, str], dict[str, str]]:
+    """(plain, secret) variables set outside YAML, decrypted for a job."""
+    plain: dict[str, str] = {}
+    hidden: dict[str, str] = {}
+    for var in session.scalars(select(PipelineVariable).where(PipelineVariable.pipeline_id == pipeline_id)):
+        if var.is_secret:
+            hidden[var.name] = secrets.decrypt(platform, var.value)
+        else:
+            plain[var.name] = var.value
+    return plain, hidden
+
+
+def variable_dict(var: PipelineVariable) -> dict[str, Any]:
+    return {"name": var.name, "value": None if var.is_secret else var.value, "secret": var.is_secret}
+
+
+def pipeline_dict(row: Pipeline, last: Run | None) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "folder": row.folder,
+        "repo": row.repo,
+        "yaml_path": row.yaml_path,
+        "created_by": row.created_by,
+        "created_at": row.created_at.isoformat(),
+        "last_run": run_brief(last) if last else None,
+    }
+
+
+def run_brief(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "number": run.number,
+        "build_number": run.build_number,
+        "state": run.state,
+        "reason": run.reason,
+        "source_branch": run.source_branch,
+        "source_version": run.source_version,
+        "queued_at": run.queued_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+    }

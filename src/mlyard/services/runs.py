@@ -1,0 +1,396 @@
+"""Runs: queue (manual and CI), list, show, cancel, permit, approve; logs, artifacts, test results."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mlyard.ci import states
+from mlyard.ci.logs import log_file, read
+from mlyard.db.engine import transaction
+from mlyard.db.tables import Pipeline, Repo, Run, RunArtifact, RunJob, RunStage, RunStep, TestResult
+from mlyard.errors import Conflict, InvalidInput, NotFound
+from mlyard.git.repos import ZERO_SHA
+from mlyard.pipelines import PipelineError, resolve_parameters, trigger_decision
+from mlyard.services import audit, resources, sources
+from mlyard.services.auth import Principal
+from mlyard.services.pipelines import get_row, run_brief
+from mlyard.services.platform import Platform
+
+log = logging.getLogger("mlyard.runs")
+
+
+def queue_manual(
+    platform: Platform,
+    principal: Principal,
+    pipeline: str,
+    *,
+    branch: str | None = None,
+    commit: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    variables: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Queue a run by hand (Build.Reason Manual); parameters are checked before anything is queued."""
+    principal.require("pipelines:run")
+    if branch and commit:
+        raise InvalidInput("give --branch or --commit, not both")
+    with transaction(platform.sessions) as session:
+        row = get_row(session, pipeline)
+        repo = session.scalars(select(Repo).where(Repo.name == row.repo)).one()
+        pipeline_id, repo_name, yaml_path = row.id, row.repo, row.yaml_path
+        ref = _branch_ref(branch or repo.default_branch)
+    sha = sources.resolve_commit(platform, repo_name, commit or ref)
+    loaded = sources.load_at(platform, repo_name, sha, yaml_path)
+    try:
+        values = resolve_parameters(loaded, parameters or {})
+    except PipelineError as exc:  # a bad value given now is the caller's input error, not the file's
+        problems = [d.message for d in exc.diagnostics]
+        raise InvalidInput(
+            f"invalid parameters for pipeline {pipeline!r}: " + "; ".join(problems), errors=problems
+        ) from None
+    for name in variables or {}:
+        if not name.strip():
+            raise InvalidInput("--var expects NAME=VALUE with a non-empty name")
+    with transaction(platform.sessions) as session:
+        run = _new_run(
+            session,
+            pipeline_id,
+            reason="Manual",
+            ref=ref,
+            sha=sha,
+            requested_for=principal.username,
+            parameters=_plain(values),
+            variables=dict(variables or {}),
+        )
+        audit.record(session, "run.queued", actor=principal.username, target=f"{pipeline}#{run.number}")
+        session.flush()
+        result = run_brief(run)
+    _notify(platform)
+    return result
+
+
+def _branch_ref(branch: str) -> str:
+    return branch if branch.startswith("refs/") else f"refs/heads/{branch}"
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    return json.loads(json.dumps(values, default=str))
+
+
+def _new_run(
+    session: Session,
+    pipeline_id: int,
+    *,
+    reason: str,
+    ref: str,
+    sha: str,
+    requested_for: str,
+    parameters: dict[str, Any],
+    variables: dict[str, str],
+    state: str = states.QUEUED,
+    push_event_id: int | None = None,
+) -> Run:
+    number = (session.scalar(select(func.max(Run.number)).where(Run.pipeline_id == pipeline_id)) or 0) + 1
+    run = Run(
+        pipeline_id=pipeline_id,
+        number=number,
+        reason=reason,
+        source_branch=ref,
+        source_version=sha,
+        requested_for=requested_for,
+        state=state,
+        parameters=parameters,
+        variables=variables,
+        push_event_id=push_event_id,
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def on_push(platform: Platform, events: list[dict[str, Any]]) -> list[int]:
+    """Queue the CI runs a push asks for: the YAML in the pushed commit decides. Returns run ids."""
+    queued: list[int] = []
+    for event in events:
+        if event["new_sha"] == ZERO_SHA:
+            continue
+        with transaction(platform.sessions) as session:
+            candidates = [
+                (p.id, p.name, p.yaml_path)
+                for p in session.scalars(select(Pipeline).where(Pipeline.repo == event["repo"]))
+            ]
+        message = "\n".join(c["message"] for c in event["commits"])
+        for pipeline_id, name, yaml_path in candidates:
+            try:
+                run_id = _trigger(platform, event, pipeline_id, yaml_path, message)
+            except (PipelineError, NotFound) as exc:
+                log.info("push %s to %s does not run %s: %s", event["ref"], event["repo"], name, exc.message)
+                continue
+            if run_id is not None:
+                queued.append(run_id)
+    if queued:
+        _notify(platform)
+    return queued
+
+
+def _trigger(platform: Platform, event: dict[str, Any], pipeline_id: int, yaml_path: str, message: str) -> int | None:
+    loaded = sources.load_at(platform, event["repo"], event["new_sha"], yaml_path)
+    decision = trigger_decision(loaded, event["ref"], event["changed_paths"], message)
+    if not decision.run:
+        log.info("no run of pipeline %d for %s: %s", pipeline_id, event["ref"], decision.reason)
+        return None
+    batch = bool(getattr(loaded.trigger, "batch", False))
+    with transaction(platform.sessions) as session:
+        if batch:
+            waiting = _batched_waiting(session, pipeline_id, event["ref"])
+            if waiting is not None:  # fold this push into the run already waiting for the current one
+                waiting.source_version, waiting.push_event_id = event["new_sha"], event["id"]
+                return waiting.id
+            busy = _active_run(session, pipeline_id, event["ref"]) is not None
+        else:
+            busy = False
+        run = _new_run(
+            session,
+            pipeline_id,
+            reason="BatchedCI" if batch else "IndividualCI",
+            ref=event["ref"],
+            sha=event["new_sha"],
+            requested_for=event["pusher"],
+            parameters={},
+            variables={},
+            state=states.NOT_STARTED if busy else states.QUEUED,
+            push_event_id=event["id"],
+        )
+        return run.id
+
+
+def _batched_waiting(session: Session, pipeline_id: int, ref: str) -> Run | None:
+    return session.scalars(
+        select(Run).where(Run.pipeline_id == pipeline_id, Run.source_branch == ref, Run.state == states.NOT_STARTED)
+    ).first()
+
+
+def _active_run(session: Session, pipeline_id: int, ref: str) -> Run | None:
+    return session.scalars(
+        select(Run).where(Run.pipeline_id == pipeline_id, Run.source_branch == ref, Run.state.in_(states.ACTIVE))
+    ).first()
+
+
+def _notify(platform: Platform) -> None:
+    if platform.orchestrator is not None:
+        platform.orchestrator.notify()
+
+
+def get_run_row(session: Session, run_id: int) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} not found; list runs with `mlyard runs list`")
+    return run
+
+
+def list_runs(
+    platform: Platform, *, pipeline: str | None = None, state: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    with transaction(platform.sessions) as session:
+        query = select(Run, Pipeline.name).join(Pipeline).order_by(Run.id.desc()).limit(limit)
+        if pipeline:
+            query = query.where(Pipeline.id == get_row(session, pipeline).id)
+        if state:
+            query = query.where(Run.state == state)
+        return [{**run_brief(r), "pipeline": name, "message": r.message} for r, name in session.execute(query)]
+
+
+def show_run(platform: Platform, run_id: int) -> dict[str, Any]:
+    """The run with its tree of stages, jobs and steps, states and durations."""
+    with transaction(platform.sessions) as session:
+        run = get_run_row(session, run_id)
+        pipeline = session.get(Pipeline, run.pipeline_id)
+        stages = list(session.scalars(select(RunStage).where(RunStage.run_id == run.id).order_by(RunStage.position)))
+        jobs = list(session.scalars(select(RunJob).where(RunJob.run_id == run.id).order_by(RunJob.position)))
+        steps = (
+            list(
+                session.scalars(
+                    select(RunStep)
+                    .where(RunStep.job_id.in_([j.id for j in jobs]))
+                    .order_by(RunStep.job_id, RunStep.position)
+                )
+            )
+            if jobs
+            else []
+        )
+        tests = [t.summary for t in session.scalars(select(TestResult).where(TestResult.run_id == run.id))]
+        artifacts = [a.name for a in session.scalars(select(RunArtifact).where(RunArtifact.run_id == run.id))]
+        doc = {
+            **run_brief(run),
+            "pipeline": pipeline.name if pipeline else "",
+            "message": run.message,
+            "requested_for": run.requested_for,
+            "parameters": run.parameters,
+            "tags": run.tags,
+            "waiting_for": run.waiting_for,
+            "started_at": _iso(run.started_at),
+            "duration_seconds": _duration(run.started_at, run.finished_at),
+            "url": f"{platform.settings.url}/api/v1/runs/{run.id}",
+            "artifacts": artifacts,
+            "tests": combine_tests(tests),
+            "stages": [],
+        }
+        for stage in stages:
+            stage_doc = {**_node(stage), "jobs": []}
+            for job in (j for j in jobs if j.stage == stage.name):
+                job_doc = {
+                    **_node(job),
+                    "id": job.id,
+                    "kind": job.kind,
+                    "agent": job.agent,
+                    "environment": job.environment,
+                    "approval": job.approval,
+                    "message": job.message,
+                    "outputs": job.outputs,
+                    "steps": [_step(s) for s in steps if s.job_id == job.id],
+                }
+                stage_doc["jobs"].append(job_doc)
+            doc["stages"].append(stage_doc)
+        return doc
+
+
+def _node(row: RunStage | RunJob) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "display_name": row.display_name,
+        "state": row.state,
+        "started_at": _iso(row.started_at),
+        "finished_at": _iso(row.finished_at),
+        "duration_seconds": _duration(row.started_at, row.finished_at),
+        "message": row.message,
+    }
+
+
+def _step(row: RunStep) -> dict[str, Any]:
+    return {
+        "key": row.step_key,
+        "name": row.name,
+        "display_name": row.display_name,
+        "state": row.state,
+        "issues": row.issues,
+        "started_at": _iso(row.started_at),
+        "duration_seconds": _duration(row.started_at, row.finished_at),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _duration(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None:
+        return None
+    return round(((end or datetime.now(UTC)) - start).total_seconds(), 3)
+
+
+def combine_tests(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if not summaries:
+        return None
+    total = {key: sum(int(s.get(key, 0)) for s in summaries) for key in ("total", "passed", "failed", "skipped")}
+    total["failures"] = [f for s in summaries for f in s.get("failures", [])]
+    total["runs"] = len(summaries)
+    return total
+
+
+def cancel_run(platform: Platform, principal: Principal, run_id: int) -> dict[str, Any]:
+    principal.require("pipelines:run")
+    with transaction(platform.sessions) as session:
+        run = get_run_row(session, run_id)
+        if states.is_final(run.state):
+            raise Conflict(f"run {run_id} already finished ({run.state})")
+        run.cancel_requested = True
+        audit.record(session, "run.cancel", actor=principal.username, target=str(run_id))
+    _notify(platform)
+    return show_run(platform, run_id)
+
+
+def permit_run(platform: Platform, principal: Principal, run_id: int) -> dict[str, Any]:
+    """Grant every resource the run waits for (remembered for its pipeline)."""
+    principal.require("admin")
+    with transaction(platform.sessions) as session:
+        run = get_run_row(session, run_id)
+        granted = []
+        for item in run.waiting_for:
+            kind, name = resources.parse_resource(item)
+            if resources.grant(session, run.pipeline_id, kind, name, actor=principal.username):
+                granted.append(item)
+    _notify(platform)
+    return {"run": run_id, "granted": granted}
+
+
+def decide_approval(
+    platform: Platform, principal: Principal, run_id: int, *, approve: bool, comment: str = ""
+) -> dict[str, Any]:
+    principal.require("pipelines:run")
+    with transaction(platform.sessions) as session:
+        run = get_run_row(session, run_id)
+        pending = list(session.scalars(select(RunJob).where(RunJob.run_id == run.id, RunJob.approval == "pending")))
+        if not pending:
+            raise Conflict(f"run {run_id} has no deployment waiting for approval")
+        for job in pending:
+            job.approval = "approved" if approve else "rejected"
+            job.message = f"{'approved' if approve else 'rejected'} by {principal.username}" + (
+                f": {comment}" if comment else ""
+            )
+        audit.record(
+            session,
+            "run.approved" if approve else "run.rejected",
+            actor=principal.username,
+            target=str(run_id),
+            comment=comment,
+        )
+    _notify(platform)
+    return {"run": run_id, "jobs": [j.name for j in pending], "approved": approve}
+
+
+def step_logs(platform: Platform, run_id: int, *, step: str | None = None) -> list[dict[str, Any]]:
+    """Log files of a run in order: [{job, step, path}] (a step matched by key, name or display name)."""
+    with transaction(platform.sessions) as session:
+        run = get_run_row(session, run_id)
+        jobs = list(session.scalars(select(RunJob).where(RunJob.run_id == run.id).order_by(RunJob.position)))
+        found = []
+        for job in jobs:
+            job_log = log_file(platform.settings.home, run.id, job.id, None)
+            found.append({"job": job.name, "step": None, "path": job_log})
+            for s in session.scalars(select(RunStep).where(RunStep.job_id == job.id).order_by(RunStep.position)):
+                found.append(
+                    {
+                        "job": job.name,
+                        "step": s.display_name,
+                        "key": s.step_key,
+                        "name": s.name,
+                        "path": log_file(platform.settings.home, run.id, job.id, s.step_key),
+                    }
+                )
+    if step:
+        wanted = [f for f in found if step in (f.get("key"), f.get("name"), f.get("step"))]
+        if not wanted:
+            raise NotFound(f"run {run_id} has no step {step!r}; see the steps with `mlyard runs show {run_id}`")
+        return wanted
+    return found
+
+
+def read_logs(platform: Platform, run_id: int, *, step: str | None = None) -> str:
+    parts = []
+    for item in step_logs(platform, run_id, step=step):
+        text, _ = read(item["path"])
+        if text:
+            header = f"## {item['job']}" + (f" / {item['step']}" if item["step"] else "")
+            parts.append(header + "\n" + text)
+    return "\n".join(parts)
+
+
+def run_state(platform: Platform, run_id: int) -> str:
+    with transaction(platform.sessions) as session:
+        return get_run_row(session, run_id).state

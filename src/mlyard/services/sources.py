@@ -1,0 +1,69 @@
+"""Pipeline files as they are in a commit: load, compile, and decide triggers from the pushed YAML."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from mlyard.errors import InvalidInput, NotFound
+from mlyard.git import repos as git
+from mlyard.pipelines import Pipeline, PipelineError, Plan, compile_pipeline, load_pipeline
+from mlyard.services.platform import Platform
+
+
+def bare_repo(platform: Platform, repo: str) -> Path:
+    return git.repo_path(platform.settings.repos_dir, repo)
+
+
+def resolve_commit(platform: Platform, repo: str, rev: str) -> str:
+    sha = git.resolve(bare_repo(platform, repo), rev)
+    if sha is None:
+        raise NotFound(f"no commit {rev!r} in repository {repo!r}")
+    return sha
+
+
+def read_yaml(platform: Platform, repo: str, commit: str, yaml_path: str) -> str:
+    data = git.read_file(bare_repo(platform, repo), commit, yaml_path)
+    if data is None:
+        raise NotFound(f"{yaml_path} does not exist in repository {repo!r} at {commit[:10]}")
+    return data.decode("utf-8", "replace")
+
+
+def load_at(platform: Platform, repo: str, commit: str, yaml_path: str) -> Pipeline:
+    """The pipeline file as it is in `commit` (no templates resolved yet)."""
+    text = read_yaml(platform, repo, commit, yaml_path)
+    return load_pipeline(text, name=yaml_path)
+
+
+@contextmanager
+def tree_at(platform: Platform, repo: str, commit: str) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="mlyard-tree-") as tmp:
+        git.export_tree(bare_repo(platform, repo), commit, Path(tmp))
+        yield Path(tmp)
+
+
+def compile_at(
+    platform: Platform,
+    repo: str,
+    commit: str,
+    yaml_path: str,
+    *,
+    parameters: Mapping[str, Any],
+    variables: Mapping[str, Any],
+    context: Mapping[str, Any],
+) -> Plan:
+    """Compile the pipeline of `commit` with its templates from the same commit."""
+    with tree_at(platform, repo, commit) as root:
+        file = root / yaml_path
+        if not file.resolve().is_relative_to(root.resolve()) or not file.is_file():
+            raise InvalidInput(f"{yaml_path} does not exist in repository {repo!r} at {commit[:10]}")
+        try:
+            pipeline = load_pipeline(file)
+            return compile_pipeline(pipeline, parameters, variables, context, repo_root=root)
+        except PipelineError as exc:  # name files as they are in the repo, not in the temporary folder
+            prefix = f"{root}/"
+            raise PipelineError([replace(d, file=d.file.removeprefix(prefix)) for d in exc.diagnostics]) from None

@@ -1,0 +1,108 @@
+"""checkout: the exact commit of the run from a real bare repository (file://), shallow by default,
+implicit for regular jobs, not for deployment jobs, `checkout: none`, persistCredentials.
+
+Sources: "steps.checkout definition" (fetchDepth, persistCredentials, path), "Check out multiple
+repositories in your pipeline" / "Pipeline options for Git repositories" (implicit checkout of self;
+deployment jobs do not check out automatically: "Deployment jobs").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlyard.protocol import FAILED, SUCCEEDED, Repository
+from tests.agent.conftest import Runner, job, script, step
+from tests.conftest import Git
+
+
+@pytest.fixture
+def origin(git: Git, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[str]]:
+    """A bare repository with two commits on master; the agent's git runs with the same isolated config."""
+    for key, value in git.env.items():
+        if key.startswith("GIT_"):
+            monkeypatch.setenv(key, value)
+    git("init", "-q", "-b", "master")
+    first = git.commit({"app.txt": "version 1\n"}, "first")
+    second = git.commit({"app.txt": "version 2\n", "more.txt": "more\n"}, "second")
+    bare = tmp_path / "origin.git"
+    git("clone", "-q", "--bare", str(git.cwd), str(bare))
+    return bare, [first, second]
+
+
+def _repo(bare: Path, commit: str) -> Repository:
+    return Repository(name="proj", url=f"file://{bare}", commit=commit, ref="refs/heads/master")
+
+
+def _checkout(**inputs: str) -> object:
+    return step(
+        "checkout", None, kind="checkout", display_name="Checkout proj", inputs={"repository": "self", **inputs}
+    )
+
+
+SHOW = (
+    'cat app.txt\ngit rev-parse HEAD\ngit rev-list --count HEAD\ngit config --get http.extraHeader || echo "no header"'
+)
+
+
+def test_checkout_of_an_exact_commit_is_shallow(run: Runner, origin: tuple[Path, list[str]]) -> None:
+    bare, (_first, second) = origin
+    _, rec = run(job(_checkout(), script("show", SHOW), repository=_repo(bare, second)))
+    assert rec.result("checkout") == SUCCEEDED, rec.text("checkout")
+    assert rec.logs["show"][-5:-1] == ["version 2", second, "1", "no header"]
+
+
+def test_checkout_of_an_older_commit_with_full_history(run: Runner, origin: tuple[Path, list[str]]) -> None:
+    bare, (first, second) = origin
+    _, rec = run(job(_checkout(fetchDepth="0"), script("show", SHOW), repository=_repo(bare, first)))
+    assert rec.logs["show"][-5:-2] == ["version 1", first, "1"]
+    _, rec = run(job(_checkout(fetchDepth="0"), script("show", SHOW), repository=_repo(bare, second)))
+    assert rec.logs["show"][-3] == "2"
+
+
+def test_persist_credentials_keeps_the_token_header_for_scripts(run: Runner, origin: tuple[Path, list[str]]) -> None:
+    bare, (_first, second) = origin
+    _, rec = run(job(_checkout(persistCredentials="true"), script("show", SHOW), repository=_repo(bare, second)))
+    assert rec.logs["show"][-2] == "Authorization: Bearer ***"
+
+
+def test_implicit_checkout_for_regular_jobs(run: Runner, origin: tuple[Path, list[str]]) -> None:
+    bare, (first, _second) = origin
+    _, rec = run(job(script("show", "cat app.txt"), repository=_repo(bare, first)))
+    assert rec.events[0] == ("started", "__checkout")
+    assert rec.result("__checkout") == SUCCEEDED
+    assert "version 1" in rec.logs["show"]
+
+
+def test_no_implicit_checkout_for_deployment_jobs(run: Runner, origin: tuple[Path, list[str]]) -> None:
+    bare, (first, _second) = origin
+    spec = job(
+        script("show", "ls -A | wc -l"), repository=_repo(bare, first), variables={"System.JobKind": "deployment"}
+    )
+    _, rec = run(spec)
+    assert "__checkout" not in rec.results
+    assert rec.logs["show"][-2] == "0"
+
+
+def test_checkout_none(run: Runner, origin: tuple[Path, list[str]]) -> None:
+    bare, (first, _second) = origin
+    _, rec = run(job(_checkout(repository="none"), script("show", "ls -A | wc -l"), repository=_repo(bare, first)))
+    assert "__checkout" not in rec.results
+    assert rec.logs["show"][-2] == "0"
+
+
+def test_checkout_path_moves_the_sources(run: Runner, origin: tuple[Path, list[str]]) -> None:
+    bare, (first, _second) = origin
+    spec = job(_checkout(path="src/proj"), script("show", 'pwd\necho "$BUILD_SOURCESDIRECTORY"\ncat app.txt'),
+               repository=_repo(bare, first))  # fmt: skip
+    _, rec = run(spec)
+    assert rec.logs["show"][-4].endswith("/src/proj") and rec.logs["show"][-3] == rec.logs["show"][-4]
+    assert rec.logs["show"][-2] == "version 1"
+
+
+def test_checkout_of_a_missing_commit_fails(run: Runner, origin: tuple[Path, list[str]]) -> None:
+    bare, _ = origin
+    outcome, rec = run(job(_checkout(), repository=_repo(bare, "0" * 40)))
+    assert rec.result("checkout") == FAILED
+    assert outcome.result == FAILED

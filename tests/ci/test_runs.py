@@ -1,0 +1,262 @@
+"""Pipeline runs end to end: real server with local agents, real repos, the real git client."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import tarfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.ci.helpers import job, logs, make_repo, register, run, runs_of, show, wait_runs, wait_state
+from tests.conftest import Git, Server
+
+pytestmark = pytest.mark.slow
+DATA = Path(__file__).resolve().parents[1] / "data" / "ci"
+
+
+def yaml(name: str) -> str:
+    return (DATA / name).read_text()
+
+
+def test_push_triggers_by_path_branch_and_skip_marker(server: Server, git: Git) -> None:
+    work = make_repo(server, git, "trig", {"ci.yml": yaml("triggered.yml"), "src/app.py": "1\n", "README.md": "r"})
+    register(server, "trig-ci", "trig", "ci.yml", folder="team/trig")
+    git.commit({"src/app.py": "2\n"}, "change src", cwd=work)
+    git("push", "-q", "origin", "master", cwd=work)
+    first = wait_runs(server, "trig-ci", 1)
+    assert len(first) == 1 and first[0]["reason"] == "IndividualCI"
+    done = wait_state(server, first[0]["id"])
+    assert done["state"] == "succeeded", logs(server, done["id"])
+    assert "built master for IndividualCI" in logs(server, done["id"])
+
+    git.commit({"README.md": "docs only"}, "docs", cwd=work)
+    git("push", "-q", "origin", "master", cwd=work)
+    git.commit({"src/app.py": "3\n"}, "skip me [skip ci]", cwd=work)
+    git("push", "-q", "origin", "master", cwd=work)
+    git("checkout", "-q", "-b", "experimental/x", cwd=work)
+    git.commit({"src/app.py": "4\n"}, "experiment", cwd=work)
+    git("push", "-q", "origin", "experimental/x", cwd=work)
+    git("checkout", "-q", "-b", "feature/y", cwd=work)
+    git.commit({"src/app.py": "5\n"}, "feature", cwd=work)
+    git("push", "-q", "origin", "feature/y", cwd=work)
+    runs = wait_runs(server, "trig-ci", 2)
+    time.sleep(0.5)
+    runs = runs_of(server, "trig-ci")
+    assert [r["source_branch"] for r in runs] == ["refs/heads/feature/y", "refs/heads/master"]
+
+
+def test_manual_run_with_parameters_and_a_bad_parameter(server: Server, git: Git) -> None:
+    make_repo(server, git, "manual", {"p.yml": yaml("params.yml")})
+    register(server, "manual-p", "manual", "p.yml")
+    queued = run(
+        server, "manual-p", parameters={"target": "aci", "replicas": "3", "dryRun": "true"}, variables={"extra": "x1"}
+    )
+    done = wait_state(server, queued["id"])
+    assert done["state"] == "succeeded" and done["reason"] == "Manual"
+    assert "target=aci replicas=3 dry=True greeting=hello extra=x1" in logs(server, done["id"])
+    with server.client() as api:
+        bad = api.post("/api/v1/pipelines/manual-p/runs", json={"parameters": {"target": "moon"}})
+        assert bad.status_code == 400
+        assert "moon" in bad.json()["error"] and "local" in bad.json()["error"]
+        bad_number = api.post("/api/v1/pipelines/manual-p/runs", json={"parameters": {"replicas": "many"}})
+        assert bad_number.status_code == 400 and "replicas" in bad_number.json()["error"]
+    assert len(runs_of(server, "manual-p")) == 1
+
+
+def test_stages_dependencies_conditions_parallel_jobs_and_outputs(server: Server, git: Git) -> None:
+    make_repo(server, git, "graph", {"g.yml": yaml("graph.yml")})
+    register(server, "graph-p", "graph", "g.yml")
+    done = wait_state(server, run(server, "graph-p")["id"], timeout=90)
+    assert done["state"] == "failed"
+    states = {j["name"]: j["state"] for s in done["stages"] for j in s["jobs"]}
+    assert states == {
+        "Left": "succeeded",
+        "Right": "succeeded",
+        "Joined": "succeeded",
+        "Fails": "failed",
+        "AfterFailure": "succeeded",
+        "NeverRuns": "skipped",
+        "Summary": "succeeded",
+    }
+    assert [s["state"] for s in done["stages"]] == ["succeeded", "failed", "succeeded"]
+    left, right = job(done, "Left"), job(done, "Right")
+    assert left["started_at"] < right["finished_at"] and right["started_at"] < left["finished_at"], "not parallel"
+    text = logs(server, done["id"])
+    assert "joined version 1.2.3" in text
+    assert "report sees 1.2.3" in text
+    assert "cleanup after failure" in text and "should not run" not in text
+
+
+def test_secrets_are_masked_and_only_mapped_through_env(server: Server, git: Git) -> None:
+    make_repo(server, git, "sec", {"s.yml": yaml("secrets.yml")})
+    register(server, "sec-p", "sec", "s.yml")
+    secret = "hunter2-Sup3r-s3cret"
+    with server.client() as api:
+        api.put("/api/v1/pipelines/sec-p/variables/DB_PASSWORD", json={"value": secret, "secret": True})
+        shown = api.get("/api/v1/pipelines/sec-p").json()
+    assert shown["variables"] == [{"name": "DB_PASSWORD", "value": None, "secret": True}]
+    done = wait_state(server, run(server, "sec-p")["id"])
+    assert done["state"] == "succeeded"
+    text = logs(server, done["id"])
+    assert "plain: ***" in text and "b64: ***" in text and "not in env: [unset]" in text
+    assert secret not in text and base64.b64encode(secret.encode()).decode() not in text
+    import sqlite3
+
+    db = sqlite3.connect(server.home / "mlyard.db")
+    stored = db.execute("select value from pipeline_variables").fetchall()
+    db.close()
+    assert all(secret not in v for (v,) in stored)
+
+
+def _marked_processes(run_id: int) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get("BUILD_BUILDID") == str(run_id):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _wait_gone(run_id: int, timeout: float = 10) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    left = _marked_processes(run_id)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = _marked_processes(run_id)
+    return left
+
+
+def test_cancel_kills_the_step_and_its_children(server: Server, git: Git) -> None:
+    make_repo(server, git, "slow", {"s.yml": yaml("slow.yml")})
+    register(server, "slow-p", "slow", "s.yml")
+    run_id = run(server, "slow-p")["id"]
+    deadline = time.monotonic() + 30
+    while "started children" not in logs(server, run_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(_marked_processes(run_id)) >= 3
+    with server.client() as api:
+        assert api.post(f"/api/v1/runs/{run_id}/cancel").status_code == 200
+    done = wait_state(server, run_id, timeout=30)
+    assert done["state"] == "canceled"
+    assert _wait_gone(run_id) == []
+
+
+def test_step_timeout_kills_the_process_group(timeout_server: Server, git: Git) -> None:
+    make_repo(timeout_server, git, "tmo", {"t.yml": yaml("timeout.yml")})
+    register(timeout_server, "tmo-p", "tmo", "t.yml")
+    run_id = run(timeout_server, "tmo-p")["id"]
+    done = wait_state(timeout_server, run_id, timeout=60)
+    assert done["state"] == "failed"
+    step = job(done, "Job")["steps"][-1]
+    assert step["state"] == "failed"
+    assert any("timed out" in i["message"] for i in step["issues"]) or "timed out" in logs(timeout_server, run_id)
+    assert _wait_gone(run_id) == []
+
+
+def test_permit_flow_for_connection_group_and_environment_and_approval(server: Server, git: Git) -> None:
+    make_repo(server, git, "prot", {"p.yml": yaml("protected.yml")})
+    register(server, "prot-p", "prot", "p.yml")
+    with server.client() as api:
+        api.post(
+            "/api/v1/connections",
+            json={
+                "name": "test-connection",
+                "settings": {"WORKSPACE_URI": "file:///tmp/ws"},
+                "secrets": {"API_KEY": "k3y-value"},
+            },
+        ).raise_for_status()
+        api.post(
+            "/api/v1/variable-groups", json={"name": "shared-settings", "variables": {"region": "local-1"}}
+        ).raise_for_status()
+        api.patch("/api/v1/environments/test", json={"approval_required": True}).raise_for_status()
+    try:
+        first = wait_state(server, run(server, "prot-p")["id"], {"waiting"})
+        assert first["waiting_for"] == [
+            "variablegroup:shared-settings",
+            "connection:test-connection",
+            "environment:test",
+        ]
+        assert f"mlyard runs permit {first['id']}" in first["message"]
+        with server.client() as api:
+            partial = api.post(
+                "/api/v1/pipelines/prot-p/permissions", json={"resource": "connection:test-connection"}
+            ).json()
+            assert partial["granted"] is True
+        time.sleep(0.5)
+        assert show(server, first["id"])["waiting_for"] == ["variablegroup:shared-settings", "environment:test"]
+        with server.client() as api:
+            granted = api.post(f"/api/v1/runs/{first['id']}/permit").json()
+        assert granted["granted"] == ["variablegroup:shared-settings", "environment:test"]
+        waiting = _wait_job(server, first["id"], "Ship", "waiting")
+        assert "mlyard runs approve" in job(waiting, "Ship")["message"]
+        assert "workspace=file:///tmp/ws group=local-1" in logs(server, first["id"])
+        with server.client() as api:
+            api.post(f"/api/v1/runs/{first['id']}/approve", json={"comment": "ok"}).raise_for_status()
+        done = wait_state(server, first["id"])
+        assert done["state"] == "succeeded"
+        assert "deploying to test" in logs(server, first["id"])
+
+        second = run(server, "prot-p")  # permissions are remembered; approval is asked again
+        waiting = _wait_job(server, second["id"], "Ship", "waiting")
+        assert waiting["waiting_for"] == []
+        with server.client() as api:
+            api.post(f"/api/v1/runs/{second['id']}/reject", json={"comment": "no"}).raise_for_status()
+        rejected = wait_state(server, second["id"])
+        assert rejected["state"] == "failed" and job(rejected, "Ship")["state"] == "failed"
+    finally:
+        with server.client() as api:
+            api.patch("/api/v1/environments/test", json={"approval_required": False})
+
+
+def _wait_job(server: Server, run_id: int, name: str, state: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = show(server, run_id)
+        if job(doc, name)["state"] == state:
+            return doc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {name} of run {run_id} not {state}: {json.dumps(doc, indent=1)}")
+        time.sleep(0.1)
+
+
+def test_artifacts_across_stages_and_junit_summary(server: Server, git: Git) -> None:
+    make_repo(server, git, "arts", {"a.yml": yaml("artifacts.yml")})
+    register(server, "arts-p", "arts", "a.yml")
+    run_id = run(server, "arts-p")["id"]
+    done = wait_state(server, run_id)
+    assert done["state"] == "succeeded", logs(server, run_id)
+    assert f"payload-{run_id}" in logs(server, run_id)
+    assert done["artifacts"] == ["pkg"]
+    tests = done["tests"]
+    assert (tests["total"], tests["passed"], tests["failed"], tests["skipped"]) == (3, 1, 1, 1)
+    assert [f["name"] for f in tests["failures"]] == ["test_bad"]
+    with server.client() as api:
+        data = api.get(f"/api/v1/runs/{run_id}/artifacts/pkg").content
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        names = tar.getnames()
+    assert any(n.endswith("data.txt") for n in names)
+
+
+def test_server_killed_during_a_run_fails_the_job_and_the_queue_goes_on(own_server: Server, git: Git) -> None:
+    make_repo(own_server, git, "crash", {"s.yml": yaml("slow.yml"), "p.yml": yaml("params.yml")})
+    register(own_server, "crash-slow", "crash", "s.yml")
+    register(own_server, "crash-quick", "crash", "p.yml")
+    slow = run(own_server, "crash-slow")["id"]
+    deadline = time.monotonic() + 30
+    while "started children" not in logs(own_server, slow) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    own_server.kill()
+    own_server.start()
+    failed = wait_state(own_server, slow, timeout=30)
+    assert failed["state"] == "failed"
+    assert job(failed, "Slow")["message"].startswith("agent lost")
+    assert _wait_gone(slow) == []
+    quick = wait_state(own_server, run(own_server, "crash-quick")["id"])
+    assert quick["state"] == "succeeded"
