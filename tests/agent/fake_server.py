@@ -21,6 +21,7 @@ class FakeServer:
     jobs: list[dict[str, Any]] = field(default_factory=list)
     cancel: set[int] = field(default_factory=set)
     gone: set[int] = field(default_factory=set)
+    expired: set[int] = field(default_factory=set)  # heartbeats answer 410 Gone
     calls: list[tuple[str, str, Any]] = field(default_factory=list)
     seen: list[tuple[int, str]] = field(default_factory=list)
     artifacts: dict[str, bytes] = field(default_factory=dict)
@@ -55,6 +56,8 @@ class FakeServer:
             self.calls.append((route, "/".join(parts[7:]), data))
             if route == "complete":
                 self.completed[job_id] = data
+            if route == "heartbeat" and job_id in self.expired:
+                return 410, b'{"ok": false, "error": "lease expired"}', "application/json"
             if route == "heartbeat":
                 return 200, json.dumps({"cancel": job_id in self.cancel}).encode(), "application/json"
             return 200, b'{"ok": true}', "application/json"

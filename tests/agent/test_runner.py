@@ -78,6 +78,19 @@ def test_cancel_from_the_heartbeat_and_a_lost_job(agent_api: tuple[FakeServer, s
     assert not thread.is_alive()
 
 
+def test_a_job_whose_heartbeats_fail_past_the_lease_is_canceled(
+    agent_api: tuple[FakeServer, str], tmp_path: Path
+) -> None:
+    state, url = agent_api
+    state.jobs.append(job(script("slow", "echo started; sleep 60"), job_id=41, lease_seconds=1).to_dict())
+    state.expired.add(41)
+    stop, thread = _agent(url, tmp_path / "work")
+    _wait_for(lambda: 41 in state.completed)
+    stop.set()
+    thread.join(10)
+    assert state.completed[41]["result"] == "canceled"
+
+
 def test_claim_errors_do_not_stop_the_loop(tmp_path: Path) -> None:
     stop, thread = _agent("http://127.0.0.1:9", tmp_path / "work")  # nothing listens on port 9
     time.sleep(0.5)

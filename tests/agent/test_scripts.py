@@ -138,3 +138,9 @@ def test_unsupported_task_fails_with_the_list_of_supported_ones(run: Runner) -> 
 def test_the_job_token_is_masked(run: Runner) -> None:
     _, rec = run(job(script("s", f"echo {TOKEN}")))
     assert TOKEN not in rec.all_text()
+
+
+def test_python_output_is_unbuffered_so_streams_keep_their_order(run: Runner) -> None:
+    text = "python -c \"import sys; print('out1'); print('err', file=sys.stderr); print('out2')\""
+    _, rec = run(job(script("s", text)))
+    assert rec.logs["s"][-4:-1] == ["out1", "err", "out2"]

@@ -8,7 +8,6 @@ Sources: the task reference pages "PublishTestResults@2 - Publish Test Results v
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -171,7 +170,3 @@ def test_use_python_version_task(run: Runner) -> None:
             f"({sys.executable}); change versionSpec or run an agent with that Python",
         )
     ]
-
-
-def test_tools_exist() -> None:
-    assert shutil.which("bash") and shutil.which("git")

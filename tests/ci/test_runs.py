@@ -167,7 +167,7 @@ def test_permit_flow_for_connection_group_and_environment_and_approval(server: S
         api.post(
             "/api/v1/connections",
             json={
-                "name": "test-connection",
+                "name": "build-connection",
                 "settings": {"WORKSPACE_URI": "file:///tmp/ws"},
                 "secrets": {"API_KEY": "k3y-value"},
             },
@@ -180,13 +180,13 @@ def test_permit_flow_for_connection_group_and_environment_and_approval(server: S
         first = wait_state(server, run(server, "prot-p")["id"], {"waiting"})
         assert first["waiting_for"] == [
             "variablegroup:shared-settings",
-            "connection:test-connection",
+            "connection:build-connection",
             "environment:test",
         ]
         assert f"mlyard runs permit {first['id']}" in first["message"]
         with server.client() as api:
             partial = api.post(
-                "/api/v1/pipelines/prot-p/permissions", json={"resource": "connection:test-connection"}
+                "/api/v1/pipelines/prot-p/permissions", json={"resource": "connection:build-connection"}
             ).json()
             assert partial["granted"] is True
         time.sleep(0.5)

@@ -31,8 +31,11 @@ def test_init_is_idempotent(tmp_path: Path) -> None:
     second = json.loads(mlyard("init", "--json", home=home).stdout)
     assert second["created"] is False and second["token"] == first["token"]
     db = sqlite3.connect(home / "mlyard.db")
-    assert db.execute("select count(*) from users").fetchone() == (1,)
-    assert db.execute("select count(*) from tokens").fetchone() == (1,)
+    # the admin, and the creator whose token the project creator pipeline uses
+    assert db.execute("select username from users order by id").fetchall() == [("admin",), ("creator",)]
+    assert db.execute("select count(*) from tokens").fetchone() == (2,)
+    assert [r[0] for r in db.execute("select name from repos order by name")] == ["infrastructure",
+                                                                                "ml-project-template"]
     assert [r[0] for r in db.execute("select name from environments order by id")] == ["dev", "test", "prod"]
     assert db.execute("pragma journal_mode").fetchone() == ("wal",)
     db.close()

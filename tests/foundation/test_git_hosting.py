@@ -157,12 +157,16 @@ def test_events_survive_sigkill_right_after_push(own_server: Server, git: Git) -
     assert events(own_server, "crashy") == got
 
 
-def test_repo_delete_is_admin_only(server: Server, git: Git) -> None:
+def test_repo_delete_needs_admin_or_the_creator(server: Server, git: Git) -> None:
     create(server, "doomed")
     with server.client() as api:
-        writer = api.post("/api/v1/tokens", json={"name": "w-del", "scopes": ["repo:write"]}).json()["token"]
-    with server.client(writer) as api:
-        assert api.delete("/api/v1/repos/doomed").status_code == 403
+        api.post("/api/v1/users", json={"username": "bob"}).raise_for_status()
+        bob = api.post("/api/v1/tokens", json={"name": "bob-w", "scopes": ["repo:write"], "user": "bob"}).json()
+    with server.client(bob["token"]) as api:
+        denied = api.delete("/api/v1/repos/doomed")
+        assert denied.status_code == 403 and "'admin' scope" in denied.json()["error"]
+        assert api.post("/api/v1/repos", json={"name": "bobs"}).status_code == 201
+        assert api.delete("/api/v1/repos/bobs").status_code == 200  # the creator may delete their own
     with server.client() as api:
         assert api.delete("/api/v1/repos/doomed").status_code == 200
         assert api.get("/api/v1/repos/doomed").status_code == 404

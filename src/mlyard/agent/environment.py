@@ -52,6 +52,7 @@ def step_environment(job: JobState, step: StepSpec, extra: dict[str, str] | None
     env.update({str(key): expand(job, value) for key, value in step.env.items()})
     path = [*job.prepend_path, str(Path(sys.executable).parent), env.get("PATH", "")]
     env["PATH"] = os.pathsep.join(part for part in path if part)
+    env.setdefault("PYTHONUNBUFFERED", "1")  # live logs, and stdout/stderr lines in the order written
     env["MLYARD_JOB"] = str(job.spec.job_id)
     env[MARK_ENV] = os.environ.get(MARK_ENV, "")
     env["MLYARD_JOB_RUN"] = job.run_id

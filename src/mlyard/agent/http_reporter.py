@@ -2,8 +2,9 @@
 
 A background thread sends heartbeats every `lease_seconds / 3`; the answer says whether the job was
 canceled. A job that is no longer this agent's (404, 409, 401/403 once its token is revoked) is canceled
-locally. Calls that fail because the server is unreachable or answers 5xx are retried with backoff (the
-server may be restarting).
+locally, and so is a job whose heartbeats have all failed for longer than its lease (whatever the
+error: the server has expired the lease by then). Calls that fail because the server is unreachable
+or answers 5xx are retried with backoff (the server may be restarting).
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ class HttpReporter:
         self.client = client
         self.base = f"/api/v1/agent/jobs/{spec.job_id}"
         self.interval = max(spec.lease_seconds / 3, 0.2)
+        self.lease_seconds = spec.lease_seconds
+        self._last_beat = time.monotonic()
         self.retry_seconds = retry_seconds
         self.agent_stop = stop  # set when the agent is shutting down: stop retrying an unreachable server
         self._cancel = threading.Event()
@@ -109,7 +112,12 @@ class HttpReporter:
             return
         except MlyardError as exc:
             logger.warning("heartbeat failed: %s", exc)
+            if time.monotonic() - self._last_beat > self.lease_seconds:  # the server has expired the lease
+                logger.warning("no heartbeat got through for %s s: canceling job %s", self.lease_seconds, self.base)
+                self.lost = True
+                self._cancel.set()
             return
+        self._last_beat = time.monotonic()
         if isinstance(answer, dict) and answer.get("cancel"):
             self._cancel.set()
 

@@ -15,8 +15,9 @@ import typer
 
 from mlyard import __version__
 from mlyard.cli import agent as agent_cmd
-from mlyard.cli import identity, output, repos, runs
+from mlyard.cli import identity, infra, output, repos, runs
 from mlyard.cli import pipelines as pipelines_cmd
+from mlyard.cli import workspace as workspace_cmd
 from mlyard.errors import MlyardError
 
 app = typer.Typer(
@@ -36,6 +37,9 @@ app.add_typer(pipelines_cmd.app, name="pipelines")
 app.add_typer(runs.runs_app, name="runs")
 app.add_typer(runs.connections_app, name="connections")
 app.add_typer(runs.groups_app, name="variable-groups")
+app.add_typer(infra.infra_app, name="infra")
+app.add_typer(workspace_cmd.workspace_app, name="workspace")
+app.command("create")(infra.create)
 app.command("whoami")(identity.whoami)
 app.command("agent")(agent_cmd.agent)
 

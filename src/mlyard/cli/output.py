@@ -20,7 +20,7 @@ def console() -> Any:
 
     global _console
     if _console is None:
-        _console = Console(highlight=False)
+        _console = Console(highlight=False, soft_wrap=True)
     return _console
 
 
@@ -29,7 +29,7 @@ def err_console() -> Any:
 
     global _err_console
     if _err_console is None:
-        _err_console = Console(stderr=True, highlight=False)
+        _err_console = Console(stderr=True, highlight=False, soft_wrap=True)
     return _err_console
 
 

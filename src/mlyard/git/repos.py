@@ -145,3 +145,29 @@ def export_tree(path: Path, rev: str, dest: Path) -> None:
     proc = run_git(["archive", "--format=tar", f"{rev}^{{tree}}"], cwd=path)
     with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
         tar.extractall(dest, filter="data")
+
+
+def commit_directory(path: Path, *, branch: str, source: Path, message: str, author: str = "mlyard") -> str:
+    """Commit the files of `source` onto `branch` of the bare repo at `path` (locally, no HTTP).
+
+    Used at init to seed platform repositories; returns the new commit sha.
+    """
+    import tempfile
+
+    identity = {"GIT_AUTHOR_NAME": author, "GIT_AUTHOR_EMAIL": f"{author}@mlyard.local",
+                "GIT_COMMITTER_NAME": author, "GIT_COMMITTER_EMAIL": f"{author}@mlyard.local"}
+    with tempfile.TemporaryDirectory(prefix="mlyard-seed-") as tmp:
+        env = git_env({**identity, "GIT_DIR": str(Path(tmp) / "git"), "GIT_WORK_TREE": str(source)})
+
+        def git(*args: str) -> subprocess.CompletedProcess[bytes]:
+            proc = subprocess.run(["git", *args], cwd=source, env=env, capture_output=True, timeout=GIT_TIMEOUT,
+                                  check=False)
+            if proc.returncode != 0:
+                raise OperationFailed(f"git {args[0]} failed: {proc.stderr.decode('utf-8', 'replace').strip()}")
+            return proc
+
+        git("init", "--quiet", f"--initial-branch={branch}")
+        git("add", "--all", ".")
+        git("commit", "--quiet", "-m", message)
+        git("push", "--quiet", str(path), f"HEAD:refs/heads/{branch}")
+        return git("rev-parse", "HEAD").stdout.decode().strip()

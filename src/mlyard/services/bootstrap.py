@@ -16,6 +16,7 @@ from cryptography.fernet import Fernet
 from mlyard.db.engine import transaction, upgrade
 from mlyard.db.tables import User
 from mlyard.names import check_branch_name, check_username
+from mlyard.services import infrastructure
 from mlyard.services import settings as platform_settings
 from mlyard.services.auth import SCOPES, create_token
 from mlyard.services.environments import add_environment
@@ -88,6 +89,7 @@ def _create(settings: Settings, username: str, environments: tuple[str, ...]) ->
             for name in environments:
                 add_environment(session, settings, name, actor=username)
         token = create_token(platform, username=username, name="init", scopes=list(SCOPES), actor=username)
+        infrastructure.sync(platform, infrastructure.admin_principal(platform))
     finally:
         platform.close()
     cli_path = CliConfig(url=settings.url, token=token["token"], username=username).save(home)

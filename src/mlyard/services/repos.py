@@ -104,9 +104,12 @@ def update_repo(
 
 
 def delete_repo(platform: Platform, principal: Principal, name: str) -> dict[str, Any]:
-    principal.require("admin")
+    """Delete a repository: administrators, or the user who created it (with `repo:write`)."""
+    principal.require("repo:write")
     with transaction(platform.sessions) as session:
         row = _get(session, name)
+        if row.created_by != principal.username:
+            principal.require("admin")
         info = repo_dict(platform, row)
         session.delete(row)
         audit.record(session, "repo.deleted", actor=principal.username, target=name)

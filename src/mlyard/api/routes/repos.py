@@ -52,7 +52,7 @@ def update_repo(
 
 @router.delete("/{name}")
 def delete_repo(
-    name: str, principal: Principal = Depends(requires("admin")), platform: Platform = Depends(get_platform)
+    name: str, principal: Principal = Depends(requires("repo:write")), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
     return repos.delete_repo(platform, principal, name)
 

@@ -1,0 +1,132 @@
+"""`mlyard create` (the ML project creator) and `mlyard infra sync / create-project`."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+import typer
+
+from mlyard.cli import output
+from mlyard.cli.context import client
+from mlyard.errors import InvalidInput, OperationFailed
+
+infra_app = typer.Typer(help="The platform's infrastructure: environments, template, project creator.",
+                        no_args_is_help=True)
+JSON = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+CREATOR = "ml-project-creator-pipeline"
+
+
+@infra_app.command("sync")
+def infra_sync(json: JSON = False) -> None:
+    """Create what is missing of the infrastructure (connections, repos, creator pipeline); changes nothing else."""
+    from mlyard.services.infrastructure import admin_principal, sync
+    from mlyard.services.platform import open_platform
+    from mlyard.settings import Settings, resolve_home
+
+    home = resolve_home()
+    if not (home / "settings.json").exists():
+        raise InvalidInput(f"{home} is not an mlyard home: run `mlyard init` first")
+    platform = open_platform(Settings.load(home))
+    try:
+        created = sync(platform, admin_principal(platform))
+    finally:
+        platform.close()
+    if json:
+        output.print_json(created)
+        return
+    made = [f"{kind[:-1]} {name}" for kind, names in created.items() for name in names]
+    output.console().print("created " + ", ".join(made) if made else "the infrastructure is complete: nothing to do")
+
+
+@infra_app.command("create-project")
+def infra_create_project(
+    repo_name: Annotated[str, typer.Option(help="Repository and model name.")],
+    env_name: Annotated[str, typer.Option(help="Environment to deploy to.")],
+    demo: Annotated[str, typer.Option(help="true/false: render the demo project.")] = "false",
+    json: JSON = False,
+) -> None:
+    """What the creator pipeline runs (as a remote user, with MLYARD_URL / MLYARD_TOKEN / GIT_USERNAME)."""
+    from mlyard.scaffold.creator import create_project
+
+    flag = demo.strip().lower()
+    if flag not in ("true", "false", "yes", "no", "1", "0"):
+        raise InvalidInput(f"--demo must be true or false, not {demo!r}")
+    with client() as api:
+        username = os.environ.get("GIT_USERNAME") or api.get("/api/v1/me")["username"]
+        result = create_project(api, username=username, repo_name=repo_name, env_name=env_name,
+                                demo=flag in ("true", "yes", "1"), say=lambda line: print(line, flush=True))
+    if json:
+        output.print_json(result)
+        return
+    _summary(result)
+
+
+def _summary(result: dict[str, Any]) -> None:
+    con = output.console()
+    repo = result["repo"]
+    con.print(f"repository  {repo['name']}  ({repo['clone_url']})")
+    con.print(f"pipelines   {', '.join(result['pipelines'])} (folder {result['folder']})")
+    run = result.get("deploy_code_run")
+    if run:
+        con.print(f"run #1      {run['pipeline']} run {run['id']}: {run['state']}")
+        if run["state"] == "waiting":
+            con.print(f"            {run['message']}")
+
+
+def create(
+    repo: Annotated[str, typer.Argument(help="Name of the new repository (and model).")],
+    env: Annotated[str, typer.Option("--env", help="Environment: dev, test, prod...")] = "dev",
+    demo: Annotated[bool, typer.Option("--demo/--no-demo", help="Start from the demo project.")] = False,
+    follow: Annotated[bool, typer.Option(help="Follow the creator's log until it ends.")] = False,
+    json: JSON = False,
+) -> None:
+    """Create an ML project: runs ml-project-creator-pipeline (repo, pipelines, first deployment)."""
+    from mlyard.cli.runs import follow_logs
+    from mlyard.scaffold.creator import preflight
+
+    with client() as api:
+        preflight(api, repo, env)
+        run = api.post(f"/api/v1/pipelines/{CREATOR}/runs",
+                       {"parameters": {"repo_name": repo, "env_name": env, "demo": str(demo).lower()}})
+        if not follow:
+            if json:
+                output.print_json({"creator_run": run})
+            else:
+                output.console().print(f"queued {CREATOR} run {run['id']}; follow it with "
+                                       f"`mlyard runs logs {run['id']} --follow`")
+            return
+        state = follow_logs(api, run["id"], quiet=json)
+        if state not in ("succeeded", "succeededWithIssues"):
+            raise OperationFailed(f"the project creator failed (run {run['id']}, {state}): "
+                                  f"{_failure(api, run['id'])}; see `mlyard runs logs {run['id']}`")
+        result = _created(api, repo, env, demo)
+    if json:
+        output.print_json({"creator_run": run, **result})
+        return
+    output.console().print(f"[green]created {repo}[/]")
+    _summary(result)
+
+
+def _failure(api: Any, run_id: int) -> str:
+    """The creator's own error line from the log, else the first job message."""
+    lines = [line.split(" ", 1)[-1] for line in api.text(f"/api/v1/runs/{run_id}/logs").splitlines()]
+    errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+    if errors:
+        return errors[-1]
+    run = api.get(f"/api/v1/runs/{run_id}")
+    for stage in run["stages"]:
+        for job in stage["jobs"]:
+            if job["message"]:
+                return str(job["message"])
+    return str(run.get("message") or "unknown reason")
+
+
+def _created(api: Any, repo: str, env: str, demo: bool) -> dict[str, Any]:
+    from mlyard.scaffold.creator import PIPELINES, first_run
+
+    info = api.get(f"/api/v1/repos/{repo}")
+    names = [p["name"] for p in api.get("/api/v1/pipelines", folder=repo)]
+    return {"repo": info, "pipelines": [n for n in (f"{repo}-{k}" for k in PIPELINES) if n in names],
+            "folder": repo, "environment": env, "demo": demo,
+            "deploy_code_run": first_run(api, f"{repo}-deploy-code")}

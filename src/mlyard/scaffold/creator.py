@@ -1,0 +1,133 @@
+"""What the ML project creator pipeline does, as a remote user: through git and the REST API only.
+
+validate -> render the platform's ml-project-template repo with copier -> create the repo ->
+register `<repo>-deploy-code`, `<repo>-promote-model`, `<repo>-deploy-model` in folder `<repo>` ->
+push the first commit, which starts `<repo>-deploy-code` run #1. If a step fails after the repo
+exists, the pipelines and the repo it created are removed again and the error names the step.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mlyard.client import Client
+from mlyard.errors import Conflict, InvalidInput, MlyardError, NotFound, OperationFailed
+from mlyard.names import check_repo_name
+
+TEMPLATE_REPO = "ml-project-template"
+PIPELINES = ("deploy-code", "promote-model", "deploy-model")
+
+
+def check_model_name(name: str) -> str:
+    """The model is registered in MLflow under the repo's name: it must be a valid MLflow model name too."""
+    check_repo_name(name)
+    if any(ch in name for ch in "/:%"):  # MLflow's own rule; the repository rule already excludes them
+        raise InvalidInput(f"invalid model name {name!r}: MLflow model names cannot contain '/', ':' or '%'")
+    return name
+
+
+def preflight(api: Client, repo_name: str, env_name: str) -> dict[str, Any]:
+    """Checks that need no change: the name, the environment, and that the repo does not exist yet."""
+    check_model_name(repo_name)
+    env = api.get(f"/api/v1/environments/{env_name}")
+    try:
+        api.get(f"/api/v1/repos/{repo_name}")
+    except NotFound:
+        return dict(env)
+    raise Conflict(f"repository {repo_name!r} already exists: pick another name for the new project")
+
+
+@contextmanager
+def git_auth(username: str, token: str) -> Iterator[None]:
+    """Let git subprocesses (copier's clone) authenticate with the token, through the environment only."""
+    from mlyard.git.remote import auth_env
+
+    extra = {k: v for k, v in auth_env(username, token).items() if k.startswith("GIT_CONFIG_")}
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def create_project(
+    api: Client, *, username: str, repo_name: str, env_name: str, demo: bool, say: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Create the project; returns what was created (repo, pipelines, run #1)."""
+    from mlyard.git.remote import push_directory
+    from mlyard.scaffold.render import default_answers, render_project
+
+    preflight(api, repo_name, env_name)
+    template = api.get(f"/api/v1/repos/{TEMPLATE_REPO}")
+    branch = str(template["default_branch"])
+    answers = default_answers(repo_name, environment=env_name, demo=demo, default_branch=branch)
+    with tempfile.TemporaryDirectory(prefix="mlyard-create-") as tmp:
+        project = Path(tmp) / repo_name
+        say(f"rendering {template['clone_url']} for {repo_name} (environment {env_name}, demo {demo})")
+        with git_auth(username, api.token):
+            render_project(template["clone_url"], project, answers, vcs_ref="HEAD")
+        repo = api.post("/api/v1/repos", {"name": repo_name, "default_branch": branch})
+        say(f"created repository {repo_name}")
+        made: list[str] = []
+        step = "registering the pipelines"
+        try:
+            for kind in PIPELINES:
+                name = f"{repo_name}-{kind}"
+                step = f"registering pipeline {name}"
+                body = {"name": name, "repo": repo_name, "folder": repo_name, "yaml": f"mlops/pipelines/{kind}.yml"}
+                api.post("/api/v1/pipelines", body)
+                made.append(name)
+                say(f"registered pipeline {repo_name}/{name}")
+            step = "pushing the first commit"
+            push_directory(
+                repo["clone_url"], username=username, token=api.token, source=project, branch=branch,
+                message=f"Create {repo_name} from {TEMPLATE_REPO}",
+            )  # fmt: skip
+            say(f"pushed the first commit to {repo_name} ({branch})")
+        except BaseException as exc:
+            undone = rollback(api, repo_name, made)
+            detail = exc.message if isinstance(exc, MlyardError) else str(exc)
+            raise OperationFailed(f"creating project {repo_name!r} failed while {step}: {detail}; {undone}") from exc
+    first = first_run(api, f"{repo_name}-deploy-code")
+    return {"repo": repo, "pipelines": made, "folder": repo_name, "environment": env_name, "demo": demo,
+            "deploy_code_run": first}  # fmt: skip
+
+
+def rollback(api: Client, repo_name: str, pipelines: list[str]) -> str:
+    problems = []
+    for name in reversed(pipelines):
+        try:
+            api.delete(f"/api/v1/pipelines/{name}")
+        except MlyardError as exc:
+            problems.append(f"pipeline {name}: {exc.message}")
+    try:
+        api.delete(f"/api/v1/repos/{repo_name}")
+    except MlyardError as exc:
+        problems.append(f"repository {repo_name}: {exc.message}")
+    if problems:
+        return "could not remove everything it created: " + "; ".join(problems)
+    removed = ", ".join([*pipelines, f"repository {repo_name}"])
+    return f"nothing was left behind (removed {removed})"
+
+
+def first_run(api: Client, pipeline: str, timeout: float = 10.0) -> dict[str, Any] | None:
+    """Run #1 of `pipeline` once the push has queued it and it has left `queued`, or None."""
+    deadline = time.monotonic() + timeout
+    runs: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        runs = api.get("/api/v1/runs", pipeline=pipeline)
+        if runs and runs[-1]["state"] not in ("queued", "notStarted"):
+            break
+        time.sleep(0.1)
+    return dict(api.get(f"/api/v1/runs/{runs[-1]['id']}")) if runs else None

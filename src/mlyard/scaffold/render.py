@@ -1,0 +1,107 @@
+"""Render the ML project template with copier.
+
+The template is a copier template (``copier.yml`` with ``_subdirectory: template``). It is shipped in
+the package (``TEMPLATE_DIR``) and pushed to the platform's ``ml-project-template`` repository, from
+which the creator renders it, so an organisation customises its template in git. The rendered
+project keeps its answers in ``.copier-answers.yml`` for ``copier update``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlyard.errors import InvalidInput, OperationFailed
+
+TEMPLATE_DIR = Path(__file__).parents[1] / "project_template"
+ANSWERS_FILE = ".copier-answers.yml"
+
+_NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_]")
+
+
+def package_name_for(repo: str) -> str:
+    """The Python package name of a repository: '-' and '.' become '_', 'p_' before a leading digit."""
+    name = _NOT_IDENTIFIER.sub("_", repo.replace("-", "_").replace(".", "_"))
+    return f"p_{name}" if name[:1].isdigit() else name
+
+
+def default_answers(
+    repo_name: str, *, environment: str = "dev", demo: bool = False, default_branch: str = "master"
+) -> dict[str, Any]:
+    """The answers the creator gives the template: the model is named like the repository."""
+    return {
+        "repo_name": repo_name,
+        "model_name": repo_name,
+        "package_name": package_name_for(repo_name),
+        "environment": environment,
+        "demo": demo,
+        "default_branch": default_branch,
+    }
+
+
+def render_project(
+    template: str | Path, destination: Path, answers: Mapping[str, Any], *, vcs_ref: str | None = None
+) -> Path:
+    """Render `template` (a folder holding ``copier.yml``, or a git URL or path of a repository
+    holding it at its root) into `destination` with `answers`; unanswered questions take their
+    defaults. `vcs_ref` picks a git tag or commit (default: the latest tag, else HEAD).
+
+    Returns `destination`. Raises InvalidInput when an answer breaks a rule of the template, and
+    OperationFailed when the template cannot be read or rendered.
+    """
+    import copier
+    from copier.errors import CopierAnswersInterrupt, CopierError
+    from jinja2 import TemplateError
+
+    source = str(template)
+    _check_local_template(template)
+    destination = Path(destination)
+    try:
+        copier.run_copy(
+            src_path=source,
+            dst_path=destination,
+            data=dict(answers),
+            defaults=True,
+            overwrite=True,
+            unsafe=False,
+            quiet=True,
+            vcs_ref=vcs_ref,
+        )
+    except CopierAnswersInterrupt as error:
+        raise InvalidInput(f"invalid answer for the project template {source}: {_first_line(error)}") from error
+    except (CopierError, TemplateError, OSError, RuntimeError) as error:
+        # CopierError before ValueError: copier's configuration errors are ValueErrors too.
+        raise OperationFailed(f"could not render the project template {source}: {_describe(error)}") from error
+    except ValueError as error:  # an answer refused by a validator of copier.yml, or a missing one
+        raise InvalidInput(f"invalid answer for the project template {source}: {_first_line(error)}") from error
+    if not (destination / ANSWERS_FILE).is_file():
+        raise OperationFailed(
+            f"the project template {source} did not write {ANSWERS_FILE}: it needs a file named "
+            "'{{ _copier_conf.answers_file }}.jinja' so that projects can be updated"
+        )
+    return destination
+
+
+def _check_local_template(template: str | Path) -> None:
+    path = Path(template).expanduser()
+    if isinstance(template, Path) or path.is_absolute() or str(template).startswith("."):
+        if not path.exists():
+            raise OperationFailed(f"the project template {template} does not exist")
+        if path.is_dir() and not any((path / name).is_file() for name in ("copier.yml", "copier.yaml")):
+            raise OperationFailed(f"{template} is not a project template: it has no copier.yml")
+
+
+def _describe(error: BaseException) -> str:
+    """The first line of the error, with the template file and line of a Jinja error."""
+    text = _first_line(error)
+    filename, lineno = getattr(error, "filename", None), getattr(error, "lineno", None)
+    if filename and lineno:
+        return f"{filename}:{lineno}: {text}"
+    return text
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
