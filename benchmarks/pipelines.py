@@ -81,7 +81,8 @@ def bench(server: Server, tmp: Path, pushes: int, burst: int) -> None:
     latencies = []
     for i in range(pushes):
         (work / "f.txt").write_text(str(i))
-        git("commit", "-qam", f"push {i}")
+        git("add", "f.txt")
+        git("commit", "-qm", f"push {i}")
         git("push", "-q", "origin", "master")
         with server.client() as api:
             event = api.get("/api/v1/repos/bench/events", params={"limit": 1000}).json()[-1]

@@ -260,3 +260,26 @@ def test_server_killed_during_a_run_fails_the_job_and_the_queue_goes_on(own_serv
     assert _wait_gone(slow) == []
     quick = wait_state(own_server, run(own_server, "crash-quick")["id"])
     assert quick["state"] == "succeeded"
+
+
+def test_batched_ci_folds_pushes_into_one_run(server: Server, git: Git) -> None:
+    work = make_repo(server, git, "batched", {"ci.yml": yaml("batched.yml"), "a.txt": "0"})
+    register(server, "batched-ci", "batched", "ci.yml")
+    git.commit({"a.txt": "1"}, "one", cwd=work)
+    git("push", "-q", "origin", "master", cwd=work)
+    first = wait_runs(server, "batched-ci", 1)[0]
+    wait_state(server, first["id"], {"running"})
+    git.commit({"a.txt": "2"}, "two", cwd=work)
+    git("push", "-q", "origin", "master", cwd=work)
+    git.commit({"a.txt": "3"}, "three", cwd=work)
+    git("push", "-q", "origin", "master", cwd=work)
+    newest = git("rev-parse", "HEAD", cwd=work).stdout.strip()
+    runs = runs_of(server, "batched-ci")
+    assert len(runs) == 2, runs
+    batched = runs[0]
+    assert batched["reason"] == "BatchedCI" and batched["state"] == "notStarted"
+    assert batched["source_version"] == newest
+    done = wait_state(server, batched["id"], timeout=60)
+    assert done["state"] == "succeeded"
+    assert wait_state(server, first["id"])["finished_at"] <= done["started_at"]
+    assert f"building {newest} for BatchedCI" in logs(server, batched["id"])

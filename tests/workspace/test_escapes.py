@@ -130,3 +130,15 @@ def test_file_uris_need_an_absolute_local_path() -> None:
         "invalid workspace URI 'file://server/share/ws': "
         "a local workspace is file:///absolute/path (no host, absolute path)"
     )
+
+
+def test_a_source_that_contains_the_workspace_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.py").write_text("x\n")
+    workspace = LocalWorkspace(tmp_path / "ws")
+    with pytest.raises(InvalidInput) as caught:
+        workspace.deploy("demo", "master", tmp_path, manifest={})
+    assert str(caught.value) == (
+        f"the source folder {tmp_path} contains the workspace {tmp_path / 'ws'}: deploy from a folder outside the workspace"
+    )
+    assert not (tmp_path / "ws" / "ml_apps" / "demo" / "master").exists()

@@ -128,6 +128,28 @@ def show(
     output.table(detail["files"], [("path", "FILE"), ("size", "SIZE")], empty="no files")
 
 
+@workspace_app.command("remove")
+def remove(
+    env: Annotated[str, typer.Option("--env", help="Environment.")],
+    app: Annotated[str, typer.Option("--app", help="App name: the repository's name.")],
+    branch: Annotated[str, typer.Option("--branch", help="Full branch name; refs/heads/ is stripped.")],
+    workspace_uri: URI = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    json: JSON = False,
+) -> None:
+    """Remove a deployed branch from the workspace (one atomic switch; its versions are deleted)."""
+    from mlyard.workspace import strip_branch_ref
+
+    name = strip_branch_ref(branch)
+    if not yes and not typer.confirm(f"remove ml_apps/{app}/{name} from the {env} workspace?", default=False):
+        raise typer.Exit(1)
+    removed = _open(workspace_uri or _server_uri(env)).remove(app, name)
+    if json:
+        output.print_json(removed if isinstance(removed, dict) else {"app": app, "branch": name, "removed": True})
+    else:
+        output.console().print(f"removed ml_apps/{app}/{name} from the {env} workspace")
+
+
 def _ls_all(json: bool) -> None:
     from mlyard.cli.context import client
     from mlyard.errors import MlyardError

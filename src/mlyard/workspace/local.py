@@ -56,6 +56,9 @@ class LocalWorkspace:
         check_app(app)
         check_branch(branch)
         source = _check_source(source)
+        if self.root.resolve().is_relative_to(source.resolve()):
+            raise InvalidInput(f"the source folder {source} contains the workspace {self.root}: "
+                               "deploy from a folder outside the workspace")
         app_dir = self._app_dir(app, create=True)
         versions = app_dir / VERSIONS_DIR / branch_slug(branch)
         versions.parent.mkdir(exist_ok=True)
@@ -64,7 +67,10 @@ class LocalWorkspace:
             version = versions / _new_version_name()
             version.mkdir()
             try:
-                copied = copy_tree(source, version)
+                try:
+                    copied = copy_tree(source, version)
+                except OSError as exc:
+                    raise OperationFailed(f"copying {source} into the workspace failed: {exc}") from exc
                 document = _manifest(app, branch, manifest, copied.files, copied.bytes, copied.warnings, version)
                 _write_json(version / MANIFEST_FILE, document)
                 with _locked(app_dir / VERSIONS_DIR / ".app.lock"):
