@@ -139,6 +139,7 @@ def test_a_source_that_contains_the_workspace_is_refused(tmp_path: Path) -> None
     with pytest.raises(InvalidInput) as caught:
         workspace.deploy("demo", "master", tmp_path, manifest={})
     assert str(caught.value) == (
-        f"the source folder {tmp_path} contains the workspace {tmp_path / 'ws'}: deploy from a folder outside the workspace"
+        f"the source folder {tmp_path} contains the workspace {tmp_path / 'ws'}: "
+        "deploy from a folder outside the workspace"
     )
     assert not (tmp_path / "ws" / "ml_apps" / "demo" / "master").exists()

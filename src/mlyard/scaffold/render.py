@@ -19,6 +19,7 @@ TEMPLATE_DIR = Path(__file__).parents[1] / "project_template"
 ANSWERS_FILE = ".copier-answers.yml"
 
 _NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_]")
+_URL_CREDENTIALS = re.compile(r"(?<=//)[^/@\s]+@")
 
 
 def package_name_for(repo: str) -> str:
@@ -55,12 +56,12 @@ def render_project(
     from copier.errors import CopierAnswersInterrupt, CopierError
     from jinja2 import TemplateError
 
-    source = str(template)
+    source = _without_credentials(str(template))  # for messages: the creator's URL carries a token
     _check_local_template(template)
     destination = Path(destination)
     try:
         copier.run_copy(
-            src_path=source,
+            src_path=str(template),
             dst_path=destination,
             data=dict(answers),
             defaults=True,
@@ -76,12 +77,22 @@ def render_project(
         raise OperationFailed(f"could not render the project template {source}: {_describe(error)}") from error
     except ValueError as error:  # an answer refused by a validator of copier.yml, or a missing one
         raise InvalidInput(f"invalid answer for the project template {source}: {_first_line(error)}") from error
-    if not (destination / ANSWERS_FILE).is_file():
+    answers_file = destination / ANSWERS_FILE
+    if not answers_file.is_file():
         raise OperationFailed(
             f"the project template {source} did not write {ANSWERS_FILE}: it needs a file named "
             "'{{ _copier_conf.answers_file }}.jinja' so that projects can be updated"
         )
+    _remove_credentials(answers_file)
     return destination
+
+
+def _remove_credentials(answers_file: Path) -> None:
+    """Keep a token in the template's URL out of the project: `_src_path` is committed with it."""
+    text = answers_file.read_text(encoding="utf-8")
+    lines = [_without_credentials(line) if line.startswith("_src_path:") else line for line in text.splitlines(True)]
+    if "".join(lines) != text:
+        answers_file.write_text("".join(lines), encoding="utf-8")
 
 
 def _check_local_template(template: str | Path) -> None:
@@ -96,6 +107,9 @@ def _check_local_template(template: str | Path) -> None:
 def _describe(error: BaseException) -> str:
     """The first line of the error, with the template file and line of a Jinja error."""
     text = _first_line(error)
+    stderr = getattr(error, "stderr", None)  # a failed git command (plumbum's ProcessExecutionError)
+    if isinstance(stderr, str) and stderr.strip():
+        return f"{text}: {_without_credentials(stderr.strip().splitlines()[-1])}"
     filename, lineno = getattr(error, "filename", None), getattr(error, "lineno", None)
     if filename and lineno:
         return f"{filename}:{lineno}: {text}"
@@ -104,4 +118,9 @@ def _describe(error: BaseException) -> str:
 
 def _first_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
+    return _without_credentials(text.splitlines()[0])
+
+
+def _without_credentials(text: str) -> str:
+    """`text` with the user and password of every URL in it removed."""
+    return _URL_CREDENTIALS.sub("", text)
