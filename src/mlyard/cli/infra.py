@@ -47,7 +47,7 @@ def infra_create_project(
     json: JSON = False,
 ) -> None:
     """What the creator pipeline runs (as a remote user, with MLYARD_URL / MLYARD_TOKEN / GIT_USERNAME)."""
-    from mlyard.scaffold.creator import create_project
+    from mlyard.creator import create_project
 
     flag = demo.strip().lower()
     if flag not in ("true", "false", "yes", "no", "1", "0"):
@@ -83,7 +83,7 @@ def create(
 ) -> None:
     """Create an ML project: runs ml-project-creator-pipeline (repo, pipelines, first deployment)."""
     from mlyard.cli.runs import follow_logs
-    from mlyard.scaffold.creator import preflight
+    from mlyard.creator import preflight
 
     with client() as api:
         preflight(api, repo, env)
@@ -123,7 +123,7 @@ def _failure(api: Any, run_id: int) -> str:
 
 
 def _created(api: Any, repo: str, env: str, demo: bool) -> dict[str, Any]:
-    from mlyard.scaffold.creator import PIPELINES, first_run
+    from mlyard.creator import PIPELINES, first_run
 
     info = api.get(f"/api/v1/repos/{repo}")
     names = [p["name"] for p in api.get("/api/v1/pipelines", folder=repo)]

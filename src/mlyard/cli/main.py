@@ -15,8 +15,7 @@ import typer
 
 from mlyard import __version__
 from mlyard.cli import agent as agent_cmd
-from mlyard.cli import identity, infra, output, repos, runs
-from mlyard.cli import pipelines as pipelines_cmd
+from mlyard.cli import identity, infra, output, pipeline_admin, repos, resources, runs
 from mlyard.cli import workspace as workspace_cmd
 from mlyard.errors import MlyardError
 
@@ -33,10 +32,10 @@ app.add_typer(repos.environments_app, name="environments")
 app.add_typer(identity.users_app, name="users")
 app.add_typer(identity.tokens_app, name="tokens")
 app.add_typer(identity.audit_app, name="audit")
-app.add_typer(pipelines_cmd.app, name="pipelines")
+app.add_typer(pipeline_admin.pipelines_app, name="pipelines")  # the offline commands and the server ones
 app.add_typer(runs.runs_app, name="runs")
-app.add_typer(runs.connections_app, name="connections")
-app.add_typer(runs.groups_app, name="variable-groups")
+app.add_typer(resources.connections_app, name="connections")
+app.add_typer(resources.groups_app, name="variable-groups")
 app.add_typer(infra.infra_app, name="infra")
 app.add_typer(workspace_cmd.workspace_app, name="workspace")
 app.command("create")(infra.create)

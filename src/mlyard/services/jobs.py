@@ -24,14 +24,9 @@ from mlyard.pipelines.expressions import ExpressionContext, evaluate, is_runtime
 from mlyard.protocol import Connection as ConnectionSpec
 from mlyard.protocol import JobOutcome, JobSpec, Repository, StepSpec
 from mlyard.services import pipelines, resources, secrets
-from mlyard.services.orchestrator import (
-    Orchestrator,
-    compile_context,
-    job_dependency,
-    run_variables,
-    stage_job_dependencies,
-)
+from mlyard.services.orchestrator import Orchestrator, compile_context
 from mlyard.services.platform import Platform
+from mlyard.services.scheduling import job_dependency, run_variables, stage_job_dependencies
 
 JOB_TOKEN_PREFIX = "myj_"
 LEASE = timedelta(seconds=30)

@@ -1,0 +1,207 @@
+"""`mlyard pipelines create/list/show/delete/run/permit/variables`: registered pipelines on the server.
+
+They extend the Typer app of mlyard.cli.pipelines (the offline language commands)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from mlyard.cli import output
+from mlyard.cli.context import client
+from mlyard.cli.pipelines import app as pipelines_app
+from mlyard.cli.runs import follow_logs, pairs, state_text
+
+variables_app = typer.Typer(help="Pipeline variables set outside YAML.", no_args_is_help=True)
+pipelines_app.add_typer(variables_app, name="variables")
+
+JSON = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+@pipelines_app.command("create")
+def pipelines_create(
+    repo: Annotated[str, typer.Option(help="The repository holding the YAML file.")],
+    yaml: Annotated[str, typer.Option(help="Path of the YAML file in the repository.")],
+    name: Annotated[str, typer.Option(help="Pipeline name (unique).")],
+    folder: Annotated[str, typer.Option(help="Folder, e.g. team/app (nested with '/').")] = "",
+    json: JSON = False,
+) -> None:
+    """Register a pipeline from a YAML file in a hosted repository."""
+    with client() as api:
+        row = api.post("/api/v1/pipelines", {"name": name, "repo": repo, "yaml": yaml, "folder": folder})
+    if json:
+        output.print_json(row)
+    else:
+        output.console().print(
+            f"created pipeline [bold]{row['name']}[/] ({row['repo']}:{row['yaml_path']}"
+            + (f", folder {row['folder']}" if row["folder"] else "")
+            + ")"
+        )
+
+
+@pipelines_app.command("list")
+def pipelines_list(
+    folder: Annotated[str | None, typer.Option(help="Only this folder (and below).")] = None, json: JSON = False
+) -> None:
+    """Pipelines as a tree by folder, with each pipeline's last run."""
+    with client() as api:
+        rows = api.get("/api/v1/pipelines", folder=folder)
+    if json:
+        output.print_json(rows)
+        return
+    if not rows:
+        output.console().print("no pipelines yet: `mlyard pipelines create --repo R --yaml PATH --name N`")
+        return
+    from rich.tree import Tree
+
+    tree = Tree("[bold]pipelines[/]")
+    nodes: dict[str, Any] = {"": tree}
+    for row in rows:
+        parent = ""
+        for part in [p for p in row["folder"].split("/") if p]:
+            key = f"{parent}/{part}" if parent else part
+            if key not in nodes:
+                nodes[key] = nodes[parent].add(f"[bold blue]{part}/[/]")
+            parent = key
+        last = row["last_run"]
+        info = f" - #{last['number']} {state_text(last['state'])} ({last['source_branch']})" if last else " - no runs"
+        nodes[parent].add(f"{row['name']}{info}")
+    output.console().print(tree)
+
+
+@pipelines_app.command("show")
+def pipelines_show(name: str, json: JSON = False) -> None:
+    """A pipeline: repository, YAML path, variables, permissions and recent runs."""
+    with client() as api:
+        row = api.get(f"/api/v1/pipelines/{name}")
+    if json:
+        output.print_json(row)
+        return
+    output.fields(
+        [
+            ("name", row["name"]),
+            ("folder", row["folder"] or "/"),
+            ("repository", row["repo"]),
+            ("yaml", row["yaml_path"]),
+            ("permissions", row["permissions"] or None),
+            ("variables", [f"{v['name']}={'***' if v['secret'] else v['value']}" for v in row["variables"]] or None),
+        ]
+    )
+    output.table(
+        row["recent_runs"],
+        [
+            ("id", "RUN"),
+            ("number", "#"),
+            ("build_number", "NUMBER"),
+            ("state", "STATE"),
+            ("reason", "REASON"),
+            ("source_branch", "BRANCH"),
+            ("queued_at", "QUEUED"),
+        ],
+        empty="no runs yet",
+    )
+
+
+@pipelines_app.command("delete")
+def pipelines_delete(name: str, yes: Annotated[bool, typer.Option("--yes", "-y")] = False, json: JSON = False) -> None:
+    """Delete a pipeline and its runs."""
+    if not yes and not typer.confirm(f"delete pipeline {name} and all its runs?", default=False):
+        raise typer.Exit(1)
+    with client() as api:
+        row = api.delete(f"/api/v1/pipelines/{name}")
+    if json:
+        output.print_json(row)
+    else:
+        output.console().print(f"deleted pipeline {row['name']}")
+
+
+@pipelines_app.command("run")
+def pipelines_run(
+    name: str,
+    branch: Annotated[str | None, typer.Option(help="Branch to run (default: the default branch).")] = None,
+    commit: Annotated[str | None, typer.Option(help="Exact commit to run.")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", help="Runtime parameter K=V (repeat).")] = None,
+    var: Annotated[list[str] | None, typer.Option("--var", help="Variable K=V for this run (repeat).")] = None,
+    follow: Annotated[bool, typer.Option(help="Stream the log until the run ends.")] = False,
+    json: JSON = False,
+) -> None:
+    """Queue a run by hand (Build.Reason Manual)."""
+    body = {"branch": branch, "commit": commit, "parameters": pairs(param, "--param"), "variables": pairs(var, "--var")}
+    with client() as api:
+        run = api.post(f"/api/v1/pipelines/{name}/runs", body)
+        if json and not follow:
+            output.print_json(run)
+            return
+        if not json:
+            output.console().print(
+                f"queued run {run['id']} ({name} #{run['number']}) on {run['source_branch']} "
+                f"at {run['source_version'][:10]}"
+            )
+        if follow:
+            final = follow_logs(api, run["id"], quiet=json)
+            if json:
+                output.print_json(api.get(f"/api/v1/runs/{run['id']}"))
+            raise typer.Exit(0 if final in ("succeeded", "succeededWithIssues") else 1)
+
+
+@pipelines_app.command("permit")
+def pipelines_permit(
+    name: str,
+    resource: Annotated[str, typer.Option(help="KIND:NAME, e.g. connection:dev-connection")],
+    json: JSON = False,
+) -> None:
+    """Allow a pipeline to use a protected resource (remembered for all its runs)."""
+    with client() as api:
+        result = api.post(f"/api/v1/pipelines/{name}/permissions", {"resource": resource})
+    if json:
+        output.print_json(result)
+    else:
+        output.console().print(
+            f"pipeline {name} may use {result['resource']}" + ("" if result["granted"] else " (already permitted)")
+        )
+
+
+@variables_app.command("set")
+def variables_set(
+    pipeline: str,
+    name: str,
+    value: str,
+    secret: Annotated[bool, typer.Option(help="Encrypt at rest, never show, mask in logs.")] = False,
+    json: JSON = False,
+) -> None:
+    """Set a pipeline variable outside YAML."""
+    with client() as api:
+        row = api.request(
+            "PUT", f"/api/v1/pipelines/{pipeline}/variables/{name}", json={"value": value, "secret": secret}
+        )
+    if json:
+        output.print_json(row)
+    else:
+        output.console().print(f"set {name} on {pipeline}" + (" (secret)" if secret else ""))
+
+
+@variables_app.command("delete")
+def variables_delete(pipeline: str, name: str, json: JSON = False) -> None:
+    """Remove a pipeline variable."""
+    with client() as api:
+        row = api.delete(f"/api/v1/pipelines/{pipeline}/variables/{name}")
+    if json:
+        output.print_json(row)
+    else:
+        output.console().print(f"deleted {name} from {pipeline}")
+
+
+@variables_app.command("list")
+def variables_list(pipeline: str, json: JSON = False) -> None:
+    """Variables of a pipeline (secret values are never shown)."""
+    with client() as api:
+        rows = api.get(f"/api/v1/pipelines/{pipeline}")["variables"]
+    if json:
+        output.print_json(rows)
+    else:
+        output.table(
+            [{**r, "value": "***" if r["secret"] else r["value"]} for r in rows],
+            [("name", "NAME"), ("value", "VALUE"), ("secret", "SECRET")],
+            empty="no variables",
+        )

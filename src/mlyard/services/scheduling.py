@@ -1,0 +1,159 @@
+"""Scheduling decisions on a running run's rows: which stages and jobs start, skip or finish.
+
+Conditions of stages and jobs are evaluated here (the agent evaluates step conditions) with
+Azure's dependency contexts: `dependencies.X.result`, `dependencies.X.outputs['step.var']` and
+`stageDependencies.S.J.outputs['step.var']`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mlyard.ci import states
+from mlyard.db.tables import Run, RunJob, RunStage, RunStep
+from mlyard.errors import MlyardError
+from mlyard.pipelines import ExpressionContext, evaluate_condition
+
+
+def schedule(session: Session, run: Run) -> None:
+    stages = list(session.scalars(select(RunStage).where(RunStage.run_id == run.id).order_by(RunStage.position)))
+    jobs = list(session.scalars(select(RunJob).where(RunJob.run_id == run.id).order_by(RunJob.position)))
+    by_stage = {s.name: [j for j in jobs if j.stage == s.name] for s in stages}
+    variables = run_variables(run)
+    for stage in stages:
+        if states.is_final(stage.state):
+            continue
+        if stage.state == states.NOT_STARTED:
+            deps = [s for s in stages if s.name in stage.depends_on]
+            if not all(states.is_final(d.state) for d in deps):
+                continue
+            ctx = ExpressionContext(
+                variables=variables,
+                dependencies=stage_dependencies(deps, by_stage),
+                dependency_results={d.name: states.AZURE_RESULT[d.state] for d in deps},
+                canceled=run.cancel_requested,
+            )
+            if not _condition(stage, ctx):
+                _skip_stage(
+                    session, stage, by_stage[stage.name], states.CANCELED if run.cancel_requested else states.SKIPPED
+                )
+                continue
+            states.transition(stage, states.RUNNING)
+        _schedule_jobs(session, run, stage, by_stage, variables)
+        stage_jobs = by_stage[stage.name]
+        if all(states.is_final(j.state) for j in stage_jobs):
+            states.transition(stage, states.worst([_counted(j) for j in stage_jobs]))
+    if all(states.is_final(s.state) for s in stages):
+        result = states.worst([s.state for s in stages])
+        if run.cancel_requested and result != states.FAILED:
+            result = states.CANCELED
+        states.transition(run, states.SUCCEEDED if result == states.SKIPPED else result)
+
+
+def _schedule_jobs(
+    session: Session, run: Run, stage: RunStage, by_stage: dict[str, list[RunJob]], variables: dict[str, str]
+) -> None:
+    stage_jobs = by_stage[stage.name]
+    for job in stage_jobs:
+        if job.state == states.NOT_STARTED:
+            deps = [j for j in stage_jobs if j.name in job.depends_on]
+            if not all(states.is_final(d.state) for d in deps):
+                continue
+            ctx = ExpressionContext(
+                variables=variables,
+                dependencies={d.name: job_dependency(d) for d in deps},
+                stage_dependencies=stage_job_dependencies(by_stage, stage.name),
+                dependency_results={d.name: states.AZURE_RESULT[d.state] for d in deps},
+                canceled=run.cancel_requested,
+            )
+            if not _condition(job, ctx):
+                states.transition(job, states.CANCELED if run.cancel_requested else states.SKIPPED)
+                skip_steps(session, job)
+                continue
+            if job.approval in ("required",):
+                job.approval = "pending"
+                job.message = (
+                    f"waiting for approval to deploy to environment {job.environment}: "
+                    f"`mlyard runs approve {run.id}` or `mlyard runs reject {run.id}`"
+                )
+                states.transition(job, states.WAITING)
+                continue
+            job.queued_at = datetime.now(UTC)
+            states.transition(job, states.QUEUED)
+        elif job.state == states.WAITING:
+            if job.approval == "approved":
+                job.queued_at = datetime.now(UTC)
+                states.transition(job, states.QUEUED)
+            elif job.approval == "rejected":
+                states.transition(job, states.FAILED)
+                skip_steps(session, job)
+        if run.cancel_requested and job.state in (states.QUEUED, states.WAITING):
+            job.message = job.message or "canceled before it started"
+            states.transition(job, states.CANCELED)
+            skip_steps(session, job)
+
+
+def _condition(row: RunStage | RunJob, ctx: ExpressionContext) -> bool:
+    try:
+        return evaluate_condition(row.condition or "succeeded()", ctx)
+    except MlyardError as exc:
+        row.message = f"condition '{row.condition}' failed: {exc.message}"
+        return False
+
+
+def _counted(job: RunJob) -> str:
+    return states.SUCCEEDED_WITH_ISSUES if job.state == states.FAILED and job.continue_on_error else job.state
+
+
+def _skip_stage(session: Session, stage: RunStage, jobs: list[RunJob], state: str) -> None:
+    for job in jobs:
+        if not states.is_final(job.state):
+            states.transition(job, state)
+        skip_steps(session, job)
+    states.transition(stage, state)
+
+
+def skip_steps(session: Session, job: RunJob) -> None:
+    for step in session.scalars(select(RunStep).where(RunStep.job_id == job.id)):
+        if not states.is_final(step.state):
+            states.transition(step, states.SKIPPED)
+
+
+def job_dependency(job: RunJob) -> dict[str, Any]:
+    return {"result": states.AZURE_RESULT.get(job.state, job.state), "outputs": dict(job.outputs)}
+
+
+def stage_dependencies(deps: list[RunStage], by_stage: dict[str, list[RunJob]]) -> dict[str, Any]:
+    """For stage conditions: dependencies.<stage>.result and .outputs['job.step.var']."""
+    out = {}
+    for stage in deps:
+        outputs = {f"{j.name}.{k}": v for j in by_stage.get(stage.name, []) for k, v in j.outputs.items()}
+        out[stage.name] = {"result": states.AZURE_RESULT.get(stage.state, stage.state), "outputs": outputs}
+    return out
+
+
+def stage_job_dependencies(by_stage: dict[str, list[RunJob]], current: str) -> dict[str, Any]:
+    """For jobs: stageDependencies.<stage>.<job>.outputs['step.var'] of earlier stages."""
+    return {name: {j.name: job_dependency(j) for j in jobs} for name, jobs in by_stage.items() if name != current}
+
+
+def run_variables(run: Run) -> dict[str, str]:
+    """Plain variables visible to run-level conditions: the YAML root variables and queue-time ones."""
+    values: dict[str, str] = dict(run.variables)
+    for entry in (run.plan or {}).get("variables", []):
+        if "name" in entry:
+            values[entry["name"]] = str(entry["value"])
+    values.update(
+        {
+            "Build.Reason": run.reason,
+            "Build.SourceBranch": run.source_branch,
+            "Build.SourceVersion": run.source_version,
+            "Build.BuildId": str(run.id),
+            "Build.SourceBranchName": run.source_branch.rsplit("/", 1)[-1],
+        }
+    )
+    return values
