@@ -15,6 +15,7 @@ from mlyard.api import errors as api_errors
 from mlyard.api.routes import agent as agent_routes
 from mlyard.api.routes import environments as environments_routes
 from mlyard.api.routes import identity as identity_routes
+from mlyard.api.routes import models as models_routes
 from mlyard.api.routes import pipelines as pipelines_routes
 from mlyard.api.routes import repos as repos_routes
 from mlyard.api.routes import resources as resources_routes
@@ -101,6 +102,7 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
         pipelines_routes.router,
         resources_routes.router,
         agent_routes.router,
+        models_routes.router,
     ):
         api.include_router(router, prefix="/api/v1")
 

@@ -1,0 +1,64 @@
+"""`mlyard models ...` against a real server whose dev registry holds real MLflow model versions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import Server
+from tests.registry.conftest import log_models
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def registered(server: Server) -> str:
+    """Three versions of `churn` in the server's dev registry (logged by this process, as a job would)."""
+    from mlflow import MlflowClient
+
+    from mlyard.registry import init_store
+
+    with server.client() as api:
+        uri = api.get("/api/v1/environments/dev").json()["mlflow_tracking_uri"]
+    init_store(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("churn")
+    for item in log_models(uri):
+        client.create_model_version("churn", item.artifact_location, run_id=item.run_id)
+    return "churn"
+
+
+def test_list_show_stage_history_and_rollback(server: Server, registered: str) -> None:
+    listed = json.loads(server.cli("models", "list", "--env", "dev", "--json").stdout)
+    assert [(m["name"], str(m["latest_version"])) for m in listed] == [("churn", "3")]
+    server.cli("models", "stage", "churn", "1", "Production")
+    out = server.cli("models", "stage", "churn", "2", "staging")
+    assert "churn version 2" in out.stdout
+    shown = json.loads(server.cli("models", "show", "churn", "--json").stdout)
+    stages = {str(v["version"]): v["stage"] for v in shown["versions"]}
+    assert stages == {"1": "Production", "2": "Staging", "3": "None"}
+    server.cli("models", "stage", "churn", "2", "Production", "--reason", "better")
+    shown = json.loads(server.cli("models", "show", "churn", "--json").stdout)
+    stages = {str(v["version"]): v["stage"] for v in shown["versions"]}
+    assert stages["2"] == "Production" and stages["1"] == "Archived"
+    history = json.loads(server.cli("models", "history", "churn", "--json").stdout)
+    assert [(str(h["version"]), h["to"]) for h in history][-1] == ("2", "Production")
+    assert history[-1]["by"] == "admin" and history[-1]["reason"] == "better"
+    back = json.loads(server.cli("models", "rollback", "churn", "--json").stdout)
+    assert str(back["version"]) == "1"
+    shown = json.loads(server.cli("models", "show", "churn", "--json").stdout)
+    assert {str(v["version"]): v["stage"] for v in shown["versions"]}["1"] == "Production"
+
+
+def test_errors_are_clear(server: Server, registered: str) -> None:
+    missing = server.cli("models", "show", "nope", check=False)
+    assert missing.returncode == 3 and "nope" in missing.stderr
+    bad = server.cli("models", "stage", "churn", "1", "Prod", check=False)
+    assert bad.returncode == 2 and "Staging" in bad.stderr and "Production" in bad.stderr
+    no_version = server.cli("models", "stage", "churn", "9", "Staging", check=False)
+    assert no_version.returncode == 3 and "no version 9" in no_version.stderr
+    unknown_env = server.cli("models", "list", "--env", "qa", check=False)
+    assert unknown_env.returncode == 3 and "environment 'qa' not found" in unknown_env.stderr
+    for out in (missing, bad, no_version, unknown_env):
+        assert "Traceback" not in out.stderr and "FutureWarning" not in out.stderr
