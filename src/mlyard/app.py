@@ -19,11 +19,12 @@ from mlyard.api.routes import models as models_routes
 from mlyard.api.routes import pipelines as pipelines_routes
 from mlyard.api.routes import repos as repos_routes
 from mlyard.api.routes import resources as resources_routes
+from mlyard.api.routes import workspace_jobs as workspace_jobs_routes
 from mlyard.background.local_agents import MARK_VARIABLE, LocalAgents, kill_orphans
 from mlyard.db.engine import upgrade
 from mlyard.errors import AuthenticationError, InvalidInput
 from mlyard.git.smart_http import GitHttpApp
-from mlyard.services import events, runs
+from mlyard.services import events, runs, workspace_jobs
 from mlyard.services.auth import Credentials, authenticate_header, local_agent_token, parse_authorization
 from mlyard.services.bootstrap import is_initialised
 from mlyard.services.jobs import JOB_TOKEN_PREFIX, job_repo_access
@@ -62,7 +63,7 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         marker = str(settings.home)
         killed = kill_orphans(marker)
-        lost = orchestrator.recover_after_restart()
+        lost = orchestrator.recover_after_restart() + workspace_jobs.recover_after_restart(platform)
         if killed or lost:
             log.warning(
                 "after a restart: %d job(s) marked failed (agent lost), %d process group(s) killed", lost, killed
@@ -103,6 +104,7 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
         resources_routes.router,
         agent_routes.router,
         models_routes.router,
+        workspace_jobs_routes.router,
     ):
         api.include_router(router, prefix="/api/v1")
 

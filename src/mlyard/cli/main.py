@@ -15,7 +15,7 @@ import typer
 
 from mlyard import __version__
 from mlyard.cli import agent as agent_cmd
-from mlyard.cli import identity, infra, models, output, pipeline_admin, repos, resources, runs
+from mlyard.cli import identity, infra, jobs, models, output, pipeline_admin, repos, resources, runs
 from mlyard.cli import workspace as workspace_cmd
 from mlyard.errors import MlyardError
 
@@ -38,6 +38,7 @@ app.add_typer(resources.connections_app, name="connections")
 app.add_typer(resources.groups_app, name="variable-groups")
 app.add_typer(infra.infra_app, name="infra")
 app.add_typer(models.models_app, name="models")
+app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(workspace_cmd.workspace_app, name="workspace")
 app.command("create")(infra.create)
 app.command("whoami")(identity.whoami)

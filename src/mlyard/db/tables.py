@@ -305,3 +305,25 @@ class TestResult(Base):
     job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+class WorkspaceJob(Base):
+    """A job run on code deployed in an environment's workspace (`mlyard jobs run`), like a Databricks job."""
+
+    __tablename__ = "workspace_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment: Mapped[str] = mapped_column(String(63), nullable=False, index=True)
+    app: Mapped[str] = mapped_column(String(63), nullable=False)
+    branch: Mapped[str] = mapped_column(String(255), nullable=False)
+    entrypoint: Mapped[str] = mapped_column(String(1024), nullable=False)
+    args: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    state: Mapped[str] = mapped_column(String(32), nullable=False)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    message: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    commit: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    requested_by: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    mlflow_run_ids: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -1,0 +1,55 @@
+"""`mlyard jobs run` on code deployed in the dev workspace: real training, real MLflow registration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mlyard.scaffold.render import TEMPLATE_DIR, default_answers, render_project
+from tests.conftest import Server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def deployed(server: Server, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The demo project rendered from the template and deployed to dev as app `jobsdemo`."""
+    project = tmp_path_factory.mktemp("jobsdemo") / "jobsdemo"
+    render_project(TEMPLATE_DIR, project, default_answers("jobsdemo", environment="dev", demo=True,
+                                                          default_branch="master"))
+    (project / "src" / "jobsdemo" / "notebooks" / "broken.py").write_text("raise SystemExit(7)\n")
+    server.cli("workspace", "deploy", "--env", "dev", "--app", "jobsdemo", "--branch", "master", "--source",
+               str(project), "--commit", "abc123")
+    return "jobsdemo"
+
+
+def test_job_trains_and_registers_a_version(server: Server, deployed: str) -> None:
+    out = server.cli("jobs", "run", "--env", "dev", "--app", deployed, "train")
+    assert "registered model: jobsdemo version 1" in out.stdout
+    jobs = json.loads(server.cli("jobs", "list", "--app", deployed, "--json").stdout)
+    job = jobs[0]
+    assert job["state"] == "succeeded" and job["exit_code"] == 0 and job["commit"] == "abc123"
+    assert job["entrypoint"] == "src/jobsdemo/notebooks/train.py" and len(job["mlflow_run_ids"]) == 1
+    assert job["duration_seconds"] > 0
+    models = json.loads(server.cli("models", "show", "jobsdemo", "--json").stdout)
+    assert [str(v["version"]) for v in models["versions"]] == ["1"]
+    assert models["versions"][0]["run_id"] == job["mlflow_run_ids"][0]
+    assert models["versions"][0]["metrics"]["accuracy"] > 0.9
+    log = server.cli("jobs", "logs", str(job["id"])).stdout
+    assert "MLflow run id:" in log
+    artifacts = server.home / "envs" / "dev" / "mlartifacts" / "jobsdemo"
+    assert artifacts.is_dir() and any(artifacts.rglob("MLmodel"))
+    assert not list(Path(server.home / "envs" / "dev" / "workspace").rglob("mlruns"))
+
+
+def test_job_errors(server: Server, deployed: str) -> None:
+    failed = server.cli("jobs", "run", "--env", "dev", "--app", deployed, "broken", check=False)
+    assert failed.returncode == 1 and "the entry point exited with code 7" in failed.stderr
+    missing = server.cli("jobs", "run", "--env", "dev", "--app", deployed, "nope", check=False)
+    assert missing.returncode == 3 and "no entry point 'nope'" in missing.stderr and "train" in missing.stderr
+    undeployed = server.cli("jobs", "run", "--env", "dev", "--app", "ghost", "train", check=False)
+    assert undeployed.returncode == 3 and "ghost" in undeployed.stderr
+    for out in (failed, missing, undeployed):
+        assert "Traceback" not in out.stderr
