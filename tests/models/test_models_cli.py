@@ -62,3 +62,22 @@ def test_errors_are_clear(server: Server, registered: str) -> None:
     assert unknown_env.returncode == 3 and "environment 'qa' not found" in unknown_env.stderr
     for out in (missing, bad, no_version, unknown_env):
         assert "Traceback" not in out.stderr and "FutureWarning" not in out.stderr
+
+
+def test_version_tag_and_direct_mode(server: Server, registered: str) -> None:
+    with server.client() as api:
+        uri = api.get("/api/v1/environments/dev").json()["mlflow_tracking_uri"]
+    server.cli("models", "stage", "churn", "3", "Staging")
+    assert server.cli("models", "version", "churn", "--stage", "Staging").stdout.strip() == "3"
+    found = json.loads(server.cli("models", "version", "churn", "--stage", "staging", "--json").stdout)
+    assert str(found["version"]) == "3" and "staging" in found["aliases"]
+    server.cli("models", "tag", "churn", "3", "--tag", "git_commit=abc", "--tag", "test_status=passed")
+    # The same registry used directly, as a pipeline step with the environment's connection does.
+    direct = server.cli("models", "show", "churn", "--tracking-uri", uri, "--json", token="myd_not-needed")
+    version = next(v for v in json.loads(direct.stdout)["versions"] if str(v["version"]) == "3")
+    assert version["tags"]["git_commit"] == "abc" and version["tags"]["test_status"] == "passed"
+    server.cli("models", "stage", "churn", "3", "Production", "--tracking-uri", uri, "--reason", "model CI")
+    history = json.loads(server.cli("models", "history", "churn", "--json").stdout)
+    assert (str(history[-1]["version"]), history[-1]["to"], history[-1]["reason"]) == ("3", "Production", "model CI")
+    empty = server.cli("models", "version", "churn", "--stage", "Staging", check=False)
+    assert empty.returncode == 3 and "model 'churn' has no version in Staging" in empty.stderr

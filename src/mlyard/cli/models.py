@@ -1,8 +1,15 @@
-"""`mlyard models ...`: the registry of an environment (MLflow) with stages Staging and Production."""
+"""`mlyard models ...`: the registry of an environment (MLflow) with stages Staging and Production.
+
+Through the server by default (`--env`); with `--tracking-uri` (or in a pipeline step with the
+environment's service connection, `--tracking-uri "$MLFLOW_TRACKING_URI"`) directly against that
+MLflow, with the same locks and history, as a step on Azure DevOps would reach Databricks' MLflow.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import getpass
+import os
+from typing import Annotated, Any
 
 import typer
 
@@ -13,40 +20,111 @@ models_app = typer.Typer(
     help="Registered models of an environment: list, show, stage, history, rollback.", no_args_is_help=True
 )
 JSON = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-ENV = Annotated[str, typer.Option("--env", help="Environment whose registry to use.")]
+ENV = Annotated[str, typer.Option("--env", help="Environment whose registry to use (through the server).")]
+URI = Annotated[
+    str | None, typer.Option("--tracking-uri", help="Use this MLflow directly instead of the server's environment.")
+]
+
+
+class _Server:
+    """The registry of an environment, through the server's API."""
+
+    def __init__(self, env: str) -> None:
+        self.env = env
+        self.api = client()
+
+    def list_models(self) -> Any:
+        return self.api.get("/api/v1/models", env=self.env)
+
+    def show_model(self, name: str) -> Any:
+        return self.api.get(f"/api/v1/models/{name}", env=self.env)
+
+    def stage(self, name: str, version: str, stage: str, reason: str) -> Any:
+        return self.api.post(
+            f"/api/v1/models/{name}/versions/{version}/stage?env={self.env}", {"stage": stage, "reason": reason}
+        )
+
+    def history(self, name: str) -> Any:
+        return self.api.get(f"/api/v1/models/{name}/history", env=self.env)
+
+    def rollback(self, name: str, reason: str) -> Any:
+        return self.api.post(f"/api/v1/models/{name}/rollback?env={self.env}", {"reason": reason})
+
+    def version_for(self, name: str, version: str | None, stage: str | None) -> Any:
+        return self.api.get(f"/api/v1/models/{name}/version", env=self.env, version=version, stage=stage)
+
+    def tag(self, name: str, version: str, tags: dict[str, str]) -> Any:
+        return self.api.post(f"/api/v1/models/{name}/versions/{version}/tags?env={self.env}", {"tags": tags})
+
+
+class _Direct:
+    """An MLflow registry used directly (a pipeline step with the environment's connection)."""
+
+    def __init__(self, uri: str) -> None:
+        from mlyard.registry import Registry
+
+        self.registry = Registry(uri)
+        self.by = os.environ.get("BUILD_REQUESTEDFOR") or _user()
+
+    def list_models(self) -> Any:
+        return self.registry.list_models()
+
+    def show_model(self, name: str) -> Any:
+        return self.registry.show_model(name)
+
+    def stage(self, name: str, version: str, stage: str, reason: str) -> Any:
+        return self.registry.stage(name, version, stage, by=self.by, reason=reason or None)
+
+    def history(self, name: str) -> Any:
+        return self.registry.history(name)
+
+    def rollback(self, name: str, reason: str) -> Any:
+        return self.registry.rollback(name, by=self.by, reason=reason or None)
+
+    def version_for(self, name: str, version: str | None, stage: str | None) -> Any:
+        return self.registry.version_for(name, version=version, stage=stage)
+
+    def tag(self, name: str, version: str, tags: dict[str, str]) -> Any:
+        return self.registry.tag_version(name, version, tags)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _registry(env: str, uri: str | None) -> _Server | _Direct:
+    return _Direct(uri) if uri else _Server(env)
 
 
 @models_app.command("list")
-def models_list(env: ENV = "dev", json: JSON = False) -> None:
+def models_list(env: ENV = "dev", tracking_uri: URI = None, json: JSON = False) -> None:
     """Registered models with their Staging and Production versions."""
-    with client() as api:
-        rows = api.get("/api/v1/models", env=env)
+    rows = _registry(env, tracking_uri).list_models()
     if json:
         output.print_json(rows)
     else:
-        output.table(
-            rows,
-            [
-                ("name", "MODEL"),
-                ("latest_version", "LATEST"),
-                ("staging", "STAGING"),
-                ("production", "PRODUCTION"),
-                ("version_count", "VERSIONS"),
-                ("updated", "UPDATED"),
-            ],
-            empty=f"no registered models in {env}",
-        )
+        columns = [
+            ("name", "MODEL"),
+            ("latest_version", "LATEST"),
+            ("staging", "STAGING"),
+            ("production", "PRODUCTION"),
+            ("version_count", "VERSIONS"),
+            ("updated", "UPDATED"),
+        ]
+        output.table(rows, columns, empty=f"no registered models in {tracking_uri or env}")
 
 
 @models_app.command("show")
-def models_show(name: str, env: ENV = "dev", json: JSON = False) -> None:
+def models_show(name: str, env: ENV = "dev", tracking_uri: URI = None, json: JSON = False) -> None:
     """A model's versions: stage, aliases, tags, metrics, source run."""
-    with client() as api:
-        doc = api.get(f"/api/v1/models/{name}", env=env)
+    doc = _registry(env, tracking_uri).show_model(name)
     if json:
         output.print_json(doc)
         return
-    output.fields([("model", doc["name"]), ("environment", env), ("aliases", doc.get("aliases") or None)])
+    output.fields([("model", doc["name"]), ("registry", tracking_uri or env), ("aliases", doc.get("aliases") or None)])
     rows = []
     for v in doc["versions"]:
         metrics = ", ".join(
@@ -76,33 +154,60 @@ def models_show(name: str, env: ENV = "dev", json: JSON = False) -> None:
     )
 
 
+@models_app.command("version")
+def models_version(
+    name: str,
+    stage: Annotated[str | None, typer.Option(help="Staging or Production (default Production).")] = None,
+    version: Annotated[str | None, typer.Option(help="A version number.")] = None,
+    env: ENV = "dev", tracking_uri: URI = None, json: JSON = False,
+) -> None:  # fmt: skip
+    """The version in a stage (or with a number): exit 3 with a clear message when there is none."""
+    found = _registry(env, tracking_uri).version_for(name, version, stage)
+    if json:
+        output.print_json(found)
+    else:
+        print(found["version"])
+
+
 @models_app.command("stage")
 def models_stage(
     name: str, version: str,
     stage: Annotated[str, typer.Argument(help="Staging, Production, Archived or None.")],
-    env: ENV = "dev",
+    env: ENV = "dev", tracking_uri: URI = None,
     reason: Annotated[str, typer.Option(help="Why (recorded in the history).")] = "",
     json: JSON = False,
 ) -> None:  # fmt: skip
     """Move a model version to a stage (Production moves the previous one to Archived)."""
-    with client() as api:
-        entry = api.post(
-            f"/api/v1/models/{name}/versions/{version}/stage?env={env}", {"stage": stage, "reason": reason}
-        )
+    entry = _registry(env, tracking_uri).stage(name, version, stage, reason)
     if json:
         output.print_json(entry)
     else:
         output.console().print(
             f"{name} version {entry.get('version', version)}: {entry.get('from') or 'None'} -> "
-            f"{entry.get('to', stage)} in {env}"
+            f"{entry.get('to', stage)} in {tracking_uri or env}"
         )
 
 
+@models_app.command("tag")
+def models_tag(
+    name: str, version: str,
+    tag: Annotated[list[str], typer.Option("--tag", help="K=V (repeat).")],
+    env: ENV = "dev", tracking_uri: URI = None, json: JSON = False,
+) -> None:  # fmt: skip
+    """Set tags on a model version (model CI records commit, branch, test status, run URL)."""
+    from mlyard.cli.runs import pairs
+
+    found = _registry(env, tracking_uri).tag(name, version, pairs(tag, "--tag"))
+    if json:
+        output.print_json(found)
+    else:
+        output.console().print(f"tagged {name} version {version}: {', '.join(tag)}")
+
+
 @models_app.command("history")
-def models_history(name: str, env: ENV = "dev", json: JSON = False) -> None:
+def models_history(name: str, env: ENV = "dev", tracking_uri: URI = None, json: JSON = False) -> None:
     """Stage changes of a model, oldest first."""
-    with client() as api:
-        rows = api.get(f"/api/v1/models/{name}/history", env=env)
+    rows = _registry(env, tracking_uri).history(name)
     if json:
         output.print_json(rows)
     else:
@@ -122,11 +227,12 @@ def models_history(name: str, env: ENV = "dev", json: JSON = False) -> None:
 
 
 @models_app.command("rollback")
-def models_rollback(name: str, env: ENV = "dev", reason: str = "", json: JSON = False) -> None:
+def models_rollback(
+    name: str, env: ENV = "dev", tracking_uri: URI = None, reason: str = "", json: JSON = False
+) -> None:
     """Production goes back to the previous Production version."""
-    with client() as api:
-        entry = api.post(f"/api/v1/models/{name}/rollback?env={env}", {"reason": reason})
+    entry = _registry(env, tracking_uri).rollback(name, reason)
     if json:
         output.print_json(entry)
     else:
-        output.console().print(f"{name}: Production is version {entry.get('version')} again in {env}")
+        output.console().print(f"{name}: Production is version {entry.get('version')} again in {tracking_uri or env}")

@@ -60,3 +60,16 @@ def rollback(platform: Platform, principal: Principal, env: str, name: str, *, r
     entry = registry(platform, env).rollback(name, by=principal.username, reason=reason or None)
     audit.record_now(platform, "model.rollback", actor=principal.username, target=f"{env}/{name}")
     return {**entry, "environment": env, "model": name}
+
+
+def version_for(
+    platform: Platform, env: str, name: str, *, version: str | None = None, stage: str | None = None
+) -> dict[str, Any]:
+    return {**registry(platform, env).version_for(name, version=version, stage=stage), "environment": env}
+
+
+def tag_version(
+    platform: Platform, principal: Principal, env: str, name: str, version: str, tags: dict[str, str]
+) -> dict[str, Any]:
+    principal.require("pipelines:run")
+    return registry(platform, env).tag_version(name, version, tags)

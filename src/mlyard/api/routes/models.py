@@ -25,6 +25,10 @@ class Rollback(BaseModel):
     reason: str = ""
 
 
+class Tags(BaseModel):
+    tags: dict[str, str]
+
+
 # MLflow calls block (SQLite, file locks): run them in a worker thread.
 @router.get("")
 async def list_models(
@@ -76,3 +80,28 @@ async def rollback(
     platform: Platform = Depends(get_platform),
 ) -> dict[str, Any]:
     return await asyncio.to_thread(models.rollback, platform, principal, env, name, reason=body.reason)
+
+
+@router.get("/{name}/version")
+async def resolve_version(
+    name: str,
+    env: str = "dev",
+    version: str | None = None,
+    stage: str | None = None,
+    _: Principal = Depends(requires("repo:read")),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    """The version with this number, or the one in a stage (default Production)."""
+    return await asyncio.to_thread(models.version_for, platform, env, name, version=version, stage=stage)
+
+
+@router.post("/{name}/versions/{version}/tags")
+async def tag_version(
+    name: str,
+    version: str,
+    body: Tags,
+    env: str = "dev",
+    principal: Principal = Depends(requires("pipelines:run")),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    return await asyncio.to_thread(models.tag_version, platform, principal, env, name, version, body.tags)

@@ -1,0 +1,147 @@
+"""Resolve a model URI against the registry once and load the pyfunc model it names.
+
+`models:/NAME/VERSION`, `models:/NAME@ALIAS` and `models:/NAME/STAGE` are resolved to one concrete
+version first, then that version is loaded, so what `/version` reports is exactly what is served
+even if the alias or stage moves while the model loads. Any other URI (`runs:/...`, a path) is
+loaded as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from mlyard.errors import InvalidInput, NotFound, OperationFailed
+
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<ref>[^/@]+)|@(?P<alias>[^/@]+))/?$")
+_STAGES = {"production": "Production", "staging": "Staging", "archived": "Archived", "none": "None"}
+# Set by MLflow's own scoring server; some flavors read it.
+_SERVING_ENV_FLAG = "_MLFLOW_IS_IN_SERVING_ENVIRONMENT"
+
+
+class ModelNotFound(NotFound):
+    """The registry has no such model, version, alias or stage."""
+
+
+class ModelLoadFailed(OperationFailed):
+    """The model exists but MLflow could not load it."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a model URI resolved to: the URI asked for and the concrete one that is loaded."""
+
+    uri: str
+    load_uri: str
+    name: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A loaded pyfunc model and where it came from."""
+
+    ref: ModelRef
+    pyfunc: Any
+    mlflow_version: str
+    tracking_uri: str | None
+
+    def describe(self) -> dict[str, Any]:
+        """The body of `GET /version`."""
+        return {
+            "mlflow_version": self.mlflow_version,
+            "model_uri": self.ref.uri,
+            "model_name": self.ref.name,
+            "model_version": self.ref.version,
+            "loaded_uri": self.ref.load_uri,
+            "flavor": getattr(self.pyfunc, "loader_module", None),
+        }
+
+
+def configure_tracking(tracking_uri: str | None) -> str | None:
+    """Point this process's MLflow tracking and registry at `tracking_uri` (else `MLFLOW_TRACKING_URI`)."""
+    import mlflow
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+    if uri:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    return uri
+
+
+def parse_model_uri(model_uri: str) -> tuple[str, str | None, str | None] | None:
+    """`(name, version-or-stage, alias)` of a `models:/` URI; None for any other URI."""
+    if not model_uri.startswith("models:/"):
+        return None
+    match = _MODELS_URI.match(model_uri)
+    if match is None:
+        raise InvalidInput(
+            f"invalid model URI {model_uri!r}: expected models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/STAGE"
+        )
+    return match["name"], match["ref"], match["alias"]
+
+
+def resolve_model_uri(model_uri: str, client: Any) -> ModelRef:
+    """Resolve a `models:/` URI to one version with an `MlflowClient`; other URIs pass through."""
+    parsed = parse_model_uri(model_uri)
+    if parsed is None:
+        return ModelRef(uri=model_uri, load_uri=model_uri)
+    name, ref, alias = parsed
+    version = _lookup_version(client, name, ref, alias)
+    return ModelRef(uri=model_uri, load_uri=f"models:/{name}/{version}", name=name, version=version)
+
+
+def _lookup_version(client: Any, name: str, ref: str | None, alias: str | None) -> str:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        raise ModelNotFound(f"registered model {name!r} not found in the registry") from exc
+    try:
+        if alias is not None:
+            return str(client.get_model_version_by_alias(name, alias).version)
+        if ref is not None and ref.isdigit():
+            return str(client.get_model_version(name, ref).version)
+    except MlflowException as exc:
+        what = f"alias {alias!r}" if alias is not None else f"version {ref}"
+        raise ModelNotFound(f"registered model {name!r} has no {what}") from exc
+    stage = _STAGES.get(str(ref).lower())
+    if stage is None:
+        raise InvalidInput(
+            f"invalid model reference {ref!r} for {name!r}: use a version number, @alias, "
+            "or one of the stages Production, Staging, Archived, None"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # stages are deprecated in MLflow; users never see it
+        latest = client.get_latest_versions(name, stages=[stage])
+    if not latest:
+        raise ModelNotFound(f"registered model {name!r} has no version in stage {stage!r}")
+    return str(max(latest, key=lambda mv: int(mv.version)).version)
+
+
+def load_served_model(model_uri: str, tracking_uri: str | None = None) -> ServedModel:
+    """Resolve `model_uri` once and load it with `mlflow.pyfunc.load_model` (as MLflow's server does)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc.scoring_server import load_model_with_mlflow_config
+    from mlflow.tracking import MlflowClient
+
+    if parse_model_uri(model_uri) is not None and not (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+        # MLflow would fall back to a new ./mlflow.db in the working directory
+        raise InvalidInput(f"{model_uri} needs a registry: pass --tracking-uri or set MLFLOW_TRACKING_URI")
+    uri = configure_tracking(tracking_uri)
+    os.environ[_SERVING_ENV_FLAG] = "true"
+    ref = resolve_model_uri(model_uri, MlflowClient())
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pyfunc = load_model_with_mlflow_config(ref.load_uri)  # honours SERVING_MODEL_CONFIG as MLflow does
+    except MlflowException as exc:
+        raise ModelLoadFailed(f"could not load model {model_uri!r}: {exc.message}") from exc
+    except OSError as exc:
+        raise ModelLoadFailed(f"could not load model {model_uri!r}: {exc}") from exc
+    return ServedModel(ref=ref, pyfunc=pyfunc, mlflow_version=mlflow.__version__, tracking_uri=uri)

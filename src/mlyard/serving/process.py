@@ -1,0 +1,202 @@
+"""Start, watch and stop scoring server processes (what the platform's supervisor needs).
+
+Each endpoint is `python -m mlyard.serving ...` in its own process group, started with an argv
+list and an explicit environment, its output appended to a log file. A zero-downtime redeploy is
+`start_endpoint` (new port) -> switch traffic -> `Endpoint.stop()` on the old one.
+
+This module imports neither MLflow nor the app, so the platform can use it cheaply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlyard.errors import OperationFailed
+
+DEFAULT_PORTS = range(8600, 8700)
+_LOG_TAIL_BYTES = 4000
+
+
+class EndpointFailed(OperationFailed):
+    """A scoring server did not become healthy; the message carries the end of its log."""
+
+
+def find_free_port(ports: range = DEFAULT_PORTS, host: str = "127.0.0.1") -> int:
+    """The first port in `ports` nobody listens on (bind-tested; another process may still take it)."""
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise EndpointFailed(
+        f"no free port in {ports.start}-{ports.stop - 1} on {host}: stop an endpoint or widen the range"
+    )
+
+
+def ping(url: str, timeout: float = 2.0) -> bool:
+    """True when `GET {url}/ping` answers 200."""
+    host_port = url.removeprefix("http://").rstrip("/")
+    host, _, port = host_port.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request("GET", "/ping")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def wait_healthy(url: str, timeout: float, *, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll `/ping` until it answers 200; raise `EndpointFailed` on timeout or if `process` exits."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        if ping(url):
+            return
+        if process is not None and process.poll() is not None:
+            code = process.returncode
+            raise EndpointFailed(f"scoring server for {url} exited with code {code} before it was healthy")
+        if time.monotonic() >= deadline:
+            raise EndpointFailed(f"scoring server at {url} not healthy after {timeout:.0f} s")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.25)
+
+
+@dataclass
+class Endpoint:
+    """A running scoring server process."""
+
+    model_uri: str
+    host: str
+    port: int
+    log_file: Path
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM the process group, SIGKILL it after `timeout`; return the exit code."""
+        _signal_group(self.process.pid, signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(self.process.pid, signal.SIGKILL)
+            code = self.process.wait(timeout=timeout)
+        return code
+
+
+def stop_process_group(pid: int, timeout: float = 10.0) -> None:
+    """Stop an endpoint this process did not start (e.g. recorded before a platform restart).
+
+    Only a process group whose leader runs `mlyard.serving` is signalled, so a recycled pid is safe.
+    """
+    import psutil
+
+    try:
+        if "mlyard.serving" not in psutil.Process(pid).cmdline() or os.getpgid(pid) != pid:
+            return
+    except (psutil.Error, ProcessLookupError):
+        return
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _running(pid):
+            return
+        time.sleep(0.05)
+    _signal_group(pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def serve_argv(model_uri: str, *, port: int, host: str, tracking_uri: str | None, python: str) -> list[str]:
+    argv = [python, "-m", "mlyard.serving", "--model-uri", model_uri, "--host", host, "--port", str(port)]
+    if tracking_uri:
+        argv += ["--tracking-uri", tracking_uri]
+    return argv
+
+
+def start_endpoint(
+    model_uri: str,
+    *,
+    port: int,
+    tracking_uri: str | None,
+    log_file: Path,
+    env: Mapping[str, str] | None = None,
+    host: str = "127.0.0.1",
+    cwd: Path | None = None,
+    python: str = sys.executable,
+    timeout: float = 120.0,
+) -> Endpoint:
+    """Start a scoring server and wait until `/ping` is healthy.
+
+    `env` is the child's whole environment (default: a copy of this process's); `MLFLOW_TRACKING_URI`
+    is set from `tracking_uri`. On failure the process group is stopped and `EndpointFailed`
+    carries the end of the log.
+    """
+    child_env = dict(os.environ if env is None else env)
+    if tracking_uri:
+        child_env["MLFLOW_TRACKING_URI"] = tracking_uri
+    child_env["PYTHONUNBUFFERED"] = "1"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    argv = serve_argv(model_uri, port=port, host=host, tracking_uri=tracking_uri, python=python)
+    with open(log_file, "ab") as log:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=child_env,
+            cwd=str(cwd or log_file.parent),
+            start_new_session=True,
+        )
+    endpoint = Endpoint(model_uri=model_uri, host=host, port=port, log_file=log_file, process=process)
+    try:
+        wait_healthy(endpoint.url, timeout, process=process)
+    except EndpointFailed as exc:
+        endpoint.stop(timeout=5)
+        raise EndpointFailed(f"{exc}\n--- {log_file} (end) ---\n{log_tail(log_file)}") from None
+    return endpoint
+
+
+def log_tail(log_file: Path, size: int = _LOG_TAIL_BYTES) -> str:
+    """The last `size` bytes of a log file, decoded leniently."""
+    try:
+        with open(log_file, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - size))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""

@@ -1,0 +1,59 @@
+"""Run the scoring server: `python -m mlyard.serving --model-uri URI --port P`.
+
+One process, one model, loaded once before the socket is opened, so the first successful
+`GET /ping` means the model is ready. Binds 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from mlyard.errors import MlyardError
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+def serve(model_uri: str, *, port: int, host: str = DEFAULT_HOST, tracking_uri: str | None = None) -> None:
+    """Load the model, then serve it with uvicorn until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from mlyard.serving.app import create_app
+
+    app = create_app(model_uri, tracking_uri)
+    ref = app.served.ref
+    named = f" ({ref.name} version {ref.version})" if ref.name else ""
+    print(f"mlyard serving {model_uri}{named} on http://{host}:{port}", file=sys.stderr, flush=True)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        date_header=False,
+    )
+    uvicorn.Server(config).run()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mlyard.serving", description="Serve one MLflow model with MLflow's scoring protocol."
+    )
+    parser.add_argument("--model-uri", required=True, help="models:/NAME/VERSION, models:/NAME@ALIAS, ...")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"interface to bind (default {DEFAULT_HOST})")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        serve(args.model_uri, port=args.port, host=args.host, tracking_uri=args.tracking_uri)
+    except MlyardError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    return 0
