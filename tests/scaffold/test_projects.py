@@ -18,6 +18,7 @@ FILES = [
     ".gitignore",
     "README.md",
     "pyproject.toml",
+    "mlops/gate.py",
     "mlops/model-gates.yml",
     "mlops/pipelines/deploy-code.yml",
     "mlops/pipelines/promote-model.yml",

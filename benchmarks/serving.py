@@ -1,0 +1,315 @@
+"""mlyard's `local` scoring server versus `mlflow models serve --env-manager local`, same model, one run.
+
+Creates a temporary SQLite MLflow store (initialised once, before any server starts), trains and
+registers a LogisticRegression on scikit-learn's bundled breast cancer data, then for each server,
+one at a time, on loopback: startup to the first healthy /ping, p50/p99 latency of 1-row and
+100-row `dataframe_split` requests (sequential, one keep-alive connection, after warm-up), and
+requests per second with 8 concurrent clients (threads, one keep-alive http.client connection
+each, 1-row requests, bounded by count and time). Both servers run with their defaults: one
+process (MLflow's `--workers` defaults to 1). Predictions are checked for every input format.
+
+Targets: startup no slower than MLflow's; p50 at most half of MLflow's; throughput at least twice
+MLflow's; identical predictions.
+
+    python benchmarks/serving.py [--requests 300] [--seconds 5] [--startups 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+VENV_BIN = Path(sys.executable).parent
+MODEL = "bench-breast-cancer"
+THREADS = 8
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prepare_store(root: Path) -> tuple[str, object, object]:
+    """A fresh SQLite store with version 1 of MODEL; returns (tracking URI, pyfunc model, features)."""
+    import mlflow
+    from mlflow.models import infer_signature
+    from mlflow.tracking import MlflowClient
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)  # first use creates the schema, before any server process opens it
+    experiment = client.create_experiment("bench", artifact_location=(root / "artifacts").as_uri())
+    features, target = load_breast_cancer(return_X_y=True, as_frame=True)
+    model = LogisticRegression(max_iter=5000).fit(features, target)
+    with mlflow.start_run(experiment_id=experiment):
+        mlflow.sklearn.log_model(
+            model,
+            name="model",
+            registered_model_name=MODEL,
+            signature=infer_signature(features, model.predict(features)),
+            pip_requirements=["scikit-learn", "pandas", "numpy"],
+        )
+    return uri, mlflow.pyfunc.load_model(f"models:/{MODEL}/1"), features
+
+
+class Server:
+    """One scoring server process in its own process group."""
+
+    def __init__(self, label: str, argv: list[str], env: dict[str, str], port: int, log: Path) -> None:
+        self.label, self.argv, self.env, self.port, self.log = label, argv, env, port, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 180) -> float:
+        """Start and return seconds to the first 200 from /ping."""
+        if ping(self.port):
+            raise RuntimeError(f"port {self.port} already answers /ping before {self.label} starts")
+        with open(self.log, "ab") as log:
+            began = time.perf_counter()
+            self.process = subprocess.Popen(
+                self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = began + timeout
+        while time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.label} exited early; see {self.log}")
+            if ping(self.port):
+                return time.perf_counter() - began
+            time.sleep(0.02)
+        raise RuntimeError(f"{self.label} not healthy after {timeout} s; see {self.log}")
+
+    def stop(self, timeout: float = 20) -> None:
+        """Stop the whole process group (`mlflow models serve` runs uvicorn as a child) and wait
+        until every member has exited, so the next start cannot meet the old server on the port."""
+        if self.process is None:
+            return
+        pgid = self.process.pid
+        _signal(pgid, signal.SIGTERM)
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline and (self.process.poll() is None or _signal(pgid, 0)):
+            time.sleep(0.05)
+        if self.process.poll() is None or _signal(pgid, 0):
+            _signal(pgid, signal.SIGKILL)
+            self.process.wait(timeout=timeout)
+        self.process = None
+
+
+def _signal(pgid: int, sig: int) -> bool:
+    """Send `sig` to the group; False when no process is left in it."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def ping(port: int) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", "/ping")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+RECONNECTS = [0]  # keep-alive connections the server closed while idle (uvicorn: after 5 s)
+
+
+def post(conn: http.client.HTTPConnection, body: bytes, content_type: str = "application/json") -> tuple[int, bytes]:
+    for attempt in (1, 2):
+        try:
+            conn.request("POST", "/invocations", body=body, headers={"Content-Type": content_type})
+            response = conn.getresponse()
+            return response.status, response.read()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            conn.close()  # the next request opens a new connection
+            RECONNECTS[0] += 1
+            print(f"port {conn.port}: connection closed by the server, reconnecting", file=sys.stderr)
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def latencies(port: int, body: bytes, count: int, warmup: int = 30) -> list[float]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    times = []
+    for i in range(warmup + count):
+        began = time.perf_counter()
+        status, _ = post(conn, body)
+        elapsed = time.perf_counter() - began
+        if status != 200:
+            raise RuntimeError(f"status {status}")
+        if i >= warmup:
+            times.append(elapsed)
+    conn.close()
+    return times
+
+
+def throughput(port: int, body: bytes, seconds: float, per_thread_cap: int = 5000) -> tuple[float, int]:
+    """Requests per second over THREADS keep-alive clients; returns (rps, failures)."""
+    counts = [0] * THREADS
+    failures = [0] * THREADS
+    start = threading.Barrier(THREADS + 1)
+    stop_at: list[float] = []
+
+    def client(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        post(conn, body)
+        start.wait()
+        while counts[i] < per_thread_cap and time.perf_counter() < stop_at[0]:
+            status, _ = post(conn, body)
+            counts[i] += 1
+            failures[i] += status != 200
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    stop_at.append(time.perf_counter() + seconds + 60)
+    start.wait()
+    began = time.perf_counter()
+    stop_at[0] = began + seconds
+    for thread in threads:
+        thread.join(timeout=seconds + 60)
+    return sum(counts) / (time.perf_counter() - began), sum(failures)
+
+
+def format_bodies(features, rows: int = 5) -> dict[str, tuple[bytes, str]]:
+    part = features.iloc[:rows]
+    records = part.to_dict(orient="records")
+    return {
+        "dataframe_split": (json.dumps({"dataframe_split": part.to_dict(orient="split")}).encode(), "application/json"),
+        "dataframe_records": (json.dumps({"dataframe_records": records}).encode(), "application/json"),
+        "instances": (json.dumps({"instances": records}).encode(), "application/json"),
+        "inputs": (json.dumps({"inputs": records}).encode(), "application/json"),
+        "csv": (part.to_csv(index=False).encode(), "text/csv"),
+    }
+
+
+def check_predictions(port: int, model, features) -> dict[str, bool]:
+    """Each format's predictions equal model.predict on the same rows (and the 100-row split)."""
+    expected = np.asarray(model.predict(features.iloc[:5])).tolist()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    result = {}
+    for name, (body, content_type) in format_bodies(features).items():
+        status, raw = post(conn, body, content_type)
+        result[name] = status == 200 and json.loads(raw)["predictions"] == expected
+    conn.close()
+    return result
+
+
+def measure(server: Server, args: argparse.Namespace, bodies: dict[str, bytes], model, features) -> dict:
+    startups = []
+    for _ in range(args.startups):
+        startups.append(server.start())
+        server.stop()
+    server.start()
+    try:
+        figures: dict = {"startup": statistics.median(startups)}
+        for name, body in bodies.items():
+            times = latencies(server.port, body, args.requests)
+            figures[f"p50 {name}"] = statistics.median(times)
+            figures[f"p99 {name}"] = float(np.percentile(times, 99))
+        figures["rps"], figures["failures"] = throughput(server.port, bodies["1 row"], args.seconds)
+        figures["predictions"] = check_predictions(server.port, model, features)
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        figures["raw 100"] = post(conn, bodies["100 rows"])[1]
+        conn.close()
+    finally:
+        server.stop()
+    return figures
+
+
+def report(mlflow_fig: dict, ours: dict, expected_100: list) -> None:
+    ms = 1000.0
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def row(label: str, key: str, scale: float, unit: str, target: Callable[[float], str]) -> None:
+        a, b = mlflow_fig[key], ours[key]
+        ratio = b / a if a else float("nan")
+        rows.append((label, f"{a * scale:.2f} {unit}", f"{b * scale:.2f} {unit}", f"{ratio:.2f}x", target(ratio)))
+
+    row("startup to healthy /ping", "startup", 1, "s", lambda r: _met(r <= 1.0, "<= 1.00x"))
+    for size in ("1 row", "100 rows"):
+        row(f"p50 latency, {size}", f"p50 {size}", ms, "ms", lambda r: _met(r <= 0.5, "<= 0.50x"))
+        row(f"p99 latency, {size}", f"p99 {size}", ms, "ms", lambda r: "(no target)")
+    row(f"throughput, {THREADS} clients, 1 row", "rps", 1, "req/s", lambda r: _met(r >= 2.0, ">= 2.00x"))
+    same_100 = ours["raw 100"] == mlflow_fig["raw 100"] and json.loads(ours["raw 100"]) == {"predictions": expected_100}
+    formats_ok = all(ours["predictions"].values()) and all(mlflow_fig["predictions"].values())
+    widths = [max(len(r[i]) for r in [*rows, ("metric", "mlflow", "mlyard", "ratio", "target")]) for i in range(5)]
+    header = ("metric", "mlflow", "mlyard", "ratio", "target")
+    for line in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
+    print(
+        f"failed requests under load: mlflow {mlflow_fig['failures']}, mlyard {ours['failures']}; "
+        f"idle keep-alive connections reopened: {RECONNECTS[0]}"
+    )
+    print(f"predictions per format (mlflow): {mlflow_fig['predictions']}")
+    print(f"predictions per format (mlyard): {ours['predictions']}")
+    verdict = "MET" if same_100 and formats_ok else "NOT MET"
+    print(f"identical predictions (100 rows byte-equal JSON, every format = model.predict): {verdict}")
+
+
+def _met(ok: bool, target: str) -> str:
+    return f"{target} {'MET' if ok else 'NOT MET'}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300, help="sequential requests per latency figure")
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of the throughput test")
+    parser.add_argument("--startups", type=int, default=2, help="startups measured per server (median)")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="mlyard-bench-serving-"))
+    servers: list[Server] = []
+    try:
+        uri, model, features = prepare_store(root)
+        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        mlflow_port, our_port = free_port(), free_port()
+        mlflow_argv = [str(VENV_BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}/1"]
+        mlflow_argv += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(mlflow_port)]
+        our_argv = [sys.executable, "-m", "mlyard.serving", "--model-uri", f"models:/{MODEL}/1"]
+        our_argv += ["--host", "127.0.0.1", "--port", str(our_port), "--tracking-uri", uri]
+        servers = [
+            Server("mlflow models serve", mlflow_argv, env, mlflow_port, root / "mlflow.log"),
+            Server("mlyard.serving", our_argv, env, our_port, root / "mlyard.log"),
+        ]
+        bodies = {
+            size: json.dumps({"dataframe_split": features.iloc[:n].to_dict(orient="split")}).encode()
+            for size, n in (("1 row", 1), ("100 rows", 100))
+        }
+        figures = [measure(server, args, bodies, model, features) for server in servers]
+        expected_100 = np.asarray(model.predict(features.iloc[:100])).tolist()
+        print(
+            f"\nmodel: LogisticRegression, breast cancer (30 double columns); {os.cpu_count()} CPUs; "
+            f"{args.requests} requests per latency figure, {args.seconds:.0f} s throughput, "
+            f"median of {args.startups} startups; both servers at their defaults (1 process)\n"
+        )
+        report(figures[0], figures[1], expected_100)
+    finally:
+        for server in servers:
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

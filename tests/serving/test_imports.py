@@ -1,0 +1,44 @@
+"""The serving adapter imports no other mlyard layer but `mlyard.errors`; its supervisor module
+(`process`) imports no MLflow, so the platform can use it cheaply."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import mlyard.serving
+
+PACKAGE = Path(mlyard.serving.__file__).parent
+
+
+def imported_modules(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def test_no_other_mlyard_layer() -> None:
+    offenders = {
+        path.name: sorted(
+            module
+            for module in imported_modules(path)
+            if module.split(".")[0] == "mlyard" and not module.startswith(("mlyard.serving", "mlyard.errors"))
+        )
+        for path in sorted(PACKAGE.glob("*.py"))
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_the_supervisor_imports_the_standard_library_only() -> None:
+    for name in ("__init__.py", "process.py"):
+        third_party = {
+            module
+            for module in imported_modules(PACKAGE / name)
+            if module.split(".")[0] not in sys.stdlib_module_names and module.split(".")[0] != "mlyard"
+        }
+        assert third_party <= {"psutil"}, name
