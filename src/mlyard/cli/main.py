@@ -14,35 +14,31 @@ from typing import Annotated
 import typer
 
 from mlyard import __version__
-from mlyard.cli import agent as agent_cmd
-from mlyard.cli import identity, infra, jobs, models, output, pipeline_admin, repos, resources, runs
-from mlyard.cli import workspace as workspace_cmd
+from mlyard.cli import output
+from mlyard.cli.lazy import LazyGroup
 from mlyard.errors import MlyardError
 
 app = typer.Typer(
     name="mlyard",
+    cls=LazyGroup,  # sub-command groups are imported only when used (see mlyard.cli.lazy)
     help="mlyard: self-hosted ML projects (git, CI/CD pipelines, model registry, serving) on one machine.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-app.add_typer(repos.repos_app, name="repos")
-app.add_typer(repos.environments_app, name="environments")
-app.add_typer(identity.users_app, name="users")
-app.add_typer(identity.tokens_app, name="tokens")
-app.add_typer(identity.audit_app, name="audit")
-app.add_typer(pipeline_admin.pipelines_app, name="pipelines")  # the offline commands and the server ones
-app.add_typer(runs.runs_app, name="runs")
-app.add_typer(resources.connections_app, name="connections")
-app.add_typer(resources.groups_app, name="variable-groups")
-app.add_typer(infra.infra_app, name="infra")
-app.add_typer(models.models_app, name="models")
-app.add_typer(jobs.jobs_app, name="jobs")
-app.add_typer(workspace_cmd.workspace_app, name="workspace")
-app.command("create")(infra.create)
-app.command("whoami")(identity.whoami)
-app.command("agent")(agent_cmd.agent)
+
+
+def _register_root_commands() -> None:
+    from mlyard.cli import agent as agent_cmd
+    from mlyard.cli import identity, infra
+
+    app.command("create")(infra.create)
+    app.command("whoami")(identity.whoami)
+    app.command("agent")(agent_cmd.agent)
+
+
+_register_root_commands()
 
 HOME = Annotated[Path | None, typer.Option("--home", help="Data directory (default: $MLYARD_HOME or ~/.mlyard).")]
 JSON = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
