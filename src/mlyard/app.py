@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,6 +15,7 @@ from fastapi import FastAPI
 from mlyard import __version__
 from mlyard.api import errors as api_errors
 from mlyard.api.routes import agent as agent_routes
+from mlyard.api.routes import deployments as deployments_routes
 from mlyard.api.routes import environments as environments_routes
 from mlyard.api.routes import identity as identity_routes
 from mlyard.api.routes import models as models_routes
@@ -20,11 +23,12 @@ from mlyard.api.routes import pipelines as pipelines_routes
 from mlyard.api.routes import repos as repos_routes
 from mlyard.api.routes import resources as resources_routes
 from mlyard.api.routes import workspace_jobs as workspace_jobs_routes
+from mlyard.background.endpoints import FrontProxies
 from mlyard.background.local_agents import MARK_VARIABLE, LocalAgents, kill_orphans
 from mlyard.db.engine import upgrade
 from mlyard.errors import AuthenticationError, InvalidInput
 from mlyard.git.smart_http import GitHttpApp
-from mlyard.services import events, runs, workspace_jobs
+from mlyard.services import deployments, events, runs, workspace_jobs
 from mlyard.services.auth import Credentials, authenticate_header, local_agent_token, parse_authorization
 from mlyard.services.bootstrap import is_initialised
 from mlyard.services.jobs import JOB_TOKEN_PREFIX, job_repo_access
@@ -72,6 +76,10 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
         if recovered:
             log.info("recorded %d push event(s) left by the previous server process", recovered)
         orchestrator.start()
+        fronts = FrontProxies(asyncio.get_running_loop())
+        deployments.attach(platform, fronts)
+        recovery = threading.Thread(target=deployments.recover_after_restart, args=(platform,), daemon=True)
+        recovery.start()
         local = None
         if agents > 0:
             os.environ[MARK_VARIABLE] = marker
@@ -80,6 +88,9 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
             )
             local.start()
         yield
+        await asyncio.to_thread(deployments.stop_all)
+        await fronts.close_all()
+        deployments.attach(platform, None)
         if local is not None:
             local.stop()
         orchestrator.stop()
@@ -105,6 +116,7 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
         agent_routes.router,
         models_routes.router,
         workspace_jobs_routes.router,
+        deployments_routes.router,
     ):
         api.include_router(router, prefix="/api/v1")
 

@@ -89,6 +89,15 @@ def create_project(
                 api.post("/api/v1/pipelines", body)
                 made.append(name)
                 say(f"registered pipeline {repo_name}/{name}")
+            step = f"giving {repo_name}-deploy-model its deploy token"
+            deploy_token = api.post(
+                "/api/v1/tokens", {"name": f"{repo_name}-deploy-model", "scopes": ["pipelines:run", "repo:read"]}
+            )
+            api.request(
+                "PUT",
+                f"/api/v1/pipelines/{repo_name}-deploy-model/variables/MLYARD_DEPLOY_TOKEN",
+                json={"value": deploy_token["token"], "secret": True},
+            )
             step = "pushing the first commit"
             push_directory(
                 repo["clone_url"], username=username, token=api.token, source=project, branch=branch,

@@ -188,6 +188,8 @@ def test_deploy_model_takes_the_version_stage_target_and_resources(demo_project:
         "SERVING_TARGET": "local",
         "SERVING_CPU": "2",
         "SERVING_MEMORY": "4",
+        "MLYARD_URL": "$(System.CollectionUri)",
+        "MLYARD_TOKEN": "$(MLYARD_DEPLOY_TOKEN)",
     }
 
 

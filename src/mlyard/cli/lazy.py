@@ -33,6 +33,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "infra": ("mlyard.cli.infra", "infra_app", "The platform's infrastructure: environments, template, creator."),
     "models": ("mlyard.cli.models", "models_app", "Registered models of an environment."),
     "jobs": ("mlyard.cli.jobs", "jobs_app", "Jobs on code deployed in an environment's workspace."),
+    "deployments": ("mlyard.cli.deployments", "deployments_app", "Model deployments (serving endpoints)."),
     "workspace": ("mlyard.cli.workspace", "workspace_app", "Environment workspaces: deploy, ls, show."),
 }
 

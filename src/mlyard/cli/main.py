@@ -32,10 +32,12 @@ app = typer.Typer(
 def _register_root_commands() -> None:
     from mlyard.cli import agent as agent_cmd
     from mlyard.cli import identity, infra
+    from mlyard.cli import quickstart as quickstart_cmd
 
     app.command("create")(infra.create)
     app.command("whoami")(identity.whoami)
     app.command("agent")(agent_cmd.agent)
+    app.command("quickstart")(quickstart_cmd.quickstart)
 
 
 _register_root_commands()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -327,3 +327,33 @@ class WorkspaceJob(Base):
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Deployment(Base):
+    """A model served by the platform (model CD): one per environment and model name.
+
+    `port` is the stable front port clients call (`url`); `backend_port`/`pid` the scoring server behind it.
+    """
+
+    __tablename__ = "deployments"
+    __table_args__ = (UniqueConstraint("environment", "model", name="uq_deployments_env_model"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    environment: Mapped[str] = mapped_column(String(63), nullable=False, index=True)
+    model: Mapped[str] = mapped_column(String(255), nullable=False)
+    version: Mapped[str] = mapped_column(String(32), nullable=False)
+    model_uri: Mapped[str] = mapped_column(String(1024), nullable=False)
+    target: Mapped[str] = mapped_column(String(32), nullable=False, default="local")
+    cpu: Mapped[float] = mapped_column(Float, nullable=False, default=1)
+    memory: Mapped[float] = mapped_column(Float, nullable=False, default=2)
+    port: Mapped[int] = mapped_column(Integer, nullable=False)
+    backend_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    url: Mapped[str] = mapped_column(String(255), nullable=False)
+    state: Mapped[str] = mapped_column(String(32), nullable=False)
+    message: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    log_path: Mapped[str] = mapped_column(String(1024), nullable=False, default="")
+    requested_by: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False)

@@ -1,0 +1,79 @@
+"""Deployments of models (model CD): deploy, list, show, logs, delete."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from mlyard.api.deps import get_platform, requires
+from mlyard.services import deployments
+from mlyard.services.auth import Principal
+from mlyard.services.platform import Platform
+
+router = APIRouter(prefix="/deployments", tags=["deployments"])
+
+
+class DeployRequest(BaseModel):
+    env: str
+    model: str
+    version: str | None = None
+    stage: str | None = None
+    target: str = "local"
+    cpu: float = 1
+    memory: float = 2
+
+
+# Starting a scoring server takes seconds, and the registry blocks: run the work in a worker thread.
+@router.post("", status_code=201)
+async def deploy(
+    body: DeployRequest,
+    principal: Principal = Depends(requires("pipelines:run")),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    return await asyncio.to_thread(
+        deployments.deploy,
+        platform,
+        principal,
+        env=body.env,
+        model=body.model,
+        version=body.version,
+        stage=body.stage,
+        target=body.target,
+        cpu=body.cpu,
+        memory=body.memory,
+    )
+
+
+@router.get("")
+def list_deployments(
+    env: str | None = None, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
+) -> list[dict[str, Any]]:
+    return deployments.list_deployments(platform, env=env)
+
+
+@router.get("/{env}/{name}")
+def show(
+    env: str, name: str, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
+) -> dict[str, Any]:
+    return deployments.show(platform, env, name)
+
+
+@router.get("/{env}/{name}/logs")
+def logs(
+    env: str, name: str, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
+) -> Response:
+    return Response(deployments.logs(platform, env, name), media_type="text/plain; charset=utf-8")
+
+
+@router.delete("/{env}/{name}")
+async def delete(
+    env: str,
+    name: str,
+    principal: Principal = Depends(requires("pipelines:run")),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    return await asyncio.to_thread(deployments.delete, platform, principal, env, name)

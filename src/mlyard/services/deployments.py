@@ -1,0 +1,355 @@
+"""Model CD to the `local` target: one scoring server per environment and model, behind a stable front port.
+
+A deployment's scoring URI is `http://<host>:<front port>`, served by the server's front proxy
+(mlyard.background.endpoints). Deploying starts a scoring server (`mlyard.serving.process`) on a
+backend port, waits until it is healthy, switches the front to it, and then retires the previous
+scoring server once its connections are gone (or after a grace period): clients see no failed request.
+After a server restart, `recover_after_restart` starts every healthy deployment again on its front port.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import select
+
+from mlyard.db.engine import transaction
+from mlyard.db.tables import Deployment
+from mlyard.errors import InvalidInput, NotFound, OperationFailed
+from mlyard.names import check_env_name, check_repo_name
+from mlyard.services import audit, environments, models
+from mlyard.services.auth import Principal
+from mlyard.services.platform import Platform
+from mlyard.serving.process import Endpoint, EndpointFailed, find_free_port, start_endpoint, stop_process_group
+
+log = logging.getLogger("mlyard.deployments")
+
+TARGETS = ("local",)
+STARTING, HEALTHY, FAILED, STOPPED = "starting", "healthy", "failed", "stopped"
+GRACE_SECONDS = 30.0  # the longest an old scoring server keeps serving connections opened before a switch
+_LOG_LIMIT = 1024 * 1024
+
+
+class Router(Protocol):
+    """The front proxy (mlyard.background.endpoints.FrontProxies) as the service uses it."""
+
+    def route(self, port: int, backend: int | None, *, host: str = "127.0.0.1") -> None: ...
+    def connections(self, port: int, backend: int) -> int: ...
+    def close(self, port: int) -> None: ...
+
+
+_routers: dict[int, Router] = {}
+_processes: dict[int, Endpoint] = {}  # pid -> scoring servers this process started and has not stopped
+_reserved: set[int] = set()  # ports picked but not recorded yet
+_locks: dict[tuple[str, str], threading.Lock] = {}
+_guard = threading.Lock()
+
+
+def attach(platform: Platform, router: Router | None) -> None:
+    """Give the platform its front proxy (the server's lifespan does); None detaches it."""
+    if router is None:
+        _routers.pop(id(platform), None)
+    else:
+        _routers[id(platform)] = router
+
+
+def _router(platform: Platform) -> Router:
+    router = _routers.get(id(platform))
+    if router is None:
+        raise OperationFailed("deployments are served by the mlyard server: use them through `mlyard server`")
+    return router
+
+
+@contextmanager
+def _locked(env: str, model: str) -> Iterator[None]:
+    with _guard:
+        lock = _locks.setdefault((env, model), threading.Lock())
+    with lock:
+        yield
+
+
+def check_request(target: str, cpu: float, memory: float) -> None:
+    if target not in TARGETS:
+        raise InvalidInput(f"unknown target {target!r}: supported targets: {', '.join(TARGETS)}")
+    if cpu <= 0 or memory <= 0:
+        raise InvalidInput(f"invalid resources cpu={cpu} memory={memory}: both must be greater than 0")
+
+
+def deploy(
+    platform: Platform, principal: Principal, *, env: str, model: str, version: str | None = None,
+    stage: str | None = None, target: str = "local", cpu: float = 1, memory: float = 2,
+) -> dict[str, Any]:  # fmt: skip
+    """Deploy a version (or the one in `stage`, default Production); returns the deployment."""
+    principal.require("pipelines:run")
+    check_request(target, cpu, memory)
+    check_env_name(env)
+    check_repo_name(model)
+    environment = environments.get_environment(platform, env)
+    found = models.version_for(
+        platform, env, model, version=version or None, stage=None if version else (stage or "Production")
+    )
+    number = str(found["version"])
+    router = _router(platform)
+    with _locked(env, model):
+        previous = _row(platform, env, model)
+        host = _serving(environment)["host"]
+        front = previous["port"] if previous else _allocate(platform, environment)
+        spec = {"version": number, "cpu": cpu, "memory": memory, "target": target, "by": principal.username}
+        if previous is None:
+            _insert(platform, env, model, front, host, spec)
+        try:
+            endpoint = _start(platform, environment, model, number)
+        except EndpointFailed as exc:
+            _failed(platform, env, model, exc.message, keep=previous is not None and previous["state"] == HEALTHY)
+            raise
+        router.route(front, endpoint.port, host=host)
+        _record(platform, env, model, endpoint, spec)
+    if previous and previous["pid"] and previous["pid"] != endpoint.pid:
+        _retire_later(router, front, previous["backend_port"], previous["pid"])
+    deployed = show(platform, env, model)
+    models.tag_version(platform, principal, env, model, number, {
+        "scoring_uri": deployed["scoring_uri"], "deployed_at": deployed["updated_at"], "deployment_env": env,
+    })  # fmt: skip
+    audit.record_now(platform, "deployment.deployed", actor=principal.username, target=f"{env}/{model}", version=number)
+    return deployed
+
+
+def _serving(environment: dict[str, Any]) -> dict[str, Any]:
+    serving = dict(environment.get("serving") or {})
+    serving.setdefault("host", "127.0.0.1")
+    serving.setdefault("port_range", [8600, 8699])
+    return serving
+
+
+def _allocate(platform: Platform, environment: dict[str, Any]) -> int:
+    """A free port of the environment's range that no deployment records and nobody listens on."""
+    low, high = (int(p) for p in _serving(environment)["port_range"])
+    with transaction(platform.sessions) as session:
+        used = {p for row in session.scalars(select(Deployment)) for p in (row.port, row.backend_port) if p}
+    with _guard:
+        used |= _reserved | {e.port for e in _processes.values()}
+        for port in range(low, high + 1):
+            if port in used:
+                continue
+            try:
+                find_free_port(range(port, port + 1), _serving(environment)["host"])
+            except EndpointFailed:
+                continue
+            _reserved.add(port)
+            return port
+    raise OperationFailed(f"no free port in {low}-{high} for environment {environment['name']}: delete a deployment")
+
+
+def _start(platform: Platform, environment: dict[str, Any], model: str, number: str, port: int = 0) -> Endpoint:
+    port = port or _allocate(platform, environment)
+    folder = platform.settings.envs_dir / environment["name"] / "deployments" / model
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(list(folder.glob(f"{number}-*.log"))) + 1
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("MLYARD_TOKEN", "MLFLOW_"))}
+    try:
+        endpoint = start_endpoint(
+            f"models:/{model}/{number}",
+            port=port,
+            tracking_uri=environment["mlflow_tracking_uri"],
+            log_file=folder / f"{number}-{n}.log",
+            env=child_env,
+            host=_serving(environment)["host"],
+        )
+    finally:
+        with _guard:
+            _reserved.discard(port)
+    with _guard:
+        _processes[endpoint.pid] = endpoint
+    return endpoint
+
+
+def _stop(pid: int | None) -> None:
+    if not pid:
+        return
+    with _guard:
+        endpoint = _processes.pop(pid, None)
+    if endpoint is not None:
+        endpoint.stop()
+    else:
+        stop_process_group(pid)
+
+
+def _retire_later(router: Router, front: int, backend: int | None, pid: int) -> None:
+    """Stop the previous scoring server once its pinned connections are gone (at most GRACE_SECONDS)."""
+
+    def retire() -> None:
+        deadline = time.monotonic() + GRACE_SECONDS
+        while backend and router.connections(front, backend) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _stop(pid)
+
+    threading.Thread(target=retire, name=f"mlyard-retire-{pid}", daemon=True).start()
+
+
+def _insert(platform: Platform, env: str, model: str, front: int, host: str, spec: dict[str, Any]) -> None:
+    with transaction(platform.sessions) as session:
+        session.add(Deployment(
+            name=model, environment=env, model=model, version=spec["version"], model_uri="", target=spec["target"],
+            cpu=spec["cpu"], memory=spec["memory"], port=front, url=f"http://{host}:{front}", state=STARTING,
+            message="", requested_by=spec["by"],
+        ))  # fmt: skip
+    with _guard:
+        _reserved.discard(front)
+
+
+def _record(platform: Platform, env: str, model: str, endpoint: Endpoint, spec: dict[str, Any]) -> None:
+    with transaction(platform.sessions) as session:
+        row = _get(session, env, model)
+        row.version, row.model_uri, row.target = spec["version"], endpoint.model_uri, spec["target"]
+        row.cpu, row.memory, row.requested_by = spec["cpu"], spec["memory"], spec["by"]
+        row.backend_port, row.pid, row.log_path = endpoint.port, endpoint.pid, str(endpoint.log_file)
+        row.state, row.message, row.updated_at = HEALTHY, "", datetime.now(UTC)
+
+
+def _failed(platform: Platform, env: str, model: str, message: str, *, keep: bool) -> None:
+    """A first deployment that failed is `failed`; a failed redeploy leaves the running version serving."""
+    with transaction(platform.sessions) as session:
+        row = _get(session, env, model)
+        if keep:
+            row.message = f"the last redeploy failed, version {row.version} still serves: {message}"
+        else:
+            row.state, row.message = FAILED, message
+
+
+def _get(session: Any, env: str, model: str) -> Deployment:
+    row = session.scalars(select(Deployment).where(Deployment.environment == env, Deployment.model == model)).first()
+    if row is None:
+        raise NotFound(f"no deployment of model {model!r} in environment {env!r}; see `mlyard deployments list`")
+    return row  # type: ignore[no-any-return]
+
+
+def _row(platform: Platform, env: str, model: str) -> dict[str, Any] | None:
+    try:
+        return show(platform, env, model)
+    except NotFound:
+        return None
+
+
+def show(platform: Platform, env: str, name: str) -> dict[str, Any]:
+    with transaction(platform.sessions) as session:
+        return deployment_dict(_get(session, env, name))
+
+
+def list_deployments(platform: Platform, *, env: str | None = None) -> list[dict[str, Any]]:
+    with transaction(platform.sessions) as session:
+        query = select(Deployment).order_by(Deployment.environment, Deployment.model)
+        if env:
+            query = query.where(Deployment.environment == env)
+        return [deployment_dict(row) for row in session.scalars(query)]
+
+
+def logs(platform: Platform, env: str, name: str) -> str:
+    """The scoring server's log (its last MiB)."""
+    path = show(platform, env, name)["log_path"]
+    if not path or not Path(path).is_file():
+        return ""
+    with open(path, "rb") as fh:
+        fh.seek(max(0, fh.seek(0, os.SEEK_END) - _LOG_LIMIT))
+        return fh.read().decode("utf-8", "replace")
+
+
+def delete(platform: Platform, principal: Principal, env: str, name: str) -> dict[str, Any]:
+    """Stop the scoring server, free the front port and remove the deployment."""
+    principal.require("pipelines:run")
+    with _locked(env, name):
+        found = show(platform, env, name)
+        router = _routers.get(id(platform))
+        if router is not None:
+            router.close(found["port"])
+        _stop(found["pid"])
+        with transaction(platform.sessions) as session:
+            session.delete(_get(session, env, name))
+    audit.record_now(platform, "deployment.deleted", actor=principal.username, target=f"{env}/{name}")
+    return {**found, "state": STOPPED, "pid": None}
+
+
+def recover_after_restart(platform: Platform) -> int:
+    """Start every healthy deployment again on its front port (stopping what a previous server left)."""
+    rows = list_deployments(platform)
+    router = _router(platform)
+    unbound = set()
+    for row in rows:
+        if row["state"] == HEALTHY:
+            try:
+                router.route(row["port"], None, host=row["url"].removeprefix("http://").rpartition(":")[0])
+            except OSError as exc:
+                unbound.add(row["port"])
+                message = f"its scoring URI {row['url']} is taken by another process after a restart: {exc}"
+                _failed(platform, row["environment"], row["model"], message, keep=False)
+    started = 0
+    for row in rows:
+        if row["port"] in unbound:
+            continue
+        if row["state"] == STARTING:
+            _failed(platform, row["environment"], row["model"], "the server stopped while it was starting", keep=False)
+        elif row["state"] == HEALTHY:
+            started += _restart(platform, router, row)
+    return started
+
+
+def _restart(platform: Platform, router: Router, row: dict[str, Any]) -> int:
+    env, model = row["environment"], row["model"]
+    with _locked(env, model):
+        if row["pid"]:
+            stop_process_group(row["pid"])
+        try:
+            environment = environments.get_environment(platform, env)
+            endpoint = _start(platform, environment, model, row["version"])
+        except (EndpointFailed, NotFound, OperationFailed) as exc:
+            log.error("deployment %s/%s did not come back after the restart: %s", env, model, exc)
+            _failed(platform, env, model, f"restarting after a server restart failed: {exc}", keep=False)
+            return 0
+        router.route(row["port"], endpoint.port, host=endpoint.host)
+        spec = {"version": row["version"], "cpu": row["cpu"], "memory": row["memory"], "target": row["target"],
+                "by": row["requested_by"]}  # fmt: skip
+        _record(platform, env, model, endpoint, spec)
+    return 1
+
+
+def stop_all() -> None:
+    """Stop every scoring server this process started (the server's shutdown); deployments stay recorded."""
+    with _guard:
+        endpoints = list(_processes.values())
+        _processes.clear()
+    threads = [threading.Thread(target=e.stop, kwargs={"timeout": 5}) for e in endpoints]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def deployment_dict(row: Deployment) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "environment": row.environment,
+        "model": row.model,
+        "version": row.version,
+        "model_uri": row.model_uri,
+        "target": row.target,
+        "cpu": row.cpu,
+        "memory": row.memory,
+        "url": row.url,
+        "scoring_uri": f"{row.url}/invocations",
+        "port": row.port,
+        "backend_port": row.backend_port,
+        "pid": row.pid,
+        "state": row.state,
+        "message": row.message,
+        "log_path": row.log_path,
+        "requested_by": row.requested_by,
+        "created_at": row.created_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+    }

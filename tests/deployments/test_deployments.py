@@ -1,0 +1,163 @@
+"""Model CD to the `local` target against a real server: real MLflow model versions, real scoring
+servers, real HTTP through the deployment's stable front port."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import Server, start_server
+from tests.registry.conftest import ROWS, Logged, log_models
+
+pytestmark = pytest.mark.slow
+MODEL = "cd-model"
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of this module's own (a test restarts it)."""
+    server = start_server(tmp_path_factory.mktemp("deployments"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def logged(srv: Server) -> list[Logged]:
+    """Three versions of MODEL in the server's dev registry, each predicting differently on ROWS."""
+    from mlflow import MlflowClient
+
+    from mlyard.registry import init_store
+
+    with srv.client() as api:
+        uri = api.get("/api/v1/environments/dev").json()["mlflow_tracking_uri"]
+    init_store(uri)
+    items = log_models(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model(MODEL)
+    for item in items:
+        client.create_model_version(MODEL, item.artifact_location, run_id=item.run_id, model_id=item.model_id)
+    return items
+
+
+def deploy(srv: Server, *args: str) -> dict:
+    return json.loads(srv.cli("deployments", "create", MODEL, "--env", "dev", *args, "--json").stdout)
+
+
+def predict(scoring_uri: str, body: dict, timeout: float = 30) -> list:
+    answer = httpx.post(scoring_uri, json=body, timeout=timeout)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["predictions"]
+
+
+def test_errors_are_clear(srv: Server, logged: list[Logged]) -> None:
+    cases = [
+        (("--version", "9"), 3, f"model '{MODEL}' has no version 9 (versions: 1, 2, 3)"),
+        (("--stage", "Staging"), 3, f"model '{MODEL}' has no version in Staging"),
+        (("--version", "1", "--target", "aci"), 2, "unknown target 'aci': supported targets: local"),
+    ]
+    for args, code, message in cases:
+        out = srv.cli("deployments", "create", MODEL, "--env", "dev", *args, check=False)
+        assert (out.returncode, message in out.stderr, "Traceback" in out.stderr) == (code, True, False), out.stderr
+    assert json.loads(srv.cli("deployments", "list", "--json").stdout) == []
+
+
+def test_deploy_a_version_answers_every_input_format(srv: Server, logged: list[Logged]) -> None:
+    found = deploy(srv, "--version", "1")
+    assert (found["version"], found["state"], found["target"]) == ("1", "healthy", "local")
+    uri = found["scoring_uri"]
+    assert uri == f"{found['url']}/invocations" and 9100 <= found["port"] <= 9199
+    expected = logged[0].predictions
+    records = [{"a": a, "b": b} for a, b in ROWS]
+    bodies = [
+        {"dataframe_split": {"columns": ["a", "b"], "data": ROWS}},
+        {"dataframe_records": records},
+        {"instances": ROWS},
+        {"inputs": ROWS},
+    ]
+    for body in bodies:
+        assert predict(uri, body) == expected, body
+    csv = "a,b\n" + "".join(f"{a},{b}\n" for a, b in ROWS)
+    answer = httpx.post(uri, content=csv, headers={"Content-Type": "text/csv"}, timeout=30)
+    assert answer.json()["predictions"] == expected
+    assert httpx.get(found["url"] + "/ping", timeout=10).status_code == 200
+    shown = json.loads(srv.cli("models", "show", MODEL, "--json").stdout)
+    tags = next(v for v in shown["versions"] if str(v["version"]) == "1")["tags"]
+    assert tags["scoring_uri"] == uri and tags["deployment_env"] == "dev" and tags["deployed_at"]
+    assert (
+        "Uvicorn running" in srv.cli("deployments", "logs", MODEL, "--env", "dev").stdout
+        or Path(found["log_path"]).is_file()
+    )
+    listed = json.loads(srv.cli("deployments", "list", "--env", "dev", "--json").stdout)
+    assert [(d["model"], d["version"], d["state"]) for d in listed] == [(MODEL, "1", "healthy")]
+
+
+def test_redeploy_by_stage_under_a_stream_of_requests_has_no_failure(srv: Server, logged: list[Logged]) -> None:
+    before = json.loads(srv.cli("deployments", "show", MODEL, "--env", "dev", "--json").stdout)
+    srv.cli("models", "stage", MODEL, "2", "Production")
+    body = {"dataframe_split": {"columns": ["a", "b"], "data": ROWS}}
+    seen: list[list] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def stream() -> None:
+        while not stop.is_set():
+            try:  # a new connection per request, as many clients do
+                answer = httpx.post(before["scoring_uri"], json=body, timeout=30)
+                if answer.status_code == 200:
+                    seen.append(answer.json()["predictions"])
+                else:
+                    failures.append(f"{answer.status_code} {answer.text}")
+            except httpx.HTTPError as exc:
+                failures.append(repr(exc))
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    try:
+        after = deploy(srv)  # the default: the version in Production
+        deadline = time.monotonic() + 30
+        while (not seen or seen[-1] != logged[1].predictions) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join()
+    assert failures == []
+    assert after["version"] == "2" and after["scoring_uri"] == before["scoring_uri"] and after["pid"] != before["pid"]
+    assert seen[0] == logged[0].predictions and seen[-1] == logged[1].predictions
+    switched = seen.index(logged[1].predictions)
+    assert all(p == logged[1].predictions for p in seen[switched:]) and len(seen) > 10
+    deadline = time.monotonic() + 60
+    while psutil.pid_exists(before["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not psutil.pid_exists(before["pid"])
+
+
+def test_the_endpoint_comes_back_after_a_server_restart(srv: Server, logged: list[Logged]) -> None:
+    before = json.loads(srv.cli("deployments", "show", MODEL, "--env", "dev", "--json").stdout)
+    srv.stop()
+    assert not psutil.pid_exists(before["pid"])
+    srv.start()
+    body = {"dataframe_records": [{"a": a, "b": b} for a, b in ROWS]}
+    assert predict(before["scoring_uri"], body, timeout=180) == logged[1].predictions
+    after = json.loads(srv.cli("deployments", "show", MODEL, "--env", "dev", "--json").stdout)
+    assert (after["state"], after["version"], after["url"]) == ("healthy", "2", before["url"])
+    assert after["pid"] != before["pid"]
+
+
+def test_delete_leaves_no_process(srv: Server, logged: list[Logged]) -> None:
+    found = json.loads(srv.cli("deployments", "show", MODEL, "--env", "dev", "--json").stdout)
+    assert psutil.pid_exists(found["pid"])
+    out = srv.cli("deployments", "delete", MODEL, "--env", "dev")
+    assert "deleted deployment" in out.stdout
+    assert not psutil.pid_exists(found["pid"])
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(found["url"] + "/ping", timeout=5)
+    missing = srv.cli("deployments", "show", MODEL, "--env", "dev", check=False)
+    assert missing.returncode == 3 and f"no deployment of model '{MODEL}' in environment 'dev'" in missing.stderr

@@ -1,0 +1,61 @@
+"""The project template's model CD pipeline (`mlops/pipelines/deploy-model.yml`), in both variants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlyard.pipelines import compile_pipeline, load_pipeline
+from mlyard.scaffold import TEMPLATE_DIR, default_answers, render_project
+from tests.scaffold.conftest import SCHEMA, schema_validator
+
+VARIANTS = {
+    "demo": ("my-model", {"demo": True}),
+    "plain": ("9.plain", {"environment": "prod", "default_branch": "main"}),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def pipeline_file(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    name, answers = VARIANTS[request.param]
+    project = render_project(TEMPLATE_DIR, tmp_path_factory.mktemp("render") / name, default_answers(name, **answers))
+    return project / "mlops/pipelines/deploy-model.yml"
+
+
+def test_deploy_model_compiles_to_one_deployment_job(pipeline_file: Path) -> None:
+    pipeline = load_pipeline(pipeline_file)
+    assert {p.name: p.default for p in pipeline.parameters} == {
+        "version": "",
+        "stage": "Production",
+        "target": "local",
+        "cpu": 1,
+        "memory": 2,
+    }
+    plan = compile_pipeline(pipeline, {"version": "3", "stage": "Staging", "cpu": "2", "memory": "4"}).to_dict()
+    (job,) = plan["stages"][0]["jobs"]
+    env = "prod" if "9.plain" in str(pipeline_file) else "dev"
+    assert job["deployment"] == "DeployModel" and job["environment"]["name"] == env
+    step = job["steps"][-1]
+    assert step["task"] == "AzureCLI@2" and step["inputs"]["azureSubscription"] == f"{env}-connection"
+    assert step["env"] == {
+        "MODEL_VERSION": "3",
+        "MODEL_STAGE": "Staging",
+        "SERVING_TARGET": "local",
+        "SERVING_CPU": "2",
+        "SERVING_MEMORY": "4",
+        "MLYARD_URL": "$(System.CollectionUri)",
+        "MLYARD_TOKEN": "$(MLYARD_DEPLOY_TOKEN)",
+    }
+    script = step["inputs"]["inlineScript"]
+    assert f'mlyard deployments create "$(model_name)" --env {env} "${{choice[@]}}"' in script
+    assert 'choice=(--version "$MODEL_VERSION"); else choice=(--stage "$MODEL_STAGE")' in script
+
+
+def test_deploy_model_matches_the_official_schema(pipeline_file: Path) -> None:
+    if not SCHEMA.is_file():
+        pytest.skip(f"the official schema is not at {SCHEMA.resolve()}")
+    document = yaml.load(pipeline_file.read_text(encoding="utf-8"), Loader=yaml.BaseLoader)
+    errors = sorted(schema_validator().iter_errors(document), key=lambda error: list(error.absolute_path))
+    assert [f"{list(e.absolute_path)}: {e.message[:200]}" for e in errors] == []
