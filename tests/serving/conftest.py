@@ -51,8 +51,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root / 'mlflow.db'}"
+    # Both global URIs: another test module in this worker may have left the registry URI elsewhere.
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)  # creates the schema once, before any server process opens the store
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(uri, registry_uri=uri)  # creates the schema once, before any server process opens the store
     experiment = client.create_experiment("tests", artifact_location=(root / "artifacts").as_uri())
     for seed in (1, 2):
         features, model = _train(seed)

@@ -44,7 +44,7 @@ FAILURES = [
 def client(store: Store) -> Any:
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(store.uri)
+    return MlflowClient(store.uri, registry_uri=store.uri)
 
 
 @pytest.mark.parametrize(("uri", "version"), RESOLVED)
