@@ -14,7 +14,7 @@ __all__ = ["JobReporter", "run_agent", "run_job"]
 
 
 def __getattr__(name: str) -> object:
-    if name == "run_agent":  # the runner imports httpx; the executor does not need it
+    if name == "run_agent":  # the runner brings the HTTP client; the executor does not need it
         from mlyard.agent.runner import run_agent
 
         return run_agent

@@ -1,7 +1,5 @@
 """`mlyard agent`: run a pipeline agent that claims jobs from a server (on this or another machine)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`mlyard deployments ...`: model CD to a serving target (the `local` scoring servers of the platform)."""
 
-from __future__ import annotations
-
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,7 +18,7 @@ ENV = Annotated[str, typer.Option("--env", help="Environment.")]
 DEPLOY_TIMEOUT = 600.0  # starting a scoring server loads the model: allow for a slow machine
 
 
-def _client(timeout: float = 60.0) -> Client:
+def _client(timeout: float = 60.0) -> "Client":
     from mlyard.client import Client
     from mlyard.settings import CliConfig, resolve_home
 

@@ -1,7 +1,5 @@
 """`mlyard users`, `mlyard tokens`, `mlyard audit`, `mlyard whoami`."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """`mlyard create` (the ML project creator) and `mlyard infra sync / create-project`."""
 
-from __future__ import annotations
-
 import os
 from typing import Annotated, Any
 

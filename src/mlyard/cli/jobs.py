@@ -1,7 +1,5 @@
 """`mlyard jobs run/list/show/logs`: run deployed workspace code with the environment's MLflow settings."""
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated
 

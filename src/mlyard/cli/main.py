@@ -1,10 +1,8 @@
 """Entry point of the `mlyard` console script.
 
-Sub-command modules are imported here to register them; each imports its heavy libraries
-(FastAPI, SQLAlchemy, MLflow, httpx) inside the command functions so `mlyard --help` stays fast.
+Sub-command groups are imported only when used (see `lazy.py`), and each imports its heavy libraries
+(FastAPI, SQLAlchemy, MLflow) inside the command functions, so client commands start fast.
 """
-
-from __future__ import annotations
 
 import os
 import sys

@@ -1,4 +1,4 @@
-"""How the CLI prints: one JSON document with --json, rich tables otherwise, one red line on error."""
+"""How the CLI prints: one JSON document with --json, aligned columns otherwise, one red line on error."""
 
 from __future__ import annotations
 
@@ -39,13 +39,9 @@ _err_console: Any = None
 
 def print_error(exc: MlyardError) -> None:
     """One red line on stderr, then the detailed problems (if any), each on its own line."""
-    from rich.markup import escape
-
-    con = err_console()
-    con.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
-    for problem in exc.errors:
-        if problem != exc.message:
-            con.print(f"  {escape(problem)}", soft_wrap=True)
+    lines = [f"{_style('error:', '1;31', sys.stderr)} {exc.message}"]
+    lines += [f"  {problem}" for problem in exc.errors if problem != exc.message]
+    sys.stderr.write("\n".join(lines) + "\n")
 
 
 def table(
@@ -55,27 +51,48 @@ def table(
     title: str | None = None,
     empty: str = "nothing to show",
 ) -> None:
-    """Print `rows` as a rich table; `columns` are (key, header) pairs."""
-    if not rows:
-        console().print(empty)
-        return
-    from rich.table import Table
+    """Print `rows` as aligned columns (like `kubectl get` or `gh ... list`); `columns` are (key, header).
 
-    tbl = Table(title=title, show_edge=False, header_style="bold")
-    for _key, header in columns:
-        tbl.add_column(header)
-    for row in rows:
-        tbl.add_row(*[_cell(row.get(key)) for key, _h in columns])
-    console().print(tbl)
+    Plain text on purpose: nothing is cut to the terminal's width (clone URLs and ids stay copyable),
+    the output greps well, and lists do not pay rich's import time. Headers are bold on a terminal.
+    """
+    out = sys.stdout
+    if not rows:
+        out.write(empty + "\n")
+        return
+    headers = [header.upper() for _key, header in columns]
+    cells = [[_cell(row.get(key)).replace("\n", " ") for key, _h in columns] for row in rows]
+    widths = [max(len(text) for text in column) for column in zip(headers, *cells, strict=False)]
+    if title:
+        out.write(_style(title, "1") + "\n")
+    out.write(_style(_line(headers, widths), "1") + "\n")
+    for line in cells:
+        out.write(_line(line, widths) + "\n")
 
 
 def fields(pairs: list[tuple[str, Any]]) -> None:
-    """Print `label: value` lines (for `show` commands)."""
-    from rich.markup import escape
-
+    """Print `label: value` lines (for `show` commands), labels aligned and bold on a terminal."""
     width = max((len(label) for label, _ in pairs), default=0)
     for label, value in pairs:
-        console().print(f"[bold]{escape(label).ljust(width)}[/]  {escape(_cell(value))}")
+        sys.stdout.write(f"{_style(label.ljust(width), '1')}  {_cell(value)}\n")
+
+
+def _line(texts: list[str], widths: list[int]) -> str:
+    return "   ".join(text.ljust(width) for text, width in zip(texts, widths, strict=True)).rstrip()
+
+
+def _style(text: str, sgr: str, stream: Any = None) -> str:
+    """`text` in an ANSI style (SGR code) when `stream` (stdout) is a terminal and NO_COLOR is not set."""
+    stream = stream or sys.stdout
+    key = id(stream)
+    if key not in _colour:
+        import os
+
+        _colour[key] = stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+    return f"\033[{sgr}m{text}\033[0m" if _colour[key] else text
+
+
+_colour: dict[int, bool] = {}
 
 
 def _cell(value: Any) -> str:

@@ -2,8 +2,6 @@
 
 They extend the Typer app of mlyard.cli.pipelines (the offline language commands)."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 import typer

@@ -3,7 +3,6 @@
 They need no server. The pipelines library is imported inside each command so that the CLI starts fast.
 """
 
-from __future__ import annotations
 
 import json
 import sys

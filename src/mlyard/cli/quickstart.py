@@ -1,7 +1,5 @@
 """`mlyard quickstart`: from nothing to a live endpoint in one command, with progress."""
 
-from __future__ import annotations
-
 import json as jsonlib
 import signal
 import time

@@ -1,7 +1,5 @@
 """`mlyard repos` and `mlyard environments`."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`mlyard connections ...`, `mlyard variable-groups ...` and `mlyard environments set`: protected resources."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

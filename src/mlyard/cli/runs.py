@@ -1,7 +1,5 @@
 """`mlyard runs ...`: list, show, logs (live), cancel, permit, approve/reject, artifacts, tests."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import Annotated, Any

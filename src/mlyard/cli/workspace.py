@@ -4,7 +4,6 @@ The target is always a workspace URI: `--workspace-uri`, else (deploy only) `WOR
 environment's service connection sets it for the pipeline step, else the server's environment.
 """
 
-from __future__ import annotations
 
 import os
 from pathlib import Path
@@ -197,7 +196,7 @@ def _server_uri(env: str) -> str:
         return str(api.get(f"/api/v1/environments/{env}")["workspace_uri"])
 
 
-def _open(uri: str) -> Workspace:
+def _open(uri: str) -> "Workspace":
     from mlyard.workspace import open_workspace
 
     return open_workspace(uri)
