@@ -67,6 +67,7 @@ class Server:
     port: int
     token: str
     username: str = "admin"
+    options: tuple[str, ...] = ()  # extra `mlyard server` options
     proc: subprocess.Popen[bytes] | None = None
     log: Path = field(init=False)
 
@@ -81,7 +82,7 @@ class Server:
         env = {**os.environ, "MLYARD_HOME": str(self.home)}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mlyard", "server", "--port", str(self.port)],
+                [sys.executable, "-m", "mlyard", "server", "--port", str(self.port), *self.options],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -126,12 +127,12 @@ class Server:
         return f"http://{user or self.username}:{token or self.token}@127.0.0.1:{self.port}/git/{repo}.git"
 
 
-def start_server(tmp: Path) -> Server:
+def start_server(tmp: Path, *options: str) -> Server:
     home = tmp / "home"
     port = free_port()
     out = mlyard("init", "--port", str(port), "--json", home=home)
     info = json.loads(out.stdout)
-    server = Server(home=home, port=port, token=info["token"], username=info["username"])
+    server = Server(home=home, port=port, token=info["token"], username=info["username"], options=options)
     server.start()
     return server
 

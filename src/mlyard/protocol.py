@@ -8,6 +8,7 @@ Plain dataclasses with ``to_dict`` / ``from_dict``: the agent does not need pyda
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -18,6 +19,21 @@ FAILED = "failed"
 CANCELED = "canceled"
 SKIPPED = "skipped"
 RESULTS = (SUCCEEDED, SUCCEEDED_WITH_ISSUES, FAILED, CANCELED, SKIPPED)
+
+# Agent names: what `POST /agent/claim` accepts. `local-N` is reserved for the server's own agents
+# (threads that die with the server: a restarted server fails their jobs, not those of other agents).
+AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+AGENT_NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 characters"
+LOCAL_AGENT_NAME = re.compile(r"local-[0-9]+")
+
+
+def agent_name_problem(name: str, *, local: bool = False) -> str | None:
+    """Why `name` cannot be an agent's name (None when it can)."""
+    if not AGENT_NAME.fullmatch(name):
+        return f"agent name {name!r} is invalid: use {AGENT_NAME_RULE}"
+    if LOCAL_AGENT_NAME.fullmatch(name) and not local:
+        return f"agent name {name!r} is reserved for the server's own agents (local-N): choose another name"
+    return None
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ class Settings:
     database_url: str = ""
     default_branch: str = DEFAULT_BRANCH
     public_url: str = ""
+    # How long a claimed job stays an agent's without a heartbeat (agents beat every third of it).
+    job_lease_seconds: int = 30
 
     @property
     def db_url(self) -> str:
@@ -91,7 +93,8 @@ class Settings:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise InvalidInput(f"{path}: cannot read settings ({exc}); fix or remove the file") from exc
-        known = {k: data[k] for k in ("host", "port", "database_url", "default_branch", "public_url") if k in data}
+        keys = ("host", "port", "database_url", "default_branch", "public_url", "job_lease_seconds")
+        known = {k: data[k] for k in keys if k in data}
         return cls(home=home, **known)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,6 @@ import pytest
 
 from mlyard.agent import run_job
 from mlyard.protocol import Issue, JobOutcome, JobSpec, StepSpec
-from tests.agent.fake_server import FakeServer, serve
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "agent"
 TOKEN = "job-token-7f3a9c"
@@ -128,10 +127,3 @@ def processes_with(variable: str, value: str) -> list[psutil.Process]:
         except (psutil.Error, OSError):
             continue
     return found
-
-
-@pytest.fixture
-def agent_api() -> Iterator[tuple[FakeServer, str]]:
-    """A small real HTTP server speaking the agent API (see fake_server.py) and its URL."""
-    with serve() as running:
-        yield running

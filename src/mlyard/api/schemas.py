@@ -83,7 +83,7 @@ class EnvironmentUpdate(BaseModel):
 
 
 class ClaimRequest(BaseModel):
-    agent: str = "agent"
+    agent: str = "agent"  # checked by the service (mlyard.protocol.agent_name_problem)
     wait: float = 20.0
 
 

@@ -24,8 +24,24 @@ def agent(
     import threading
 
     from mlyard.agent.runner import run_agent
+    from mlyard.client import Client
+    from mlyard.errors import InvalidInput, PermissionDenied, ServerUnavailable
+    from mlyard.protocol import agent_name_problem
 
     agent_name = name or f"{socket.gethostname()}-{os.getpid()}"
+    problem = agent_name_problem(agent_name)
+    if problem:
+        raise InvalidInput(f"{problem} (--name)")
+    try:  # a wrong token is fatal now rather than a warning every 30 s; an unreachable server is retried
+        with Client(url, token, timeout=10) as api:
+            me = api.get("/api/v1/me")
+        if "agent" not in me.get("scopes", []):
+            raise PermissionDenied(
+                f"the token of {me.get('username')} has no `agent` scope: create one with "
+                "`mlyard tokens create --name my-agent --scope agent`"
+            )
+    except ServerUnavailable as exc:
+        typer.echo(f"warning: {exc.message}; retrying until it answers", err=True)
     home = Path(os.environ.get("MLYARD_HOME") or Path.home() / ".mlyard")
     work_root = work_dir or home / "agents" / agent_name / "work"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -106,6 +106,16 @@ def server(
     port: Annotated[int | None, typer.Option(help="Port (default from init: 8765).")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     agents: Annotated[int, typer.Option(help="Local agents (parallel jobs); 0 = none.")] = 2,
+    job_lease: Annotated[
+        int | None,
+        typer.Option(
+            "--job-lease",
+            min=3,
+            max=3600,
+            help="Seconds a claimed job stays its agent's without a heartbeat (default 30; agents beat "
+            "every third of it). Past it the job fails with 'agent lost'.",
+        ),
+    ] = None,
 ) -> None:
     """Run the mlyard server (API, git hosting) in the foreground."""
     import logging
@@ -115,7 +125,7 @@ def server(
     from mlyard.app import create_app
     from mlyard.settings import Settings, resolve_home
 
-    settings = Settings.load(resolve_home(home)).with_overrides(host=host, port=port)
+    settings = Settings.load(resolve_home(home)).with_overrides(host=host, port=port, job_lease_seconds=job_lease)
     app_ = create_app(settings, agents=agents)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     con = output.err_console()

@@ -22,14 +22,13 @@ from mlyard.db.tables import Pipeline, Run, RunArtifact, RunJob, RunStep, TestRe
 from mlyard.errors import AuthenticationError, Conflict, InvalidInput, NotFound
 from mlyard.pipelines.expressions import ExpressionContext, evaluate, is_runtime_expression
 from mlyard.protocol import Connection as ConnectionSpec
-from mlyard.protocol import JobOutcome, JobSpec, Repository, StepSpec
+from mlyard.protocol import JobOutcome, JobSpec, Repository, StepSpec, agent_name_problem
 from mlyard.services import pipelines, resources, secrets
 from mlyard.services.orchestrator import Orchestrator, compile_context
 from mlyard.services.platform import Platform
 from mlyard.services.scheduling import job_dependency, run_variables, stage_job_dependencies
 
 JOB_TOKEN_PREFIX = "myj_"
-LEASE = timedelta(seconds=30)
 _ARTIFACT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$")
 _RUNTIME = re.compile(r"^\s*\$\[(.*)\]\s*$", re.S)
 
@@ -37,12 +36,25 @@ _RUNTIME = re.compile(r"^\s*\$\[(.*)\]\s*$", re.S)
 _job_secrets: dict[int, set[str]] = {}
 
 
+def _lease(platform: Platform) -> timedelta:
+    return timedelta(seconds=platform.settings.job_lease_seconds)
+
+
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def claim(platform: Platform, orchestrator: Orchestrator, agent: str, *, wait: float = 0) -> dict[str, Any] | None:
-    """The oldest claimable job as a JobSpec dict, waiting up to `wait` seconds for one."""
+def claim(
+    platform: Platform, orchestrator: Orchestrator, agent: str, *, wait: float = 0, local: bool = False
+) -> dict[str, Any] | None:
+    """The oldest claimable job as a JobSpec dict, waiting up to `wait` seconds for one.
+
+    `local` says the caller is one of the server's own agents: only they may use the names `local-N`,
+    so that a restarted server fails exactly the jobs that died with it.
+    """
+    problem = agent_name_problem(agent, local=local)
+    if problem:
+        raise InvalidInput(f"{problem} (`mlyard agent --name`)")
     deadline = datetime.now(UTC) + timedelta(seconds=max(0.0, min(wait, 60.0)))
     while True:
         with orchestrator.lock:
@@ -70,13 +82,28 @@ def _claim_one(platform: Platform, agent: str) -> dict[str, Any] | None:
         job.token_hash = _hash(token)
         job.agent = agent
         job.attempt += 1
-        job.lease_expires_at = datetime.now(UTC) + LEASE
+        job.lease_expires_at = datetime.now(UTC) + _lease(platform)
         states.transition(job, states.RUNNING)
         spec = build_spec(platform, session, job, token)
-        _job_secrets[job.id] = set(spec.secrets.values()) | {
-            c.settings[k] for c in spec.connections.values() for k in c.secret_keys if k in c.settings
-        }
+        _job_secrets[job.id] = _secret_values(spec)
         return spec.to_dict()
+
+
+def _secret_values(spec: JobSpec) -> set[str]:
+    return set(spec.secrets.values()) | {
+        c.settings[k] for c in spec.connections.values() for k in c.secret_keys if k in c.settings
+    }
+
+
+def _secrets_of(platform: Platform, job: RunJob) -> set[str]:
+    """The secret values of a running job (recomputed for a job claimed before a server restart)."""
+    hidden = _job_secrets.get(job.id)
+    if hidden is None:
+        with platform.sessions() as session:
+            row = session.get(RunJob, job.id)
+            hidden = _secret_values(build_spec(platform, session, row, "")) if row is not None else set()
+        _job_secrets[job.id] = hidden
+    return hidden
 
 
 def build_spec(platform: Platform, session: Session, job: RunJob, token: str) -> JobSpec:
@@ -165,7 +192,7 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
         steps=[StepSpec.from_dict(s) for s in doc["steps"]],
         repository=repo,
         connections=connections,
-        lease_seconds=int(LEASE.total_seconds()),
+        lease_seconds=platform.settings.job_lease_seconds,
     )
 
 
@@ -207,9 +234,9 @@ def job_repo_access(platform: Platform, token: str) -> str | None:
 def heartbeat(platform: Platform, job_id: int) -> dict[str, Any]:
     with transaction(platform.sessions) as session:
         job = _running(session, job_id)
-        job.lease_expires_at = datetime.now(UTC) + LEASE
+        job.lease_expires_at = datetime.now(UTC) + _lease(platform)
         run = session.get(Run, job.run_id)
-        return {"cancel": bool(run and run.cancel_requested), "lease_seconds": int(LEASE.total_seconds())}
+        return {"cancel": bool(run and run.cancel_requested), "lease_seconds": platform.settings.job_lease_seconds}
 
 
 def _running(session: Session, job_id: int) -> RunJob:
@@ -218,6 +245,10 @@ def _running(session: Session, job_id: int) -> RunJob:
         raise NotFound(f"job {job_id} not found")
     if job.state != states.RUNNING:
         raise Conflict(f"job {job_id} is {job.state}, not running")
+    if job.lease_expires_at is not None and job.lease_expires_at < datetime.now(UTC):
+        # no heartbeat within the lease: the job is no longer its agent's, even if the scheduler has
+        # not failed it yet (it will, as "agent lost"); the agent must not revive or complete it
+        raise Conflict(f"job {job_id} lost its lease: agent {job.agent or '?'} sent no heartbeat in time")
     return job
 
 
@@ -254,7 +285,7 @@ def update_step(
 
 
 def append_logs(platform: Platform, job: RunJob, step_key: str | None, lines: list[list[Any]]) -> int:
-    hidden = _job_secrets.get(job.id, set())
+    hidden = _secrets_of(platform, job)
     clean = [(float(t), logs.mask(str(text), hidden)) for t, text in lines]
     return logs.append(logs.log_file(platform.settings.home, job.run_id, job.id, step_key), clean)
 

@@ -22,6 +22,7 @@ from mlyard.db.engine import transaction
 from mlyard.db.tables import Environment, Pipeline, Run, RunJob, RunStage, RunStep
 from mlyard.errors import MlyardError
 from mlyard.pipelines import PipelineError
+from mlyard.protocol import LOCAL_AGENT_NAME
 from mlyard.services import plan_store, resources, sources
 from mlyard.services.platform import Platform
 from mlyard.services.scheduling import schedule, skip_steps
@@ -178,9 +179,15 @@ class Orchestrator:
                 )
 
     def recover_after_restart(self) -> int:
-        """Fail the jobs a previous server process was running (their agents died with it)."""
+        """Fail the jobs the previous server process's own agents were running (they died with it).
+
+        Jobs of other agents (`mlyard agent` elsewhere) keep their lease: an agent that outlived the
+        restart goes on heartbeating and completes its job; one that did not is failed when its lease
+        expires.
+        """
         with transaction(self.platform.sessions) as session:
-            jobs = list(session.scalars(select(RunJob).where(RunJob.state == states.RUNNING)))
+            running = session.scalars(select(RunJob).where(RunJob.state == states.RUNNING))
+            jobs = [job for job in running if not job.agent or LOCAL_AGENT_NAME.fullmatch(job.agent)]
             for job in jobs:
                 fail_lost_job(
                     session,

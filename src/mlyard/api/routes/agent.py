@@ -13,7 +13,7 @@ from mlyard.api.schemas import ClaimRequest, LogBatch, Outcome, StepReport
 from mlyard.db.tables import RunJob
 from mlyard.protocol import JobOutcome
 from mlyard.services import jobs
-from mlyard.services.auth import Principal
+from mlyard.services.auth import LOCAL_AGENT_USER, Principal
 from mlyard.services.orchestrator import Orchestrator
 from mlyard.services.platform import Platform
 
@@ -32,9 +32,12 @@ def job_auth(job_id: int, request: Request, platform: Platform = Depends(get_pla
 
 @router.post("/claim", response_model=None)
 async def claim(
-    body: ClaimRequest, _: Principal = Depends(requires("agent")), platform: Platform = Depends(get_platform)
+    body: ClaimRequest, who: Principal = Depends(requires("agent")), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any] | Response:
-    spec = await asyncio.to_thread(jobs.claim, platform, _orchestrator(platform), body.agent, wait=body.wait)
+    local = who.username == LOCAL_AGENT_USER
+    spec = await asyncio.to_thread(
+        jobs.claim, platform, _orchestrator(platform), body.agent, wait=body.wait, local=local
+    )
     return spec if spec is not None else Response(status_code=204)
 
 

@@ -1,0 +1,189 @@
+"""`mlyard agent` as a real process on "another machine", against a real server that has no agents of
+its own: claiming, output variables and artifacts across stages, SIGTERM, server restarts and leases."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.agent.conftest import processes_with
+from tests.ci.helpers import job, logs, make_repo, register, run, wait_state
+from tests.conftest import Git, Server, start_server
+
+pytestmark = pytest.mark.slow
+
+STAGES = """trigger: none
+stages:
+- stage: Build
+  jobs:
+  - job: make
+    steps:
+    - script: |
+        mkdir -p out && echo weights > out/w.txt
+        echo "##vso[task.setvariable variable=v;isOutput=true]1"
+      name: build
+    - publish: out
+      artifact: model
+- stage: Use
+  jobs:
+  - job: use
+    variables:
+      v: $[ stageDependencies.Build.make.outputs['build.v'] ]
+    steps:
+    - download: current
+      artifact: model
+    - script: cat "$(Pipeline.Workspace)/model/w.txt"; echo "v is $(v)"
+"""
+
+SLOW = """trigger: none
+variables:
+  TEST_MARK: {mark}
+steps:
+- script: echo started; sleep {seconds}; echo finished
+"""
+
+
+@dataclass
+class Agent:
+    """A `mlyard agent` process with its own work dir and log."""
+
+    server: Server
+    token: str
+    name: str
+    work: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.work.parent / f"agent-{self.name}.log"
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("MLYARD_URL", "MLYARD_TOKEN", "MLYARD_AGENT_TOKEN")}
+        argv = [sys.executable, "-m", "mlyard", "agent", "--url", self.server.url, "--token", self.token,
+                "--name", self.name, "--work-dir", str(self.work)]  # fmt: skip
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def terminate(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def agent_token(server: Server) -> str:
+    out = server.cli("tokens", "create", "--name", f"agent-{uuid.uuid4().hex[:6]}", "--scope", "agent", "--json")
+    return str(json.loads(out.stdout)["token"])
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Iterator[tuple[Server, Agent]]:
+    """A server without local agents and a 3-second job lease, and one remote agent process."""
+    server = start_server(tmp_path, "--agents", "0", "--job-lease", "3")
+    agent = Agent(server, agent_token(server), "remote-1", tmp_path / "agent" / "work")
+    agent.work.parent.mkdir(parents=True)
+    agent.start()
+    yield server, agent
+    agent.kill()
+    server.stop()
+
+
+def test_a_remote_agent_runs_stages_with_outputs_and_artifacts_and_stops_on_sigterm(
+    remote: tuple[Server, Agent], git: Git
+) -> None:
+    server, agent = remote
+    make_repo(server, git, "stages", {"azure-pipelines.yml": STAGES})
+    register(server, "stages", "stages", "azure-pipelines.yml")
+    doc = wait_state(server, run(server, "stages")["id"])
+    text = logs(server, doc["id"])
+    assert doc["state"] == "succeeded", text
+    assert job(doc, "make")["agent"] == job(doc, "use")["agent"] == "remote-1"
+    assert "weights" in text and "v is 1" in text
+    assert agent.terminate() == 0
+    output = agent.log.read_text()
+    assert f"agent remote-1 working in {agent.work}, claiming jobs from {server.url}" in output
+
+
+def test_a_job_survives_a_server_restart_shorter_than_its_lease(tmp_path: Path, git: Git) -> None:
+    server = start_server(tmp_path, "--agents", "0", "--job-lease", "20")
+    agent = Agent(server, agent_token(server), "remote-2", tmp_path / "agent" / "work")
+    agent.work.parent.mkdir(parents=True)
+    agent.start()
+    try:
+        make_repo(server, git, "restart", {"azure-pipelines.yml": SLOW.format(mark=uuid.uuid4().hex, seconds=6)})
+        register(server, "restart", "restart", "azure-pipelines.yml")
+        run_id = run(server, "restart")["id"]
+        _wait_for_log(server, run_id, "started")
+        server.kill()
+        server.start()  # the job's agent is not one of the server's own: the job is not failed
+        doc = wait_state(server, run_id)
+        assert doc["state"] == "succeeded", logs(server, run_id)
+        assert job(doc, "Job")["agent"] == "remote-2"
+        assert "finished" in logs(server, run_id)  # lines sent after the restart were recorded too
+    finally:
+        agent.kill()
+        server.stop()
+
+
+def test_an_agent_cut_off_past_its_lease_cancels_the_job_and_the_server_fails_it(
+    remote: tuple[Server, Agent], git: Git
+) -> None:
+    server, _ = remote
+    mark = uuid.uuid4().hex
+    make_repo(server, git, "cut-off", {"azure-pipelines.yml": SLOW.format(mark=mark, seconds=120)})
+    register(server, "cut-off", "cut-off", "azure-pipelines.yml")
+    run_id = run(server, "cut-off")["id"]
+    _wait_for_log(server, run_id, "started")
+    assert processes_with("TEST_MARK", mark)
+    server.kill()
+    deadline = time.monotonic() + 30  # no heartbeat for longer than the 3-second lease: the agent gives up
+    while processes_with("TEST_MARK", mark):
+        assert time.monotonic() < deadline, "the agent did not cancel the job it could not report"
+        time.sleep(0.2)
+    server.start()
+    doc = wait_state(server, run_id)
+    assert doc["state"] == "failed"
+    assert "agent lost" in job(doc, "Job")["message"] and "lease expired" in job(doc, "Job")["message"]
+    # the agent goes on claiming: the next run is its
+    make_repo(server, git, "after", {"azure-pipelines.yml": "trigger: none\nsteps:\n- script: echo after\n"})
+    register(server, "after", "after", "azure-pipelines.yml")
+    after = wait_state(server, run(server, "after")["id"])
+    assert after["state"] == "succeeded" and job(after, "Job")["agent"] == "remote-1"
+
+
+def test_agent_names_local_n_are_the_servers_own(tmp_path: Path) -> None:
+    server = start_server(tmp_path, "--agents", "0")
+    try:
+        token = agent_token(server)
+        out = server.cli("agent", "--url", server.url, "--token", token, "--name", "local-1", check=False)
+        assert out.returncode == 2 and "reserved for the server's own agents" in out.stderr, out.stderr
+        with server.client(token) as api:
+            answer = api.post("/api/v1/agent/claim", json={"agent": "local-3", "wait": 0})
+            assert answer.status_code == 400 and "reserved" in answer.json()["error"]
+            answer = api.post("/api/v1/agent/claim", json={"agent": "bad name", "wait": 0})
+            assert answer.status_code == 400 and "letters, digits" in answer.json()["error"]
+        out = server.cli("agent", "--url", server.url, "--token", server.token + "x", check=False)
+        assert out.returncode == 5 and "error:" in out.stderr, out.stderr
+    finally:
+        server.stop()
+
+
+def _wait_for_log(server: Server, run_id: int, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in logs(server, run_id):
+        assert time.monotonic() < deadline, f"no {text!r} in the log of run {run_id}: {logs(server, run_id)}"
+        time.sleep(0.1)
