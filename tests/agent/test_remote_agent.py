@@ -90,13 +90,18 @@ def agent_token(server: Server) -> str:
     return str(json.loads(out.stdout)["token"])
 
 
-@pytest.fixture
-def remote(tmp_path: Path) -> Iterator[tuple[Server, Agent]]:
-    """A server without local agents and a 3-second job lease, and one remote agent process."""
-    server = start_server(tmp_path, "--agents", "0", "--job-lease", "3")
-    agent = Agent(server, agent_token(server), "remote-1", tmp_path / "agent" / "work")
+def start_remote(tmp_path: Path, *, lease: int, name: str) -> tuple[Server, Agent]:
+    """A server without local agents and with a short job lease, and one remote agent process."""
+    server = start_server(tmp_path, "--agents", "0", "--job-lease", str(lease))
+    agent = Agent(server, agent_token(server), name, tmp_path / "agent" / "work")
     agent.work.parent.mkdir(parents=True)
     agent.start()
+    return server, agent
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Iterator[tuple[Server, Agent]]:
+    server, agent = start_remote(tmp_path, lease=3, name="remote-1")
     yield server, agent
     agent.kill()
     server.stop()
@@ -106,9 +111,7 @@ def test_a_remote_agent_runs_stages_with_outputs_and_artifacts_and_stops_on_sigt
     remote: tuple[Server, Agent], git: Git
 ) -> None:
     server, agent = remote
-    make_repo(server, git, "stages", {"azure-pipelines.yml": STAGES})
-    register(server, "stages", "stages", "azure-pipelines.yml")
-    doc = wait_state(server, run(server, "stages")["id"])
+    doc = wait_state(server, queue(server, git, "stages", STAGES))
     text = logs(server, doc["id"])
     assert doc["state"] == "succeeded", text
     assert job(doc, "make")["agent"] == job(doc, "use")["agent"] == "remote-1"
@@ -119,14 +122,9 @@ def test_a_remote_agent_runs_stages_with_outputs_and_artifacts_and_stops_on_sigt
 
 
 def test_a_job_survives_a_server_restart_shorter_than_its_lease(tmp_path: Path, git: Git) -> None:
-    server = start_server(tmp_path, "--agents", "0", "--job-lease", "20")
-    agent = Agent(server, agent_token(server), "remote-2", tmp_path / "agent" / "work")
-    agent.work.parent.mkdir(parents=True)
-    agent.start()
+    server, agent = start_remote(tmp_path, lease=20, name="remote-2")
     try:
-        make_repo(server, git, "restart", {"azure-pipelines.yml": SLOW.format(mark=uuid.uuid4().hex, seconds=6)})
-        register(server, "restart", "restart", "azure-pipelines.yml")
-        run_id = run(server, "restart")["id"]
+        run_id = queue(server, git, "restart", SLOW.format(mark=uuid.uuid4().hex, seconds=6))
         _wait_for_log(server, run_id, "started")
         server.kill()
         server.start()  # the job's agent is not one of the server's own: the job is not failed
@@ -144,9 +142,7 @@ def test_an_agent_cut_off_past_its_lease_cancels_the_job_and_the_server_fails_it
 ) -> None:
     server, _ = remote
     mark = uuid.uuid4().hex
-    make_repo(server, git, "cut-off", {"azure-pipelines.yml": SLOW.format(mark=mark, seconds=120)})
-    register(server, "cut-off", "cut-off", "azure-pipelines.yml")
-    run_id = run(server, "cut-off")["id"]
+    run_id = queue(server, git, "cut-off", SLOW.format(mark=mark, seconds=120))
     _wait_for_log(server, run_id, "started")
     assert processes_with("TEST_MARK", mark)
     server.kill()
@@ -159,9 +155,7 @@ def test_an_agent_cut_off_past_its_lease_cancels_the_job_and_the_server_fails_it
     assert doc["state"] == "failed"
     assert "agent lost" in job(doc, "Job")["message"] and "lease expired" in job(doc, "Job")["message"]
     # the agent goes on claiming: the next run is its
-    make_repo(server, git, "after", {"azure-pipelines.yml": "trigger: none\nsteps:\n- script: echo after\n"})
-    register(server, "after", "after", "azure-pipelines.yml")
-    after = wait_state(server, run(server, "after")["id"])
+    after = wait_state(server, queue(server, git, "after", "trigger: none\nsteps:\n- script: echo after\n"))
     assert after["state"] == "succeeded" and job(after, "Job")["agent"] == "remote-1"
 
 
@@ -180,6 +174,13 @@ def test_agent_names_local_n_are_the_servers_own(tmp_path: Path) -> None:
         assert out.returncode == 5 and "error:" in out.stderr, out.stderr
     finally:
         server.stop()
+
+
+def queue(server: Server, git: Git, name: str, yaml: str) -> int:
+    """Push `yaml` to a new repo `name`, register pipeline `name` on it and queue a run; its id."""
+    make_repo(server, git, name, {"azure-pipelines.yml": yaml})
+    register(server, name, name, "azure-pipelines.yml")
+    return int(run(server, name)["id"])
 
 
 def _wait_for_log(server: Server, run_id: int, text: str, timeout: float = 60) -> None:
