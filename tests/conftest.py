@@ -179,12 +179,16 @@ class Git:
         return self("rev-parse", "HEAD", cwd=root).stdout.strip()
 
 
+def make_git(tmp: Path) -> Git:
+    work = tmp / "work"
+    work.mkdir()
+    (tmp / "gitconfig").write_text("[init]\n\tdefaultBranch = master\n")
+    return Git(cwd=work, env=git_env(tmp))
+
+
 @pytest.fixture
 def git(tmp_path: Path) -> Git:
-    work = tmp_path / "work"
-    work.mkdir()
-    (tmp_path / "gitconfig").write_text("[init]\n\tdefaultBranch = master\n")
-    return Git(cwd=work, env=git_env(tmp_path))
+    return make_git(tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Composition root: `create_app(settings)` builds the ASGI app (API, git hosting) and its lifespan."""
+"""Composition root: `create_app(settings)` builds the ASGI app (API, web UI, git hosting) and its lifespan."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from mlyard.services.jobs import JOB_TOKEN_PREFIX, job_repo_access
 from mlyard.services.orchestrator import Orchestrator
 from mlyard.services.platform import Platform, open_platform
 from mlyard.settings import Settings
+from mlyard.web import pages as web_pages
 
 log = logging.getLogger("mlyard")
 
@@ -42,10 +43,18 @@ log = logging.getLogger("mlyard")
 class Dispatcher:
     """Sends `/git/...` to git hosting and everything else (and the lifespan) to the API app."""
 
-    def __init__(self, api: FastAPI, git: GitHttpApp) -> None:
+    def __init__(self, api: FastAPI, git: GitHttpApp, stopping: threading.Event) -> None:
         self.api = api
         self.git = git
         self.platform: Platform = api.state.platform
+        self.stopping = stopping
+
+    def begin_shutdown(self) -> None:
+        """Called on SIGTERM/SIGINT, before the HTTP server drains its connections: long-polling agent
+        claims answer at once and the local agents stop claiming, so the drain is quick and no request
+        is cancelled half-way."""
+        self.stopping.set()
+        self.platform.orchestrator.stop_event.set()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/git/"):
@@ -62,6 +71,7 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
     orchestrator = Orchestrator(platform)
     platform.orchestrator = orchestrator
     platform.push_listeners.append(lambda created: runs.on_push(platform, created) and None)
+    stopping = threading.Event()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -84,7 +94,11 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
         if agents > 0:
             os.environ[MARK_VARIABLE] = marker
             local = LocalAgents(
-                url=settings.url, token=local_agent_token(platform), work_dir=settings.home / "agents", count=agents
+                url=settings.url,
+                token=local_agent_token(platform),
+                work_dir=settings.home / "agents",
+                count=agents,
+                stop_event=stopping,
             )
             local.start()
         yield
@@ -121,6 +135,7 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
         api.include_router(router, prefix="/api/v1")
 
     _install_docs(api, platform)
+    api.include_router(web_pages.router)
 
     @api.get("/health", tags=["health"])
     def health() -> dict[str, Any]:
@@ -142,7 +157,7 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
         authorize=authorize,
         after_push=lambda push_id: events.ingest(platform, push_id) and None,
     )
-    return Dispatcher(api, git)
+    return Dispatcher(api, git, stopping)
 
 
 def _install_docs(api: FastAPI, platform: Platform) -> None:

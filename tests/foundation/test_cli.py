@@ -137,3 +137,16 @@ def test_environments_are_declared(server: Server) -> None:
     assert dev["serving"]["target"] == "local"
     unknown = server.cli("environments", "show", "staging", check=False)
     assert unknown.returncode == 3 and "existing environments: dev, test, prod" in unknown.stderr
+
+
+def test_lists_are_aligned_plain_columns_that_keep_whole_values(server: Server, tmp_path: Path) -> None:
+    long_name = "cli-columns-" + "x" * 40
+    server.cli("repos", "create", long_name)
+    lines = server.cli("repos", "list").stdout.splitlines()
+    header = lines[0]
+    assert header.split()[:2] == ["NAME", "DEFAULT"] and "\x1b[" not in header  # not a terminal: no styling
+    column = header.index("CLONE URL")
+    row = next(line for line in lines if line.startswith(long_name))
+    assert row[column:] == f"{server.url}/git/{long_name}.git"  # aligned, and never cut to a width
+    shown = server.cli("repos", "show", long_name).stdout
+    assert f"clone url       {server.url}/git/{long_name}.git" in shown and "[" not in shown

@@ -141,7 +141,13 @@ def server(
         lifespan="on",
         timeout_graceful_shutdown=2,
     )
-    server_ = uvicorn.Server(config)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            app_.begin_shutdown()
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+    server_ = Server(config)
     server_.run()
     if not server_.started:
         raise typer.Exit(1)

@@ -62,7 +62,7 @@ def table(
         return
     headers = [header.upper() for _key, header in columns]
     cells = [[_cell(row.get(key)).replace("\n", " ") for key, _h in columns] for row in rows]
-    widths = [max(len(text) for text in column) for column in zip(headers, *cells, strict=False)]
+    widths = [max(_width(text) for text in column) for column in zip(headers, *cells, strict=False)]
     if title:
         out.write(_style(title, "1") + "\n")
     out.write(_style(_line(headers, widths), "1") + "\n")
@@ -77,8 +77,27 @@ def fields(pairs: list[tuple[str, Any]]) -> None:
         sys.stdout.write(f"{_style(label.ljust(width), '1')}  {_cell(value)}\n")
 
 
+def styled(text: str, style: str) -> str:
+    """`text` in a named style ("green", "bold red", ...) on a terminal; cells of `table` may use it."""
+    codes = ";".join(_SGR[word] for word in style.split() if word in _SGR)
+    return _style(text, codes) if codes else text
+
+
+_SGR = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34", "magenta": "35",
+        "cyan": "36"}
+
+
+def _width(text: str) -> int:
+    """Visible width: ANSI styling takes no room."""
+    if "\033[" not in text:
+        return len(text)
+    import re
+
+    return len(re.sub(r"\033\[[0-9;]*m", "", text))
+
+
 def _line(texts: list[str], widths: list[int]) -> str:
-    return "   ".join(text.ljust(width) for text, width in zip(texts, widths, strict=True)).rstrip()
+    return "   ".join(text + " " * (width - _width(text)) for text, width in zip(texts, widths, strict=True)).rstrip()
 
 
 def _style(text: str, sgr: str, stream: Any = None) -> str:

@@ -72,6 +72,7 @@ def _print_summary(s: dict) -> None:
     con.print(f"\n[bold green]mlyard is running[/] ({s['seconds']} s)")
     rows = [
         ("server", s["url"]),
+        ("web UI", f"{s['url']}/ (sign in with the token in {s['home']}/cli.json)"),
         ("home", s["home"]),
         ("project", f"{s['url']}/git/{s['model']}.git"),
         ("code", s.get("workspace")),

@@ -66,7 +66,7 @@ def runs_list(
         output.print_json(rows)
         return
     for row in rows:
-        row["state"] = state_text(row["state"])
+        row["state"] = output.styled(row["state"], STATE_STYLE.get(row["state"], ""))
         row["commit"] = row["source_version"][:10]
     output.table(
         rows,

@@ -262,7 +262,7 @@ def compile_context(platform: Platform, run: Run, pipeline: Pipeline) -> dict[st
         "System.TeamProject": "mlyard",
         "System.CollectionUri": f"{platform.settings.url}/",
         "System.TeamFoundationCollectionUri": f"{platform.settings.url}/",
-        "Mlyard.RunUrl": f"{platform.settings.url}/api/v1/runs/{run.id}",
+        "Mlyard.RunUrl": f"{platform.settings.url}/runs/{run.id}",  # the run's web page
     }
 
 

@@ -237,6 +237,7 @@ def show_run(platform: Platform, run_id: int) -> dict[str, Any]:
             "started_at": _iso(run.started_at),
             "duration_seconds": _duration(run.started_at, run.finished_at),
             "url": f"{platform.settings.url}/api/v1/runs/{run.id}",
+            "web_url": f"{platform.settings.url}/runs/{run.id}",
             "artifacts": artifacts,
             "tests": combine_tests(tests),
             "stages": [],

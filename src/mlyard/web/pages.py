@@ -1,0 +1,224 @@
+"""Routes of the web UI: sign-in with a token, then pipelines, runs with their logs, repositories,
+models and deployments. Read-only: changes go through the CLI or the API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from mlyard.errors import AuthenticationError, MlyardError, NotFound, PermissionDenied
+from mlyard.services import deployments, environments, models, pipelines, repos, runs
+from mlyard.services.auth import Principal, authenticate
+from mlyard.services.platform import Platform
+
+HERE = Path(__file__).parent
+COOKIE = "mlyard_token"
+FINAL = {"succeeded", "succeededWithIssues", "failed", "canceled", "skipped"}
+LOG_LIMIT = 512 * 1024  # characters of log shown in a page; the CLI and API give the whole log
+
+_templates = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+# No scripts at all, styles from our own stylesheet only, never framed.
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+router = APIRouter(include_in_schema=False)
+
+
+class _SignIn(Exception):
+    """The request has no working token: send the browser to the sign-in page."""
+
+
+def _platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def _render(name: str, code: int = 200, **context: Any) -> HTMLResponse:
+    html = _templates.get_template(name).render(**context)
+    return HTMLResponse(html, status_code=code, headers=_HEADERS)
+
+
+def _principal(request: Request) -> Principal:
+    token = request.cookies.get(COOKIE)
+    if not token:
+        raise _SignIn
+    addr = request.client.host if request.client else ""
+    try:
+        principal = authenticate(_platform(request), token, remote_addr=addr)
+    except AuthenticationError:
+        raise _SignIn from None
+    principal.require("repo:read")
+    return principal
+
+
+def page(handler: Callable[..., dict[str, Any]]) -> Callable[[Request], Any]:
+    """A page: authenticate from the cookie, run `handler` off the event loop, render its template.
+
+    `handler(request, platform, **path_params)` returns the template context with a "template" key.
+    Expected errors become an error page with their HTTP status; no token sends the browser to sign in.
+    """
+
+    async def endpoint(request: Request) -> Response:
+        principal: Principal | None = None
+        try:
+            principal = await asyncio.to_thread(_principal, request)
+            context = await asyncio.to_thread(handler, request, _platform(request), **request.path_params)
+        except _SignIn:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303, headers=_HEADERS)
+        except MlyardError as exc:
+            status = int(getattr(exc, "http_status", 500))
+            return _render("error.html", status, title=_title(exc), message=exc.message, status=status,
+                           user=principal.username if principal else "")  # fmt: skip
+        return _render(context.pop("template"), user=principal.username, **context)
+
+    endpoint.__name__ = endpoint.__qualname__ = handler.__name__.lstrip("_") + "_page"
+    return endpoint
+
+
+def _title(exc: MlyardError) -> str:
+    if isinstance(exc, NotFound):
+        return "Not found"
+    if isinstance(exc, PermissionDenied):
+        return "Not allowed"
+    return "Something went wrong"
+
+
+# -- sign-in ----------------------------------------------------------------------------------------
+def _safe_next(value: str | None) -> str:
+    """Only a path on this server (no scheme, no `//host`): never an open redirect."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+@router.get("/login")
+def login_form(request: Request, next: str = "/") -> HTMLResponse:
+    return _render("login.html", next=_safe_next(next), user="", error="")
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    token = (form.get("token") or [""])[0].strip()
+    target = _safe_next((form.get("next") or ["/"])[0])
+    if not _same_origin(request):
+        return _render("login.html", 403, next=target, user="", error="sign-in from another site refused")
+    addr = request.client.host if request.client else ""
+    try:
+        principal = await asyncio.to_thread(authenticate, _platform(request), token, remote_addr=addr)
+        principal.require("repo:read")
+    except MlyardError as exc:
+        return _render("login.html", 401, next=target, user="", error=exc.message)
+    response = RedirectResponse(target, status_code=303, headers=_HEADERS)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https",
+                        path="/")  # fmt: skip
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    response = RedirectResponse("/login", status_code=303, headers=_HEADERS)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+def _same_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return origin is None
+    return origin.rstrip("/") == f"{request.url.scheme}://{request.url.netloc}"
+
+
+@router.get("/static/mlyard.css")
+def stylesheet() -> FileResponse:
+    css = HERE / "static" / "mlyard.css"
+    return FileResponse(css, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
+
+
+# -- pages ------------------------------------------------------------------------------------------
+def _home(request: Request, platform: Platform) -> dict[str, Any]:
+    return {
+        "template": "home.html",
+        "pipelines": pipelines.list_pipelines(platform),
+        "runs": runs.list_runs(platform, limit=20),
+    }
+
+
+def _pipeline(request: Request, platform: Platform, name: str) -> dict[str, Any]:
+    return {
+        "template": "pipeline.html",
+        "pipeline": pipelines.show_pipeline(platform, name),
+        "runs": runs.list_runs(platform, pipeline=name, limit=100),
+    }
+
+
+def _run(request: Request, platform: Platform, run_id: str) -> dict[str, Any]:
+    if not run_id.isdigit():
+        raise NotFound(f"run {run_id!r} not found")
+    step = request.query_params.get("step") or None
+    doc = runs.show_run(platform, int(run_id))
+    log = runs.read_logs(platform, doc["id"], step=step)
+    if len(log) > LOG_LIMIT:
+        log = f"... (the first {len(log) - LOG_LIMIT} characters are left out: `mlyard runs logs {doc['id']}`)\n" + log[
+            -LOG_LIMIT:
+        ]
+    return {"template": "run.html", "run": doc, "log": log, "step": step,
+            "refresh": 3 if doc["state"] not in FINAL else None}  # fmt: skip
+
+
+def _repos(request: Request, platform: Platform) -> dict[str, Any]:
+    return {"template": "repos.html", "repos": repos.list_repos(platform)}
+
+
+def _repo(request: Request, platform: Platform, name: str) -> dict[str, Any]:
+    return {
+        "template": "repo.html",
+        "repo": repos.show_repo(platform, name),
+        "pipelines": pipelines.list_pipelines(platform, repo=name),
+    }
+
+
+def _models(request: Request, platform: Platform) -> dict[str, Any]:
+    envs = environments.list_environments(platform)
+    env = request.query_params.get("env") or (envs[0]["name"] if envs else "dev")
+    environments.get_environment(platform, env)  # 404 for an unknown environment
+    registry_error = ""
+    try:
+        found = models.list_models(platform, env)
+    except MlyardError as exc:  # an unreachable remote MLflow must not hide the deployments
+        found, registry_error = [], exc.message
+    return {
+        "template": "models.html",
+        "environments": envs,
+        "env": env,
+        "models": found,
+        "registry_error": registry_error,
+        "deployments": deployments.list_deployments(platform, env=env),
+    }
+
+
+router.add_api_route("/", page(_home), methods=["GET"], response_class=HTMLResponse)
+router.add_api_route("/pipelines/{name}", page(_pipeline), methods=["GET"], response_class=HTMLResponse)
+router.add_api_route("/runs/{run_id}", page(_run), methods=["GET"], response_class=HTMLResponse)
+router.add_api_route("/repos", page(_repos), methods=["GET"], response_class=HTMLResponse)
+router.add_api_route("/repos/{name}", page(_repo), methods=["GET"], response_class=HTMLResponse)
+router.add_api_route("/models", page(_models), methods=["GET"], response_class=HTMLResponse)

@@ -1,0 +1,161 @@
+"""The web UI against a real server: signing in with a token, the pages, escaping, masking, headers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from tests.ci.helpers import make_repo, register, run, wait_state
+from tests.conftest import Git, Server, make_git
+from tests.foundation.test_auth import make_token
+
+pytestmark = pytest.mark.slow
+
+PIPELINE = """trigger: none
+steps:
+- script: |
+    echo "<script>alert('x')</script>"
+    echo "password is $DB_PASSWORD"
+    echo "##vso[task.logissue type=warning]look <here>"
+  displayName: greet
+  env:
+    DB_PASSWORD: $(DB_PASSWORD)
+"""
+SECRET = "s3cret-Web-Value"
+
+
+def browser(server: Server) -> httpx.Client:
+    return httpx.Client(base_url=server.url, timeout=60, follow_redirects=False)
+
+
+@contextmanager
+def sign_in(server: Server, token: str | None = None) -> Iterator[httpx.Client]:
+    with browser(server) as web:
+        answer = web.post("/login", data={"token": token or server.token, "next": "/"})
+        assert answer.status_code == 303, answer.text
+        yield web
+
+
+@pytest.fixture(scope="module")
+def demo_run(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A finished run whose log holds HTML and a secret."""
+    git = make_git(tmp_path_factory.mktemp("web-git"))
+    make_repo(server, git, "web-ui", {"azure-pipelines.yml": PIPELINE})
+    register(server, "web-ui", "web-ui", "azure-pipelines.yml", folder="web/demo")
+    with server.client() as api:
+        api.put("/api/v1/pipelines/web-ui/variables/DB_PASSWORD", json={"value": SECRET, "secret": True})
+    doc = wait_state(server, run(server, "web-ui")["id"])
+    assert doc["state"] == "succeeded"
+    yield int(doc["id"])
+
+
+def test_pages_need_a_signed_in_browser(server: Server) -> None:
+    with browser(server) as web:
+        answer = web.get("/runs/1?step=x")
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/login?next=%2Fruns%2F1%3Fstep%3Dx"
+        form = web.get(answer.headers["location"])
+        assert form.status_code == 200 and 'name="token"' in form.text and 'value="/runs/1?step=x"' in form.text
+        assert web.get("/health").status_code == 200
+        assert web.get("/static/mlyard.css").headers["content-type"].startswith("text/css")
+
+
+def test_sign_in_sets_an_httponly_strict_cookie_and_goes_to_next(server: Server) -> None:
+    with browser(server) as web:
+        answer = web.post("/login", data={"token": server.token, "next": "/repos"})
+        assert answer.status_code == 303 and answer.headers["location"] == "/repos"
+        cookie = answer.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+        page = web.get("/repos")
+        assert page.status_code == 200 and "infrastructure" in page.text and server.username in page.text
+        out = web.post("/logout")
+        assert out.status_code == 303 and web.get("/repos").status_code == 303
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example"])
+def test_sign_in_never_redirects_off_the_server(server: Server, target: str) -> None:
+    with browser(server) as web:
+        answer = web.post("/login", data={"token": server.token, "next": target})
+        assert answer.status_code == 303 and answer.headers["location"] == "/"
+
+
+def test_bad_tokens_and_foreign_sites_are_refused(server: Server) -> None:
+    with browser(server) as web:
+        wrong = web.post("/login", data={"token": "myp_not-a-token"})
+        assert wrong.status_code == 401 and "invalid token" in wrong.text.lower() and "set-cookie" not in wrong.headers
+        agent_only = web.post("/login", data={"token": make_token(server, "agent", name="web-agent")})
+        assert agent_only.status_code == 401 and "repo:read" in agent_only.text
+        foreign = web.post("/login", data={"token": server.token}, headers={"Origin": "https://evil.example"})
+        assert foreign.status_code == 403 and "set-cookie" not in foreign.headers
+
+
+def test_a_revoked_token_signs_the_browser_out_at_once(server: Server) -> None:
+    token = make_token(server, "repo:read", name="web-revoked")
+    with sign_in(server, token) as web:
+        assert web.get("/").status_code == 200
+        with server.client(token) as api:
+            token_id = api.get("/api/v1/me").json()["token_id"]
+        with server.client() as admin:
+            assert admin.delete(f"/api/v1/tokens/{token_id}").status_code == 200
+        assert web.get("/").status_code == 303
+
+
+def test_run_page_escapes_html_masks_secrets_and_links_steps(server: Server, demo_run: int) -> None:
+    with sign_in(server) as web:
+        page = web.get(f"/runs/{demo_run}")
+        assert page.status_code == 200
+        assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page.text and "<script>" not in page.text
+        assert "password is ***" in page.text and SECRET not in page.text
+        assert "warning: look &lt;here&gt;" in page.text
+        assert 'http-equiv="refresh"' not in page.text  # finished: no auto-refresh
+        assert page.headers["content-security-policy"].startswith("default-src 'none'")
+        assert page.headers["x-frame-options"] == "DENY"
+        step = web.get(f"/runs/{demo_run}", params={"step": "greet"})
+        assert "password is ***" in step.text and "Checkout self" not in step.text.split('<pre class="log">')[1]
+
+
+def test_home_pipeline_and_repo_pages_list_what_exists(server: Server, demo_run: int) -> None:
+    with sign_in(server) as web:
+        home = web.get("/")
+        assert 'href="/pipelines/web-ui"' in home.text and "web/demo" in home.text
+        assert f'href="/runs/{demo_run}"' in home.text
+        pipeline = web.get("/pipelines/web-ui")
+        assert pipeline.status_code == 200 and f"#{demo_run}" in pipeline.text
+        repo = web.get("/repos/web-ui")
+        assert repo.status_code == 200 and f"git clone {server.url}/git/web-ui.git" in repo.text
+        assert "master" in repo.text and 'href="/pipelines/web-ui"' in repo.text
+
+
+def test_unknown_things_are_404_pages(server: Server) -> None:
+    with sign_in(server) as web:
+        for path in ("/runs/999999", "/runs/abc", "/pipelines/no-such", "/repos/no-such", "/models?env=no-such"):
+            answer = web.get(path)
+            assert answer.status_code == 404, path
+            assert answer.headers["content-type"].startswith("text/html") and "Not found" in answer.text
+
+
+def test_models_page_shows_the_registry_and_deployments_of_an_environment(server: Server) -> None:
+    with sign_in(server) as web:
+        page = web.get("/models", params={"env": "test"})
+        assert page.status_code == 200
+        assert "no registered models in test" in page.text and "nothing deployed in test" in page.text
+        assert 'href="/models?env=prod"' in page.text
+
+
+def test_a_running_run_page_refreshes_itself(server: Server, git: Git) -> None:
+    make_repo(server, git, "web-slow", {"azure-pipelines.yml": "trigger: none\nsteps:\n- script: sleep 3\n"})
+    register(server, "web-slow", "web-slow", "azure-pipelines.yml")
+    run_id = run(server, "web-slow")["id"]
+    with sign_in(server) as web:
+        deadline = time.monotonic() + 30
+        page = web.get(f"/runs/{run_id}")
+        while 'http-equiv="refresh"' not in page.text and time.monotonic() < deadline:
+            time.sleep(0.1)
+            page = web.get(f"/runs/{run_id}")
+        assert 'http-equiv="refresh"' in page.text
+        wait_state(server, run_id)
+        assert 'http-equiv="refresh"' not in web.get(f"/runs/{run_id}").text
