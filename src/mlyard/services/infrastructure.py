@@ -108,7 +108,7 @@ def sync(platform: Platform, admin: Principal) -> dict[str, list[str]]:
     envs = environments.list_environments(platform)
     for env in envs:
         name = connection_name(env["name"])
-        existing = {c["name"] for c in resources.list_connections(platform)}
+        existing = {c["name"] for c in resources.CONNECTIONS.list(platform)}
         if name not in existing:
             resources.create_connection(platform, admin, name, type="generic", settings=connection_settings(env))
             created["connections"].append(name)

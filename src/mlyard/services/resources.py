@@ -6,6 +6,7 @@ grants it; permission is then remembered per pipeline.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -37,6 +38,90 @@ def parse_resource(text: str) -> tuple[str, str]:
     return kind, name.strip()
 
 
+@dataclass(frozen=True)
+class SecretStore:
+    """A kind of protected resource with plain and encrypted values: service connections (settings)
+    and variable groups (variables). One implementation serves both."""
+
+    table: type[Connection] | type[VariableGroup]
+    label: str  # in messages: "service connection"
+    audit: str  # audit action prefix: "connection"
+    list_command: str  # what to run to see them
+    plain: str  # the column (and dict key) of plain values: "settings"
+    secret_keys: str  # the dict key listing the names of secret values: "secret_keys"
+
+    def save(
+        self,
+        platform: Platform,
+        principal: Principal,
+        name: str,
+        *,
+        plain: dict[str, str] | None,
+        secret: dict[str, str] | None,
+        update: bool,
+        **columns: Any,
+    ) -> dict[str, Any]:
+        principal.require("admin")
+        check_resource_name(name, self.label)
+        with transaction(platform.sessions) as session:
+            row = session.scalars(select(self.table).where(self.table.name == name)).first()
+            if row is not None and not update:
+                raise Conflict(f"{self.label} {name!r} already exists; pass --update to change it")
+            if row is None:
+                row = self.table(name=name, created_by=principal.username)
+                session.add(row)
+            for column, value in columns.items():
+                setattr(row, column, value)
+            setattr(row, self.plain, dict(plain or {}))
+            row.secrets = secrets.encrypt_map(platform, dict(secret or {}))
+            audit.record(session, f"{self.audit}.saved", actor=principal.username, target=name)
+            session.flush()
+            return self.as_dict(platform, row)
+
+    def list(self, platform: Platform) -> list[dict[str, Any]]:
+        with transaction(platform.sessions) as session:
+            rows = session.scalars(select(self.table).order_by(self.table.name))
+            return [self.as_dict(platform, row) for row in rows]
+
+    def get(self, platform: Platform, name: str) -> dict[str, Any]:
+        with transaction(platform.sessions) as session:
+            return self.as_dict(platform, self.row(session, name))
+
+    def delete(self, platform: Platform, principal: Principal, name: str) -> dict[str, Any]:
+        principal.require("admin")
+        with transaction(platform.sessions) as session:
+            row = self.row(session, name)
+            info = self.as_dict(platform, row)
+            session.delete(row)
+            audit.record(session, f"{self.audit}.deleted", actor=principal.username, target=name)
+            return info
+
+    def values(self, platform: Platform, session: Session, name: str) -> tuple[Any, dict[str, str], dict[str, str]]:
+        """The row, its plain values and its decrypted secret values (for a job allowed to use it)."""
+        row = self.row(session, name)
+        return row, dict(getattr(row, self.plain)), secrets.decrypt_map(platform, row.secrets)
+
+    def row(self, session: Session, name: str) -> Any:
+        row = session.scalars(select(self.table).where(self.table.name == name)).first()
+        if row is None:
+            raise NotFound(f"{self.label} {name!r} not found; list them with `{self.list_command}`")
+        return row
+
+    def as_dict(self, platform: Platform, row: Any) -> dict[str, Any]:
+        doc = {"name": row.name}
+        if self.table is Connection:
+            doc["type"] = row.type
+        doc[self.plain] = getattr(row, self.plain)
+        doc[self.secret_keys] = sorted(secrets.decrypt_map(platform, row.secrets))
+        return {**doc, "created_by": row.created_by, "created_at": row.created_at.isoformat()}
+
+
+CONNECTIONS = SecretStore(Connection, "service connection", "connection", "mlyard connections list", "settings",
+                          "secret_keys")  # fmt: skip
+GROUPS = SecretStore(VariableGroup, "variable group", "variablegroup", "mlyard variable-groups list", "variables",
+                     "secret_variables")  # fmt: skip
+
+
 def create_connection(
     platform: Platform,
     principal: Principal,
@@ -47,65 +132,7 @@ def create_connection(
     secret_settings: dict[str, str] | None = None,
     update: bool = False,
 ) -> dict[str, Any]:
-    principal.require("admin")
-    check_resource_name(name, "service connection")
-    with transaction(platform.sessions) as session:
-        row = session.scalars(select(Connection).where(Connection.name == name)).first()
-        if row is not None and not update:
-            raise Conflict(f"service connection {name!r} already exists")
-        if row is None:
-            row = Connection(name=name, created_by=principal.username)
-            session.add(row)
-        row.type = type
-        row.settings = dict(settings or {})
-        row.secrets = secrets.encrypt_map(platform, dict(secret_settings or {}))
-        audit.record(session, "connection.saved", actor=principal.username, target=name)
-        session.flush()
-        return connection_dict(platform, row)
-
-
-def list_connections(platform: Platform) -> list[dict[str, Any]]:
-    with transaction(platform.sessions) as session:
-        return [connection_dict(platform, r) for r in session.scalars(select(Connection).order_by(Connection.name))]
-
-
-def get_connection(platform: Platform, name: str) -> dict[str, Any]:
-    with transaction(platform.sessions) as session:
-        return connection_dict(platform, _connection(session, name))
-
-
-def delete_connection(platform: Platform, principal: Principal, name: str) -> dict[str, Any]:
-    principal.require("admin")
-    with transaction(platform.sessions) as session:
-        row = _connection(session, name)
-        info = connection_dict(platform, row)
-        session.delete(row)
-        audit.record(session, "connection.deleted", actor=principal.username, target=name)
-        return info
-
-
-def connection_settings(platform: Platform, session: Session, name: str) -> tuple[Connection, dict[str, str]]:
-    """A connection and its decrypted secret settings (for a job that is allowed to use it)."""
-    row = _connection(session, name)
-    return row, secrets.decrypt_map(platform, row.secrets)
-
-
-def _connection(session: Session, name: str) -> Connection:
-    row = session.scalars(select(Connection).where(Connection.name == name)).first()
-    if row is None:
-        raise NotFound(f"service connection {name!r} not found; list them with `mlyard connections list`")
-    return row
-
-
-def connection_dict(platform: Platform, row: Connection) -> dict[str, Any]:
-    return {
-        "name": row.name,
-        "type": row.type,
-        "settings": row.settings,
-        "secret_keys": sorted(secrets.decrypt_map(platform, row.secrets)),
-        "created_by": row.created_by,
-        "created_at": row.created_at.isoformat(),
-    }
+    return CONNECTIONS.save(platform, principal, name, plain=settings, secret=secret_settings, update=update, type=type)
 
 
 def create_group(
@@ -117,61 +144,18 @@ def create_group(
     secret_variables: dict[str, str] | None = None,
     update: bool = False,
 ) -> dict[str, Any]:
-    principal.require("admin")
-    check_resource_name(name, "variable group")
-    with transaction(platform.sessions) as session:
-        row = session.scalars(select(VariableGroup).where(VariableGroup.name == name)).first()
-        if row is not None and not update:
-            raise Conflict(f"variable group {name!r} already exists")
-        if row is None:
-            row = VariableGroup(name=name, created_by=principal.username)
-            session.add(row)
-        row.variables = dict(variables or {})
-        row.secrets = secrets.encrypt_map(platform, dict(secret_variables or {}))
-        audit.record(session, "variablegroup.saved", actor=principal.username, target=name)
-        session.flush()
-        return group_dict(platform, row)
+    return GROUPS.save(platform, principal, name, plain=variables, secret=secret_variables, update=update)
 
 
-def list_groups(platform: Platform) -> list[dict[str, Any]]:
-    with transaction(platform.sessions) as session:
-        return [group_dict(platform, r) for r in session.scalars(select(VariableGroup).order_by(VariableGroup.name))]
-
-
-def get_group(platform: Platform, name: str) -> dict[str, Any]:
-    with transaction(platform.sessions) as session:
-        return group_dict(platform, _group(session, name))
-
-
-def delete_group(platform: Platform, principal: Principal, name: str) -> dict[str, Any]:
-    principal.require("admin")
-    with transaction(platform.sessions) as session:
-        row = _group(session, name)
-        info = group_dict(platform, row)
-        session.delete(row)
-        return info
+def connection_settings(platform: Platform, session: Session, name: str) -> tuple[Connection, dict[str, str]]:
+    """A connection and its decrypted secret settings (for a job that is allowed to use it)."""
+    row, _plain, secret = CONNECTIONS.values(platform, session, name)
+    return row, secret
 
 
 def group_values(platform: Platform, session: Session, name: str) -> tuple[dict[str, str], dict[str, str]]:
-    row = _group(session, name)
-    return dict(row.variables), secrets.decrypt_map(platform, row.secrets)
-
-
-def _group(session: Session, name: str) -> VariableGroup:
-    row = session.scalars(select(VariableGroup).where(VariableGroup.name == name)).first()
-    if row is None:
-        raise NotFound(f"variable group {name!r} not found; list them with `mlyard variable-groups list`")
-    return row
-
-
-def group_dict(platform: Platform, row: VariableGroup) -> dict[str, Any]:
-    return {
-        "name": row.name,
-        "variables": row.variables,
-        "secret_variables": sorted(secrets.decrypt_map(platform, row.secrets)),
-        "created_by": row.created_by,
-        "created_at": row.created_at.isoformat(),
-    }
+    _row, plain, secret = GROUPS.values(platform, session, name)
+    return plain, secret
 
 
 def exists(session: Session, kind: str, name: str) -> bool:

@@ -15,11 +15,31 @@ from mlyard.services.platform import Platform
 router = APIRouter(tags=["resources"])
 
 
-@router.get("/connections")
-def list_connections(
-    _: Principal = Depends(current_principal), platform: Platform = Depends(get_platform)
-) -> list[dict[str, Any]]:
-    return resources.list_connections(platform)
+def _read_and_delete(path: str, store: resources.SecretStore, noun: str) -> None:
+    """GET /{path}, GET /{path}/{name} and DELETE /{path}/{name} of one kind of protected resource."""
+
+    def list_all(
+        _: Principal = Depends(current_principal), platform: Platform = Depends(get_platform)
+    ) -> list[dict[str, Any]]:
+        return store.list(platform)
+
+    def show(
+        name: str, _: Principal = Depends(current_principal), platform: Platform = Depends(get_platform)
+    ) -> dict[str, Any]:
+        return store.get(platform, name)
+
+    def delete(
+        name: str, principal: Principal = Depends(requires("admin")), platform: Platform = Depends(get_platform)
+    ) -> dict[str, Any]:
+        return store.delete(platform, principal, name)
+
+    router.add_api_route(f"/{path}", list_all, methods=["GET"], name=f"list_{noun}s")
+    router.add_api_route(f"/{path}/{{name}}", show, methods=["GET"], name=f"show_{noun}")
+    router.add_api_route(f"/{path}/{{name}}", delete, methods=["DELETE"], name=f"delete_{noun}")
+
+
+_read_and_delete("connections", resources.CONNECTIONS, "connection")
+_read_and_delete("variable-groups", resources.GROUPS, "group")
 
 
 @router.post("/connections", status_code=201)
@@ -39,27 +59,6 @@ def create_connection(
     )
 
 
-@router.get("/connections/{name}")
-def show_connection(
-    name: str, _: Principal = Depends(current_principal), platform: Platform = Depends(get_platform)
-) -> dict[str, Any]:
-    return resources.get_connection(platform, name)
-
-
-@router.delete("/connections/{name}")
-def delete_connection(
-    name: str, principal: Principal = Depends(requires("admin")), platform: Platform = Depends(get_platform)
-) -> dict[str, Any]:
-    return resources.delete_connection(platform, principal, name)
-
-
-@router.get("/variable-groups")
-def list_groups(
-    _: Principal = Depends(current_principal), platform: Platform = Depends(get_platform)
-) -> list[dict[str, Any]]:
-    return resources.list_groups(platform)
-
-
 @router.post("/variable-groups", status_code=201)
 def create_group(
     body: VariableGroupCreate,
@@ -69,20 +68,6 @@ def create_group(
     return resources.create_group(
         platform, principal, body.name, variables=body.variables, secret_variables=body.secrets, update=body.update
     )
-
-
-@router.get("/variable-groups/{name}")
-def show_group(
-    name: str, _: Principal = Depends(current_principal), platform: Platform = Depends(get_platform)
-) -> dict[str, Any]:
-    return resources.get_group(platform, name)
-
-
-@router.delete("/variable-groups/{name}")
-def delete_group(
-    name: str, principal: Principal = Depends(requires("admin")), platform: Platform = Depends(get_platform)
-) -> dict[str, Any]:
-    return resources.delete_group(platform, principal, name)
 
 
 @router.patch("/environments/{name}")
