@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -159,3 +160,83 @@ def test_a_running_run_page_refreshes_itself(server: Server, git: Git) -> None:
         assert 'http-equiv="refresh"' in page.text
         wait_state(server, run_id)
         assert 'http-equiv="refresh"' not in web.get(f"/runs/{run_id}").text
+
+
+# -- buttons ----------------------------------------------------------------------------------------
+SLEEPY = "trigger: none\nsteps:\n- script: echo started; sleep 60\n"
+APPROVED = """trigger: none
+jobs:
+- deployment: Ship
+  environment: web-approvals
+  strategy:
+    runOnce:
+      deploy:
+        steps:
+        - script: echo "shipping to $(Environment.Name)"
+"""
+
+
+def form_token(html: str) -> str:
+    match = re.search(r'name="csrf" value="([0-9a-f]{64})"', html)
+    assert match, "no form on the page"
+    return match.group(1)
+
+
+def test_run_a_pipeline_then_cancel_it_from_the_browser(server: Server, git: Git) -> None:
+    make_repo(server, git, "web-sleepy", {"azure-pipelines.yml": SLEEPY})
+    register(server, "web-sleepy", "web-sleepy", "azure-pipelines.yml")
+    with sign_in(server) as web:
+        queued = web.post("/pipelines/web-sleepy/run", data={"csrf": form_token(web.get("/pipelines/web-sleepy").text)})
+        assert queued.status_code == 303 and queued.headers["location"].startswith("/runs/")
+        run_id = int(queued.headers["location"].rsplit("/", 1)[1])
+        assert wait_state(server, run_id, {"running"})["reason"] == "Manual"
+        page = web.get(f"/runs/{run_id}")
+        assert "Cancel run" in page.text
+        canceled = web.post(f"/runs/{run_id}/cancel", data={"csrf": form_token(page.text)})
+        assert canceled.status_code == 303 and canceled.headers["location"] == f"/runs/{run_id}"
+        assert wait_state(server, run_id)["state"] == "canceled"
+        assert "Cancel run" not in web.get(f"/runs/{run_id}").text
+
+
+def test_buttons_need_our_form_token_and_the_scope(server: Server, git: Git) -> None:
+    make_repo(server, git, "web-guarded", {"azure-pipelines.yml": SLEEPY})
+    register(server, "web-guarded", "web-guarded", "azure-pipelines.yml")
+    with sign_in(server) as web:
+        token = form_token(web.get("/pipelines/web-guarded").text)
+        assert web.post("/pipelines/web-guarded/run", data={}).status_code == 403
+        assert web.post("/pipelines/web-guarded/run", data={"csrf": "0" * 64}).status_code == 403
+        foreign = web.post("/pipelines/web-guarded/run", data={"csrf": token}, headers={"Origin": "https://evil.example"})
+        assert foreign.status_code == 403
+    with sign_in(server, make_token(server, "repo:read", name="web-reader")) as reader:
+        own = form_token(reader.get("/pipelines/web-guarded").text)
+        refused = reader.post("/pipelines/web-guarded/run", data={"csrf": own})
+        assert refused.status_code == 403 and "pipelines:run" in refused.text
+    with browser(server) as anonymous:
+        assert anonymous.post("/pipelines/web-guarded/run", data={"csrf": token}).status_code == 303  # to sign-in
+    with server.client() as api:
+        assert api.get("/api/v1/runs", params={"pipeline": "web-guarded"}).json() == []  # nothing was queued
+
+
+def test_permit_then_approve_a_deployment_from_the_browser(server: Server, git: Git) -> None:
+    with server.client() as api:
+        api.post("/api/v1/environments", json={"name": "web-approvals"}).raise_for_status()
+        api.patch("/api/v1/environments/web-approvals", json={"approval_required": True}).raise_for_status()
+    make_repo(server, git, "web-ship", {"azure-pipelines.yml": APPROVED})
+    register(server, "web-ship", "web-ship", "azure-pipelines.yml")
+    run_id = run(server, "web-ship")["id"]
+    with sign_in(server) as web:
+        waiting = wait_state(server, run_id, {"waiting"})
+        assert waiting["waiting_for"] == ["environment:web-approvals"]
+        page = web.get(f"/runs/{run_id}")
+        assert "environment:web-approvals" in page.text and 'http-equiv="refresh"' not in page.text
+        assert web.post(f"/runs/{run_id}/permit", data={"csrf": form_token(page.text)}).status_code == 303
+        deadline = time.monotonic() + 30
+        while "waits for approval" not in (page := web.get(f"/runs/{run_id}")).text:
+            assert time.monotonic() < deadline, page.text
+            time.sleep(0.1)
+        decision = {"csrf": form_token(page.text), "decision": "approve", "comment": "looks good"}
+        decided = web.post(f"/runs/{run_id}/approval", data=decision)
+        assert decided.status_code == 303
+        done = wait_state(server, run_id)
+        assert done["state"] == "succeeded"
+        assert "approved by admin: looks good" in web.get(f"/runs/{run_id}").text

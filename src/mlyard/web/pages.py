@@ -1,9 +1,12 @@
 """Routes of the web UI: sign-in with a token, then pipelines, runs with their logs, repositories,
-models and deployments. Read-only: changes go through the CLI or the API."""
+models and deployments, and the buttons of a run's life: run a pipeline, cancel, permit, approve or
+reject. Everything else changes through the CLI or the API."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,18 @@ def _platform(request: Request) -> Platform:
     return platform
 
 
+def _csrf(platform: Platform, token: str) -> str:
+    """The form token of a signed-in browser: an HMAC of its session token under the server's secret key.
+    Forms carry it and actions check it (with the Origin header and the SameSite=Strict cookie)."""
+    key = _keys.get(platform.settings.secret_key_file)
+    if key is None:
+        key = _keys[platform.settings.secret_key_file] = platform.settings.secret_key_file.read_bytes()
+    return hmac.new(key, b"mlyard-web-form:" + token.encode(), hashlib.sha256).hexdigest()
+
+
+_keys: dict[Path, bytes] = {}
+
+
 def _render(name: str, code: int = 200, **context: Any) -> HTMLResponse:
     html = _templates.get_template(name).render(**context)
     return HTMLResponse(html, status_code=code, headers=_HEADERS)
@@ -88,9 +103,38 @@ def page(handler: Callable[..., dict[str, Any]]) -> Callable[[Request], Any]:
             status = int(getattr(exc, "http_status", 500))
             return _render("error.html", status, title=_title(exc), message=exc.message, status=status,
                            user=principal.username if principal else "")  # fmt: skip
-        return _render(context.pop("template"), user=principal.username, **context)
+        csrf = _csrf(_platform(request), request.cookies.get(COOKIE, ""))
+        return _render(context.pop("template"), user=principal.username, csrf=csrf, **context)
 
     endpoint.__name__ = endpoint.__qualname__ = handler.__name__.lstrip("_") + "_page"
+    return endpoint
+
+
+def action(handler: Callable[..., str]) -> Callable[[Request], Any]:
+    """A button: a POST from one of our pages (same origin, form token) by a signed-in browser.
+
+    `handler(platform, principal, form, **path_params)` does the work through the services (which check
+    the scopes) and returns where to go next; expected errors become an error page.
+    """
+
+    async def endpoint(request: Request) -> Response:
+        principal: Principal | None = None
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+        try:
+            principal = await asyncio.to_thread(_principal, request)
+            expected = _csrf(_platform(request), request.cookies.get(COOKIE, ""))
+            if not _same_origin(request) or not hmac.compare_digest(form.get("csrf", ""), expected):
+                raise PermissionDenied("this form did not come from a page of this server: reload the page and retry")
+            target = await asyncio.to_thread(handler, _platform(request), principal, form, **request.path_params)
+        except _SignIn:
+            return RedirectResponse("/login", status_code=303, headers=_HEADERS)
+        except MlyardError as exc:
+            status = int(getattr(exc, "http_status", 500))
+            return _render("error.html", status, title=_title(exc), message=exc.message, status=status,
+                           user=principal.username if principal else "")  # fmt: skip
+        return RedirectResponse(target, status_code=303, headers=_HEADERS)
+
+    endpoint.__name__ = endpoint.__qualname__ = handler.__name__.lstrip("_") + "_action"
     return endpoint
 
 
@@ -172,17 +216,18 @@ def _pipeline(request: Request, platform: Platform, name: str) -> dict[str, Any]
 
 
 def _run(request: Request, platform: Platform, run_id: str) -> dict[str, Any]:
-    if not run_id.isdigit():
-        raise NotFound(f"run {run_id!r} not found")
     step = request.query_params.get("step") or None
-    doc = runs.show_run(platform, int(run_id))
+    doc = runs.show_run(platform, _run_id(run_id))
     log = runs.read_logs(platform, doc["id"], step=step)
     if len(log) > LOG_LIMIT:
         log = f"... (the first {len(log) - LOG_LIMIT} characters are left out: `mlyard runs logs {doc['id']}`)\n" + log[
             -LOG_LIMIT:
         ]
-    return {"template": "run.html", "run": doc, "log": log, "step": step,
-            "refresh": 3 if doc["state"] not in FINAL else None}  # fmt: skip
+    pending = any(job["approval"] == "pending" for stage in doc["stages"] for job in stage["jobs"])
+    return {"template": "run.html", "run": doc, "log": log, "step": step, "final": doc["state"] in FINAL,
+            "pending_approval": pending,
+            # a waiting run changes only when somebody acts: no refresh that would wipe a comment being typed
+            "refresh": 3 if doc["state"] not in FINAL | {"waiting"} else None}  # fmt: skip
 
 
 def _repos(request: Request, platform: Platform) -> dict[str, Any]:
@@ -216,6 +261,37 @@ def _models(request: Request, platform: Platform) -> dict[str, Any]:
     }
 
 
+def _run_id(value: str) -> int:
+    if not value.isdigit():
+        raise NotFound(f"run {value!r} not found")
+    return int(value)
+
+
+def _cancel(platform: Platform, principal: Principal, form: dict[str, str], run_id: str) -> str:
+    runs.cancel_run(platform, principal, _run_id(run_id))
+    return f"/runs/{run_id}"
+
+
+def _permit(platform: Platform, principal: Principal, form: dict[str, str], run_id: str) -> str:
+    runs.permit_run(platform, principal, _run_id(run_id))
+    return f"/runs/{run_id}"
+
+
+def _approve(platform: Platform, principal: Principal, form: dict[str, str], run_id: str) -> str:
+    approve = form.get("decision") == "approve"
+    runs.decide_approval(platform, principal, _run_id(run_id), approve=approve, comment=form.get("comment", "").strip())
+    return f"/runs/{run_id}"
+
+
+def _queue(platform: Platform, principal: Principal, form: dict[str, str], name: str) -> str:
+    queued = runs.queue_manual(platform, principal, name, branch=form.get("branch", "").strip() or None)
+    return f"/runs/{queued['id']}"
+
+
+router.add_api_route("/runs/{run_id}/cancel", action(_cancel), methods=["POST"])
+router.add_api_route("/runs/{run_id}/permit", action(_permit), methods=["POST"])
+router.add_api_route("/runs/{run_id}/approval", action(_approve), methods=["POST"])
+router.add_api_route("/pipelines/{name}/run", action(_queue), methods=["POST"])
 router.add_api_route("/", page(_home), methods=["GET"], response_class=HTMLResponse)
 router.add_api_route("/pipelines/{name}", page(_pipeline), methods=["GET"], response_class=HTMLResponse)
 router.add_api_route("/runs/{run_id}", page(_run), methods=["GET"], response_class=HTMLResponse)
