@@ -55,3 +55,20 @@ def test_create_show_list_update_delete(
 def test_names_are_checked(server: Server, command: str) -> None:
     bad = server.cli(command, "create", "../escape", check=False)
     assert bad.returncode == 2 and "escape" in bad.stderr
+
+
+def test_environment_webhook_is_checked_and_kept_secret(server: Server) -> None:
+    bad = server.cli("environments", "set", "test", "--notify-webhook", "ftp://hooks.example/x", check=False)
+    assert bad.returncode == 2 and "is not an http:// or https:// URL" in bad.stderr
+    missing = server.cli("environments", "set", "no-such-env", "--notify-webhook", "https://h.example/x", check=False)
+    assert missing.returncode == 3
+    try:
+        done = json.loads(server.cli("environments", "set", "test", "--notify-webhook", "https://h.example/T/B/x",
+                                     "--json").stdout)  # fmt: skip
+        assert done["notify_webhook"] is True
+        shown = json.loads(server.cli("connections", "show", "test-connection", "--json").stdout)
+        assert "NOTIFY_WEBHOOK_URL" in shown["secret_keys"] and "h.example" not in json.dumps(shown)
+    finally:
+        server.cli("environments", "set", "test", "--notify-webhook", "")
+    shown = json.loads(server.cli("connections", "show", "test-connection", "--json").stdout)
+    assert "NOTIFY_WEBHOOK_URL" not in shown["secret_keys"]

@@ -20,6 +20,7 @@ FILES = [
     "pyproject.toml",
     "mlops/gate.py",
     "mlops/model-gates.yml",
+    "mlops/notify.py",
     "mlops/pipelines/deploy-code.yml",
     "mlops/pipelines/promote-model.yml",
     "mlops/pipelines/deploy-model.yml",

@@ -80,6 +80,7 @@ class VariableGroupCreate(BaseModel):
 
 class EnvironmentUpdate(BaseModel):
     approval_required: bool | None = None
+    notify_webhook: str | None = Field(default=None, description="Slack-compatible webhook of model CI; '' removes it")
 
 
 class ClaimRequest(BaseModel):

@@ -145,12 +145,19 @@ def groups_delete(name: str, json: JSON = False) -> None:
 def environments_set(
     name: str,
     approval: Annotated[str | None, typer.Option(help="required or none: approve each deployment by hand.")] = None,
+    notify_webhook: Annotated[
+        str | None,
+        typer.Option(
+            "--notify-webhook",
+            help="Slack-compatible webhook URL that model CI notifies on promotion or failure ('' removes it).",
+        ),
+    ] = None,
     json: JSON = False,
 ) -> None:
-    """Change an environment's checks (admin)."""
+    """Change an environment's checks and notifications (admin)."""
     if approval not in (None, "required", "none"):
         raise InvalidInput(f"--approval must be 'required' or 'none', not {approval!r}")
-    body = {"approval_required": None if approval is None else approval == "required"}
+    body = {"approval_required": None if approval is None else approval == "required", "notify_webhook": notify_webhook}
     with client() as api:
         row = api.patch(f"/api/v1/environments/{name}", body)
     if json:
@@ -158,4 +165,6 @@ def environments_set(
     else:
         output.console().print(
             f"environment {row['name']}: approval " + ("required" if row["approval_required"] else "not required")
+            + ", notification webhook " + ("set" if row["notify_webhook"] else "none"),
+            markup=False,
         )

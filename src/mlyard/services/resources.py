@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -188,23 +189,57 @@ def permit_pipeline(platform: Platform, principal: Principal, pipeline: str, res
         return {"pipeline": pipeline, "resource": f"{kind}:{name}", "granted": added}
 
 
+WEBHOOK_SETTING = "NOTIFY_WEBHOOK_URL"
+
+
 def set_environment(
-    platform: Platform, principal: Principal, name: str, *, approval_required: bool | None
+    platform: Platform,
+    principal: Principal,
+    name: str,
+    *,
+    approval_required: bool | None,
+    notify_webhook: str | None = None,
 ) -> dict[str, Any]:
+    """Change an environment's checks and its notification webhook ("" removes it).
+
+    The webhook is a secret setting of the environment's service connection, so the pipelines that use
+    the connection (model CI) see it as `NOTIFY_WEBHOOK_URL` and logs show it as `***`.
+    """
     from mlyard.services.environments import environment_dict
 
     principal.require("admin")
+    if notify_webhook:
+        check_webhook(notify_webhook)
     with transaction(platform.sessions) as session:
         row = session.scalars(select(Environment).where(Environment.name == name)).first()
         if row is None:
-            raise NotFound(f"environment {name!r} not found")
+            raise NotFound(f"environment {name!r} not found; list them with `mlyard environments list`")
         if approval_required is not None:
             row.approval_required = approval_required
+        connection = session.scalars(select(Connection).where(Connection.name == f"{name}-connection")).first()
+        hidden = secrets.decrypt_map(platform, connection.secrets) if connection is not None else {}
+        if notify_webhook is not None:
+            if connection is None:
+                raise NotFound(
+                    f"environment {name!r} has no service connection {name}-connection to keep the webhook in: "
+                    "run `mlyard infra sync`"
+                )
+            hidden.pop(WEBHOOK_SETTING, None)
+            if notify_webhook:
+                hidden[WEBHOOK_SETTING] = notify_webhook
+            connection.secrets = secrets.encrypt_map(platform, hidden)
         audit.record(
             session,
             "environment.updated",
             actor=principal.username,
             target=name,
             approval_required=row.approval_required,
+            notify_webhook="unchanged" if notify_webhook is None else ("set" if notify_webhook else "removed"),
         )
-        return environment_dict(row)
+        return {**environment_dict(row), "notify_webhook": WEBHOOK_SETTING in hidden}
+
+
+def check_webhook(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise InvalidInput(f"notification webhook {url!r} is not an http:// or https:// URL")

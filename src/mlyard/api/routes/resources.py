@@ -77,4 +77,6 @@ def update_environment(
     principal: Principal = Depends(requires("admin")),
     platform: Platform = Depends(get_platform),
 ) -> dict[str, Any]:
-    return resources.set_environment(platform, principal, name, approval_required=body.approval_required)
+    return resources.set_environment(
+        platform, principal, name, approval_required=body.approval_required, notify_webhook=body.notify_webhook
+    )
