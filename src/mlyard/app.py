@@ -90,6 +90,10 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
         deployments.attach(platform, fronts)
         recovery = threading.Thread(target=deployments.recover_after_restart, args=(platform,), daemon=True)
         recovery.start()
+        supervisor = threading.Thread(
+            target=deployments.supervise, args=(platform, stopping), name="mlyard-deployments", daemon=True
+        )
+        supervisor.start()
         local = None
         if agents > 0:
             os.environ[MARK_VARIABLE] = marker
@@ -102,6 +106,7 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
             )
             local.start()
         yield
+        stopping.set()  # also when the server is stopped without a signal (begin_shutdown not called)
         await asyncio.to_thread(deployments.stop_all)
         await fronts.close_all()
         deployments.attach(platform, None)

@@ -4,6 +4,8 @@ servers, real HTTP through the deployment's stable front port."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -61,6 +63,7 @@ def test_errors_are_clear(srv: Server, logged: list[Logged]) -> None:
         (("--version", "9"), 3, f"model '{MODEL}' has no version 9 (versions: 1, 2, 3)"),
         (("--stage", "Staging"), 3, f"model '{MODEL}' has no version in Staging"),
         (("--version", "1", "--target", "aci"), 2, "unknown target 'aci': supported targets: local"),
+        (("--version", "1", "--cpu", "512"), 2, "cpu=512 needs 512 cores; the local target has"),
     ]
     for args, code, message in cases:
         out = srv.cli("deployments", "create", MODEL, "--env", "dev", *args, check=False)
@@ -149,6 +152,32 @@ def test_the_endpoint_comes_back_after_a_server_restart(srv: Server, logged: lis
     after = json.loads(srv.cli("deployments", "show", MODEL, "--env", "dev", "--json").stdout)
     assert (after["state"], after["version"], after["url"]) == ("healthy", "2", before["url"])
     assert after["pid"] != before["pid"]
+
+
+def test_the_scoring_server_runs_within_its_cpu_and_memory(srv: Server, logged: list[Logged]) -> None:
+    found = json.loads(srv.cli("deployments", "show", MODEL, "--env", "dev", "--json").stdout)
+    assert (found["cpu"], found["memory"]) == (1.0, 2.0)  # the defaults
+    process = psutil.Process(found["pid"])
+    assert len(process.cpu_affinity()) == 1 and process.environ()["OPENBLAS_NUM_THREADS"] == "1"
+    # A redeploy that cannot fit in its memory fails, naming the limit; the running version goes on serving.
+    tiny = srv.cli("deployments", "create", MODEL, "--env", "dev", "--version", "3", "--memory", "0.05", check=False)
+    assert tiny.returncode == 1 and "memory limit exceeded" in tiny.stderr and "(--memory 0.05 GB)" in tiny.stderr
+    after = json.loads(srv.cli("deployments", "show", MODEL, "--env", "dev", "--json").stdout)
+    assert (after["pid"], after["version"], after["state"]) == (found["pid"], found["version"], "healthy")
+    assert "the last redeploy failed" in after["message"]
+
+
+def test_a_scoring_server_that_dies_is_restarted_behind_the_same_uri(srv: Server, logged: list[Logged]) -> None:
+    before = json.loads(srv.cli("deployments", "show", MODEL, "--env", "dev", "--json").stdout)
+    os.killpg(before["pid"], signal.SIGKILL)  # as a crash would
+    body = {"dataframe_records": [{"a": a, "b": b} for a, b in ROWS]}
+    assert predict(before["scoring_uri"], body, timeout=120) == logged[int(before["version"]) - 1].predictions
+    after = json.loads(srv.cli("deployments", "show", MODEL, "--env", "dev", "--json").stdout)
+    assert after["state"] == "healthy" and after["pid"] != before["pid"] and after["url"] == before["url"]
+    assert "restarted at" in after["message"] and "exited with code -9" in after["message"]
+    with srv.client() as api:
+        actions = [(e["action"], e["target"]) for e in api.get("/api/v1/audit").json()]
+    assert ("deployment.restarted", f"dev/{MODEL}") in actions
 
 
 def test_delete_leaves_no_process(srv: Server, logged: list[Logged]) -> None:

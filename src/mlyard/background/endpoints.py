@@ -4,8 +4,8 @@ Clients call `http://host:<front port>`; each accepted connection is pinned to t
 server port) that was current when it was accepted, and bytes are piped both ways without parsing
 HTTP. `route()` switches the backend atomically: new connections go to the new scoring server,
 connections already open finish on the old one (the deployment service stops it once they are gone
-or after a grace period). Until a front has a backend (right after a server restart), accepted
-connections wait for one instead of being refused.
+or after a grace period). Until a front has a backend (right after a server restart), or while the
+supervisor replaces a scoring server that died, accepted connections wait instead of failing.
 
 The methods without a leading underscore are called from worker threads (the deployment service).
 """
@@ -23,6 +23,7 @@ log = logging.getLogger("mlyard.deployments")
 
 _CHUNK = 256 * 1024
 _WAIT_FOR_BACKEND = 180.0  # seconds a connection waits for the first backend after a restart
+_WAIT_FOR_REPLACEMENT = 60.0  # seconds a connection waits for a backend that refused it to be replaced
 
 
 class _Front:
@@ -32,7 +33,6 @@ class _Front:
         self.host = host
         self.port = port
         self.backend: int | None = None
-        self.has_backend = asyncio.Event()
         self.active: Counter[int] = Counter()
         self.server: asyncio.Server | None = None
         self.tasks: set[asyncio.Task[None]] = set()
@@ -42,10 +42,6 @@ class _Front:
 
     def set_backend(self, backend: int | None) -> None:
         self.backend = backend
-        if backend is None:
-            self.has_backend.clear()
-        else:
-            self.has_backend.set()
 
     async def close(self) -> None:
         if self.server is not None:
@@ -60,34 +56,43 @@ class _Front:
         if task is not None:
             self.tasks.add(task)
         try:
-            if self.backend is None:
-                try:
-                    await asyncio.wait_for(self.has_backend.wait(), _WAIT_FOR_BACKEND)
-                except TimeoutError:
-                    return
-            backend = self.backend
-            assert backend is not None
+            connected = await self._connect()
+            if connected is None:
+                return
+            backend, up_reader, up_writer = connected
             self.active[backend] += 1
             try:
-                await _pipe_to(reader, writer, self.host, backend)
+                await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
             finally:
                 self.active[backend] -= 1
+                _close(up_writer)
         finally:
             _close(writer)
             if task is not None:
                 self.tasks.discard(task)
 
-
-async def _pipe_to(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, port: int) -> None:
-    try:
-        up_reader, up_writer = await asyncio.open_connection(host, port)
-    except OSError as exc:
-        log.warning("deployment backend %s:%d refused a connection: %s", host, port, exc)
-        return
-    try:
-        await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
-    finally:
-        _close(up_writer)
+    async def _connect(self) -> tuple[int, asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """A connection to the current backend. Without one (after a server restart) or when it refuses
+        (its scoring server died and the supervisor is starting another), wait for the next backend."""
+        loop = asyncio.get_running_loop()
+        first = loop.time() + _WAIT_FOR_BACKEND
+        refused: int | None = None
+        replaced_by = 0.0
+        while True:
+            backend = self.backend
+            if backend is None or backend == refused:
+                if loop.time() > (first if refused is None else replaced_by):
+                    return None
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                up_reader, up_writer = await asyncio.open_connection(self.host, backend)
+            except OSError as exc:
+                log.info("deployment backend %s:%d refused a connection (%s): waiting for its replacement",
+                         self.host, backend, exc)  # fmt: skip
+                refused, replaced_by = backend, loop.time() + _WAIT_FOR_REPLACEMENT
+                continue
+            return backend, up_reader, up_writer
 
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -28,6 +28,7 @@ from mlyard.names import check_env_name, check_repo_name
 from mlyard.services import audit, environments, models
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
+from mlyard.serving.limits import MEMORY_EXIT_CODE, available_cores, cores_for
 from mlyard.serving.process import Endpoint, EndpointFailed, find_free_port, start_endpoint, stop_process_group
 
 log = logging.getLogger("mlyard.deployments")
@@ -81,6 +82,10 @@ def check_request(target: str, cpu: float, memory: float) -> None:
         raise InvalidInput(f"unknown target {target!r}: supported targets: {', '.join(TARGETS)}")
     if cpu <= 0 or memory <= 0:
         raise InvalidInput(f"invalid resources cpu={cpu} memory={memory}: both must be greater than 0")
+    if cores_for(cpu) > available_cores():
+        raise InvalidInput(
+            f"cpu={cpu:g} needs {cores_for(cpu)} cores; the local target has {available_cores()}: ask for fewer"
+        )
 
 
 def deploy(
@@ -106,7 +111,7 @@ def deploy(
         if previous is None:
             _insert(platform, env, model, front, host, spec)
         try:
-            endpoint = _start(platform, environment, model, number)
+            endpoint = _start(platform, environment, model, number, cpu=cpu, memory=memory)
         except EndpointFailed as exc:
             _failed(platform, env, model, exc.message, keep=previous is not None and previous["state"] == HEALTHY)
             raise
@@ -148,8 +153,10 @@ def _allocate(platform: Platform, environment: dict[str, Any]) -> int:
     raise OperationFailed(f"no free port in {low}-{high} for environment {environment['name']}: delete a deployment")
 
 
-def _start(platform: Platform, environment: dict[str, Any], model: str, number: str, port: int = 0) -> Endpoint:
-    port = port or _allocate(platform, environment)
+def _start(
+    platform: Platform, environment: dict[str, Any], model: str, number: str, *, cpu: float, memory: float
+) -> Endpoint:
+    port = _allocate(platform, environment)
     folder = platform.settings.envs_dir / environment["name"] / "deployments" / model
     folder.mkdir(parents=True, exist_ok=True)
     n = len(list(folder.glob(f"{number}-*.log"))) + 1
@@ -162,6 +169,8 @@ def _start(platform: Platform, environment: dict[str, Any], model: str, number: 
             log_file=folder / f"{number}-{n}.log",
             env=child_env,
             host=_serving(environment)["host"],
+            cpu=cpu,
+            memory=memory,
         )
     finally:
         with _guard:
@@ -205,13 +214,15 @@ def _insert(platform: Platform, env: str, model: str, front: int, host: str, spe
         _reserved.discard(front)
 
 
-def _record(platform: Platform, env: str, model: str, endpoint: Endpoint, spec: dict[str, Any]) -> None:
+def _record(
+    platform: Platform, env: str, model: str, endpoint: Endpoint, spec: dict[str, Any], message: str = ""
+) -> None:
     with transaction(platform.sessions) as session:
         row = _get(session, env, model)
         row.version, row.model_uri, row.target = spec["version"], endpoint.model_uri, spec["target"]
         row.cpu, row.memory, row.requested_by = spec["cpu"], spec["memory"], spec["by"]
         row.backend_port, row.pid, row.log_path = endpoint.port, endpoint.pid, str(endpoint.log_file)
-        row.state, row.message, row.updated_at = HEALTHY, "", datetime.now(UTC)
+        row.state, row.message, row.updated_at = HEALTHY, message, datetime.now(UTC)
 
 
 def _failed(platform: Platform, env: str, model: str, message: str, *, keep: bool) -> None:
@@ -307,16 +318,80 @@ def _restart(platform: Platform, router: Router, row: dict[str, Any]) -> int:
             stop_process_group(row["pid"])
         try:
             environment = environments.get_environment(platform, env)
-            endpoint = _start(platform, environment, model, row["version"])
+            endpoint = _start(platform, environment, model, row["version"], cpu=row["cpu"], memory=row["memory"])
         except (EndpointFailed, NotFound, OperationFailed) as exc:
             log.error("deployment %s/%s did not come back after the restart: %s", env, model, exc)
             _failed(platform, env, model, f"restarting after a server restart failed: {exc}", keep=False)
             return 0
         router.route(row["port"], endpoint.port, host=endpoint.host)
-        spec = {"version": row["version"], "cpu": row["cpu"], "memory": row["memory"], "target": row["target"],
-                "by": row["requested_by"]}  # fmt: skip
-        _record(platform, env, model, endpoint, spec)
+        _record(platform, env, model, endpoint, _spec_of(row))
     return 1
+
+
+def _spec_of(row: dict[str, Any]) -> dict[str, Any]:
+    return {"version": row["version"], "cpu": row["cpu"], "memory": row["memory"], "target": row["target"],
+            "by": row["requested_by"]}  # fmt: skip
+
+
+def supervise(platform: Platform, stop: threading.Event, *, interval: float = 1.0) -> None:
+    """Restart the scoring servers that stopped on their own (a crash, their memory limit), as a container
+    service's restart policy does. One that stops more than RESTART_LIMIT times in RESTART_WINDOW seconds
+    is left stopped and its deployment `failed`. Runs in the server until `stop` is set."""
+    while not stop.wait(interval):
+        try:
+            for row in list_deployments(platform):
+                if row["state"] == HEALTHY and row["pid"] and _exit_code(row["pid"]) is not None:
+                    _revive(platform, row, stop)
+        except Exception:  # the supervisor must outlive any one deployment's trouble
+            log.exception("the deployment supervisor failed a round")
+
+
+RESTART_LIMIT, RESTART_WINDOW = 3, 300.0
+_restarts: dict[tuple[str, str], list[float]] = {}
+
+
+def _exit_code(pid: int) -> int | None:
+    """The exit code of a scoring server this process started, None while it runs (or is not ours)."""
+    with _guard:
+        endpoint = _processes.get(pid)
+    return None if endpoint is None else endpoint.process.poll()
+
+
+def _revive(platform: Platform, row: dict[str, Any], stop: threading.Event) -> None:
+    env, model = row["environment"], row["model"]
+    router = _router(platform)
+    with _locked(env, model):
+        current = _row(platform, env, model)
+        if stop.is_set() or current is None or current["state"] != HEALTHY or current["pid"] != row["pid"]:
+            return  # redeployed, deleted or shutting down meanwhile
+        with _guard:
+            gone = _processes.pop(row["pid"], None)
+        code = gone.process.returncode if gone is not None else None
+        reason = "it passed its memory limit" if code == MEMORY_EXIT_CODE else f"it exited with code {code}"
+        now = time.monotonic()
+        recent = [t for t in _restarts.get((env, model), []) if now - t < RESTART_WINDOW] + [now]
+        _restarts[(env, model)] = recent
+        if len(recent) > RESTART_LIMIT:
+            router.route(current["port"], None, host=gone.host if gone is not None else "127.0.0.1")
+            message = (f"the scoring server stopped {len(recent)} times in {RESTART_WINDOW:.0f} s, last because "
+                       f"{reason}: not restarted again; see `mlyard deployments logs {model} --env {env}`")  # fmt: skip
+            _failed(platform, env, model, message, keep=False)
+            log.error("deployment %s/%s: %s", env, model, message)
+            return
+        log.warning("deployment %s/%s: the scoring server stopped (%s); restarting it", env, model, reason)
+        host = gone.host if gone is not None else "127.0.0.1"
+        router.route(current["port"], None, host=host)  # hold new requests until the new server is up
+        try:
+            environment = environments.get_environment(platform, env)
+            endpoint = _start(platform, environment, model, current["version"], cpu=current["cpu"],
+                              memory=current["memory"])  # fmt: skip
+        except (EndpointFailed, NotFound, OperationFailed) as exc:
+            _failed(platform, env, model, f"restarting after {reason} failed: {exc}", keep=False)
+            return
+        router.route(current["port"], endpoint.port, host=endpoint.host)
+        when = datetime.now(UTC).isoformat(timespec="seconds")
+        _record(platform, env, model, endpoint, _spec_of(current), message=f"restarted at {when}: {reason}")
+    audit.record_now(platform, "deployment.restarted", actor="server", target=f"{env}/{model}", reason=reason)
 
 
 def stop_all() -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlyard.errors import OperationFailed
+from mlyard.serving.limits import thread_pool_env
 
 DEFAULT_PORTS = range(8600, 8700)
 _LOG_TAIL_BYTES = 4000
@@ -142,10 +143,17 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-def serve_argv(model_uri: str, *, port: int, host: str, tracking_uri: str | None, python: str) -> list[str]:
+def serve_argv(
+    model_uri: str, *, port: int, host: str, tracking_uri: str | None, python: str,
+    cpu: float | None = None, memory: float | None = None,
+) -> list[str]:  # fmt: skip
     argv = [python, "-m", "mlyard.serving", "--model-uri", model_uri, "--host", host, "--port", str(port)]
     if tracking_uri:
         argv += ["--tracking-uri", tracking_uri]
+    if cpu:
+        argv += ["--cpu", f"{cpu:g}"]
+    if memory:
+        argv += ["--memory", f"{memory:g}"]
     return argv
 
 
@@ -160,8 +168,12 @@ def start_endpoint(
     cwd: Path | None = None,
     python: str = sys.executable,
     timeout: float = 120.0,
+    cpu: float | None = None,
+    memory: float | None = None,
 ) -> Endpoint:
     """Start a scoring server and wait until `/ping` is healthy.
+
+    `cpu` and `memory` (GB) limit it (mlyard.serving.limits): ceil(cpu) cores, stopped past `memory`.
 
     `env` is the child's whole environment (default: a copy of this process's); `MLFLOW_TRACKING_URI`
     is set from `tracking_uri`. On failure the process group is stopped and `EndpointFailed`
@@ -171,8 +183,10 @@ def start_endpoint(
     if tracking_uri:
         child_env["MLFLOW_TRACKING_URI"] = tracking_uri
     child_env["PYTHONUNBUFFERED"] = "1"
+    if cpu:
+        child_env.update(thread_pool_env(cpu))
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    argv = serve_argv(model_uri, port=port, host=host, tracking_uri=tracking_uri, python=python)
+    argv = serve_argv(model_uri, port=port, host=host, tracking_uri=tracking_uri, python=python, cpu=cpu, memory=memory)
     with open(log_file, "ab") as log:
         process = subprocess.Popen(
             argv,

@@ -46,11 +46,23 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"interface to bind (default {DEFAULT_HOST})")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
+    parser.add_argument("--cpu", type=float, default=None, help="run on ceil(CPU) cores (default: all)")
+    parser.add_argument("--memory", type=float, default=None, help="stop when resident memory passes this many GB")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Limits first: before the model (and numpy's thread pools) load, so they apply to all of it.
+    if args.cpu:
+        from mlyard.serving.limits import apply_cpu_limit
+
+        cores = apply_cpu_limit(args.cpu)
+        print(f"mlyard serving: cpu {args.cpu:g} -> cores {cores}", file=sys.stderr, flush=True)
+    if args.memory:
+        from mlyard.serving.limits import watch_memory
+
+        watch_memory(args.memory)
     try:
         serve(args.model_uri, port=args.port, host=args.host, tracking_uri=args.tracking_uri)
     except MlyardError as exc:
