@@ -388,6 +388,9 @@ def _revive(platform: Platform, row: dict[str, Any], stop: threading.Event) -> N
         except (EndpointFailed, NotFound, OperationFailed) as exc:
             _failed(platform, env, model, f"restarting after {reason} failed: {exc}", keep=False)
             return
+        if stop.is_set():  # the server began to stop while this one started: leave nothing running
+            _stop(endpoint.pid)
+            return
         router.route(current["port"], endpoint.port, host=endpoint.host)
         when = datetime.now(UTC).isoformat(timespec="seconds")
         _record(platform, env, model, endpoint, _spec_of(current), message=f"restarted at {when}: {reason}")
