@@ -166,13 +166,11 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
 
 
 def _install_docs(api: FastAPI, platform: Platform) -> None:
-    """OpenAPI schema and Swagger UI, behind a token like every route but /health.
-
-    They answer 401 with a Basic challenge, so a browser asks for user name and token once.
-    """
+    """The OpenAPI schema, behind a token like every route but /health (401 with a Basic challenge, so a
+    browser asks for user name and token once). Its readable form is the web UI's page `/docs`, rendered
+    on the server: it works offline, unlike Swagger UI, whose assets come from a CDN."""
     from fastapi import Request
-    from fastapi.openapi.docs import get_swagger_ui_html
-    from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi.responses import JSONResponse
 
     from mlyard.errors import AuthenticationError
 
@@ -187,7 +185,3 @@ def _install_docs(api: FastAPI, platform: Platform) -> None:
     @api.get("/api/v1/openapi.json", include_in_schema=False)
     def openapi(request: Request) -> JSONResponse:
         return _check(request) or JSONResponse(api.openapi())
-
-    @api.get("/docs", include_in_schema=False)
-    def docs(request: Request) -> HTMLResponse | JSONResponse:
-        return _check(request) or get_swagger_ui_html(openapi_url="/api/v1/openapi.json", title="mlyard API")

@@ -240,3 +240,13 @@ def test_permit_then_approve_a_deployment_from_the_browser(server: Server, git: 
         done = wait_state(server, run_id)
         assert done["state"] == "succeeded"
         assert "approved by admin: looks good" in web.get(f"/runs/{run_id}").text
+
+
+def test_the_api_reference_is_a_page_that_works_offline(server: Server) -> None:
+    with browser(server) as anonymous:
+        assert anonymous.get("/docs").status_code == 303
+    with sign_in(server) as web:
+        page = web.get("/docs")
+        assert page.status_code == 200 and "cdn" not in page.text.lower()
+        assert "<code>/api/v1/repos/{name}/events</code>" in page.text
+        assert 'id="schema-RepoCreate"' in page.text and 'href="/api/v1/openapi.json"' in page.text

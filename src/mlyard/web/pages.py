@@ -288,6 +288,50 @@ def _queue(platform: Platform, principal: Principal, form: dict[str, str], name:
     return f"/runs/{queued['id']}"
 
 
+def _docs(request: Request, platform: Platform) -> dict[str, Any]:
+    """The REST API's reference, from its OpenAPI schema, grouped by tag."""
+    schema = request.app.openapi()
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for path, methods in schema.get("paths", {}).items():
+        for method, op in methods.items():
+            body = (op.get("requestBody") or {}).get("content", {}).get("application/json", {}).get("schema", {})
+            groups.setdefault((op.get("tags") or ["other"])[0], []).append({
+                "method": method.upper(),
+                "path": path,
+                "summary": op.get("summary", ""),
+                "description": op.get("description", ""),
+                "parameters": [
+                    {"name": p["name"], "in": p["in"], "required": p.get("required", False),
+                     "type": _type_name(p.get("schema", {}))}
+                    for p in op.get("parameters", [])
+                ],
+                "body": _type_name(body) if body else "",
+            })  # fmt: skip
+    models = {name: _fields(model) for name, model in schema.get("components", {}).get("schemas", {}).items()}
+    return {"template": "docs.html", "groups": sorted(groups.items()), "models": sorted(models.items()),
+            "version": schema.get("info", {}).get("version", "")}  # fmt: skip
+
+
+def _type_name(schema: dict[str, Any]) -> str:
+    if "$ref" in schema:
+        return str(schema["$ref"]).rsplit("/", 1)[-1]
+    if "anyOf" in schema:
+        return " | ".join(_type_name(s) for s in schema["anyOf"])
+    if schema.get("type") == "array":
+        return f"list[{_type_name(schema.get('items', {}))}]"
+    return str(schema.get("type", "any"))
+
+
+def _fields(model: dict[str, Any]) -> list[dict[str, Any]]:
+    required = set(model.get("required", []))
+    return [
+        {"name": name, "type": _type_name(field), "required": name in required,
+         "default": field.get("default"), "description": field.get("description", "")}
+        for name, field in model.get("properties", {}).items()
+    ]  # fmt: skip
+
+
+router.add_api_route("/docs", page(_docs), methods=["GET"], response_class=HTMLResponse)
 router.add_api_route("/runs/{run_id}/cancel", action(_cancel), methods=["POST"])
 router.add_api_route("/runs/{run_id}/permit", action(_permit), methods=["POST"])
 router.add_api_route("/runs/{run_id}/approval", action(_approve), methods=["POST"])
