@@ -167,7 +167,7 @@ SLEEPY = "trigger: none\nsteps:\n- script: echo started; sleep 60\n"
 APPROVED = """trigger: none
 jobs:
 - deployment: Ship
-  environment: web-approvals
+  environment: test
   strategy:
     runOnce:
       deploy:
@@ -219,16 +219,23 @@ def test_buttons_need_our_form_token_and_the_scope(server: Server, git: Git) -> 
 
 def test_permit_then_approve_a_deployment_from_the_browser(server: Server, git: Git) -> None:
     with server.client() as api:
-        api.post("/api/v1/environments", json={"name": "web-approvals"}).raise_for_status()
-        api.patch("/api/v1/environments/web-approvals", json={"approval_required": True}).raise_for_status()
+        api.patch("/api/v1/environments/test", json={"approval_required": True}).raise_for_status()
+    try:
+        _permit_then_approve(server, git)
+    finally:  # the session's server is shared: leave the environment as it was
+        with server.client() as api:
+            api.patch("/api/v1/environments/test", json={"approval_required": False}).raise_for_status()
+
+
+def _permit_then_approve(server: Server, git: Git) -> None:
     make_repo(server, git, "web-ship", {"azure-pipelines.yml": APPROVED})
     register(server, "web-ship", "web-ship", "azure-pipelines.yml")
     run_id = run(server, "web-ship")["id"]
     with sign_in(server) as web:
         waiting = wait_state(server, run_id, {"waiting"})
-        assert waiting["waiting_for"] == ["environment:web-approvals"]
+        assert waiting["waiting_for"] == ["environment:test"]
         page = web.get(f"/runs/{run_id}")
-        assert "environment:web-approvals" in page.text and 'http-equiv="refresh"' not in page.text
+        assert "environment:test" in page.text and 'http-equiv="refresh"' not in page.text
         assert web.post(f"/runs/{run_id}/permit", data={"csrf": form_token(page.text)}).status_code == 303
         deadline = time.monotonic() + 30
         while "waits for approval" not in (page := web.get(f"/runs/{run_id}")).text:
