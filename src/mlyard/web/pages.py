@@ -100,9 +100,7 @@ def page(handler: Callable[..., dict[str, Any]]) -> Callable[[Request], Any]:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303, headers=_HEADERS)
         except MlyardError as exc:
-            status = int(getattr(exc, "http_status", 500))
-            return _render("error.html", status, title=_title(exc), message=exc.message, status=status,
-                           user=principal.username if principal else "")  # fmt: skip
+            return _error_page(exc, principal)
         csrf = _csrf(_platform(request), request.cookies.get(COOKIE, ""))
         return _render(context.pop("template"), user=principal.username, csrf=csrf, **context)
 
@@ -129,21 +127,19 @@ def action(handler: Callable[..., str]) -> Callable[[Request], Any]:
         except _SignIn:
             return RedirectResponse("/login", status_code=303, headers=_HEADERS)
         except MlyardError as exc:
-            status = int(getattr(exc, "http_status", 500))
-            return _render("error.html", status, title=_title(exc), message=exc.message, status=status,
-                           user=principal.username if principal else "")  # fmt: skip
+            return _error_page(exc, principal)
         return RedirectResponse(target, status_code=303, headers=_HEADERS)
 
     endpoint.__name__ = endpoint.__qualname__ = handler.__name__.lstrip("_") + "_action"
     return endpoint
 
 
-def _title(exc: MlyardError) -> str:
-    if isinstance(exc, NotFound):
-        return "Not found"
-    if isinstance(exc, PermissionDenied):
-        return "Not allowed"
-    return "Something went wrong"
+def _error_page(exc: MlyardError, principal: Principal | None) -> HTMLResponse:
+    """An expected error as a page with its HTTP status (the API's error body, for people)."""
+    status = int(getattr(exc, "http_status", 500))
+    title = {NotFound: "Not found", PermissionDenied: "Not allowed"}.get(type(exc), "Something went wrong")
+    return _render("error.html", status, title=title, message=exc.message, status=status,
+                   user=principal.username if principal else "")  # fmt: skip
 
 
 # -- sign-in ----------------------------------------------------------------------------------------
