@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -170,6 +171,10 @@ def test_the_scoring_server_runs_within_its_cpu_and_memory(srv: Server, logged: 
 def test_a_scoring_server_that_dies_is_restarted_behind_the_same_uri(srv: Server, logged: list[Logged]) -> None:
     before = json.loads(srv.cli("deployments", "show", MODEL, "--env", "dev", "--json").stdout)
     os.killpg(before["pid"], signal.SIGKILL)  # as a crash would
+    deadline = time.monotonic() + 30  # requests in flight at the crash fail; those that come after must not
+    while _accepts(before["backend_port"]):
+        assert time.monotonic() < deadline, "the killed scoring server still accepts connections"
+        time.sleep(0.02)
     body = {"dataframe_records": [{"a": a, "b": b} for a, b in ROWS]}
     assert predict(before["scoring_uri"], body, timeout=120) == logged[int(before["version"]) - 1].predictions
     after = json.loads(srv.cli("deployments", "show", MODEL, "--env", "dev", "--json").stdout)
@@ -178,6 +183,14 @@ def test_a_scoring_server_that_dies_is_restarted_behind_the_same_uri(srv: Server
     with srv.client() as api:
         actions = [(e["action"], e["target"]) for e in api.get("/api/v1/audit").json()]
     assert ("deployment.restarted", f"dev/{MODEL}") in actions
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def test_delete_leaves_no_process(srv: Server, logged: list[Logged]) -> None:
