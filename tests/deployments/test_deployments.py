@@ -203,3 +203,30 @@ def test_delete_leaves_no_process(srv: Server, logged: list[Logged]) -> None:
         httpx.get(found["url"] + "/ping", timeout=5)
     missing = srv.cli("deployments", "show", MODEL, "--env", "dev", check=False)
     assert missing.returncode == 3 and f"no deployment of model '{MODEL}' in environment 'dev'" in missing.stderr
+
+
+def test_a_scoring_server_that_keeps_dying_is_given_up(srv: Server, logged: list[Logged]) -> None:
+    """Like a container service's restart policy with a back-off limit: the 4th death in 5 minutes is final."""
+    found = deploy(srv, "--version", "1")
+    for _ in range(3):
+        os.killpg(found["pid"], signal.SIGKILL)
+        found = _next_state(srv, found["pid"])
+        assert found["state"] == "healthy" and "restarted at" in found["message"]
+    os.killpg(found["pid"], signal.SIGKILL)
+    failed = _next_state(srv, found["pid"])
+    assert failed["state"] == "failed"
+    assert "stopped 4 times in 300 s" in failed["message"] and "not restarted again" in failed["message"]
+    assert f"mlyard deployments logs {MODEL} --env dev" in failed["message"]
+    srv.cli("deployments", "delete", MODEL, "--env", "dev")
+
+
+def _next_state(srv: Server, dead_pid: int, timeout: float = 120) -> dict:
+    """The deployment once the supervisor has dealt with the death of `dead_pid`."""
+    deadline = time.monotonic() + timeout
+    with srv.client() as api:
+        while time.monotonic() < deadline:
+            doc = api.get(f"/api/v1/deployments/dev/{MODEL}").json()
+            if doc["pid"] != dead_pid or doc["state"] != "healthy":
+                return dict(doc)
+            time.sleep(0.2)
+    raise AssertionError(f"the supervisor did nothing about pid {dead_pid} in {timeout} s")

@@ -117,6 +117,7 @@ def deploy(
             raise
         router.route(front, endpoint.port, host=host)
         _record(platform, env, model, endpoint, spec)
+        _restarts.pop((env, model), None)  # a new deployment starts a new restart history
     if previous and previous["pid"] and previous["pid"] != endpoint.pid:
         _retire_later(router, front, previous["backend_port"], previous["pid"])
     deployed = show(platform, env, model)
