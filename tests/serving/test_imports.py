@@ -3,23 +3,13 @@
 
 from __future__ import annotations
 
-import ast
 import sys
 from pathlib import Path
 
 import mlyard.serving
+from tests.imports import imported_modules
 
 PACKAGE = Path(mlyard.serving.__file__).parent
-
-
-def imported_modules(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-    return found
 
 
 def test_no_other_mlyard_layer() -> None:
