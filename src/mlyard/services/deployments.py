@@ -339,23 +339,23 @@ def supervise(platform: Platform, stop: threading.Event, *, interval: float = 1.
     service's restart policy does. One that stops more than RESTART_LIMIT times in RESTART_WINDOW seconds
     is left stopped and its deployment `failed`. Runs in the server until `stop` is set."""
     while not stop.wait(interval):
+        with _guard:  # the cheap check first: the database is read only when a server has stopped
+            exited = {pid for pid, endpoint in _processes.items() if endpoint.process.poll() is not None}
+        if not exited:
+            continue
         try:
             for row in list_deployments(platform):
-                if row["state"] == HEALTHY and row["pid"] and _exit_code(row["pid"]) is not None:
+                if row["state"] == HEALTHY and row["pid"] in exited:
                     _revive(platform, row, stop)
         except Exception:  # the supervisor must outlive any one deployment's trouble
             log.exception("the deployment supervisor failed a round")
+        with _guard:  # exited servers no deployment serves with any more (deleted, failed meanwhile)
+            for pid in exited:
+                _processes.pop(pid, None)
 
 
 RESTART_LIMIT, RESTART_WINDOW = 3, 300.0
 _restarts: dict[tuple[str, str], list[float]] = {}
-
-
-def _exit_code(pid: int) -> int | None:
-    """The exit code of a scoring server this process started, None while it runs (or is not ours)."""
-    with _guard:
-        endpoint = _processes.get(pid)
-    return None if endpoint is None else endpoint.process.poll()
 
 
 def _revive(platform: Platform, row: dict[str, Any], stop: threading.Event) -> None:

@@ -242,4 +242,7 @@ def set_environment(
 def check_webhook(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
-        raise InvalidInput(f"notification webhook {url!r} is not an http:// or https:// URL")
+        raise InvalidInput(
+            f"notification webhook {url!r} is not an http:// or https:// URL: pass the webhook's URL "
+            "(e.g. https://hooks.slack.com/services/...), or '' to remove it"
+        )
