@@ -107,7 +107,7 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
             local.start()
         yield
         stopping.set()  # also when the server is stopped without a signal (begin_shutdown not called)
-        await asyncio.to_thread(deployments.stop_all)
+        await asyncio.to_thread(deployments.stop_all, platform)
         await fronts.close_all()
         deployments.attach(platform, None)
         if local is not None:

@@ -13,11 +13,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import select
 
@@ -28,6 +26,7 @@ from mlyard.names import check_env_name, check_repo_name
 from mlyard.services import audit, environments, models
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
+from mlyard.services.runtime import Router
 from mlyard.serving.limits import MEMORY_EXIT_CODE, available_cores, cores_for
 from mlyard.serving.process import Endpoint, EndpointFailed, find_free_port, start_endpoint, stop_process_group
 
@@ -35,46 +34,21 @@ log = logging.getLogger("mlyard.deployments")
 
 TARGETS = ("local",)
 STARTING, HEALTHY, FAILED, STOPPED = "starting", "healthy", "failed", "stopped"
+RESTART_LIMIT, RESTART_WINDOW = 3, 300.0  # more restarts than this within the window: the deployment fails
 GRACE_SECONDS = 30.0  # the longest an old scoring server keeps serving connections opened before a switch
 _LOG_LIMIT = 1024 * 1024
 
 
-class Router(Protocol):
-    """The front proxy (mlyard.background.endpoints.FrontProxies) as the service uses it."""
-
-    def route(self, port: int, backend: int | None, *, host: str = "127.0.0.1") -> None: ...
-    def connections(self, port: int, backend: int) -> int: ...
-    def close(self, port: int) -> None: ...
-
-
-_routers: dict[int, Router] = {}
-_processes: dict[int, Endpoint] = {}  # pid -> scoring servers this process started and has not stopped
-_reserved: set[int] = set()  # ports picked but not recorded yet
-_locks: dict[tuple[str, str], threading.Lock] = {}
-_guard = threading.Lock()
-
-
 def attach(platform: Platform, router: Router | None) -> None:
     """Give the platform its front proxy (the server's lifespan does); None detaches it."""
-    if router is None:
-        _routers.pop(id(platform), None)
-    else:
-        _routers[id(platform)] = router
+    platform.deployments.router = router
 
 
 def _router(platform: Platform) -> Router:
-    router = _routers.get(id(platform))
+    router = platform.deployments.router
     if router is None:
         raise OperationFailed("deployments are served by the mlyard server: use them through `mlyard server`")
     return router
-
-
-@contextmanager
-def _locked(env: str, model: str) -> Iterator[None]:
-    with _guard:
-        lock = _locks.setdefault((env, model), threading.Lock())
-    with lock:
-        yield
 
 
 def check_request(target: str, cpu: float, memory: float) -> None:
@@ -103,7 +77,7 @@ def deploy(
     )
     number = str(found["version"])
     router = _router(platform)
-    with _locked(env, model):
+    with platform.deployments.locked(env, model):
         previous = _row(platform, env, model)
         host = _serving(environment)["host"]
         front = previous["port"] if previous else _allocate(platform, environment)
@@ -117,9 +91,9 @@ def deploy(
             raise
         router.route(front, endpoint.port, host=host)
         _record(platform, env, model, endpoint, spec)
-        _restarts.pop((env, model), None)  # a new deployment starts a new restart history
+        platform.deployments.restarts.pop((env, model), None)  # a new deployment starts a new restart history
     if previous and previous["pid"] and previous["pid"] != endpoint.pid:
-        _retire_later(router, front, previous["backend_port"], previous["pid"])
+        _retire_later(platform, router, front, previous["backend_port"], previous["pid"])
     deployed = show(platform, env, model)
     models.tag_version(platform, principal, env, model, number, {
         "scoring_uri": deployed["scoring_uri"], "deployed_at": deployed["updated_at"], "deployment_env": env,
@@ -140,8 +114,8 @@ def _allocate(platform: Platform, environment: dict[str, Any]) -> int:
     low, high = (int(p) for p in _serving(environment)["port_range"])
     with transaction(platform.sessions) as session:
         used = {p for row in session.scalars(select(Deployment)) for p in (row.port, row.backend_port) if p}
-    with _guard:
-        used |= _reserved | {e.port for e in _processes.values()}
+    with platform.deployments.guard:
+        used |= platform.deployments.reserved | {e.port for e in platform.deployments.processes.values()}
         for port in range(low, high + 1):
             if port in used:
                 continue
@@ -149,7 +123,7 @@ def _allocate(platform: Platform, environment: dict[str, Any]) -> int:
                 find_free_port(range(port, port + 1), _serving(environment)["host"])
             except EndpointFailed:
                 continue
-            _reserved.add(port)
+            platform.deployments.reserved.add(port)
             return port
     raise OperationFailed(f"no free port in {low}-{high} for environment {environment['name']}: delete a deployment")
 
@@ -174,32 +148,32 @@ def _start(
             memory=memory,
         )
     finally:
-        with _guard:
-            _reserved.discard(port)
-    with _guard:
-        _processes[endpoint.pid] = endpoint
+        with platform.deployments.guard:
+            platform.deployments.reserved.discard(port)
+    with platform.deployments.guard:
+        platform.deployments.processes[endpoint.pid] = endpoint
     return endpoint
 
 
-def _stop(pid: int | None) -> None:
+def _stop(platform: Platform, pid: int | None) -> None:
     if not pid:
         return
-    with _guard:
-        endpoint = _processes.pop(pid, None)
+    with platform.deployments.guard:
+        endpoint = platform.deployments.processes.pop(pid, None)
     if endpoint is not None:
         endpoint.stop()
     else:
         stop_process_group(pid)
 
 
-def _retire_later(router: Router, front: int, backend: int | None, pid: int) -> None:
+def _retire_later(platform: Platform, router: Router, front: int, backend: int | None, pid: int) -> None:
     """Stop the previous scoring server once its pinned connections are gone (at most GRACE_SECONDS)."""
 
     def retire() -> None:
         deadline = time.monotonic() + GRACE_SECONDS
         while backend and router.connections(front, backend) and time.monotonic() < deadline:
             time.sleep(0.05)
-        _stop(pid)
+        _stop(platform, pid)
 
     threading.Thread(target=retire, name=f"mlyard-retire-{pid}", daemon=True).start()
 
@@ -211,8 +185,8 @@ def _insert(platform: Platform, env: str, model: str, front: int, host: str, spe
             cpu=spec["cpu"], memory=spec["memory"], port=front, url=f"http://{host}:{front}", state=STARTING,
             message="", requested_by=spec["by"],
         ))  # fmt: skip
-    with _guard:
-        _reserved.discard(front)
+    with platform.deployments.guard:
+        platform.deployments.reserved.discard(front)
 
 
 def _record(
@@ -276,12 +250,12 @@ def logs(platform: Platform, env: str, name: str) -> str:
 def delete(platform: Platform, principal: Principal, env: str, name: str) -> dict[str, Any]:
     """Stop the scoring server, free the front port and remove the deployment."""
     principal.require("pipelines:run")
-    with _locked(env, name):
+    with platform.deployments.locked(env, name):
         found = show(platform, env, name)
-        router = _routers.get(id(platform))
+        router = platform.deployments.router
         if router is not None:
             router.close(found["port"])
-        _stop(found["pid"])
+        _stop(platform, found["pid"])
         with transaction(platform.sessions) as session:
             session.delete(_get(session, env, name))
     audit.record_now(platform, "deployment.deleted", actor=principal.username, target=f"{env}/{name}")
@@ -314,7 +288,7 @@ def recover_after_restart(platform: Platform) -> int:
 
 def _restart(platform: Platform, router: Router, row: dict[str, Any]) -> int:
     env, model = row["environment"], row["model"]
-    with _locked(env, model):
+    with platform.deployments.locked(env, model):
         if row["pid"]:
             stop_process_group(row["pid"])
         try:
@@ -339,8 +313,9 @@ def supervise(platform: Platform, stop: threading.Event, *, interval: float = 1.
     service's restart policy does. One that stops more than RESTART_LIMIT times in RESTART_WINDOW seconds
     is left stopped and its deployment `failed`. Runs in the server until `stop` is set."""
     while not stop.wait(interval):
-        with _guard:  # the cheap check first: the database is read only when a server has stopped
-            exited = {pid for pid, endpoint in _processes.items() if endpoint.process.poll() is not None}
+        runtime = platform.deployments
+        with runtime.guard:  # the cheap check first: the database is read only when a server has stopped
+            exited = {pid for pid, endpoint in runtime.processes.items() if endpoint.process.poll() is not None}
         if not exited:
             continue
         try:
@@ -349,29 +324,27 @@ def supervise(platform: Platform, stop: threading.Event, *, interval: float = 1.
                     _revive(platform, row, stop)
         except Exception:  # the supervisor must outlive any one deployment's trouble
             log.exception("the deployment supervisor failed a round")
-        with _guard:  # exited servers no deployment serves with any more (deleted, failed meanwhile)
+        with runtime.guard:  # exited servers no deployment serves with any more (deleted, failed meanwhile)
             for pid in exited:
-                _processes.pop(pid, None)
+                runtime.processes.pop(pid, None)
 
 
-RESTART_LIMIT, RESTART_WINDOW = 3, 300.0
-_restarts: dict[tuple[str, str], list[float]] = {}
 
 
 def _revive(platform: Platform, row: dict[str, Any], stop: threading.Event) -> None:
     env, model = row["environment"], row["model"]
     router = _router(platform)
-    with _locked(env, model):
+    with platform.deployments.locked(env, model):
         current = _row(platform, env, model)
         if stop.is_set() or current is None or current["state"] != HEALTHY or current["pid"] != row["pid"]:
             return  # redeployed, deleted or shutting down meanwhile
-        with _guard:
-            gone = _processes.pop(row["pid"], None)
+        with platform.deployments.guard:
+            gone = platform.deployments.processes.pop(row["pid"], None)
         code = gone.process.returncode if gone is not None else None
         reason = "it passed its memory limit" if code == MEMORY_EXIT_CODE else f"it exited with code {code}"
         now = time.monotonic()
-        recent = [t for t in _restarts.get((env, model), []) if now - t < RESTART_WINDOW] + [now]
-        _restarts[(env, model)] = recent
+        recent = [t for t in platform.deployments.restarts.get((env, model), []) if now - t < RESTART_WINDOW] + [now]
+        platform.deployments.restarts[(env, model)] = recent
         if len(recent) > RESTART_LIMIT:
             router.route(current["port"], None, host=gone.host if gone is not None else "127.0.0.1")
             message = (f"the scoring server stopped {len(recent)} times in {RESTART_WINDOW:.0f} s, last because "
@@ -390,7 +363,7 @@ def _revive(platform: Platform, row: dict[str, Any], stop: threading.Event) -> N
             _failed(platform, env, model, f"restarting after {reason} failed: {exc}", keep=False)
             return
         if stop.is_set():  # the server began to stop while this one started: leave nothing running
-            _stop(endpoint.pid)
+            _stop(platform, endpoint.pid)
             return
         router.route(current["port"], endpoint.port, host=endpoint.host)
         when = datetime.now(UTC).isoformat(timespec="seconds")
@@ -398,11 +371,11 @@ def _revive(platform: Platform, row: dict[str, Any], stop: threading.Event) -> N
     audit.record_now(platform, "deployment.restarted", actor="server", target=f"{env}/{model}", reason=reason)
 
 
-def stop_all() -> None:
+def stop_all(platform: Platform) -> None:
     """Stop every scoring server this process started (the server's shutdown); deployments stay recorded."""
-    with _guard:
-        endpoints = list(_processes.values())
-        _processes.clear()
+    with platform.deployments.guard:
+        endpoints = list(platform.deployments.processes.values())
+        platform.deployments.processes.clear()
     threads = [threading.Thread(target=e.stop, kwargs={"timeout": 5}) for e in endpoints]
     for thread in threads:
         thread.start()

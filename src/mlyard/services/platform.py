@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from mlyard.db.engine import make_engine, make_sessionmaker
+from mlyard.services.runtime import DeploymentRuntime
 from mlyard.settings import Settings
 
 Listener = Callable[[list[dict[str, Any]]], None]
@@ -21,7 +22,16 @@ class Platform:
     engine: Engine
     sessions: sessionmaker[Session]
     push_listeners: list[Listener] = field(default_factory=list)
+    deployments: DeploymentRuntime = field(default_factory=DeploymentRuntime)  # scoring servers of this process
     orchestrator: Any = None  # the scheduler (services.orchestrator.Orchestrator) when a server runs
+
+    _secret_key: bytes | None = field(default=None, repr=False)
+
+    def secret_key(self) -> bytes:
+        """The server's secret key (read once): for keys derived from it, e.g. the web UI's form tokens."""
+        if self._secret_key is None:
+            self._secret_key = self.settings.secret_key_file.read_bytes()
+        return self._secret_key
 
     def close(self) -> None:
         self.engine.dispose()

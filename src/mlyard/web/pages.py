@@ -57,13 +57,7 @@ def _platform(request: Request) -> Platform:
 def _csrf(platform: Platform, token: str) -> str:
     """The form token of a signed-in browser: an HMAC of its session token under the server's secret key.
     Forms carry it and actions check it (with the Origin header and the SameSite=Strict cookie)."""
-    key = _keys.get(platform.settings.secret_key_file)
-    if key is None:
-        key = _keys[platform.settings.secret_key_file] = platform.settings.secret_key_file.read_bytes()
-    return hmac.new(key, b"mlyard-web-form:" + token.encode(), hashlib.sha256).hexdigest()
-
-
-_keys: dict[Path, bytes] = {}
+    return hmac.new(platform.secret_key(), b"mlyard-web-form:" + token.encode(), hashlib.sha256).hexdigest()
 
 
 def _render(name: str, code: int = 200, **context: Any) -> HTMLResponse:
