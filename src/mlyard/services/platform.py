@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from mlyard.db.engine import make_engine, make_sessionmaker
+from mlyard.services.login_failures import LoginFailures
 from mlyard.settings import Settings
 
 Listener = Callable[[list[dict[str, Any]]], None]
@@ -22,6 +23,7 @@ class Platform:
     sessions: sessionmaker[Session]
     push_listeners: list[Listener] = field(default_factory=list)
     orchestrator: Any = None  # the scheduler (services.orchestrator.Orchestrator) when a server runs
+    login_failures: LoginFailures = field(default_factory=LoginFailures)  # failed logins per client address
 
     def close(self) -> None:
         self.engine.dispose()
@@ -30,4 +32,5 @@ class Platform:
 def open_platform(settings: Settings) -> Platform:
     """Connect to the (already migrated) state database of `settings`."""
     engine = make_engine(settings.db_url)
-    return Platform(settings=settings, engine=engine, sessions=make_sessionmaker(engine))
+    failures = LoginFailures(settings.auth_failures_per_minute)
+    return Platform(settings=settings, engine=engine, sessions=make_sessionmaker(engine), login_failures=failures)
