@@ -13,6 +13,8 @@ import httpx
 import psutil
 import pytest
 
+from mlyard.client import Client
+from mlyard.errors import PayloadTooLarge
 from tests.ci.helpers import make_repo, register, run
 from tests.conftest import Git, Server, free_port, make_git, mlyard
 
@@ -49,6 +51,14 @@ def test_large_unauthenticated_post_is_refused_without_growing_the_server(server
     assert grown < 32 * MiB, f"the server grew by {grown / MiB:.0f} MiB"
     with server.client() as api:  # and it still answers
         assert api.get("/api/v1/me").status_code == 200
+
+
+def test_the_client_that_sends_its_whole_body_first_gets_the_413(server: Server) -> None:
+    """mlyard's client (http.client) reads the answer only after sending: the server drains the rest."""
+    with Client(server.url, server.token) as api:
+        with pytest.raises(PayloadTooLarge, match=r"an API request may have at most 1 MiB"):
+            api.post("/api/v1/repos", {"name": "too-large", "padding": "x" * 8 * MiB})
+        assert api.get("/api/v1/me")["username"] == "admin"  # the same connection still works
 
 
 def test_a_body_under_the_limit_is_read_as_before(server: Server) -> None:

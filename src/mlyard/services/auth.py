@@ -134,9 +134,9 @@ def _audit_failure(session: Session, failures: LoginFailures, remote_addr: str, 
     updated once more when the address reaches the limit."""
     seen = failures.record(remote_addr)
     if seen.first:
-        entry = audit.record(session, "login.failed", remote_addr=remote_addr, **detail)
+        first = audit.record(session, "login.failed", remote_addr=remote_addr, **detail)
         session.flush()
-        failures.set_audit_id(remote_addr, entry.id)
+        failures.set_audit_id(remote_addr, first.id)
     elif seen.reached_limit:
         audit_id = failures.audit_id(remote_addr)
         entry = session.get(AuditEntry, audit_id) if audit_id is not None else None
