@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mlyard.errors import InvalidInput
+
 WINDOW_SECONDS = 60.0
 MAX_ADDRESSES = 10_000
 
@@ -46,6 +48,8 @@ class LoginFailures:
         max_addresses: int = MAX_ADDRESSES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise InvalidInput(f"settings.json: auth_failures_per_minute must be a whole number >= 0, not {limit!r}")
         self.limit = limit
         self.window = window
         self.max_addresses = max_addresses
