@@ -15,7 +15,7 @@ import pytest
 
 from mlyard.client import Client
 from mlyard.errors import PayloadTooLarge
-from tests.ci.helpers import make_repo, register, run
+from tests.ci.helpers import logs, make_repo, register, run, wait_state
 from tests.conftest import Git, Server, free_port, make_git, mlyard
 
 pytestmark = pytest.mark.slow
@@ -67,18 +67,23 @@ def test_a_body_under_the_limit_is_read_as_before(server: Server) -> None:
     assert response.status_code == 201, response.text
 
 
-@pytest.fixture(scope="module")
-def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server with 1 MiB limits for artifacts and pushes, and no agents (the test claims the job)."""
-    tmp = tmp_path_factory.mktemp("limited")
+def start_limited(tmp: Path, *options: str) -> Server:
+    """A server with 1 MiB limits for artifacts and pushes."""
     home = tmp / "home"
     port = free_port()
     info = json.loads(mlyard("init", "--port", str(port), "--json", home=home).stdout)
     settings = json.loads((home / "settings.json").read_text())
     settings.update({"max_artifact_bytes": MiB, "max_push_bytes": MiB})
     (home / "settings.json").write_text(json.dumps(settings))
-    srv = Server(home=home, port=port, token=info["token"], username=info["username"], options=("--agents", "0"))
+    srv = Server(home=home, port=port, token=info["token"], username=info["username"], options=options)
     srv.start()
+    return srv
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A limited server without agents (the tests claim jobs themselves)."""
+    srv = start_limited(tmp_path_factory.mktemp("limited"), "--agents", "0")
     yield srv
     srv.stop()
 
@@ -136,3 +141,26 @@ def test_git_push_over_its_limit_is_refused_and_a_small_one_works(limited: Serve
     git("reset", "-q", "--hard", "HEAD~1", cwd=work)
     git.commit({"more.txt": "still small\n"}, "small again", cwd=work)
     git("push", "-q", "origin", "master", cwd=work)
+
+
+PUBLISH_LARGE = """trigger: none
+steps:
+- bash: head -c 3145728 /dev/urandom > big.bin
+- publish: big.bin
+  artifact: big
+"""
+
+
+def test_an_agent_publishing_an_artifact_over_the_limit_fails_its_step_with_the_limit(tmp_path: Path) -> None:
+    server = start_limited(tmp_path / "server", "--agents", "1")
+    try:
+        git = make_git(tmp_path)
+        make_repo(server, git, "limits-agent", {"ci.yml": PUBLISH_LARGE})
+        register(server, "limits-agent", "limits-agent", "ci.yml")
+        done = wait_state(server, run(server, "limits-agent")["id"])
+        assert done["state"] == "failed"
+        text = logs(server, done["id"])
+        assert "an artifact upload may have at most 1 MiB (1048576 bytes)" in text
+        assert "lost the connection" not in text  # the agent got the answer, not a reset
+    finally:
+        server.stop()
