@@ -121,15 +121,13 @@ def test_token_lifetimes_that_are_not_finite_are_422(server: Server, expires_in:
     assert response.json()["error"] == f"invalid request: expires_in: invalid duration {expires_in!r}: {problem}"
 
 
-@pytest.mark.parametrize(("value", "problem"), [("NaN", "Input should be a finite number"),
-                                               ("Infinity", "Input should be a finite number"),
-                                               ("0", "Input should be greater than 0")])  # fmt: skip
-def test_deployment_sizes_must_be_finite(server: Server, value: str, problem: str) -> None:
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_deployment_sizes_must_be_finite(server: Server, value: str) -> None:
     body = '{"env": "dev", "model": "m", "cpu": ' + value + "}"  # as Python's JSON parser reads NaN and Infinity
     with server.client() as api:
         response = api.post("/api/v1/deployments", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 422
-    assert response.json()["error"] == f"invalid request: cpu: {problem}"
+    assert response.json()["error"] == "invalid request: cpu: Input should be a finite number"
 
 
 def test_openapi_schema_is_served_with_a_token(server: Server) -> None:

@@ -23,8 +23,8 @@ class DeployRequest(BaseModel):
     version: str | None = None
     stage: str | None = None
     target: str = "local"
-    cpu: float = Field(default=1, gt=0, allow_inf_nan=False, description="cores")
-    memory: float = Field(default=2, gt=0, allow_inf_nan=False, description="GB")
+    cpu: float = Field(default=1, allow_inf_nan=False, description="cores")  # the service checks the range
+    memory: float = Field(default=2, allow_inf_nan=False, description="GB")
 
 
 # Starting a scoring server takes seconds, and the registry blocks: run the work in a worker thread.
