@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import Server
+from mlyard.services import auth, infrastructure, pipelines
+from mlyard.services.platform import open_platform
+from mlyard.settings import Settings
+from tests.conftest import Server, free_port, mlyard
 
 pytestmark = pytest.mark.slow
 
@@ -75,3 +79,19 @@ def test_a_token_cannot_outlive_the_token_that_creates_it(server: Server) -> Non
     assert error.endswith("ask for a shorter --expires-in, or omit it to expire with it")
     never = create(server, unique("unbounded"), "repo:read")  # a token without expiry bounds nothing
     assert never["expires_at"] is None
+
+
+def test_infra_sync_replaces_the_creator_token_it_gives_again(tmp_path: Path) -> None:
+    """The platform's own tokens are replaced, not duplicated: `infra sync` gives the creator pipeline a
+    new token when its variables are gone, and revokes the one that had the same name."""
+    home = tmp_path / "home"
+    mlyard("init", "--port", str(free_port()), "--json", home=home)
+    platform = open_platform(Settings.load(home))
+    try:
+        admin = infrastructure.admin_principal(platform)
+        pipelines.delete_variable(platform, admin, infrastructure.CREATOR_PIPELINE, "GIT_ACCESS_TOKEN")
+        assert infrastructure.sync(platform, admin)["variables"] == ["GIT_USERNAME", "GIT_ACCESS_TOKEN"]
+        mine = [t for t in auth.list_tokens(platform, admin, all_users=True) if t["name"] == "ml-project-creator"]
+    finally:
+        platform.close()
+    assert [t["state"] for t in mine] == ["revoked", "active"]

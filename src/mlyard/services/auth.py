@@ -366,18 +366,19 @@ LOCAL_AGENT_TOKEN = "local-agents"
 def local_agent_token(platform: Platform) -> str:
     """A fresh `agent`-scoped token for the server's own agents (the previous one is revoked)."""
     with transaction(platform.sessions) as session:
-        user = session.scalars(select(User).where(User.username == LOCAL_AGENT_USER)).first()
-        if user is None:
+        if session.scalars(select(User).where(User.username == LOCAL_AGENT_USER)).first() is None:
             session.add(User(username=LOCAL_AGENT_USER, is_admin=False))
-        else:
-            now = datetime.now(UTC)
-            for row in session.scalars(
-                select(Token).where(
-                    Token.user_id == user.id, Token.name == LOCAL_AGENT_TOKEN, Token.revoked_at.is_(None)
-                )
-            ):
-                row.revoked_at = now
-    created = create_token(
-        platform, username=LOCAL_AGENT_USER, name=LOCAL_AGENT_TOKEN, scopes=["agent"], actor="server"
-    )
+    created = replace_token(platform, username=LOCAL_AGENT_USER, name=LOCAL_AGENT_TOKEN, scopes=["agent"],
+                            actor="server")  # fmt: skip
     return str(created["token"])
+
+
+def replace_token(platform: Platform, *, username: str, name: str, scopes: list[str], actor: str) -> dict[str, Any]:
+    """Create the platform's own token `name` of `username`, revoking the one it replaces (names are unique)."""
+    with transaction(platform.sessions) as session:
+        user = _user(session, username)
+        now = datetime.now(UTC)
+        for row in session.scalars(select(Token).where(*_active_named(user.id, name))):
+            row.revoked_at = now
+            audit.record(session, "token.revoked", actor=actor, target=f"{username}/{name}", token_id=row.id)
+    return create_token(platform, username=username, name=name, scopes=scopes, actor=actor)
