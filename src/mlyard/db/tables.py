@@ -168,7 +168,7 @@ class Pipeline(Base):
     # Who may delete it or change its variables, with the repository's owner and administrators (NULL: only those).
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
 
-    owner: Mapped[User | None] = relationship(lazy="joined")
+    owner: Mapped[User | None] = relationship()
 
 
 class PipelineVariable(Base):

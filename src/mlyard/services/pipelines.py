@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Permission, Pipeline, PipelineVariable, Repo, Run
@@ -65,7 +65,7 @@ def _has_ref(platform: Platform, repo: str, ref: str) -> bool:
 def list_pipelines(platform: Platform, *, folder: str | None = None, repo: str | None = None) -> list[dict[str, Any]]:
     """Pipelines ordered by folder and name, each with its last run."""
     with transaction(platform.sessions) as session:
-        query = select(Pipeline).order_by(Pipeline.folder, Pipeline.name)
+        query = select(Pipeline).options(joinedload(Pipeline.owner)).order_by(Pipeline.folder, Pipeline.name)
         if repo:
             query = query.where(Pipeline.repo == repo)
         rows = list(session.scalars(query))
