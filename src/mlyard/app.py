@@ -10,10 +10,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from mlyard import __version__
 from mlyard.api import errors as api_errors
+from mlyard.api.headers import SecurityHeaders
+from mlyard.api.limits import BodyLimit, BodyLimits
 from mlyard.api.routes import agent as agent_routes
 from mlyard.api.routes import deployments as deployments_routes
 from mlyard.api.routes import environments as environments_routes
@@ -43,11 +46,12 @@ log = logging.getLogger("mlyard")
 class Dispatcher:
     """Sends `/git/...` to git hosting and everything else (and the lifespan) to the API app."""
 
-    def __init__(self, api: FastAPI, git: GitHttpApp, stopping: threading.Event) -> None:
+    def __init__(self, api: FastAPI, git: GitHttpApp, stopping: threading.Event, limits: BodyLimits) -> None:
         self.api = api
         self.git = git
         self.platform: Platform = api.state.platform
         self.stopping = stopping
+        self._app = SecurityHeaders(BodyLimit(self._route, limits))
 
     def begin_shutdown(self) -> None:
         """Called on SIGTERM/SIGINT, before the HTTP server drains its connections: long-polling agent
@@ -57,6 +61,9 @@ class Dispatcher:
         self.platform.orchestrator.stop_event.set()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self._app(scope, receive, send)
+
+    async def _route(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/git/"):
             await self.git(scope, receive, send)
         else:
@@ -66,6 +73,7 @@ class Dispatcher:
 def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
     if not is_initialised(settings.home):
         raise InvalidInput(f"{settings.home} is not an mlyard home: run `mlyard init` first")
+    limits = BodyLimits.from_settings(settings)
     upgrade(settings.db_url)
     platform = open_platform(settings)
     orchestrator = Orchestrator(platform)
@@ -162,17 +170,16 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
         authorize=authorize,
         after_push=lambda push_id: events.ingest(platform, push_id) and None,
     )
-    return Dispatcher(api, git, stopping)
+    return Dispatcher(api, git, stopping, limits)
 
 
 def _install_docs(api: FastAPI, platform: Platform) -> None:
     """The OpenAPI schema, behind a token like every route but /health (401 with a Basic challenge, so a
     browser asks for user name and token once). Its readable form is the web UI's page `/docs`, rendered
-    on the server: it works offline, unlike Swagger UI, whose assets come from a CDN."""
-    from fastapi import Request
-    from fastapi.responses import JSONResponse
+    on the server: it works offline, unlike Swagger UI, whose assets come from a CDN.
 
-    from mlyard.errors import AuthenticationError
+    `Request` is imported at module level: with postponed annotations FastAPI resolves a route's
+    annotations in the module's globals, and a local import made it read `request` as a query parameter."""
 
     def _check(request: Request) -> JSONResponse | None:
         addr = request.client.host if request.client else ""

@@ -28,8 +28,10 @@ from mlyard.errors import (
     MlyardError,
     NotFound,
     OperationFailed,
+    PayloadTooLarge,
     PermissionDenied,
     ServerUnavailable,
+    TooManyAttempts,
 )
 
 _BY_STATUS: dict[int, type[MlyardError]] = {
@@ -38,6 +40,7 @@ _BY_STATUS: dict[int, type[MlyardError]] = {
     403: PermissionDenied,
     404: NotFound,
     409: Conflict,
+    413: PayloadTooLarge,
     422: InvalidInput,
 }
 
@@ -235,5 +238,8 @@ def _error(response: Response) -> MlyardError:
         message, errors = (response.text.strip() or response.reason_phrase), []
     if response.status_code == 401 and "mlyard tokens" not in message:
         message += " (check MLYARD_TOKEN or the token in your CLI config; `mlyard init` writes one)"
+    if response.status_code == 429:
+        retry_after = response.headers.get("Retry-After", "60")
+        return TooManyAttempts(message, retry_after=int(retry_after) if retry_after.isdigit() else 60)
     cls = _BY_STATUS.get(response.status_code, OperationFailed)
     return cls(message, errors=[e for e in errors if e != message])

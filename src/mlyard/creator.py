@@ -9,6 +9,7 @@ exists, the pipelines and the repo it created are removed again and the error na
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -90,9 +91,9 @@ def create_project(
                 made.append(name)
                 say(f"registered pipeline {repo_name}/{name}")
             step = f"giving {repo_name}-deploy-model its deploy token"
-            deploy_token = api.post(
-                "/api/v1/tokens", {"name": f"{repo_name}-deploy-model", "scopes": ["pipelines:run", "repo:read"]}
-            )
+            # Token names are unique per user: a suffix keeps one left by an earlier project of the same name apart.
+            token_name = f"{repo_name}-deploy-model-{secrets.token_hex(3)}"
+            deploy_token = api.post("/api/v1/tokens", {"name": token_name, "scopes": ["pipelines:run", "repo:read"]})
             api.request(
                 "PUT",
                 f"/api/v1/pipelines/{repo_name}-deploy-model/variables/MLYARD_DEPLOY_TOKEN",

@@ -61,6 +61,23 @@ class PermissionDenied(UserError):
     exit_code = 5
 
 
+class PayloadTooLarge(UserError):
+    """A request body (JSON, artifact, git push) is larger than the server accepts; the message names the limit."""
+
+    http_status = 413
+
+
+class TooManyAttempts(UserError):
+    """Too many failed authentications from one client address: wait `retry_after` seconds."""
+
+    http_status = 429
+    exit_code = 5
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ServerUnavailable(MlyardError):
     """The CLI could not reach the mlyard server."""
 

@@ -44,6 +44,12 @@ class Settings:
     public_url: str = ""
     # How long a claimed job stays an agent's without a heartbeat (agents beat every third of it).
     job_lease_seconds: int = 30
+    # Request body limits (docs/server.md): API requests and web forms, one artifact upload, one git push.
+    max_request_bytes: int = 1024**2
+    max_artifact_bytes: int = 1024**3
+    max_push_bytes: int = 1024**3
+    # Failed authentications per client address and minute before it gets 429 (0: no limit).
+    auth_failures_per_minute: int = 20
 
     @property
     def db_url(self) -> str:
@@ -93,7 +99,8 @@ class Settings:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise InvalidInput(f"{path}: cannot read settings ({exc}); fix or remove the file") from exc
-        keys = ("host", "port", "database_url", "default_branch", "public_url", "job_lease_seconds")
+        keys = ("host", "port", "database_url", "default_branch", "public_url", "job_lease_seconds",
+                "max_request_bytes", "max_artifact_bytes", "max_push_bytes", "auth_failures_per_minute")
         known = {k: data[k] for k in keys if k in data}
         return cls(home=home, **known)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 
 from tests.conftest import Git, Server
@@ -40,13 +41,16 @@ def test_api_without_token_is_401_with_challenge(server: Server, path: str) -> N
 
 
 def test_wrong_token_is_401_and_audited(server: Server) -> None:
-    with server.client(token="myd_not-a-real-token") as api:
-        response = api.get("/api/v1/repos")
+    # From an address of its own: the audit keeps the first failure of each address and minute.
+    address = "127.0.41.7"
+    headers = {"Authorization": "Bearer myd_not-a-real-token"}
+    with httpx.Client(base_url=server.url, transport=httpx.HTTPTransport(local_address=address)) as api:
+        response = api.get("/api/v1/repos", headers=headers)
     assert response.status_code == 401
     assert response.json()["error"] == "invalid token"
     with server.client() as api:
         entries = api.get("/api/v1/audit", params={"action": "login.failed"}).json()
-    assert any(e["detail"].get("reason") == "invalid token" for e in entries)
+    assert any(e["detail"].get("reason") == "invalid token" and e["remote_addr"] == address for e in entries)
 
 
 def test_revoked_token_fails_on_the_next_request(server: Server) -> None:

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 
 from mlyard.services.auth import Principal, authenticate_header
 from mlyard.services.platform import Platform
+
+# Ids and offsets are 64-bit integers in the database: a larger number in a path or query is refused (422)
+# instead of overflowing the database driver.
+INT64_MAX = 2**63 - 1
+RunId = Annotated[int, Path(ge=0, le=INT64_MAX, description="a run's id")]
+JobId = Annotated[int, Path(ge=0, le=INT64_MAX, description="a job's id")]
+Offset = Annotated[int, Query(ge=0, le=INT64_MAX, description="entries after this id")]
 
 
 def get_platform(request: Request) -> Platform:

@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mlyard.errors import AuthenticationError, MlyardError
+from mlyard.errors import AuthenticationError, MlyardError, TooManyAttempts
 
 log = logging.getLogger("mlyard.api")
 CHALLENGE = 'Bearer realm="mlyard"'
@@ -32,14 +33,24 @@ def install(app: FastAPI) -> None:
         if exc.http_status >= 500:
             log.error("server error: %s", exc.message)
         headers = {"WWW-Authenticate": CHALLENGE} if isinstance(exc, AuthenticationError) else None
+        if isinstance(exc, TooManyAttempts):
+            headers = {"Retry-After": str(exc.retry_after)}
         return error_response(exc.http_status, exc.message, exc.errors or None, headers)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_request: Request, exc: IntegrityError) -> JSONResponse:
+        """A write that lost a race with another request (services turn the usual ones into their own
+        Conflict message; this answers any other the same way, never with a 500)."""
+        log.info("integrity conflict: %s", exc.orig)
+        return error_response(409, conflict_message(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-            problems.append(f"{where}: {err.get('msg', 'invalid value')}" if where else err.get("msg", "invalid"))
+            msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+            problems.append(f"{where}: {msg}" if where else msg)
         return error_response(422, "invalid request: " + "; ".join(problems), problems)
 
     @app.exception_handler(StarletteHTTPException)
@@ -53,3 +64,12 @@ def install(app: FastAPI) -> None:
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
         return error_response(500, f"internal error ({type(exc).__name__}); see the server log")
+
+
+def conflict_message(exc: IntegrityError) -> str:
+    """What to tell the client when a unique (or foreign key) rule of the database refused a write."""
+    detail = str(exc.orig).splitlines()[0] if exc.orig is not None else "constraint failed"
+    return (
+        f"the change conflicts with data written at the same time by another request ({detail}): "
+        "reload and try again, or choose another name"
+    )

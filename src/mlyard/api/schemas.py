@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from mlyard.services.auth import parse_duration
 
 
 class UserCreate(BaseModel):
@@ -17,6 +19,13 @@ class TokenCreate(BaseModel):
     scopes: list[str]
     expires_in: str | None = Field(default=None, description="e.g. 30d, 12h; none = no expiry")
     user: str | None = Field(default=None, description="admins may create tokens for other users")
+
+    @field_validator("expires_in")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value:
+            parse_duration(value)  # InvalidInput is a ValueError: a 422 that says what to send
+        return value
 
 
 class RepoCreate(BaseModel):

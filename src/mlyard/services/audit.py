@@ -14,9 +14,11 @@ from mlyard.services.platform import Platform
 
 def record(
     session: Session, action: str, *, actor: str = "", target: str = "", remote_addr: str = "", **detail: Any
-) -> None:
+) -> AuditEntry:
     """Add an audit entry to the caller's transaction."""
-    session.add(AuditEntry(action=action, actor=actor, target=target, remote_addr=remote_addr, detail=detail))
+    entry = AuditEntry(action=action, actor=actor, target=target, remote_addr=remote_addr, detail=detail)
+    session.add(entry)
+    return entry
 
 
 def record_now(platform: Platform, action: str, **kwargs: Any) -> None:

@@ -9,26 +9,30 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mlyard.db.engine import transaction
-from mlyard.db.tables import Token, User
-from mlyard.errors import AuthenticationError, Conflict, InvalidInput, NotFound, PermissionDenied
+from mlyard.db.tables import AuditEntry, Token, User
+from mlyard.errors import AuthenticationError, Conflict, InvalidInput, NotFound, PermissionDenied, TooManyAttempts
 from mlyard.names import check_username
 from mlyard.services import audit
+from mlyard.services.login_failures import LoginFailures
 from mlyard.services.platform import Platform
 
 TOKEN_PREFIX = "myd_"
-SCOPES = ("repo:read", "repo:write", "pipelines:run", "agent", "admin")
+SCOPES = ("repo:read", "repo:write", "pipelines:run", "agent", "tokens", "admin")
 # A scope implies the scopes listed here (admin implies everything).
 IMPLIED = {"admin": set(SCOPES), "repo:write": {"repo:read"}}
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+MAX_LIFETIME = timedelta(days=3650)  # the longest `expires_in`; no expiry at all is asked by omitting it
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Principal:
     is_admin: bool
     token_id: int
     scopes: frozenset[str]
+    expires_at: datetime | None = None  # of the token used: tokens it creates cannot outlive it
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes
@@ -83,39 +88,60 @@ def parse_duration(text: str) -> timedelta:
     try:
         value = float(number)
     except ValueError:
-        raise InvalidInput(f"invalid duration {text!r}: use a number with d, h, m or s, e.g. 30d or 12h") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise InvalidInput(f"invalid duration {text!r}: use a number with d, h, m or s, e.g. 30d or 12h")
     if value <= 0:
         raise InvalidInput(f"invalid duration {text!r}: it must be positive")
+    if value > MAX_LIFETIME / timedelta(**{units[unit]: 1}):
+        raise InvalidInput(
+            f"invalid duration {text!r}: at most {MAX_LIFETIME.days}d; omit it for a token that does not expire"
+        )
     return timedelta(**{units[unit]: value})
 
 
 def authenticate(platform: Platform, token: str, *, username: str | None = None, remote_addr: str = "") -> Principal:
-    """Resolve a PAT to its principal; raise AuthenticationError (and audit it) when it does not work.
+    """Resolve a PAT to its principal; raise AuthenticationError when it does not work.
 
-    With HTTP Basic the user name is checked against the token's owner.
+    With HTTP Basic the user name is checked against the token's owner. Failures are counted per client
+    address (services/login_failures.py): past the limit the address gets TooManyAttempts (429) until
+    its window ends, and the audit log has one `login.failed` entry per address and window.
     """
+    failures = platform.login_failures
+    wait = failures.retry_after(remote_addr)
+    if wait:
+        raise TooManyAttempts(
+            f"too many failed authentications from {remote_addr or 'this address'}: try again in {wait} s",
+            retry_after=wait,
+        )
     now = datetime.now(UTC)
     with transaction(platform.sessions) as session:
         row = session.scalars(select(Token).where(Token.token_hash == hash_token(token))).first()
         problem = _token_problem(row, username, now)
-        if problem is not None:
-            audit.record(
-                session,
-                "login.failed",
-                actor=username or "",
-                remote_addr=remote_addr,
-                reason=problem,
-                token_prefix=token[:8],
-            )
-        else:
+        if problem is None:
             assert row is not None
             if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
                 row.last_used_at = now
             user = row.user
-            return Principal(
-                user.id, user.username, user.is_admin, row.id, effective_scopes(row.scope_list, is_admin=user.is_admin)
-            )
+            scopes = effective_scopes(row.scope_list, is_admin=user.is_admin)
+            return Principal(user.id, user.username, user.is_admin, row.id, scopes, row.expires_at)
+        _audit_failure(session, failures, remote_addr, actor=username or "", reason=problem, token_prefix=token[:8])
     raise AuthenticationError(problem)
+
+
+def _audit_failure(session: Session, failures: LoginFailures, remote_addr: str, **detail: str) -> None:
+    """One `login.failed` entry per address and window: written by the window's first failure, and
+    updated once more when the address reaches the limit."""
+    seen = failures.record(remote_addr)
+    if seen.first:
+        first = audit.record(session, "login.failed", remote_addr=remote_addr, **detail)
+        session.flush()
+        failures.set_audit_id(remote_addr, first.id)
+    elif seen.reached_limit:
+        audit_id = failures.audit_id(remote_addr)
+        entry = session.get(AuditEntry, audit_id) if audit_id is not None else None
+        if entry is not None:
+            entry.detail = {**entry.detail, "failures": seen.failures, "throttled": True}
 
 
 def _token_problem(row: Token | None, username: str | None, now: datetime) -> str | None:
@@ -136,14 +162,18 @@ def new_token_secret() -> str:
 
 def create_user(platform: Platform, username: str, *, is_admin: bool = False, actor: str = "") -> dict[str, Any]:
     check_username(username)
-    with transaction(platform.sessions) as session:
-        if session.scalars(select(User).where(User.username == username)).first():
-            raise Conflict(f"user {username!r} already exists")
-        user = User(username=username, is_admin=is_admin)
-        session.add(user)
-        audit.record(session, "user.created", actor=actor, target=username, is_admin=is_admin)
-        session.flush()
-        return user_dict(user)
+    exists = Conflict(f"user {username!r} already exists")
+    try:
+        with transaction(platform.sessions) as session:
+            if session.scalars(select(User).where(User.username == username)).first():
+                raise exists
+            user = User(username=username, is_admin=is_admin)
+            session.add(user)
+            audit.record(session, "user.created", actor=actor, target=username, is_admin=is_admin)
+            session.flush()
+            return user_dict(user)
+    except IntegrityError:  # created at the same time by another request
+        raise exists from None
 
 
 def list_users(platform: Platform) -> list[dict[str, Any]]:
@@ -167,37 +197,70 @@ def create_token(
     name: str,
     scopes: list[str],
     expires_in: timedelta | None = None,
+    not_after: datetime | None = None,
     actor: str = "",
 ) -> dict[str, Any]:
-    """Create a PAT; the returned dict is the only place its secret ever appears."""
+    """Create a PAT; the returned dict is the only place its secret ever appears.
+
+    Names are unique among a user's tokens that are not revoked. `not_after` is the expiry of the token
+    that asks (a token cannot outlive the token that created it): without `expires_in` the new token
+    expires with it, and an `expires_in` that ends later is refused.
+    """
     scopes = check_scopes(scopes)
     if not name or len(name) > 100:
         raise InvalidInput("a token needs a name of 1 to 100 characters (--name)")
-    with transaction(platform.sessions) as session:
-        user = _user(session, username)
-        if "admin" in scopes and not user.is_admin:
-            raise PermissionDenied(f"user {username!r} is not an administrator and cannot hold the 'admin' scope")
-        secret = new_token_secret()
-        expires_at = datetime.now(UTC) + expires_in if expires_in else None
-        row = Token(
-            user_id=user.id,
-            name=name,
-            prefix=secret[:8],
-            token_hash=hash_token(secret),
-            scopes=" ".join(scopes),
-            expires_at=expires_at,
+    now = datetime.now(UTC)
+    expires_at = now + expires_in if expires_in else not_after
+    if not_after is not None and expires_at is not None and expires_at > not_after:
+        raise InvalidInput(
+            f"a token cannot outlive the token that creates it, which expires at {not_after.isoformat()} "
+            f"(in {_lifetime(not_after - now)}): ask for a shorter --expires-in, or omit it to expire with it"
         )
-        session.add(row)
-        session.flush()
-        audit.record(
-            session,
-            "token.created",
-            actor=actor or username,
-            target=f"{username}/{name}",
-            token_id=row.id,
-            scopes=scopes,
-        )
-        return {**token_dict(row, username), "token": secret}
+    taken = Conflict(
+        f"user {username!r} already has a token named {name!r}: choose another name, or revoke that one first "
+        f"(`mlyard tokens revoke {name}`)"
+    )
+    try:
+        with transaction(platform.sessions) as session:
+            user = _user(session, username)
+            if "admin" in scopes and not user.is_admin:
+                raise PermissionDenied(f"user {username!r} is not an administrator and cannot hold the 'admin' scope")
+            if session.scalars(select(Token.id).where(*_active_named(user.id, name))).first() is not None:
+                raise taken
+            secret = new_token_secret()
+            row = Token(
+                user_id=user.id,
+                name=name,
+                prefix=secret[:8],
+                token_hash=hash_token(secret),
+                scopes=" ".join(scopes),
+                expires_at=expires_at,
+            )
+            session.add(row)
+            session.flush()
+            audit.record(
+                session,
+                "token.created",
+                actor=actor or username,
+                target=f"{username}/{name}",
+                token_id=row.id,
+                scopes=scopes,
+            )
+            return {**token_dict(row, username), "token": secret}
+    except IntegrityError:  # the same name created at the same time by another request
+        raise taken from None
+
+
+def _active_named(user_id: int, name: str) -> tuple[Any, ...]:
+    return (Token.user_id == user_id, Token.name == name, Token.revoked_at.is_(None))
+
+
+def _lifetime(delta: timedelta) -> str:
+    seconds = max(int(delta.total_seconds()), 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def list_tokens(platform: Platform, principal: Principal, *, all_users: bool = False) -> list[dict[str, Any]]:
@@ -209,16 +272,23 @@ def list_tokens(platform: Platform, principal: Principal, *, all_users: bool = F
 
 
 def revoke_token(platform: Platform, principal: Principal, token_ref: str) -> dict[str, Any]:
-    """Revoke by id or by name (the caller's own token, or anyone's for an admin)."""
+    """Revoke by id or by name: the token in use itself, any of the caller's tokens with the `tokens`
+    scope, anyone's with `admin`. A name means the caller's token of that name that is not revoked."""
     with transaction(platform.sessions) as session:
         query = select(Token).join(User)
-        if token_ref.isdigit():
+        if token_ref.isdigit() and len(token_ref) <= 18:
             query = query.where(Token.id == int(token_ref))
         else:
             query = query.where(Token.name == token_ref, Token.user_id == principal.user_id)
-        row = session.scalars(query).first()
-        if row is None or (row.user_id != principal.user_id and not principal.is_admin):
+        rows = list(session.scalars(query.order_by(Token.revoked_at.is_(None).desc(), Token.id.desc())))
+        row = rows[0] if rows else None
+        if row is None or (row.user_id != principal.user_id and not principal.has("admin")):
             raise NotFound(f"no token {token_ref!r}; list them with `mlyard tokens list`")
+        if row.id != principal.token_id and not (principal.has("tokens") or principal.has("admin")):
+            raise PermissionDenied(
+                "revoking a token needs the 'tokens' scope (or 'admin'), which the token you use lacks; "
+                "use one that has it, or create one with `mlyard tokens create --name NAME --scope tokens`"
+            )
         if row.revoked_at is None:
             row.revoked_at = datetime.now(UTC)
             audit.record(
@@ -296,18 +366,19 @@ LOCAL_AGENT_TOKEN = "local-agents"
 def local_agent_token(platform: Platform) -> str:
     """A fresh `agent`-scoped token for the server's own agents (the previous one is revoked)."""
     with transaction(platform.sessions) as session:
-        user = session.scalars(select(User).where(User.username == LOCAL_AGENT_USER)).first()
-        if user is None:
+        if session.scalars(select(User).where(User.username == LOCAL_AGENT_USER)).first() is None:
             session.add(User(username=LOCAL_AGENT_USER, is_admin=False))
-        else:
-            now = datetime.now(UTC)
-            for row in session.scalars(
-                select(Token).where(
-                    Token.user_id == user.id, Token.name == LOCAL_AGENT_TOKEN, Token.revoked_at.is_(None)
-                )
-            ):
-                row.revoked_at = now
-    created = create_token(
-        platform, username=LOCAL_AGENT_USER, name=LOCAL_AGENT_TOKEN, scopes=["agent"], actor="server"
-    )
+    created = replace_token(platform, username=LOCAL_AGENT_USER, name=LOCAL_AGENT_TOKEN, scopes=["agent"],
+                            actor="server")  # fmt: skip
     return str(created["token"])
+
+
+def replace_token(platform: Platform, *, username: str, name: str, scopes: list[str], actor: str) -> dict[str, Any]:
+    """Create the platform's own token `name` of `username`, revoking the one it replaces (names are unique)."""
+    with transaction(platform.sessions) as session:
+        user = _user(session, username)
+        now = datetime.now(UTC)
+        for row in session.scalars(select(Token).where(*_active_named(user.id, name))):
+            row.revoked_at = now
+            audit.record(session, "token.revoked", actor=actor, target=f"{username}/{name}", token_id=row.id)
+    return create_token(platform, username=username, name=name, scopes=scopes, actor=actor)

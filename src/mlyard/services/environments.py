@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mlyard.db.engine import transaction
@@ -53,16 +54,19 @@ def create_environment(
     platform: Platform, principal: Principal, name: str, *, mlflow_tracking_uri: str = "", workspace_uri: str = ""
 ) -> dict[str, Any]:
     principal.require("admin")
-    with transaction(platform.sessions) as session:
-        row = add_environment(
-            session,
-            platform.settings,
-            name,
-            actor=principal.username,
-            mlflow_tracking_uri=mlflow_tracking_uri,
-            workspace_uri=workspace_uri,
-        )
-        return environment_dict(row)
+    try:
+        with transaction(platform.sessions) as session:
+            row = add_environment(
+                session,
+                platform.settings,
+                name,
+                actor=principal.username,
+                mlflow_tracking_uri=mlflow_tracking_uri,
+                workspace_uri=workspace_uri,
+            )
+            return environment_dict(row)
+    except IntegrityError:  # created at the same time by another request
+        raise Conflict(f"environment {name!r} already exists") from None
 
 
 def list_environments(platform: Platform) -> list[dict[str, Any]]:

@@ -156,8 +156,8 @@ def _creator_credentials(platform: Platform, admin: Principal) -> list[str]:
         return []
     if not has_user:
         auth.create_user(platform, CREATOR_USER, actor=admin.username)
-    token = auth.create_token(platform, username=CREATOR_USER, name="ml-project-creator",
-                              scopes=["repo:write", "pipelines:run"], actor=admin.username)
+    token = auth.replace_token(platform, username=CREATOR_USER, name="ml-project-creator",
+                               scopes=["repo:write", "pipelines:run"], actor=admin.username)
     pipelines.set_variable(platform, admin, CREATOR_PIPELINE, "GIT_USERNAME", CREATOR_USER)
     pipelines.set_variable(platform, admin, CREATOR_PIPELINE, "GIT_ACCESS_TOKEN", token["token"], secret=True)
     return ["GIT_USERNAME", "GIT_ACCESS_TOKEN"]

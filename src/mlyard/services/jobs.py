@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mlyard.ci import logs, states
@@ -296,19 +297,41 @@ def artifact_path(platform: Platform, run_id: int, name: str) -> Path:
     return logs.run_dir(platform.settings.home, run_id) / "artifacts" / f"{name}.tar.gz"
 
 
-def store_artifact(platform: Platform, job: RunJob, name: str, data: bytes) -> dict[str, Any]:
+def begin_artifact(platform: Platform, job: RunJob, name: str) -> Path:
+    """Check that `name` is free in the job's run; return the part file an upload streams into.
+
+    The upload goes to disk as it arrives (never into memory); `store_artifact` then publishes it.
+    """
     path = artifact_path(platform, job.run_id, name)
     with transaction(platform.sessions) as session:
-        if session.scalars(
-            select(RunArtifact).where(RunArtifact.run_id == job.run_id, RunArtifact.name == name)
-        ).first():
-            raise Conflict(f"artifact {name!r} already exists in run {job.run_id}: artifact names are unique per run")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-        session.add(RunArtifact(run_id=job.run_id, job_id=job.id, name=name, size=len(data)))
-    return {"name": name, "size": len(data)}
+        _check_free(session, job.run_id, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f"{path.name}.{random.token_hex(8)}.part")
+
+
+def store_artifact(platform: Platform, job: RunJob, name: str, part: Path, size: int) -> dict[str, Any]:
+    """Publish an uploaded part file as the run's artifact `name` (the part file is gone afterwards)."""
+    path = artifact_path(platform, job.run_id, name)
+    try:
+        with transaction(platform.sessions) as session:
+            _check_free(session, job.run_id, name)
+            session.add(RunArtifact(run_id=job.run_id, job_id=job.id, name=name, size=size))
+            session.flush()
+            part.replace(path)
+    except IntegrityError:  # the same name uploaded at the same time by another step
+        raise _taken(job.run_id, name) from None
+    finally:
+        part.unlink(missing_ok=True)
+    return {"name": name, "size": size}
+
+
+def _check_free(session: Session, run_id: int, name: str) -> None:
+    if session.scalars(select(RunArtifact.id).where(RunArtifact.run_id == run_id, RunArtifact.name == name)).first():
+        raise _taken(run_id, name)
+
+
+def _taken(run_id: int, name: str) -> Conflict:
+    return Conflict(f"artifact {name!r} already exists in run {run_id}: artifact names are unique per run")
 
 
 def list_artifacts(platform: Platform, run_id: int) -> list[dict[str, Any]]:
@@ -319,11 +342,12 @@ def list_artifacts(platform: Platform, run_id: int) -> list[dict[str, Any]]:
         ]
 
 
-def read_artifact(platform: Platform, run_id: int, name: str) -> bytes:
+def artifact_file(platform: Platform, run_id: int, name: str) -> Path:
+    """The file of a run's artifact (a tar.gz), to be sent as it is read."""
     path = artifact_path(platform, run_id, name)
     if not path.exists():
         raise NotFound(f"run {run_id} has no artifact {name!r}")
-    return path.read_bytes()
+    return path
 
 
 def store_tests(platform: Platform, job: RunJob, summary: dict[str, Any]) -> dict[str, Any]:

@@ -6,11 +6,12 @@ import shutil
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, joinedload
 
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Permission, Pipeline, PipelineVariable, Repo, Run
-from mlyard.errors import Conflict, NotFound
+from mlyard.errors import Conflict, NotFound, PermissionDenied
 from mlyard.names import check_folder, check_pipeline_name, check_repo_name, check_variable_name
 from mlyard.services import audit, secrets, sources
 from mlyard.services.auth import Principal
@@ -26,22 +27,33 @@ def create_pipeline(
     check_repo_name(repo)
     folder = check_folder(folder)
     yaml_path = yaml_path.strip().lstrip("/")
+    exists = Conflict(f"pipeline {name!r} already exists; pick another name or delete it first")
     with transaction(platform.sessions) as session:
         repo_row = session.scalars(select(Repo).where(Repo.name == repo)).first()
         if repo_row is None:
             raise NotFound(f"repository {repo!r} not found; list repositories with `mlyard repos list`")
         if session.scalars(select(Pipeline).where(Pipeline.name == name)).first():
-            raise Conflict(f"pipeline {name!r} already exists; pick another name or delete it first")
+            raise exists
         default_ref = f"refs/heads/{repo_row.default_branch}"
     head = sources.resolve_commit(platform, repo, default_ref) if _has_ref(platform, repo, default_ref) else None
     if head is not None:
         sources.load_at(platform, repo, head, yaml_path)  # raises NotFound / PipelineError
-    with transaction(platform.sessions) as session:
-        row = Pipeline(name=name, folder=folder, repo=repo, yaml_path=yaml_path, created_by=principal.username)
-        session.add(row)
-        audit.record(session, "pipeline.created", actor=principal.username, target=name, repo=repo)
-        session.flush()
-        return pipeline_dict(row, None)
+    try:
+        with transaction(platform.sessions) as session:
+            row = Pipeline(
+                name=name,
+                folder=folder,
+                repo=repo,
+                yaml_path=yaml_path,
+                created_by=principal.username,
+                owner_id=principal.user_id,
+            )
+            session.add(row)
+            audit.record(session, "pipeline.created", actor=principal.username, target=name, repo=repo)
+            session.flush()
+            return pipeline_dict(row, None)
+    except IntegrityError:  # registered at the same time by another request
+        raise exists from None
 
 
 def _has_ref(platform: Platform, repo: str, ref: str) -> bool:
@@ -53,7 +65,7 @@ def _has_ref(platform: Platform, repo: str, ref: str) -> bool:
 def list_pipelines(platform: Platform, *, folder: str | None = None, repo: str | None = None) -> list[dict[str, Any]]:
     """Pipelines ordered by folder and name, each with its last run."""
     with transaction(platform.sessions) as session:
-        query = select(Pipeline).order_by(Pipeline.folder, Pipeline.name)
+        query = select(Pipeline).options(joinedload(Pipeline.owner)).order_by(Pipeline.folder, Pipeline.name)
         if repo:
             query = query.where(Pipeline.repo == repo)
         rows = list(session.scalars(query))
@@ -107,10 +119,28 @@ def show_pipeline(platform: Platform, name: str) -> dict[str, Any]:
         return info
 
 
+def check_manager(session: Session, principal: Principal, row: Pipeline, action: str) -> None:
+    """Only the pipeline's owner, its repository's owner or an administrator may delete it or change its
+    variables (a pipeline's secret variables reach every run of it)."""
+    if principal.has("admin") or (row.owner_id is not None and row.owner_id == principal.user_id):
+        return
+    repo_owner = session.scalars(select(Repo.created_by).where(Repo.name == row.repo)).first()
+    if repo_owner and repo_owner == principal.username:
+        return
+    owner = row.owner.username if row.owner is not None else None
+    who = f"its owner ({owner})" if owner else "its owner"
+    raise PermissionDenied(
+        f"only {who}, the owner of repository {row.repo!r}"
+        + (f" ({repo_owner})" if repo_owner else "")
+        + f" or an administrator may {action} pipeline {row.name!r}: ask one of them"
+    )
+
+
 def delete_pipeline(platform: Platform, principal: Principal, name: str) -> dict[str, Any]:
     principal.require("repo:write")
     with transaction(platform.sessions) as session:
         row = get_row(session, name)
+        check_manager(session, principal, row, "delete")
         info = pipeline_dict(row, None)
         run_ids = list(session.scalars(select(Run.id).where(Run.pipeline_id == row.id)))
         session.delete(row)
@@ -127,6 +157,7 @@ def set_variable(
     check_variable_name(name)
     with transaction(platform.sessions) as session:
         row = get_row(session, pipeline)
+        check_manager(session, principal, row, "change the variables of")
         var = session.scalars(
             select(PipelineVariable).where(PipelineVariable.pipeline_id == row.id, PipelineVariable.name == name)
         ).first()
@@ -147,6 +178,7 @@ def delete_variable(platform: Platform, principal: Principal, pipeline: str, nam
     principal.require("repo:write")
     with transaction(platform.sessions) as session:
         row = get_row(session, pipeline)
+        check_manager(session, principal, row, "change the variables of")
         var = session.scalars(
             select(PipelineVariable).where(PipelineVariable.pipeline_id == row.id, PipelineVariable.name == name)
         ).first()
@@ -181,6 +213,7 @@ def pipeline_dict(row: Pipeline, last: Run | None) -> dict[str, Any]:
         "repo": row.repo,
         "yaml_path": row.yaml_path,
         "created_by": row.created_by,
+        "owner": row.owner.username if row.owner is not None else None,
         "created_at": row.created_at.isoformat(),
         "last_run": run_brief(last) if last else None,
     }

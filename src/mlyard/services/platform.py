@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from mlyard.db.engine import make_engine, make_sessionmaker
+from mlyard.services.login_failures import LoginFailures
 from mlyard.services.runtime import DeploymentRuntime
 from mlyard.settings import Settings
 
@@ -24,7 +25,7 @@ class Platform:
     push_listeners: list[Listener] = field(default_factory=list)
     deployments: DeploymentRuntime = field(default_factory=DeploymentRuntime)  # scoring servers of this process
     orchestrator: Any = None  # the scheduler (services.orchestrator.Orchestrator) when a server runs
-
+    login_failures: LoginFailures = field(default_factory=LoginFailures)  # failed logins per client address
     _secret_key: bytes | None = field(default=None, repr=False)
 
     def secret_key(self) -> bytes:
@@ -40,4 +41,5 @@ class Platform:
 def open_platform(settings: Settings) -> Platform:
     """Connect to the (already migrated) state database of `settings`."""
     engine = make_engine(settings.db_url)
-    return Platform(settings=settings, engine=engine, sessions=make_sessionmaker(engine))
+    failures = LoginFailures(settings.auth_failures_per_minute)
+    return Platform(settings=settings, engine=engine, sessions=make_sessionmaker(engine), login_failures=failures)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mlyard.db.engine import transaction
@@ -30,22 +31,30 @@ def create_repo(
     check_repo_name(name)
     branch = check_branch_name(default_branch_name or default_branch(platform))
     path = git.repo_path(platform.settings.repos_dir, name)
-    with transaction(platform.sessions) as session:
-        if _find(session, name) is not None or path.exists():
-            raise Conflict(f"repository {name!r} already exists; pick another name or delete it first")
-    platform.settings.repos_dir.mkdir(parents=True, exist_ok=True)
-    git.init_bare(path, default_branch=branch, allow_force_push=allow_force_push)
+    exists = Conflict(f"repository {name!r} already exists; pick another name or delete it first")
+    created = False
     try:
         with transaction(platform.sessions) as session:
+            if _find(session, name) is not None or path.exists():
+                raise exists
             row = Repo(
                 name=name, default_branch=branch, allow_force_push=allow_force_push, created_by=principal.username
             )
             session.add(row)
             audit.record(session, "repo.created", actor=principal.username, target=name)
+            # The name is taken here: a concurrent create of the same name waits for this transaction and
+            # then fails on the unique name, before it touches the repository's directory.
             session.flush()
-            return repo_dict(platform, row)
-    except BaseException:
-        git.delete(path)
+            platform.settings.repos_dir.mkdir(parents=True, exist_ok=True)
+            git.init_bare(path, default_branch=branch, allow_force_push=allow_force_push)
+            created = True
+            info = repo_dict(platform, row)
+        return info
+    except BaseException as exc:
+        if created:  # the row was not committed: the directory goes with it
+            git.delete(path)
+        if isinstance(exc, IntegrityError):
+            raise exists from None
         raise
 
 

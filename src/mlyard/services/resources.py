@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mlyard.db.engine import transaction
@@ -64,20 +65,27 @@ class SecretStore:
     ) -> dict[str, Any]:
         principal.require("admin")
         check_resource_name(name, self.label)
-        with transaction(platform.sessions) as session:
-            row = session.scalars(select(self.table).where(self.table.name == name)).first()
-            if row is not None and not update:
-                raise Conflict(f"{self.label} {name!r} already exists; pass --update to change it")
-            if row is None:
-                row = self.table(name=name, created_by=principal.username)
-                session.add(row)
-            for column, value in columns.items():
-                setattr(row, column, value)
-            setattr(row, self.plain, dict(plain or {}))
-            row.secrets = secrets.encrypt_map(platform, dict(secret or {}))
-            audit.record(session, f"{self.audit}.saved", actor=principal.username, target=name)
-            session.flush()
-            return self.as_dict(platform, row)
+        exists = Conflict(f"{self.label} {name!r} already exists; pass --update to change it")
+        try:
+            with transaction(platform.sessions) as session:
+                row = session.scalars(select(self.table).where(self.table.name == name)).first()
+                if row is not None and not update:
+                    raise exists
+                if row is None:
+                    row = self.table(name=name, created_by=principal.username)
+                    session.add(row)
+                for column, value in columns.items():
+                    setattr(row, column, value)
+                setattr(row, self.plain, dict(plain or {}))
+                row.secrets = secrets.encrypt_map(platform, dict(secret or {}))
+                audit.record(session, f"{self.audit}.saved", actor=principal.username, target=name)
+                session.flush()
+                return self.as_dict(platform, row)
+        except IntegrityError:  # created at the same time by another request
+            if update:
+                raise Conflict(f"{self.label} {name!r} was created at the same time by another request; "
+                               "run the command again to update it") from None
+            raise exists from None
 
     def list(self, platform: Platform) -> list[dict[str, Any]]:
         with transaction(platform.sessions) as session:

@@ -252,7 +252,7 @@ def _models(request: Request, platform: Platform) -> dict[str, Any]:
 
 
 def _run_id(value: str) -> int:
-    if not value.isdigit():
+    if not value.isdigit() or len(value) > 18:  # ids are 64-bit integers
         raise NotFound(f"run {value!r} not found")
     return int(value)
 

@@ -6,9 +6,9 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 
-from mlyard.api.deps import get_platform, requires
+from mlyard.api.deps import JobId, get_platform, requires
 from mlyard.api.schemas import ClaimRequest, LogBatch, Outcome, StepReport
 from mlyard.db.tables import RunJob
 from mlyard.protocol import JobOutcome
@@ -18,7 +18,7 @@ from mlyard.services.orchestrator import Orchestrator
 from mlyard.services.platform import Platform
 
 router = APIRouter(prefix="/agent", tags=["agent"])
-MAX_ARTIFACT = 2 * 1024**3
+WRITE_BUFFER = 1024**2  # an upload is written to disk in pieces of this size
 
 
 def _orchestrator(platform: Platform) -> Orchestrator:
@@ -26,7 +26,7 @@ def _orchestrator(platform: Platform) -> Orchestrator:
     return orchestrator
 
 
-def job_auth(job_id: int, request: Request, platform: Platform = Depends(get_platform)) -> RunJob:
+def job_auth(job_id: JobId, request: Request, platform: Platform = Depends(get_platform)) -> RunJob:
     return jobs.authenticate_job(platform, request.headers.get("authorization"), job_id)
 
 
@@ -64,15 +64,29 @@ def append_logs(
 async def upload_artifact(
     name: str, request: Request, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
-    data = await request.body()
-    return await asyncio.to_thread(jobs.store_artifact, platform, job, name, data)
+    """Stream the body to disk; its size is bounded by `max_artifact_bytes` (api/limits.py answers 413)."""
+    part = await asyncio.to_thread(jobs.begin_artifact, platform, job, name)
+    size = 0
+    try:
+        with part.open("wb") as out:
+            pending = bytearray()
+            async for chunk in request.stream():
+                size += len(chunk)
+                pending += chunk
+                if len(pending) >= WRITE_BUFFER:
+                    await asyncio.to_thread(out.write, bytes(pending))
+                    pending.clear()
+            await asyncio.to_thread(out.write, bytes(pending))
+        return await asyncio.to_thread(jobs.store_artifact, platform, job, name, part, size)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 @router.get("/jobs/{job_id}/artifacts/{name}")
 def download_artifact(
     name: str, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
-) -> Response:
-    return Response(jobs.read_artifact(platform, job.run_id, name), media_type="application/gzip")
+) -> FileResponse:
+    return FileResponse(jobs.artifact_file(platform, job.run_id, name), media_type="application/gzip")
 
 
 @router.post("/jobs/{job_id}/tests")

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from mlyard.api.deps import get_platform, requires
 from mlyard.services import deployments
@@ -23,8 +23,8 @@ class DeployRequest(BaseModel):
     version: str | None = None
     stage: str | None = None
     target: str = "local"
-    cpu: float = 1
-    memory: float = 2
+    cpu: float = Field(default=1, allow_inf_nan=False, description="cores")  # the service checks the range
+    memory: float = Field(default=2, allow_inf_nan=False, description="GB")
 
 
 # Starting a scoring server takes seconds, and the registry blocks: run the work in a worker thread.

@@ -44,7 +44,8 @@ def list_users(
 def create_token(
     body: TokenCreate, principal: Principal = Depends(current_principal), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
-    """Create a PAT. A token can only mint tokens with scopes it holds itself; admins may mint for others."""
+    """Create a PAT. A token can only mint tokens with scopes it holds itself and that expire no later than
+    itself; admins may mint for others."""
     username = body.user or principal.username
     if username != principal.username:
         principal.require("admin")
@@ -54,7 +55,13 @@ def create_token(
         raise PermissionDenied(f"cannot create a token with scope '{missing[0]}': the token you use lacks it")
     expires = auth.parse_duration(body.expires_in) if body.expires_in else None
     return auth.create_token(
-        platform, username=username, name=body.name, scopes=scopes, expires_in=expires, actor=principal.username
+        platform,
+        username=username,
+        name=body.name,
+        scopes=scopes,
+        expires_in=expires,
+        not_after=principal.expires_at,
+        actor=principal.username,
     )
 
 

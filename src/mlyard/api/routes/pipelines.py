@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from mlyard.api.deps import get_platform, requires
+from mlyard.api.deps import RunId, get_platform, requires
 from mlyard.api.schemas import ApprovalDecision, PermitRequest, PipelineCreate, RunRequest, VariableSet
 from mlyard.ci import logs, states
 from mlyard.services import jobs, pipelines, resources, runs
@@ -119,28 +119,28 @@ def list_runs(
 
 @router.get("/runs/{run_id}")
 def show_run(
-    run_id: int, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
+    run_id: RunId, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
     return runs.show_run(platform, run_id)
 
 
 @router.post("/runs/{run_id}/cancel")
 def cancel_run(
-    run_id: int, principal: Principal = Depends(requires("pipelines:run")), platform: Platform = Depends(get_platform)
+    run_id: RunId, principal: Principal = Depends(requires("pipelines:run")), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
     return runs.cancel_run(platform, principal, run_id)
 
 
 @router.post("/runs/{run_id}/permit")
 def permit_run(
-    run_id: int, principal: Principal = Depends(requires("admin")), platform: Platform = Depends(get_platform)
+    run_id: RunId, principal: Principal = Depends(requires("admin")), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
     return runs.permit_run(platform, principal, run_id)
 
 
 @router.post("/runs/{run_id}/approve")
 def approve_run(
-    run_id: int,
+    run_id: RunId,
     body: ApprovalDecision,
     principal: Principal = Depends(requires("pipelines:run")),
     platform: Platform = Depends(get_platform),
@@ -150,7 +150,7 @@ def approve_run(
 
 @router.post("/runs/{run_id}/reject")
 def reject_run(
-    run_id: int,
+    run_id: RunId,
     body: ApprovalDecision,
     principal: Principal = Depends(requires("pipelines:run")),
     platform: Platform = Depends(get_platform),
@@ -160,7 +160,7 @@ def reject_run(
 
 @router.get("/runs/{run_id}/artifacts")
 def list_artifacts(
-    run_id: int, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
+    run_id: RunId, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
 ) -> list[dict[str, Any]]:
     runs.show_run(platform, run_id)
     return jobs.list_artifacts(platform, run_id)
@@ -168,21 +168,21 @@ def list_artifacts(
 
 @router.get("/runs/{run_id}/artifacts/{name}")
 def get_artifact(
-    run_id: int, name: str, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
-) -> Response:
-    return Response(jobs.read_artifact(platform, run_id, name), media_type="application/gzip")
+    run_id: RunId, name: str, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
+) -> FileResponse:
+    return FileResponse(jobs.artifact_file(platform, run_id, name), media_type="application/gzip")
 
 
 @router.get("/runs/{run_id}/tests")
 def run_tests(
-    run_id: int, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
+    run_id: RunId, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
     return {"run": run_id, "tests": runs.show_run(platform, run_id)["tests"]}
 
 
 @router.get("/runs/{run_id}/logs")
 async def run_logs(
-    run_id: int,
+    run_id: RunId,
     request: Request,
     step: str | None = None,
     follow: bool = False,

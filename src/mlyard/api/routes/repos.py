@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from mlyard.api.deps import get_platform, requires
+from mlyard.api.deps import Offset, get_platform, requires
 from mlyard.api.schemas import RepoCreate, RepoUpdate
 from mlyard.services import events, repos
 from mlyard.services.auth import Principal
@@ -60,7 +60,7 @@ def delete_repo(
 @router.get("/{name}/events")
 def list_events(
     name: str,
-    after: int = 0,
+    after: Offset = 0,
     limit: int = 100,
     _: Principal = Depends(requires("repo:read")),
     platform: Platform = Depends(get_platform),

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from mlyard.api.deps import get_platform, requires
+from mlyard.api.deps import JobId, get_platform, requires
 from mlyard.ci import logs, states
 from mlyard.services import workspace_jobs
 from mlyard.services.auth import Principal
@@ -58,14 +58,14 @@ def list_jobs(
 
 @router.get("/{job_id}")
 def show_job(
-    job_id: int, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
+    job_id: JobId, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
     return workspace_jobs.get(platform, job_id)
 
 
 @router.get("/{job_id}/logs")
 async def job_logs(
-    job_id: int,
+    job_id: JobId,
     request: Request,
     follow: bool = False,
     _: Principal = Depends(requires("repo:read")),
