@@ -106,6 +106,17 @@ def _secrets_of(platform: Platform, job: RunJob) -> set[str]:
     return hidden
 
 
+def _masked(value: Any, hidden: set[str]) -> Any:
+    """``value`` with the secrets in ``hidden`` masked in every string (nested dicts, keys too, and lists)."""
+    if isinstance(value, str):
+        return logs.mask(value, hidden)
+    if isinstance(value, dict):
+        return {_masked(key, hidden): _masked(item, hidden) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item, hidden) for item in value]
+    return value
+
+
 def build_spec(platform: Platform, session: Session, job: RunJob, token: str) -> JobSpec:
     run = session.get(Run, job.run_id)
     assert run is not None
@@ -279,7 +290,7 @@ def update_step(
         else:
             if result not in states.FINAL:
                 raise InvalidInput(f"invalid step result {result!r}; one of {', '.join(sorted(states.FINAL))}")
-            step.issues = list(issues or [])
+            step.issues = _masked(list(issues or []), _secrets_of(platform, job))
             states.transition(step, result)
         return {"ok": True}
 
@@ -327,6 +338,7 @@ def read_artifact(platform: Platform, run_id: int, name: str) -> bytes:
 
 
 def store_tests(platform: Platform, job: RunJob, summary: dict[str, Any]) -> dict[str, Any]:
+    summary = _masked(summary, _secrets_of(platform, job))  # test names and messages can hold anything
     with transaction(platform.sessions) as session:
         session.add(TestResult(run_id=job.run_id, job_id=job.id, summary=summary))
     return {"ok": True}
@@ -337,10 +349,12 @@ def complete(platform: Platform, orchestrator: Orchestrator, job_id: int, outcom
         job = _running(session, job_id)
         if outcome.result not in states.FINAL:
             raise InvalidInput(f"invalid job result {outcome.result!r}")
-        job.outputs = dict(outcome.outputs)
+        # What is stored in plain text is masked again: an agent that does not mask cannot store a secret.
+        hidden = _secrets_of(platform, job) | set(outcome.secret_outputs.values())
+        job.outputs = _masked(dict(outcome.outputs), hidden)
         job.secret_outputs = secrets.encrypt_map(platform, dict(outcome.secret_outputs))
         if outcome.message:
-            job.message = outcome.message
+            job.message = logs.mask(outcome.message, hidden)
         job.token_hash = None
         for step in session.scalars(select(RunStep).where(RunStep.job_id == job.id)):
             if step.state == states.RUNNING:
@@ -350,9 +364,9 @@ def complete(platform: Platform, orchestrator: Orchestrator, job_id: int, outcom
         run = session.get(Run, job.run_id)
         if run is not None:
             if outcome.tags:
-                run.tags = sorted(set(run.tags) | set(outcome.tags))
+                run.tags = sorted(set(run.tags) | set(_masked(list(outcome.tags), hidden)))
             if outcome.build_number:
-                run.build_number = outcome.build_number
+                run.build_number = logs.mask(outcome.build_number, hidden)
         states.transition(job, outcome.result)
     _job_secrets.pop(job_id, None)
     orchestrator.notify()
