@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlyard.pipelines.model import Environment, Job, Pool, Stage, Step, Variable, VariableEntry, VariableGroup
+from mlyard.pipelines.model import Environment, Job, JobKind, Pool, Stage, Step, Variable, VariableEntry, VariableGroup
 from mlyard.pipelines.source import Mark, Reporter
 
 
@@ -103,7 +103,7 @@ def _stage_from(document: Mapping[str, Any]) -> Stage:
 
 
 def _job_from(document: Mapping[str, Any]) -> Job:
-    kind = "deployment" if "deployment" in document else "job"
+    kind: JobKind = "deployment" if "deployment" in document else "job"
     environment = document.get("environment")
     pool = document.get("pool")
     return Job(
