@@ -20,7 +20,10 @@ from mlyard.ci import logs, states
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Pipeline, Run, RunArtifact, RunJob, RunStep, TestResult
 from mlyard.errors import AuthenticationError, Conflict, InvalidInput, NotFound
-from mlyard.pipelines.expressions import ExpressionContext, evaluate, is_runtime_expression
+from mlyard.pipelines.expressions import ExpressionContext
+from mlyard.pipelines.job_variables import GroupValues, resolve_job_variables
+from mlyard.pipelines.model import VariableGroup
+from mlyard.pipelines.plan import variable_entries
 from mlyard.protocol import Connection as ConnectionSpec
 from mlyard.protocol import JobOutcome, JobSpec, Repository, StepSpec, agent_name_problem
 from mlyard.services import pipelines, resources, secrets
@@ -30,7 +33,6 @@ from mlyard.services.scheduling import job_dependency, run_variables, stage_job_
 
 JOB_TOKEN_PREFIX = "myj_"
 _ARTIFACT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$")
-_RUNTIME = re.compile(r"^\s*\$\[(.*)\]\s*$", re.S)
 
 # Secret values of running jobs, to mask what agents send again on the server side.
 _job_secrets: dict[int, set[str]] = {}
@@ -122,10 +124,10 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
     assert run is not None
     pipeline = session.get(Pipeline, run.pipeline_id)
     assert pipeline is not None
-    doc = next(j for s in run.plan["stages"] if s["name"] == job.stage for j in s["jobs"] if j["name"] == job.name)
-    stage_doc = next(s for s in run.plan["stages"] if s["name"] == job.stage)
+    plan = run.plan or {}
+    stage_doc = next(s for s in plan["stages"] if s["name"] == job.stage)
+    doc = next(j for j in stage_doc["jobs"] if j["name"] == job.name)
     plain, hidden = pipelines.variables_for_run(platform, session, pipeline.id)
-    readonly: list[str] = []
     plain.update(run.variables)
     siblings = list(session.scalars(select(RunJob).where(RunJob.run_id == run.id)))
     by_stage: dict[str, list[RunJob]] = {}
@@ -136,21 +138,10 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
         dependencies={j.name: job_dependency(j) for j in by_stage.get(job.stage, []) if j.name in job.depends_on},
         stage_dependencies=stage_job_dependencies(by_stage, job.stage),
     )
-    for scope in (run.plan.get("variables", []), stage_doc.get("variables", []), doc.get("variables", [])):
-        for entry in scope:
-            if "group" in entry:
-                group_plain, group_secret = resources.group_values(platform, session, entry["group"])
-                plain.update(group_plain)
-                hidden.update(group_secret)
-                continue
-            value = str(entry["value"])
-            match = _RUNTIME.match(value) if is_runtime_expression(value) else None
-            if match:
-                value = _runtime_value(match.group(1), ctx)
-            plain[entry["name"]] = value
-            hidden.pop(entry["name"], None)
-            if entry.get("readonly"):
-                readonly.append(entry["name"])
+    scopes = [variable_entries(scope.get("variables", [])) for scope in (plan, stage_doc, doc)]
+    names = {entry.group for scope in scopes for entry in scope if isinstance(entry, VariableGroup)}
+    groups = {name: GroupValues(*resources.group_values(platform, session, name)) for name in sorted(names)}
+    resolved = resolve_job_variables(scopes, plain=plain, secret=hidden, groups=groups, context=ctx)
     predefined = compile_context(platform, run, pipeline)
     predefined.update(
         {
@@ -197,23 +188,14 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
         timeout_in_minutes=int(doc.get("timeout_in_minutes") or 60),
         cancel_timeout_in_minutes=int(doc.get("cancel_timeout_in_minutes") or 5),
         workspace_clean=doc.get("workspace_clean"),
-        variables={**plain, **predefined},
-        secrets=hidden,
-        readonly=readonly,
+        variables={**resolved.plain, **predefined},
+        secrets=resolved.secret,
+        readonly=list(resolved.readonly),
         steps=[StepSpec.from_dict(s) for s in doc["steps"]],
         repository=repo,
         connections=connections,
         lease_seconds=platform.settings.job_lease_seconds,
     )
-
-
-def _runtime_value(expression: str, ctx: ExpressionContext) -> str:
-    from mlyard.pipelines.expressions import to_string
-
-    try:
-        return to_string(evaluate(expression, ctx))
-    except Exception as exc:  # a bad runtime expression yields an empty value, as in Azure, and a log line
-        return f"<error: {exc}>"
 
 
 def authenticate_job(platform: Platform, header: str | None, job_id: int) -> RunJob:
