@@ -19,7 +19,7 @@ from mlyard.protocol import FAILED, SUCCEEDED, SUCCEEDED_WITH_ISSUES
 PREFIX = "##vso["
 _ESCAPES = {"%AZP25": "%", "%25": "%", "%3B": ";", "%0D": "\r", "%0A": "\n", "%5D": "]"}
 _ESCAPE = re.compile("|".join(re.escape(key) for key in _ESCAPES), re.IGNORECASE)
-_RESULTS = {"succeeded": SUCCEEDED, "succeededwithissues": SUCCEEDED_WITH_ISSUES, "failed": FAILED}
+_RESULTS = {result.lower(): result for result in (SUCCEEDED, SUCCEEDED_WITH_ISSUES, FAILED)}  # task.complete
 
 
 def unescape(value: str) -> str:

@@ -267,7 +267,7 @@ def update_step(
                 state=states.NOT_STARTED,
             )
             session.add(step)
-        if state == "running":
+        if state == states.RUNNING:
             states.transition(step, states.RUNNING)
         else:
             if result not in states.FINAL:
