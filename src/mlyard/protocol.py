@@ -32,15 +32,16 @@ class State(StrEnum):
     SKIPPED = "skipped"
 
 
-# Results of steps, jobs, stages and runs (Azure's TaskResult names): the final states.
-SUCCEEDED = State.SUCCEEDED
-SUCCEEDED_WITH_ISSUES = State.SUCCEEDED_WITH_ISSUES
-FAILED = State.FAILED
-CANCELED = State.CANCELED
-SKIPPED = State.SKIPPED
-RESULTS = (SUCCEEDED, SUCCEEDED_WITH_ISSUES, FAILED, CANCELED, SKIPPED)
-FINAL_STATES = frozenset(RESULTS)
-SUCCESSFUL_STATES = frozenset({SUCCEEDED, SUCCEEDED_WITH_ISSUES})
+# Results of steps, jobs, stages and runs (Azure's TaskResult names): the final states. The names below are
+# the members of State, typed as str for code that keeps states in str-typed fields and dicts.
+SUCCEEDED: str = State.SUCCEEDED
+SUCCEEDED_WITH_ISSUES: str = State.SUCCEEDED_WITH_ISSUES
+FAILED: str = State.FAILED
+CANCELED: str = State.CANCELED
+SKIPPED: str = State.SKIPPED
+RESULTS: tuple[str, ...] = (SUCCEEDED, SUCCEEDED_WITH_ISSUES, FAILED, CANCELED, SKIPPED)
+FINAL_STATES: frozenset[str] = frozenset(RESULTS)
+SUCCESSFUL_STATES: frozenset[str] = frozenset({SUCCEEDED, SUCCEEDED_WITH_ISSUES})
 
 # Agent names: what `POST /agent/claim` accepts. `local-N` is reserved for the server's own agents
 # (threads that die with the server: a restarted server fails their jobs, not those of other agents).

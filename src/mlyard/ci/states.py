@@ -12,15 +12,15 @@ from typing import Any, Protocol
 
 from mlyard.protocol import FINAL_STATES, State
 
-NOT_STARTED = State.NOT_STARTED
-QUEUED = State.QUEUED
-WAITING = State.WAITING
-RUNNING = State.RUNNING
-SUCCEEDED = State.SUCCEEDED
-SUCCEEDED_WITH_ISSUES = State.SUCCEEDED_WITH_ISSUES
-FAILED = State.FAILED
-CANCELED = State.CANCELED
-SKIPPED = State.SKIPPED
+NOT_STARTED: str = State.NOT_STARTED
+QUEUED: str = State.QUEUED
+WAITING: str = State.WAITING
+RUNNING: str = State.RUNNING
+SUCCEEDED: str = State.SUCCEEDED
+SUCCEEDED_WITH_ISSUES: str = State.SUCCEEDED_WITH_ISSUES
+FAILED: str = State.FAILED
+CANCELED: str = State.CANCELED
+SKIPPED: str = State.SKIPPED
 
 FINAL = FINAL_STATES
 ACTIVE = frozenset({QUEUED, WAITING, RUNNING})
@@ -34,7 +34,7 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 
 # Azure's capitalised result names, as the expression status functions and dependencies.X.result use.
-AZURE_RESULT = {
+AZURE_RESULT: dict[str, str] = {
     SUCCEEDED: "Succeeded",
     SUCCEEDED_WITH_ISSUES: "SucceededWithIssues",
     FAILED: "Failed",
