@@ -23,10 +23,9 @@ from mlyard.errors import AuthenticationError, Conflict, InvalidInput, NotFound
 from mlyard.pipelines.expressions import ExpressionContext
 from mlyard.pipelines.job_variables import GroupValues, resolve_job_variables
 from mlyard.pipelines.model import VariableGroup
-from mlyard.pipelines.plan import variable_entries
 from mlyard.protocol import Connection as ConnectionSpec
 from mlyard.protocol import JobOutcome, JobSpec, Repository, StepSpec, agent_name_problem
-from mlyard.services import pipelines, resources, secrets
+from mlyard.services import pipelines, plan_store, resources, secrets
 from mlyard.services.orchestrator import Orchestrator, compile_context
 from mlyard.services.platform import Platform
 from mlyard.services.scheduling import job_dependency, run_variables, stage_job_dependencies
@@ -124,9 +123,9 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
     assert run is not None
     pipeline = session.get(Pipeline, run.pipeline_id)
     assert pipeline is not None
-    plan = run.plan or {}
-    stage_doc = next(s for s in plan["stages"] if s["name"] == job.stage)
-    doc = next(j for j in stage_doc["jobs"] if j["name"] == job.name)
+    plan = plan_store.job_plan(run.plan or {}, job.stage, job.name)
+    (stage,) = plan.stages
+    (planned,) = stage.jobs
     plain, hidden = pipelines.variables_for_run(platform, session, pipeline.id)
     plain.update(run.variables)
     siblings = list(session.scalars(select(RunJob).where(RunJob.run_id == run.id)))
@@ -138,7 +137,7 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
         dependencies={j.name: job_dependency(j) for j in by_stage.get(job.stage, []) if j.name in job.depends_on},
         stage_dependencies=stage_job_dependencies(by_stage, job.stage),
     )
-    scopes = [variable_entries(scope.get("variables", [])) for scope in (plan, stage_doc, doc)]
+    scopes = [plan.variables, stage.variables, planned.variables]
     names = {entry.group for scope in scopes for entry in scope if isinstance(entry, VariableGroup)}
     groups = {name: GroupValues(*resources.group_values(platform, session, name)) for name in sorted(names)}
     resolved = resolve_job_variables(scopes, plain=plain, secret=hidden, groups=groups, context=ctx)
@@ -148,7 +147,7 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
             "Build.BuildNumber": run.build_number,
             "System.StageName": job.stage,
             "System.JobName": job.name,
-            "System.StageDisplayName": stage_doc.get("display_name") or job.stage,
+            "System.StageDisplayName": stage.display_name or job.stage,
             "System.JobDisplayName": job.display_name,
             "System.JobId": str(job.id),
             "System.PhaseName": job.name,
@@ -161,9 +160,9 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
     if job.environment:
         predefined["Environment.Name"] = job.environment
     connections = {}
-    for step in doc["steps"]:
-        name = str(step.get("inputs", {}).get("azureSubscription") or "")
-        if step.get("task") == "AzureCLI@2" and name and name not in connections:
+    for step in planned.steps:
+        name = str(step.inputs.get("azureSubscription") or "")
+        if step.task == "AzureCLI@2" and name and name not in connections:
             row, secret_settings = resources.connection_settings(platform, session, name)
             connections[name] = ConnectionSpec(
                 name=row.name,
@@ -185,13 +184,13 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
         name=job.name,
         display_name=job.display_name,
         access_token=token,
-        timeout_in_minutes=int(doc.get("timeout_in_minutes") or 60),
-        cancel_timeout_in_minutes=int(doc.get("cancel_timeout_in_minutes") or 5),
-        workspace_clean=doc.get("workspace_clean"),
+        timeout_in_minutes=int(planned.timeout_in_minutes or 60),
+        cancel_timeout_in_minutes=int(planned.cancel_timeout_in_minutes or 5),
+        workspace_clean=planned.workspace_clean,
         variables={**resolved.plain, **predefined},
         secrets=resolved.secret,
         readonly=list(resolved.readonly),
-        steps=[StepSpec.from_dict(s) for s in doc["steps"]],
+        steps=[StepSpec.from_dict(plan_store.step_spec(step, index)) for index, step in enumerate(planned.steps)],
         repository=repo,
         connections=connections,
         lease_seconds=platform.settings.job_lease_seconds,
