@@ -1,6 +1,6 @@
 """Time CI trigger decisions (mlyard.pipelines.triggers) on a realistic trigger.
 
-Run: /work/venv/bin/python benchmarks/trigger_decisions.py [--decisions N] [--repeats R]
+Run: python benchmarks/trigger_decisions.py [--decisions N] [--repeats R]
 Prints the median time per decision (over R repeats of N decisions) for several push shapes.
 Target: under 50 µs per decision with 20 changed paths.
 """

@@ -10,15 +10,38 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from typing import Any
 
-# Results of steps, jobs, stages and runs (Azure's TaskResult names, camelCase as in the REST API).
-SUCCEEDED = "succeeded"
-SUCCEEDED_WITH_ISSUES = "succeededWithIssues"
-FAILED = "failed"
-CANCELED = "canceled"
-SKIPPED = "skipped"
-RESULTS = (SUCCEEDED, SUCCEEDED_WITH_ISSUES, FAILED, CANCELED, SKIPPED)
+
+class State(StrEnum):
+    """The one vocabulary of run, stage, job and step states (Azure's names, camelCase as in its REST API).
+
+    Used by the server (``ci/states.py`` holds the transition table), the API, the CLI, the web pages and
+    the agents. A member is a ``str``: it compares equal to, and is stored and sent as, its value.
+    """
+
+    NOT_STARTED = "notStarted"
+    QUEUED = "queued"
+    WAITING = "waiting"  # for permission to use a protected resource, or for an approval
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    SUCCEEDED_WITH_ISSUES = "succeededWithIssues"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    SKIPPED = "skipped"
+
+
+# Results of steps, jobs, stages and runs (Azure's TaskResult names): the final states. The names below are
+# the members of State, typed as str for code that keeps states in str-typed fields and dicts.
+SUCCEEDED: str = State.SUCCEEDED
+SUCCEEDED_WITH_ISSUES: str = State.SUCCEEDED_WITH_ISSUES
+FAILED: str = State.FAILED
+CANCELED: str = State.CANCELED
+SKIPPED: str = State.SKIPPED
+RESULTS: tuple[str, ...] = (SUCCEEDED, SUCCEEDED_WITH_ISSUES, FAILED, CANCELED, SKIPPED)
+FINAL_STATES: frozenset[str] = frozenset(RESULTS)
+SUCCESSFUL_STATES: frozenset[str] = frozenset({SUCCEEDED, SUCCEEDED_WITH_ISSUES})
 
 # Agent names: what `POST /agent/claim` accepts. `local-N` is reserved for the server's own agents
 # (threads that die with the server: a restarted server fails their jobs, not those of other agents).

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -12,7 +14,8 @@ from typer.testing import CliRunner
 from mlyard.cli.main import app
 from tests.pipelines.conftest import DATA
 
-MLYARD = Path("/work/venv/bin/mlyard")
+# The console script installed next to the running interpreter (in the venv running the tests).
+MLYARD = Path(sys.executable).parent / "mlyard"
 VALID = DATA / "valid"
 BROKEN = DATA / "broken"
 runner = CliRunner()
@@ -20,9 +23,9 @@ runner = CliRunner()
 
 def mlyard(*args: str) -> subprocess.CompletedProcess[str]:
     """The real console script, as a user runs it (errors go through main's handler)."""
-    command = [str(MLYARD) if MLYARD.exists() else "mlyard", *args]
-    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "400", "NO_COLOR": "1", "TERM": "dumb"}
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, check=False)
+    command = [str(MLYARD)] if MLYARD.exists() else [sys.executable, "-m", "mlyard"]
+    env = {"PATH": os.defpath, "COLUMNS": "400", "NO_COLOR": "1", "TERM": "dumb"}
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=60, env=env, check=False)
 
 
 def test_validate_valid_files() -> None:

@@ -70,14 +70,24 @@ def test_yaml_problems_are_diagnostics(text: str, expected: str) -> None:
     assert caught.value.errors == [expected]
 
 
-def test_load_pipeline_from_text_path_and_path_string(tmp_path: Path) -> None:
+def test_load_pipeline_from_text_and_path(tmp_path: Path) -> None:
     file = tmp_path / "ci.yml"
     file.write_text("steps:\n- script: echo\n", encoding="utf-8")
     assert load_pipeline(file).name == "ci"
-    assert load_pipeline(str(file)).file == str(file)
+    assert load_pipeline(file).file == str(file)
     from_text = load_pipeline("steps:\n- script: echo\n", name="inline")
     assert (from_text.name, from_text.file) == ("inline", "inline")
     assert load_pipeline("steps: []\n").file == "<pipeline>"
+
+
+def test_text_naming_a_file_is_yaml_text_not_a_path(tmp_path: Path) -> None:
+    """YAML is data, never a path: a one-line text naming a file is parsed as YAML, the file is not read."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("steps:\n- script: echo SECRET-MARKER-41d7\n", encoding="utf-8")
+    with pytest.raises(PipelineError) as caught:
+        load_pipeline(str(secret), name="p.yml")
+    assert "SECRET-MARKER-41d7" not in str(caught.value)
+    assert caught.value.diagnostics[0].file == "p.yml"
 
 
 def test_every_problem_is_reported_at_once() -> None:

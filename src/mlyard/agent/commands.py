@@ -12,13 +12,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mlyard.agent.masking import MASK
 from mlyard.agent.state import JobState, StepRun
 from mlyard.protocol import FAILED, SUCCEEDED, SUCCEEDED_WITH_ISSUES
 
 PREFIX = "##vso["
 _ESCAPES = {"%AZP25": "%", "%25": "%", "%3B": ";", "%0D": "\r", "%0A": "\n", "%5D": "]"}
 _ESCAPE = re.compile("|".join(re.escape(key) for key in _ESCAPES), re.IGNORECASE)
-_RESULTS = {"succeeded": SUCCEEDED, "succeededwithissues": SUCCEEDED_WITH_ISSUES, "failed": FAILED}
+_RESULTS = {result.lower(): result for result in (SUCCEEDED, SUCCEEDED_WITH_ISSUES, FAILED)}  # task.complete
 
 
 def unescape(value: str) -> str:
@@ -54,6 +55,16 @@ def parse_command(line: str) -> Command | None:
     return Command(area.lower(), action.lower(), properties, unescape(data.rstrip("\r\n")))
 
 
+def _without_secrets(job: JobState, run: StepRun, what: str, value: str) -> str:
+    """``value`` with the job's secrets masked, and a warning when it held one: a step cannot make the
+    server store a secret in plain text (build number, tags, output variables)."""
+    masked = job.masker.mask(value)
+    if masked != value:
+        run.warning(f"{what} contains a secret value: it is stored masked ({MASK}); "
+                    "pass secrets to later steps and jobs as secret variables")  # fmt: skip
+    return masked
+
+
 def _flag(command: Command, key: str) -> bool:
     return command.properties.get(key, "").strip().lower() == "true"
 
@@ -73,7 +84,8 @@ def _set_variable(command: Command, job: JobState, run: StepRun) -> None:
         qualified = f"{run.step.name}.{name}"
         problem = job.variables.set(qualified, value, secret=secret, readonly=readonly)
         if not problem:
-            (job.secret_outputs if secret else job.outputs)[qualified] = value
+            reported = value if secret else _without_secrets(job, run, f"output variable '{qualified}'", value)
+            (job.secret_outputs if secret else job.outputs)[qualified] = reported
             (job.outputs if secret else job.secret_outputs).pop(qualified, None)
     else:
         problem = job.variables.set(name, value, secret=secret, readonly=readonly)
@@ -114,7 +126,7 @@ def _set_secret(command: Command, job: JobState, run: StepRun) -> None:
 
 
 def _add_tag(command: Command, job: JobState, run: StepRun) -> None:
-    tag = command.data.strip()
+    tag = _without_secrets(job, run, "the build tag", command.data.strip())
     if ":" in tag:
         run.warning(f"build tag '{tag}' contains ':', which tags cannot contain; it was not added")
     elif tag and tag not in job.tags:
@@ -122,7 +134,7 @@ def _add_tag(command: Command, job: JobState, run: StepRun) -> None:
 
 
 def _build_number(command: Command, job: JobState, run: StepRun) -> None:
-    number = command.data.strip()
+    number = _without_secrets(job, run, "the build number", command.data.strip())
     if number:
         job.build_number = number
         job.variables.put("Build.BuildNumber", number)

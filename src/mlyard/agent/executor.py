@@ -9,7 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
-from mlyard.agent.masking import Masker
+from mlyard.agent.masking import Masker, mask_outcome
 from mlyard.agent.process import kill_group_if_marked, kill_marked
 from mlyard.agent.state import Interrupted, JobReporter, JobState, LogBuffer, StepError, StepRun
 from mlyard.agent.steps import handler_for
@@ -81,10 +81,11 @@ def run_job(
         log.flush()
         _clean_up(job)
         remove_workspace(workspace)
-    return JobOutcome(
+    outcome = JobOutcome(
         result=_job_result(job), outputs=dict(job.outputs), secret_outputs=dict(job.secret_outputs),
         tags=list(job.tags), build_number=job.build_number, message=job.message,
     )  # fmt: skip
+    return mask_outcome(outcome, masker)
 
 
 def _job_result(job: JobState) -> str:

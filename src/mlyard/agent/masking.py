@@ -3,13 +3,21 @@
 Like Azure's agent, whole values are masked, never substrings of them. Values shorter than
 :data:`MIN_SECRET_LENGTH` characters are not masked (masking every `1` or `a` would make logs unreadable);
 a multi-line secret is also masked line by line, since logs are kept per line.
+
+Not only logs: every text a step can make the server store (issues, build number, tags, output variables,
+test results, the job's message) is masked before it is sent (:func:`mask_all`, :func:`mask_outcome`).
 """
 
 from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 from urllib.parse import quote, quote_plus
+
+from mlyard.protocol import JobOutcome
 
 MIN_SECRET_LENGTH = 2
 MASK = "***"
@@ -53,3 +61,30 @@ class Masker:
         if self._pattern is None:
             return text
         return self._pattern.sub(MASK, text)
+
+
+def mask_all(value: Any, mask: Callable[[str], str]) -> Any:
+    """``value`` with every string in it masked: nested dicts (keys and values), lists and tuples."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {mask_all(key, mask): mask_all(item, mask) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(mask_all(item, mask) for item in value)
+    return value
+
+
+def mask_outcome(outcome: JobOutcome, masker: Masker) -> JobOutcome:
+    """The outcome with every secret the job knew at its end masked in what the server stores in plain
+    text: output variables (secret ones are stored encrypted), tags, the build number and the message.
+
+    Secrets registered late (`task.setsecret` after `build.addbuildtag`) are masked here too."""
+    mask = masker.mask
+    tags = list(dict.fromkeys(mask(tag) for tag in outcome.tags))
+    return replace(
+        outcome,
+        outputs={name: mask(value) for name, value in outcome.outputs.items()},
+        tags=tags,
+        build_number=mask(outcome.build_number) if outcome.build_number else outcome.build_number,
+        message=mask(outcome.message),
+    )

@@ -1,7 +1,7 @@
 """The one place where run, stage, job and step states change.
 
-States (Azure's names): notStarted, queued, waiting, running, and the final ones succeeded,
-succeededWithIssues, failed, canceled, skipped. `transition` checks the move against the table,
+States (:class:`mlyard.protocol.State`, Azure's names): notStarted, queued, waiting, running, and the
+final ones succeeded, succeededWithIssues, failed, canceled, skipped. `transition` checks the move against the table,
 stamps start and finish times, and refuses anything else (a bug, never a user error).
 """
 
@@ -10,17 +10,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-NOT_STARTED = "notStarted"
-QUEUED = "queued"
-WAITING = "waiting"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-SUCCEEDED_WITH_ISSUES = "succeededWithIssues"
-FAILED = "failed"
-CANCELED = "canceled"
-SKIPPED = "skipped"
+from mlyard.protocol import FINAL_STATES, State
 
-FINAL = frozenset({SUCCEEDED, SUCCEEDED_WITH_ISSUES, FAILED, CANCELED, SKIPPED})
+NOT_STARTED: str = State.NOT_STARTED
+QUEUED: str = State.QUEUED
+WAITING: str = State.WAITING
+RUNNING: str = State.RUNNING
+SUCCEEDED: str = State.SUCCEEDED
+SUCCEEDED_WITH_ISSUES: str = State.SUCCEEDED_WITH_ISSUES
+FAILED: str = State.FAILED
+CANCELED: str = State.CANCELED
+SKIPPED: str = State.SKIPPED
+
+FINAL = FINAL_STATES
 ACTIVE = frozenset({QUEUED, WAITING, RUNNING})
 _ANY_FINAL = FINAL
 
@@ -32,7 +34,7 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 
 # Azure's capitalised result names, as the expression status functions and dependencies.X.result use.
-AZURE_RESULT = {
+AZURE_RESULT: dict[str, str] = {
     SUCCEEDED: "Succeeded",
     SUCCEEDED_WITH_ISSUES: "SucceededWithIssues",
     FAILED: "Failed",

@@ -8,6 +8,7 @@ import typer
 from mlyard.cli import output
 from mlyard.cli.context import client
 from mlyard.errors import InvalidInput, OperationFailed
+from mlyard.protocol import SUCCESSFUL_STATES, State
 
 infra_app = typer.Typer(help="The platform's infrastructure: environments, template, project creator.",
                         no_args_is_help=True)
@@ -68,7 +69,7 @@ def _summary(result: dict[str, Any]) -> None:
     run = result.get("deploy_code_run")
     if run:
         con.print(f"run #1      {run['pipeline']} run {run['id']}: {run['state']}")
-        if run["state"] == "waiting":
+        if run["state"] == State.WAITING:
             con.print(f"            {run['message']}")
 
 
@@ -95,7 +96,7 @@ def create(
                                        f"`mlyard runs logs {run['id']} --follow`")
             return
         state = follow_logs(api, run["id"], quiet=json)
-        if state not in ("succeeded", "succeededWithIssues"):
+        if state not in SUCCESSFUL_STATES:
             raise OperationFailed(f"the project creator failed (run {run['id']}, {state}): "
                                   f"{_failure(api, run['id'])}; see `mlyard runs logs {run['id']}`")
         result = _created(api, repo, env, demo)

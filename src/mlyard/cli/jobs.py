@@ -8,6 +8,7 @@ import typer
 from mlyard.cli import output
 from mlyard.cli.context import client
 from mlyard.errors import OperationFailed
+from mlyard.protocol import State
 
 jobs_app = typer.Typer(
     help="Jobs on code deployed in an environment's workspace (like Databricks jobs).", no_args_is_help=True
@@ -49,10 +50,10 @@ def jobs_run(
         job = api.get(f"/api/v1/jobs/{job['id']}")
     if json:
         output.print_json(job)
-    elif job["state"] == "succeeded":
+    elif job["state"] == State.SUCCEEDED:
         runs = ", ".join(job["mlflow_run_ids"]) or "none"
         output.console().print(f"job {job['id']} succeeded in {job['duration_seconds']:.1f}s (MLflow runs: {runs})")
-    if job["state"] != "succeeded":
+    if job["state"] != State.SUCCEEDED:
         raise OperationFailed(f"job {job['id']} {job['state']}: {job['message'] or 'see its log'}")
 
 

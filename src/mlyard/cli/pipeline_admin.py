@@ -10,6 +10,7 @@ from mlyard.cli import output
 from mlyard.cli.context import client
 from mlyard.cli.pipelines import app as pipelines_app
 from mlyard.cli.runs import follow_logs, pairs, state_text
+from mlyard.protocol import SUCCESSFUL_STATES
 
 variables_app = typer.Typer(help="Pipeline variables set outside YAML.", no_args_is_help=True)
 pipelines_app.add_typer(variables_app, name="variables")
@@ -140,7 +141,7 @@ def pipelines_run(
             final = follow_logs(api, run["id"], quiet=json)
             if json:
                 output.print_json(api.get(f"/api/v1/runs/{run['id']}"))
-            raise typer.Exit(0 if final in ("succeeded", "succeededWithIssues") else 1)
+            raise typer.Exit(0 if final in SUCCESSFUL_STATES else 1)
 
 
 @pipelines_app.command("permit")

@@ -9,19 +9,20 @@ import typer
 from mlyard.cli import output
 from mlyard.cli.context import client
 from mlyard.errors import InvalidInput
+from mlyard.protocol import State
 
 runs_app = typer.Typer(help="Pipeline runs: list, show, logs, cancel, permit, approve.", no_args_is_help=True)
 
 JSON = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-STATE_STYLE = {
-    "succeeded": "green",
-    "succeededWithIssues": "yellow",
-    "failed": "red",
-    "canceled": "magenta",
-    "skipped": "dim",
-    "running": "cyan",
-    "waiting": "yellow",
-    "queued": "blue",
+STATE_STYLE: dict[str, str] = {
+    State.SUCCEEDED: "green",
+    State.SUCCEEDED_WITH_ISSUES: "yellow",
+    State.FAILED: "red",
+    State.CANCELED: "magenta",
+    State.SKIPPED: "dim",
+    State.RUNNING: "cyan",
+    State.WAITING: "yellow",
+    State.QUEUED: "blue",
 }
 
 

@@ -17,38 +17,33 @@ from mlyard.pipelines.triggers import trigger_decision as decide
 PR_WARNING = "'pr' is ignored: mlyard does not run pull request validation (as with Azure Repos, use branch policies)"
 
 
-def read_source(path_or_text: str | Path, *, name: str | None = None) -> SourceDocument:
-    """The source document of a file (a Path, or a string naming an existing file) or of YAML text."""
-    if isinstance(path_or_text, Path) or _is_file(path_or_text):
-        path = Path(path_or_text)
+def read_source(source: str | Path, *, name: str | None = None) -> SourceDocument:
+    """The source document of a file (a :class:`Path`) or of YAML text (a ``str``).
+
+    A string is always YAML text, never a file name: text that happens to name a file on this machine is
+    parsed as YAML, so YAML received from a user (a pushed file, a request) cannot make the server read
+    one of its own files. Callers that hold a path pass a :class:`Path`.
+    """
+    if isinstance(source, Path):
         try:
-            text = path.read_text(encoding="utf-8")
+            text = source.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            reporter = Reporter(str(path))
+            reporter = Reporter(str(source))
             reporter.add(None, "", f"cannot read the pipeline file: {exc}")
             raise PipelineError(reporter.diagnostics) from exc
-        return load_source(text, str(path))
-    return load_source(path_or_text, name or "<pipeline>")
+        return load_source(text, str(source))
+    return load_source(source, name or "<pipeline>")
 
 
-def _is_file(value: str) -> bool:
-    if "\n" in value or len(value) > 1024 or not value.strip():
-        return False
-    try:
-        return Path(value).is_file()
-    except (OSError, ValueError):
-        return False
-
-
-def load_pipeline(path_or_text: str | Path, *, name: str | None = None) -> Pipeline:
+def load_pipeline(source: str | Path, *, name: str | None = None) -> Pipeline:
     """Load and check a pipeline: every problem (with file:line:col) in one :class:`PipelineError`.
 
-    ``path_or_text`` is a Path, a string naming an existing file, or the YAML text itself; ``name``
-    is the pipeline's name (default: the file's stem) and the file name used for YAML text.
+    ``source`` is a file (a :class:`Path`) or the YAML text itself (a ``str``; never read as a file name);
+    ``name`` is the pipeline's name (default: the file's stem) and the file name used for YAML text.
     """
-    source = read_source(path_or_text, name=name)
-    reporter = Reporter(source.file)
-    tree = source.tree
+    document = read_source(source, name=name)
+    reporter = Reporter(document.file)
+    tree = document.tree
     if tree is None:
         reporter.add(None, "", "the pipeline is empty: it needs one of the keys stages, jobs, steps or extends")
         reporter.raise_if_any()
@@ -59,8 +54,8 @@ def load_pipeline(path_or_text: str | Path, *, name: str | None = None) -> Pipel
     trigger = _trigger(tree, reporter)
     reporter.raise_if_any()
     warnings = (PR_WARNING,) if "pr" in tree else ()
-    pipeline_name = name or (Path(source.file).stem if source.file != "<pipeline>" else None)
-    return Pipeline(pipeline_name, source.file, source, parameters, trigger, warnings)
+    pipeline_name = name or (Path(document.file).stem if document.file != "<pipeline>" else None)
+    return Pipeline(pipeline_name, document.file, document, parameters, trigger, warnings)
 
 
 def _trigger(tree: dict[str, Any], reporter: Reporter) -> Any:

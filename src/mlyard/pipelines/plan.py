@@ -1,4 +1,5 @@
-"""The compiled plan of a run, its dictionary form, and the dependency graph checks."""
+"""The compiled plan of a run, its dictionary form (one serialisation, with a round trip:
+``Plan.from_dict(plan.to_dict()) == plan``), and the dependency graph checks."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlyard.pipelines.model import Job, Pool, Stage, Step, Variable, VariableEntry, VariableGroup
+from mlyard.pipelines.model import Environment, Job, JobKind, Pool, Stage, Step, Variable, VariableEntry, VariableGroup
 from mlyard.pipelines.source import Mark, Reporter
 
 
@@ -48,6 +49,18 @@ class Plan:
             document["warnings"] = list(self.warnings)
         return document
 
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> Plan:
+        """The plan of a dictionary made by :meth:`to_dict` (as stored, or read back from JSON/YAML)."""
+        return cls(
+            name=document.get("name"),
+            stages=tuple(_stage_from(stage) for stage in document.get("stages", ())),
+            variables=variable_entries(document.get("variables", ())),
+            parameters=dict(document.get("parameters") or {}),
+            run_name=document.get("runName"),
+            warnings=tuple(document.get("warnings", ())),
+        )
+
 
 def plain(value: Any) -> Any:
     """Nested mappings and sequences as plain ``dict`` and ``list`` (for YAML/JSON dumpers)."""
@@ -65,6 +78,68 @@ def _variable(entry: VariableEntry) -> dict[str, Any]:
     if entry.readonly:
         result["readonly"] = True
     return result
+
+
+def variable_entries(documents: Sequence[Mapping[str, Any]]) -> tuple[VariableEntry, ...]:
+    """Variable entries of their dictionary form: ``{"group": G}`` or ``{"name", "value"[, "readonly"]}``."""
+    entries: list[VariableEntry] = []
+    for document in documents:
+        if "group" in document:
+            entries.append(VariableGroup(str(document["group"])))
+        else:
+            entries.append(Variable(str(document["name"]), str(document["value"]), bool(document.get("readonly"))))
+    return tuple(entries)
+
+
+def _stage_from(document: Mapping[str, Any]) -> Stage:
+    return Stage(
+        name=document["stage"],
+        display_name=document["displayName"],
+        depends_on=tuple(document.get("dependsOn", ())),
+        condition=document.get("condition", "succeeded()"),
+        variables=variable_entries(document.get("variables", ())),
+        jobs=tuple(_job_from(job) for job in document.get("jobs", ())),
+    )
+
+
+def _job_from(document: Mapping[str, Any]) -> Job:
+    kind: JobKind = "deployment" if "deployment" in document else "job"
+    environment = document.get("environment")
+    pool = document.get("pool")
+    return Job(
+        name=document[kind],
+        kind=kind,
+        display_name=document["displayName"],
+        depends_on=tuple(document.get("dependsOn", ())),
+        condition=document.get("condition", "succeeded()"),
+        timeout_in_minutes=int(document.get("timeoutInMinutes", 60)),
+        cancel_timeout_in_minutes=int(document.get("cancelTimeoutInMinutes", 5)),
+        continue_on_error=bool(document.get("continueOnError", False)),
+        pool=None if pool is None else Pool(pool.get("name"), pool.get("vmImage"), tuple(pool.get("demands", ()))),
+        workspace_clean=(document.get("workspace") or {}).get("clean"),
+        environment=None
+        if environment is None
+        else Environment(environment["name"], environment.get("resourceName"), environment.get("resourceType")),
+        strategy=document.get("strategy"),
+        variables=variable_entries(document.get("variables", ())),
+        steps=tuple(_step_from(step) for step in document.get("steps", ())),
+    )
+
+
+def _step_from(document: Mapping[str, Any]) -> Step:
+    return Step(
+        name=document["name"],
+        kind=document["kind"],
+        display_name=document["displayName"],
+        task=document.get("task"),
+        inputs=dict(document.get("inputs") or {}),
+        env=dict(document.get("env") or {}),
+        condition=document.get("condition", "succeeded()"),
+        continue_on_error=bool(document.get("continueOnError", False)),
+        timeout_in_minutes=int(document.get("timeoutInMinutes", 0)),
+        enabled=bool(document.get("enabled", True)),
+        retry_count_on_task_failure=int(document.get("retryCountOnTaskFailure", 0)),
+    )
 
 
 def _stage(stage: Stage) -> dict[str, Any]:
@@ -102,7 +177,11 @@ def _job(job: Job) -> dict[str, Any]:
         result["workspace"] = {"clean": job.workspace_clean}
     if job.environment:
         env = job.environment
-        result["environment"] = {"name": env.name, **({"resourceName": env.resource_name} if env.resource_name else {})}
+        result["environment"] = {"name": env.name}
+        if env.resource_type:
+            result["environment"]["resourceType"] = env.resource_type
+        if env.resource_name:
+            result["environment"]["resourceName"] = env.resource_name
     if job.strategy:
         result["strategy"] = job.strategy
     result["variables"] = [_variable(entry) for entry in job.variables]
@@ -189,4 +268,6 @@ def _check_cycles(nodes: Mapping[str, Node], what: str, reporter: Reporter, scop
                 path.append(following)
 
 
-__all__ = ["Job", "Node", "Plan", "Pool", "Stage", "Step", "Variable", "VariableGroup", "check_graph"]
+__all__ = [
+    "Job", "Node", "Plan", "Pool", "Stage", "Step", "Variable", "VariableGroup", "check_graph", "variable_entries",
+]  # fmt: skip

@@ -21,17 +21,18 @@ from mlyard.ci import logs, states
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Pipeline, Run, RunArtifact, RunJob, RunStep, TestResult
 from mlyard.errors import AuthenticationError, Conflict, InvalidInput, NotFound
-from mlyard.pipelines.expressions import ExpressionContext, evaluate, is_runtime_expression
+from mlyard.pipelines.expressions import ExpressionContext
+from mlyard.pipelines.job_variables import GroupValues, resolve_job_variables
+from mlyard.pipelines.model import VariableGroup
 from mlyard.protocol import Connection as ConnectionSpec
 from mlyard.protocol import JobOutcome, JobSpec, Repository, StepSpec, agent_name_problem
-from mlyard.services import pipelines, resources, secrets
+from mlyard.services import pipelines, plan_store, resources, secrets
 from mlyard.services.orchestrator import Orchestrator, compile_context
 from mlyard.services.platform import Platform
 from mlyard.services.scheduling import job_dependency, run_variables, stage_job_dependencies
 
 JOB_TOKEN_PREFIX = "myj_"
 _ARTIFACT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$")
-_RUNTIME = re.compile(r"^\s*\$\[(.*)\]\s*$", re.S)
 
 # Secret values of running jobs, to mask what agents send again on the server side.
 _job_secrets: dict[int, set[str]] = {}
@@ -107,15 +108,26 @@ def _secrets_of(platform: Platform, job: RunJob) -> set[str]:
     return hidden
 
 
+def _masked(value: Any, hidden: set[str]) -> Any:
+    """``value`` with the secrets in ``hidden`` masked in every string (nested dicts, keys too, and lists)."""
+    if isinstance(value, str):
+        return logs.mask(value, hidden)
+    if isinstance(value, dict):
+        return {_masked(key, hidden): _masked(item, hidden) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item, hidden) for item in value]
+    return value
+
+
 def build_spec(platform: Platform, session: Session, job: RunJob, token: str) -> JobSpec:
     run = session.get(Run, job.run_id)
     assert run is not None
     pipeline = session.get(Pipeline, run.pipeline_id)
     assert pipeline is not None
-    doc = next(j for s in run.plan["stages"] if s["name"] == job.stage for j in s["jobs"] if j["name"] == job.name)
-    stage_doc = next(s for s in run.plan["stages"] if s["name"] == job.stage)
+    plan = plan_store.job_plan(run.plan or {}, job.stage, job.name)
+    (stage,) = plan.stages
+    (planned,) = stage.jobs
     plain, hidden = pipelines.variables_for_run(platform, session, pipeline.id)
-    readonly: list[str] = []
     plain.update(run.variables)
     siblings = list(session.scalars(select(RunJob).where(RunJob.run_id == run.id)))
     by_stage: dict[str, list[RunJob]] = {}
@@ -126,28 +138,17 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
         dependencies={j.name: job_dependency(j) for j in by_stage.get(job.stage, []) if j.name in job.depends_on},
         stage_dependencies=stage_job_dependencies(by_stage, job.stage),
     )
-    for scope in (run.plan.get("variables", []), stage_doc.get("variables", []), doc.get("variables", [])):
-        for entry in scope:
-            if "group" in entry:
-                group_plain, group_secret = resources.group_values(platform, session, entry["group"])
-                plain.update(group_plain)
-                hidden.update(group_secret)
-                continue
-            value = str(entry["value"])
-            match = _RUNTIME.match(value) if is_runtime_expression(value) else None
-            if match:
-                value = _runtime_value(match.group(1), ctx)
-            plain[entry["name"]] = value
-            hidden.pop(entry["name"], None)
-            if entry.get("readonly"):
-                readonly.append(entry["name"])
+    scopes = [plan.variables, stage.variables, planned.variables]
+    names = {entry.group for scope in scopes for entry in scope if isinstance(entry, VariableGroup)}
+    groups = {name: GroupValues(*resources.group_values(platform, session, name)) for name in sorted(names)}
+    resolved = resolve_job_variables(scopes, plain=plain, secret=hidden, groups=groups, context=ctx)
     predefined = compile_context(platform, run, pipeline)
     predefined.update(
         {
             "Build.BuildNumber": run.build_number,
             "System.StageName": job.stage,
             "System.JobName": job.name,
-            "System.StageDisplayName": stage_doc.get("display_name") or job.stage,
+            "System.StageDisplayName": stage.display_name or job.stage,
             "System.JobDisplayName": job.display_name,
             "System.JobId": str(job.id),
             "System.PhaseName": job.name,
@@ -160,9 +161,9 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
     if job.environment:
         predefined["Environment.Name"] = job.environment
     connections = {}
-    for step in doc["steps"]:
-        name = str(step.get("inputs", {}).get("azureSubscription") or "")
-        if step.get("task") == "AzureCLI@2" and name and name not in connections:
+    for step in planned.steps:
+        name = str(step.inputs.get("azureSubscription") or "")
+        if step.task == "AzureCLI@2" and name and name not in connections:
             row, secret_settings = resources.connection_settings(platform, session, name)
             connections[name] = ConnectionSpec(
                 name=row.name,
@@ -184,26 +185,17 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
         name=job.name,
         display_name=job.display_name,
         access_token=token,
-        timeout_in_minutes=int(doc.get("timeout_in_minutes") or 60),
-        cancel_timeout_in_minutes=int(doc.get("cancel_timeout_in_minutes") or 5),
-        workspace_clean=doc.get("workspace_clean"),
-        variables={**plain, **predefined},
-        secrets=hidden,
-        readonly=readonly,
-        steps=[StepSpec.from_dict(s) for s in doc["steps"]],
+        timeout_in_minutes=int(planned.timeout_in_minutes or 60),
+        cancel_timeout_in_minutes=int(planned.cancel_timeout_in_minutes or 5),
+        workspace_clean=planned.workspace_clean,
+        variables={**resolved.plain, **predefined},
+        secrets=resolved.secret,
+        readonly=list(resolved.readonly),
+        steps=[StepSpec.from_dict(plan_store.step_spec(step, index)) for index, step in enumerate(planned.steps)],
         repository=repo,
         connections=connections,
         lease_seconds=platform.settings.job_lease_seconds,
     )
-
-
-def _runtime_value(expression: str, ctx: ExpressionContext) -> str:
-    from mlyard.pipelines.expressions import to_string
-
-    try:
-        return to_string(evaluate(expression, ctx))
-    except Exception as exc:  # a bad runtime expression yields an empty value, as in Azure, and a log line
-        return f"<error: {exc}>"
 
 
 def authenticate_job(platform: Platform, header: str | None, job_id: int) -> RunJob:
@@ -275,12 +267,12 @@ def update_step(
                 state=states.NOT_STARTED,
             )
             session.add(step)
-        if state == "running":
+        if state == states.RUNNING:
             states.transition(step, states.RUNNING)
         else:
             if result not in states.FINAL:
                 raise InvalidInput(f"invalid step result {result!r}; one of {', '.join(sorted(states.FINAL))}")
-            step.issues = list(issues or [])
+            step.issues = _masked(list(issues or []), _secrets_of(platform, job))
             states.transition(step, result)
         return {"ok": True}
 
@@ -351,6 +343,7 @@ def artifact_file(platform: Platform, run_id: int, name: str) -> Path:
 
 
 def store_tests(platform: Platform, job: RunJob, summary: dict[str, Any]) -> dict[str, Any]:
+    summary = _masked(summary, _secrets_of(platform, job))  # test names and messages can hold anything
     with transaction(platform.sessions) as session:
         session.add(TestResult(run_id=job.run_id, job_id=job.id, summary=summary))
     return {"ok": True}
@@ -361,10 +354,12 @@ def complete(platform: Platform, orchestrator: Orchestrator, job_id: int, outcom
         job = _running(session, job_id)
         if outcome.result not in states.FINAL:
             raise InvalidInput(f"invalid job result {outcome.result!r}")
-        job.outputs = dict(outcome.outputs)
+        # What is stored in plain text is masked again: an agent that does not mask cannot store a secret.
+        hidden = _secrets_of(platform, job) | set(outcome.secret_outputs.values())
+        job.outputs = _masked(dict(outcome.outputs), hidden)
         job.secret_outputs = secrets.encrypt_map(platform, dict(outcome.secret_outputs))
         if outcome.message:
-            job.message = outcome.message
+            job.message = logs.mask(outcome.message, hidden)
         job.token_hash = None
         for step in session.scalars(select(RunStep).where(RunStep.job_id == job.id)):
             if step.state == states.RUNNING:
@@ -374,9 +369,9 @@ def complete(platform: Platform, orchestrator: Orchestrator, job_id: int, outcom
         run = session.get(Run, job.run_id)
         if run is not None:
             if outcome.tags:
-                run.tags = sorted(set(run.tags) | set(outcome.tags))
+                run.tags = sorted(set(run.tags) | set(_masked(list(outcome.tags), hidden)))
             if outcome.build_number:
-                run.build_number = outcome.build_number
+                run.build_number = logs.mask(outcome.build_number, hidden)
         states.transition(job, outcome.result)
     _job_secrets.pop(job_id, None)
     orchestrator.notify()

@@ -17,13 +17,13 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from mlyard.errors import AuthenticationError, MlyardError, NotFound, PermissionDenied
+from mlyard.protocol import FINAL_STATES, State
 from mlyard.services import deployments, environments, models, pipelines, repos, runs
 from mlyard.services.auth import Principal, authenticate
 from mlyard.services.platform import Platform
 
 HERE = Path(__file__).parent
 COOKIE = "mlyard_token"
-FINAL = {"succeeded", "succeededWithIssues", "failed", "canceled", "skipped"}
 LOG_LIMIT = 512 * 1024  # characters of log shown in a page; the CLI and API give the whole log
 
 _templates = Environment(
@@ -32,6 +32,7 @@ _templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_templates.globals["State"] = State  # pages compare states with State.WAITING, never a copied string
 # No scripts at all, styles from our own stylesheet only, never framed.
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -214,10 +215,10 @@ def _run(request: Request, platform: Platform, run_id: str) -> dict[str, Any]:
             -LOG_LIMIT:
         ]
     pending = any(job["approval"] == "pending" for stage in doc["stages"] for job in stage["jobs"])
-    return {"template": "run.html", "run": doc, "log": log, "step": step, "final": doc["state"] in FINAL,
+    return {"template": "run.html", "run": doc, "log": log, "step": step, "final": doc["state"] in FINAL_STATES,
             "pending_approval": pending,
             # a waiting run changes only when somebody acts: no refresh that would wipe a comment being typed
-            "refresh": 3 if doc["state"] not in FINAL | {"waiting"} else None}  # fmt: skip
+            "refresh": 3 if doc["state"] not in FINAL_STATES | {State.WAITING} else None}  # fmt: skip
 
 
 def _repos(request: Request, platform: Platform) -> dict[str, Any]:

@@ -25,6 +25,8 @@ def _artifact_name(job: JobState, step: StepSpec) -> str:
 def publish(step: StepSpec, job: JobState, run: StepRun) -> str:
     source = resolve_path(job, step_input(job, step, "targetPath", WORKSPACE_DEFAULT))
     name = _artifact_name(job, step) or default_artifact_name(job, step)
+    if job.masker.mask(name) != name:  # the name is stored and shown: it must not carry a secret
+        raise StepError("the artifact name contains a secret value; name the artifact without secrets")
     if not source.exists():
         raise StepError(f"the path to publish does not exist: {source}")
     job.log.write(step, f"Uploading pipeline artifact '{name}' from {source}")

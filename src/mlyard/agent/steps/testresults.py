@@ -6,6 +6,7 @@ from pathlib import Path
 
 from mlyard.agent.environment import input_flag, resolve_path, step_input
 from mlyard.agent.junit import JUnitError, summarize
+from mlyard.agent.masking import mask_all
 from mlyard.agent.state import JobState, StepError, StepRun
 from mlyard.protocol import FAILED, SUCCEEDED, SUCCEEDED_WITH_ISSUES, StepSpec
 
@@ -58,7 +59,7 @@ def publish_test_results(step: StepSpec, job: JobState, run: StepRun) -> str:
     for failure in summary.failures:
         job.log.write(step, f"  failed: {failure['classname']}.{failure['name']}: {failure['message']}")
     job.log.flush()
-    job.reporter.publish_test_results(summary.to_dict())
+    job.reporter.publish_test_results(mask_all(summary.to_dict(), job.masker.mask))  # names, messages, title
     if summary.failed and input_flag(job, step, "failTaskOnFailedTests"):
         run.error(f"{summary.failed} test(s) failed (failTaskOnFailedTests is true)")
         return FAILED
