@@ -115,3 +115,36 @@ def test_concurrent_creates_of_one_repo_name_answer_one_201_and_409s(backend_ser
     with srv.client() as api:
         names = [r["name"] for r in api.get("/api/v1/repos").json()]
     assert names.count("contested") == 1
+
+
+def test_texts_longer_than_a_varchar_run_as_on_sqlite(backend_server: Server, git: Git) -> None:
+    """PostgreSQL enforces VARCHAR lengths that SQLite ignores: a long display name left the run queued
+    for ever and a push on a branch of more than 255 characters answered HTTP 500, only on PostgreSQL."""
+    srv = backend_server
+    title = "Déploiement " + "d" * 300
+    yml = f"""trigger: ['*']
+stages:
+- stage: S
+  displayName: {title}
+  jobs:
+  - job: J
+    displayName: {title}
+    steps:
+    - script: |
+        echo "##vso[build.updatebuildnumber]{"b" * 300}"
+        mkdir out && echo hi > out/f
+      displayName: {title}
+    - publish: out
+      artifact: {"a" * 128}
+"""
+    work = make_repo(srv, git, "long", {"ci.yml": yml})
+    register(srv, "long-ci", "long", "ci.yml")
+    branch = "/".join(["b" * 200, "c" * 200])  # refs/heads/... is longer than 255 characters
+    git("checkout", "-q", "-b", branch, cwd=work)
+    git.commit({"x": "1"}, "on a long branch", cwd=work)
+    git("push", "-q", "origin", branch, cwd=work)
+    (found,) = wait_runs(srv, "long-ci", 1)
+    done = wait_state(srv, found["id"])
+    assert done["state"] == "succeeded", (done, logs(srv, done["id"]))
+    assert done["source_branch"] == f"refs/heads/{branch}" and done["build_number"] == "b" * 300
+    assert done["stages"][0]["display_name"] == title and done["artifacts"] == ["a" * 128]
