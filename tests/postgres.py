@@ -18,6 +18,7 @@ then fail: they read SQLite).
 from __future__ import annotations
 
 import atexit
+import ctypes
 import glob
 import os
 import pwd
@@ -70,6 +71,15 @@ def _run_as() -> dict[str, Any]:
     except KeyError:
         pytest.skip(f"PostgreSQL refuses to run as root and there is no 'postgres' OS user: {INSTALL_HINT}")
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+def _die_with_parent() -> None:
+    """In the server's process: stop (fast shutdown) when the test process dies, even by SIGKILL."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG (Linux); elsewhere the server outlives a killed run
+    except (OSError, AttributeError):
+        pass
 
 
 @dataclass
@@ -162,7 +172,14 @@ def start_postgres(timeout: float = 30) -> PostgresServer:
     log = open(root / "postgres.log", "ab")  # noqa: SIM115 - the server writes to it until stopped
     try:
         proc = subprocess.Popen(
-            argv, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **run_as
+            argv,
+            cwd=root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+            **run_as,
         )
     finally:
         log.close()
