@@ -111,7 +111,7 @@ def test_concurrent_creates_of_one_repo_name_answer_one_201_and_409s(backend_ser
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {201: 1, 409: 29}, [r.text for r in responses if r.status_code not in (201, 409)][:3]
     conflict = next(r for r in responses if r.status_code == 409).json()
-    assert "already exists" in conflict["error"]
+    assert conflict["ok"] is False and "contested" in conflict["error"]
     with srv.client() as api:
         names = [r["name"] for r in api.get("/api/v1/repos").json()]
     assert names.count("contested") == 1
