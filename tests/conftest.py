@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.postgres import database_url, postgres, server_database_url  # noqa: F401 - fixtures for all test dirs
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -127,10 +129,12 @@ class Server:
         return f"http://{user or self.username}:{token or self.token}@127.0.0.1:{self.port}/git/{repo}.git"
 
 
-def start_server(tmp: Path, *options: str) -> Server:
+def start_server(tmp: Path, *options: str, state_url: str | None = None) -> Server:
+    """init + server; the state on `state_url` (default: per MLYARD_TEST_DATABASE, SQLite in the home)."""
     home = tmp / "home"
     port = free_port()
-    out = mlyard("init", "--port", str(port), "--json", home=home)
+    url = server_database_url() if state_url is None else state_url
+    out = mlyard("init", "--port", str(port), *(("--database-url", url) if url else ()), "--json", home=home)
     info = json.loads(out.stdout)
     server = Server(home=home, port=port, token=info["token"], username=info["username"], options=options)
     server.start()

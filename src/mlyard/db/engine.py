@@ -1,4 +1,5 @@
-"""Engine, sessions and migrations. SQLite runs in WAL mode with foreign keys and a busy timeout."""
+"""Engine, sessions and migrations. SQLite runs in WAL mode with foreign keys and a busy timeout;
+PostgreSQL (``postgresql+psycopg://``, the extra ``mlyard[postgres]``) needs no settings of its own."""
 
 from __future__ import annotations
 
@@ -8,14 +9,40 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mlyard.errors import InvalidInput, OperationFailed
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+URL_FORMS = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE"
+
+
+def normalise_url(url: str) -> str:
+    """`postgresql://` and `postgres://` mean the psycopg 3 driver, the one `mlyard[postgres]` installs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
+def shown_url(url: str) -> str:
+    """`url` with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<not a URL>"
 
 
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite connections get WAL, foreign keys and a 30 s busy timeout."""
-    if url.startswith("sqlite"):
+    url = normalise_url(url)
+    try:
+        dialect = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise InvalidInput(f"database URL {url!r} cannot be read; use {URL_FORMS}") from None
+    if dialect == "sqlite":
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -29,7 +56,11 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except (NoSuchModuleError, ImportError) as exc:
+        hint = "pip install 'mlyard[postgres]'" if dialect == "postgresql" else f"use {URL_FORMS}"
+        raise InvalidInput(f"no database driver for {shown_url(url)} ({exc}); {hint}") from None
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -55,7 +86,17 @@ def upgrade(url: str) -> None:
     from alembic import command
     from alembic.config import Config
 
+    make_engine(url).dispose()  # a bad URL or a missing driver is the user's to fix: say so first
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    cfg.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
+    try:
+        command.upgrade(cfg, "head")
+    except DBAPIError as exc:
+        if not exc.connection_invalidated and exc.statement is not None:
+            raise  # a failing migration statement: a bug, with its traceback
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise OperationFailed(
+            f"cannot open the state database {shown_url(url)}: {reason}; check the database URL "
+            "(`database_url` in settings.json, set by `mlyard init --database-url`) and that its server runs"
+        ) from None
