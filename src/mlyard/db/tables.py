@@ -166,7 +166,7 @@ class Pipeline(Base):
     created_by: Mapped[str] = mapped_column(String(64), nullable=False, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     # Who may delete it or change its variables, with the repository's owner and administrators (NULL: only those).
-    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)  # users are never deleted
 
     owner: Mapped[User | None] = relationship()
 

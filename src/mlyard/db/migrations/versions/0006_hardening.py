@@ -29,12 +29,10 @@ def upgrade() -> None:
     )
     if bind.dialect.name == "sqlite":
         # No batch copy of the table: with foreign keys on, dropping `pipelines` would delete its runs.
-        op.execute("ALTER TABLE pipelines ADD COLUMN owner_id INTEGER REFERENCES users(id) ON DELETE SET NULL")
+        op.execute("ALTER TABLE pipelines ADD COLUMN owner_id INTEGER REFERENCES users(id)")
     else:
         op.add_column("pipelines", sa.Column("owner_id", sa.Integer(), nullable=True))
-        op.create_foreign_key(
-            "fk_pipelines_owner_id_users", "pipelines", "users", ["owner_id"], ["id"], ondelete="SET NULL"
-        )
+        op.create_foreign_key("fk_pipelines_owner_id_users", "pipelines", "users", ["owner_id"], ["id"])
     # The creator of an existing pipeline is its owner; a creator that is no user leaves it to the
     # repository's owner and the administrators.
     op.execute(
