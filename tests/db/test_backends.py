@@ -99,7 +99,6 @@ def test_parallel_manual_runs_of_one_pipeline_all_get_distinct_numbers(backend_s
         assert wait_state(srv, found["id"], timeout=120)["state"] == "succeeded", logs(srv, found["id"])
 
 
-@pytest.mark.xfail(strict=False, reason="concurrent creates answer 500: fixed by the hardening branch (point 4)")
 def test_concurrent_creates_of_one_repo_name_answer_one_201_and_409s(backend_server: Server) -> None:
     srv = backend_server
 
