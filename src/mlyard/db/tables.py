@@ -128,6 +128,9 @@ class PushEvent(Base):
     commits: Mapped[list[dict[str, str]]] = mapped_column(JSON, nullable=False, default=list)
     changed_paths: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    # The trigger outbox: null until the orchestrator evaluated the triggers and created the runs,
+    # in the same transaction (services/triggers.py).
+    triggered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
 
 
 class Pipeline(Base):
@@ -142,6 +145,8 @@ class Pipeline(Base):
     yaml_path: Mapped[str] = mapped_column(String(1024), nullable=False)
     created_by: Mapped[str] = mapped_column(String(64), nullable=False, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    # The number of its newest run: incremented in the transaction that creates a run (no race).
+    last_run_number: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
 
 
 class PipelineVariable(Base):
@@ -214,6 +219,7 @@ class Run(Base):
     plan: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     waiting_for: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
     message: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    errors: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)  # file:line:col diagnostics
     tags: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     push_event_id: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tarfile
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -9,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mlyard.errors import InvalidInput, NotFound
+from mlyard.errors import InvalidInput, NotFound, OperationFailed
 from mlyard.git import repos as git
 from mlyard.pipelines import Pipeline, PipelineError, Plan, compile_pipeline, load_pipeline
 from mlyard.services.platform import Platform
@@ -39,10 +40,25 @@ def load_at(platform: Platform, repo: str, commit: str, yaml_path: str) -> Pipel
     return load_pipeline(text, name=yaml_path)
 
 
+class RepoContentError(InvalidInput):
+    """The files of a commit cannot be read safely (an absolute or outside symlink, a missing object)."""
+
+
 @contextmanager
 def tree_at(platform: Platform, repo: str, commit: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="mlyard-tree-") as tmp:
-        git.export_tree(bare_repo(platform, repo), commit, Path(tmp))
+        try:
+            git.export_tree(bare_repo(platform, repo), commit, Path(tmp))
+        except tarfile.TarError as exc:  # the "data" filter refuses absolute and outside links, devices
+            raise RepoContentError(
+                f"cannot read the files of repository {repo!r} at {commit[:10]}: {exc}; "
+                "remove the link or make it point inside the repository"
+            ) from None
+        except OperationFailed:
+            raise RepoContentError(
+                f"cannot read the files of repository {repo!r} at {commit[:10]}: git archive failed "
+                "(an object of the commit is missing or unreadable)"
+            ) from None
         yield Path(tmp)
 
 
