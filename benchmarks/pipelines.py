@@ -50,7 +50,7 @@ def wait_run_of(server: Server, sha: str, timeout: float = 60) -> int:
     with server.client() as api:
         while True:
             runs = api.get("/api/v1/runs", params={"pipeline": "bench-ci", "limit": 1}).json()
-            if runs and runs[0]["source_version"] == sha or time.monotonic() > deadline:
+            if (runs and runs[0]["source_version"] == sha) or time.monotonic() > deadline:
                 return int(runs[0]["id"])
             time.sleep(0.005)
 

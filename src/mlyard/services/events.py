@@ -102,5 +102,4 @@ def event_dict(row: PushEvent) -> dict[str, Any]:
         "commits": row.commits,
         "changed_paths": row.changed_paths,
         "created_at": row.created_at.isoformat(),
-        "triggered_at": row.triggered_at.isoformat() if row.triggered_at else None,
     }
