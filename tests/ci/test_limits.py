@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from mlyard.db.engine import transaction
+from mlyard.db.tables import Environment, Pipeline
 from mlyard.pipelines import PipelineError, compile_pipeline, load_pipeline
 from mlyard.pipelines.limits import MAX_EXPANDED_NODES, MAX_YAML_BYTES, Limits
-from mlyard.services import runs
+from mlyard.services import resources, runs
+from mlyard.services.environments import add_environment
 from mlyard.services.orchestrator import Orchestrator
 from tests.ci.engine import ADMIN, Engine
 from tests.ci.helpers import make_repo, register, run, wait_state
@@ -140,3 +143,50 @@ def test_each_bomb_next_to_a_trivial_pipeline_on_a_server(server: Server, git: G
     done = wait_state(server, bomb["id"], timeout=120)
     assert done["state"] == "failed"
     assert "(limit: expanded nodes)" in done["errors"][0] and done["errors"][0].startswith("bomb.yml:9:9: ")
+
+
+CONNECTION_YAML = (
+    "trigger: none\nsteps:\n- task: AzureCLI@2\n  inputs:\n    azureSubscription: guarded\n"
+    "    scriptType: bash\n    scriptLocation: inlineScript\n    inlineScript: echo hi\n"
+)
+APPROVAL_YAML = (
+    "trigger: none\njobs:\n- deployment: Ship\n  environment: gated\n  strategy:\n    runOnce:\n"
+    "      deploy:\n        steps:\n        - script: echo ship\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("yaml", "before_cancel"),
+    [
+        (TRIVIAL, set()),  # queued, not compiled yet
+        (CONNECTION_YAML, {"waiting"}),  # waiting for permission to use a connection
+        (APPROVAL_YAML, {"running"}),  # its deployment waits for approval
+        (TRIVIAL, {"running"}),  # running, its job waiting for an agent
+    ],
+    ids=["queued", "waiting-for-permission", "waiting-for-approval", "running"],
+)
+def test_cancel_works_in_every_state(engine: Engine, yaml: str, before_cancel: set[str]) -> None:
+    resources.create_connection(engine.platform, ADMIN, "guarded", settings={"x": "1"})
+    with transaction(engine.platform.sessions) as session:
+        add_environment(session, engine.platform.settings, "gated")
+        env = session.query(Environment).filter_by(name="gated").one()
+        env.approval_required = True
+    engine.repo("cancel-states", {"ci.yml": yaml})
+    engine.pipeline("cancel-states", "cancel-states", "ci.yml")
+    with transaction(engine.platform.sessions) as session:
+        pipeline_id = session.query(Pipeline).filter_by(name="cancel-states").one().id
+        resources.grant(session, pipeline_id, "environment", "gated", actor="admin")
+    orchestrator = Orchestrator(engine.platform)
+    try:
+        queued = runs.queue_manual(engine.platform, ADMIN, "cancel-states")
+        if before_cancel:
+            assert wait_run(engine, orchestrator, queued["id"], before_cancel)["state"] in before_cancel
+        if yaml is APPROVAL_YAML:
+            orchestrator.tick()
+            job = runs.show_run(engine.platform, queued["id"])["stages"][0]["jobs"][0]
+            assert job["approval"] == "pending", job
+        runs.cancel_run(engine.platform, ADMIN, queued["id"])
+        done = wait_run(engine, orchestrator, queued["id"], {"canceled"})
+    finally:
+        orchestrator.stop()
+    assert done["state"] == "canceled"
