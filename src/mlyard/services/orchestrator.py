@@ -60,6 +60,11 @@ class Orchestrator:
     def notify(self) -> None:
         self.wake.set()
 
+    def compiling(self) -> int:
+        """How many runs are being compiled right now."""
+        with self.lock:
+            return len(self._compiling)
+
     def _loop(self) -> None:
         while not self.stop_event.is_set():
             try:
@@ -150,6 +155,9 @@ class Orchestrator:
                 run.plan = doc
                 run.build_number = build_number(session, run, doc.get("run_name"), context)
                 _create_rows(session, run, doc)
+            self.advance(run_id)  # at once: its first jobs become claimable without waiting for a tick
+            with self.jobs_ready:
+                self.jobs_ready.notify_all()
         except Exception:
             log.exception("preparing run %d failed", run_id)
         finally:
