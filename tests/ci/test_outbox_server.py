@@ -3,10 +3,12 @@ a crash between recording a push and triggering it, and a push with broken YAML 
 
 from __future__ import annotations
 
+import html
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from mlyard.services.events import EXIT_AFTER_INGEST
@@ -86,3 +88,8 @@ def test_a_push_with_broken_yaml_shows_a_failed_run_with_the_errors(server: Serv
     assert "failed" in shown and "ci.yml:5:1: invalid YAML" in shown
     table = server.cli("runs", "list", "--pipeline", "broken-e2e-ci").stdout
     assert "ERROR" in table and "ci.yml:5:1" in table
+    with httpx.Client(base_url=server.url, timeout=60) as web:  # a browser: signed in with a cookie
+        assert web.post("/login", data={"token": server.token, "next": "/"}).status_code == 303
+        page = web.get(f"/runs/{listed['id']}")
+    assert page.status_code == 200 and "The pipeline is invalid" in page.text
+    assert html.escape(listed["errors"][0], quote=False) in page.text
