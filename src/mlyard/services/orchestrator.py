@@ -283,12 +283,13 @@ def _jobs_started(session: Session, run: Run) -> bool:
 
 def _finish_unstarted(session: Session, run: Run, state: str, message: str) -> None:
     final = states.CANCELED if state == states.CANCELED else states.SKIPPED
-    for table in (RunStage, RunJob):
-        for row in session.scalars(select(table).where(table.run_id == run.id)):
-            if not states.is_final(row.state):
-                states.transition(row, final)
-            if isinstance(row, RunJob):
-                skip_steps(session, row)
+    for stage in session.scalars(select(RunStage).where(RunStage.run_id == run.id)):
+        if not states.is_final(stage.state):
+            states.transition(stage, final)
+    for job in session.scalars(select(RunJob).where(RunJob.run_id == run.id)):
+        if not states.is_final(job.state):
+            states.transition(job, final)
+        skip_steps(session, job)
     run.message = message
     states.transition(run, state)
 

@@ -255,7 +255,9 @@ def _duration(start: datetime | None, end: datetime | None) -> float | None:
 def combine_tests(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not summaries:
         return None
-    total = {key: sum(int(s.get(key, 0)) for s in summaries) for key in ("total", "passed", "failed", "skipped")}
+    total: dict[str, Any] = {
+        key: sum(int(s.get(key, 0)) for s in summaries) for key in ("total", "passed", "failed", "skipped")
+    }
     total["failures"] = [f for s in summaries for f in s.get("failures", [])]
     total["runs"] = len(summaries)
     return total
