@@ -119,10 +119,18 @@ def test_cancel_while_compiling(engine: Engine) -> None:
     assert runs.show_run(engine.platform, queued["id"])["state"] == "canceled"
 
 
-def test_an_absolute_symlink_in_the_repo_fails_the_run(engine: Engine) -> None:
+@pytest.mark.parametrize(
+    ("target", "problem"),
+    [
+        ("/etc/passwd", "'passwd' is a link to an absolute path"),
+        ("../../../../etc/passwd", "'passwd' is a link pointing outside the repository"),
+    ],
+    ids=["absolute", "outside"],
+)
+def test_a_symlink_out_of_the_repo_fails_the_run(engine: Engine, target: str, problem: str) -> None:
     work = engine.repo("links", {"ci.yml": TRIVIAL})
     engine.pipeline("links-ci", "links", "ci.yml")
-    os.symlink("/etc/passwd", work / "passwd")
+    os.symlink(target, work / "passwd")
     engine.git("add", "passwd", cwd=work)
     engine.git("commit", "-q", "-m", "link", cwd=work)
     engine.push("links", work, "master")
@@ -136,7 +144,7 @@ def test_an_absolute_symlink_in_the_repo_fails_the_run(engine: Engine) -> None:
     sha = str(doc["source_version"])
     assert doc["message"] == (
         f"cannot compile the pipeline: cannot read the files of repository 'links' at {sha[:10]}: "
-        "'passwd' is a link to an absolute path; remove the link or make it point inside the repository"
+        f"{problem}; remove the link or make it point inside the repository"
     )
 
 

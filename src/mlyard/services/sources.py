@@ -51,7 +51,7 @@ def tree_at(platform: Platform, repo: str, commit: str) -> Iterator[Path]:
             git.export_tree(bare_repo(platform, repo), commit, Path(tmp))
         except tarfile.TarError as exc:  # the "data" filter refuses absolute and outside links, devices
             raise RepoContentError(
-                f"cannot read the files of repository {repo!r} at {commit[:10]}: {exc}; "
+                f"cannot read the files of repository {repo!r} at {commit[:10]}: {_unsafe(exc)}; "
                 "remove the link or make it point inside the repository"
             ) from None
         except OperationFailed:
@@ -60,6 +60,19 @@ def tree_at(platform: Platform, repo: str, commit: str) -> Iterator[Path]:
                 "(an object of the commit is missing or unreadable)"
             ) from None
         yield Path(tmp)
+
+
+def _unsafe(exc: tarfile.TarError) -> str:
+    """What is wrong with a member of the commit's archive (never naming the server's temporary folder)."""
+    member = getattr(exc, "tarinfo", None)
+    name = repr(member.name) if member is not None else "a file"
+    if isinstance(exc, tarfile.AbsoluteLinkError):
+        return f"{name} is a link to an absolute path"
+    if isinstance(exc, tarfile.LinkOutsideDestinationError):
+        return f"{name} is a link pointing outside the repository"
+    if isinstance(exc, tarfile.FilterError):
+        return f"{name} cannot be extracted safely ({type(exc).__name__})"
+    return "the archive of the commit is unreadable"
 
 
 def compile_at(
