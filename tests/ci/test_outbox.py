@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from mlyard.db.engine import transaction
 from mlyard.db.tables import PushEvent, Run
+from mlyard.pipelines.limits import MAX_YAML_BYTES
 from mlyard.services import runs, triggers
 from tests.ci.engine import ADMIN, Engine
 
@@ -96,3 +97,16 @@ def test_schema_errors_are_listed_with_their_positions(engine: Engine) -> None:
     assert doc["state"] == "failed"
     assert [e.split(": ", 1)[0] for e in doc["errors"]] == ["ci.yml:5:3"]
     assert "nope" in doc["errors"][0]
+
+
+def test_a_push_of_a_yaml_over_the_size_limit_fails_fast(engine: Engine) -> None:
+    work = engine.repo("huge", {"ci.yml": PIPELINE})
+    engine.pipeline("huge-ci", "huge", "ci.yml")
+    engine.git.commit({"ci.yml": PIPELINE + "# padding\n" * (MAX_YAML_BYTES // 10)}, "grow", cwd=work)
+    engine.push("huge", work, "master")
+    (run_id,) = triggers.trigger_pending(engine.platform)
+    doc = runs.show_run(engine.platform, run_id)
+    assert doc["state"] == "failed"
+    assert doc["errors"] == [
+        f"ci.yml:1:1: the file is larger than {MAX_YAML_BYTES} bytes (limit: YAML file size); split it into templates"
+    ]
