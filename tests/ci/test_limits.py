@@ -26,6 +26,10 @@ BOMB = (DATA / "each-bomb.yml").read_text()
 TRIVIAL = (DATA / "trivial.yml").read_text()
 THREE_JOBS = "jobs:\n" + "".join(f"- job: j{i}\n  steps:\n  - script: echo {i}\n" for i in range(3))
 THREE_STEPS = "steps:\n" + "".join(f"- script: echo {i}\n" for i in range(3))
+COPIES = (
+    "parameters:\n- name: big\n  default: " + "x" * 600 + "\nsteps:\n"
+    "- script: echo ${{ parameters.big }}\n- script: echo ${{ parameters.big }}\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -38,10 +42,16 @@ THREE_STEPS = "steps:\n" + "".join(f"- script: echo {i}\n" for i in range(3))
             "(limit: expanded nodes); reduce the ${{ each }} loops or template references",
         ),
         (BOMB, Limits(nodes=10**9, seconds=0), "(limit: compile time)"),
+        (
+            COPIES,
+            Limits(text=1000),
+            "ci.yml:6:3: steps[1].script: template expressions built more than 1000 characters of text "
+            "(limit: expanded text); reduce the copies of large values",
+        ),
         (THREE_JOBS, Limits(jobs=2), "ci.yml:1:1: the plan has 3 jobs, more than 2 (limit: jobs)"),
         (THREE_STEPS, Limits(steps=2), "ci.yml:1:1: the plan has 3 steps, more than 2 (limit: steps)"),
     ],
-    ids=["each-bomb", "time", "jobs", "steps"],
+    ids=["each-bomb", "time", "text", "jobs", "steps"],
 )
 def test_compile_limits_name_the_limit_and_the_file(
     tmp_path: Path, text: str, limits: Limits, expected: str

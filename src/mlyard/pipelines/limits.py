@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 MAX_YAML_BYTES = 1024 * 1024  # per YAML file (the pipeline and each template)
 MAX_EXPANDED_NODES = 100_000  # mappings, lists and values produced by template expansion
+MAX_EXPANDED_TEXT = 32 * 1024 * 1024  # characters of text built by ${{ }} expressions in one expansion
 MAX_JOBS = 1_000  # jobs and deployment jobs of one plan
 MAX_STEPS = 5_000  # steps of one plan, all jobs together
 MAX_COMPILE_SECONDS = 10.0  # wall time of one expansion
@@ -29,6 +30,7 @@ _CLOCK_EVERY = 256  # nodes between two looks at the clock
 class Limits:
     yaml_bytes: int = MAX_YAML_BYTES
     nodes: int = MAX_EXPANDED_NODES
+    text: int = MAX_EXPANDED_TEXT
     jobs: int = MAX_JOBS
     steps: int = MAX_STEPS
     seconds: float = MAX_COMPILE_SECONDS
@@ -49,6 +51,7 @@ class Budget:
     file: str
     limits: Limits = DEFAULT_LIMITS
     nodes: int = 0
+    text: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def spend(self, mark: Mark | None, path: str) -> None:
@@ -69,6 +72,20 @@ class Budget:
                 f"compiling the pipeline took longer than {self.limits.seconds:g} s (limit: compile time); "
                 "simplify its templates and expressions",
             )
+
+
+    def built(self, value: object, mark: Mark | None, path: str) -> None:
+        """Count the text an expression built (copies of a large parameter add up)."""
+        if isinstance(value, str):
+            self.text += len(value)
+            if self.text > self.limits.text:
+                raise limit_error(
+                    self.file,
+                    mark,
+                    path,
+                    f"template expressions built more than {self.limits.text} characters of text "
+                    "(limit: expanded text); reduce the copies of large values",
+                )
 
 
 def check_size(text: str, file: str, limits: Limits = DEFAULT_LIMITS) -> None:

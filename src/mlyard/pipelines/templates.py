@@ -75,7 +75,9 @@ class Expander:
             return result
 
         try:
-            return fast_interpolate(value, context, one)
+            result = fast_interpolate(value, context, one)
+            self.budget.built(result, mark, path)
+            return result
         except ExpressionError as exc:
             self.r.add(mark, path, f"invalid expression in '{value.strip()}': {exc.message}")
         except RecursionError:
