@@ -32,7 +32,8 @@ from mlyard.services.platform import Platform
 from mlyard.services.runs import new_run
 
 log = logging.getLogger("mlyard.triggers")
-BATCH = 50  # pending events handled per call; the rest on the next tick
+BATCH = 50  # pending events read at once
+ROUNDS = 20  # batches per call (per scheduler tick): the rest on the next tick
 INVALID_PREFIX = "the pipeline is invalid"
 
 
@@ -77,14 +78,19 @@ def pending(session: Session, limit: int = BATCH) -> list[PendingEvent]:
 
 def trigger_pending(platform: Platform) -> list[int]:
     """Trigger every pending push event, oldest first; returns the ids of the runs created."""
-    with transaction(platform.sessions) as session:
-        events = pending(session)
     created: list[int] = []
-    for event in events:
-        try:
-            created += trigger_event(platform, event)
-        except Exception:  # one bad event must not hold back the others; it stays pending
-            log.exception("triggering push event %d failed; retried on the next tick", event.id)
+    failed: set[int] = set()
+    for _ in range(ROUNDS):
+        with transaction(platform.sessions) as session:
+            events = [e for e in pending(session, BATCH + len(failed)) if e.id not in failed]
+        for event in events:
+            try:
+                created += trigger_event(platform, event)
+            except Exception:  # one bad event must not hold back the others; it stays pending
+                log.exception("triggering push event %d failed; retried on the next tick", event.id)
+                failed.add(event.id)
+        if len(events) < BATCH:
+            break
     return created
 
 
