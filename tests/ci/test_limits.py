@@ -216,3 +216,10 @@ def test_cancel_works_in_every_state(engine: Engine, yaml: str, before_cancel: s
     finally:
         orchestrator.stop()
     assert done["state"] == "canceled"
+
+
+def test_a_stopped_compilation_ends_early(tmp_path: Path) -> None:
+    pipeline = load_pipeline(BOMB, name="ci.yml")
+    with pytest.raises(PipelineError) as raised:
+        compile_pipeline(pipeline, repo_root=tmp_path, stop=lambda: True)
+    assert raised.value.errors == ["ci.yml:1:1: compilation stopped: the run was canceled"]

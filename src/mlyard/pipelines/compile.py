@@ -8,7 +8,7 @@ to ``succeeded()``; a custom condition replaces it ("Conditions").
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ def compile_pipeline(
     *,
     repo_root: str | Path | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    stop: Callable[[], bool] | None = None,
 ) -> Plan:
     """The plan of one run of ``pipeline``.
 
@@ -42,7 +43,8 @@ def compile_pipeline(
     ``context``: predefined variables known at compile time (``Build.SourceBranch``, ...), visible to
     ``${{ variables.X }}`` with the variables defined in the YAML. Templates are read
     below ``repo_root`` (default: the git work tree holding the pipeline, else its folder).
-    ``limits`` bound the expanded size and the compile time (see :mod:`mlyard.pipelines.limits`).
+    ``limits`` bound the expanded size and the compile time (see :mod:`mlyard.pipelines.limits`);
+    ``stop``, asked now and then, ends the compilation early when it returns True (a canceled run).
     Raises :class:`~mlyard.pipelines.errors.PipelineError` with every problem found.
     """
     values = resolve_parameters(pipeline, parameters or {})
@@ -50,7 +52,7 @@ def compile_pipeline(
     root_file = Path(pipeline.file).resolve() if pipeline.file != "<pipeline>" else Path.cwd() / "<pipeline>"
     reporter = Reporter(pipeline.file)
     root = Path(repo_root) if repo_root is not None else default_repo_root(root_file)
-    expander = Expander(reporter, root, Budget(pipeline.file, limits))
+    expander = Expander(reporter, root, Budget(pipeline.file, limits, stop=stop))
     # "Template expressions": only YAML and predefined variables, not those given when a run starts.
     known = {str(key): text(value) for key, value in (context or {}).items()}
     scope = Scope(str(root_file), values, known, {}, (str(root_file),))

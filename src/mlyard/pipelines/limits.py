@@ -9,6 +9,7 @@ killed, so the time limit is enforced by the expansion itself, checked every few
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,13 @@ MAX_JOBS = 1_000  # jobs and deployment jobs of one plan
 MAX_STEPS = 5_000  # steps of one plan, all jobs together
 MAX_COMPILE_SECONDS = 10.0  # wall time of one expansion
 _CLOCK_EVERY = 256  # nodes between two looks at the clock
+
+
+class CompileStopped(PipelineError):
+    """The compilation was stopped from outside (its run was canceled)."""
+
+    def __init__(self, file: str) -> None:
+        super().__init__([Diagnostic(file, 1, 1, "", "compilation stopped: the run was canceled")])
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ class Budget:
     nodes: int = 0
     text: int = 0
     started: float = field(default_factory=time.monotonic)
+    stop: Callable[[], bool] | None = None  # asked with the clock: True ends the compilation (a cancel)
 
     def spend(self, mark: Mark | None, path: str) -> None:
         self.nodes += 1
@@ -64,7 +73,11 @@ class Budget:
                 f"the pipeline expands to more than {self.limits.nodes} nodes (limit: expanded nodes); "
                 "reduce the ${{ each }} loops or template references",
             )
-        if self.nodes % _CLOCK_EVERY == 0 and time.monotonic() - self.started > self.limits.seconds:
+        if self.nodes % _CLOCK_EVERY:
+            return
+        if self.stop is not None and self.stop():
+            raise CompileStopped(self.file)
+        if time.monotonic() - self.started > self.limits.seconds:
             raise limit_error(
                 self.file,
                 mark,

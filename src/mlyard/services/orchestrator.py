@@ -45,6 +45,7 @@ class Orchestrator:
         # Compilation runs in these threads, never under `lock`: a slow pipeline stalls no other run.
         self._compiler = ThreadPoolExecutor(max_workers=COMPILE_WORKERS, thread_name_prefix="mlyard-compile")
         self._compiling: set[int] = set()
+        self._stopping: set[int] = set()  # canceled while compiling: their compilation ends early
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="mlyard-orchestrator", daemon=True)
@@ -105,7 +106,9 @@ class Orchestrator:
                         states.transition(run, states.QUEUED)
                     return
                 if run.plan is None:
-                    if run.cancel_requested:  # also while its compilation is under way: that result is dropped
+                    if run.cancel_requested:  # also while its compilation is under way: that one stops
+                        if run_id in self._compiling:
+                            self._stopping.add(run_id)
                         _finish_unstarted(session, run, states.CANCELED, "canceled before it started")
                     else:
                         self._start_compile(run_id)
@@ -163,6 +166,7 @@ class Orchestrator:
         finally:
             with self.lock:
                 self._compiling.discard(run_id)
+                self._stopping.discard(run_id)
             self.notify()
 
     def _compile(self, run_id: int) -> tuple[dict[str, Any] | None, str, list[str], dict[str, str]]:
@@ -176,7 +180,14 @@ class Orchestrator:
             args = (pipeline.repo, run.source_version, pipeline.yaml_path, dict(run.parameters), dict(run.variables))
         try:
             plan = sources.compile_at(
-                self.platform, args[0], args[1], args[2], parameters=args[3], variables=args[4], context=context
+                self.platform,
+                args[0],
+                args[1],
+                args[2],
+                parameters=args[3],
+                variables=args[4],
+                context=context,
+                stop=lambda: run_id in self._stopping,
             )
             return plan_store.plan_doc(plan), "", [], context
         except PipelineError as exc:

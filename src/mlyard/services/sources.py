@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -84,15 +84,16 @@ def compile_at(
     parameters: Mapping[str, Any],
     variables: Mapping[str, Any],
     context: Mapping[str, Any],
+    stop: Callable[[], bool] | None = None,
 ) -> Plan:
-    """Compile the pipeline of `commit` with its templates from the same commit."""
+    """Compile the pipeline of `commit` with its templates from the same commit (`stop`: see compile_pipeline)."""
     with tree_at(platform, repo, commit) as root:
         file = root / yaml_path
         if not file.resolve().is_relative_to(root.resolve()) or not file.is_file():
             raise InvalidInput(f"{yaml_path} does not exist in repository {repo!r} at {commit[:10]}")
         try:
             pipeline = load_pipeline(file)
-            return compile_pipeline(pipeline, parameters, variables, context, repo_root=root)
+            return compile_pipeline(pipeline, parameters, variables, context, repo_root=root, stop=stop)
         except PipelineError as exc:  # name files as they are in the repo, not in the temporary folder
             prefix = f"{root}/"
             raise PipelineError([replace(d, file=d.file.removeprefix(prefix)) for d in exc.diagnostics]) from None
