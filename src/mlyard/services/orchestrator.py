@@ -54,6 +54,8 @@ class Orchestrator:
     def stop(self) -> None:
         self.stop_event.set()
         self.wake.set()
+        with self.lock:  # compilations under way end early; their runs stay queued for the next start
+            self._stopping.update(self._compiling)
         if self._thread:
             self._thread.join(timeout=10)
         self._compiler.shutdown(wait=False, cancel_futures=True)
@@ -144,6 +146,8 @@ class Orchestrator:
         """Compile the run's YAML (no lock held), then store the plan if the run still wants it."""
         try:
             doc, error, errors, context = self._compile(run_id)
+            if self.stop_event.is_set():  # stopped, not canceled: compiled again after the restart
+                return
             with self.lock, transaction(self.platform.sessions) as session:
                 run = session.get(Run, run_id)
                 if run is None or states.is_final(run.state) or run.plan is not None:
