@@ -5,7 +5,7 @@
 2. wall time of a one-step `script: "true"` pipeline from queue to done (median of 10).
 3. 200 runs queued at once: runs per minute, and that none is lost.
 
-Targets: push-to-start p50 < 200 ms; one-step pipeline < 1 s; 200 runs all finished.
+Targets: push-to-start p50 < 100 ms; one-step pipeline < 1 s; 200 runs all finished.
 
     python benchmarks/pipelines.py [--pushes 50] [--burst 200]
 """
@@ -42,6 +42,17 @@ def wait_final(server: Server, run_id: int, timeout: float = 120) -> dict:
             if doc["state"] in FINAL or time.monotonic() > deadline:
                 return doc
             time.sleep(0.02)
+
+
+def wait_run_of(server: Server, sha: str, timeout: float = 60) -> int:
+    """The id of the run of commit `sha` (runs are triggered asynchronously, through the outbox)."""
+    deadline = time.monotonic() + timeout
+    with server.client() as api:
+        while True:
+            runs = api.get("/api/v1/runs", params={"pipeline": "bench-ci", "limit": 1}).json()
+            if (runs and runs[0]["source_version"] == sha) or time.monotonic() > deadline:
+                return int(runs[0]["id"])
+            time.sleep(0.005)
 
 
 def main() -> None:
@@ -84,10 +95,10 @@ def bench(server: Server, tmp: Path, pushes: int, burst: int) -> None:
         git("add", "f.txt")
         git("commit", "-qm", f"push {i}")
         git("push", "-q", "origin", "master")
+        sha = git("rev-parse", "HEAD").stdout.decode().strip()
         with server.client() as api:
             event = api.get("/api/v1/repos/bench/events", params={"limit": 1000}).json()[-1]
-            runs = api.get("/api/v1/runs", params={"pipeline": "bench-ci", "limit": 1}).json()
-        doc = wait_final(server, runs[0]["id"])
+        doc = wait_final(server, wait_run_of(server, sha))
         started = doc["stages"][0]["jobs"][0]["started_at"]
         latencies.append(ts(started) - ts(event["created_at"]))
 
@@ -109,7 +120,7 @@ def bench(server: Server, tmp: Path, pushes: int, burst: int) -> None:
 
     q = statistics.quantiles(latencies, n=20)
     print(f"{'measure':<44}{'value':>12}{'target':>12}")
-    print(f"{'push-to-run-started p50 (ms)':<44}{statistics.median(latencies) * 1000:>12.0f}{'< 200':>12}")
+    print(f"{'push-to-run-started p50 (ms)':<44}{statistics.median(latencies) * 1000:>12.0f}{'< 100':>12}")
     print(f"{'push-to-run-started p95 (ms)':<44}{q[18] * 1000:>12.0f}{'':>12}")
     print(f"{'one-step pipeline, queue to done (s, client)':<44}{statistics.median(walls):>12.3f}{'< 1':>12}")
     print(f"{'one-step pipeline, queue to done (s, server)':<44}{statistics.median(server_walls):>12.3f}{'':>12}")

@@ -274,7 +274,11 @@ def test_batched_ci_folds_pushes_into_one_run(server: Server, git: Git) -> None:
     git.commit({"a.txt": "3"}, "three", cwd=work)
     git("push", "-q", "origin", "master", cwd=work)
     newest = git("rev-parse", "HEAD", cwd=work).stdout.strip()
+    deadline = time.monotonic() + 30  # pushes are triggered asynchronously (the outbox): wait for the fold
     runs = runs_of(server, "batched-ci")
+    while runs[0]["source_version"] != newest and time.monotonic() < deadline:
+        time.sleep(0.1)
+        runs = runs_of(server, "batched-ci")
     assert len(runs) == 2, runs
     batched = runs[0]
     assert batched["reason"] == "BatchedCI" and batched["state"] == "notStarted"

@@ -69,21 +69,22 @@ def runs_list(
     for row in rows:
         row["state"] = output.styled(row["state"], STATE_STYLE.get(row["state"], ""))
         row["commit"] = row["source_version"][:10]
-    output.table(
-        rows,
-        [
-            ("id", "RUN"),
-            ("pipeline", "PIPELINE"),
-            ("number", "#"),
-            ("build_number", "NUMBER"),
-            ("state", "STATE"),
-            ("reason", "REASON"),
-            ("source_branch", "BRANCH"),
-            ("commit", "COMMIT"),
-            ("queued_at", "QUEUED"),
-        ],
-        empty="no runs",
-    )
+        errors = row.get("errors") or []
+        row["error"] = errors[0] + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else "") if errors else ""
+    columns = [
+        ("id", "RUN"),
+        ("pipeline", "PIPELINE"),
+        ("number", "#"),
+        ("build_number", "NUMBER"),
+        ("state", "STATE"),
+        ("reason", "REASON"),
+        ("source_branch", "BRANCH"),
+        ("commit", "COMMIT"),
+        ("queued_at", "QUEUED"),
+    ]
+    if any(row["error"] for row in rows):  # invalid pipeline YAML: its first file:line:col error
+        columns.append(("error", "ERROR"))
+    output.table(rows, columns, empty="no runs")
 
 
 @runs_app.command("show")

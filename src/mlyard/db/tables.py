@@ -151,6 +151,9 @@ class PushEvent(Base):
     commits: Mapped[list[dict[str, str]]] = mapped_column(JSON, nullable=False, default=list)
     changed_paths: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    # The trigger outbox: null until the orchestrator evaluated the triggers and created the runs,
+    # in the same transaction (services/triggers.py).
+    triggered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
 
 
 class Pipeline(Base):
@@ -169,6 +172,8 @@ class Pipeline(Base):
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)  # users are never deleted
 
     owner: Mapped[User | None] = relationship()
+    # The number of its newest run: incremented in the transaction that creates a run (no race).
+    last_run_number: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
 
 
 class PipelineVariable(Base):
@@ -241,6 +246,7 @@ class Run(Base):
     plan: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     waiting_for: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
     message: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    errors: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)  # file:line:col diagnostics
     tags: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     push_event_id: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -8,10 +8,11 @@ to ``succeeded()``; a custom condition replaces it ("Conditions").
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from mlyard.pipelines.limits import DEFAULT_LIMITS, Budget, Limits, limit_error
 from mlyard.pipelines.model import Environment, Job, Pipeline, Pool, Stage, Variable, VariableEntry, VariableGroup
 from mlyard.pipelines.parameters import resolve_parameters, text
 from mlyard.pipelines.plan import Node, Plan, check_graph
@@ -32,6 +33,8 @@ def compile_pipeline(
     context: Mapping[str, Any] | None = None,
     *,
     repo_root: str | Path | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    stop: Callable[[], bool] | None = None,
 ) -> Plan:
     """The plan of one run of ``pipeline``.
 
@@ -40,6 +43,8 @@ def compile_pipeline(
     ``context``: predefined variables known at compile time (``Build.SourceBranch``, ...), visible to
     ``${{ variables.X }}`` with the variables defined in the YAML. Templates are read
     below ``repo_root`` (default: the git work tree holding the pipeline, else its folder).
+    ``limits`` bound the expanded size and the compile time (see :mod:`mlyard.pipelines.limits`);
+    ``stop``, asked now and then, ends the compilation early when it returns True (a canceled run).
     Raises :class:`~mlyard.pipelines.errors.PipelineError` with every problem found.
     """
     values = resolve_parameters(pipeline, parameters or {})
@@ -47,7 +52,7 @@ def compile_pipeline(
     root_file = Path(pipeline.file).resolve() if pipeline.file != "<pipeline>" else Path.cwd() / "<pipeline>"
     reporter = Reporter(pipeline.file)
     root = Path(repo_root) if repo_root is not None else default_repo_root(root_file)
-    expander = Expander(reporter, root)
+    expander = Expander(reporter, root, Budget(pipeline.file, limits, stop=stop))
     # "Template expressions": only YAML and predefined variables, not those given when a run starts.
     known = {str(key): text(value) for key, value in (context or {}).items()}
     scope = Scope(str(root_file), values, known, {}, (str(root_file),))
@@ -57,7 +62,17 @@ def compile_pipeline(
     reporter.raise_if_any()
     plan = _Builder(reporter, tree).plan(pipeline, values, variables or {})
     reporter.raise_if_any()
+    _check_counts(plan, pipeline.file, limits)
     return plan
+
+
+def _check_counts(plan: Plan, file: str, limits: Limits) -> None:
+    jobs = [job for stage in plan.stages for job in stage.jobs]
+    steps = sum(len(job.steps) for job in jobs)
+    if len(jobs) > limits.jobs:
+        raise limit_error(file, None, "", f"the plan has {len(jobs)} jobs, more than {limits.jobs} (limit: jobs)")
+    if steps > limits.steps:
+        raise limit_error(file, None, "", f"the plan has {steps} steps, more than {limits.steps} (limit: steps)")
 
 
 compile = compile_pipeline

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from mlyard.pipelines.errors import Diagnostic, PipelineError
+from mlyard.pipelines.limits import check_size
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _CONSTRUCTOR = yaml.SafeLoader("")  # only used for its scalar constructors (int, float)
@@ -114,6 +115,7 @@ def mark_at(tree: Any, path: tuple[Any, ...]) -> Mark | None:
 
 def load_source(text: str, file: str) -> SourceDocument:
     """Parse one YAML document keeping positions; syntax errors, duplicate keys and aliases are diagnostics."""
+    check_size(text, file)
     reporter = Reporter(file)
     try:
         node = yaml.compose(text, Loader=_Loader)

@@ -16,6 +16,7 @@ from typing import Any
 
 from mlyard.pipelines.errors import ExpressionError
 from mlyard.pipelines.expressions import ExpressionContext, evaluate
+from mlyard.pipelines.limits import Budget
 from mlyard.pipelines.parameters import bind, text
 from mlyard.pipelines.schema import describe, is_directive, join_path
 from mlyard.pipelines.scope import Scope, fast_interpolate, truthy, with_names
@@ -34,8 +35,9 @@ _WHOLE = re.compile(r"^\s*\$\{\{(.*)\}\}\s*$", re.DOTALL)
 class Expander:
     """Expands one pipeline; template files are loaded (and checked) once per expander."""
 
-    def __init__(self, reporter: Reporter, repo_root: Path) -> None:
+    def __init__(self, reporter: Reporter, repo_root: Path, budget: Budget | None = None) -> None:
         self.r = reporter
+        self.budget = budget or Budget(reporter.file)
         self.files = TemplateFiles(reporter, repo_root)
         self._contexts: dict[int, tuple[Scope, ExpressionContext]] = {}
         self._values: dict[int, tuple[ExpressionContext, dict[str, Any]]] = {}
@@ -73,7 +75,9 @@ class Expander:
             return result
 
         try:
-            return fast_interpolate(value, context, one)
+            result = fast_interpolate(value, context, one)
+            self.budget.built(result, mark, path)
+            return result
         except ExpressionError as exc:
             self.r.add(mark, path, f"invalid expression in '{value.strip()}': {exc.message}")
         except RecursionError:
@@ -82,6 +86,7 @@ class Expander:
 
     # the walk ---------------------------------------------------------------------------------------
     def expand(self, value: Any, scope: Scope, path: str, mark: Mark | None, kind: str | None = None) -> Any:
+        self.budget.spend(mark, path)
         if isinstance(value, dict):
             return self.expand_mapping(_positioned(value, mark), scope, path)
         if isinstance(value, list):

@@ -3,12 +3,20 @@
 The post-receive hook writes a spool record (fsynced) per push; `ingest` turns it into rows in
 one transaction and removes the record. The unique (push_id, seq) key makes a second ingest of
 the same record (after a crash between commit and removal) a no-op, and `recover` ingests what
-a killed server left behind. Listeners (the pipeline triggers) are told after the commit.
+a killed server left behind. Each event row starts "not yet triggered" (`triggered_at` null): the
+orchestrator triggers it later and marks it in the transaction that creates its runs (the trigger
+outbox, services/triggers.py). Listeners are only woken after the commit; the git client never waits
+for trigger evaluation.
+
+Test hook: with `MLYARD_TEST_EXIT_AFTER_INGEST=1` in its environment the server process exits at once
+(`os._exit`, as a kill -9 would) right after recording a push, before anything is triggered. It is
+only used by tests/ci/test_outbox.py to put a crash deterministically in that gap.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from sqlalchemy import select
@@ -21,6 +29,7 @@ from mlyard.git.smart_http import pending_pushes, spool_file
 from mlyard.services.platform import Platform
 
 log = logging.getLogger("mlyard.events")
+EXIT_AFTER_INGEST = "MLYARD_TEST_EXIT_AFTER_INGEST"  # test hook, see the module docstring
 
 
 def ingest(platform: Platform, push_id: str) -> list[dict[str, Any]]:
@@ -52,6 +61,9 @@ def ingest(platform: Platform, push_id: str) -> list[dict[str, Any]]:
                 session.flush()
                 created.append(event_dict(row))
     path.unlink(missing_ok=True)
+    if created and os.environ.get(EXIT_AFTER_INGEST) == "1":
+        log.warning("%s is set: exiting right after recording push %s", EXIT_AFTER_INGEST, push_id)
+        os._exit(137)
     for listener in list(platform.push_listeners):
         try:
             listener(created)

@@ -1,9 +1,10 @@
 """The scheduler: moves runs forward. Idempotent `advance(run)`; one lock; woken by events.
 
-queued run -> compile the YAML of its commit (templates from the same commit) -> stages, jobs and
-steps rows -> wait for permission to protected resources -> running: stages and jobs start when
-their dependencies are final and their condition holds; jobs become claimable by agents; stage and
-run results roll up. Leases of running jobs expire into "agent lost".
+pending push events -> runs (the trigger outbox, services/triggers.py); queued run -> compile the
+YAML of its commit (templates from the same commit) in a compile thread, outside the lock, bounded by
+the limits of pipelines/limits.py -> stages, jobs and steps rows -> wait for permission to protected
+resources -> running: stages and jobs start when their dependencies are final and their condition
+holds; jobs become claimable by agents; stage and run results roll up. Leases of running jobs expire into "agent lost".
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,12 +25,13 @@ from mlyard.db.tables import Environment, Pipeline, Run, RunJob, RunStage, RunSt
 from mlyard.errors import MlyardError
 from mlyard.pipelines import PipelineError
 from mlyard.protocol import LOCAL_AGENT_NAME
-from mlyard.services import plan_store, resources, sources
+from mlyard.services import plan_store, resources, sources, triggers
 from mlyard.services.platform import Platform
 from mlyard.services.scheduling import schedule, skip_steps
 
 log = logging.getLogger("mlyard.orchestrator")
 AGENT_LOST = "agent lost"
+COMPILE_WORKERS = 2
 
 
 class Orchestrator:
@@ -39,6 +42,10 @@ class Orchestrator:
         self.jobs_ready = threading.Condition()
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
+        # Compilation runs in these threads, never under `lock`: a slow pipeline stalls no other run.
+        self._compiler = ThreadPoolExecutor(max_workers=COMPILE_WORKERS, thread_name_prefix="mlyard-compile")
+        self._compiling: set[int] = set()
+        self._stopping: set[int] = set()  # canceled while compiling: their compilation ends early
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="mlyard-orchestrator", daemon=True)
@@ -47,22 +54,33 @@ class Orchestrator:
     def stop(self) -> None:
         self.stop_event.set()
         self.wake.set()
+        with self.lock:  # compilations under way end early; their runs stay queued for the next start
+            self._stopping.update(self._compiling)
         if self._thread:
             self._thread.join(timeout=10)
+        self._compiler.shutdown(wait=False, cancel_futures=True)
 
     def notify(self) -> None:
         self.wake.set()
 
+    def compiling(self) -> int:
+        """How many runs are being compiled right now."""
+        with self.lock:
+            return len(self._compiling)
+
     def _loop(self) -> None:
         while not self.stop_event.is_set():
-            self.wake.wait(timeout=1.0)
-            self.wake.clear()
             try:
                 self.tick()
             except Exception:
                 log.exception("scheduler tick failed")
+            self.wake.wait(timeout=1.0)
+            self.wake.clear()
 
     def tick(self) -> None:
+        """Trigger the pending push events (the outbox), then advance every unfinished run."""
+        if triggers.trigger_pending(self.platform):
+            self.wake.set()
         with self.lock:
             self._expire_leases()
             with transaction(self.platform.sessions) as session:
@@ -89,9 +107,14 @@ class Orchestrator:
                     if not _busy(session, run):
                         states.transition(run, states.QUEUED)
                     return
-                needs_plan = run.plan is None
-            if needs_plan:
-                self._prepare(run_id)
+                if run.plan is None:
+                    if run.cancel_requested:  # also while its compilation is under way: that one stops
+                        if run_id in self._compiling:
+                            self._stopping.add(run_id)
+                        _finish_unstarted(session, run, states.CANCELED, "canceled before it started")
+                    else:
+                        self._start_compile(run_id)
+                    return
             with transaction(self.platform.sessions) as session:
                 run = session.get(Run, run_id)
                 if run is None or states.is_final(run.state):
@@ -110,34 +133,76 @@ class Orchestrator:
                 schedule(session, run)
 
     # -- preparing ---------------------------------------------------------------------------
+    def _start_compile(self, run_id: int) -> None:
+        if run_id in self._compiling:
+            return
+        self._compiling.add(run_id)
+        try:
+            self._compiler.submit(self._prepare, run_id)
+        except RuntimeError:  # shutting down
+            self._compiling.discard(run_id)
+
     def _prepare(self, run_id: int) -> None:
+        """Compile the run's YAML (no lock held), then store the plan if the run still wants it."""
+        try:
+            doc, error, errors, context = self._compile(run_id)
+            if self.stop_event.is_set():  # stopped, not canceled: compiled again after the restart
+                return
+            with self.lock, transaction(self.platform.sessions) as session:
+                run = session.get(Run, run_id)
+                if run is None or states.is_final(run.state) or run.plan is not None:
+                    return
+                if run.cancel_requested:
+                    _finish_unstarted(session, run, states.CANCELED, "canceled before it started")
+                    return
+                if doc is None:
+                    run.message, run.errors = error, errors
+                    states.transition(run, states.FAILED)
+                    return
+                run.plan = doc
+                run.build_number = build_number(session, run, doc.get("run_name"), context)
+                _create_rows(session, run, doc)
+            self.advance(run_id)  # at once: its first jobs become claimable without waiting for a tick
+            with self.jobs_ready:
+                self.jobs_ready.notify_all()
+        except Exception:
+            log.exception("preparing run %d failed", run_id)
+        finally:
+            with self.lock:
+                self._compiling.discard(run_id)
+                self._stopping.discard(run_id)
+            self.notify()
+
+    def _compile(self, run_id: int) -> tuple[dict[str, Any] | None, str, list[str], dict[str, str]]:
+        """(plan document or None, error message, diagnostics, compile context) of the run."""
         with transaction(self.platform.sessions) as session:
             run = session.get(Run, run_id)
-            assert run is not None
-            pipeline = session.get(Pipeline, run.pipeline_id)
-            assert pipeline is not None
+            pipeline = session.get(Pipeline, run.pipeline_id) if run is not None else None
+            if run is None or pipeline is None:
+                return None, "the run or its pipeline was deleted", [], {}
             context = compile_context(self.platform, run, pipeline)
             args = (pipeline.repo, run.source_version, pipeline.yaml_path, dict(run.parameters), dict(run.variables))
         try:
             plan = sources.compile_at(
-                self.platform, args[0], args[1], args[2], parameters=args[3], variables=args[4], context=context
+                self.platform,
+                args[0],
+                args[1],
+                args[2],
+                parameters=args[3],
+                variables=args[4],
+                context=context,
+                stop=lambda: run_id in self._stopping,
             )
-            doc = plan_store.plan_doc(plan)
-            error = ""
+            return plan_store.plan_doc(plan), "", [], context
         except PipelineError as exc:
-            doc, error = None, "the pipeline is invalid:\n" + "\n".join(exc.errors or [exc.message])
+            errors = list(exc.errors or [exc.message])
+            return None, "the pipeline is invalid:\n" + "\n".join(errors), errors, context
         except MlyardError as exc:
-            doc, error = None, f"cannot compile the pipeline: {exc.message}"
-        with transaction(self.platform.sessions) as session:
-            run = session.get(Run, run_id)
-            assert run is not None
-            if doc is None:
-                run.message = error
-                states.transition(run, states.FAILED)
-                return
-            run.plan = doc
-            run.build_number = build_number(session, run, doc.get("run_name"), context)
-            _create_rows(session, run, doc)
+            return None, f"cannot compile the pipeline: {exc.message}", [], context
+        except Exception as exc:  # a bug must not leave the run queued forever
+            log.exception("compiling run %d failed", run_id)
+            message = f"cannot compile the pipeline: internal error ({type(exc).__name__}); see the server log"
+            return None, message, [], context
 
     def _resources_ready(self, session: Session, run: Run) -> bool:
         doc = run.plan or {}
@@ -233,12 +298,13 @@ def _jobs_started(session: Session, run: Run) -> bool:
 
 def _finish_unstarted(session: Session, run: Run, state: str, message: str) -> None:
     final = states.CANCELED if state == states.CANCELED else states.SKIPPED
-    for table in (RunStage, RunJob):
-        for row in session.scalars(select(table).where(table.run_id == run.id)):
-            if not states.is_final(row.state):
-                states.transition(row, final)
-            if isinstance(row, RunJob):
-                skip_steps(session, row)
+    for stage in session.scalars(select(RunStage).where(RunStage.run_id == run.id)):
+        if not states.is_final(stage.state):
+            states.transition(stage, final)
+    for job in session.scalars(select(RunJob).where(RunJob.run_id == run.id)):
+        if not states.is_final(job.state):
+            states.transition(job, final)
+        skip_steps(session, job)
     run.message = message
     states.transition(run, state)
 

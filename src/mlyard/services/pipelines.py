@@ -230,4 +230,5 @@ def run_brief(run: Run) -> dict[str, Any]:
         "source_version": run.source_version,
         "queued_at": run.queued_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "errors": list(run.errors or []),  # file:line:col diagnostics of an invalid pipeline
     }

@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mlyard.ci import states
@@ -14,8 +14,7 @@ from mlyard.ci.logs import log_file, read
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Pipeline, Repo, Run, RunArtifact, RunJob, RunStage, RunStep, TestResult
 from mlyard.errors import Conflict, InvalidInput, NotFound
-from mlyard.git.repos import ZERO_SHA
-from mlyard.pipelines import PipelineError, resolve_parameters, trigger_decision
+from mlyard.pipelines import PipelineError, resolve_parameters
 from mlyard.services import audit, resources, sources
 from mlyard.services.auth import Principal
 from mlyard.services.pipelines import get_row, run_brief
@@ -56,7 +55,7 @@ def queue_manual(
         if not name.strip():
             raise InvalidInput("--var expects NAME=VALUE with a non-empty name")
     with transaction(platform.sessions) as session:
-        run = _new_run(
+        run = new_run(
             session,
             pipeline_id,
             reason="Manual",
@@ -83,7 +82,7 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(values, default=str))
 
 
-def _new_run(
+def new_run(
     session: Session,
     pipeline_id: int,
     *,
@@ -96,7 +95,7 @@ def _new_run(
     state: str = states.QUEUED,
     push_event_id: int | None = None,
 ) -> Run:
-    number = (session.scalar(select(func.max(Run.number)).where(Run.pipeline_id == pipeline_id)) or 0) + 1
+    number = allocate_number(session, pipeline_id)
     run = Run(
         pipeline_id=pipeline_id,
         number=number,
@@ -114,72 +113,30 @@ def _new_run(
     return run
 
 
+def allocate_number(session: Session, pipeline_id: int) -> int:
+    """The next run number of the pipeline, without a race on SQLite or PostgreSQL.
+
+    The UPDATE takes the pipeline row's write lock (the database's write lock on SQLite) until the
+    transaction ends, so concurrent runs of one pipeline get their numbers one after the other; the
+    SELECT then reads this transaction's own increment.
+    """
+    session.execute(
+        update(Pipeline).where(Pipeline.id == pipeline_id).values(last_run_number=Pipeline.last_run_number + 1)
+    )
+    number = session.scalar(select(Pipeline.last_run_number).where(Pipeline.id == pipeline_id))
+    if number is None:
+        raise NotFound(f"pipeline {pipeline_id} not found; it was deleted")
+    return int(number)
+
+
 def on_push(platform: Platform, events: list[dict[str, Any]]) -> list[int]:
-    """Queue the CI runs a push asks for: the YAML in the pushed commit decides. Returns run ids."""
-    queued: list[int] = []
-    for event in events:
-        if event["new_sha"] == ZERO_SHA:
-            continue
-        with transaction(platform.sessions) as session:
-            candidates = [
-                (p.id, p.name, p.yaml_path)
-                for p in session.scalars(select(Pipeline).where(Pipeline.repo == event["repo"]))
-            ]
-        message = "\n".join(c["message"] for c in event["commits"])
-        for pipeline_id, name, yaml_path in candidates:
-            try:
-                run_id = _trigger(platform, event, pipeline_id, yaml_path, message)
-            except (PipelineError, NotFound) as exc:
-                log.info("push %s to %s does not run %s: %s", event["ref"], event["repo"], name, exc.message)
-                continue
-            if run_id is not None:
-                queued.append(run_id)
-    if queued:
+    """A push was recorded: wake the orchestrator, which triggers it through the outbox (services/triggers).
+
+    Returns no run ids: the runs are created asynchronously, so the git client is not kept waiting.
+    """
+    if events:
         _notify(platform)
-    return queued
-
-
-def _trigger(platform: Platform, event: dict[str, Any], pipeline_id: int, yaml_path: str, message: str) -> int | None:
-    loaded = sources.load_at(platform, event["repo"], event["new_sha"], yaml_path)
-    decision = trigger_decision(loaded, event["ref"], event["changed_paths"], message)
-    if not decision.run:
-        log.info("no run of pipeline %d for %s: %s", pipeline_id, event["ref"], decision.reason)
-        return None
-    batch = bool(getattr(loaded.trigger, "batch", False))
-    with transaction(platform.sessions) as session:
-        if batch:
-            waiting = _batched_waiting(session, pipeline_id, event["ref"])
-            if waiting is not None:  # fold this push into the run already waiting for the current one
-                waiting.source_version, waiting.push_event_id = event["new_sha"], event["id"]
-                return waiting.id
-            busy = _active_run(session, pipeline_id, event["ref"]) is not None
-        else:
-            busy = False
-        run = _new_run(
-            session,
-            pipeline_id,
-            reason="BatchedCI" if batch else "IndividualCI",
-            ref=event["ref"],
-            sha=event["new_sha"],
-            requested_for=event["pusher"],
-            parameters={},
-            variables={},
-            state=states.NOT_STARTED if busy else states.QUEUED,
-            push_event_id=event["id"],
-        )
-        return run.id
-
-
-def _batched_waiting(session: Session, pipeline_id: int, ref: str) -> Run | None:
-    return session.scalars(
-        select(Run).where(Run.pipeline_id == pipeline_id, Run.source_branch == ref, Run.state == states.NOT_STARTED)
-    ).first()
-
-
-def _active_run(session: Session, pipeline_id: int, ref: str) -> Run | None:
-    return session.scalars(
-        select(Run).where(Run.pipeline_id == pipeline_id, Run.source_branch == ref, Run.state.in_(states.ACTIVE))
-    ).first()
+    return []
 
 
 def _notify(platform: Platform) -> None:
@@ -298,7 +255,9 @@ def _duration(start: datetime | None, end: datetime | None) -> float | None:
 def combine_tests(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not summaries:
         return None
-    total = {key: sum(int(s.get(key, 0)) for s in summaries) for key in ("total", "passed", "failed", "skipped")}
+    total: dict[str, Any] = {
+        key: sum(int(s.get(key, 0)) for s in summaries) for key in ("total", "passed", "failed", "skipped")
+    }
     total["failures"] = [f for s in summaries for f in s.get("failures", [])]
     total["runs"] = len(summaries)
     return total

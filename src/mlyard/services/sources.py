@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mlyard.errors import InvalidInput, NotFound
+from mlyard.errors import InvalidInput, NotFound, OperationFailed
 from mlyard.git import repos as git
 from mlyard.pipelines import Pipeline, PipelineError, Plan, compile_pipeline, load_pipeline
 from mlyard.services.platform import Platform
@@ -39,11 +40,39 @@ def load_at(platform: Platform, repo: str, commit: str, yaml_path: str) -> Pipel
     return load_pipeline(text, name=yaml_path)
 
 
+class RepoContentError(InvalidInput):
+    """The files of a commit cannot be read safely (an absolute or outside symlink, a missing object)."""
+
+
 @contextmanager
 def tree_at(platform: Platform, repo: str, commit: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="mlyard-tree-") as tmp:
-        git.export_tree(bare_repo(platform, repo), commit, Path(tmp))
+        try:
+            git.export_tree(bare_repo(platform, repo), commit, Path(tmp))
+        except tarfile.TarError as exc:  # the "data" filter refuses absolute and outside links, devices
+            raise RepoContentError(
+                f"cannot read the files of repository {repo!r} at {commit[:10]}: {_unsafe(exc)}; "
+                "remove the link or make it point inside the repository"
+            ) from None
+        except OperationFailed:
+            raise RepoContentError(
+                f"cannot read the files of repository {repo!r} at {commit[:10]}: git archive failed "
+                "(an object of the commit is missing or unreadable)"
+            ) from None
         yield Path(tmp)
+
+
+def _unsafe(exc: tarfile.TarError) -> str:
+    """What is wrong with a member of the commit's archive (never naming the server's temporary folder)."""
+    member = getattr(exc, "tarinfo", None)
+    name = repr(member.name) if member is not None else "a file"
+    if isinstance(exc, tarfile.AbsoluteLinkError):
+        return f"{name} is a link to an absolute path"
+    if isinstance(exc, tarfile.LinkOutsideDestinationError):
+        return f"{name} is a link pointing outside the repository"
+    if isinstance(exc, tarfile.FilterError):
+        return f"{name} cannot be extracted safely ({type(exc).__name__})"
+    return "the archive of the commit is unreadable"
 
 
 def compile_at(
@@ -55,15 +84,16 @@ def compile_at(
     parameters: Mapping[str, Any],
     variables: Mapping[str, Any],
     context: Mapping[str, Any],
+    stop: Callable[[], bool] | None = None,
 ) -> Plan:
-    """Compile the pipeline of `commit` with its templates from the same commit."""
+    """Compile the pipeline of `commit` with its templates from the same commit (`stop`: see compile_pipeline)."""
     with tree_at(platform, repo, commit) as root:
         file = root / yaml_path
         if not file.resolve().is_relative_to(root.resolve()) or not file.is_file():
             raise InvalidInput(f"{yaml_path} does not exist in repository {repo!r} at {commit[:10]}")
         try:
             pipeline = load_pipeline(file)
-            return compile_pipeline(pipeline, parameters, variables, context, repo_root=root)
+            return compile_pipeline(pipeline, parameters, variables, context, repo_root=root, stop=stop)
         except PipelineError as exc:  # name files as they are in the repo, not in the temporary folder
             prefix = f"{root}/"
             raise PipelineError([replace(d, file=d.file.removeprefix(prefix)) for d in exc.diagnostics]) from None

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"  # TODO(merge): "0005", created in parallel on another branch
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
