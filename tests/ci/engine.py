@@ -8,14 +8,15 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlyard.db.engine import upgrade
+from mlyard.db.engine import transaction, upgrade
+from mlyard.db.tables import User
 from mlyard.services import events, pipelines, repos, triggers
 from mlyard.services.auth import SCOPES, Principal
 from mlyard.services.platform import Platform, open_platform
 from mlyard.settings import Settings
 from tests.conftest import Git
 
-ADMIN = Principal(user_id=0, username="admin", is_admin=True, token_id=0, scopes=frozenset(SCOPES))
+ADMIN = Principal(user_id=1, username="admin", is_admin=True, token_id=0, scopes=frozenset(SCOPES))
 
 
 def open_engine(home: Path, database_url: str = "") -> Platform:
@@ -23,7 +24,10 @@ def open_engine(home: Path, database_url: str = "") -> Platform:
     for sub in ("repos", "spool", "runs"):
         (home / sub).mkdir(parents=True, exist_ok=True)
     upgrade(settings.db_url)
-    return open_platform(settings)
+    platform = open_platform(settings)
+    with transaction(platform.sessions) as session:  # ADMIN is a real user: what it creates names its owner
+        session.add(User(id=ADMIN.user_id, username=ADMIN.username, is_admin=True))
+    return platform
 
 
 @dataclass

@@ -79,7 +79,6 @@ def test_core_loop_user_token_repo_push_run(backend_server: Server, git: Git) ->
     assert "Build" in steps and shown["state"] == "succeeded"
 
 
-@pytest.mark.xfail(strict=False, reason="run numbers race: fixed by the run-engine branch (issue 10, point 2)")
 def test_parallel_manual_runs_of_one_pipeline_all_get_distinct_numbers(backend_server: Server, git: Git) -> None:
     srv = backend_server
     make_repo(srv, git, "burst", {"ci.yml": "trigger: none\nsteps:\n- script: echo burst $(Build.BuildId)\n"})
@@ -149,7 +148,6 @@ stages:
     assert done["stages"][0]["display_name"] == title and done["artifacts"] == ["a" * 128]
 
 
-@pytest.mark.xfail(strict=False, reason="run numbers race: fixed by the run-engine branch (issue 10, point 2)")
 def test_concurrent_pushes_each_get_a_run_with_a_distinct_number(backend_server: Server, git: Git) -> None:
     """Last in the module: it leaves runs for the agents."""
     srv = backend_server
