@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from mlyard.agent.environment import expand, resolve_path, step_input
+from mlyard.agent.environment import expand, inside_work_dir, resolve_path, step_input
 from mlyard.agent.state import JobState, StepError, StepRun
 from mlyard.protocol import SUCCEEDED, StepSpec
 
@@ -23,10 +23,11 @@ def _artifact_name(job: JobState, step: StepSpec) -> str:
 
 
 def publish(step: StepSpec, job: JobState, run: StepRun) -> str:
-    source = resolve_path(job, step_input(job, step, "targetPath", WORKSPACE_DEFAULT))
+    raw = step_input(job, step, "targetPath", WORKSPACE_DEFAULT)
     name = _artifact_name(job, step) or default_artifact_name(job, step)
-    if not source.exists():
-        raise StepError(f"the path to publish does not exist: {source}")
+    if not resolve_path(job, raw).exists():
+        raise StepError(f"the path to publish does not exist: {resolve_path(job, raw)}")
+    source = inside_work_dir(job, raw, "the path to publish")
     job.log.write(step, f"Uploading pipeline artifact '{name}' from {source}")
     job.log.flush()
     job.reporter.upload_artifact(name, source)
@@ -50,6 +51,7 @@ def download(step: StepSpec, job: JobState, run: StepRun) -> str:
     target = resolve_path(job, expand(job, raw_path))
     if step.kind == "download" and raw_path.strip() == WORKSPACE_DEFAULT:
         target = target / name  # `download:` puts each artifact in $(Pipeline.Workspace)/<name>
+    target = inside_work_dir(job, str(target), "the download path")
     target.mkdir(parents=True, exist_ok=True)
     job.log.write(step, f"Downloading pipeline artifact '{name}' to {target}")
     job.log.flush()
