@@ -44,6 +44,9 @@ class Settings:
     public_url: str = ""
     # How long a claimed job stays an agent's without a heartbeat (agents beat every third of it).
     job_lease_seconds: int = 30
+    # Run local agents' steps and `jobs run` entry points without the bubblewrap sandbox (single-user
+    # machines where bubblewrap cannot run): they then have the server's OS rights (docs/agent.md).
+    unsandboxed_steps: bool = False
 
     @property
     def db_url(self) -> str:
@@ -93,7 +96,8 @@ class Settings:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise InvalidInput(f"{path}: cannot read settings ({exc}); fix or remove the file") from exc
-        keys = ("host", "port", "database_url", "default_branch", "public_url", "job_lease_seconds")
+        keys = ("host", "port", "database_url", "default_branch", "public_url", "job_lease_seconds",
+                "unsandboxed_steps")
         known = {k: data[k] for k in keys if k in data}
         return cls(home=home, **known)
 

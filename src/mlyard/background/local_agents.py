@@ -1,5 +1,8 @@
 """The local agents of `mlyard server`: N runner threads claiming jobs through the API like any agent.
 
+Their steps run in the server's step sandbox (mlyard.sandbox: bubblewrap, the data directory hidden, an
+allow-listed environment), so that a step never reaches what the threads' process holds.
+
 Step processes carry the marker `MLYARD_AGENT_MARK=<home>`; a server that starts after a crash
 kills every process still carrying its home's marker, so no step of a lost job keeps running.
 """
@@ -14,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+
+from mlyard.sandbox import Sandbox
 
 log = logging.getLogger("mlyard.agents")
 MARK_VARIABLE = "MLYARD_AGENT_MARK"
@@ -45,6 +50,7 @@ class LocalAgents:
     work_dir: Path
     count: int
     stop_event: threading.Event = field(default_factory=threading.Event)
+    sandbox: Sandbox = field(default_factory=Sandbox.none)
     threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> None:
@@ -66,6 +72,7 @@ class LocalAgents:
                     "stop_event": self.stop_event,
                     "minute": minute,
                     "claim_wait": 5,
+                    "sandbox": self.sandbox,
                 },
                 name=f"mlyard-agent-{index}",
                 daemon=True,
