@@ -119,8 +119,10 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
                 token=local_agent_token(platform),
                 work_dir=settings.home / "agents",
                 count=agents,
+                marker=marker,
                 stop_event=stopping,
                 sandbox=sandbox,
+                hidden=[settings.home],
             )
             local.start()
         yield

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from tests.ci.helpers import logs, wait_runs, wait_state
@@ -80,6 +81,17 @@ def test_a_pushing_user_cannot_reach_the_servers_secrets(victim: Server, git: Gi
         assert missing in text
     assert "MLYARD_HOME=" not in text and "AWS_SECRET_ACCESS_KEY" not in text
     assert "SYSTEM_COLLECTIONURI=" in text  # what a step is given to reach the server stays
+
+
+def test_local_agents_are_processes_without_the_servers_environment(victim: Server) -> None:
+    assert victim.proc is not None
+    agents = [child for child in psutil.Process(victim.proc.pid).children()
+              if "mlyard.background.local_agents" in child.cmdline()]  # fmt: skip
+    assert len(agents) == 2
+    for agent in agents:
+        env = agent.environ()
+        assert "MLYARD_HOME" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+        assert victim.token not in " ".join(agent.cmdline())
 
 
 def test_no_bubblewrap_no_local_agents_unless_unsandboxed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -142,6 +142,7 @@ def _run(
         "PYTHONUNBUFFERED": "1",
         "MLYARD_ENVIRONMENT": environment["name"],
         "MLYARD_JOB_ID": str(job_id),
+        "MLYARD_AGENT_MARK": str(platform.settings.home),  # a restarted server kills what is left
         "MLFLOW_RUN_CONTEXT": json.dumps(
             {
                 "mlyard.job_id": str(job_id),
