@@ -2,7 +2,7 @@
 
 Claims use the agent's token; everything about a claimed job uses the job's own token
 (`JobSpec.access_token`). The loop never dies on an error: it logs it and tries again with backoff.
-Used as threads inside `mlyard server` and by `mlyard agent --url URL --token T`.
+Used by the local agent processes of `mlyard server` and by `mlyard agent --url URL --token T`.
 """
 
 from __future__ import annotations
