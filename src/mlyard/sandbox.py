@@ -13,6 +13,7 @@ server refuse to run user code unless started with `--unsandboxed-steps`.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -52,17 +53,9 @@ def bwrap_binary() -> str:
     return os.environ.get(BWRAP_ENV) or shutil.which("bwrap") or "/usr/bin/bwrap"
 
 
-_probes: dict[str, str | None] = {}
-
-
+@functools.cache
 def probe(binary: str) -> str | None:
     """Why `binary` cannot sandbox a process (None: it can). Tried once per binary: `bwrap ... true`."""
-    if binary not in _probes:
-        _probes[binary] = _probe(binary)
-    return _probes[binary]
-
-
-def _probe(binary: str) -> str | None:
     if not Path(binary).is_file():
         return f"bubblewrap ({binary}) is not installed"
     argv = Sandbox(binary).command(["true"], cwd=Path("/"), work=[])

@@ -137,3 +137,18 @@ def test_without_bubblewrap_jobs_fail_unless_unsandboxed(
     outcome, rec = run(job(script("a", "echo ran")), sandbox=Sandbox.detect(unsandboxed=True))
     assert outcome.result == SUCCEEDED and "ran" in rec.logs["a"]
     assert "Steps run unsandboxed" in rec.text(None)
+
+
+def test_a_bubblewrap_that_cannot_create_namespaces_is_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv(BWRAP_ENV, str(fake))
+    with pytest.raises(SandboxUnavailable) as caught:
+        Sandbox.detect()
+    assert caught.value.message.startswith(
+        f"steps cannot be isolated: bubblewrap ({fake}) cannot create a sandbox here: "
+        "bwrap: No permissions to create new namespace; install bubblewrap"
+    )
