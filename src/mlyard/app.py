@@ -71,11 +71,15 @@ def _step_sandbox(settings: Settings, agents: int) -> Sandbox:
         sandbox = Sandbox.detect(hidden=hidden, unsandboxed=settings.unsandboxed_steps or agents == 0)
     except SandboxUnavailable as exc:
         raise SandboxUnavailable(f"the server does not start its local agents: {exc.message}") from None
-    if not sandbox.enabled:
-        problem = probe(bwrap_binary())
-        log.warning("steps are NOT sandboxed: %s; %s", problem,
-                    "local agents run them with the server's OS rights (--unsandboxed-steps)" if agents else
-                    "`jobs run` entry points need --unsandboxed-steps")  # fmt: skip
+    problem = probe(bwrap_binary())
+    if sandbox.enabled:
+        log.info("steps and `jobs run` entry points run in a bubblewrap sandbox (%s)", sandbox.bwrap)
+    elif settings.unsandboxed_steps:
+        log.warning("steps are NOT sandboxed: %s; local agents and `jobs run` entry points run them with the "
+                    "server's OS rights (--unsandboxed-steps)", problem)  # fmt: skip
+    else:
+        log.warning("steps cannot be sandboxed: %s; `jobs run` entry points are refused unless the server is "
+                    "started with --unsandboxed-steps", problem)  # fmt: skip
     return sandbox
 
 
