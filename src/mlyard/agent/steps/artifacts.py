@@ -23,11 +23,10 @@ def _artifact_name(job: JobState, step: StepSpec) -> str:
 
 
 def publish(step: StepSpec, job: JobState, run: StepRun) -> str:
-    raw = step_input(job, step, "targetPath", WORKSPACE_DEFAULT)
+    source = inside_work_dir(job, step_input(job, step, "targetPath", WORKSPACE_DEFAULT), "the path to publish")
     name = _artifact_name(job, step) or default_artifact_name(job, step)
-    if not resolve_path(job, raw).exists():
-        raise StepError(f"the path to publish does not exist: {resolve_path(job, raw)}")
-    source = inside_work_dir(job, raw, "the path to publish")
+    if not source.exists():
+        raise StepError(f"the path to publish does not exist: {source}")
     job.log.write(step, f"Uploading pipeline artifact '{name}' from {source}")
     job.log.flush()
     job.reporter.upload_artifact(name, source)
