@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,15 +84,31 @@ def test_a_pushing_user_cannot_reach_the_servers_secrets(victim: Server, git: Gi
     assert "SYSTEM_COLLECTIONURI=" in text  # what a step is given to reach the server stays
 
 
+def _agents(server: Server) -> list[psutil.Process]:
+    """The live local agent processes of the server."""
+    assert server.proc is not None
+    found = []
+    for child in psutil.Process(server.proc.pid).children():
+        try:
+            if "mlyard.background.local_agents" in child.cmdline():
+                found.append(child)
+        except psutil.Error:  # a dead one (zombie) until the server reaps it
+            continue
+    return found
+
+
 def test_local_agents_are_processes_without_the_servers_environment(victim: Server) -> None:
-    assert victim.proc is not None
-    agents = [child for child in psutil.Process(victim.proc.pid).children()
-              if "mlyard.background.local_agents" in child.cmdline()]  # fmt: skip
+    agents = _agents(victim)
     assert len(agents) == 2
     for agent in agents:
         env = agent.environ()
         assert "MLYARD_HOME" not in env and "AWS_SECRET_ACCESS_KEY" not in env
         assert victim.token not in " ".join(agent.cmdline())
+    agents[0].kill()  # a local agent that dies is started again
+    deadline = time.monotonic() + 20
+    while {agent.pid for agent in _agents(victim)} & {agents[0].pid} or len(_agents(victim)) < 2:
+        assert time.monotonic() < deadline, "the dead local agent was not restarted"
+        time.sleep(0.1)
 
 
 def test_no_bubblewrap_no_local_agents_unless_unsandboxed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

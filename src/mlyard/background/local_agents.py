@@ -33,6 +33,7 @@ TOKEN_VARIABLE = "MLYARD_AGENT_TOKEN"
 # Variables of the server's environment its agents keep: test and debugging knobs, the bwrap binary.
 AGENT_VARIABLES = ("MLYARD_AGENT_MINUTE_SECONDS", "MLYARD_KEEP_WORK", "MLYARD_BWRAP")
 PARENT_POLL_SECONDS = 0.5
+SUPERVISE_SECONDS = 1.0
 
 
 def kill_orphans(marker: str) -> int:
@@ -67,30 +68,40 @@ class LocalAgents:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self) -> None:
+        self.processes = [self._spawn(index) for index in range(1, self.count + 1)]
+        threading.Thread(target=self._supervise, name="mlyard-agents", daemon=True).start()
+        log.info("started %d local agent process(es)", self.count)
+
+    def _spawn(self, index: int) -> subprocess.Popen[bytes]:
         env = {**passed_environment(), MARK_VARIABLE: self.marker, TOKEN_VARIABLE: self.token,
                "PYTHONUNBUFFERED": "1"}  # fmt: skip
         env.update({name: os.environ[name] for name in AGENT_VARIABLES if os.environ.get(name)})
-        for index in range(1, self.count + 1):
-            root = self.work_dir / str(index) / "work"
-            root.mkdir(parents=True, exist_ok=True)
-            argv = [sys.executable, "-m", "mlyard.background.local_agents", "--url", self.url,
-                    "--name", f"local-{index}", "--work-dir", str(root)]  # fmt: skip
-            argv += [arg for path in self.hidden for arg in ("--hide", str(path))]
-            argv += [] if self.sandbox.enabled else ["--unsandboxed-steps"]
-            self.processes.append(subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, cwd=root))
-        threading.Thread(target=self._stop_on_event, name="mlyard-agents-stop", daemon=True).start()
-        log.info("started %d local agent process(es)", self.count)
+        root = self.work_dir / str(index) / "work"
+        root.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "mlyard.background.local_agents", "--url", self.url,
+                "--name", f"local-{index}", "--work-dir", str(root)]  # fmt: skip
+        argv += [arg for path in self.hidden for arg in ("--hide", str(path))]
+        argv += [] if self.sandbox.enabled else ["--unsandboxed-steps"]
+        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, cwd=root)
 
-    def _stop_on_event(self) -> None:
-        """When the server begins to stop, the agents stop claiming (and finish their current job)."""
-        self.stop_event.wait()
+    def _supervise(self) -> None:
+        """Restart an agent process that died; when the server begins to stop, ask every agent to stop
+        claiming (each finishes its current job)."""
+        while not self.stop_event.wait(SUPERVISE_SECONDS):
+            for index, proc in enumerate(self.processes, start=1):
+                if proc.poll() is not None and not self.stop_event.is_set():
+                    log.warning("local agent local-%d exited with code %s: restarting it", index, proc.returncode)
+                    self.processes[index - 1] = self._spawn(index)
+        self._terminate()
+
+    def _terminate(self) -> None:
         for proc in self.processes:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
 
     def stop(self, timeout: float = 5.0) -> None:
         self.stop_event.set()
-        self._stop_on_event()
+        self._terminate()
         deadline = time.monotonic() + timeout
         for proc in self.processes:
             try:
