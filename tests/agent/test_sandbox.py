@@ -6,13 +6,12 @@ The executor tests run real bash in the real sandbox; the reporter is the record
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from mlyard.protocol import FAILED, SUCCEEDED, Connection
-from mlyard.sandbox import BWRAP_ENV, Sandbox, SandboxUnavailable, probe
+from mlyard.sandbox import BWRAP_ENV, Sandbox, SandboxUnavailable, bwrap_binary, probe
 from tests.agent.conftest import Runner, job, script, step
 
 SECRET = "server-only-secret-4d1f"
@@ -35,7 +34,7 @@ def server_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_bubblewrap_works_here() -> None:
     """CI installs bubblewrap (.ci/run); without it every sandbox test below would be meaningless."""
-    assert probe(os.environ.get(BWRAP_ENV) or "/usr/bin/bwrap") is None
+    assert probe(bwrap_binary()) is None
 
 
 def test_a_step_reads_nothing_of_the_server(run: Runner, server_home: Path, tmp_path: Path) -> None:
