@@ -31,6 +31,7 @@ from mlyard.background.local_agents import MARK_VARIABLE, LocalAgents, kill_orph
 from mlyard.db.engine import upgrade
 from mlyard.errors import AuthenticationError, InvalidInput
 from mlyard.git.smart_http import GitHttpApp
+from mlyard.sandbox import Sandbox, SandboxUnavailable, bwrap_binary, probe, server_paths
 from mlyard.services import deployments, events, runs, workspace_jobs
 from mlyard.services.auth import Credentials, authenticate_header, local_agent_token, parse_authorization
 from mlyard.services.bootstrap import is_initialised
@@ -70,10 +71,30 @@ class Dispatcher:
             await self.api(scope, receive, send)
 
 
+def _step_sandbox(settings: Settings, agents: int) -> Sandbox:
+    """The sandbox of local agents' steps; refuses to start them unsandboxed unless --unsandboxed-steps."""
+    hidden = server_paths(settings.home)
+    try:
+        sandbox = Sandbox.detect(hidden=hidden, unsandboxed=settings.unsandboxed_steps or agents == 0)
+    except SandboxUnavailable as exc:
+        raise SandboxUnavailable(f"the server does not start its local agents: {exc.message}") from None
+    problem = probe(bwrap_binary())
+    if sandbox.enabled:
+        log.info("steps and `jobs run` entry points run in a bubblewrap sandbox (%s)", sandbox.bwrap)
+    elif settings.unsandboxed_steps:
+        log.warning("steps are NOT sandboxed: %s; local agents and `jobs run` entry points run them with the "
+                    "server's OS rights (--unsandboxed-steps)", problem)  # fmt: skip
+    else:
+        log.warning("steps cannot be sandboxed: %s; `jobs run` entry points are refused unless the server is "
+                    "started with --unsandboxed-steps", problem)  # fmt: skip
+    return sandbox
+
+
 def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
     if not is_initialised(settings.home):
         raise InvalidInput(f"{settings.home} is not an mlyard home: run `mlyard init` first")
     limits = BodyLimits.from_settings(settings)
+    sandbox = _step_sandbox(settings, agents)
     upgrade(settings.db_url)
     platform = open_platform(settings)
     orchestrator = Orchestrator(platform)
@@ -110,7 +131,10 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
                 token=local_agent_token(platform),
                 work_dir=settings.home / "agents",
                 count=agents,
+                marker=marker,
                 stop_event=stopping,
+                sandbox=sandbox,
+                hidden=[settings.home],
             )
             local.start()
         yield

@@ -50,6 +50,9 @@ class Settings:
     max_push_bytes: int = 1024**3
     # Failed authentications per client address and minute before it gets 429 (0: no limit).
     auth_failures_per_minute: int = 20
+    # Run local agents' steps and `jobs run` entry points without the bubblewrap sandbox (single-user
+    # machines where bubblewrap cannot run): they then have the server's OS rights (docs/agent.md).
+    unsandboxed_steps: bool = False
 
     @property
     def db_url(self) -> str:
@@ -100,7 +103,8 @@ class Settings:
         except (OSError, ValueError) as exc:
             raise InvalidInput(f"{path}: cannot read settings ({exc}); fix or remove the file") from exc
         keys = ("host", "port", "database_url", "default_branch", "public_url", "job_lease_seconds",
-                "max_request_bytes", "max_artifact_bytes", "max_push_bytes", "auth_failures_per_minute")
+                "max_request_bytes", "max_artifact_bytes", "max_push_bytes", "auth_failures_per_minute",
+                "unsandboxed_steps")
         known = {k: data[k] for k in keys if k in data}
         return cls(home=home, **known)
 

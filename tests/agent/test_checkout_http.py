@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mlyard.protocol import FAILED, SUCCEEDED, Repository
+from mlyard.sandbox import Sandbox
 from tests.agent.conftest import Runner, job, script
 from tests.conftest import Git, Server
 
@@ -52,7 +53,7 @@ def test_checkout_from_the_server_with_the_token_header(
                       ref="refs/heads/master")  # fmt: skip
     spec = dataclasses.replace(job(script("show", "cat app.txt\ngit rev-parse HEAD"), repository=repo),
                                access_token=server.token)  # fmt: skip
-    _, rec = run(spec)
+    _, rec = run(spec, sandbox=Sandbox.none())  # the spy git and its record live outside the work directory
     assert rec.result("__checkout") == SUCCEEDED, rec.text("__checkout")
     assert rec.logs["show"][-3:-1] == ["one", first]
     calls = record.read_text()

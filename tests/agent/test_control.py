@@ -10,6 +10,7 @@ import time
 import uuid
 
 from mlyard.protocol import CANCELED, FAILED, SKIPPED, SUCCEEDED, SUCCEEDED_WITH_ISSUES
+from mlyard.sandbox import Sandbox
 from tests.agent.conftest import Recorder, Runner, job, processes_with, script
 
 
@@ -137,14 +138,34 @@ def test_cancel_kills_the_step_and_only_always_steps_run(run: Runner) -> None:
     assert processes_with("ORPHAN_MARK", env["ORPHAN_MARK"]) == []
 
 
-def test_background_processes_live_until_the_job_ends(run: Runner) -> None:
+def test_unsandboxed_background_processes_live_until_the_job_ends(run: Runner) -> None:
     env = _marker()
     spec = job(
         script("start", "(sleep 300) > /dev/null 2>&1 &\nsetsid sleep 301 &\necho started", env=env),
         script("check", "pgrep -f 'sleep 30[01]' > /dev/null && echo still-running"),
     )
-    _, rec = run(spec)
+    _, rec = run(spec, sandbox=Sandbox.none())
     assert "still-running" in rec.logs["check"]
+    assert processes_with("ORPHAN_MARK", env["ORPHAN_MARK"]) == []
+
+
+def test_sandboxed_background_processes_end_with_their_step(run: Runner) -> None:
+    """Each step has its own PID namespace: what it leaves running ends with it, session or not."""
+    env = _marker()
+    spec = job(
+        script("start", "(sleep 300) > /dev/null 2>&1 &\nsetsid sleep 301 &\necho started", env=env),
+        script("check", "sleep 1.5; echo checked"),
+    )
+    left: list[int] = []  # marked processes seen while the second step runs (the agent polls for a cancel)
+
+    def look(recorder: Recorder) -> bool:
+        if ("started", "check") in recorder.events:
+            left.append(len(processes_with("ORPHAN_MARK", env["ORPHAN_MARK"])))
+        return False
+
+    _, rec = run(spec, run.recorder(cancel_when=look))
+    assert rec.result("start") == SUCCEEDED and "checked" in rec.logs["check"]
+    assert left and set(left) == {0}
     assert processes_with("ORPHAN_MARK", env["ORPHAN_MARK"]) == []
 
 

@@ -8,9 +8,18 @@ from pathlib import Path
 import pytest
 
 from mlyard.scaffold.render import TEMPLATE_DIR, default_answers, render_project
-from tests.conftest import Server
+from tests.conftest import Server, start_server
 
 pytestmark = pytest.mark.slow
+
+PEEK = """import os, sys
+for name in ("cli.json", "secret.key", "mlyard.db"):
+    try:
+        print(name, open(os.path.join(sys.argv[1], name), "rb").read()[:40])
+    except OSError as exc:
+        print(name, "unreadable:", type(exc).__name__)
+print("variables:", " ".join(sorted(os.environ)))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +29,7 @@ def deployed(server: Server, tmp_path_factory: pytest.TempPathFactory) -> str:
     render_project(TEMPLATE_DIR, project, default_answers("jobsdemo", environment="dev", demo=True,
                                                           default_branch="master"))
     (project / "src" / "jobsdemo" / "notebooks" / "broken.py").write_text("raise SystemExit(7)\n")
+    (project / "src" / "jobsdemo" / "notebooks" / "peek.py").write_text(PEEK)
     server.cli("workspace", "deploy", "--env", "dev", "--app", "jobsdemo", "--branch", "master", "--source",
                str(project), "--commit", "abc123")
     return "jobsdemo"
@@ -53,3 +63,33 @@ def test_job_errors(server: Server, deployed: str) -> None:
     assert undeployed.returncode == 3 and "ghost" in undeployed.stderr
     for out in (failed, missing, undeployed):
         assert "Traceback" not in out.stderr
+
+
+def test_an_entry_point_sees_nothing_of_the_server(server: Server, deployed: str) -> None:
+    """Issue 10: `jobs run` user code ran with the server's environment and could read its data directory."""
+    out = server.cli("jobs", "run", "--env", "dev", "--app", deployed, "peek", str(server.home))
+    for name in ("cli.json", "secret.key", "mlyard.db"):
+        assert f"{name} unreadable: FileNotFoundError" in out.stdout
+    assert server.token not in out.stdout
+    variables = next(line for line in out.stdout.splitlines() if line.startswith("variables:")).split()[1:]
+    assert "MLFLOW_TRACKING_URI" in variables and "HOME" in variables
+    assert "MLYARD_HOME" not in variables and "MLYARD_TOKEN" not in variables
+
+
+def test_an_entry_point_is_stopped_at_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLYARD_JOBS_TIMEOUT_MINUTES", "0.05")
+    server = start_server(tmp_path, "--agents", "0")
+    try:
+        source = tmp_path / "sleepy"
+        source.mkdir()
+        (source / "sleepy.py").write_text("import time\nprint('sleeping', flush=True)\ntime.sleep(600)\n")
+        server.cli("workspace", "deploy", "--env", "dev", "--app", "sleepy", "--branch", "master", "--source",
+                   str(source))  # fmt: skip
+        out = server.cli("jobs", "run", "--env", "dev", "--app", "sleepy", "sleepy", check=False)
+        assert out.returncode == 1 and "sleeping" in out.stdout
+        expected = "the entry point ran longer than the maximum of 0.05 minutes (MLYARD_JOBS_TIMEOUT_MINUTES)"
+        assert expected in out.stderr
+        [job] = json.loads(server.cli("jobs", "list", "--app", "sleepy", "--json").stdout)
+        assert job["state"] == "failed" and job["exit_code"] is None
+    finally:
+        server.stop()

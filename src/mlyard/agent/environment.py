@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlyard.agent.state import JobState
+from mlyard.agent.state import JobState, StepError
 from mlyard.pipelines.expressions import expand_macros
 from mlyard.protocol import StepSpec
+from mlyard.sandbox import passed_environment
 
 MARK_ENV = "MLYARD_AGENT_MARK"
 
@@ -36,6 +37,21 @@ def resolve_path(job: JobState, value: str) -> Path:
     return path
 
 
+def inside_work_dir(job: JobState, value: str, what: str) -> Path:
+    """A path input of a task the agent runs itself (artifacts, test results): resolved like any path
+    input, symlinks followed, and refused unless it stays inside the job's work directory."""
+    path = resolve_path(job, value)
+    root = job.workspace.root.resolve()
+    real = path.resolve()
+    if real != root and not real.is_relative_to(root):
+        shown = str(path) if real == path else f"{path} (-> {real})"
+        raise StepError(
+            f"{what} {shown} is outside the job's work directory {root}: tasks read and write only there; "
+            "use a path under $(Pipeline.Workspace)"
+        )
+    return real
+
+
 def working_directory(job: JobState, step: StepSpec, name: str = "workingDirectory") -> Path:
     value = step_input(job, step, name)
     if value.strip():
@@ -44,9 +60,12 @@ def working_directory(job: JobState, step: StepSpec, name: str = "workingDirecto
 
 
 def step_environment(job: JobState, step: StepSpec, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The agent's environment, the non-secret variables (Azure naming), `extra` (task settings), the
-    step's `env:` mapping (the only way secrets get in), PATH with this Python's directory first."""
-    env = dict(os.environ)
+    """The allow-listed part of the agent's environment (PATH, locale, TZ, TERM: nothing of the server's
+    own settings or secrets), HOME in the job's work directory, the non-secret variables (Azure naming),
+    `extra` (task settings), the step's `env:` mapping (the only way secrets get in), PATH with this
+    Python's directory first, and the markers that let the agent kill what a step leaves behind."""
+    env = passed_environment()
+    env["HOME"] = str(job.workspace.home)
     env.update(job.variables.environment())
     env.update(extra or {})
     env.update({str(key): expand(job, value) for key, value in step.env.items()})

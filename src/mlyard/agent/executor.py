@@ -29,6 +29,7 @@ from mlyard.protocol import (
     JobSpec,
     StepSpec,
 )
+from mlyard.sandbox import Sandbox, SandboxUnavailable, default_home, server_paths
 
 logger = logging.getLogger("mlyard.agent")
 IMPLICIT_CHECKOUT = StepSpec(
@@ -49,12 +50,19 @@ def job_steps(spec: JobSpec) -> list[StepSpec]:
 
 
 def run_job(
-    spec: JobSpec, *, work_root: Path, reporter: JobReporter, agent_name: str = "mlyard-agent", minute: float = 60.0
-) -> JobOutcome:
+    spec: JobSpec, *, work_root: Path, reporter: JobReporter, agent_name: str = "mlyard-agent", minute: float = 60.0,
+    sandbox: Sandbox | None = None,
+) -> JobOutcome:  # fmt: skip
     """Run every step of `spec` in a fresh work directory under `work_root`; report through `reporter`.
 
-    `minute` is the length of a minute in seconds for timeouts (tests shorten it)."""
+    `minute` is the length of a minute in seconds for timeouts (tests shorten it). Step processes run in
+    `sandbox` (default: bubblewrap hiding MLYARD_HOME or ~/.mlyard, the job fails where it is unavailable);
+    the agent's work root is hidden from them too, but for the job's own work directory."""
     started = time.monotonic()
+    try:
+        sandbox = (sandbox or Sandbox.detect(hidden=server_paths(default_home()))).hiding(work_root)
+    except SandboxUnavailable as exc:
+        return JobOutcome(FAILED, message=str(exc))
     secrets = [spec.access_token, *spec.secrets.values()]
     for connection in spec.connections.values():
         secrets += [connection.settings[key] for key in connection.secret_keys if key in connection.settings]
@@ -70,9 +78,12 @@ def run_job(
     if variables.get("System.AccessToken") is None:  # the job's token, secret, as in Azure
         variables.put("System.AccessToken", spec.access_token, secret=True)
     limit = spec.timeout_in_minutes * minute if spec.timeout_in_minutes > 0 else math.inf
-    job = JobState(spec, workspace, variables, masker, reporter, log, minute, started + limit, uuid.uuid4().hex)
+    job = JobState(spec, workspace, variables, masker, reporter, log, minute, started + limit, uuid.uuid4().hex,
+                   sandbox=sandbox)  # fmt: skip
     log.write(None, f"Job {spec.display_name or spec.name} (stage {spec.stage}) on agent {agent_name}")
     log.write(None, f"Workspace: {workspace.root}")
+    if not sandbox.enabled:
+        log.write(None, "##[warning]Steps run unsandboxed (--unsandboxed-steps): they have the agent's OS rights")
     try:
         for step in job_steps(spec):
             _run_step(step, job)

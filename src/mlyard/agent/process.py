@@ -15,6 +15,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -64,12 +65,16 @@ def run_process(
     run: StepRun,
     timeout_seconds: float | None,
     split_stderr: bool = False,
+    writable: Sequence[Path] = (),
+    readable: Sequence[Path] = (),
 ) -> ProcessEnd:
-    """Run argv to its end; raises Interrupted when a timeout or a cancel killed its process group."""
+    """Run argv to its end, in the job's sandbox (the job's work directory and `writable` bound
+    read-write, `readable` read-only); raises Interrupted when a timeout or a cancel killed its group."""
     if not cwd.is_dir():
         raise StepError(f"the working directory does not exist: {cwd}")
+    command = job.sandbox.command(argv, cwd=cwd, work=[job.workspace.root], readable=readable, writable=writable)
     proc = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE if split_stderr else subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     job.process_groups.append(proc.pid)

@@ -2,7 +2,7 @@
 
 Claims use the agent's token; everything about a claimed job uses the job's own token
 (`JobSpec.access_token`). The loop never dies on an error: it logs it and tries again with backoff.
-Used as threads inside `mlyard server` and by `mlyard agent --url URL --token T`.
+Used by the local agent processes of `mlyard server` and by `mlyard agent --url URL --token T`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from mlyard.agent.http_reporter import HttpReporter
 from mlyard.client import Client
 from mlyard.errors import MlyardError
 from mlyard.protocol import FAILED, JobOutcome, JobSpec
+from mlyard.sandbox import Sandbox
 
 logger = logging.getLogger("mlyard.agent")
 CLAIM_PATH = "/api/v1/agent/claim"
@@ -29,14 +30,16 @@ def claim(client: Client, name: str, wait: int) -> JobSpec | None:
 
 
 def execute(
-    url: str, spec: JobSpec, *, name: str, work_root: Path, minute: float = 60.0, stop: threading.Event | None = None
-) -> JobOutcome:
+    url: str, spec: JobSpec, *, name: str, work_root: Path, minute: float = 60.0, stop: threading.Event | None = None,
+    sandbox: Sandbox | None = None,
+) -> JobOutcome:  # fmt: skip
     """Run a claimed job with its own token, heartbeats in the background, and report the outcome."""
     with Client(url, spec.access_token, timeout=60) as client:
         reporter = HttpReporter(client, spec, stop=stop)
         reporter.start()
         try:
-            outcome = run_job(spec, work_root=work_root, reporter=reporter, agent_name=name, minute=minute)
+            outcome = run_job(spec, work_root=work_root, reporter=reporter, agent_name=name, minute=minute,
+                              sandbox=sandbox)  # fmt: skip
         except Exception as exc:  # the job must be reported whatever happened
             logger.exception("job %s failed inside the agent", spec.job_id)
             outcome = JobOutcome(FAILED, message=f"the agent failed while running the job: {exc}")
@@ -48,9 +51,10 @@ def execute(
 
 def run_agent(
     url: str, token: str, *, name: str, work_root: Path, stop_event: threading.Event, poll_seconds: float = 1.0,
-    claim_wait: int = 20, minute: float = 60.0,
+    claim_wait: int = 20, minute: float = 60.0, sandbox: Sandbox | None = None,
 ) -> None:  # fmt: skip
-    """Claim and run jobs until `stop_event` is set (the current job is finished first)."""
+    """Claim and run jobs until `stop_event` is set (the current job is finished first); steps run in
+    `sandbox` (see run_job)."""
     backoff = poll_seconds
     with Client(url, token, timeout=claim_wait + 30) as client:
         while not stop_event.is_set():
@@ -72,5 +76,6 @@ def run_agent(
                 stop_event.wait(max(0.0, poll_seconds - (time.monotonic() - asked)))
                 continue
             logger.info("agent %s: running job %s (%s)", name, spec.job_id, spec.display_name)
-            outcome = execute(url, spec, name=name, work_root=work_root, minute=minute, stop=stop_event)
+            outcome = execute(url, spec, name=name, work_root=work_root, minute=minute, stop=stop_event,
+                              sandbox=sandbox)  # fmt: skip
             logger.info("agent %s: job %s %s", name, spec.job_id, outcome.result)

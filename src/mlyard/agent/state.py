@@ -10,6 +10,7 @@ from mlyard.agent.masking import Masker
 from mlyard.agent.variables import VariableStore
 from mlyard.agent.workspace import Workspace
 from mlyard.protocol import Issue, JobSpec, StepSpec
+from mlyard.sandbox import Sandbox
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -101,6 +102,7 @@ class JobState:
     tags: list[str] = field(default_factory=list)
     build_number: str | None = None
     process_groups: list[int] = field(default_factory=list)
+    sandbox: Sandbox = field(default_factory=Sandbox.none)  # how step processes are isolated
 
     def add_secret(self, value: str) -> None:
         self.masker.add(value)

@@ -2,7 +2,7 @@
 
 Layout (Azure's): `$(Pipeline.Workspace)` is a fresh folder under the agent's work root, with `s/`
 (sources: Build.SourcesDirectory = System.DefaultWorkingDirectory), `a/` (Build.ArtifactStagingDirectory),
-`b/` (Build.BinariesDirectory) and `tmp/` (Agent.TempDirectory).
+`b/` (Build.BinariesDirectory), `tmp/` (Agent.TempDirectory) and `home/` (HOME of the job's processes).
 """
 
 from __future__ import annotations
@@ -40,13 +40,18 @@ class Workspace:
     def temp(self) -> Path:
         return self.root / "tmp"
 
+    @property
+    def home(self) -> Path:
+        """HOME of the job's processes (never the agent's own home)."""
+        return self.root / "home"
+
 
 def create_workspace(work_root: Path, spec: JobSpec) -> Workspace:
     """A fresh, empty work directory for the job."""
     work_root.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix=f"job{spec.job_id}-", dir=work_root)).resolve()
     workspace = Workspace(root)
-    for folder in (workspace.sources, workspace.artifacts, workspace.binaries, workspace.temp):
+    for folder in (workspace.sources, workspace.artifacts, workspace.binaries, workspace.temp, workspace.home):
         folder.mkdir()
     return workspace
 

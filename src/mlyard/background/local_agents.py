@@ -1,4 +1,10 @@
-"""The local agents of `mlyard server`: N runner threads claiming jobs through the API like any agent.
+"""The local agents of `mlyard server`: N agent processes claiming jobs through the API like any agent.
+
+Each runs `python -m mlyard.background.local_agents` with an allow-listed environment (no MLYARD_HOME,
+none of the server's variables; its token comes in MLYARD_AGENT_TOKEN, never in argv), so the agent
+holds nothing of the server's state; its steps run in the step sandbox (mlyard.sandbox) that hides the
+server's data directory. An agent process stays in the server's process group and exits when its
+parent is gone, so it dies with the server as the threads it replaces did.
 
 Step processes carry the marker `MLYARD_AGENT_MARK=<home>`; a server that starts after a crash
 kills every process still carrying its home's marker, so no step of a lost job keeps running.
@@ -6,17 +12,28 @@ kills every process still carrying its home's marker, so no step of a lost job k
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
+from mlyard.sandbox import Sandbox, passed_environment
+
 log = logging.getLogger("mlyard.agents")
 MARK_VARIABLE = "MLYARD_AGENT_MARK"
+TOKEN_VARIABLE = "MLYARD_AGENT_TOKEN"
+# Variables of the server's environment its agents keep: test and debugging knobs, the bwrap binary.
+AGENT_VARIABLES = ("MLYARD_AGENT_MINUTE_SECONDS", "MLYARD_KEEP_WORK", "MLYARD_BWRAP")
+PARENT_POLL_SECONDS = 0.5
+SUPERVISE_SECONDS = 1.0
 
 
 def kill_orphans(marker: str) -> int:
@@ -44,37 +61,85 @@ class LocalAgents:
     token: str
     work_dir: Path
     count: int
+    marker: str
     stop_event: threading.Event = field(default_factory=threading.Event)
-    threads: list[threading.Thread] = field(default_factory=list)
+    sandbox: Sandbox = field(default_factory=Sandbox.none)
+    hidden: list[Path] = field(default_factory=list)  # what the sandbox hides (the server's paths)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self) -> None:
-        from mlyard.agent.runner import run_agent
+        self.processes = [self._spawn(index) for index in range(1, self.count + 1)]
+        threading.Thread(target=self._supervise, name="mlyard-agents", daemon=True).start()
+        log.info("started %d local agent process(es)", self.count)
 
-        # Tests shorten timeouts with MLYARD_AGENT_MINUTE_SECONDS (the length of a minute, in seconds).
-        minute = float(os.environ.get("MLYARD_AGENT_MINUTE_SECONDS") or 60.0)
+    def _spawn(self, index: int) -> subprocess.Popen[bytes]:
+        env = {**passed_environment(), MARK_VARIABLE: self.marker, TOKEN_VARIABLE: self.token,
+               "PYTHONUNBUFFERED": "1"}  # fmt: skip
+        env.update({name: os.environ[name] for name in AGENT_VARIABLES if os.environ.get(name)})
+        root = self.work_dir / str(index) / "work"
+        root.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "mlyard.background.local_agents", "--url", self.url,
+                "--name", f"local-{index}", "--work-dir", str(root)]  # fmt: skip
+        argv += [arg for path in self.hidden for arg in ("--hide", str(path))]
+        argv += [] if self.sandbox.enabled else ["--unsandboxed-steps"]
+        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, cwd=root)
 
-        for index in range(1, self.count + 1):
-            name = f"local-{index}"
-            root = self.work_dir / str(index) / "work"
-            root.mkdir(parents=True, exist_ok=True)
-            thread = threading.Thread(
-                target=run_agent,
-                args=(self.url, self.token),
-                kwargs={
-                    "name": name,
-                    "work_root": root,
-                    "stop_event": self.stop_event,
-                    "minute": minute,
-                    "claim_wait": 5,
-                },
-                name=f"mlyard-agent-{index}",
-                daemon=True,
-            )
-            thread.start()
-            self.threads.append(thread)
-        log.info("started %d local agent(s)", self.count)
+    def _supervise(self) -> None:
+        """Restart an agent process that died; when the server begins to stop, ask every agent to stop
+        claiming (each finishes its current job)."""
+        while not self.stop_event.wait(SUPERVISE_SECONDS):
+            for index, proc in enumerate(self.processes, start=1):
+                if proc.poll() is not None and not self.stop_event.is_set():
+                    log.warning("local agent local-%d exited with code %s: restarting it", index, proc.returncode)
+                    self.processes[index - 1] = self._spawn(index)
+        self._terminate()
+
+    def _terminate(self) -> None:
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
 
     def stop(self, timeout: float = 5.0) -> None:
         self.stop_event.set()
-        for thread in self.threads:
-            thread.join(timeout=timeout)
+        self._terminate()
+        deadline = time.monotonic() + timeout
+        for proc in self.processes:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """An agent whose server is gone stops at once (its steps die with it: bwrap --die-with-parent)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from mlyard.agent.runner import run_agent
+    from mlyard.sandbox import server_paths
+
+    parser = argparse.ArgumentParser(prog="python -m mlyard.background.local_agents")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--work-dir", type=Path, required=True)
+    parser.add_argument("--hide", type=Path, action="append", default=[])
+    parser.add_argument("--unsandboxed-steps", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    hidden = [path for hide in args.hide for path in server_paths(hide)]
+    sandbox = Sandbox.detect(hidden=hidden, unsandboxed=args.unsandboxed_steps)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
+    minute = float(os.environ.get("MLYARD_AGENT_MINUTE_SECONDS") or 60.0)  # tests shorten timeouts
+    run_agent(args.url, os.environ[TOKEN_VARIABLE], name=args.name, work_root=args.work_dir, stop_event=stop,
+              minute=minute, claim_wait=5, sandbox=sandbox)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -14,9 +14,17 @@ def agent(
         Path | None,
         typer.Option("--work-dir", help="Where job work directories go (default: <home>/agents/<name>/work)."),
     ] = None,
+    unsandboxed_steps: Annotated[
+        bool,
+        typer.Option(
+            "--unsandboxed-steps",
+            help="Run steps without the bubblewrap sandbox where it is unavailable (they get the agent's OS "
+            "rights: its home, its files, its processes).",
+        ),
+    ] = False,
 ) -> None:
     """Run a pipeline agent: claim jobs from the server and run them until interrupted (Ctrl-C / SIGTERM
-    finishes the current job first)."""
+    finishes the current job first). Steps run in a bubblewrap sandbox (docs/agent.md, "Trust model")."""
     import logging
     import os
     import signal
@@ -27,11 +35,17 @@ def agent(
     from mlyard.client import Client
     from mlyard.errors import InvalidInput, PermissionDenied, ServerUnavailable
     from mlyard.protocol import agent_name_problem
+    from mlyard.sandbox import Sandbox, bwrap_binary, default_home, probe, server_paths
 
     agent_name = name or f"{socket.gethostname()}-{os.getpid()}"
     problem = agent_name_problem(agent_name)
     if problem:
         raise InvalidInput(f"{problem} (--name)")
+    home = default_home()
+    sandbox = Sandbox.detect(hidden=server_paths(home), unsandboxed=unsandboxed_steps)
+    if not sandbox.enabled:
+        typer.echo(f"warning: steps are NOT sandboxed ({probe(bwrap_binary())}); they run with this agent's OS "
+                   "rights (--unsandboxed-steps)", err=True)  # fmt: skip
     try:  # a wrong token is fatal now rather than a warning every 30 s; an unreachable server is retried
         with Client(url, token, timeout=10) as api:
             me = api.get("/api/v1/me")
@@ -42,7 +56,6 @@ def agent(
             )
     except ServerUnavailable as exc:
         typer.echo(f"warning: {exc.message}; retrying until it answers", err=True)
-    home = Path(os.environ.get("MLYARD_HOME") or Path.home() / ".mlyard")
     work_root = work_dir or home / "agents" / agent_name / "work"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     stop = threading.Event()
@@ -56,4 +69,4 @@ def agent(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     typer.echo(f"agent {agent_name} working in {work_root}, claiming jobs from {url}")
-    run_agent(url, token, name=agent_name, work_root=work_root, stop_event=stop)
+    run_agent(url, token, name=agent_name, work_root=work_root, stop_event=stop, sandbox=sandbox)

@@ -116,6 +116,14 @@ def server(
             "every third of it). Past it the job fails with 'agent lost'.",
         ),
     ] = None,
+    unsandboxed_steps: Annotated[
+        bool,
+        typer.Option(
+            "--unsandboxed-steps",
+            help="Run steps and `jobs run` entry points without the bubblewrap sandbox where it is unavailable "
+            "(single-user machines only: they can then read the data directory and its secrets).",
+        ),
+    ] = False,
 ) -> None:
     """Run the mlyard server (API, git hosting) in the foreground."""
     import logging
@@ -125,7 +133,9 @@ def server(
     from mlyard.app import create_app
     from mlyard.settings import Settings, resolve_home
 
-    settings = Settings.load(resolve_home(home)).with_overrides(host=host, port=port, job_lease_seconds=job_lease)
+    settings = Settings.load(resolve_home(home)).with_overrides(
+        host=host, port=port, job_lease_seconds=job_lease, unsandboxed_steps=True if unsandboxed_steps else None
+    )
     app_ = create_app(settings, agents=agents)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     con = output.err_console()

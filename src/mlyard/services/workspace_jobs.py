@@ -3,14 +3,20 @@
 A job copies the deployed version of `ml_apps/<app>/<branch>` (so a redeploy during the job changes
 nothing under it), runs the entry point with the environment's MLflow settings, keeps its log, and
 records its state, duration and the MLflow runs it started (tagged through MLFLOW_RUN_CONTEXT).
+
+The entry point is user code: it runs in the step sandbox (mlyard.sandbox: the data directory hidden but
+for the job's own folder and the environment's MLflow store folder, an allow-listed environment) and is
+stopped after MLYARD_JOBS_TIMEOUT_MINUTES (default 60).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -25,11 +31,15 @@ from mlyard.db.engine import transaction
 from mlyard.db.tables import WorkspaceJob
 from mlyard.errors import InvalidInput, NotFound, OperationFailed
 from mlyard.names import check_branch_name, check_repo_name
+from mlyard.sandbox import Sandbox, passed_environment, server_paths, store_paths
 from mlyard.services import environments
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
 
 log = logging.getLogger("mlyard.jobs")
+TIMEOUT_ENV = "MLYARD_JOBS_TIMEOUT_MINUTES"
+DEFAULT_TIMEOUT_MINUTES = 60.0
+KILL_GRACE_SECONDS = 5.0
 
 
 def job_dir(platform: Platform, job_id: int) -> Path:
@@ -124,13 +134,15 @@ def _run(
         app, commit = row.app, row.commit
     uri = environment["mlflow_tracking_uri"]
     env = {
-        **os.environ,
+        **passed_environment(),
+        "HOME": str(work / "home"),
         "MLFLOW_TRACKING_URI": uri,
         "MLFLOW_REGISTRY_URI": uri,
         "PYTHONPATH": "src",
         "PYTHONUNBUFFERED": "1",
         "MLYARD_ENVIRONMENT": environment["name"],
         "MLYARD_JOB_ID": str(job_id),
+        "MLYARD_AGENT_MARK": str(platform.settings.home),  # a restarted server kills what is left
         "MLFLOW_RUN_CONTEXT": json.dumps(
             {
                 "mlyard.job_id": str(job_id),
@@ -144,26 +156,52 @@ def _run(
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     code, message = None, ""
     try:
+        sandbox = Sandbox.detect(hidden=server_paths(platform.settings.home),
+                                 unsandboxed=platform.settings.unsandboxed_steps)  # fmt: skip
         _prepare_registry(platform, environment, app)
+        (work / "home").mkdir(exist_ok=True)
+        argv = sandbox.command([sys.executable, str(script), *args], cwd=work / "code", work=[work],
+                               writable=store_paths({"uri": uri}))  # fmt: skip
         with open(logfile, "ab") as out:
             out.write(f"$ python {script} {' '.join(args)}\n".encode())
             out.flush()
-            proc = subprocess.run(
-                [sys.executable, str(script), *args],
-                cwd=work / "code",
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                check=False,
-            )
-        code = proc.returncode
+            code = _wait(subprocess.Popen(argv, cwd=work / "code", env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                          stderr=subprocess.STDOUT, start_new_session=True))  # fmt: skip
         message = "" if code == 0 else f"the entry point exited with code {code}"
+        if code is None:
+            message = (f"the entry point ran longer than the maximum of {timeout_minutes():g} minutes "
+                       f"({TIMEOUT_ENV}) and was stopped")  # fmt: skip
     except Exception as exc:  # the job fails with the reason; the server goes on
         log.exception("job %d failed to run", job_id)
         message = f"the job could not run: {exc}"
     _finish(platform, job_id, code, message, _mlflow_runs(uri, job_id))
     shutil.rmtree(work / "code", ignore_errors=True)
+    shutil.rmtree(work / "home", ignore_errors=True)
+
+
+def timeout_minutes() -> float:
+    """The longest an entry point may run: MLYARD_JOBS_TIMEOUT_MINUTES of the server, default 60."""
+    try:
+        value = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_MINUTES)
+    except ValueError:
+        return DEFAULT_TIMEOUT_MINUTES
+    return value if value > 0 else DEFAULT_TIMEOUT_MINUTES
+
+
+def _wait(proc: subprocess.Popen[bytes]) -> int | None:
+    """The exit code, or None when the entry point ran out of time (its process group is then killed)."""
+    try:
+        return proc.wait(timeout=timeout_minutes() * 60)
+    except subprocess.TimeoutExpired:
+        for sig, grace in ((signal.SIGTERM, KILL_GRACE_SECONDS), (signal.SIGKILL, None)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=grace)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        return None
 
 
 def _finish(platform: Platform, job_id: int, code: int | None, message: str, run_ids: list[str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from mlyard.agent.environment import expand, resolve_path, step_input
+from mlyard.agent.environment import expand, inside_work_dir, resolve_path, step_input
 from mlyard.agent.state import JobState, StepError, StepRun
 from mlyard.protocol import SUCCEEDED, StepSpec
 
@@ -23,7 +23,7 @@ def _artifact_name(job: JobState, step: StepSpec) -> str:
 
 
 def publish(step: StepSpec, job: JobState, run: StepRun) -> str:
-    source = resolve_path(job, step_input(job, step, "targetPath", WORKSPACE_DEFAULT))
+    source = inside_work_dir(job, step_input(job, step, "targetPath", WORKSPACE_DEFAULT), "the path to publish")
     name = _artifact_name(job, step) or default_artifact_name(job, step)
     if job.masker.mask(name) != name:  # the name is stored and shown: it must not carry a secret
         raise StepError("the artifact name contains a secret value; name the artifact without secrets")
@@ -52,6 +52,7 @@ def download(step: StepSpec, job: JobState, run: StepRun) -> str:
     target = resolve_path(job, expand(job, raw_path))
     if step.kind == "download" and raw_path.strip() == WORKSPACE_DEFAULT:
         target = target / name  # `download:` puts each artifact in $(Pipeline.Workspace)/<name>
+    target = inside_work_dir(job, str(target), "the download path")
     target.mkdir(parents=True, exist_ok=True)
     job.log.write(step, f"Downloading pipeline artifact '{name}' to {target}")
     job.log.flush()

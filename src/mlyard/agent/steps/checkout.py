@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from urllib.parse import urlparse
 
-from mlyard.agent.environment import step_environment, step_input
+from mlyard.agent.environment import inside_work_dir, step_environment, step_input
 from mlyard.agent.process import run_process
 from mlyard.agent.state import JobState, StepError, StepRun
 from mlyard.protocol import SUCCEEDED, SUCCEEDED_WITH_ISSUES, StepSpec
@@ -35,11 +36,21 @@ def _git(job: JobState, step: StepSpec, run: StepRun, *args: str, check: bool = 
     argv = [shutil.which("git") or "git", *args]
     job.log.write(step, "[command]git " + " ".join(args))
     timeout = step.timeout_in_minutes * job.minute if step.timeout_in_minutes > 0 else None
-    cwd = Path(job.variables.get("Build.SourcesDirectory") or job.workspace.sources)
-    end = run_process(argv, cwd=cwd, env=_git_env(job, step), job=job, run=run, timeout_seconds=timeout)
+    cwd = inside_work_dir(job, job.variables.get("Build.SourcesDirectory") or str(job.workspace.sources),
+                          "the checkout directory")  # fmt: skip
+    end = run_process(argv, cwd=cwd, env=_git_env(job, step), job=job, run=run, timeout_seconds=timeout,
+                      readable=_local_origin(job))  # fmt: skip
     if check and end.exit_code != 0:
         raise StepError(f"git {args[0]} failed with exit code {end.exit_code}")
     return end.exit_code
+
+
+def _local_origin(job: JobState) -> list[Path]:
+    """A repository given as a file:// URL (tests, a server on the same machine) is readable in the sandbox."""
+    repo = job.spec.repository
+    if repo is None or not repo.url.startswith("file://"):
+        return []
+    return [Path(urlparse(repo.url).path)]
 
 
 def checkout(step: StepSpec, job: JobState, run: StepRun) -> str:
@@ -91,6 +102,7 @@ def _place_sources(job: JobState, step: StepSpec) -> None:
 
 def _persist_credentials(job: JobState) -> None:
     """Write the token's header into the checkout's own git config (not through argv)."""
-    config = Path(job.variables.get("Build.SourcesDirectory") or job.workspace.sources) / ".git" / "config"
+    sources = job.variables.get("Build.SourcesDirectory") or str(job.workspace.sources)
+    config = inside_work_dir(job, sources, "the checkout directory") / ".git" / "config"
     with config.open("a") as handle:
         handle.write(f"[http]\n\textraHeader = Authorization: Bearer {job.spec.access_token}\n")

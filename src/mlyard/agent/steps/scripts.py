@@ -1,5 +1,8 @@
 """Script tasks: CmdLine@2 (`script:`), Bash@3 (`bash:`), PythonScript@0 and AzureCLI@2.
 
+They run in the job's sandbox (mlyard.sandbox); AzureCLI@2 also gets the local stores its service
+connection names (an environment's MLflow SQLite folder and workspace) read-write.
+
 Inline scripts are written to a file in Agent.TempDirectory and run with
 `bash --noprofile --norc -e -o pipefail FILE`; script files (Bash@3 filePath, AzureCLI@2 scriptPath) run
 with plain `bash --noprofile --norc FILE ARGS`, as written.
@@ -24,6 +27,7 @@ from mlyard.agent.environment import (
 from mlyard.agent.process import run_process
 from mlyard.agent.state import JobState, StepError, StepRun
 from mlyard.protocol import FAILED, SUCCEEDED, StepSpec
+from mlyard.sandbox import store_paths
 
 INLINE_FLAGS = ["-e", "-o", "pipefail"]
 
@@ -43,13 +47,14 @@ def write_script(job: JobState, step: StepSpec, text: str, suffix: str) -> Path:
 
 def run_command(
     job: JobState, step: StepSpec, run: StepRun, argv: list[str], *, cwd: Path, env: dict[str, str],
-    fail_on_stderr: bool = False, label: str = "Bash",
+    fail_on_stderr: bool = False, label: str = "Bash", writable: list[Path] | None = None,
 ) -> str:  # fmt: skip
     """Run a step's process and turn its end into a result (exit code, failOnStderr)."""
     job.log.write(step, "========================== Starting Command Output ===========================")
     job.log.write(step, "[command]" + shlex.join(argv))
     timeout = step.timeout_in_minutes * job.minute if step.timeout_in_minutes > 0 else None
-    end = run_process(argv, cwd=cwd, env=env, job=job, run=run, timeout_seconds=timeout, split_stderr=fail_on_stderr)
+    end = run_process(argv, cwd=cwd, env=env, job=job, run=run, timeout_seconds=timeout, split_stderr=fail_on_stderr,
+                      writable=writable or [])  # fmt: skip
     if end.exit_code != 0:
         run.error(f"{label} exited with code '{end.exit_code}'.")
         return FAILED
@@ -65,7 +70,8 @@ def _bash_inline(job: JobState, step: StepSpec, run: StepRun, script: str, extra
     argv = [bash_path(), "--noprofile", "--norc", *INLINE_FLAGS, str(path), *shlex.split(arguments)]
     env = step_environment(job, step, extra)
     fail = input_flag(job, step, fail_on_stderr_input)
-    return run_command(job, step, run, argv, cwd=working_directory(job, step), env=env, fail_on_stderr=fail)
+    return run_command(job, step, run, argv, cwd=working_directory(job, step), env=env, fail_on_stderr=fail,
+                       writable=store_paths(extra or {}))  # fmt: skip
 
 
 def _bash_file(
@@ -79,7 +85,8 @@ def _bash_file(
     argv = [bash_path(), *flags, str(path), *shlex.split(step_input(job, step, "arguments"))]
     env = step_environment(job, step, extra)
     fail = input_flag(job, step, fail_on_stderr_input)
-    return run_command(job, step, run, argv, cwd=working_directory(job, step), env=env, fail_on_stderr=fail)
+    return run_command(job, step, run, argv, cwd=working_directory(job, step), env=env, fail_on_stderr=fail,
+                       writable=store_paths(extra or {}))  # fmt: skip
 
 
 def cmdline(step: StepSpec, job: JobState, run: StepRun) -> str:

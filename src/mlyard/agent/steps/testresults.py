@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlyard.agent.environment import input_flag, resolve_path, step_input
+from mlyard.agent.environment import input_flag, inside_work_dir, step_input
 from mlyard.agent.junit import JUnitError, summarize
 from mlyard.agent.masking import mask_all
 from mlyard.agent.state import JobState, StepError, StepRun
@@ -34,9 +34,10 @@ def publish_test_results(step: StepSpec, job: JobState, run: StepRun) -> str:
     fmt = step_input(job, step, "testResultsFormat", "JUnit").strip()
     if fmt.lower() != "junit":
         raise StepError(f"testResultsFormat '{fmt}' is not supported by the mlyard agent; use JUnit")
-    folder = resolve_path(job, step_input(job, step, "searchFolder", "$(System.DefaultWorkingDirectory)"))
+    folder = inside_work_dir(job, step_input(job, step, "searchFolder", "$(System.DefaultWorkingDirectory)"),
+                             "the test results folder")  # fmt: skip
     patterns = step_input(job, step, "testResultsFiles", "**/TEST-*.xml")
-    files = find_files(folder, patterns)
+    files = [inside_work_dir(job, str(path), "the test results file") for path in find_files(folder, patterns)]
     if not files:
         message = f"no test result files matched '{patterns.strip()}' in {folder}"
         if input_flag(job, step, "failTaskOnMissingResultsFile"):

@@ -1,0 +1,131 @@
+"""Issue 10's reproduction against a real server and its local agents: a non-admin user with `repo:write`
+pushes a pipeline whose step tries to read the server's secrets; and the server and `mlyard agent`
+refuse to run steps where bubblewrap is unavailable, unless started with --unsandboxed-steps."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.ci.helpers import logs, wait_runs, wait_state
+from tests.conftest import Git, Server, free_port, mlyard, start_server
+
+pytestmark = pytest.mark.slow
+SECRET = "server-environment-secret-93ab"
+
+STEAL = """trigger:
+  branches:
+    include: [master]
+steps:
+- script: |
+    cat {home}/cli.json || echo "no cli.json"
+    base64 -w0 {home}/secret.key || echo "no secret.key"
+    head -c 15 {home}/mlyard.db || echo "no mlyard.db"
+    ls {home}/agents/*/work || echo "no agents"
+    cat {other} || echo "no other job"
+    tr '\\0' '\\n' < /proc/{pid}/environ || echo "no server environment"
+    env
+"""
+
+
+@pytest.fixture
+def victim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+    """A server of its own with a secret in its environment."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    server = start_server(tmp_path)
+    yield server
+    server.stop()
+
+
+def _user_token(server: Server, username: str, scopes: list[str]) -> str:
+    with server.client() as api:
+        api.post("/api/v1/users", json={"username": username}).raise_for_status()
+        created = api.post("/api/v1/tokens", json={"name": f"{username}-t", "scopes": scopes, "user": username})
+        created.raise_for_status()
+        return str(created.json()["token"])
+
+
+def test_a_pushing_user_cannot_reach_the_servers_secrets(victim: Server, git: Git) -> None:
+    home = victim.home
+    other = home / "agents" / "2" / "work" / "job1-other" / "s" / "model.txt"  # another job's work directory
+    other.parent.mkdir(parents=True)
+    other.write_text(SECRET)
+    assert victim.proc is not None
+    token = _user_token(victim, "mallory", ["repo:write"])
+    with victim.client(token) as api:
+        api.post("/api/v1/repos", json={"name": "steal"}).raise_for_status()
+    work = git.cwd / "steal"
+    git("clone", "-q", victim.remote("steal", token=token, user="mallory"), str(work))
+    git.commit({"ci.yml": STEAL.format(home=home, other=other, pid=victim.proc.pid)}, "steal", cwd=work)
+    git("push", "-q", "origin", "master", cwd=work)
+    with victim.client(token) as api:
+        api.post("/api/v1/pipelines", json={"name": "steal-ci", "repo": "steal", "yaml": "ci.yml"}).raise_for_status()
+    git.commit({"again.txt": "x"}, "again", cwd=work)
+    git("push", "-q", "origin", "master", cwd=work)
+    [queued] = wait_runs(victim, "steal-ci", 1)
+    done = wait_state(victim, queued["id"], timeout=90)
+    text = logs(victim, done["id"])
+    assert done["state"] == "succeeded", text
+    key = (home / "secret.key").read_bytes()
+    assert victim.token not in text and SECRET not in text
+    assert base64.b64encode(key).decode() not in text and key.decode("latin-1") not in text
+    assert "SQLite format" not in text
+    for missing in ("no cli.json", "no secret.key", "no mlyard.db", "no agents", "no other job",
+                    "no server environment"):  # fmt: skip
+        assert missing in text
+    assert "MLYARD_HOME=" not in text and "AWS_SECRET_ACCESS_KEY" not in text
+    assert "SYSTEM_COLLECTIONURI=" in text  # what a step is given to reach the server stays
+
+
+def _agents(server: Server) -> list[psutil.Process]:
+    """The live local agent processes of the server."""
+    assert server.proc is not None
+    found = []
+    for child in psutil.Process(server.proc.pid).children():
+        try:
+            if "mlyard.background.local_agents" in child.cmdline():
+                found.append(child)
+        except psutil.Error:  # a dead one (zombie) until the server reaps it
+            continue
+    return found
+
+
+def test_local_agents_are_processes_without_the_servers_environment(victim: Server) -> None:
+    agents = _agents(victim)
+    assert len(agents) == 2
+    for agent in agents:
+        env = agent.environ()
+        assert "MLYARD_HOME" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+        assert victim.token not in " ".join(agent.cmdline())
+    agents[0].kill()  # a local agent that dies is started again
+    deadline = time.monotonic() + 20
+    while {agent.pid for agent in _agents(victim)} & {agents[0].pid} or len(_agents(victim)) < 2:
+        assert time.monotonic() < deadline, "the dead local agent was not restarted"
+        time.sleep(0.1)
+
+
+def test_no_bubblewrap_no_local_agents_unless_unsandboxed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home, port = tmp_path / "home", free_port()
+    info = json.loads(mlyard("init", "--port", str(port), "--json", home=home).stdout)
+    monkeypatch.setenv("MLYARD_BWRAP", str(tmp_path / "no-bwrap"))
+    refused = mlyard("server", "--port", str(port), home=home, check=False, timeout=60)
+    assert refused.returncode == 1, refused.stderr
+    assert "the server does not start its local agents: steps cannot be isolated: bubblewrap" in refused.stderr
+    assert "is not installed" in refused.stderr and "--unsandboxed-steps" in refused.stderr
+    agent = mlyard("agent", "--url", f"http://127.0.0.1:{port}", "--token", "t", home=home, check=False)
+    assert agent.returncode == 1 and "steps cannot be isolated" in agent.stderr
+    assert "--unsandboxed-steps" in agent.stderr and "Traceback" not in agent.stderr + refused.stderr
+    server = Server(home=home, port=port, token=info["token"], options=("--unsandboxed-steps",))
+    server.start()
+    try:
+        assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
+    finally:
+        server.stop()
+    assert "steps are NOT sandboxed" in server.log.read_text()
