@@ -12,8 +12,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SCANNED = ("tests", "benchmarks")
 # A machine's own folders: home folders, this machine's work folder and temporary folders. Preceded by
-# neither a word character nor ':' or '/' (URIs such as file:///x/y are data, not paths of this machine).
-MACHINE_PATH = re.compile(r"(?<![\w:/.~-])/(?:root|home|work|tmp|Users|var/folders)(?=/|[\"'\s]|$)", re.MULTILINE)
+# neither a word character nor one of `:/.~*}-` (URIs such as file:///x/y, globs and templates such as
+# {home}/agents/*/work are data, not paths of this machine).
+MACHINE_PATH = re.compile(r"(?<![\w:/.~*}-])/(?:root|home|work|tmp|Users|var/folders)(?=/|[\"'\s]|$)", re.MULTILINE)
+ALLOWED = "# a path inside the step sandbox"  # a line with this comment names a path of the sandbox, not a machine
 SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache"}
 
 
@@ -23,6 +25,8 @@ def machine_paths(text: str) -> list[tuple[int, str]]:
     found = []
     for match in MACHINE_PATH.finditer(text):
         number = text.count("\n", 0, match.start()) + 1
+        if lines[number - 1].rstrip().endswith(ALLOWED):
+            continue
         found.append((number, lines[number - 1].strip()))
     return found
 

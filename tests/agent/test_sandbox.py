@@ -41,7 +41,7 @@ def test_a_step_reads_nothing_of_the_server(run: Runner, server_home: Path, tmp_
     other = tmp_path / "work" / "job99-other"  # another job's work directory under the same work root
     other.mkdir(parents=True)
     (other / "model.txt").write_text(SECRET)
-    (tmp_path / "outside.txt").write_text(SECRET)  # /tmp of the agent: a step has a private one
+    (tmp_path / "outside.txt").write_text(SECRET)  # the agent's temporary folder: a step has a private one
     attempts = "\n".join(
         f"cat {path} || echo 'cannot read {path.name}'"
         for path in (server_home / "cli.json", server_home / "secret.key", server_home / "mlyard.db",
@@ -57,7 +57,7 @@ def test_a_step_reads_nothing_of_the_server(run: Runner, server_home: Path, tmp_
     assert "no secret in /proc" in log
     assert "MLYARD_HOME=" not in log and "MLYARD_TOKEN=" not in log and "AWS_SECRET_ACCESS_KEY" not in log
     home_line = next(line for line in rec.logs["steal"] if line.startswith("HOME="))
-    assert home_line.endswith("/home") and str(tmp_path / "work") in home_line
+    assert home_line.endswith("/home") and str(tmp_path / "work") in home_line  # a path inside the step sandbox
     assert not (server_home / "planted").exists()
 
 
@@ -74,7 +74,8 @@ def test_the_step_environment_is_an_allow_list(run: Runner, server_home: Path, m
 
 def test_a_step_writes_its_work_directory_and_reads_the_system(run: Runner, server_home: Path) -> None:
     text = ("echo made > $(Build.ArtifactStagingDirectory)/made.txt\ncat $(Build.ArtifactStagingDirectory)/made.txt\n"
-            "echo private > /tmp/t && cat /tmp/t\npython -c 'import sys; print(sys.version_info[0])'\n"
+            "echo private > /tmp/t && cat /tmp/t\n"  # a path inside the step sandbox
+            "python -c 'import sys; print(sys.version_info[0])'\n"
             "touch /usr/forbidden 2>/dev/null || echo 'read-only system'")  # fmt: skip
     _, rec = run(job(script("work", text)))
     assert rec.result("work") == SUCCEEDED, rec.text("work")
