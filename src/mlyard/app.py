@@ -99,7 +99,14 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
     platform = open_platform(settings)
     orchestrator = Orchestrator(platform)
     platform.orchestrator = orchestrator
-    platform.push_listeners.append(lambda created: runs.on_push(platform, created) and None)
+    def wake_triggers(created: list[dict[str, Any]]) -> None:
+        runs.on_push(platform, created)
+
+    platform.push_listeners.append(wake_triggers)
+
+    def record_push(push_id: str) -> None:
+        events.ingest(platform, push_id)
+
     stopping = threading.Event()
 
     @asynccontextmanager
@@ -192,7 +199,7 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
         repos_dir=settings.repos_dir,
         spool_dir=settings.spool_dir,
         authorize=authorize,
-        after_push=lambda push_id: events.ingest(platform, push_id) and None,
+        after_push=record_push,
     )
     return Dispatcher(api, git, stopping, limits)
 

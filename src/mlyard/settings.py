@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from mlyard.errors import InvalidInput
 
@@ -84,8 +85,9 @@ class Settings:
     def secret_key_file(self) -> Path:
         return self.home / "secret.key"
 
-    def with_overrides(self, **changes: object) -> Settings:
-        return replace(self, **{k: v for k, v in changes.items() if v not in (None, "")})
+    def with_overrides(self, **changes: Any) -> Settings:
+        given: dict[str, Any] = {k: v for k, v in changes.items() if v not in (None, "")}
+        return replace(self, **given)
 
     def save(self) -> None:
         data = asdict(self)

@@ -7,7 +7,7 @@ grants it; permission is then remembered per pipeline.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -68,7 +68,8 @@ class SecretStore:
         exists = Conflict(f"{self.label} {name!r} already exists; pass --update to change it")
         try:
             with transaction(platform.sessions) as session:
-                row = session.scalars(select(self.table).where(self.table.name == name)).first()
+                found = session.scalars(select(self.table).where(self.table.name == name)).first()
+                row = cast("Connection | VariableGroup | None", found)
                 if row is not None and not update:
                     raise exists
                 if row is None:
@@ -168,7 +169,10 @@ def group_values(platform: Platform, session: Session, name: str) -> tuple[dict[
 
 
 def exists(session: Session, kind: str, name: str) -> bool:
-    table = {"connection": Connection, "variablegroup": VariableGroup, "environment": Environment}[kind]
+    tables: dict[str, type[Connection] | type[VariableGroup] | type[Environment]] = {
+        "connection": Connection, "variablegroup": VariableGroup, "environment": Environment,
+    }  # fmt: skip
+    table = tables[kind]
     return session.scalars(select(table.id).where(table.name == name)).first() is not None
 
 

@@ -132,7 +132,8 @@ def action(handler: Callable[..., str]) -> Callable[[Request], Any]:
 def _error_page(exc: MlyardError, principal: Principal | None) -> HTMLResponse:
     """An expected error as a page with its HTTP status (the API's error body, for people)."""
     status = int(getattr(exc, "http_status", 500))
-    title = {NotFound: "Not found", PermissionDenied: "Not allowed"}.get(type(exc), "Something went wrong")
+    titles: dict[type[MlyardError], str] = {NotFound: "Not found", PermissionDenied: "Not allowed"}
+    title = titles.get(type(exc), "Something went wrong")
     return _render("error.html", status, title=title, message=exc.message, status=status,
                    user=principal.username if principal else "")  # fmt: skip
 
