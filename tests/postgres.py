@@ -11,8 +11,8 @@ Fixtures (re-exported by tests/conftest.py, usable from any test directory):
   file in the home) or the URL of a fresh PostgreSQL database.
 
 `MLYARD_TEST_DATABASE=postgresql pytest ...` puts the state of the shared servers of tests/conftest.py
-(`server`, `own_server`, any `start_server`) on PostgreSQL too (tests that open mlyard.db directly
-then fail: they read SQLite).
+(`server`, `own_server`, any `start_server`) on PostgreSQL too; tests that check what is stored at rest
+read it with `state_rows`, which follows the server's backend.
 """
 
 from __future__ import annotations
@@ -241,3 +241,19 @@ def backend_database_url(request: pytest.FixtureRequest, backend: str) -> str:
 def database_url(request: pytest.FixtureRequest) -> str:
     """Parametrized over the state backends: '' (SQLite in the home) or a fresh PostgreSQL database's URL."""
     return backend_database_url(request, request.param)
+
+
+def state_rows(home: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of `sql` read straight from the state database of the server whose home is `home`, whichever
+    backend it runs on (SQLite file or PostgreSQL): for tests that check what is stored at rest."""
+    from sqlalchemy import text
+
+    from mlyard.db.engine import make_engine
+    from mlyard.settings import Settings
+
+    engine = make_engine(Settings.load(home).db_url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(sql))]
+    finally:
+        engine.dispose()

@@ -14,6 +14,7 @@ import pytest
 
 from tests.ci.helpers import job, logs, make_repo, register, run, runs_of, show, wait_runs, wait_state
 from tests.conftest import Git, Server
+from tests.postgres import state_rows
 
 pytestmark = pytest.mark.slow
 DATA = Path(__file__).resolve().parents[1] / "data" / "ci"
@@ -105,11 +106,7 @@ def test_secrets_are_masked_and_only_mapped_through_env(server: Server, git: Git
     text = logs(server, done["id"])
     assert "plain: ***" in text and "b64: ***" in text and "not in env: [unset]" in text
     assert secret not in text and base64.b64encode(secret.encode()).decode() not in text
-    import sqlite3
-
-    db = sqlite3.connect(server.home / "mlyard.db")
-    stored = db.execute("select value from pipeline_variables").fetchall()
-    db.close()
+    stored = state_rows(server.home, "select value from pipeline_variables")
     assert all(secret not in v for (v,) in stored)
 
 

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import Git, Server
+from tests.postgres import state_rows
 
 pytestmark = pytest.mark.slow
 
@@ -97,12 +98,8 @@ def test_basic_auth_with_the_wrong_user_is_401(server: Server) -> None:
 
 
 def test_tokens_are_stored_only_as_hashes(server: Server) -> None:
-    import sqlite3
-
     token = make_token(server, "repo:read", name="hashed")
-    db = sqlite3.connect(server.home / "mlyard.db")
-    rows = db.execute("select token_hash, prefix from tokens").fetchall()
-    db.close()
+    rows = state_rows(server.home, "select token_hash, prefix from tokens")
     assert all(token not in h for h, _ in rows)
     assert any(token.startswith(p) for _, p in rows)
 
