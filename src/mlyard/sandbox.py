@@ -3,7 +3,9 @@
 Inside, the system is read-only (`--ro-bind / /`), /tmp is private, the hidden paths (the server's data
 directory, the CLI config, the agent's work root) are empty, and only the paths given as writable (the
 job's work directory) or readable are bound back. The process gets its own PID and IPC namespaces (no
-/proc/<server pid>/environ), dies with its parent, and shares the network (steps reach the server over
+/proc/<server pid>/environ), holds no capability (an agent running as root would otherwise pass root's
+capabilities on, and a step could unmount what hides the data directory), dies with its parent, and
+shares the network (steps reach the server over
 HTTP with their job token). Its environment is what the caller passes, built from an allow-list.
 
 `MLYARD_BWRAP` names the bwrap binary (default: `bwrap` on PATH); pointing it at a missing file makes the
@@ -114,7 +116,8 @@ class Sandbox:
         if self.bwrap is None:
             return list(argv)
         args = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-                "--unshare-pid", "--unshare-ipc", "--die-with-parent"]  # fmt: skip
+                "--unshare-pid", "--unshare-ipc", "--die-with-parent",
+                "--cap-drop", "ALL"]  # fmt: skip  # run as root, bwrap would keep root's capabilities (umount!)
         for path in self.hidden:
             if path.is_dir():
                 args += ["--tmpfs", str(path)]
