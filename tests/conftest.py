@@ -22,6 +22,24 @@ from tests.postgres import database_url, postgres, server_database_url  # noqa: 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files holding a `long` test first, then files that start servers (`slow`), then the rest.
+
+    `pytest -n 2 --dist=loadfile --no-loadscope-reorder` hands whole files to the workers in this
+    order, so the longest ones start at once and the many short files even out the end; xdist's own
+    order (most tests first) left the one-test files of a minute or more for last, on one worker.
+    """
+
+    def rank(item: pytest.Item) -> int:
+        return 0 if item.get_closest_marker("long") else 1 if item.get_closest_marker("slow") else 2
+
+    by_file: dict[str, int] = {}
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        by_file[path] = min(by_file.get(path, 2), rank(item))
+    items.sort(key=lambda item: by_file[item.nodeid.split("::")[0]])  # stable: collection order within a rank
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -205,6 +205,7 @@ def test_delete_leaves_no_process(srv: Server, logged: list[Logged]) -> None:
     assert missing.returncode == 3 and f"no deployment of model '{MODEL}' in environment 'dev'" in missing.stderr
 
 
+@pytest.mark.long
 def test_a_scoring_server_that_keeps_dying_is_given_up(srv: Server, logged: list[Logged]) -> None:
     """Like a container service's restart policy with a back-off limit: the 4th death in 5 minutes is final."""
     found = deploy(srv, "--version", "1")
