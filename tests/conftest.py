@@ -88,6 +88,7 @@ class Server:
     token: str
     username: str = "admin"
     options: tuple[str, ...] = ()  # extra `mlyard server` options
+    env: dict[str, str] = field(default_factory=dict)  # extra environment variables of the server
     proc: subprocess.Popen[bytes] | None = None
     log: Path = field(init=False)
 
@@ -99,7 +100,7 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> None:
-        env = {**os.environ, "MLYARD_HOME": str(self.home)}
+        env = {**os.environ, "MLYARD_HOME": str(self.home), **self.env}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mlyard", "server", "--port", str(self.port), *self.options],
@@ -147,14 +148,17 @@ class Server:
         return f"http://{user or self.username}:{token or self.token}@127.0.0.1:{self.port}/git/{repo}.git"
 
 
-def start_server(tmp: Path, *options: str, state_url: str | None = None) -> Server:
-    """init + server; the state on `state_url` (default: per MLYARD_TEST_DATABASE, SQLite in the home)."""
+def start_server(tmp: Path, *options: str, state_url: str | None = None, env: dict[str, str] | None = None) -> Server:
+    """init + server (with `env` added to its environment); the state on `state_url` (default: per
+    MLYARD_TEST_DATABASE, SQLite in the home)."""
     home = tmp / "home"
     port = free_port()
     url = server_database_url() if state_url is None else state_url
     out = mlyard("init", "--port", str(port), *(("--database-url", url) if url else ()), "--json", home=home)
     info = json.loads(out.stdout)
-    server = Server(home=home, port=port, token=info["token"], username=info["username"], options=options)
+    server = Server(
+        home=home, port=port, token=info["token"], username=info["username"], options=options, env=dict(env or {})
+    )
     server.start()
     return server
 
