@@ -22,6 +22,24 @@ from tests.postgres import database_url, postgres, server_database_url  # noqa: 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files holding a `long` test first, then files that start servers (`slow`), then the rest.
+
+    `pytest -n 2 --dist=loadfile --no-loadscope-reorder` hands whole files to the workers in this
+    order, so the longest ones start at once and the many short files even out the end; xdist's own
+    order (most tests first) left the one-test files of a minute or more for last, on one worker.
+    """
+
+    def rank(item: pytest.Item) -> int:
+        return 0 if item.get_closest_marker("long") else 1 if item.get_closest_marker("slow") else 2
+
+    by_file: dict[str, int] = {}
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        by_file[path] = min(by_file.get(path, 2), rank(item))
+    items.sort(key=lambda item: by_file[item.nodeid.split("::")[0]])  # stable: collection order within a rank
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -70,6 +88,7 @@ class Server:
     token: str
     username: str = "admin"
     options: tuple[str, ...] = ()  # extra `mlyard server` options
+    env: dict[str, str] = field(default_factory=dict)  # extra environment variables of the server
     proc: subprocess.Popen[bytes] | None = None
     log: Path = field(init=False)
 
@@ -81,7 +100,7 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> None:
-        env = {**os.environ, "MLYARD_HOME": str(self.home)}
+        env = {**os.environ, "MLYARD_HOME": str(self.home), **self.env}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mlyard", "server", "--port", str(self.port), *self.options],
@@ -129,14 +148,17 @@ class Server:
         return f"http://{user or self.username}:{token or self.token}@127.0.0.1:{self.port}/git/{repo}.git"
 
 
-def start_server(tmp: Path, *options: str, state_url: str | None = None) -> Server:
-    """init + server; the state on `state_url` (default: per MLYARD_TEST_DATABASE, SQLite in the home)."""
+def start_server(tmp: Path, *options: str, state_url: str | None = None, env: dict[str, str] | None = None) -> Server:
+    """init + server (with `env` added to its environment); the state on `state_url` (default: per
+    MLYARD_TEST_DATABASE, SQLite in the home)."""
     home = tmp / "home"
     port = free_port()
     url = server_database_url() if state_url is None else state_url
     out = mlyard("init", "--port", str(port), *(("--database-url", url) if url else ()), "--json", home=home)
     info = json.loads(out.stdout)
-    server = Server(home=home, port=port, token=info["token"], username=info["username"], options=options)
+    server = Server(
+        home=home, port=port, token=info["token"], username=info["username"], options=options, env=dict(env or {})
+    )
     server.start()
     return server
 

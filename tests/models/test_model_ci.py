@@ -14,7 +14,7 @@ import pytest
 from tests.ci.helpers import logs, runs_of, wait_state
 from tests.conftest import Git, Server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 MODEL = "ci-model"
 
 

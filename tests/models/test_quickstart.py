@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 
 def test_quickstart_exit_in_a_fresh_home(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ def test_the_demo_notebook_without_a_tracking_uri_trains_then_exits_2(demo_proje
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated")
 def test_the_demo_notebook_registers_a_model_that_passes_the_model_tests(demo_project: Path, tmp_path: Path) -> None:
     """Train and register in a real MLflow (SQLite), then run the project's model CI tests on that version."""

@@ -35,6 +35,7 @@ log = logging.getLogger("mlyard.deployments")
 TARGETS = ("local",)
 STARTING, HEALTHY, FAILED, STOPPED = "starting", "healthy", "failed", "stopped"
 RESTART_LIMIT, RESTART_WINDOW = 3, 300.0  # more restarts than this within the window: the deployment fails
+RESTART_LIMIT_ENV = "MLYARD_DEPLOYMENT_RESTART_LIMIT"  # the server's environment may lower or raise the limit
 GRACE_SECONDS = 30.0  # the longest an old scoring server keeps serving connections opened before a switch
 _LOG_LIMIT = 1024 * 1024
 
@@ -310,7 +311,7 @@ def _spec_of(row: dict[str, Any]) -> dict[str, Any]:
 
 def supervise(platform: Platform, stop: threading.Event, *, interval: float = 1.0) -> None:
     """Restart the scoring servers that stopped on their own (a crash, their memory limit), as a container
-    service's restart policy does. One that stops more than RESTART_LIMIT times in RESTART_WINDOW seconds
+    service's restart policy does. One that stops more than restart_limit() times in RESTART_WINDOW seconds
     is left stopped and its deployment `failed`. Runs in the server until `stop` is set."""
     while not stop.wait(interval):
         runtime = platform.deployments
@@ -331,6 +332,17 @@ def supervise(platform: Platform, stop: threading.Event, *, interval: float = 1.
 
 
 
+def restart_limit() -> int:
+    """How many restarts within RESTART_WINDOW a deployment gets: MLYARD_DEPLOYMENT_RESTART_LIMIT of the
+    server, default RESTART_LIMIT (3)."""
+    value = os.environ.get(RESTART_LIMIT_ENV, "").strip()
+    try:
+        return max(0, int(value)) if value else RESTART_LIMIT
+    except ValueError:
+        log.warning("%s=%r is not a whole number: using %d", RESTART_LIMIT_ENV, value, RESTART_LIMIT)
+        return RESTART_LIMIT
+
+
 def _revive(platform: Platform, row: dict[str, Any], stop: threading.Event) -> None:
     env, model = row["environment"], row["model"]
     router = _router(platform)
@@ -345,7 +357,7 @@ def _revive(platform: Platform, row: dict[str, Any], stop: threading.Event) -> N
         now = time.monotonic()
         recent = [t for t in platform.deployments.restarts.get((env, model), []) if now - t < RESTART_WINDOW] + [now]
         platform.deployments.restarts[(env, model)] = recent
-        if len(recent) > RESTART_LIMIT:
+        if len(recent) > restart_limit():
             router.route(current["port"], None, host=gone.host if gone is not None else "127.0.0.1")
             message = (f"the scoring server stopped {len(recent)} times in {RESTART_WINDOW:.0f} s, last because "
                        f"{reason}: not restarted again; see `mlyard deployments logs {model} --env {env}`")  # fmt: skip
