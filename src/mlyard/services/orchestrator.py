@@ -20,6 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mlyard.ci import states
+from mlyard.ci.queue import AGENT_LOST, JobQueue
+from mlyard.ci.scheduler import schedule, skip_steps
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Environment, Pipeline, Run, RunJob, RunStage, RunStep
 from mlyard.errors import MlyardError
@@ -27,10 +29,8 @@ from mlyard.pipelines import PipelineError
 from mlyard.protocol import LOCAL_AGENT_NAME
 from mlyard.services import plan_store, resources, sources, triggers
 from mlyard.services.platform import Platform
-from mlyard.services.scheduling import schedule, skip_steps
 
 log = logging.getLogger("mlyard.orchestrator")
-AGENT_LOST = "agent lost"
 COMPILE_WORKERS = 2
 
 
@@ -39,7 +39,8 @@ class Orchestrator:
         self.platform = platform
         self.lock = threading.RLock()
         self.wake = threading.Event()
-        self.jobs_ready = threading.Condition()
+        # claims, leases and the secrets of running jobs; a claim never interleaves with a scheduling pass
+        self.queue = JobQueue(platform.sessions, platform.settings.job_lease_seconds, self.lock)
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         # Compilation runs in these threads, never under `lock`: a slow pipeline stalls no other run.
@@ -82,7 +83,7 @@ class Orchestrator:
         if triggers.trigger_pending(self.platform):
             self.wake.set()
         with self.lock:
-            self._expire_leases()
+            self.queue.expire_leases()
             with transaction(self.platform.sessions) as session:
                 ids = list(
                     session.scalars(
@@ -94,8 +95,7 @@ class Orchestrator:
                     self.advance(run_id)
                 except Exception:
                     log.exception("advancing run %d failed", run_id)
-        with self.jobs_ready:
-            self.jobs_ready.notify_all()
+        self.queue.notify_ready()
 
     def advance(self, run_id: int) -> None:
         with self.lock:
@@ -163,8 +163,7 @@ class Orchestrator:
                 run.build_number = build_number(session, run, doc.get("run_name"), context)
                 _create_rows(session, run, doc)
             self.advance(run_id)  # at once: its first jobs become claimable without waiting for a tick
-            with self.jobs_ready:
-                self.jobs_ready.notify_all()
+            self.queue.notify_ready()
         except Exception:
             log.exception("preparing run %d failed", run_id)
         finally:
@@ -234,15 +233,6 @@ class Orchestrator:
         return True
 
     # -- leases ------------------------------------------------------------------------------
-    def _expire_leases(self) -> None:
-        now = datetime.now(UTC)
-        with transaction(self.platform.sessions) as session:
-            lost = session.scalars(select(RunJob).where(RunJob.state == states.RUNNING, RunJob.lease_expires_at < now))
-            for job in lost:
-                fail_lost_job(
-                    session, job, f"{AGENT_LOST}: agent {job.agent or '?'} stopped reporting (its lease expired)"
-                )
-
     def recover_after_restart(self) -> int:
         """Fail the jobs the previous server process's own agents were running (they died with it).
 
@@ -254,23 +244,12 @@ class Orchestrator:
             running = session.scalars(select(RunJob).where(RunJob.state == states.RUNNING))
             jobs = [job for job in running if not job.agent or LOCAL_AGENT_NAME.fullmatch(job.agent)]
             for job in jobs:
-                fail_lost_job(
+                self.queue.fail_lost(
                     session,
                     job,
                     f"{AGENT_LOST}: the server stopped while agent {job.agent or '?'} was running this job",
                 )
             return len(jobs)
-
-
-def fail_lost_job(session: Session, job: RunJob, message: str) -> None:
-    job.message = message
-    job.token_hash = None
-    for step in session.scalars(select(RunStep).where(RunStep.job_id == job.id)):
-        if step.state == states.RUNNING:
-            states.transition(step, states.FAILED)
-        elif not states.is_final(step.state):
-            states.transition(step, states.SKIPPED)
-    states.transition(job, states.FAILED)
 
 
 def _busy(session: Session, run: Run) -> bool:
