@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,8 @@ from mlyard.errors import Conflict
 from mlyard.protocol import JobOutcome
 from mlyard.services import jobs, pipelines, resources, runs
 from tests.ci.engine import ADMIN, Engine
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "ci"
 
 
 @dataclass(frozen=True)
@@ -322,6 +325,10 @@ def test_a_deployment_waits_for_approval(engine: Engine, decision: str, ship: st
     assert [str(spec["name"]) for spec in engine.drive({})] == claims
     assert engine.job_states(run_id) == {"Build": "succeeded", "Ship": ship}
     assert engine.run_state(run_id) == run
+    again = engine.run("dep-ci")  # the permission is remembered; the approval is asked again
+    assert runs.show_run(engine.platform, again)["waiting_for"] == []
+    assert [spec["name"] for spec in engine.drive({})] == ["Build"]
+    assert engine.job_states(again) == {"Build": "succeeded", "Ship": "waiting"}
 
 
 SECRET = "s3cr3t-Value-42"
@@ -377,3 +384,30 @@ def test_a_server_restart_fails_the_jobs_of_its_own_agents_and_drops_their_secre
     assert engine.orchestrator.queue.held_secrets() == set()
     engine.settle()
     assert engine.run_state(int(str(spec["run_id"]))) == "failed"
+
+
+def test_push_triggers_by_path_branch_and_skip_marker(engine: Engine) -> None:
+    triggered = (DATA / "triggered.yml").read_text()
+    work = engine.repo("trig", {"ci.yml": triggered, "src/app.py": "1\n", "README.md": "r"})
+    engine.pipeline("trig-ci", "trig", "ci.yml")
+    engine.git.commit({"src/app.py": "2\n"}, "change src", cwd=work)
+    engine.push("trig", work, "master")
+    engine.settle()
+    spec = engine.claim()
+    assert spec is not None and isinstance(variables := spec["variables"], dict)
+    assert (variables["Build.Reason"], variables["Build.SourceBranchName"]) == ("IndividualCI", "master")
+    engine.complete(int(str(spec["job_id"])), "succeeded")
+
+    engine.git.commit({"README.md": "docs only"}, "docs", cwd=work)  # outside the paths
+    engine.push("trig", work, "master")
+    engine.git.commit({"src/app.py": "3\n"}, "skip me [skip ci]", cwd=work)
+    engine.push("trig", work, "master")
+    engine.git("checkout", "-q", "-b", "experimental/x", cwd=work)  # an excluded branch
+    engine.git.commit({"src/app.py": "4\n"}, "experiment", cwd=work)
+    engine.push("trig", work, "experimental/x")
+    engine.git("checkout", "-q", "-b", "feature/y", cwd=work)
+    engine.git.commit({"src/app.py": "5\n"}, "feature", cwd=work)
+    engine.push("trig", work, "feature/y")
+    engine.settle()
+    listed = runs.list_runs(engine.platform, pipeline="trig-ci")
+    assert [r["source_branch"] for r in listed] == ["refs/heads/feature/y", "refs/heads/master"]

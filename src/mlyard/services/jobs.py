@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mlyard.ci import logs, states
+from mlyard.ci import logs, plan_store, states
 from mlyard.ci.queue import JOB_TOKEN_PREFIX, JobQueue, secret_values, token_hash
 from mlyard.ci.scheduler import job_dependency, run_variables, stage_job_dependencies
 from mlyard.db.engine import transaction
@@ -28,10 +28,11 @@ from mlyard.errors import AuthenticationError, Conflict, InvalidInput, NotFound
 from mlyard.pipelines.expressions import ExpressionContext
 from mlyard.pipelines.job_variables import GroupValues, resolve_job_variables
 from mlyard.pipelines.model import VariableGroup
+from mlyard.pipelines.predefined import JobFacts, job_variables
 from mlyard.protocol import Connection as ConnectionSpec
 from mlyard.protocol import JobOutcome, JobSpec, Repository, StepSpec, agent_name_problem
-from mlyard.services import pipelines, plan_store, resources, secrets
-from mlyard.services.orchestrator import Orchestrator, compile_context
+from mlyard.services import pipelines, resources, secrets
+from mlyard.services.orchestrator import Orchestrator, run_facts
 from mlyard.services.platform import Platform
 
 _ARTIFACT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$")
@@ -110,24 +111,19 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
     names = {entry.group for scope in scopes for entry in scope if isinstance(entry, VariableGroup)}
     groups = {name: GroupValues(*resources.group_values(platform, session, name)) for name in sorted(names)}
     resolved = resolve_job_variables(scopes, plain=plain, secret=hidden, groups=groups, context=ctx)
-    predefined = compile_context(platform, run, pipeline)
-    predefined.update(
-        {
-            "Build.BuildNumber": run.build_number,
-            "System.StageName": job.stage,
-            "System.JobName": job.name,
-            "System.StageDisplayName": stage.display_name or job.stage,
-            "System.JobDisplayName": job.display_name,
-            "System.JobId": str(job.id),
-            "System.PhaseName": job.name,
-            "System.JobAttempt": str(job.attempt),
-            "System.JobKind": job.kind,
-            "System.PlanId": str(run.id),
-            "System.PipelineStartTime": (run.started_at or datetime.now(UTC)).isoformat(),
-        }
+    job_facts = JobFacts(
+        job_id=job.id,
+        stage=job.stage,
+        name=job.name,
+        display_name=job.display_name,
+        attempt=job.attempt,
+        stage_display_name=stage.display_name or job.stage,
+        kind=job.kind,
+        environment=job.environment,
+        build_number=run.build_number,
+        started_at=(run.started_at or datetime.now(UTC)).isoformat(),
     )
-    if job.environment:
-        predefined["Environment.Name"] = job.environment
+    predefined = job_variables(run_facts(platform, run, pipeline), job_facts)
     connections = {}
     for step in planned.steps:
         name = str(step.inputs.get("azureSubscription") or "")

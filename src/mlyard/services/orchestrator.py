@@ -14,20 +14,20 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mlyard.ci import states
+from mlyard.ci import plan_store, states
 from mlyard.ci.queue import AGENT_LOST, JobQueue
 from mlyard.ci.scheduler import schedule, skip_steps
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Environment, Pipeline, Run, RunJob, RunStage, RunStep
 from mlyard.errors import MlyardError
-from mlyard.pipelines import PipelineError
+from mlyard.pipelines import PipelineError, Plan, predefined
+from mlyard.pipelines.predefined import RunFacts
 from mlyard.protocol import LOCAL_AGENT_NAME
-from mlyard.services import plan_store, resources, sources, triggers
+from mlyard.services import resources, sources, triggers
 from mlyard.services.platform import Platform
 
 log = logging.getLogger("mlyard.orchestrator")
@@ -145,7 +145,7 @@ class Orchestrator:
     def _prepare(self, run_id: int) -> None:
         """Compile the run's YAML (no lock held), then store the plan if the run still wants it."""
         try:
-            doc, error, errors, context = self._compile(run_id)
+            plan, error, errors, context = self._compile(run_id)
             if self.stop_event.is_set():  # stopped, not canceled: compiled again after the restart
                 return
             with self.lock, transaction(self.platform.sessions) as session:
@@ -155,13 +155,13 @@ class Orchestrator:
                 if run.cancel_requested:
                     _finish_unstarted(session, run, states.CANCELED, "canceled before it started")
                     return
-                if doc is None:
+                if plan is None:
                     run.message, run.errors = error, errors
                     states.transition(run, states.FAILED)
                     return
-                run.plan = doc
-                run.build_number = build_number(session, run, doc.get("run_name"), context)
-                _create_rows(session, run, doc)
+                run.plan = plan.to_dict()  # read back only through ci.plan_store.load
+                run.build_number = build_number(session, run, plan.run_name, context)
+                _create_rows(session, run, plan)
             self.advance(run_id)  # at once: its first jobs become claimable without waiting for a tick
             self.queue.notify_ready()
         except Exception:
@@ -172,8 +172,8 @@ class Orchestrator:
                 self._stopping.discard(run_id)
             self.notify()
 
-    def _compile(self, run_id: int) -> tuple[dict[str, Any] | None, str, list[str], dict[str, str]]:
-        """(plan document or None, error message, diagnostics, compile context) of the run."""
+    def _compile(self, run_id: int) -> tuple[Plan | None, str, list[str], dict[str, str]]:
+        """(compiled plan or None, error message, diagnostics, compile context) of the run."""
         with transaction(self.platform.sessions) as session:
             run = session.get(Run, run_id)
             pipeline = session.get(Pipeline, run.pipeline_id) if run is not None else None
@@ -192,7 +192,7 @@ class Orchestrator:
                 context=context,
                 stop=lambda: run_id in self._stopping,
             )
-            return plan_store.plan_doc(plan), "", [], context
+            return plan, "", [], context
         except PipelineError as exc:
             errors = list(exc.errors or [exc.message])
             return None, "the pipeline is invalid:\n" + "\n".join(errors), errors, context
@@ -288,27 +288,23 @@ def _finish_unstarted(session: Session, run: Run, state: str, message: str) -> N
     states.transition(run, state)
 
 
+def run_facts(platform: Platform, run: Run, pipeline: Pipeline) -> RunFacts:
+    return RunFacts(
+        run_id=run.id,
+        reason=run.reason,
+        source_branch=run.source_branch,
+        source_version=run.source_version,
+        requested_for=run.requested_for,
+        pipeline_id=pipeline.id,
+        pipeline_name=pipeline.name,
+        repo=pipeline.repo,
+        server_url=platform.settings.url,
+    )
+
+
 def compile_context(platform: Platform, run: Run, pipeline: Pipeline) -> dict[str, str]:
     """Predefined variables known when the run is compiled (visible to ${{ variables.X }})."""
-    branch = run.source_branch
-    short = branch.split("/", 2)[-1] if branch.startswith(("refs/heads/", "refs/tags/")) else branch
-    return {
-        "Build.BuildId": str(run.id),
-        "Build.DefinitionName": pipeline.name,
-        "Build.Reason": run.reason,
-        "Build.SourceBranch": branch,
-        "Build.SourceBranchName": short.rsplit("/", 1)[-1],
-        "Build.SourceVersion": run.source_version,
-        "Build.Repository.Name": pipeline.repo,
-        "Build.Repository.Uri": f"{platform.settings.url}/git/{pipeline.repo}.git",
-        "Build.RequestedFor": run.requested_for,
-        "Build.QueuedBy": run.requested_for,
-        "System.DefinitionId": str(pipeline.id),
-        "System.TeamProject": "mlyard",
-        "System.CollectionUri": f"{platform.settings.url}/",
-        "System.TeamFoundationCollectionUri": f"{platform.settings.url}/",
-        "Mlyard.RunUrl": f"{platform.settings.url}/runs/{run.id}",  # the run's web page
-    }
+    return predefined.run_variables(run_facts(platform, run, pipeline))
 
 
 _DATE_TOKEN = re.compile(r"\$\(Date:([^)]+)\)")
@@ -352,46 +348,47 @@ def build_number(session: Session, run: Run, template: str | None, context: dict
     return f"{head}{str(max(previous, default=0) + 1).zfill(len(rev.group(1)))}{tail}"
 
 
-def _create_rows(session: Session, run: Run, doc: dict[str, Any]) -> None:
+def _create_rows(session: Session, run: Run, plan: Plan) -> None:
     envs = {e.name: e for e in session.scalars(select(Environment))}
-    for s_index, stage in enumerate(doc["stages"]):
+    for s_index, stage in enumerate(plan.stages):
         session.add(
             RunStage(
                 run_id=run.id,
                 position=s_index,
-                name=stage["name"],
-                display_name=stage["display_name"] or stage["name"],
+                name=stage.name,
+                display_name=stage.display_name or stage.name,
                 state=states.NOT_STARTED,
-                depends_on=stage["depends_on"],
-                condition=stage["condition"],
+                depends_on=list(stage.depends_on),
+                condition=stage.condition,
             )
         )
-        for j_index, job in enumerate(stage["jobs"]):
+        for j_index, job in enumerate(stage.jobs):
+            environment = job.environment.name if job.environment else ""
             row = RunJob(
                 run_id=run.id,
-                stage=stage["name"],
+                stage=stage.name,
                 position=s_index * 1000 + j_index,
-                name=job["name"],
-                display_name=job["display_name"] or job["name"],
-                kind=job["kind"],
-                environment=job["environment"],
+                name=job.name,
+                display_name=job.display_name or job.name,
+                kind=job.kind,
+                environment=environment,
                 state=states.NOT_STARTED,
-                depends_on=job["depends_on"],
-                condition=job["condition"],
-                continue_on_error=job["continue_on_error"],
+                depends_on=list(job.depends_on),
+                condition=job.condition,
+                continue_on_error=job.continue_on_error,
             )
-            if job["environment"] in envs and envs[job["environment"]].approval_required:
+            if environment in envs and envs[environment].approval_required:
                 row.approval = "required"
             session.add(row)
             session.flush()
-            for p_index, step in enumerate(job["steps"]):
+            for p_index, step in enumerate(job.steps):
                 session.add(
                     RunStep(
                         job_id=row.id,
-                        step_key=step["id"],
+                        step_key=plan_store.step_id(step, p_index),
                         position=p_index,
-                        name=step["name"],
-                        display_name=step["display_name"] or step["name"],
+                        name=step.name,
+                        display_name=step.display_name or step.name,
                         state=states.NOT_STARTED,
                     )
                 )
