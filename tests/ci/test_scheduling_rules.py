@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from mlyard.ci import plan_store
+from mlyard.db.engine import transaction
+from mlyard.db.tables import Run
 from mlyard.errors import Conflict
+from mlyard.pipelines import Plan, predefined
 from mlyard.protocol import JobOutcome
 from mlyard.services import jobs, pipelines, resources, runs
 from tests.ci.engine import ADMIN, Engine
@@ -411,3 +415,31 @@ def test_push_triggers_by_path_branch_and_skip_marker(engine: Engine) -> None:
     engine.settle()
     listed = runs.list_runs(engine.platform, pipeline="trig-ci")
     assert [r["source_branch"] for r in listed] == ["refs/heads/feature/y", "refs/heads/master"]
+
+
+def test_the_plan_is_stored_as_plan_to_dict_and_a_run_stored_in_the_old_form_still_runs(engine: Engine) -> None:
+    engine.repo("stored", {"ci.yml": jobs_yaml(job("A"), job("B", "dependsOn: A"))})
+    engine.pipeline("stored-ci", "stored", "ci.yml")
+    for legacy in (False, True):
+        run_id = engine.run("stored-ci")
+        with transaction(engine.platform.sessions) as session:
+            stored = session.get(Run, run_id)
+            assert stored is not None and stored.plan is not None
+            plan = Plan.from_dict(stored.plan)
+            assert stored.plan == plan.to_dict()
+            if legacy:  # as the runs stored before this change hold it
+                stored.plan = plan_store.plan_doc(plan)
+        claimed = engine.drive({})
+        assert [spec["name"] for spec in claimed] == ["A", "B"]
+        assert all(spec["steps"] for spec in claimed)
+        assert engine.job_states(run_id) == {"A": "succeeded", "B": "succeeded"}
+
+
+@pytest.mark.parametrize(
+    ("ref", "name"),
+    [("refs/heads/master", "master"), ("refs/heads/feature/x", "x"), ("refs/tags/v1.0", "v1.0"), ("main", "main")],
+)
+def test_source_branch_name(ref: str, name: str) -> None:
+    facts = predefined.RunFacts(run_id=7, reason="Manual", source_branch=ref, source_version="abc")
+    assert predefined.source_variables(facts)["Build.SourceBranchName"] == name
+    assert predefined.run_variables(facts)["Build.SourceBranchName"] == name
