@@ -4,7 +4,8 @@ pending push events -> runs (the trigger outbox, services/triggers.py); queued r
 YAML of its commit (templates from the same commit) in a compile thread, outside the lock, bounded by
 the limits of pipelines/limits.py -> stages, jobs and steps rows -> wait for permission to protected
 resources -> running: stages and jobs start when their dependencies are final and their condition
-holds; jobs become claimable by agents; stage and run results roll up. Leases of running jobs expire into "agent lost".
+holds (the rules: ci/scheduler.py); jobs become claimable by agents through the job queue
+(ci/queue.py, `self.queue`); stage and run results roll up. Leases of running jobs expire into "agent lost".
 """
 
 from __future__ import annotations
