@@ -443,3 +443,23 @@ def test_source_branch_name(ref: str, name: str) -> None:
     facts = predefined.RunFacts(run_id=7, reason="Manual", source_branch=ref, source_version="abc")
     assert predefined.source_variables(facts)["Build.SourceBranchName"] == name
     assert predefined.run_variables(facts)["Build.SourceBranchName"] == name
+
+
+def test_cancel_while_a_job_runs_tells_its_agent_and_cancels_what_has_not_started(engine: Engine) -> None:
+    engine.repo("cancel", {"ci.yml": jobs_yaml(job("A"), job("B", "dependsOn: A"), job("C", "dependsOn: B"))})
+    engine.pipeline("cancel-ci", "cancel", "ci.yml")
+    run_id = engine.run("cancel-ci")
+    spec = engine.claim()
+    assert spec is not None and spec["name"] == "A"
+    job_id = int(str(spec["job_id"]))
+    assert jobs.heartbeat(engine.platform, job_id)["cancel"] is False
+    runs.cancel_run(engine.platform, ADMIN, run_id)
+    engine.settle()
+    assert engine.run_state(run_id) == "running"  # until its agent has stopped the running job
+    assert jobs.heartbeat(engine.platform, job_id)["cancel"] is True
+    engine.complete(job_id, "canceled")
+    engine.settle()
+    assert engine.claim() is None
+    assert engine.job_states(run_id) == {"A": "canceled", "B": "canceled", "C": "canceled"}
+    assert engine.run_state(run_id) == "canceled"
+    assert engine.orchestrator.queue.held_secrets() == set()
