@@ -17,6 +17,7 @@ from mlyard.errors import Conflict
 from mlyard.pipelines import Plan, predefined
 from mlyard.protocol import JobOutcome
 from mlyard.services import jobs, pipelines, resources, runs
+from mlyard.services.orchestrator import Orchestrator
 from tests.ci.engine import ADMIN, Engine
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ci"
@@ -463,3 +464,22 @@ def test_cancel_while_a_job_runs_tells_its_agent_and_cancels_what_has_not_starte
     assert engine.job_states(run_id) == {"A": "canceled", "B": "canceled", "C": "canceled"}
     assert engine.run_state(run_id) == "canceled"
     assert engine.orchestrator.queue.held_secrets() == set()
+
+
+def test_a_job_claimed_before_a_restart_is_masked_and_its_secrets_held_only_while_it_runs(engine: Engine) -> None:
+    spec = _claimed_with_a_secret(engine)
+    job_id, run_id = int(str(spec["job_id"])), int(str(spec["run_id"]))
+    job = jobs.authenticate_job(engine.platform, f"Bearer {spec['access_token']}", job_id)
+    engine.orchestrator.stop()  # a new server process: its queue never saw the job's spec
+    engine.orchestrator = Orchestrator(engine.platform)
+    engine.platform.orchestrator = engine.orchestrator
+    queue = engine.orchestrator.queue
+    assert queue.held_secrets() == set()
+    jobs.append_logs(engine.platform, job, None, [[0.0, f"before {SECRET}"]])
+    assert queue.held_secrets() == {job_id}
+    engine.complete(job_id, "succeeded")
+    assert queue.held_secrets() == set()
+    jobs.append_logs(engine.platform, job, None, [[0.0, f"late {SECRET}"]])  # a report racing the end
+    assert queue.held_secrets() == set()
+    text = runs.read_logs(engine.platform, run_id)
+    assert "before ***" in text and "late ***" in text and SECRET not in text

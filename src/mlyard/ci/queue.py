@@ -31,7 +31,7 @@ AGENT_LOST = "agent lost"
 MAX_WAIT_SECONDS = 60.0
 
 SpecBuilder = Callable[[Session, RunJob, str], JobSpec]
-SecretsOf = Callable[[int], set[str] | None]
+SecretsOf = Callable[[int], tuple[set[str], bool]]  # (values, whether the job is still running)
 
 
 def token_hash(token: str) -> str:
@@ -152,15 +152,16 @@ class JobQueue:
             self._secrets[job_id] = set(values)
 
     def secrets_of(self, job_id: int, compute: SecretsOf) -> set[str]:
-        """The secret values of a running job; `compute(job_id)` finds them for a job claimed before a
-        server restart (this process never saw its spec), or None if the job is no longer running."""
+        """The secret values of a job. `compute(job_id)` finds them for a job this process never saw the
+        spec of (claimed before a server restart); they are held only while the job is running, so a
+        late report about an ended job is still masked without its secrets being kept."""
         with self._secrets_lock:
             known = self._secrets.get(job_id)
         if known is not None:
             return known
-        values = compute(job_id)
-        if values is None:
-            return set()
+        values, running = compute(job_id)
+        if not running:
+            return values
         with self._secrets_lock:
             return self._secrets.setdefault(job_id, values)
 

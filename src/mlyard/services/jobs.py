@@ -67,12 +67,12 @@ def claim(
 def _secrets_of(platform: Platform, job: RunJob) -> set[str]:
     """The secret values of a running job (recomputed for a job claimed before a server restart)."""
 
-    def compute(job_id: int) -> set[str] | None:
+    def compute(job_id: int) -> tuple[set[str], bool]:
         with platform.sessions() as session:
             row = session.get(RunJob, job_id)
-            if row is None or row.state != states.RUNNING:
-                return None  # it has ended: nothing to hold
-            return secret_values(build_spec(platform, session, row, ""))
+            if row is None:
+                return set(), False
+            return secret_values(build_spec(platform, session, row, "")), row.state == states.RUNNING
 
     return _queue(platform).secrets_of(job.id, compute)
 
