@@ -21,8 +21,8 @@ def engine_database_url() -> str:
 @pytest.fixture
 def engine(tmp_path: Path, engine_database_url: str) -> Iterator[Engine]:
     """A fresh state database and repos folder, with no server and no orchestrator thread."""
-    platform = open_engine(tmp_path / "home", engine_database_url)
+    engine = Engine(open_engine(tmp_path / "home", engine_database_url), make_git(tmp_path))
     try:
-        yield Engine(platform, make_git(tmp_path))
+        yield engine
     finally:
-        platform.close()
+        engine.close()

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from mlyard.ci import plan_store
 from mlyard.pipelines import Plan, compile_pipeline, load_pipeline
 from mlyard.pipelines.model import Environment, Job
-from mlyard.services import plan_store
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "pipelines" / "valid"
 SAMPLES = sorted(DATA.glob("*.yml"))

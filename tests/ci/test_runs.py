@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.ci.helpers import job, logs, make_repo, register, run, runs_of, show, wait_runs, wait_state
+from tests.ci.helpers import job, logs, make_repo, register, run, runs_of, show, wait_state
 from tests.conftest import Git, Server
 from tests.postgres import state_rows
 
@@ -22,33 +22,6 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "ci"
 
 def yaml(name: str) -> str:
     return (DATA / name).read_text()
-
-
-def test_push_triggers_by_path_branch_and_skip_marker(server: Server, git: Git) -> None:
-    work = make_repo(server, git, "trig", {"ci.yml": yaml("triggered.yml"), "src/app.py": "1\n", "README.md": "r"})
-    register(server, "trig-ci", "trig", "ci.yml", folder="team/trig")
-    git.commit({"src/app.py": "2\n"}, "change src", cwd=work)
-    git("push", "-q", "origin", "master", cwd=work)
-    first = wait_runs(server, "trig-ci", 1)
-    assert len(first) == 1 and first[0]["reason"] == "IndividualCI"
-    done = wait_state(server, first[0]["id"])
-    assert done["state"] == "succeeded", logs(server, done["id"])
-    assert "built master for IndividualCI" in logs(server, done["id"])
-
-    git.commit({"README.md": "docs only"}, "docs", cwd=work)
-    git("push", "-q", "origin", "master", cwd=work)
-    git.commit({"src/app.py": "3\n"}, "skip me [skip ci]", cwd=work)
-    git("push", "-q", "origin", "master", cwd=work)
-    git("checkout", "-q", "-b", "experimental/x", cwd=work)
-    git.commit({"src/app.py": "4\n"}, "experiment", cwd=work)
-    git("push", "-q", "origin", "experimental/x", cwd=work)
-    git("checkout", "-q", "-b", "feature/y", cwd=work)
-    git.commit({"src/app.py": "5\n"}, "feature", cwd=work)
-    git("push", "-q", "origin", "feature/y", cwd=work)
-    runs = wait_runs(server, "trig-ci", 2)
-    time.sleep(0.5)
-    runs = runs_of(server, "trig-ci")
-    assert [r["source_branch"] for r in runs] == ["refs/heads/feature/y", "refs/heads/master"]
 
 
 def test_manual_run_with_parameters_and_a_bad_parameter(server: Server, git: Git) -> None:
@@ -67,30 +40,6 @@ def test_manual_run_with_parameters_and_a_bad_parameter(server: Server, git: Git
         bad_number = api.post("/api/v1/pipelines/manual-p/runs", json={"parameters": {"replicas": "many"}})
         assert bad_number.status_code == 400 and "replicas" in bad_number.json()["error"]
     assert len(runs_of(server, "manual-p")) == 1
-
-
-def test_stages_dependencies_conditions_parallel_jobs_and_outputs(server: Server, git: Git) -> None:
-    make_repo(server, git, "graph", {"g.yml": yaml("graph.yml")})
-    register(server, "graph-p", "graph", "g.yml")
-    done = wait_state(server, run(server, "graph-p")["id"], timeout=90)
-    assert done["state"] == "failed"
-    states = {j["name"]: j["state"] for s in done["stages"] for j in s["jobs"]}
-    assert states == {
-        "Left": "succeeded",
-        "Right": "succeeded",
-        "Joined": "succeeded",
-        "Fails": "failed",
-        "AfterFailure": "succeeded",
-        "NeverRuns": "skipped",
-        "Summary": "succeeded",
-    }
-    assert [s["state"] for s in done["stages"]] == ["succeeded", "failed", "succeeded"]
-    left, right = job(done, "Left"), job(done, "Right")
-    assert left["started_at"] < right["finished_at"] and right["started_at"] < left["finished_at"], "not parallel"
-    text = logs(server, done["id"])
-    assert "joined version 1.2.3" in text
-    assert "report sees 1.2.3" in text
-    assert "cleanup after failure" in text and "should not run" not in text
 
 
 def test_secrets_are_masked_and_only_mapped_through_env(server: Server, git: Git) -> None:
@@ -200,13 +149,6 @@ def test_permit_flow_for_connection_group_and_environment_and_approval(server: S
         assert done["state"] == "succeeded"
         assert "deploying to test" in logs(server, first["id"])
 
-        second = run(server, "prot-p")  # permissions are remembered; approval is asked again
-        waiting = _wait_job(server, second["id"], "Ship", "waiting")
-        assert waiting["waiting_for"] == []
-        with server.client() as api:
-            api.post(f"/api/v1/runs/{second['id']}/reject", json={"comment": "no"}).raise_for_status()
-        rejected = wait_state(server, second["id"])
-        assert rejected["state"] == "failed" and job(rejected, "Ship")["state"] == "failed"
     finally:
         with server.client() as api:
             api.patch("/api/v1/environments/test", json={"approval_required": False})
@@ -257,30 +199,3 @@ def test_server_killed_during_a_run_fails_the_job_and_the_queue_goes_on(own_serv
     assert _wait_gone(slow) == []
     quick = wait_state(own_server, run(own_server, "crash-quick")["id"])
     assert quick["state"] == "succeeded"
-
-
-def test_batched_ci_folds_pushes_into_one_run(server: Server, git: Git) -> None:
-    work = make_repo(server, git, "batched", {"ci.yml": yaml("batched.yml"), "a.txt": "0"})
-    register(server, "batched-ci", "batched", "ci.yml")
-    git.commit({"a.txt": "1"}, "one", cwd=work)
-    git("push", "-q", "origin", "master", cwd=work)
-    first = wait_runs(server, "batched-ci", 1)[0]
-    wait_state(server, first["id"], {"running"})
-    git.commit({"a.txt": "2"}, "two", cwd=work)
-    git("push", "-q", "origin", "master", cwd=work)
-    git.commit({"a.txt": "3"}, "three", cwd=work)
-    git("push", "-q", "origin", "master", cwd=work)
-    newest = git("rev-parse", "HEAD", cwd=work).stdout.strip()
-    deadline = time.monotonic() + 30  # pushes are triggered asynchronously (the outbox): wait for the fold
-    runs = runs_of(server, "batched-ci")
-    while runs[0]["source_version"] != newest and time.monotonic() < deadline:
-        time.sleep(0.1)
-        runs = runs_of(server, "batched-ci")
-    assert len(runs) == 2, runs
-    batched = runs[0]
-    assert batched["reason"] == "BatchedCI" and batched["state"] == "notStarted"
-    assert batched["source_version"] == newest
-    done = wait_state(server, batched["id"], timeout=60)
-    assert done["state"] == "succeeded"
-    assert wait_state(server, first["id"])["finished_at"] <= done["started_at"]
-    assert f"building {newest} for BatchedCI" in logs(server, batched["id"])

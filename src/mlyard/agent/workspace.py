@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlyard.pipelines.predefined import agent_job_variables
 from mlyard.protocol import JobSpec
 
 KEEP_WORK_ENV = "MLYARD_KEEP_WORK"
@@ -85,10 +86,6 @@ def predefined_variables(spec: JobSpec, workspace: Workspace, *, agent_name: str
         "Agent.OS": {"Linux": "Linux", "Darwin": "Darwin", "Windows": "Windows_NT"}.get(platform.system(), "Linux"),
         "Agent.OSArchitecture": "ARM64" if platform.machine() in ("arm64", "aarch64") else "X64",
         "Agent.JobName": spec.display_name or spec.name,
-        "System.JobId": str(spec.job_id),
-        "System.JobName": spec.name,
-        "System.JobDisplayName": spec.display_name or spec.name,
-        "System.JobAttempt": str(spec.attempt),
-        "System.StageName": spec.stage,
+        **agent_job_variables(spec.job_id, spec.stage, spec.name, spec.display_name, spec.attempt),
         "TF_BUILD": "True",
     }

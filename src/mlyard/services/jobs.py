@@ -1,15 +1,17 @@
 """The agent-facing side of runs: claim a job, report steps, logs, artifacts, tests, completion.
 
+Claims, leases and the secret values of running jobs belong to the job queue (`mlyard.ci.queue.JobQueue`,
+held by the orchestrator); these functions are the use cases around it.
+
 A claimed job gets its own access token (`myj_...`, stored hashed): the agent uses it for every
 call about that job and for the git checkout of the run's commit. It stops working when the job ends.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets as random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,33 +19,29 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mlyard.ci import logs, states
+from mlyard.ci import logs, plan_store, states
+from mlyard.ci.queue import JOB_TOKEN_PREFIX, JobQueue, secret_values, token_hash
+from mlyard.ci.scheduler import job_dependency, run_variables, stage_job_dependencies
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Pipeline, Run, RunArtifact, RunJob, RunStep, TestResult
 from mlyard.errors import AuthenticationError, Conflict, InvalidInput, NotFound
 from mlyard.pipelines.expressions import ExpressionContext
 from mlyard.pipelines.job_variables import GroupValues, resolve_job_variables
 from mlyard.pipelines.model import VariableGroup
+from mlyard.pipelines.predefined import JobFacts, job_variables
 from mlyard.protocol import Connection as ConnectionSpec
 from mlyard.protocol import JobOutcome, JobSpec, Repository, StepSpec, agent_name_problem
-from mlyard.services import pipelines, plan_store, resources, secrets
-from mlyard.services.orchestrator import Orchestrator, compile_context
+from mlyard.services import pipelines, resources, secrets
+from mlyard.services.orchestrator import Orchestrator, run_facts
 from mlyard.services.platform import Platform
-from mlyard.services.scheduling import job_dependency, run_variables, stage_job_dependencies
 
-JOB_TOKEN_PREFIX = "myj_"
 _ARTIFACT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$")
 
-# Secret values of running jobs, to mask what agents send again on the server side.
-_job_secrets: dict[int, set[str]] = {}
 
-
-def _lease(platform: Platform) -> timedelta:
-    return timedelta(seconds=platform.settings.job_lease_seconds)
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def _queue(platform: Platform) -> JobQueue:
+    """The job queue of the server process (the orchestrator's)."""
+    orchestrator: Orchestrator = platform.orchestrator
+    return orchestrator.queue
 
 
 def claim(
@@ -57,55 +55,26 @@ def claim(
     problem = agent_name_problem(agent, local=local)
     if problem:
         raise InvalidInput(f"{problem} (`mlyard agent --name`)")
-    deadline = datetime.now(UTC) + timedelta(seconds=max(0.0, min(wait, 60.0)))
-    while True:
-        with orchestrator.lock:
-            spec = _claim_one(platform, agent)
-        if spec is not None:
-            return spec
-        remaining = (deadline - datetime.now(UTC)).total_seconds()
-        if remaining <= 0 or orchestrator.stop_event.is_set():
-            return None
-        with orchestrator.jobs_ready:
-            orchestrator.jobs_ready.wait(timeout=min(remaining, 1.0))
-
-
-def _claim_one(platform: Platform, agent: str) -> dict[str, Any] | None:
-    with transaction(platform.sessions) as session:
-        job = session.scalars(
-            select(RunJob)
-            .join(Run, Run.id == RunJob.run_id)
-            .where(RunJob.state == states.QUEUED, Run.state == states.RUNNING)
-            .order_by(RunJob.queued_at, RunJob.id)
-        ).first()
-        if job is None:
-            return None
-        token = JOB_TOKEN_PREFIX + random.token_urlsafe(32)
-        job.token_hash = _hash(token)
-        job.agent = agent
-        job.attempt += 1
-        job.lease_expires_at = datetime.now(UTC) + _lease(platform)
-        states.transition(job, states.RUNNING)
-        spec = build_spec(platform, session, job, token)
-        _job_secrets[job.id] = _secret_values(spec)
-        return spec.to_dict()
-
-
-def _secret_values(spec: JobSpec) -> set[str]:
-    return set(spec.secrets.values()) | {
-        c.settings[k] for c in spec.connections.values() for k in c.secret_keys if k in c.settings
-    }
+    spec = orchestrator.queue.claim(
+        agent,
+        lambda session, job, token: build_spec(platform, session, job, token),
+        wait=wait,
+        stop=orchestrator.stop_event,
+    )
+    return spec.to_dict() if spec is not None else None
 
 
 def _secrets_of(platform: Platform, job: RunJob) -> set[str]:
     """The secret values of a running job (recomputed for a job claimed before a server restart)."""
-    hidden = _job_secrets.get(job.id)
-    if hidden is None:
+
+    def compute(job_id: int) -> tuple[set[str], bool]:
         with platform.sessions() as session:
-            row = session.get(RunJob, job.id)
-            hidden = _secret_values(build_spec(platform, session, row, "")) if row is not None else set()
-        _job_secrets[job.id] = hidden
-    return hidden
+            row = session.get(RunJob, job_id)
+            if row is None:
+                return set(), False
+            return secret_values(build_spec(platform, session, row, "")), row.state == states.RUNNING
+
+    return _queue(platform).secrets_of(job.id, compute)
 
 
 def _masked(value: Any, hidden: set[str]) -> Any:
@@ -142,24 +111,19 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
     names = {entry.group for scope in scopes for entry in scope if isinstance(entry, VariableGroup)}
     groups = {name: GroupValues(*resources.group_values(platform, session, name)) for name in sorted(names)}
     resolved = resolve_job_variables(scopes, plain=plain, secret=hidden, groups=groups, context=ctx)
-    predefined = compile_context(platform, run, pipeline)
-    predefined.update(
-        {
-            "Build.BuildNumber": run.build_number,
-            "System.StageName": job.stage,
-            "System.JobName": job.name,
-            "System.StageDisplayName": stage.display_name or job.stage,
-            "System.JobDisplayName": job.display_name,
-            "System.JobId": str(job.id),
-            "System.PhaseName": job.name,
-            "System.JobAttempt": str(job.attempt),
-            "System.JobKind": job.kind,
-            "System.PlanId": str(run.id),
-            "System.PipelineStartTime": (run.started_at or datetime.now(UTC)).isoformat(),
-        }
+    job_facts = JobFacts(
+        job_id=job.id,
+        stage=job.stage,
+        name=job.name,
+        display_name=job.display_name,
+        attempt=job.attempt,
+        stage_display_name=stage.display_name or job.stage,
+        kind=job.kind,
+        environment=job.environment,
+        build_number=run.build_number,
+        started_at=(run.started_at or datetime.now(UTC)).isoformat(),
     )
-    if job.environment:
-        predefined["Environment.Name"] = job.environment
+    predefined = job_variables(run_facts(platform, run, pipeline), job_facts)
     connections = {}
     for step in planned.steps:
         name = str(step.inputs.get("azureSubscription") or "")
@@ -204,7 +168,7 @@ def authenticate_job(platform: Platform, header: str | None, job_id: int) -> Run
     if not token.startswith(JOB_TOKEN_PREFIX):
         raise AuthenticationError("job token required: agents report with the token of the job they run")
     with transaction(platform.sessions) as session:
-        job = session.scalars(select(RunJob).where(RunJob.token_hash == _hash(token))).first()
+        job = session.scalars(select(RunJob).where(RunJob.token_hash == token_hash(token))).first()
         if job is None or job.id != job_id:
             raise AuthenticationError("invalid or expired job token")
         session.expunge(job)
@@ -216,7 +180,7 @@ def job_repo_access(platform: Platform, token: str) -> str | None:
     if not token.startswith(JOB_TOKEN_PREFIX):
         return None
     with transaction(platform.sessions) as session:
-        job = session.scalars(select(RunJob).where(RunJob.token_hash == _hash(token))).first()
+        job = session.scalars(select(RunJob).where(RunJob.token_hash == token_hash(token))).first()
         if job is None or job.state != states.RUNNING:
             return None
         run = session.get(Run, job.run_id)
@@ -227,22 +191,13 @@ def job_repo_access(platform: Platform, token: str) -> str | None:
 def heartbeat(platform: Platform, job_id: int) -> dict[str, Any]:
     with transaction(platform.sessions) as session:
         job = _running(session, job_id)
-        job.lease_expires_at = datetime.now(UTC) + _lease(platform)
+        _queue(platform).renew(job)
         run = session.get(Run, job.run_id)
         return {"cancel": bool(run and run.cancel_requested), "lease_seconds": platform.settings.job_lease_seconds}
 
 
 def _running(session: Session, job_id: int) -> RunJob:
-    job = session.get(RunJob, job_id)
-    if job is None:
-        raise NotFound(f"job {job_id} not found")
-    if job.state != states.RUNNING:
-        raise Conflict(f"job {job_id} is {job.state}, not running")
-    if job.lease_expires_at is not None and job.lease_expires_at < datetime.now(UTC):
-        # no heartbeat within the lease: the job is no longer its agent's, even if the scheduler has
-        # not failed it yet (it will, as "agent lost"); the agent must not revive or complete it
-        raise Conflict(f"job {job_id} lost its lease: agent {job.agent or '?'} sent no heartbeat in time")
-    return job
+    return JobQueue.running(session, job_id)
 
 
 def update_step(
@@ -373,6 +328,6 @@ def complete(platform: Platform, orchestrator: Orchestrator, job_id: int, outcom
             if outcome.build_number:
                 run.build_number = logs.mask(outcome.build_number, hidden)
         states.transition(job, outcome.result)
-    _job_secrets.pop(job_id, None)
+    orchestrator.queue.forget(job_id)
     orchestrator.notify()
     return {"ok": True}

@@ -4,7 +4,8 @@ pending push events -> runs (the trigger outbox, services/triggers.py); queued r
 YAML of its commit (templates from the same commit) in a compile thread, outside the lock, bounded by
 the limits of pipelines/limits.py -> stages, jobs and steps rows -> wait for permission to protected
 resources -> running: stages and jobs start when their dependencies are final and their condition
-holds; jobs become claimable by agents; stage and run results roll up. Leases of running jobs expire into "agent lost".
+holds (the rules: ci/scheduler.py); jobs become claimable by agents through the job queue
+(ci/queue.py, `self.queue`); stage and run results roll up. Leases of running jobs expire into "agent lost".
 """
 
 from __future__ import annotations
@@ -14,23 +15,23 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mlyard.ci import states
+from mlyard.ci import plan_store, states
+from mlyard.ci.queue import AGENT_LOST, JobQueue
+from mlyard.ci.scheduler import schedule, skip_steps
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Environment, Pipeline, Run, RunJob, RunStage, RunStep
 from mlyard.errors import MlyardError
-from mlyard.pipelines import PipelineError
+from mlyard.pipelines import PipelineError, Plan, predefined
+from mlyard.pipelines.predefined import RunFacts
 from mlyard.protocol import LOCAL_AGENT_NAME
-from mlyard.services import plan_store, resources, sources, triggers
+from mlyard.services import resources, sources, triggers
 from mlyard.services.platform import Platform
-from mlyard.services.scheduling import schedule, skip_steps
 
 log = logging.getLogger("mlyard.orchestrator")
-AGENT_LOST = "agent lost"
 COMPILE_WORKERS = 2
 
 
@@ -39,7 +40,8 @@ class Orchestrator:
         self.platform = platform
         self.lock = threading.RLock()
         self.wake = threading.Event()
-        self.jobs_ready = threading.Condition()
+        # claims, leases and the secrets of running jobs; a claim never interleaves with a scheduling pass
+        self.queue = JobQueue(platform.sessions, platform.settings.job_lease_seconds, self.lock)
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         # Compilation runs in these threads, never under `lock`: a slow pipeline stalls no other run.
@@ -82,7 +84,7 @@ class Orchestrator:
         if triggers.trigger_pending(self.platform):
             self.wake.set()
         with self.lock:
-            self._expire_leases()
+            self.queue.expire_leases()
             with transaction(self.platform.sessions) as session:
                 ids = list(
                     session.scalars(
@@ -94,8 +96,7 @@ class Orchestrator:
                     self.advance(run_id)
                 except Exception:
                     log.exception("advancing run %d failed", run_id)
-        with self.jobs_ready:
-            self.jobs_ready.notify_all()
+        self.queue.notify_ready()
 
     def advance(self, run_id: int) -> None:
         with self.lock:
@@ -145,7 +146,7 @@ class Orchestrator:
     def _prepare(self, run_id: int) -> None:
         """Compile the run's YAML (no lock held), then store the plan if the run still wants it."""
         try:
-            doc, error, errors, context = self._compile(run_id)
+            plan, error, errors, context = self._compile(run_id)
             if self.stop_event.is_set():  # stopped, not canceled: compiled again after the restart
                 return
             with self.lock, transaction(self.platform.sessions) as session:
@@ -155,16 +156,15 @@ class Orchestrator:
                 if run.cancel_requested:
                     _finish_unstarted(session, run, states.CANCELED, "canceled before it started")
                     return
-                if doc is None:
+                if plan is None:
                     run.message, run.errors = error, errors
                     states.transition(run, states.FAILED)
                     return
-                run.plan = doc
-                run.build_number = build_number(session, run, doc.get("run_name"), context)
-                _create_rows(session, run, doc)
+                run.plan = plan.to_dict()  # read back only through ci.plan_store.load
+                run.build_number = build_number(session, run, plan.run_name, context)
+                _create_rows(session, run, plan)
             self.advance(run_id)  # at once: its first jobs become claimable without waiting for a tick
-            with self.jobs_ready:
-                self.jobs_ready.notify_all()
+            self.queue.notify_ready()
         except Exception:
             log.exception("preparing run %d failed", run_id)
         finally:
@@ -173,8 +173,8 @@ class Orchestrator:
                 self._stopping.discard(run_id)
             self.notify()
 
-    def _compile(self, run_id: int) -> tuple[dict[str, Any] | None, str, list[str], dict[str, str]]:
-        """(plan document or None, error message, diagnostics, compile context) of the run."""
+    def _compile(self, run_id: int) -> tuple[Plan | None, str, list[str], dict[str, str]]:
+        """(compiled plan or None, error message, diagnostics, compile context) of the run."""
         with transaction(self.platform.sessions) as session:
             run = session.get(Run, run_id)
             pipeline = session.get(Pipeline, run.pipeline_id) if run is not None else None
@@ -193,7 +193,7 @@ class Orchestrator:
                 context=context,
                 stop=lambda: run_id in self._stopping,
             )
-            return plan_store.plan_doc(plan), "", [], context
+            return plan, "", [], context
         except PipelineError as exc:
             errors = list(exc.errors or [exc.message])
             return None, "the pipeline is invalid:\n" + "\n".join(errors), errors, context
@@ -234,15 +234,6 @@ class Orchestrator:
         return True
 
     # -- leases ------------------------------------------------------------------------------
-    def _expire_leases(self) -> None:
-        now = datetime.now(UTC)
-        with transaction(self.platform.sessions) as session:
-            lost = session.scalars(select(RunJob).where(RunJob.state == states.RUNNING, RunJob.lease_expires_at < now))
-            for job in lost:
-                fail_lost_job(
-                    session, job, f"{AGENT_LOST}: agent {job.agent or '?'} stopped reporting (its lease expired)"
-                )
-
     def recover_after_restart(self) -> int:
         """Fail the jobs the previous server process's own agents were running (they died with it).
 
@@ -254,23 +245,12 @@ class Orchestrator:
             running = session.scalars(select(RunJob).where(RunJob.state == states.RUNNING))
             jobs = [job for job in running if not job.agent or LOCAL_AGENT_NAME.fullmatch(job.agent)]
             for job in jobs:
-                fail_lost_job(
+                self.queue.fail_lost(
                     session,
                     job,
                     f"{AGENT_LOST}: the server stopped while agent {job.agent or '?'} was running this job",
                 )
             return len(jobs)
-
-
-def fail_lost_job(session: Session, job: RunJob, message: str) -> None:
-    job.message = message
-    job.token_hash = None
-    for step in session.scalars(select(RunStep).where(RunStep.job_id == job.id)):
-        if step.state == states.RUNNING:
-            states.transition(step, states.FAILED)
-        elif not states.is_final(step.state):
-            states.transition(step, states.SKIPPED)
-    states.transition(job, states.FAILED)
 
 
 def _busy(session: Session, run: Run) -> bool:
@@ -309,27 +289,23 @@ def _finish_unstarted(session: Session, run: Run, state: str, message: str) -> N
     states.transition(run, state)
 
 
+def run_facts(platform: Platform, run: Run, pipeline: Pipeline) -> RunFacts:
+    return RunFacts(
+        run_id=run.id,
+        reason=run.reason,
+        source_branch=run.source_branch,
+        source_version=run.source_version,
+        requested_for=run.requested_for,
+        pipeline_id=pipeline.id,
+        pipeline_name=pipeline.name,
+        repo=pipeline.repo,
+        server_url=platform.settings.url,
+    )
+
+
 def compile_context(platform: Platform, run: Run, pipeline: Pipeline) -> dict[str, str]:
     """Predefined variables known when the run is compiled (visible to ${{ variables.X }})."""
-    branch = run.source_branch
-    short = branch.split("/", 2)[-1] if branch.startswith(("refs/heads/", "refs/tags/")) else branch
-    return {
-        "Build.BuildId": str(run.id),
-        "Build.DefinitionName": pipeline.name,
-        "Build.Reason": run.reason,
-        "Build.SourceBranch": branch,
-        "Build.SourceBranchName": short.rsplit("/", 1)[-1],
-        "Build.SourceVersion": run.source_version,
-        "Build.Repository.Name": pipeline.repo,
-        "Build.Repository.Uri": f"{platform.settings.url}/git/{pipeline.repo}.git",
-        "Build.RequestedFor": run.requested_for,
-        "Build.QueuedBy": run.requested_for,
-        "System.DefinitionId": str(pipeline.id),
-        "System.TeamProject": "mlyard",
-        "System.CollectionUri": f"{platform.settings.url}/",
-        "System.TeamFoundationCollectionUri": f"{platform.settings.url}/",
-        "Mlyard.RunUrl": f"{platform.settings.url}/runs/{run.id}",  # the run's web page
-    }
+    return predefined.run_variables(run_facts(platform, run, pipeline))
 
 
 _DATE_TOKEN = re.compile(r"\$\(Date:([^)]+)\)")
@@ -373,46 +349,47 @@ def build_number(session: Session, run: Run, template: str | None, context: dict
     return f"{head}{str(max(previous, default=0) + 1).zfill(len(rev.group(1)))}{tail}"
 
 
-def _create_rows(session: Session, run: Run, doc: dict[str, Any]) -> None:
+def _create_rows(session: Session, run: Run, plan: Plan) -> None:
     envs = {e.name: e for e in session.scalars(select(Environment))}
-    for s_index, stage in enumerate(doc["stages"]):
+    for s_index, stage in enumerate(plan.stages):
         session.add(
             RunStage(
                 run_id=run.id,
                 position=s_index,
-                name=stage["name"],
-                display_name=stage["display_name"] or stage["name"],
+                name=stage.name,
+                display_name=stage.display_name or stage.name,
                 state=states.NOT_STARTED,
-                depends_on=stage["depends_on"],
-                condition=stage["condition"],
+                depends_on=list(stage.depends_on),
+                condition=stage.condition,
             )
         )
-        for j_index, job in enumerate(stage["jobs"]):
+        for j_index, job in enumerate(stage.jobs):
+            environment = job.environment.name if job.environment else ""
             row = RunJob(
                 run_id=run.id,
-                stage=stage["name"],
+                stage=stage.name,
                 position=s_index * 1000 + j_index,
-                name=job["name"],
-                display_name=job["display_name"] or job["name"],
-                kind=job["kind"],
-                environment=job["environment"],
+                name=job.name,
+                display_name=job.display_name or job.name,
+                kind=job.kind,
+                environment=environment,
                 state=states.NOT_STARTED,
-                depends_on=job["depends_on"],
-                condition=job["condition"],
-                continue_on_error=job["continue_on_error"],
+                depends_on=list(job.depends_on),
+                condition=job.condition,
+                continue_on_error=job.continue_on_error,
             )
-            if job["environment"] in envs and envs[job["environment"]].approval_required:
+            if environment in envs and envs[environment].approval_required:
                 row.approval = "required"
             session.add(row)
             session.flush()
-            for p_index, step in enumerate(job["steps"]):
+            for p_index, step in enumerate(job.steps):
                 session.add(
                     RunStep(
                         job_id=row.id,
-                        step_key=step["id"],
+                        step_key=plan_store.step_id(step, p_index),
                         position=p_index,
-                        name=step["name"],
-                        display_name=step["display_name"] or step["name"],
+                        name=step.name,
+                        display_name=step.display_name or step.name,
                         state=states.NOT_STARTED,
                     )
                 )

@@ -1,9 +1,8 @@
 """A compiled plan as stored with its run: plain JSON, read back here only, as a typed :class:`Plan`.
 
-``load`` / ``job_plan`` read both the ``Plan.to_dict()`` form (the one serialisation, with its round trip
-``Plan.from_dict``) and the snake_case form ``plan_doc`` writes today (runs stored before keep it: their
-pools, strategies and parameters were not kept). The orchestrator still writes ``plan_doc`` and reads it
-by key when it creates a run's rows; switching it to ``plan.to_dict()`` changes nothing here.
+The orchestrator stores ``Plan.to_dict()`` (the one serialisation, with its round trip ``Plan.from_dict``).
+``load`` / ``job_plan`` also read the snake_case form ``plan_doc`` wrote before (runs stored then keep it:
+their pools, strategies and parameters were not kept); ``plan_doc`` stays only to test that reading.
 """
 
 from __future__ import annotations

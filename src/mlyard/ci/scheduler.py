@@ -13,10 +13,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mlyard.ci import states
+from mlyard.ci import plan_store, states
 from mlyard.db.tables import Run, RunJob, RunStage, RunStep
 from mlyard.errors import MlyardError
 from mlyard.pipelines import ExpressionContext, evaluate_condition
+from mlyard.pipelines.model import Variable
+from mlyard.pipelines.predefined import RunFacts, source_variables
 
 
 def schedule(session: Session, run: Run) -> None:
@@ -144,16 +146,9 @@ def stage_job_dependencies(by_stage: dict[str, list[RunJob]], current: str) -> d
 def run_variables(run: Run) -> dict[str, str]:
     """Plain variables visible to run-level conditions: the YAML root variables and queue-time ones."""
     values: dict[str, str] = dict(run.variables)
-    for entry in (run.plan or {}).get("variables", []):
-        if "name" in entry:
-            values[entry["name"]] = str(entry["value"])
-    values.update(
-        {
-            "Build.Reason": run.reason,
-            "Build.SourceBranch": run.source_branch,
-            "Build.SourceVersion": run.source_version,
-            "Build.BuildId": str(run.id),
-            "Build.SourceBranchName": run.source_branch.rsplit("/", 1)[-1],
-        }
-    )
+    for entry in plan_store.load(run.plan or {}).variables:
+        if isinstance(entry, Variable):
+            values[entry.name] = str(entry.value)
+    facts = RunFacts(run.id, run.reason, run.source_branch, run.source_version, run.requested_for)
+    values.update(source_variables(facts))
     return values
