@@ -59,23 +59,25 @@ def test_secrets_are_masked_and_only_mapped_through_env(server: Server, git: Git
     assert all(secret not in v for (v,) in stored)
 
 
-def _marked_processes(run_id: int) -> list[psutil.Process]:
+def _marked_processes(server: Server, run_id: int) -> list[psutil.Process]:
+    """The processes of run `run_id` of this server (other servers of the test session number their runs too)."""
     found = []
     for proc in psutil.process_iter(["pid"]):
         try:
-            if proc.environ().get("BUILD_BUILDID") == str(run_id):
+            env = proc.environ()
+            if env.get("BUILD_BUILDID") == str(run_id) and env.get("SYSTEM_COLLECTIONURI") == f"{server.url}/":
                 found.append(proc)
         except psutil.Error:
             continue
     return found
 
 
-def _wait_gone(run_id: int, timeout: float = 10) -> list[psutil.Process]:
+def _wait_gone(server: Server, run_id: int, timeout: float = 10) -> list[psutil.Process]:
     deadline = time.monotonic() + timeout
-    left = _marked_processes(run_id)
+    left = _marked_processes(server, run_id)
     while left and time.monotonic() < deadline:
         time.sleep(0.1)
-        left = _marked_processes(run_id)
+        left = _marked_processes(server, run_id)
     return left
 
 
@@ -86,12 +88,12 @@ def test_cancel_kills_the_step_and_its_children(server: Server, git: Git) -> Non
     deadline = time.monotonic() + 30
     while "started children" not in logs(server, run_id) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert len(_marked_processes(run_id)) >= 3
+    assert len(_marked_processes(server, run_id)) >= 3
     with server.client() as api:
         assert api.post(f"/api/v1/runs/{run_id}/cancel").status_code == 200
     done = wait_state(server, run_id, timeout=30)
     assert done["state"] == "canceled"
-    assert _wait_gone(run_id) == []
+    assert _wait_gone(server, run_id) == []
 
 
 def test_step_timeout_kills_the_process_group(timeout_server: Server, git: Git) -> None:
@@ -103,7 +105,7 @@ def test_step_timeout_kills_the_process_group(timeout_server: Server, git: Git) 
     step = job(done, "Job")["steps"][-1]
     assert step["state"] == "failed"
     assert any("timed out" in i["message"] for i in step["issues"]) or "timed out" in logs(timeout_server, run_id)
-    assert _wait_gone(run_id) == []
+    assert _wait_gone(timeout_server, run_id) == []
 
 
 def test_permit_flow_for_connection_group_and_environment_and_approval(server: Server, git: Git) -> None:
@@ -196,6 +198,6 @@ def test_server_killed_during_a_run_fails_the_job_and_the_queue_goes_on(own_serv
     failed = wait_state(own_server, slow, timeout=30)
     assert failed["state"] == "failed"
     assert job(failed, "Slow")["message"].startswith("agent lost")
-    assert _wait_gone(slow) == []
+    assert _wait_gone(own_server, slow) == []
     quick = wait_state(own_server, run(own_server, "crash-quick")["id"])
     assert quick["state"] == "succeeded"
