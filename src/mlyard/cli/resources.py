@@ -34,7 +34,7 @@ def connections_create(
         "update": update,
     }
     with client() as api:
-        row = api.post("/api/v1/connections", body)
+        row = api.connections.create(body)
     if json:
         output.print_json(row)
     else:
@@ -48,7 +48,7 @@ def connections_create(
 def connections_list(json: JSON = False) -> None:
     """List service connections (secret values are never shown)."""
     with client() as api:
-        rows = api.get("/api/v1/connections")
+        rows = api.connections.list()
     if json:
         output.print_json(rows)
     else:
@@ -63,7 +63,7 @@ def connections_list(json: JSON = False) -> None:
 def connections_show(name: str, json: JSON = False) -> None:
     """Show a service connection."""
     with client() as api:
-        row = api.get(f"/api/v1/connections/{name}")
+        row = api.connections.get(name)
     if json:
         output.print_json(row)
     else:
@@ -80,7 +80,7 @@ def connections_show(name: str, json: JSON = False) -> None:
 @connections_app.command("delete")
 def connections_delete(name: str, json: JSON = False) -> None:
     with client() as api:
-        row = api.delete(f"/api/v1/connections/{name}")
+        row = api.connections.delete(name)
     if json:
         output.print_json(row)
     else:
@@ -98,7 +98,7 @@ def groups_create(
     """Create a variable group (use it in YAML with `variables: - group: NAME`)."""
     body = {"name": name, "variables": pairs(var, "--var"), "secrets": pairs(secret, "--secret"), "update": update}
     with client() as api:
-        row = api.post("/api/v1/variable-groups", body)
+        row = api.variable_groups.create(body)
     if json:
         output.print_json(row)
     else:
@@ -108,7 +108,7 @@ def groups_create(
 @groups_app.command("list")
 def groups_list(json: JSON = False) -> None:
     with client() as api:
-        rows = api.get("/api/v1/variable-groups")
+        rows = api.variable_groups.list()
     if json:
         output.print_json(rows)
     else:
@@ -122,7 +122,7 @@ def groups_list(json: JSON = False) -> None:
 @groups_app.command("show")
 def groups_show(name: str, json: JSON = False) -> None:
     with client() as api:
-        row = api.get(f"/api/v1/variable-groups/{name}")
+        row = api.variable_groups.get(name)
     if json:
         output.print_json(row)
     else:
@@ -134,7 +134,7 @@ def groups_show(name: str, json: JSON = False) -> None:
 @groups_app.command("delete")
 def groups_delete(name: str, json: JSON = False) -> None:
     with client() as api:
-        row = api.delete(f"/api/v1/variable-groups/{name}")
+        row = api.variable_groups.delete(name)
     if json:
         output.print_json(row)
     else:
@@ -159,7 +159,7 @@ def environments_set(
         raise InvalidInput(f"--approval must be 'required' or 'none', not {approval!r}")
     body = {"approval_required": None if approval is None else approval == "required", "notify_webhook": notify_webhook}
     with client() as api:
-        row = api.patch(f"/api/v1/environments/{name}", body)
+        row = api.environments.update(name, body)
     if json:
         output.print_json(row)
     else:

@@ -154,7 +154,7 @@ def _ls_all(json: bool) -> None:
     from mlyard.errors import MlyardError
 
     with client() as api:
-        envs = api.get("/api/v1/environments")
+        envs = api.environments.list()
     rows: list[dict[str, Any]] = []
     for env in envs:
         try:
@@ -193,7 +193,7 @@ def _server_uri(env: str) -> str:
 
     check_env_name(env)
     with client() as api:
-        return str(api.get(f"/api/v1/environments/{env}")["workspace_uri"])
+        return str(api.environments.get(env)["workspace_uri"])
 
 
 def _open(uri: str) -> "Workspace":

@@ -1,0 +1,276 @@
+"""Typed views of the API's answers, shared by the client, the CLI, the web pages and the tests.
+
+Plain dataclasses (the CLI imports them: no pydantic at start-up). Each has ``from_dict``, tolerant of
+keys it does not know (a newer server) and of keys missing (an older one), and ``to_dict``, which gives
+back the wire document: its known keys in the server's order, then the unknown ones unchanged.
+States are `mlyard.protocol.State` members (a state this version does not know stays a plain string).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from mlyard.protocol import State
+
+V = TypeVar("V", bound="View")
+
+
+def state(value: Any) -> State:
+    """`value` as a State member; an unknown state (a newer server) stays the string it was."""
+    try:
+        return State(value)
+    except ValueError:
+        return value  # type: ignore[no-any-return]
+
+
+@dataclass(kw_only=True)
+class View:
+    """The shared behaviour: from_dict / to_dict with the unknown keys kept in `extra`."""
+
+    # Keys only some answers carry (e.g. a token's secret, only when it is created): left out of
+    # to_dict when absent (None).
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset()
+    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls: type[V], data: dict[str, Any]) -> V:
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        values = {k: cls._convert(k, v) for k, v in data.items() if k in names}
+        return cls(**values, extra={k: v for k, v in data.items() if k not in names})
+
+    @classmethod
+    def _convert(cls, key: str, value: Any) -> Any:
+        """Turn one wire value into its typed form (nested views, states); subclasses extend it."""
+        return state(value) if key == "state" and value is not None else value
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extra" or (f.name in self.OPTIONAL and value is None):
+                continue
+            doc[f.name] = _plain(value)
+        doc.update(self.extra)
+        return doc
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, View):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, State):
+        return str(value)
+    return value
+
+
+# -- runs ----------------------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class RunBrief(View):
+    """A run as queued (`POST /pipelines/{name}/runs`)."""
+
+    id: int = 0
+    number: int = 0
+    build_number: str = ""
+    state: State = State.QUEUED
+    reason: str = ""
+    source_branch: str = ""
+    source_version: str = ""
+    queued_at: str = ""
+    finished_at: str | None = None
+    errors: list[str] = field(default_factory=list)  # file:line:col diagnostics of an invalid pipeline
+
+    @property
+    def commit(self) -> str:
+        return self.source_version[:10]
+
+    @property
+    def first_error(self) -> str:
+        """The first error, with how many more there are ("" when none)."""
+        if not self.errors:
+            return ""
+        more = len(self.errors) - 1
+        return self.errors[0] + (f" (+{more} more)" if more else "")
+
+
+@dataclass(kw_only=True)
+class RunSummary(RunBrief):
+    """A run in `GET /runs`."""
+
+    pipeline: str = ""
+    message: str = ""
+
+
+@dataclass(kw_only=True)
+class StepView(View):
+    key: str = ""
+    name: str = ""
+    display_name: str = ""
+    state: State = State.NOT_STARTED
+    issues: list[dict[str, Any]] = field(default_factory=list)  # {"type": "error"|"warning", "message"}
+    started_at: str | None = None
+    duration_seconds: float | None = None
+
+
+@dataclass(kw_only=True)
+class JobView(View):
+    name: str = ""
+    display_name: str = ""
+    state: State = State.NOT_STARTED
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_seconds: float | None = None
+    message: str = ""
+    id: int = 0
+    kind: str = ""
+    agent: str | None = None
+    environment: str | None = None
+    approval: Any = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    steps: list[StepView] = field(default_factory=list)
+
+    @classmethod
+    def _convert(cls, key: str, value: Any) -> Any:
+        if key == "steps":
+            return [StepView.from_dict(s) for s in value]
+        return super()._convert(key, value)
+
+
+@dataclass(kw_only=True)
+class StageView(View):
+    name: str = ""
+    display_name: str = ""
+    state: State = State.NOT_STARTED
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_seconds: float | None = None
+    message: str = ""
+    jobs: list[JobView] = field(default_factory=list)
+
+    @classmethod
+    def _convert(cls, key: str, value: Any) -> Any:
+        if key == "jobs":
+            return [JobView.from_dict(j) for j in value]
+        return super()._convert(key, value)
+
+
+@dataclass(kw_only=True)
+class RunView(RunSummary):
+    """A run with its tree of stages, jobs and steps (`GET /runs/{id}`)."""
+
+    requested_for: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    waiting_for: Any = None
+    started_at: str | None = None
+    duration_seconds: float | None = None
+    url: str = ""
+    web_url: str = ""
+    artifacts: list[str] = field(default_factory=list)
+    tests: dict[str, Any] | None = None  # total, passed, failed, skipped, failures
+    stages: list[StageView] = field(default_factory=list)
+
+    @classmethod
+    def _convert(cls, key: str, value: Any) -> Any:
+        if key == "stages":
+            return [StageView.from_dict(s) for s in value]
+        return super()._convert(key, value)
+
+    @property
+    def jobs(self) -> list[JobView]:
+        return [job for stage in self.stages for job in stage.jobs]
+
+
+# -- pipelines, repositories, identity -----------------------------------------------------------
+@dataclass(kw_only=True)
+class VariableView(View):
+    name: str = ""
+    value: str | None = None  # None for a secret
+    secret: bool = False
+
+
+@dataclass(kw_only=True)
+class PipelineView(View):
+    """A pipeline (`GET /pipelines`); `show` adds its variables and permissions."""
+
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"variables", "permissions", "recent_runs"})
+    id: int = 0
+    name: str = ""
+    folder: str = ""
+    repo: str = ""
+    yaml_path: str = ""
+    created_by: str | None = None
+    owner: str | None = None
+    created_at: str = ""
+    last_run: RunBrief | None = None
+    variables: list[VariableView] | None = None
+    permissions: list[str] | None = None
+    recent_runs: list[RunBrief] | None = None
+
+    @classmethod
+    def _convert(cls, key: str, value: Any) -> Any:
+        if key == "last_run" and value is not None:
+            return RunBrief.from_dict(value)
+        if key == "recent_runs" and value is not None:
+            return [RunBrief.from_dict(r) for r in value]
+        if key == "variables" and value is not None:
+            return [VariableView.from_dict(v) for v in value]
+        return super()._convert(key, value)
+
+
+@dataclass(kw_only=True)
+class RepoView(View):
+    """A repository; `show` adds its branches, tags and last commit."""
+
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"branches", "tags", "last_commit"})
+    name: str = ""
+    default_branch: str = ""
+    allow_force_push: bool = False
+    created_by: str | None = None
+    created_at: str = ""
+    clone_url: str = ""
+    branches: list[dict[str, Any]] | None = None  # name, sha, date, subject
+    tags: list[str] | None = None
+    last_commit: dict[str, Any] | None = None  # sha, subject, author, date
+
+
+@dataclass(kw_only=True)
+class TokenView(View):
+    """An API token; `token` (the secret) only in the answer that created it."""
+
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"token"})
+    id: int = 0
+    name: str = ""
+    user: str = ""
+    prefix: str = ""
+    scopes: list[str] = field(default_factory=list)
+    state: str = ""  # active, expired or revoked (not a run state)
+    created_at: str = ""
+    expires_at: str | None = None
+    revoked_at: str | None = None
+    last_used_at: str | None = None
+    token: str | None = None
+
+    @classmethod
+    def _convert(cls, key: str, value: Any) -> Any:
+        return value
+
+
+@dataclass(kw_only=True)
+class UserView(View):
+    id: int = 0
+    username: str = ""
+    is_admin: bool = False
+    created_at: str = ""
+
+
+@dataclass(kw_only=True)
+class MeView(View):
+    """Who a token belongs to (`GET /me`)."""
+
+    username: str = ""
+    is_admin: bool = False
+    token_id: int | None = None
+    scopes: list[str] = field(default_factory=list)

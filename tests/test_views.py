@@ -1,0 +1,87 @@
+"""The typed views of mlyard.views read the API's real answers and give them back unchanged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mlyard.client import Client
+from mlyard.protocol import State
+from mlyard.views import MeView, PipelineView, RepoView, RunSummary, RunView, TokenView, UserView, View
+from tests.ci.helpers import make_repo, wait_runs, wait_state
+from tests.conftest import Git, Server
+
+YAML = """trigger: none
+stages:
+- stage: build
+  jobs:
+  - job: compile
+    steps:
+    - script: echo compiled
+      displayName: compile it
+- stage: test
+  jobs:
+  - job: check
+    steps:
+    - script: echo checked
+"""
+
+
+def test_from_dict_keeps_unknown_keys_and_states() -> None:
+    doc = {"id": 3, "state": "paused", "pipeline": "p", "from_a_newer_server": [1]}
+    run = RunSummary.from_dict(doc)
+    assert run.id == 3 and run.state == "paused" and run.pipeline == "p" and run.errors == []
+    assert run.to_dict()["from_a_newer_server"] == [1] and run.to_dict()["state"] == "paused"
+    assert RunSummary.from_dict({"state": "succeeded"}).state is State.SUCCEEDED
+
+
+def test_a_run_tree_is_typed() -> None:
+    doc = {"id": 1, "state": "running", "stages": [
+        {"name": "s", "state": "running", "jobs": [{"name": "j", "state": "queued", "steps": [{"state": "skipped"}]}]}
+    ]}  # fmt: skip
+    run = RunView.from_dict(doc)
+    assert run.stages[0].jobs[0].steps[0].state is State.SKIPPED and run.jobs[0].name == "j"
+
+
+def same(view: type[View], doc: dict[str, Any]) -> None:
+    """from_dict then to_dict gives the very document back, keys in the same order (the CLI prints it)."""
+    back = view.from_dict(doc).to_dict()
+    assert back == doc and list(back) == list(doc), view.__name__
+    assert not view.from_dict(doc).extra, f"{view.__name__} does not know {sorted(view.from_dict(doc).extra)}"
+
+
+@pytest.mark.slow
+def test_views_round_trip_the_servers_answers(server: Server, git: Git) -> None:
+    work = make_repo(server, git, "views-rt", {"azure-pipelines.yml": YAML, "broken.yml": YAML})
+    with Client(server.url, server.token) as api:
+        for name, yaml in (("views-rt", "azure-pipelines.yml"), ("views-broken", "broken.yml")):
+            api.pipelines.create(name, repo="views-rt", yaml=yaml, folder="views")
+        git.commit({"broken.yml": "steps: [\n"}, "break it", cwd=work)
+        git("push", "-q", "origin", "master", cwd=work)
+        wait_runs(server, "views-broken", 1)
+        queued = api.pipelines.run("views-rt", {})
+        assert queued.state == State.QUEUED and queued.id
+        wait_state(server, queued.id)
+        broken = api.runs.list(pipeline="views-broken")[0]  # the push of invalid YAML records a failed run
+        run = api.runs.get(queued.id)
+        assert [s.name for s in run.stages] == ["build", "test"] and run.state is State.SUCCEEDED
+        assert api.runs.get(broken.id).errors  # file:line:col of the broken YAML
+        same(RunView, api.get(f"/api/v1/runs/{queued.id}"))
+        same(RunView, api.get(f"/api/v1/runs/{broken.id}"))
+        for doc in api.get("/api/v1/runs", pipeline="views-rt"):
+            same(RunSummary, doc)
+        for doc in api.get("/api/v1/pipelines", folder="views"):
+            same(PipelineView, doc)
+        same(PipelineView, api.get("/api/v1/pipelines/views-rt"))
+        same(RepoView, api.get("/api/v1/repos/views-rt"))
+        for doc in api.get("/api/v1/repos"):
+            same(RepoView, doc)
+        for doc in api.get("/api/v1/tokens"):
+            same(TokenView, doc)
+        for doc in api.get("/api/v1/users"):
+            same(UserView, doc)
+        same(MeView, api.get("/api/v1/me"))
+        created = api.tokens.create("views-rt", ["repo:read"])
+        assert created.token and created.to_dict()["token"] == created.token
+        assert api.tokens.revoke(str(created.id)).state == "revoked"
