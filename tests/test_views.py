@@ -8,7 +8,18 @@ import pytest
 
 from mlyard.client import Client
 from mlyard.protocol import State
-from mlyard.views import MeView, PipelineView, RepoView, RunSummary, RunView, TokenView, UserView, View
+from mlyard.views import (
+    EnvironmentView,
+    MeView,
+    PipelineView,
+    RepoView,
+    RunSummary,
+    RunView,
+    TokenView,
+    UserView,
+    View,
+    WorkspaceJobView,
+)
 from tests.ci.helpers import make_repo, wait_runs, wait_state
 from tests.conftest import Git, Server
 
@@ -82,6 +93,12 @@ def test_views_round_trip_the_servers_answers(server: Server, git: Git) -> None:
         for doc in api.get("/api/v1/users"):
             same(UserView, doc)
         same(MeView, api.get("/api/v1/me"))
+        for doc in api.get("/api/v1/environments"):
+            same(EnvironmentView, doc)
+        same(EnvironmentView, api.get("/api/v1/environments/dev"))
+        same(EnvironmentView, api.patch("/api/v1/environments/dev", {}))  # changes nothing
+        for doc in api.get("/api/v1/jobs"):
+            same(WorkspaceJobView, doc)
         created = api.tokens.create("views-rt", ["repo:read"])
         assert created.token and created.to_dict()["token"] == created.token
         assert api.tokens.revoke(str(created.id)).state == "revoked"

@@ -38,7 +38,18 @@ from mlyard.errors import (
     ServerUnavailable,
     TooManyAttempts,
 )
-from mlyard.views import MeView, PipelineView, RepoView, RunBrief, RunSummary, RunView, TokenView, UserView
+from mlyard.views import (
+    EnvironmentView,
+    MeView,
+    PipelineView,
+    RepoView,
+    RunBrief,
+    RunSummary,
+    RunView,
+    TokenView,
+    UserView,
+    WorkspaceJobView,
+)
 
 API = "/api/v1"  # every path of the API is under this prefix; only this module spells them
 AGENT_CLAIM_PATH = f"{API}/agent/claim"
@@ -371,17 +382,21 @@ class Repos(_Resource):
 
 
 class Environments(_Resource):
-    def list(self) -> builtins.list[dict[str, Any]]:
-        return list(self._c.get(f"{API}/environments"))
+    def list(self) -> builtins.list[EnvironmentView]:
+        return [EnvironmentView.from_dict(e) for e in self._c.get(f"{API}/environments")]
 
-    def get(self, name: str) -> dict[str, Any]:
-        return dict(self._c.get(f"{API}/environments/{name}"))
+    def get(self, name: str) -> EnvironmentView:
+        return EnvironmentView.from_dict(self._c.get(f"{API}/environments/{name}"))
 
-    def create(self, name: str, *, mlflow_tracking_uri: str = "") -> dict[str, Any]:
-        return dict(self._c.post(f"{API}/environments", {"name": name, "mlflow_tracking_uri": mlflow_tracking_uri}))
+    def create(self, name: str, *, mlflow_tracking_uri: str = "") -> EnvironmentView:
+        body = {"name": name, "mlflow_tracking_uri": mlflow_tracking_uri}
+        return EnvironmentView.from_dict(self._c.post(f"{API}/environments", body))
 
-    def update(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self._c.patch(f"{API}/environments/{name}", body))
+    def update(self, name: str, *, approval_required: bool | None = None,
+               notify_webhook: str | None = None) -> EnvironmentView:
+        """Change checks and notifications (None: unchanged; an empty webhook removes it)."""
+        body = {"approval_required": approval_required, "notify_webhook": notify_webhook}
+        return EnvironmentView.from_dict(self._c.patch(f"{API}/environments/{name}", body))
 
 
 class Users(_Resource):
@@ -408,17 +423,22 @@ class Tokens(_Resource):
 
 
 class Jobs(_Resource):
-    def start(self, *, env: str, app: str, branch: str, entrypoint: str, args: builtins.list[str] | None = None) -> Any:
+    """Entry points run in an environment's workspace (not pipeline jobs)."""
+
+    def start(self, *, env: str, app: str, branch: str, entrypoint: str,
+              args: builtins.list[str] | None = None) -> WorkspaceJobView:
         body: dict[str, Any] = {"env": env, "app": app, "branch": branch, "entrypoint": entrypoint}
         if args is not None:
             body["args"] = args
-        return self._c.post(f"{API}/jobs", body)
+        return WorkspaceJobView.from_dict(self._c.post(f"{API}/jobs", body))
 
-    def list(self, *, env: str | None = None, app: str | None = None, limit: int = 50) -> Any:
-        return self._c.get(f"{API}/jobs", env=env, app=app, limit=limit)
+    def list(self, *, env: str | None = None, app: str | None = None,
+             limit: int = 50) -> builtins.list[WorkspaceJobView]:
+        rows = self._c.get(f"{API}/jobs", env=env, app=app, limit=limit)
+        return [WorkspaceJobView.from_dict(r) for r in rows]
 
-    def get(self, job_id: int) -> Any:
-        return self._c.get(f"{API}/jobs/{job_id}")
+    def get(self, job_id: int) -> WorkspaceJobView:
+        return WorkspaceJobView.from_dict(self._c.get(f"{API}/jobs/{job_id}"))
 
     def logs(self, job_id: int) -> str:
         return self._c.text(f"{API}/jobs/{job_id}/logs")

@@ -21,7 +21,7 @@ from mlyard.client import Client
 from mlyard.errors import Conflict, InvalidInput, MlyardError, NotFound, OperationFailed
 from mlyard.names import check_repo_name
 from mlyard.protocol import State
-from mlyard.views import RunSummary, RunView
+from mlyard.views import EnvironmentView, RunSummary, RunView
 
 TEMPLATE_REPO = "ml-project-template"
 PIPELINES = ("deploy-code", "promote-model", "deploy-model")
@@ -35,7 +35,7 @@ def check_model_name(name: str) -> str:
     return name
 
 
-def preflight(api: Client, repo_name: str, env_name: str) -> dict[str, Any]:
+def preflight(api: Client, repo_name: str, env_name: str) -> EnvironmentView:
     """Checks that need no change: the name, the environment, and that the repo does not exist yet."""
     check_model_name(repo_name)
     env = api.environments.get(env_name)

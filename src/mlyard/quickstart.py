@@ -97,13 +97,11 @@ class Quickstart:
     def train(self) -> None:
         api = self._api()
         job = api.jobs.start(env=self.env, app=self.model, branch="master", entrypoint="train")
-        while job["state"] not in FINAL:
+        while job.state not in FINAL:
             time.sleep(0.3)
-            job = api.jobs.get(job["id"])
-        if job["state"] != "succeeded":
-            raise OperationFailed(
-                f"training job {job['id']} {job['state']}: {job['message']}; see `mlyard jobs logs {job['id']}`"
-            )
+            job = api.jobs.get(job.id)
+        if job.state != State.SUCCEEDED:
+            raise OperationFailed(f"training job {job.id} {job.state}: {job.message}; see `mlyard jobs logs {job.id}`")
         versions = api.models.get(self.model, self.env)["versions"]
         self.facts["version"] = str(max(int(v["version"]) for v in versions))
 

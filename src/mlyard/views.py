@@ -274,3 +274,40 @@ class MeView(View):
     is_admin: bool = False
     token_id: int | None = None
     scopes: list[str] = field(default_factory=list)
+
+
+# -- environments and workspace jobs -------------------------------------------------------------
+@dataclass(kw_only=True)
+class EnvironmentView(View):
+    """An environment; its update answer adds whether a notification webhook is set."""
+
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"notify_webhook"})
+    name: str = ""
+    workspace_uri: str = ""
+    mlflow_tracking_uri: str = ""
+    serving: dict[str, Any] | None = None
+    approval_required: bool = False
+    created_at: str = ""
+    notify_webhook: bool | None = None
+
+
+@dataclass(kw_only=True)
+class WorkspaceJobView(View):
+    """An entry point run in an environment's workspace (`mlyard jobs run`)."""
+
+    id: int = 0
+    environment: str = ""
+    app: str = ""
+    branch: str = ""
+    entrypoint: str = ""
+    args: list[str] = field(default_factory=list)
+    state: State = State.QUEUED
+    exit_code: int | None = None
+    message: str = ""
+    commit: str | None = None
+    requested_by: str | None = None
+    mlflow_run_ids: list[str] = field(default_factory=list)
+    queued_at: str = ""
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_seconds: float | None = None

@@ -178,7 +178,7 @@ def repos_events(name: str, after: int = 0, limit: int = 100, json: JSON = False
 def environments_list(json: JSON = False) -> None:
     """List environments."""
     with client() as api:
-        envs = api.environments.list()
+        envs = [env.to_dict() for env in api.environments.list()]
     if json:
         output.print_json(envs)
     else:
@@ -191,7 +191,7 @@ def environments_list(json: JSON = False) -> None:
 def environments_show(name: str, json: JSON = False) -> None:
     """Show an environment's workspace, registry and serving settings."""
     with client() as api:
-        env = api.environments.get(name)
+        env = api.environments.get(name).to_dict()
     if json:
         output.print_json(env)
     else:
@@ -208,6 +208,6 @@ def environments_create(
     with client() as api:
         env = api.environments.create(name, mlflow_tracking_uri=mlflow_tracking_uri)
     if json:
-        output.print_json(env)
+        output.print_json(env.to_dict())
     else:
-        output.console().print(f"created environment {env['name']} (workspace {env['workspace_uri']})")
+        output.console().print(f"created environment {env.name} (workspace {env.workspace_uri})")

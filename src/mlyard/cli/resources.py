@@ -157,14 +157,14 @@ def environments_set(
     """Change an environment's checks and notifications (admin)."""
     if approval not in (None, "required", "none"):
         raise InvalidInput(f"--approval must be 'required' or 'none', not {approval!r}")
-    body = {"approval_required": None if approval is None else approval == "required", "notify_webhook": notify_webhook}
+    required = None if approval is None else approval == "required"
     with client() as api:
-        row = api.environments.update(name, body)
+        row = api.environments.update(name, approval_required=required, notify_webhook=notify_webhook)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
         output.console().print(
-            f"environment {row['name']}: approval " + ("required" if row["approval_required"] else "not required")
-            + ", notification webhook " + ("set" if row["notify_webhook"] else "none"),
+            f"environment {row.name}: approval " + ("required" if row.approval_required else "not required")
+            + ", notification webhook " + ("set" if row.notify_webhook else "none"),
             markup=False,
         )
