@@ -9,6 +9,7 @@ import pytest
 from mlyard.client import Client
 from mlyard.protocol import State
 from mlyard.views import (
+    DeploymentView,
     EnvironmentView,
     MeView,
     PipelineView,
@@ -53,6 +54,19 @@ def test_a_run_tree_is_typed() -> None:
     ]}  # fmt: skip
     run = RunView.from_dict(doc)
     assert run.stages[0].jobs[0].steps[0].state is State.SKIPPED and run.jobs[0].name == "j"
+
+
+def test_a_deployment_view_knows_every_key_of_the_servers_document() -> None:
+    from datetime import UTC, datetime
+
+    from mlyard.db.tables import Deployment
+    from mlyard.services.deployments import deployment_dict
+
+    now = datetime.now(UTC)
+    row = Deployment(name="m", environment="dev", model="m", version="1", model_uri="models:/m/1", target="local",
+                     cpu=1.0, memory=2.0, port=5001, backend_port=None, pid=7, url="http://127.0.0.1:5001",
+                     state="running", message="", log_path="", requested_by="admin", created_at=now, updated_at=now)
+    same(DeploymentView, deployment_dict(row))
 
 
 def same(view: type[View], doc: dict[str, Any]) -> None:

@@ -39,6 +39,7 @@ from mlyard.errors import (
     TooManyAttempts,
 )
 from mlyard.views import (
+    DeploymentView,
     EnvironmentView,
     MeView,
     PipelineView,
@@ -475,20 +476,21 @@ class Models(_Resource):
 
 
 class Deployments(_Resource):
-    def create(self, body: dict[str, Any]) -> Any:
-        return self._c.post(f"{API}/deployments", body)
+    def create(self, body: dict[str, Any]) -> DeploymentView:
+        """Deploy (or redeploy) a model version: {"env", "model", "version" | "stage", "target", "cpu", "memory"}."""
+        return DeploymentView.from_dict(self._c.post(f"{API}/deployments", body))
 
-    def list(self, *, env: str | None = None) -> Any:
-        return self._c.get(f"{API}/deployments", env=env)
+    def list(self, *, env: str | None = None) -> builtins.list[DeploymentView]:
+        return [DeploymentView.from_dict(d) for d in self._c.get(f"{API}/deployments", env=env)]
 
-    def get(self, env: str, model: str) -> Any:
-        return self._c.get(f"{API}/deployments/{env}/{model}")
+    def get(self, env: str, model: str) -> DeploymentView:
+        return DeploymentView.from_dict(self._c.get(f"{API}/deployments/{env}/{model}"))
 
     def logs(self, env: str, model: str) -> str:
         return self._c.text(f"{API}/deployments/{env}/{model}/logs")
 
-    def delete(self, env: str, model: str) -> Any:
-        return self._c.delete(f"{API}/deployments/{env}/{model}")
+    def delete(self, env: str, model: str) -> DeploymentView:
+        return DeploymentView.from_dict(self._c.delete(f"{API}/deployments/{env}/{model}"))
 
 
 class _Named(_Resource):

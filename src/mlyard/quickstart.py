@@ -152,7 +152,7 @@ class Quickstart:
         self._permit(doc)
         self._wait_run(run.id, "model CD")
         deployment = api.deployments.get(self.env, self.model)
-        url = str(deployment["url"]).rstrip("/")
+        url = deployment.url.rstrip("/")
         self.facts["scoring_uri"] = url if url.endswith("/invocations") else f"{url}/invocations"
 
     def score(self) -> None:

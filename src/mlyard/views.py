@@ -311,3 +311,32 @@ class WorkspaceJobView(View):
     started_at: str | None = None
     finished_at: str | None = None
     duration_seconds: float | None = None
+
+
+@dataclass(kw_only=True)
+class DeploymentView(View):
+    """A model version served in an environment."""
+
+    name: str = ""
+    environment: str = ""
+    model: str = ""
+    version: str = ""
+    model_uri: str = ""
+    target: str = ""
+    cpu: float = 1
+    memory: float = 2
+    url: str = ""
+    scoring_uri: str = ""
+    port: int | None = None
+    backend_port: int | None = None
+    pid: int | None = None
+    state: str = ""  # a serving state (starting, running, stopped, failed), not a run state
+    message: str = ""
+    log_path: str | None = None
+    requested_by: str | None = None
+    created_at: str = ""
+    updated_at: str = ""
+
+    @classmethod
+    def _convert(cls, key: str, value: Any) -> Any:
+        return value

@@ -43,9 +43,9 @@ def deployments_create(
     with _client(DEPLOY_TIMEOUT) as api:
         found = api.deployments.create(body)
     if json:
-        output.print_json(found)
+        output.print_json(found.to_dict())
     else:
-        print(found["scoring_uri"])
+        print(found.scoring_uri)
 
 
 @deployments_app.command("list")
@@ -54,7 +54,7 @@ def deployments_list(
 ) -> None:
     """Deployments with their version, state and scoring URI."""
     with _client() as api:
-        rows = api.deployments.list(env=env)
+        rows = [row.to_dict() for row in api.deployments.list(env=env)]
     if json:
         output.print_json(rows)
         return
@@ -74,7 +74,7 @@ def deployments_list(
 def deployments_show(model: str, env: ENV = "dev", json: JSON = False) -> None:
     """One deployment."""
     with _client() as api:
-        found = api.deployments.get(env, model)
+        found = api.deployments.get(env, model).to_dict()
     if json:
         output.print_json(found)
         return
@@ -96,6 +96,6 @@ def deployments_delete(model: str, env: ENV = "dev", json: JSON = False) -> None
     with _client() as api:
         found = api.deployments.delete(env, model)
     if json:
-        output.print_json(found)
+        output.print_json(found.to_dict())
     else:
-        output.console().print(f"deleted deployment {model} in {env} ({found['scoring_uri']} no longer answers)")
+        output.console().print(f"deleted deployment {model} in {env} ({found.scoring_uri} no longer answers)")
