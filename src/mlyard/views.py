@@ -105,6 +105,8 @@ class RunSummary(RunBrief):
 
 @dataclass(kw_only=True)
 class StepView(View):
+    """A step of a job: its state, issues and duration."""
+
     key: str = ""
     name: str = ""
     display_name: str = ""
@@ -116,6 +118,8 @@ class StepView(View):
 
 @dataclass(kw_only=True)
 class JobView(View):
+    """A job of a run's stage, with its steps."""
+
     name: str = ""
     display_name: str = ""
     state: State = State.NOT_STARTED
@@ -140,6 +144,8 @@ class JobView(View):
 
 @dataclass(kw_only=True)
 class StageView(View):
+    """A stage of a run, with its jobs."""
+
     name: str = ""
     display_name: str = ""
     state: State = State.NOT_STARTED
@@ -186,6 +192,8 @@ class RunView(RunSummary):
 # -- pipelines, repositories, identity -----------------------------------------------------------
 @dataclass(kw_only=True)
 class VariableView(View):
+    """A pipeline variable set outside YAML (a secret's value is never sent)."""
+
     name: str = ""
     value: str | None = None  # None for a secret
     secret: bool = False
@@ -260,6 +268,8 @@ class TokenView(View):
 
 @dataclass(kw_only=True)
 class UserView(View):
+    """A user (`GET /users`)."""
+
     id: int = 0
     username: str = ""
     is_admin: bool = False
