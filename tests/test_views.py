@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from mlyard.client import Client
-from mlyard.protocol import State
+from mlyard.protocol import SUCCESSFUL_STATES, State
 from mlyard.views import (
+    ArtifactView,
     DeploymentView,
     EnvironmentView,
     MeView,
     PipelineView,
     RepoView,
     RunSummary,
+    RunTests,
     RunView,
     TokenView,
     UserView,
@@ -30,8 +33,16 @@ stages:
   jobs:
   - job: compile
     steps:
-    - script: echo compiled
+    - script: |
+        mkdir -p out && echo compiled > out/a.txt
+        echo '<testsuite name="s" tests="2" failures="1"><testcase classname="c" name="ok"/>' > TEST-a.xml
+        echo '<testcase classname="c" name="bad"><failure message="boom"/></testcase></testsuite>' >> TEST-a.xml
       displayName: compile it
+    - publish: out
+      artifact: out
+    - task: PublishTestResults@2
+      inputs:
+        testResultsFiles: TEST-*.xml
 - stage: test
   jobs:
   - job: check
@@ -90,7 +101,11 @@ def test_views_round_trip_the_servers_answers(server: Server, git: Git) -> None:
         wait_state(server, queued.id)
         broken = api.runs.list(pipeline="views-broken")[0]  # the push of invalid YAML records a failed run
         run = api.runs.get(queued.id)
-        assert [s.name for s in run.stages] == ["build", "test"] and run.state is State.SUCCEEDED
+        assert [s.name for s in run.stages] == ["build", "test"] and run.state in SUCCESSFUL_STATES
+        assert run.tests is not None and (run.tests.passed, run.tests.failed) == (1, 1) and run.artifacts == ["out"]
+        same(RunTests, api.get(f"/api/v1/runs/{queued.id}/tests"))
+        (artifact,) = api.get(f"/api/v1/runs/{queued.id}/artifacts")
+        same(ArtifactView, artifact)
         assert api.runs.get(broken.id).errors  # file:line:col of the broken YAML
         same(RunView, api.get(f"/api/v1/runs/{queued.id}"))
         same(RunView, api.get(f"/api/v1/runs/{broken.id}"))
@@ -116,3 +131,14 @@ def test_views_round_trip_the_servers_answers(server: Server, git: Git) -> None:
         created = api.tokens.create("views-rt", ["repo:read"])
         assert created.token and created.to_dict()["token"] == created.token
         assert api.tokens.revoke(str(created.id)).state == "revoked"
+
+    # the CLI prints the same documents
+    assert json.loads(server.cli("runs", "tests", str(queued.id), "--json").stdout) == api.get(
+        f"/api/v1/runs/{queued.id}/tests"
+    )
+    shown = server.cli("runs", "tests", str(queued.id)).stdout
+    assert "2 tests: 1 passed, 1 failed, 0 skipped" in shown and "c.bad: boom" in shown
+    assert "tests: 1 passed, 1 failed, 0 skipped" in server.cli("runs", "show", str(queued.id)).stdout
+    download = ("--download", str(git.cwd / "dl"), "--json")
+    listed = json.loads(server.cli("runs", "artifacts", str(queued.id), *download).stdout)
+    assert [a["name"] for a in listed] == ["out"] and (git.cwd / "dl" / "out" / "a.txt").read_text() == "compiled\n"

@@ -39,13 +39,17 @@ from mlyard.errors import (
     TooManyAttempts,
 )
 from mlyard.views import (
+    ApprovalResult,
+    ArtifactView,
     DeploymentView,
     EnvironmentView,
     MeView,
+    PermitResult,
     PipelineView,
     RepoView,
     RunBrief,
     RunSummary,
+    RunTests,
     RunView,
     TokenView,
     UserView,
@@ -299,13 +303,15 @@ class Runs(_Resource):
     def cancel(self, run_id: int) -> RunView:
         return RunView.from_dict(self._c.post(f"{API}/runs/{run_id}/cancel"))
 
-    def permit(self, run_id: int) -> dict[str, Any]:
-        """Grant what the run waits for: {"run", "granted"}."""
-        return dict(self._c.post(f"{API}/runs/{run_id}/permit"))
+    def permit(self, run_id: int) -> PermitResult:
+        """Grant every protected resource the run waits for."""
+        return PermitResult.from_dict(self._c.post(f"{API}/runs/{run_id}/permit"))
 
-    def decide(self, run_id: int, action: str, comment: str = "") -> dict[str, Any]:
+    def decide(self, run_id: int, action: str, comment: str = "") -> ApprovalResult:
         """`approve` or `reject` the approvals the run waits for."""
-        return dict(self._c.post(f"{API}/runs/{run_id}/{action}", {"comment": comment}))
+        if action not in ("approve", "reject"):
+            raise ValueError(f"action must be approve or reject, not {action!r}")
+        return ApprovalResult.from_dict(self._c.post(f"{API}/runs/{run_id}/{action}", {"comment": comment}))
 
     def logs(self, run_id: int, *, step: str | None = None) -> str:
         return self._c.text(f"{API}/runs/{run_id}/logs", step=step)
@@ -313,15 +319,15 @@ class Runs(_Resource):
     def follow_logs(self, run_id: int, *, step: str | None = None) -> Iterator[str]:
         return self._c.stream_lines(f"{API}/runs/{run_id}/logs", follow="true", step=step)
 
-    def artifacts(self, run_id: int) -> builtins.list[dict[str, Any]]:
-        return list(self._c.get(f"{API}/runs/{run_id}/artifacts"))
+    def artifacts(self, run_id: int) -> builtins.list[ArtifactView]:
+        return [ArtifactView.from_dict(a) for a in self._c.get(f"{API}/runs/{run_id}/artifacts")]
 
     def artifact(self, run_id: int, name: str) -> bytes:
         """One artifact as a .tar.gz."""
         return self._c.get_bytes(f"{API}/runs/{run_id}/artifacts/{name}")
 
-    def tests(self, run_id: int) -> dict[str, Any]:
-        return dict(self._c.get(f"{API}/runs/{run_id}/tests"))
+    def tests(self, run_id: int) -> RunTests:
+        return RunTests.from_dict(self._c.get(f"{API}/runs/{run_id}/tests"))
 
 
 class Pipelines(_Resource):

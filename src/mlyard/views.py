@@ -163,6 +163,18 @@ class StageView(View):
 
 
 @dataclass(kw_only=True)
+class RunTestTotals(View):
+    """The test results a run published (PublishTestResults@2), summed over its jobs."""
+
+    total: int = 0
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)  # classname, name, message
+    runs: int = 0  # how many result files were published
+
+
+@dataclass(kw_only=True)
 class RunView(RunSummary):
     """A run with its tree of stages, jobs and steps (`GET /runs/{id}`)."""
 
@@ -175,18 +187,59 @@ class RunView(RunSummary):
     url: str = ""
     web_url: str = ""
     artifacts: list[str] = field(default_factory=list)
-    tests: dict[str, Any] | None = None  # total, passed, failed, skipped, failures
+    tests: RunTestTotals | None = None
     stages: list[StageView] = field(default_factory=list)
 
     @classmethod
     def _convert(cls, key: str, value: Any) -> Any:
         if key == "stages":
             return [StageView.from_dict(s) for s in value]
+        if key == "tests" and value is not None:
+            return RunTestTotals.from_dict(value)
         return super()._convert(key, value)
 
     @property
     def jobs(self) -> list[JobView]:
         return [job for stage in self.stages for job in stage.jobs]
+
+
+@dataclass(kw_only=True)
+class RunTests(View):
+    """`GET /runs/{id}/tests`."""
+
+    run: int = 0
+    tests: RunTestTotals | None = None
+
+    @classmethod
+    def _convert(cls, key: str, value: Any) -> Any:
+        return RunTestTotals.from_dict(value) if key == "tests" and value is not None else value
+
+
+@dataclass(kw_only=True)
+class ArtifactView(View):
+    """An artifact a run's job published (a .tar.gz of a folder)."""
+
+    name: str = ""
+    size: int = 0
+    job_id: int | None = None
+    created_at: str = ""
+
+
+@dataclass(kw_only=True)
+class PermitResult(View):
+    """What permitting a waiting run granted (`KIND:NAME` resources)."""
+
+    run: int = 0
+    granted: list[str] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class ApprovalResult(View):
+    """The jobs an approval or a rejection decided."""
+
+    run: int = 0
+    jobs: list[str] = field(default_factory=list)
+    approved: bool = False
 
 
 # -- pipelines, repositories, identity -----------------------------------------------------------

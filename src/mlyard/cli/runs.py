@@ -130,7 +130,7 @@ def runs_show(run_id: int, json: JSON = False) -> None:
                 j_node.add(f"{label} {_secs(step.duration_seconds)}{issues}")
     if run.tests:
         t = run.tests
-        tree.add(f"tests: {t['passed']} passed, {t['failed']} failed, {t['skipped']} skipped")
+        tree.add(f"tests: {t.passed} passed, {t.failed} failed, {t.skipped} skipped")
     if run.artifacts:
         tree.add(f"artifacts: {', '.join(run.artifacts)}")
     output.console().print(tree)
@@ -172,9 +172,9 @@ def runs_permit(run_id: int, json: JSON = False) -> None:
     with client() as api:
         result = api.runs.permit(run_id)
     if json:
-        output.print_json(result)
+        output.print_json(result.to_dict())
     else:
-        granted = ", ".join(result["granted"]) or "nothing (it was not waiting for permission)"
+        granted = ", ".join(result.granted) or "nothing (it was not waiting for permission)"
         output.console().print(f"run {run_id}: granted {granted}")
 
 
@@ -194,9 +194,9 @@ def _decide(run_id: int, action: str, comment: str, json: bool) -> None:
     with client() as api:
         result = api.runs.decide(run_id, action, comment)
     if json:
-        output.print_json(result)
+        output.print_json(result.to_dict())
     else:
-        output.console().print(f"run {run_id}: {action}d {', '.join(result['jobs'])}")
+        output.console().print(f"run {run_id}: {action}d {', '.join(result.jobs)}")
 
 
 @runs_app.command("artifacts")
@@ -208,15 +208,17 @@ def runs_artifacts(
     import tarfile
 
     with client() as api:
-        rows = api.runs.artifacts(run_id)
-        if download is not None:
-            for row in rows:
-                data = api.runs.artifact(run_id, row["name"])
-                target = download / row["name"]
+        rows = []
+        for artifact in api.runs.artifacts(run_id):
+            row = artifact.to_dict()
+            if download is not None:
+                data = api.runs.artifact(run_id, artifact.name)
+                target = download / artifact.name
                 target.mkdir(parents=True, exist_ok=True)
                 with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
                     tar.extractall(target, filter="data")
                 row["path"] = str(target)
+            rows.append(row)
     if json:
         output.print_json(rows)
     else:
@@ -234,16 +236,16 @@ def runs_tests(run_id: int, json: JSON = False) -> None:
     with client() as api:
         result = api.runs.tests(run_id)
     if json:
-        output.print_json(result)
+        output.print_json(result.to_dict())
         return
-    tests = result["tests"]
+    tests = result.tests
     if not tests:
         output.console().print(f"run {run_id} published no test results")
         return
     output.console().print(
-        f"{tests['total']} tests: {tests['passed']} passed, {tests['failed']} failed, {tests['skipped']} skipped"
+        f"{tests.total} tests: {tests.passed} passed, {tests.failed} failed, {tests.skipped} skipped"
     )
-    for failure in tests["failures"]:
+    for failure in tests.failures:
         output.console().print(
             f"  [red]failed[/] {failure.get('classname', '')}.{failure.get('name', '')}: {failure.get('message', '')}",
             markup=True,
