@@ -11,6 +11,7 @@ from mlyard.client import Client
 from mlyard.protocol import SUCCESSFUL_STATES, State
 from mlyard.views import (
     ArtifactView,
+    ConnectionView,
     DeploymentView,
     EnvironmentView,
     MeView,
@@ -21,6 +22,7 @@ from mlyard.views import (
     RunView,
     TokenView,
     UserView,
+    VariableGroupView,
     View,
     WorkspaceJobView,
 )
@@ -128,6 +130,13 @@ def test_views_round_trip_the_servers_answers(server: Server, git: Git) -> None:
         same(EnvironmentView, api.patch("/api/v1/environments/dev", {}))  # changes nothing
         for doc in api.get("/api/v1/jobs"):
             same(WorkspaceJobView, doc)
+        connection = {"name": "views-rt", "type": "generic", "settings": {"a": "1"}, "secrets": {"b": "2"}}
+        same(ConnectionView, api.post("/api/v1/connections", connection))
+        same(ConnectionView, api.get("/api/v1/connections/views-rt"))
+        group = {"name": "views-rt", "variables": {"a": "1"}, "secrets": {"b": "2"}}
+        same(VariableGroupView, api.post("/api/v1/variable-groups", group))
+        same(VariableGroupView, api.delete("/api/v1/variable-groups/views-rt"))
+        assert api.connections.delete("views-rt").secret_keys == ["b"]
         created = api.tokens.create("views-rt", ["repo:read"])
         assert created.token and created.to_dict()["token"] == created.token
         assert api.tokens.revoke(str(created.id)).state == "revoked"

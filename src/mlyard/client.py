@@ -22,7 +22,7 @@ import socket
 import ssl  # already imported by http.client
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from mlyard import __version__
@@ -41,6 +41,7 @@ from mlyard.errors import (
 from mlyard.views import (
     ApprovalResult,
     ArtifactView,
+    ConnectionView,
     DeploymentView,
     EnvironmentView,
     MeView,
@@ -53,8 +54,12 @@ from mlyard.views import (
     RunView,
     TokenView,
     UserView,
+    VariableGroupView,
+    View,
     WorkspaceJobView,
 )
+
+V = TypeVar("V", bound=View)
 
 API = "/api/v1"  # every path of the API is under this prefix; only this module spells them
 AGENT_CLAIM_PATH = f"{API}/agent/claim"
@@ -499,30 +504,37 @@ class Deployments(_Resource):
         return DeploymentView.from_dict(self._c.delete(f"{API}/deployments/{env}/{model}"))
 
 
-class _Named(_Resource):
-    """A collection of named resources: create, list, get, delete."""
+class _Named(_Resource, Generic[V]):
+    """A collection of named resources: create (or update), list, get, delete."""
 
     PATH = ""
+    VIEW: type[V]
 
-    def create(self, body: dict[str, Any]) -> Any:
-        return self._c.post(f"{API}/{self.PATH}", body)
+    def create(self, body: dict[str, Any]) -> V:
+        return self.VIEW.from_dict(self._c.post(f"{API}/{self.PATH}", body))
 
-    def list(self) -> Any:
-        return self._c.get(f"{API}/{self.PATH}")
+    def list(self) -> builtins.list[V]:
+        return [self.VIEW.from_dict(row) for row in self._c.get(f"{API}/{self.PATH}")]
 
-    def get(self, name: str) -> Any:
-        return self._c.get(f"{API}/{self.PATH}/{name}")
+    def get(self, name: str) -> V:
+        return self.VIEW.from_dict(self._c.get(f"{API}/{self.PATH}/{name}"))
 
-    def delete(self, name: str) -> Any:
-        return self._c.delete(f"{API}/{self.PATH}/{name}")
+    def delete(self, name: str) -> V:
+        return self.VIEW.from_dict(self._c.delete(f"{API}/{self.PATH}/{name}"))
 
 
-class Connections(_Named):
+class Connections(_Named[ConnectionView]):
+    """Service connections: {"name", "type", "settings", "secrets", "update"} to create one."""
+
     PATH = "connections"
+    VIEW = ConnectionView
 
 
-class VariableGroups(_Named):
+class VariableGroups(_Named[VariableGroupView]):
+    """Variable groups: {"name", "variables", "secrets", "update"} to create one."""
+
     PATH = "variable-groups"
+    VIEW = VariableGroupView
 
 
 def _error(response: Response) -> MlyardError:

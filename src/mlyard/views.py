@@ -403,3 +403,27 @@ class DeploymentView(View):
     @classmethod
     def _convert(cls, key: str, value: Any) -> Any:
         return value
+
+
+# -- protected resources -------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class ConnectionView(View):
+    """A service connection: plain settings and the names of its secret ones (never their values)."""
+
+    name: str = ""
+    type: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    secret_keys: list[str] = field(default_factory=list)
+    created_by: str | None = None
+    created_at: str = ""
+
+
+@dataclass(kw_only=True)
+class VariableGroupView(View):
+    """A variable group: plain variables and the names of its secret ones (never their values)."""
+
+    name: str = ""
+    variables: dict[str, Any] = field(default_factory=dict)
+    secret_variables: list[str] = field(default_factory=list)
+    created_by: str | None = None
+    created_at: str = ""

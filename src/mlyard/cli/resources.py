@@ -36,11 +36,10 @@ def connections_create(
     with client() as api:
         row = api.connections.create(body)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
         output.console().print(
-            f"saved service connection {row['name']} ({len(row['settings'])} settings, "
-            f"{len(row['secret_keys'])} secret)"
+            f"saved service connection {row.name} ({len(row.settings)} settings, {len(row.secret_keys)} secret)"
         )
 
 
@@ -50,10 +49,10 @@ def connections_list(json: JSON = False) -> None:
     with client() as api:
         rows = api.connections.list()
     if json:
-        output.print_json(rows)
+        output.print_json([r.to_dict() for r in rows])
     else:
         output.table(
-            [{**r, "keys": sorted(r["settings"])} for r in rows],
+            [{**r.to_dict(), "keys": sorted(r.settings)} for r in rows],
             [("name", "NAME"), ("type", "TYPE"), ("keys", "SETTINGS"), ("secret_keys", "SECRETS")],
             empty="no service connections",
         )
@@ -65,14 +64,14 @@ def connections_show(name: str, json: JSON = False) -> None:
     with client() as api:
         row = api.connections.get(name)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
         output.fields(
             [
-                ("name", row["name"]),
-                ("type", row["type"]),
-                *[(k, v) for k, v in row["settings"].items()],
-                *[(k, "***") for k in row["secret_keys"]],
+                ("name", row.name),
+                ("type", row.type),
+                *[(k, v) for k, v in row.settings.items()],
+                *[(k, "***") for k in row.secret_keys],
             ]
         )
 
@@ -82,9 +81,9 @@ def connections_delete(name: str, json: JSON = False) -> None:
     with client() as api:
         row = api.connections.delete(name)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
-        output.console().print(f"deleted service connection {row['name']}")
+        output.console().print(f"deleted service connection {row.name}")
 
 
 @groups_app.command("create")
@@ -100,9 +99,9 @@ def groups_create(
     with client() as api:
         row = api.variable_groups.create(body)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
-        output.console().print(f"saved variable group {row['name']}")
+        output.console().print(f"saved variable group {row.name}")
 
 
 @groups_app.command("list")
@@ -110,10 +109,10 @@ def groups_list(json: JSON = False) -> None:
     with client() as api:
         rows = api.variable_groups.list()
     if json:
-        output.print_json(rows)
+        output.print_json([r.to_dict() for r in rows])
     else:
         output.table(
-            [{**r, "names": sorted(r["variables"])} for r in rows],
+            [{**r.to_dict(), "names": sorted(r.variables)} for r in rows],
             [("name", "NAME"), ("names", "VARIABLES"), ("secret_variables", "SECRETS")],
             empty="no variable groups",
         )
@@ -124,10 +123,10 @@ def groups_show(name: str, json: JSON = False) -> None:
     with client() as api:
         row = api.variable_groups.get(name)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
         output.fields(
-            [("name", row["name"]), *row["variables"].items(), *[(k, "***") for k in row["secret_variables"]]]
+            [("name", row.name), *row.variables.items(), *[(k, "***") for k in row.secret_variables]]
         )
 
 
@@ -136,9 +135,9 @@ def groups_delete(name: str, json: JSON = False) -> None:
     with client() as api:
         row = api.variable_groups.delete(name)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
-        output.console().print(f"deleted variable group {row['name']}")
+        output.console().print(f"deleted variable group {row.name}")
 
 
 @environments_app.command("set")
