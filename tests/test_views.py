@@ -11,11 +11,13 @@ from mlyard.client import Client
 from mlyard.protocol import SUCCESSFUL_STATES, State
 from mlyard.views import (
     ArtifactView,
+    AuditEntry,
     ConnectionView,
     DeploymentView,
     EnvironmentView,
     MeView,
     PipelineView,
+    PushEvent,
     RepoView,
     RunSummary,
     RunTests,
@@ -23,6 +25,7 @@ from mlyard.views import (
     TokenView,
     UserView,
     VariableGroupView,
+    VariableView,
     View,
     WorkspaceJobView,
 )
@@ -137,6 +140,14 @@ def test_views_round_trip_the_servers_answers(server: Server, git: Git) -> None:
         same(VariableGroupView, api.post("/api/v1/variable-groups", group))
         same(VariableGroupView, api.delete("/api/v1/variable-groups/views-rt"))
         assert api.connections.delete("views-rt").secret_keys == ["b"]
+        same(VariableView, api.request("PUT", "/api/v1/pipelines/views-rt/variables/V", json={"value": "1"}))
+        same(VariableView, api.delete("/api/v1/pipelines/views-rt/variables/V"))
+        for doc in api.get("/api/v1/repos/views-rt/events"):
+            same(PushEvent, doc)
+        for doc in api.get("/api/v1/audit", limit=20):
+            same(AuditEntry, doc)
+        assert api.repos.events("views-rt")[-1].kind == "update"
+        assert [e.action for e in api.audit(action="run.queued", limit=1)] == ["run.queued"]
         created = api.tokens.create("views-rt", ["repo:read"])
         assert created.token and created.to_dict()["token"] == created.token
         assert api.tokens.revoke(str(created.id)).state == "revoked"

@@ -41,12 +41,15 @@ from mlyard.errors import (
 from mlyard.views import (
     ApprovalResult,
     ArtifactView,
+    AuditEntry,
     ConnectionView,
     DeploymentView,
     EnvironmentView,
     MeView,
     PermitResult,
+    PipelinePermission,
     PipelineView,
+    PushEvent,
     RepoView,
     RunBrief,
     RunSummary,
@@ -55,6 +58,7 @@ from mlyard.views import (
     TokenView,
     UserView,
     VariableGroupView,
+    VariableView,
     View,
     WorkspaceJobView,
 )
@@ -139,8 +143,9 @@ class Client:
         """Who the token belongs to, and its scopes."""
         return MeView.from_dict(self.get(f"{API}/me"))
 
-    def audit(self, *, limit: int = 50, action: str | None = None) -> list[dict[str, Any]]:
-        return list(self.get(f"{API}/audit", limit=limit, action=action))
+    def audit(self, *, limit: int = 50, action: str | None = None) -> list[AuditEntry]:
+        """The newest audit entries (admin)."""
+        return [AuditEntry.from_dict(e) for e in self.get(f"{API}/audit", limit=limit, action=action)]
 
     def close(self) -> None:
         with self._lock:
@@ -358,15 +363,16 @@ class Pipelines(_Resource):
             body = {"branch": branch, "commit": commit, **body, "variables": variables or {}}
         return RunBrief.from_dict(self._c.post(f"{API}/pipelines/{name}/runs", body))
 
-    def permit(self, name: str, resource: str) -> dict[str, Any]:
-        return dict(self._c.post(f"{API}/pipelines/{name}/permissions", {"resource": resource}))
+    def permit(self, name: str, resource: str) -> PipelinePermission:
+        """Allow the pipeline to use a protected resource, `KIND:NAME` (admin)."""
+        return PipelinePermission.from_dict(self._c.post(f"{API}/pipelines/{name}/permissions", {"resource": resource}))
 
-    def set_variable(self, pipeline: str, name: str, value: str, *, secret: bool = False) -> dict[str, Any]:
+    def set_variable(self, pipeline: str, name: str, value: str, *, secret: bool = False) -> VariableView:
         body = {"value": value, "secret": secret}
-        return dict(self._c.request("PUT", f"{API}/pipelines/{pipeline}/variables/{name}", json=body))
+        return VariableView.from_dict(self._c.request("PUT", f"{API}/pipelines/{pipeline}/variables/{name}", json=body))
 
-    def delete_variable(self, pipeline: str, name: str) -> dict[str, Any]:
-        return dict(self._c.delete(f"{API}/pipelines/{pipeline}/variables/{name}"))
+    def delete_variable(self, pipeline: str, name: str) -> VariableView:
+        return VariableView.from_dict(self._c.delete(f"{API}/pipelines/{pipeline}/variables/{name}"))
 
 
 class Repos(_Resource):
@@ -389,8 +395,9 @@ class Repos(_Resource):
     def delete(self, name: str) -> RepoView:
         return RepoView.from_dict(self._c.delete(f"{API}/repos/{name}"))
 
-    def events(self, name: str, *, after: int = 0, limit: int = 100) -> builtins.list[dict[str, Any]]:
-        return list(self._c.get(f"{API}/repos/{name}/events", after=after, limit=limit))
+    def events(self, name: str, *, after: int = 0, limit: int = 100) -> builtins.list[PushEvent]:
+        """Push events of the repository, oldest first."""
+        return [PushEvent.from_dict(e) for e in self._c.get(f"{API}/repos/{name}/events", after=after, limit=limit)]
 
 
 class Environments(_Resource):

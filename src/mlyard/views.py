@@ -427,3 +427,44 @@ class VariableGroupView(View):
     secret_variables: list[str] = field(default_factory=list)
     created_by: str | None = None
     created_at: str = ""
+
+
+@dataclass(kw_only=True)
+class PipelinePermission(View):
+    """A protected resource a pipeline may use; `granted` is False when it already could."""
+
+    pipeline: str = ""
+    resource: str = ""  # KIND:NAME
+    granted: bool = False
+
+
+# -- audit and push events -----------------------------------------------------------------------
+@dataclass(kw_only=True)
+class AuditEntry(View):
+    """One entry of the audit log."""
+
+    id: int = 0
+    at: str = ""
+    actor: str | None = None
+    action: str = ""
+    target: str | None = None
+    remote_addr: str | None = None
+    detail: Any = None
+
+
+@dataclass(kw_only=True)
+class PushEvent(View):
+    """One ref a push changed (`GET /repos/{name}/events`)."""
+
+    id: int = 0
+    push_id: str = ""
+    seq: int = 0
+    repo: str = ""
+    ref: str = ""
+    kind: str = ""  # create, update or delete
+    old_sha: str = ""
+    new_sha: str = ""
+    pusher: str | None = None
+    commits: list[Any] = field(default_factory=list)
+    changed_paths: list[str] = field(default_factory=list)
+    created_at: str = ""

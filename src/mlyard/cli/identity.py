@@ -105,7 +105,7 @@ def audit_list(
 ) -> None:
     """The newest audit entries."""
     with client() as api:
-        rows = api.audit(limit=limit, action=action)
+        rows = [entry.to_dict() for entry in api.audit(limit=limit, action=action)]
     if json:
         output.print_json(rows)
     else:

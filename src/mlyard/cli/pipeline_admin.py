@@ -153,10 +153,10 @@ def pipelines_permit(
     with client() as api:
         result = api.pipelines.permit(name, resource)
     if json:
-        output.print_json(result)
+        output.print_json(result.to_dict())
     else:
         output.console().print(
-            f"pipeline {name} may use {result['resource']}" + ("" if result["granted"] else " (already permitted)")
+            f"pipeline {name} may use {result.resource}" + ("" if result.granted else " (already permitted)")
         )
 
 
@@ -172,7 +172,7 @@ def variables_set(
     with client() as api:
         row = api.pipelines.set_variable(pipeline, name, value, secret=secret)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
         output.console().print(f"set {name} on {pipeline}" + (" (secret)" if secret else ""))
 
@@ -183,7 +183,7 @@ def variables_delete(pipeline: str, name: str, json: JSON = False) -> None:
     with client() as api:
         row = api.pipelines.delete_variable(pipeline, name)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
         output.console().print(f"deleted {name} from {pipeline}")
 

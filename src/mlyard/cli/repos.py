@@ -152,13 +152,11 @@ def repos_delete(
 def repos_events(name: str, after: int = 0, limit: int = 100, json: JSON = False) -> None:
     """Push events of a repository, oldest first."""
     with client() as api:
-        rows = api.repos.events(name, after=after, limit=limit)
+        events = api.repos.events(name, after=after, limit=limit)
     if json:
-        output.print_json(rows)
+        output.print_json([event.to_dict() for event in events])
         return
-    for row in rows:
-        row["new"] = row["new_sha"][:10]
-        row["paths"] = len(row["changed_paths"])
+    rows = [{**e.to_dict(), "new": e.new_sha[:10], "paths": len(e.changed_paths)} for e in events]
     output.table(
         rows,
         [
