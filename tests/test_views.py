@@ -162,3 +162,13 @@ def test_views_round_trip_the_servers_answers(server: Server, git: Git) -> None:
     download = ("--download", str(git.cwd / "dl"), "--json")
     listed = json.loads(server.cli("runs", "artifacts", str(queued.id), *download).stdout)
     assert [a["name"] for a in listed] == ["out"] and (git.cwd / "dl" / "out" / "a.txt").read_text() == "compiled\n"
+
+
+def test_views_are_typed_keyword_records() -> None:
+    a, b = RunSummary(id=1, errors=["x"]), RunSummary(id=1, errors=["x"])
+    assert a == b and a != RunSummary(id=2) and a.state is State.QUEUED and "id=1" in repr(a)
+    assert RunSummary().errors is not RunSummary().errors  # a fresh list each time
+    assert RunView(id=1).stages == [] and RunView(id=1).tests is None
+    assert list(RunView().to_dict())[:12] == list(RunSummary().to_dict())  # a subclass's fields come after
+    with pytest.raises(TypeError):
+        RunSummary(nope=1)
