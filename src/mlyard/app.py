@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from mlyard import __version__
+from mlyard.api import PREFIX as API_PREFIX
 from mlyard.api import errors as api_errors
 from mlyard.api.headers import SecurityHeaders
 from mlyard.api.limits import BodyLimit, BodyLimits
@@ -176,7 +177,7 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
         workspace_jobs_routes.router,
         deployments_routes.router,
     ):
-        api.include_router(router, prefix="/api/v1")
+        api.include_router(router, prefix=API_PREFIX)
 
     _install_docs(api, platform)
     api.include_router(web_pages.router)
@@ -220,6 +221,6 @@ def _install_docs(api: FastAPI, platform: Platform) -> None:
             return api_errors.error_response(401, exc.message, headers={"WWW-Authenticate": 'Basic realm="mlyard"'})
         return None
 
-    @api.get("/api/v1/openapi.json", include_in_schema=False)
+    @api.get(f"{API_PREFIX}/openapi.json", include_in_schema=False)
     def openapi(request: Request) -> JSONResponse:
         return _check(request) or JSONResponse(api.openapi())

@@ -20,6 +20,8 @@ from typing import Any
 from mlyard.client import Client
 from mlyard.errors import Conflict, InvalidInput, MlyardError, NotFound, OperationFailed
 from mlyard.names import check_repo_name
+from mlyard.protocol import State
+from mlyard.views import EnvironmentView, RunSummary, RunView
 
 TEMPLATE_REPO = "ml-project-template"
 PIPELINES = ("deploy-code", "promote-model", "deploy-model")
@@ -33,14 +35,14 @@ def check_model_name(name: str) -> str:
     return name
 
 
-def preflight(api: Client, repo_name: str, env_name: str) -> dict[str, Any]:
+def preflight(api: Client, repo_name: str, env_name: str) -> EnvironmentView:
     """Checks that need no change: the name, the environment, and that the repo does not exist yet."""
     check_model_name(repo_name)
-    env = api.get(f"/api/v1/environments/{env_name}")
+    env = api.environments.get(env_name)
     try:
-        api.get(f"/api/v1/repos/{repo_name}")
+        api.repos.get(repo_name)
     except NotFound:
-        return dict(env)
+        return env
     raise Conflict(f"repository {repo_name!r} already exists: pick another name for the new project")
 
 
@@ -70,15 +72,15 @@ def create_project(
     from mlyard.scaffold.render import default_answers, render_project
 
     preflight(api, repo_name, env_name)
-    template = api.get(f"/api/v1/repos/{TEMPLATE_REPO}")
-    branch = str(template["default_branch"])
+    template = api.repos.get(TEMPLATE_REPO)
+    branch = template.default_branch
     answers = default_answers(repo_name, environment=env_name, demo=demo, default_branch=branch)
     with tempfile.TemporaryDirectory(prefix="mlyard-create-") as tmp:
         project = Path(tmp) / repo_name
-        say(f"rendering {template['clone_url']} for {repo_name} (environment {env_name}, demo {demo})")
+        say(f"rendering {template.clone_url} for {repo_name} (environment {env_name}, demo {demo})")
         with git_auth(username, api.token):
-            render_project(template["clone_url"], project, answers, vcs_ref="HEAD")
-        repo = api.post("/api/v1/repos", {"name": repo_name, "default_branch": branch})
+            render_project(template.clone_url, project, answers, vcs_ref="HEAD")
+        repo = api.repos.create(repo_name, default_branch=branch)
         say(f"created repository {repo_name}")
         made: list[str] = []
         step = "registering the pipelines"
@@ -86,22 +88,19 @@ def create_project(
             for kind in PIPELINES:
                 name = f"{repo_name}-{kind}"
                 step = f"registering pipeline {name}"
-                body = {"name": name, "repo": repo_name, "folder": repo_name, "yaml": f"mlops/pipelines/{kind}.yml"}
-                api.post("/api/v1/pipelines", body)
+                api.pipelines.create(name, repo=repo_name, folder=repo_name, yaml=f"mlops/pipelines/{kind}.yml")
                 made.append(name)
                 say(f"registered pipeline {repo_name}/{name}")
             step = f"giving {repo_name}-deploy-model its deploy token"
             # Token names are unique per user: a suffix keeps one left by an earlier project of the same name apart.
             token_name = f"{repo_name}-deploy-model-{secrets.token_hex(3)}"
-            deploy_token = api.post("/api/v1/tokens", {"name": token_name, "scopes": ["pipelines:run", "repo:read"]})
-            api.request(
-                "PUT",
-                f"/api/v1/pipelines/{repo_name}-deploy-model/variables/MLYARD_DEPLOY_TOKEN",
-                json={"value": deploy_token["token"], "secret": True},
+            deploy_token = api.tokens.create(token_name, ["pipelines:run", "repo:read"])
+            api.pipelines.set_variable(
+                f"{repo_name}-deploy-model", "MLYARD_DEPLOY_TOKEN", deploy_token.token or "", secret=True
             )
             step = "pushing the first commit"
             push_directory(
-                repo["clone_url"], username=username, token=api.token, source=project, branch=branch,
+                repo.clone_url, username=username, token=api.token, source=project, branch=branch,
                 message=f"Create {repo_name} from {TEMPLATE_REPO}",
             )  # fmt: skip
             say(f"pushed the first commit to {repo_name} ({branch})")
@@ -110,19 +109,19 @@ def create_project(
             detail = exc.message if isinstance(exc, MlyardError) else str(exc)
             raise OperationFailed(f"creating project {repo_name!r} failed while {step}: {detail}; {undone}") from exc
     first = first_run(api, f"{repo_name}-deploy-code")
-    return {"repo": repo, "pipelines": made, "folder": repo_name, "environment": env_name, "demo": demo,
-            "deploy_code_run": first}  # fmt: skip
+    return {"repo": repo.to_dict(), "pipelines": made, "folder": repo_name, "environment": env_name, "demo": demo,
+            "deploy_code_run": first.to_dict() if first else None}  # fmt: skip
 
 
 def rollback(api: Client, repo_name: str, pipelines: list[str]) -> str:
     problems = []
     for name in reversed(pipelines):
         try:
-            api.delete(f"/api/v1/pipelines/{name}")
+            api.pipelines.delete(name)
         except MlyardError as exc:
             problems.append(f"pipeline {name}: {exc.message}")
     try:
-        api.delete(f"/api/v1/repos/{repo_name}")
+        api.repos.delete(repo_name)
     except MlyardError as exc:
         problems.append(f"repository {repo_name}: {exc.message}")
     if problems:
@@ -131,13 +130,13 @@ def rollback(api: Client, repo_name: str, pipelines: list[str]) -> str:
     return f"nothing was left behind (removed {removed})"
 
 
-def first_run(api: Client, pipeline: str, timeout: float = 10.0) -> dict[str, Any] | None:
+def first_run(api: Client, pipeline: str, timeout: float = 10.0) -> RunView | None:
     """Run #1 of `pipeline` once the push has queued it and it has left `queued`, or None."""
     deadline = time.monotonic() + timeout
-    runs: list[dict[str, Any]] = []
+    runs: list[RunSummary] = []
     while time.monotonic() < deadline:
-        runs = api.get("/api/v1/runs", pipeline=pipeline)
-        if runs and runs[-1]["state"] not in ("queued", "notStarted"):
+        runs = api.runs.list(pipeline=pipeline)
+        if runs and runs[-1].state not in (State.QUEUED, State.NOT_STARTED):
             break
         time.sleep(0.1)
-    return dict(api.get(f"/api/v1/runs/{runs[-1]['id']}")) if runs else None
+    return api.runs.get(runs[-1].id) if runs else None

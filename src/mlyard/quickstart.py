@@ -21,6 +21,8 @@ from typing import Any
 
 from mlyard.client import Client
 from mlyard.errors import OperationFailed
+from mlyard.protocol import State
+from mlyard.views import RunView
 
 FINAL = {"succeeded", "succeededWithIssues", "failed", "canceled", "skipped"}
 MODEL = "my-model"
@@ -77,51 +79,45 @@ class Quickstart:
     def create_project(self) -> None:
         api = self._api()
         try:
-            api.get(f"/api/v1/repos/{self.model}")
+            api.repos.get(self.model)
             self.model = f"{MODEL}-{int(time.time())}"  # a second quickstart in the same home
         except Exception:
             pass
-        run = api.post(
-            "/api/v1/pipelines/ml-project-creator-pipeline/runs",
-            {"parameters": {"repo_name": self.model, "env_name": self.env, "demo": "true"}},
+        run = api.pipelines.run(
+            "ml-project-creator-pipeline", {"repo_name": self.model, "env_name": self.env, "demo": "true"}
         )
-        self._wait_run(run["id"], "the project creator")
+        self._wait_run(run.id, "the project creator")
 
     def deploy_code(self) -> None:
         run = self._first_run(f"{self.model}-deploy-code")
         self._permit(run)
-        self._wait_run(run["id"], "code CI/CD run #1")
+        self._wait_run(run.id, "code CI/CD run #1")
         self.facts["workspace"] = f"ml_apps/{self.model}/master in the {self.env} workspace"
 
     def train(self) -> None:
         api = self._api()
-        job = api.post("/api/v1/jobs", {"env": self.env, "app": self.model, "branch": "master", "entrypoint": "train"})
-        while job["state"] not in FINAL:
+        job = api.jobs.start(env=self.env, app=self.model, branch="master", entrypoint="train")
+        while job.state not in FINAL:
             time.sleep(0.3)
-            job = api.get(f"/api/v1/jobs/{job['id']}")
-        if job["state"] != "succeeded":
-            raise OperationFailed(
-                f"training job {job['id']} {job['state']}: {job['message']}; see `mlyard jobs logs {job['id']}`"
-            )
-        versions = api.get(f"/api/v1/models/{self.model}", env=self.env)["versions"]
+            job = api.jobs.get(job.id)
+        if job.state != State.SUCCEEDED:
+            raise OperationFailed(f"training job {job.id} {job.state}: {job.message}; see `mlyard jobs logs {job.id}`")
+        versions = api.models.get(self.model, self.env)["versions"]
         self.facts["version"] = str(max(int(v["version"]) for v in versions))
 
     def stage(self) -> None:
-        self._api().post(
-            f"/api/v1/models/{self.model}/versions/{self.facts['version']}/stage?env={self.env}",
-            {"stage": "Staging", "reason": "quickstart"},
-        )
+        self._api().models.stage(self.model, self.facts["version"], "Staging", env=self.env, reason="quickstart")
 
     def promote(self) -> None:
         """Push to the default branch: model CI tests the Staging version and promotes it."""
         from mlyard.git.remote import auth_env
 
         api = self._api()
-        before = len(api.get("/api/v1/runs", pipeline=f"{self.model}-promote-model"))
+        before = len(api.runs.list(pipeline=f"{self.model}-promote-model"))
         first = self._first_run(f"{self.model}-promote-model")
         self._permit(first)
-        self._wait_run(first["id"], "model CI run #1", ok=FINAL)
-        clone_url = api.get(f"/api/v1/repos/{self.model}")["clone_url"]
+        self._wait_run(first.id, "model CI run #1", ok=FINAL)
+        clone_url = api.repos.get(self.model).clone_url
         env = auth_env(self.facts["username"], api.token)
         identity = {
             "GIT_AUTHOR_NAME": "quickstart",
@@ -138,25 +134,25 @@ class Quickstart:
             _git(["commit", "-q", "-m", f"Release model version {self.facts['version']}"], work, git_env)
             _git(["push", "-q", "origin", "HEAD"], work, git_env)
         deadline = time.monotonic() + 30
-        runs = api.get("/api/v1/runs", pipeline=f"{self.model}-promote-model")
+        runs = api.runs.list(pipeline=f"{self.model}-promote-model")
         while len(runs) <= max(before, 1) and time.monotonic() < deadline:
             time.sleep(0.2)
-            runs = api.get("/api/v1/runs", pipeline=f"{self.model}-promote-model")
-        self._wait_run(runs[0]["id"], "model CI")
-        self.facts["model_ci_run"] = runs[0]["id"]
+            runs = api.runs.list(pipeline=f"{self.model}-promote-model")
+        self._wait_run(runs[0].id, "model CI")
+        self.facts["model_ci_run"] = runs[0].id
 
     def deploy_model(self) -> None:
         api = self._api()
-        run = api.post(f"/api/v1/pipelines/{self.model}-deploy-model/runs", {"parameters": {"target": "local"}})
+        run = api.pipelines.run(f"{self.model}-deploy-model", {"target": "local"})
         deadline = time.monotonic() + 30
-        doc = api.get(f"/api/v1/runs/{run['id']}")
-        while doc["state"] not in FINAL | {"waiting"} and time.monotonic() < deadline:
+        doc = api.runs.get(run.id)
+        while doc.state not in FINAL | {"waiting"} and time.monotonic() < deadline:
             time.sleep(0.2)
-            doc = api.get(f"/api/v1/runs/{run['id']}")
+            doc = api.runs.get(run.id)
         self._permit(doc)
-        self._wait_run(run["id"], "model CD")
-        deployment = api.get(f"/api/v1/deployments/{self.env}/{self.model}")
-        url = str(deployment["url"]).rstrip("/")
+        self._wait_run(run.id, "model CD")
+        deployment = api.deployments.get(self.env, self.model)
+        url = deployment.url.rstrip("/")
         self.facts["scoring_uri"] = url if url.endswith("/invocations") else f"{url}/invocations"
 
     def score(self) -> None:
@@ -193,32 +189,32 @@ class Quickstart:
             raise OperationFailed(f"mlyard {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc
 
-    def _first_run(self, pipeline: str, timeout: float = 60) -> dict[str, Any]:
+    def _first_run(self, pipeline: str, timeout: float = 60) -> RunView:
         api = self._api()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            runs = api.get("/api/v1/runs", pipeline=pipeline)
-            if runs and runs[-1]["state"] not in ("queued", "notStarted"):
-                return dict(api.get(f"/api/v1/runs/{runs[-1]['id']}"))
+            runs = api.runs.list(pipeline=pipeline)
+            if runs and runs[-1].state not in (State.QUEUED, State.NOT_STARTED):
+                return api.runs.get(runs[-1].id)
             time.sleep(0.2)
         raise OperationFailed(f"{pipeline} did not start within {timeout:.0f} s")
 
-    def _permit(self, run: dict[str, Any]) -> None:
-        if run["state"] == "waiting" and run.get("waiting_for"):
-            self._api().post(f"/api/v1/runs/{run['id']}/permit")
-            self.say(f"permitted run {run['id']} to use {', '.join(run['waiting_for'])}")
+    def _permit(self, run: RunView) -> None:
+        if run.state == State.WAITING and run.waiting_for:
+            self._api().runs.permit(run.id)
+            self.say(f"permitted run {run.id} to use {', '.join(run.waiting_for)}")
 
     def _wait_run(self, run_id: int, what: str, *, ok: set[str] | None = None, timeout: float = 600) -> None:
         api = self._api()
         deadline = time.monotonic() + timeout
-        doc = api.get(f"/api/v1/runs/{run_id}")
-        while doc["state"] not in FINAL and time.monotonic() < deadline:
-            if doc["state"] == "waiting" and doc.get("waiting_for"):
+        doc = api.runs.get(run_id)
+        while doc.state not in FINAL and time.monotonic() < deadline:
+            if doc.state == State.WAITING and doc.waiting_for:
                 self._permit(doc)
             time.sleep(0.3)
-            doc = api.get(f"/api/v1/runs/{run_id}")
-        if doc["state"] not in (ok or {"succeeded", "succeededWithIssues"}):
-            raise OperationFailed(f"{what} (run {run_id}) ended {doc['state']}: see `mlyard runs logs {run_id}`")
+            doc = api.runs.get(run_id)
+        if doc.state not in (ok or {"succeeded", "succeededWithIssues"}):
+            raise OperationFailed(f"{what} (run {run_id}) ended {doc.state}: see `mlyard runs logs {run_id}`")
 
     def stop_server(self) -> None:
         if self.server is not None and self.server.poll() is None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from mlyard.client import Client
+from mlyard.client import Client, agent_job_path
 from mlyard.errors import (
     AuthenticationError,
     Conflict,
@@ -79,7 +79,7 @@ class HttpReporter:
         self, client: Client, spec: JobSpec, *, retry_seconds: float = 60.0, stop: threading.Event | None = None
     ) -> None:
         self.client = client
-        self.base = f"/api/v1/agent/jobs/{spec.job_id}"
+        self.base = agent_job_path(spec.job_id)
         self.interval = max(spec.lease_seconds / 3, 0.2)
         self.lease_seconds = spec.lease_seconds
         self._last_beat = time.monotonic()

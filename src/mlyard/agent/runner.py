@@ -14,13 +14,13 @@ from pathlib import Path
 
 from mlyard.agent.executor import run_job
 from mlyard.agent.http_reporter import HttpReporter
-from mlyard.client import Client
+from mlyard.client import AGENT_CLAIM_PATH, Client
 from mlyard.errors import MlyardError
 from mlyard.protocol import FAILED, JobOutcome, JobSpec
 from mlyard.sandbox import Sandbox
 
 logger = logging.getLogger("mlyard.agent")
-CLAIM_PATH = "/api/v1/agent/claim"
+CLAIM_PATH = AGENT_CLAIM_PATH
 
 
 def claim(client: Client, name: str, wait: int) -> JobSpec | None:

@@ -48,10 +48,10 @@ def agent(
                    "rights (--unsandboxed-steps)", err=True)  # fmt: skip
     try:  # a wrong token is fatal now rather than a warning every 30 s; an unreachable server is retried
         with Client(url, token, timeout=10) as api:
-            me = api.get("/api/v1/me")
-        if "agent" not in me.get("scopes", []):
+            me = api.me()
+        if "agent" not in me.scopes:
             raise PermissionDenied(
-                f"the token of {me.get('username')} has no `agent` scope: create one with "
+                f"the token of {me.username} has no `agent` scope: create one with "
                 "`mlyard tokens create --name my-agent --scope agent`"
             )
     except ServerUnavailable as exc:

@@ -41,11 +41,11 @@ def deployments_create(
     body = {"env": env, "model": model, "version": version or None, "stage": None if version else stage,
             "target": target, "cpu": cpu, "memory": memory}  # fmt: skip
     with _client(DEPLOY_TIMEOUT) as api:
-        found = api.post("/api/v1/deployments", body)
+        found = api.deployments.create(body)
     if json:
-        output.print_json(found)
+        output.print_json(found.to_dict())
     else:
-        print(found["scoring_uri"])
+        print(found.scoring_uri)
 
 
 @deployments_app.command("list")
@@ -54,7 +54,7 @@ def deployments_list(
 ) -> None:
     """Deployments with their version, state and scoring URI."""
     with _client() as api:
-        rows = api.get("/api/v1/deployments", env=env)
+        rows = [row.to_dict() for row in api.deployments.list(env=env)]
     if json:
         output.print_json(rows)
         return
@@ -74,7 +74,7 @@ def deployments_list(
 def deployments_show(model: str, env: ENV = "dev", json: JSON = False) -> None:
     """One deployment."""
     with _client() as api:
-        found = api.get(f"/api/v1/deployments/{env}/{model}")
+        found = api.deployments.get(env, model).to_dict()
     if json:
         output.print_json(found)
         return
@@ -87,15 +87,15 @@ def deployments_show(model: str, env: ENV = "dev", json: JSON = False) -> None:
 def deployments_logs(model: str, env: ENV = "dev") -> None:
     """The scoring server's log."""
     with _client() as api:
-        sys.stdout.write(api.text(f"/api/v1/deployments/{env}/{model}/logs"))
+        sys.stdout.write(api.deployments.logs(env, model))
 
 
 @deployments_app.command("delete")
 def deployments_delete(model: str, env: ENV = "dev", json: JSON = False) -> None:
     """Stop the scoring server and remove the deployment."""
     with _client() as api:
-        found = api.delete(f"/api/v1/deployments/{env}/{model}")
+        found = api.deployments.delete(env, model)
     if json:
-        output.print_json(found)
+        output.print_json(found.to_dict())
     else:
-        output.console().print(f"deleted deployment {model} in {env} ({found['scoring_uri']} no longer answers)")
+        output.console().print(f"deleted deployment {model} in {env} ({found.scoring_uri} no longer answers)")

@@ -23,18 +23,18 @@ def users_create(
 ) -> None:
     """Create a user. Give them a token with `mlyard tokens create --user NAME`."""
     with client() as api:
-        user = api.post("/api/v1/users", {"username": username, "admin": admin})
+        user = api.users.create(username, admin=admin)
     if json:
-        output.print_json(user)
+        output.print_json(user.to_dict())
     else:
-        output.console().print(f"created user {user['username']}" + (" (admin)" if user["is_admin"] else ""))
+        output.console().print(f"created user {user.username}" + (" (admin)" if user.is_admin else ""))
 
 
 @users_app.command("list")
 def users_list(json: JSON = False) -> None:
     """List users."""
     with client() as api:
-        users = api.get("/api/v1/users")
+        users = [user.to_dict() for user in api.users.list()]
     if json:
         output.print_json(users)
     else:
@@ -52,13 +52,13 @@ def tokens_create(
     """Create a personal access token. It is shown once: store it now."""
     scopes = [s for item in scope for s in item.replace(",", " ").split()]
     with client() as api:
-        token = api.post("/api/v1/tokens", {"name": name, "scopes": scopes, "expires_in": expires_in, "user": user})
+        token = api.tokens.create(name, scopes, expires_in=expires_in, user=user)
     if json:
-        output.print_json(token)
+        output.print_json(token.to_dict())
         return
     con = output.console()
-    con.print(f"created token [bold]{token['name']}[/] for {token['user']} (scopes: {', '.join(token['scopes'])})")
-    con.print(token["token"], soft_wrap=True, markup=False)
+    con.print(f"created token [bold]{token.name}[/] for {token.user} (scopes: {', '.join(token.scopes)})")
+    con.print(token.token, soft_wrap=True, markup=False)
     con.print("[dim]this is the only time the token is shown[/]")
 
 
@@ -68,7 +68,7 @@ def tokens_list(
 ) -> None:
     """List your tokens (never their secrets)."""
     with client() as api:
-        tokens = api.get("/api/v1/tokens", all=str(all_users).lower() if all_users else None)
+        tokens = [token.to_dict() for token in api.tokens.list(all_users=all_users)]
     if json:
         output.print_json(tokens)
     else:
@@ -92,11 +92,11 @@ def tokens_list(
 def tokens_revoke(token: Annotated[str, typer.Argument(help="Token id or name.")], json: JSON = False) -> None:
     """Revoke a token: it fails on the very next request."""
     with client() as api:
-        row = api.delete(f"/api/v1/tokens/{token}")
+        row = api.tokens.revoke(token)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
-        output.console().print(f"revoked token {row['name']} (id {row['id']})")
+        output.console().print(f"revoked token {row.name} (id {row.id})")
 
 
 @audit_app.command("list")
@@ -105,7 +105,7 @@ def audit_list(
 ) -> None:
     """The newest audit entries."""
     with client() as api:
-        rows = api.get("/api/v1/audit", limit=limit, action=action)
+        rows = [entry.to_dict() for entry in api.audit(limit=limit, action=action)]
     if json:
         output.print_json(rows)
     else:
@@ -126,8 +126,8 @@ def audit_list(
 def whoami(json: JSON = False) -> None:
     """Show who the configured token belongs to, and its scopes."""
     with client() as api:
-        me = api.get("/api/v1/me")
+        me = api.me()
     if json:
-        output.print_json(me)
+        output.print_json(me.to_dict())
     else:
-        output.console().print(f"{me['username']} ({', '.join(me['scopes'])}) at {api.url}")
+        output.console().print(f"{me.username} ({', '.join(me.scopes)}) at {api.url}")

@@ -1,7 +1,9 @@
 """`mlyard create` (the ML project creator) and `mlyard infra sync / create-project`."""
 
+from __future__ import annotations
+
 import os
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -9,6 +11,9 @@ from mlyard.cli import output
 from mlyard.cli.context import client
 from mlyard.errors import InvalidInput, OperationFailed
 from mlyard.protocol import SUCCESSFUL_STATES, State
+
+if TYPE_CHECKING:
+    from mlyard.client import Client
 
 infra_app = typer.Typer(help="The platform's infrastructure: environments, template, project creator.",
                         no_args_is_help=True)
@@ -52,7 +57,7 @@ def infra_create_project(
     if flag not in ("true", "false", "yes", "no", "1", "0"):
         raise InvalidInput(f"--demo must be true or false, not {demo!r}")
     with client() as api:
-        username = os.environ.get("GIT_USERNAME") or api.get("/api/v1/me")["username"]
+        username = os.environ.get("GIT_USERNAME") or api.me().username
         result = create_project(api, username=username, repo_name=repo_name, env_name=env_name,
                                 demo=flag in ("true", "yes", "1"), say=lambda line: print(line, flush=True))
     if json:
@@ -86,46 +91,45 @@ def create(
 
     with client() as api:
         preflight(api, repo, env)
-        run = api.post(f"/api/v1/pipelines/{CREATOR}/runs",
-                       {"parameters": {"repo_name": repo, "env_name": env, "demo": str(demo).lower()}})
+        run = api.pipelines.run(CREATOR, {"repo_name": repo, "env_name": env, "demo": str(demo).lower()})
         if not follow:
             if json:
-                output.print_json({"creator_run": run})
+                output.print_json({"creator_run": run.to_dict()})
             else:
-                output.console().print(f"queued {CREATOR} run {run['id']}; follow it with "
-                                       f"`mlyard runs logs {run['id']} --follow`")
+                output.console().print(f"queued {CREATOR} run {run.id}; follow it with "
+                                       f"`mlyard runs logs {run.id} --follow`")
             return
-        state = follow_logs(api, run["id"], quiet=json)
+        state = follow_logs(api, run.id, quiet=json)
         if state not in SUCCESSFUL_STATES:
-            raise OperationFailed(f"the project creator failed (run {run['id']}, {state}): "
-                                  f"{_failure(api, run['id'])}; see `mlyard runs logs {run['id']}`")
+            raise OperationFailed(f"the project creator failed (run {run.id}, {state}): "
+                                  f"{_failure(api, run.id)}; see `mlyard runs logs {run.id}`")
         result = _created(api, repo, env, demo)
     if json:
-        output.print_json({"creator_run": run, **result})
+        output.print_json({"creator_run": run.to_dict(), **result})
         return
     output.console().print(f"[green]created {repo}[/]")
     _summary(result)
 
 
-def _failure(api: Any, run_id: int) -> str:
+def _failure(api: Client, run_id: int) -> str:
     """The creator's own error line from the log, else the first job message."""
-    lines = [line.split(" ", 1)[-1] for line in api.text(f"/api/v1/runs/{run_id}/logs").splitlines()]
+    lines = [line.split(" ", 1)[-1] for line in api.runs.logs(run_id).splitlines()]
     errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
     if errors:
         return errors[-1]
-    run = api.get(f"/api/v1/runs/{run_id}")
-    for stage in run["stages"]:
-        for job in stage["jobs"]:
-            if job["message"]:
-                return str(job["message"])
-    return str(run.get("message") or "unknown reason")
+    run = api.runs.get(run_id)
+    for job in run.jobs:
+        if job.message:
+            return str(job.message)
+    return str(run.message or "unknown reason")
 
 
-def _created(api: Any, repo: str, env: str, demo: bool) -> dict[str, Any]:
+def _created(api: Client, repo: str, env: str, demo: bool) -> dict[str, Any]:
     from mlyard.creator import PIPELINES, first_run
 
-    info = api.get(f"/api/v1/repos/{repo}")
-    names = [p["name"] for p in api.get("/api/v1/pipelines", folder=repo)]
-    return {"repo": info, "pipelines": [n for n in (f"{repo}-{k}" for k in PIPELINES) if n in names],
+    info = api.repos.get(repo)
+    names = [p.name for p in api.pipelines.list(folder=repo)]
+    first = first_run(api, f"{repo}-deploy-code")
+    return {"repo": info.to_dict(), "pipelines": [n for n in (f"{repo}-{k}" for k in PIPELINES) if n in names],
             "folder": repo, "environment": env, "demo": demo,
-            "deploy_code_run": first_run(api, f"{repo}-deploy-code")}
+            "deploy_code_run": first.to_dict() if first else None}

@@ -32,29 +32,25 @@ def jobs_run(
     if not app:
         raise InvalidInput("--app is required: the deployed app (the repository's name)")
     with client() as api:
-        job = api.post(
-            "/api/v1/jobs", {"env": env, "app": app, "branch": branch, "entrypoint": entrypoint, "args": list(ctx.args)}
-        )
+        job = api.jobs.start(env=env, app=app, branch=branch, entrypoint=entrypoint, args=list(ctx.args))
         if not wait:
             if json:
-                output.print_json(job)
+                output.print_json(job.to_dict())
             else:
-                output.console().print(
-                    f"started job {job['id']}; follow it with `mlyard jobs logs {job['id']} --follow`"
-                )
+                output.console().print(f"started job {job.id}; follow it with `mlyard jobs logs {job.id} --follow`")
             return
-        for line in api.stream_lines(f"/api/v1/jobs/{job['id']}/logs", follow="true"):
-            if not json and not line.startswith(f"## job {job['id']} "):
+        for line in api.jobs.follow_logs(job.id):
+            if not json and not line.startswith(f"## job {job.id} "):
                 sys.stdout.write(line + "\n")
                 sys.stdout.flush()
-        job = api.get(f"/api/v1/jobs/{job['id']}")
+        job = api.jobs.get(job.id)
     if json:
-        output.print_json(job)
-    elif job["state"] == State.SUCCEEDED:
-        runs = ", ".join(job["mlflow_run_ids"]) or "none"
-        output.console().print(f"job {job['id']} succeeded in {job['duration_seconds']:.1f}s (MLflow runs: {runs})")
-    if job["state"] != State.SUCCEEDED:
-        raise OperationFailed(f"job {job['id']} {job['state']}: {job['message'] or 'see its log'}")
+        output.print_json(job.to_dict())
+    elif job.state == State.SUCCEEDED:
+        runs = ", ".join(job.mlflow_run_ids) or "none"
+        output.console().print(f"job {job.id} succeeded in {job.duration_seconds or 0:.1f}s (MLflow runs: {runs})")
+    if job.state != State.SUCCEEDED:
+        raise OperationFailed(f"job {job.id} {job.state}: {job.message or 'see its log'}")
 
 
 @jobs_app.command("list")
@@ -66,7 +62,7 @@ def jobs_list(
 ) -> None:
     """Recent jobs, newest first."""
     with client() as api:
-        rows = api.get("/api/v1/jobs", env=env, app=app, limit=limit)
+        rows = [job.to_dict() for job in api.jobs.list(env=env, app=app, limit=limit)]
     if json:
         output.print_json(rows)
     else:
@@ -90,7 +86,7 @@ def jobs_list(
 def jobs_show(job_id: int, json: JSON = False) -> None:
     """A job: state, exit code, duration, MLflow runs."""
     with client() as api:
-        job = api.get(f"/api/v1/jobs/{job_id}")
+        job = api.jobs.get(job_id).to_dict()
     if json:
         output.print_json(job)
     else:
@@ -102,8 +98,8 @@ def jobs_logs(job_id: int, follow: Annotated[bool, typer.Option(help="Stream unt
     """Print a job's log."""
     with client() as api:
         if follow:
-            for line in api.stream_lines(f"/api/v1/jobs/{job_id}/logs", follow="true"):
+            for line in api.jobs.follow_logs(job_id):
                 sys.stdout.write(line + "\n")
                 sys.stdout.flush()
             return
-        sys.stdout.write(api.text(f"/api/v1/jobs/{job_id}/logs"))
+        sys.stdout.write(api.jobs.logs(job_id))

@@ -33,27 +33,25 @@ class _Server:
         self.api = client()
 
     def list_models(self) -> Any:
-        return self.api.get("/api/v1/models", env=self.env)
+        return self.api.models.list(self.env)
 
     def show_model(self, name: str) -> Any:
-        return self.api.get(f"/api/v1/models/{name}", env=self.env)
+        return self.api.models.get(name, self.env)
 
     def stage(self, name: str, version: str, stage: str, reason: str) -> Any:
-        return self.api.post(
-            f"/api/v1/models/{name}/versions/{version}/stage?env={self.env}", {"stage": stage, "reason": reason}
-        )
+        return self.api.models.stage(name, version, stage, env=self.env, reason=reason)
 
     def history(self, name: str) -> Any:
-        return self.api.get(f"/api/v1/models/{name}/history", env=self.env)
+        return self.api.models.history(name, self.env)
 
     def rollback(self, name: str, reason: str) -> Any:
-        return self.api.post(f"/api/v1/models/{name}/rollback?env={self.env}", {"reason": reason})
+        return self.api.models.rollback(name, env=self.env, reason=reason)
 
     def version_for(self, name: str, version: str | None, stage: str | None) -> Any:
-        return self.api.get(f"/api/v1/models/{name}/version", env=self.env, version=version, stage=stage)
+        return self.api.models.version(name, env=self.env, version=version, stage=stage)
 
     def tag(self, name: str, version: str, tags: dict[str, str]) -> Any:
-        return self.api.post(f"/api/v1/models/{name}/versions/{version}/tags?env={self.env}", {"tags": tags})
+        return self.api.models.tag(name, version, tags, env=self.env)
 
 
 class _Direct:

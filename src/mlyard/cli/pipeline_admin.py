@@ -28,13 +28,13 @@ def pipelines_create(
 ) -> None:
     """Register a pipeline from a YAML file in a hosted repository."""
     with client() as api:
-        row = api.post("/api/v1/pipelines", {"name": name, "repo": repo, "yaml": yaml, "folder": folder})
+        row = api.pipelines.create(name, repo=repo, yaml=yaml, folder=folder)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
         output.console().print(
-            f"created pipeline [bold]{row['name']}[/] ({row['repo']}:{row['yaml_path']}"
-            + (f", folder {row['folder']}" if row["folder"] else "")
+            f"created pipeline [bold]{row.name}[/] ({row.repo}:{row.yaml_path}"
+            + (f", folder {row.folder}" if row.folder else "")
             + ")"
         )
 
@@ -45,9 +45,9 @@ def pipelines_list(
 ) -> None:
     """Pipelines as a tree by folder, with each pipeline's last run."""
     with client() as api:
-        rows = api.get("/api/v1/pipelines", folder=folder)
+        rows = api.pipelines.list(folder=folder)
     if json:
-        output.print_json(rows)
+        output.print_json([row.to_dict() for row in rows])
         return
     if not rows:
         output.console().print("no pipelines yet: `mlyard pipelines create --repo R --yaml PATH --name N`")
@@ -58,14 +58,14 @@ def pipelines_list(
     nodes: dict[str, Any] = {"": tree}
     for row in rows:
         parent = ""
-        for part in [p for p in row["folder"].split("/") if p]:
+        for part in [p for p in row.folder.split("/") if p]:
             key = f"{parent}/{part}" if parent else part
             if key not in nodes:
                 nodes[key] = nodes[parent].add(f"[bold blue]{part}/[/]")
             parent = key
-        last = row["last_run"]
-        info = f" - #{last['number']} {state_text(last['state'])} ({last['source_branch']})" if last else " - no runs"
-        nodes[parent].add(f"{row['name']}{info}")
+        last = row.last_run
+        info = f" - #{last.number} {state_text(last.state)} ({last.source_branch})" if last else " - no runs"
+        nodes[parent].add(f"{row.name}{info}")
     output.console().print(tree)
 
 
@@ -73,22 +73,22 @@ def pipelines_list(
 def pipelines_show(name: str, json: JSON = False) -> None:
     """A pipeline: repository, YAML path, variables, permissions and recent runs."""
     with client() as api:
-        row = api.get(f"/api/v1/pipelines/{name}")
+        row = api.pipelines.get(name)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
         return
     output.fields(
         [
-            ("name", row["name"]),
-            ("folder", row["folder"] or "/"),
-            ("repository", row["repo"]),
-            ("yaml", row["yaml_path"]),
-            ("permissions", row["permissions"] or None),
-            ("variables", [f"{v['name']}={'***' if v['secret'] else v['value']}" for v in row["variables"]] or None),
+            ("name", row.name),
+            ("folder", row.folder or "/"),
+            ("repository", row.repo),
+            ("yaml", row.yaml_path),
+            ("permissions", row.permissions or None),
+            ("variables", [f"{v.name}={'***' if v.secret else v.value}" for v in row.variables or []] or None),
         ]
     )
     output.table(
-        row["recent_runs"],
+        [run.to_dict() for run in row.recent_runs or []],
         [
             ("id", "RUN"),
             ("number", "#"),
@@ -108,11 +108,11 @@ def pipelines_delete(name: str, yes: Annotated[bool, typer.Option("--yes", "-y")
     if not yes and not typer.confirm(f"delete pipeline {name} and all its runs?", default=False):
         raise typer.Exit(1)
     with client() as api:
-        row = api.delete(f"/api/v1/pipelines/{name}")
+        row = api.pipelines.delete(name)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
-        output.console().print(f"deleted pipeline {row['name']}")
+        output.console().print(f"deleted pipeline {row.name}")
 
 
 @pipelines_app.command("run")
@@ -126,21 +126,20 @@ def pipelines_run(
     json: JSON = False,
 ) -> None:
     """Queue a run by hand (Build.Reason Manual)."""
-    body = {"branch": branch, "commit": commit, "parameters": pairs(param, "--param"), "variables": pairs(var, "--var")}
+    parameters, variables = pairs(param, "--param"), pairs(var, "--var")
     with client() as api:
-        run = api.post(f"/api/v1/pipelines/{name}/runs", body)
+        run = api.pipelines.run(name, parameters, branch=branch, commit=commit, variables=variables)
         if json and not follow:
-            output.print_json(run)
+            output.print_json(run.to_dict())
             return
         if not json:
             output.console().print(
-                f"queued run {run['id']} ({name} #{run['number']}) on {run['source_branch']} "
-                f"at {run['source_version'][:10]}"
+                f"queued run {run.id} ({name} #{run.number}) on {run.source_branch} at {run.commit}"
             )
         if follow:
-            final = follow_logs(api, run["id"], quiet=json)
+            final = follow_logs(api, run.id, quiet=json)
             if json:
-                output.print_json(api.get(f"/api/v1/runs/{run['id']}"))
+                output.print_json(api.runs.get(run.id).to_dict())
             raise typer.Exit(0 if final in SUCCESSFUL_STATES else 1)
 
 
@@ -152,12 +151,12 @@ def pipelines_permit(
 ) -> None:
     """Allow a pipeline to use a protected resource (remembered for all its runs)."""
     with client() as api:
-        result = api.post(f"/api/v1/pipelines/{name}/permissions", {"resource": resource})
+        result = api.pipelines.permit(name, resource)
     if json:
-        output.print_json(result)
+        output.print_json(result.to_dict())
     else:
         output.console().print(
-            f"pipeline {name} may use {result['resource']}" + ("" if result["granted"] else " (already permitted)")
+            f"pipeline {name} may use {result.resource}" + ("" if result.granted else " (already permitted)")
         )
 
 
@@ -171,11 +170,9 @@ def variables_set(
 ) -> None:
     """Set a pipeline variable outside YAML."""
     with client() as api:
-        row = api.request(
-            "PUT", f"/api/v1/pipelines/{pipeline}/variables/{name}", json={"value": value, "secret": secret}
-        )
+        row = api.pipelines.set_variable(pipeline, name, value, secret=secret)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
         output.console().print(f"set {name} on {pipeline}" + (" (secret)" if secret else ""))
 
@@ -184,9 +181,9 @@ def variables_set(
 def variables_delete(pipeline: str, name: str, json: JSON = False) -> None:
     """Remove a pipeline variable."""
     with client() as api:
-        row = api.delete(f"/api/v1/pipelines/{pipeline}/variables/{name}")
+        row = api.pipelines.delete_variable(pipeline, name)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
         output.console().print(f"deleted {name} from {pipeline}")
 
@@ -195,12 +192,12 @@ def variables_delete(pipeline: str, name: str, json: JSON = False) -> None:
 def variables_list(pipeline: str, json: JSON = False) -> None:
     """Variables of a pipeline (secret values are never shown)."""
     with client() as api:
-        rows = api.get(f"/api/v1/pipelines/{pipeline}")["variables"]
+        rows = api.pipelines.get(pipeline).variables or []
     if json:
-        output.print_json(rows)
+        output.print_json([r.to_dict() for r in rows])
     else:
         output.table(
-            [{**r, "value": "***" if r["secret"] else r["value"]} for r in rows],
+            [{**r.to_dict(), "value": "***" if r.secret else r.value} for r in rows],
             [("name", "NAME"), ("value", "VALUE"), ("secret", "SECRET")],
             empty="no variables",
         )

@@ -28,30 +28,28 @@ def repos_create(
     from mlyard.settings import CliConfig, resolve_home
 
     with client() as api:
-        repo = api.post(
-            "/api/v1/repos", {"name": name, "default_branch": default_branch, "allow_force_push": allow_force_push}
-        )
+        repo = api.repos.create(name, default_branch=default_branch, allow_force_push=allow_force_push)
         pushed = ""
         if from_dir is not None:
             config = CliConfig.load(resolve_home())
             try:
                 pushed = push_directory(
-                    repo["clone_url"],
+                    repo.clone_url,
                     username=config.username,
                     token=api.token,
                     source=from_dir.resolve(),
-                    branch=repo["default_branch"],
+                    branch=repo.default_branch,
                 )
             except MlyardError as exc:
                 _undo_create(api, name, exc)
     if json:
-        output.print_json({**repo, "pushed": pushed})
+        output.print_json({**repo.to_dict(), "pushed": pushed})
         return
     con = output.console()
-    con.print(f"created repository [bold]{repo['name']}[/] (default branch {repo['default_branch']})")
+    con.print(f"created repository [bold]{repo.name}[/] (default branch {repo.default_branch})")
     if pushed:
         con.print(pushed)
-    con.print(f"clone it with: git clone {repo['clone_url']}")
+    con.print(f"clone it with: git clone {repo.clone_url}")
 
 
 def _undo_create(api: object, name: str, cause: Exception) -> None:
@@ -60,7 +58,7 @@ def _undo_create(api: object, name: str, cause: Exception) -> None:
 
     assert isinstance(api, Client)
     try:
-        api.delete(f"/api/v1/repos/{name}")
+        api.repos.delete(name)
         undone = "the repository was removed again"
     except MlyardError as exc:
         undone = f"the empty repository remains ({exc.message}); remove it with `mlyard repos delete {name}`"
@@ -71,7 +69,7 @@ def _undo_create(api: object, name: str, cause: Exception) -> None:
 def repos_list(json: JSON = False) -> None:
     """List repositories."""
     with client() as api:
-        repos = api.get("/api/v1/repos")
+        repos = [repo.to_dict() for repo in api.repos.list()]
     if json:
         output.print_json(repos)
     else:
@@ -91,26 +89,26 @@ def repos_list(json: JSON = False) -> None:
 def repos_show(name: str, json: JSON = False) -> None:
     """Show a repository: default branch, branches, last commit."""
     with client() as api:
-        repo = api.get(f"/api/v1/repos/{name}")
+        repo = api.repos.get(name)
     if json:
-        output.print_json(repo)
+        output.print_json(repo.to_dict())
         return
-    last = repo.get("last_commit")
+    last = repo.last_commit
     output.fields(
         [
-            ("name", repo["name"]),
-            ("clone url", repo["clone_url"]),
-            ("default branch", repo["default_branch"]),
-            ("force push", "allowed" if repo["allow_force_push"] else "rejected"),
+            ("name", repo.name),
+            ("clone url", repo.clone_url),
+            ("default branch", repo.default_branch),
+            ("force push", "allowed" if repo.allow_force_push else "rejected"),
             (
                 "last commit",
                 f"{last['sha'][:10]} {last['subject']} ({last['author']}, {last['date']})" if last else None,
             ),
-            ("tags", repo.get("tags") or None),
+            ("tags", repo.tags or None),
         ]
     )
     output.table(
-        repo.get("branches", []),
+        repo.branches or [],
         [("name", "BRANCH"), ("sha", "HEAD"), ("date", "DATE"), ("subject", "SUBJECT")],
         empty="no branches yet (empty repository)",
     )
@@ -125,15 +123,13 @@ def repos_update(
 ) -> None:
     """Change a repository's settings (admin)."""
     with client() as api:
-        repo = api.patch(
-            f"/api/v1/repos/{name}", {"allow_force_push": allow_force_push, "default_branch": default_branch}
-        )
+        repo = api.repos.update(name, allow_force_push=allow_force_push, default_branch=default_branch)
     if json:
-        output.print_json(repo)
+        output.print_json(repo.to_dict())
     else:
         output.console().print(
-            f"updated {repo['name']}: default branch {repo['default_branch']}, force push "
-            + ("allowed" if repo["allow_force_push"] else "rejected")
+            f"updated {repo.name}: default branch {repo.default_branch}, force push "
+            + ("allowed" if repo.allow_force_push else "rejected")
         )
 
 
@@ -145,24 +141,22 @@ def repos_delete(
     if not yes and not typer.confirm(f"delete repository {name} and all its history?", default=False):
         raise typer.Exit(1)
     with client() as api:
-        repo = api.delete(f"/api/v1/repos/{name}")
+        repo = api.repos.delete(name)
     if json:
-        output.print_json(repo)
+        output.print_json(repo.to_dict())
     else:
-        output.console().print(f"deleted repository {repo['name']}")
+        output.console().print(f"deleted repository {repo.name}")
 
 
 @repos_app.command("events")
 def repos_events(name: str, after: int = 0, limit: int = 100, json: JSON = False) -> None:
     """Push events of a repository, oldest first."""
     with client() as api:
-        rows = api.get(f"/api/v1/repos/{name}/events", after=after, limit=limit)
+        events = api.repos.events(name, after=after, limit=limit)
     if json:
-        output.print_json(rows)
+        output.print_json([event.to_dict() for event in events])
         return
-    for row in rows:
-        row["new"] = row["new_sha"][:10]
-        row["paths"] = len(row["changed_paths"])
+    rows = [{**e.to_dict(), "new": e.new_sha[:10], "paths": len(e.changed_paths)} for e in events]
     output.table(
         rows,
         [
@@ -182,7 +176,7 @@ def repos_events(name: str, after: int = 0, limit: int = 100, json: JSON = False
 def environments_list(json: JSON = False) -> None:
     """List environments."""
     with client() as api:
-        envs = api.get("/api/v1/environments")
+        envs = [env.to_dict() for env in api.environments.list()]
     if json:
         output.print_json(envs)
     else:
@@ -195,7 +189,7 @@ def environments_list(json: JSON = False) -> None:
 def environments_show(name: str, json: JSON = False) -> None:
     """Show an environment's workspace, registry and serving settings."""
     with client() as api:
-        env = api.get(f"/api/v1/environments/{name}")
+        env = api.environments.get(name).to_dict()
     if json:
         output.print_json(env)
     else:
@@ -210,8 +204,8 @@ def environments_create(
 ) -> None:
     """Declare a new environment (admin)."""
     with client() as api:
-        env = api.post("/api/v1/environments", {"name": name, "mlflow_tracking_uri": mlflow_tracking_uri})
+        env = api.environments.create(name, mlflow_tracking_uri=mlflow_tracking_uri)
     if json:
-        output.print_json(env)
+        output.print_json(env.to_dict())
     else:
-        output.console().print(f"created environment {env['name']} (workspace {env['workspace_uri']})")
+        output.console().print(f"created environment {env.name} (workspace {env.workspace_uri})")

@@ -34,13 +34,12 @@ def connections_create(
         "update": update,
     }
     with client() as api:
-        row = api.post("/api/v1/connections", body)
+        row = api.connections.create(body)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
         output.console().print(
-            f"saved service connection {row['name']} ({len(row['settings'])} settings, "
-            f"{len(row['secret_keys'])} secret)"
+            f"saved service connection {row.name} ({len(row.settings)} settings, {len(row.secret_keys)} secret)"
         )
 
 
@@ -48,12 +47,12 @@ def connections_create(
 def connections_list(json: JSON = False) -> None:
     """List service connections (secret values are never shown)."""
     with client() as api:
-        rows = api.get("/api/v1/connections")
+        rows = api.connections.list()
     if json:
-        output.print_json(rows)
+        output.print_json([r.to_dict() for r in rows])
     else:
         output.table(
-            [{**r, "keys": sorted(r["settings"])} for r in rows],
+            [{**r.to_dict(), "keys": sorted(r.settings)} for r in rows],
             [("name", "NAME"), ("type", "TYPE"), ("keys", "SETTINGS"), ("secret_keys", "SECRETS")],
             empty="no service connections",
         )
@@ -63,16 +62,16 @@ def connections_list(json: JSON = False) -> None:
 def connections_show(name: str, json: JSON = False) -> None:
     """Show a service connection."""
     with client() as api:
-        row = api.get(f"/api/v1/connections/{name}")
+        row = api.connections.get(name)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
         output.fields(
             [
-                ("name", row["name"]),
-                ("type", row["type"]),
-                *[(k, v) for k, v in row["settings"].items()],
-                *[(k, "***") for k in row["secret_keys"]],
+                ("name", row.name),
+                ("type", row.type),
+                *[(k, v) for k, v in row.settings.items()],
+                *[(k, "***") for k in row.secret_keys],
             ]
         )
 
@@ -80,11 +79,11 @@ def connections_show(name: str, json: JSON = False) -> None:
 @connections_app.command("delete")
 def connections_delete(name: str, json: JSON = False) -> None:
     with client() as api:
-        row = api.delete(f"/api/v1/connections/{name}")
+        row = api.connections.delete(name)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
-        output.console().print(f"deleted service connection {row['name']}")
+        output.console().print(f"deleted service connection {row.name}")
 
 
 @groups_app.command("create")
@@ -98,22 +97,22 @@ def groups_create(
     """Create a variable group (use it in YAML with `variables: - group: NAME`)."""
     body = {"name": name, "variables": pairs(var, "--var"), "secrets": pairs(secret, "--secret"), "update": update}
     with client() as api:
-        row = api.post("/api/v1/variable-groups", body)
+        row = api.variable_groups.create(body)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
-        output.console().print(f"saved variable group {row['name']}")
+        output.console().print(f"saved variable group {row.name}")
 
 
 @groups_app.command("list")
 def groups_list(json: JSON = False) -> None:
     with client() as api:
-        rows = api.get("/api/v1/variable-groups")
+        rows = api.variable_groups.list()
     if json:
-        output.print_json(rows)
+        output.print_json([r.to_dict() for r in rows])
     else:
         output.table(
-            [{**r, "names": sorted(r["variables"])} for r in rows],
+            [{**r.to_dict(), "names": sorted(r.variables)} for r in rows],
             [("name", "NAME"), ("names", "VARIABLES"), ("secret_variables", "SECRETS")],
             empty="no variable groups",
         )
@@ -122,23 +121,23 @@ def groups_list(json: JSON = False) -> None:
 @groups_app.command("show")
 def groups_show(name: str, json: JSON = False) -> None:
     with client() as api:
-        row = api.get(f"/api/v1/variable-groups/{name}")
+        row = api.variable_groups.get(name)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
         output.fields(
-            [("name", row["name"]), *row["variables"].items(), *[(k, "***") for k in row["secret_variables"]]]
+            [("name", row.name), *row.variables.items(), *[(k, "***") for k in row.secret_variables]]
         )
 
 
 @groups_app.command("delete")
 def groups_delete(name: str, json: JSON = False) -> None:
     with client() as api:
-        row = api.delete(f"/api/v1/variable-groups/{name}")
+        row = api.variable_groups.delete(name)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
-        output.console().print(f"deleted variable group {row['name']}")
+        output.console().print(f"deleted variable group {row.name}")
 
 
 @environments_app.command("set")
@@ -157,14 +156,14 @@ def environments_set(
     """Change an environment's checks and notifications (admin)."""
     if approval not in (None, "required", "none"):
         raise InvalidInput(f"--approval must be 'required' or 'none', not {approval!r}")
-    body = {"approval_required": None if approval is None else approval == "required", "notify_webhook": notify_webhook}
+    required = None if approval is None else approval == "required"
     with client() as api:
-        row = api.patch(f"/api/v1/environments/{name}", body)
+        row = api.environments.update(name, approval_required=required, notify_webhook=notify_webhook)
     if json:
-        output.print_json(row)
+        output.print_json(row.to_dict())
     else:
         output.console().print(
-            f"environment {row['name']}: approval " + ("required" if row["approval_required"] else "not required")
-            + ", notification webhook " + ("set" if row["notify_webhook"] else "none"),
+            f"environment {row.name}: approval " + ("required" if row.approval_required else "not required")
+            + ", notification webhook " + ("set" if row.notify_webhook else "none"),
             markup=False,
         )

@@ -1,8 +1,10 @@
 """`mlyard runs ...`: list, show, logs (live), cancel, permit, approve/reject, artifacts, tests."""
 
+from __future__ import annotations
+
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -10,6 +12,9 @@ from mlyard.cli import output
 from mlyard.cli.context import client
 from mlyard.errors import InvalidInput
 from mlyard.protocol import State
+
+if TYPE_CHECKING:
+    from mlyard.client import Client
 
 runs_app = typer.Typer(help="Pipeline runs: list, show, logs, cancel, permit, approve.", no_args_is_help=True)
 
@@ -41,16 +46,16 @@ def state_text(state: str) -> str:
     return f"[{style}]{state}[/]" if style else state
 
 
-def follow_logs(api: Any, run_id: int, *, step: str | None = None, quiet: bool = False) -> str:
+def follow_logs(api: Client, run_id: int, *, step: str | None = None, quiet: bool = False) -> str:
     """Stream a run's log to stdout until it finishes; returns the final state."""
     state = ""
-    for line in api.stream_lines(f"/api/v1/runs/{run_id}/logs", follow="true", step=step):
+    for line in api.runs.follow_logs(run_id, step=step):
         if line.startswith(f"## run {run_id} "):
             state = line.split()[-1]
         if not quiet:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
-    return state or str(api.get(f"/api/v1/runs/{run_id}")["state"])
+    return state or str(api.runs.get(run_id).state)
 
 
 @runs_app.command("list")
@@ -62,15 +67,19 @@ def runs_list(
 ) -> None:
     """Recent runs, newest first."""
     with client() as api:
-        rows = api.get("/api/v1/runs", pipeline=pipeline, state=state, limit=limit)
+        runs = api.runs.list(pipeline=pipeline, state=state, limit=limit)
     if json:
-        output.print_json(rows)
+        output.print_json([run.to_dict() for run in runs])
         return
-    for row in rows:
-        row["state"] = output.styled(row["state"], STATE_STYLE.get(row["state"], ""))
-        row["commit"] = row["source_version"][:10]
-        errors = row.get("errors") or []
-        row["error"] = errors[0] + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else "") if errors else ""
+    rows = [
+        {
+            **run.to_dict(),
+            "state": output.styled(run.state, STATE_STYLE.get(run.state, "")),
+            "commit": run.commit,
+            "error": run.first_error,
+        }
+        for run in runs
+    ]
     columns = [
         ("id", "RUN"),
         ("pipeline", "PIPELINE"),
@@ -91,41 +100,39 @@ def runs_list(
 def runs_show(run_id: int, json: JSON = False) -> None:
     """A run as a tree of stages, jobs and steps with states and durations."""
     with client() as api:
-        run = api.get(f"/api/v1/runs/{run_id}")
+        run = api.runs.get(run_id)
     if json:
-        output.print_json(run)
+        output.print_json(run.to_dict())
         return
     from rich.markup import escape
     from rich.tree import Tree
 
     head = (
-        f"run {run['id']}: {escape(run['pipeline'])} #{run['number']} ({run['build_number'] or '-'}) "
-        f"{state_text(run['state'])} {_secs(run['duration_seconds'])}"
+        f"run {run.id}: {escape(run.pipeline)} #{run.number} ({run.build_number or '-'}) "
+        f"{state_text(run.state)} {_secs(run.duration_seconds)}"
     )
     tree = Tree(head)
-    tree.add(
-        f"{run['reason']} on {run['source_branch']} at {run['source_version'][:10]} by {run['requested_for'] or '-'}"
-    )
-    if run["message"]:
-        tree.add(f"[yellow]{escape(run['message'])}[/]")
-    for stage in run["stages"]:
+    tree.add(f"{run.reason} on {run.source_branch} at {run.commit} by {run.requested_for or '-'}")
+    if run.message:
+        tree.add(f"[yellow]{escape(run.message)}[/]")
+    for stage in run.stages:
         s_node = tree.add(
-            f"stage {escape(stage['display_name'])} {state_text(stage['state'])} {_secs(stage['duration_seconds'])}"
+            f"stage {escape(stage.display_name)} {state_text(stage.state)} {_secs(stage.duration_seconds)}"
         )
-        for job in stage["jobs"]:
-            extra = f" - {escape(job['message'])}" if job["message"] else ""
+        for job in stage.jobs:
+            extra = f" - {escape(job.message)}" if job.message else ""
             j_node = s_node.add(
-                f"job {escape(job['display_name'])} {state_text(job['state'])} {_secs(job['duration_seconds'])}{extra}"
+                f"job {escape(job.display_name)} {state_text(job.state)} {_secs(job.duration_seconds)}{extra}"
             )
-            for step in job["steps"]:
-                issues = "".join(f"\n  {i['type']}: {escape(i['message'])}" for i in step["issues"])
-                label = f"{escape(step['display_name'])} {state_text(step['state'])}"
-                j_node.add(f"{label} {_secs(step['duration_seconds'])}{issues}")
-    if run["tests"]:
-        t = run["tests"]
-        tree.add(f"tests: {t['passed']} passed, {t['failed']} failed, {t['skipped']} skipped")
-    if run["artifacts"]:
-        tree.add(f"artifacts: {', '.join(run['artifacts'])}")
+            for step in job.steps:
+                issues = "".join(f"\n  {i['type']}: {escape(i['message'])}" for i in step.issues)
+                label = f"{escape(step.display_name)} {state_text(step.state)}"
+                j_node.add(f"{label} {_secs(step.duration_seconds)}{issues}")
+    if run.tests:
+        t = run.tests
+        tree.add(f"tests: {t.passed} passed, {t.failed} failed, {t.skipped} skipped")
+    if run.artifacts:
+        tree.add(f"artifacts: {', '.join(run.artifacts)}")
     output.console().print(tree)
 
 
@@ -144,7 +151,7 @@ def runs_logs(
         if follow:
             follow_logs(api, run_id, step=step)
             return
-        text = api.text(f"/api/v1/runs/{run_id}/logs", step=step)
+        text = api.runs.logs(run_id, step=step)
     sys.stdout.write(text)
 
 
@@ -152,9 +159,9 @@ def runs_logs(
 def runs_cancel(run_id: int, json: JSON = False) -> None:
     """Cancel a run: running steps are killed, pending ones do not start."""
     with client() as api:
-        run = api.post(f"/api/v1/runs/{run_id}/cancel")
+        run = api.runs.cancel(run_id)
     if json:
-        output.print_json(run)
+        output.print_json(run.to_dict())
     else:
         output.console().print(f"cancel requested for run {run_id}")
 
@@ -163,11 +170,11 @@ def runs_cancel(run_id: int, json: JSON = False) -> None:
 def runs_permit(run_id: int, json: JSON = False) -> None:
     """Grant every protected resource the run waits for (remembered for its pipeline)."""
     with client() as api:
-        result = api.post(f"/api/v1/runs/{run_id}/permit")
+        result = api.runs.permit(run_id)
     if json:
-        output.print_json(result)
+        output.print_json(result.to_dict())
     else:
-        granted = ", ".join(result["granted"]) or "nothing (it was not waiting for permission)"
+        granted = ", ".join(result.granted) or "nothing (it was not waiting for permission)"
         output.console().print(f"run {run_id}: granted {granted}")
 
 
@@ -185,11 +192,11 @@ def runs_reject(run_id: int, comment: str = "", json: JSON = False) -> None:
 
 def _decide(run_id: int, action: str, comment: str, json: bool) -> None:
     with client() as api:
-        result = api.post(f"/api/v1/runs/{run_id}/{action}", {"comment": comment})
+        result = api.runs.decide(run_id, action, comment)
     if json:
-        output.print_json(result)
+        output.print_json(result.to_dict())
     else:
-        output.console().print(f"run {run_id}: {action}d {', '.join(result['jobs'])}")
+        output.console().print(f"run {run_id}: {action}d {', '.join(result.jobs)}")
 
 
 @runs_app.command("artifacts")
@@ -201,15 +208,17 @@ def runs_artifacts(
     import tarfile
 
     with client() as api:
-        rows = api.get(f"/api/v1/runs/{run_id}/artifacts")
-        if download is not None:
-            for row in rows:
-                data = api.get_bytes(f"/api/v1/runs/{run_id}/artifacts/{row['name']}")
-                target = download / row["name"]
+        rows = []
+        for artifact in api.runs.artifacts(run_id):
+            row = artifact.to_dict()
+            if download is not None:
+                data = api.runs.artifact(run_id, artifact.name)
+                target = download / artifact.name
                 target.mkdir(parents=True, exist_ok=True)
                 with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
                     tar.extractall(target, filter="data")
                 row["path"] = str(target)
+            rows.append(row)
     if json:
         output.print_json(rows)
     else:
@@ -225,18 +234,18 @@ def runs_artifacts(
 def runs_tests(run_id: int, json: JSON = False) -> None:
     """The run's test summary (from PublishTestResults@2)."""
     with client() as api:
-        result = api.get(f"/api/v1/runs/{run_id}/tests")
+        result = api.runs.tests(run_id)
     if json:
-        output.print_json(result)
+        output.print_json(result.to_dict())
         return
-    tests = result["tests"]
+    tests = result.tests
     if not tests:
         output.console().print(f"run {run_id} published no test results")
         return
     output.console().print(
-        f"{tests['total']} tests: {tests['passed']} passed, {tests['failed']} failed, {tests['skipped']} skipped"
+        f"{tests.total} tests: {tests.passed} passed, {tests.failed} failed, {tests.skipped} skipped"
     )
-    for failure in tests["failures"]:
+    for failure in tests.failures:
         output.console().print(
             f"  [red]failed[/] {failure.get('classname', '')}.{failure.get('name', '')}: {failure.get('message', '')}",
             markup=True,

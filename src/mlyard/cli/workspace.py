@@ -154,17 +154,17 @@ def _ls_all(json: bool) -> None:
     from mlyard.errors import MlyardError
 
     with client() as api:
-        envs = api.get("/api/v1/environments")
+        envs = api.environments.list()
     rows: list[dict[str, Any]] = []
     for env in envs:
         try:
-            deployed = _open(env["workspace_uri"]).deployments()
+            deployed = _open(env.workspace_uri).deployments()
         except MlyardError as exc:
             from rich.markup import escape
 
-            output.err_console().print(f"[yellow]warning:[/] environment {env['name']}: {escape(exc.message)}")
+            output.err_console().print(f"[yellow]warning:[/] environment {env.name}: {escape(exc.message)}")
             continue
-        rows.extend({"environment": env["name"], **row} for row in deployed)
+        rows.extend({"environment": env.name, **row} for row in deployed)
     if json:
         output.print_json(rows)
         return
@@ -193,7 +193,7 @@ def _server_uri(env: str) -> str:
 
     check_env_name(env)
     with client() as api:
-        return str(api.get(f"/api/v1/environments/{env}")["workspace_uri"])
+        return str(api.environments.get(env).workspace_uri)
 
 
 def _open(uri: str) -> "Workspace":

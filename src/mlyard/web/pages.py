@@ -21,6 +21,7 @@ from mlyard.protocol import FINAL_STATES, State
 from mlyard.services import deployments, environments, models, pipelines, repos, runs
 from mlyard.services.auth import Principal, authenticate
 from mlyard.services.platform import Platform
+from mlyard.views import PipelineView, RunSummary, RunView
 
 HERE = Path(__file__).parent
 COOKIE = "mlyard_token"
@@ -194,32 +195,32 @@ def stylesheet() -> FileResponse:
 def _home(request: Request, platform: Platform) -> dict[str, Any]:
     return {
         "template": "home.html",
-        "pipelines": pipelines.list_pipelines(platform),
-        "runs": runs.list_runs(platform, limit=20),
+        "pipelines": [PipelineView.from_dict(p) for p in pipelines.list_pipelines(platform)],
+        "runs": [RunSummary.from_dict(r) for r in runs.list_runs(platform, limit=20)],
     }
 
 
 def _pipeline(request: Request, platform: Platform, name: str) -> dict[str, Any]:
     return {
         "template": "pipeline.html",
-        "pipeline": pipelines.show_pipeline(platform, name),
-        "runs": runs.list_runs(platform, pipeline=name, limit=100),
+        "pipeline": PipelineView.from_dict(pipelines.show_pipeline(platform, name)),
+        "runs": [RunSummary.from_dict(r) for r in runs.list_runs(platform, pipeline=name, limit=100)],
     }
 
 
 def _run(request: Request, platform: Platform, run_id: str) -> dict[str, Any]:
     step = request.query_params.get("step") or None
-    doc = runs.show_run(platform, _run_id(run_id))
-    log = runs.read_logs(platform, doc["id"], step=step)
+    doc = RunView.from_dict(runs.show_run(platform, _run_id(run_id)))
+    log = runs.read_logs(platform, doc.id, step=step)
     if len(log) > LOG_LIMIT:
-        log = f"... (the first {len(log) - LOG_LIMIT} characters are left out: `mlyard runs logs {doc['id']}`)\n" + log[
+        log = f"... (the first {len(log) - LOG_LIMIT} characters are left out: `mlyard runs logs {doc.id}`)\n" + log[
             -LOG_LIMIT:
         ]
-    pending = any(job["approval"] == "pending" for stage in doc["stages"] for job in stage["jobs"])
-    return {"template": "run.html", "run": doc, "log": log, "step": step, "final": doc["state"] in FINAL_STATES,
+    pending = any(job.approval == "pending" for job in doc.jobs)
+    return {"template": "run.html", "run": doc, "log": log, "step": step, "final": doc.state in FINAL_STATES,
             "pending_approval": pending,
             # a waiting run changes only when somebody acts: no refresh that would wipe a comment being typed
-            "refresh": 3 if doc["state"] not in FINAL_STATES | {State.WAITING} else None}  # fmt: skip
+            "refresh": 3 if doc.state not in FINAL_STATES | {State.WAITING} else None}  # fmt: skip
 
 
 def _repos(request: Request, platform: Platform) -> dict[str, Any]:
