@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 from mlyard.errors import OperationFailed
 
 BWRAP_ENV = "MLYARD_BWRAP"
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the folder `import mlyard` finds it in
 PROBE_SECONDS = 10
 # Variables of the agent's own environment that user code gets; everything else is dropped.
 PASSED_VARIABLES = ("PATH", "LANG", "LANGUAGE", "TZ", "TERM", "USER", "LOGNAME")
@@ -132,9 +133,11 @@ class Sandbox:
         return [*args, "--chdir", str(cwd), "--", *argv]
 
     def _runtime(self) -> list[Path]:
-        """This Python's installation, when a hidden path or /tmp would cover it (a venv in /tmp)."""
+        """This Python's installation and the folder mlyard is imported from (a checkout installed in
+        editable mode), when a hidden path or /tmp would cover them (a clone and its venv in /tmp)."""
         covered = (*self.hidden, Path("/tmp"))
-        prefixes = dict.fromkeys(Path(prefix).resolve() for prefix in (sys.prefix, sys.base_prefix))
+        roots = (sys.prefix, sys.base_prefix, PACKAGE_ROOT)
+        prefixes = dict.fromkeys(Path(root).resolve() for root in roots)
         return [path for path in prefixes if any(path.is_relative_to(top) for top in covered)]
 
 

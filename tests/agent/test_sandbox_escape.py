@@ -5,10 +5,13 @@ in CI and in many containers), where bubblewrap would otherwise keep root's capa
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
+import mlyard
 from mlyard.sandbox import Sandbox, passed_environment
 
 SECRET = "hidden-by-the-sandbox-77c1"
@@ -37,3 +40,21 @@ def test_a_step_holds_no_capability_and_cannot_unmount_what_hides_the_home(tmp_p
     assert SECRET not in out
     assert not escaped.exists()
     assert os.path.ismount(work / "m") is False
+
+
+def test_a_checkout_of_mlyard_under_tmp_stays_importable_in_the_sandbox(tmp_path: Path) -> None:
+    """A clone installed in editable mode under /tmp (as CI and a fresh clone may be) is imported from
+    there: the sandbox's private /tmp must not hide it from steps that run `python -m mlyard ...`."""
+    copy = tmp_path / "clone" / "src"
+    package = Path(mlyard.__file__).resolve().parent
+    shutil.copytree(package, copy / "mlyard", ignore=shutil.ignore_patterns("__pycache__"))
+    inner = f"import sys; sys.path.insert(0, {str(copy)!r}); import mlyard; print('imported', mlyard.__file__)"
+    outer = (
+        f"import subprocess, sys; sys.path.insert(0, {str(copy)!r}); from pathlib import Path\n"
+        "from mlyard.sandbox import Sandbox, passed_environment\n"
+        f"argv = Sandbox.detect().command([sys.executable, '-c', {inner!r}], cwd=Path('/'), work=[])\n"
+        "done = subprocess.run(argv, env=passed_environment(), capture_output=True, text=True, timeout=60)\n"
+        "print(done.stdout, done.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", outer], capture_output=True, text=True, timeout=120, check=False)
+    assert f"imported {copy / 'mlyard' / '__init__.py'}" in done.stdout, done.stdout + done.stderr
