@@ -29,6 +29,7 @@ from mlyard.api.routes import resources as resources_routes
 from mlyard.api.routes import workspace_jobs as workspace_jobs_routes
 from mlyard.background.endpoints import FrontProxies
 from mlyard.background.local_agents import MARK_VARIABLE, LocalAgents, kill_orphans
+from mlyard.ci.orchestrator import Orchestrator
 from mlyard.db.engine import upgrade
 from mlyard.errors import AuthenticationError, InvalidInput
 from mlyard.git.smart_http import GitHttpApp
@@ -37,7 +38,6 @@ from mlyard.services import deployments, events, runs, workspace_jobs
 from mlyard.services.auth import Credentials, authenticate_header, local_agent_token, parse_authorization
 from mlyard.services.bootstrap import is_initialised
 from mlyard.services.jobs import JOB_TOKEN_PREFIX, job_repo_access
-from mlyard.services.orchestrator import Orchestrator
 from mlyard.services.platform import Platform, open_platform
 from mlyard.settings import Settings
 from mlyard.web import pages as web_pages

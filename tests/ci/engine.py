@@ -17,12 +17,13 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 from sqlalchemy import select
 
+from mlyard.ci import triggers
+from mlyard.ci.orchestrator import Orchestrator
 from mlyard.db.engine import transaction, upgrade
 from mlyard.db.tables import Run, RunJob, RunStage, User
 from mlyard.protocol import JobOutcome
-from mlyard.services import events, jobs, pipelines, repos, runs, triggers
+from mlyard.services import events, jobs, pipelines, repos, runs
 from mlyard.services.auth import SCOPES, Principal
-from mlyard.services.orchestrator import Orchestrator
 from mlyard.services.platform import Platform, open_platform
 from mlyard.settings import Settings
 from tests.conftest import Git

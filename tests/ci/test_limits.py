@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mlyard.ci.orchestrator import Orchestrator
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Environment, Pipeline
 from mlyard.pipelines import PipelineError, compile_pipeline, load_pipeline
@@ -17,7 +18,6 @@ from mlyard.pipelines.limits import MAX_COMPILE_SECONDS, MAX_EXPANDED_NODES, MAX
 from mlyard.protocol import JobOutcome
 from mlyard.services import jobs, resources, runs
 from mlyard.services.environments import add_environment
-from mlyard.services.orchestrator import Orchestrator
 from tests.ci.engine import ADMIN, AGENT, Engine
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ci"

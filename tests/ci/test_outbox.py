@@ -8,10 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import select
 
+from mlyard.ci import triggers
 from mlyard.db.engine import transaction
 from mlyard.db.tables import PushEvent, Run
 from mlyard.pipelines.limits import MAX_YAML_BYTES
-from mlyard.services import runs, triggers
+from mlyard.services import runs
 from tests.ci.engine import ADMIN, Engine
 
 PIPELINE = "trigger:\n  branches:\n    include: ['*']\nsteps:\n- script: echo hi\n"

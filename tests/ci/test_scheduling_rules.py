@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from mlyard.ci import plan_store
+from mlyard.ci.orchestrator import Orchestrator
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Run
 from mlyard.errors import Conflict
 from mlyard.pipelines import Plan, predefined
 from mlyard.protocol import JobOutcome
 from mlyard.services import jobs, pipelines, resources, runs
-from mlyard.services.orchestrator import Orchestrator
 from tests.ci.engine import ADMIN, Engine
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ci"

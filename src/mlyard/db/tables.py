@@ -152,7 +152,7 @@ class PushEvent(Base):
     changed_paths: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     # The trigger outbox: null until the orchestrator evaluated the triggers and created the runs,
-    # in the same transaction (services/triggers.py).
+    # in the same transaction (ci/triggers.py).
     triggered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
 
 

@@ -5,7 +5,7 @@ one transaction and removes the record. The unique (push_id, seq) key makes a se
 the same record (after a crash between commit and removal) a no-op, and `recover` ingests what
 a killed server left behind. Each event row starts "not yet triggered" (`triggered_at` null): the
 orchestrator triggers it later and marks it in the transaction that creates its runs (the trigger
-outbox, services/triggers.py). Listeners are only woken after the commit; the git client never waits
+outbox, ci/triggers.py). Listeners are only woken after the commit; the git client never waits
 for trigger evaluation.
 
 Test hook: with `MLYARD_TEST_EXIT_AFTER_INGEST=1` in its environment the server process exits at once

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mlyard.ci import logs, plan_store, states
+from mlyard.ci.orchestrator import Orchestrator, run_facts
 from mlyard.ci.queue import JOB_TOKEN_PREFIX, JobQueue, secret_values, token_hash
 from mlyard.ci.scheduler import job_dependency, run_variables, stage_job_dependencies
 from mlyard.db.engine import transaction
@@ -32,7 +33,6 @@ from mlyard.pipelines.predefined import JobFacts, job_variables
 from mlyard.protocol import Connection as ConnectionSpec
 from mlyard.protocol import JobOutcome, JobSpec, Repository, StepSpec, agent_name_problem
 from mlyard.services import pipelines, resources, secrets
-from mlyard.services.orchestrator import Orchestrator, run_facts
 from mlyard.services.platform import Platform
 
 _ARTIFACT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$")

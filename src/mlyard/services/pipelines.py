@@ -9,11 +9,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
+from mlyard.ci import sources
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Permission, Pipeline, PipelineVariable, Repo, Run
 from mlyard.errors import Conflict, NotFound, PermissionDenied
 from mlyard.names import check_folder, check_pipeline_name, check_repo_name, check_variable_name
-from mlyard.services import audit, secrets, sources
+from mlyard.services import audit, secrets
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
 

@@ -24,7 +24,7 @@ class Platform:
     sessions: sessionmaker[Session]
     push_listeners: list[Listener] = field(default_factory=list)
     deployments: DeploymentRuntime = field(default_factory=DeploymentRuntime)  # scoring servers of this process
-    orchestrator: Any = None  # the scheduler (services.orchestrator.Orchestrator) when a server runs
+    orchestrator: Any = None  # the scheduler (ci.orchestrator.Orchestrator) when a server runs
     login_failures: LoginFailures = field(default_factory=LoginFailures)  # failed logins per client address
     _secret_key: bytes | None = field(default=None, repr=False)
 

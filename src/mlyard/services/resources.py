@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mlyard.ci.permissions import exists, permitted
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Connection, Environment, Permission, VariableGroup
 from mlyard.errors import Conflict, InvalidInput, NotFound
@@ -166,20 +167,6 @@ def connection_settings(platform: Platform, session: Session, name: str) -> tupl
 def group_values(platform: Platform, session: Session, name: str) -> tuple[dict[str, str], dict[str, str]]:
     _row, plain, secret = GROUPS.values(platform, session, name)
     return plain, secret
-
-
-def exists(session: Session, kind: str, name: str) -> bool:
-    tables: dict[str, type[Connection] | type[VariableGroup] | type[Environment]] = {
-        "connection": Connection, "variablegroup": VariableGroup, "environment": Environment,
-    }  # fmt: skip
-    table = tables[kind]
-    return session.scalars(select(table.id).where(table.name == name)).first() is not None
-
-
-def permitted(session: Session, pipeline_id: int) -> set[tuple[str, str]]:
-    return {
-        (p.kind, p.resource) for p in session.scalars(select(Permission).where(Permission.pipeline_id == pipeline_id))
-    }
 
 
 def grant(session: Session, pipeline_id: int, kind: str, name: str, *, actor: str) -> bool:

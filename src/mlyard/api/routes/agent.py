@@ -10,11 +10,11 @@ from fastapi.responses import FileResponse, Response
 
 from mlyard.api.deps import JobId, get_platform, requires
 from mlyard.api.schemas import ClaimRequest, LogBatch, Outcome, StepReport
+from mlyard.ci.orchestrator import Orchestrator
 from mlyard.db.tables import RunJob
 from mlyard.protocol import JobOutcome
 from mlyard.services import jobs
 from mlyard.services.auth import LOCAL_AGENT_USER, Principal
-from mlyard.services.orchestrator import Orchestrator
 from mlyard.services.platform import Platform
 
 router = APIRouter(prefix="/agent", tags=["agent"])

@@ -1,6 +1,6 @@
 """The scheduler: moves runs forward. Idempotent `advance(run)`; one lock; woken by events.
 
-pending push events -> runs (the trigger outbox, services/triggers.py); queued run -> compile the
+pending push events -> runs (the trigger outbox, ci/triggers.py); queued run -> compile the
 YAML of its commit (templates from the same commit) in a compile thread, outside the lock, bounded by
 the limits of pipelines/limits.py -> stages, jobs and steps rows -> wait for permission to protected
 resources -> running: stages and jobs start when their dependencies are final and their condition
@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mlyard.ci import plan_store, states
+from mlyard.ci import permissions, plan_store, sources, states, triggers
+from mlyard.ci.host import Host
 from mlyard.ci.queue import AGENT_LOST, JobQueue
 from mlyard.ci.scheduler import schedule, skip_steps
 from mlyard.db.engine import transaction
@@ -28,15 +29,13 @@ from mlyard.errors import MlyardError
 from mlyard.pipelines import PipelineError, Plan, predefined
 from mlyard.pipelines.predefined import RunFacts
 from mlyard.protocol import LOCAL_AGENT_NAME
-from mlyard.services import resources, sources, triggers
-from mlyard.services.platform import Platform
 
 log = logging.getLogger("mlyard.orchestrator")
 COMPILE_WORKERS = 2
 
 
 class Orchestrator:
-    def __init__(self, platform: Platform) -> None:
+    def __init__(self, platform: Host) -> None:
         self.platform = platform
         self.lock = threading.RLock()
         self.wake = threading.Event()
@@ -207,7 +206,7 @@ class Orchestrator:
     def _resources_ready(self, session: Session, run: Run) -> bool:
         doc = run.plan or {}
         needed = plan_store.resources(doc)
-        missing = [f"{k}:{n}" for k, n in needed if not resources.exists(session, k, n)]
+        missing = [f"{k}:{n}" for k, n in needed if not permissions.exists(session, k, n)]
         if missing:
             run.message = (
                 f"the pipeline uses {', '.join(missing)}, which does not exist; create it "
@@ -215,7 +214,7 @@ class Orchestrator:
             )
             _finish_unstarted(session, run, states.FAILED, run.message)
             return False
-        granted = resources.permitted(session, run.pipeline_id)
+        granted = permissions.permitted(session, run.pipeline_id)
         waiting = [f"{k}:{n}" for k, n in needed if (k, n) not in granted]
         run.waiting_for = waiting
         if waiting:
@@ -289,7 +288,7 @@ def _finish_unstarted(session: Session, run: Run, state: str, message: str) -> N
     states.transition(run, state)
 
 
-def run_facts(platform: Platform, run: Run, pipeline: Pipeline) -> RunFacts:
+def run_facts(platform: Host, run: Run, pipeline: Pipeline) -> RunFacts:
     return RunFacts(
         run_id=run.id,
         reason=run.reason,
@@ -303,7 +302,7 @@ def run_facts(platform: Platform, run: Run, pipeline: Pipeline) -> RunFacts:
     )
 
 
-def compile_context(platform: Platform, run: Run, pipeline: Pipeline) -> dict[str, str]:
+def compile_context(platform: Host, run: Run, pipeline: Pipeline) -> dict[str, str]:
     """Predefined variables known when the run is compiled (visible to ${{ variables.X }})."""
     return predefined.run_variables(run_facts(platform, run, pipeline))
 

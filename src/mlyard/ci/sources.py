@@ -10,31 +10,31 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mlyard.ci.host import Host
 from mlyard.errors import InvalidInput, NotFound, OperationFailed
 from mlyard.git import repos as git
 from mlyard.pipelines import Pipeline, PipelineError, Plan, compile_pipeline, load_pipeline
-from mlyard.services.platform import Platform
 
 
-def bare_repo(platform: Platform, repo: str) -> Path:
+def bare_repo(platform: Host, repo: str) -> Path:
     return git.repo_path(platform.settings.repos_dir, repo)
 
 
-def resolve_commit(platform: Platform, repo: str, rev: str) -> str:
+def resolve_commit(platform: Host, repo: str, rev: str) -> str:
     sha = git.resolve(bare_repo(platform, repo), rev)
     if sha is None:
         raise NotFound(f"no commit {rev!r} in repository {repo!r}")
     return sha
 
 
-def read_yaml(platform: Platform, repo: str, commit: str, yaml_path: str) -> str:
+def read_yaml(platform: Host, repo: str, commit: str, yaml_path: str) -> str:
     data = git.read_file(bare_repo(platform, repo), commit, yaml_path)
     if data is None:
         raise NotFound(f"{yaml_path} does not exist in repository {repo!r} at {commit[:10]}")
     return data.decode("utf-8", "replace")
 
 
-def load_at(platform: Platform, repo: str, commit: str, yaml_path: str) -> Pipeline:
+def load_at(platform: Host, repo: str, commit: str, yaml_path: str) -> Pipeline:
     """The pipeline file as it is in `commit` (no templates resolved yet)."""
     text = read_yaml(platform, repo, commit, yaml_path)
     return load_pipeline(text, name=yaml_path)
@@ -45,7 +45,7 @@ class RepoContentError(InvalidInput):
 
 
 @contextmanager
-def tree_at(platform: Platform, repo: str, commit: str) -> Iterator[Path]:
+def tree_at(platform: Host, repo: str, commit: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="mlyard-tree-") as tmp:
         try:
             git.export_tree(bare_repo(platform, repo), commit, Path(tmp))
@@ -76,7 +76,7 @@ def _unsafe(exc: tarfile.TarError) -> str:
 
 
 def compile_at(
-    platform: Platform,
+    platform: Host,
     repo: str,
     commit: str,
     yaml_path: str,

@@ -21,15 +21,14 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from mlyard.ci import states
+from mlyard.ci import sources, states
+from mlyard.ci.host import Host
+from mlyard.ci.runs import new_run
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Pipeline, PushEvent, Run
 from mlyard.errors import NotFound
 from mlyard.git.repos import ZERO_SHA
 from mlyard.pipelines import PipelineError, trigger_decision
-from mlyard.services import sources
-from mlyard.services.platform import Platform
-from mlyard.services.runs import new_run
 
 log = logging.getLogger("mlyard.triggers")
 BATCH = 50  # pending events read at once
@@ -76,7 +75,7 @@ def pending(session: Session, limit: int = BATCH) -> list[PendingEvent]:
     ]
 
 
-def trigger_pending(platform: Platform) -> list[int]:
+def trigger_pending(platform: Host) -> list[int]:
     """Trigger every pending push event, oldest first; returns the ids of the runs created."""
     created: list[int] = []
     failed: set[int] = set()
@@ -94,7 +93,7 @@ def trigger_pending(platform: Platform) -> list[int]:
     return created
 
 
-def trigger_event(platform: Platform, event: PendingEvent) -> list[int]:
+def trigger_event(platform: Host, event: PendingEvent) -> list[int]:
     """Evaluate the triggers of one event and, in one transaction, mark it and create its runs."""
     outcomes: list[Outcome] = []
     if event.new_sha != ZERO_SHA:
@@ -122,7 +121,7 @@ def trigger_event(platform: Platform, event: PendingEvent) -> list[int]:
     return created
 
 
-def evaluate(platform: Platform, event: PendingEvent, pipeline_id: int, name: str, yaml_path: str) -> Outcome:
+def evaluate(platform: Host, event: PendingEvent, pipeline_id: int, name: str, yaml_path: str) -> Outcome:
     try:
         loaded = sources.load_at(platform, event.repo, event.new_sha, yaml_path)
     except NotFound:  # the pipeline's file is not in this commit: nothing to run
