@@ -16,6 +16,7 @@ from mlyard.names import check_folder, check_pipeline_name, check_repo_name, che
 from mlyard.services import audit, secrets, sources
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
+from mlyard.views import RunBrief, state
 
 
 def create_pipeline(
@@ -115,7 +116,7 @@ def show_pipeline(platform: Platform, name: str) -> dict[str, Any]:
             )
         ]
         recent = session.scalars(select(Run).where(Run.pipeline_id == row.id).order_by(Run.id.desc()).limit(10))
-        info["recent_runs"] = [run_brief(r) for r in recent]
+        info["recent_runs"] = [run_brief(r).to_dict() for r in recent]
         return info
 
 
@@ -215,16 +216,17 @@ def pipeline_dict(row: Pipeline, last: Run | None) -> dict[str, Any]:
         "created_by": row.created_by,
         "owner": row.owner.username if row.owner is not None else None,
         "created_at": row.created_at.isoformat(),
-        "last_run": run_brief(last) if last else None,
+        "last_run": run_brief(last).to_dict() if last else None,
     }
 
 
-def run_brief(run: Run) -> dict[str, Any]:
+def run_fields(run: Run) -> dict[str, Any]:
+    """The fields of a run's brief, as keyword arguments of `RunBrief` and the views extending it."""
     return {
         "id": run.id,
         "number": run.number,
         "build_number": run.build_number,
-        "state": run.state,
+        "state": state(run.state),
         "reason": run.reason,
         "source_branch": run.source_branch,
         "source_version": run.source_version,
@@ -232,3 +234,7 @@ def run_brief(run: Run) -> dict[str, Any]:
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "errors": list(run.errors or []),  # file:line:col diagnostics of an invalid pipeline
     }
+
+
+def run_brief(run: Run) -> RunBrief:
+    return RunBrief(**run_fields(run))
