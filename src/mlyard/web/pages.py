@@ -21,7 +21,6 @@ from mlyard.protocol import FINAL_STATES, State
 from mlyard.services import deployments, environments, models, pipelines, repos, runs
 from mlyard.services.auth import Principal, authenticate
 from mlyard.services.platform import Platform
-from mlyard.views import PipelineView
 
 HERE = Path(__file__).parent
 COOKIE = "mlyard_token"
@@ -195,7 +194,7 @@ def stylesheet() -> FileResponse:
 def _home(request: Request, platform: Platform) -> dict[str, Any]:
     return {
         "template": "home.html",
-        "pipelines": [PipelineView.from_dict(p) for p in pipelines.list_pipelines(platform)],
+        "pipelines": pipelines.list_pipelines(platform),
         "runs": runs.list_runs(platform, limit=20),
     }
 
@@ -203,7 +202,7 @@ def _home(request: Request, platform: Platform) -> dict[str, Any]:
 def _pipeline(request: Request, platform: Platform, name: str) -> dict[str, Any]:
     return {
         "template": "pipeline.html",
-        "pipeline": PipelineView.from_dict(pipelines.show_pipeline(platform, name)),
+        "pipeline": pipelines.show_pipeline(platform, name),
         "runs": runs.list_runs(platform, pipeline=name, limit=100),
     }
 

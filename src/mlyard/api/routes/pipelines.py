@@ -27,7 +27,7 @@ def list_pipelines(
     _: Principal = Depends(requires("repo:read")),
     platform: Platform = Depends(get_platform),
 ) -> list[dict[str, Any]]:
-    return pipelines.list_pipelines(platform, folder=folder, repo=repo)
+    return [pipeline.to_dict() for pipeline in pipelines.list_pipelines(platform, folder=folder, repo=repo)]
 
 
 @router.post("/pipelines", status_code=201)
@@ -38,21 +38,21 @@ def create_pipeline(
 ) -> dict[str, Any]:
     return pipelines.create_pipeline(
         platform, principal, name=body.name, repo=body.repo, yaml_path=body.yaml, folder=body.folder
-    )
+    ).to_dict()
 
 
 @router.get("/pipelines/{name}")
 def show_pipeline(
     name: str, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
-    return pipelines.show_pipeline(platform, name)
+    return pipelines.show_pipeline(platform, name).to_dict()
 
 
 @router.delete("/pipelines/{name}")
 def delete_pipeline(
     name: str, principal: Principal = Depends(requires("repo:write")), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
-    return pipelines.delete_pipeline(platform, principal, name)
+    return pipelines.delete_pipeline(platform, principal, name).to_dict()
 
 
 @router.post("/pipelines/{name}/runs", status_code=201)
@@ -81,7 +81,7 @@ def set_variable(
     principal: Principal = Depends(requires("repo:write")),
     platform: Platform = Depends(get_platform),
 ) -> dict[str, Any]:
-    return pipelines.set_variable(platform, principal, name, variable, body.value, secret=body.secret)
+    return pipelines.set_variable(platform, principal, name, variable, body.value, secret=body.secret).to_dict()
 
 
 @router.delete("/pipelines/{name}/variables/{variable}")
@@ -91,7 +91,7 @@ def delete_variable(
     principal: Principal = Depends(requires("repo:write")),
     platform: Platform = Depends(get_platform),
 ) -> dict[str, Any]:
-    return pipelines.delete_variable(platform, principal, name, variable)
+    return pipelines.delete_variable(platform, principal, name, variable).to_dict()
 
 
 @router.post("/pipelines/{name}/permissions")
