@@ -159,7 +159,7 @@ def _creator_credentials(platform: Platform, admin: Principal) -> list[str]:
     token = auth.replace_token(platform, username=CREATOR_USER, name="ml-project-creator",
                                scopes=["repo:write", "pipelines:run"], actor=admin.username)
     pipelines.set_variable(platform, admin, CREATOR_PIPELINE, "GIT_USERNAME", CREATOR_USER)
-    pipelines.set_variable(platform, admin, CREATOR_PIPELINE, "GIT_ACCESS_TOKEN", token["token"], secret=True)
+    pipelines.set_variable(platform, admin, CREATOR_PIPELINE, "GIT_ACCESS_TOKEN", str(token.token), secret=True)
     return ["GIT_USERNAME", "GIT_ACCESS_TOKEN"]
 
 
