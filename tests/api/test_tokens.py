@@ -91,7 +91,7 @@ def test_infra_sync_replaces_the_creator_token_it_gives_again(tmp_path: Path) ->
         admin = infrastructure.admin_principal(platform)
         pipelines.delete_variable(platform, admin, infrastructure.CREATOR_PIPELINE, "GIT_ACCESS_TOKEN")
         assert infrastructure.sync(platform, admin)["variables"] == ["GIT_USERNAME", "GIT_ACCESS_TOKEN"]
-        mine = [t for t in auth.list_tokens(platform, admin, all_users=True) if t["name"] == "ml-project-creator"]
+        mine = [t for t in auth.list_tokens(platform, admin, all_users=True) if t.name == "ml-project-creator"]
     finally:
         platform.close()
-    assert [t["state"] for t in mine] == ["revoked", "active"]
+    assert [t.state for t in mine] == ["revoked", "active"]

@@ -95,7 +95,7 @@ class Engine:
     # -- driving runs without agents -----------------------------------------------------------
     def run(self, pipeline: str, **variables: str) -> int:
         """Queue a manual run of `pipeline` and settle it; returns its id."""
-        run_id = int(runs.queue_manual(self.platform, ADMIN, pipeline, variables=variables)["id"])
+        run_id = runs.queue_manual(self.platform, ADMIN, pipeline, variables=variables).id
         self.settle()
         return run_id
 

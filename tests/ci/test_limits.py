@@ -18,6 +18,7 @@ from mlyard.pipelines.limits import MAX_COMPILE_SECONDS, MAX_EXPANDED_NODES, MAX
 from mlyard.protocol import JobOutcome
 from mlyard.services import jobs, resources, runs
 from mlyard.services.environments import add_environment
+from mlyard.views import RunView
 from tests.ci.engine import ADMIN, AGENT, Engine
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ci"
@@ -71,12 +72,12 @@ def test_a_yaml_file_over_the_size_limit_is_not_parsed() -> None:
     ]
 
 
-def wait_run(engine: Engine, orchestrator: Orchestrator, run_id: int, wanted: set[str]) -> dict[str, object]:
+def wait_run(engine: Engine, orchestrator: Orchestrator, run_id: int, wanted: set[str]) -> RunView:
     deadline = time.monotonic() + 120
     while True:
         orchestrator.tick()
         doc = runs.show_run(engine.platform, run_id)
-        if doc["state"] in wanted or time.monotonic() > deadline:
+        if doc.state in wanted or time.monotonic() > deadline:
             return doc
         time.sleep(0.05)
 
@@ -91,16 +92,16 @@ def test_the_each_bomb_fails_and_does_not_hold_the_scheduler(engine: Engine) -> 
         orchestrator.tick()  # the bomb compiles in a compile thread from now on
         trivial = runs.queue_manual(engine.platform, ADMIN, "trivial")
         # No agent here: "running" means compiled and its job made claimable, while the bomb compiles.
-        assert wait_run(engine, orchestrator, trivial["id"], {"running"})["state"] == "running"
+        assert wait_run(engine, orchestrator, trivial.id, {"running"}).state == "running"
         spec = jobs.claim(engine.platform, orchestrator, AGENT)  # and it is claimed and completed meanwhile
-        assert spec is not None and spec["run_id"] == trivial["id"]
+        assert spec is not None and spec["run_id"] == trivial.id
         jobs.complete(engine.platform, orchestrator, int(str(spec["job_id"])), JobOutcome(result="succeeded"))
-        assert wait_run(engine, orchestrator, trivial["id"], {"succeeded"})["state"] == "succeeded"
-        done = wait_run(engine, orchestrator, bomb["id"], {"failed"})
+        assert wait_run(engine, orchestrator, trivial.id, {"succeeded"}).state == "succeeded"
+        done = wait_run(engine, orchestrator, bomb.id, {"failed"})
     finally:
         orchestrator.stop()
-    assert done["state"] == "failed"
-    (error,) = done["errors"]
+    assert done.state == "failed"
+    (error,) = done.errors
     assert error == (
         f"bomb.yml:9:9: steps[0][0][0][0]: the pipeline expands to more than {MAX_EXPANDED_NODES} nodes "
         "(limit: expanded nodes); reduce the ${{ each }} loops or template references"
@@ -120,16 +121,16 @@ def test_cancel_while_compiling(engine: Engine) -> None:
     try:
         queued = runs.queue_manual(engine.platform, ADMIN, "cancel-bomb")
         orchestrator.tick()
-        runs.cancel_run(engine.platform, ADMIN, queued["id"])
+        runs.cancel_run(engine.platform, ADMIN, queued.id)
         orchestrator.tick()
-        doc = runs.show_run(engine.platform, queued["id"])
-        assert doc["state"] == "canceled" and doc["message"] == "canceled before it started"
+        doc = runs.show_run(engine.platform, queued.id)
+        assert doc.state == "canceled" and doc.message == "canceled before it started"
         deadline = time.monotonic() + 120
         while orchestrator.compiling() and time.monotonic() < deadline:  # its result is dropped
             time.sleep(0.05)
     finally:
         orchestrator.stop()
-    assert runs.show_run(engine.platform, queued["id"])["state"] == "canceled"
+    assert runs.show_run(engine.platform, queued.id).state == "canceled"
 
 
 @pytest.mark.parametrize(
@@ -150,12 +151,12 @@ def test_a_symlink_out_of_the_repo_fails_the_run(engine: Engine, target: str, pr
     orchestrator = Orchestrator(engine.platform)
     try:
         queued = runs.queue_manual(engine.platform, ADMIN, "links-ci")
-        doc = wait_run(engine, orchestrator, queued["id"], {"failed"})
+        doc = wait_run(engine, orchestrator, queued.id, {"failed"})
     finally:
         orchestrator.stop()
-    assert doc["state"] == "failed"
-    sha = str(doc["source_version"])
-    assert doc["message"] == (
+    assert doc.state == "failed"
+    sha = str(doc.source_version)
+    assert doc.message == (
         f"cannot compile the pipeline: cannot read the files of repository 'links' at {sha[:10]}: "
         f"{problem}; remove the link or make it point inside the repository"
     )
@@ -196,16 +197,16 @@ def test_cancel_works_in_every_state(engine: Engine, yaml: str, before_cancel: s
     try:
         queued = runs.queue_manual(engine.platform, ADMIN, "cancel-states")
         if before_cancel:
-            assert wait_run(engine, orchestrator, queued["id"], before_cancel)["state"] in before_cancel
+            assert wait_run(engine, orchestrator, queued.id, before_cancel).state in before_cancel
         if yaml is APPROVAL_YAML:
             orchestrator.tick()
-            job = runs.show_run(engine.platform, queued["id"])["stages"][0]["jobs"][0]
-            assert job["approval"] == "pending", job
-        runs.cancel_run(engine.platform, ADMIN, queued["id"])
-        done = wait_run(engine, orchestrator, queued["id"], {"canceled"})
+            job = runs.show_run(engine.platform, queued.id).jobs[0]
+            assert job.approval == "pending", job
+        runs.cancel_run(engine.platform, ADMIN, queued.id)
+        done = wait_run(engine, orchestrator, queued.id, {"canceled"})
     finally:
         orchestrator.stop()
-    assert done["state"] == "canceled"
+    assert done.state == "canceled"
 
 
 def test_a_stopped_compilation_ends_early(tmp_path: Path) -> None:

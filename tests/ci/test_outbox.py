@@ -30,7 +30,7 @@ def test_fifty_parallel_manual_runs_get_distinct_numbers(engine: Engine) -> None
     engine.pipeline("manual-ci", "manual", "ci.yml")
     with ThreadPoolExecutor(max_workers=16) as pool:
         queued = list(pool.map(lambda _: runs.queue_manual(engine.platform, ADMIN, "manual-ci"), range(50)))
-    assert sorted(r["number"] for r in queued) == list(range(1, 51))
+    assert sorted(r.number for r in queued) == list(range(1, 51))
 
 
 def test_twenty_concurrent_pushes_get_one_run_each(engine: Engine) -> None:
@@ -79,13 +79,13 @@ def test_a_push_with_broken_yaml_creates_a_failed_run_with_the_errors(engine: En
     created = triggers.trigger_pending(engine.platform)
     assert len(created) == 2  # the broken pipeline's failed run and the other pipeline's run
     failed, other = (runs.show_run(engine.platform, run_id) for run_id in created)
-    assert other["state"] == "queued" and other["errors"] == []
-    assert failed["state"] == "failed" and failed["reason"] == "IndividualCI"
-    assert failed["errors"] and failed["errors"][0].startswith("ci.yml:5:1: ")
-    assert "invalid YAML" in failed["errors"][0]
-    assert failed["message"].startswith("the pipeline is invalid:\nci.yml:5:1: ")
+    assert other.state == "queued" and other.errors == []
+    assert failed.state == "failed" and failed.reason == "IndividualCI"
+    assert failed.errors and failed.errors[0].startswith("ci.yml:5:1: ")
+    assert "invalid YAML" in failed.errors[0]
+    assert failed.message.startswith("the pipeline is invalid:\nci.yml:5:1: ")
     listed = runs.list_runs(engine.platform, pipeline="broken-ci")
-    assert listed[0]["errors"] == failed["errors"]
+    assert listed[0].errors == failed.errors
 
 
 def test_schema_errors_are_listed_with_their_positions(engine: Engine) -> None:
@@ -95,9 +95,9 @@ def test_schema_errors_are_listed_with_their_positions(engine: Engine) -> None:
     engine.push("schema", work, "master")
     (run_id,) = triggers.trigger_pending(engine.platform)
     doc = runs.show_run(engine.platform, run_id)
-    assert doc["state"] == "failed"
-    assert [e.split(": ", 1)[0] for e in doc["errors"]] == ["ci.yml:5:3"]
-    assert "nope" in doc["errors"][0]
+    assert doc.state == "failed"
+    assert [e.split(": ", 1)[0] for e in doc.errors] == ["ci.yml:5:3"]
+    assert "nope" in doc.errors[0]
 
 
 def test_a_push_of_a_yaml_over_the_size_limit_fails_fast(engine: Engine) -> None:
@@ -107,7 +107,7 @@ def test_a_push_of_a_yaml_over_the_size_limit_fails_fast(engine: Engine) -> None
     engine.push("huge", work, "master")
     (run_id,) = triggers.trigger_pending(engine.platform)
     doc = runs.show_run(engine.platform, run_id)
-    assert doc["state"] == "failed"
-    assert doc["errors"] == [
+    assert doc.state == "failed"
+    assert doc.errors == [
         f"ci.yml:1:1: the file is larger than {MAX_YAML_BYTES} bytes (limit: YAML file size); split it into templates"
     ]

@@ -267,12 +267,12 @@ def test_batch_folds_the_pushes_made_during_a_run_into_one_run_of_the_newest_com
     listed = runs.list_runs(engine.platform, pipeline="batched-ci")
     assert len(listed) == 2, listed
     batched = listed[0]
-    assert (batched["reason"], batched["state"], batched["source_version"]) == ("BatchedCI", "notStarted", newest)
+    assert (batched.reason, batched.state, batched.source_version) == ("BatchedCI", "notStarted", newest)
     assert engine.claim() is None  # one run at a time on the branch
     engine.complete(int(str(first["job_id"])), "succeeded")
     engine.settle()
     second = engine.claim()
-    assert second is not None and second["run_id"] == batched["id"]
+    assert second is not None and second["run_id"] == batched.id
     variables = second["variables"]
     assert isinstance(variables, dict)
     assert (variables["Build.SourceVersion"], variables["Build.Reason"]) == (newest, "BatchedCI")
@@ -331,7 +331,7 @@ def test_a_deployment_waits_for_approval(engine: Engine, decision: str, ship: st
     assert engine.job_states(run_id) == {"Build": "succeeded", "Ship": ship}
     assert engine.run_state(run_id) == run
     again = engine.run("dep-ci")  # the permission is remembered; the approval is asked again
-    assert runs.show_run(engine.platform, again)["waiting_for"] == []
+    assert runs.show_run(engine.platform, again).waiting_for == []
     assert [spec["name"] for spec in engine.drive({})] == ["Build"]
     assert engine.job_states(again) == {"Build": "succeeded", "Ship": "waiting"}
 
@@ -364,7 +364,7 @@ def test_an_expired_lease_fails_the_job_as_lost_and_drops_its_secrets(engine: En
     assert engine.job_states(int(str(spec["run_id"]))) == {"Holds": "failed", "After": "skipped"}
     assert engine.run_state(int(str(spec["run_id"]))) == "failed"
     shown = runs.show_run(engine.platform, int(str(spec["run_id"])))
-    message = next(j["message"] for s in shown["stages"] for j in s["jobs"] if j["name"] == "Holds")
+    message = next(j.message for s in shown.stages for j in s.jobs if j.name == "Holds")
     assert message.startswith("agent lost")
 
 
@@ -374,7 +374,7 @@ def test_a_completed_job_drops_its_secrets(engine: Engine) -> None:
     assert engine.orchestrator.queue.held_secrets() == set()
     engine.settle()
     shown = runs.show_run(engine.platform, int(str(spec["run_id"])))
-    outputs = next(j["outputs"] for s in shown["stages"] for j in s["jobs"] if j["name"] == "Holds")
+    outputs = next(j.outputs for s in shown.stages for j in s.jobs if j.name == "Holds")
     assert SECRET not in str(outputs)
 
 
@@ -415,7 +415,7 @@ def test_push_triggers_by_path_branch_and_skip_marker(engine: Engine) -> None:
     engine.push("trig", work, "feature/y")
     engine.settle()
     listed = runs.list_runs(engine.platform, pipeline="trig-ci")
-    assert [r["source_branch"] for r in listed] == ["refs/heads/feature/y", "refs/heads/master"]
+    assert [r.source_branch for r in listed] == ["refs/heads/feature/y", "refs/heads/master"]
 
 
 def test_the_plan_is_stored_as_plan_to_dict_and_a_run_stored_in_the_old_form_still_runs(engine: Engine) -> None:

@@ -26,6 +26,7 @@ from mlyard.names import check_username
 from mlyard.services import audit
 from mlyard.services.login_failures import LoginFailures
 from mlyard.services.platform import Platform
+from mlyard.views import TokenView, UserView
 
 TOKEN_PREFIX = "myd_"
 SCOPES = ("repo:read", "repo:write", "pipelines:run", "agent", "tokens", "admin")
@@ -160,7 +161,7 @@ def new_token_secret() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-def create_user(platform: Platform, username: str, *, is_admin: bool = False, actor: str = "") -> dict[str, Any]:
+def create_user(platform: Platform, username: str, *, is_admin: bool = False, actor: str = "") -> UserView:
     check_username(username)
     exists = Conflict(f"user {username!r} already exists")
     try:
@@ -171,23 +172,18 @@ def create_user(platform: Platform, username: str, *, is_admin: bool = False, ac
             session.add(user)
             audit.record(session, "user.created", actor=actor, target=username, is_admin=is_admin)
             session.flush()
-            return user_dict(user)
+            return user_view(user)
     except IntegrityError:  # created at the same time by another request
         raise exists from None
 
 
-def list_users(platform: Platform) -> list[dict[str, Any]]:
+def list_users(platform: Platform) -> list[UserView]:
     with transaction(platform.sessions) as session:
-        return [user_dict(u) for u in session.scalars(select(User).order_by(User.username))]
+        return [user_view(u) for u in session.scalars(select(User).order_by(User.username))]
 
 
-def user_dict(user: User) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "username": user.username,
-        "is_admin": user.is_admin,
-        "created_at": user.created_at.isoformat(),
-    }
+def user_view(user: User) -> UserView:
+    return UserView(id=user.id, username=user.username, is_admin=user.is_admin, created_at=user.created_at.isoformat())
 
 
 def create_token(
@@ -199,8 +195,8 @@ def create_token(
     expires_in: timedelta | None = None,
     not_after: datetime | None = None,
     actor: str = "",
-) -> dict[str, Any]:
-    """Create a PAT; the returned dict is the only place its secret ever appears.
+) -> TokenView:
+    """Create a PAT; the returned view (its `token`) is the only place its secret ever appears.
 
     Names are unique among a user's tokens that are not revoked. `not_after` is the expiry of the token
     that asks (a token cannot outlive the token that created it): without `expires_in` the new token
@@ -246,7 +242,7 @@ def create_token(
                 token_id=row.id,
                 scopes=scopes,
             )
-            return {**token_dict(row, username), "token": secret}
+            return token_view(row, username, secret=secret)
     except IntegrityError:  # the same name created at the same time by another request
         raise taken from None
 
@@ -263,15 +259,15 @@ def _lifetime(delta: timedelta) -> str:
     return f"{seconds}s"
 
 
-def list_tokens(platform: Platform, principal: Principal, *, all_users: bool = False) -> list[dict[str, Any]]:
+def list_tokens(platform: Platform, principal: Principal, *, all_users: bool = False) -> list[TokenView]:
     with transaction(platform.sessions) as session:
         query = select(Token, User.username).join(User).order_by(Token.id)
         if not (all_users and principal.is_admin):
             query = query.where(Token.user_id == principal.user_id)
-        return [token_dict(tok, uname) for tok, uname in session.execute(query)]
+        return [token_view(tok, uname) for tok, uname in session.execute(query)]
 
 
-def revoke_token(platform: Platform, principal: Principal, token_ref: str) -> dict[str, Any]:
+def revoke_token(platform: Platform, principal: Principal, token_ref: str) -> TokenView:
     """Revoke by id or by name: the token in use itself, any of the caller's tokens with the `tokens`
     scope, anyone's with `admin`. A name means the caller's token of that name that is not revoked."""
     with transaction(platform.sessions) as session:
@@ -298,24 +294,26 @@ def revoke_token(platform: Platform, principal: Principal, token_ref: str) -> di
                 target=f"{row.user.username}/{row.name}",
                 token_id=row.id,
             )
-        return token_dict(row, row.user.username)
+        return token_view(row, row.user.username)
 
 
-def token_dict(row: Token, username: str) -> dict[str, Any]:
+def token_view(row: Token, username: str, *, secret: str | None = None) -> TokenView:
+    """The token's view; `secret` only in the answer that created it."""
     now = datetime.now(UTC)
     state = "revoked" if row.revoked_at else "expired" if row.expires_at and row.expires_at <= now else "active"
-    return {
-        "id": row.id,
-        "name": row.name,
-        "user": username,
-        "prefix": row.prefix,
-        "scopes": row.scope_list,
-        "state": state,
-        "created_at": row.created_at.isoformat(),
-        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
-        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
-        "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None,
-    }
+    return TokenView(
+        id=row.id,
+        name=row.name,
+        user=username,
+        prefix=row.prefix,
+        scopes=row.scope_list,
+        state=state,
+        created_at=row.created_at.isoformat(),
+        expires_at=row.expires_at.isoformat() if row.expires_at else None,
+        revoked_at=row.revoked_at.isoformat() if row.revoked_at else None,
+        last_used_at=row.last_used_at.isoformat() if row.last_used_at else None,
+        token=secret,
+    )
 
 
 def _user(session: Session, username: str) -> User:
@@ -370,10 +368,10 @@ def local_agent_token(platform: Platform) -> str:
             session.add(User(username=LOCAL_AGENT_USER, is_admin=False))
     created = replace_token(platform, username=LOCAL_AGENT_USER, name=LOCAL_AGENT_TOKEN, scopes=["agent"],
                             actor="server")  # fmt: skip
-    return str(created["token"])
+    return str(created.token)
 
 
-def replace_token(platform: Platform, *, username: str, name: str, scopes: list[str], actor: str) -> dict[str, Any]:
+def replace_token(platform: Platform, *, username: str, name: str, scopes: list[str], actor: str) -> TokenView:
     """Create the platform's own token `name` of `username`, revoking the one it replaces (names are unique)."""
     with transaction(platform.sessions) as session:
         user = _user(session, username)

@@ -92,6 +92,6 @@ def _create(settings: Settings, username: str, environments: tuple[str, ...]) ->
         infrastructure.sync(platform, infrastructure.admin_principal(platform))
     finally:
         platform.close()
-    cli_path = CliConfig(url=settings.url, token=token["token"], username=username).save(home)
+    cli_path = CliConfig(url=settings.url, token=str(token.token), username=username).save(home)
     settings.save()  # last: its presence marks the home as initialised
-    return InitResult(home, settings.url, username, token["token"], True, cli_path)
+    return InitResult(home, settings.url, username, str(token.token), True, cli_path)

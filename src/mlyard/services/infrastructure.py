@@ -112,7 +112,7 @@ def sync(platform: Platform, admin: Principal) -> dict[str, list[str]]:
         if name not in existing:
             resources.create_connection(platform, admin, name, type="generic", settings=connection_settings(env))
             created["connections"].append(name)
-    existing_repos = {r["name"] for r in repos.list_repos(platform)}
+    existing_repos = {r.name for r in repos.list_repos(platform)}
     if TEMPLATE_REPO not in existing_repos:
         _seed_repo(platform, admin, TEMPLATE_REPO, TEMPLATE_DIR, "Project template shipped with mlyard")
         created["repos"].append(TEMPLATE_REPO)
@@ -143,7 +143,7 @@ def _seed_repo(platform: Platform, admin: Principal, name: str, source: Path, me
     with tempfile.TemporaryDirectory(prefix="mlyard-seed-src-") as tmp:
         copy = Path(tmp) / "src"
         shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git"))
-        git.commit_directory(path, branch=info["default_branch"], source=copy, message=message, author=admin.username)
+        git.commit_directory(path, branch=info.default_branch, source=copy, message=message, author=admin.username)
 
 
 def _creator_credentials(platform: Platform, admin: Principal) -> list[str]:
@@ -159,7 +159,7 @@ def _creator_credentials(platform: Platform, admin: Principal) -> list[str]:
     token = auth.replace_token(platform, username=CREATOR_USER, name="ml-project-creator",
                                scopes=["repo:write", "pipelines:run"], actor=admin.username)
     pipelines.set_variable(platform, admin, CREATOR_PIPELINE, "GIT_USERNAME", CREATOR_USER)
-    pipelines.set_variable(platform, admin, CREATOR_PIPELINE, "GIT_ACCESS_TOKEN", token["token"], secret=True)
+    pipelines.set_variable(platform, admin, CREATOR_PIPELINE, "GIT_ACCESS_TOKEN", str(token.token), secret=True)
     return ["GIT_USERNAME", "GIT_ACCESS_TOKEN"]
 
 

@@ -17,11 +17,12 @@ from mlyard.names import check_folder, check_pipeline_name, check_repo_name, che
 from mlyard.services import audit, secrets
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
+from mlyard.views import PipelineView, RunBrief, VariableView, state
 
 
 def create_pipeline(
     platform: Platform, principal: Principal, *, name: str, repo: str, yaml_path: str, folder: str = ""
-) -> dict[str, Any]:
+) -> PipelineView:
     """Register `yaml_path` of `repo`; the file must exist and be valid on the default branch (if any)."""
     principal.require("repo:write")
     check_pipeline_name(name)
@@ -52,7 +53,7 @@ def create_pipeline(
             session.add(row)
             audit.record(session, "pipeline.created", actor=principal.username, target=name, repo=repo)
             session.flush()
-            return pipeline_dict(row, None)
+            return pipeline_view(row, None)
     except IntegrityError:  # registered at the same time by another request
         raise exists from None
 
@@ -63,7 +64,7 @@ def _has_ref(platform: Platform, repo: str, ref: str) -> bool:
     return resolve(sources.bare_repo(platform, repo), ref) is not None
 
 
-def list_pipelines(platform: Platform, *, folder: str | None = None, repo: str | None = None) -> list[dict[str, Any]]:
+def list_pipelines(platform: Platform, *, folder: str | None = None, repo: str | None = None) -> list[PipelineView]:
     """Pipelines ordered by folder and name, each with its last run."""
     with transaction(platform.sessions) as session:
         query = select(Pipeline).options(joinedload(Pipeline.owner)).order_by(Pipeline.folder, Pipeline.name)
@@ -74,7 +75,7 @@ def list_pipelines(platform: Platform, *, folder: str | None = None, repo: str |
             prefix = check_folder(folder)
             rows = [r for r in rows if r.folder == prefix or r.folder.startswith(prefix + "/")]
         last = _last_runs(session, [r.id for r in rows])
-        return [pipeline_dict(r, last.get(r.id)) for r in rows]
+        return [pipeline_view(r, last.get(r.id)) for r in rows]
 
 
 def _last_runs(session: Session, ids: list[int]) -> dict[int, Run]:
@@ -97,17 +98,17 @@ def get_row(session: Session, name: str) -> Pipeline:
     return row
 
 
-def show_pipeline(platform: Platform, name: str) -> dict[str, Any]:
+def show_pipeline(platform: Platform, name: str) -> PipelineView:
     with transaction(platform.sessions) as session:
         row = get_row(session, name)
-        info = pipeline_dict(row, _last_runs(session, [row.id]).get(row.id))
-        info["variables"] = [
-            variable_dict(v)
+        info = pipeline_view(row, _last_runs(session, [row.id]).get(row.id))
+        info.variables = [
+            variable_view(v)
             for v in session.scalars(
                 select(PipelineVariable).where(PipelineVariable.pipeline_id == row.id).order_by(PipelineVariable.name)
             )
         ]
-        info["permissions"] = [
+        info.permissions = [
             f"{p.kind}:{p.resource}"
             for p in session.scalars(
                 select(Permission)
@@ -116,7 +117,7 @@ def show_pipeline(platform: Platform, name: str) -> dict[str, Any]:
             )
         ]
         recent = session.scalars(select(Run).where(Run.pipeline_id == row.id).order_by(Run.id.desc()).limit(10))
-        info["recent_runs"] = [run_brief(r) for r in recent]
+        info.recent_runs = [run_brief(r) for r in recent]
         return info
 
 
@@ -137,12 +138,12 @@ def check_manager(session: Session, principal: Principal, row: Pipeline, action:
     )
 
 
-def delete_pipeline(platform: Platform, principal: Principal, name: str) -> dict[str, Any]:
+def delete_pipeline(platform: Platform, principal: Principal, name: str) -> PipelineView:
     principal.require("repo:write")
     with transaction(platform.sessions) as session:
         row = get_row(session, name)
         check_manager(session, principal, row, "delete")
-        info = pipeline_dict(row, None)
+        info = pipeline_view(row, None)
         run_ids = list(session.scalars(select(Run.id).where(Run.pipeline_id == row.id)))
         session.delete(row)
         audit.record(session, "pipeline.deleted", actor=principal.username, target=name)
@@ -153,7 +154,7 @@ def delete_pipeline(platform: Platform, principal: Principal, name: str) -> dict
 
 def set_variable(
     platform: Platform, principal: Principal, pipeline: str, name: str, value: str, *, secret: bool = False
-) -> dict[str, Any]:
+) -> VariableView:
     principal.require("repo:write")
     check_variable_name(name)
     with transaction(platform.sessions) as session:
@@ -172,10 +173,10 @@ def set_variable(
             session, "pipeline.variable.set", actor=principal.username, target=f"{pipeline}/{name}", secret=secret
         )
         session.flush()
-        return variable_dict(var)
+        return variable_view(var)
 
 
-def delete_variable(platform: Platform, principal: Principal, pipeline: str, name: str) -> dict[str, Any]:
+def delete_variable(platform: Platform, principal: Principal, pipeline: str, name: str) -> VariableView:
     principal.require("repo:write")
     with transaction(platform.sessions) as session:
         row = get_row(session, pipeline)
@@ -185,7 +186,7 @@ def delete_variable(platform: Platform, principal: Principal, pipeline: str, nam
         ).first()
         if var is None:
             raise NotFound(f"pipeline {pipeline!r} has no variable {name!r}")
-        info = variable_dict(var)
+        info = variable_view(var)
         session.delete(var)
         return info
 
@@ -202,30 +203,31 @@ def variables_for_run(platform: Platform, session: Session, pipeline_id: int) ->
     return plain, hidden
 
 
-def variable_dict(var: PipelineVariable) -> dict[str, Any]:
-    return {"name": var.name, "value": None if var.is_secret else var.value, "secret": var.is_secret}
+def variable_view(var: PipelineVariable) -> VariableView:
+    return VariableView(name=var.name, value=None if var.is_secret else var.value, secret=var.is_secret)
 
 
-def pipeline_dict(row: Pipeline, last: Run | None) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "name": row.name,
-        "folder": row.folder,
-        "repo": row.repo,
-        "yaml_path": row.yaml_path,
-        "created_by": row.created_by,
-        "owner": row.owner.username if row.owner is not None else None,
-        "created_at": row.created_at.isoformat(),
-        "last_run": run_brief(last) if last else None,
-    }
+def pipeline_view(row: Pipeline, last: Run | None) -> PipelineView:
+    return PipelineView(
+        id=row.id,
+        name=row.name,
+        folder=row.folder,
+        repo=row.repo,
+        yaml_path=row.yaml_path,
+        created_by=row.created_by,
+        owner=row.owner.username if row.owner is not None else None,
+        created_at=row.created_at.isoformat(),
+        last_run=run_brief(last) if last else None,
+    )
 
 
-def run_brief(run: Run) -> dict[str, Any]:
+def run_fields(run: Run) -> dict[str, Any]:
+    """The fields of a run's brief, as keyword arguments of `RunBrief` and the views extending it."""
     return {
         "id": run.id,
         "number": run.number,
         "build_number": run.build_number,
-        "state": run.state,
+        "state": state(run.state),
         "reason": run.reason,
         "source_branch": run.source_branch,
         "source_version": run.source_version,
@@ -233,3 +235,7 @@ def run_brief(run: Run) -> dict[str, Any]:
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "errors": list(run.errors or []),  # file:line:col diagnostics of an invalid pipeline
     }
+
+
+def run_brief(run: Run) -> RunBrief:
+    return RunBrief(**run_fields(run))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -17,6 +15,7 @@ from mlyard.services import audit
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
 from mlyard.services.settings import default_branch
+from mlyard.views import RepoView
 
 
 def create_repo(
@@ -26,7 +25,7 @@ def create_repo(
     *,
     default_branch_name: str | None = None,
     allow_force_push: bool = False,
-) -> dict[str, Any]:
+) -> RepoView:
     principal.require("repo:write")
     check_repo_name(name)
     branch = check_branch_name(default_branch_name or default_branch(platform))
@@ -48,7 +47,7 @@ def create_repo(
             platform.settings.repos_dir.mkdir(parents=True, exist_ok=True)
             git.init_bare(path, default_branch=branch, allow_force_push=allow_force_push)
             created = True
-            info = repo_dict(platform, row)
+            info = repo_view(platform, row)
         return info
     except BaseException as exc:
         if created:  # the row was not committed: the directory goes with it
@@ -58,24 +57,24 @@ def create_repo(
         raise
 
 
-def list_repos(platform: Platform) -> list[dict[str, Any]]:
+def list_repos(platform: Platform) -> list[RepoView]:
     with transaction(platform.sessions) as session:
-        return [repo_dict(platform, r) for r in session.scalars(select(Repo).order_by(Repo.name))]
+        return [repo_view(platform, r) for r in session.scalars(select(Repo).order_by(Repo.name))]
 
 
-def get_repo(platform: Platform, name: str) -> dict[str, Any]:
+def get_repo(platform: Platform, name: str) -> RepoView:
     with transaction(platform.sessions) as session:
-        return repo_dict(platform, _get(session, name))
+        return repo_view(platform, _get(session, name))
 
 
-def show_repo(platform: Platform, name: str) -> dict[str, Any]:
+def show_repo(platform: Platform, name: str) -> RepoView:
     """The repo with its branches, tags and the last commit of its default branch."""
     info = get_repo(platform, name)
     path = git.repo_path(platform.settings.repos_dir, name)
-    commit = git.last_commit(path, f"refs/heads/{info['default_branch']}")
-    info["branches"] = git.branches(path)
-    info["tags"] = git.tags(path)
-    info["last_commit"] = (
+    commit = git.last_commit(path, f"refs/heads/{info.default_branch}")
+    info.branches = git.branches(path)
+    info.tags = git.tags(path)
+    info.last_commit = (
         None
         if commit is None
         else {"sha": commit.sha, "author": commit.author, "date": commit.date, "subject": commit.subject}
@@ -90,7 +89,7 @@ def update_repo(
     *,
     allow_force_push: bool | None = None,
     default_branch_name: str | None = None,
-) -> dict[str, Any]:
+) -> RepoView:
     principal.require("admin")
     with transaction(platform.sessions) as session:
         row = _get(session, name)
@@ -109,17 +108,17 @@ def update_repo(
             allow_force_push=row.allow_force_push,
             default_branch=row.default_branch,
         )
-        return repo_dict(platform, row)
+        return repo_view(platform, row)
 
 
-def delete_repo(platform: Platform, principal: Principal, name: str) -> dict[str, Any]:
+def delete_repo(platform: Platform, principal: Principal, name: str) -> RepoView:
     """Delete a repository: administrators, or the user who created it (with `repo:write`)."""
     principal.require("repo:write")
     with transaction(platform.sessions) as session:
         row = _get(session, name)
         if row.created_by != principal.username:
             principal.require("admin")
-        info = repo_dict(platform, row)
+        info = repo_view(platform, row)
         session.delete(row)
         audit.record(session, "repo.deleted", actor=principal.username, target=name)
         session.flush()
@@ -127,15 +126,15 @@ def delete_repo(platform: Platform, principal: Principal, name: str) -> dict[str
     return info
 
 
-def repo_dict(platform: Platform, row: Repo) -> dict[str, Any]:
-    return {
-        "name": row.name,
-        "default_branch": row.default_branch,
-        "allow_force_push": row.allow_force_push,
-        "created_by": row.created_by,
-        "created_at": row.created_at.isoformat(),
-        "clone_url": f"{platform.settings.url}/git/{row.name}.git",
-    }
+def repo_view(platform: Platform, row: Repo) -> RepoView:
+    return RepoView(
+        name=row.name,
+        default_branch=row.default_branch,
+        allow_force_push=row.allow_force_push,
+        created_by=row.created_by,
+        created_at=row.created_at.isoformat(),
+        clone_url=f"{platform.settings.url}/git/{row.name}.git",
+    )
 
 
 def _find(session: Session, name: str) -> Repo | None:

@@ -18,8 +18,20 @@ from mlyard.errors import Conflict, InvalidInput, NotFound
 from mlyard.pipelines import PipelineError, resolve_parameters
 from mlyard.services import audit, resources
 from mlyard.services.auth import Principal
-from mlyard.services.pipelines import get_row, run_brief
+from mlyard.services.pipelines import get_row, run_brief, run_fields
 from mlyard.services.platform import Platform
+from mlyard.views import (
+    ApprovalResult,
+    JobView,
+    PermitResult,
+    RunBrief,
+    RunSummary,
+    RunTestTotals,
+    RunView,
+    StageView,
+    StepView,
+)
+from mlyard.views import state as as_state
 
 log = logging.getLogger("mlyard.runs")
 
@@ -33,7 +45,7 @@ def queue_manual(
     commit: str | None = None,
     parameters: dict[str, Any] | None = None,
     variables: dict[str, str] | None = None,
-) -> dict[str, Any]:
+) -> RunBrief:
     """Queue a run by hand (Build.Reason Manual); parameters are checked before anything is queued."""
     principal.require("pipelines:run")
     if branch and commit:
@@ -107,17 +119,19 @@ def get_run_row(session: Session, run_id: int) -> Run:
 
 def list_runs(
     platform: Platform, *, pipeline: str | None = None, state: str | None = None, limit: int = 50
-) -> list[dict[str, Any]]:
+) -> list[RunSummary]:
     with transaction(platform.sessions) as session:
         query = select(Run, Pipeline.name).join(Pipeline).order_by(Run.id.desc()).limit(limit)
         if pipeline:
             query = query.where(Pipeline.id == get_row(session, pipeline).id)
         if state:
             query = query.where(Run.state == state)
-        return [{**run_brief(r), "pipeline": name, "message": r.message} for r, name in session.execute(query)]
+        return [
+            RunSummary(**run_fields(r), pipeline=name, message=r.message) for r, name in session.execute(query)
+        ]
 
 
-def show_run(platform: Platform, run_id: int) -> dict[str, Any]:
+def show_run(platform: Platform, run_id: int) -> RunView:
     """The run with its tree of stages, jobs and steps, states and durations."""
     with transaction(platform.sessions) as session:
         run = get_run_row(session, run_id)
@@ -137,46 +151,49 @@ def show_run(platform: Platform, run_id: int) -> dict[str, Any]:
         )
         tests = [t.summary for t in session.scalars(select(TestResult).where(TestResult.run_id == run.id))]
         artifacts = [a.name for a in session.scalars(select(RunArtifact).where(RunArtifact.run_id == run.id))]
-        doc = {
-            **run_brief(run),
-            "pipeline": pipeline.name if pipeline else "",
-            "message": run.message,
-            "requested_for": run.requested_for,
-            "parameters": run.parameters,
-            "tags": run.tags,
-            "waiting_for": run.waiting_for,
-            "started_at": _iso(run.started_at),
-            "duration_seconds": _duration(run.started_at, run.finished_at),
-            "url": f"{platform.settings.url}/api/v1/runs/{run.id}",
-            "web_url": f"{platform.settings.url}/runs/{run.id}",
-            "artifacts": artifacts,
-            "tests": combine_tests(tests),
-            "stages": [],
-        }
-        for stage in stages:
-            stage_doc = {**_node(stage), "jobs": []}
-            for job in (j for j in jobs if j.stage == stage.name):
-                job_doc = {
-                    **_node(job),
-                    "id": job.id,
-                    "kind": job.kind,
-                    "agent": job.agent,
-                    "environment": job.environment,
-                    "approval": job.approval,
-                    "message": job.message,
-                    "outputs": job.outputs,
-                    "steps": [_step(s) for s in steps if s.job_id == job.id],
-                }
-                stage_doc["jobs"].append(job_doc)
-            doc["stages"].append(stage_doc)
-        return doc
+        return RunView(
+            **run_fields(run),
+            pipeline=pipeline.name if pipeline else "",
+            message=run.message,
+            requested_for=run.requested_for,
+            parameters=run.parameters,
+            tags=run.tags,
+            waiting_for=run.waiting_for,
+            started_at=_iso(run.started_at),
+            duration_seconds=_duration(run.started_at, run.finished_at),
+            url=f"{platform.settings.url}/api/v1/runs/{run.id}",
+            web_url=f"{platform.settings.url}/runs/{run.id}",
+            artifacts=artifacts,
+            tests=combine_tests(tests),
+            stages=[
+                StageView(
+                    **_node(stage),
+                    jobs=[
+                        JobView(
+                            **_node(job),
+                            id=job.id,
+                            kind=job.kind,
+                            agent=job.agent,
+                            environment=job.environment,
+                            approval=job.approval,
+                            outputs=job.outputs,
+                            steps=[_step(s) for s in steps if s.job_id == job.id],
+                        )
+                        for job in jobs
+                        if job.stage == stage.name
+                    ],
+                )
+                for stage in stages
+            ],
+        )
 
 
 def _node(row: RunStage | RunJob) -> dict[str, Any]:
+    """The fields a stage and a job share, as keyword arguments of their views."""
     return {
         "name": row.name,
         "display_name": row.display_name,
-        "state": row.state,
+        "state": as_state(row.state),
         "started_at": _iso(row.started_at),
         "finished_at": _iso(row.finished_at),
         "duration_seconds": _duration(row.started_at, row.finished_at),
@@ -184,16 +201,16 @@ def _node(row: RunStage | RunJob) -> dict[str, Any]:
     }
 
 
-def _step(row: RunStep) -> dict[str, Any]:
-    return {
-        "key": row.step_key,
-        "name": row.name,
-        "display_name": row.display_name,
-        "state": row.state,
-        "issues": row.issues,
-        "started_at": _iso(row.started_at),
-        "duration_seconds": _duration(row.started_at, row.finished_at),
-    }
+def _step(row: RunStep) -> StepView:
+    return StepView(
+        key=row.step_key,
+        name=row.name,
+        display_name=row.display_name,
+        state=as_state(row.state),
+        issues=row.issues,
+        started_at=_iso(row.started_at),
+        duration_seconds=_duration(row.started_at, row.finished_at),
+    )
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -206,18 +223,17 @@ def _duration(start: datetime | None, end: datetime | None) -> float | None:
     return round(((end or datetime.now(UTC)) - start).total_seconds(), 3)
 
 
-def combine_tests(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
+def combine_tests(summaries: list[dict[str, Any]]) -> RunTestTotals | None:
     if not summaries:
         return None
-    total: dict[str, Any] = {
-        key: sum(int(s.get(key, 0)) for s in summaries) for key in ("total", "passed", "failed", "skipped")
-    }
-    total["failures"] = [f for s in summaries for f in s.get("failures", [])]
-    total["runs"] = len(summaries)
-    return total
+    return RunTestTotals(
+        **{key: sum(int(s.get(key, 0)) for s in summaries) for key in ("total", "passed", "failed", "skipped")},
+        failures=[f for s in summaries for f in s.get("failures", [])],
+        runs=len(summaries),
+    )
 
 
-def cancel_run(platform: Platform, principal: Principal, run_id: int) -> dict[str, Any]:
+def cancel_run(platform: Platform, principal: Principal, run_id: int) -> RunView:
     principal.require("pipelines:run")
     with transaction(platform.sessions) as session:
         run = get_run_row(session, run_id)
@@ -229,7 +245,7 @@ def cancel_run(platform: Platform, principal: Principal, run_id: int) -> dict[st
     return show_run(platform, run_id)
 
 
-def permit_run(platform: Platform, principal: Principal, run_id: int) -> dict[str, Any]:
+def permit_run(platform: Platform, principal: Principal, run_id: int) -> PermitResult:
     """Grant every resource the run waits for (remembered for its pipeline)."""
     principal.require("admin")
     with transaction(platform.sessions) as session:
@@ -240,12 +256,12 @@ def permit_run(platform: Platform, principal: Principal, run_id: int) -> dict[st
             if resources.grant(session, run.pipeline_id, kind, name, actor=principal.username):
                 granted.append(item)
     _notify(platform)
-    return {"run": run_id, "granted": granted}
+    return PermitResult(run=run_id, granted=granted)
 
 
 def decide_approval(
     platform: Platform, principal: Principal, run_id: int, *, approve: bool, comment: str = ""
-) -> dict[str, Any]:
+) -> ApprovalResult:
     principal.require("pipelines:run")
     with transaction(platform.sessions) as session:
         run = get_run_row(session, run_id)
@@ -265,7 +281,7 @@ def decide_approval(
             comment=comment,
         )
     _notify(platform)
-    return {"run": run_id, "jobs": [j.name for j in pending], "approved": approve}
+    return ApprovalResult(run=run_id, jobs=[j.name for j in pending], approved=approve)
 
 
 def step_logs(platform: Platform, run_id: int, *, step: str | None = None) -> list[dict[str, Any]]:

@@ -21,7 +21,6 @@ from mlyard.protocol import FINAL_STATES, State
 from mlyard.services import deployments, environments, models, pipelines, repos, runs
 from mlyard.services.auth import Principal, authenticate
 from mlyard.services.platform import Platform
-from mlyard.views import PipelineView, RunSummary, RunView
 
 HERE = Path(__file__).parent
 COOKIE = "mlyard_token"
@@ -195,22 +194,22 @@ def stylesheet() -> FileResponse:
 def _home(request: Request, platform: Platform) -> dict[str, Any]:
     return {
         "template": "home.html",
-        "pipelines": [PipelineView.from_dict(p) for p in pipelines.list_pipelines(platform)],
-        "runs": [RunSummary.from_dict(r) for r in runs.list_runs(platform, limit=20)],
+        "pipelines": pipelines.list_pipelines(platform),
+        "runs": runs.list_runs(platform, limit=20),
     }
 
 
 def _pipeline(request: Request, platform: Platform, name: str) -> dict[str, Any]:
     return {
         "template": "pipeline.html",
-        "pipeline": PipelineView.from_dict(pipelines.show_pipeline(platform, name)),
-        "runs": [RunSummary.from_dict(r) for r in runs.list_runs(platform, pipeline=name, limit=100)],
+        "pipeline": pipelines.show_pipeline(platform, name),
+        "runs": runs.list_runs(platform, pipeline=name, limit=100),
     }
 
 
 def _run(request: Request, platform: Platform, run_id: str) -> dict[str, Any]:
     step = request.query_params.get("step") or None
-    doc = RunView.from_dict(runs.show_run(platform, _run_id(run_id)))
+    doc = runs.show_run(platform, _run_id(run_id))
     log = runs.read_logs(platform, doc.id, step=step)
     if len(log) > LOG_LIMIT:
         log = f"... (the first {len(log) - LOG_LIMIT} characters are left out: `mlyard runs logs {doc.id}`)\n" + log[
@@ -278,7 +277,7 @@ def _approve(platform: Platform, principal: Principal, form: dict[str, str], run
 
 def _queue(platform: Platform, principal: Principal, form: dict[str, str], name: str) -> str:
     queued = runs.queue_manual(platform, principal, name, branch=form.get("branch", "").strip() or None)
-    return f"/runs/{queued['id']}"
+    return f"/runs/{queued.id}"
 
 
 def _docs(request: Request, platform: Platform) -> dict[str, Any]:

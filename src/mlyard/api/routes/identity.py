@@ -30,14 +30,14 @@ def me(principal: Principal = Depends(current_principal)) -> dict[str, Any]:
 def create_user(
     body: UserCreate, principal: Principal = Depends(requires("admin")), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
-    return auth.create_user(platform, body.username, is_admin=body.admin, actor=principal.username)
+    return auth.create_user(platform, body.username, is_admin=body.admin, actor=principal.username).to_dict()
 
 
 @router.get("/users")
 def list_users(
     _: Principal = Depends(requires("admin")), platform: Platform = Depends(get_platform)
 ) -> list[dict[str, Any]]:
-    return auth.list_users(platform)
+    return [user.to_dict() for user in auth.list_users(platform)]
 
 
 @router.post("/tokens", status_code=201)
@@ -62,7 +62,7 @@ def create_token(
         expires_in=expires,
         not_after=principal.expires_at,
         actor=principal.username,
-    )
+    ).to_dict()
 
 
 @router.get("/tokens")
@@ -71,14 +71,14 @@ def list_tokens(
 ) -> list[dict[str, Any]]:
     if all:
         principal.require("admin")
-    return auth.list_tokens(platform, principal, all_users=all)
+    return [token.to_dict() for token in auth.list_tokens(platform, principal, all_users=all)]
 
 
 @router.delete("/tokens/{token_ref}")
 def revoke_token(
     token_ref: str, principal: Principal = Depends(current_principal), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
-    return auth.revoke_token(platform, principal, token_ref)
+    return auth.revoke_token(platform, principal, token_ref).to_dict()
 
 
 @router.get("/audit")

@@ -15,6 +15,7 @@ from mlyard.ci import logs, states
 from mlyard.services import jobs, pipelines, resources, runs
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
+from mlyard.views import RunTests
 
 router = APIRouter(tags=["pipelines"])
 
@@ -26,7 +27,7 @@ def list_pipelines(
     _: Principal = Depends(requires("repo:read")),
     platform: Platform = Depends(get_platform),
 ) -> list[dict[str, Any]]:
-    return pipelines.list_pipelines(platform, folder=folder, repo=repo)
+    return [pipeline.to_dict() for pipeline in pipelines.list_pipelines(platform, folder=folder, repo=repo)]
 
 
 @router.post("/pipelines", status_code=201)
@@ -37,21 +38,21 @@ def create_pipeline(
 ) -> dict[str, Any]:
     return pipelines.create_pipeline(
         platform, principal, name=body.name, repo=body.repo, yaml_path=body.yaml, folder=body.folder
-    )
+    ).to_dict()
 
 
 @router.get("/pipelines/{name}")
 def show_pipeline(
     name: str, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
-    return pipelines.show_pipeline(platform, name)
+    return pipelines.show_pipeline(platform, name).to_dict()
 
 
 @router.delete("/pipelines/{name}")
 def delete_pipeline(
     name: str, principal: Principal = Depends(requires("repo:write")), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
-    return pipelines.delete_pipeline(platform, principal, name)
+    return pipelines.delete_pipeline(platform, principal, name).to_dict()
 
 
 @router.post("/pipelines/{name}/runs", status_code=201)
@@ -69,7 +70,7 @@ def run_pipeline(
         commit=body.commit,
         parameters=body.parameters,
         variables=body.variables,
-    )
+    ).to_dict()
 
 
 @router.put("/pipelines/{name}/variables/{variable}")
@@ -80,7 +81,7 @@ def set_variable(
     principal: Principal = Depends(requires("repo:write")),
     platform: Platform = Depends(get_platform),
 ) -> dict[str, Any]:
-    return pipelines.set_variable(platform, principal, name, variable, body.value, secret=body.secret)
+    return pipelines.set_variable(platform, principal, name, variable, body.value, secret=body.secret).to_dict()
 
 
 @router.delete("/pipelines/{name}/variables/{variable}")
@@ -90,7 +91,7 @@ def delete_variable(
     principal: Principal = Depends(requires("repo:write")),
     platform: Platform = Depends(get_platform),
 ) -> dict[str, Any]:
-    return pipelines.delete_variable(platform, principal, name, variable)
+    return pipelines.delete_variable(platform, principal, name, variable).to_dict()
 
 
 @router.post("/pipelines/{name}/permissions")
@@ -114,28 +115,29 @@ def list_runs(
     _: Principal = Depends(requires("repo:read")),
     platform: Platform = Depends(get_platform),
 ) -> list[dict[str, Any]]:
-    return runs.list_runs(platform, pipeline=pipeline, state=state, limit=min(max(limit, 1), 1000))
+    found = runs.list_runs(platform, pipeline=pipeline, state=state, limit=min(max(limit, 1), 1000))
+    return [run.to_dict() for run in found]
 
 
 @router.get("/runs/{run_id}")
 def show_run(
     run_id: RunId, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
-    return runs.show_run(platform, run_id)
+    return runs.show_run(platform, run_id).to_dict()
 
 
 @router.post("/runs/{run_id}/cancel")
 def cancel_run(
     run_id: RunId, principal: Principal = Depends(requires("pipelines:run")), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
-    return runs.cancel_run(platform, principal, run_id)
+    return runs.cancel_run(platform, principal, run_id).to_dict()
 
 
 @router.post("/runs/{run_id}/permit")
 def permit_run(
     run_id: RunId, principal: Principal = Depends(requires("admin")), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
-    return runs.permit_run(platform, principal, run_id)
+    return runs.permit_run(platform, principal, run_id).to_dict()
 
 
 @router.post("/runs/{run_id}/approve")
@@ -145,7 +147,7 @@ def approve_run(
     principal: Principal = Depends(requires("pipelines:run")),
     platform: Platform = Depends(get_platform),
 ) -> dict[str, Any]:
-    return runs.decide_approval(platform, principal, run_id, approve=True, comment=body.comment)
+    return runs.decide_approval(platform, principal, run_id, approve=True, comment=body.comment).to_dict()
 
 
 @router.post("/runs/{run_id}/reject")
@@ -155,7 +157,7 @@ def reject_run(
     principal: Principal = Depends(requires("pipelines:run")),
     platform: Platform = Depends(get_platform),
 ) -> dict[str, Any]:
-    return runs.decide_approval(platform, principal, run_id, approve=False, comment=body.comment)
+    return runs.decide_approval(platform, principal, run_id, approve=False, comment=body.comment).to_dict()
 
 
 @router.get("/runs/{run_id}/artifacts")
@@ -177,7 +179,7 @@ def get_artifact(
 def run_tests(
     run_id: RunId, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
-    return {"run": run_id, "tests": runs.show_run(platform, run_id)["tests"]}
+    return RunTests(run=run_id, tests=runs.show_run(platform, run_id).tests).to_dict()
 
 
 @router.get("/runs/{run_id}/logs")

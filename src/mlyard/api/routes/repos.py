@@ -19,7 +19,7 @@ router = APIRouter(prefix="/repos", tags=["repos"])
 def list_repos(
     _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
 ) -> list[dict[str, Any]]:
-    return repos.list_repos(platform)
+    return [repo.to_dict() for repo in repos.list_repos(platform)]
 
 
 @router.post("", status_code=201)
@@ -28,14 +28,14 @@ def create_repo(
 ) -> dict[str, Any]:
     return repos.create_repo(
         platform, principal, body.name, default_branch_name=body.default_branch, allow_force_push=body.allow_force_push
-    )
+    ).to_dict()
 
 
 @router.get("/{name}")
 def show_repo(
     name: str, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
-    return repos.show_repo(platform, name)
+    return repos.show_repo(platform, name).to_dict()
 
 
 @router.patch("/{name}")
@@ -47,14 +47,14 @@ def update_repo(
 ) -> dict[str, Any]:
     return repos.update_repo(
         platform, principal, name, allow_force_push=body.allow_force_push, default_branch_name=body.default_branch
-    )
+    ).to_dict()
 
 
 @router.delete("/{name}")
 def delete_repo(
     name: str, principal: Principal = Depends(requires("repo:write")), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
-    return repos.delete_repo(platform, principal, name)
+    return repos.delete_repo(platform, principal, name).to_dict()
 
 
 @router.get("/{name}/events")
