@@ -43,8 +43,9 @@ def test_a_step_holds_no_capability_and_cannot_unmount_what_hides_the_home(tmp_p
 
 
 def test_a_checkout_of_mlyard_under_tmp_stays_importable_in_the_sandbox(tmp_path: Path) -> None:
-    """A clone installed in editable mode under /tmp (as CI and a fresh clone may be) is imported from
-    there: the sandbox's private /tmp must not hide it from steps that run `python -m mlyard ...`."""
+    """A clone installed in editable mode in the temporary folder (as CI and a fresh clone may be) is
+    imported from there: the sandbox's private temporary folder must not hide it from steps that run
+    `python -m mlyard ...`."""
     copy = tmp_path / "clone" / "src"
     package = Path(mlyard.__file__).resolve().parent
     shutil.copytree(package, copy / "mlyard", ignore=shutil.ignore_patterns("__pycache__"))

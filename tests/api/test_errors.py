@@ -44,14 +44,23 @@ CREATES: list[tuple[str, Callable[[str], dict[str, Any]], str]] = [
     ("/api/v1/tokens", lambda name: {"name": name, "scopes": ["repo:read"]}, "already has a token named {name!r}"),
     ("/api/v1/variable-groups", lambda name: {"name": name}, "variable group {name!r} already exists"),
     ("/api/v1/connections", lambda name: {"name": name}, "service connection {name!r} already exists"),
-    ("/api/v1/environments", lambda name: {"name": name}, "environment {name!r} already exists"),
 ]
+ENVIRONMENTS = ("/api/v1/environments", lambda name: {"name": name}, "environment {name!r} already exists")
 
 
 @pytest.mark.parametrize(("path", "body", "message"), CREATES, ids=[c[0].rsplit("/", 1)[1] for c in CREATES])
 def test_concurrent_creates_of_one_name_answer_one_201_and_409s(
     server: Server, path: str, body: Callable[[str], dict[str, Any]], message: str
 ) -> None:
+    check_race(server, path, body, message)
+
+
+def test_concurrent_creates_of_one_environment_answer_one_201_and_409s(own_server: Server) -> None:
+    """On a server of its own: environments cannot be deleted, and other tests list the shared server's."""
+    check_race(own_server, *ENVIRONMENTS)
+
+
+def check_race(server: Server, path: str, body: Callable[[str], dict[str, Any]], message: str) -> None:
     name = f"race-{uuid.uuid4().hex[:8]}"
     answers = race(server, path, body(name))
     codes = sorted(a.status_code for a in answers)
