@@ -44,7 +44,7 @@ FINAL_STATES: frozenset[str] = frozenset(RESULTS)
 SUCCESSFUL_STATES: frozenset[str] = frozenset({SUCCEEDED, SUCCEEDED_WITH_ISSUES})
 
 # Agent names: what `POST /agent/claim` accepts. `local-N` is reserved for the server's own agents
-# (threads that die with the server: a restarted server fails their jobs, not those of other agents).
+# (processes that die with the server: a restarted server fails their jobs, not those of other agents).
 AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 AGENT_NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 characters"
 LOCAL_AGENT_NAME = re.compile(r"local-[0-9]+")
