@@ -13,6 +13,7 @@ import pytest
 from mlyard.ci import plan_store
 from mlyard.pipelines import Plan, compile_pipeline, load_pipeline
 from mlyard.pipelines.model import Environment, Job
+from tests.ci.legacy_plan import plan_doc
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "pipelines" / "valid"
 SAMPLES = sorted(DATA.glob("*.yml"))
@@ -59,13 +60,13 @@ def legacy_view(plan: Plan) -> Plan:
 def test_both_stored_forms_read_back_typed(sample: Path) -> None:
     plan = compile_pipeline(load_pipeline(sample))
     assert plan_store.load(stored(plan.to_dict())) == plan
-    assert plan_store.load(stored(plan_store.plan_doc(plan))) == legacy_view(plan)
+    assert plan_store.load(stored(plan_doc(plan))) == legacy_view(plan)
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=[sample.name for sample in SAMPLES])
 def test_a_claim_reads_one_job(sample: Path) -> None:
     plan = compile_pipeline(load_pipeline(sample))
-    for document, expected in ((plan.to_dict(), plan), (plan_store.plan_doc(plan), legacy_view(plan))):
+    for document, expected in ((plan.to_dict(), plan), (plan_doc(plan), legacy_view(plan))):
         for stage in expected.stages:
             for job in stage.jobs:
                 narrowed = plan_store.job_plan(stored(document), stage.name, job.name)
@@ -80,7 +81,7 @@ def test_resources_of_both_forms(tmp_path: Path) -> None:
     plan = compile_pipeline(load_pipeline(tmp_path / "p.yml"))
     expected = [("variablegroup", "shared"), ("variablegroup", "stage-group"), ("environment", "prod"),
                 ("connection", "cloud")]  # fmt: skip
-    assert plan_store.resources(stored(plan_store.plan_doc(plan))) == expected
+    assert plan_store.resources(stored(plan_doc(plan))) == expected
     assert plan_store.resources(stored(plan.to_dict())) == expected
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from mlyard.ci import plan_store
 from mlyard.ci.orchestrator import Orchestrator
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Run
@@ -19,6 +18,7 @@ from mlyard.pipelines import Plan, predefined
 from mlyard.protocol import JobOutcome
 from mlyard.services import jobs, pipelines, resources, runs
 from tests.ci.engine import ADMIN, Engine
+from tests.ci.legacy_plan import plan_doc
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ci"
 
@@ -429,7 +429,7 @@ def test_the_plan_is_stored_as_plan_to_dict_and_a_run_stored_in_the_old_form_sti
             plan = Plan.from_dict(stored.plan)
             assert stored.plan == plan.to_dict()
             if legacy:  # as the runs stored before this change hold it
-                stored.plan = plan_store.plan_doc(plan)
+                stored.plan = plan_doc(plan)
         claimed = engine.drive({})
         assert [spec["name"] for spec in claimed] == ["A", "B"]
         assert all(spec["steps"] for spec in claimed)

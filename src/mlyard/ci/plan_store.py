@@ -1,8 +1,8 @@
 """A compiled plan as stored with its run: plain JSON, read back here only, as a typed :class:`Plan`.
 
 The orchestrator stores ``Plan.to_dict()`` (the one serialisation, with its round trip ``Plan.from_dict``).
-``load`` / ``job_plan`` also read the snake_case form ``plan_doc`` wrote before (runs stored then keep it:
-their pools, strategies and parameters were not kept); ``plan_doc`` stays only to test that reading.
+``load`` / ``job_plan`` also read the snake_case form stored before (runs stored then keep it: their
+pools, strategies and parameters were not kept); tests/ci/legacy_plan.py writes that form for the tests.
 """
 
 from __future__ import annotations
@@ -13,16 +13,6 @@ from typing import Any
 from mlyard.pipelines import Plan
 from mlyard.pipelines.model import Environment, Job, Stage, Step, VariableEntry, VariableGroup
 from mlyard.pipelines.plan import variable_entries
-
-
-def entries(variables: tuple[VariableEntry, ...]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for entry in variables:
-        if isinstance(entry, VariableGroup):
-            out.append({"group": entry.group})
-        else:
-            out.append({"name": entry.name, "value": entry.value, "readonly": entry.readonly})
-    return out
 
 
 def step_id(step: Step, index: int) -> str:
@@ -44,43 +34,6 @@ def step_spec(step: Step, index: int) -> dict[str, Any]:
         "timeout_in_minutes": step.timeout_in_minutes,
         "enabled": step.enabled,
         "retry_count_on_task_failure": step.retry_count_on_task_failure,
-    }
-
-
-def job_doc(job: Job) -> dict[str, Any]:
-    return {
-        "name": job.name,
-        "display_name": job.display_name,
-        "kind": job.kind,
-        "depends_on": list(job.depends_on),
-        "condition": job.condition,
-        "timeout_in_minutes": job.timeout_in_minutes,
-        "cancel_timeout_in_minutes": job.cancel_timeout_in_minutes,
-        "continue_on_error": job.continue_on_error,
-        "workspace_clean": job.workspace_clean,
-        "environment": job.environment.name if job.environment else "",
-        "variables": entries(job.variables),
-        "steps": [step_spec(s, i) for i, s in enumerate(job.steps)],
-    }
-
-
-def plan_doc(plan: Plan) -> dict[str, Any]:
-    return {
-        "name": plan.name,
-        "run_name": plan.run_name,
-        "variables": entries(plan.variables),
-        "warnings": list(plan.warnings),
-        "stages": [
-            {
-                "name": s.name,
-                "display_name": s.display_name,
-                "depends_on": list(s.depends_on),
-                "condition": s.condition,
-                "variables": entries(s.variables),
-                "jobs": [job_doc(j) for j in s.jobs],
-            }
-            for s in plan.stages
-        ],
     }
 
 
