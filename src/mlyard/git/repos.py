@@ -144,7 +144,18 @@ def export_tree(path: Path, rev: str, dest: Path) -> None:
 
     proc = run_git(["archive", "--format=tar", f"{rev}^{{tree}}"], cwd=path)
     with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
-        tar.extractall(dest, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, filter="data")
+            return
+        # Python before 3.11.4 (e.g. Debian 12's 3.11.2) has no extraction filters: the same refusals here.
+        root = dest.resolve()
+        for member in tar.getmembers():
+            target = (root / member.name).resolve()
+            link = (target.parent / member.linkname).resolve() if member.issym() or member.islnk() else target
+            if member.name.startswith("/") or not target.is_relative_to(root) or not link.is_relative_to(root):
+                raise tarfile.OutsideDestinationError(member, str(target)) if hasattr(
+                    tarfile, "OutsideDestinationError") else tarfile.TarError(f"{member.name} points outside the tree")
+        tar.extractall(dest)  # every member checked above
 
 
 def commit_directory(path: Path, *, branch: str, source: Path, message: str, author: str = "mlyard") -> str:
