@@ -49,10 +49,15 @@ def tree_at(platform: Host, repo: str, commit: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="mlyard-tree-") as tmp:
         try:
             git.export_tree(bare_repo(platform, repo), commit, Path(tmp))
-        except tarfile.TarError as exc:  # the "data" filter refuses absolute and outside links, devices
+        except git.UnsafeTreeEntry as exc:
             raise RepoContentError(
                 f"cannot read the files of repository {repo!r} at {commit[:10]}: {_unsafe(exc)}; "
                 "remove the link or make it point inside the repository"
+            ) from None
+        except tarfile.TarError:
+            raise RepoContentError(
+                f"cannot read the files of repository {repo!r} at {commit[:10]}: the archive of the commit "
+                "is unreadable"
             ) from None
         except OperationFailed:
             raise RepoContentError(
@@ -62,17 +67,13 @@ def tree_at(platform: Host, repo: str, commit: str) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def _unsafe(exc: tarfile.TarError) -> str:
-    """What is wrong with a member of the commit's archive (never naming the server's temporary folder)."""
-    member = getattr(exc, "tarinfo", None)
-    name = repr(member.name) if member is not None else "a file"
-    if isinstance(exc, tarfile.AbsoluteLinkError):
-        return f"{name} is a link to an absolute path"
-    if isinstance(exc, tarfile.LinkOutsideDestinationError):
-        return f"{name} is a link pointing outside the repository"
-    if isinstance(exc, tarfile.FilterError):
-        return f"{name} cannot be extracted safely ({type(exc).__name__})"
-    return "the archive of the commit is unreadable"
+def _unsafe(exc: git.UnsafeTreeEntry) -> str:
+    """What is wrong with a file of the commit (never naming the server's temporary folder)."""
+    return {
+        "absolute link": f"{exc.name!r} is a link to an absolute path",
+        "outside link": f"{exc.name!r} is a link pointing outside the repository",
+        "outside path": f"{exc.name!r} is outside the repository",
+    }.get(exc.problem, f"{exc.name!r} is a special file that cannot be extracted")
 
 
 def compile_at(
