@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlyard.pipelines import Plan
-from mlyard.pipelines.model import Environment, Job, Stage, Step, VariableEntry, VariableGroup
-from mlyard.pipelines.plan import variable_entries
+from mlyard.pipelines.model import Environment, Job, Leg, Stage, Step, VariableEntry, VariableGroup
+from mlyard.pipelines.plan import leg_from, variable_entries
 
 
 def step_id(step: Step, index: int) -> str:
@@ -81,6 +81,19 @@ def job_plan(doc: Mapping[str, Any], stage: str, job: str) -> Plan:
         raise KeyError(f"the run's plan has no job {job!r} in stage {stage!r}")
     narrowed = {**doc, "stages": [{**stage_doc, "jobs": [job_doc]}]}
     return Plan.from_dict(narrowed) if canonical else _legacy_plan(narrowed)
+
+
+def legs(doc: Mapping[str, Any]) -> dict[tuple[str, str], Leg]:
+    """The legs of job strategies in a stored plan, by (stage, job) (read without building the whole plan)."""
+    found: dict[tuple[str, str], Leg] = {}
+    if not _is_canonical(doc):
+        return found  # plans stored before job strategies have none
+    for stage in doc.get("stages", ()):
+        for job in stage.get("jobs", ()):
+            leg = leg_from(job.get("leg"))
+            if leg is not None:
+                found[(stage["stage"], job.get("job") or job.get("deployment"))] = leg
+    return found
 
 
 def _is_canonical(doc: Mapping[str, Any]) -> bool:

@@ -2,11 +2,14 @@
 
 Conditions of stages and jobs are evaluated here (the agent evaluates step conditions) with
 Azure's dependency contexts: `dependencies.X.result`, `dependencies.X.outputs['step.var']` and
-`stageDependencies.S.J.outputs['step.var']`.
+`stageDependencies.S.J.outputs['step.var']`. For the legs of a job strategy, `dependencies.Build` is every
+leg of job `Build` (worst result; outputs as `['leg.step.var']`), and at most `maxParallel` legs of one job
+are queued or running at once (the others wait, not started).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +20,7 @@ from mlyard.ci import plan_store, states
 from mlyard.db.tables import Run, RunJob, RunStage, RunStep
 from mlyard.errors import MlyardError
 from mlyard.pipelines import ExpressionContext, evaluate_condition
-from mlyard.pipelines.model import Variable
+from mlyard.pipelines.model import Leg, Variable
 from mlyard.pipelines.predefined import RunFacts, source_variables
 
 
@@ -26,6 +29,7 @@ def schedule(session: Session, run: Run) -> None:
     jobs = list(session.scalars(select(RunJob).where(RunJob.run_id == run.id).order_by(RunJob.position)))
     by_stage = {s.name: [j for j in jobs if j.stage == s.name] for s in stages}
     variables = run_variables(run)
+    legs = plan_store.legs(run.plan or {})
     for stage in stages:
         if states.is_final(stage.state):
             continue
@@ -45,7 +49,8 @@ def schedule(session: Session, run: Run) -> None:
                 )
                 continue
             states.transition(stage, states.RUNNING)
-        _schedule_jobs(session, run, stage, by_stage, variables)
+        stage_legs = {job: leg for (name, job), leg in legs.items() if name == stage.name}
+        _schedule_jobs(session, run, stage, by_stage, variables, stage_legs)
         stage_jobs = by_stage[stage.name]
         if all(states.is_final(j.state) for j in stage_jobs):
             states.transition(stage, states.worst([_counted(j) for j in stage_jobs]))
@@ -57,7 +62,12 @@ def schedule(session: Session, run: Run) -> None:
 
 
 def _schedule_jobs(
-    session: Session, run: Run, stage: RunStage, by_stage: dict[str, list[RunJob]], variables: dict[str, str]
+    session: Session,
+    run: Run,
+    stage: RunStage,
+    by_stage: dict[str, list[RunJob]],
+    variables: dict[str, str],
+    legs: Mapping[str, Leg],
 ) -> None:
     stage_jobs = by_stage[stage.name]
     for job in stage_jobs:
@@ -65,11 +75,12 @@ def _schedule_jobs(
             deps = [j for j in stage_jobs if j.name in job.depends_on]
             if not all(states.is_final(d.state) for d in deps):
                 continue
+            dependencies = job_dependencies(deps, legs)
             ctx = ExpressionContext(
                 variables=variables,
-                dependencies={d.name: job_dependency(d) for d in deps},
+                dependencies=dependencies,
                 stage_dependencies=stage_job_dependencies(by_stage, stage.name),
-                dependency_results={d.name: states.AZURE_RESULT[d.state] for d in deps},
+                dependency_results={name: str(entry["result"]) for name, entry in dependencies.items()},
                 canceled=run.cancel_requested,
             )
             if not _condition(job, ctx):
@@ -84,6 +95,8 @@ def _schedule_jobs(
                 )
                 states.transition(job, states.WAITING)
                 continue
+            if _at_max_parallel(job, stage_jobs, legs):
+                continue  # condition evaluated again when a leg of its job ends
             job.queued_at = datetime.now(UTC)
             states.transition(job, states.QUEUED)
         elif job.state == states.WAITING:
@@ -97,6 +110,16 @@ def _schedule_jobs(
             job.message = job.message or "canceled before it started"
             states.transition(job, states.CANCELED)
             skip_steps(session, job)
+
+
+def _at_max_parallel(job: RunJob, stage_jobs: list[RunJob], legs: Mapping[str, Leg]) -> bool:
+    """Whether `maxParallel` legs of `job`'s job are queued or running already."""
+    leg = legs.get(job.name)
+    if leg is None or not leg.max_parallel:
+        return False
+    live = (states.QUEUED, states.RUNNING)
+    busy = sum(1 for j in stage_jobs if j.state in live and (other := legs.get(j.name)) and other.phase == leg.phase)
+    return busy >= leg.max_parallel
 
 
 def _condition(row: RunStage | RunJob, ctx: ExpressionContext) -> bool:
@@ -127,6 +150,21 @@ def skip_steps(session: Session, job: RunJob) -> None:
 
 def job_dependency(job: RunJob) -> dict[str, Any]:
     return {"result": states.AZURE_RESULT.get(job.state, job.state), "outputs": dict(job.outputs)}
+
+
+def job_dependencies(deps: list[RunJob], legs: Mapping[str, Leg]) -> dict[str, Any]:
+    """`dependencies.<job>` of jobs in the same stage: each job, and each job a strategy made legs of
+    (worst result of its legs; outputs `'<leg>.<step>.<var>'`), as Azure names them."""
+    found: dict[str, Any] = {d.name: job_dependency(d) for d in deps}
+    phases: dict[str, list[RunJob]] = {}
+    for dep in deps:
+        if dep.name in legs:
+            phases.setdefault(legs[dep.name].phase, []).append(dep)
+    for phase, members in phases.items():
+        result = states.worst([_counted(m) for m in members])
+        outputs = {f"{legs[m.name].name}.{key}": value for m in members for key, value in m.outputs.items()}
+        found.setdefault(phase, {"result": states.AZURE_RESULT.get(result, result), "outputs": outputs})
+    return found
 
 
 def stage_dependencies(deps: list[RunStage], by_stage: dict[str, list[RunJob]]) -> dict[str, Any]:

@@ -19,11 +19,14 @@ from mlyard.pipelines.plan import Node, Plan, check_graph
 from mlyard.pipelines.schema import join_path, validate_tree
 from mlyard.pipelines.source import Reporter, YMap, mark_of
 from mlyard.pipelines.steps import build_steps, check_condition, flag, number
+from mlyard.pipelines.strategy import expand_depends_on, legs
 from mlyard.pipelines.templates import Expander, Scope
 
 IMPLICIT_STAGE = "__default"
 IMPLICIT_JOB = "Job"
-_JOB_KEYS_AT_ROOT = ("pool", "workspace", "timeoutInMinutes", "cancelTimeoutInMinutes", "continueOnError")
+_JOB_KEYS_AT_ROOT = (
+    "pool", "workspace", "timeoutInMinutes", "cancelTimeoutInMinutes", "continueOnError", "strategy",
+)  # fmt: skip
 
 
 def compile_pipeline(
@@ -165,9 +168,11 @@ class _Builder:
         self.previous = name
         pool = parse_pool(item.get("pool")) or self.pool
         jobs = [
-            self.job(job, join_path(path, f"jobs[{i}]").lstrip("."), i, pool)
+            built
             for i, job in enumerate(item.get("jobs") or ())
+            for built in self.job(job, join_path(path, f"jobs[{i}]").lstrip("."), i, pool)
         ]
+        jobs = list(zip(expand_depends_on([job for job, _ in jobs]), (where for _, where in jobs), strict=True))
         where = f" in stage '{name}'" if name != IMPLICIT_STAGE else ""
         nodes = [Node(j.name, j.depends_on, mark, depends_mark, p) for j, (mark, depends_mark, p) in jobs]
         check_graph(nodes, "job", self.r, where)
@@ -185,7 +190,8 @@ class _Builder:
 
     previous: str | None = None
 
-    def job(self, item: Any, path: str, index: int, pool: Pool | None) -> tuple[Job, tuple[Any, Any, str]]:
+    def job(self, item: Any, path: str, index: int, pool: Pool | None) -> list[tuple[Job, tuple[Any, Any, str]]]:
+        """The job of ``item``, or its legs when a job strategy copies it."""
         kind = "deployment" if "deployment" in item else "job"
         name = text(item.get(kind)) or (IMPLICIT_JOB if index == 0 else f"{IMPLICIT_JOB}{index + 1}")
         steps_value, hook_pool, environment, strategy = item.get("steps"), None, None, None
@@ -212,7 +218,8 @@ class _Builder:
             variables=parse_variables(item.get("variables")),
             steps=build_steps(steps_value, join_path(path, "steps"), name, self.r),
         )
-        return job, (mark_of(item, kind), mark_of(item, "dependsOn"), path)
+        where = (mark_of(item, kind), mark_of(item, "dependsOn"), path)
+        return [(leg, where) for leg in legs(job, item, path, self.r)]
 
     def deploy_hook(self, item: Any, path: str, name: str) -> tuple[Any, Any]:
         deploy = ((item.get("strategy") or {}).get("runOnce") or {}).get("deploy")

@@ -97,8 +97,26 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Leg:
+    """Where a job made by ``strategy: matrix`` or ``strategy: parallel`` sits among its copies.
+
+    ``phase`` is the job's name as written (``dependsOn`` on it waits for every leg), ``name`` the matrix
+    configuration's name or the slice number; ``position`` (from 1) and ``total`` are
+    ``System.JobPositionInPhase`` and ``System.TotalJobsInPhase``; ``max_parallel`` bounds how many legs
+    of the phase run at once (0: no bound).
+    """
+
+    phase: str
+    name: str
+    position: int
+    total: int
+    max_parallel: int = 0
+
+
+@dataclass(frozen=True)
 class Job:
-    """A job or a deployment job (``environment`` and the runOnce ``deploy`` steps)."""
+    """A job or a deployment job (``environment`` and the runOnce ``deploy`` steps); ``leg`` is set for
+    the copies a job strategy makes."""
 
     name: str
     kind: JobKind
@@ -114,6 +132,7 @@ class Job:
     strategy: str | None = None
     variables: tuple[VariableEntry, ...] = ()
     steps: tuple[Step, ...] = ()
+    leg: Leg | None = None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlyard.pipelines.model import Environment, Job, JobKind, Pool, Stage, Step, Variable, VariableEntry, VariableGroup
+from mlyard.pipelines.model import (
+    Environment,
+    Job,
+    JobKind,
+    Leg,
+    Pool,
+    Stage,
+    Step,
+    Variable,
+    VariableEntry,
+    VariableGroup,
+)  # fmt: skip
 from mlyard.pipelines.source import Mark, Reporter
 
 
@@ -123,6 +134,20 @@ def _job_from(document: Mapping[str, Any]) -> Job:
         strategy=document.get("strategy"),
         variables=variable_entries(document.get("variables", ())),
         steps=tuple(_step_from(step) for step in document.get("steps", ())),
+        leg=leg_from(document.get("leg")),
+    )
+
+
+def leg_from(document: Mapping[str, Any] | None) -> Leg | None:
+    """The :class:`Leg` of a job's ``leg`` entry (None for a job no strategy copied)."""
+    if document is None:
+        return None
+    return Leg(
+        str(document["phase"]),
+        str(document["name"]),
+        int(document["position"]),
+        int(document["total"]),
+        int(document.get("maxParallel", 0)),
     )
 
 
@@ -184,6 +209,11 @@ def _job(job: Job) -> dict[str, Any]:
             result["environment"]["resourceName"] = env.resource_name
     if job.strategy:
         result["strategy"] = job.strategy
+    if job.leg:
+        leg = job.leg
+        result["leg"] = {"phase": leg.phase, "name": leg.name, "position": leg.position, "total": leg.total}
+        if leg.max_parallel:
+            result["leg"]["maxParallel"] = leg.max_parallel
     result["variables"] = [_variable(entry) for entry in job.variables]
     result["steps"] = [_step(step) for step in job.steps]
     return result

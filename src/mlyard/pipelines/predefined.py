@@ -40,6 +40,9 @@ class JobFacts:
     environment: str = ""
     build_number: str = ""
     started_at: str = ""  # ISO time the run started
+    phase: str = ""  # the job's name as written, for a leg of a job strategy (else its name)
+    position: int = 1  # System.JobPositionInPhase
+    total: int = 1  # System.TotalJobsInPhase
 
 
 def branch_name(ref: str) -> str:
@@ -92,7 +95,9 @@ def job_variables(run: RunFacts, job: JobFacts) -> dict[str, str]:
         **agent_job_variables(job.job_id, job.stage, job.name, job.display_name, job.attempt),
         "Build.BuildNumber": job.build_number,
         "System.StageDisplayName": job.stage_display_name or job.stage,
-        "System.PhaseName": job.name,
+        "System.PhaseName": job.phase or job.name,
+        "System.JobPositionInPhase": str(job.position),
+        "System.TotalJobsInPhase": str(job.total),
         "System.JobKind": job.kind,
         "System.PlanId": str(run.run_id),
         "System.PipelineStartTime": job.started_at,

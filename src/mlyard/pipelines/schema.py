@@ -41,7 +41,7 @@ _JOB_COMMON = {
     "workspace": "workspace", "templateContext": "any",
 }  # fmt: skip
 JOB_KINDS: dict[str, dict[str, str]] = {
-    "job": {"job": "identifier", "steps": "steps", **_JOB_COMMON},
+    "job": {"job": "identifier", "steps": "steps", "strategy": "jobStrategy", **_JOB_COMMON},
     "deployment": {"deployment": "identifier", "environment": "environment", "strategy": "strategy", **_JOB_COMMON},
     "template": TEMPLATE_REF,
 }
@@ -63,6 +63,7 @@ PIPELINE = {
     "parameters": "any", "variables": "variables", "pool": "pool", "stages": "stages", "jobs": "jobs",
     "steps": "steps", "extends": "extends", "lockBehavior": "string", "workspace": "workspace",
     "timeoutInMinutes": "int", "cancelTimeoutInMinutes": "int", "continueOnError": "bool",
+    "strategy": "jobStrategy",
 }  # fmt: skip
 OBJECTS: dict[str, dict[str, str]] = {
     "pool": {"name": "string", "vmImage": "string", "demands": "names"},
@@ -75,14 +76,15 @@ OBJECTS: dict[str, dict[str, str]] = {
         "tags": "any",
     },
     "strategy": {"runOnce": "runOnce"},
+    "jobStrategy": {"matrix": "any", "parallel": "int", "maxParallel": "int"},  # checked in pipelines.strategy
     "runOnce": {"deploy": "hook"},
     "hook": {"steps": "steps", "pool": "pool"},
     "extends": TEMPLATE_REF,
 }
 # Azure keys mlyard knows but does not run: reported as "not supported" rather than "unknown".
 UNSUPPORTED = frozenset(
-    {"schedules", "resources", "container", "services", "strategy", "uses", "pwsh", "powershell",
-     "downloadBuild", "getPackage", "reviewApp", "restoreCache", "matrix", "parallel", "rolling", "canary",
+    {"schedules", "resources", "container", "services", "uses", "pwsh", "powershell",
+     "downloadBuild", "getPackage", "reviewApp", "restoreCache", "rolling", "canary",
      "preDeploy", "routeTraffic", "postRouteTraffic", "on", "target"}
 )  # fmt: skip
 ENUMS = {"checkout": ("self", "none"), "clean": ("outputs", "resources", "all")}

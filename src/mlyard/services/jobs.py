@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from mlyard.ci import logs, plan_store, states
 from mlyard.ci.orchestrator import Orchestrator, run_facts
 from mlyard.ci.queue import JOB_TOKEN_PREFIX, JobQueue, secret_values, token_hash
-from mlyard.ci.scheduler import job_dependency, run_variables, stage_job_dependencies
+from mlyard.ci.scheduler import job_dependencies, run_variables, stage_job_dependencies
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Pipeline, Run, RunArtifact, RunJob, RunStep, TestResult
 from mlyard.errors import AuthenticationError, Conflict, InvalidInput, NotFound
@@ -104,7 +104,10 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
         by_stage.setdefault(sibling.stage, []).append(sibling)
     ctx = ExpressionContext(
         variables={**run_variables(run), **plain},
-        dependencies={j.name: job_dependency(j) for j in by_stage.get(job.stage, []) if j.name in job.depends_on},
+        dependencies=job_dependencies(
+            [j for j in by_stage.get(job.stage, []) if j.name in job.depends_on],
+            {name: leg for (in_stage, name), leg in plan_store.legs(run.plan or {}).items() if in_stage == job.stage},
+        ),
         stage_dependencies=stage_job_dependencies(by_stage, job.stage),
     )
     scopes = [plan.variables, stage.variables, planned.variables]
@@ -122,6 +125,9 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
         environment=job.environment,
         build_number=run.build_number,
         started_at=(run.started_at or datetime.now(UTC)).isoformat(),
+        phase=planned.leg.phase if planned.leg else job.name,
+        position=planned.leg.position if planned.leg else 1,
+        total=planned.leg.total if planned.leg else 1,
     )
     predefined = job_variables(run_facts(platform, run, pipeline), job_facts)
     connections = {}
@@ -149,7 +155,7 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
         name=job.name,
         display_name=job.display_name,
         access_token=token,
-        timeout_in_minutes=int(planned.timeout_in_minutes or 60),
+        timeout_in_minutes=int(planned.timeout_in_minutes),  # 0: no limit (Azure's maximum; see docs)
         cancel_timeout_in_minutes=int(planned.cancel_timeout_in_minutes or 5),
         workspace_clean=planned.workspace_clean,
         variables={**resolved.plain, **predefined},
