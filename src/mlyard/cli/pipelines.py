@@ -16,6 +16,10 @@ from mlyard.errors import InvalidInput
 
 app = typer.Typer(help="Validate, expand and run pipelines (Azure Pipelines YAML).", no_args_is_help=True)
 
+_VAR_HELP = (
+    "A variable KEY=VALUE (repeatable): a predefined one available in templates (Build.SourceBranch, "
+    "Build.Reason...) is seen by ${{ }}; any other is a queue-time variable."
+)
 _PARAM_HELP = "A runtime parameter KEY=VALUE (repeatable); the value is converted to the declared type."
 
 
@@ -29,19 +33,30 @@ def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
     return pairs
 
 
+def _split_vars(values: list[str] | None) -> tuple[dict[str, str], dict[str, str]]:
+    """--var pairs as (queue-time variables, compile context): the predefined variables Azure makes
+    available in templates (``Build.SourceBranch``, ``Build.Reason``...) are seen by ``${{ }}``."""
+    from mlyard.pipelines.predefined import is_template_variable, template_context
+
+    pairs = _pairs(values, "--var")
+    given = {name: value for name, value in pairs.items() if is_template_variable(name)}
+    return {name: value for name, value in pairs.items() if name not in given}, template_context(given)
+
+
 def _diagnostic(d: Any) -> dict[str, Any]:
     return {"file": d.file, "line": d.line, "column": d.column, "path": d.path, "message": d.message}
 
 
-def _check(file: Path) -> tuple[list[Any], tuple[str, ...]]:
+def _check(file: Path, var: list[str] | None = None) -> tuple[list[Any], tuple[str, ...]]:
     """Diagnostics of one file (loading, then compiling with defaults when every parameter has one)."""
     from mlyard.pipelines import PipelineError, compile_pipeline, load_pipeline
 
+    variables, context = _split_vars(var)
     try:
         pipeline = load_pipeline(file)
         required = [parameter.name for parameter in pipeline.parameters if not parameter.has_default]
         if not required:
-            compile_pipeline(pipeline)
+            compile_pipeline(pipeline, variables=variables, context=context)
     except PipelineError as exc:
         return list(exc.diagnostics), ()
     if required:
@@ -54,6 +69,7 @@ def _check(file: Path) -> tuple[list[Any], tuple[str, ...]]:
 def validate(
     files: list[Path] = typer.Argument(..., help="Pipeline files to check."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    var: list[str] = typer.Option(None, "--var", help=_VAR_HELP),
 ) -> None:
     """Check pipeline files: every problem as file:line:col; exit 1 when any file is invalid."""
     from mlyard.pipelines import PipelineError
@@ -61,7 +77,7 @@ def validate(
     problems: list[Any] = []
     report = []
     for file in files:
-        diagnostics, warnings = _check(file)
+        diagnostics, warnings = _check(file, var)
         problems.extend(diagnostics)
         report.append(
             {"file": str(file), "valid": not diagnostics, "errors": [_diagnostic(d) for d in diagnostics]}
@@ -84,7 +100,7 @@ def validate(
 def expand(
     file: Path = typer.Argument(..., help="The pipeline file."),
     param: list[str] = typer.Option(None, "--param", "-p", help=_PARAM_HELP),
-    var: list[str] = typer.Option(None, "--var", help="A queue-time variable KEY=VALUE (repeatable)."),
+    var: list[str] = typer.Option(None, "--var", help=_VAR_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of YAML."),
 ) -> None:
     """Print the compiled plan (templates and ${{ }} expressions expanded) as YAML."""
@@ -93,7 +109,8 @@ def expand(
     from mlyard.pipelines import compile_pipeline, load_pipeline
 
     pipeline = load_pipeline(file)
-    plan = compile_pipeline(pipeline, _pairs(param, "--param"), _pairs(var, "--var"))
+    variables, context = _split_vars(var)
+    plan = compile_pipeline(pipeline, _pairs(param, "--param"), variables, context)
     if as_json:
         print_json(plan.to_dict())
     else:

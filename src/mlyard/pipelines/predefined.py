@@ -4,11 +4,28 @@
 `run_variables`: those and the pipeline's, known when the run is compiled (``${{ variables.X }}``);
 `job_variables`: those a claimed job adds; `agent_job_variables`: the job's names as an agent
 re-states them from its JobSpec. The agent's own ones (work directories, agent name) are the agent's.
+`TEMPLATE_VARIABLES` are those Azure documents as "available in templates" (``${{ variables['X'] }}``);
+`template_context` makes the compile context of given values (offline: ``--var Build.SourceBranch=...``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+# "Use predefined variables" (Azure Pipelines docs), the rows marked "Available in templates? Yes".
+TEMPLATE_VARIABLES = frozenset(
+    {"Build.CronSchedule.DisplayName", "Build.DefinitionName", "Build.DefinitionVersion", "Build.QueuedBy",
+     "Build.QueuedById", "Build.Reason", "Build.Repository.ID", "Build.Repository.Name", "Build.Repository.Provider",
+     "Build.Repository.Uri", "Build.RequestedFor", "Build.RequestedForEmail", "Build.RequestedForId",
+     "Build.SourceBranch", "Build.SourceBranchName", "Build.SourceVersion", "System.CollectionId",
+     "System.CollectionUri", "System.DefinitionId", "System.HostType", "System.TeamFoundationCollectionUri",
+     "System.TeamProject", "System.TeamProjectId", "System.PullRequest.IsFork", "System.PullRequest.PullRequestId",
+     "System.PullRequest.PullRequestNumber", "System.PullRequest.SourceBranch", "System.PullRequest.SourceCommitId",
+     "System.PullRequest.SourceRepositoryURI", "System.PullRequest.TargetBranch",
+     "System.PullRequest.targetBranchName"}
+)  # fmt: skip
+_TEMPLATE_NAMES = {name.lower(): name for name in TEMPLATE_VARIABLES}
 
 
 @dataclass(frozen=True)
@@ -49,6 +66,26 @@ def branch_name(ref: str) -> str:
     """`Build.SourceBranchName`: the last path segment of the branch (refs/heads/feature/x -> x)."""
     short = ref.split("/", 2)[-1] if ref.startswith(("refs/heads/", "refs/tags/")) else ref
     return short.rsplit("/", 1)[-1]
+
+
+def is_template_variable(name: str) -> bool:
+    """Whether ``name`` (any case) is a predefined variable ``${{ }}`` expressions may read."""
+    return name.lower() in _TEMPLATE_NAMES
+
+
+def template_context(given: Mapping[str, str]) -> dict[str, str]:
+    """The compile context of predefined values ``given`` (names in any case, spelled as Azure does):
+    ``Build.SourceBranchName`` and ``System.PullRequest.targetBranchName`` are derived from the branches
+    when not given; ``System.TeamProject`` is mlyard's one project."""
+    values = {_TEMPLATE_NAMES.get(name.lower(), name): value for name, value in given.items()}
+    values.setdefault("System.TeamProject", "mlyard")
+    branch = values.get("Build.SourceBranch")
+    if branch is not None:
+        values.setdefault("Build.SourceBranchName", branch_name(branch))
+    target = values.get("System.PullRequest.TargetBranch")
+    if target is not None:
+        values.setdefault("System.PullRequest.targetBranchName", branch_name(target))
+    return values
 
 
 def source_variables(run: RunFacts) -> dict[str, str]:
