@@ -92,3 +92,37 @@ def test_the_job_timeout_reaches_the_agent(engine: Engine, written: str, sent: i
     engine.run("timeouts")
     spec = engine.claim()
     assert spec is not None and spec["timeout_in_minutes"] == sent
+
+
+STAGES = """\
+trigger: none
+stages:
+- stage: A
+  jobs:
+  - job: Build
+    strategy:
+      parallel: 2
+    steps:
+    - script: echo
+- stage: B
+  condition: eq(dependencies.A.outputs['Build.2.set.ready'], 'yes')
+  jobs:
+  - job: Use
+    variables:
+      first: $[ stageDependencies.A.Build.outputs['1.set.ready'] ]
+      result: $[ stageDependencies.A.Build.result ]
+    steps:
+    - script: echo
+"""
+
+
+def test_a_later_stage_reads_the_outputs_of_legs(engine: Engine) -> None:
+    engine.repo("stages", {"ci.yml": STAGES})
+    engine.pipeline("stages", "stages", "ci.yml")
+    run_id = engine.run("stages")
+    outputs = {"Build_1": {"set.ready": "one"}, "Build_2": {"set.ready": "yes"}}
+    claimed = engine.drive({}, outputs)
+    assert names(claimed) == ["Build_1", "Build_2", "Use"]
+    variables = claimed[-1]["variables"]
+    assert isinstance(variables, dict) and (variables["first"], variables["result"]) == ("one", "Succeeded")
+    assert engine.run_state(run_id) == "succeeded"

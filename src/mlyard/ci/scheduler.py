@@ -39,7 +39,7 @@ def schedule(session: Session, run: Run) -> None:
                 continue
             ctx = ExpressionContext(
                 variables=variables,
-                dependencies=stage_dependencies(deps, by_stage),
+                dependencies=stage_dependencies(deps, by_stage, legs),
                 dependency_results={d.name: states.AZURE_RESULT[d.state] for d in deps},
                 canceled=run.cancel_requested,
             )
@@ -50,7 +50,7 @@ def schedule(session: Session, run: Run) -> None:
                 continue
             states.transition(stage, states.RUNNING)
         stage_legs = {job: leg for (name, job), leg in legs.items() if name == stage.name}
-        _schedule_jobs(session, run, stage, by_stage, variables, stage_legs)
+        _schedule_jobs(session, run, stage, by_stage, variables, stage_legs, legs)
         stage_jobs = by_stage[stage.name]
         if all(states.is_final(j.state) for j in stage_jobs):
             states.transition(stage, states.worst([_counted(j) for j in stage_jobs]))
@@ -68,6 +68,7 @@ def _schedule_jobs(
     by_stage: dict[str, list[RunJob]],
     variables: dict[str, str],
     legs: Mapping[str, Leg],
+    all_legs: Mapping[tuple[str, str], Leg],
 ) -> None:
     stage_jobs = by_stage[stage.name]
     for job in stage_jobs:
@@ -79,7 +80,7 @@ def _schedule_jobs(
             ctx = ExpressionContext(
                 variables=variables,
                 dependencies=dependencies,
-                stage_dependencies=stage_job_dependencies(by_stage, stage.name),
+                stage_dependencies=stage_job_dependencies(by_stage, stage.name, all_legs),
                 dependency_results={name: str(entry["result"]) for name, entry in dependencies.items()},
                 canceled=run.cancel_requested,
             )
@@ -167,18 +168,34 @@ def job_dependencies(deps: list[RunJob], legs: Mapping[str, Leg]) -> dict[str, A
     return found
 
 
-def stage_dependencies(deps: list[RunStage], by_stage: dict[str, list[RunJob]]) -> dict[str, Any]:
-    """For stage conditions: dependencies.<stage>.result and .outputs['job.step.var']."""
+def stage_dependencies(
+    deps: list[RunStage], by_stage: dict[str, list[RunJob]], legs: Mapping[tuple[str, str], Leg]
+) -> dict[str, Any]:
+    """For stage conditions: dependencies.<stage>.result and .outputs['job.step.var'] (a leg's outputs
+    also as ['job.leg.step.var'])."""
     out = {}
     for stage in deps:
-        outputs = {f"{j.name}.{k}": v for j in by_stage.get(stage.name, []) for k, v in j.outputs.items()}
+        outputs: dict[str, Any] = {}
+        for j in by_stage.get(stage.name, []):
+            leg = legs.get((stage.name, j.name))
+            for key, value in j.outputs.items():
+                outputs[f"{j.name}.{key}"] = value
+                if leg is not None:
+                    outputs.setdefault(f"{leg.phase}.{leg.name}.{key}", value)
         out[stage.name] = {"result": states.AZURE_RESULT.get(stage.state, stage.state), "outputs": outputs}
     return out
 
 
-def stage_job_dependencies(by_stage: dict[str, list[RunJob]], current: str) -> dict[str, Any]:
-    """For jobs: stageDependencies.<stage>.<job>.outputs['step.var'] of earlier stages."""
-    return {name: {j.name: job_dependency(j) for j in jobs} for name, jobs in by_stage.items() if name != current}
+def stage_job_dependencies(
+    by_stage: dict[str, list[RunJob]], current: str, legs: Mapping[tuple[str, str], Leg]
+) -> dict[str, Any]:
+    """For jobs: stageDependencies.<stage>.<job>.outputs['step.var'] of other stages (a job a strategy made
+    legs of as in `job_dependencies`)."""
+    return {
+        name: job_dependencies(jobs, {job: leg for (stage, job), leg in legs.items() if stage == name})
+        for name, jobs in by_stage.items()
+        if name != current
+    }
 
 
 def run_variables(run: Run) -> dict[str, str]:

@@ -102,13 +102,14 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
     by_stage: dict[str, list[RunJob]] = {}
     for sibling in siblings:
         by_stage.setdefault(sibling.stage, []).append(sibling)
+    legs = plan_store.legs(run.plan or {})
     ctx = ExpressionContext(
         variables={**run_variables(run), **plain},
         dependencies=job_dependencies(
             [j for j in by_stage.get(job.stage, []) if j.name in job.depends_on],
-            {name: leg for (in_stage, name), leg in plan_store.legs(run.plan or {}).items() if in_stage == job.stage},
+            {name: leg for (in_stage, name), leg in legs.items() if in_stage == job.stage},
         ),
-        stage_dependencies=stage_job_dependencies(by_stage, job.stage),
+        stage_dependencies=stage_job_dependencies(by_stage, job.stage, legs),
     )
     scopes = [plan.variables, stage.variables, planned.variables]
     names = {entry.group for scope in scopes for entry in scope if isinstance(entry, VariableGroup)}
