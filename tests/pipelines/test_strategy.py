@@ -157,6 +157,15 @@ def test_strategy_errors_say_what_and_where(strategy: str, expected: str) -> Non
     assert raised.value.errors == [expected]
 
 
+def test_a_top_level_strategy_needs_top_level_steps() -> None:
+    with pytest.raises(PipelineError) as raised:
+        plan_of("strategy:\n  parallel: 2\njobs:\n- job: A\n  steps:\n  - script: echo\n")
+    assert raised.value.errors == [
+        "ci.yml:1:1: strategy: a top-level 'strategy' applies only to a pipeline with top-level 'steps'; "
+        "put it on a job"
+    ]
+
+
 def test_a_leg_name_taken_by_another_job_is_a_duplicate() -> None:
     text = "jobs:\n- job: A\n  strategy: {parallel: 2}\n  steps:\n  - script: echo\n"
     text += "- job: A_1\n  steps:\n  - script: echo\n"

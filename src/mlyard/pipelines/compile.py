@@ -144,6 +144,9 @@ class _Builder:
         tree = self.tree
         if "stages" in tree:
             return [(item, join_path("stages", index)) for index, item in enumerate(tree["stages"] or ())]
+        if "strategy" in tree and "steps" not in tree:
+            message = "a top-level 'strategy' applies only to a pipeline with top-level 'steps'; put it on a job"
+            self.r.at(tree, "strategy", "strategy", message)
         if "jobs" in tree:
             stage = self.implicit(("jobs",), stage=IMPLICIT_STAGE)
         else:
