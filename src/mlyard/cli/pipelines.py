@@ -33,21 +33,21 @@ def _diagnostic(d: Any) -> dict[str, Any]:
     return {"file": d.file, "line": d.line, "column": d.column, "path": d.path, "message": d.message}
 
 
-def _check(file: Path) -> tuple[list[Any], tuple[str, ...]]:
-    """Diagnostics of one file (loading, then compiling with defaults when every parameter has one)."""
+def _check(file: Path) -> tuple[list[Any], tuple[str, ...], tuple[Any, ...]]:
+    """Diagnostics, warnings and unsupported notices of one file (loading, then compiling with defaults
+    when every parameter has one: the notices are then those of the expanded pipeline)."""
     from mlyard.pipelines import PipelineError, compile_pipeline, load_pipeline
 
     try:
         pipeline = load_pipeline(file)
         required = [parameter.name for parameter in pipeline.parameters if not parameter.has_default]
-        if not required:
-            compile_pipeline(pipeline)
+        unsupported = pipeline.unsupported if required else compile_pipeline(pipeline).unsupported
     except PipelineError as exc:
-        return list(exc.diagnostics), ()
+        return list(exc.diagnostics), (), ()
     if required:
         note = f"templates not expanded: parameters without a default ({', '.join(required)}); try `expand --param`"
-        return [], (*pipeline.warnings, note)
-    return [], pipeline.warnings
+        return [], (*pipeline.warnings, note), unsupported
+    return [], pipeline.warnings, unsupported
 
 
 @app.command()
@@ -55,20 +55,25 @@ def validate(
     files: list[Path] = typer.Argument(..., help="Pipeline files to check."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
-    """Check pipeline files: every problem as file:line:col; exit 1 when any file is invalid."""
+    """Check pipeline files: every problem as file:line:col; exit 1 when any file is invalid.
+
+    Valid Azure Pipelines that mlyard cannot run (a task it does not run) is listed as "unsupported"
+    and does not make a file invalid: a run fails at that step."""
     from mlyard.pipelines import PipelineError
 
     problems: list[Any] = []
     report = []
     for file in files:
-        diagnostics, warnings = _check(file)
+        diagnostics, warnings, unsupported = _check(file)
         problems.extend(diagnostics)
         report.append(
             {"file": str(file), "valid": not diagnostics, "errors": [_diagnostic(d) for d in diagnostics]}
-            | {"warnings": list(warnings)}
+            | {"unsupported": [_diagnostic(notice) for notice in unsupported], "warnings": list(warnings)}
         )
         if not as_json and not diagnostics:
             typer.echo(f"{file}: valid")
+        for notice in unsupported if not as_json else ():
+            typer.echo(f"unsupported: {notice}", err=True)
         for warning in warnings if not as_json else ():
             typer.echo(f"{file}: warning: {warning}", err=True)
     if as_json:
@@ -94,6 +99,8 @@ def expand(
 
     pipeline = load_pipeline(file)
     plan = compile_pipeline(pipeline, _pairs(param, "--param"), _pairs(var, "--var"))
+    for notice in plan.unsupported:
+        typer.echo(f"unsupported: {notice}", err=True)
     if as_json:
         print_json(plan.to_dict())
     else:
