@@ -251,6 +251,7 @@ _NATIVE: dict[str, _Native] = {
     )
 }
 
+_NATIVE_BY_LOWER = {name.lower(): native for name, native in _NATIVE.items()}
 RUNNABLE_TASKS: tuple[str, ...] = tuple(_NATIVE)
 """The tasks mlyard runs (the agent has one handler for each), by their canonical ``Name@N``."""
 RUNNABLE_LISTING = ", ".join(sorted(RUNNABLE_TASKS, key=str.lower))
@@ -267,24 +268,25 @@ def _catalogue() -> dict[str, tuple[str, Mapping[str, Any]]]:
 @cache
 def _spec(lowered: str) -> TaskSpec | None:
     found = _catalogue().get(lowered)
+    native = _NATIVE_BY_LOWER.get(lowered)
+    if native is not None:  # PublishCodeCoverageResults@2 is newer than the schema: mlyard's spec alone
+        return _merge(native, found[1] if found else {})
     if found is None:
         return None
     name, entry = found
-    native = _NATIVE.get(name)
-    if native is None:
-        return TaskSpec(
-            name,
-            dict.fromkeys(entry.get("inputs", ()), None),
-            dict(entry.get("aliases", {})),
-            {key: tuple(values) for key, values in entry.get("choices", {}).items()},
-            _always(*entry["required"]) if entry.get("required") else _no_rule,
-            description=entry.get("description", ""),
-        )
-    return _merge(native, entry)
+    return TaskSpec(
+        name,
+        dict.fromkeys(entry.get("inputs", ()), None),
+        dict(entry.get("aliases", {})),
+        {key: tuple(values) for key, values in entry.get("choices", {}).items()},
+        _always(*entry["required"]) if entry.get("required") else _no_rule,
+        description=entry.get("description", ""),
+    )
 
 
 def _merge(native: _Native, entry: Mapping[str, Any]) -> TaskSpec:
-    """A runnable task: the schema's inputs under mlyard's canonical names, mlyard's defaults and rules."""
+    """A runnable task: the schema's inputs under mlyard's canonical names, mlyard's defaults and rules
+    (``entry`` is empty for a task newer than the schema)."""
     inputs: dict[str, Any] = dict(native.defaults)
     aliases: dict[str, str] = dict(native.aliases)
     lookup = {name.lower(): name for name in inputs} | {alias.lower(): target for alias, target in aliases.items()}
@@ -328,12 +330,13 @@ def connection_input(task: str | None) -> str | None:
 def unknown_task(reference: str) -> str:
     """The error for a task reference the schema does not know, with the nearest known tasks."""
     base = reference.strip().split("@", 1)[0].lower()
-    names = [name for name, _ in _catalogue().values()]
+    names = sorted({name for name, _ in _catalogue().values()} | set(_NATIVE))
     versions = sorted(name for name in names if name.split("@", 1)[0].lower() == base)
     if versions:
         return f"unknown task '{reference}': no such version; known versions: {', '.join(versions)}"
-    close = difflib.get_close_matches(reference.strip().lower(), list(_catalogue()), n=3, cutoff=0.75)
-    hint = f"; did you mean {', '.join(_catalogue()[c][0] for c in close)}?" if close else ""
+    spelled = {name.lower(): name for name in names}
+    close = difflib.get_close_matches(reference.strip().lower(), list(spelled), n=3, cutoff=0.75)
+    hint = f"; did you mean {', '.join(spelled[c] for c in close)}?" if close else ""
     return f"unknown task '{reference}': not a built-in Azure Pipelines task{hint}"
 
 
