@@ -229,3 +229,12 @@ def test_importing_the_pipeline_language_does_not_read_the_task_data() -> None:
     code = "import mlyard.pipelines, mlyard.pipelines.tasks as t; print(t._catalogue.cache_info().currsize)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "0"
+
+
+def test_the_docs_table_of_runnable_tasks_matches_the_code() -> None:
+    import re
+
+    docs = (REPO / "docs" / "pipelines.md").read_text(encoding="utf-8")
+    section = docs.split("### Tasks", 1)[1].split("\n## ", 1)[0]
+    table = section.split("| Task | Notes |", 1)[1].split("\n\n", 1)[0]
+    assert sorted(re.findall(r"`([A-Za-z]+@\d+)`", table)) == sorted(RUNNABLE_TASKS)
