@@ -22,11 +22,13 @@ import difflib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 DATA_FILE = Path(__file__).with_name("data") / "tasks.json"
+MAX_TASK_NAME = 200  # longer task references are not compared with the known names
+SPEC_CACHE_SIZE = 512  # task specs kept built (the schema has about 250 tasks; unknown names are cached too)
 Rule = Callable[[Mapping[str, Any]], list[str]]
 
 
@@ -265,7 +267,7 @@ def _catalogue() -> dict[str, tuple[str, Mapping[str, Any]]]:
     return {name.lower(): (name, entry) for name, entry in document["tasks"].items()}
 
 
-@cache
+@lru_cache(maxsize=SPEC_CACHE_SIZE)  # bounded: task names come from user YAML
 def _spec(lowered: str) -> TaskSpec | None:
     found = _catalogue().get(lowered)
     native = _NATIVE_BY_LOWER.get(lowered)
@@ -329,6 +331,8 @@ def connection_input(task: str | None) -> str | None:
 
 def unknown_task(reference: str) -> str:
     """The error for a task reference the schema does not know, with the nearest known tasks."""
+    if len(reference) > MAX_TASK_NAME:
+        return f"unknown task '{reference[:MAX_TASK_NAME]}...': a task name is at most {MAX_TASK_NAME} characters"
     base = reference.strip().split("@", 1)[0].lower()
     names = sorted({name for name, _ in _catalogue().values()} | set(_NATIVE))
     versions = sorted(name for name in names if name.split("@", 1)[0].lower() == base)
