@@ -257,7 +257,6 @@ _NATIVE_BY_LOWER = {name.lower(): native for name, native in _NATIVE.items()}
 RUNNABLE_TASKS: tuple[str, ...] = tuple(_NATIVE)
 """The tasks mlyard runs (the agent has one handler for each), by their canonical ``Name@N``."""
 RUNNABLE_LISTING = ", ".join(sorted(RUNNABLE_TASKS, key=str.lower))
-SUPPORTED_TASKS = RUNNABLE_LISTING  # the name used before tasks came from the schema
 
 
 @cache
