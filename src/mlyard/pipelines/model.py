@@ -133,7 +133,8 @@ class Stage:
 
 @dataclass(frozen=True)
 class Pipeline:
-    """A loaded pipeline file: declared parameters, trigger, and the tree to compile."""
+    """A loaded pipeline file: declared parameters, trigger, and the tree to compile. ``unsupported``: the
+    notices of the file as written (valid Azure Pipelines mlyard cannot run; compiling gives the final ones)."""
 
     name: str | None
     file: str
