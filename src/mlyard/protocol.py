@@ -69,6 +69,8 @@ class StepSpec:
     `publish:` PublishPipelineArtifact@1; `download:` DownloadPipelineArtifact@2, whose default
     path is $(Pipeline.Workspace)/<artifact>).
     For checkout, ``inputs`` has "repository" ("self" or "none") and the checkout options.
+    ``unsupported``: why mlyard cannot run this step (valid Azure Pipelines, e.g. a task mlyard does not
+    run); the agent fails the step with this message.
     """
 
     id: str
@@ -83,6 +85,7 @@ class StepSpec:
     timeout_in_minutes: int = 0
     enabled: bool = True
     retry_count_on_task_failure: int = 0
+    unsupported: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StepSpec:
@@ -92,7 +95,7 @@ class StepSpec:
 @dataclass(frozen=True)
 class Connection:
     """A service connection the job may use (already permitted): its settings become environment
-    variables of the steps that name it (AzureCLI@2 ``azureSubscription``). ``secret_keys`` lists
+    variables of the steps that name it (AzureCLI@1/@2 ``azureSubscription``). ``secret_keys`` lists
     the settings whose values are secret (masked in logs)."""
 
     name: str

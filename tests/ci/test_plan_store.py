@@ -89,3 +89,15 @@ def test_step_ids_are_position_and_name() -> None:
     plan = compile_pipeline(load_pipeline("steps:\n- script: a\n  name: first\n- script: b\n", name="p.yml"))
     steps = plan.stages[0].jobs[0].steps
     assert [plan_store.step_id(step, index) for index, step in enumerate(steps)] == ["001-first", "002-CmdLine"]
+
+
+def test_azure_cli_v1_steps_use_their_connection_like_v2() -> None:
+    text = """trigger: none
+steps:
+- task: AzureCLI@1
+  inputs: {connectedServiceNameARM: legacy, scriptLocation: inlineScript, inlineScript: az account show}
+- task: AzureCLI@2
+  inputs: {azureSubscription: cloud, scriptType: bash, scriptLocation: inlineScript, inlineScript: echo}
+"""
+    plan = compile_pipeline(load_pipeline(text))
+    assert plan_store.resources(plan.to_dict()) == [("connection", "legacy"), ("connection", "cloud")]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mlyard.pipelines import Plan, compile_pipeline, load_pipeline
+from mlyard.pipelines import Diagnostic, Plan, compile_pipeline, load_pipeline
 from mlyard.pipelines.model import Environment, Job, Pool, Stage, Step, Variable, VariableGroup
 from mlyard.pipelines.plan import variable_entries
 from tests.pipelines.conftest import DATA, load_cases, write_tree
@@ -39,7 +39,7 @@ def test_case_plans_round_trip(case: dict[str, Any], tmp_path: Path) -> None:
 def test_every_field_round_trips() -> None:
     step = Step("s", "task", "Run", task="AzureCLI@2", inputs={"a": [1, {"b": "c"}]}, env={"E": "$(x)"},
                 condition="always()", continue_on_error=True, timeout_in_minutes=3, enabled=False,
-                retry_count_on_task_failure=2)  # fmt: skip
+                retry_count_on_task_failure=2, unsupported="task Docker@2 ... mlyard does not run it")  # fmt: skip
     deploy = Job("d", "deployment", "Deploy", depends_on=("j",), condition="failed()", timeout_in_minutes=9,
                  cancel_timeout_in_minutes=2, continue_on_error=True, pool=Pool("p", "ubuntu-latest", ("x -equals y",)),
                  workspace_clean="all", environment=Environment("prod", "web", "VirtualMachine"), strategy="runOnce",
@@ -47,7 +47,7 @@ def test_every_field_round_trips() -> None:
     plain = Job("j", "job", "J", pool=Pool())
     plan = Plan("p", (Stage("S", "Stage S", ("R",), "always()", (Variable("a", "b"),), (plain, deploy)),),
                 variables=(Variable("x", "y"),), parameters={"n": 1, "o": {"k": ["v"]}}, run_name="r-$(Rev:r)",
-                warnings=("w",))  # fmt: skip
+                warnings=("w",), unsupported=(Diagnostic("ci.yml", 3, 5, "steps[0].task", "Docker@2"),))  # fmt: skip
     assert_round_trip(plan)
 
 

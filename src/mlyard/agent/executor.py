@@ -163,6 +163,8 @@ def _run_step(step: StepSpec, job: JobState) -> None:
     job.log.write(step, f"##[section]Starting: {step.display_name or step.name}")
     if problem is not None:
         result, issues = FAILED, [problem]
+    elif step.unsupported:  # valid Azure Pipelines this mlyard does not run: the step fails, as validate said
+        result, issues = FAILED, [Issue("error", step.unsupported)]
     else:
         result, issues = _attempts(step, job)
     if result == FAILED and step.continue_on_error and not job.timed_out:

@@ -13,6 +13,7 @@ from typing import Any
 from mlyard.pipelines import Plan
 from mlyard.pipelines.model import Environment, Job, Leg, Stage, Step, VariableEntry, VariableGroup
 from mlyard.pipelines.plan import leg_from, variable_entries
+from mlyard.pipelines.tasks import connection_input
 
 
 def step_id(step: Step, index: int) -> str:
@@ -34,6 +35,7 @@ def step_spec(step: Step, index: int) -> dict[str, Any]:
         "timeout_in_minutes": step.timeout_in_minutes,
         "enabled": step.enabled,
         "retry_count_on_task_failure": step.retry_count_on_task_failure,
+        "unsupported": step.unsupported,
     }
 
 
@@ -59,8 +61,9 @@ def resources(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
             if job.environment:
                 add("environment", job.environment.name)
             for step in job.steps:
-                if step.task == "AzureCLI@2":
-                    add("connection", str(step.inputs.get("azureSubscription", "")))
+                connection = connection_input(step.task)
+                if connection:
+                    add("connection", str(step.inputs.get(connection, "")))
     return found
 
 

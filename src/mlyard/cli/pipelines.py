@@ -47,22 +47,25 @@ def _diagnostic(d: Any) -> dict[str, Any]:
     return {"file": d.file, "line": d.line, "column": d.column, "path": d.path, "message": d.message}
 
 
-def _check(file: Path, var: list[str] | None = None) -> tuple[list[Any], tuple[str, ...]]:
-    """Diagnostics of one file (loading, then compiling with defaults when every parameter has one)."""
+def _check(file: Path, var: list[str] | None = None) -> tuple[list[Any], tuple[str, ...], tuple[Any, ...]]:
+    """Diagnostics, warnings and unsupported notices of one file (loading, then compiling with defaults
+    when every parameter has one: the notices are then those of the expanded pipeline)."""
     from mlyard.pipelines import PipelineError, compile_pipeline, load_pipeline
 
     variables, context = _split_vars(var)
     try:
         pipeline = load_pipeline(file)
         required = [parameter.name for parameter in pipeline.parameters if not parameter.has_default]
-        if not required:
-            compile_pipeline(pipeline, variables=variables, context=context)
+        if required:
+            unsupported = pipeline.unsupported
+        else:
+            unsupported = compile_pipeline(pipeline, variables=variables, context=context).unsupported
     except PipelineError as exc:
-        return list(exc.diagnostics), ()
+        return list(exc.diagnostics), (), ()
     if required:
         note = f"templates not expanded: parameters without a default ({', '.join(required)}); try `expand --param`"
-        return [], (*pipeline.warnings, note)
-    return [], pipeline.warnings
+        return [], (*pipeline.warnings, note), unsupported
+    return [], pipeline.warnings, unsupported
 
 
 @app.command()
@@ -71,20 +74,25 @@ def validate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
     var: list[str] = typer.Option(None, "--var", help=_VAR_HELP),
 ) -> None:
-    """Check pipeline files: every problem as file:line:col; exit 1 when any file is invalid."""
+    """Check pipeline files: every problem as file:line:col; exit 1 when any file is invalid.
+
+    Valid Azure Pipelines that mlyard cannot run (a task it does not run) is listed as "unsupported"
+    and does not make a file invalid: a run fails at that step."""
     from mlyard.pipelines import PipelineError
 
     problems: list[Any] = []
     report = []
     for file in files:
-        diagnostics, warnings = _check(file, var)
+        diagnostics, warnings, unsupported = _check(file, var)
         problems.extend(diagnostics)
         report.append(
             {"file": str(file), "valid": not diagnostics, "errors": [_diagnostic(d) for d in diagnostics]}
-            | {"warnings": list(warnings)}
+            | {"unsupported": [_diagnostic(notice) for notice in unsupported], "warnings": list(warnings)}
         )
         if not as_json and not diagnostics:
             typer.echo(f"{file}: valid")
+        for notice in unsupported if not as_json else ():
+            typer.echo(f"unsupported: {notice}", err=True)
         for warning in warnings if not as_json else ():
             typer.echo(f"{file}: warning: {warning}", err=True)
     if as_json:
@@ -111,6 +119,8 @@ def expand(
     pipeline = load_pipeline(file)
     variables, context = _split_vars(var)
     plan = compile_pipeline(pipeline, _pairs(param, "--param"), variables, context)
+    for notice in plan.unsupported:
+        typer.echo(f"unsupported: {notice}", err=True)
     if as_json:
         print_json(plan.to_dict())
     else:

@@ -61,6 +61,7 @@ def compile_pipeline(
     scope = Scope(str(root_file), values, known, {}, (str(root_file),))
     tree = expander.expand_pipeline(pipeline.tree, scope)
     reporter.raise_if_any()
+    reporter.unsupported.clear()  # what the expansion produced, not the files as written
     validate_tree(tree, reporter, raw=False)
     reporter.raise_if_any()
     plan = _Builder(reporter, tree).plan(pipeline, values, variables or {})
@@ -138,7 +139,9 @@ class _Builder:
         variables = parse_variables(tree.get("variables"))
         variables += tuple(Variable(str(name), text(value)) for name, value in given.items())
         run_name = text(tree["name"]) if tree.get("name") is not None else None
-        return Plan(pipeline.name, tuple(s for s, _ in stages), variables, dict(values), run_name, pipeline.warnings)
+        stage_list = tuple(s for s, _ in stages)
+        unsupported = tuple(sorted(self.r.unsupported))
+        return Plan(pipeline.name, stage_list, variables, dict(values), run_name, pipeline.warnings, unsupported)
 
     def stage_items(self) -> list[tuple[Any, str]]:
         tree = self.tree

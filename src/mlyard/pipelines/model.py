@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mlyard.pipelines.errors import Diagnostic
 from mlyard.pipelines.source import Mark, SourceDocument
 
 PARAMETER_TYPES = (
@@ -75,7 +76,8 @@ class Environment:
 class Step:
     """One step. ``task`` is the task the step runs (``script`` is CmdLine@2, ``bash`` Bash@3,
     ``publish`` PublishPipelineArtifact@1, ``download`` DownloadPipelineArtifact@2; None for checkout)
-    and ``inputs`` its normalised inputs."""
+    and ``inputs`` its normalised inputs. ``unsupported`` says why mlyard cannot run a step that is valid
+    Azure Pipelines (a task it does not run): a run fails at this step with that message."""
 
     name: str
     kind: StepKind
@@ -88,6 +90,7 @@ class Step:
     timeout_in_minutes: int = 0
     enabled: bool = True
     retry_count_on_task_failure: int = 0
+    unsupported: str | None = None
 
     @property
     def script(self) -> str | None:
@@ -149,7 +152,8 @@ class Stage:
 
 @dataclass(frozen=True)
 class Pipeline:
-    """A loaded pipeline file: declared parameters, trigger, and the tree to compile."""
+    """A loaded pipeline file: declared parameters, trigger, and the tree to compile. ``unsupported``: the
+    notices of the file as written (valid Azure Pipelines mlyard cannot run; compiling gives the final ones)."""
 
     name: str | None
     file: str
@@ -157,6 +161,7 @@ class Pipeline:
     parameters: tuple[Parameter, ...] = ()
     trigger: Any = None
     warnings: tuple[str, ...] = ()
+    unsupported: tuple[Diagnostic, ...] = ()
 
     @property
     def tree(self) -> Mapping[str, Any]:

@@ -55,7 +55,8 @@ def load_pipeline(source: str | Path, *, name: str | None = None) -> Pipeline:
     reporter.raise_if_any()
     warnings = (PR_WARNING,) if "pr" in tree else ()
     pipeline_name = name or (Path(document.file).stem if document.file != "<pipeline>" else None)
-    return Pipeline(pipeline_name, document.file, document, parameters, trigger, warnings)
+    unsupported = tuple(sorted(reporter.unsupported))
+    return Pipeline(pipeline_name, document.file, document, parameters, trigger, warnings, unsupported)
 
 
 def _trigger(tree: dict[str, Any], reporter: Reporter) -> Any:

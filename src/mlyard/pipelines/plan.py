@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlyard.pipelines.errors import Diagnostic
 from mlyard.pipelines.model import (
     Environment,
     Job,
@@ -27,6 +28,8 @@ class Plan:
     """Everything a runner needs: stages with their jobs and fully expanded steps.
 
     Runtime expressions (``$[ ]``), macros (``$(var)``) and conditions stay strings for the runner.
+    ``unsupported``: where the pipeline uses valid Azure Pipelines that mlyard cannot run (each such step
+    also carries ``Step.unsupported``).
     """
 
     name: str | None
@@ -35,6 +38,7 @@ class Plan:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     run_name: str | None = None
     warnings: tuple[str, ...] = ()
+    unsupported: tuple[Diagnostic, ...] = ()
 
     def stage(self, name: str) -> Stage:
         """The stage called ``name`` (KeyError when there is none)."""
@@ -58,6 +62,8 @@ class Plan:
         document["stages"] = [_stage(stage) for stage in self.stages]
         if self.warnings:
             document["warnings"] = list(self.warnings)
+        if self.unsupported:
+            document["unsupported"] = [notice_dict(notice) for notice in self.unsupported]
         return document
 
     @classmethod
@@ -70,7 +76,21 @@ class Plan:
             parameters=dict(document.get("parameters") or {}),
             run_name=document.get("runName"),
             warnings=tuple(document.get("warnings", ())),
+            unsupported=tuple(notice_from(notice) for notice in document.get("unsupported", ())),
         )
+
+
+def notice_dict(notice: Diagnostic) -> dict[str, Any]:
+    """A diagnostic or notice as JSON: ``{"file", "line", "column", "path", "message"}``."""
+    return {"file": notice.file, "line": notice.line, "column": notice.column, "path": notice.path,
+            "message": notice.message}  # fmt: skip
+
+
+def notice_from(document: Mapping[str, Any]) -> Diagnostic:
+    return Diagnostic(
+        str(document["file"]), int(document["line"]), int(document["column"]), str(document.get("path", "")),
+        str(document["message"]),
+    )  # fmt: skip
 
 
 def plain(value: Any) -> Any:
@@ -164,6 +184,7 @@ def _step_from(document: Mapping[str, Any]) -> Step:
         timeout_in_minutes=int(document.get("timeoutInMinutes", 0)),
         enabled=bool(document.get("enabled", True)),
         retry_count_on_task_failure=int(document.get("retryCountOnTaskFailure", 0)),
+        unsupported=document.get("unsupported"),
     )
 
 
@@ -233,6 +254,8 @@ def _step(step: Step) -> dict[str, Any]:
         result["timeoutInMinutes"] = step.timeout_in_minutes
     if step.retry_count_on_task_failure:
         result["retryCountOnTaskFailure"] = step.retry_count_on_task_failure
+    if step.unsupported:
+        result["unsupported"] = step.unsupported
     return result
 
 

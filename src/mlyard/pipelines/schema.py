@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mlyard.pipelines.source import Reporter
-from mlyard.pipelines.tasks import SUPPORTED_TASKS, find_task
+from mlyard.pipelines.tasks import extension_task_message, find_task, is_extension_task, unknown_task
 
 DIRECTIVE = re.compile(r"^\$\{\{\s*(if\b|elseif\b|else\s*\}\}|each\b|insert\s*\}\})", re.IGNORECASE)
 
@@ -208,22 +208,24 @@ class Validator:
             self.r.at(node, name, join_path(path, name), f"'{name}' must not be empty")
 
     def check_task(self, node: dict[str, Any], path: str) -> None:
+        """A task step: a task of Microsoft's schema with known inputs, allowed values and its required
+        inputs (errors); a valid task mlyard does not run is a notice (``Reporter.unsupported``)."""
         flat = {name: (owner, value) for owner, name, value in self.entries(node, path)}
         owner, reference = flat["task"]
         if not isinstance(reference, str) or is_expression(reference):
             return
+        task_path = join_path(path, "task")
         spec = find_task(reference)
         if spec is None:
-            self.r.at(
-                owner,
-                "task",
-                join_path(path, "task"),
-                f"unknown task '{reference}'; supported tasks: {SUPPORTED_TASKS}",
-            )
+            if is_extension_task(reference):
+                self.r.note_unsupported(owner, "task", task_path, extension_task_message(reference))
+            else:
+                self.r.at(owner, "task", task_path, unknown_task(reference))
             return
         _, inputs = flat.get("inputs", (node, None))
         given: dict[str, Any] = {}
         inputs_path = join_path(path, "inputs")
+        errors = len(self.r.diagnostics)
         if isinstance(inputs, dict):
             for container, name, value in self.entries(inputs, inputs_path):
                 canonical = spec.canonical_input(name)
@@ -237,7 +239,10 @@ class Validator:
         if self.raw and isinstance(inputs, dict) and any(is_directive(k) or is_expression(k) for k in inputs):
             return
         for problem in spec.required(given):
-            self.r.at(owner, "task", join_path(path, "task"), f"task {spec.name}: {problem}")
+            self.r.at(owner, "task", task_path, f"task {spec.name}: {problem}")
+        reason = spec.unsupported(given) if len(self.r.diagnostics) == errors else None
+        if reason is not None:
+            self.r.note_unsupported(owner, "task", task_path, reason)
 
     def check_choice(self, choices: Any, value: Any, parent: Any, key: Any, path: str) -> None:
         if not choices or is_expression(value) or (isinstance(value, str) and "$(" in value):

@@ -68,10 +68,12 @@ def mark_of(container: Any, key: Any = None) -> Mark | None:
 
 @dataclass
 class Reporter:
-    """Collects diagnostics so that every problem is reported at once."""
+    """Collects diagnostics so that every problem is reported at once; ``unsupported`` collects the
+    notices of valid Azure Pipelines that this mlyard cannot run (they do not make a pipeline invalid)."""
 
     file: str
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    unsupported: list[Diagnostic] = field(default_factory=list)
 
     def add(self, mark: Mark | None, path: str, message: str) -> None:
         file, line, column = (mark.file, mark.line, mark.column) if mark else (self.file, 1, 1)
@@ -81,6 +83,14 @@ class Reporter:
 
     def at(self, container: Any, key: Any, path: str, message: str) -> None:
         self.add(mark_of(container, key), path, message)
+
+    def note_unsupported(self, container: Any, key: Any, path: str, message: str) -> None:
+        """A notice: valid Azure Pipelines at ``container[key]`` that mlyard cannot run."""
+        mark = mark_of(container, key)
+        file, line, column = (mark.file, mark.line, mark.column) if mark else (self.file, 1, 1)
+        notice = Diagnostic(file, line, column, path, message)
+        if notice not in self.unsupported:
+            self.unsupported.append(notice)
 
     def raise_if_any(self) -> None:
         if self.diagnostics:

@@ -15,7 +15,7 @@ from mlyard.pipelines.model import Step
 from mlyard.pipelines.parameters import text
 from mlyard.pipelines.schema import join_path
 from mlyard.pipelines.source import Reporter
-from mlyard.pipelines.tasks import find_task
+from mlyard.pipelines.tasks import extension_task_message, find_task, is_extension_task
 
 DEFAULT_CONDITION = "succeeded()"
 _SHORTCUT_TASKS = {"script": "CmdLine@2", "bash": "Bash@3", "publish": "PublishPipelineArtifact@1"}
@@ -96,7 +96,7 @@ def _name_base(kind: str, item: Any) -> str:
         return "Checkout"
     if kind == "task":
         spec = find_task(text(item["task"]))
-        return spec.name.split("@")[0] if spec else "Task"
+        return spec.name.split("@")[0] if spec else text(item["task"]).split("@")[0].split(".")[-1] or "Task"
     return _SHORTCUT_TASKS[kind].split("@")[0]
 
 
@@ -106,6 +106,7 @@ def build_step(kind: str, item: Any, path: str, name: str, reporter: Reporter) -
     if task is None and kind != "checkout":
         return None
     default_display = f"Checkout {inputs['repository']}" if kind == "checkout" else name
+    spec = find_task(task) if task else None
     return Step(
         name=name,
         kind=kind,  # type: ignore[arg-type]
@@ -118,7 +119,17 @@ def build_step(kind: str, item: Any, path: str, name: str, reporter: Reporter) -
         timeout_in_minutes=number(item.get("timeoutInMinutes"), 0),
         enabled=flag(item.get("enabled"), True),
         retry_count_on_task_failure=number(item.get("retryCountOnTaskFailure"), 0),
+        unsupported=_unsupported(task, spec, inputs),
     )
+
+
+def _unsupported(task: str | None, spec: Any, inputs: dict[str, Any]) -> str | None:
+    """Why mlyard cannot run the step (the message validation reports), None when it can."""
+    if task is None:
+        return None
+    if spec is None:  # a Marketplace extension task (validation rejected every other unknown task)
+        return extension_task_message(task)
+    return spec.unsupported(inputs)
 
 
 def _inputs(kind: str, item: Any, path: str, reporter: Reporter) -> tuple[str | None, dict[str, Any]]:
@@ -138,9 +149,11 @@ def _inputs(kind: str, item: Any, path: str, reporter: Reporter) -> tuple[str | 
         task = _SHORTCUT_TASKS[kind]
         given = _shortcut_inputs(kind, item)
     else:
-        spec = find_task(text(item["task"]))
-        if spec is None:  # already reported by validation
-            return None, {}
+        reference = text(item["task"])
+        spec = find_task(reference)
+        if spec is None:  # an extension task is kept as written (any other was reported by validation)
+            given = {str(key): input_text(value) for key, value in (item.get("inputs") or {}).items()}
+            return (reference.strip(), given) if is_extension_task(reference) else (None, {})
         task = spec.name
         given = {spec.canonical_input(str(key)) or str(key): value for key, value in (item.get("inputs") or {}).items()}
     spec = find_task(task)

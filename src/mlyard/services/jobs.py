@@ -30,6 +30,7 @@ from mlyard.pipelines.expressions import ExpressionContext
 from mlyard.pipelines.job_variables import GroupValues, resolve_job_variables
 from mlyard.pipelines.model import VariableGroup
 from mlyard.pipelines.predefined import JobFacts, job_variables
+from mlyard.pipelines.tasks import connection_input
 from mlyard.protocol import Connection as ConnectionSpec
 from mlyard.protocol import JobOutcome, JobSpec, Repository, StepSpec, agent_name_problem
 from mlyard.services import pipelines, resources, secrets
@@ -133,8 +134,9 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
     predefined = job_variables(run_facts(platform, run, pipeline), job_facts)
     connections = {}
     for step in planned.steps:
-        name = str(step.inputs.get("azureSubscription") or "")
-        if step.task == "AzureCLI@2" and name and name not in connections:
+        connection = connection_input(step.task)
+        name = str(step.inputs.get(connection) or "") if connection else ""
+        if name and name not in connections:
             row, secret_settings = resources.connection_settings(platform, session, name)
             connections[name] = ConnectionSpec(
                 name=row.name,
