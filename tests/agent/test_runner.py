@@ -49,12 +49,9 @@ def test_unpack_refuses_entries_outside_the_target(tmp_path: Path, name: str) ->
         info.size = 4
         archive.addfile(info, io.BytesIO(b"evil"))
     target = tmp_path / "deep" / "target"
-    if name.startswith("/"):
-        unpack(buffer.getvalue(), target)  # the data filter strips the leading slash: stays inside
-        assert (target / "abs" / "evil.txt").exists()
-    else:
-        with pytest.raises(OperationFailed, match="the artifact archive has an unsafe entry: "):
-            unpack(buffer.getvalue(), target)
+    with pytest.raises(OperationFailed, match=r"the artifact archive has an unsafe entry: .*outside path"):
+        unpack(buffer.getvalue(), target)
+    assert not (target / "abs").exists() and not (target.parent / "evil.txt").exists()
     assert not (tmp_path / "deep" / "evil.txt").exists()
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from mlyard.archives import UnsafeEntry, safe_extract
 from mlyard.client import Client, agent_job_path
 from mlyard.errors import (
     AuthenticationError,
@@ -63,12 +64,12 @@ def pack(source: Path) -> bytes:
 
 
 def unpack(data: bytes, target: Path) -> None:
-    """Extract a tar.gz into target, refusing absolute paths, `..`, links that escape and device files."""
+    """Extract a tar.gz into target, refusing absolute names, `..`, links that escape and special files."""
     target.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
         try:
-            archive.extractall(target, filter="data")
-        except tarfile.FilterError as exc:
+            safe_extract(archive, target)
+        except UnsafeEntry as exc:
             raise OperationFailed(f"the artifact archive has an unsafe entry: {exc}") from None
 
 

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mlyard.archives import UnsafeEntry
 from mlyard.ci.host import Host
 from mlyard.errors import InvalidInput, NotFound, OperationFailed
 from mlyard.git import repos as git
@@ -49,7 +50,7 @@ def tree_at(platform: Host, repo: str, commit: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="mlyard-tree-") as tmp:
         try:
             git.export_tree(bare_repo(platform, repo), commit, Path(tmp))
-        except git.UnsafeTreeEntry as exc:
+        except UnsafeEntry as exc:
             raise RepoContentError(
                 f"cannot read the files of repository {repo!r} at {commit[:10]}: {_unsafe(exc)}; "
                 "remove the link or make it point inside the repository"
@@ -67,7 +68,7 @@ def tree_at(platform: Host, repo: str, commit: str) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def _unsafe(exc: git.UnsafeTreeEntry) -> str:
+def _unsafe(exc: UnsafeEntry) -> str:
     """What is wrong with a file of the commit (never naming the server's temporary folder)."""
     return {
         "absolute link": f"{exc.name!r} is a link to an absolute path",

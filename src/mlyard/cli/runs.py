@@ -207,6 +207,8 @@ def runs_artifacts(
     import io
     import tarfile
 
+    from mlyard.archives import UnsafeEntry, safe_extract
+
     with client() as api:
         rows = []
         for artifact in api.runs.artifacts(run_id):
@@ -216,7 +218,13 @@ def runs_artifacts(
                 target = download / artifact.name
                 target.mkdir(parents=True, exist_ok=True)
                 with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-                    tar.extractall(target, filter="data")
+                    try:
+                        safe_extract(tar, target)
+                    except UnsafeEntry as exc:
+                        raise InvalidInput(
+                            f"artifact {artifact.name!r} of run {run_id} has an unsafe entry ({exc}); "
+                            "nothing of it was written"
+                        ) from None
                 row["path"] = str(target)
             rows.append(row)
     if json:

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlyard.archives import safe_extract
 from mlyard.errors import OperationFailed
 from mlyard.names import check_repo_name
 
@@ -137,45 +138,18 @@ def read_file(path: Path, rev: str, file_path: str) -> bytes | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
-class UnsafeTreeEntry(Exception):
-    """A file of a commit that cannot be written out safely (a link leaving the tree, a special file)."""
-
-    def __init__(self, name: str, problem: str) -> None:
-        super().__init__(f"{name!r} {problem}")
-        self.name = name
-        self.problem = problem  # "absolute link", "outside link", "outside path" or "special file"
-
-
 def export_tree(path: Path, rev: str, dest: Path) -> None:
     """Write the files of `rev` into `dest` (no .git): what a pipeline's templates are read from.
 
-    Raises UnsafeTreeEntry for a link that is absolute or leads outside the tree, or a special file;
-    the checks are ours so they hold the same on every Python (tarfile's filters came in 3.11.4).
+    Raises mlyard.archives.UnsafeEntry for a link that is absolute or leads outside the tree, or a
+    special file (the same checks on every Python).
     """
     import io
     import tarfile
 
     proc = run_git(["archive", "--format=tar", f"{rev}^{{tree}}"], cwd=path)
-    root = os.path.normpath(dest.resolve())
     with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
-        members = tar.getmembers()
-        for member in members:
-            target = os.path.normpath(os.path.join(root, member.name))
-            if os.path.isabs(member.name) or os.path.commonpath([root, target]) != root:
-                raise UnsafeTreeEntry(member.name, "outside path")
-            if member.issym() or member.islnk():
-                if os.path.isabs(member.linkname):
-                    raise UnsafeTreeEntry(member.name, "absolute link")
-                base = os.path.dirname(target) if member.issym() else root
-                link = os.path.normpath(os.path.join(base, member.linkname))
-                if os.path.commonpath([root, link]) != root:
-                    raise UnsafeTreeEntry(member.name, "outside link")
-            elif not (member.isfile() or member.isdir()):
-                raise UnsafeTreeEntry(member.name, "special file")
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(dest, members, filter="data")
-        else:  # every member checked above
-            tar.extractall(dest, members)
+        safe_extract(tar, dest)
 
 
 def commit_directory(path: Path, *, branch: str, source: Path, message: str, author: str = "mlyard") -> str:
