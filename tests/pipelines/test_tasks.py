@@ -110,12 +110,24 @@ steps:
 
 
 def test_unknown_tasks_are_errors_with_the_nearest_known_ones() -> None:
-    assert problems("steps:\n- task: Bash@9\n- task: CopyFile@2\n- task: NoSuchThing@1\n") == [
+    assert problems("steps:\n- task: Bash@9\n- task: CopyFile@2\n- task: 'Not a task'\n") == [
         "p.yml:2:3: steps[0].task: unknown task 'Bash@9': no such version; known versions: Bash@3",
         "p.yml:3:3: steps[1].task: unknown task 'CopyFile@2': not a built-in Azure Pipelines task; "
         "did you mean CopyFiles@2, CopyFiles@1?",
-        "p.yml:4:3: steps[2].task: unknown task 'NoSuchThing@1': not a built-in Azure Pipelines task",
+        "p.yml:4:3: steps[2].task: unknown task 'Not a task': not a built-in Azure Pipelines task",
     ]
+
+
+def test_a_task_of_an_extension_named_without_its_publisher_is_unsupported_not_invalid() -> None:
+    """Real pipelines name extension tasks short (`SonarCloudPrepare@1`, `TerraformInstaller@1`): Azure runs
+    them where the extension is installed, so they are notices; a near miss of a built-in one stays an error."""
+    plan = compile_pipeline(load_pipeline("steps:\n- task: TerraformInstaller@1\n", name="p.yml"))
+    message = (
+        "task 'TerraformInstaller@1' is not a built-in Azure Pipelines task (a Marketplace extension's?): "
+        "mlyard cannot check or run it"
+    )
+    assert plan.jobs[0].steps[0].unsupported == message
+    assert [str(notice) for notice in plan.unsupported] == [f"p.yml:2:3: steps[0].task: {message}"]
 
 
 def test_a_marketplace_extension_task_is_unsupported_not_invalid() -> None:

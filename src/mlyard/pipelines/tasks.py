@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
@@ -328,27 +329,53 @@ def connection_input(task: str | None) -> str | None:
     return native.connection if native else None
 
 
+def _known_names() -> list[str]:
+    return sorted({name for name, _ in _catalogue().values()} | set(_NATIVE))
+
+
+def _nearest(reference: str) -> tuple[list[str], list[str]]:
+    """Known versions of the same task, and the known names close to `reference` (typos)."""
+    names = _known_names()
+    base = reference.strip().split("@", 1)[0].lower()
+    versions = sorted(name for name in names if name.split("@", 1)[0].lower() == base)
+    spelled = {name.lower(): name for name in names}
+    close = difflib.get_close_matches(reference.strip().lower(), list(spelled), n=3, cutoff=0.75)
+    return versions, [spelled[c] for c in close]
+
+
 def unknown_task(reference: str) -> str:
     """The error for a task reference the schema does not know, with the nearest known tasks."""
     if len(reference) > MAX_TASK_NAME:
         return f"unknown task '{reference[:MAX_TASK_NAME]}...': a task name is at most {MAX_TASK_NAME} characters"
-    base = reference.strip().split("@", 1)[0].lower()
-    names = sorted({name for name, _ in _catalogue().values()} | set(_NATIVE))
-    versions = sorted(name for name in names if name.split("@", 1)[0].lower() == base)
+    versions, close = _nearest(reference)
     if versions:
         return f"unknown task '{reference}': no such version; known versions: {', '.join(versions)}"
-    spelled = {name.lower(): name for name in names}
-    close = difflib.get_close_matches(reference.strip().lower(), list(spelled), n=3, cutoff=0.75)
-    hint = f"; did you mean {', '.join(spelled[c] for c in close)}?" if close else ""
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
     return f"unknown task '{reference}': not a built-in Azure Pipelines task{hint}"
 
 
 def extension_task_message(reference: str) -> str:
     """The notice for a Marketplace extension task (validation and the failed step say the same)."""
-    return f"task '{reference.strip()}' comes from a Marketplace extension: mlyard cannot check or run it"
+    name = reference.strip()
+    if "." in name.split("@", 1)[0]:
+        return f"task '{name}' comes from a Marketplace extension: mlyard cannot check or run it"
+    return (
+        f"task '{name}' is not a built-in Azure Pipelines task (a Marketplace extension's?): "
+        "mlyard cannot check or run it"
+    )
+
+
+_TASK_REFERENCE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*@[0-9]+$")
 
 
 def is_extension_task(reference: str) -> bool:
-    """A task named with its Marketplace extension (``publisher.extension.Task@1``): not in the schema."""
-    name = reference.strip().split("@", 1)[0]
-    return "." in name and "@" in reference and not name.startswith(".")
+    """A task that is not in the schema but may come from a Marketplace extension: written with its
+    extension (``publisher.extension.Task@1``), or a well-formed ``Task@N`` that is neither another
+    version of a built-in task nor close to one (those are typos, reported as errors)."""
+    name = reference.strip()
+    if len(name) > MAX_TASK_NAME or not _TASK_REFERENCE.match(name):
+        return False
+    if "." in name.split("@", 1)[0]:
+        return True
+    versions, close = _nearest(name)
+    return not versions and not close
