@@ -138,6 +138,7 @@ class Pipeline:
     parameters: tuple[Parameter, ...] = ()
     trigger: Any = None
     warnings: tuple[str, ...] = ()
+    schedules: tuple[Any, ...] = ()  # mlyard.pipelines.schedules.Schedule items
 
     @property
     def tree(self) -> Mapping[str, Any]:
