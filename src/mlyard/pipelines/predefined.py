@@ -24,6 +24,7 @@ class RunFacts:
     pipeline_name: str = ""
     repo: str = ""
     server_url: str = ""
+    cron_schedule: str = ""  # the displayName of the schedule that fired (Build.Reason Schedule)
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ def branch_name(ref: str) -> str:
 
 
 def source_variables(run: RunFacts) -> dict[str, str]:
-    return {
+    scheduled = {"Build.CronSchedule.DisplayName": run.cron_schedule} if run.reason == "Schedule" else {}
+    return scheduled | {
         "Build.BuildId": str(run.run_id),
         "Build.Reason": run.reason,
         "Build.SourceBranch": run.source_branch,
