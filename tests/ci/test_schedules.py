@@ -5,12 +5,15 @@ missed while the server was down make one run. No test waits for a real minute."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Run, Schedule
+from mlyard.pipelines.schedules import parse_cron
+from mlyard.services import pipelines
+from mlyard.views import PipelineView
 from tests.ci.engine import Engine
 
 NIGHTLY = """\
@@ -164,3 +167,18 @@ def test_a_schedule_removed_from_the_yaml_stops(engine: Engine) -> None:
 def _last_run_id(engine: Engine) -> int:
     with transaction(engine.platform.sessions) as session:
         return max(session.scalars(select(Run.id)))
+
+
+def test_pipelines_show_lists_the_schedules_with_their_next_fire_times(engine: Engine) -> None:
+    clock = start(engine, NIGHTLY, "2026-11-30T01:00")
+    clock.at(engine, "2026-11-30T03:00")
+    (shown,) = pipelines.show_pipeline(engine.platform, "nightly").schedules or []
+    assert (shown.display_name, shown.cron, shown.branch, shown.always, shown.batch) == (
+        "Nightly", "0 3 * * *", "refs/heads/master", False, False,
+    )  # fmt: skip
+    assert shown.last_outcome == f"run {_last_run_id(engine)}" and shown.last_fire_at is not None
+    fires = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in shown.next_fires]
+    cron = parse_cron("0 3 * * *")
+    assert len(fires) == 3 and fires == sorted(fires) and all(cron.matches(t) for t in fires)
+    assert fires[1] - fires[0] == timedelta(days=1)
+    assert PipelineView.from_dict(pipelines.show_pipeline(engine.platform, "nightly").to_dict()).schedules == [shown]

@@ -1,6 +1,7 @@
 """Scheduled triggers on the server: due schedules become runs (Build.Reason Schedule) exactly once.
 
-Once a minute of the injected clock (the orchestrator's tick calls :meth:`ScheduleRunner.run_due`),
+Once a minute of the injected clock, and when a pipeline was created or a push recorded (the
+orchestrator's tick calls :meth:`ScheduleRunner.run_due`),
 for every pipeline and every branch of its repository, the ``schedules:`` of the pipeline's YAML *at
 the head of that branch* are read (Azure: each branch's own YAML decides whether that branch is
 scheduled) and each schedule whose branch filter takes the branch is checked against its row in the
@@ -31,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,7 +40,7 @@ from mlyard.ci import sources, states
 from mlyard.ci.host import Host
 from mlyard.ci.runs import new_run
 from mlyard.db.engine import transaction
-from mlyard.db.tables import Pipeline, Repo, Run
+from mlyard.db.tables import Pipeline, PushEvent, Repo, Run
 from mlyard.db.tables import Schedule as ScheduleRow
 from mlyard.errors import MlyardError
 from mlyard.git import repos as git
@@ -80,16 +81,22 @@ class ScheduleRunner:
         self.platform = platform
         self.clock = clock
         self._cache: OrderedDict[tuple[str, str, str], tuple[Schedule, ...]] = OrderedDict()
-        self._last_pass: datetime | None = None
+        self._last_pass: tuple[object, ...] | None = None
         self._reads = 0
 
     def run_due(self) -> list[int]:
-        """Create the runs of every due schedule; at most one pass per minute. Returns the new run ids."""
+        """Create the runs of every due schedule. Returns the new run ids.
+
+        One pass per minute, and one more when a pipeline was created or a push recorded since the last
+        pass (new schedules are seen at once; a fire is due at most once a minute anyway).
+        """
         now = self.clock().astimezone(UTC)
-        minute = now.replace(second=0, microsecond=0)
-        if self._last_pass == minute:
+        with transaction(self.platform.sessions) as session:
+            pipelines = session.execute(select(func.max(Pipeline.id), func.count(Pipeline.id))).one()
+            changes = (now.replace(second=0, microsecond=0), *pipelines, session.scalar(select(func.max(PushEvent.id))))
+        if self._last_pass == changes:
             return []
-        self._last_pass, self._reads = minute, 0
+        self._last_pass, self._reads = changes, 0
         created: list[int] = []
         branches: dict[str, list[tuple[str, str]]] = {}
         for target in self._targets():
