@@ -86,8 +86,11 @@ class Orchestrator:
         """Trigger the pending push events (the outbox) and the due schedules, then advance every unfinished run."""
         if triggers.trigger_pending(self.platform):
             self.wake.set()
-        if self.schedules.run_due():
-            self.wake.set()
+        try:
+            if self.schedules.run_due():
+                self.wake.set()
+        except Exception:  # the runs under way still advance
+            log.exception("checking the scheduled triggers failed")
         with self.lock:
             self.queue.expire_leases()
             with transaction(self.platform.sessions) as session:
