@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mlyard.protocol import Reason
+
 
 @dataclass(frozen=True)
 class RunFacts:
@@ -50,7 +52,7 @@ def branch_name(ref: str) -> str:
 
 
 def source_variables(run: RunFacts) -> dict[str, str]:
-    scheduled = {"Build.CronSchedule.DisplayName": run.cron_schedule} if run.reason == "Schedule" else {}
+    scheduled = {"Build.CronSchedule.DisplayName": run.cron_schedule} if run.reason == Reason.SCHEDULE else {}
     return scheduled | {
         "Build.BuildId": str(run.run_id),
         "Build.Reason": run.reason,
