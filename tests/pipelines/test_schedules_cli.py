@@ -76,3 +76,6 @@ def test_no_schedules_and_bad_input_are_one_line_errors(tmp_path: Path) -> None:
     result = mlyard("pipelines", "explain-trigger", str(bad), "--schedule", "--ref", "main", "--at", "soon")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --at expects an ISO time such as 2026-11-30T03:00Z, got 'soon'"
+    result = mlyard("pipelines", "explain-trigger", str(bad), "--ref", "main", "--at", "2026-11-30T00:00Z")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --at and --default-branch explain schedules: add --schedule"

@@ -122,6 +122,8 @@ def explain_trigger(
     if schedule:
         _explain_schedules(file, ref, at, default_branch, as_json)
         return
+    if at is not None or default_branch is not None:
+        raise InvalidInput("--at and --default-branch explain schedules: add --schedule")
     decision = trigger_decision(load_pipeline(file), ref, list(changed) if changed else None, message)
     if as_json:
         print_json({"run": decision.run, "reason": decision.reason})
