@@ -106,6 +106,7 @@ def test_next_fire_is_strictly_after_and_converts_other_time_zones() -> None:
 
     paris = datetime(2026, 11, 30, 0, 30, tzinfo=timezone(timedelta(hours=1)))  # 23:30 UTC the day before
     assert cron.next_after(paris) == MONDAY
+    assert cron.next_after(datetime(9999, 12, 31, 23, 59, tzinfo=UTC)) is None  # no year 10000: never
 
 
 @pytest.mark.parametrize(
@@ -131,6 +132,8 @@ def test_next_fire_is_strictly_after_and_converts_other_time_zones() -> None:
         ("0 0 ? * *", "'?' in the days field: '?', 'L', 'W' and '#' are not part of Azure's cron syntax"),
         ("0 0 1,,2 * *", "an empty element in the days field (two commas in a row, or a trailing comma)"),
         ("0 0 1- * *", "'1-' in the days field: a range needs a first and a last value, e.g. 1-5"),
+        ("\u00b2 * * * *", "'\u00b2' is not a number in the minutes field: use 0 through 59"),
+        ("*/\u00b2 * * * *", "'*/\u00b2' in the minutes field: the step after '/' must be a whole number from 1"),
     ],
 )
 def test_invalid_cron_says_which_field_and_what_to_write(cron: str, message: str) -> None:

@@ -141,6 +141,8 @@ def _moment(text: str | None) -> Any:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise InvalidInput(f"--at expects an ISO time such as 2026-11-30T03:00Z, got '{text}'") from None
+    if not 1900 <= moment.year <= 9998:
+        raise InvalidInput(f"--at expects a time between the years 1900 and 9998, got '{text}'")
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 

@@ -115,10 +115,15 @@ class Cron:
     def next_after(self, moment: datetime) -> datetime | None:
         """The first fire time strictly after ``moment`` (UTC, whole minutes), None when there is none
         within :data:`SEARCH_YEARS` years. Bounded: at most one step per month, then per matching day."""
-        start = _utc(moment).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        moment = _utc(moment)
+        if moment.year >= datetime.max.year:
+            return None
+        start = moment.replace(second=0, microsecond=0) + timedelta(minutes=1)
         hours, minutes = sorted(self.hours), sorted(self.minutes)
         year, month = start.year, start.month
         for _ in range(SEARCH_YEARS * 12):
+            if year > datetime.max.year:
+                return None
             if month in self.months:
                 first_day = start.day if (year, month) == (start.year, start.month) else 1
                 for day in range(first_day, calendar.monthrange(year, month)[1] + 1):
@@ -165,8 +170,12 @@ def next_fires(cron: Cron, after: datetime, count: int) -> tuple[datetime, ...]:
 # --- cron parsing ------------------------------------------------------------------------------
 
 
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 def _value(text: str, field: str, low: int, high: int) -> int:
-    if text.isdigit():
+    if _digits(text):
         value = int(text)
         if not low <= value <= high:
             extra = " (Sunday is 0)" if field == "days-of-week" else ""
@@ -196,7 +205,7 @@ def _item(text: str, field: str, low: int, high: int) -> set[int]:
     base, slash, step_text = text.partition("/")
     step = 1
     if slash:
-        if not step_text.isdigit() or int(step_text) == 0:
+        if not _digits(step_text) or int(step_text) == 0:
             raise CronError(f"'{text}' in the {field} field: the step after '/' must be a whole number from 1")
         step = int(step_text)
     if base == "*":
