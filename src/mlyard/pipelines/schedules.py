@@ -115,10 +115,10 @@ class Cron:
     def next_after(self, moment: datetime) -> datetime | None:
         """The first fire time strictly after ``moment`` (UTC, whole minutes), None when there is none
         within :data:`SEARCH_YEARS` years. Bounded: at most one step per month, then per matching day."""
-        moment = _utc(moment)
-        if moment.year >= datetime.max.year:
+        try:
+            start = _utc(moment).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        except OverflowError:  # the last minute of year 9999: there is no later time
             return None
-        start = moment.replace(second=0, microsecond=0) + timedelta(minutes=1)
         hours, minutes = sorted(self.hours), sorted(self.minutes)
         year, month = start.year, start.month
         for _ in range(SEARCH_YEARS * 12):
