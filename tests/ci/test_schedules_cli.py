@@ -13,6 +13,7 @@ import pytest
 from mlyard.pipelines.schedules import parse_cron
 from tests.ci.helpers import make_repo, register
 from tests.conftest import Git, Server
+from tests.web.test_pages import sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -61,3 +62,14 @@ def test_pipelines_show_lists_schedules_with_next_fire_times(server: Server, git
     row = lines[header + 1]
     assert row.startswith("Weekday retrain") and "30 2 * * Mon-Fri" in row and "master" in row
     assert fires[0].strftime("%Y-%m-%dT%H:%M") in row and "if changed, one at a time" in row
+
+    with sign_in(server) as web:  # the web page shows the same schedules
+        page = web.get("/pipelines/retrain").text
+    assert "<h2>Schedules</h2>" in page and "<code>30 2 * * Mon-Fri</code>" in page
+    assert schedule_fires(page) == [t.isoformat().replace("+00:00", "Z") for t in fires]
+
+
+def schedule_fires(page: str) -> list[str]:
+    """The next fire times in the schedules table of a pipeline page."""
+    cell = page.split("<h2>Schedules</h2>", 1)[1].split("<td>")[4].split("</td>")[0]
+    return cell.split(", ")
