@@ -182,3 +182,38 @@ def test_pipelines_show_lists_the_schedules_with_their_next_fire_times(engine: E
     assert len(fires) == 3 and fires == sorted(fires) and all(cron.matches(t) for t in fires)
     assert fires[1] - fires[0] == timedelta(days=1)
     assert PipelineView.from_dict(pipelines.show_pipeline(engine.platform, "nightly").to_dict()).schedules == [shown]
+
+
+MIDNIGHT = """\
+trigger: none
+schedules:
+- cron: '0 0 * * *'
+  displayName: Daily midnight build
+  branches:
+    include:
+    - master
+steps:
+- script: echo midnight
+"""
+
+
+def test_each_branch_is_scheduled_by_its_own_yaml_as_in_the_docs_example(engine: Engine) -> None:
+    """Microsoft's example: `release` is added to the branches of the YAML in master but not in the
+    release branch's own YAML, so release is not built on that schedule until its own YAML says so."""
+    clock = start(engine, MIDNIGHT, "2026-11-30T01:00")
+    work = engine.git.cwd / "ml"
+    engine.git("checkout", "-q", "-b", "release", cwd=work)
+    engine.push("ml", work, "release")
+    engine.git("checkout", "-q", "master", cwd=work)
+    with_release = MIDNIGHT.replace("    - master\n", "    - master\n    - release\n")
+    engine.git.commit({"ci.yml": with_release}, "schedule release too", cwd=work)
+    engine.push("ml", work, "master")
+    clock.at(engine, "2026-12-01T00:00")
+    assert [b for _, b, _ in scheduled_runs(engine)] == ["refs/heads/master"]
+
+    engine.git("checkout", "-q", "release", cwd=work)
+    engine.git.commit({"ci.yml": with_release}, "schedule release in its own YAML", cwd=work)
+    engine.push("ml", work, "release")
+    clock.at(engine, "2026-12-01T08:00")  # seen now: starts counting
+    clock.at(engine, "2026-12-02T00:00")
+    assert sorted(b for _, b, _ in scheduled_runs(engine)[1:]) == ["refs/heads/master", "refs/heads/release"]
