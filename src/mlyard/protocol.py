@@ -32,6 +32,15 @@ class State(StrEnum):
     SKIPPED = "skipped"
 
 
+class Reason(StrEnum):
+    """Why a run was queued: the values of Azure's ``Build.Reason`` that mlyard produces (a ``str``)."""
+
+    MANUAL = "Manual"
+    INDIVIDUAL_CI = "IndividualCI"
+    BATCHED_CI = "BatchedCI"
+    SCHEDULE = "Schedule"  # a scheduled trigger (`schedules:`) fired
+
+
 # Results of steps, jobs, stages and runs (Azure's TaskResult names): the final states. The names below are
 # the members of State, typed as str for code that keeps states in str-typed fields and dicts.
 SUCCEEDED: str = State.SUCCEEDED

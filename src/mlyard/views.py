@@ -296,10 +296,26 @@ class VariableView(View):
     secret: bool = False
 
 
-class PipelineView(View):
-    """A pipeline (`GET /pipelines`); `show` adds its variables and permissions."""
+class ScheduleView(View):
+    """A scheduled trigger of a pipeline for one branch (`pipelines show`): its next fire times (UTC, ISO).
 
-    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"variables", "permissions", "recent_runs"})
+    A fire of an `always: false` schedule runs only when the branch changed since the schedule's last
+    successful run; `last_outcome` says what the last fire did ("run 12" or why it was skipped)."""
+
+    display_name: str = ""
+    cron: str = ""
+    branch: str = ""
+    always: bool = False
+    batch: bool = False
+    next_fires: list[str] = field(default_factory=list)
+    last_fire_at: str | None = None
+    last_outcome: str = ""
+
+
+class PipelineView(View):
+    """A pipeline (`GET /pipelines`); `show` adds its variables, permissions and schedules."""
+
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"variables", "permissions", "recent_runs", "schedules"})
     id: int = 0
     name: str = ""
     folder: str = ""
@@ -312,9 +328,12 @@ class PipelineView(View):
     variables: list[VariableView] | None = None
     permissions: list[str] | None = None
     recent_runs: list[RunBrief] | None = None
+    schedules: list[ScheduleView] | None = None
 
     @classmethod
     def _convert(cls, key: str, value: Any) -> Any:
+        if key == "schedules" and value is not None:
+            return [ScheduleView.from_dict(s) for s in value]
         if key == "last_run" and value is not None:
             return RunBrief.from_dict(value)
         if key == "recent_runs" and value is not None:

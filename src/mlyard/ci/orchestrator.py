@@ -17,14 +17,16 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from mlyard.ci import permissions, plan_store, sources, states, triggers
 from mlyard.ci.host import Host
 from mlyard.ci.queue import AGENT_LOST, JobQueue
 from mlyard.ci.scheduler import schedule, skip_steps
+from mlyard.ci.schedules import Clock, ScheduleRunner, utc_now
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Environment, Pipeline, Run, RunJob, RunStage, RunStep
+from mlyard.db.tables import Schedule as ScheduleRow
 from mlyard.errors import MlyardError
 from mlyard.pipelines import PipelineError, Plan, predefined
 from mlyard.pipelines.predefined import RunFacts
@@ -35,8 +37,10 @@ COMPILE_WORKERS = 2
 
 
 class Orchestrator:
-    def __init__(self, platform: Host) -> None:
+    def __init__(self, platform: Host, *, clock: Clock = utc_now) -> None:
         self.platform = platform
+        # scheduled triggers (`schedules:`): due fires become runs; `clock` is injectable for tests
+        self.schedules = ScheduleRunner(platform, clock)
         self.lock = threading.RLock()
         self.wake = threading.Event()
         # claims, leases and the secrets of running jobs; a claim never interleaves with a scheduling pass
@@ -79,9 +83,14 @@ class Orchestrator:
             self.wake.clear()
 
     def tick(self) -> None:
-        """Trigger the pending push events (the outbox), then advance every unfinished run."""
+        """Trigger the pending push events (the outbox) and the due schedules, then advance every unfinished run."""
         if triggers.trigger_pending(self.platform):
             self.wake.set()
+        try:
+            if self.schedules.run_due():
+                self.wake.set()
+        except Exception:  # the runs under way still advance
+            log.exception("checking the scheduled triggers failed")
         with self.lock:
             self.queue.expire_leases()
             with transaction(self.platform.sessions) as session:
@@ -289,6 +298,8 @@ def _finish_unstarted(session: Session, run: Run, state: str, message: str) -> N
 
 
 def run_facts(platform: Host, run: Run, pipeline: Pipeline) -> RunFacts:
+    session = object_session(run)
+    fired_by = session.get(ScheduleRow, run.schedule_id) if session is not None and run.schedule_id else None
     return RunFacts(
         run_id=run.id,
         reason=run.reason,
@@ -299,6 +310,7 @@ def run_facts(platform: Host, run: Run, pipeline: Pipeline) -> RunFacts:
         pipeline_name=pipeline.name,
         repo=pipeline.repo,
         server_url=platform.settings.url,
+        cron_schedule=fired_by.display_name if fired_by is not None else "",
     )
 
 

@@ -29,6 +29,7 @@ from mlyard.db.tables import Pipeline, PushEvent, Run
 from mlyard.errors import NotFound
 from mlyard.git.repos import ZERO_SHA
 from mlyard.pipelines import PipelineError, trigger_decision
+from mlyard.protocol import Reason
 
 log = logging.getLogger("mlyard.triggers")
 BATCH = 50  # pending events read at once
@@ -141,7 +142,7 @@ def _apply(session: Session, event: PendingEvent, outcome: Outcome) -> int | Non
         run = new_run(
             session,
             outcome.pipeline_id,
-            reason="IndividualCI",
+            reason=Reason.INDIVIDUAL_CI,
             ref=event.ref,
             sha=event.new_sha,
             requested_for=event.pusher,
@@ -165,7 +166,7 @@ def _apply(session: Session, event: PendingEvent, outcome: Outcome) -> int | Non
     run = new_run(
         session,
         outcome.pipeline_id,
-        reason="BatchedCI" if outcome.batch else "IndividualCI",
+        reason=Reason.BATCHED_CI if outcome.batch else Reason.INDIVIDUAL_CI,
         ref=event.ref,
         sha=event.new_sha,
         requested_for=event.pusher,

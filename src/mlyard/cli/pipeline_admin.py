@@ -71,7 +71,7 @@ def pipelines_list(
 
 @pipelines_app.command("show")
 def pipelines_show(name: str, json: JSON = False) -> None:
-    """A pipeline: repository, YAML path, variables, permissions and recent runs."""
+    """A pipeline: repository, YAML path, variables, permissions, recent runs and schedules (next fires in UTC)."""
     with client() as api:
         row = api.pipelines.get(name)
     if json:
@@ -100,6 +100,26 @@ def pipelines_show(name: str, json: JSON = False) -> None:
         ],
         empty="no runs yet",
     )
+    if row.schedules:
+        output.table(
+            [
+                {
+                    **schedule.to_dict(),
+                    "name": schedule.display_name or schedule.cron,
+                    "branch": schedule.branch.removeprefix("refs/heads/"),
+                    "next": schedule.next_fires[0] if schedule.next_fires else "never",
+                    "runs": _runs_when(schedule.always, schedule.batch),
+                }
+                for schedule in row.schedules
+            ],
+            [("name", "SCHEDULE"), ("cron", "CRON"), ("branch", "BRANCH"), ("next", "NEXT (UTC)"),
+             ("runs", "RUNS"), ("last_outcome", "LAST")],
+            title="schedules",
+        )
+
+
+def _runs_when(always: bool, batch: bool) -> str:
+    return "always" if always else "if changed" + (", one at a time" if batch else "")
 
 
 @pipelines_app.command("delete")

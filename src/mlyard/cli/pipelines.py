@@ -134,15 +134,94 @@ def explain_trigger(
     changed: list[str] = typer.Option(None, "--changed", help="A changed path (repeatable)."),
     message: str = typer.Option("", "--message", "-m", help="The commit message."),
     as_json: bool = typer.Option(False, "--json", help='Print {"run": ..., "reason": ...}.'),
+    schedule: bool = typer.Option(False, "--schedule", help="Explain the scheduled triggers (schedules:) instead."),
+    at: str | None = typer.Option(None, "--at", help="With --schedule: the time to start from (ISO; default now)."),
+    default_branch: str | None = typer.Option(
+        None, "--default-branch", help="With --schedule: the default branch (for schedules without branches)."
+    ),
 ) -> None:
-    """Say whether a push would run the pipeline (`run` or `no run`) and why; exit 0 either way."""
+    """Say whether a push would run the pipeline (`run` or `no run`) and why; exit 0 either way.
+
+    With --schedule: whether each schedule of the file (as in the branch --ref) runs that branch, and when.
+    """
     from mlyard.pipelines import load_pipeline, trigger_decision
 
+    if schedule:
+        _explain_schedules(file, ref, at, default_branch, as_json)
+        return
+    if at is not None or default_branch is not None:
+        raise InvalidInput("--at and --default-branch explain schedules: add --schedule")
     decision = trigger_decision(load_pipeline(file), ref, list(changed) if changed else None, message)
     if as_json:
         print_json({"run": decision.run, "reason": decision.reason})
     else:
         typer.echo(f"{'run' if decision.run else 'no run'}: {decision.reason}")
+
+
+def _moment(text: str | None) -> Any:
+    """--at as an aware UTC datetime (a time without a zone is UTC); now when absent."""
+    from datetime import UTC, datetime
+
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"--at expects an ISO time such as 2026-11-30T03:00Z, got '{text}'") from None
+    if not 1900 <= moment.year <= 9998:
+        raise InvalidInput(f"--at expects a time between the years 1900 and 9998, got '{text}'")
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _explain_schedules(file: Path, ref: str, at: str | None, default_branch: str | None, as_json: bool) -> None:
+    """`explain-trigger --schedule`: only the schedules section has to be valid."""
+    from datetime import timedelta
+
+    from mlyard.pipelines import PipelineError
+    from mlyard.pipelines.parser import read_source, schedules_of
+    from mlyard.pipelines.schedules import describe_fires, schedule_decision
+    from mlyard.pipelines.source import Reporter
+
+    after = _moment(at) - timedelta(seconds=1)  # fires at or after --at
+    document = read_source(file)
+    reporter = Reporter(document.file)
+    schedules = schedules_of(document.tree, reporter)
+    if reporter.diagnostics:
+        raise PipelineError(reporter.diagnostics)
+    decisions = [
+        schedule_decision(item, ref, after=after, default_branch=default_branch, count=3) for item in schedules or ()
+    ]
+    if as_json:
+        print_json(
+            {
+                "run": any(d.run for d in decisions),
+                "schedules": [
+                    {
+                        "display_name": d.schedule.display_name,
+                        "cron": d.schedule.cron.text,
+                        "always": d.schedule.always,
+                        "batch": d.schedule.batch,
+                        "run": d.run,
+                        "reason": d.reason,
+                        "next_fires": [t.isoformat().replace("+00:00", "Z") for t in d.next_fires] if d.run else [],
+                    }
+                    for d in decisions
+                ],
+            }
+        )
+        return
+    if not decisions:
+        typer.echo("no run: the pipeline has no schedules (no scheduled runs)")
+    for d in decisions:
+        cron = d.schedule.cron.text
+        head = f"schedule '{d.schedule.display_name}' ({cron})" if d.schedule.display_name else f"schedule '{cron}'"
+        if not d.run:
+            typer.echo(f"{head}: no run: {d.reason}")
+            continue
+        when = "always" if d.schedule.always else "only if the branch changed since the last successful scheduled run"
+        batch = d.schedule.batch and not d.schedule.always
+        batch_note = "; not while the previous scheduled run is in progress" if batch else ""
+        typer.echo(f"{head}: run: {d.reason}; next (UTC): {describe_fires(d.next_fires)} ({when}{batch_note})")
 
 
 def _strip_wrapper(expression: str) -> str:

@@ -176,6 +176,32 @@ class Pipeline(Base):
     last_run_number: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
 
 
+class Schedule(Base):
+    """One scheduled trigger of a pipeline for one branch (ci/schedules.py), as read from that branch's YAML.
+
+    A schedule is named by its cron and displayName; its rows are never deleted while the pipeline
+    exists (``active`` false when the YAML of the branch no longer has it, or the branch is gone), so the
+    runs it created (``runs.schedule_id``) keep their meaning.
+    """
+
+    __tablename__ = "schedules"
+    __table_args__ = (UniqueConstraint("pipeline_id", "branch", "cron", "display_name", name="uq_schedules_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"), nullable=False, index=True)
+    branch: Mapped[str] = mapped_column(Text, nullable=False)  # refs/heads/<name>
+    cron: Mapped[str] = mapped_column(String(200), nullable=False)
+    display_name: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    always: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    batch: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # Fire times up to `checked_at` are handled (run or skipped): the next fire is the first one after it.
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_outcome: Mapped[str] = mapped_column(Text, nullable=False, default="")  # "run 12" or why it was skipped
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
 class PipelineVariable(Base):
     """A variable set outside YAML; secret values are encrypted at rest."""
 
@@ -250,6 +276,8 @@ class Run(Base):
     tags: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     push_event_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The schedule (row of `schedules`) whose fire created it (Build.Reason Schedule), else null.
+    schedule_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -162,6 +162,7 @@ class Pipeline:
     trigger: Any = None
     warnings: tuple[str, ...] = ()
     unsupported: tuple[Diagnostic, ...] = ()
+    schedules: tuple[Any, ...] = ()  # mlyard.pipelines.schedules.Schedule items
 
     @property
     def tree(self) -> Mapping[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 from mlyard.pipelines.errors import PipelineError
 from mlyard.pipelines.model import Pipeline
 from mlyard.pipelines.parameters import parse_declarations
+from mlyard.pipelines.schedules import parse_schedules
 from mlyard.pipelines.schema import validate_tree
 from mlyard.pipelines.source import Reporter, SourceDocument, load_source, mark_at
 from mlyard.pipelines.triggers import Decision, TriggerSyntaxError, parse_trigger
@@ -52,21 +53,39 @@ def load_pipeline(source: str | Path, *, name: str | None = None) -> Pipeline:
         reporter.raise_if_any()
     parameters = parse_declarations(tree.get("parameters"), tree, "parameters", "parameters", reporter)
     trigger = _trigger(tree, reporter)
+    schedules = schedules_of(tree, reporter)
     reporter.raise_if_any()
     warnings = (PR_WARNING,) if "pr" in tree else ()
     pipeline_name = name or (Path(document.file).stem if document.file != "<pipeline>" else None)
     unsupported = tuple(sorted(reporter.unsupported))
-    return Pipeline(pipeline_name, document.file, document, parameters, trigger, warnings, unsupported)
+    return Pipeline(
+        pipeline_name, document.file, document, parameters, trigger, warnings, unsupported, schedules or ()
+    )
+
+
+def _report(tree: dict[str, Any], reporter: Reporter, key: str, exc: TriggerSyntaxError) -> None:
+    for problem in getattr(exc, "problems", (exc,)):
+        key_path = tuple(problem.key_path)
+        path = key + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in key_path)
+        reporter.add(mark_at(tree, (key, *key_path)), path, problem.message)
 
 
 def _trigger(tree: dict[str, Any], reporter: Reporter) -> Any:
     try:
         return parse_trigger(tree.get("trigger"), present="trigger" in tree)
     except TriggerSyntaxError as exc:
-        for problem in getattr(exc, "problems", (exc,)):
-            key_path = tuple(problem.key_path)
-            path = "trigger" + "".join(f"[{key}]" if isinstance(key, int) else f".{key}" for key in key_path)
-            reporter.add(mark_at(tree, ("trigger", *key_path)), path, problem.message)
+        _report(tree, reporter, "trigger", exc)
+        return None
+
+
+def schedules_of(tree: Any, reporter: Reporter) -> tuple[Any, ...] | None:
+    """The parsed ``schedules:`` of a pipeline tree (problems added to ``reporter``; None then)."""
+    if not isinstance(tree, dict):
+        return ()
+    try:
+        return parse_schedules(tree.get("schedules"), present="schedules" in tree)
+    except TriggerSyntaxError as exc:
+        _report(tree, reporter, "schedules", exc)
         return None
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mlyard.protocol import Reason
+
 # "Use predefined variables" (Azure Pipelines docs), the rows marked "Available in templates? Yes".
 TEMPLATE_VARIABLES = frozenset(
     {"Build.CronSchedule.DisplayName", "Build.DefinitionName", "Build.DefinitionVersion", "Build.QueuedBy",
@@ -41,6 +43,7 @@ class RunFacts:
     pipeline_name: str = ""
     repo: str = ""
     server_url: str = ""
+    cron_schedule: str = ""  # the displayName of the schedule that fired (Build.Reason Schedule)
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,8 @@ def template_context(given: Mapping[str, str]) -> dict[str, str]:
 
 
 def source_variables(run: RunFacts) -> dict[str, str]:
-    return {
+    scheduled = {"Build.CronSchedule.DisplayName": run.cron_schedule} if run.reason == Reason.SCHEDULE else {}
+    return scheduled | {
         "Build.BuildId": str(run.run_id),
         "Build.Reason": run.reason,
         "Build.SourceBranch": run.source_branch,

@@ -59,7 +59,7 @@ VARIABLE_KINDS: dict[str, dict[str, str]] = {
     "template": TEMPLATE_REF,
 }
 PIPELINE = {
-    "name": "string", "appendCommitMessageToRunName": "bool", "trigger": "any", "pr": "any",
+    "name": "string", "appendCommitMessageToRunName": "bool", "trigger": "any", "pr": "any", "schedules": "any",
     "parameters": "any", "variables": "variables", "pool": "pool", "stages": "stages", "jobs": "jobs",
     "steps": "steps", "extends": "extends", "lockBehavior": "string", "workspace": "workspace",
     "timeoutInMinutes": "int", "cancelTimeoutInMinutes": "int", "continueOnError": "bool",
@@ -83,7 +83,7 @@ OBJECTS: dict[str, dict[str, str]] = {
 }
 # Azure keys mlyard knows but does not run: reported as "not supported" rather than "unknown".
 UNSUPPORTED = frozenset(
-    {"schedules", "resources", "container", "services", "uses", "pwsh", "powershell",
+    {"resources", "container", "services", "uses", "pwsh", "powershell",
      "downloadBuild", "getPackage", "reviewApp", "restoreCache", "rolling", "canary",
      "preDeploy", "routeTraffic", "postRouteTraffic", "on", "target"}
 )  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -11,13 +12,14 @@ from sqlalchemy.orm import Session, joinedload
 
 from mlyard.ci import sources
 from mlyard.db.engine import transaction
-from mlyard.db.tables import Permission, Pipeline, PipelineVariable, Repo, Run
+from mlyard.db.tables import Permission, Pipeline, PipelineVariable, Repo, Run, Schedule
 from mlyard.errors import Conflict, NotFound, PermissionDenied
 from mlyard.names import check_folder, check_pipeline_name, check_repo_name, check_variable_name
+from mlyard.pipelines.schedules import next_fires, parse_cron
 from mlyard.services import audit, secrets
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
-from mlyard.views import PipelineView, RunBrief, VariableView, state
+from mlyard.views import PipelineView, RunBrief, ScheduleView, VariableView, state
 
 
 def create_pipeline(
@@ -118,7 +120,36 @@ def show_pipeline(platform: Platform, name: str) -> PipelineView:
         ]
         recent = session.scalars(select(Run).where(Run.pipeline_id == row.id).order_by(Run.id.desc()).limit(10))
         info.recent_runs = [run_brief(r) for r in recent]
+        info.schedules = schedule_views(session, row.id, datetime.now(UTC))
         return info
+
+
+NEXT_FIRES = 3  # next fire times shown per schedule
+
+
+def schedule_views(session: Session, pipeline_id: int, now: datetime) -> list[ScheduleView]:
+    """The active schedules of a pipeline (as the server last read them from each branch), by branch."""
+    rows = session.scalars(
+        select(Schedule)
+        .where(Schedule.pipeline_id == pipeline_id, Schedule.active)
+        .order_by(Schedule.branch, Schedule.id)
+    )
+    views = []
+    for row in rows:
+        fires = next_fires(parse_cron(row.cron), max(now, row.checked_at), NEXT_FIRES)
+        views.append(
+            ScheduleView(
+                display_name=row.display_name,
+                cron=row.cron,
+                branch=row.branch,
+                always=row.always,
+                batch=row.batch,
+                next_fires=[fire.isoformat().replace("+00:00", "Z") for fire in fires],
+                last_fire_at=row.last_fire_at.isoformat() if row.last_fire_at else None,
+                last_outcome=row.last_outcome,
+            )
+        )
+    return views
 
 
 def check_manager(session: Session, principal: Principal, row: Pipeline, action: str) -> None:

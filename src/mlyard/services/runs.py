@@ -16,6 +16,7 @@ from mlyard.db.engine import transaction
 from mlyard.db.tables import Pipeline, Repo, Run, RunArtifact, RunJob, RunStage, RunStep, TestResult
 from mlyard.errors import Conflict, InvalidInput, NotFound
 from mlyard.pipelines import PipelineError, resolve_parameters
+from mlyard.protocol import Reason
 from mlyard.services import audit, resources
 from mlyard.services.auth import Principal
 from mlyard.services.pipelines import get_row, run_brief, run_fields
@@ -71,7 +72,7 @@ def queue_manual(
         run = new_run(
             session,
             pipeline_id,
-            reason="Manual",
+            reason=Reason.MANUAL,
             ref=ref,
             sha=sha,
             requested_for=principal.username,
