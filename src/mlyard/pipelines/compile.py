@@ -57,13 +57,25 @@ def compile_pipeline(
     known = {str(key): text(value) for key, value in (context or {}).items()}
     scope = Scope(str(root_file), values, known, {}, (str(root_file),))
     tree = expander.expand_pipeline(pipeline.tree, scope)
-    reporter.raise_if_any()
-    validate_tree(tree, reporter, raw=False)
+    _check_expanded(tree, reporter)
     reporter.raise_if_any()
     plan = _Builder(reporter, tree).plan(pipeline, values, variables or {})
     reporter.raise_if_any()
     _check_counts(plan, pipeline.file, limits)
     return plan
+
+
+def _check_expanded(tree: Any, reporter: Reporter) -> None:
+    """Check what the expansion produced, even when some of it failed: one run reports both.
+
+    A place where the expansion failed gets that problem only (not also what its failure left behind).
+    """
+    failed = {(d.file, d.line, d.column) for d in reporter.diagnostics}
+    checked = Reporter(reporter.file)
+    validate_tree(tree, checked, raw=False)
+    for diagnostic in checked.diagnostics:
+        if (diagnostic.file, diagnostic.line, diagnostic.column) not in failed:
+            reporter.diagnostics.append(diagnostic)
 
 
 def _check_counts(plan: Plan, file: str, limits: Limits) -> None:

@@ -112,7 +112,10 @@ class Expander:
             matched = None
             new_key = key
             if isinstance(key, str) and "${{" in key:
+                reported = len(self.r.diagnostics)
                 new_key = text(self.interpolate(key, scope, key_mark, join_path(path, key)))
+                if len(self.r.diagnostics) > reported:  # the key is unknown: its entry is left out
+                    continue
             if key == "variables" and variables is not None:
                 new_value = variables
             else:
@@ -149,8 +152,9 @@ class Expander:
             matched = None
             if isinstance(item, str) and _WHOLE.match(item):
                 value = self.interpolate(item, scope, mark, item_path)
-                if isinstance(value, list | dict):
-                    value = self.expand(_positioned(value, mark), scope, item_path, mark, kind)
+                if isinstance(value, list | dict):  # items from a parameter: their templates are included here
+                    inserted = value if isinstance(value, list) else [value]
+                    value = self.expand_sequence(_positioned(inserted, mark), scope, item_path, kind)
                 self.splice(result, value, mark) if isinstance(value, list) else self.append(result, value, mark)
             elif kind and isinstance(item, dict) and "template" in item:
                 reference = self.expand_mapping(item, scope, item_path)
