@@ -54,6 +54,66 @@ def test_template_steps_inside_a_step_list_parameter_are_expanded(
     assert summary(plan) == ["echo first", "echo inner", "echo b", "echo inner", "echo b"]
 
 
+# 2. templates without a `parameters:` section, or with the old mapping form, accept any parameter ---------
+def test_templates_without_typed_declarations_accept_any_parameter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {
+        "main.yml": "steps:\n- template: bare.yml\n  parameters: {who: world}\n"
+        "- template: forward.yml\n  parameters: {who: you, extra: x}\n",
+        "bare.yml": "steps:\n- script: echo hello ${{ parameters.who }}\n",
+        "forward.yml": """\
+parameters:
+  who: nobody
+steps:
+- template: bare.yml
+  parameters:
+    ${{ each parameter in parameters }}:
+      ${{ parameter.key }}: ${{ parameter.value }}
+- script: echo ${{ parameters.extra }}
+""",
+    }
+    assert summary(plan_of_tree(tmp_path, files, monkeypatch)) == ["echo hello world", "echo hello you", "echo x"]
+
+
+# 3. untyped template parameters are strings --------------------------------------------------------------
+def test_untyped_template_parameters_are_strings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    check = """\
+- ${{ if eq(parameters.flag, '') }}:
+  - script: empty
+- ${{ if eq(parameters.flag, 'false') }}:
+  - script: flag ${{ parameters.flag }} count ${{ parameters.count }} list ${{ join(',', parameters.list) }}
+"""
+    files = {
+        "main.yml": "steps:\n- template: legacy.yml\n  parameters: {flag: false, list: [a, b]}\n"
+        "- template: declared.yml\n  parameters: {flag: false, count: 1}\n",
+        "legacy.yml": "parameters:\n  flag: true\n  count: 2\n  list: []\nsteps:\n" + check,
+        "declared.yml": "parameters:\n- name: flag\n- name: count\n- name: list\n  type: object\n"
+        "  default: [c]\nsteps:\n" + check,
+    }
+    assert summary(plan_of_tree(tmp_path, files, monkeypatch)) == [
+        "flag false count 2 list a,b",
+        "flag false count 1 list c",
+    ]
+
+
+# 4. booleans written in YAML read true/false as strings (not Python's True/False) --------------------------
+def test_boolean_variables_read_true_and_false() -> None:
+    text = """\
+variables:
+  flag: true
+  off: false
+steps:
+- script: terraform apply -var "x=$(flag)" -var "y=${{ variables.off }}" -var "z=${{ variables.flag }}"
+  env: {FLAG: true}
+"""
+    plan = plan_of(text)
+    assert [(v.name, v.value) for v in plan.variables] == [("flag", "true"), ("off", "false")]  # type: ignore[union-attr]
+    (step,) = plan.jobs[0].steps
+    assert step.inputs["script"] == 'terraform apply -var "x=$(flag)" -var "y=false" -var "z=true"'
+    assert step.env == {"FLAG": "true"}
+
+
 # 5. a branch never taken is not validated structurally, only its expressions ----------------------------
 def test_a_branch_never_taken_is_not_validated_structurally() -> None:
     text = """\

@@ -17,7 +17,7 @@ from typing import Any
 from mlyard.pipelines.errors import ExpressionError
 from mlyard.pipelines.expressions import ExpressionContext, evaluate
 from mlyard.pipelines.limits import Budget
-from mlyard.pipelines.parameters import bind, text
+from mlyard.pipelines.parameters import bind, is_untyped, text
 from mlyard.pipelines.schema import describe, is_directive, join_path
 from mlyard.pipelines.scope import Scope, fast_interpolate, truthy, with_names
 from mlyard.pipelines.source import Mark, Reporter, YList, YMap, mark_of
@@ -313,7 +313,7 @@ class Expander:
                 "expected a mapping of parameters",
             )
             return None, scope
-        values, problems = bind(declared, given)
+        values, problems = bind(declared, given, untyped_section=is_untyped(source.tree.get("parameters")))
         for _, problem in problems:
             self.r.add(where, join_path(path, "parameters"), f"template '{name}': {problem}")
         if problems:
