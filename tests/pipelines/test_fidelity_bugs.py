@@ -54,6 +54,19 @@ def test_template_steps_inside_a_step_list_parameter_are_expanded(
     assert summary(plan) == ["echo first", "echo inner", "echo b", "echo inner", "echo b"]
 
 
+def test_templates_in_a_typed_list_parameter_are_relative_to_the_file_giving_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {
+        "main.yml": "jobs:\n- template: templates/job.yml\n  parameters:\n    build:\n"
+        "    - template: steps/inner.yml\n",
+        "templates/job.yml": "parameters:\n- name: build\n  type: stepList\njobs:\n- job: A\n  steps:\n"
+        "  - ${{ each step in parameters.build }}:\n    - ${{ step }}\n",
+        "steps/inner.yml": "steps:\n- script: echo inner\n",
+    }
+    assert summary(plan_of_tree(tmp_path, files, monkeypatch)) == ["echo inner"]
+
+
 # 2. templates without a `parameters:` section, or with the old mapping form, accept any parameter ---------
 def test_templates_without_typed_declarations_accept_any_parameter(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

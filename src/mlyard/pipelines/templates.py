@@ -25,6 +25,7 @@ from mlyard.pipelines.template_files import TemplateFiles
 
 MAX_DEPTH = 50
 LIST_KINDS = frozenset({"steps", "jobs", "stages", "variables"})
+_LIST_PARAMETERS = {"stepList": "steps", "jobList": "jobs", "deploymentList": "jobs", "stageList": "stages"}
 _IF = re.compile(r"^\$\{\{\s*(if|elseif)\s+(.*?)\s*\}\}$", re.DOTALL | re.IGNORECASE)
 _ELSE = re.compile(r"^\$\{\{\s*else\s*\}\}$", re.IGNORECASE)
 _EACH = re.compile(r"^\$\{\{\s*each\s+([A-Za-z_][A-Za-z0-9_]*)\s+in\s+(.*?)\s*\}\}$", re.DOTALL | re.IGNORECASE)
@@ -318,6 +319,13 @@ class Expander:
             self.r.add(where, join_path(path, "parameters"), f"template '{name}': {problem}")
         if problems:
             return None, scope
+        for parameter in declared:  # typed lists are read where given: their templates are relative to it
+            kind = _LIST_PARAMETERS.get(parameter.type)
+            if kind and parameter.name in given and isinstance(values[parameter.name], list):
+                value_path = join_path(join_path(path, "parameters"), parameter.name)
+                value_mark = mark_of(given, parameter.name) or where
+                listed = _positioned(values[parameter.name], value_mark)
+                values[parameter.name] = self.expand_sequence(listed, scope, value_path, kind)
         inner = Scope(str(file), values, scope.variables, {}, chain)
         body = YMap(((k, v) for k, v in source.tree.items() if k != "parameters"), source.tree.mark)
         body.key_marks = source.tree.key_marks
