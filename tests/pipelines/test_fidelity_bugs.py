@@ -226,3 +226,10 @@ def test_problems_as_written_and_after_expansion_are_reported_together(
         "main.yml:5:5: steps[1].bahs: unknown key 'bahs'; supported step kinds: bash, checkout, download, "
         "publish, script, task, template",
     ]
+
+
+def test_a_step_of_an_unsupported_kind_is_one_problem_not_one_per_key() -> None:
+    with pytest.raises(PipelineError) as caught:
+        load_pipeline("steps:\n- getPackage: feed/pkg\n  path: out\n  displayName: Get\n", name="p.yml")
+    (problem,) = caught.value.errors
+    assert problem.startswith("p.yml:2:3: steps[0].getPackage: 'getPackage' is not supported by mlyard")

@@ -191,6 +191,8 @@ class Validator:
         if not found:
             common = set(STEP_COMMON) if what == "step" else set()
             strays = [name for name in names if name not in common]
+            if any(name in UNSUPPORTED for name in strays):  # a known Azure kind: its own keys are not strays
+                strays = [name for name in strays if name in UNSUPPORTED]
             for owner, name, _ in self.entries(node, path):
                 if name in strays:
                     self.unknown(owner, name, join_path(path, name), f"{what} kinds", set(kinds) - DEPRECATED)
