@@ -233,3 +233,26 @@ def test_a_step_of_an_unsupported_kind_is_one_problem_not_one_per_key() -> None:
         load_pipeline("steps:\n- getPackage: feed/pkg\n  path: out\n  displayName: Get\n", name="p.yml")
     (problem,) = caught.value.errors
     assert problem.startswith("p.yml:2:3: steps[0].getPackage: 'getPackage' is not supported by mlyard")
+
+
+def test_dependency_problems_are_reported_with_structural_ones() -> None:
+    text = """\
+stages:
+- stage: Build
+  jobs:
+  - job: Compile
+    steps:
+    - scirpt: make
+  - job: Test
+    dependsOn: Compyle
+    timeoutInMinutes: soon
+    steps:
+    - script: test
+"""
+    with pytest.raises(PipelineError) as caught:
+        load_pipeline(text, name="ci.yml", repo_root=".")
+    assert [error.split(";")[0] for error in caught.value.errors] == [
+        "ci.yml:6:7: stages[0].jobs[0].steps[0].scirpt: unknown key 'scirpt'",
+        "ci.yml:8:5: stages[0].jobs[1].dependsOn: job 'Test' depends on unknown job 'Compyle' in stage 'Build'",
+        "ci.yml:9:5: stages[0].jobs[1].timeoutInMinutes: expected a whole number, got 'soon'",
+    ]

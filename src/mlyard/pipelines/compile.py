@@ -57,7 +57,10 @@ def compile_pipeline(
     known = {str(key): text(value) for key, value in (context or {}).items()}
     scope = Scope(str(root_file), values, known, {}, (str(root_file),))
     tree = expander.expand_pipeline(pipeline.tree, scope)
+    expanded = not reporter.diagnostics
     _check_expanded(tree, reporter)
+    if reporter.diagnostics and expanded and isinstance(tree, YMap):
+        _Builder(reporter, tree).check_graphs()  # nothing is missing: the graphs can be checked too
     reporter.raise_if_any()
     plan = _Builder(reporter, tree).plan(pipeline, values, variables or {})
     reporter.raise_if_any()
@@ -131,6 +134,10 @@ def _names(value: Any) -> tuple[str, ...]:
     return (text(value),) if text(value) else ()
 
 
+def _job_kind(item: Any) -> str:
+    return "deployment" if "deployment" in item else "job"
+
+
 class _Builder:
     """Turns the expanded, validated tree into stages, jobs and steps; checks the graphs."""
 
@@ -152,7 +159,8 @@ class _Builder:
     def stage_items(self) -> list[tuple[Any, str]]:
         tree = self.tree
         if "stages" in tree:
-            return [(item, join_path("stages", index)) for index, item in enumerate(tree["stages"] or ())]
+            stages = tree["stages"] if isinstance(tree["stages"], list) else ()
+            return [(item, join_path("stages", index)) for index, item in enumerate(stages)]
         if "jobs" in tree:
             stage = self.implicit(("jobs",), stage=IMPLICIT_STAGE)
         else:
@@ -168,13 +176,39 @@ class _Builder:
                 node.key_marks[key] = mark_of(self.tree, key)  # type: ignore[assignment]
         return node
 
-    def stage(self, item: Any, path: str, index: int) -> tuple[Stage, tuple[Any, Any, str]]:
+    def stage_identity(self, item: Any, index: int) -> tuple[str, tuple[str, ...]]:
+        """A stage's name and dependencies (by default the stage before it); call in stage order."""
         name = text(item.get("stage")) or f"Stage{index + 1}"
         if "dependsOn" in item:
             depends = _names(item["dependsOn"])
         else:
             depends = (self.previous,) if index and self.previous else ()
         self.previous = name
+        return name, depends
+
+    def check_graphs(self) -> None:
+        """Only the dependency graphs of stages and of each stage's jobs (the tree has other problems)."""
+        stages = []
+        for index, (item, path) in enumerate(self.stage_items()):
+            if not isinstance(item, dict):
+                continue
+            name, depends = self.stage_identity(item, index)
+            stages.append(Node(name, depends, mark_of(item, "stage"), mark_of(item, "dependsOn"), path or "stage"))
+            jobs: list[Any] = item["jobs"] if isinstance(item.get("jobs"), list) else []
+            nodes = [
+                Node(self.job_name(job, i), _names(job.get("dependsOn")), mark_of(job, _job_kind(job)),
+                     mark_of(job, "dependsOn"), join_path(path, f"jobs[{i}]").lstrip("."))
+                for i, job in enumerate(jobs) if isinstance(job, dict)
+            ]  # fmt: skip
+            check_graph(nodes, "job", self.r, f" in stage '{name}'" if name != IMPLICIT_STAGE else "")
+        check_graph(stages, "stage", self.r)
+
+    @staticmethod
+    def job_name(item: Any, index: int) -> str:
+        return text(item.get(_job_kind(item))) or (IMPLICIT_JOB if index == 0 else f"{IMPLICIT_JOB}{index + 1}")
+
+    def stage(self, item: Any, path: str, index: int) -> tuple[Stage, tuple[Any, Any, str]]:
+        name, depends = self.stage_identity(item, index)
         pool = parse_pool(item.get("pool")) or self.pool
         jobs = [
             self.job(job, join_path(path, f"jobs[{i}]").lstrip("."), i, pool)
@@ -198,8 +232,8 @@ class _Builder:
     previous: str | None = None
 
     def job(self, item: Any, path: str, index: int, pool: Pool | None) -> tuple[Job, tuple[Any, Any, str]]:
-        kind = "deployment" if "deployment" in item else "job"
-        name = text(item.get(kind)) or (IMPLICIT_JOB if index == 0 else f"{IMPLICIT_JOB}{index + 1}")
+        kind = _job_kind(item)
+        name = self.job_name(item, index)
         steps_value, hook_pool, environment, strategy = item.get("steps"), None, None, None
         if kind == "deployment":
             steps_value, hook_pool = self.deploy_hook(item, path, name)
