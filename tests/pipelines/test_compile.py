@@ -148,7 +148,7 @@ steps:
   retryCountOnTaskFailure: 2
 """
     step = plan_of(text).jobs[0].steps[0]
-    assert (step.display_name, dict(step.env)) == ("Run it", {"A": "1", "B": "True"})
+    assert (step.display_name, dict(step.env)) == ("Run it", {"A": "1", "B": "true"})
     assert (step.continue_on_error, step.timeout_in_minutes, step.enabled, step.retry_count_on_task_failure) == (
         True, 7, False, 2,
     )  # fmt: skip

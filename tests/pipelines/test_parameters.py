@@ -72,7 +72,7 @@ def test_all_problems_are_reported_together() -> None:
     ("kind", "value", "expected"),
     [
         ("string", 3, ("3", None)),
-        ("string", True, ("True", None)),
+        ("string", True, ("true", None)),
         ("string", [1], ([1], "parameter 'p': expected a string, got a list")),
         ("number", "07", (7, None)),
         ("number", True, (True, "parameter 'p': expected a number, got 'True'")),

@@ -94,7 +94,7 @@ def compile_at(
         if not file.resolve().is_relative_to(root.resolve()) or not file.is_file():
             raise InvalidInput(f"{yaml_path} does not exist in repository {repo!r} at {commit[:10]}")
         try:
-            pipeline = load_pipeline(file)
+            pipeline = load_pipeline(file, repo_root=root)
             return compile_pipeline(pipeline, parameters, variables, context, repo_root=root, stop=stop)
         except PipelineError as exc:  # name files as they are in the repo, not in the temporary folder
             prefix = f"{root}/"

@@ -60,14 +60,32 @@ def compile_pipeline(
     known = {str(key): text(value) for key, value in (context or {}).items()}
     scope = Scope(str(root_file), values, known, {}, (str(root_file),))
     tree = expander.expand_pipeline(pipeline.tree, scope)
-    reporter.raise_if_any()
+    expanded = not reporter.diagnostics
     reporter.unsupported.clear()  # what the expansion produced, not the files as written
-    validate_tree(tree, reporter, raw=False)
+    _check_expanded(tree, reporter)
+    if reporter.diagnostics and expanded and isinstance(tree, YMap):
+        _Builder(reporter, tree).check_graphs()  # nothing is missing: the graphs can be checked too
     reporter.raise_if_any()
     plan = _Builder(reporter, tree).plan(pipeline, values, variables or {})
     reporter.raise_if_any()
     _check_counts(plan, pipeline.file, limits)
     return plan
+
+
+def _check_expanded(tree: Any, reporter: Reporter) -> None:
+    """Check what the expansion produced, even when some of it failed: one run reports both.
+
+    A place where the expansion failed gets that problem only (not also what its failure left behind).
+    """
+    failed = {(d.file, d.line, d.column) for d in reporter.diagnostics}
+    checked = Reporter(reporter.file)
+    validate_tree(tree, checked, raw=False)
+    for diagnostic in checked.diagnostics:
+        if (diagnostic.file, diagnostic.line, diagnostic.column) not in failed:
+            reporter.diagnostics.append(diagnostic)
+    for notice in checked.unsupported:
+        if notice not in reporter.unsupported:
+            reporter.unsupported.append(notice)
 
 
 def _check_counts(plan: Plan, file: str, limits: Limits) -> None:
@@ -123,6 +141,10 @@ def _names(value: Any) -> tuple[str, ...]:
     return (text(value),) if text(value) else ()
 
 
+def _job_kind(item: Any) -> str:
+    return "deployment" if "deployment" in item else "job"
+
+
 class _Builder:
     """Turns the expanded, validated tree into stages, jobs and steps; checks the graphs."""
 
@@ -146,7 +168,8 @@ class _Builder:
     def stage_items(self) -> list[tuple[Any, str]]:
         tree = self.tree
         if "stages" in tree:
-            return [(item, join_path("stages", index)) for index, item in enumerate(tree["stages"] or ())]
+            stages = tree["stages"] if isinstance(tree["stages"], list) else ()
+            return [(item, join_path("stages", index)) for index, item in enumerate(stages)]
         if "strategy" in tree and "steps" not in tree:
             message = "a top-level 'strategy' applies only to a pipeline with top-level 'steps'; put it on a job"
             self.r.at(tree, "strategy", "strategy", message)
@@ -165,13 +188,39 @@ class _Builder:
                 node.key_marks[key] = mark_of(self.tree, key)  # type: ignore[assignment]
         return node
 
-    def stage(self, item: Any, path: str, index: int) -> tuple[Stage, tuple[Any, Any, str]]:
+    def stage_identity(self, item: Any, index: int) -> tuple[str, tuple[str, ...]]:
+        """A stage's name and dependencies (by default the stage before it); call in stage order."""
         name = text(item.get("stage")) or f"Stage{index + 1}"
         if "dependsOn" in item:
             depends = _names(item["dependsOn"])
         else:
             depends = (self.previous,) if index and self.previous else ()
         self.previous = name
+        return name, depends
+
+    def check_graphs(self) -> None:
+        """Only the dependency graphs of stages and of each stage's jobs (the tree has other problems)."""
+        stages = []
+        for index, (item, path) in enumerate(self.stage_items()):
+            if not isinstance(item, dict):
+                continue
+            name, depends = self.stage_identity(item, index)
+            stages.append(Node(name, depends, mark_of(item, "stage"), mark_of(item, "dependsOn"), path or "stage"))
+            jobs: list[Any] = item["jobs"] if isinstance(item.get("jobs"), list) else []
+            nodes = [
+                Node(self.job_name(job, i), _names(job.get("dependsOn")), mark_of(job, _job_kind(job)),
+                     mark_of(job, "dependsOn"), join_path(path, f"jobs[{i}]").lstrip("."))
+                for i, job in enumerate(jobs) if isinstance(job, dict)
+            ]  # fmt: skip
+            check_graph(nodes, "job", self.r, f" in stage '{name}'" if name != IMPLICIT_STAGE else "")
+        check_graph(stages, "stage", self.r)
+
+    @staticmethod
+    def job_name(item: Any, index: int) -> str:
+        return text(item.get(_job_kind(item))) or (IMPLICIT_JOB if index == 0 else f"{IMPLICIT_JOB}{index + 1}")
+
+    def stage(self, item: Any, path: str, index: int) -> tuple[Stage, tuple[Any, Any, str]]:
+        name, depends = self.stage_identity(item, index)
         pool = parse_pool(item.get("pool")) or self.pool
         jobs = [
             built
@@ -198,8 +247,8 @@ class _Builder:
 
     def job(self, item: Any, path: str, index: int, pool: Pool | None) -> list[tuple[Job, tuple[Any, Any, str]]]:
         """The job of ``item``, or its legs when a job strategy copies it."""
-        kind = "deployment" if "deployment" in item else "job"
-        name = text(item.get(kind)) or (IMPLICIT_JOB if index == 0 else f"{IMPLICIT_JOB}{index + 1}")
+        kind = _job_kind(item)
+        name = self.job_name(item, index)
         steps_value, hook_pool, environment, strategy = item.get("steps"), None, None, None
         if kind == "deployment":
             steps_value, hook_pool = self.deploy_hook(item, path, name)

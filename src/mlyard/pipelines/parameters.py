@@ -23,11 +23,16 @@ _TYPES_BY_LOWER = {name.lower(): name for name in PARAMETER_TYPES}
 
 
 def text(value: Any) -> str:
-    """A scalar as Azure turns it into a string (``True``/``False``, ``1`` for 1.0, '' for null)."""
+    """A YAML scalar as Azure reads it as a string (``true``/``false`` as written, ``1`` for 1.0, '' for null).
+
+    Variables and untyped parameters keep the text of the YAML: ``flag: true`` is ``true`` in ``$(flag)``
+    and ``${{ variables.flag }}``. (The result of an expression inserted into a string follows the
+    casting rules of "Expressions" instead: a boolean reads ``True``/``False``.)
+    """
     if value is None:
         return ""
     if isinstance(value, bool):
-        return "True" if value else "False"
+        return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, dict | list):
@@ -39,9 +44,9 @@ def parse_declarations(value: Any, owner: Any, key: Any, path: str, reporter: Re
     """Read a ``parameters:`` section: the list form, or the legacy mapping form ``name: default``."""
     if value is None:
         return ()
-    if isinstance(value, dict):
+    if isinstance(value, dict):  # untyped: scalars are strings (lists and mappings stay structures)
         return tuple(
-            Parameter(name, "object", None, default, True, None, mark_of(value, name))
+            Parameter(name, "object", None, untyped(default), True, None, mark_of(value, name))
             for name, default in value.items()
             if not is_directive(name)
         )
@@ -166,20 +171,39 @@ def _allowed(value: Any, values: tuple[Any, ...]) -> bool:
     return any(value == choice or text(value) == text(choice) for choice in values)
 
 
+def untyped(value: Any) -> Any:
+    """A value of an untyped parameter: scalars become strings as written, structures stay as they are."""
+    return value if isinstance(value, dict | list) else text(value)
+
+
+def is_untyped(section: Any) -> bool:
+    """Whether a template's ``parameters:`` section (None when absent) leaves its parameters untyped.
+
+    A template without the section, or with the old mapping form (``name: default``), accepts any
+    parameter (a template forwarding them with ``${{ each parameter in parameters }}`` relies on it) and
+    reads them as strings, lists and mappings ("Template usage reference").
+    """
+    return section is None or isinstance(section, dict)
+
+
 def bind(
-    declared: tuple[Parameter, ...], given: Mapping[str, Any], *, runtime: bool = False
+    declared: tuple[Parameter, ...], given: Mapping[str, Any], *, runtime: bool = False, untyped_section: bool = False
 ) -> tuple[dict[str, Any], list[tuple[str | None, str]]]:
-    """Values of every declared parameter from ``given`` (or defaults), with (name, problem) pairs."""
+    """Values of every declared parameter from ``given`` (or defaults), with (name, problem) pairs.
+
+    ``untyped_section``: the parameters are untyped (see :func:`is_untyped`): undeclared ones are accepted,
+    and every given scalar is a string.
+    """
     values: dict[str, Any] = {}
     problems: list[tuple[str | None, str]] = []
     names = {parameter.name for parameter in declared}
     for name in given:
-        if name not in names:
+        if name not in names and not untyped_section:
             listing = ", ".join(sorted(names)) or "none"
             problems.append((None, f"unexpected parameter '{name}'; declared parameters: {listing}"))
     for parameter in declared:
         if parameter.name in given:
-            value = given[parameter.name]
+            value = untyped(given[parameter.name]) if untyped_section else given[parameter.name]
             if runtime and isinstance(value, str) and parameter.type not in ("string", "number", "boolean"):
                 value = _parse_structured(value)
         elif parameter.has_default:
@@ -192,6 +216,8 @@ def bind(
         values[parameter.name], problem = coerce(parameter, value)
         if problem:
             problems.append((parameter.name, problem))
+    if untyped_section:
+        values.update((str(name), untyped(value)) for name, value in given.items() if name not in names)
     return values, problems
 
 

@@ -6,12 +6,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mlyard.pipelines.compile import compile_pipeline
 from mlyard.pipelines.errors import PipelineError
 from mlyard.pipelines.model import Pipeline
 from mlyard.pipelines.parameters import parse_declarations
 from mlyard.pipelines.schedules import parse_schedules
 from mlyard.pipelines.schema import validate_tree
 from mlyard.pipelines.source import Reporter, SourceDocument, load_source, mark_at
+from mlyard.pipelines.syntax import check_syntax
 from mlyard.pipelines.triggers import Decision, TriggerSyntaxError, parse_trigger
 from mlyard.pipelines.triggers import trigger_decision as decide
 
@@ -36,11 +38,14 @@ def read_source(source: str | Path, *, name: str | None = None) -> SourceDocumen
     return load_source(source, name or "<pipeline>")
 
 
-def load_pipeline(source: str | Path, *, name: str | None = None) -> Pipeline:
+def load_pipeline(source: str | Path, *, name: str | None = None, repo_root: str | Path | None = None) -> Pipeline:
     """Load and check a pipeline: every problem (with file:line:col) in one :class:`PipelineError`.
 
     ``source`` is a file (a :class:`Path`) or the YAML text itself (a ``str``; never read as a file name);
     ``name`` is the pipeline's name (default: the file's stem) and the file name used for YAML text.
+    When the file as written has problems but can still be expanded (every parameter has a default), the
+    expansion is checked too, so that one run reports the problems of both; its templates are read below
+    ``repo_root`` (default for a file: as :func:`compile_pipeline`; YAML text reads none unless given).
     """
     document = read_source(source, name=name)
     reporter = Reporter(document.file)
@@ -49,18 +54,36 @@ def load_pipeline(source: str | Path, *, name: str | None = None) -> Pipeline:
         reporter.add(None, "", "the pipeline is empty: it needs one of the keys stages, jobs, steps or extends")
         reporter.raise_if_any()
     validate_tree(tree, reporter, raw=True)
+    check_syntax(tree, reporter)
     if not isinstance(tree, dict):
         reporter.raise_if_any()
+    before = len(reporter.diagnostics)
     parameters = parse_declarations(tree.get("parameters"), tree, "parameters", "parameters", reporter)
+    declarations_ok = len(reporter.diagnostics) == before
     trigger = _trigger(tree, reporter)
     schedules = schedules_of(tree, reporter)
-    reporter.raise_if_any()
     warnings = (PR_WARNING,) if "pr" in tree else ()
     pipeline_name = name or (Path(document.file).stem if document.file != "<pipeline>" else None)
     unsupported = tuple(sorted(reporter.unsupported))
-    return Pipeline(
+    pipeline = Pipeline(
         pipeline_name, document.file, document, parameters, trigger, warnings, unsupported, schedules or ()
     )
+    expandable = declarations_ok and all(parameter.has_default for parameter in parameters)
+    if reporter.diagnostics and expandable and (isinstance(source, Path) or repo_root is not None):
+        _check_expansion(pipeline, reporter, repo_root)
+    reporter.raise_if_any()
+    return pipeline
+
+
+def _check_expansion(pipeline: Pipeline, reporter: Reporter, repo_root: str | Path | None) -> None:
+    """Add the problems of the expansion of a pipeline that has problems as written (not twice)."""
+    try:
+        compile_pipeline(pipeline, repo_root=repo_root)
+    except PipelineError as exc:
+        seen = {(d.file, d.line, d.column, d.message) for d in reporter.diagnostics}
+        for diagnostic in exc.diagnostics:  # the same problem found by both passes is reported once
+            if (diagnostic.file, diagnostic.line, diagnostic.column, diagnostic.message) not in seen:
+                reporter.diagnostics.append(diagnostic)
 
 
 def _report(tree: dict[str, Any], reporter: Reporter, key: str, exc: TriggerSyntaxError) -> None:

@@ -1,8 +1,9 @@
 """Structural validation of a pipeline tree: known keys, value shapes, step kinds, tasks and inputs.
 
 The same checks run twice: on the file as written (``raw=True``: template expressions may stand for any
-value and ``${{ if }}``/``${{ each }}`` bodies are checked as parts of the mapping or sequence that
-holds them) and on the expanded tree before compiling (``raw=False``). Every problem is reported.
+value, and the bodies of ``${{ if }}``/``${{ each }}`` are left to the second pass, since a branch never
+taken is not part of the pipeline) and on the expanded tree before compiling (``raw=False``). Every
+problem is reported.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ STEP_KINDS: dict[str, dict[str, str]] = {
     },
     "download": {"download": "string", "artifact": "string", "patterns": "string", "path": "string", **STEP_COMMON},
     "publish": {"publish": "string", "artifact": "string", **STEP_COMMON},
+    "upload": {"upload": "string", "artifact": "string", **STEP_COMMON},  # Azure's deprecated name of publish
     "script": {"script": "string", **_SCRIPT, **STEP_COMMON},
     "task": {"task": "task", "inputs": "mapping", **STEP_COMMON},
     "template": TEMPLATE_REF,
@@ -87,6 +89,9 @@ UNSUPPORTED = frozenset(
      "downloadBuild", "getPackage", "reviewApp", "restoreCache", "rolling", "canary",
      "preDeploy", "routeTraffic", "postRouteTraffic", "on", "target"}
 )  # fmt: skip
+DEPRECATED = frozenset({"upload"})  # accepted, but not offered in messages (Azure's schema: doNotSuggest)
+# Objects whose Microsoft schema has "additionalProperties": true (1ES pools add `image`, `os`, ...).
+EXTENSIBLE = frozenset({"pool"})
 ENUMS = {"checkout": ("self", "none"), "clean": ("outputs", "resources", "all")}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TYPE_NAMES = {dict: "a mapping", list: "a list", bool: "a boolean", int: "a number", float: "a number"}
@@ -125,41 +130,38 @@ class Validator:
 
     # containers -------------------------------------------------------------------------------------
     def entries(self, node: dict[str, Any], path: str) -> Iterator[tuple[dict[str, Any], str, Any]]:
-        """The (mapping, key, value) entries, bodies of conditional directives included (raw mode)."""
+        """The (mapping, key, value) entries; in raw mode, not those of directives or expression keys.
+
+        The bodies of ``${{ if }}``/``${{ each }}``/... are checked on what the expansion produces (a
+        branch never taken is not part of the pipeline); their expressions are checked by
+        :mod:`mlyard.pipelines.syntax`.
+        """
         for key, value in node.items():
-            if self.raw and is_directive(key):
-                if isinstance(value, dict):
-                    yield from self.entries(value, path)
-                elif value is not None:
-                    self.r.at(
-                        node, key, join_path(path, key), "the body of a template directive must be a mapping here"
-                    )
-            elif self.raw and is_expression(key):
-                continue
-            else:
+            if self.raw and is_directive(key) and not isinstance(value, dict | None):
+                message = f"the body of a template directive in a mapping must be a mapping, got {describe(value)}"
+                self.r.at(node, key, join_path(path, key), message)
+            if not (self.raw and is_expression(key)):
                 yield node, key, value
 
     def items(self, node: list, path: str) -> Iterator[tuple[Any, int, Any, str]]:
-        """The (sequence, index, item, path) items, bodies of directives spliced in (raw mode)."""
+        """The (sequence, index, item, path) items; in raw mode, not directives or expressions."""
         for index, item in enumerate(node):
-            item_path = join_path(path, index)
-            if self.raw and isinstance(item, dict) and len(item) == 1 and is_directive(next(iter(item))):
-                body = next(iter(item.values()))
-                if isinstance(body, list):
-                    yield from self.items(body, item_path)
-                elif isinstance(body, dict):
-                    yield item, next(iter(item)), body, item_path
-            elif not (self.raw and is_expression(item)):
-                yield node, index, item, item_path
+            directive = isinstance(item, dict) and len(item) == 1 and is_directive(next(iter(item)))
+            if self.raw and (directive or is_expression(item)):
+                continue
+            yield node, index, item, join_path(path, index)
 
     # objects ----------------------------------------------------------------------------------------
-    def check_object(self, node: Any, spec: dict[str, str], parent: Any, key: Any, path: str) -> None:
+    def check_object(
+        self, node: Any, spec: dict[str, str], parent: Any, key: Any, path: str, *, extensible: bool = False
+    ) -> None:
         if not isinstance(node, dict):
             self.r.at(parent, key, path, f"expected a mapping, got {describe(node)}")
             return
         for owner, name, value in self.entries(node, path):
             if name not in spec:
-                self.unknown(owner, name, join_path(path, name), "keys", spec)
+                if not extensible:
+                    self.unknown(owner, name, join_path(path, name), "keys", spec)
             else:
                 self.check(value, spec[name], owner, name, join_path(path, name))
 
@@ -180,7 +182,7 @@ class Validator:
             return
         names = [name for _, name, _ in self.entries(node, path)]
         found = [name for name in names if name in kinds]
-        listing = ", ".join(sorted(kinds))
+        listing = ", ".join(sorted(set(kinds) - DEPRECATED))
         if len(found) > 1:
             self.r.at(
                 node, found[1], path, f"a {what} has exactly one of the keys {listing}; found: {', '.join(found)}"
@@ -191,9 +193,11 @@ class Validator:
         if not found:
             common = set(STEP_COMMON) if what == "step" else set()
             strays = [name for name in names if name not in common]
+            if any(name in UNSUPPORTED for name in strays):  # a known Azure kind: its own keys are not strays
+                strays = [name for name in strays if name in UNSUPPORTED]
             for owner, name, _ in self.entries(node, path):
                 if name in strays:
-                    self.unknown(owner, name, join_path(path, name), f"{what} kinds", kinds)
+                    self.unknown(owner, name, join_path(path, name), f"{what} kinds", set(kinds) - DEPRECATED)
             if not strays:
                 self.r.at(parent, key, path, f"a {what} needs one of the keys {listing}")
             return
@@ -261,7 +265,7 @@ class Validator:
         elif kind in OBJECTS:
             if kind in ("pool", "environment") and isinstance(value, str | None):
                 return
-            self.check_object(value, OBJECTS[kind], parent, key, path)
+            self.check_object(value, OBJECTS[kind], parent, key, path, extensible=kind in EXTENSIBLE)
             if kind == "extends":
                 self.require(value, "template", path)
         elif kind in ENUMS:
@@ -304,7 +308,7 @@ class Validator:
         elif kind == "env":
             self.check_env(value, parent, key, path)
         elif kind == "names":
-            names = value if isinstance(value, list) else [value]
+            names = [item for *_, item, _ in self.items(value, path)] if isinstance(value, list) else [value]
             if any(isinstance(name, dict | list) for name in names):
                 self.r.at(parent, key, path, "expected a name or a list of names")
         elif isinstance(value, dict | list):
@@ -346,5 +350,5 @@ def validate_tree(tree: Any, reporter: Reporter, *, raw: bool, template: bool = 
     if len(bodies) > 1:
         message = f"use only one of stages, jobs, steps or extends at the top level; found: {', '.join(bodies)}"
         reporter.at(tree, bodies[1], bodies[1], message)
-    elif not bodies and not template:
+    elif not bodies and not template and not (raw and any(is_directive(key) for key in tree)):
         reporter.add(tree.mark, "", "a pipeline needs one of the keys stages, jobs, steps or extends")  # type: ignore[attr-defined]

@@ -58,7 +58,7 @@ def check_condition(value: Any, node: Any, path: str, reporter: Reporter) -> str
     return condition
 
 
-_KINDS = ("script", "bash", "checkout", "publish", "download", "task")
+_KINDS = ("script", "bash", "checkout", "publish", "upload", "download", "task")
 
 
 def build_steps(items: Any, path: str, job_name: str, reporter: Reporter) -> tuple[Step, ...]:
@@ -74,7 +74,11 @@ def build_steps(items: Any, path: str, job_name: str, reporter: Reporter) -> tup
     counts: dict[str, int] = {}
     result: list[Step] = []
     for index, item in enumerate(items):
-        kind = next(key for key in _KINDS if key in item)
+        kind = next((key for key in _KINDS if key in item), None)
+        if kind is None:  # not a step validation knows as one (a template left unexpanded): never a crash
+            reporter.at(items, index, join_path(path, index), f"expected a step; supported kinds: {', '.join(_KINDS)}")
+            continue
+        kind = "publish" if kind == "upload" else kind  # `upload` is the old name of `publish`
         name = names[index]
         if not name:
             base = _name_base(kind, item)
@@ -176,7 +180,8 @@ def _shortcut_inputs(kind: str, item: Any) -> dict[str, Any]:
             "failOnStderr": item.get("failOnStderr"),
         }  # fmt: skip
     if kind == "publish":
-        return {"targetPath": item["publish"], "artifact": item.get("artifact")}
+        target = item["publish"] if "publish" in item else item["upload"]
+        return {"targetPath": target, "artifact": item.get("artifact")}
     return {
         "buildType": "current",
         "artifact": item.get("artifact"),

@@ -14,6 +14,9 @@ from mlyard.pipelines.errors import PipelineError
 from mlyard.pipelines.parameters import parse_declarations
 from mlyard.pipelines.schema import validate_tree
 from mlyard.pipelines.source import Mark, Reporter, SourceDocument, load_source
+from mlyard.pipelines.syntax import check_syntax
+
+# Mark, Reporter, SourceDocument, load_source
 
 MAX_FILES = 100  # "Template usage reference": at most 100 separate YAML files may be included
 Loaded = tuple[SourceDocument, tuple[Any, ...]]
@@ -71,6 +74,7 @@ class TemplateFiles:
                 reporter.add(None, "", "a template must be a mapping")
             elif source is not None:
                 validate_tree(source.tree, reporter, raw=True, template=True)
+                check_syntax(source.tree, reporter)
                 tree = source.tree
                 declared = parse_declarations(tree.get("parameters"), tree, "parameters", "parameters", reporter)
                 result = (source, declared)

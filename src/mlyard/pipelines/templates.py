@@ -17,7 +17,7 @@ from typing import Any
 from mlyard.pipelines.errors import ExpressionError
 from mlyard.pipelines.expressions import ExpressionContext, evaluate
 from mlyard.pipelines.limits import Budget
-from mlyard.pipelines.parameters import bind, text
+from mlyard.pipelines.parameters import bind, is_untyped, text
 from mlyard.pipelines.schema import describe, is_directive, join_path
 from mlyard.pipelines.scope import Scope, fast_interpolate, truthy, with_names
 from mlyard.pipelines.source import Mark, Reporter, YList, YMap, mark_of
@@ -25,6 +25,7 @@ from mlyard.pipelines.template_files import TemplateFiles
 
 MAX_DEPTH = 50
 LIST_KINDS = frozenset({"steps", "jobs", "stages", "variables"})
+_LIST_PARAMETERS = {"stepList": "steps", "jobList": "jobs", "deploymentList": "jobs", "stageList": "stages"}
 _IF = re.compile(r"^\$\{\{\s*(if|elseif)\s+(.*?)\s*\}\}$", re.DOTALL | re.IGNORECASE)
 _ELSE = re.compile(r"^\$\{\{\s*else\s*\}\}$", re.IGNORECASE)
 _EACH = re.compile(r"^\$\{\{\s*each\s+([A-Za-z_][A-Za-z0-9_]*)\s+in\s+(.*?)\s*\}\}$", re.DOTALL | re.IGNORECASE)
@@ -112,7 +113,10 @@ class Expander:
             matched = None
             new_key = key
             if isinstance(key, str) and "${{" in key:
+                reported = len(self.r.diagnostics)
                 new_key = text(self.interpolate(key, scope, key_mark, join_path(path, key)))
+                if len(self.r.diagnostics) > reported:  # the key is unknown: its entry is left out
+                    continue
             if key == "variables" and variables is not None:
                 new_value = variables
             else:
@@ -149,8 +153,9 @@ class Expander:
             matched = None
             if isinstance(item, str) and _WHOLE.match(item):
                 value = self.interpolate(item, scope, mark, item_path)
-                if isinstance(value, list | dict):
-                    value = self.expand(_positioned(value, mark), scope, item_path, mark, kind)
+                if isinstance(value, list | dict):  # items from a parameter: their templates are included here
+                    inserted = value if isinstance(value, list) else [value]
+                    value = self.expand_sequence(_positioned(inserted, mark), scope, item_path, kind)
                 self.splice(result, value, mark) if isinstance(value, list) else self.append(result, value, mark)
             elif kind and isinstance(item, dict) and "template" in item:
                 reference = self.expand_mapping(item, scope, item_path)
@@ -309,11 +314,18 @@ class Expander:
                 "expected a mapping of parameters",
             )
             return None, scope
-        values, problems = bind(declared, given)
+        values, problems = bind(declared, given, untyped_section=is_untyped(source.tree.get("parameters")))
         for _, problem in problems:
             self.r.add(where, join_path(path, "parameters"), f"template '{name}': {problem}")
         if problems:
             return None, scope
+        for parameter in declared:  # typed lists are read where given: their templates are relative to it
+            kind = _LIST_PARAMETERS.get(parameter.type)
+            if kind and parameter.name in given and isinstance(values[parameter.name], list):
+                value_path = join_path(join_path(path, "parameters"), parameter.name)
+                value_mark = mark_of(given, parameter.name) or where
+                listed = _positioned(values[parameter.name], value_mark)
+                values[parameter.name] = self.expand_sequence(listed, scope, value_path, kind)
         inner = Scope(str(file), values, scope.variables, {}, chain)
         body = YMap(((k, v) for k, v in source.tree.items() if k != "parameters"), source.tree.mark)
         body.key_marks = source.tree.key_marks
