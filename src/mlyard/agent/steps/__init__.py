@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mlyard.agent.state import JobState, StepError, StepRun
+from mlyard.agent.steps.archives import archive_files, extract_files
 from mlyard.agent.steps.artifacts import download, publish
 from mlyard.agent.steps.checkout import checkout
+from mlyard.agent.steps.files import copy_files, delete_files
 from mlyard.agent.steps.python import use_python_version
 from mlyard.agent.steps.scripts import azure_cli, bash, cmdline, python_script
 from mlyard.agent.steps.testresults import publish_test_results
@@ -25,6 +27,10 @@ TASK_HANDLERS: dict[str, Handler] = {
     "publishpipelineartifact@1": publish,
     "downloadpipelineartifact@2": download,
     "usepythonversion@0": use_python_version,
+    "copyfiles@2": copy_files,
+    "deletefiles@1": delete_files,
+    "archivefiles@2": archive_files,
+    "extractfiles@1": extract_files,
 }
 
 
