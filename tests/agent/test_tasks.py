@@ -68,8 +68,10 @@ def test_publish_test_results_task(run: Runner) -> None:
 
 
 def test_publish_test_results_rejects_other_formats(run: Runner) -> None:
-    _, rec = run(job(step("t", "PublishTestResults@2", inputs={"testResultsFormat": "NUnit"})))
-    assert rec.issues("t") == [("error", "testResultsFormat 'NUnit' is not supported by the mlyard agent; use JUnit")]
+    _, rec = run(job(step("t", "PublishTestResults@2", inputs={"testResultsFormat": "CTest"})))
+    assert rec.issues("t") == [
+        ("error", "testResultsFormat 'CTest' is not supported by the mlyard agent; use JUnit, NUnit, VSTest, XUnit")
+    ]
 
 
 def test_publish_and_download_artifacts(run: Runner) -> None:
