@@ -29,7 +29,7 @@ from mlyard.errors import (
     PermissionDenied,
     ServerUnavailable,
 )
-from mlyard.protocol import Issue, JobOutcome, JobSpec, StepSpec
+from mlyard.protocol import CoverageSummary, Issue, JobOutcome, JobSpec, StepSpec
 
 logger = logging.getLogger("mlyard.agent")
 T = TypeVar("T")
@@ -163,6 +163,9 @@ class HttpReporter:
 
     def publish_test_results(self, summary: dict[str, Any]) -> None:
         self._post("/tests", summary, "publishing test results")
+
+    def publish_coverage(self, summary: CoverageSummary) -> None:
+        self._post("/coverage", summary.to_dict(), "publishing code coverage")
 
     def complete(self, outcome: JobOutcome) -> None:
         """Report the job's outcome; retried for a long time, since it must not be lost."""

@@ -10,6 +10,7 @@ from mlyard.agent.state import JobState, StepError, StepRun
 from mlyard.agent.steps.archives import archive_files, extract_files
 from mlyard.agent.steps.artifacts import download, publish
 from mlyard.agent.steps.checkout import checkout
+from mlyard.agent.steps.coverage import publish_code_coverage
 from mlyard.agent.steps.files import copy_files, delete_files
 from mlyard.agent.steps.python import use_python_version
 from mlyard.agent.steps.scripts import azure_cli, bash, cmdline, python_script
@@ -31,6 +32,8 @@ TASK_HANDLERS: dict[str, Handler] = {
     "deletefiles@1": delete_files,
     "archivefiles@2": archive_files,
     "extractfiles@1": extract_files,
+    "publishcodecoverageresults@1": publish_code_coverage,
+    "publishcodecoverageresults@2": publish_code_coverage,
 }
 
 
