@@ -96,14 +96,14 @@ def test_copy_files(run: Runner) -> None:
 def test_copy_files_refuses_paths_outside_the_job(run: Runner) -> None:
     spec = job(
         step("missing", "CopyFiles@2", inputs={"Contents": "**"}),
-        step("outside", "CopyFiles@2", inputs={"TargetFolder": "/tmp/elsewhere"}, condition="always()"),
+        step("outside", "CopyFiles@2", inputs={"TargetFolder": "/srv/elsewhere"}, condition="always()"),
         script("link", "mkdir -p src && ln -s /etc/hostname src/host", condition="always()"),
         step("leak", "CopyFiles@2", inputs={"SourceFolder": "src", "TargetFolder": "out"}, condition="always()"),
     )  # fmt: skip
     _, rec = run(spec)
     assert rec.issues("missing") == [("error", "input TargetFolder is required: name the folder to copy into")]
     ((_, message),) = rec.issues("outside")
-    assert message.startswith("the target folder /tmp/elsewhere is outside the job's work directory ")
+    assert message.startswith("the target folder /srv/elsewhere is outside the job's work directory ")
     assert rec.result("leak") == FAILED
     assert "is outside the job's work directory" in rec.issues("leak")[0][1]
 

@@ -72,7 +72,7 @@ def inside_work_dir(job: JobState, value: str, what: str) -> Path:
 
 
 def working_directory(job: JobState, step: StepSpec, name: str = "workingDirectory") -> Path:
-    value = step_input(job, step, name)
+    value = step_input(job, step, name, aliases=("cwd",))
     if value.strip():
         return resolve_path(job, value)
     return Path(job.variables.get("System.DefaultWorkingDirectory") or job.workspace.sources)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from mlyard.agent.state import JobState, StepError, StepRun
 from mlyard.agent.steps.archives import archive_files, extract_files
-from mlyard.agent.steps.artifacts import download, publish
+from mlyard.agent.steps.artifacts import download, download_build_artifacts, publish, publish_build_artifacts
 from mlyard.agent.steps.checkout import checkout
 from mlyard.agent.steps.coverage import publish_code_coverage
 from mlyard.agent.steps.files import copy_files, delete_files
@@ -24,6 +24,7 @@ TASK_HANDLERS: dict[str, Handler] = {
     "bash@3": bash,
     "pythonscript@0": python_script,
     "azurecli@2": azure_cli,
+    "azurecli@1": azure_cli,
     "publishtestresults@2": publish_test_results,
     "publishpipelineartifact@1": publish,
     "downloadpipelineartifact@2": download,
@@ -34,6 +35,8 @@ TASK_HANDLERS: dict[str, Handler] = {
     "extractfiles@1": extract_files,
     "publishcodecoverageresults@1": publish_code_coverage,
     "publishcodecoverageresults@2": publish_code_coverage,
+    "publishbuildartifacts@1": publish_build_artifacts,
+    "downloadbuildartifacts@1": download_build_artifacts,
 }
 
 
