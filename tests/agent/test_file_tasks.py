@@ -223,3 +223,36 @@ def test_extract_keeps_existing_files_unless_overwrite(run: Runner) -> None:
     _, rec = run(spec)
     assert _output(rec, "show") == ["old"] and _output(rec, "show2") == ["from-zip"]
     assert rec.issues("none")[0][1].startswith("no archive matched '*.rar' in ")
+
+
+def test_links_in_the_job_never_lead_a_task_out_of_it(run: Runner, tmp_path: Path) -> None:
+    """A step may leave links pointing out of the work directory; the tasks the agent runs itself (with
+    the agent's rights, outside the step sandbox) neither write, delete nor list through them."""
+    outside = tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True)
+    (outside / "kept.txt").write_text("kept")
+    zipped = _write_archive("zip", [("sub/evil.txt", b"evil", "")])
+    writer = f"import base64,pathlib; pathlib.Path('a.zip').write_bytes(base64.b64decode('{_b64(zipped)}'))"
+    spec = job(
+        script("links", f"mkdir -p src/sub out x && echo x > src/sub/f && echo y > src/kept.txt "
+                        f"&& ln -s {outside} out/sub && ln -s {outside}/kept.txt out/kept.txt "
+                        f"&& ln -s {outside} x/sub && ln -s {outside} lnk"),
+        step("copy", "CopyFiles@2", inputs={"SourceFolder": "src", "Contents": "sub/*", "TargetFolder": "out"}),
+        step("over", "CopyFiles@2", inputs={"SourceFolder": "src", "Contents": "kept.txt", "TargetFolder": "out",
+                                            "OverWrite": "true"}, condition="always()"),
+        step("write", "PythonScript@0", inputs={"scriptSource": "inline", "script": writer}, condition="always()"),
+        step("extract", "ExtractFiles@1", inputs={"archiveFilePatterns": "a.zip", "destinationFolder": "x",
+                                                  "cleanDestinationFolder": "false"}, condition="always()"),
+        step("delete", "DeleteFiles@1", inputs={"Contents": "$(Build.SourcesDirectory)/lnk/**"},
+             condition="always()"),
+    )  # fmt: skip
+    _, rec = run(spec)
+    assert rec.result("copy") == FAILED
+    assert rec.issues("copy")[0][1].startswith("the folder to copy into ")
+    assert rec.result("over") == SUCCEEDED  # the link out/kept.txt is replaced by the file
+    assert rec.issues("extract") == [("error", "the archive member 'sub/evil.txt' would be written through a link "
+                                               "leading out of the destination folder")]  # fmt: skip
+    assert rec.issues("delete")[0][1].startswith("the pattern ")
+    assert "looks outside the job's work directory" in rec.issues("delete")[0][1]
+    assert sorted(path.name for path in outside.rglob("*")) == ["kept.txt", "sub"]
+    assert (outside / "kept.txt").read_text() == "kept"

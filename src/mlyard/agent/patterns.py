@@ -127,7 +127,8 @@ def match_paths(root: Path, patterns: str, *, dot: bool = True, within: Path | N
                 del selected[path]
             continue
         base = find_root(pattern, root)
-        if within is not None and base != within and not base.is_relative_to(within):
+        real = base.resolve()  # a link inside the work directory may lead out of it
+        if within is not None and real != within and not real.is_relative_to(within):
             raise PatternError(f"the pattern {pattern!r} looks outside the job's work directory {within}")
         if base not in listings:
             listings[base] = list_tree(base) if base.is_dir() else ([base] if os.path.lexists(base) else [])

@@ -112,10 +112,21 @@ def _tar_compression(path: Path) -> str | None:
 
 
 def _inside(root: str, name: str) -> str:
+    """Where a member goes; refused if its name, or a link already in the destination, leads out of it."""
     target = os.path.normpath(os.path.join(root, name))
     if os.path.isabs(name) or os.path.commonpath([root, target]) != root:
         raise StepError(f"the archive member {name!r} would be written outside the destination folder")
+    real_root, real_parent = os.path.realpath(root), os.path.realpath(os.path.dirname(target))
+    if os.path.commonpath([real_root, real_parent]) != real_root:
+        raise StepError(f"the archive member {name!r} would be written through a link leading out of the "
+                        "destination folder")  # fmt: skip
     return target
+
+
+def _unlink_link(target: str) -> None:
+    """An existing link where a member goes is replaced, never written through."""
+    if os.path.islink(target):
+        os.unlink(target)
 
 
 def _check_tar(tar: tarfile.TarFile, root: str, archive: Path) -> list[tarfile.TarInfo]:
@@ -145,6 +156,8 @@ def _extract_tar(archive: Path, destination: Path, overwrite: bool) -> int:
         members = _check_tar(tar, root, archive)
         if not overwrite:
             members = [m for m in members if m.isdir() or not os.path.lexists(os.path.join(root, m.name))]
+        for member in members:
+            _unlink_link(os.path.join(root, member.name))
         if hasattr(tarfile, "data_filter"):
             tar.extractall(destination, members, filter="data")
         else:  # every member checked above
@@ -165,6 +178,7 @@ def _extract_zip(archive: Path, destination: Path, overwrite: bool) -> int:
             target = _inside(root, info.filename)
             if not info.is_dir() and os.path.lexists(target) and not overwrite:
                 continue
+            _unlink_link(target)
             zipped.extract(info, destination)  # links in zips are written as plain files
             written += 1
         return written

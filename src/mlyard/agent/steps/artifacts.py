@@ -129,6 +129,7 @@ def download_build_artifacts(step: StepSpec, job: JobState, run: StepRun) -> str
         for path in files:
             destination = target / path.relative_to(staging)
             destination.parent.mkdir(parents=True, exist_ok=True)
+            inside_work_dir(job, str(destination.parent), "the download folder")  # not through a link out
             shutil.move(path, destination)
         job.log.write(step, f"Downloaded {len(files)} file(s) of artifact '{name}'")
     finally:

@@ -88,6 +88,8 @@ def copy_files(step: StepSpec, job: JobState, run: StepRun) -> str:
         if destination.exists() and not overwrite:
             job.log.write(step, f"File {path} already exists at {destination} (OverWrite is false): skipped")
             continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        inside_work_dir(job, str(destination.parent), "the folder to copy into")  # not through a link out
         _copy_with_retries(real, destination, keep_times=keep_times, retries=retries, delay=delay)
         job.log.write(step, f"Copying {path} to {destination}")
         copied += 1
@@ -99,6 +101,8 @@ def _copy_with_retries(source: Path, destination: Path, *, keep_times: bool, ret
     for attempt in range(retries + 1):
         try:
             destination.parent.mkdir(parents=True, exist_ok=True)
+            if destination.is_symlink():
+                destination.unlink()  # replace the link, never write where it points
             if destination.is_dir():
                 raise StepError(f"cannot copy {source}: the target {destination} is a folder")
             (shutil.copy2 if keep_times else shutil.copy)(source, destination)
