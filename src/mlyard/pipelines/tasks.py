@@ -102,7 +102,7 @@ TASKS: dict[str, TaskSpec] = {
                 "platform": "buildPlatform",
                 "configuration": "buildConfiguration",
             },
-            choices={"testResultsFormat": ("JUnit",)},
+            choices={"testResultsFormat": ("JUnit", "NUnit", "VSTest", "XUnit", "CTest")},
         ),
         TaskSpec(
             "PublishPipelineArtifact@1",
@@ -121,6 +121,71 @@ TASKS: dict[str, TaskSpec] = {
             "UsePythonVersion@0",
             {"versionSpec": "3.x", "disableDownloadFromRegistry": False, "allowUnstable": False}
             | {"addToPath": True, "architecture": "x64", "githubToken": None},
+        ),
+        # agenttasks branch: the tasks its agent runs (the `tasks` branch replaces this table at merge).
+        TaskSpec(
+            "AzureCLI@1",
+            {"azureSubscription": None, "scriptLocation": "scriptPath", "scriptPath": None, "inlineScript": None}
+            | {"arguments": None, "addSpnToEnvironment": False, "useGlobalConfig": False, "workingDirectory": None}
+            | {"failOnStandardError": False},
+            aliases={"connectedServiceNameARM": "azureSubscription", "args": "arguments", "cwd": "workingDirectory"},
+            required=_always("azureSubscription"),
+        ),
+        TaskSpec(
+            "CopyFiles@2",
+            {"SourceFolder": None, "Contents": "**", "TargetFolder": None, "CleanTargetFolder": False}
+            | {"OverWrite": False, "flattenFolders": False, "preserveTimestamp": False, "retryCount": "0"}
+            | {"delayBetweenRetries": "1000", "ignoreMakeDirErrors": False},
+            required=_always("TargetFolder"),
+        ),
+        TaskSpec(
+            "DeleteFiles@1",
+            {"SourceFolder": None, "Contents": "myFileShare", "RemoveSourceFolder": False, "RemoveDotFiles": False},
+        ),
+        TaskSpec(
+            "ArchiveFiles@2",
+            {"rootFolderOrFile": "$(Build.BinariesDirectory)", "includeRootFolder": True, "archiveType": "zip"}
+            | {"sevenZipCompression": "normal", "tarCompression": "gz", "replaceExistingArchive": True}
+            | {"archiveFile": "$(Build.ArtifactStagingDirectory)/$(Build.BuildId).zip", "verbose": False}
+            | {"quiet": False},
+            choices={"archiveType": ("zip", "7z", "tar", "wim"), "tarCompression": ("gz", "bz2", "xz", "none")},
+        ),
+        TaskSpec(
+            "ExtractFiles@1",
+            {"archiveFilePatterns": "**/*.zip", "destinationFolder": None, "cleanDestinationFolder": True}
+            | {"overwriteExistingFiles": False, "pathToSevenZipTool": None},
+            required=_always("destinationFolder"),
+        ),
+        TaskSpec(
+            "PublishBuildArtifacts@1",
+            {"PathtoPublish": "$(Build.ArtifactStagingDirectory)", "ArtifactName": "drop"}
+            | {"publishLocation": "Container", "MaxArtifactSize": 0, "TargetPath": None, "Parallel": False}
+            | {"ParallelCount": 8, "StoreAsTar": False},
+            aliases={"ArtifactType": "publishLocation"},
+            choices={"publishLocation": ("Container", "FilePath")},
+        ),
+        TaskSpec(
+            "DownloadBuildArtifacts@1",
+            {"buildType": "current", "project": None, "pipeline": None, "specificBuildWithTriggering": False}
+            | {"buildVersionToDownload": "latest", "allowPartiallySucceededBuilds": False}
+            | {"branchName": "refs/heads/master", "buildId": None, "tags": None, "downloadType": "single"}
+            | {"artifactName": None, "itemPattern": "**", "downloadPath": "$(System.ArtifactsDirectory)"}
+            | {"cleanDestinationFolder": False, "parallelizationLimit": "8", "checkDownloadedFiles": False}
+            | {"retryDownloadCount": "4", "extractTars": None},
+            aliases={"definition": "pipeline"},
+            choices={"buildType": ("current", "specific"), "downloadType": ("single", "specific")},
+        ),
+        TaskSpec(
+            "PublishCodeCoverageResults@1",
+            {"codeCoverageTool": "JaCoCo", "summaryFileLocation": None, "pathToSources": None}
+            | {"reportDirectory": None, "additionalCodeCoverageFiles": None, "failIfCoverageEmpty": False},
+            choices={"codeCoverageTool": ("Cobertura", "JaCoCo")},
+            required=_always("summaryFileLocation"),
+        ),
+        TaskSpec(
+            "PublishCodeCoverageResults@2",
+            {"summaryFileLocation": None, "pathToSources": None, "failIfCoverageEmpty": False},
+            required=_always("summaryFileLocation"),
         ),
     )
 }
