@@ -58,6 +58,9 @@ class Recorder:
     def download_artifact(self, name: str, target: Path) -> None:
         shutil.copytree(self.store / name, target, dirs_exist_ok=True)
 
+    def list_artifacts(self) -> list[str]:
+        return sorted(path.name for path in self.store.iterdir())
+
     def publish_test_results(self, summary: dict[str, Any]) -> None:
         self.tests.append(summary)
 

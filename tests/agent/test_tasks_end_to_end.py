@@ -57,6 +57,11 @@ stages:
         archiveFilePatterns: $(System.ArtifactsDirectory)/drop/*.tar.gz
         destinationFolder: $(Build.BinariesDirectory)
     - bash: echo "extracted=$(cat $(Build.BinariesDirectory)/model/model.txt)"
+    - task: DownloadBuildArtifacts@1
+      inputs:
+        downloadType: specific
+        downloadPath: $(Agent.TempDirectory)/all
+    - bash: echo "listed=$(ls $(Agent.TempDirectory)/all/drop)"
 """
 
 
@@ -71,7 +76,7 @@ def test_a_pipeline_runs_the_tasks_and_shows_tests_and_coverage(server: Server, 
     done = wait_state(server, run(server, "agent-tasks")["id"], timeout=120)
     text = logs(server, done["id"])
     assert done["state"] == "succeeded", text
-    assert "extracted=model" in text
+    assert "extracted=model" in text and "listed=model.tar.gz" in text
     shown = json.loads(server.cli("runs", "show", str(done["id"]), "--json").stdout)
     assert (shown["tests"]["total"], shown["tests"]["failed"]) == (4, 1)
     assert (shown["coverage"]["lines_covered"], shown["coverage"]["lines_valid"]) == (8, 10)

@@ -161,6 +161,11 @@ class HttpReporter:
         data = retry(lambda: self.client.get_bytes(path), seconds=self.retry_seconds, what=f"downloading {name}")
         unpack(data, target)
 
+    def list_artifacts(self) -> list[str]:
+        names = retry(lambda: self.client.get(f"{self.base}/artifacts"), seconds=self.retry_seconds,
+                      what="listing artifacts")  # fmt: skip
+        return [str(name) for name in names] if isinstance(names, list) else []
+
     def publish_test_results(self, summary: dict[str, Any]) -> None:
         self._post("/tests", summary, "publishing test results")
 

@@ -100,31 +100,42 @@ def publish_build_artifacts(step: StepSpec, job: JobState, run: StepRun) -> str:
 
 
 def download_build_artifacts(step: StepSpec, job: JobState, run: StepRun) -> str:
-    """DownloadBuildArtifacts@1: one artifact of the current run into `downloadPath/<artifactName>`
-    (default $(System.ArtifactsDirectory)), only its files matching itemPattern (relative to
-    downloadPath: `drop/**/*.whl`; default `**`)."""
+    """DownloadBuildArtifacts@1: artifacts of the current run, each into `downloadPath/<name>` (default
+    $(System.ArtifactsDirectory)): one (downloadType single, artifactName) or every one published so far
+    (downloadType specific); only their files matching itemPattern (relative to downloadPath:
+    `drop/**/*.whl`; default `**`)."""
     build_type = step_input(job, step, "buildType", "current").strip()
     if build_type.lower() != "current":
         raise StepError(f"buildType '{build_type}' is not supported by the mlyard agent; only artifacts of the "
                         "current run can be downloaded (buildType: current)")  # fmt: skip
-    download_type = step_input(job, step, "downloadType", "single").strip()
-    if download_type.lower() != "single":
-        raise StepError(f"downloadType '{download_type}' (every artifact of the run) is not supported by the mlyard "
-                        "agent; name the artifact: downloadType: single, artifactName: NAME")  # fmt: skip
-    name = step_input(job, step, "artifactName").strip()
-    if not name:
-        raise StepError("input artifactName is required with downloadType single: name the artifact to download")
+    download_type = step_input(job, step, "downloadType", "single").strip().lower()
+    if download_type not in ("single", "specific"):
+        raise StepError(f"downloadType '{download_type}' is not valid: use single or specific")
+    if download_type == "single":
+        names = [step_input(job, step, "artifactName").strip()]
+        if not names[0]:
+            raise StepError("input artifactName is required with downloadType single: name the artifact to download")
+    else:
+        names = job.reporter.list_artifacts()
     target = inside_work_dir(job, step_input(job, step, "downloadPath", "$(System.ArtifactsDirectory)"),
                              "the download path")  # fmt: skip
     if input_flag(job, step, "cleanDestinationFolder"):
         job.log.write(step, f"Cleaning the destination folder {target}")
         empty_folder(job, target, "the download path")
+    pattern = step_input(job, step, "itemPattern", "**")
+    for name in names:
+        _download_one(job, step, name, target, pattern)
+    if not names:
+        run.warning("the run has no artifacts to download yet")
+    return SUCCEEDED
+
+
+def _download_one(job: JobState, step: StepSpec, name: str, target: Path, pattern: str) -> None:
     staging = job.workspace.temp / f"download-{uuid.uuid4().hex}"
     try:
         job.log.write(step, f"Downloading build artifact '{name}' to {target / name}")
         job.log.flush()
         job.reporter.download_artifact(name, staging / name)
-        pattern = step_input(job, step, "itemPattern", "**")
         files = [path for path in matching(job, staging, pattern) if path.is_file() or path.is_symlink()]
         for path in files:
             destination = target / path.relative_to(staging)
@@ -134,4 +145,3 @@ def download_build_artifacts(step: StepSpec, job: JobState, run: StepRun) -> str
         job.log.write(step, f"Downloaded {len(files)} file(s) of artifact '{name}'")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return SUCCEEDED

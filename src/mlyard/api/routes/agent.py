@@ -82,6 +82,12 @@ async def upload_artifact(
         part.unlink(missing_ok=True)
 
 
+@router.get("/jobs/{job_id}/artifacts")
+def list_artifacts(job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)) -> list[str]:
+    """The names of the artifacts the job's run has published so far."""
+    return [artifact["name"] for artifact in jobs.list_artifacts(platform, job.run_id)]
+
+
 @router.get("/jobs/{job_id}/artifacts/{name}")
 def download_artifact(
     name: str, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
