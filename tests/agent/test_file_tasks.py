@@ -252,7 +252,22 @@ def test_links_in_the_job_never_lead_a_task_out_of_it(run: Runner, tmp_path: Pat
     assert rec.result("over") == SUCCEEDED  # the link out/kept.txt is replaced by the file
     assert rec.issues("extract") == [("error", "the archive member 'sub/evil.txt' would be written through a link "
                                                "leading out of the destination folder")]  # fmt: skip
-    assert rec.issues("delete")[0][1].startswith("the pattern ")
-    assert "looks outside the job's work directory" in rec.issues("delete")[0][1]
+    assert rec.issues("delete")[0][1].startswith("the folder to delete in ")
+    assert "is outside the job's work directory" in rec.issues("delete")[0][1]
     assert sorted(path.name for path in outside.rglob("*")) == ["kept.txt", "sub"]
     assert (outside / "kept.txt").read_text() == "kept"
+
+
+def test_links_to_folders_inside_the_job_are_followed(run: Runner) -> None:
+    spec = job(
+        script("tree", "mkdir -p real/sub && echo r > real/sub/r.txt && ln -s real alias && ln -s .. real/loop"),
+        step("copy", "CopyFiles@2", inputs={"Contents": "alias/**/*.txt", "TargetFolder": "out"}),
+        step("delete", "DeleteFiles@1", inputs={"Contents": "alias"}),  # the link goes, not what it points to
+        script("show", f"cd out && {LIST} && cd .. && ls real/sub && test ! -e alias && echo gone"),
+    )  # fmt: skip
+    _, rec = run(spec)
+    assert rec.result("copy") == SUCCEEDED, rec.issues("copy")
+    # each real folder is entered once: the loop (real/loop -> the sources) ends the walk
+    assert _output(rec, "show") == [".", "./alias", "./alias/loop", "./alias/loop/real", "./alias/loop/real/sub",
+                                    "./alias/loop/real/sub/r.txt", "./alias/sub", "./alias/sub/r.txt", "r.txt",
+                                    "gone"]  # fmt: skip

@@ -8,7 +8,8 @@ character of a class, `**` as a whole segment any number of segments (none inclu
 (`dot: true`, `nobrace: true`), names starting with a dot match like any other unless `dot=False`, and
 braces are literal. Matching is case-sensitive (Linux agents).
 
-The folder is listed once, without following links to folders, at most MAX_LISTED entries.
+Each pattern lists the folder of its leading segments without wildcards (once per folder), at most
+MAX_LISTED entries; links to folders are followed while they stay inside the job's work directory.
 """
 
 from __future__ import annotations
@@ -71,14 +72,30 @@ def pattern_regex(pattern: str, root: Path, *, dot: bool = True) -> re.Pattern[s
     return re.compile(regex or "/")
 
 
-def list_tree(root: Path, *, limit: int = MAX_LISTED) -> list[Path]:
-    """Every file and folder under `root` (root excluded), sorted; links are listed, not followed."""
+def list_tree(root: Path, *, follow_within: Path | None = None, limit: int = MAX_LISTED) -> list[Path]:
+    """Every file and folder under `root` (root excluded), sorted. Links are listed; a link to a folder
+    is also descended into when `follow_within` is given and the folder is inside it (each real folder
+    once), as Azure's findMatch follows links."""
     found: list[Path] = []
-    for folder, dirs, files in os.walk(root, followlinks=False):
-        dirs.sort()
-        base = Path(folder)
-        for name in [*dirs, *sorted(files)]:
-            found.append(base / name)
+    seen: set[str] = {os.path.realpath(root)}
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError:
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            found.append(path)
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(path)
+            elif follow_within is not None and entry.is_symlink() and entry.is_dir():
+                real = os.path.realpath(path)
+                inside = os.path.commonpath([str(follow_within), real]) == str(follow_within)
+                if inside and real not in seen:
+                    seen.add(real)
+                    stack.append(path)
         if len(found) > limit:
             raise PatternError(f"more than {limit} files and folders under {root}: choose a narrower folder")
     return sorted(found)
@@ -102,21 +119,24 @@ _GLOB_CHARS = set("*?[")
 
 
 def find_root(pattern: str, root: Path) -> Path:
-    """The folder to list for one pattern: `root` for a relative pattern, else the pattern's longest
-    leading run of segments without wildcards (as Azure's findMatch does)."""
-    if not pattern.startswith("/"):
-        return root
+    """The folder to list for one pattern: its longest leading run of segments without wildcards, the
+    pattern rooted at `root` unless absolute (as Azure's findMatch does)."""
+    absolute = pattern.startswith("/")
     literal: list[str] = []
-    for part in pattern.split("/")[1:-1]:
-        if _GLOB_CHARS & set(part):
+    for part in pattern.strip("/").split("/")[:-1]:
+        if _GLOB_CHARS & set(part) or part == "..":
             break
-        literal.append(part)
-    return Path("/", *literal)
+        if part not in ("", "."):
+            literal.append(part)
+    return Path("/", *literal) if absolute else root.joinpath(*literal)
 
 
-def match_paths(root: Path, patterns: str, *, dot: bool = True, within: Path | None = None) -> list[Path]:
+def match_paths(
+    root: Path, patterns: str, *, dot: bool = True, within: Path | None = None, follow_links: bool = True
+) -> list[Path]:
     """The paths (files and folders) the patterns select, in sorted order. Relative patterns are rooted
-    at `root`; an absolute pattern whose folder is not inside `within` is refused."""
+    at `root`; a pattern whose folder is not inside `within` (links resolved) is refused; links to
+    folders inside `within` are followed unless `follow_links` is false."""
     rules = split_patterns(patterns)
     listings: dict[Path, list[Path]] = {}
     selected: dict[Path, None] = {}
@@ -131,6 +151,8 @@ def match_paths(root: Path, patterns: str, *, dot: bool = True, within: Path | N
         if within is not None and real != within and not real.is_relative_to(within):
             raise PatternError(f"the pattern {pattern!r} looks outside the job's work directory {within}")
         if base not in listings:
-            listings[base] = list_tree(base) if base.is_dir() else ([base] if os.path.lexists(base) else [])
+            follow = within if follow_links else None
+            itself = [base] if base != root and os.path.lexists(base) else []  # never the task's own folder
+            listings[base] = itself + (list_tree(base, follow_within=follow) if base.is_dir() else [])
         selected.update(dict.fromkeys(path for path in listings[base] if regex.fullmatch(str(path))))
     return sorted(selected)

@@ -195,7 +195,7 @@ def extract_files(step: StepSpec, job: JobState, run: StepRun) -> str:
     if step_input(job, step, "pathToSevenZipTool").strip():
         run.warning("pathToSevenZipTool is ignored: the mlyard agent extracts zip and tar archives itself")
     root = inside_work_dir(job, expand(job, SOURCES_DEFAULT), "the sources folder")
-    archives = [path for path in matching(job, root, patterns) if path.is_file() or path.is_symlink()]
+    archives = [path for path in matching(job, root, patterns, what="the archive folder") if path.is_file()]
     if not archives:
         raise StepError(f"no archive matched '{patterns.strip()}' in {root}")
     if input_flag(job, step, "cleanDestinationFolder", True):

@@ -36,7 +36,7 @@ def publish_code_coverage(step: StepSpec, job: JobState, run: StepRun) -> str:
         raise StepError("input summaryFileLocation is required: the path or pattern of the coverage XML files")
     root = inside_work_dir(job, expand(job, "$(System.DefaultWorkingDirectory)"), "the working directory")
     files = [inside_work_dir(job, str(path), "the coverage file")
-             for path in matching(job, root, patterns) if not path.is_dir()]  # fmt: skip
+             for path in matching(job, root, patterns, what="the coverage folder") if not path.is_dir()]  # fmt: skip
     for name in UNUSED_INPUTS:
         if step_input(job, step, name).strip():
             job.log.write(step, f"{name} is not used: mlyard keeps the coverage summary, not an HTML report")

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from mlyard.agent.environment import input_flag, inside_work_dir, step_input
-from mlyard.agent.patterns import PatternError, match_paths
+from mlyard.agent.patterns import PatternError, find_root, match_paths, split_patterns
 from mlyard.agent.state import JobState, StepError, StepRun
 from mlyard.protocol import SUCCEEDED, StepSpec
 
@@ -22,10 +22,23 @@ MAX_RETRIES = 10
 MAX_RETRY_DELAY_SECONDS = 10.0
 
 
-def matching(job: JobState, root: Path, patterns: str, *, dot: bool = True) -> list[Path]:
-    """The paths the patterns select (relative ones rooted at `root`), all inside the job's work directory."""
+def matching(
+    job: JobState, root: Path, patterns: str, *, dot: bool = True, follow_links: bool = True, what: str = "the path"
+) -> list[Path]:
+    """The paths the patterns select (relative ones rooted at `root`): the folder each pattern lists must
+    be inside the job's work directory (`what` names it in the error)."""
+    for include, pattern in split_patterns_or_fail(patterns):
+        if include:
+            inside_work_dir(job, str(find_root(pattern, root)), what)
     try:
-        return match_paths(root, patterns, dot=dot, within=job.workspace.root.resolve())
+        return match_paths(root, patterns, dot=dot, within=job.workspace.root.resolve(), follow_links=follow_links)
+    except PatternError as exc:
+        raise StepError(str(exc)) from None
+
+
+def split_patterns_or_fail(patterns: str) -> list[tuple[bool, str]]:
+    try:
+        return split_patterns(patterns)
     except PatternError as exc:
         raise StepError(str(exc)) from None
 
@@ -67,7 +80,7 @@ def copy_files(step: StepSpec, job: JobState, run: StepRun) -> str:
     delay = _number(job, step, "delayBetweenRetries", "1000", low=0, high=int(MAX_RETRY_DELAY_SECONDS * 1000)) / 1000
     if not source.is_dir():
         raise StepError(f"the source folder does not exist: {source}")
-    files = [path for path in matching(job, source, contents) if not path.is_dir()]
+    files = [path for path in matching(job, source, contents, what="the folder to copy from") if not path.is_dir()]
     job.log.write(step, f"Found {len(files)} file(s) in {source} matching {contents.strip()!r}")
     if input_flag(job, step, "CleanTargetFolder"):
         job.log.write(step, f"Cleaning the target folder {target}")
@@ -124,7 +137,8 @@ def delete_files(step: StepSpec, job: JobState, run: StepRun) -> str:
     if not source.exists():
         job.log.write(step, f"The source folder {source} does not exist: nothing to delete")
         return SUCCEEDED
-    matched = matching(job, source, contents, dot=input_flag(job, step, "RemoveDotFiles"))
+    matched = matching(job, source, contents, dot=input_flag(job, step, "RemoveDotFiles"), follow_links=False,
+                       what="the folder to delete in")  # fmt: skip
     deleted = 0
     for path in sorted(matched, key=lambda item: len(item.parts), reverse=True):  # children first
         if not os.path.lexists(path):

@@ -25,7 +25,7 @@ def _format(job: JobState, step: StepSpec) -> str:
 
 def find_results(job: JobState, folder: Path, patterns: str) -> list[Path]:
     return [inside_work_dir(job, str(path), "the test results file")
-            for path in matching(job, folder, patterns) if not path.is_dir()]  # fmt: skip
+            for path in matching(job, folder, patterns, what="the test results file") if not path.is_dir()]  # fmt: skip
 
 
 def publish_test_results(step: StepSpec, job: JobState, run: StepRun) -> str:
