@@ -77,9 +77,12 @@ def archive_files(step: StepSpec, job: JobState, run: StepRun) -> str:
             raise StepError(f"cannot add files to the compressed archive {archive}; "
                             "set replaceExistingArchive: true or tarCompression: none")  # fmt: skip
         mode = ("a" if adding else "w") + (f":{TAR_MODES[compression]}" if TAR_MODES[compression] else "")
+        total = sum(path.lstat().st_size for path, _ in entries if path.is_file() and not path.is_symlink())
+        if total > MAX_TASK_BYTES:
+            raise StepError(f"the files to archive are larger than {MAX_TASK_BYTES} bytes")
         with tarfile.open(archive, mode) as tar:  # type: ignore[call-overload]
             for path, name in entries:
-                tar.add(path, arcname=name, recursive=False)
+                tar.add(path, arcname=name, recursive=False)  # links are stored as links
     if verbose:
         for _, name in entries:
             job.log.write(step, f"  adding: {name}")
@@ -95,8 +98,8 @@ def _write_zip(job: JobState, archive: Path, entries: list[tuple[Path, str]], *,
                 zipped.write(path, name + "/")
                 continue
             real = inside_work_dir(job, str(path), "the file to archive")  # zip stores what a link points to
-            if real.is_dir():
-                continue
+            if not real.is_file():
+                continue  # a folder behind a link, a pipe or a device: nothing to store
             total += real.stat().st_size
             if total > MAX_TASK_BYTES:
                 raise StepError(f"the files to archive are larger than {MAX_TASK_BYTES} bytes")

@@ -94,6 +94,8 @@ def copy_files(step: StepSpec, job: JobState, run: StepRun) -> str:
     total = 0
     for path in files:
         real = inside_work_dir(job, str(path), "the file to copy")  # a link must not lead out of the job
+        if not real.is_file():
+            continue  # a pipe or a device: reading it could block
         total += real.stat().st_size
         if total > MAX_TASK_BYTES:
             raise StepError(f"the files to copy are larger than {MAX_TASK_BYTES} bytes; copy fewer files")
