@@ -271,3 +271,16 @@ def test_links_to_folders_inside_the_job_are_followed(run: Runner) -> None:
     assert _output(rec, "show") == [".", "./alias", "./alias/loop", "./alias/loop/real", "./alias/loop/real/sub",
                                     "./alias/loop/real/sub/r.txt", "./alias/sub", "./alias/sub/r.txt", "r.txt",
                                     "gone"]  # fmt: skip
+
+
+def test_pipes_are_never_read(run: Runner) -> None:
+    """A named pipe left by a step would block a task reading it; copy and zip leave it out."""
+    spec = job(
+        script("pipe", "mkdir -p src && mkfifo src/pipe && echo f > src/f.txt"),
+        step("copy", "CopyFiles@2", inputs={"SourceFolder": "src", "TargetFolder": "out"}),
+        step("zip", "ArchiveFiles@2", inputs={"rootFolderOrFile": "src", "archiveFile": "src.zip"}),
+        script("show", f"cd out && {LIST} && unzip -l ../src.zip | grep -c pipe || true"),
+    )  # fmt: skip
+    _, rec = run(spec, minute=0.5)
+    assert rec.result("copy") == SUCCEEDED and rec.result("zip") == SUCCEEDED
+    assert _output(rec, "show")[:2] == [".", "./f.txt"]
