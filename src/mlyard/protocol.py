@@ -181,3 +181,31 @@ class JobOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class CoverageSummary:
+    """The code coverage a step published (PublishCodeCoverageResults@1/@2): line and branch counts of
+    its report files added together, ``format`` "Cobertura" or "JaCoCo"."""
+
+    format: str
+    lines_covered: int = 0
+    lines_valid: int = 0
+    branches_covered: int = 0
+    branches_valid: int = 0
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def line_rate(self) -> float | None:
+        return self.lines_covered / self.lines_valid if self.lines_valid else None
+
+    @property
+    def branch_rate(self) -> float | None:
+        return self.branches_covered / self.branches_valid if self.branches_valid else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CoverageSummary:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})

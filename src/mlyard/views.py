@@ -224,6 +224,19 @@ class RunTestTotals(View):
     runs: int = 0  # how many result files were published
 
 
+class RunCoverage(View):
+    """The code coverage a run published (PublishCodeCoverageResults@1/@2), added up over its jobs;
+    a rate is None when there was nothing to cover."""
+
+    lines_covered: int = 0
+    lines_valid: int = 0
+    branches_covered: int = 0
+    branches_valid: int = 0
+    line_rate: float | None = None
+    branch_rate: float | None = None
+    reports: int = 0  # how many steps published coverage
+
+
 class RunView(RunSummary):
     """A run with its tree of stages, jobs and steps (`GET /runs/{id}`)."""
 
@@ -238,6 +251,7 @@ class RunView(RunSummary):
     artifacts: list[str] = field(default_factory=list)
     tests: RunTestTotals | None = None
     stages: list[StageView] = field(default_factory=list)
+    coverage: RunCoverage | None = None
 
     @classmethod
     def _convert(cls, key: str, value: Any) -> Any:
@@ -245,6 +259,8 @@ class RunView(RunSummary):
             return [StageView.from_dict(s) for s in value]
         if key == "tests" and value is not None:
             return RunTestTotals.from_dict(value)
+        if key == "coverage" and value is not None:
+            return RunCoverage.from_dict(value)
         return super()._convert(key, value)
 
     @property

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from mlyard.agent import run_job
-from mlyard.protocol import Issue, JobOutcome, JobSpec, StepSpec
+from mlyard.protocol import CoverageSummary, Issue, JobOutcome, JobSpec, StepSpec
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "agent"
 TOKEN = "job-token-7f3a9c"
@@ -33,6 +33,7 @@ class Recorder:
     stamps: list[float] = field(default_factory=list)
     tests: list[dict[str, Any]] = field(default_factory=list)
     uploads: list[str] = field(default_factory=list)
+    coverage: list[CoverageSummary] = field(default_factory=list)
 
     def step_started(self, step: StepSpec) -> None:
         self.events.append(("started", step.id))
@@ -57,8 +58,14 @@ class Recorder:
     def download_artifact(self, name: str, target: Path) -> None:
         shutil.copytree(self.store / name, target, dirs_exist_ok=True)
 
+    def list_artifacts(self) -> list[str]:
+        return sorted(path.name for path in self.store.iterdir())
+
     def publish_test_results(self, summary: dict[str, Any]) -> None:
         self.tests.append(summary)
+
+    def publish_coverage(self, summary: CoverageSummary) -> None:
+        self.coverage.append(summary)
 
     def cancel_requested(self) -> bool:
         return self.cancel_when(self)

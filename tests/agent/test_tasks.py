@@ -68,8 +68,10 @@ def test_publish_test_results_task(run: Runner) -> None:
 
 
 def test_publish_test_results_rejects_other_formats(run: Runner) -> None:
-    _, rec = run(job(step("t", "PublishTestResults@2", inputs={"testResultsFormat": "NUnit"})))
-    assert rec.issues("t") == [("error", "testResultsFormat 'NUnit' is not supported by the mlyard agent; use JUnit")]
+    _, rec = run(job(step("t", "PublishTestResults@2", inputs={"testResultsFormat": "CTest"})))
+    assert rec.issues("t") == [
+        ("error", "testResultsFormat 'CTest' is not supported by the mlyard agent; use JUnit, NUnit, VSTest, XUnit")
+    ]
 
 
 def test_publish_and_download_artifacts(run: Runner) -> None:
@@ -161,15 +163,26 @@ def test_use_python_version_task(run: Runner) -> None:
     current = f"{sys.version_info.major}.{sys.version_info.minor}"
     spec = job(
         step("ok", "UsePythonVersion@0", inputs={"versionSpec": current}),
+        script("where", "echo $PYTHONLOCATION"),
         step("old", "UsePythonVersion@0", inputs={"versionSpec": "2.7"}, condition="always()"),
     )
     _, rec = run(spec)
     assert rec.result("ok") == SUCCEEDED
-    version = ".".join(str(part) for part in sys.version_info[:3])
-    assert rec.issues("old") == [
-        (
-            "error",
-            f"Python 2.7 is not available on this agent: it runs Python {version} "
-            f"({sys.executable}); change versionSpec or run an agent with that Python",
-        )
-    ]
+    assert sys.prefix in rec.logs["where"]
+    ((kind, message),) = rec.issues("old")
+    assert kind == "error" and message.startswith("Python 2.7 is not installed on this agent (found: ")
+    assert message.endswith("); the mlyard agent does not download Python: install it on the agent's machine or "
+                            "change versionSpec")  # fmt: skip
+    assert ".".join(str(part) for part in sys.version_info[:3]) in message
+
+
+def test_azure_cli_v1_runs_bash_without_script_type(run: Runner) -> None:
+    connection = Connection("c1", "generic", {"REGION": "northeurope"})
+    spec = job(
+        step("cli", "AzureCLI@1", inputs={"connectedServiceNameARM": "c1", "scriptLocation": "inlineScript",
+                                          "inlineScript": 'echo "region=$REGION arg=$1"', "args": "v1"}),
+        connections={"c1": connection},
+    )  # fmt: skip
+    _, rec = run(spec)
+    assert rec.result("cli") == SUCCEEDED, rec.issues("cli")
+    assert "region=northeurope arg=v1" in rec.logs["cli"]

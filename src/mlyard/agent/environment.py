@@ -20,13 +20,32 @@ def expand(job: JobState, value: Any) -> str:
     return expand_macros("" if value is None else str(value), job.variables.all())
 
 
-def step_input(job: JobState, step: StepSpec, name: str, default: str = "") -> str:
-    value = step.inputs.get(name)
+def raw_input(step: StepSpec, name: str, aliases: tuple[str, ...] = ()) -> Any:
+    """An input as written, by its name or one of its aliases; Azure reads input names case-insensitively
+    (`sourceFolder` is `SourceFolder`)."""
+    for key in (name, *aliases):
+        if key in step.inputs:
+            return step.inputs[key]
+    wanted = {key.lower() for key in (name, *aliases)}
+    for key, value in step.inputs.items():
+        if str(key).lower() in wanted:
+            return value
+    return None
+
+
+def step_input(job: JobState, step: StepSpec, name: str, default: str = "", *, aliases: tuple[str, ...] = ()) -> str:
+    """An input with its macros expanded; `default` (the task's documented default) when absent or empty."""
+    value = raw_input(step, name, aliases)
+    if isinstance(value, bool):
+        value = "true" if value else "false"
     return expand(job, default if value is None or value == "" else value)
 
 
-def input_flag(job: JobState, step: StepSpec, name: str) -> bool:
-    return step_input(job, step, name, "false").strip().lower() == "true"
+def input_flag(
+    job: JobState, step: StepSpec, name: str, default: bool = False, *, aliases: tuple[str, ...] = ()
+) -> bool:
+    """A boolean input: "true" (any case) is true; absent means `default`."""
+    return step_input(job, step, name, "true" if default else "false", aliases=aliases).strip().lower() == "true"
 
 
 def resolve_path(job: JobState, value: str) -> Path:
@@ -53,7 +72,7 @@ def inside_work_dir(job: JobState, value: str, what: str) -> Path:
 
 
 def working_directory(job: JobState, step: StepSpec, name: str = "workingDirectory") -> Path:
-    value = step_input(job, step, name)
+    value = step_input(job, step, name, aliases=("cwd",))
     if value.strip():
         return resolve_path(job, value)
     return Path(job.variables.get("System.DefaultWorkingDirectory") or job.workspace.sources)

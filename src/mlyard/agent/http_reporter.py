@@ -30,7 +30,7 @@ from mlyard.errors import (
     PermissionDenied,
     ServerUnavailable,
 )
-from mlyard.protocol import Issue, JobOutcome, JobSpec, StepSpec
+from mlyard.protocol import CoverageSummary, Issue, JobOutcome, JobSpec, StepSpec
 
 logger = logging.getLogger("mlyard.agent")
 T = TypeVar("T")
@@ -162,8 +162,16 @@ class HttpReporter:
         data = retry(lambda: self.client.get_bytes(path), seconds=self.retry_seconds, what=f"downloading {name}")
         unpack(data, target)
 
+    def list_artifacts(self) -> list[str]:
+        names = retry(lambda: self.client.get(f"{self.base}/artifacts"), seconds=self.retry_seconds,
+                      what="listing artifacts")  # fmt: skip
+        return [str(name) for name in names] if isinstance(names, list) else []
+
     def publish_test_results(self, summary: dict[str, Any]) -> None:
         self._post("/tests", summary, "publishing test results")
+
+    def publish_coverage(self, summary: CoverageSummary) -> None:
+        self._post("/coverage", summary.to_dict(), "publishing code coverage")
 
     def complete(self, outcome: JobOutcome) -> None:
         """Report the job's outcome; retried for a long time, since it must not be lost."""

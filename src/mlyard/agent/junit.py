@@ -11,9 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+MAX_REPORT_BYTES = 100 * 1024**2  # one test results file
+MAX_FAILURES = 200  # failures kept (with their messages) per summary; all are counted
+MAX_MESSAGE_CHARS = 500
+
 
 class JUnitError(ValueError):
-    """A file is not a readable JUnit report."""
+    """A file is not a readable test report (JUnit or another format: see mlyard.agent.testformats)."""
 
 
 @dataclass
@@ -27,6 +31,20 @@ class TestSummary:
     failures: list[dict[str, str]] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
 
+    def record(self, outcome: str, *, name: str, classname: str, seconds: float = 0.0, message: str = "") -> None:
+        """Count one test: outcome "passed", "failed" or "skipped"."""
+        self.total += 1
+        self.duration_seconds += seconds
+        if outcome == "failed":
+            self.failed += 1
+            if len(self.failures) < MAX_FAILURES:
+                first = message.strip().splitlines()[0] if message.strip() else ""
+                self.failures.append({"name": name, "classname": classname, "message": first[:MAX_MESSAGE_CHARS]})
+        elif outcome == "skipped":
+            self.skipped += 1
+        else:
+            self.passed += 1
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "title": self.title, "total": self.total, "passed": self.passed, "failed": self.failed,
@@ -35,7 +53,7 @@ class TestSummary:
         }  # fmt: skip
 
 
-def _seconds(value: str | None) -> float:
+def seconds(value: str | None) -> float:
     try:
         return float((value or "0").replace(",", ""))
     except ValueError:
@@ -43,31 +61,31 @@ def _seconds(value: str | None) -> float:
 
 
 def _add_case(case: ElementTree.Element, summary: TestSummary) -> None:
-    summary.total += 1
-    summary.duration_seconds += _seconds(case.get("time"))
     problem = case.find("failure")
     if problem is None:
         problem = case.find("error")
+    name, classname, time = case.get("name", ""), case.get("classname", ""), seconds(case.get("time"))
     if problem is not None:
-        summary.failed += 1
-        message = problem.get("message") or (problem.text or "").strip().splitlines()[:1]
-        summary.failures.append({
-            "name": case.get("name", ""),
-            "classname": case.get("classname", ""),
-            "message": message if isinstance(message, str) else "".join(message),
-        })  # fmt: skip
-    elif case.find("skipped") is not None:
-        summary.skipped += 1
+        message = problem.get("message") or problem.text or ""
+        summary.record("failed", name=name, classname=classname, seconds=time, message=message)
     else:
-        summary.passed += 1
+        outcome = "skipped" if case.find("skipped") is not None else "passed"
+        summary.record(outcome, name=name, classname=classname, seconds=time)
+
+
+def parse_report(path: Path, kind: str) -> ElementTree.Element:
+    """The root element of a test report file (at most MAX_REPORT_BYTES)."""
+    try:
+        if path.stat().st_size > MAX_REPORT_BYTES:
+            raise JUnitError(f"{path}: larger than {MAX_REPORT_BYTES} bytes; split the test results")
+        return ElementTree.parse(path).getroot()
+    except (ElementTree.ParseError, OSError) as exc:
+        raise JUnitError(f"{path}: not a readable {kind} XML file: {exc}") from None
 
 
 def read_junit(path: Path, summary: TestSummary) -> None:
     """Add the test cases of one JUnit file to `summary`."""
-    try:
-        root = ElementTree.parse(path).getroot()
-    except (ElementTree.ParseError, OSError) as exc:
-        raise JUnitError(f"{path}: not a readable JUnit XML file: {exc}") from None
+    root = parse_report(path, "JUnit")
     if root.tag not in ("testsuites", "testsuite"):
         raise JUnitError(
             f"{path}: not a JUnit XML file (root element <{root.tag}>, expected <testsuites> or <testsuite>)"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from mlyard.agent.masking import Masker
 from mlyard.agent.variables import VariableStore
 from mlyard.agent.workspace import Workspace
-from mlyard.protocol import Issue, JobSpec, StepSpec
+from mlyard.protocol import CoverageSummary, Issue, JobSpec, StepSpec
 from mlyard.sandbox import Sandbox
 
 if TYPE_CHECKING:
@@ -34,7 +34,13 @@ class JobReporter(Protocol):
 
     def download_artifact(self, name: str, target: Path) -> None: ...
 
+    def list_artifacts(self) -> list[str]:
+        """The names of the artifacts the run has published so far."""
+        ...
+
     def publish_test_results(self, summary: dict[str, Any]) -> None: ...
+
+    def publish_coverage(self, summary: CoverageSummary) -> None: ...
 
     def cancel_requested(self) -> bool: ...
 

@@ -108,6 +108,17 @@ class LogBatch(BaseModel):
     lines: list[list[Any]]
 
 
+class CoverageReport(BaseModel):
+    """A step's code coverage summary (mlyard.protocol.CoverageSummary)."""
+
+    format: str = Field(max_length=32)
+    lines_covered: int = Field(ge=0)
+    lines_valid: int = Field(ge=0)
+    branches_covered: int = Field(default=0, ge=0)
+    branches_valid: int = Field(default=0, ge=0)
+    files: list[str] = Field(default_factory=list, max_length=1000)
+
+
 class Outcome(BaseModel):
     result: str
     outputs: dict[str, str] = Field(default_factory=dict)

@@ -15,6 +15,7 @@ from mlyard.protocol import State
 
 if TYPE_CHECKING:
     from mlyard.client import Client
+    from mlyard.views import RunCoverage
 
 runs_app = typer.Typer(help="Pipeline runs: list, show, logs, cancel, permit, approve.", no_args_is_help=True)
 
@@ -131,9 +132,21 @@ def runs_show(run_id: int, json: JSON = False) -> None:
     if run.tests:
         t = run.tests
         tree.add(f"tests: {t.passed} passed, {t.failed} failed, {t.skipped} skipped")
+    if run.coverage:
+        tree.add(f"coverage: {coverage_text(run.coverage)}")
     if run.artifacts:
         tree.add(f"artifacts: {', '.join(run.artifacts)}")
     output.console().print(tree)
+
+
+def coverage_text(coverage: RunCoverage) -> str:
+    """"lines 85.0% (85/100), branches 50.0% (1/2)"; a part with nothing to cover is left out."""
+    parts = []
+    if coverage.line_rate is not None:
+        parts.append(f"lines {coverage.line_rate:.1%} ({coverage.lines_covered}/{coverage.lines_valid})")
+    if coverage.branch_rate is not None:
+        parts.append(f"branches {coverage.branch_rate:.1%} ({coverage.branches_covered}/{coverage.branches_valid})")
+    return ", ".join(parts) or "nothing to cover"
 
 
 def _secs(value: float | None) -> str:

@@ -368,6 +368,23 @@ class TestResult(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
 
+class CoverageResult(Base):
+    """A code coverage summary published by PublishCodeCoverageResults@1/@2 (one per step)."""
+
+    __tablename__ = "coverage_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True)
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    format: Mapped[str] = mapped_column(String(32), nullable=False)
+    lines_covered: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    lines_valid: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    branches_covered: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    branches_valid: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    files: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
 class WorkspaceJob(Base):
     """A job run on code deployed in an environment's workspace (`mlyard jobs run`), like a Databricks job."""
 

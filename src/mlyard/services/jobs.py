@@ -24,7 +24,7 @@ from mlyard.ci.orchestrator import Orchestrator, run_facts
 from mlyard.ci.queue import JOB_TOKEN_PREFIX, JobQueue, secret_values, token_hash
 from mlyard.ci.scheduler import job_dependencies, run_variables, stage_job_dependencies
 from mlyard.db.engine import transaction
-from mlyard.db.tables import Pipeline, Run, RunArtifact, RunJob, RunStep, TestResult
+from mlyard.db.tables import CoverageResult, Pipeline, Run, RunArtifact, RunJob, RunStep, TestResult
 from mlyard.errors import AuthenticationError, Conflict, InvalidInput, NotFound
 from mlyard.pipelines.expressions import ExpressionContext
 from mlyard.pipelines.job_variables import GroupValues, resolve_job_variables
@@ -32,7 +32,7 @@ from mlyard.pipelines.model import VariableGroup
 from mlyard.pipelines.predefined import JobFacts, job_variables
 from mlyard.pipelines.tasks import connection_input
 from mlyard.protocol import Connection as ConnectionSpec
-from mlyard.protocol import JobOutcome, JobSpec, Repository, StepSpec, agent_name_problem
+from mlyard.protocol import CoverageSummary, JobOutcome, JobSpec, Repository, StepSpec, agent_name_problem
 from mlyard.services import pipelines, resources, secrets
 from mlyard.services.platform import Platform
 
@@ -310,6 +310,25 @@ def store_tests(platform: Platform, job: RunJob, summary: dict[str, Any]) -> dic
     summary = _masked(summary, _secrets_of(platform, job))  # test names and messages can hold anything
     with transaction(platform.sessions) as session:
         session.add(TestResult(run_id=job.run_id, job_id=job.id, summary=summary))
+    return {"ok": True}
+
+
+MAX_COVERAGE_FILES = 1_000  # file names kept with one coverage summary
+
+
+def store_coverage(platform: Platform, job: RunJob, summary: CoverageSummary) -> dict[str, Any]:
+    counts = (summary.lines_covered, summary.lines_valid, summary.branches_covered, summary.branches_valid)
+    if any(count < 0 for count in counts) or summary.lines_covered > summary.lines_valid or (
+        summary.branches_covered > summary.branches_valid
+    ):
+        raise InvalidInput("invalid coverage summary: covered counts must be between 0 and the valid counts")
+    files = _masked(list(summary.files[:MAX_COVERAGE_FILES]), _secrets_of(platform, job))
+    with transaction(platform.sessions) as session:
+        session.add(CoverageResult(
+            run_id=job.run_id, job_id=job.id, format=summary.format[:32], lines_covered=summary.lines_covered,
+            lines_valid=summary.lines_valid, branches_covered=summary.branches_covered,
+            branches_valid=summary.branches_valid, files=files,
+        ))  # fmt: skip
     return {"ok": True}
 
 

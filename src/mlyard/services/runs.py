@@ -13,7 +13,17 @@ from mlyard.ci import sources, states
 from mlyard.ci.logs import log_file, read
 from mlyard.ci.runs import new_run
 from mlyard.db.engine import transaction
-from mlyard.db.tables import Pipeline, Repo, Run, RunArtifact, RunJob, RunStage, RunStep, TestResult
+from mlyard.db.tables import (
+    CoverageResult,
+    Pipeline,
+    Repo,
+    Run,
+    RunArtifact,
+    RunJob,
+    RunStage,
+    RunStep,
+    TestResult,
+)
 from mlyard.errors import Conflict, InvalidInput, NotFound
 from mlyard.pipelines import PipelineError, resolve_parameters
 from mlyard.protocol import Reason
@@ -26,6 +36,7 @@ from mlyard.views import (
     JobView,
     PermitResult,
     RunBrief,
+    RunCoverage,
     RunSummary,
     RunTestTotals,
     RunView,
@@ -152,6 +163,8 @@ def show_run(platform: Platform, run_id: int) -> RunView:
         )
         tests = [t.summary for t in session.scalars(select(TestResult).where(TestResult.run_id == run.id))]
         artifacts = [a.name for a in session.scalars(select(RunArtifact).where(RunArtifact.run_id == run.id))]
+        covered = session.scalars(select(CoverageResult).where(CoverageResult.run_id == run.id))
+        coverage = combine_coverage(list(covered))
         return RunView(
             **run_fields(run),
             pipeline=pipeline.name if pipeline else "",
@@ -166,6 +179,7 @@ def show_run(platform: Platform, run_id: int) -> RunView:
             web_url=f"{platform.settings.url}/runs/{run.id}",
             artifacts=artifacts,
             tests=combine_tests(tests),
+            coverage=coverage,
             stages=[
                 StageView(
                     **_node(stage),
@@ -232,6 +246,18 @@ def combine_tests(summaries: list[dict[str, Any]]) -> RunTestTotals | None:
         failures=[f for s in summaries for f in s.get("failures", [])],
         runs=len(summaries),
     )
+
+
+def combine_coverage(rows: list[CoverageResult]) -> RunCoverage | None:
+    if not rows:
+        return None
+    lines = (sum(r.lines_covered for r in rows), sum(r.lines_valid for r in rows))
+    branches = (sum(r.branches_covered for r in rows), sum(r.branches_valid for r in rows))
+    return RunCoverage(
+        lines_covered=lines[0], lines_valid=lines[1], branches_covered=branches[0], branches_valid=branches[1],
+        line_rate=lines[0] / lines[1] if lines[1] else None,
+        branch_rate=branches[0] / branches[1] if branches[1] else None, reports=len(rows),
+    )  # fmt: skip
 
 
 def cancel_run(platform: Platform, principal: Principal, run_id: int) -> RunView:

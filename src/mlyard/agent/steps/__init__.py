@@ -7,8 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mlyard.agent.state import JobState, StepError, StepRun
-from mlyard.agent.steps.artifacts import download, publish
+from mlyard.agent.steps.archives import archive_files, extract_files
+from mlyard.agent.steps.artifacts import download, download_build_artifacts, publish, publish_build_artifacts
 from mlyard.agent.steps.checkout import checkout
+from mlyard.agent.steps.coverage import publish_code_coverage
+from mlyard.agent.steps.files import copy_files, delete_files
 from mlyard.agent.steps.python import use_python_version
 from mlyard.agent.steps.scripts import azure_cli, bash, cmdline, python_script
 from mlyard.agent.steps.testresults import publish_test_results
@@ -21,10 +24,19 @@ TASK_HANDLERS: dict[str, Handler] = {
     "bash@3": bash,
     "pythonscript@0": python_script,
     "azurecli@2": azure_cli,
+    "azurecli@1": azure_cli,
     "publishtestresults@2": publish_test_results,
     "publishpipelineartifact@1": publish,
     "downloadpipelineartifact@2": download,
     "usepythonversion@0": use_python_version,
+    "copyfiles@2": copy_files,
+    "deletefiles@1": delete_files,
+    "archivefiles@2": archive_files,
+    "extractfiles@1": extract_files,
+    "publishcodecoverageresults@1": publish_code_coverage,
+    "publishcodecoverageresults@2": publish_code_coverage,
+    "publishbuildartifacts@1": publish_build_artifacts,
+    "downloadbuildartifacts@1": download_build_artifacts,
 }
 
 

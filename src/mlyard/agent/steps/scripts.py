@@ -1,4 +1,4 @@
-"""Script tasks: CmdLine@2 (`script:`), Bash@3 (`bash:`), PythonScript@0 and AzureCLI@2.
+"""Script tasks: CmdLine@2 (`script:`), Bash@3 (`bash:`), PythonScript@0, AzureCLI@2 and AzureCLI@1.
 
 They run in the job's sandbox (mlyard.sandbox); AzureCLI@2 also gets the local stores its service
 connection names (an environment's MLflow SQLite folder and workspace) read-write.
@@ -10,6 +10,7 @@ with plain `bash --noprofile --norc FILE ARGS`, as written.
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 from mlyard.agent.environment import (
     expand,
     input_flag,
+    raw_input,
     resolve_path,
     step_environment,
     step_input,
@@ -76,13 +78,14 @@ def _bash_inline(job: JobState, step: StepSpec, run: StepRun, script: str, extra
 
 def _bash_file(
     job: JobState, step: StepSpec, run: StepRun, file_input: str, extra: dict[str, str] | None = None,
-    *, fail_on_stderr_input: str = "failOnStderr", profile_flags: list[str] | None = None,
+    *, fail_on_stderr_input: str = "failOnStderr", profile_flags: list[str] | None = None, arguments: str | None = None,
 ) -> str:  # fmt: skip
     path = resolve_path(job, step_input(job, step, file_input))
     if not path.is_file():
         raise StepError(f"the script file does not exist: {path}")
     flags = ["--noprofile", "--norc"] if profile_flags is None else profile_flags
-    argv = [bash_path(), *flags, str(path), *shlex.split(step_input(job, step, "arguments"))]
+    args = step_input(job, step, "arguments") if arguments is None else arguments
+    argv = [bash_path(), *flags, str(path), *shlex.split(args)]
     env = step_environment(job, step, extra)
     fail = input_flag(job, step, fail_on_stderr_input)
     return run_command(job, step, run, argv, cwd=working_directory(job, step), env=env, fail_on_stderr=fail,
@@ -102,7 +105,9 @@ def bash(step: StepSpec, job: JobState, run: StepRun) -> str:
 
 
 def python_script(step: StepSpec, job: JobState, run: StepRun) -> str:
-    interpreter = step_input(job, step, "pythonInterpreter") or sys.executable
+    # Default: `python` of the folders UsePythonVersion@0 put first on PATH, else the agent's own Python.
+    selected = shutil.which("python", path=os.pathsep.join(job.prepend_path)) if job.prepend_path else None
+    interpreter = step_input(job, step, "pythonInterpreter") or selected or sys.executable
     if step_input(job, step, "scriptSource", "filePath").lower() == "inline":
         path = write_script(job, step, expand(job, step.inputs.get("script")), ".py")
     else:
@@ -117,19 +122,22 @@ def python_script(step: StepSpec, job: JobState, run: StepRun) -> str:
 
 
 def azure_cli(step: StepSpec, job: JobState, run: StepRun) -> str:
-    """AzureCLI@2 runs its bash script with the service connection's settings in the environment."""
-    name = step_input(job, step, "azureSubscription").strip()
+    """AzureCLI@2 and AzureCLI@1 run their bash script with the service connection's settings in the
+    environment (AzureCLI@1 has no scriptType: its scripts are bash on Linux agents)."""
+    name = step_input(job, step, "azureSubscription", aliases=("connectedServiceNameARM",)).strip()
     connection = job.spec.connections.get(name)
     if connection is None:
         known = ", ".join(sorted(job.spec.connections)) or "none"
         raise StepError(f"service connection '{name}' is not available to this job (available: {known})")
-    script_type = step_input(job, step, "scriptType").strip().lower()
-    if script_type != "bash":
-        raise StepError(f"scriptType '{script_type}' is not supported by the mlyard agent; use scriptType: bash")
+    if (step.task or "").lower() != "azurecli@1":
+        script_type = step_input(job, step, "scriptType").strip().lower()
+        if script_type != "bash":
+            raise StepError(f"scriptType '{script_type}' is not supported by the mlyard agent; use scriptType: bash")
     extra = {**connection.settings, "AZURE_CONNECTION_NAME": connection.name}
+    arguments = step_input(job, step, "arguments", aliases=("scriptArguments", "args"))
     if step_input(job, step, "scriptLocation", "scriptPath").lower() == "inlinescript":
-        script = str(step.inputs.get("inlineScript") or "")
-        arguments = step_input(job, step, "arguments")
+        script = str(raw_input(step, "inlineScript") or "")
         return _bash_inline(job, step, run, script, extra, arguments=arguments,
                             fail_on_stderr_input="failOnStandardError")  # fmt: skip
-    return _bash_file(job, step, run, "scriptPath", extra, fail_on_stderr_input="failOnStandardError")
+    return _bash_file(job, step, run, "scriptPath", extra, fail_on_stderr_input="failOnStandardError",
+                      arguments=arguments)  # fmt: skip

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
 
 from mlyard.api.deps import JobId, get_platform, requires
-from mlyard.api.schemas import ClaimRequest, LogBatch, Outcome, StepReport
+from mlyard.api.schemas import ClaimRequest, CoverageReport, LogBatch, Outcome, StepReport
 from mlyard.ci.orchestrator import Orchestrator
 from mlyard.db.tables import RunJob
-from mlyard.protocol import JobOutcome
+from mlyard.protocol import CoverageSummary, JobOutcome
 from mlyard.services import jobs
 from mlyard.services.auth import LOCAL_AGENT_USER, Principal
 from mlyard.services.platform import Platform
@@ -82,6 +82,12 @@ async def upload_artifact(
         part.unlink(missing_ok=True)
 
 
+@router.get("/jobs/{job_id}/artifacts")
+def list_artifacts(job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)) -> list[str]:
+    """The names of the artifacts the job's run has published so far."""
+    return [artifact["name"] for artifact in jobs.list_artifacts(platform, job.run_id)]
+
+
 @router.get("/jobs/{job_id}/artifacts/{name}")
 def download_artifact(
     name: str, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
@@ -94,6 +100,13 @@ def publish_tests(
     summary: dict[str, Any], job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
     return jobs.store_tests(platform, job, summary)
+
+
+@router.post("/jobs/{job_id}/coverage")
+def publish_coverage(
+    body: CoverageReport, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
+) -> dict[str, Any]:
+    return jobs.store_coverage(platform, job, CoverageSummary(**body.model_dump()))
 
 
 @router.post("/jobs/{job_id}/complete")

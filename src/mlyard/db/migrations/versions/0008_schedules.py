@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_schedules"
-down_revision = "0006"
+down_revision = "0007_coverage"
 branch_labels = None
 depends_on = None
 
