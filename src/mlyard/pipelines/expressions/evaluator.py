@@ -45,14 +45,13 @@ def _compiled(text: str) -> tuple[Node, tuple[NamedValue, ...]]:
 def _check_named_values(used: tuple[NamedValue, ...], context: ExpressionContext, text: str) -> None:
     if not used:
         return
-    local = {name.lower() for name in context.names}
-    allowed = {name.lower() for name in context.allowed} if context.allowed is not None else None
+    allowed = _folded(frozenset(context.allowed)) if context.allowed is not None else None
     for named in used:
         folded = named.name.lower()
-        if folded in local:
-            continue
         builtin = _BUILTIN_BY_FOLDED.get(folded)
         if builtin is not None and (allowed is None or folded in allowed):
+            continue  # the common case first: no need to fold the loop names
+        if context.names and _has_key(context.names, folded):
             continue
         what = f"'{named.name}' is not available here" if builtin else f"unrecognized value '{named.name}'"
         raise ExpressionError(
@@ -60,6 +59,12 @@ def _check_named_values(used: tuple[NamedValue, ...], context: ExpressionContext
             expression=text,
             column=named.column,
         )
+
+
+@lru_cache(maxsize=64)
+def _folded(names: frozenset[str]) -> frozenset[str]:
+    """The names in lower case (``allowed`` is one of a few sets: cached)."""
+    return frozenset(name.lower() for name in names)
 
 
 def _allowed_text(context: ExpressionContext) -> str:
