@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mlyard.pipelines.source import Reporter
-from mlyard.pipelines.tasks import SUPPORTED_TASKS, find_task
+from mlyard.pipelines.tasks import PREFERENCES, SUPPORTED_TASKS, find_task
 
 DIRECTIVE = re.compile(r"^\$\{\{\s*(if\b|elseif\b|else\s*\}\}|each\b|insert\s*\}\})", re.IGNORECASE)
 
@@ -22,6 +22,7 @@ STEP_COMMON = {
     "retryCountOnTaskFailure": "int",
 }  # fmt: skip
 _SCRIPT = {"workingDirectory": "string", "failOnStderr": "bool"}
+_POWERSHELL = {"errorActionPreference": "preference", "ignoreLASTEXITCODE": "bool", **_SCRIPT}
 TEMPLATE_REF = {"template": "string", "parameters": "mapping"}
 STEP_KINDS: dict[str, dict[str, str]] = {
     "bash": {"bash": "string", **_SCRIPT, **STEP_COMMON},
@@ -31,6 +32,8 @@ STEP_KINDS: dict[str, dict[str, str]] = {
     },
     "download": {"download": "string", "artifact": "string", "patterns": "string", "path": "string", **STEP_COMMON},
     "publish": {"publish": "string", "artifact": "string", **STEP_COMMON},
+    "powershell": {"powershell": "string", **_POWERSHELL, **STEP_COMMON},
+    "pwsh": {"pwsh": "string", **_POWERSHELL, **STEP_COMMON},
     "script": {"script": "string", **_SCRIPT, **STEP_COMMON},
     "task": {"task": "task", "inputs": "mapping", **STEP_COMMON},
     "template": TEMPLATE_REF,
@@ -81,11 +84,11 @@ OBJECTS: dict[str, dict[str, str]] = {
 }
 # Azure keys mlyard knows but does not run: reported as "not supported" rather than "unknown".
 UNSUPPORTED = frozenset(
-    {"schedules", "resources", "container", "services", "strategy", "uses", "pwsh", "powershell",
-     "downloadBuild", "getPackage", "reviewApp", "restoreCache", "matrix", "parallel", "rolling", "canary",
-     "preDeploy", "routeTraffic", "postRouteTraffic", "on", "target"}
+    {"schedules", "resources", "container", "services", "strategy", "uses", "downloadBuild", "getPackage",
+     "reviewApp", "restoreCache", "matrix", "parallel", "rolling", "canary", "preDeploy", "routeTraffic",
+     "postRouteTraffic", "on", "target"}
 )  # fmt: skip
-ENUMS = {"checkout": ("self", "none"), "clean": ("outputs", "resources", "all")}
+ENUMS = {"checkout": ("self", "none"), "clean": ("outputs", "resources", "all"), "preference": PREFERENCES}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TYPE_NAMES = {dict: "a mapping", list: "a list", bool: "a boolean", int: "a number", float: "a number"}
 

@@ -60,6 +60,7 @@ def _all(*rules: Callable[[Mapping[str, Any]], list[str]]) -> Callable[[Mapping[
 
 
 _SCRIPT_COMMON = {"workingDirectory": None, "failOnStderr": False}
+PREFERENCES = ("default", "stop", "continue", "silentlyContinue")  # PowerShell@2's preference variables
 
 TASKS: dict[str, TaskSpec] = {
     spec.name: spec
@@ -116,6 +117,19 @@ TASKS: dict[str, TaskSpec] = {
             aliases={"source": "buildType", "artifactName": "artifact", "itemPattern": "patterns"}
             | {"targetPath": "path", "downloadPath": "path"},
             choices={"buildType": ("current",)},
+        ),
+        TaskSpec(
+            "PowerShell@2",  # `pwsh:` and `powershell:` steps; runs with pwsh (PowerShell 7) on Linux and macOS
+            {"targetType": "filePath", "filePath": None, "arguments": None, "script": None}
+            | {"errorActionPreference": "stop", "warningPreference": "default", "informationPreference": "default"}
+            | {"verbosePreference": "default", "debugPreference": "default", "progressPreference": "silentlyContinue"}
+            | {"failOnStderr": False, "showWarnings": False, "ignoreLASTEXITCODE": False, "pwsh": False}
+            | {"workingDirectory": None, "runScriptInSeparateScope": False},
+            choices={"targetType": ("filePath", "inline")}
+            | {name: PREFERENCES for name in ("errorActionPreference", "warningPreference")}
+            | {name: PREFERENCES for name in ("informationPreference", "verbosePreference")}
+            | {name: PREFERENCES for name in ("debugPreference", "progressPreference")},
+            required=_when("targetType", "filePath", {"filePath": "filePath", "inline": "script"}),
         ),
         TaskSpec(
             "UsePythonVersion@0",

@@ -10,7 +10,7 @@ from mlyard.agent.state import JobState, StepError, StepRun
 from mlyard.agent.steps.artifacts import download, publish
 from mlyard.agent.steps.checkout import checkout
 from mlyard.agent.steps.python import use_python_version
-from mlyard.agent.steps.scripts import azure_cli, bash, cmdline, python_script
+from mlyard.agent.steps.scripts import azure_cli, bash, cmdline, powershell, python_script
 from mlyard.agent.steps.testresults import publish_test_results
 from mlyard.protocol import StepSpec
 
@@ -20,6 +20,7 @@ TASK_HANDLERS: dict[str, Handler] = {
     "cmdline@2": cmdline,
     "bash@3": bash,
     "pythonscript@0": python_script,
+    "powershell@2": powershell,
     "azurecli@2": azure_cli,
     "publishtestresults@2": publish_test_results,
     "publishpipelineartifact@1": publish,
