@@ -33,8 +33,34 @@ def _diagnostic(d: Any) -> dict[str, Any]:
     return {"file": d.file, "line": d.line, "column": d.column, "path": d.path, "message": d.message}
 
 
-def _check(file: Path) -> tuple[list[Any], tuple[str, ...]]:
-    """Diagnostics of one file (loading, then compiling with defaults when every parameter has one)."""
+def _check(file: Path, template: bool | None = None) -> tuple[list[Any], tuple[str, ...], str]:
+    """Diagnostics of one file, its warnings and what it is ("pipeline" or "<kind> template").
+
+    ``template`` True: checked as a template; False: as a pipeline (loaded, then compiled with the
+    defaults when every parameter has one); None: as a pipeline, and when that fails and the file has
+    only the sections of a template (parameters, steps, jobs, stages, variables), as a template.
+    """
+    from mlyard.pipelines import PipelineError
+    from mlyard.pipelines.parser import read_source
+    from mlyard.pipelines.template_check import check_template, looks_like_template
+
+    if not template:
+        diagnostics, warnings = _check_pipeline(file)
+        if template is False or not diagnostics:
+            return diagnostics, warnings, "pipeline"
+        try:
+            if not looks_like_template(read_source(file).tree):
+                return diagnostics, warnings, "pipeline"
+        except PipelineError:
+            return diagnostics, warnings, "pipeline"
+    try:
+        checked = check_template(file)
+    except PipelineError as exc:
+        return list(exc.diagnostics), (), "template"
+    return [], checked.warnings, f"{checked.kind.removesuffix('s')} template"
+
+
+def _check_pipeline(file: Path) -> tuple[list[Any], tuple[str, ...]]:
     from mlyard.pipelines import PipelineError, compile_pipeline, load_pipeline
 
     try:
@@ -54,21 +80,25 @@ def _check(file: Path) -> tuple[list[Any], tuple[str, ...]]:
 def validate(
     files: list[Path] = typer.Argument(..., help="Pipeline files to check."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    template: bool | None = typer.Option(
+        None, "--template/--pipeline",
+        help="Check the files as step/job/stage/variable templates (or as pipelines); default: detected.",
+    ),
 ) -> None:
-    """Check pipeline files: every problem as file:line:col; exit 1 when any file is invalid."""
+    """Check pipeline (or template) files: every problem as file:line:col; exit 1 when any file is invalid."""
     from mlyard.pipelines import PipelineError
 
     problems: list[Any] = []
     report = []
     for file in files:
-        diagnostics, warnings = _check(file)
+        diagnostics, warnings, kind = _check(file, template)
         problems.extend(diagnostics)
         report.append(
-            {"file": str(file), "valid": not diagnostics, "errors": [_diagnostic(d) for d in diagnostics]}
+            {"file": str(file), "kind": kind, "valid": not diagnostics, "errors": [_diagnostic(d) for d in diagnostics]}
             | {"warnings": list(warnings)}
         )
         if not as_json and not diagnostics:
-            typer.echo(f"{file}: valid")
+            typer.echo(f"{file}: valid" + (f" ({kind})" if kind != "pipeline" else ""))
         for warning in warnings if not as_json else ():
             typer.echo(f"{file}: warning: {warning}", err=True)
     if as_json:
@@ -108,10 +138,13 @@ def explain_trigger(
     message: str = typer.Option("", "--message", "-m", help="The commit message."),
     as_json: bool = typer.Option(False, "--json", help='Print {"run": ..., "reason": ...}.'),
 ) -> None:
-    """Say whether a push would run the pipeline (`run` or `no run`) and why; exit 0 either way."""
-    from mlyard.pipelines import load_pipeline, trigger_decision
+    """Say whether a push would run the pipeline (`run` or `no run`) and why; exit 0 either way.
 
-    decision = trigger_decision(load_pipeline(file), ref, list(changed) if changed else None, message)
+    Only the file's `trigger` section is read: problems elsewhere in the file do not matter here."""
+    from mlyard.pipelines.parser import load_trigger
+    from mlyard.pipelines.triggers import trigger_decision
+
+    decision = trigger_decision(load_trigger(file), ref, list(changed) if changed else None, message)
     if as_json:
         print_json({"run": decision.run, "reason": decision.reason})
     else:
