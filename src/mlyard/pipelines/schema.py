@@ -131,7 +131,7 @@ class Validator:
             if self.raw and is_directive(key):
                 if isinstance(value, dict):
                     yield from self.entries(value, path)
-                elif value is not None:
+                elif value is not None and not is_expression(value):  # `${{ insert }}: ${{ parameters.x }}`
                     self.r.at(
                         node, key, join_path(path, key), "the body of a template directive must be a mapping here"
                     )
