@@ -87,3 +87,20 @@ def test_insert_of_an_expression_validates(tmp_path: Path) -> None:
     assert [(v.name, v.value) for v in variables if isinstance(v, Variable)] == [
         ("configuration", "debug"), ("arch", "x86"), ("TEST_SUITE", "L0,L1"),
     ]  # fmt: skip
+
+
+def test_a_variable_sees_the_variables_defined_before_it_in_its_block() -> None:
+    """"Expressions": `compileVar: ${{ variables.staticVar }}` outputs `my value` (it was empty)."""
+    text = """\
+variables:
+  later: ${{ variables.first }}-${{ variables.third }}
+  first: one
+  second: ${{ variables.first }}-two
+  third: ${{ variables.second }}-three
+steps:
+- script: echo ${{ variables.third }}
+"""
+    plan = compile_pipeline(load_pipeline(text, name="vars.yml"))
+    values = {v.name: v.value for v in plan.variables if isinstance(v, Variable)}
+    assert values == {"later": "-", "first": "one", "second": "one-two", "third": "one-two-three"}
+    assert plan.stages[0].jobs[0].steps[0].script == "echo one-two-three"
