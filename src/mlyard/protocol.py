@@ -72,9 +72,10 @@ def agent_name_problem(name: str, *, local: bool = False) -> str | None:
 class StepSpec:
     """One step of a job, as compiled (see mlyard.pipelines.model.Step).
 
-    ``kind`` is the step as written: "checkout", "task", or a shortcut ("script", "bash", "publish",
-    "download"). Every kind but checkout runs ``task`` (e.g. "CmdLine@2") with ``inputs`` (a `script:`
-    step is CmdLine@2 with inputs {"script": ...}; `bash:` is Bash@3 with targetType inline;
+    ``kind`` is the step as written: "checkout", "task", or a shortcut ("script", "bash", "pwsh",
+    "powershell", "publish", "download"). Every kind but checkout runs ``task`` (e.g. "CmdLine@2") with
+    ``inputs`` (a `script:` step is CmdLine@2 with inputs {"script": ...}; `bash:` is Bash@3 with
+    targetType inline; `pwsh:` and `powershell:` are PowerShell@2 with targetType inline;
     `publish:` PublishPipelineArtifact@1; `download:` DownloadPipelineArtifact@2, whose default
     path is $(Pipeline.Workspace)/<artifact>).
     For checkout, ``inputs`` has "repository" ("self" or "none") and the checkout options.

@@ -154,7 +154,7 @@ def test_what_the_expansion_produces_is_validated_at_its_line() -> None:
         plan_of(text)
     assert caught.value.errors == [
         "p.yml:3:5: steps[0].scirpt: unknown key 'scirpt'; supported step kinds: bash, checkout, download, "
-        "publish, script, task, template"
+        "powershell, publish, pwsh, script, task, template"
     ]
 
 
@@ -221,10 +221,10 @@ def test_problems_as_written_and_after_expansion_are_reported_together(
     }
     assert problems_of_tree(tmp_path, files, monkeypatch) == [
         "main.yml:2:3: steps[0].scirpt: unknown key 'scirpt'; supported step kinds: bash, checkout, download, "
-        "publish, script, task, template",
+        "powershell, publish, pwsh, script, task, template",
         "main.yml:3:3: steps[1].template: template file 'missing.yml' not found",
         "main.yml:5:5: steps[1].bahs: unknown key 'bahs'; supported step kinds: bash, checkout, download, "
-        "publish, script, task, template",
+        "powershell, publish, pwsh, script, task, template",
     ]
 
 

@@ -26,7 +26,7 @@ runner = CliRunner()
 DOCKER_MESSAGE = (
     "task Docker@2 is valid Azure Pipelines but mlyard does not run it: a run fails at this step; use a script "
     "step or a task mlyard runs: ArchiveFiles@2, AzureCLI@1, AzureCLI@2, Bash@3, CmdLine@2, CopyFiles@2, "
-    "DeleteFiles@1, DownloadBuildArtifacts@1, DownloadPipelineArtifact@2, ExtractFiles@1, PublishBuildArtifacts@1, "
+    "DeleteFiles@1, DownloadBuildArtifacts@1, DownloadPipelineArtifact@2, ExtractFiles@1, PowerShell@2, PublishBuildArtifacts@1, "
     "PublishCodeCoverageResults@1, PublishCodeCoverageResults@2, PublishPipelineArtifact@1, PublishTestResults@2, "
     "PythonScript@0, UsePythonVersion@0"
 )
@@ -171,7 +171,7 @@ def test_tasks_in_a_never_taken_branch_are_not_reported_unsupported() -> None:
 
 
 def test_runnable_tasks_are_the_hand_written_specs_and_exist_in_the_schema_or_docs() -> None:
-    assert len(RUNNABLE_TASKS) == 17
+    assert len(RUNNABLE_TASKS) == 18
     for name in RUNNABLE_TASKS:
         spec = find_task(name.upper())
         assert spec is not None and spec.name == name and spec.runnable

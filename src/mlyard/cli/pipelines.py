@@ -47,9 +47,38 @@ def _diagnostic(d: Any) -> dict[str, Any]:
     return {"file": d.file, "line": d.line, "column": d.column, "path": d.path, "message": d.message}
 
 
-def _check(file: Path, var: list[str] | None = None) -> tuple[list[Any], tuple[str, ...], tuple[Any, ...]]:
-    """Diagnostics, warnings and unsupported notices of one file (loading, then compiling with defaults
-    when every parameter has one: the notices are then those of the expanded pipeline)."""
+def _check(
+    file: Path, template: bool | None = None, var: list[str] | None = None
+) -> tuple[list[Any], tuple[str, ...], tuple[Any, ...], str]:
+    """Diagnostics of one file, its warnings, its unsupported notices and what it is ("pipeline" or
+    "<kind> template").
+
+    ``template`` True: checked as a template; False: as a pipeline (loaded, then compiled with the
+    defaults when every parameter has one: the notices are then those of the expanded pipeline); None:
+    as a pipeline, and when that fails and the file has only the sections of a template (parameters,
+    steps, jobs, stages, variables), as a template.
+    """
+    from mlyard.pipelines import PipelineError
+    from mlyard.pipelines.parser import read_source
+    from mlyard.pipelines.template_check import check_template, looks_like_template
+
+    if not template:
+        diagnostics, warnings, unsupported = _check_pipeline(file, var)
+        if template is False or not diagnostics:
+            return diagnostics, warnings, unsupported, "pipeline"
+        try:
+            if not looks_like_template(read_source(file).tree):
+                return diagnostics, warnings, unsupported, "pipeline"
+        except PipelineError:
+            return diagnostics, warnings, unsupported, "pipeline"
+    try:
+        checked = check_template(file)
+    except PipelineError as exc:
+        return list(exc.diagnostics), (), (), "template"
+    return [], checked.warnings, (), f"{checked.kind.removesuffix('s')} template"
+
+
+def _check_pipeline(file: Path, var: list[str] | None) -> tuple[list[Any], tuple[str, ...], tuple[Any, ...]]:
     from mlyard.pipelines import PipelineError, compile_pipeline, load_pipeline
 
     variables, context = _split_vars(var)
@@ -73,8 +102,12 @@ def validate(
     files: list[Path] = typer.Argument(..., help="Pipeline files to check."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
     var: list[str] = typer.Option(None, "--var", help=_VAR_HELP),
+    template: bool | None = typer.Option(
+        None, "--template/--pipeline",
+        help="Check the files as step/job/stage/variable templates (or as pipelines); default: detected.",
+    ),
 ) -> None:
-    """Check pipeline files: every problem as file:line:col; exit 1 when any file is invalid.
+    """Check pipeline (or template) files: every problem as file:line:col; exit 1 when any file is invalid.
 
     Valid Azure Pipelines that mlyard cannot run (a task it does not run) is listed as "unsupported"
     and does not make a file invalid: a run fails at that step."""
@@ -83,14 +116,14 @@ def validate(
     problems: list[Any] = []
     report = []
     for file in files:
-        diagnostics, warnings, unsupported = _check(file, var)
+        diagnostics, warnings, unsupported, kind = _check(file, template, var)
         problems.extend(diagnostics)
         report.append(
-            {"file": str(file), "valid": not diagnostics, "errors": [_diagnostic(d) for d in diagnostics]}
+            {"file": str(file), "kind": kind, "valid": not diagnostics, "errors": [_diagnostic(d) for d in diagnostics]}
             | {"unsupported": [_diagnostic(notice) for notice in unsupported], "warnings": list(warnings)}
         )
         if not as_json and not diagnostics:
-            typer.echo(f"{file}: valid")
+            typer.echo(f"{file}: valid" + (f" ({kind})" if kind != "pipeline" else ""))
         for notice in unsupported if not as_json else ():
             typer.echo(f"unsupported: {notice}", err=True)
         for warning in warnings if not as_json else ():
@@ -142,16 +175,18 @@ def explain_trigger(
 ) -> None:
     """Say whether a push would run the pipeline (`run` or `no run`) and why; exit 0 either way.
 
+    Only the file's `trigger` section is read: problems elsewhere in the file do not matter here.
     With --schedule: whether each schedule of the file (as in the branch --ref) runs that branch, and when.
     """
-    from mlyard.pipelines import load_pipeline, trigger_decision
+    from mlyard.pipelines.parser import load_trigger
+    from mlyard.pipelines.triggers import trigger_decision
 
     if schedule:
         _explain_schedules(file, ref, at, default_branch, as_json)
         return
     if at is not None or default_branch is not None:
         raise InvalidInput("--at and --default-branch explain schedules: add --schedule")
-    decision = trigger_decision(load_pipeline(file), ref, list(changed) if changed else None, message)
+    decision = trigger_decision(load_trigger(file), ref, list(changed) if changed else None, message)
     if as_json:
         print_json({"run": decision.run, "reason": decision.reason})
     else:

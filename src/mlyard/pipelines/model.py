@@ -18,7 +18,7 @@ PARAMETER_TYPES = (
     "string", "number", "boolean", "object", "step", "stepList", "job", "jobList",
     "deployment", "deploymentList", "stage", "stageList",
 )  # fmt: skip
-StepKind = Literal["script", "bash", "checkout", "publish", "download", "task"]
+StepKind = Literal["script", "bash", "pwsh", "powershell", "checkout", "publish", "download", "task"]
 JobKind = Literal["job", "deployment"]
 
 
@@ -75,9 +75,10 @@ class Environment:
 @dataclass(frozen=True)
 class Step:
     """One step. ``task`` is the task the step runs (``script`` is CmdLine@2, ``bash`` Bash@3,
-    ``publish`` PublishPipelineArtifact@1, ``download`` DownloadPipelineArtifact@2; None for checkout)
-    and ``inputs`` its normalised inputs. ``unsupported`` says why mlyard cannot run a step that is valid
-    Azure Pipelines (a task it does not run): a run fails at this step with that message."""
+    ``pwsh``/``powershell`` PowerShell@2, ``publish`` PublishPipelineArtifact@1, ``download``
+    DownloadPipelineArtifact@2; None for checkout) and ``inputs`` its normalised inputs. ``unsupported``
+    says why mlyard cannot run a step that is valid Azure Pipelines (a task it does not run): a run fails
+    at this step with that message."""
 
     name: str
     kind: StepKind

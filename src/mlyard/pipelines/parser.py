@@ -11,10 +11,10 @@ from mlyard.pipelines.errors import PipelineError
 from mlyard.pipelines.model import Pipeline
 from mlyard.pipelines.parameters import parse_declarations
 from mlyard.pipelines.schedules import parse_schedules
-from mlyard.pipelines.schema import validate_tree
+from mlyard.pipelines.schema import describe, validate_tree
 from mlyard.pipelines.source import Reporter, SourceDocument, load_source, mark_at
 from mlyard.pipelines.syntax import check_syntax
-from mlyard.pipelines.triggers import Decision, TriggerSyntaxError, parse_trigger
+from mlyard.pipelines.triggers import Decision, Trigger, TriggerSyntaxError, parse_trigger
 from mlyard.pipelines.triggers import trigger_decision as decide
 
 PR_WARNING = "'pr' is ignored: mlyard does not run pull request validation (as with Azure Repos, use branch policies)"
@@ -91,6 +91,20 @@ def _report(tree: dict[str, Any], reporter: Reporter, key: str, exc: TriggerSynt
         key_path = tuple(problem.key_path)
         path = key + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in key_path)
         reporter.add(mark_at(tree, (key, *key_path)), path, problem.message)
+
+
+def load_trigger(source: str | Path, *, name: str | None = None) -> Trigger:
+    """Only the CI trigger of a pipeline file: its ``trigger`` section is read and checked, nothing else, so
+    that a file with problems elsewhere (an unsupported key, a template that is not there) still says
+    whether a push runs it. YAML syntax errors and problems in ``trigger`` raise :class:`PipelineError`."""
+    document = read_source(source, name=name)
+    reporter = Reporter(document.file)
+    tree = document.tree
+    if tree is not None and not isinstance(tree, dict):
+        reporter.add(None, "", f"a pipeline must be a mapping, got {describe(tree)}")
+    trigger = _trigger(tree if isinstance(tree, dict) else {}, reporter)
+    reporter.raise_if_any()
+    return trigger  # type: ignore[no-any-return]
 
 
 def _trigger(tree: dict[str, Any], reporter: Reporter) -> Any:

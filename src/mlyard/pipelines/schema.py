@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mlyard.pipelines.source import Reporter
-from mlyard.pipelines.tasks import extension_task_message, find_task, is_extension_task, unknown_task
+from mlyard.pipelines.tasks import PREFERENCES, extension_task_message, find_task, is_extension_task, unknown_task
 
 DIRECTIVE = re.compile(r"^\$\{\{\s*(if\b|elseif\b|else\s*\}\}|each\b|insert\s*\}\})", re.IGNORECASE)
 
@@ -23,6 +23,7 @@ STEP_COMMON = {
     "retryCountOnTaskFailure": "int",
 }  # fmt: skip
 _SCRIPT = {"workingDirectory": "string", "failOnStderr": "bool"}
+_POWERSHELL = {"errorActionPreference": "preference", "ignoreLASTEXITCODE": "bool", **_SCRIPT}
 TEMPLATE_REF = {"template": "string", "parameters": "mapping"}
 STEP_KINDS: dict[str, dict[str, str]] = {
     "bash": {"bash": "string", **_SCRIPT, **STEP_COMMON},
@@ -33,6 +34,8 @@ STEP_KINDS: dict[str, dict[str, str]] = {
     "download": {"download": "string", "artifact": "string", "patterns": "string", "path": "string", **STEP_COMMON},
     "publish": {"publish": "string", "artifact": "string", **STEP_COMMON},
     "upload": {"upload": "string", "artifact": "string", **STEP_COMMON},  # Azure's deprecated name of publish
+    "powershell": {"powershell": "string", **_POWERSHELL, **STEP_COMMON},
+    "pwsh": {"pwsh": "string", **_POWERSHELL, **STEP_COMMON},
     "script": {"script": "string", **_SCRIPT, **STEP_COMMON},
     "task": {"task": "task", "inputs": "mapping", **STEP_COMMON},
     "template": TEMPLATE_REF,
@@ -85,14 +88,14 @@ OBJECTS: dict[str, dict[str, str]] = {
 }
 # Azure keys mlyard knows but does not run: reported as "not supported" rather than "unknown".
 UNSUPPORTED = frozenset(
-    {"resources", "container", "services", "uses", "pwsh", "powershell",
+    {"resources", "container", "services", "uses",
      "downloadBuild", "getPackage", "reviewApp", "restoreCache", "rolling", "canary",
      "preDeploy", "routeTraffic", "postRouteTraffic", "on", "target"}
 )  # fmt: skip
 DEPRECATED = frozenset({"upload"})  # accepted, but not offered in messages (Azure's schema: doNotSuggest)
 # Objects whose Microsoft schema has "additionalProperties": true (1ES pools add `image`, `os`, ...).
 EXTENSIBLE = frozenset({"pool"})
-ENUMS = {"checkout": ("self", "none"), "clean": ("outputs", "resources", "all")}
+ENUMS = {"checkout": ("self", "none"), "clean": ("outputs", "resources", "all"), "preference": PREFERENCES}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TYPE_NAMES = {dict: "a mapping", list: "a list", bool: "a boolean", int: "a number", float: "a number"}
 
@@ -137,7 +140,8 @@ class Validator:
         :mod:`mlyard.pipelines.syntax`.
         """
         for key, value in node.items():
-            if self.raw and is_directive(key) and not isinstance(value, dict | None):
+            if self.raw and is_directive(key) and not isinstance(value, dict | None) and not is_expression(value):
+                # `${{ insert }}: ${{ parameters.x }}` is fine; a list or a plain scalar is not
                 message = f"the body of a template directive in a mapping must be a mapping, got {describe(value)}"
                 self.r.at(node, key, join_path(path, key), message)
             if not (self.raw and is_expression(key)):

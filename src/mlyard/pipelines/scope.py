@@ -33,17 +33,20 @@ _PIECE = re.compile(r"\$\{\{((?:[^'}]|'[^']*'|\}(?!\}))*)\}\}")
 
 
 @lru_cache(maxsize=8192)
-def _pieces(value: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
-    """(literals, expressions) of a string with ``${{ }}``; None when the fast path cannot cut it."""
+def _pieces(value: str) -> tuple[tuple[str, ...], tuple[str, ...], bool] | None:
+    """(literals, expressions, whole) of a string with ``${{ }}``; None when the fast path cannot cut it.
+
+    ``whole``: the string is one expression (blanks around it aside), whose value keeps its type."""
     literals, expressions, position = [], [], 0
     for match in _PIECE.finditer(value):
         literals.append(value[position : match.start()])
         expressions.append(match.group(1).strip())
         position = match.end()
     literals.append(value[position:])
-    if "${{" in "".join(literals):
+    text = "".join(literals)
+    if "${{" in text:
         return None
-    return tuple(literals), tuple(expressions)
+    return tuple(literals), tuple(expressions), len(expressions) == 1 and not text.strip()
 
 
 def fast_interpolate(value: str, context: ExpressionContext, one: Callable[[str], Any] | None = None) -> Any:
@@ -55,8 +58,8 @@ def fast_interpolate(value: str, context: ExpressionContext, one: Callable[[str]
     if pieces is None:
         return interpolate(value, context)
     evaluate_one = one or (lambda expression: evaluate(expression, context))
-    literals, expressions = pieces
-    if len(expressions) == 1 and not "".join(literals).strip():
+    literals, expressions, whole = pieces
+    if whole:
         return evaluate_one(expressions[0])
     out = [literals[0]]
     for expression, literal in zip(expressions, literals[1:], strict=True):

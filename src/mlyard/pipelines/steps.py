@@ -1,7 +1,8 @@
 """Normalise the steps of an expanded, validated job into :class:`Step` objects.
 
 Every step becomes a task with canonical inputs: ``script`` runs CmdLine@2, ``bash`` Bash@3 (inline),
-``publish`` PublishPipelineArtifact@1 and ``download`` DownloadPipelineArtifact@2; ``checkout`` keeps
+``pwsh`` and ``powershell`` PowerShell@2 (inline; ``pwsh: true`` for the first), ``publish``
+PublishPipelineArtifact@1 and ``download`` DownloadPipelineArtifact@2; ``checkout`` keeps
 its own kind. Steps without ``name`` get a stable one from their task (``CmdLine``, ``CmdLine2``, ...).
 """
 
@@ -19,7 +20,7 @@ from mlyard.pipelines.tasks import extension_task_message, find_task, is_extensi
 
 DEFAULT_CONDITION = "succeeded()"
 _SHORTCUT_TASKS = {"script": "CmdLine@2", "bash": "Bash@3", "publish": "PublishPipelineArtifact@1"}
-_SHORTCUT_TASKS["download"] = "DownloadPipelineArtifact@2"
+_SHORTCUT_TASKS |= {"download": "DownloadPipelineArtifact@2", "pwsh": "PowerShell@2", "powershell": "PowerShell@2"}
 _CHECKOUT_OPTIONS = ("clean", "fetchDepth", "fetchTags", "lfs", "persistCredentials", "submodules", "path")
 
 
@@ -58,7 +59,8 @@ def check_condition(value: Any, node: Any, path: str, reporter: Reporter) -> str
     return condition
 
 
-_KINDS = ("script", "bash", "checkout", "publish", "upload", "download", "task")
+_KINDS = ("script", "bash", "pwsh", "powershell", "checkout", "publish", "upload", "download", "task")
+_POWERSHELL_OPTIONS = ("errorActionPreference", "failOnStderr", "ignoreLASTEXITCODE", "workingDirectory")
 
 
 def build_steps(items: Any, path: str, job_name: str, reporter: Reporter) -> tuple[Step, ...]:
@@ -179,6 +181,9 @@ def _shortcut_inputs(kind: str, item: Any) -> dict[str, Any]:
             "targetType": "inline", "script": item["bash"], "workingDirectory": item.get("workingDirectory"),
             "failOnStderr": item.get("failOnStderr"),
         }  # fmt: skip
+    if kind in ("pwsh", "powershell"):  # "steps.pwsh", "steps.powershell": PowerShell@2 with an inline script
+        options = {key: item.get(key) for key in _POWERSHELL_OPTIONS}
+        return {"targetType": "inline", "script": item[kind], "pwsh": kind == "pwsh", **options}
     if kind == "publish":
         target = item["publish"] if "publish" in item else item["upload"]
         return {"targetPath": target, "artifact": item.get("artifact")}

@@ -137,6 +137,7 @@ _AZURE_CLI_COMMON: dict[str, Any] = {"azureSubscription": None, "scriptLocation"
 _AZURE_CLI_COMMON |= {"inlineScript": None, "arguments": None, "workingDirectory": None, "failOnStandardError": False}
 _AZURE_CLI_COMMON |= {"addSpnToEnvironment": False, "useGlobalConfig": False}
 _SCRIPT_LOCATION = _when("scriptLocation", "scriptPath", {"scriptPath": "scriptPath", "inlineScript": "inlineScript"})
+PREFERENCES = ("default", "stop", "continue", "silentlyContinue")  # PowerShell@2's preference variables
 
 _NATIVE: dict[str, _Native] = {
     native.name: native
@@ -250,6 +251,15 @@ _NATIVE: dict[str, _Native] = {
             aliases={"connectedServiceNameARM": "azureSubscription", "args": "arguments", "cwd": "workingDirectory"},
             required=_all(_always("azureSubscription"), _SCRIPT_LOCATION),
             connection="azureSubscription",
+        ),
+        _Native(
+            "PowerShell@2",  # `pwsh:` and `powershell:` steps; runs with pwsh (PowerShell 7) on Linux and macOS
+            {"targetType": "filePath", "filePath": None, "arguments": None, "script": None}
+            | {"errorActionPreference": "stop", "warningPreference": "default", "informationPreference": "default"}
+            | {"verbosePreference": "default", "debugPreference": "default", "progressPreference": "silentlyContinue"}
+            | {"failOnStderr": False, "showWarnings": False, "ignoreLASTEXITCODE": False, "pwsh": False}
+            | {"workingDirectory": None, "runScriptInSeparateScope": False},
+            required=_when("targetType", "filePath", {"filePath": "filePath", "inline": "script"}),
         ),
     )
 }

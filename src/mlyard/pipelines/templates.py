@@ -239,7 +239,10 @@ class Expander:
         if "variables" not in node:
             return scope, None
         mark = mark_of(node, "variables")
-        expanded = self.expand(node["variables"], scope, join_path(path, "variables"), mark, "variables")
+        if _sequential(node["variables"]):
+            expanded = self.variables_in_order(node["variables"], scope, join_path(path, "variables"))
+        else:
+            expanded = self.expand(node["variables"], scope, join_path(path, "variables"), mark, "variables")
         defined = dict(scope.variables)
         if isinstance(expanded, dict):
             defined.update((str(k), text(v)) for k, v in expanded.items() if not isinstance(v, dict | list))
@@ -248,6 +251,18 @@ class Expander:
                 if isinstance(item, dict) and "name" in item and not isinstance(item.get("value"), dict | list):
                     defined[str(item["name"])] = text(item.get("value"))
         return replace(scope, variables=defined), expanded
+
+    def variables_in_order(self, node: YMap, scope: Scope, path: str) -> YMap:
+        """A plain ``name: value`` block whose values use ``${{ variables.x }}``: each value sees the variables
+        defined before it ("Expressions": ``compileVar: ${{ variables.staticVar }}``)."""
+        result = YMap((), node.mark)
+        for name, value in node.items():
+            key_mark = mark_of(node, name)
+            result[name] = expanded = self.expand(value, scope, join_path(path, name), key_mark)
+            result.key_marks[name] = key_mark or result.mark  # type: ignore[assignment]
+            if not isinstance(expanded, dict | list):
+                scope = replace(scope, variables={**scope.variables, str(name): text(expanded)})
+        return result
 
     def expand_pipeline(self, tree: Any, scope: Scope) -> Any:
         """The whole pipeline expanded; ``extends:`` replaced by its template (root keys kept)."""
@@ -330,6 +345,13 @@ class Expander:
         body = YMap(((k, v) for k, v in source.tree.items() if k != "parameters"), source.tree.mark)
         body.key_marks = source.tree.key_marks
         return self.expand_mapping(body, inner, ""), inner
+
+
+def _sequential(variables: Any) -> bool:
+    """A mapping of variables without directives or expression keys, where a value uses a compile-time expression."""
+    if not isinstance(variables, YMap) or any(not isinstance(key, str) or "${{" in key for key in variables):
+        return False
+    return any(isinstance(value, str) and "${{" in value for value in variables.values())
 
 
 def _positioned(value: Any, mark: Mark | None) -> Any:

@@ -13,7 +13,7 @@ from mlyard.agent.steps.checkout import checkout
 from mlyard.agent.steps.coverage import publish_code_coverage
 from mlyard.agent.steps.files import copy_files, delete_files
 from mlyard.agent.steps.python import use_python_version
-from mlyard.agent.steps.scripts import azure_cli, bash, cmdline, python_script
+from mlyard.agent.steps.scripts import azure_cli, bash, cmdline, powershell, python_script
 from mlyard.agent.steps.testresults import publish_test_results
 from mlyard.protocol import StepSpec
 
@@ -23,6 +23,7 @@ TASK_HANDLERS: dict[str, Handler] = {
     "cmdline@2": cmdline,
     "bash@3": bash,
     "pythonscript@0": python_script,
+    "powershell@2": powershell,
     "azurecli@2": azure_cli,
     "azurecli@1": azure_cli,
     "publishtestresults@2": publish_test_results,

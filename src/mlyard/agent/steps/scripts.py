@@ -1,4 +1,5 @@
-"""Script tasks: CmdLine@2 (`script:`), Bash@3 (`bash:`), PythonScript@0, AzureCLI@2 and AzureCLI@1.
+"""Script tasks: CmdLine@2 (`script:`), Bash@3 (`bash:`), PowerShell@2 (`pwsh:`, `powershell:`),
+PythonScript@0, AzureCLI@2 and AzureCLI@1.
 
 They run in the job's sandbox (mlyard.sandbox); AzureCLI@2 also gets the local stores its service
 connection names (an environment's MLflow SQLite folder and workspace) read-write.
@@ -6,6 +7,11 @@ connection names (an environment's MLflow SQLite folder and workspace) read-writ
 Inline scripts are written to a file in Agent.TempDirectory and run with
 `bash --noprofile --norc -e -o pipefail FILE`; script files (Bash@3 filePath, AzureCLI@2 scriptPath) run
 with plain `bash --noprofile --norc FILE ARGS`, as written.
+
+PowerShell@2 runs as Azure's agents run it on Linux and macOS, with PowerShell 7 (`pwsh`, found on the
+step's PATH) whatever its `pwsh` input says: a generated script sets the preference variables, runs the
+inline script (or dot-sources `filePath` with its arguments) and exits with `$LASTEXITCODE` unless
+`ignoreLASTEXITCODE`; it runs with `pwsh -NoLogo -NoProfile -NonInteractive -Command . 'FILE'`.
 """
 
 from __future__ import annotations
@@ -90,6 +96,45 @@ def _bash_file(
     fail = input_flag(job, step, fail_on_stderr_input)
     return run_command(job, step, run, argv, cwd=working_directory(job, step), env=env, fail_on_stderr=fail,
                        writable=store_paths(extra or {}))  # fmt: skip
+
+
+PWSH_MISSING = "pwsh is not installed on this agent: install PowerShell 7 or use a bash step"
+# The preference variables and PowerShell@2's defaults for them.
+_PREFERENCES = {"errorAction": "stop", "progress": "silentlyContinue"} | dict.fromkeys(
+    ("warning", "information", "verbose", "debug"), "default"
+)
+_EXIT_CODE = "if ((Test-Path -LiteralPath variable:\\LASTEXITCODE)) { exit $LASTEXITCODE }"
+
+
+def _ps_quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def powershell(step: StepSpec, job: JobState, run: StepRun) -> str:
+    """PowerShell@2 (`pwsh:` and `powershell:` steps) with pwsh; a clear failure when it is not installed."""
+    env = step_environment(job, step)
+    pwsh = shutil.which("pwsh", path=env.get("PATH"))
+    if pwsh is None:
+        raise StepError(PWSH_MISSING)
+    lines = []
+    for name, default in _PREFERENCES.items():
+        value = step_input(job, step, f"{name}Preference", default).strip()
+        if value.lower() != "default":
+            lines.append(f"${name[0].upper()}{name[1:]}Preference = {_ps_quote(value[0].upper() + value[1:])}")
+    if step_input(job, step, "targetType", "filePath").lower() == "inline":
+        lines.append(expand(job, step.inputs.get("script")))
+    else:
+        path = resolve_path(job, step_input(job, step, "filePath"))
+        if not path.is_file():
+            raise StepError(f"the script file does not exist: {path}")
+        lines.append(f". {_ps_quote(str(path))} {step_input(job, step, 'arguments')}".rstrip())
+    if not input_flag(job, step, "ignoreLASTEXITCODE"):
+        lines.append(_EXIT_CODE)
+    path = write_script(job, step, "\n".join(lines), ".ps1")
+    argv = [pwsh, "-NoLogo", "-NoProfile", "-NonInteractive", "-Command", f". {_ps_quote(str(path))}"]
+    fail = input_flag(job, step, "failOnStderr")
+    return run_command(job, step, run, argv, cwd=working_directory(job, step), env=env, fail_on_stderr=fail,
+                       label="PowerShell")  # fmt: skip
 
 
 def cmdline(step: StepSpec, job: JobState, run: StepRun) -> str:

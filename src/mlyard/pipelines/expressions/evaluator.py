@@ -21,13 +21,19 @@ _BUILTIN_BY_FOLDED = {name.lower(): name for name in BUILTIN_NAMES}
 def evaluate(expression: str | Node, context: ExpressionContext) -> Any:
     """Evaluate a bare expression (no `${{ }}` / `$[ ]` wrapper) and return its typed value."""
     if isinstance(expression, str):
-        node, used = _compiled(expression)
+        node, used, path = _compiled(expression)
         text = expression
     else:
-        node, used = expression, tuple(named_values(expression))
+        node, used, path = expression, tuple(named_values(expression)), None
         text = expression.source or f"<expression at column {expression.column}>"
     _check_named_values(used, context, text)
-    result = _Evaluation(context, text).value(node)
+    evaluation = _Evaluation(context, text)
+    if path is not None:  # `name`, `name.key`, `name['key'].key`...: no tree to walk (the common case)
+        result = evaluation.named(path[0])
+        for key in path[1:]:
+            result = index(result, key)
+    else:
+        result = evaluation.value(node)
     return list(result) if isinstance(result, Filtered) else result
 
 
@@ -37,22 +43,32 @@ def evaluate_condition(expression: str, context: ExpressionContext) -> bool:
 
 
 @lru_cache(maxsize=4096)
-def _compiled(text: str) -> tuple[Node, tuple[NamedValue, ...]]:
+def _compiled(text: str) -> tuple[Node, tuple[NamedValue, ...], tuple[Any, ...] | None]:
     node = parse_expression(text)
-    return node, tuple(named_values(node))
+    return node, tuple(named_values(node)), _path(node)
+
+
+def _path(node: Node) -> tuple[Any, ...] | None:
+    """(name, key, ...) of a named value followed by literal indexes, else None."""
+    keys: list[Any] = []
+    while isinstance(node, Index) and isinstance(node.key, Literal):
+        keys.append(node.key.value)
+        node = node.target
+    if not isinstance(node, NamedValue):
+        return None
+    return (node.name, *reversed(keys))
 
 
 def _check_named_values(used: tuple[NamedValue, ...], context: ExpressionContext, text: str) -> None:
     if not used:
         return
-    local = {name.lower() for name in context.names}
-    allowed = {name.lower() for name in context.allowed} if context.allowed is not None else None
+    allowed = _folded(frozenset(context.allowed)) if context.allowed is not None else None
     for named in used:
         folded = named.name.lower()
-        if folded in local:
-            continue
         builtin = _BUILTIN_BY_FOLDED.get(folded)
         if builtin is not None and (allowed is None or folded in allowed):
+            continue  # the common case first: no need to fold the loop names
+        if context.names and _has_key(context.names, folded):
             continue
         what = f"'{named.name}' is not available here" if builtin else f"unrecognized value '{named.name}'"
         raise ExpressionError(
@@ -60,6 +76,12 @@ def _check_named_values(used: tuple[NamedValue, ...], context: ExpressionContext
             expression=text,
             column=named.column,
         )
+
+
+@lru_cache(maxsize=64)
+def _folded(names: frozenset[str]) -> frozenset[str]:
+    """The names in lower case (``allowed`` is one of a few sets: cached)."""
+    return frozenset(name.lower() for name in names)
 
 
 def _allowed_text(context: ExpressionContext) -> str:
