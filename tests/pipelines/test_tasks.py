@@ -26,7 +26,8 @@ runner = CliRunner()
 DOCKER_MESSAGE = (
     "task Docker@2 is valid Azure Pipelines but mlyard does not run it: a run fails at this step; use a script "
     "step or a task mlyard runs: ArchiveFiles@2, AzureCLI@1, AzureCLI@2, Bash@3, CmdLine@2, CopyFiles@2, "
-    "DeleteFiles@1, DownloadBuildArtifacts@1, DownloadPipelineArtifact@2, ExtractFiles@1, PowerShell@2, PublishBuildArtifacts@1, "
+    "DeleteFiles@1, DownloadBuildArtifacts@1, DownloadPipelineArtifact@2, ExtractFiles@1, PowerShell@2, "
+    "PublishBuildArtifacts@1, "
     "PublishCodeCoverageResults@1, PublishCodeCoverageResults@2, PublishPipelineArtifact@1, PublishTestResults@2, "
     "PythonScript@0, UsePythonVersion@0"
 )
