@@ -17,6 +17,17 @@ from mlyard.errors import InvalidInput
 app = typer.Typer(help="Validate, expand and run pipelines (Azure Pipelines YAML).", no_args_is_help=True)
 
 _PARAM_HELP = "A runtime parameter KEY=VALUE (repeatable); the value is converted to the declared type."
+_REPO_HELP = (
+    "The files of repository resource ALIAS: a local folder taken as that repository's root (ALIAS=PATH, repeatable)."
+)
+
+
+def _repositories(values: list[str] | None) -> dict[str, Path]:
+    folders = {alias: Path(path) for alias, path in _pairs(values, "--repo").items()}
+    for alias, folder in folders.items():
+        if not folder.is_dir():
+            raise InvalidInput(f"--repo {alias}={folder}: not a folder; give the root folder of repository '{alias}'")
+    return folders
 
 
 def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
@@ -33,7 +44,7 @@ def _diagnostic(d: Any) -> dict[str, Any]:
     return {"file": d.file, "line": d.line, "column": d.column, "path": d.path, "message": d.message}
 
 
-def _check(file: Path) -> tuple[list[Any], tuple[str, ...]]:
+def _check(file: Path, repositories: dict[str, Path]) -> tuple[list[Any], tuple[str, ...]]:
     """Diagnostics of one file (loading, then compiling with defaults when every parameter has one)."""
     from mlyard.pipelines import PipelineError, compile_pipeline, load_pipeline
 
@@ -41,7 +52,7 @@ def _check(file: Path) -> tuple[list[Any], tuple[str, ...]]:
         pipeline = load_pipeline(file)
         required = [parameter.name for parameter in pipeline.parameters if not parameter.has_default]
         if not required:
-            compile_pipeline(pipeline)
+            compile_pipeline(pipeline, repositories=repositories)
     except PipelineError as exc:
         return list(exc.diagnostics), ()
     if required:
@@ -54,14 +65,16 @@ def _check(file: Path) -> tuple[list[Any], tuple[str, ...]]:
 def validate(
     files: list[Path] = typer.Argument(..., help="Pipeline files to check."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    repo: list[str] = typer.Option(None, "--repo", help=_REPO_HELP),
 ) -> None:
     """Check pipeline files: every problem as file:line:col; exit 1 when any file is invalid."""
     from mlyard.pipelines import PipelineError
 
     problems: list[Any] = []
     report = []
+    repositories = _repositories(repo)
     for file in files:
-        diagnostics, warnings = _check(file)
+        diagnostics, warnings = _check(file, repositories)
         problems.extend(diagnostics)
         report.append(
             {"file": str(file), "valid": not diagnostics, "errors": [_diagnostic(d) for d in diagnostics]}
@@ -86,14 +99,16 @@ def expand(
     param: list[str] = typer.Option(None, "--param", "-p", help=_PARAM_HELP),
     var: list[str] = typer.Option(None, "--var", help="A queue-time variable KEY=VALUE (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of YAML."),
+    repo: list[str] = typer.Option(None, "--repo", help=_REPO_HELP),
 ) -> None:
     """Print the compiled plan (templates and ${{ }} expressions expanded) as YAML."""
     import yaml
 
     from mlyard.pipelines import compile_pipeline, load_pipeline
 
+    repositories = _repositories(repo)
     pipeline = load_pipeline(file)
-    plan = compile_pipeline(pipeline, _pairs(param, "--param"), _pairs(var, "--var"))
+    plan = compile_pipeline(pipeline, _pairs(param, "--param"), _pairs(var, "--var"), repositories=repositories)
     if as_json:
         print_json(plan.to_dict())
     else:

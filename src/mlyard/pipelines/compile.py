@@ -16,6 +16,7 @@ from mlyard.pipelines.limits import DEFAULT_LIMITS, Budget, Limits, limit_error
 from mlyard.pipelines.model import Environment, Job, Pipeline, Pool, Stage, Variable, VariableEntry, VariableGroup
 from mlyard.pipelines.parameters import resolve_parameters, text
 from mlyard.pipelines.plan import Node, Plan, check_graph
+from mlyard.pipelines.resources import Resources, check_checkouts, container_image
 from mlyard.pipelines.schema import join_path, validate_tree
 from mlyard.pipelines.source import Reporter, YMap, mark_of
 from mlyard.pipelines.steps import build_steps, check_condition, flag, number
@@ -23,7 +24,7 @@ from mlyard.pipelines.templates import Expander, Scope
 
 IMPLICIT_STAGE = "__default"
 IMPLICIT_JOB = "Job"
-_JOB_KEYS_AT_ROOT = ("pool", "workspace", "timeoutInMinutes", "cancelTimeoutInMinutes", "continueOnError")
+_JOB_KEYS_AT_ROOT = ("pool", "workspace", "timeoutInMinutes", "cancelTimeoutInMinutes", "continueOnError", "container")
 
 
 def compile_pipeline(
@@ -35,6 +36,7 @@ def compile_pipeline(
     repo_root: str | Path | None = None,
     limits: Limits = DEFAULT_LIMITS,
     stop: Callable[[], bool] | None = None,
+    repositories: Mapping[str, str | Path] | None = None,
 ) -> Plan:
     """The plan of one run of ``pipeline``.
 
@@ -45,6 +47,8 @@ def compile_pipeline(
     below ``repo_root`` (default: the git work tree holding the pipeline, else its folder).
     ``limits`` bound the expanded size and the compile time (see :mod:`mlyard.pipelines.limits`);
     ``stop``, asked now and then, ends the compilation early when it returns True (a canceled run).
+    ``repositories``: the root folder of each repository resource (by alias) whose templates may be used
+    (``template: x.yml@alias``); a declared one missing here is an error only when a template needs it.
     Raises :class:`~mlyard.pipelines.errors.PipelineError` with every problem found.
     """
     values = resolve_parameters(pipeline, parameters or {})
@@ -52,7 +56,9 @@ def compile_pipeline(
     root_file = Path(pipeline.file).resolve() if pipeline.file != "<pipeline>" else Path.cwd() / "<pipeline>"
     reporter = Reporter(pipeline.file)
     root = Path(repo_root) if repo_root is not None else default_repo_root(root_file)
-    expander = Expander(reporter, root, Budget(pipeline.file, limits, stop=stop))
+    given = repositories or {}
+    folders = {r.alias: Path(given[r.alias]) if r.alias in given else None for r in pipeline.resources.repositories}
+    expander = Expander(reporter, root, Budget(pipeline.file, limits, stop=stop), folders)
     # "Template expressions": only YAML and predefined variables, not those given when a run starts.
     known = {str(key): text(value) for key, value in (context or {}).items()}
     scope = Scope(str(root_file), values, known, {}, (str(root_file),))
@@ -60,7 +66,7 @@ def compile_pipeline(
     reporter.raise_if_any()
     validate_tree(tree, reporter, raw=False)
     reporter.raise_if_any()
-    plan = _Builder(reporter, tree).plan(pipeline, values, variables or {})
+    plan = _Builder(reporter, tree, pipeline.resources).plan(pipeline, values, variables or {})
     reporter.raise_if_any()
     _check_counts(plan, pipeline.file, limits)
     return plan
@@ -122,9 +128,10 @@ def _names(value: Any) -> tuple[str, ...]:
 class _Builder:
     """Turns the expanded, validated tree into stages, jobs and steps; checks the graphs."""
 
-    def __init__(self, reporter: Reporter, tree: YMap) -> None:
+    def __init__(self, reporter: Reporter, tree: YMap, resources: Resources) -> None:
         self.r = reporter
         self.tree = tree
+        self.resources = resources
         self.pool = parse_pool(tree.get("pool"))
 
     def plan(self, pipeline: Pipeline, values: Mapping[str, Any], given: Mapping[str, Any]) -> Plan:
@@ -135,7 +142,15 @@ class _Builder:
         variables = parse_variables(tree.get("variables"))
         variables += tuple(Variable(str(name), text(value)) for name, value in given.items())
         run_name = text(tree["name"]) if tree.get("name") is not None else None
-        return Plan(pipeline.name, tuple(s for s, _ in stages), variables, dict(values), run_name, pipeline.warnings)
+        return Plan(
+            pipeline.name,
+            tuple(s for s, _ in stages),
+            variables,
+            dict(values),
+            run_name,
+            pipeline.warnings,
+            self.resources.repositories,
+        )
 
     def stage_items(self) -> list[tuple[Any, str]]:
         tree = self.tree
@@ -196,6 +211,7 @@ class _Builder:
         if not steps_value and (kind == "job" or steps_value is not None):
             self.r.add(mark_of(item, kind), path, f"{kind} '{name}' has no steps")
         workspace = item.get("workspace") or {}
+        check_checkouts(steps_value, join_path(path, "steps"), self.resources, self.r)
         job = Job(
             name=name,
             kind=kind,  # type: ignore[arg-type]
@@ -211,6 +227,7 @@ class _Builder:
             strategy=strategy,
             variables=parse_variables(item.get("variables")),
             steps=build_steps(steps_value, join_path(path, "steps"), name, self.r),
+            container=container_image(item, path, self.resources, self.r),
         )
         return job, (mark_of(item, kind), mark_of(item, "dependsOn"), path)
 

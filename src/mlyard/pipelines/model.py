@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mlyard.pipelines.resources import Resources
 from mlyard.pipelines.source import Mark, SourceDocument
 
 PARAMETER_TYPES = (
@@ -114,6 +115,7 @@ class Job:
     strategy: str | None = None
     variables: tuple[VariableEntry, ...] = ()
     steps: tuple[Step, ...] = ()
+    container: str | None = None  # the image of a container job (runs need a container engine)
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class Pipeline:
     parameters: tuple[Parameter, ...] = ()
     trigger: Any = None
     warnings: tuple[str, ...] = ()
+    resources: Resources = field(default_factory=Resources)
 
     @property
     def tree(self) -> Mapping[str, Any]:

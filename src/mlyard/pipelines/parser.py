@@ -9,6 +9,7 @@ from typing import Any
 from mlyard.pipelines.errors import PipelineError
 from mlyard.pipelines.model import Pipeline
 from mlyard.pipelines.parameters import parse_declarations
+from mlyard.pipelines.resources import parse_resources
 from mlyard.pipelines.schema import validate_tree
 from mlyard.pipelines.source import Reporter, SourceDocument, load_source, mark_at
 from mlyard.pipelines.triggers import Decision, TriggerSyntaxError, parse_trigger
@@ -52,10 +53,11 @@ def load_pipeline(source: str | Path, *, name: str | None = None) -> Pipeline:
         reporter.raise_if_any()
     parameters = parse_declarations(tree.get("parameters"), tree, "parameters", "parameters", reporter)
     trigger = _trigger(tree, reporter)
+    resources = parse_resources(tree, reporter)
     reporter.raise_if_any()
     warnings = (PR_WARNING,) if "pr" in tree else ()
     pipeline_name = name or (Path(document.file).stem if document.file != "<pipeline>" else None)
-    return Pipeline(pipeline_name, document.file, document, parameters, trigger, warnings)
+    return Pipeline(pipeline_name, document.file, document, parameters, trigger, warnings, resources)
 
 
 def _trigger(tree: dict[str, Any], reporter: Reporter) -> Any:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlyard.pipelines.model import Environment, Job, JobKind, Pool, Stage, Step, Variable, VariableEntry, VariableGroup
+from mlyard.pipelines.resources import RepositoryResource
 from mlyard.pipelines.source import Mark, Reporter
 
 
@@ -24,6 +25,7 @@ class Plan:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     run_name: str | None = None
     warnings: tuple[str, ...] = ()
+    repositories: tuple[RepositoryResource, ...] = ()  # resources.repositories (`checkout: alias`)
 
     def stage(self, name: str) -> Stage:
         """The stage called ``name`` (KeyError when there is none)."""
@@ -45,6 +47,8 @@ class Plan:
         document["parameters"] = plain(dict(self.parameters))
         document["variables"] = [_variable(entry) for entry in self.variables]
         document["stages"] = [_stage(stage) for stage in self.stages]
+        if self.repositories:
+            document["resources"] = {"repositories": [repository.to_dict() for repository in self.repositories]}
         if self.warnings:
             document["warnings"] = list(self.warnings)
         return document
@@ -59,6 +63,9 @@ class Plan:
             parameters=dict(document.get("parameters") or {}),
             run_name=document.get("runName"),
             warnings=tuple(document.get("warnings", ())),
+            repositories=tuple(
+                RepositoryResource.from_dict(item) for item in (document.get("resources") or {}).get("repositories", ())
+            ),
         )
 
 
@@ -123,6 +130,7 @@ def _job_from(document: Mapping[str, Any]) -> Job:
         strategy=document.get("strategy"),
         variables=variable_entries(document.get("variables", ())),
         steps=tuple(_step_from(step) for step in document.get("steps", ())),
+        container=document.get("container"),
     )
 
 
@@ -184,6 +192,8 @@ def _job(job: Job) -> dict[str, Any]:
             result["environment"]["resourceName"] = env.resource_name
     if job.strategy:
         result["strategy"] = job.strategy
+    if job.container:
+        result["container"] = job.container
     result["variables"] = [_variable(entry) for entry in job.variables]
     result["steps"] = [_step(step) for step in job.steps]
     return result

@@ -26,7 +26,7 @@ TEMPLATE_REF = {"template": "string", "parameters": "mapping"}
 STEP_KINDS: dict[str, dict[str, str]] = {
     "bash": {"bash": "string", **_SCRIPT, **STEP_COMMON},
     "checkout": {
-        "checkout": "checkout", "clean": "bool", "fetchDepth": "int", "fetchTags": "bool", "lfs": "bool",
+        "checkout": "string", "clean": "bool", "fetchDepth": "int", "fetchTags": "bool", "lfs": "bool",
         "persistCredentials": "bool", "submodules": "string", "path": "string", **STEP_COMMON,
     },
     "download": {"download": "string", "artifact": "string", "patterns": "string", "path": "string", **STEP_COMMON},
@@ -38,7 +38,7 @@ STEP_KINDS: dict[str, dict[str, str]] = {
 _JOB_COMMON = {
     "displayName": "string", "dependsOn": "names", "condition": "string", "continueOnError": "bool",
     "timeoutInMinutes": "int", "cancelTimeoutInMinutes": "int", "variables": "variables", "pool": "pool",
-    "workspace": "workspace", "templateContext": "any",
+    "workspace": "workspace", "templateContext": "any", "container": "container",
 }  # fmt: skip
 JOB_KINDS: dict[str, dict[str, str]] = {
     "job": {"job": "identifier", "steps": "steps", **_JOB_COMMON},
@@ -63,6 +63,7 @@ PIPELINE = {
     "parameters": "any", "variables": "variables", "pool": "pool", "stages": "stages", "jobs": "jobs",
     "steps": "steps", "extends": "extends", "lockBehavior": "string", "workspace": "workspace",
     "timeoutInMinutes": "int", "cancelTimeoutInMinutes": "int", "continueOnError": "bool",
+    "resources": "any", "container": "container",  # resources: checked by mlyard.pipelines.resources
 }  # fmt: skip
 OBJECTS: dict[str, dict[str, str]] = {
     "pool": {"name": "string", "vmImage": "string", "demands": "names"},
@@ -78,14 +79,20 @@ OBJECTS: dict[str, dict[str, str]] = {
     "runOnce": {"deploy": "hook"},
     "hook": {"steps": "steps", "pool": "pool"},
     "extends": TEMPLATE_REF,
-}
+    "container": {
+        "image": "string", "endpoint": "string", "env": "env", "options": "string", "ports": "names",
+        "volumes": "names", "mapDockerSocket": "bool", "mountReadOnly": "any", "type": "string",
+        "azureSubscription": "string", "resourceGroup": "string", "registry": "string", "repository": "string",
+        "localImage": "bool",
+    },
+}  # fmt: skip
 # Azure keys mlyard knows but does not run: reported as "not supported" rather than "unknown".
 UNSUPPORTED = frozenset(
-    {"schedules", "resources", "container", "services", "strategy", "uses", "pwsh", "powershell",
+    {"schedules", "services", "strategy", "uses", "pwsh", "powershell",
      "downloadBuild", "getPackage", "reviewApp", "restoreCache", "matrix", "parallel", "rolling", "canary",
      "preDeploy", "routeTraffic", "postRouteTraffic", "on", "target"}
 )  # fmt: skip
-ENUMS = {"checkout": ("self", "none"), "clean": ("outputs", "resources", "all")}
+ENUMS = {"clean": ("outputs", "resources", "all")}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TYPE_NAMES = {dict: "a mapping", list: "a list", bool: "a boolean", int: "a number", float: "a number"}
 
@@ -252,7 +259,7 @@ class Validator:
         elif kind == "variables":
             self.check_variables(value, parent, key, path)
         elif kind in OBJECTS:
-            if kind in ("pool", "environment") and isinstance(value, str | None):
+            if kind in ("pool", "environment", "container") and isinstance(value, str | None):
                 return
             self.check_object(value, OBJECTS[kind], parent, key, path)
             if kind == "extends":
