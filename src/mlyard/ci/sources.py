@@ -5,7 +5,7 @@ from __future__ import annotations
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,8 @@ from typing import Any
 from mlyard.ci.host import Host
 from mlyard.errors import InvalidInput, NotFound, OperationFailed
 from mlyard.git import repos as git
-from mlyard.pipelines import Pipeline, PipelineError, Plan, compile_pipeline, load_pipeline
+from mlyard.pipelines import Diagnostic, Pipeline, PipelineError, Plan, compile_pipeline, load_pipeline
+from mlyard.pipelines.resources import CONTAINER_ENGINE_NEEDED, RepositoryResource
 
 
 def bare_repo(platform: Host, repo: str) -> Path:
@@ -76,6 +77,10 @@ def _unsafe(exc: git.UnsafeTreeEntry) -> str:
     }.get(exc.problem, f"{exc.name!r} is a special file that cannot be extracted")
 
 
+class ContainerEngineMissing(InvalidInput):
+    """A container job, and no container engine to run it (mlyard has none built in)."""
+
+
 def compile_at(
     platform: Host,
     repo: str,
@@ -87,14 +92,65 @@ def compile_at(
     context: Mapping[str, Any],
     stop: Callable[[], bool] | None = None,
 ) -> Plan:
-    """Compile the pipeline of `commit` with its templates from the same commit (`stop`: see compile_pipeline)."""
-    with tree_at(platform, repo, commit) as root:
+    """Compile the pipeline of `commit` with its templates from the same commit (`stop`: see compile_pipeline).
+
+    The repository resources (``resources.repositories``) are read at their ``ref`` (default: their default
+    branch) as the run starts; the plan records the commit of each, which its ``checkout: alias`` steps use.
+    """
+    with ExitStack() as stack:
+        root = stack.enter_context(tree_at(platform, repo, commit))
         file = root / yaml_path
         if not file.resolve().is_relative_to(root.resolve()) or not file.is_file():
             raise InvalidInput(f"{yaml_path} does not exist in repository {repo!r} at {commit[:10]}")
+        prefixes = {f"{root}/": ""}
         try:
             pipeline = load_pipeline(file)
-            return compile_pipeline(pipeline, parameters, variables, context, repo_root=root, stop=stop)
-        except PipelineError as exc:  # name files as they are in the repo, not in the temporary folder
-            prefix = f"{root}/"
-            raise PipelineError([replace(d, file=d.file.removeprefix(prefix)) for d in exc.diagnostics]) from None
+            pinned = _pin_repositories(platform, pipeline)
+            folders: dict[str, Path] = {}
+            for resource in pinned:
+                assert resource.commit is not None
+                folders[resource.alias] = stack.enter_context(tree_at(platform, resource.repo, resource.commit))
+                prefixes[f"{folders[resource.alias]}/"] = f"@{resource.alias}"
+            plan = compile_pipeline(
+                pipeline, parameters, variables, context, repo_root=root, stop=stop, repositories=folders
+            )
+        except PipelineError as exc:  # name files as they are in the repos, not in the temporary folders
+            raise PipelineError([_renamed(d, prefixes) for d in exc.diagnostics]) from None
+    containers = [(job.name, job.container) for job in plan.jobs if job.container]
+    if containers:
+        name, image = containers[0]
+        raise ContainerEngineMissing(f"job '{name}' runs in container '{image}': {CONTAINER_ENGINE_NEEDED}")
+    return replace(plan, repositories=pinned)
+
+
+def _renamed(diagnostic: Diagnostic, prefixes: Mapping[str, str]) -> Diagnostic:
+    for prefix, alias in prefixes.items():
+        if diagnostic.file.startswith(prefix):
+            return replace(diagnostic, file=diagnostic.file.removeprefix(prefix) + alias)
+    return diagnostic
+
+
+def _pin_repositories(platform: Host, pipeline: Pipeline) -> tuple[RepositoryResource, ...]:
+    """Each repository resource with the commit its ref names now; every problem at its position."""
+    pinned: list[RepositoryResource] = []
+    problems: list[Diagnostic] = []
+    for resource in pipeline.resources.repositories:
+        mark = resource.mark
+        where = (mark.file, mark.line, mark.column) if mark else (pipeline.file, 1, 1)
+        path = bare_repo(platform, resource.repo)
+        ref = resource.ref or "HEAD"
+        sha = git.resolve(path, ref) if path.is_dir() else None
+        if not path.is_dir():
+            message = (
+                f"repository '{resource.name}' is not hosted by this mlyard server (no repository "
+                f"'{resource.repo}'; a name maps to the repository named by its last segment): push it first"
+            )
+        elif sha is None:
+            message = f"repository '{resource.name}' has no branch or tag '{resource.ref}' (ref)"
+        else:
+            pinned.append(replace(resource, commit=sha))
+            continue
+        problems.append(Diagnostic(*where, f"resources.repositories.{resource.alias}", message))
+    if problems:
+        raise PipelineError(problems)
+    return tuple(pinned)

@@ -3,7 +3,8 @@ YAML schema reference), parsed into typed declarations with their positions.
 
 Repositories are hosted by this mlyard server and referenced by name. Azure names a repository
 ``Project/Repo`` (``type: git``) or ``owner/repo`` (``type: github``); mlyard has no projects or owners,
-so a name maps to the mlyard repository named by its **last path segment** (``Project/Repo`` -> ``Repo``).
+so a name maps to the mlyard repository named by its **last path segment, lower-cased** (``Project/Repo``
+-> ``repo``; mlyard repository names are lower-case, Azure's are case-insensitive).
 ``ref`` is a branch (``main`` or ``refs/heads/main``) or a tag (``refs/tags/v1``); none means the
 repository's default branch.
 
@@ -26,7 +27,7 @@ MAX_RESOURCES = 100  # of each kind, per pipeline
 SELF = "self"
 CONTAINER_ENGINE_NEEDED = "container jobs need a container engine, and none is configured on this mlyard server"
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # an mlyard repository name (names.py rules)
+_NAME = re.compile(r"^(?!.*\.\.)(?!.*\.git$)[a-z0-9][a-z0-9._-]{0,62}$")  # an mlyard repository name (names.py)
 _KNOWN = ("repositories", "pipelines", "containers", "builds", "packages", "webhooks")
 _REPOSITORY_KEYS = ("repository", "type", "name", "ref", "endpoint", "trigger")
 _PIPELINE_KEYS = ("pipeline", "source", "project", "version", "branch", "tags", "trigger")
@@ -57,7 +58,7 @@ class RepositoryResource:
     def from_dict(cls, document: Any) -> RepositoryResource:
         name = str(document["name"])
         ref, commit = document.get("ref"), document.get("commit")
-        return cls(str(document["repository"]), name, last_segment(name), str(document.get("type") or "git"),
+        return cls(str(document["repository"]), name, last_segment(name).lower(), str(document.get("type") or "git"),
                    None if ref is None else str(ref), None if commit is None else str(commit))  # fmt: skip
 
 
@@ -207,7 +208,7 @@ def _repository(item: Any, path: str, reporter: Reporter) -> RepositoryResource 
     if "${{" in name or "$(" in name:
         reporter.at(item, "name", join_path(path, "name"), "a repository name must be written out (no expressions)")
         return None
-    repo = last_segment(name)
+    repo = last_segment(name).lower()
     if not _NAME.match(repo):
         message = f"repository name '{name}' does not name an mlyard repository (its last segment '{repo}' is invalid)"
         reporter.at(item, "name", join_path(path, "name"), message)

@@ -141,6 +141,15 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
         commit=run.source_version,
         ref=run.source_branch,
     )
+    others = {
+        resource.alias: Repository(
+            name=resource.repo,
+            url=f"{platform.settings.url}/git/{resource.repo}.git",
+            commit=resource.commit or "",
+            ref=resource.ref or "HEAD",
+        )
+        for resource in plan.repositories
+    }
     return JobSpec(
         job_id=job.id,
         run_id=run.id,
@@ -157,6 +166,7 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
         readonly=list(resolved.readonly),
         steps=[StepSpec.from_dict(plan_store.step_spec(step, index)) for index, step in enumerate(planned.steps)],
         repository=repo,
+        repositories=others,
         connections=connections,
         lease_seconds=platform.settings.job_lease_seconds,
     )
@@ -175,17 +185,21 @@ def authenticate_job(platform: Platform, header: str | None, job_id: int) -> Run
         return job
 
 
-def job_repo_access(platform: Platform, token: str) -> str | None:
-    """The repository a job token may read (for `checkout`), or None if it is not a live job token."""
+def job_repo_access(platform: Platform, token: str) -> frozenset[str]:
+    """The repositories a job token may read (for `checkout`): its run's repository and the repository
+    resources of the run's plan; none if it is not a live job token."""
     if not token.startswith(JOB_TOKEN_PREFIX):
-        return None
+        return frozenset()
     with transaction(platform.sessions) as session:
         job = session.scalars(select(RunJob).where(RunJob.token_hash == token_hash(token))).first()
         if job is None or job.state != states.RUNNING:
-            return None
+            return frozenset()
         run = session.get(Run, job.run_id)
         pipeline = session.get(Pipeline, run.pipeline_id) if run else None
-        return pipeline.repo if pipeline else None
+        if run is None or pipeline is None:
+            return frozenset()
+        others = plan_store.load(run.plan).repositories if run.plan else ()
+        return frozenset({pipeline.repo, *(resource.repo for resource in others)})
 
 
 def heartbeat(platform: Platform, job_id: int) -> dict[str, Any]:

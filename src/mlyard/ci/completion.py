@@ -1,0 +1,150 @@
+"""Pipeline completion triggers ("resources.pipelines" with a ``trigger``): when a run succeeds, run the
+pipelines whose YAML declares its pipeline as a resource with a matching trigger.
+
+As in Azure, the trigger is read from the triggered pipeline's YAML on its repository's default branch.
+The triggered run builds the same commit when both pipelines live in one repository, else the default
+branch of its own repository. Its reason is ``ResourceTrigger``; the variables
+``resources.pipeline.<alias>.runID`` (``runName``, ``pipelineName``, ``sourceBranch``, ``sourceCommit``,
+``requestedFor``) name the run that triggered it, so ``download: <alias>`` finds its artifacts.
+
+The YAML files are read outside any transaction; the runs are created in one transaction that first checks
+that no run of that pipeline was already triggered by this run (the check makes a second call harmless).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mlyard.ci import sources
+from mlyard.ci.host import Host
+from mlyard.ci.runs import new_run
+from mlyard.db.engine import transaction
+from mlyard.db.tables import Pipeline, Repo, Run, RunStage
+from mlyard.errors import MlyardError
+from mlyard.pipelines import PipelineError
+from mlyard.pipelines.resources import PipelineResource
+from mlyard.protocol import SUCCESSFUL_STATES
+
+log = logging.getLogger("mlyard.completion")
+RESOURCE_TRIGGER = "ResourceTrigger"  # Build.Reason of a run started by a pipeline completion trigger
+MAX_LISTENERS = 500  # pipelines whose YAML is read after one run succeeds
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A successful run: what the triggers compare and what the triggered runs record."""
+
+    run_id: int
+    number: int
+    build_number: str
+    pipeline: str
+    repo: str
+    branch: str
+    commit: str
+    requested_for: str
+    succeeded_stages: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Fire:
+    pipeline_id: int
+    alias: str
+    ref: str
+    sha: str
+
+
+def resource_variables(alias: str, upstream: Finished) -> dict[str, str]:
+    prefix = f"resources.pipeline.{alias}"
+    return {
+        f"{prefix}.runID": str(upstream.run_id),
+        f"{prefix}.runName": upstream.build_number or str(upstream.number),
+        f"{prefix}.pipelineName": upstream.pipeline,
+        f"{prefix}.sourceBranch": upstream.branch,
+        f"{prefix}.sourceCommit": upstream.commit,
+        f"{prefix}.requestedFor": upstream.requested_for,
+    }
+
+
+def finished(session: Session, run: Run) -> Finished | None:
+    """The facts of `run` if it succeeded (succeededWithIssues included), else None."""
+    if run.state not in SUCCESSFUL_STATES:
+        return None
+    pipeline = session.get(Pipeline, run.pipeline_id)
+    if pipeline is None:
+        return None
+    stages = session.scalars(select(RunStage).where(RunStage.run_id == run.id))
+    succeeded = frozenset(stage.name for stage in stages if stage.state in SUCCESSFUL_STATES)
+    return Finished(run.id, run.number, run.build_number, pipeline.name, pipeline.repo, run.source_branch,
+                    run.source_version, run.requested_for, succeeded)  # fmt: skip
+
+
+def trigger_completion(platform: Host, upstream: Finished) -> list[int]:
+    """Start the runs that `upstream` completes (call after its final state is committed); their ids."""
+    with transaction(platform.sessions) as session:
+        rows = session.execute(
+            select(Pipeline.id, Pipeline.name, Pipeline.repo, Pipeline.yaml_path, Repo.default_branch)
+            .join(Repo, Repo.name == Pipeline.repo)
+            .order_by(Pipeline.id)
+            .limit(MAX_LISTENERS)
+        ).all()
+    fires: list[Fire] = []
+    for pipeline_id, name, repo, yaml_path, default_branch in rows:
+        fire = _evaluate(platform, upstream, pipeline_id, name, repo, yaml_path, f"refs/heads/{default_branch}")
+        if fire is not None:
+            fires.append(fire)
+    created: list[int] = []
+    with transaction(platform.sessions) as session:
+        for fire in fires:
+            if _already(session, fire, upstream):
+                continue
+            run = new_run(
+                session, fire.pipeline_id, reason=RESOURCE_TRIGGER, ref=fire.ref, sha=fire.sha,
+                requested_for=upstream.requested_for, parameters={},
+                variables=resource_variables(fire.alias, upstream),
+            )  # fmt: skip
+            created.append(run.id)
+    return created
+
+
+def _evaluate(
+    platform: Host, upstream: Finished, pipeline_id: int, name: str, repo: str, yaml_path: str, default_ref: str
+) -> Fire | None:
+    try:
+        head = sources.resolve_commit(platform, repo, default_ref)
+        loaded = sources.load_at(platform, repo, head, yaml_path)
+    except (MlyardError, PipelineError):  # no default branch yet, no file there, or an invalid file
+        return None
+    for resource in loaded.resources.pipelines:
+        if _fires(resource, upstream, name):
+            if repo == upstream.repo:  # one repository: the same commit
+                return Fire(pipeline_id, resource.alias, upstream.branch, upstream.commit)
+            return Fire(pipeline_id, resource.alias, default_ref, head)
+    return None
+
+
+def _fires(resource: PipelineResource, upstream: Finished, listener: str) -> bool:
+    trigger = resource.trigger
+    if trigger is None or resource.pipeline != upstream.pipeline or listener == upstream.pipeline:
+        return False
+    ok, why = trigger.matches(upstream.branch)
+    missing = [stage for stage in trigger.stages if stage not in upstream.succeeded_stages]
+    if not ok or missing:
+        reason = why if not ok else f"stages {', '.join(missing)} did not succeed"
+        log.info("pipeline %s: no completion run after run %d: %s", listener, upstream.run_id, reason)
+        return False
+    return True
+
+
+def _already(session: Session, fire: Fire, upstream: Finished) -> bool:
+    key = f"resources.pipeline.{fire.alias}.runID"
+    runs = session.scalars(
+        select(Run)
+        .where(Run.pipeline_id == fire.pipeline_id, Run.reason == RESOURCE_TRIGGER)
+        .order_by(Run.id.desc())
+        .limit(MAX_LISTENERS)
+    )
+    return any(run.variables.get(key) == str(upstream.run_id) for run in runs)

@@ -1,0 +1,143 @@
+"""`resources:` on the real engine (real bare repos, real pushes): templates and checkouts of other hosted
+repositories pinned at their ref, repositories that are not hosted, container jobs without an engine,
+and pipeline completion triggers."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from mlyard.ci.completion import RESOURCE_TRIGGER
+from mlyard.db.engine import transaction
+from mlyard.db.tables import Run
+from mlyard.services import jobs, runs
+from tests.ci.engine import Engine
+
+USES_TEMPLATES = """trigger: none
+resources:
+  repositories:
+  - repository: tools
+    type: git
+    name: Platform/Build-Tools
+    ref: refs/heads/stable
+steps:
+- checkout: self
+- checkout: tools
+- template: steps/build.yml@tools
+  parameters: {what: app}
+"""
+BUILD = "parameters:\n- name: what\nsteps:\n- template: inner.yml\n  parameters:\n    what: ${{ parameters.what }}\n"
+INNER = "parameters:\n- name: what\nsteps:\n- script: echo building ${{ parameters.what }} with tools v1\n"
+
+
+def _run_row(engine: Engine, run_id: int) -> Run:
+    with transaction(engine.platform.sessions) as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        session.expunge(run)
+        return run
+
+
+def test_templates_and_checkout_of_another_repository_at_its_ref(engine: Engine) -> None:
+    tools = engine.repo("build-tools", {"steps/build.yml": BUILD, "steps/inner.yml": INNER})
+    engine.git("checkout", "-q", "-b", "stable", cwd=tools)
+    pinned = engine.git.commit({"README": "stable\n"}, "stable", cwd=tools)
+    engine.push("build-tools", tools, "stable")
+    engine.git("checkout", "-q", "master", cwd=tools)  # master moves on: the run uses `stable`
+    engine.git.commit({"steps/inner.yml": INNER.replace("v1", "v2")}, "v2", cwd=tools)
+    engine.push("build-tools", tools, "master")
+    engine.repo("secrets", {"x": "x"})
+    engine.repo("app", {"ci.yml": USES_TEMPLATES})
+    engine.pipeline("app-ci", "app", "ci.yml")
+    run_id = engine.run("app-ci")
+    spec = engine.claim()
+    assert spec is not None, _run_row(engine, run_id).message
+    steps = spec["steps"]
+    assert isinstance(steps, list)
+    assert [s["inputs"].get("repository") or s["inputs"].get("script") for s in steps] == [
+        "self", "tools", "echo building app with tools v1",
+    ]  # fmt: skip
+    repositories = spec["repositories"]
+    assert isinstance(repositories, dict)
+    assert repositories["tools"]["commit"] == pinned
+    assert repositories["tools"]["url"].endswith("/git/build-tools.git")
+    # the job's token reads exactly its run's repository and its repository resources
+    assert jobs.job_repo_access(engine.platform, str(spec["access_token"])) == {"app", "build-tools"}
+    engine.complete(int(str(spec["job_id"])), "succeeded")
+    engine.settle()
+    assert engine.run_state(run_id) == "succeeded"
+
+
+def test_a_repository_that_is_not_hosted_fails_the_run_at_its_line(engine: Engine) -> None:
+    text = USES_TEMPLATES.replace("Platform/Build-Tools", "Platform/missing").replace("- template", "- tmpl")
+    engine.repo("lonely", {"ci.yml": text.split("- tmpl")[0]})
+    engine.pipeline("lonely-ci", "lonely", "ci.yml")
+    run_id = engine.run("lonely-ci")
+    assert engine.run_state(run_id) == "failed"
+    assert _run_row(engine, run_id).errors == [
+        "ci.yml:4:5: resources.repositories.tools: repository 'Platform/missing' is not hosted by this mlyard "
+        "server (no repository 'missing'; a name maps to the repository named by its last segment): push it first"
+    ]
+
+
+def test_a_container_job_fails_clearly_without_a_container_engine(engine: Engine) -> None:
+    text = (
+        "trigger: none\nresources:\n  containers:\n  - container: py\n    image: python:3.12\n"
+        "jobs:\n- job: Test\n  container: py\n  steps:\n  - script: pytest\n"
+    )
+    engine.repo("boxed", {"ci.yml": text})
+    engine.pipeline("boxed-ci", "boxed", "ci.yml")
+    run_id = engine.run("boxed-ci")
+    assert engine.run_state(run_id) == "failed"
+    assert _run_row(engine, run_id).message == (
+        "job 'Test' runs in container 'python:3.12': container jobs need a container engine, "
+        "and none is configured on this mlyard server"
+    )
+    assert engine.claim() is None
+
+
+DEPLOY = """trigger: none
+resources:
+  pipelines:
+  - pipeline: training
+    source: '\\ML\\train'
+    trigger:
+      branches:
+        include: [master]
+      stages: [Train]
+steps:
+- script: echo deploying $(resources.pipeline.training.runID)
+"""
+TRAIN = "trigger: none\nstages:\n- stage: Train\n  jobs:\n  - job: Fit\n    steps:\n    - script: echo fit\n"
+
+
+def test_a_completion_trigger_runs_the_pipeline_after_a_successful_run(engine: Engine) -> None:
+    engine.repo("models", {"train.yml": TRAIN})
+    engine.repo("serving", {"deploy.yml": DEPLOY})
+    engine.pipeline("train", "models", "train.yml")
+    engine.pipeline("deploy", "serving", "deploy.yml")
+    failed = engine.run("train")
+    engine.drive({"Fit": "failed"})
+    assert engine.run_state(failed) == "failed"
+    assert _deploy_runs(engine) == []  # a failed run triggers nothing
+    upstream = engine.run("train")
+    claimed = engine.drive({})
+    assert [spec["name"] for spec in claimed] == ["Fit", "Job"]  # Job: the triggered deploy run
+    assert engine.run_state(upstream) == "succeeded"
+    (triggered,) = _deploy_runs(engine)
+    assert (triggered.reason, triggered.source_branch, triggered.state) == (
+        RESOURCE_TRIGGER, "refs/heads/master", "succeeded",
+    )  # fmt: skip
+    assert triggered.variables["resources.pipeline.training.runID"] == str(upstream)
+    assert triggered.variables["resources.pipeline.training.pipelineName"] == "train"
+    step = claimed[1]["steps"][0]  # type: ignore[index]
+    assert step["inputs"]["script"] == "echo deploying $(resources.pipeline.training.runID)"
+    assert claimed[1]["variables"]["resources.pipeline.training.runID"] == str(upstream)  # type: ignore[index]
+    assert runs.run_state(engine.platform, triggered.id) == "succeeded"
+
+
+def _deploy_runs(engine: Engine) -> list[Run]:
+    with transaction(engine.platform.sessions) as session:
+        rows = list(session.scalars(select(Run).where(Run.reason == RESOURCE_TRIGGER).order_by(Run.id)))
+        for row in rows:
+            session.expunge(row)
+        return rows
