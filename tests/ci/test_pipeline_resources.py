@@ -4,11 +4,13 @@ and pipeline completion triggers."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from mlyard.ci.completion import RESOURCE_TRIGGER
 from mlyard.db.engine import transaction
-from mlyard.db.tables import Run
+from mlyard.db.tables import Run, RunJob
+from mlyard.errors import NotFound
 from mlyard.services import jobs, runs
 from tests.ci.engine import Engine
 
@@ -141,3 +143,27 @@ def _deploy_runs(engine: Engine) -> list[Run]:
         for row in rows:
             session.expunge(row)
         return rows
+
+
+def test_a_manual_run_downloads_from_the_latest_successful_run_and_no_other(engine: Engine) -> None:
+    engine.repo("models2", {"train.yml": TRAIN})
+    deploy = "trigger: none\nresources:\n  pipelines:\n  - pipeline: training\n    source: train\nsteps:\n"
+    engine.repo("serving2", {"deploy.yml": deploy + "- download: training\n  artifact: m\n"})
+    engine.pipeline("train", "models2", "train.yml")
+    engine.pipeline("deploy", "serving2", "deploy.yml")
+    good = engine.run("train")
+    engine.drive({})
+    bad = engine.run("train")
+    engine.drive({"Fit": "failed"})
+    manual = engine.run("deploy")
+    (spec,) = engine.drive({})
+    variables = spec["variables"]
+    assert isinstance(variables, dict)
+    assert variables["resources.pipeline.training.runID"] == str(good)  # not the later, failed run
+    assert engine.run_state(manual) == "succeeded"
+    with transaction(engine.platform.sessions) as session:
+        job = session.scalars(select(RunJob).where(RunJob.run_id == manual)).one()
+        session.expunge(job)
+    assert jobs.resource_run(engine.platform, job, good) == good
+    with pytest.raises(NotFound, match=f"run {bad} is not the run of a pipeline resource of this run"):
+        jobs.resource_run(engine.platform, job, bad)

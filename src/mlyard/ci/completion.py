@@ -14,6 +14,7 @@ that no run of that pipeline was already triggered by this run (the check makes 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -26,7 +27,7 @@ from mlyard.db.engine import transaction
 from mlyard.db.tables import Pipeline, Repo, Run, RunStage
 from mlyard.errors import MlyardError
 from mlyard.pipelines import PipelineError
-from mlyard.pipelines.resources import PipelineResource
+from mlyard.pipelines.resources import PipelineResource, Resources
 from mlyard.protocol import SUCCESSFUL_STATES
 
 log = logging.getLogger("mlyard.completion")
@@ -67,6 +68,27 @@ def resource_variables(alias: str, upstream: Finished) -> dict[str, str]:
         f"{prefix}.sourceCommit": upstream.commit,
         f"{prefix}.requestedFor": upstream.requested_for,
     }
+
+
+def latest_runs(platform: Host, resources: Resources, given: Mapping[str, str]) -> dict[str, str]:
+    """The variables of each pipeline resource not given already (a run a completion trigger started has
+    them): its source pipeline's latest successful run (on ``branch`` when the resource names one)."""
+    found: dict[str, str] = {}
+    with transaction(platform.sessions) as session:
+        for resource in resources.pipelines:
+            if f"resources.pipeline.{resource.alias}.runID" in given:
+                continue
+            query = select(Run).join(Pipeline, Pipeline.id == Run.pipeline_id).where(
+                Pipeline.name == resource.pipeline, Run.state.in_(SUCCESSFUL_STATES)
+            )
+            if resource.branch:
+                branch = resource.branch if resource.branch.startswith("refs/") else f"refs/heads/{resource.branch}"
+                query = query.where(Run.source_branch == branch)
+            run = session.scalars(query.order_by(Run.id.desc()).limit(1)).first()
+            upstream = finished(session, run) if run is not None else None
+            if upstream is not None:
+                found.update(resource_variables(resource.alias, upstream))
+    return found
 
 
 def finished(session: Session, run: Run) -> Finished | None:

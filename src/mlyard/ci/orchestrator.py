@@ -201,6 +201,7 @@ class Orchestrator:
                 variables=args[4],
                 context=context,
                 stop=lambda: run_id in self._stopping,
+                resource_variables=lambda loaded: completion.latest_runs(self.platform, loaded.resources, args[4]),
             )
             return plan, "", [], context
         except PipelineError as exc:

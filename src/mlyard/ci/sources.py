@@ -91,8 +91,12 @@ def compile_at(
     variables: Mapping[str, Any],
     context: Mapping[str, Any],
     stop: Callable[[], bool] | None = None,
+    resource_variables: Callable[[Pipeline], Mapping[str, str]] | None = None,
 ) -> Plan:
     """Compile the pipeline of `commit` with its templates from the same commit (`stop`: see compile_pipeline).
+
+    ``resource_variables`` gives the variables of the pipeline's pipeline resources (their runs) once the
+    pipeline is loaded; they are added to the run's variables.
 
     The repository resources (``resources.repositories``) are read at their ``ref`` (default: their default
     branch) as the run starts; the plan records the commit of each, which its ``checkout: alias`` steps use.
@@ -111,6 +115,8 @@ def compile_at(
                 assert resource.commit is not None
                 folders[resource.alias] = stack.enter_context(tree_at(platform, resource.repo, resource.commit))
                 prefixes[f"{folders[resource.alias]}/"] = f"@{resource.alias}"
+            if resource_variables is not None:
+                variables = {**resource_variables(pipeline), **variables}
             plan = compile_pipeline(
                 pipeline, parameters, variables, context, repo_root=root, stop=stop, repositories=folders
             )

@@ -16,7 +16,7 @@ from mlyard.pipelines.limits import DEFAULT_LIMITS, Budget, Limits, limit_error
 from mlyard.pipelines.model import Environment, Job, Pipeline, Pool, Stage, Variable, VariableEntry, VariableGroup
 from mlyard.pipelines.parameters import resolve_parameters, text
 from mlyard.pipelines.plan import Node, Plan, check_graph
-from mlyard.pipelines.resources import Resources, check_checkouts, container_image
+from mlyard.pipelines.resources import Resources, check_checkouts, check_downloads, container_image
 from mlyard.pipelines.schema import join_path, validate_tree
 from mlyard.pipelines.source import Reporter, YMap, mark_of
 from mlyard.pipelines.steps import build_steps, check_condition, flag, number
@@ -212,6 +212,7 @@ class _Builder:
             self.r.add(mark_of(item, kind), path, f"{kind} '{name}' has no steps")
         workspace = item.get("workspace") or {}
         check_checkouts(steps_value, join_path(path, "steps"), self.resources, self.r)
+        check_downloads(steps_value, join_path(path, "steps"), self.resources, self.r)
         job = Job(
             name=name,
             kind=kind,  # type: ignore[arg-type]

@@ -288,6 +288,20 @@ def check_checkouts(steps: Any, path: str, resources: Resources, reporter: Repor
         reporter.at(item, "checkout", join_path(join_path(path, index), "checkout"), message)
 
 
+def check_downloads(steps: Any, path: str, resources: Resources, reporter: Reporter) -> None:
+    """``download: alias`` names ``current``, ``none`` or a declared pipeline resource."""
+    for index, item in enumerate(steps if isinstance(steps, list) else ()):
+        if not isinstance(item, dict) or "download" not in item:
+            continue
+        alias = str(item["download"])
+        if alias in ("current", "none") or resources.pipeline(alias) is not None:
+            continue
+        declared = ", ".join(p.alias for p in resources.pipelines) or "none"
+        message = (f"download '{alias}': no pipeline resource '{alias}'; use current, none or a pipeline "
+                   f"declared under resources.pipelines (declared: {declared})")  # fmt: skip
+        reporter.at(item, "download", join_path(join_path(path, index), "download"), message)
+
+
 def container_image(job: Any, path: str, resources: Resources, reporter: Reporter) -> str | None:
     """The image of a job's ``container:`` (a container resource's alias, an image, or ``{image: ...}``)."""
     value = job.get("container")

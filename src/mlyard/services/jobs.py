@@ -28,7 +28,7 @@ from mlyard.db.tables import Pipeline, Run, RunArtifact, RunJob, RunStep, TestRe
 from mlyard.errors import AuthenticationError, Conflict, InvalidInput, NotFound
 from mlyard.pipelines.expressions import ExpressionContext
 from mlyard.pipelines.job_variables import GroupValues, resolve_job_variables
-from mlyard.pipelines.model import VariableGroup
+from mlyard.pipelines.model import Variable, VariableGroup
 from mlyard.pipelines.predefined import JobFacts, job_variables
 from mlyard.protocol import Connection as ConnectionSpec
 from mlyard.protocol import JobOutcome, JobSpec, Repository, StepSpec, agent_name_problem
@@ -293,6 +293,20 @@ def _check_free(session: Session, run_id: int, name: str) -> None:
 
 def _taken(run_id: int, name: str) -> Conflict:
     return Conflict(f"artifact {name!r} already exists in run {run_id}: artifact names are unique per run")
+
+
+def resource_run(platform: Platform, job: RunJob, run_id: int) -> int:
+    """`run_id` if the job's run names it as the run of a pipeline resource (`resources.pipeline.X.runID`);
+    a job reads no other run's artifacts."""
+    with transaction(platform.sessions) as session:
+        run = session.get(Run, job.run_id)
+        plan = plan_store.load(run.plan) if run is not None and run.plan else None
+        named = dict(run.variables) if run is not None else {}
+        named.update((v.name, v.value) for v in (plan.variables if plan else ()) if isinstance(v, Variable))
+    allowed = {v for k, v in named.items() if k.startswith("resources.pipeline.") and k.endswith(".runID")}
+    if str(run_id) not in allowed:
+        raise NotFound(f"run {run_id} is not the run of a pipeline resource of this run: no artifacts to download")
+    return run_id
 
 
 def list_artifacts(platform: Platform, run_id: int) -> list[dict[str, Any]]:
