@@ -3,6 +3,7 @@ pipeline resources (completion triggers), containers; other repositories come fr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -189,6 +190,14 @@ jobs:
     plan = compiled(tmp_path, files)
     assert [job.container for job in plan.jobs] == ["python:3.12", "ubuntu:22.04"]
     assert Plan.from_dict(plan.to_dict()) == plan
+    result = runner.invoke(app, ["pipelines", "validate", "--json", str(tmp_path / "app" / "azure-pipelines.yml")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files"][0]["warnings"] == [
+        "job 'A' runs in container 'python:3.12': container jobs need a container engine, and none is "
+        "configured on this mlyard server",
+        "job 'B' runs in container 'ubuntu:22.04': container jobs need a container engine, and none is "
+        "configured on this mlyard server",
+    ]
 
 
 def test_cli_validate_and_expand_take_repo(tmp_path: Path) -> None:

@@ -47,18 +47,25 @@ def _diagnostic(d: Any) -> dict[str, Any]:
 def _check(file: Path, repositories: dict[str, Path]) -> tuple[list[Any], tuple[str, ...]]:
     """Diagnostics of one file (loading, then compiling with defaults when every parameter has one)."""
     from mlyard.pipelines import PipelineError, compile_pipeline, load_pipeline
+    from mlyard.pipelines.resources import CONTAINER_ENGINE_NEEDED
 
+    containers: tuple[str, ...] = ()
     try:
         pipeline = load_pipeline(file)
         required = [parameter.name for parameter in pipeline.parameters if not parameter.has_default]
         if not required:
-            compile_pipeline(pipeline, repositories=repositories)
+            plan = compile_pipeline(pipeline, repositories=repositories)
+            containers = tuple(
+                f"job '{job.name}' runs in container '{job.container}': {CONTAINER_ENGINE_NEEDED}"
+                for job in plan.jobs
+                if job.container
+            )
     except PipelineError as exc:
         return list(exc.diagnostics), ()
     if required:
         note = f"templates not expanded: parameters without a default ({', '.join(required)}); try `expand --param`"
         return [], (*pipeline.warnings, note)
-    return [], pipeline.warnings
+    return [], (*pipeline.warnings, *containers)
 
 
 @app.command()
