@@ -167,3 +167,16 @@ def test_a_manual_run_downloads_from_the_latest_successful_run_and_no_other(engi
     assert jobs.resource_run(engine.platform, job, good) == good
     with pytest.raises(NotFound, match=f"run {bad} is not the run of a pipeline resource of this run"):
         jobs.resource_run(engine.platform, job, bad)
+
+
+def test_completion_triggers_never_loop(engine: Engine) -> None:
+    """ping runs when pong succeeds and pong when ping succeeds: one round, then the chain stops."""
+    template = "trigger: none\nresources:\n  pipelines:\n  - pipeline: other\n    source: {0}\n    trigger: true\n"
+    body = "steps:\n- script: echo hi\n"
+    engine.repo("loop", {"ping.yml": template.format("pong") + body, "pong.yml": template.format("ping") + body})
+    engine.pipeline("ping", "loop", "ping.yml")
+    engine.pipeline("pong", "loop", "pong.yml")
+    engine.run("ping")
+    claimed = engine.drive({})
+    assert len(claimed) == 2  # ping (manual), then pong (ResourceTrigger); ping again would be a loop
+    assert [run.reason for run in _deploy_runs(engine)] == [RESOURCE_TRIGGER]

@@ -33,6 +33,7 @@ from mlyard.protocol import SUCCESSFUL_STATES
 log = logging.getLogger("mlyard.completion")
 RESOURCE_TRIGGER = "ResourceTrigger"  # Build.Reason of a run started by a pipeline completion trigger
 MAX_LISTENERS = 500  # pipelines whose YAML is read after one run succeeds
+MAX_CHAIN = 10  # runs started by completion triggers one after the other (A -> B -> C ...)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,12 @@ def trigger_completion(platform: Host, upstream: Finished) -> list[int]:
             fires.append(fire)
     created: list[int] = []
     with transaction(platform.sessions) as session:
+        chain = _chain(session, upstream.run_id)
         for fire in fires:
+            if fire.pipeline_id in chain or len(chain) > MAX_CHAIN:
+                log.warning("run %d: no completion run of pipeline %d: it would make a loop or a chain longer "
+                            "than %d runs", upstream.run_id, fire.pipeline_id, MAX_CHAIN)  # fmt: skip
+                continue
             if _already(session, fire, upstream):
                 continue
             run = new_run(
@@ -159,6 +165,20 @@ def _fires(resource: PipelineResource, upstream: Finished, listener: str) -> boo
         log.info("pipeline %s: no completion run after run %d: %s", listener, upstream.run_id, reason)
         return False
     return True
+
+
+def _chain(session: Session, run_id: int) -> list[int]:
+    """The pipelines of the runs that led to run `run_id` by completion triggers, its own first (at most
+    MAX_CHAIN + 1). A completion trigger never starts a pipeline already in its chain (A -> B -> A)."""
+    pipelines: list[int] = []
+    run = session.get(Run, run_id)
+    while run is not None and len(pipelines) <= MAX_CHAIN:
+        pipelines.append(run.pipeline_id)
+        if run.reason != RESOURCE_TRIGGER:
+            break
+        ids = [str(v) for k, v in run.variables.items() if k.startswith("resources.pipeline.") and k.endswith(".runID")]
+        run = session.get(Run, int(ids[0])) if ids and ids[0].isdigit() else None
+    return pipelines
 
 
 def _already(session: Session, fire: Fire, upstream: Finished) -> bool:
