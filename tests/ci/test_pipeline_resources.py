@@ -4,6 +4,7 @@ and pipeline completion triggers."""
 
 from __future__ import annotations
 
+import os
 import pytest
 from sqlalchemy import select
 
@@ -180,3 +181,23 @@ def test_completion_triggers_never_loop(engine: Engine) -> None:
     claimed = engine.drive({})
     assert len(claimed) == 2  # ping (manual), then pong (ResourceTrigger); ping again would be a loop
     assert [run.reason for run in _deploy_runs(engine)] == [RESOURCE_TRIGGER]
+
+
+def test_another_repository_is_exported_with_the_same_link_checks(engine: Engine) -> None:
+    tools = engine.repo("linked-tools", {"steps.yml": "steps:\n- script: echo tools\n"})
+    os.symlink("/outside/the/repo", tools / "passwd")
+    engine.git("add", "passwd", cwd=tools)
+    head = engine.git.commit({}, "link", cwd=tools)
+    engine.push("linked-tools", tools, "master")
+    text = "trigger: none\nresources:\n  repositories:\n  - repository: t\n    name: linked-tools\nsteps:\n"
+    engine.repo("linking", {"ci.yml": text + "- template: steps.yml@t\n", "plain.yml": text + "- checkout: t\n"})
+    engine.pipeline("linking-ci", "linking", "ci.yml")
+    engine.pipeline("linking-plain", "linking", "plain.yml")
+    run_id = engine.run("linking-ci")
+    assert engine.run_state(run_id) == "failed"
+    assert _run_row(engine, run_id).message == (
+        f"cannot compile the pipeline: cannot read the files of repository 'linked-tools' at {head[:10]}: "
+        "'passwd' is a link to an absolute path; remove the link or make it point inside the repository"
+    )
+    plain = engine.run("linking-plain")  # no template of it: its files are not read (the job checks it out)
+    assert engine.run_state(plain) == "running"

@@ -110,11 +110,7 @@ def compile_at(
         try:
             pipeline = load_pipeline(file)
             pinned = _pin_repositories(platform, pipeline)
-            folders: dict[str, Path] = {}
-            for resource in pinned:
-                assert resource.commit is not None
-                folders[resource.alias] = stack.enter_context(tree_at(platform, resource.repo, resource.commit))
-                prefixes[f"{folders[resource.alias]}/"] = f"@{resource.alias}"
+            folders = _Exports(platform, stack, pinned, prefixes)
             if resource_variables is not None:
                 variables = {**resource_variables(pipeline), **variables}
             plan = compile_pipeline(
@@ -127,6 +123,36 @@ def compile_at(
         name, image = containers[0]
         raise ContainerEngineMissing(f"job '{name}' runs in container '{image}': {CONTAINER_ENGINE_NEEDED}")
     return replace(plan, repositories=pinned)
+
+
+class _Exports(Mapping[str, Path]):
+    """The files of each pinned repository resource, exported (with tree_at's checks) when a template first
+    needs them; the temporary folders live as long as `stack`."""
+
+    def __init__(
+        self, platform: Host, stack: ExitStack, pinned: tuple[RepositoryResource, ...], prefixes: dict[str, str]
+    ) -> None:
+        self.platform, self.stack, self.prefixes = platform, stack, prefixes
+        self.pinned = {resource.alias: resource for resource in pinned}
+        self.roots: dict[str, Path] = {}
+
+    def __getitem__(self, alias: str) -> Path:
+        if alias not in self.roots:
+            resource = self.pinned[alias]
+            assert resource.commit is not None
+            root = self.stack.enter_context(tree_at(self.platform, resource.repo, resource.commit))
+            self.prefixes[f"{root}/"] = f"@{alias}"
+            self.roots[alias] = root
+        return self.roots[alias]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.pinned)
+
+    def __len__(self) -> int:
+        return len(self.pinned)
+
+    def __contains__(self, alias: object) -> bool:
+        return alias in self.pinned
 
 
 def _renamed(diagnostic: Diagnostic, prefixes: Mapping[str, str]) -> Diagnostic:

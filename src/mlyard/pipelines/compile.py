@@ -48,7 +48,8 @@ def compile_pipeline(
     ``limits`` bound the expanded size and the compile time (see :mod:`mlyard.pipelines.limits`);
     ``stop``, asked now and then, ends the compilation early when it returns True (a canceled run).
     ``repositories``: the root folder of each repository resource (by alias) whose templates may be used
-    (``template: x.yml@alias``); a declared one missing here is an error only when a template needs it.
+    (``template: x.yml@alias``), read only when a template needs it (the mapping may fetch on demand); a
+    declared one missing here is an error only when a template needs it.
     Raises :class:`~mlyard.pipelines.errors.PipelineError` with every problem found.
     """
     values = resolve_parameters(pipeline, parameters or {})
@@ -56,9 +57,8 @@ def compile_pipeline(
     root_file = Path(pipeline.file).resolve() if pipeline.file != "<pipeline>" else Path.cwd() / "<pipeline>"
     reporter = Reporter(pipeline.file)
     root = Path(repo_root) if repo_root is not None else default_repo_root(root_file)
-    given = repositories or {}
-    folders = {r.alias: Path(given[r.alias]) if r.alias in given else None for r in pipeline.resources.repositories}
-    expander = Expander(reporter, root, Budget(pipeline.file, limits, stop=stop), folders)
+    aliases = [r.alias for r in pipeline.resources.repositories]
+    expander = Expander(reporter, root, Budget(pipeline.file, limits, stop=stop), aliases, repositories)
     # "Template expressions": only YAML and predefined variables, not those given when a run starts.
     known = {str(key): text(value) for key, value in (context or {}).items()}
     scope = Scope(str(root_file), values, known, {}, (str(root_file),))

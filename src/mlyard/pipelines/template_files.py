@@ -9,7 +9,7 @@ without ``@``, as in Azure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,19 @@ class TemplateFiles:
     """Locates and loads template files below ``repo_root`` for one compilation (cached)."""
 
     def __init__(
-        self, reporter: Reporter, repo_root: Path, repositories: Mapping[str, Path | None] | None = None
+        self,
+        reporter: Reporter,
+        repo_root: Path,
+        declared: Collection[str] = (),
+        folders: Mapping[str, str | Path] | None = None,
     ) -> None:
-        """``repositories``: the declared repository resources, each alias with its root folder (None
-        when its files are not available, as offline without ``--repo ALIAS=PATH``)."""
+        """``declared``: the aliases of the repository resources; ``folders``: the root folder of each one
+        whose files are available (read only when a template needs it: a mapping may export on demand)."""
         self.r = reporter
         self.repo_root = repo_root.resolve()
-        given = repositories or {}
-        self.repositories = {alias: None if root is None else root.resolve() for alias, root in given.items()}
+        self.declared = tuple(declared)
+        self.folders = folders or {}
+        self._roots: dict[str, Path] = {}
         self.cache: dict[Path, Loaded | None] = {}
         self._located: dict[tuple[str, str], Path] = {}
         self._root_of: dict[str, tuple[str, Path]] = {}  # a located file -> (alias, root of its repository)
@@ -68,18 +73,21 @@ class TemplateFiles:
     def _repository_root(self, name: str, alias: str, mark: Mark | None, path: str) -> Path | None:
         if alias == "self":
             return self.repo_root
-        if alias not in self.repositories:
-            declared = ", ".join(sorted(self.repositories)) or "none"
+        if alias not in self.declared:
+            declared = ", ".join(sorted(self.declared)) or "none"
             message = (
                 f"template '{name}': no repository resource '{alias}'; declare it under "
                 f"resources.repositories (declared: {declared}), or use '@self' for this repository"
             )
             self.r.add(mark, path, message)
             return None
-        root = self.repositories[alias]
-        if root is None:
+        if alias in self._roots:
+            return self._roots[alias]
+        if alias not in self.folders:
             message = f"the files of repository '{alias}' are not available here; give them with --repo {alias}=PATH"
             self.r.add(mark, path, f"template '{name}': {message}")
+            return None
+        root = self._roots[alias] = Path(self.folders[alias]).resolve()
         return root
 
     def load(self, file: Path, mark: Mark | None, path: str) -> tuple[SourceDocument, tuple[Any, ...]] | None:
