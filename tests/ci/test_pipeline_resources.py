@@ -5,6 +5,7 @@ and pipeline completion triggers."""
 from __future__ import annotations
 
 import os
+
 import pytest
 from sqlalchemy import select
 
