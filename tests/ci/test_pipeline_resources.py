@@ -202,3 +202,23 @@ def test_another_repository_is_exported_with_the_same_link_checks(engine: Engine
     )
     plain = engine.run("linking-plain")  # no template of it: its files are not read (the job checks it out)
     assert engine.run_state(plain) == "running"
+
+
+def test_inline_checkout_is_pinned_and_checked(engine: Engine) -> None:
+    tools = engine.repo("inline-tools", {"a.txt": "a"})
+    head = engine.git("rev-parse", "HEAD", cwd=tools).stdout.strip()
+    text = "trigger: none\nsteps:\n- checkout: self\n- checkout: git://Platform/Inline-Tools@master\n"
+    engine.repo("inline", {"ci.yml": text, "bad.yml": text.replace("Inline-Tools", "nowhere")})
+    engine.pipeline("inline-ci", "inline", "ci.yml")
+    engine.pipeline("inline-bad", "inline", "bad.yml")
+    engine.run("inline-ci")
+    spec = engine.claim()
+    assert spec is not None
+    repositories = spec["repositories"]
+    assert isinstance(repositories, dict)
+    assert repositories["git://Platform/Inline-Tools@master"]["commit"] == head
+    bad = engine.run("inline-bad")
+    assert _run_row(engine, bad).errors == [
+        "bad.yml:4:3: checkout: repository 'Platform/nowhere' is not hosted by this mlyard server (no repository "
+        "'nowhere'; a name maps to the repository named by its last segment): push it first"
+    ]

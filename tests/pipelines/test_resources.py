@@ -216,3 +216,26 @@ def test_cli_validate_and_expand_take_repo(tmp_path: Path) -> None:
     result = runner.invoke(app, ["pipelines", "expand", file, "--repo", f"shared={tmp_path / 'nope'}"])
     assert result.exit_code != 0
     assert "not a folder; give the root folder of repository 'shared'" in str(result.exception)
+
+
+def test_inline_repository_checkout(tmp_path: Path) -> None:
+    """"Repository declared using inline syntax": checkout: git://Project/Repo[@ref]."""
+    files = {
+        "azure-pipelines.yml": (
+            "steps:\n- checkout: self\n- checkout: git://Platform/Tools@features/x\n- checkout: git://Platform/Docs\n"
+        )
+    }
+    plan = compiled(tmp_path, files)
+    assert plan.repositories == (
+        RepositoryResource("git://Platform/Tools@features/x", "Platform/Tools", "tools", "git", "features/x"),
+        RepositoryResource("git://Platform/Docs", "Platform/Docs", "docs", "git", None),
+    )
+    assert Plan.from_dict(plan.to_dict()) == plan
+    files["azure-pipelines.yml"] = "steps:\n- checkout: git://Platform/Bad Name\n- checkout: git://P/x@\n"
+    with pytest.raises(PipelineError) as caught:
+        compiled(tmp_path, files)
+    assert messages(caught) == [
+        f"azure-pipelines.yml:{line}:3: checkout '{value}': write an inline repository as git://Project/Repo or "
+        "git://Project/Repo@ref, its last segment an mlyard repository name"
+        for line, value in ((2, "git://Platform/Bad Name"), (3, "git://P/x@"))
+    ]

@@ -109,13 +109,15 @@ def compile_at(
         prefixes = {f"{root}/": ""}
         try:
             pipeline = load_pipeline(file)
-            pinned = _pin_repositories(platform, pipeline)
+            pinned = _pin_repositories(platform, pipeline.resources.repositories, pipeline.file)
             folders = _Exports(platform, stack, pinned, prefixes)
             if resource_variables is not None:
                 variables = {**resource_variables(pipeline), **variables}
             plan = compile_pipeline(
                 pipeline, parameters, variables, context, repo_root=root, stop=stop, repositories=folders
             )
+            inline = plan.repositories[len(pinned) :]  # checkout: git://Project/Repo@ref
+            pinned += _pin_repositories(platform, inline, pipeline.file)
         except PipelineError as exc:  # name files as they are in the repos, not in the temporary folders
             raise PipelineError([_renamed(d, prefixes) for d in exc.diagnostics]) from None
     containers = [(job.name, job.container) for job in plan.jobs if job.container]
@@ -162,13 +164,15 @@ def _renamed(diagnostic: Diagnostic, prefixes: Mapping[str, str]) -> Diagnostic:
     return diagnostic
 
 
-def _pin_repositories(platform: Host, pipeline: Pipeline) -> tuple[RepositoryResource, ...]:
+def _pin_repositories(
+    platform: Host, resources: tuple[RepositoryResource, ...], file: str
+) -> tuple[RepositoryResource, ...]:
     """Each repository resource with the commit its ref names now; every problem at its position."""
     pinned: list[RepositoryResource] = []
     problems: list[Diagnostic] = []
-    for resource in pipeline.resources.repositories:
+    for resource in resources:
         mark = resource.mark
-        where = (mark.file, mark.line, mark.column) if mark else (pipeline.file, 1, 1)
+        where = (mark.file, mark.line, mark.column) if mark else (file, 1, 1)
         path = bare_repo(platform, resource.repo)
         ref = resource.ref or "HEAD"
         sha = git.resolve(path, ref) if path.is_dir() else None
@@ -182,7 +186,8 @@ def _pin_repositories(platform: Host, pipeline: Pipeline) -> tuple[RepositoryRes
         else:
             pinned.append(replace(resource, commit=sha))
             continue
-        problems.append(Diagnostic(*where, f"resources.repositories.{resource.alias}", message))
+        what = "checkout" if resource.alias.startswith("git://") else f"resources.repositories.{resource.alias}"
+        problems.append(Diagnostic(*where, what, message))
     if problems:
         raise PipelineError(problems)
     return tuple(pinned)

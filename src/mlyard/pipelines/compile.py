@@ -16,7 +16,13 @@ from mlyard.pipelines.limits import DEFAULT_LIMITS, Budget, Limits, limit_error
 from mlyard.pipelines.model import Environment, Job, Pipeline, Pool, Stage, Variable, VariableEntry, VariableGroup
 from mlyard.pipelines.parameters import resolve_parameters, text
 from mlyard.pipelines.plan import Node, Plan, check_graph
-from mlyard.pipelines.resources import Resources, check_checkouts, check_downloads, container_image
+from mlyard.pipelines.resources import (
+    RepositoryResource,
+    Resources,
+    check_checkouts,
+    check_downloads,
+    container_image,
+)
 from mlyard.pipelines.schema import join_path, validate_tree
 from mlyard.pipelines.source import Reporter, YMap, mark_of
 from mlyard.pipelines.steps import build_steps, check_condition, flag, number
@@ -132,6 +138,7 @@ class _Builder:
         self.r = reporter
         self.tree = tree
         self.resources = resources
+        self.inline: dict[str, RepositoryResource] = {}  # checkout: git://Project/Repo@ref
         self.pool = parse_pool(tree.get("pool"))
 
     def plan(self, pipeline: Pipeline, values: Mapping[str, Any], given: Mapping[str, Any]) -> Plan:
@@ -149,7 +156,7 @@ class _Builder:
             dict(values),
             run_name,
             pipeline.warnings,
-            self.resources.repositories,
+            (*self.resources.repositories, *self.inline.values()),
         )
 
     def stage_items(self) -> list[tuple[Any, str]]:
@@ -211,7 +218,8 @@ class _Builder:
         if not steps_value and (kind == "job" or steps_value is not None):
             self.r.add(mark_of(item, kind), path, f"{kind} '{name}' has no steps")
         workspace = item.get("workspace") or {}
-        check_checkouts(steps_value, join_path(path, "steps"), self.resources, self.r)
+        for inline in check_checkouts(steps_value, join_path(path, "steps"), self.resources, self.r):
+            self.inline.setdefault(inline.alias, inline)
         check_downloads(steps_value, join_path(path, "steps"), self.resources, self.r)
         job = Job(
             name=name,

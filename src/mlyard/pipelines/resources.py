@@ -274,18 +274,43 @@ def _container(item: Any, path: str, reporter: Reporter) -> ContainerResource | 
     return ContainerResource(str(item["container"]), image, mark_of(item, "container")) if image else None
 
 
-def check_checkouts(steps: Any, path: str, resources: Resources, reporter: Reporter) -> None:
-    """``checkout: alias`` names ``self``, ``none`` or a declared repository resource."""
+INLINE = "git://"
+
+
+def inline_repository(value: str, mark: Mark | None = None) -> RepositoryResource | None:
+    """``git://Project/Repo[@ref]`` ("Repository declared using inline syntax"), its alias the text itself;
+    None when it does not name an mlyard repository."""
+    name, _, ref = value[len(INLINE) :].partition("@")
+    repo = last_segment(name).lower() if name.strip("/") else ""
+    if not value.startswith(INLINE) or not _NAME.match(repo) or (_ and not ref):
+        return None
+    return RepositoryResource(value, name, repo, "git", ref or None, mark=mark)
+
+
+def check_checkouts(steps: Any, path: str, resources: Resources, reporter: Reporter) -> list[RepositoryResource]:
+    """``checkout: alias`` names ``self``, ``none``, a declared repository resource or ``git://Project/Repo``;
+    returns the repositories declared inline."""
+    inline: list[RepositoryResource] = []
     for index, item in enumerate(steps if isinstance(steps, list) else ()):
         if not isinstance(item, dict) or "checkout" not in item:
             continue
         alias = str(item["checkout"])
         if alias.lower() in (SELF, "none") or resources.repository(alias) is not None:
             continue
+        if alias.startswith(INLINE):
+            found = inline_repository(alias, mark_of(item, "checkout"))
+            if found is not None:
+                inline.append(found)
+            else:
+                message = (f"checkout '{alias}': write an inline repository as git://Project/Repo or "
+                           "git://Project/Repo@ref, its last segment an mlyard repository name")  # fmt: skip
+                reporter.at(item, "checkout", join_path(join_path(path, index), "checkout"), message)
+            continue
         declared = ", ".join(r.alias for r in resources.repositories) or "none"
         message = (f"checkout '{alias}': no repository resource '{alias}'; use self, none or a repository "
                    f"declared under resources.repositories (declared: {declared})")  # fmt: skip
         reporter.at(item, "checkout", join_path(join_path(path, index), "checkout"), message)
+    return inline
 
 
 def check_downloads(steps: Any, path: str, resources: Resources, reporter: Reporter) -> None:
