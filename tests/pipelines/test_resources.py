@@ -139,6 +139,19 @@ steps:
     ]
 
 
+def test_triggers_of_repository_and_container_resources_are_ignored_with_a_warning() -> None:
+    text = (
+        "resources:\n  repositories:\n  - repository: t\n    name: tools\n    trigger: [main]\n"
+        "  - repository: u\n    name: u\n    trigger: none\n"
+        "  containers:\n  - container: c\n    image: x\n    trigger: true\nsteps:\n- script: echo\n"
+    )
+    assert load_pipeline(text, name="p.yml").warnings == tuple(
+        f"resources.{key}: '{alias}' has a trigger, which mlyard ignores: pushes to other repositories and new "
+        "container images do not run pipelines"
+        for key, alias in (("repositories", "t"), ("containers", "c"))
+    )
+
+
 def test_pipeline_resource_and_its_completion_trigger() -> None:
     text = """resources:
   pipelines:

@@ -55,7 +55,7 @@ def load_pipeline(source: str | Path, *, name: str | None = None) -> Pipeline:
     trigger = _trigger(tree, reporter)
     resources = parse_resources(tree, reporter)
     reporter.raise_if_any()
-    warnings = (PR_WARNING,) if "pr" in tree else ()
+    warnings = ((PR_WARNING,) if "pr" in tree else ()) + resources.warnings
     pipeline_name = name or (Path(document.file).stem if document.file != "<pipeline>" else None)
     return Pipeline(pipeline_name, document.file, document, parameters, trigger, warnings, resources)
 

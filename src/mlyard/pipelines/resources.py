@@ -104,6 +104,7 @@ class Resources:
     repositories: tuple[RepositoryResource, ...] = ()
     pipelines: tuple[PipelineResource, ...] = ()
     containers: tuple[ContainerResource, ...] = ()
+    warnings: tuple[str, ...] = ()  # what is valid Azure YAML but has no effect in mlyard
 
     def repository(self, alias: str) -> RepositoryResource | None:
         return next((r for r in self.repositories if r.alias == alias), None)
@@ -141,11 +142,23 @@ def parse_resources(tree: Any, reporter: Reporter) -> Resources:
         elif key in ("builds", "packages", "webhooks"):
             message = f"'{key}' resources are not supported by mlyard; supported: repositories, pipelines, containers"
             reporter.at(value, key, join_path("resources", key), message)
+    warnings = tuple(
+        f"resources.{key}: '{item[kind]}' has a trigger, which mlyard ignores: pushes to other repositories and "
+        "new container images do not run pipelines"
+        for key, kind in (("repositories", "repository"), ("containers", "container"))
+        for item in _list(value.get(key))
+        if isinstance(item, dict) and str(item.get("trigger", "none")).lower() not in ("none", "false")
+    )
     return Resources(
         tuple(_items(value, "repositories", "repository", _REPOSITORY_KEYS, _repository, reporter)),
         tuple(_items(value, "pipelines", "pipeline", _PIPELINE_KEYS, _pipeline, reporter)),
         tuple(_items(value, "containers", "container", _CONTAINER_KEYS, _container, reporter)),
+        warnings,
     )
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _items(section: Any, key: str, kind: str, keys: tuple[str, ...], build: Any, reporter: Reporter) -> list[Any]:
