@@ -152,6 +152,16 @@ def test_triggers_of_repository_and_container_resources_are_ignored_with_a_warni
     )
 
 
+def test_an_expression_in_a_repository_ref_is_reported() -> None:
+    text = "resources:\n  repositories:\n  - repository: t\n    name: x/y\n    ref: ${{ parameters.r }}\n"
+    text += "steps:\n- script: a\n"
+    with pytest.raises(PipelineError) as caught:
+        load_pipeline(text, name="p.yml")
+    assert messages(caught) == [
+        "p.yml:5:5: expressions in a repository's 'ref' are not supported by mlyard; write the ref out"
+    ]
+
+
 def test_pipeline_resource_and_its_completion_trigger() -> None:
     text = """resources:
   pipelines:

@@ -218,9 +218,11 @@ def _repository(item: Any, path: str, reporter: Reporter) -> RepositoryResource 
     _string(item, "endpoint", path, reporter)
     if name is None:
         return None
-    if "${{" in name or "$(" in name:
-        reporter.at(item, "name", join_path(path, "name"), "a repository name must be written out (no expressions)")
-        return None
+    for key, value in (("name", name), ("ref", ref or "")):
+        if "${{" in value or "$(" in value or "$[" in value:
+            message = f"expressions in a repository's '{key}' are not supported by mlyard; write the {key} out"
+            reporter.at(item, key, join_path(path, key), message)
+            return None
     repo = last_segment(name).lower()
     if not _NAME.match(repo):
         message = f"repository name '{name}' does not name an mlyard repository (its last segment '{repo}' is invalid)"
