@@ -111,7 +111,7 @@ def test_multi_checkout_plan(tmp_path: Path) -> None:
 def test_resource_declarations_are_checked(tmp_path: Path) -> None:
     text = """resources:
   repositories:
-  - repository: 9bad
+  - repository: bad.alias
     name: x/y
   - repository: ok
     nmae: x/y
@@ -130,9 +130,10 @@ steps:
     with pytest.raises(PipelineError) as caught:
         load_pipeline(text, name="p.yml")
     assert messages(caught) == [
-        "p.yml:3:5: invalid alias '9bad': use letters, digits and '_', not starting with a digit",
+        "p.yml:3:5: invalid alias 'bad.alias': use letters, digits, '-' and '_'",
         "p.yml:5:5: 'name' is required",
-        "p.yml:6:5: unknown key 'nmae'; supported keys: repository, type, name, ref, endpoint, trigger",
+        "p.yml:6:5: unknown key 'nmae'; supported keys: repository, type, name, ref, endpoint, trigger, "
+        "checkoutOptions",
         "p.yml:12:7: unknown key 'stagez'; supported keys: enabled, branches, stages, tags",
         "p.yml:14:5: 'image' is required",
         "p.yml:15:3: 'builds' resources are not supported by mlyard; supported: repositories, pipelines, containers",
@@ -201,6 +202,9 @@ jobs:
 - job: B
   container: {image: ubuntu:22.04, env: {X: '1'}}
   steps: [{script: echo b}]
+- job: D
+  container: {alias: py}
+  steps: [{script: echo d}]
 - job: C
   container: {env: {X: '1'}}
   steps: [{script: echo c}]
@@ -208,10 +212,10 @@ jobs:
     }
     with pytest.raises(PipelineError) as caught:
         compiled(tmp_path, files)
-    assert messages(caught) == ["azure-pipelines.yml:14:3: a container needs an 'image'"]
+    assert messages(caught) == ["azure-pipelines.yml:17:3: a container needs an 'image'"]
     files["azure-pipelines.yml"] = files["azure-pipelines.yml"].rsplit("- job: C", 1)[0]
     plan = compiled(tmp_path, files)
-    assert [job.container for job in plan.jobs] == ["python:3.12", "ubuntu:22.04"]
+    assert [job.container for job in plan.jobs] == ["python:3.12", "ubuntu:22.04", "python:3.12"]
     assert Plan.from_dict(plan.to_dict()) == plan
     result = runner.invoke(app, ["pipelines", "validate", "--json", str(tmp_path / "app" / "azure-pipelines.yml")])
     assert result.exit_code == 0, result.output
@@ -219,6 +223,8 @@ jobs:
         "job 'A' runs in container 'python:3.12': container jobs need a container engine, and none is "
         "configured on this mlyard server",
         "job 'B' runs in container 'ubuntu:22.04': container jobs need a container engine, and none is "
+        "configured on this mlyard server",
+        "job 'D' runs in container 'python:3.12': container jobs need a container engine, and none is "
         "configured on this mlyard server",
     ]
 

@@ -26,10 +26,10 @@ from mlyard.pipelines.source import Mark, Reporter, mark_of
 MAX_RESOURCES = 100  # of each kind, per pipeline
 SELF = "self"
 CONTAINER_ENGINE_NEEDED = "container jobs need a container engine, and none is configured on this mlyard server"
-_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ALIAS = re.compile(r"^[-_A-Za-z0-9]{1,100}$")  # Microsoft's schema: referenceName
 _NAME = re.compile(r"^(?!.*\.\.)(?!.*\.git$)[a-z0-9][a-z0-9._-]{0,62}$")  # an mlyard repository name (names.py)
 _KNOWN = ("repositories", "pipelines", "containers", "builds", "packages", "webhooks")
-_REPOSITORY_KEYS = ("repository", "type", "name", "ref", "endpoint", "trigger")
+_REPOSITORY_KEYS = ("repository", "type", "name", "ref", "endpoint", "trigger", "checkoutOptions")
 _PIPELINE_KEYS = ("pipeline", "source", "project", "version", "branch", "tags", "trigger")
 _CONTAINER_KEYS = (
     "container", "image", "type", "endpoint", "env", "mapDockerSocket", "options", "ports", "volumes",
@@ -179,6 +179,8 @@ def _items(section: Any, key: str, kind: str, keys: tuple[str, ...], build: Any,
         if not isinstance(item, dict) or kind not in item:
             reporter.at(items, index, item_path, f"expected a mapping with '{kind}: ALIAS', got {describe(item)}")
             continue
+        if kind == "repository" and item[kind] == SELF:  # options of this repository (old form): nothing to add
+            continue
         problems = len(reporter.diagnostics)
         for name in item:
             if name not in keys:
@@ -186,7 +188,7 @@ def _items(section: Any, key: str, kind: str, keys: tuple[str, ...], build: Any,
                 reporter.at(item, name, join_path(item_path, name), message)
         alias = item[kind]
         if not isinstance(alias, str) or not _ALIAS.match(alias) or alias == SELF:
-            message = f"invalid alias {describe(alias)}: use letters, digits and '_', not starting with a digit"
+            message = f"invalid alias {describe(alias)}: use letters, digits, '-' and '_'"
             message += "" if alias != SELF else " ('self' is this repository)"
             reporter.at(item, kind, join_path(item_path, kind), message)
         elif alias in seen:
@@ -347,6 +349,8 @@ def container_image(job: Any, path: str, resources: Resources, reporter: Reporte
     value = job.get("container")
     if value is None or value == "":
         return None
+    if isinstance(value, dict) and "alias" in value and "image" not in value:
+        value = str(value["alias"])
     if isinstance(value, dict):
         image = value.get("image")
         if image is None or image == "":

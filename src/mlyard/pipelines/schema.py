@@ -83,7 +83,7 @@ OBJECTS: dict[str, dict[str, str]] = {
         "image": "string", "endpoint": "string", "env": "env", "options": "string", "ports": "names",
         "volumes": "names", "mapDockerSocket": "bool", "mountReadOnly": "any", "type": "string",
         "azureSubscription": "string", "resourceGroup": "string", "registry": "string", "repository": "string",
-        "localImage": "bool",
+        "localImage": "bool", "alias": "string",
     },
 }  # fmt: skip
 # Azure keys mlyard knows but does not run: reported as "not supported" rather than "unknown".
