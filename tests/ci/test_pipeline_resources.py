@@ -133,6 +133,8 @@ def test_a_completion_trigger_runs_the_pipeline_after_a_successful_run(engine: E
     )  # fmt: skip
     assert triggered.variables["resources.pipeline.training.runID"] == str(upstream)
     assert triggered.variables["resources.pipeline.training.pipelineName"] == "train"
+    assert triggered.variables["Build.TriggeredBy.BuildId"] == str(upstream)
+    assert triggered.variables["Build.TriggeredBy.DefinitionName"] == "train"
     step = claimed[1]["steps"][0]  # type: ignore[index]
     assert step["inputs"]["script"] == "echo deploying $(resources.pipeline.training.runID)"
     assert claimed[1]["variables"]["resources.pipeline.training.runID"] == str(upstream)  # type: ignore[index]

@@ -5,7 +5,8 @@ As in Azure, the trigger is read from the triggered pipeline's YAML on its repos
 The triggered run builds the same commit when both pipelines live in one repository, else the default
 branch of its own repository. Its reason is ``ResourceTrigger``; the variables
 ``resources.pipeline.<alias>.runID`` (``runName``, ``pipelineName``, ``sourceBranch``, ``sourceCommit``,
-``requestedFor``) name the run that triggered it, so ``download: <alias>`` finds its artifacts.
+``requestedFor``) name the run that triggered it, so ``download: <alias>`` finds its artifacts, and so do
+Azure's ``Build.TriggeredBy.BuildId``, ``BuildNumber`` and ``DefinitionName``.
 
 The YAML files are read outside any transaction; the runs are created in one transaction that first checks
 that no run of that pipeline was already triggered by this run (the check makes a second call harmless).
@@ -71,6 +72,15 @@ def resource_variables(alias: str, upstream: Finished) -> dict[str, str]:
     }
 
 
+def triggered_by(upstream: Finished) -> dict[str, str]:
+    """Azure's ``Build.TriggeredBy.*`` variables of a run a completion trigger started."""
+    return {
+        "Build.TriggeredBy.BuildId": str(upstream.run_id),
+        "Build.TriggeredBy.BuildNumber": upstream.build_number or str(upstream.number),
+        "Build.TriggeredBy.DefinitionName": upstream.pipeline,
+    }
+
+
 def latest_runs(platform: Host, resources: Resources, given: Mapping[str, str]) -> dict[str, str]:
     """The variables of each pipeline resource not given already (a run a completion trigger started has
     them): its source pipeline's latest successful run (on ``branch`` when the resource names one)."""
@@ -132,7 +142,7 @@ def trigger_completion(platform: Host, upstream: Finished) -> list[int]:
             run = new_run(
                 session, fire.pipeline_id, reason=RESOURCE_TRIGGER, ref=fire.ref, sha=fire.sha,
                 requested_for=upstream.requested_for, parameters={},
-                variables=resource_variables(fire.alias, upstream),
+                variables={**resource_variables(fire.alias, upstream), **triggered_by(upstream)},
             )  # fmt: skip
             created.append(run.id)
     return created
