@@ -15,6 +15,7 @@ that no run of that pipeline was already triggered by this run (the check makes 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -115,7 +116,33 @@ def finished(session: Session, run: Run) -> Finished | None:
                     run.source_version, run.requested_for, succeeded)  # fmt: skip
 
 
-def trigger_completion(platform: Host, upstream: Finished) -> list[int]:
+class ResourceCache:
+    """The pipeline resources of each pipeline file version read so far (the orchestrator keeps one), so
+    that a successful run reads the YAML of only the pipelines whose file changed since the last one."""
+
+    MAX_ENTRIES = 2000
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str, str], tuple[PipelineResource, ...]] = {}
+        self.lock = threading.Lock()
+
+    def pipelines(self, platform: Host, repo: str, commit: str, yaml_path: str) -> tuple[PipelineResource, ...]:
+        key = (repo, commit, yaml_path)
+        with self.lock:
+            if key in self._entries:
+                return self._entries[key]
+        try:
+            found = sources.load_at(platform, repo, commit, yaml_path).resources.pipelines
+        except (MlyardError, PipelineError):  # no file there, or an invalid file: no trigger
+            found = ()
+        with self.lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key] = found
+        return found
+
+
+def trigger_completion(platform: Host, upstream: Finished, cache: ResourceCache | None = None) -> list[int]:
     """Start the runs that `upstream` completes (call after its final state is committed); their ids."""
     with transaction(platform.sessions) as session:
         rows = session.execute(
@@ -124,11 +151,25 @@ def trigger_completion(platform: Host, upstream: Finished) -> list[int]:
             .order_by(Pipeline.id)
             .limit(MAX_LISTENERS)
         ).all()
+    cache = cache or ResourceCache()
+    heads: dict[str, str | None] = {}
     fires: list[Fire] = []
     for pipeline_id, name, repo, yaml_path, default_branch in rows:
-        fire = _evaluate(platform, upstream, pipeline_id, name, repo, yaml_path, f"refs/heads/{default_branch}")
-        if fire is not None:
-            fires.append(fire)
+        default_ref = f"refs/heads/{default_branch}"
+        if repo not in heads:  # one lookup per repository
+            try:
+                heads[repo] = sources.resolve_commit(platform, repo, default_ref)
+            except MlyardError:  # no commit on the default branch yet
+                heads[repo] = None
+        head = heads[repo]
+        if head is None:
+            continue
+        for resource in cache.pipelines(platform, repo, head, yaml_path):
+            if _fires(resource, upstream, name):
+                same = repo == upstream.repo  # one repository: the same commit
+                ref, sha = (upstream.branch, upstream.commit) if same else (default_ref, head)
+                fires.append(Fire(pipeline_id, resource.alias, ref, sha))
+                break
     created: list[int] = []
     with transaction(platform.sessions) as session:
         chain = _chain(session, upstream.run_id)
@@ -146,22 +187,6 @@ def trigger_completion(platform: Host, upstream: Finished) -> list[int]:
             )  # fmt: skip
             created.append(run.id)
     return created
-
-
-def _evaluate(
-    platform: Host, upstream: Finished, pipeline_id: int, name: str, repo: str, yaml_path: str, default_ref: str
-) -> Fire | None:
-    try:
-        head = sources.resolve_commit(platform, repo, default_ref)
-        loaded = sources.load_at(platform, repo, head, yaml_path)
-    except (MlyardError, PipelineError):  # no default branch yet, no file there, or an invalid file
-        return None
-    for resource in loaded.resources.pipelines:
-        if _fires(resource, upstream, name):
-            if repo == upstream.repo:  # one repository: the same commit
-                return Fire(pipeline_id, resource.alias, upstream.branch, upstream.commit)
-            return Fire(pipeline_id, resource.alias, default_ref, head)
-    return None
 
 
 def _fires(resource: PipelineResource, upstream: Finished, listener: str) -> bool:

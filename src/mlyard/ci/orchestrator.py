@@ -48,6 +48,7 @@ class Orchestrator:
         self._compiling: set[int] = set()
         self._stopping: set[int] = set()  # canceled while compiling: their compilation ends early
         self._succeeded: list[completion.Finished] = []  # runs whose completion triggers are still to check
+        self._resource_cache = completion.ResourceCache()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="mlyard-orchestrator", daemon=True)
@@ -86,8 +87,11 @@ class Orchestrator:
         with self.lock:
             succeeded, self._succeeded = self._succeeded, []
         for done in succeeded:  # pipeline completion triggers (resources.pipelines), outside the lock
-            if completion.trigger_completion(self.platform, done):
-                self.wake.set()
+            try:
+                if completion.trigger_completion(self.platform, done, self._resource_cache):
+                    self.wake.set()
+            except Exception:
+                log.exception("completion triggers after run %d failed", done.run_id)
         with self.lock:
             self.queue.expire_leases()
             with transaction(self.platform.sessions) as session:
