@@ -189,7 +189,7 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
     def authorize(header: str | None, repo: str, write: bool, remote_addr: str) -> str:
         job_token = (parse_authorization(header) or Credentials(None, "")).token
         if job_token.startswith(JOB_TOKEN_PREFIX):  # a running job checks out its run's repository
-            if not write and job_repo_access(platform, job_token) == repo:
+            if not write and repo in job_repo_access(platform, job_token):
                 return "pipeline-job"
             raise AuthenticationError("invalid job token: it expired with its job or is not for this repository")
         principal = authenticate_header(platform, header, remote_addr=remote_addr)

@@ -116,7 +116,8 @@ class Connection:
 
 @dataclass(frozen=True)
 class Repository:
-    """What `checkout: self` fetches: the exact commit, over git smart HTTP with the job's token."""
+    """What `checkout: self` (or `checkout: alias` of a repository resource) fetches: the exact commit,
+    over git smart HTTP with the job's token."""
 
     name: str
     url: str
@@ -144,6 +145,8 @@ class JobSpec:
     readonly: list[str] = field(default_factory=list)
     steps: list[StepSpec] = field(default_factory=list)
     repository: Repository | None = None
+    # resources.repositories by alias: what `checkout: alias` fetches (the commit pinned when the run started)
+    repositories: dict[str, Repository] = field(default_factory=dict)
     connections: dict[str, Connection] = field(default_factory=dict)
     lease_seconds: int = 30
 
@@ -156,6 +159,7 @@ class JobSpec:
         values["steps"] = [StepSpec.from_dict(s) for s in data.get("steps", [])]
         repo = data.get("repository")
         values["repository"] = Repository(**repo) if repo else None
+        values["repositories"] = {k: Repository(**v) for k, v in (data.get("repositories") or {}).items()}
         values["connections"] = {k: Connection(**v) for k, v in (data.get("connections") or {}).items()}
         return cls(**values)
 

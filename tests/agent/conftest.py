@@ -55,8 +55,9 @@ class Recorder:
             shutil.copy2(source, target / source.name)
         self.uploads.append(name)
 
-    def download_artifact(self, name: str, target: Path) -> None:
-        shutil.copytree(self.store / name, target, dirs_exist_ok=True)
+    def download_artifact(self, name: str, target: Path, run_id: int | None = None) -> None:
+        source = self.store / name if run_id is None else self.store / f"run-{run_id}" / name
+        shutil.copytree(source, target, dirs_exist_ok=True)
 
     def list_artifacts(self) -> list[str]:
         return sorted(path.name for path in self.store.iterdir())

@@ -106,3 +106,41 @@ def test_checkout_of_a_missing_commit_fails(run: Runner, origin: tuple[Path, lis
     outcome, rec = run(job(_checkout(), repository=_repo(bare, "0" * 40)))
     assert rec.result("checkout") == FAILED
     assert outcome.result == FAILED
+
+
+@pytest.fixture
+def tools(git: Git, tmp_path: Path) -> Repository:
+    """A second bare repository (a repository resource named `tools`)."""
+    work = tmp_path / "tools-work"
+    work.mkdir()
+    git("init", "-q", "-b", "main", cwd=work)
+    commit = git.commit({"tool.txt": "tool 1\n"}, "tool", cwd=work)
+    bare = tmp_path / "tools.git"
+    git("clone", "-q", "--bare", str(work), str(bare))
+    return Repository(name="tools", url=f"file://{bare}", commit=commit, ref="refs/heads/main")
+
+
+def test_multi_checkout_puts_each_repository_in_its_folder(
+    run: Runner, origin: tuple[Path, list[str]], tools: Repository
+) -> None:
+    """"Check out multiple repositories": with two checkout steps, $(Build.SourcesDirectory)/<repo name>."""
+    bare, (first, _second) = origin
+    show = 'cd "$BUILD_SOURCESDIRECTORY"\nls\ncat proj/app.txt tools/tool.txt'
+    second = step("tools", None, kind="checkout", display_name="Checkout tools", inputs={"repository": "tools"})
+    spec = job(_checkout(), second, script("show", show), repository=_repo(bare, first), repositories={"tools": tools})
+    _, rec = run(spec)
+    assert rec.result("tools") == SUCCEEDED, rec.text("tools")
+    assert rec.logs["show"][-5:-1] == ["proj", "tools", "version 1", "tool 1"]
+
+
+def test_single_checkout_of_a_repository_resource_fills_the_sources_directory(
+    run: Runner, origin: tuple[Path, list[str]], tools: Repository
+) -> None:
+    bare, (first, _second) = origin
+    spec = job(_checkout(repository="tools"), script("show", "cat tool.txt"),
+               repository=_repo(bare, first), repositories={"tools": tools})  # fmt: skip
+    _, rec = run(spec)
+    assert "tool 1" in rec.logs["show"]
+    _, rec = run(job(_checkout(repository="other"), repository=_repo(bare, first)))
+    assert rec.result("checkout") == FAILED
+    assert "checkout 'other': the server sent no repository resource 'other'" in rec.text("checkout")

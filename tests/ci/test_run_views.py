@@ -32,7 +32,7 @@ def test_the_services_return_views_and_their_documents_keep_the_wire_order(engin
     doc = shown.to_dict()
     assert list(doc)[len(BRIEF):] == ["pipeline", "message", "requested_for", "parameters", "tags", "waiting_for",
                                       "started_at", "duration_seconds", "url", "web_url", "artifacts", "tests",
-                                      "stages"]  # fmt: skip
+                                      "stages", "coverage"]  # fmt: skip
     assert RunView.from_dict(doc) == shown and doc["state"] == str(shown.state)
     assert list(doc["stages"][0]) == ["name", "display_name", "state", "started_at", "finished_at",
                                       "duration_seconds", "message", "jobs"]  # fmt: skip

@@ -157,8 +157,8 @@ class HttpReporter:
         call = lambda: self.client.put_bytes(path, data, content_type="application/gzip")  # noqa: E731
         retry(call, seconds=self.retry_seconds, what=f"uploading artifact {name}")
 
-    def download_artifact(self, name: str, target: Path) -> None:
-        path = f"{self.base}/artifacts/{quote(name, safe='')}"
+    def download_artifact(self, name: str, target: Path, run_id: int | None = None) -> None:
+        path = f"{self.base}/artifacts/{quote(name, safe='')}" + (f"?run={run_id}" if run_id is not None else "")
         data = retry(lambda: self.client.get_bytes(path), seconds=self.retry_seconds, what=f"downloading {name}")
         unpack(data, target)
 

@@ -32,7 +32,9 @@ class JobReporter(Protocol):
 
     def upload_artifact(self, name: str, source: Path) -> None: ...
 
-    def download_artifact(self, name: str, target: Path) -> None: ...
+    def download_artifact(self, name: str, target: Path, run_id: int | None = None) -> None:
+        """Artifact `name` of this run, or of run `run_id` (a pipeline resource's run)."""
+        ...
 
     def list_artifacts(self) -> list[str]:
         """The names of the artifacts the run has published so far."""

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
-from mlyard.ci import permissions, plan_store, sources, states, triggers
+from mlyard.ci import completion, permissions, plan_store, sources, states, triggers
 from mlyard.ci.host import Host
 from mlyard.ci.queue import AGENT_LOST, JobQueue
 from mlyard.ci.scheduler import schedule, skip_steps
@@ -51,6 +51,8 @@ class Orchestrator:
         self._compiler = ThreadPoolExecutor(max_workers=COMPILE_WORKERS, thread_name_prefix="mlyard-compile")
         self._compiling: set[int] = set()
         self._stopping: set[int] = set()  # canceled while compiling: their compilation ends early
+        self._succeeded: list[completion.Finished] = []  # runs whose completion triggers are still to check
+        self._resource_cache = completion.ResourceCache()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="mlyard-orchestrator", daemon=True)
@@ -91,6 +93,14 @@ class Orchestrator:
                 self.wake.set()
         except Exception:  # the runs under way still advance
             log.exception("checking the scheduled triggers failed")
+        with self.lock:
+            succeeded, self._succeeded = self._succeeded, []
+        for done in succeeded:  # pipeline completion triggers (resources.pipelines), outside the lock
+            try:
+                if completion.trigger_completion(self.platform, done, self._resource_cache):
+                    self.wake.set()
+            except Exception:
+                log.exception("completion triggers after run %d failed", done.run_id)
         with self.lock:
             self.queue.expire_leases()
             with transaction(self.platform.sessions) as session:
@@ -140,6 +150,10 @@ class Orchestrator:
                 if run.state != states.RUNNING:
                     states.transition(run, states.RUNNING)
                 schedule(session, run)
+                done = completion.finished(session, run) if states.is_final(run.state) else None
+            if done is not None:  # committed: its completion triggers are checked by the next tick
+                self._succeeded.append(done)
+                self.wake.set()
 
     # -- preparing ---------------------------------------------------------------------------
     def _start_compile(self, run_id: int) -> None:
@@ -200,11 +214,14 @@ class Orchestrator:
                 variables=args[4],
                 context=context,
                 stop=lambda: run_id in self._stopping,
+                resource_variables=lambda loaded: completion.latest_runs(self.platform, loaded.resources, args[4]),
             )
             return plan, "", [], context
         except PipelineError as exc:
             errors = list(exc.errors or [exc.message])
             return None, "the pipeline is invalid:\n" + "\n".join(errors), errors, context
+        except sources.ContainerEngineMissing as exc:
+            return None, exc.message, [], context
         except MlyardError as exc:
             return None, f"cannot compile the pipeline: {exc.message}", [], context
         except Exception as exc:  # a bug must not leave the run queued forever

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,8 @@ from mlyard.archives import UnsafeEntry
 from mlyard.ci.host import Host
 from mlyard.errors import InvalidInput, NotFound, OperationFailed
 from mlyard.git import repos as git
-from mlyard.pipelines import Pipeline, PipelineError, Plan, compile_pipeline, load_pipeline
+from mlyard.pipelines import Diagnostic, Pipeline, PipelineError, Plan, compile_pipeline, load_pipeline
+from mlyard.pipelines.resources import CONTAINER_ENGINE_NEEDED, RepositoryResource
 
 
 def bare_repo(platform: Host, repo: str) -> Path:
@@ -77,6 +78,10 @@ def _unsafe(exc: UnsafeEntry) -> str:
     }.get(exc.problem, f"{exc.name!r} is a special file that cannot be extracted")
 
 
+class ContainerEngineMissing(InvalidInput):
+    """A container job, and no container engine to run it (mlyard has none built in)."""
+
+
 def compile_at(
     platform: Host,
     repo: str,
@@ -87,15 +92,103 @@ def compile_at(
     variables: Mapping[str, Any],
     context: Mapping[str, Any],
     stop: Callable[[], bool] | None = None,
+    resource_variables: Callable[[Pipeline], Mapping[str, str]] | None = None,
 ) -> Plan:
-    """Compile the pipeline of `commit` with its templates from the same commit (`stop`: see compile_pipeline)."""
-    with tree_at(platform, repo, commit) as root:
+    """Compile the pipeline of `commit` with its templates from the same commit (`stop`: see compile_pipeline).
+
+    ``resource_variables`` gives the variables of the pipeline's pipeline resources (their runs) once the
+    pipeline is loaded; they are added to the run's variables.
+
+    The repository resources (``resources.repositories``) are read at their ``ref`` (default: their default
+    branch) as the run starts; the plan records the commit of each, which its ``checkout: alias`` steps use.
+    """
+    with ExitStack() as stack:
+        root = stack.enter_context(tree_at(platform, repo, commit))
         file = root / yaml_path
         if not file.resolve().is_relative_to(root.resolve()) or not file.is_file():
             raise InvalidInput(f"{yaml_path} does not exist in repository {repo!r} at {commit[:10]}")
+        prefixes = {f"{root}/": ""}
         try:
             pipeline = load_pipeline(file, repo_root=root)
-            return compile_pipeline(pipeline, parameters, variables, context, repo_root=root, stop=stop)
-        except PipelineError as exc:  # name files as they are in the repo, not in the temporary folder
-            prefix = f"{root}/"
-            raise PipelineError([replace(d, file=d.file.removeprefix(prefix)) for d in exc.diagnostics]) from None
+            pinned = _pin_repositories(platform, pipeline.resources.repositories, pipeline.file)
+            folders = _Exports(platform, stack, pinned, prefixes)
+            if resource_variables is not None:
+                variables = {**resource_variables(pipeline), **variables}
+            plan = compile_pipeline(
+                pipeline, parameters, variables, context, repo_root=root, stop=stop, repositories=folders
+            )
+            inline = plan.repositories[len(pinned) :]  # checkout: git://Project/Repo@ref
+            pinned += _pin_repositories(platform, inline, pipeline.file)
+        except PipelineError as exc:  # name files as they are in the repos, not in the temporary folders
+            raise PipelineError([_renamed(d, prefixes) for d in exc.diagnostics]) from None
+    containers = [(job.name, job.container) for job in plan.jobs if job.container]
+    if containers:
+        name, image = containers[0]
+        raise ContainerEngineMissing(f"job '{name}' runs in container '{image}': {CONTAINER_ENGINE_NEEDED}")
+    return replace(plan, repositories=pinned)
+
+
+class _Exports(Mapping[str, Path]):
+    """The files of each pinned repository resource, exported (with tree_at's checks) when a template first
+    needs them; the temporary folders live as long as `stack`."""
+
+    def __init__(
+        self, platform: Host, stack: ExitStack, pinned: tuple[RepositoryResource, ...], prefixes: dict[str, str]
+    ) -> None:
+        self.platform, self.stack, self.prefixes = platform, stack, prefixes
+        self.pinned = {resource.alias: resource for resource in pinned}
+        self.roots: dict[str, Path] = {}
+
+    def __getitem__(self, alias: str) -> Path:
+        if alias not in self.roots:
+            resource = self.pinned[alias]
+            assert resource.commit is not None
+            root = self.stack.enter_context(tree_at(self.platform, resource.repo, resource.commit))
+            self.prefixes[f"{root}/"] = f"@{alias}"
+            self.roots[alias] = root
+        return self.roots[alias]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.pinned)
+
+    def __len__(self) -> int:
+        return len(self.pinned)
+
+    def __contains__(self, alias: object) -> bool:
+        return alias in self.pinned
+
+
+def _renamed(diagnostic: Diagnostic, prefixes: Mapping[str, str]) -> Diagnostic:
+    for prefix, alias in prefixes.items():
+        if diagnostic.file.startswith(prefix):
+            return replace(diagnostic, file=diagnostic.file.removeprefix(prefix) + alias)
+    return diagnostic
+
+
+def _pin_repositories(
+    platform: Host, resources: tuple[RepositoryResource, ...], file: str
+) -> tuple[RepositoryResource, ...]:
+    """Each repository resource with the commit its ref names now; every problem at its position."""
+    pinned: list[RepositoryResource] = []
+    problems: list[Diagnostic] = []
+    for resource in resources:
+        mark = resource.mark
+        where = (mark.file, mark.line, mark.column) if mark else (file, 1, 1)
+        path = bare_repo(platform, resource.repo)
+        ref = resource.ref or "HEAD"
+        sha = git.resolve(path, ref) if path.is_dir() else None
+        if not path.is_dir():
+            message = (
+                f"repository '{resource.name}' is not hosted by this mlyard server (no repository "
+                f"'{resource.repo}'; a name maps to the repository named by its last segment): push it first"
+            )
+        elif sha is None:
+            message = f"repository '{resource.name}' has no branch or tag '{resource.ref}' (ref)"
+        else:
+            pinned.append(replace(resource, commit=sha))
+            continue
+        what = "checkout" if resource.alias.startswith("git://") else f"resources.repositories.{resource.alias}"
+        problems.append(Diagnostic(*where, what, message))
+    if problems:
+        raise PipelineError(problems)
+    return tuple(pinned)

@@ -21,6 +21,17 @@ _VAR_HELP = (
     "Build.Reason...) is seen by ${{ }}; any other is a queue-time variable."
 )
 _PARAM_HELP = "A runtime parameter KEY=VALUE (repeatable); the value is converted to the declared type."
+_REPO_HELP = (
+    "The files of repository resource ALIAS: a local folder taken as that repository's root (ALIAS=PATH, repeatable)."
+)
+
+
+def _repositories(values: list[str] | None) -> dict[str, Path]:
+    folders = {alias: Path(path) for alias, path in _pairs(values, "--repo").items()}
+    for alias, folder in folders.items():
+        if not folder.is_dir():
+            raise InvalidInput(f"--repo {alias}={folder}: not a folder; give the root folder of repository '{alias}'")
+    return folders
 
 
 def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
@@ -48,7 +59,7 @@ def _diagnostic(d: Any) -> dict[str, Any]:
 
 
 def _check(
-    file: Path, template: bool | None = None, var: list[str] | None = None
+    file: Path, template: bool | None = None, var: list[str] | None = None, repositories: dict[str, Path] | None = None
 ) -> tuple[list[Any], tuple[str, ...], tuple[Any, ...], str]:
     """Diagnostics of one file, its warnings, its unsupported notices and what it is ("pipeline" or
     "<kind> template").
@@ -63,7 +74,7 @@ def _check(
     from mlyard.pipelines.template_check import check_template, looks_like_template
 
     if not template:
-        diagnostics, warnings, unsupported = _check_pipeline(file, var)
+        diagnostics, warnings, unsupported = _check_pipeline(file, var, repositories or {})
         if template is False or not diagnostics:
             return diagnostics, warnings, unsupported, "pipeline"
         try:
@@ -78,23 +89,33 @@ def _check(
     return [], checked.warnings, (), f"{checked.kind.removesuffix('s')} template"
 
 
-def _check_pipeline(file: Path, var: list[str] | None) -> tuple[list[Any], tuple[str, ...], tuple[Any, ...]]:
+def _check_pipeline(
+    file: Path, var: list[str] | None, repositories: dict[str, Path]
+) -> tuple[list[Any], tuple[str, ...], tuple[Any, ...]]:
     from mlyard.pipelines import PipelineError, compile_pipeline, load_pipeline
+    from mlyard.pipelines.resources import CONTAINER_ENGINE_NEEDED
 
     variables, context = _split_vars(var)
+    containers: tuple[str, ...] = ()
     try:
         pipeline = load_pipeline(file)
         required = [parameter.name for parameter in pipeline.parameters if not parameter.has_default]
         if required:
             unsupported = pipeline.unsupported
         else:
-            unsupported = compile_pipeline(pipeline, variables=variables, context=context).unsupported
+            plan = compile_pipeline(pipeline, variables=variables, context=context, repositories=repositories)
+            unsupported = plan.unsupported
+            containers = tuple(
+                f"job '{job.name}' runs in container '{job.container}': {CONTAINER_ENGINE_NEEDED}"
+                for job in plan.jobs
+                if job.container
+            )
     except PipelineError as exc:
         return list(exc.diagnostics), (), ()
     if required:
         note = f"templates not expanded: parameters without a default ({', '.join(required)}); try `expand --param`"
         return [], (*pipeline.warnings, note), unsupported
-    return [], pipeline.warnings, unsupported
+    return [], (*pipeline.warnings, *containers), unsupported
 
 
 @app.command()
@@ -106,6 +127,7 @@ def validate(
         None, "--template/--pipeline",
         help="Check the files as step/job/stage/variable templates (or as pipelines); default: detected.",
     ),
+    repo: list[str] = typer.Option(None, "--repo", help=_REPO_HELP),
 ) -> None:
     """Check pipeline (or template) files: every problem as file:line:col; exit 1 when any file is invalid.
 
@@ -115,8 +137,9 @@ def validate(
 
     problems: list[Any] = []
     report = []
+    repositories = _repositories(repo)
     for file in files:
-        diagnostics, warnings, unsupported, kind = _check(file, template, var)
+        diagnostics, warnings, unsupported, kind = _check(file, template, var, repositories)
         problems.extend(diagnostics)
         report.append(
             {"file": str(file), "kind": kind, "valid": not diagnostics, "errors": [_diagnostic(d) for d in diagnostics]}
@@ -143,15 +166,17 @@ def expand(
     param: list[str] = typer.Option(None, "--param", "-p", help=_PARAM_HELP),
     var: list[str] = typer.Option(None, "--var", help=_VAR_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of YAML."),
+    repo: list[str] = typer.Option(None, "--repo", help=_REPO_HELP),
 ) -> None:
     """Print the compiled plan (templates and ${{ }} expressions expanded) as YAML."""
     import yaml
 
     from mlyard.pipelines import compile_pipeline, load_pipeline
 
+    repositories = _repositories(repo)
     pipeline = load_pipeline(file)
     variables, context = _split_vars(var)
-    plan = compile_pipeline(pipeline, _pairs(param, "--param"), variables, context)
+    plan = compile_pipeline(pipeline, _pairs(param, "--param"), variables, context, repositories=repositories)
     for notice in plan.unsupported:
         typer.echo(f"unsupported: {notice}", err=True)
     if as_json:

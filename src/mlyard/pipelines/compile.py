@@ -16,6 +16,13 @@ from mlyard.pipelines.limits import DEFAULT_LIMITS, Budget, Limits, limit_error
 from mlyard.pipelines.model import Environment, Job, Pipeline, Pool, Stage, Variable, VariableEntry, VariableGroup
 from mlyard.pipelines.parameters import resolve_parameters, text
 from mlyard.pipelines.plan import Node, Plan, check_graph
+from mlyard.pipelines.resources import (
+    RepositoryResource,
+    Resources,
+    check_checkouts,
+    check_downloads,
+    container_image,
+)
 from mlyard.pipelines.schema import join_path, validate_tree
 from mlyard.pipelines.source import Reporter, YMap, mark_of
 from mlyard.pipelines.steps import build_steps, check_condition, flag, number
@@ -25,7 +32,7 @@ from mlyard.pipelines.templates import Expander, Scope
 IMPLICIT_STAGE = "__default"
 IMPLICIT_JOB = "Job"
 _JOB_KEYS_AT_ROOT = (
-    "pool", "workspace", "timeoutInMinutes", "cancelTimeoutInMinutes", "continueOnError", "strategy",
+    "pool", "workspace", "timeoutInMinutes", "cancelTimeoutInMinutes", "continueOnError", "strategy", "container",
 )  # fmt: skip
 
 
@@ -38,6 +45,7 @@ def compile_pipeline(
     repo_root: str | Path | None = None,
     limits: Limits = DEFAULT_LIMITS,
     stop: Callable[[], bool] | None = None,
+    repositories: Mapping[str, str | Path] | None = None,
 ) -> Plan:
     """The plan of one run of ``pipeline``.
 
@@ -48,6 +56,9 @@ def compile_pipeline(
     below ``repo_root`` (default: the git work tree holding the pipeline, else its folder).
     ``limits`` bound the expanded size and the compile time (see :mod:`mlyard.pipelines.limits`);
     ``stop``, asked now and then, ends the compilation early when it returns True (a canceled run).
+    ``repositories``: the root folder of each repository resource (by alias) whose templates may be used
+    (``template: x.yml@alias``), read only when a template needs it (the mapping may fetch on demand); a
+    declared one missing here is an error only when a template needs it.
     Raises :class:`~mlyard.pipelines.errors.PipelineError` with every problem found.
     """
     values = resolve_parameters(pipeline, parameters or {})
@@ -55,7 +66,8 @@ def compile_pipeline(
     root_file = Path(pipeline.file).resolve() if pipeline.file != "<pipeline>" else Path.cwd() / "<pipeline>"
     reporter = Reporter(pipeline.file)
     root = Path(repo_root) if repo_root is not None else default_repo_root(root_file)
-    expander = Expander(reporter, root, Budget(pipeline.file, limits, stop=stop))
+    aliases = [r.alias for r in pipeline.resources.repositories]
+    expander = Expander(reporter, root, Budget(pipeline.file, limits, stop=stop), aliases, repositories)
     # "Template expressions": only YAML and predefined variables, not those given when a run starts.
     known = {str(key): text(value) for key, value in (context or {}).items()}
     scope = Scope(str(root_file), values, known, {}, (str(root_file),))
@@ -64,9 +76,9 @@ def compile_pipeline(
     reporter.unsupported.clear()  # what the expansion produced, not the files as written
     _check_expanded(tree, reporter)
     if reporter.diagnostics and expanded and isinstance(tree, YMap):
-        _Builder(reporter, tree).check_graphs()  # nothing is missing: the graphs can be checked too
+        _Builder(reporter, tree, pipeline.resources).check_graphs()  # nothing is missing: the graphs can be checked too
     reporter.raise_if_any()
-    plan = _Builder(reporter, tree).plan(pipeline, values, variables or {})
+    plan = _Builder(reporter, tree, pipeline.resources).plan(pipeline, values, variables or {})
     reporter.raise_if_any()
     _check_counts(plan, pipeline.file, limits)
     return plan
@@ -148,9 +160,11 @@ def _job_kind(item: Any) -> str:
 class _Builder:
     """Turns the expanded, validated tree into stages, jobs and steps; checks the graphs."""
 
-    def __init__(self, reporter: Reporter, tree: YMap) -> None:
+    def __init__(self, reporter: Reporter, tree: YMap, resources: Resources) -> None:
         self.r = reporter
         self.tree = tree
+        self.resources = resources
+        self.inline: dict[str, RepositoryResource] = {}  # checkout: git://Project/Repo@ref
         self.pool = parse_pool(tree.get("pool"))
 
     def plan(self, pipeline: Pipeline, values: Mapping[str, Any], given: Mapping[str, Any]) -> Plan:
@@ -161,9 +175,17 @@ class _Builder:
         variables = parse_variables(tree.get("variables"))
         variables += tuple(Variable(str(name), text(value)) for name, value in given.items())
         run_name = text(tree["name"]) if tree.get("name") is not None else None
-        stage_list = tuple(s for s, _ in stages)
         unsupported = tuple(sorted(self.r.unsupported))
-        return Plan(pipeline.name, stage_list, variables, dict(values), run_name, pipeline.warnings, unsupported)
+        return Plan(
+            pipeline.name,
+            tuple(s for s, _ in stages),
+            variables,
+            dict(values),
+            run_name,
+            pipeline.warnings,
+            unsupported,
+            (*self.resources.repositories, *self.inline.values()),
+        )
 
     def stage_items(self) -> list[tuple[Any, str]]:
         tree = self.tree
@@ -257,6 +279,9 @@ class _Builder:
         if not steps_value and (kind == "job" or steps_value is not None):
             self.r.add(mark_of(item, kind), path, f"{kind} '{name}' has no steps")
         workspace = item.get("workspace") or {}
+        for inline in check_checkouts(steps_value, join_path(path, "steps"), self.resources, self.r):
+            self.inline.setdefault(inline.alias, inline)
+        check_downloads(steps_value, join_path(path, "steps"), self.resources, self.r)
         job = Job(
             name=name,
             kind=kind,  # type: ignore[arg-type]
@@ -272,6 +297,7 @@ class _Builder:
             strategy=strategy,
             variables=parse_variables(item.get("variables")),
             steps=build_steps(steps_value, join_path(path, "steps"), name, self.r),
+            container=container_image(item, path, self.resources, self.r),
         )
         where = (mark_of(item, kind), mark_of(item, "dependsOn"), path)
         return [(leg, where) for leg in legs(job, item, path, self.r)]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mlyard.pipelines.errors import Diagnostic
+from mlyard.pipelines.resources import Resources
 from mlyard.pipelines.source import Mark, SourceDocument
 
 PARAMETER_TYPES = (
@@ -137,6 +138,7 @@ class Job:
     variables: tuple[VariableEntry, ...] = ()
     steps: tuple[Step, ...] = ()
     leg: Leg | None = None
+    container: str | None = None  # the image of a container job (runs need a container engine)
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,7 @@ class Pipeline:
     warnings: tuple[str, ...] = ()
     unsupported: tuple[Diagnostic, ...] = ()
     schedules: tuple[Any, ...] = ()  # mlyard.pipelines.schedules.Schedule items
+    resources: Resources = field(default_factory=Resources)
 
     @property
     def tree(self) -> Mapping[str, Any]:

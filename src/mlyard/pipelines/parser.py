@@ -10,6 +10,7 @@ from mlyard.pipelines.compile import compile_pipeline
 from mlyard.pipelines.errors import PipelineError
 from mlyard.pipelines.model import Pipeline
 from mlyard.pipelines.parameters import parse_declarations
+from mlyard.pipelines.resources import parse_resources
 from mlyard.pipelines.schedules import parse_schedules
 from mlyard.pipelines.schema import describe, validate_tree
 from mlyard.pipelines.source import Reporter, SourceDocument, load_source, mark_at
@@ -62,11 +63,13 @@ def load_pipeline(source: str | Path, *, name: str | None = None, repo_root: str
     declarations_ok = len(reporter.diagnostics) == before
     trigger = _trigger(tree, reporter)
     schedules = schedules_of(tree, reporter)
-    warnings = (PR_WARNING,) if "pr" in tree else ()
+    resources = parse_resources(tree, reporter)
+    warnings = ((PR_WARNING,) if "pr" in tree else ()) + resources.warnings
     pipeline_name = name or (Path(document.file).stem if document.file != "<pipeline>" else None)
     unsupported = tuple(sorted(reporter.unsupported))
     pipeline = Pipeline(
-        pipeline_name, document.file, document, parameters, trigger, warnings, unsupported, schedules or ()
+        pipeline_name, document.file, document, parameters, trigger, warnings, unsupported, schedules or (),
+        resources,
     )
     expandable = declarations_ok and all(parameter.has_default for parameter in parameters)
     if reporter.diagnostics and expandable and (isinstance(source, Path) or repo_root is not None):

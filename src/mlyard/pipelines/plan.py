@@ -20,6 +20,7 @@ from mlyard.pipelines.model import (
     VariableEntry,
     VariableGroup,
 )  # fmt: skip
+from mlyard.pipelines.resources import RepositoryResource
 from mlyard.pipelines.source import Mark, Reporter
 
 
@@ -39,6 +40,7 @@ class Plan:
     run_name: str | None = None
     warnings: tuple[str, ...] = ()
     unsupported: tuple[Diagnostic, ...] = ()
+    repositories: tuple[RepositoryResource, ...] = ()  # resources.repositories (`checkout: alias`)
 
     def stage(self, name: str) -> Stage:
         """The stage called ``name`` (KeyError when there is none)."""
@@ -60,6 +62,8 @@ class Plan:
         document["parameters"] = plain(dict(self.parameters))
         document["variables"] = [_variable(entry) for entry in self.variables]
         document["stages"] = [_stage(stage) for stage in self.stages]
+        if self.repositories:
+            document["resources"] = {"repositories": [repository.to_dict() for repository in self.repositories]}
         if self.warnings:
             document["warnings"] = list(self.warnings)
         if self.unsupported:
@@ -77,6 +81,9 @@ class Plan:
             run_name=document.get("runName"),
             warnings=tuple(document.get("warnings", ())),
             unsupported=tuple(notice_from(notice) for notice in document.get("unsupported", ())),
+            repositories=tuple(
+                RepositoryResource.from_dict(item) for item in (document.get("resources") or {}).get("repositories", ())
+            ),
         )
 
 
@@ -155,6 +162,7 @@ def _job_from(document: Mapping[str, Any]) -> Job:
         variables=variable_entries(document.get("variables", ())),
         steps=tuple(_step_from(step) for step in document.get("steps", ())),
         leg=leg_from(document.get("leg")),
+        container=document.get("container"),
     )
 
 
@@ -235,6 +243,8 @@ def _job(job: Job) -> dict[str, Any]:
         result["leg"] = {"phase": leg.phase, "name": leg.name, "position": leg.position, "total": leg.total}
         if leg.max_parallel:
             result["leg"]["maxParallel"] = leg.max_parallel
+    if job.container:
+        result["container"] = job.container
     result["variables"] = [_variable(entry) for entry in job.variables]
     result["steps"] = [_step(step) for step in job.steps]
     return result

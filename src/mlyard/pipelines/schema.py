@@ -28,7 +28,7 @@ TEMPLATE_REF = {"template": "string", "parameters": "mapping"}
 STEP_KINDS: dict[str, dict[str, str]] = {
     "bash": {"bash": "string", **_SCRIPT, **STEP_COMMON},
     "checkout": {
-        "checkout": "checkout", "clean": "bool", "fetchDepth": "int", "fetchTags": "bool", "lfs": "bool",
+        "checkout": "string", "clean": "bool", "fetchDepth": "int", "fetchTags": "bool", "lfs": "bool",
         "persistCredentials": "bool", "submodules": "string", "path": "string", **STEP_COMMON,
     },
     "download": {"download": "string", "artifact": "string", "patterns": "string", "path": "string", **STEP_COMMON},
@@ -43,7 +43,7 @@ STEP_KINDS: dict[str, dict[str, str]] = {
 _JOB_COMMON = {
     "displayName": "string", "dependsOn": "names", "condition": "string", "continueOnError": "bool",
     "timeoutInMinutes": "int", "cancelTimeoutInMinutes": "int", "variables": "variables", "pool": "pool",
-    "workspace": "workspace", "templateContext": "any",
+    "workspace": "workspace", "templateContext": "any", "container": "container",
 }  # fmt: skip
 JOB_KINDS: dict[str, dict[str, str]] = {
     "job": {"job": "identifier", "steps": "steps", "strategy": "jobStrategy", **_JOB_COMMON},
@@ -69,6 +69,7 @@ PIPELINE = {
     "steps": "steps", "extends": "extends", "lockBehavior": "string", "workspace": "workspace",
     "timeoutInMinutes": "int", "cancelTimeoutInMinutes": "int", "continueOnError": "bool",
     "strategy": "jobStrategy",
+    "resources": "any", "container": "container",  # resources: checked by mlyard.pipelines.resources
 }  # fmt: skip
 OBJECTS: dict[str, dict[str, str]] = {
     "pool": {"name": "string", "vmImage": "string", "demands": "names"},
@@ -85,17 +86,23 @@ OBJECTS: dict[str, dict[str, str]] = {
     "runOnce": {"deploy": "hook"},
     "hook": {"steps": "steps", "pool": "pool"},
     "extends": TEMPLATE_REF,
-}
+    "container": {
+        "image": "string", "endpoint": "string", "env": "env", "options": "string", "ports": "names",
+        "volumes": "names", "mapDockerSocket": "bool", "mountReadOnly": "any", "type": "string",
+        "azureSubscription": "string", "resourceGroup": "string", "registry": "string", "repository": "string",
+        "localImage": "bool", "alias": "string",
+    },
+}  # fmt: skip
 # Azure keys mlyard knows but does not run: reported as "not supported" rather than "unknown".
 UNSUPPORTED = frozenset(
-    {"resources", "container", "services", "uses",
+    {"services", "uses",
      "downloadBuild", "getPackage", "reviewApp", "restoreCache", "rolling", "canary",
      "preDeploy", "routeTraffic", "postRouteTraffic", "on", "target"}
 )  # fmt: skip
 DEPRECATED = frozenset({"upload"})  # accepted, but not offered in messages (Azure's schema: doNotSuggest)
 # Objects whose Microsoft schema has "additionalProperties": true (1ES pools add `image`, `os`, ...).
 EXTENSIBLE = frozenset({"pool"})
-ENUMS = {"checkout": ("self", "none"), "clean": ("outputs", "resources", "all"), "preference": PREFERENCES}
+ENUMS = {"clean": ("outputs", "resources", "all"), "preference": PREFERENCES}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TYPE_NAMES = {dict: "a mapping", list: "a list", bool: "a boolean", int: "a number", float: "a number"}
 
@@ -267,7 +274,7 @@ class Validator:
         elif kind == "variables":
             self.check_variables(value, parent, key, path)
         elif kind in OBJECTS:
-            if kind in ("pool", "environment") and isinstance(value, str | None):
+            if kind in ("pool", "environment", "container") and isinstance(value, str | None):
                 return
             self.check_object(value, OBJECTS[kind], parent, key, path, extensible=kind in EXTENSIBLE)
             if kind == "extends":

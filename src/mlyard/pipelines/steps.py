@@ -147,10 +147,10 @@ def _inputs(kind: str, item: Any, path: str, reporter: Reporter) -> tuple[str | 
         source = text(item["download"])
         if source == "none":  # turns off the automatic download of deployment jobs: nothing to run
             return None, {}
-        if source != "current":
-            message = f"download '{source}' is not supported; use 'download: current' (artifacts of this run)"
-            reporter.at(item, "download", join_path(path, "download"), message)
-            return None, {}
+        if source != "current":  # a pipeline resource (checked by resources.check_downloads)
+            given = {key: value for key, value in _shortcut_inputs(kind, item).items() if value is not None}
+            given = {"patterns": "**", **pipeline_download(source), **given, "buildType": "specific"}
+            return "DownloadPipelineArtifact@2", {key: input_text(value) for key, value in given.items()}
     if kind in _SHORTCUT_TASKS:
         task = _SHORTCUT_TASKS[kind]
         given = _shortcut_inputs(kind, item)
@@ -167,6 +167,17 @@ def _inputs(kind: str, item: Any, path: str, reporter: Reporter) -> tuple[str | 
     inputs = {key: input_text(value) for key, value in spec.inputs.items() if value is not None}
     inputs.update((key, input_text(value)) for key, value in given.items() if value is not None)
     return task, inputs
+
+
+def pipeline_download(alias: str) -> dict[str, str]:
+    """The inputs that download artifacts of the run of pipeline resource ``alias`` (``download: alias``);
+    files go to ``$(Pipeline.Workspace)/<alias>/<artifact>`` as in Azure."""
+    return {
+        "buildType": "specific",
+        "pipeline": alias,
+        "runId": f"$(resources.pipeline.{alias}.runID)",
+        "path": f"$(Pipeline.Workspace)/{alias}",
+    }
 
 
 def _shortcut_inputs(kind: str, item: Any) -> dict[str, Any]:

@@ -1,12 +1,15 @@
 """Template files: where a ``template:`` reference points, and each file loaded and checked once.
 
-Paths are relative to the including file, or to the repository root when they start with ``/``
-("Template usage reference"); a path leaving the repository, or naming another repository
-(``file.yml@repo``), is an error.
+Paths are relative to the including file, or to the root of its repository when they start with ``/``
+("Template usage reference"); a path leaving the repository is an error. ``file.yml@alias`` is a file
+of the repository resource ``alias`` (``resources.repositories``), from that repository's root;
+``@self`` is the pipeline's own repository. A template of another repository includes its own files
+without ``@``, as in Azure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +28,23 @@ Loaded = tuple[SourceDocument, tuple[Any, ...]]
 class TemplateFiles:
     """Locates and loads template files below ``repo_root`` for one compilation (cached)."""
 
-    def __init__(self, reporter: Reporter, repo_root: Path) -> None:
+    def __init__(
+        self,
+        reporter: Reporter,
+        repo_root: Path,
+        declared: Collection[str] = (),
+        folders: Mapping[str, str | Path] | None = None,
+    ) -> None:
+        """``declared``: the aliases of the repository resources; ``folders``: the root folder of each one
+        whose files are available (read only when a template needs it: a mapping may export on demand)."""
         self.r = reporter
         self.repo_root = repo_root.resolve()
+        self.declared = tuple(declared)
+        self.folders = folders or {}
+        self._roots: dict[str, Path] = {}
         self.cache: dict[Path, Loaded | None] = {}
         self._located: dict[tuple[str, str], Path] = {}
+        self._root_of: dict[str, tuple[str, Path]] = {}  # a located file -> (alias, root of its repository)
 
     def locate(self, name: str, including: str, mark: Mark | None, path: str) -> Path | None:
         key = (including, name)
@@ -41,15 +56,42 @@ class TemplateFiles:
         return self._located[key]
 
     def _locate(self, name: str, including: str, mark: Mark | None, path: str) -> Path | None:
-        if "@" in name:
-            self.r.add(mark, path, f"template '{name}': templates from other repositories (@repo) are not supported")
-            return None
-        base = self.repo_root if name.startswith("/") else Path(including).parent
-        file = (base / name.lstrip("/")).resolve()
-        if not file.is_relative_to(self.repo_root):
+        file_name, at, alias = name.rpartition("@") if "@" in name else (name, "", "")
+        if at:
+            root = self._repository_root(name, alias.strip(), mark, path)
+            if root is None:
+                return None
+            alias = alias.strip() if alias.strip() != "self" else ""
+            file = (root / file_name.strip().lstrip("/")).resolve()
+        else:
+            alias, root = self._root_of.get(including, ("", self.repo_root))
+            base = root if name.startswith("/") else Path(including).parent
+            file = (base / name.lstrip("/")).resolve()
+        if not file.is_relative_to(root):
             self.r.add(mark, path, f"template '{name}' is outside the repository")
             return None
+        self._root_of[str(file)] = (alias, root)
         return file
+
+    def _repository_root(self, name: str, alias: str, mark: Mark | None, path: str) -> Path | None:
+        if alias == "self":
+            return self.repo_root
+        if alias not in self.declared:
+            declared = ", ".join(sorted(self.declared)) or "none"
+            message = (
+                f"template '{name}': no repository resource '{alias}'; declare it under "
+                f"resources.repositories (declared: {declared}), or use '@self' for this repository"
+            )
+            self.r.add(mark, path, message)
+            return None
+        if alias in self._roots:
+            return self._roots[alias]
+        if alias not in self.folders:
+            message = f"the files of repository '{alias}' are not available here; give them with --repo {alias}=PATH"
+            self.r.add(mark, path, f"template '{name}': {message}")
+            return None
+        root = self._roots[alias] = Path(self.folders[alias]).resolve()
+        return root
 
     def load(self, file: Path, mark: Mark | None, path: str) -> tuple[SourceDocument, tuple[Any, ...]] | None:
         if file in self.cache:
@@ -85,8 +127,9 @@ class TemplateFiles:
         return result
 
     def relative(self, file: Path) -> str:
+        alias, root = self._root_of.get(str(file), ("", self.repo_root))
         try:
-            return str(file.relative_to(self.repo_root))
+            return str(file.relative_to(root)) + (f"@{alias}" if alias else "")
         except ValueError:
             return str(file)
 

@@ -10,6 +10,7 @@ The expanded tree keeps the positions (:class:`~mlyard.pipelines.source.Mark`) o
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,10 +37,19 @@ _WHOLE = re.compile(r"^\s*\$\{\{(.*)\}\}\s*$", re.DOTALL)
 class Expander:
     """Expands one pipeline; template files are loaded (and checked) once per expander."""
 
-    def __init__(self, reporter: Reporter, repo_root: Path, budget: Budget | None = None) -> None:
+    def __init__(
+        self,
+        reporter: Reporter,
+        repo_root: Path,
+        budget: Budget | None = None,
+        repositories: Collection[str] = (),
+        folders: Mapping[str, str | Path] | None = None,
+    ) -> None:
+        """``repositories``: the aliases of the repository resources, ``folders`` their files (see
+        :class:`TemplateFiles`)."""
         self.r = reporter
         self.budget = budget or Budget(reporter.file)
-        self.files = TemplateFiles(reporter, repo_root)
+        self.files = TemplateFiles(reporter, repo_root, repositories, folders)
         self._contexts: dict[int, tuple[Scope, ExpressionContext]] = {}
         self._values: dict[int, tuple[ExpressionContext, dict[str, Any]]] = {}
 

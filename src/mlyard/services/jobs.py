@@ -28,7 +28,7 @@ from mlyard.db.tables import CoverageResult, Pipeline, Run, RunArtifact, RunJob,
 from mlyard.errors import AuthenticationError, Conflict, InvalidInput, NotFound
 from mlyard.pipelines.expressions import ExpressionContext
 from mlyard.pipelines.job_variables import GroupValues, resolve_job_variables
-from mlyard.pipelines.model import VariableGroup
+from mlyard.pipelines.model import Variable, VariableGroup
 from mlyard.pipelines.predefined import JobFacts, job_variables
 from mlyard.pipelines.tasks import connection_input
 from mlyard.protocol import Connection as ConnectionSpec
@@ -150,6 +150,15 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
         commit=run.source_version,
         ref=run.source_branch,
     )
+    others = {
+        resource.alias: Repository(
+            name=resource.repo,
+            url=f"{platform.settings.url}/git/{resource.repo}.git",
+            commit=resource.commit or "",
+            ref=resource.ref or "HEAD",
+        )
+        for resource in plan.repositories
+    }
     return JobSpec(
         job_id=job.id,
         run_id=run.id,
@@ -166,6 +175,7 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
         readonly=list(resolved.readonly),
         steps=[StepSpec.from_dict(plan_store.step_spec(step, index)) for index, step in enumerate(planned.steps)],
         repository=repo,
+        repositories=others,
         connections=connections,
         lease_seconds=platform.settings.job_lease_seconds,
     )
@@ -184,17 +194,21 @@ def authenticate_job(platform: Platform, header: str | None, job_id: int) -> Run
         return job
 
 
-def job_repo_access(platform: Platform, token: str) -> str | None:
-    """The repository a job token may read (for `checkout`), or None if it is not a live job token."""
+def job_repo_access(platform: Platform, token: str) -> frozenset[str]:
+    """The repositories a job token may read (for `checkout`): its run's repository and the repository
+    resources of the run's plan; none if it is not a live job token."""
     if not token.startswith(JOB_TOKEN_PREFIX):
-        return None
+        return frozenset()
     with transaction(platform.sessions) as session:
         job = session.scalars(select(RunJob).where(RunJob.token_hash == token_hash(token))).first()
         if job is None or job.state != states.RUNNING:
-            return None
+            return frozenset()
         run = session.get(Run, job.run_id)
         pipeline = session.get(Pipeline, run.pipeline_id) if run else None
-        return pipeline.repo if pipeline else None
+        if run is None or pipeline is None:
+            return frozenset()
+        others = plan_store.load(run.plan).repositories if run.plan else ()
+        return frozenset({pipeline.repo, *(resource.repo for resource in others)})
 
 
 def heartbeat(platform: Platform, job_id: int) -> dict[str, Any]:
@@ -288,6 +302,20 @@ def _check_free(session: Session, run_id: int, name: str) -> None:
 
 def _taken(run_id: int, name: str) -> Conflict:
     return Conflict(f"artifact {name!r} already exists in run {run_id}: artifact names are unique per run")
+
+
+def resource_run(platform: Platform, job: RunJob, run_id: int) -> int:
+    """`run_id` if the job's run names it as the run of a pipeline resource (`resources.pipeline.X.runID`);
+    a job reads no other run's artifacts."""
+    with transaction(platform.sessions) as session:
+        run = session.get(Run, job.run_id)
+        plan = plan_store.load(run.plan) if run is not None and run.plan else None
+        named = dict(run.variables) if run is not None else {}
+        named.update((v.name, v.value) for v in (plan.variables if plan else ()) if isinstance(v, Variable))
+    allowed = {v for k, v in named.items() if k.startswith("resources.pipeline.") and k.endswith(".runID")}
+    if str(run_id) not in allowed:
+        raise NotFound(f"run {run_id} is not the run of a pipeline resource of this run: no artifacts to download")
+    return run_id
 
 
 def list_artifacts(platform: Platform, run_id: int) -> list[dict[str, Any]]:

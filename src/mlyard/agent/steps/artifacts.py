@@ -41,12 +41,24 @@ def publish(step: StepSpec, job: JobState, run: StepRun) -> str:
     return SUCCEEDED
 
 
-def download(step: StepSpec, job: JobState, run: StepRun) -> str:
+def _resource_run(job: JobState, step: StepSpec) -> int | None:
+    """The run to download from: None for this run; a pipeline resource's run (`download: alias`)."""
     build_type = step_input(job, step, "buildType", "current").strip().lower()
-    if build_type != "current":
-        raise StepError(
-            f"buildType '{build_type}' is not supported; only artifacts of the current run can be downloaded"
-        )
+    if build_type == "current":
+        return None
+    alias = step_input(job, step, "pipeline").strip()
+    run_id = step_input(job, step, "runId").strip()
+    if build_type != "specific" or not alias:
+        raise StepError(f"buildType '{build_type}' is not supported; use 'download: current' or 'download: ALIAS' "
+                        "of a pipeline resource")  # fmt: skip
+    if not run_id.isdigit():
+        raise StepError(f"pipeline resource '{alias}' has no run to download from: its source pipeline has no "
+                        "successful run yet")  # fmt: skip
+    return int(run_id)
+
+
+def download(step: StepSpec, job: JobState, run: StepRun) -> str:
+    source_run = _resource_run(job, step)
     name = _artifact_name(job, step)
     if not name:
         raise StepError(
@@ -55,13 +67,14 @@ def download(step: StepSpec, job: JobState, run: StepRun) -> str:
         )
     raw_path = str(step.inputs.get("path") or step.inputs.get("targetPath") or WORKSPACE_DEFAULT)
     target = resolve_path(job, expand(job, raw_path))
-    if step.kind == "download" and raw_path.strip() == WORKSPACE_DEFAULT:
-        target = target / name  # `download:` puts each artifact in $(Pipeline.Workspace)/<name>
+    resource_default = f"{WORKSPACE_DEFAULT}/{step_input(job, step, 'pipeline').strip()}"
+    if step.kind == "download" and raw_path.strip() in (WORKSPACE_DEFAULT, resource_default):
+        target = target / name  # `download:` puts each artifact in $(Pipeline.Workspace)[/<alias>]/<name>
     target = inside_work_dir(job, str(target), "the download path")
     target.mkdir(parents=True, exist_ok=True)
     job.log.write(step, f"Downloading pipeline artifact '{name}' to {target}")
     job.log.flush()
-    job.reporter.download_artifact(name, target)
+    job.reporter.download_artifact(name, target, source_run)
     job.log.write(step, f"Downloaded artifact '{name}'")
     return SUCCEEDED
 

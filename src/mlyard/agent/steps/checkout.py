@@ -1,4 +1,9 @@
-"""`checkout: self`: the exact commit of the run, fetched over git smart HTTP with the job's token.
+"""`checkout: self`: the exact commit of the run, fetched over git smart HTTP with the job's token;
+`checkout: alias`: a repository resource at the commit pinned when the run started.
+
+Layout as in Azure ("Check out multiple repositories"): a job with one checkout step puts the repository
+in $(Build.SourcesDirectory); with more than one, each goes to $(Build.SourcesDirectory)/<repository name>
+(`path:` chooses another folder under $(Pipeline.Workspace)).
 
 The token travels in an `http.extraHeader` given through GIT_CONFIG_COUNT/KEY/VALUE environment
 variables, never in argv or in the remote URL; with `persistCredentials: true` it is also written to the
@@ -14,7 +19,7 @@ from urllib.parse import urlparse
 from mlyard.agent.environment import inside_work_dir, step_environment, step_input
 from mlyard.agent.process import run_process
 from mlyard.agent.state import JobState, StepError, StepRun
-from mlyard.protocol import SUCCEEDED, SUCCEEDED_WITH_ISSUES, StepSpec
+from mlyard.protocol import SUCCEEDED, SUCCEEDED_WITH_ISSUES, Repository, StepSpec
 
 DEFAULT_FETCH_DEPTH = 1
 
@@ -32,51 +37,58 @@ def _git_env(job: JobState, step: StepSpec) -> dict[str, str]:
     return env
 
 
-def _git(job: JobState, step: StepSpec, run: StepRun, *args: str, check: bool = True) -> int:
+def _git(job: JobState, step: StepSpec, run: StepRun, *args: str, cwd: Path, repo: Repository,
+         check: bool = True) -> int:  # fmt: skip
     argv = [shutil.which("git") or "git", *args]
     job.log.write(step, "[command]git " + " ".join(args))
     timeout = step.timeout_in_minutes * job.minute if step.timeout_in_minutes > 0 else None
-    cwd = inside_work_dir(job, job.variables.get("Build.SourcesDirectory") or str(job.workspace.sources),
-                          "the checkout directory")  # fmt: skip
     end = run_process(argv, cwd=cwd, env=_git_env(job, step), job=job, run=run, timeout_seconds=timeout,
-                      readable=_local_origin(job))  # fmt: skip
+                      readable=_local_origin(repo))  # fmt: skip
     if check and end.exit_code != 0:
         raise StepError(f"git {args[0]} failed with exit code {end.exit_code}")
     return end.exit_code
 
 
-def _local_origin(job: JobState) -> list[Path]:
+def _local_origin(repo: Repository) -> list[Path]:
     """A repository given as a file:// URL (tests, a server on the same machine) is readable in the sandbox."""
-    repo = job.spec.repository
-    if repo is None or not repo.url.startswith("file://"):
+    if not repo.url.startswith("file://"):
         return []
     return [Path(urlparse(repo.url).path)]
 
 
+def _repository(job: JobState, alias: str) -> Repository:
+    if alias.lower() == "self":
+        if job.spec.repository is None:
+            raise StepError("this job has no repository to check out (the server sent none)")
+        return job.spec.repository
+    found = job.spec.repositories.get(alias)
+    if found is None:
+        raise StepError(f"checkout '{alias}': the server sent no repository resource '{alias}'")
+    return found
+
+
+def _checkouts(job: JobState) -> int:
+    """How many checkout steps of the job check out a repository (not `none`)."""
+    return sum(
+        1 for s in job.spec.steps if s.kind == "checkout" and str(s.inputs.get("repository", "self")).lower() != "none"
+    )
+
+
 def checkout(step: StepSpec, job: JobState, run: StepRun) -> str:
-    repository = step_input(job, step, "repository", "self").strip()
-    if repository.lower() == "none":
+    alias = step_input(job, step, "repository", "self").strip()
+    if alias.lower() == "none":
         job.log.write(step, "checkout: none: nothing to check out")
         return SUCCEEDED
-    if repository.lower() != "self":
-        raise StepError(f"checkout of repository '{repository}' is not supported; only 'self' and 'none' are")
-    repo = job.spec.repository
-    if repo is None:
-        raise StepError("this job has no repository to check out (the server sent none)")
-    _place_sources(job, step)
-    depth = step_input(job, step, "fetchDepth", str(DEFAULT_FETCH_DEPTH)).strip()
-    depth_args = [f"--depth={depth}"] if depth.isdigit() and int(depth) > 0 else []
-    tags = ["--tags"] if step_input(job, step, "fetchTags", "false").lower() == "true" else ["--no-tags"]
-    job.log.write(step, f"Syncing repository: {repo.name} ({repo.url}) at {repo.commit}")
-    _git(job, step, run, "init", "-q", ".")
-    _git(job, step, run, "remote", "add", "origin", repo.url)
-    fetched = _git(job, step, run, "fetch", "--force", *tags, "--prune", "--no-recurse-submodules", *depth_args,
-                   "origin", repo.commit, check=False)  # fmt: skip
-    if fetched != 0:  # a server that refuses to serve commits by id: fetch the branch instead
-        _git(job, step, run, "fetch", "--force", *tags, "--no-recurse-submodules", "origin", repo.ref)
-    _git(job, step, run, "-c", "advice.detachedHead=false", "checkout", "-q", "--force", "--detach", repo.commit)
+    repo = _repository(job, alias)
+    sources = Path(job.variables.get("Build.SourcesDirectory") or str(job.workspace.sources))
+    target = _place_sources(job, step, alias.lower() == "self")
+    if target is None:
+        target = sources / repo.name if _checkouts(job) > 1 else sources
+    target = inside_work_dir(job, str(target), "the checkout directory")
+    target.mkdir(parents=True, exist_ok=True)
+    _fetch(job, step, run, repo, target)
     if step_input(job, step, "persistCredentials", "false").lower() == "true":
-        _persist_credentials(job)
+        _persist_credentials(job, target)
     result = SUCCEEDED
     for option in ("lfs", "submodules"):
         if step_input(job, step, option, "false").lower() not in ("false", ""):
@@ -85,24 +97,43 @@ def checkout(step: StepSpec, job: JobState, run: StepRun) -> str:
     return result
 
 
-def _place_sources(job: JobState, step: StepSpec) -> None:
-    """`path:` moves the checkout under $(Pipeline.Workspace) (the sources variables follow it)."""
+def _fetch(job: JobState, step: StepSpec, run: StepRun, repo: Repository, target: Path) -> None:
+    depth = step_input(job, step, "fetchDepth", str(DEFAULT_FETCH_DEPTH)).strip()
+    depth_args = [f"--depth={depth}"] if depth.isdigit() and int(depth) > 0 else []
+    tags = ["--tags"] if step_input(job, step, "fetchTags", "false").lower() == "true" else ["--no-tags"]
+    job.log.write(step, f"Syncing repository: {repo.name} ({repo.url}) at {repo.commit} into {target}")
+
+    def git(*args: str, check: bool = True) -> int:
+        return _git(job, step, run, *args, cwd=target, repo=repo, check=check)
+
+    git("init", "-q", ".")
+    git("remote", "add", "origin", repo.url)
+    fetched = git("fetch", "--force", *tags, "--prune", "--no-recurse-submodules", *depth_args, "origin", repo.commit,
+                  check=False)  # fmt: skip
+    if fetched != 0:  # a server that refuses to serve commits by id: fetch the branch instead
+        git("fetch", "--force", *tags, "--no-recurse-submodules", "origin", repo.ref)
+    git("-c", "advice.detachedHead=false", "checkout", "-q", "--force", "--detach", repo.commit)
+
+
+def _place_sources(job: JobState, step: StepSpec, is_self: bool) -> Path | None:
+    """`path:` puts the checkout under $(Pipeline.Workspace) (for `self`, the sources variables follow it)."""
     path = step_input(job, step, "path").strip()
     if not path:
-        return
+        return None
     target = (job.workspace.root / path).resolve()
     if target != job.workspace.root and job.workspace.root not in target.parents:
         raise StepError(f"checkout path '{path}' must stay inside $(Pipeline.Workspace)")
     target.mkdir(parents=True, exist_ok=True)
     if any(target.iterdir()):
         raise StepError(f"checkout path '{path}' is not empty")
-    for name in ("Build.SourcesDirectory", "Build.Repository.LocalPath", "System.DefaultWorkingDirectory"):
-        job.variables.put(name, str(target))
+    if is_self:
+        for name in ("Build.SourcesDirectory", "Build.Repository.LocalPath", "System.DefaultWorkingDirectory"):
+            job.variables.put(name, str(target))
+    return target
 
 
-def _persist_credentials(job: JobState) -> None:
+def _persist_credentials(job: JobState, target: Path) -> None:
     """Write the token's header into the checkout's own git config (not through argv)."""
-    sources = job.variables.get("Build.SourcesDirectory") or str(job.workspace.sources)
-    config = inside_work_dir(job, sources, "the checkout directory") / ".git" / "config"
+    config = inside_work_dir(job, str(target), "the checkout directory") / ".git" / "config"
     with config.open("a") as handle:
         handle.write(f"[http]\n\textraHeader = Authorization: Bearer {job.spec.access_token}\n")

@@ -90,9 +90,14 @@ def list_artifacts(job: RunJob = Depends(job_auth), platform: Platform = Depends
 
 @router.get("/jobs/{job_id}/artifacts/{name}")
 def download_artifact(
-    name: str, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
+    name: str,
+    run: int | None = None,
+    job: RunJob = Depends(job_auth),
+    platform: Platform = Depends(get_platform),
 ) -> FileResponse:
-    return FileResponse(jobs.artifact_file(platform, job.run_id, name), media_type="application/gzip")
+    """An artifact of the job's run, or (`run`) of the run of one of its pipeline resources."""
+    run_id = job.run_id if run is None else jobs.resource_run(platform, job, run)
+    return FileResponse(jobs.artifact_file(platform, run_id, name), media_type="application/gzip")
 
 
 @router.post("/jobs/{job_id}/tests")
