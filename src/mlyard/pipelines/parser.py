@@ -8,6 +8,7 @@ from typing import Any
 
 from mlyard.pipelines.compile import compile_pipeline
 from mlyard.pipelines.errors import PipelineError
+from mlyard.pipelines.legacy import modernise
 from mlyard.pipelines.model import Pipeline
 from mlyard.pipelines.parameters import parse_declarations
 from mlyard.pipelines.resources import parse_resources
@@ -54,6 +55,9 @@ def load_pipeline(source: str | Path, *, name: str | None = None, repo_root: str
     if tree is None:
         reporter.add(None, "", "the pipeline is empty: it needs one of the keys stages, jobs, steps or extends")
         reporter.raise_if_any()
+    tree = modernise(tree, reporter)  # the legacy `phases:` syntax, in the current one
+    if tree is not document.tree:
+        document = SourceDocument(document.file, tree)
     validate_tree(tree, reporter, raw=True)
     check_syntax(tree, reporter)
     if not isinstance(tree, dict):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlyard.pipelines.compile import default_repo_root
+from mlyard.pipelines.legacy import modernise
 from mlyard.pipelines.limits import Budget
 from mlyard.pipelines.parameters import parse_declarations
 from mlyard.pipelines.parser import read_source
@@ -52,7 +53,7 @@ def check_template(file: Path, *, repo_root: Path | None = None) -> TemplateChec
     Templates it references are read below ``repo_root`` (default: the git work tree holding the file)."""
     document = read_source(file)
     reporter = Reporter(document.file)
-    tree = document.tree
+    tree = modernise(document.tree, reporter)  # the legacy `phases:` syntax, in the current one
     if not isinstance(tree, dict):
         reporter.add(None, "", f"a template must be a mapping with parameters and steps, jobs, stages or variables, "
                                f"got {describe(tree)}")  # fmt: skip

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlyard.pipelines.errors import PipelineError
+from mlyard.pipelines.legacy import modernise
 from mlyard.pipelines.parameters import parse_declarations
 from mlyard.pipelines.schema import validate_tree
 from mlyard.pipelines.source import Mark, Reporter, SourceDocument, load_source
@@ -115,6 +116,7 @@ class TemplateFiles:
             if source is not None and not isinstance(source.tree, dict):
                 reporter.add(None, "", "a template must be a mapping")
             elif source is not None:
+                source = SourceDocument(source.file, modernise(source.tree, reporter))  # legacy `phases:`
                 validate_tree(source.tree, reporter, raw=True, template=True)
                 check_syntax(source.tree, reporter)
                 tree = source.tree
