@@ -15,6 +15,7 @@ import pytest
 
 from mlyard.agent.steps import TASK_HANDLERS
 from mlyard.pipelines import schema
+from mlyard.pipelines.legacy import LEGACY_KEYS
 from mlyard.pipelines.tasks import RUNNABLE_TASKS
 
 DOC = Path(__file__).parents[2] / "docs" / "pipelines.md"
@@ -66,6 +67,7 @@ REGISTRIES = {
     "job": set(schema.JOB_KINDS["job"]),
     "deployment": set(schema.JOB_KINDS["deployment"]),
     "step": set(schema.STEP_KINDS),
+    "legacy": set(LEGACY_KEYS),  # the pre-2019 syntax, read as the current one (pipelines/legacy.py)
 }
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from mlyard.pipelines import PipelineError, Plan, compile_pipeline, load_pipeline
 from mlyard.pipelines.model import Pool
-from mlyard.pipelines.template_check import check_template
+from mlyard.pipelines.source import load_source
+from mlyard.pipelines.template_check import check_template, looks_like_template
 
 PHASES = """\
 resources:
@@ -120,6 +121,7 @@ def test_phase_templates_with_phases_or_jobs_and_directives(tmp_path: Path) -> N
         ("A", Pool(name="Default")), ("FromJobs", None), ("B", Pool(name="Default")),
     ]  # fmt: skip
     assert check_template(tmp_path / "phase.yml", repo_root=tmp_path).kind == "jobs"
+    assert looks_like_template(load_source((tmp_path / "phase.yml").read_text(encoding="utf-8"), "phase.yml").tree)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from mlyard.pipelines.source import Reporter, YMap
 from mlyard.pipelines.templates import Expander, Scope
 
 BODIES = ("stages", "jobs", "steps", "variables")
-TEMPLATE_KEYS = frozenset({"parameters", *BODIES})
+TEMPLATE_KEYS = frozenset({"parameters", *BODIES, "phases"})  # phases: the legacy jobs (pipelines/legacy.py)
 
 
 @dataclass(frozen=True)
