@@ -155,3 +155,12 @@ def test_a_phase_is_a_phases_item_only_and_the_current_syntax_is_untouched() -> 
     text = "jobs:\n- job: A\n  steps:\n  - script: echo\n"
     pipeline = load_pipeline(text, name="ci.yml")
     assert pipeline.tree is pipeline.source.tree and "jobs" in pipeline.tree
+
+
+def test_phases_made_by_each_and_a_queue_inside_an_if() -> None:
+    text = (
+        "parameters:\n- name: os\n  type: object\n  default: [linux, mac]\n"
+        "phases:\n- ${{ each os in parameters.os }}:\n  - phase: Build_${{ os }}\n"
+        "    ${{ if eq(os, 'mac') }}:\n      queue: Mac\n    steps:\n    - script: echo ${{ os }}\n"
+    )
+    assert [(job.name, job.pool) for job in plan_of(text).jobs] == [("Build_linux", None), ("Build_mac", Pool("Mac"))]
