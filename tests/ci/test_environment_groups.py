@@ -16,14 +16,16 @@ from dataclasses import replace
 import httpx
 import pytest
 
+from mlyard.app import create_app
+from mlyard.db.engine import transaction
 from mlyard.errors import AuthenticationError, NotFound, PermissionDenied
 from mlyard.services import auth, environment_groups, environments, resources, runs
 from mlyard.services.auth import Principal
+from mlyard.services.environments import add_environment
 from tests.ci.engine import ADMIN, Engine
 from tests.ci.helpers import logs, make_repo, register, run, show, wait_state
-from tests.conftest import Git, Server
+from tests.conftest import REPO_ROOT, Git, Server
 
-NAMES = ["DATABRICKS_HOST", "DEPLOY_TARGET", "DEPLOY_TARGET_URI", "MLFLOW_TRACKING_URI"]
 TOKENS = ["DATABRICKS_TOKEN", "MLFLOW_TRACKING_TOKEN"]
 
 
@@ -90,6 +92,21 @@ def test_a_sync_is_idempotent_repairs_the_token_and_keeps_the_team_variables(eng
     assert resources.GROUPS.get(engine.platform, "qa")["variables"]["DATABRICKS_HOST"] == "https://ml.example/databricks/qa"
 
 
+def test_the_server_start_gives_existing_environments_their_group(engine: Engine) -> None:
+    """A home made before environments had groups: its environments get them when the server starts."""
+    settings = replace(engine.platform.settings, port=8911)
+    with transaction(engine.platform.sessions) as session:
+        add_environment(session, settings, "legacy", actor="admin")
+    with pytest.raises(NotFound, match="variable group 'legacy' not found"):
+        resources.GROUPS.get(engine.platform, "legacy")
+    settings.save()  # an initialised home
+    app = create_app(settings, agents=0)
+    app.platform.close()
+    group = resources.GROUPS.get(engine.platform, "legacy")
+    assert group["variables"]["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:8911/mlflow/legacy"
+    assert group["secret_variables"] == TOKENS
+
+
 def test_rotation_revokes_the_previous_token(engine: Engine) -> None:
     environments.create_environment(engine.platform, ADMIN, "perf")
     old = group_secrets(engine, "perf")["DATABRICKS_TOKEN"]
@@ -112,6 +129,12 @@ def test_the_webhook_joins_and_leaves_the_group(engine: Engine) -> None:
     assert resources.GROUPS.get(engine.platform, "live")["secret_variables"] == [*TOKENS, "NOTIFY_WEBHOOK_URL"]
     resources.set_environment(engine.platform, ADMIN, "live", approval_required=None, notify_webhook="")
     assert "NOTIFY_WEBHOOK_URL" not in group_secrets(engine, "live")
+
+
+def test_every_variable_of_the_group_is_documented() -> None:
+    table = (REPO_ROOT / "docs" / "server.md").read_text()
+    for name in sorted(environment_groups.MANAGED):
+        assert f"| `{name}` |" in table, f"docs/server.md does not document the group variable {name}"
 
 
 GROUP_PIPELINE = """trigger: none
