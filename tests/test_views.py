@@ -139,6 +139,7 @@ def test_views_round_trip_the_servers_answers(server: Server, git: Git) -> None:
         group = {"name": "views-rt", "variables": {"a": "1"}, "secrets": {"b": "2"}}
         same(VariableGroupView, api.post("/api/v1/variable-groups", group))
         same(VariableGroupView, api.delete("/api/v1/variable-groups/views-rt"))
+        same(VariableGroupView, api.post("/api/v1/environments/test/rotate-token"))
         assert api.connections.delete("views-rt").secret_keys == ["b"]
         same(VariableView, api.request("PUT", "/api/v1/pipelines/views-rt/variables/V", json={"value": "1"}))
         same(VariableView, api.delete("/api/v1/pipelines/views-rt/variables/V"))

@@ -34,7 +34,7 @@ from mlyard.db.engine import upgrade
 from mlyard.errors import AuthenticationError, InvalidInput
 from mlyard.git.smart_http import GitHttpApp
 from mlyard.sandbox import Sandbox, SandboxUnavailable, bwrap_binary, probe, server_paths
-from mlyard.services import deployments, events, runs, workspace_jobs
+from mlyard.services import deployments, environment_groups, events, runs, workspace_jobs
 from mlyard.services.auth import Credentials, authenticate_header, local_agent_token, parse_authorization
 from mlyard.services.bootstrap import is_initialised
 from mlyard.services.jobs import JOB_TOKEN_PREFIX, job_repo_access
@@ -98,6 +98,7 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
     sandbox = _step_sandbox(settings, agents)
     upgrade(settings.db_url)
     platform = open_platform(settings)
+    environment_groups.sync_all(platform)  # each environment's variable group, with this server's URL
     orchestrator = Orchestrator(platform)
     platform.orchestrator = orchestrator
     def wake_triggers(created: list[dict[str, Any]]) -> None:

@@ -417,6 +417,10 @@ class Environments(_Resource):
         body = {"approval_required": approval_required, "notify_webhook": notify_webhook}
         return EnvironmentView.from_dict(self._c.patch(f"{API}/environments/{name}", body))
 
+    def rotate_token(self, name: str) -> VariableGroupView:
+        """A new token in the environment's variable group; the previous one is revoked."""
+        return VariableGroupView.from_dict(self._c.post(f"{API}/environments/{name}/rotate-token"))
+
 
 class Users(_Resource):
     def list(self) -> builtins.list[UserView]:

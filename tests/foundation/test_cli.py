@@ -31,9 +31,12 @@ def test_init_is_idempotent(tmp_path: Path) -> None:
     second = json.loads(mlyard("init", "--json", home=home).stdout)
     assert second["created"] is False and second["token"] == first["token"]
     db = sqlite3.connect(home / "mlyard.db")
-    # the admin, and the creator whose token the project creator pipeline uses
-    assert db.execute("select username from users order by id").fetchall() == [("admin",), ("creator",)]
-    assert db.execute("select count(*) from tokens").fetchone() == (2,)
+    # the admin, the owners of the environments' group tokens, and the creator whose token the project
+    # creator pipeline uses
+    assert db.execute("select username from users order by id").fetchall() == [
+        ("admin",), ("env-dev",), ("env-test",), ("env-prod",), ("creator",)]
+    assert db.execute("select count(*) from tokens").fetchone() == (5,)
+    assert [r[0] for r in db.execute("select name from variable_groups order by id")] == ["dev", "test", "prod"]
     assert [r[0] for r in db.execute("select name from repos order by name")] == ["infrastructure",
                                                                                 "ml-project-template"]
     assert [r[0] for r in db.execute("select name from environments order by id")] == ["dev", "test", "prod"]

@@ -167,3 +167,15 @@ def environments_set(
             + ", notification webhook " + ("set" if row.notify_webhook else "none"),
             markup=False,
         )
+
+
+@environments_app.command("rotate-token")
+def environments_rotate_token(name: str, json: JSON = False) -> None:
+    """Give the environment's variable group a new token; the previous one stops working at once (admin)."""
+    with client() as api:
+        row = api.environments.rotate_token(name)
+    if json:
+        output.print_json(row.to_dict())
+    else:
+        output.console().print(f"variable group {row.name}: new token in " + ", ".join(
+            k for k in row.secret_variables if k.endswith("_TOKEN")), markup=False)

@@ -28,6 +28,10 @@ TEMPLATE_VARIABLES = frozenset(
      "System.PullRequest.targetBranchName"}
 )  # fmt: skip
 _TEMPLATE_NAMES = {name.lower(): name for name in TEMPLATE_VARIABLES}
+# `System.TeamProject`: mlyard has one project, so run links
+# `$(System.CollectionUri)$(System.TeamProject)/_build/results?buildId=$(Build.BuildId)` open the run
+# in its web UI (web/pages.py) as in Azure DevOps.
+TEAM_PROJECT = "mlyard"
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ def template_context(given: Mapping[str, str]) -> dict[str, str]:
     ``Build.SourceBranchName`` and ``System.PullRequest.targetBranchName`` are derived from the branches
     when not given; ``System.TeamProject`` is mlyard's one project."""
     values = {_TEMPLATE_NAMES.get(name.lower(), name): value for name, value in given.items()}
-    values.setdefault("System.TeamProject", "mlyard")
+    values.setdefault("System.TeamProject", TEAM_PROJECT)
     branch = values.get("Build.SourceBranch")
     if branch is not None:
         values.setdefault("Build.SourceBranchName", branch_name(branch))
@@ -112,7 +116,7 @@ def run_variables(run: RunFacts) -> dict[str, str]:
         "Build.Repository.Name": run.repo,
         "Build.Repository.Uri": f"{url}/git/{run.repo}.git",
         "System.DefinitionId": str(run.pipeline_id),
-        "System.TeamProject": "mlyard",
+        "System.TeamProject": TEAM_PROJECT,
         "System.CollectionUri": f"{url}/",
         "System.TeamFoundationCollectionUri": f"{url}/",
         "Mlyard.RunUrl": f"{url}/runs/{run.run_id}",  # the run's web page

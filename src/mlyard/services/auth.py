@@ -380,3 +380,38 @@ def replace_token(platform: Platform, *, username: str, name: str, scopes: list[
             row.revoked_at = now
             audit.record(session, "token.revoked", actor=actor, target=f"{username}/{name}", token_id=row.id)
     return create_token(platform, username=username, name=name, scopes=scopes, actor=actor)
+
+
+def issue_service_token(session: Session, *, username: str, name: str, scopes: list[str], actor: str) -> str:
+    """In `session`: a new token `name` of the service identity `username` (created when missing, never an
+    administrator), revoking the one it replaces. Returns its secret, for the caller to store encrypted."""
+    scopes = check_scopes(scopes)
+    user = session.scalars(select(User).where(User.username == username)).first()
+    if user is None:
+        user = User(username=check_username(username), is_admin=False)
+        session.add(user)
+        audit.record(session, "user.created", actor=actor, target=username, is_admin=False)
+        session.flush()
+    now = datetime.now(UTC)
+    for old in session.scalars(select(Token).where(*_active_named(user.id, name))):
+        old.revoked_at = now
+        audit.record(session, "token.revoked", actor=actor, target=f"{username}/{name}", token_id=old.id)
+    session.flush()  # the name is free before the new token takes it (unique among active tokens)
+    secret = new_token_secret()
+    row = Token(user_id=user.id, name=name, prefix=secret[:8], token_hash=hash_token(secret), scopes=" ".join(scopes))
+    session.add(row)
+    session.flush()
+    audit.record(session, "token.created", actor=actor, target=f"{username}/{name}", token_id=row.id, scopes=scopes)
+    return secret
+
+
+def service_token_works(session: Session, secret: str, *, username: str, scopes: list[str]) -> bool:
+    """Whether `secret` is an active, unexpired token of `username` with exactly `scopes`."""
+    if not secret.startswith(TOKEN_PREFIX):
+        return False
+    row = session.scalars(select(Token).where(Token.token_hash == hash_token(secret))).first()
+    return (
+        row is not None
+        and _token_problem(row, username, datetime.now(UTC)) is None
+        and row.scope_list == check_scopes(scopes)
+    )

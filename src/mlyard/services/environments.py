@@ -12,7 +12,7 @@ from mlyard.db.engine import transaction
 from mlyard.db.tables import Environment
 from mlyard.errors import Conflict, NotFound
 from mlyard.names import check_env_name
-from mlyard.services import audit
+from mlyard.services import audit, environment_groups
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
 from mlyard.settings import Settings
@@ -64,9 +64,11 @@ def create_environment(
                 mlflow_tracking_uri=mlflow_tracking_uri,
                 workspace_uri=workspace_uri,
             )
-            return environment_dict(row)
+            created = environment_dict(row)
     except IntegrityError:  # created at the same time by another request
         raise Conflict(f"environment {name!r} already exists") from None
+    environment_groups.sync_group(platform, name, actor=principal.username)  # its variable group
+    return created
 
 
 def list_environments(platform: Platform) -> list[dict[str, Any]]:

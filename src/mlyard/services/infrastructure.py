@@ -1,6 +1,7 @@
 """The platform's own infrastructure, created at init and repaired by `mlyard infra sync`.
 
 - a service connection `<env>-connection` per environment (workspace, MLflow and serving settings);
+- a variable group `<env>` per environment (services/environment_groups.py; brought up to date);
 - the repo `infrastructure` with `environments/<env>.yml` and `.cicd/pipelines/create-ml-repo.yml`;
 - the repo `ml-project-template` holding the project template (copier), so an organisation
   customises its template in git;
@@ -23,7 +24,7 @@ from sqlalchemy import select
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Pipeline, PipelineVariable, Repo, User
 from mlyard.git import repos as git
-from mlyard.services import auth, environments, pipelines, repos, resources
+from mlyard.services import auth, environment_groups, environments, pipelines, repos, resources
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
 
@@ -104,7 +105,7 @@ def environment_yaml(env: dict[str, Any]) -> str:
 
 def sync(platform: Platform, admin: Principal) -> dict[str, list[str]]:
     """Create whatever part of the infrastructure is missing; report what was created."""
-    created: dict[str, list[str]] = {"connections": [], "repos": [], "pipelines": [], "variables": []}
+    created: dict[str, list[str]] = {"connections": [], "groups": [], "repos": [], "pipelines": [], "variables": []}
     envs = environments.list_environments(platform)
     for env in envs:
         name = connection_name(env["name"])
@@ -112,6 +113,8 @@ def sync(platform: Platform, admin: Principal) -> dict[str, list[str]]:
         if name not in existing:
             resources.create_connection(platform, admin, name, type="generic", settings=connection_settings(env))
             created["connections"].append(name)
+    synced = environment_groups.sync_all(platform, actor=admin.username)
+    created["groups"] = [group.environment for group in synced if group.written]
     existing_repos = {r.name for r in repos.list_repos(platform)}
     if TEMPLATE_REPO not in existing_repos:
         _seed_repo(platform, admin, TEMPLATE_REPO, TEMPLATE_DIR, "Project template shipped with mlyard")

@@ -19,7 +19,7 @@ from mlyard.db.engine import transaction
 from mlyard.db.tables import Connection, Environment, Permission, VariableGroup
 from mlyard.errors import Conflict, InvalidInput, NotFound
 from mlyard.names import check_resource_name
-from mlyard.services import audit, secrets
+from mlyard.services import audit, environment_groups, secrets
 from mlyard.services.auth import Principal
 from mlyard.services.pipelines import get_row
 from mlyard.services.platform import Platform
@@ -188,7 +188,7 @@ def permit_pipeline(platform: Platform, principal: Principal, pipeline: str, res
         return {"pipeline": pipeline, "resource": f"{kind}:{name}", "granted": added}
 
 
-WEBHOOK_SETTING = "NOTIFY_WEBHOOK_URL"
+WEBHOOK_SETTING = environment_groups.WEBHOOK_SETTING
 
 
 def set_environment(
@@ -202,7 +202,8 @@ def set_environment(
     """Change an environment's checks and its notification webhook ("" removes it).
 
     The webhook is a secret setting of the environment's service connection, so the pipelines that use
-    the connection (model CI) see it as `NOTIFY_WEBHOOK_URL` and logs show it as `***`.
+    the connection (model CI) see it as `NOTIFY_WEBHOOK_URL` and logs show it as `***`; the
+    environment's variable group gets it too.
     """
     from mlyard.services.environments import environment_dict
 
@@ -235,7 +236,10 @@ def set_environment(
             approval_required=row.approval_required,
             notify_webhook="unchanged" if notify_webhook is None else ("set" if notify_webhook else "removed"),
         )
-        return {**environment_dict(row), "notify_webhook": WEBHOOK_SETTING in hidden}
+        answer = {**environment_dict(row), "notify_webhook": WEBHOOK_SETTING in hidden}
+    if notify_webhook is not None:  # the environment's variable group holds the webhook too
+        environment_groups.sync_group(platform, name, actor=principal.username)
+    return answer
 
 
 def check_webhook(url: str) -> None:

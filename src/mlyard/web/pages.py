@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from mlyard.errors import AuthenticationError, MlyardError, NotFound, PermissionDenied
+from mlyard.pipelines.predefined import TEAM_PROJECT
 from mlyard.protocol import FINAL_STATES, State
 from mlyard.services import deployments, environments, models, pipelines, repos, runs
 from mlyard.services.auth import Principal, authenticate
@@ -253,6 +254,21 @@ def _models(request: Request, platform: Platform) -> dict[str, Any]:
     }
 
 
+def run_link(request: Request, project: str) -> Response:
+    """`$(System.CollectionUri)$(System.TeamProject)/_build/results?buildId=$(Build.BuildId)`, Azure DevOps'
+    link to a run, goes to the run's page (which asks to sign in, and says when the run does not exist)."""
+    build_id = request.query_params.get("buildId", "")
+    try:
+        if project.lower() != TEAM_PROJECT:
+            raise NotFound(f"project {project!r} not found: mlyard has one project, {TEAM_PROJECT!r}")
+        if not build_id:
+            raise NotFound("no run: the link needs ?buildId=RUN (the run's id, $(Build.BuildId))")
+        run_id = _run_id(build_id)
+    except NotFound as exc:
+        return _error_page(exc, None)
+    return RedirectResponse(f"/runs/{run_id}", status_code=302, headers=_HEADERS)
+
+
 def _run_id(value: str) -> int:
     if not value.isdigit() or len(value) > 18:  # ids are 64-bit integers
         raise NotFound(f"run {value!r} not found")
@@ -334,3 +350,4 @@ router.add_api_route("/runs/{run_id}", page(_run), methods=["GET"], response_cla
 router.add_api_route("/repos", page(_repos), methods=["GET"], response_class=HTMLResponse)
 router.add_api_route("/repos/{name}", page(_repo), methods=["GET"], response_class=HTMLResponse)
 router.add_api_route("/models", page(_models), methods=["GET"], response_class=HTMLResponse)
+router.add_api_route("/{project}/_build/results", run_link, methods=["GET"])

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 
 from mlyard.api.deps import current_principal, get_platform, requires
 from mlyard.api.schemas import EnvironmentCreate
-from mlyard.services import environments
+from mlyard.services import environment_groups, environments, resources
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
 
@@ -38,3 +38,13 @@ def create_environment(
     return environments.create_environment(
         platform, principal, body.name, mlflow_tracking_uri=body.mlflow_tracking_uri, workspace_uri=body.workspace_uri
     )
+
+
+@router.post("/{name}/rotate-token")
+def rotate_token(
+    name: str, principal: Principal = Depends(requires("admin")), platform: Platform = Depends(get_platform)
+) -> dict[str, Any]:
+    """A new token in the environment's variable group (DATABRICKS_TOKEN, MLFLOW_TRACKING_TOKEN); the
+    previous one is revoked. Answers with the group (names of its secrets, never their values)."""
+    environment_groups.rotate_token(platform, principal, name)
+    return resources.GROUPS.get(platform, name)
