@@ -92,7 +92,7 @@ class MlyardDeploymentClient(BaseDeploymentClient):  # type: ignore[misc]  # MLf
     def list_deployments(self, endpoint: str | None = None) -> builtins.list[dict[str, Any]]:
         """The deployments of the target's environment (only `endpoint`'s, when given)."""
         with self._api("listing deployments") as api:
-            rows = api.deployments.list(env=self.target.environment)
+            rows = self._listed(api)
         return [_describe(row) for row in rows if endpoint is None or row.model == endpoint]
 
     def get_deployment(self, name: str, endpoint: str | None = None) -> dict[str, Any]:
@@ -121,7 +121,7 @@ class MlyardDeploymentClient(BaseDeploymentClient):  # type: ignore[misc]  # MLf
     # -- endpoints: a deployment's stable scoring URI, created and deleted with it ---------------------
     def list_endpoints(self) -> builtins.list[dict[str, Any]]:
         with self._api("listing endpoints") as api:
-            return [_endpoint(row) for row in api.deployments.list(env=self.target.environment)]
+            return [_endpoint(row) for row in self._listed(api)]
 
     def get_endpoint(self, endpoint: str) -> dict[str, Any]:
         with self._api(f"reading endpoint {endpoint!r}") as api:
@@ -147,6 +147,10 @@ class MlyardDeploymentClient(BaseDeploymentClient):  # type: ignore[misc]  # MLf
                 yield api
         except MlyardError as exc:
             raise translate(exc, f"{self.target.describe()}: {doing}") from None
+
+    def _listed(self, api: Client) -> builtins.list[DeploymentView]:
+        api.environments.get(self.target.environment)  # an unknown environment is an error, not an empty list
+        return api.deployments.list(env=self.target.environment)
 
     def _existing(self, api: Client, name: str) -> DeploymentView:
         found = _find(api, self.target.environment, name)
