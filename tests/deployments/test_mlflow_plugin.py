@@ -17,7 +17,7 @@ import httpx
 import pytest
 from mlflow.deployments import get_deploy_client
 
-from mlyard.deployments_plugin import MlyardDeploymentClient
+from mlyard.deployments_plugin import MlyardDeploymentClient, run_local, target_help
 from mlyard.deployments_plugin.config import DeployConfig, ModelRef, parse_config, parse_model_uri
 from mlyard.deployments_plugin.errors import TargetError
 from mlyard.deployments_plugin.target import Target, parse_target
@@ -79,6 +79,12 @@ def test_create_predict_update_get_list_delete_with_the_mlflow_cli(
     assert (found["name"], found["version"], found["state"], found["cpu"], found["memory"]) == (
         MODEL, "1", "healthy", 1.0, 2.0)  # fmt: skip
 
+    with pytest.raises(TargetError) as caught:
+        client.create_deployment(MODEL, f"models:/{MODEL}/2")
+    assert caught.value.error_code == "RESOURCE_ALREADY_EXISTS"
+    assert f"deployment '{MODEL}' already exists (version 1, healthy): change it with `mlflow deployments update" \
+        in caught.value.message
+
     rows = tmp_path / "rows.json"
     rows.write_text(json.dumps([{"a": a, "b": b} for a, b in ROWS]))
     mlflow_cli(server, "predict", "-t", target, "--name", MODEL, "-I", str(rows), "-O", str(tmp_path / "out.json"))
@@ -97,8 +103,9 @@ def test_create_predict_update_get_list_delete_with_the_mlflow_cli(
     assert client.predict(MODEL, {"dataframe_records": [{"a": a, "b": b} for a, b in ROWS]}) == {
         "predictions": logged[1].predictions}  # fmt: skip
 
-    listed = mlflow_cli(server, "list", "-t", target).stdout
-    assert f"'name': '{MODEL}'" in listed and f"'scoring_uri': '{found['scoring_uri']}'" in listed
+    listed = client.list_deployments()  # what `mlflow deployments list` prints (each CLI call costs seconds)
+    assert [(d["name"], d["version"], d["flavor"], d["scoring_uri"]) for d in listed] == [
+        (MODEL, "2", "python_function", found["scoring_uri"])]  # fmt: skip
     endpoint = client.get_endpoint(MODEL)
     assert (endpoint["scoring_uri"], endpoint["version"]) == (found["scoring_uri"], "2")
     assert [e["name"] for e in client.list_endpoints()] == [MODEL]
@@ -170,7 +177,13 @@ def test_errors_name_the_target_and_what_to_do(server: Server, logged: list[Logg
          f"no deployment named '{MODEL}'; create it with `mlflow deployments create -t {target} --name {MODEL}"),
         (lambda: client.predict(MODEL, BODY), "RESOURCE_DOES_NOT_EXIST", f"no deployment named '{MODEL}'"),
         (lambda: get_deploy_client(f"mlyard+http://127.0.0.1:{server.port}/nope").list_deployments(),
-         "RESOURCE_DOES_NOT_EXIST", "environment 'nope'"),
+         "RESOURCE_DOES_NOT_EXIST", "listing deployments: environment 'nope' not found; existing environments: "),
+        (lambda: client.create_endpoint(MODEL), "INVALID_PARAMETER_VALUE",
+         f"an mlyard endpoint comes with its deployment: `mlflow deployments create -t {target} --name {MODEL}"),
+        (lambda: client.get_deployment(MODEL, endpoint="other"), "INVALID_PARAMETER_VALUE",
+         f"endpoint 'other' does not hold deployment '{MODEL}'"),
+        (lambda: run_local(MODEL, f"models:/{MODEL}/1", config={"port": "http"}), "INVALID_PARAMETER_VALUE",
+         "invalid config port='http': use a port number, e.g. -C port=5000"),
     ]  # fmt: skip
     for call, code, message in cases:
         with pytest.raises(TargetError) as caught:
@@ -188,6 +201,13 @@ def test_a_bad_token_is_refused_with_where_to_set_it(server: Server, target: str
 
 
 # -- the target's rules, without a server ---------------------------------------------------------------
+def test_mlflow_finds_the_plugin_for_each_scheme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLYARD_HOME", str(tmp_path))
+    for uri in ("mlyard", "mlyard:/test", "mlyard+http://h:1/dev", "mlyard+https://h/prod"):
+        assert isinstance(get_deploy_client(uri), MlyardDeploymentClient), uri
+    assert "mlyard+http://HOST:PORT[/PREFIX]/ENV" in target_help() and "-C port=5000" in target_help()
+
+
 def test_target_uris(tmp_path: Path) -> None:
     (tmp_path / "cli.json").write_text(json.dumps({"url": "http://cli:8080", "token": "cli-token"}))
     home = {"MLYARD_HOME": str(tmp_path)}
