@@ -8,8 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from mlyard.deployments_plugin.config import DeployConfig, ModelRef, parse_confi
 from mlyard.deployments_plugin.errors import TargetError
 from mlyard.deployments_plugin.target import Target, parse_target
 from tests.conftest import Server
+from tests.deployments.streams import RequestStream
 from tests.registry.conftest import ROWS, Logged, log_models
 
 MODEL = "plugin-model"
@@ -91,7 +90,7 @@ def test_create_predict_update_get_list_delete_with_the_mlflow_cli(
     assert json.loads((tmp_path / "out.json").read_text()) == {"predictions": logged[0].predictions}
 
     # update to version 2 under a stream of requests, each on a new connection: none fails
-    stream = RequestStream(found["scoring_uri"])
+    stream = RequestStream(found["scoring_uri"], BODY)
     with stream:
         mlflow_cli(server, "update", "-t", target, "--name", MODEL, "-m", f"models:/{MODEL}/2", "-C", "memory=1536M")
         stream.wait_for(logged[1].predictions)
@@ -119,44 +118,6 @@ def test_create_predict_update_get_list_delete_with_the_mlflow_cli(
            f"named '{MODEL}'; create it with `mlflow deployments create -t {target}" in missing.stderr
     client.delete_deployment(MODEL)  # deleting what is gone is no error (MLflow's contract)
     assert client.list_deployments() == []
-
-
-class RequestStream:
-    """A thread posting BODY to a scoring URI (a new connection per request, as many clients do) until the
-    block ends; it records each answer's predictions and each failure."""
-
-    def __init__(self, scoring_uri: str) -> None:
-        self.uri = scoring_uri
-        self.seen: list[list[int]] = []
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-
-    def __enter__(self) -> RequestStream:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def wait_for(self, predictions: list[int], timeout: float = 30) -> None:
-        """Until the answers are `predictions` (then half a second more of them)."""
-        deadline = time.monotonic() + timeout
-        while (not self.seen or self.seen[-1] != predictions) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                answer = httpx.post(self.uri, json=BODY, timeout=30)
-                if answer.status_code == 200:
-                    self.seen.append(answer.json()["predictions"])
-                else:
-                    self.failures.append(f"{answer.status_code} {answer.text}")
-            except httpx.HTTPError as exc:
-                self.failures.append(repr(exc))
 
 
 @pytest.mark.slow
