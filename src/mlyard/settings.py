@@ -121,17 +121,23 @@ class CliConfig:
 
     @classmethod
     def load(cls, home: Path) -> CliConfig:
-        url = token = username = ""
+        saved = cls.read(home)
+        url = os.environ.get("MLYARD_URL") or saved.url or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+        token = os.environ.get("MLYARD_TOKEN") or saved.token
+        return cls(url=url.rstrip("/"), token=token, username=saved.username)
+
+    @classmethod
+    def read(cls, home: Path) -> CliConfig:
+        """The file alone, without the environment's overrides (empty fields when there is no file)."""
         path = home / CLI_CONFIG_FILE
-        if path.exists():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                url, token, username = data.get("url", ""), data.get("token", ""), data.get("username", "")
-            except (OSError, ValueError) as exc:
-                raise InvalidInput(f"{path}: cannot read CLI config ({exc}); run `mlyard init` again") from exc
-        url = os.environ.get("MLYARD_URL") or url or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
-        token = os.environ.get("MLYARD_TOKEN") or token
-        return cls(url=url.rstrip("/"), token=token, username=username)
+        if not path.exists():
+            return cls(url="", token="")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            url, token, username = data.get("url", ""), data.get("token", ""), data.get("username", "")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise InvalidInput(f"{path}: cannot read CLI config ({exc}); run `mlyard init` again") from exc
+        return cls(url=str(url or "").rstrip("/"), token=str(token or ""), username=str(username or ""))
 
     def save(self, home: Path) -> Path:
         path = home / CLI_CONFIG_FILE

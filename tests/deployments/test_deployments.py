@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import psutil
 import pytest
 
 from tests.conftest import Server, start_server
+from tests.deployments.streams import RequestStream
 from tests.registry.conftest import ROWS, Logged, log_models
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]  # a file of minutes: scheduled first
@@ -107,32 +107,10 @@ def test_redeploy_by_stage_under_a_stream_of_requests_has_no_failure(srv: Server
     before = json.loads(srv.cli("deployments", "show", MODEL, "--env", "dev", "--json").stdout)
     srv.cli("models", "stage", MODEL, "2", "Production")
     body = {"dataframe_split": {"columns": ["a", "b"], "data": ROWS}}
-    seen: list[list] = []
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def stream() -> None:
-        while not stop.is_set():
-            try:  # a new connection per request, as many clients do
-                answer = httpx.post(before["scoring_uri"], json=body, timeout=30)
-                if answer.status_code == 200:
-                    seen.append(answer.json()["predictions"])
-                else:
-                    failures.append(f"{answer.status_code} {answer.text}")
-            except httpx.HTTPError as exc:
-                failures.append(repr(exc))
-
-    thread = threading.Thread(target=stream)
-    thread.start()
-    try:
+    with RequestStream(before["scoring_uri"], body) as stream:
         after = deploy(srv)  # the default: the version in Production
-        deadline = time.monotonic() + 30
-        while (not seen or seen[-1] != logged[1].predictions) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)
-    finally:
-        stop.set()
-        thread.join()
+        stream.wait_for(logged[1].predictions)
+    failures, seen = stream.failures, stream.seen
     assert failures == []
     assert after["version"] == "2" and after["scoring_uri"] == before["scoring_uri"] and after["pid"] != before["pid"]
     assert seen[0] == logged[0].predictions and seen[-1] == logged[1].predictions
