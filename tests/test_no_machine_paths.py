@@ -17,7 +17,7 @@ SCANNED = ("tests", "benchmarks")
 MACHINE_PATH = re.compile(r"(?<![\w:/.~*}-])/(?:root|home|work|tmp|Users|var/folders)(?=/|[\"'\s]|$)", re.MULTILINE)
 ALLOWED = "# a path inside the step sandbox"  # a line with this comment names a path of the sandbox, not a machine
 SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache"}
-# Other projects' files kept verbatim (their CI scripts name their own machines' paths, e.g. /tmp/docker).
+# Other projects' files kept verbatim (their CI scripts name paths of their own machines).
 THIRD_PARTY = ("tests/data/realworld",)
 
 
