@@ -46,7 +46,7 @@ def test_creating_an_environment_creates_its_group(engine: Engine) -> None:
         "DATABRICKS_HOST": "http://127.0.0.1:8765/databricks/staging",
         "MLFLOW_TRACKING_URI": "http://127.0.0.1:8765/mlflow/staging",
         "DEPLOY_TARGET": "mlyard",
-        "DEPLOY_TARGET_URI": "mlyard:/staging",
+        "DEPLOY_TARGET_URI": "mlyard+http://127.0.0.1:8765/staging",
     }
     assert group["secret_variables"] == TOKENS  # names only: the answer never holds a secret
     secret = group_secrets(engine, "staging")
@@ -87,7 +87,7 @@ def test_a_sync_is_idempotent_repairs_the_token_and_keeps_the_team_variables(eng
     engine.platform.settings = replace(engine.platform.settings, public_url="https://ml.example/")
     moved = environment_groups.sync_all(engine.platform)
     assert [(s.environment, s.changed, s.token_issued) for s in moved] == [
-        ("qa", ("DATABRICKS_HOST", "MLFLOW_TRACKING_URI"), False)
+        ("qa", ("DATABRICKS_HOST", "DEPLOY_TARGET_URI", "MLFLOW_TRACKING_URI"), False)
     ]
     assert resources.GROUPS.get(engine.platform, "qa")["variables"]["DATABRICKS_HOST"] == "https://ml.example/databricks/qa"
 
@@ -158,7 +158,7 @@ def test_a_run_using_the_group_asks_permission_then_gets_its_values(engine: Engi
     assert spec is not None
     variables, hidden = dict(spec["variables"]), dict(spec["secrets"])  # type: ignore[call-overload]
     assert variables["DATABRICKS_HOST"] == "http://127.0.0.1:8765/databricks/dev"
-    assert variables["DEPLOY_TARGET_URI"] == "mlyard:/dev"
+    assert variables["DEPLOY_TARGET_URI"] == "mlyard+http://127.0.0.1:8765/dev"
     assert set(TOKENS) <= set(hidden) and not set(TOKENS) & set(variables)
     link = f"{variables['System.CollectionUri']}{variables['System.TeamProject']}/_build/results?buildId="
     assert link + variables["Build.BuildId"] == f"http://127.0.0.1:8765/mlyard/_build/results?buildId={run_id}"
@@ -193,7 +193,9 @@ def test_a_step_sees_the_group_and_the_run_link_opens_the_run(server: Server, gi
     done = wait_state(server, first["id"])
     text = logs(server, done["id"])
     assert done["state"] == "succeeded", text
-    assert f"host={server.url}/databricks/{env} uri={server.url}/mlflow/{env} target=mlyard mlyard:/{env}" in text
+    url = server.url
+    expected = f"host={url}/databricks/{env} uri={url}/mlflow/{env} target=mlyard mlyard+{url}/{env}"
+    assert expected in text
     assert "unmapped=[unset] mapped=[***] length=47" in text and "myd_" not in text
     link = re.search(r"link=([^\s\"]+)", text)
     assert link is not None and link.group(1) == f"{server.url}/mlyard/_build/results?buildId={done['id']}"

@@ -4,7 +4,7 @@ Library of Azure DevOps:
 
 - `DATABRICKS_HOST` = `<server>/databricks/<env>` and `DATABRICKS_TOKEN` (secret): the Databricks API;
 - `MLFLOW_TRACKING_URI` = `<server>/mlflow/<env>` and `MLFLOW_TRACKING_TOKEN` (secret): MLflow;
-- `DEPLOY_TARGET` = `mlyard` and `DEPLOY_TARGET_URI` = `mlyard:/<env>`: `mlflow deployments -t`;
+- `DEPLOY_TARGET` = `mlyard` and `DEPLOY_TARGET_URI` = `mlyard+<server>/<env>`: `mlflow deployments -t`;
 - `NOTIFY_WEBHOOK_URL` (secret), when the environment has a notification webhook.
 
 Both tokens are one token of the service identity `env-<env>` with the scopes a pipeline needs
@@ -66,7 +66,7 @@ def plain_values(server_url: str, env: str) -> dict[str, str]:
         "DATABRICKS_HOST": f"{server_url}/databricks/{env}",
         "MLFLOW_TRACKING_URI": f"{server_url}/mlflow/{env}",
         "DEPLOY_TARGET": DEPLOY_TARGET,
-        "DEPLOY_TARGET_URI": f"{DEPLOY_TARGET}:/{env}",
+        "DEPLOY_TARGET_URI": f"{DEPLOY_TARGET}+{server_url}/{env}",  # from any agent, not only this machine
     }
 
 
