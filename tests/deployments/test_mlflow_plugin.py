@@ -178,8 +178,8 @@ def test_target_uris(tmp_path: Path) -> None:
         ("mlyard:/test", home, Target("mlyard:/test", "http://cli:8080", "cli-token", "test")),
         ("mlyard:/prod", {**home, "MLYARD_URL": "http://u:1", "MLYARD_TOKEN": "t"},
          Target("mlyard:/prod", "http://u:1", "t", "prod")),
-        # the CLI config's token goes to the CLI config's server only
-        ("mlyard:/dev", {**home, "MLYARD_URL": "http://u:1"}, Target("mlyard:/dev", "http://u:1", "", "dev")),
+        # the CLI's server (MLYARD_URL overrides the config's URL) gets the CLI's token, as the mlyard CLI does
+        ("mlyard:/dev", {**home, "MLYARD_URL": "http://u:1"}, Target("mlyard:/dev", "http://u:1", "cli-token", "dev")),
         ("mlyard+http://h:1/dev", {**home, **tracking},
          Target("mlyard+http://h:1/dev", "http://h:1", "tracking-token", "dev")),
         ("mlyard+http://other:1/dev", {**home, **tracking}, Target("mlyard+http://other:1/dev", "http://other:1", "",

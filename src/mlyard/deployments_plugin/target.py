@@ -6,8 +6,8 @@
     mlyard+https://HOST[/PREFIX]/ENV        the same over TLS
 
 The token is never part of the URI (it would end up in logs): MLYARD_TOKEN, else MLFLOW_TRACKING_TOKEN when
-MLFLOW_TRACKING_URI is this server's MLflow (`<server>/mlflow/<env>`), else the CLI config's token when the
-config names this server.
+MLFLOW_TRACKING_URI is this server's MLflow (`<server>/mlflow/<env>`), else the CLI config's token for the
+CLI's server (`mlyard`, `mlyard:/ENV`, as the mlyard CLI does) or when the config names this server.
 """
 
 from __future__ import annotations
@@ -70,13 +70,16 @@ def parse_target(uri: str, environ: Mapping[str, str] | None = None) -> Target:
         check_env_name(env or DEFAULT_ENV)
     except InvalidInput as exc:
         raise invalid(f"invalid target URI {uri!r}: {exc}") from None
-    return Target(uri=uri, server=server, token=_token(server, environ, saved), environment=env or DEFAULT_ENV)
+    token = _token(server, environ, saved, cli_server=scheme == NAME)
+    return Target(uri=uri, server=server, token=token, environment=env or DEFAULT_ENV)
 
 
-def _token(server: str, environ: Mapping[str, str], saved: CliConfig) -> str:
+def _token(server: str, environ: Mapping[str, str], saved: CliConfig, *, cli_server: bool) -> str:
+    """`cli_server`: the target is the CLI's own server (`mlyard`, `mlyard:/ENV`), whose token the CLI
+    config holds, as the mlyard CLI uses it (also with MLYARD_URL set)."""
     if environ.get("MLYARD_TOKEN"):
         return environ["MLYARD_TOKEN"]
     tracking = environ.get("MLFLOW_TRACKING_URI", "").rstrip("/")
     if environ.get("MLFLOW_TRACKING_TOKEN") and tracking.startswith(f"{server}/mlflow/"):
         return environ["MLFLOW_TRACKING_TOKEN"]
-    return saved.token if saved.url == server else ""
+    return saved.token if cli_server or saved.url == server else ""
