@@ -1,0 +1,492 @@
+"""A Databricks-compatible API per environment at `/databricks/<env>` (docs/databricks.md).
+
+`DATABRICKS_HOST=<server>/databricks/<env>` and an mlyard token as `DATABRICKS_TOKEN` make Databricks'
+clients (databricks-sdk, the CLI) talk to the environment's workspace: Workspace API 2.0 and the one-time
+runs of Jobs API 2.1/2.2. It is its own ASGI app (mounted by `create_app`) so that every error, even a
+malformed request or an unknown route, has Databricks' shape `{"error_code": ..., "message": ...}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import email.parser
+import email.policy
+import logging
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mlyard.errors import (
+    AuthenticationError,
+    Conflict,
+    InvalidInput,
+    MlyardError,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    TooManyAttempts,
+)
+from mlyard.services import databricks
+from mlyard.services.auth import Principal, authenticate_header
+from mlyard.services.platform import Platform
+from mlyard.workspace.objects import DirectoryNotEmpty, ObjectInfo, TooLarge
+
+log = logging.getLogger("mlyard.databricks")
+MAX_FORM_PARTS = 16
+RunId = Annotated[int, Query(ge=0, le=2**63 - 1)]
+
+
+# -- wire models ------------------------------------------------------------------------------------
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # cluster, notification, ... settings have no meaning here
+
+
+class ObjectModel(BaseModel):
+    path: str
+    object_type: str
+    object_id: int
+    created_at: int
+    modified_at: int
+    language: str | None = None
+    size: int | None = None
+
+
+class ListResponse(BaseModel):
+    objects: list[ObjectModel] = Field(default_factory=list)
+
+
+class ExportResponse(BaseModel):
+    content: str
+    file_type: str
+
+
+class MkdirsRequest(_Request):
+    path: str
+
+
+class DeleteRequest(_Request):
+    path: str
+    recursive: bool = False
+
+
+class ImportRequest(_Request):
+    path: str
+    content: str = ""
+    format: str | None = None
+    language: str | None = None
+    overwrite: bool = False
+
+
+class NotebookTask(_Request):
+    notebook_path: str
+    base_parameters: dict[str, str] = Field(default_factory=dict)
+    source: Literal["WORKSPACE"] | None = None
+
+
+class SparkPythonTask(_Request):
+    python_file: str
+    parameters: list[str] = Field(default_factory=list)
+    source: Literal["WORKSPACE"] | None = None
+
+
+class SubmitTask(_Request):
+    task_key: str = Field("main", max_length=100)
+    notebook_task: NotebookTask | None = None
+    spark_python_task: SparkPythonTask | None = None
+    python_wheel_task: dict[str, Any] | None = None
+    depends_on: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class SubmitRequest(_Request):
+    run_name: str = Field("Untitled", max_length=4096)
+    tasks: list[SubmitTask] = Field(default_factory=list, max_length=100)
+    notebook_task: NotebookTask | None = None  # Jobs API 2.0's single task form
+    spark_python_task: SparkPythonTask | None = None
+    python_wheel_task: dict[str, Any] | None = None
+
+
+class SubmitResponse(BaseModel):
+    run_id: int
+
+
+class RunIdRequest(_Request):
+    run_id: int = Field(ge=0, le=2**63 - 1)
+
+
+class RunStateModel(BaseModel):
+    life_cycle_state: str
+    result_state: str | None = None
+    state_message: str
+    user_cancelled_or_timedout: bool
+
+
+class TerminationDetails(BaseModel):
+    code: str
+    type: str
+    message: str
+
+
+class RunStatus(BaseModel):
+    state: str
+    termination_details: TerminationDetails | None = None
+
+
+class RunTask(BaseModel):
+    run_id: int
+    task_key: str
+    notebook_task: dict[str, Any] | None = None
+    spark_python_task: dict[str, Any] | None = None
+    state: RunStateModel
+    status: RunStatus
+    start_time: int
+    end_time: int
+    run_duration: int
+    attempt_number: int = 0
+
+
+class RunModel(BaseModel):
+    run_id: int
+    number_in_job: int
+    run_name: str
+    run_type: str = "SUBMIT_RUN"
+    creator_user_name: str
+    state: RunStateModel
+    status: RunStatus
+    tasks: list[RunTask]
+    start_time: int
+    end_time: int
+    run_duration: int
+    setup_duration: int = 0
+    execution_duration: int
+    cleanup_duration: int = 0
+    run_page_url: str
+
+
+class ListRunsResponse(BaseModel):
+    runs: list[RunModel]
+    has_more: bool
+    next_page_token: str | None = None
+
+
+class NotebookOutput(BaseModel):
+    result: str | None = None
+    truncated: bool = False
+
+
+class RunOutputModel(BaseModel):
+    metadata: RunModel
+    notebook_output: NotebookOutput | None = None
+    logs: str | None = None
+    logs_truncated: bool | None = None
+    error: str | None = None
+    error_trace: str | None = None
+
+
+class WellKnown(BaseModel):
+    oidc_endpoint: str = ""  # no OAuth here: clients use the token (DATABRICKS_TOKEN)
+
+
+# -- dependencies -----------------------------------------------------------------------------------
+
+
+def _platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def _principal(request: Request, platform: Platform = Depends(_platform)) -> Principal:
+    addr = request.client.host if request.client else ""
+    return authenticate_header(platform, request.headers.get("authorization"), remote_addr=addr)
+
+
+def _reader(principal: Principal = Depends(_principal)) -> Principal:
+    principal.require("repo:read")
+    return principal
+
+
+def _writer(principal: Principal = Depends(_principal)) -> Principal:
+    principal.require("repo:write")
+    return principal
+
+
+router = APIRouter(prefix="/{env}")
+Reader = Annotated[Principal, Depends(_reader)]
+Writer = Annotated[Principal, Depends(_writer)]
+PlatformDep = Annotated[Platform, Depends(_platform)]
+
+
+# -- workspace --------------------------------------------------------------------------------------
+
+
+def _object(info: ObjectInfo) -> ObjectModel:
+    return ObjectModel(path=info.path, object_type=info.object_type, object_id=info.object_id,
+                       created_at=info.created_at, modified_at=info.modified_at, language=info.language,
+                       size=info.size)  # fmt: skip
+
+
+@router.get("/.well-known/databricks-config", response_model_exclude_none=True)
+def well_known(env: str, platform: PlatformDep) -> WellKnown:
+    databricks.objects(platform, env)  # 404 for an unknown environment
+    return WellKnown()
+
+
+@router.get("/api/2.0/workspace/get-status", response_model_exclude_none=True)
+def get_status(env: str, path: str, _: Reader, platform: PlatformDep) -> ObjectModel:
+    return _object(databricks.objects(platform, env).get_status(path))
+
+
+@router.get("/api/2.0/workspace/list", response_model_exclude_none=True)
+def list_objects(env: str, path: str, _: Reader, platform: PlatformDep) -> ListResponse:
+    return ListResponse(objects=[_object(i) for i in databricks.objects(platform, env).list(path)])
+
+
+@router.post("/api/2.0/workspace/mkdirs")
+def mkdirs(env: str, body: MkdirsRequest, _: Writer, platform: PlatformDep) -> dict[str, Any]:
+    databricks.objects(platform, env).mkdirs(body.path)
+    return {}
+
+
+@router.post("/api/2.0/workspace/delete")
+def delete(env: str, body: DeleteRequest, _: Writer, platform: PlatformDep) -> dict[str, Any]:
+    databricks.objects(platform, env).delete(body.path, recursive=body.recursive)
+    return {}
+
+
+@router.post("/api/2.0/workspace/import")
+async def import_object(env: str, request: Request, _: Writer, platform: PlatformDep) -> dict[str, Any]:
+    """JSON with base64 `content`, or a multipart form with the raw `content` (databricks-sdk's upload)."""
+    body = await request.body()
+    content_type = request.headers.get("content-type", "")
+    try:
+        if content_type.startswith("multipart/form-data"):
+            fields = _form(content_type, body)
+            data = fields.pop("content", b"")
+            text = {k: v.decode("utf-8", "replace") for k, v in fields.items()}
+            parsed = ImportRequest.model_validate({**text, "overwrite": text.get("overwrite", "false") == "true"})
+        else:
+            parsed = ImportRequest.model_validate_json(body or b"{}")
+            data = base64.b64decode(parsed.content, validate=True)
+    except ValidationError as exc:
+        raise InvalidInput("invalid request: " + "; ".join(_problems(exc.errors()))) from None
+    except (binascii.Error, ValueError):
+        raise InvalidInput("content is not valid base64") from None
+    tree = databricks.objects(platform, env)
+    await asyncio.to_thread(tree.import_object, parsed.path, data, fmt=parsed.format or "SOURCE",
+                            language=parsed.language, overwrite=parsed.overwrite)  # fmt: skip
+    return {}
+
+
+def _form(content_type: str, body: bytes) -> dict[str, bytes]:
+    head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    if not message.is_multipart():
+        raise InvalidInput("invalid multipart form: no parts found")
+    fields: dict[str, bytes] = {}
+    for index, part in enumerate(message.iter_parts()):
+        if index >= MAX_FORM_PARTS:
+            raise InvalidInput(f"invalid multipart form: more than {MAX_FORM_PARTS} parts")
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str):
+            fields[name] = payload if isinstance(payload, bytes) else b""
+    return fields
+
+
+@router.get("/api/2.0/workspace/export", response_model=None)
+def export(
+    env: str, path: str, _: Reader, platform: PlatformDep, format: str = "SOURCE", direct_download: bool = False
+) -> Response | ExportResponse:
+    exported = databricks.objects(platform, env).export(path, format)
+    if direct_download:
+        return Response(exported.content, media_type="application/octet-stream")
+    return ExportResponse(content=base64.b64encode(exported.content).decode(), file_type=exported.file_type)
+
+
+# -- jobs runs --------------------------------------------------------------------------------------
+
+JOBS = "/api/{version}/jobs/runs"
+Version = Literal["2.0", "2.1", "2.2"]
+
+
+def _task_spec(task: SubmitTask) -> databricks.TaskSpec:
+    if task.python_wheel_task is not None:
+        raise InvalidInput(f"task {task.task_key!r}: python_wheel_task is not supported by mlyard; run the wheel's "
+                           "entry point from a spark_python_task file instead")  # fmt: skip
+    if task.depends_on:
+        raise InvalidInput(f"task {task.task_key!r}: depends_on is not supported: submit one task per run")
+    if (task.notebook_task is None) == (task.spark_python_task is None):
+        raise InvalidInput(f"task {task.task_key!r} needs exactly one of notebook_task or spark_python_task")
+    if task.notebook_task is not None:
+        nb = task.notebook_task
+        return databricks.check_task(task.task_key, "notebook_task", nb.notebook_path, nb.base_parameters)
+    assert task.spark_python_task is not None
+    py = task.spark_python_task
+    return databricks.check_task(task.task_key, "spark_python_task", py.python_file, py.parameters)
+
+
+@router.post(f"{JOBS}/submit")
+async def submit(
+    env: str, version: Version, body: SubmitRequest, principal: Reader, platform: PlatformDep
+) -> SubmitResponse:
+    tasks = list(body.tasks)
+    if not tasks and (body.notebook_task or body.spark_python_task or body.python_wheel_task):
+        tasks = [SubmitTask(task_key="main", notebook_task=body.notebook_task, spark_python_task=body.spark_python_task,
+                            python_wheel_task=body.python_wheel_task)]  # fmt: skip
+    if len(tasks) != 1:
+        raise InvalidInput(f"a run submitted to mlyard has exactly one task; this one has {len(tasks)}")
+    spec = _task_spec(tasks[0])
+    run_id = await asyncio.to_thread(databricks.submit, platform, principal, env, run_name=body.run_name, task=spec)
+    return SubmitResponse(run_id=run_id)
+
+
+def _state(state: databricks.RunState) -> tuple[RunStateModel, RunStatus]:
+    model = RunStateModel(life_cycle_state=state.life_cycle_state, result_state=state.result_state,
+                          state_message=state.state_message,
+                          user_cancelled_or_timedout=state.user_cancelled_or_timedout)  # fmt: skip
+    v2 = "TERMINATED" if state.life_cycle_state == "INTERNAL_ERROR" else state.life_cycle_state
+    details = None
+    if state.termination_code and state.termination_type:
+        details = TerminationDetails(code=state.termination_code, type=state.termination_type,
+                                     message=state.state_message)  # fmt: skip
+    return model, RunStatus(state=v2, termination_details=details)
+
+
+def _run(platform: Platform, run: databricks.RunRecord) -> RunModel:
+    state, status = _state(run.state)
+    task = RunTask(run_id=run.run_id, task_key=run.task_key, notebook_task=run.task.get("notebook_task"),
+                   spark_python_task=run.task.get("spark_python_task"), state=state, status=status,
+                   start_time=run.start_time, end_time=run.end_time, run_duration=run.run_duration)  # fmt: skip
+    return RunModel(run_id=run.run_id, number_in_job=run.run_id, run_name=run.run_name,
+                    creator_user_name=run.creator_user_name, state=state, status=status, tasks=[task],
+                    start_time=run.start_time, end_time=run.end_time, run_duration=run.run_duration,
+                    execution_duration=run.run_duration,
+                    run_page_url=f"{platform.settings.url}/api/v1/jobs/{run.run_id}/logs")  # fmt: skip
+
+
+@router.get(f"{JOBS}/get", response_model_exclude_none=True)
+def get_run(env: str, version: Version, run_id: RunId, _: Reader, platform: PlatformDep) -> RunModel:
+    return _run(platform, databricks.get_run(platform, env, run_id))
+
+
+@router.get(f"{JOBS}/get-output", response_model_exclude_none=True)
+def get_output(env: str, version: Version, run_id: RunId, _: Reader, platform: PlatformDep) -> RunOutputModel:
+    output = databricks.run_output(platform, env, run_id)
+    notebook = None
+    if "notebook_task" in output.run.task and output.run.state.life_cycle_state == "TERMINATED":
+        notebook = NotebookOutput(result=output.notebook_result, truncated=output.notebook_truncated)
+    return RunOutputModel(metadata=_run(platform, output.run), notebook_output=notebook, logs=output.logs,
+                          logs_truncated=output.logs_truncated if output.logs is not None else None,
+                          error=output.error, error_trace=output.error_trace)  # fmt: skip
+
+
+@router.get(f"{JOBS}/list", response_model_exclude_none=True)
+def list_runs(
+    env: str,
+    version: Version,
+    _: Reader,
+    platform: PlatformDep,
+    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
+    limit: Annotated[int, Query(ge=0, le=databricks.MAX_LIST_LIMIT)] = 20,
+    page_token: str | None = None,
+    active_only: bool = False,
+    completed_only: bool = False,
+) -> ListRunsResponse:
+    if page_token:
+        if not page_token.isdigit() or int(page_token) > 10_000:
+            raise InvalidInput(f"invalid page_token {page_token[:40]!r}: use the next_page_token of a previous page")
+        offset = int(page_token)
+    runs, more = databricks.list_runs(platform, env, offset=offset, limit=limit or 20, active_only=active_only,
+                                      completed_only=completed_only)  # fmt: skip
+    token = str(offset + len(runs)) if more else None
+    return ListRunsResponse(runs=[_run(platform, r) for r in runs], has_more=more, next_page_token=token)
+
+
+@router.post(f"{JOBS}/cancel")
+def cancel_run(
+    env: str, version: Version, body: RunIdRequest, principal: Reader, platform: PlatformDep
+) -> dict[str, Any]:
+    databricks.cancel_run(platform, principal, env, body.run_id)
+    return {}
+
+
+# -- errors in Databricks' shape --------------------------------------------------------------------
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error_code": code, "message": message}, status_code=status, headers=headers)
+
+
+_CODES: list[tuple[type[MlyardError], int, str]] = [
+    (NotFound, 404, "RESOURCE_DOES_NOT_EXIST"),
+    (Conflict, 409, "RESOURCE_ALREADY_EXISTS"),
+    (DirectoryNotEmpty, 400, "DIRECTORY_NOT_EMPTY"),
+    (TooLarge, 400, "MAX_NOTEBOOK_SIZE_EXCEEDED"),
+    (AuthenticationError, 401, "UNAUTHENTICATED"),
+    (PermissionDenied, 403, "PERMISSION_DENIED"),
+    (TooManyAttempts, 429, "REQUEST_LIMIT_EXCEEDED"),
+    (PayloadTooLarge, 413, "MAX_NOTEBOOK_SIZE_EXCEEDED"),
+    (InvalidInput, 400, "INVALID_PARAMETER_VALUE"),
+]
+
+
+def error_code(exc: MlyardError) -> tuple[int, str]:
+    """Databricks' HTTP status and error_code for one of mlyard's errors."""
+    for kind, status, code in _CODES:
+        if isinstance(exc, kind):
+            return status, code
+    if exc.http_status < 500:
+        return exc.http_status, "INVALID_PARAMETER_VALUE" if exc.http_status == 400 else "BAD_REQUEST"
+    return 500, "INTERNAL_ERROR"
+
+
+def _problems(errors: Sequence[Any]) -> list[str]:
+    problems = []
+    for err in errors:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
+        problems.append(f"{where}: {err.get('msg', 'invalid value')}" if where else str(err.get("msg")))
+    return problems
+
+
+def create_app(platform: Platform) -> FastAPI:
+    """The ASGI app mounted at `/databricks` (its routes start with `/<env>`)."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.platform = platform
+    app.include_router(router)
+
+    @app.exception_handler(MlyardError)
+    async def _mlyard(_request: Request, exc: MlyardError) -> JSONResponse:
+        status, code = error_code(exc)
+        if status >= 500:
+            log.error("databricks API error: %s", exc.message)
+        headers = {"WWW-Authenticate": 'Bearer realm="mlyard"'} if status == 401 else None
+        if isinstance(exc, TooManyAttempts):
+            headers = {"Retry-After": str(exc.retry_after)}
+        return error_response(status, code, exc.message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, "INVALID_PARAMETER_VALUE", "invalid request: " + "; ".join(_problems(exc.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code in (404, 405):
+            return error_response(404, "ENDPOINT_NOT_FOUND",
+                                  f"No API found for '{request.method} {request.url.path}' (docs/databricks.md "
+                                  "lists the endpoints mlyard serves)")  # fmt: skip
+        return error_response(exc.status_code, "BAD_REQUEST", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error in the Databricks API")
+        return error_response(500, "INTERNAL_ERROR", f"internal error ({type(exc).__name__}); see the server log")
+
+    return app
