@@ -142,6 +142,9 @@ class WorkspaceObjects:
             if found is not None and found.object_type != DIRECTORY:
                 raise Conflict(f"Path ({found.path}) already exists as a {found.object_type.lower()}: "
                                "it cannot become a folder")  # fmt: skip
+            if found is None and (current / part).is_symlink():  # a link leading out of the workspace
+                where = _join(parts[: index + 1])
+                raise InvalidInput(f"invalid path '{_show(path)}': {where} leads out of the workspace")
             current = found.disk if found is not None else current / part
             current.mkdir(exist_ok=True)
 
@@ -181,13 +184,13 @@ class WorkspaceObjects:
         else:
             language = None
         if not name:
-            raise InvalidInput(f"invalid path {_show(path)}: the object needs a name")
+            raise InvalidInput(f"invalid path '{_show(path)}': the object needs a name")
         target = (*parts[:-1], name)
         folder = self._parent(target)
         disk_name = f"{name}.{LANGUAGES[language][0]}" if language else name
         self._make_room(target, folder / disk_name, overwrite=overwrite)
         _write(folder / disk_name, data)
-        info = self._describe(target, folder / disk_name)
+        info = self._describe((*parts[:-1], disk_name), folder / disk_name)
         assert info is not None
         return info
 
@@ -208,14 +211,14 @@ class WorkspaceObjects:
 
     def _parts(self, path: str) -> tuple[str, ...]:
         if not isinstance(path, str) or not path.startswith("/"):
-            raise InvalidInput(f"invalid path {_show(path)}: a workspace path is absolute (starts with '/')")
+            raise InvalidInput(f"invalid path '{_show(path)}': a workspace path is absolute (starts with '/')")
         if len(path) > MAX_PATH_CHARS or "\x00" in path:
             raise InvalidInput(f"invalid path: at most {MAX_PATH_CHARS} characters, no NUL")
         parts = [p for p in path.split("/") if p not in ("", ".")]
         if parts[:1] == ["Workspace"]:
             parts = parts[1:]
         if ".." in parts:
-            raise InvalidInput(f"invalid path {_show(path)}: '..' segments are not allowed")
+            raise InvalidInput(f"invalid path '{_show(path)}': '..' segments are not allowed")
         if VERSIONS_DIR in parts:
             raise NotFound(f"Path ({_show(path)}) doesn't exist.")
         return tuple(parts)
