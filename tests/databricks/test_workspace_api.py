@@ -24,7 +24,7 @@ from databricks.sdk.errors import (
     ResourceDoesNotExist,
     Unauthenticated,
 )
-from databricks.sdk.service import jobs
+from databricks.sdk.service import compute, jobs
 from databricks.sdk.service.workspace import ExportFormat, ImportFormat, Language, ObjectType
 
 from tests.conftest import Server
@@ -147,7 +147,7 @@ def test_errors_have_databricks_shape_and_sdk_classes(server: Server, ws: Worksp
         ws.workspace.import_("/Users/x.dbc", content="AAAA", format=ImportFormat.DBC)
     with pytest.raises(InvalidParameterValue, match=r"'\.\.' segments are not allowed"):
         ws.workspace.get_status("/ml_apps/../../etc")
-    with pytest.raises(InvalidParameterValue, match="python_wheel_task is not supported"):
+    with pytest.raises(InvalidParameterValue, match="a python_wheel_task needs exactly one library"):
         ws.jobs.submit(run_name="wheel", tasks=[jobs.SubmitTask(task_key="w", python_wheel_task=jobs.PythonWheelTask(
             package_name="p", entry_point="main"))])
     with pytest.raises(ResourceDoesNotExist):
@@ -224,3 +224,35 @@ def test_python_file_run_logs_and_cancel(ws: WorkspaceClient) -> None:
     canceled = ws.jobs.cancel_run(slow).result()
     assert canceled.state is not None and canceled.state.result_state == jobs.RunResultState.CANCELED
     assert canceled.state.user_cancelled_or_timedout
+
+
+def wheel(package: str) -> bytes:
+    """A minimal pure-Python wheel: `greet` is an entry point, `shout` a plain function of the package."""
+    code = ("import sys\n\ndef main():\n    print('wheel args', sys.argv[1:])\n    return 0\n\n"
+            "def shout():\n    print('SHOUT', sys.argv[1:])\n    return 3\n")  # fmt: skip
+    info = f"{package}-0.1.dist-info"
+    return folder_zip({
+        f"{package}/__init__.py": code,
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{info}/entry_points.txt": f"[console_scripts]\ngreet = {package}:main\n",
+        f"{info}/RECORD": "",
+    })  # fmt: skip
+
+
+def test_python_wheel_run(ws: WorkspaceClient) -> None:
+    ws.workspace.mkdirs("/Shared/wheels")
+    ws.workspace.upload("/Shared/wheels/dbxwheel-0.1-py3-none-any.whl", wheel("dbxwheel"), format=ImportFormat.RAW)
+    library = [compute.Library(whl="/Shared/wheels/dbxwheel-0.1-py3-none-any.whl")]
+    run = ws.jobs.submit(run_name="wheel", tasks=[jobs.SubmitTask(task_key="w", libraries=library,
+        python_wheel_task=jobs.PythonWheelTask(package_name="dbxwheel", entry_point="greet",
+                                               named_parameters={"epochs": "3"}))]).result()  # fmt: skip
+    assert run.state is not None and run.state.result_state == jobs.RunResultState.SUCCESS
+    output = ws.jobs.get_run_output(run.run_id or 0)
+    assert output.logs is not None and "wheel args ['--epochs=3']" in output.logs
+    plain = wait(ws, ws.jobs.submit(run_name="shout", tasks=[jobs.SubmitTask(task_key="s", libraries=library,
+        python_wheel_task=jobs.PythonWheelTask(package_name="dbxwheel", entry_point="shout",
+                                               parameters=["x"]))]).run_id or 0)  # fmt: skip
+    assert plain.state is not None and plain.state.result_state == jobs.RunResultState.FAILED
+    out = ws.jobs.get_run_output(plain.run_id or 0)
+    assert out.error == "the entry point exited with code 3" and "SHOUT ['x']" in (out.error_trace or "")

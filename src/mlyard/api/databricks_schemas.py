@@ -63,11 +63,26 @@ class SparkPythonTask(DatabricksRequest):
     source: Literal["WORKSPACE"] | None = None
 
 
+class PythonWheelTask(DatabricksRequest):
+    package_name: str = Field(max_length=200)
+    entry_point: str = Field(max_length=200)
+    parameters: list[str] = Field(default_factory=list)
+    named_parameters: dict[str, str] = Field(default_factory=dict)
+
+
+class Library(DatabricksRequest):
+    whl: str | None = None
+    pypi: dict[str, Any] | None = None
+    jar: str | None = None
+    requirements: str | None = None
+
+
 class SubmitTask(DatabricksRequest):
     task_key: str = Field("main", max_length=100)
     notebook_task: NotebookTask | None = None
     spark_python_task: SparkPythonTask | None = None
-    python_wheel_task: dict[str, Any] | None = None
+    python_wheel_task: PythonWheelTask | None = None
+    libraries: list[Library] = Field(default_factory=list, max_length=100)
     depends_on: list[dict[str, Any]] = Field(default_factory=list)
 
 
@@ -76,7 +91,8 @@ class SubmitRequest(DatabricksRequest):
     tasks: list[SubmitTask] = Field(default_factory=list, max_length=100)
     notebook_task: NotebookTask | None = None  # Jobs API 2.0's single task form
     spark_python_task: SparkPythonTask | None = None
-    python_wheel_task: dict[str, Any] | None = None
+    python_wheel_task: PythonWheelTask | None = None
+    libraries: list[Library] = Field(default_factory=list, max_length=100)
 
 
 class SubmitResponse(BaseModel):
@@ -110,6 +126,8 @@ class RunTask(BaseModel):
     task_key: str
     notebook_task: dict[str, Any] | None = None
     spark_python_task: dict[str, Any] | None = None
+    python_wheel_task: dict[str, Any] | None = None
+    libraries: list[dict[str, str]] | None = None
     state: RunStateModel
     status: RunStatus
     start_time: int

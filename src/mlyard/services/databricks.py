@@ -27,6 +27,7 @@ from mlyard.workspace.objects import DIRECTORY, NOTEBOOK, ObjectInfo, WorkspaceO
 MAX_PARAMETERS_BYTES = 10_000  # base_parameters / parameters of one task, as JSON (Databricks' own limit)
 MAX_OUTPUT_LOG_BYTES = 64 * 1024  # the tail of the log that runs/get-output returns
 MAX_LIST_LIMIT = 25  # runs one runs/list page holds (Databricks' maximum)
+TASK_KINDS = ("notebook_task", "spark_python_task", "python_wheel_task")
 
 
 def objects(platform: Platform, env: str) -> WorkspaceObjects:
@@ -44,10 +45,11 @@ class TaskSpec:
     """One task of runs/submit, checked: its kind, workspace path and parameters."""
 
     task_key: str
-    kind: str  # notebook_task | spark_python_task
-    path: str
+    kind: str  # notebook_task | spark_python_task | python_wheel_task
+    path: str  # the notebook, the Python file, or the wheel (the task's one `whl` library)
     parameters: dict[str, str] = field(default_factory=dict)  # notebook_task.base_parameters
-    args: tuple[str, ...] = ()  # spark_python_task.parameters
+    args: tuple[str, ...] = ()  # spark_python_task.parameters, python_wheel_task.parameters (+ named ones)
+    wheel_entry: tuple[str, str] | None = None  # python_wheel_task: (package_name, entry_point)
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class RunRecord:
     run_id: int
     run_name: str
     task_key: str
-    task: dict[str, Any]  # {"notebook_task": {...}} or {"spark_python_task": {...}}
+    task: dict[str, Any]  # {"notebook_task": {...}}, {"spark_python_task": {...}}, ... (+ "libraries")
     state: RunState
     creator_user_name: str
     start_time: int  # ms since the epoch (Databricks' unit)
@@ -84,14 +86,16 @@ class RunOutput:
     error_trace: str | None
 
 
-def check_task(task_key: str, kind: str, path: str, parameters: Any) -> TaskSpec:
+def check_task(
+    task_key: str, kind: str, path: str, parameters: Any, *, wheel_entry: tuple[str, str] | None = None
+) -> TaskSpec:
     size = len(json.dumps(parameters or {}))
     if size > MAX_PARAMETERS_BYTES:
         raise InvalidInput(f"the parameters of task {task_key!r} take {size} bytes as JSON; at most "
                            f"{MAX_PARAMETERS_BYTES} are allowed")  # fmt: skip
     if kind == "notebook_task":
         return TaskSpec(task_key, kind, path, parameters={str(k): str(v) for k, v in dict(parameters or {}).items()})
-    return TaskSpec(task_key, kind, path, args=tuple(str(a) for a in parameters or ()))
+    return TaskSpec(task_key, kind, path, args=tuple(str(a) for a in parameters or ()), wheel_entry=wheel_entry)
 
 
 def submit(platform: Platform, principal: Principal, env: str, *, run_name: str, task: TaskSpec) -> int:
@@ -104,12 +108,17 @@ def submit(platform: Platform, principal: Principal, env: str, *, run_name: str,
     app = parts[1] if len(parts) > 2 and parts[0] == "ml_apps" and _is_app(parts[1]) else ""
     if task.kind == "notebook_task":
         described = {"notebook_path": found.path, "source": "WORKSPACE", "base_parameters": task.parameters}
+    elif task.wheel_entry is not None:
+        package, entry = task.wheel_entry
+        described = {"package_name": package, "entry_point": entry, "parameters": list(task.args)}
     else:
         described = {"python_file": found.path, "source": "WORKSPACE", "parameters": list(task.args)}
     job = workspace_jobs.start_in_workspace(
         platform, principal, env=env, root=tree.root, script=found.disk.resolve(), entrypoint=found.path, app=app,
         parameters=task.parameters if task.kind == "notebook_task" else None, args=task.args,
-        task={"run_name": run_name, "task_key": task.task_key, task.kind: described},
+        wheel_entry=task.wheel_entry,
+        task={"run_name": run_name, "task_key": task.task_key, task.kind: described,
+              **({"libraries": [{"whl": found.path}]} if task.wheel_entry else {})},
     )  # fmt: skip
     return int(job["id"])
 
@@ -121,6 +130,10 @@ def _check_runnable(task: TaskSpec, found: ObjectInfo) -> None:
                                "notebook (a notebook's source starts with '# Databricks notebook source')")  # fmt: skip
         if found.language != "PYTHON":
             raise InvalidInput(f"notebook {found.path} is a {found.language} notebook: only Python notebooks run here")
+        return
+    if task.kind == "python_wheel_task":
+        if found.object_type == DIRECTORY or not found.disk.name.endswith(".whl"):
+            raise InvalidInput(f"the library {found.path} of python_wheel_task is not a wheel (.whl)")
         return
     if found.object_type == DIRECTORY or not found.disk.name.endswith(".py"):
         raise InvalidInput(f"spark_python_task.python_file {found.path} is not a Python file (.py)")
@@ -176,8 +189,8 @@ def run_output(platform: Platform, env: str, run_id: int) -> RunOutput:
         run=run,
         notebook_result=result,
         notebook_truncated=truncated,
-        logs=text if "spark_python_task" in run.task else None,
-        logs_truncated=logs_truncated if "spark_python_task" in run.task else False,
+        logs=None if "notebook_task" in run.task else text,
+        logs_truncated=False if "notebook_task" in run.task else logs_truncated,
         error=run.state.state_message if failed else None,
         error_trace=text if failed else None,
     )
@@ -221,7 +234,7 @@ def _record(platform: Platform, job: dict[str, Any]) -> RunRecord:
         path = f"/ml_apps/{job['app']}/{job['branch']}/{job['entrypoint']}"
         task = {"python_file": path, "source": "WORKSPACE", "parameters": job["args"]}
         described = {"run_name": f"jobs run {job['entrypoint']}", "task_key": "main", "spark_python_task": task}
-    task = {k: v for k, v in described.items() if k in ("notebook_task", "spark_python_task")}
+    task = {k: v for k, v in described.items() if k in (*TASK_KINDS, "libraries")}
     start, end = _ms(job["started_at"] or job["queued_at"]), _ms(job["finished_at"])
     return RunRecord(
         run_id=int(job["id"]),

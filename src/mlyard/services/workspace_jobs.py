@@ -126,12 +126,14 @@ def start_in_workspace(
     app: str = "",
     parameters: dict[str, str] | None = None,
     args: list[str] | tuple[str, ...] = (),
+    wheel_entry: tuple[str, str] | None = None,  # (package_name, entry_point)
     task: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Start a job on a file of the live workspace (Databricks' runs/submit): `script` (inside `root`) runs in
     its own folder; with `parameters` it runs as a notebook (`notebook_runner.py`: dbutils.widgets and
-    dbutils.notebook.exit), else as a Python file with `args`. `task` is kept beside the log (TASK_FILE)."""
-    from mlyard.workspace import notebook_runner
+    dbutils.notebook.exit); with `wheel_entry` `script` is a wheel whose entry point runs (`wheel_runner.py`);
+    else it runs as a Python file with `args`. `task` is kept beside the log (TASK_FILE)."""
+    from mlyard.workspace import notebook_runner, wheel_runner
 
     principal.require("pipelines:run")
     environment = environments.get_environment(platform, env)
@@ -145,6 +147,8 @@ def start_in_workspace(
         (work / PARAMETERS_FILE).write_text(json.dumps(parameters), encoding="utf-8")
         argv: tuple[str, ...] = (str(Path(notebook_runner.__file__).resolve()), str(work / PARAMETERS_FILE),
                                  str(work / EXIT_FILE), str(script))  # fmt: skip
+    elif wheel_entry is not None:  # `script` is a wheel: run its entry point
+        argv = (str(Path(wheel_runner.__file__).resolve()), str(script), *wheel_entry, *args)
     else:
         argv = (str(script), *args)
     launch = Launch(argv=argv, cwd=script.parent, label=f"python {entrypoint} {' '.join(args)}", readable=(root,))

@@ -187,19 +187,30 @@ Version = Literal["2.0", "2.1", "2.2"]
 
 
 def _task_spec(task: SubmitTask) -> databricks.TaskSpec:
-    if task.python_wheel_task is not None:
-        raise InvalidInput(f"task {task.task_key!r}: python_wheel_task is not supported by mlyard; run the wheel's "
-                           "entry point from a spark_python_task file instead")  # fmt: skip
+    key = task.task_key
     if task.depends_on:
-        raise InvalidInput(f"task {task.task_key!r}: depends_on is not supported: submit one task per run")
-    if (task.notebook_task is None) == (task.spark_python_task is None):
-        raise InvalidInput(f"task {task.task_key!r} needs exactly one of notebook_task or spark_python_task")
+        raise InvalidInput(f"task {key!r}: depends_on is not supported: submit one task per run")
+    given = [t for t in (task.notebook_task, task.spark_python_task, task.python_wheel_task) if t is not None]
+    if len(given) != 1:
+        raise InvalidInput(f"task {key!r} needs exactly one of notebook_task, spark_python_task or python_wheel_task")
+    if task.python_wheel_task is None and task.libraries:
+        raise InvalidInput(f"task {key!r}: libraries are not installed here; only a python_wheel_task uses one, its "
+                           "`whl`")  # fmt: skip
     if task.notebook_task is not None:
         nb = task.notebook_task
-        return databricks.check_task(task.task_key, "notebook_task", nb.notebook_path, nb.base_parameters)
-    assert task.spark_python_task is not None
-    py = task.spark_python_task
-    return databricks.check_task(task.task_key, "spark_python_task", py.python_file, py.parameters)
+        return databricks.check_task(key, "notebook_task", nb.notebook_path, nb.base_parameters)
+    if task.spark_python_task is not None:
+        py = task.spark_python_task
+        return databricks.check_task(key, "spark_python_task", py.python_file, py.parameters)
+    wheel = task.python_wheel_task
+    assert wheel is not None
+    wheels = [library.whl for library in task.libraries if library.whl]
+    if len(wheels) != 1 or len(task.libraries) != 1:
+        raise InvalidInput(f"task {key!r}: a python_wheel_task needs exactly one library, a `whl` in the workspace "
+                           "(pypi, jar and requirements libraries are not installed here)")  # fmt: skip
+    args = wheel.parameters or [f"--{name}={value}" for name, value in wheel.named_parameters.items()]
+    return databricks.check_task(key, "python_wheel_task", str(wheels[0]), args,
+                                 wheel_entry=(wheel.package_name, wheel.entry_point))  # fmt: skip
 
 
 @router.post(f"{JOBS}/submit")
@@ -209,7 +220,7 @@ async def submit(
     tasks = list(body.tasks)
     if not tasks and (body.notebook_task or body.spark_python_task or body.python_wheel_task):
         tasks = [SubmitTask(task_key="main", notebook_task=body.notebook_task, spark_python_task=body.spark_python_task,
-                            python_wheel_task=body.python_wheel_task)]  # fmt: skip
+                            python_wheel_task=body.python_wheel_task, libraries=body.libraries)]  # fmt: skip
     if len(tasks) != 1:
         raise InvalidInput(f"a run submitted to mlyard has exactly one task; this one has {len(tasks)}")
     spec = _task_spec(tasks[0])
@@ -232,7 +243,9 @@ def _state(state: databricks.RunState) -> tuple[RunStateModel, RunStatus]:
 def _run(platform: Platform, run: databricks.RunRecord) -> RunModel:
     state, status = _state(run.state)
     task = RunTask(run_id=run.run_id, task_key=run.task_key, notebook_task=run.task.get("notebook_task"),
-                   spark_python_task=run.task.get("spark_python_task"), state=state, status=status,
+                   spark_python_task=run.task.get("spark_python_task"),
+                   python_wheel_task=run.task.get("python_wheel_task"), libraries=run.task.get("libraries"),
+                   state=state, status=status,
                    start_time=run.start_time, end_time=run.end_time, run_duration=run.run_duration)  # fmt: skip
     return RunModel(run_id=run.run_id, number_in_job=run.run_id, run_name=run.run_name,
                     creator_user_name=run.creator_user_name, state=state, status=status, tasks=[task],
