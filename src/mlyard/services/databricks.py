@@ -27,6 +27,7 @@ from mlyard.workspace.objects import DIRECTORY, NOTEBOOK, ObjectInfo, WorkspaceO
 MAX_PARAMETERS_BYTES = 10_000  # base_parameters / parameters of one task, as JSON (Databricks' own limit)
 MAX_OUTPUT_LOG_BYTES = 64 * 1024  # the tail of the log that runs/get-output returns
 MAX_LIST_LIMIT = 25  # runs one runs/list page holds (Databricks' maximum)
+MAX_LISTED_JOBS = 10_000  # the newest jobs runs/list looks at
 TASK_KINDS = ("notebook_task", "spark_python_task", "python_wheel_task")
 
 
@@ -161,7 +162,8 @@ def list_runs(
     if active_only and completed_only:
         raise InvalidInput("active_only and completed_only cannot both be true")
     limit = min(max(limit or 20, 1), MAX_LIST_LIMIT)
-    rows = workspace_jobs.list_jobs(platform, env=env, limit=min(offset + limit + 1, 10_000))
+    filtered = active_only or completed_only  # filtered in memory: read up to MAX_LISTED_JOBS rows
+    rows = workspace_jobs.list_jobs(platform, env=env, limit=MAX_LISTED_JOBS if filtered else offset + limit + 1)
     if active_only:
         rows = [r for r in rows if not states.is_final(r["state"])]
     if completed_only:
