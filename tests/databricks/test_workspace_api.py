@@ -256,3 +256,17 @@ def test_python_wheel_run(ws: WorkspaceClient) -> None:
     assert plain.state is not None and plain.state.result_state == jobs.RunResultState.FAILED
     out = ws.jobs.get_run_output(plain.run_id or 0)
     assert out.error == "the entry point exited with code 3" and "SHOUT ['x']" in (out.error_trace or "")
+
+
+def test_mlyard_jobs_cancel_stops_a_submitted_run(server: Server, ws: WorkspaceClient) -> None:
+    ws.workspace.mkdirs("/Shared/cli")
+    ws.workspace.upload("/Shared/cli/slow.py", SLOW.encode(), format=ImportFormat.AUTO)
+    task = jobs.SubmitTask(task_key="s", spark_python_task=jobs.SparkPythonTask(python_file="/Shared/cli/slow.py"))
+    run_id = ws.jobs.submit(run_name="slow", tasks=[task]).run_id or 0
+    out = server.cli("jobs", "cancel", str(run_id))
+    assert out.stdout.startswith(f"job {run_id}: cancel requested")
+    run = wait(ws, run_id)
+    assert run.state is not None and run.state.result_state == jobs.RunResultState.CANCELED
+    assert run.state.state_message == "canceled by admin"
+    shown = server.cli("jobs", "show", str(run_id), "--json").stdout
+    assert '"state": "canceled"' in shown and '"entrypoint": "/Shared/cli/slow.py"' in shown
