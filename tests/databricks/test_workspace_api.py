@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import time
 import zipfile
 from collections.abc import Iterator
@@ -76,13 +77,17 @@ def wait(ws: WorkspaceClient, run_id: int, timeout: float = 120) -> jobs.Run:
     raise AssertionError(f"run {run_id} did not finish")
 
 
-def test_import_a_folder_list_status_export_delete(ws: WorkspaceClient) -> None:
+def test_import_a_folder_list_status_export_delete(server: Server, ws: WorkspaceClient) -> None:
     ws.workspace.mkdirs("/ml_apps/dbx/feature")
     archive = folder_zip({"src/pkg/notebooks/train.py": NOTEBOOK, "src/pkg/util.py": "X = 1\n",
                           "README.md": "# readme\n"}, top="x")  # fmt: skip
     ws.workspace.import_("/ml_apps/dbx/feature/x", content=base64.b64encode(archive).decode(),
                          format=ImportFormat.SOURCE)  # fmt: skip
 
+    # a folder at /ml_apps/<app>/<branch> is a deploy of the branch, as `mlyard workspace deploy` makes it
+    shown = json.loads(server.cli("workspace", "show", "--env", "dev", "--app", "dbx", "--branch", "feature/x",
+                                  "--json").stdout)  # fmt: skip
+    assert shown["deployed_by"] == "admin" and shown["environment"] == "dev" and len(shown["files"]) == 3
     listed = {o.path: o for o in ws.workspace.list("/ml_apps/dbx/feature/x/src/pkg")}
     assert set(listed) == {"/ml_apps/dbx/feature/x/src/pkg/notebooks", "/ml_apps/dbx/feature/x/src/pkg/util.py"}
     assert listed["/ml_apps/dbx/feature/x/src/pkg/notebooks"].object_type == ObjectType.DIRECTORY
@@ -99,7 +104,8 @@ def test_import_a_folder_list_status_export_delete(ws: WorkspaceClient) -> None:
         assert handle.read() == b"X = 1\n"
     whole = ws.workspace.export("/ml_apps/dbx/feature/x", format=ExportFormat.AUTO)
     names = zipfile.ZipFile(io.BytesIO(base64.b64decode(whole.content or ""))).namelist()
-    assert sorted(names) == ["x/README.md", "x/src/pkg/notebooks/train.py", "x/src/pkg/util.py"]
+    assert sorted(names) == ["x/.mlyard-deploy.json", "x/README.md", "x/src/pkg/notebooks/train.py",
+                             "x/src/pkg/util.py"]  # fmt: skip
     only_notebooks = ws.workspace.export("/ml_apps/dbx/feature/x", format=ExportFormat.SOURCE)
     assert zipfile.ZipFile(io.BytesIO(base64.b64decode(only_notebooks.content or ""))).namelist() == [
         "x/src/pkg/notebooks/train.py"]
@@ -111,7 +117,9 @@ def test_import_a_folder_list_status_export_delete(ws: WorkspaceClient) -> None:
         ws.workspace.delete("/ml_apps/dbx/feature/x")
     assert refused.value.error_code == "DIRECTORY_NOT_EMPTY"
     ws.workspace.delete("/ml_apps/dbx/feature/x", recursive=True)
-    assert [o.path for o in ws.workspace.list("/ml_apps/dbx/feature")] == []
+    assert [o.path for o in ws.workspace.list("/ml_apps/dbx")] == []  # as `mlyard workspace remove`: no empty folders
+    gone = server.cli("workspace", "show", "--env", "dev", "--app", "dbx", "--branch", "feature/x", check=False)
+    assert gone.returncode == 3
 
 
 def test_upload_auto_source_raw_and_overwrite(ws: WorkspaceClient) -> None:

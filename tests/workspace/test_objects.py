@@ -141,3 +141,18 @@ def test_limits(tree: WorkspaceObjects, monkeypatch: pytest.MonkeyPatch) -> None
     assert dbc.value.message.startswith("format DBC is not supported by mlyard's workspace")
     with pytest.raises(InvalidInput, match="'/' cannot be deleted"):
         tree.delete("/")
+
+
+def test_a_folder_imported_at_a_branch_is_an_atomic_deploy(tree: WorkspaceObjects) -> None:
+    tree.mkdirs("/ml_apps/demo")
+    tree.import_object("/ml_apps/demo/master", zipped({"a.py": b"1\n"}), manifest={"deployed_by": "ana"})
+    local = LocalWorkspace(tree.root)
+    first = local.show("demo", "master")
+    assert first["deployed_by"] == "ana" and [f["path"] for f in first["files"]] == ["a.py"]
+    with pytest.raises(Conflict):
+        tree.import_object("/ml_apps/demo/master", zipped({"b.py": b"2\n"}))
+    tree.import_object("/ml_apps/demo/master", zipped({"b.py": b"2\n"}), overwrite=True)
+    second = local.show("demo", "master")
+    assert [f["path"] for f in second["files"]] == ["b.py"] and second["version"] != first["version"]
+    assert (tree.root / "ml_apps" / "demo" / "master").is_symlink()  # switched in one rename, never removed
+    assert [p.name for p in tree.root.iterdir()] == ["ml_apps"]  # no staging folder left

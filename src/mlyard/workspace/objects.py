@@ -22,9 +22,11 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlyard.errors import Conflict, InvalidInput, NotFound
-from mlyard.workspace.targets import APPS_DIR, VERSIONS_DIR
+from mlyard.workspace.local import LocalWorkspace
+from mlyard.workspace.targets import APPS_DIR, VERSIONS_DIR, check_app, check_branch
 
 DIRECTORY, FILE, NOTEBOOK = "DIRECTORY", "FILE", "NOTEBOOK"
 # language -> (extension on disk, first line of its source format)
@@ -149,9 +151,13 @@ class WorkspaceObjects:
             current.mkdir(exist_ok=True)
 
     def import_object(
-        self, path: str, content: bytes, *, fmt: str = "SOURCE", language: str | None = None, overwrite: bool = False
-    ) -> ObjectInfo:
-        """Import one object (or a folder, from a zip in SOURCE/AUTO format); returns what was created."""
+        self, path: str, content: bytes, *, fmt: str = "SOURCE", language: str | None = None, overwrite: bool = False,
+        manifest: dict[str, Any] | None = None,
+    ) -> ObjectInfo:  # fmt: skip
+        """Import one object (or a folder, from a zip in SOURCE/AUTO format); returns what was created.
+
+        A folder imported at `/ml_apps/<app>/<branch>` is a deploy of that branch, with `manifest`: a new
+        version switched in atomically, as `mlyard workspace deploy` does (docs/workspace.md)."""
         fmt = _check_format(fmt or "SOURCE", export=False)
         parts = self._parts(path)
         if not parts:
@@ -159,7 +165,7 @@ class WorkspaceObjects:
         if language is not None and language not in LANGUAGES:
             raise InvalidInput(f"unknown language {language!r}: one of {', '.join(LANGUAGES)}")
         if fmt != "RAW" and language is None and content.startswith(_ZIP_MAGIC):
-            return self._import_folder(parts, content, overwrite=overwrite)
+            return self._import_folder(parts, content, overwrite=overwrite, manifest=manifest)
         if len(content) > MAX_OBJECT_BYTES:
             raise TooLarge(f"the content of {_show(path)} has {len(content)} bytes; at most {MAX_OBJECT_BYTES} "
                            "can be imported at once")  # fmt: skip
@@ -285,7 +291,9 @@ class WorkspaceObjects:
         for info in taken:
             info.disk.unlink(missing_ok=True)
 
-    def _import_folder(self, parts: tuple[str, ...], archive: bytes, *, overwrite: bool) -> ObjectInfo:
+    def _import_folder(
+        self, parts: tuple[str, ...], archive: bytes, *, overwrite: bool, manifest: dict[str, Any] | None
+    ) -> ObjectInfo:
         if len(archive) > MAX_ARCHIVE_BYTES:
             raise TooLarge(f"the archive for {_join(parts)} has more than {MAX_ARCHIVE_BYTES} bytes")
         try:
@@ -306,7 +314,7 @@ class WorkspaceObjects:
             raise Conflict(f"Path ({existing.path}) already exists. Import with overwrite=true to replace it.")
         if existing is not None and existing.object_type != DIRECTORY:
             raise Conflict(f"Path ({existing.path}) is a {existing.object_type.lower()}, not a folder")
-        staging = folder / f".{parts[-1]}.{uuid.uuid4().hex[:8]}.tmp"
+        staging = self.root / f".import-{uuid.uuid4().hex[:12]}.tmp"
         try:
             for entry, rel in zip(entries, names, strict=True):
                 target = staging.joinpath(*rel)
@@ -314,9 +322,13 @@ class WorkspaceObjects:
                 with bundle.open(entry) as source, open(target, "wb") as out:
                     shutil.copyfileobj(source, out)
             staging.mkdir(exist_ok=True)
-            if existing is not None:
+            branch = _deployed_branch(parts)
+            if existing is not None and (branch is None or not existing.disk.is_symlink()):
                 self._remove_folder(parts, existing.disk)
-            os.replace(staging, folder / parts[-1])
+            if branch is not None:
+                LocalWorkspace(self.root).deploy(*branch, staging, manifest=dict(manifest or {}))
+            else:
+                os.replace(staging, folder / parts[-1])
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         info = self._find(parts)
@@ -326,8 +338,6 @@ class WorkspaceObjects:
     def _remove_folder(self, parts: tuple[str, ...], disk: Path) -> None:
         """Remove a folder; deployed branches inside it are removed as `mlyard workspace` would (with
         their versions), a branch link itself is unlinked, never followed."""
-        from mlyard.workspace.local import LocalWorkspace
-
         if len(parts) >= 2 and parts[0] == APPS_DIR:
             local = LocalWorkspace(self.root)
             prefix = "/".join(parts[2:])
@@ -370,6 +380,16 @@ class WorkspaceObjects:
                 yield from self._walk(info, (*rel, child.name), depth + 1)
             else:
                 yield info, (*rel, child.name)
+
+
+def _deployed_branch(parts: tuple[str, ...]) -> tuple[str, str] | None:
+    """(app, branch) when `parts` names a branch of deployed code, `ml_apps/<app>/<branch...>`."""
+    if len(parts) < 3 or parts[0] != APPS_DIR:
+        return None
+    try:
+        return check_app(parts[1]), check_branch("/".join(parts[2:]))
+    except InvalidInput:
+        return None
 
 
 def _check_format(fmt: str, *, export: bool) -> str:

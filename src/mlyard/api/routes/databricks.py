@@ -131,8 +131,9 @@ def delete(env: str, body: DeleteRequest, _: Writer, platform: PlatformDep) -> d
 
 
 @router.post("/api/2.0/workspace/import")
-async def import_object(env: str, request: Request, _: Writer, platform: PlatformDep) -> dict[str, Any]:
-    """JSON with base64 `content`, or a multipart form with the raw `content` (databricks-sdk's upload)."""
+async def import_object(env: str, request: Request, principal: Writer, platform: PlatformDep) -> dict[str, Any]:
+    """JSON with base64 `content`, or a multipart form with the raw `content` (databricks-sdk's upload). A
+    zipped folder imported at `/ml_apps/<app>/<branch>` is deployed like `mlyard workspace deploy`."""
     body = await request.body()
     content_type = request.headers.get("content-type", "")
     try:
@@ -149,8 +150,9 @@ async def import_object(env: str, request: Request, _: Writer, platform: Platfor
     except (binascii.Error, ValueError):
         raise InvalidInput("content is not valid base64") from None
     tree = databricks.objects(platform, env)
+    deploy = {"deployed_by": principal.username, "environment": env}  # a folder at /ml_apps/<app>/<branch>
     await asyncio.to_thread(tree.import_object, parsed.path, data, fmt=parsed.format or "SOURCE",
-                            language=parsed.language, overwrite=parsed.overwrite)  # fmt: skip
+                            language=parsed.language, overwrite=parsed.overwrite, manifest=deploy)  # fmt: skip
     return {}
 
 
