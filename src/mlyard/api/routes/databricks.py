@@ -103,8 +103,8 @@ def _object(info: ObjectInfo) -> ObjectModel:
 
 
 @router.get("/.well-known/databricks-config", response_model_exclude_none=True)
-def well_known(env: str, platform: PlatformDep) -> WellKnown:
-    databricks.objects(platform, env)  # 404 for an unknown environment
+def well_known(env: str) -> WellKnown:
+    """The clients' first, unauthenticated probe: the same answer for any name, so it tells nothing."""
     return WellKnown()
 
 
