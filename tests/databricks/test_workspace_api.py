@@ -123,26 +123,26 @@ def test_import_a_folder_list_status_export_delete(server: Server, ws: Workspace
 
 
 def test_upload_auto_source_raw_and_overwrite(ws: WorkspaceClient) -> None:
-    ws.workspace.mkdirs("/Users/ana")
-    ws.workspace.upload("/Users/ana/explore.py", (HEADER + "print(1)\n").encode(), format=ImportFormat.AUTO)
-    assert ws.workspace.get_status("/Users/ana/explore").object_type == ObjectType.NOTEBOOK  # extension dropped
-    ws.workspace.upload("/Users/ana/plain.py", b"print(2)\n", format=ImportFormat.AUTO)
-    assert ws.workspace.get_status("/Users/ana/plain.py").object_type == ObjectType.FILE  # no header: a file
-    ws.workspace.upload("/Users/ana/query", b"select 1", format=ImportFormat.SOURCE, language=Language.SQL)
-    query = ws.workspace.get_status("/Users/ana/query")
+    ws.workspace.mkdirs("/Repos/ana")
+    ws.workspace.upload("/Repos/ana/explore.py", (HEADER + "print(1)\n").encode(), format=ImportFormat.AUTO)
+    assert ws.workspace.get_status("/Repos/ana/explore").object_type == ObjectType.NOTEBOOK  # extension dropped
+    ws.workspace.upload("/Repos/ana/plain.py", b"print(2)\n", format=ImportFormat.AUTO)
+    assert ws.workspace.get_status("/Repos/ana/plain.py").object_type == ObjectType.FILE  # no header: a file
+    ws.workspace.upload("/Repos/ana/query", b"select 1", format=ImportFormat.SOURCE, language=Language.SQL)
+    query = ws.workspace.get_status("/Repos/ana/query")
     assert query.object_type == ObjectType.NOTEBOOK and query.language == Language.SQL
-    exported = base64.b64decode(ws.workspace.export("/Users/ana/query").content or "")
+    exported = base64.b64decode(ws.workspace.export("/Repos/ana/query").content or "")
     assert exported == b"-- Databricks notebook source\nselect 1"
-    ws.workspace.upload("/Users/ana/data.csv", b"a,b\n", format=ImportFormat.RAW)
+    ws.workspace.upload("/Repos/ana/data.csv", b"a,b\n", format=ImportFormat.RAW)
 
-    with pytest.raises(ResourceAlreadyExists, match=r"Path \(/Users/ana/explore\) already exists"):
-        ws.workspace.upload("/Users/ana/explore.py", (HEADER + "print(3)\n").encode(), format=ImportFormat.AUTO)
-    ws.workspace.upload("/Users/ana/explore.py", (HEADER + "print(3)\n").encode(), format=ImportFormat.AUTO,
+    with pytest.raises(ResourceAlreadyExists, match=r"Path \(/Repos/ana/explore\) already exists"):
+        ws.workspace.upload("/Repos/ana/explore.py", (HEADER + "print(3)\n").encode(), format=ImportFormat.AUTO)
+    ws.workspace.upload("/Repos/ana/explore.py", (HEADER + "print(3)\n").encode(), format=ImportFormat.AUTO,
                         overwrite=True)  # fmt: skip
-    with ws.workspace.download("/Users/ana/explore") as handle:
+    with ws.workspace.download("/Repos/ana/explore") as handle:
         assert handle.read() == (HEADER + "print(3)\n").encode()
     with pytest.raises(ResourceAlreadyExists, match="cannot become a folder"):
-        ws.workspace.mkdirs("/Users/ana/data.csv/sub")
+        ws.workspace.mkdirs("/Repos/ana/data.csv/sub")
 
 
 def test_errors_have_databricks_shape_and_sdk_classes(server: Server, ws: WorkspaceClient) -> None:
@@ -152,7 +152,7 @@ def test_errors_have_databricks_shape_and_sdk_classes(server: Server, ws: Worksp
     with pytest.raises(ResourceDoesNotExist, match=r"The parent folder \(/no/parent\) does not exist"):
         ws.workspace.upload("/no/parent/x.py", b"print(1)\n", format=ImportFormat.AUTO)
     with pytest.raises(InvalidParameterValue, match="format DBC is not supported"):
-        ws.workspace.import_("/Users/x.dbc", content="AAAA", format=ImportFormat.DBC)
+        ws.workspace.import_("/Repos/x.dbc", content="AAAA", format=ImportFormat.DBC)
     with pytest.raises(InvalidParameterValue, match=r"'\.\.' segments are not allowed"):
         ws.workspace.get_status("/ml_apps/../../etc")
     with pytest.raises(InvalidParameterValue, match="a python_wheel_task needs exactly one library"):
@@ -183,12 +183,12 @@ def test_a_read_only_token_cannot_write_or_run(server: Server, ws: WorkspaceClie
     reader = client(server, token=made.json()["token"])
     assert reader.workspace.get_status("/").object_type == ObjectType.DIRECTORY
     with pytest.raises(PermissionDenied, match="lacks the 'repo:write' scope"):
-        reader.workspace.mkdirs("/Users/reader")
-    ws.workspace.mkdirs("/Users/ro")
-    ws.workspace.upload("/Users/ro/nb", NOTEBOOK.encode(), language=Language.PYTHON)
+        reader.workspace.mkdirs("/Repos/reader")
+    ws.workspace.mkdirs("/Repos/ro")
+    ws.workspace.upload("/Repos/ro/nb", NOTEBOOK.encode(), language=Language.PYTHON)
     with pytest.raises(PermissionDenied, match="lacks the 'pipelines:run' scope"):
         reader.jobs.submit(run_name="no", tasks=[jobs.SubmitTask(task_key="t", notebook_task=jobs.NotebookTask(
-            notebook_path="/Users/ro/nb"))])
+            notebook_path="/Repos/ro/nb"))])
 
 
 def test_notebook_run_and_its_output(ws: WorkspaceClient) -> None:
