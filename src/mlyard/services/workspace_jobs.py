@@ -45,8 +45,8 @@ KILL_GRACE_SECONDS = 5.0
 CANCEL_POLL_SECONDS = 0.5
 CANCEL_FILE = "cancel-requested"  # in the job's folder: written by `cancel`, seen by the waiting thread
 PARAMETERS_FILE = "notebook-parameters.json"
-EXIT_FILE = "notebook-exit"
-TASK_FILE = "task.json"  # the value a notebook gave dbutils.notebook.exit
+EXIT_FILE = "notebook-exit"  # the value a notebook gave dbutils.notebook.exit
+TASK_FILE = "task.json"  # the task as runs/submit described it
 # How a failed job's message starts (Databricks' API tells them apart: a task error, a timeout, the platform).
 EXITED_WITH = "the entry point exited with code"
 RAN_TOO_LONG = "the entry point ran longer than the maximum"
