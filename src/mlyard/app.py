@@ -19,6 +19,7 @@ from mlyard.api import errors as api_errors
 from mlyard.api.headers import SecurityHeaders
 from mlyard.api.limits import BodyLimit, BodyLimits
 from mlyard.api.routes import agent as agent_routes
+from mlyard.api.routes import databricks as databricks_routes
 from mlyard.api.routes import deployments as deployments_routes
 from mlyard.api.routes import environments as environments_routes
 from mlyard.api.routes import identity as identity_routes
@@ -181,6 +182,7 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
         api.include_router(router, prefix=API_PREFIX)
 
     _install_docs(api, platform)
+    api.mount("/databricks", databricks_routes.create_app(platform))  # Databricks' API per environment
     api.include_router(web_pages.router)
 
     @api.get("/health", tags=["health"])

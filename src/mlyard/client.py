@@ -466,6 +466,9 @@ class Jobs(_Resource):
     def logs(self, job_id: int) -> str:
         return self._c.text(f"{API}/jobs/{job_id}/logs")
 
+    def cancel(self, job_id: int) -> WorkspaceJobView:
+        return WorkspaceJobView.from_dict(self._c.post(f"{API}/jobs/{job_id}/cancel", {}))
+
     def follow_logs(self, job_id: int) -> Iterator[str]:
         return self._c.stream_lines(f"{API}/jobs/{job_id}/logs", follow="true")
 

@@ -27,6 +27,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # Agents report a job's log lines in batches of up to 200 lines, whose length the step decides.
 AGENT_REPORT_BYTES = 16 * 1024**2
 _ARTIFACT_UPLOAD = re.compile(r"^/api/v1/agent/jobs/[^/]+/artifacts/[^/]+$")
+# Databricks' workspace/import carries a notebook or a zipped folder, base64 in JSON (or a multipart form).
+WORKSPACE_IMPORT_BYTES = 32 * 1024**2
+_WORKSPACE_IMPORT = re.compile(r"^/databricks/[^/]+/api/2\.0/workspace/import$")
 
 
 def describe(size: int) -> str:
@@ -59,6 +62,7 @@ class BodyLimits:
     agent_reports: Limit
     artifacts: Limit
     git: Limit
+    workspace_imports: Limit = Limit(WORKSPACE_IMPORT_BYTES, "a Databricks workspace import", "")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BodyLimits:
@@ -80,6 +84,8 @@ class BodyLimits:
             return self.artifacts
         if path.startswith("/api/v1/agent/jobs/"):
             return self.agent_reports
+        if method == "POST" and _WORKSPACE_IMPORT.match(path):
+            return self.workspace_imports
         return self.api
 
 
@@ -153,7 +159,10 @@ class BodyLimit:
 
 async def _send_413(send: Send, limit: Limit) -> None:
     error = limit.error()
-    body = json.dumps(error_body(413, error.message), separators=(",", ":")).encode()
+    document = error_body(413, error.message)
+    if limit.what.startswith("a Databricks"):  # the error shape Databricks' clients read
+        document = {"error_code": "MAX_NOTEBOOK_SIZE_EXCEEDED", "message": error.message}
+    body = json.dumps(document, separators=(",", ":")).encode()
     # No `Connection: close`: the HTTP server then reads the rest of the body and drops it (never keeping
     # it), so a client that sends its whole body before reading the answer (http.client, our own client)
     # gets this 413 instead of a connection reset.

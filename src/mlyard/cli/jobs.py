@@ -1,4 +1,4 @@
-"""`mlyard jobs run/list/show/logs`: run deployed workspace code with the environment's MLflow settings."""
+"""`mlyard jobs run/list/show/logs/cancel`: run deployed workspace code with the environment's MLflow settings."""
 
 import sys
 from typing import Annotated
@@ -103,3 +103,14 @@ def jobs_logs(job_id: int, follow: Annotated[bool, typer.Option(help="Stream unt
                 sys.stdout.flush()
             return
         sys.stdout.write(api.jobs.logs(job_id))
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: int, json: JSON = False) -> None:
+    """Cancel a job: a queued one at once, a running one is stopped (SIGTERM, SIGKILL 5 s later)."""
+    with client() as api:
+        job = api.jobs.cancel(job_id)
+    if json:
+        output.print_json(job.to_dict())
+    else:
+        print(f"job {job_id}: cancel requested ({job.state})")

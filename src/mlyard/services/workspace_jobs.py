@@ -20,6 +20,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,16 @@ log = logging.getLogger("mlyard.jobs")
 TIMEOUT_ENV = "MLYARD_JOBS_TIMEOUT_MINUTES"
 DEFAULT_TIMEOUT_MINUTES = 60.0
 KILL_GRACE_SECONDS = 5.0
+CANCEL_POLL_SECONDS = 0.5
+CANCEL_FILE = "cancel-requested"  # in the job's folder: written by `cancel`, seen by the waiting thread
+PARAMETERS_FILE = "notebook-parameters.json"
+EXIT_FILE = "notebook-exit"  # the value a notebook gave dbutils.notebook.exit
+TASK_FILE = "task.json"  # the task as runs/submit described it
+# How a failed job's message starts (Databricks' API tells them apart: a task error, a timeout, the platform).
+EXITED_WITH = "the entry point exited with code"
+RAN_TOO_LONG = "the entry point ran longer than the maximum"
+COULD_NOT_RUN = "the job could not run"
+CANCELED_BY = "canceled by"
 
 
 def job_dir(platform: Platform, job_id: int) -> Path:
@@ -80,33 +92,104 @@ def start(
     deployed = open_workspace(environment["workspace_uri"]).show(app, branch)
     source = Path(deployed["path"]).resolve()
     script_rel = resolve_entrypoint(source, entrypoint).relative_to(source)
-    with transaction(platform.sessions) as session:
-        row = WorkspaceJob(
-            environment=env,
-            app=app,
-            branch=branch,
-            entrypoint=str(script_rel),
-            args=list(args),
-            state=states.QUEUED,
-            commit=str(deployed.get("commit") or ""),
-            requested_by=principal.username,
-        )
-        session.add(row)
-        session.flush()
-        job_id = row.id
+    job_id = _record(platform, principal, env=env, app=app, branch=branch, entrypoint=str(script_rel),
+                     args=args, commit=str(deployed.get("commit") or ""))  # fmt: skip
     work = job_dir(platform, job_id)
     try:
         shutil.copytree(source, work / "code", symlinks=True)
     except OSError as exc:
         _finish(platform, job_id, None, f"copying the deployed code failed: {exc}", [])
         raise OperationFailed(f"job {job_id}: copying the deployed code failed: {exc}") from exc
+    launch = Launch(argv=(str(script_rel), *args), cwd=work / "code", label=f"python {script_rel} {' '.join(args)}")
+    _start_thread(platform, job_id, environment, launch)
+    return get(platform, job_id)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How a job's process starts: `python ARGV...` in `cwd`, `readable` bound read-only in the sandbox."""
+
+    argv: tuple[str, ...]
+    cwd: Path
+    label: str
+    readable: tuple[Path, ...] = ()
+
+
+def start_in_workspace(
+    platform: Platform,
+    principal: Principal,
+    *,
+    env: str,
+    root: Path,
+    script: Path,
+    entrypoint: str,
+    app: str = "",
+    parameters: dict[str, str] | None = None,
+    args: list[str] | tuple[str, ...] = (),
+    wheel_entry: tuple[str, str] | None = None,  # (package_name, entry_point)
+    task: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Start a job on a file of the live workspace (Databricks' runs/submit): `script` (inside `root`) runs in
+    its own folder; with `parameters` it runs as a notebook (`notebook_runner.py`: dbutils.widgets and
+    dbutils.notebook.exit); with `wheel_entry` `script` is a wheel whose entry point runs (`wheel_runner.py`);
+    else it runs as a Python file with `args`. `task` is kept beside the log (TASK_FILE)."""
+    from mlyard.workspace import notebook_runner, wheel_runner
+
+    principal.require("pipelines:run")
+    environment = environments.get_environment(platform, env)
+    job_id = _record(platform, principal, env=env, app=app, branch="", entrypoint=entrypoint, args=list(args),
+                     commit="")  # fmt: skip
+    work = job_dir(platform, job_id)
+    work.mkdir(parents=True, exist_ok=True)
+    if task is not None:  # how the client described the task (Databricks' runs/submit), shown back by runs/get
+        (work / TASK_FILE).write_text(json.dumps(task), encoding="utf-8")
+    if parameters is not None:
+        (work / PARAMETERS_FILE).write_text(json.dumps(parameters), encoding="utf-8")
+        argv: tuple[str, ...] = (str(Path(notebook_runner.__file__).resolve()), str(work / PARAMETERS_FILE),
+                                 str(work / EXIT_FILE), str(script))  # fmt: skip
+    elif wheel_entry is not None:  # `script` is a wheel: run its entry point
+        argv = (str(Path(wheel_runner.__file__).resolve()), str(script), *wheel_entry, *args)
+    else:
+        argv = (str(script), *args)
+    launch = Launch(argv=argv, cwd=script.parent, label=f"python {entrypoint} {' '.join(args)}", readable=(root,))
+    _start_thread(platform, job_id, environment, launch)
+    return get(platform, job_id)
+
+
+def _record(
+    platform: Platform, principal: Principal, *, env: str, app: str, branch: str, entrypoint: str, args: list[str],
+    commit: str,
+) -> int:  # fmt: skip
+    with transaction(platform.sessions) as session:
+        row = WorkspaceJob(environment=env, app=app, branch=branch, entrypoint=entrypoint, args=list(args),
+                           state=states.QUEUED, commit=commit, requested_by=principal.username)  # fmt: skip
+        session.add(row)
+        session.flush()
+        return int(row.id)
+
+
+def _start_thread(platform: Platform, job_id: int, environment: dict[str, Any], launch: Launch) -> None:
     thread = threading.Thread(
-        target=_run,
-        args=(platform, job_id, environment, work, script_rel, list(args)),
-        name=f"mlyard-job-{job_id}",
-        daemon=True,
-    )
+        target=_run, args=(platform, job_id, environment, job_dir(platform, job_id), launch),
+        name=f"mlyard-job-{job_id}", daemon=True,
+    )  # fmt: skip
     thread.start()
+
+
+def cancel(platform: Platform, principal: Principal, job_id: int) -> dict[str, Any]:
+    """Cancel a job: a queued one at once, a running one by stopping its process group (asynchronously)."""
+    principal.require("pipelines:run")
+    with transaction(platform.sessions) as session:
+        row = session.get(WorkspaceJob, job_id)
+        if row is None:
+            raise NotFound(f"job {job_id} not found; list jobs with `mlyard jobs list`")
+        if row.state == states.QUEUED:
+            row.message = f"{CANCELED_BY} {principal.username}"
+            states.transition(row, states.CANCELED)
+        elif row.state == states.RUNNING:
+            folder = job_dir(platform, job_id)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / CANCEL_FILE).write_text(principal.username, encoding="utf-8")
     return get(platform, job_id)
 
 
@@ -123,13 +206,14 @@ def _prepare_registry(platform: Platform, environment: dict[str, Any], app: str)
             reg.client.create_experiment(name, artifact_location=artifacts.as_uri())
 
 
-def _run(
-    platform: Platform, job_id: int, environment: dict[str, Any], work: Path, script: Path, args: list[str]
-) -> None:
+def _run(platform: Platform, job_id: int, environment: dict[str, Any], work: Path, launch: Launch) -> None:
     logfile = work / "job.log"
     with transaction(platform.sessions) as session:
         row = session.get(WorkspaceJob, job_id)
         assert row is not None
+        if row.state != states.QUEUED:  # canceled before it started
+            shutil.rmtree(work / "code", ignore_errors=True)
+            return
         states.transition(row, states.RUNNING)
         app, commit = row.app, row.commit
     uri = environment["mlflow_tracking_uri"]
@@ -154,27 +238,33 @@ def _run(
     }
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    code, message = None, ""
+    code, message, canceled = None, "", False
     try:
         sandbox = Sandbox.detect(hidden=server_paths(platform.settings.home),
                                  unsandboxed=platform.settings.unsandboxed_steps)  # fmt: skip
-        _prepare_registry(platform, environment, app)
+        if app:
+            _prepare_registry(platform, environment, app)
         (work / "home").mkdir(exist_ok=True)
-        argv = sandbox.command([sys.executable, str(script), *args], cwd=work / "code", work=[work],
-                               writable=store_paths({"uri": uri}))  # fmt: skip
+        argv = sandbox.command([sys.executable, *launch.argv], cwd=launch.cwd, work=[work],
+                               readable=launch.readable, writable=store_paths({"uri": uri}))  # fmt: skip
         with open(logfile, "ab") as out:
-            out.write(f"$ python {script} {' '.join(args)}\n".encode())
+            out.write(f"$ {launch.label}\n".encode())
             out.flush()
-            code = _wait(subprocess.Popen(argv, cwd=work / "code", env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                          stderr=subprocess.STDOUT, start_new_session=True))  # fmt: skip
-        message = "" if code == 0 else f"the entry point exited with code {code}"
-        if code is None:
-            message = (f"the entry point ran longer than the maximum of {timeout_minutes():g} minutes "
+            code, reason = _wait(subprocess.Popen(argv, cwd=launch.cwd, env=env, stdin=subprocess.DEVNULL,
+                                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True),
+                                 work / CANCEL_FILE)  # fmt: skip
+        message = "" if code == 0 else f"{EXITED_WITH} {code}"
+        if reason == "timeout":
+            message = (f"{RAN_TOO_LONG} of {timeout_minutes():g} minutes "
                        f"({TIMEOUT_ENV}) and was stopped")  # fmt: skip
+        elif reason == "canceled":
+            canceled = True
+            who = (work / CANCEL_FILE).read_text(encoding="utf-8", errors="replace")[:64]
+            message = f"{CANCELED_BY} {who}"
     except Exception as exc:  # the job fails with the reason; the server goes on
         log.exception("job %d failed to run", job_id)
-        message = f"the job could not run: {exc}"
-    _finish(platform, job_id, code, message, _mlflow_runs(uri, job_id))
+        message = f"{COULD_NOT_RUN}: {exc}"
+    _finish(platform, job_id, code, message, _mlflow_runs(uri, job_id), canceled=canceled)
     shutil.rmtree(work / "code", ignore_errors=True)
     shutil.rmtree(work / "home", ignore_errors=True)
 
@@ -188,28 +278,37 @@ def timeout_minutes() -> float:
     return value if value > 0 else DEFAULT_TIMEOUT_MINUTES
 
 
-def _wait(proc: subprocess.Popen[bytes]) -> int | None:
-    """The exit code, or None when the entry point ran out of time (its process group is then killed)."""
-    try:
-        return proc.wait(timeout=timeout_minutes() * 60)
-    except subprocess.TimeoutExpired:
-        for sig, grace in ((signal.SIGTERM, KILL_GRACE_SECONDS), (signal.SIGKILL, None)):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout=grace)
+def _wait(proc: subprocess.Popen[bytes], cancel_file: Path) -> tuple[int | None, str]:
+    """(exit code, "") or (None, "timeout" | "canceled") when the entry point ran out of time or was canceled
+    (its process group is then stopped: SIGTERM, SIGKILL after KILL_GRACE_SECONDS)."""
+    deadline = time.monotonic() + timeout_minutes() * 60
+    reason = "timeout"
+    while time.monotonic() < deadline:
+        try:
+            return proc.wait(timeout=min(CANCEL_POLL_SECONDS, max(deadline - time.monotonic(), 0.01))), ""
+        except subprocess.TimeoutExpired:
+            if cancel_file.exists():
+                reason = "canceled"
                 break
-            except subprocess.TimeoutExpired:
-                continue
-        return None
+    for sig, grace in ((signal.SIGTERM, KILL_GRACE_SECONDS), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    return None, reason
 
 
-def _finish(platform: Platform, job_id: int, code: int | None, message: str, run_ids: list[str]) -> None:
+def _finish(
+    platform: Platform, job_id: int, code: int | None, message: str, run_ids: list[str], *, canceled: bool = False
+) -> None:
     with transaction(platform.sessions) as session:
         row = session.get(WorkspaceJob, job_id)
         assert row is not None
         row.exit_code, row.message, row.mlflow_run_ids = code, message, run_ids
-        states.transition(row, states.SUCCEEDED if code == 0 else states.FAILED)
+        states.transition(row, states.CANCELED if canceled else states.SUCCEEDED if code == 0 else states.FAILED)
 
 
 def _mlflow_runs(uri: str, job_id: int) -> list[str]:

@@ -63,6 +63,14 @@ def show_job(
     return workspace_jobs.get(platform, job_id)
 
 
+@router.post("/{job_id}/cancel")
+def cancel_job(
+    job_id: JobId, principal: Principal = Depends(requires("pipelines:run")), platform: Platform = Depends(get_platform)
+) -> dict[str, Any]:
+    """Cancel a job: a queued one at once, a running one within half a second (its process group is stopped)."""
+    return workspace_jobs.cancel(platform, principal, job_id)
+
+
 @router.get("/{job_id}/logs")
 async def job_logs(
     job_id: JobId,
