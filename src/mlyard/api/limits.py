@@ -27,6 +27,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # Agents report a job's log lines in batches of up to 200 lines, whose length the step decides.
 AGENT_REPORT_BYTES = 16 * 1024**2
 _ARTIFACT_UPLOAD = re.compile(r"^/api/v1/agent/jobs/[^/]+/artifacts/[^/]+$")
+_MLFLOW_ARTIFACT_UPLOAD = re.compile(r"^/mlflow/[^/]+/api/2\.0/mlflow-artifacts/artifacts/")  # /mlflow/<env> uploads
 
 
 def describe(size: int) -> str:
@@ -76,7 +77,7 @@ class BodyLimits:
     def for_request(self, method: str, path: str) -> Limit:
         if path.startswith("/git/"):
             return self.git
-        if method == "PUT" and _ARTIFACT_UPLOAD.match(path):
+        if method == "PUT" and (_ARTIFACT_UPLOAD.match(path) or _MLFLOW_ARTIFACT_UPLOAD.match(path)):
             return self.artifacts
         if path.startswith("/api/v1/agent/jobs/"):
             return self.agent_reports
