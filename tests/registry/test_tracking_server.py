@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,12 @@ def test_the_mlflow_client_of_another_process_writes_to_the_environments_store(s
     history = [(str(e["version"]), e["to"], e["by"]) for e in shown["history"]]
     assert history == [("1", "Production", server.username), ("2", "Production", server.username),
                        ("3", "Staging", server.username)]  # fmt: skip
+
+    # Other aliases are MLflow's own writes, serialised per model: concurrent ones all succeed.
+    with server.client() as api, ThreadPoolExecutor(6) as pool:
+        path = "/mlflow/dev/api/2.0/mlflow/registered-models/alias"
+        bodies = [{"name": name, "alias": "candidate", "version": str(1 + i % 3)} for i in range(12)]
+        assert {answer.status_code for answer in pool.map(lambda body: api.post(path, json=body), bodies)} == {200}
 
     # The artifact lives in the environment's artifact folder on the server.
     stored = list((server.home / "envs" / "dev" / "mlartifacts").rglob("notes.txt"))

@@ -164,7 +164,7 @@ class MlflowMount:
             environment = await asyncio.to_thread(environments.get_environment, self.platform, request.env)
             running = await self._server(request.env, environment["mlflow_tracking_uri"])
             if request.path in (ALIAS_PATH, TRANSITION_PATH) and request.method in ("POST", "DELETE"):
-                await self._stage_change(running, principal, request, scope, receive, send)
+                await self._stage_change(running, principal, request, receive, send)
             else:
                 await _proxy(running.client, request, scope, _stream(receive), send)
         except _ClientGone:
@@ -234,16 +234,16 @@ class MlflowMount:
             self._socket_dir = None
 
     async def _stage_change(
-        self, running: _Running, principal: Principal, request: MlflowRequest, scope: Scope, receive: Receive,
-        send: Send,
+        self, running: _Running, principal: Principal, request: MlflowRequest, receive: Receive, send: Send
     ) -> None:
         """`production`/`staging` alias writes and stage transitions become mlyard stage changes; other
         aliases go to MLflow unchanged."""
         body = await read_body(receive, MAX_JSON_BYTES)
         fields = _fields(body, request.query)
         name, alias = str(fields.get("name", "")), str(fields.get("alias", ""))
-        if request.path == ALIAS_PATH and alias not in STAGE_ALIASES:
-            await _proxy(running.client, request, scope, _replay(body), send)
+        if request.path == ALIAS_PATH and alias not in STAGE_ALIASES:  # e.g. `champion`: MLflow's own write
+            status, content = await asyncio.to_thread(self._locked_alias_write, running, request, name, body)
+            await send_json(send, status, content)
             return
         if not name:
             raise InvalidInput("missing value for required parameter 'name'")
@@ -266,6 +266,24 @@ class MlflowMount:
         params = {"name": name, "version": version}
         answer = await running.client.get("/api/2.0/mlflow/model-versions/get", params=params)
         await send_json(send, answer.status_code, answer.content)
+
+
+    def _locked_alias_write(
+        self, running: _Running, request: MlflowRequest, name: str, body: bytes
+    ) -> tuple[int, bytes]:
+        """Pass an alias write to MLflow under the model's lock: MLflow does not serialise alias writes
+        (concurrent ones fail with a UNIQUE constraint error), mlyard's stage changes hold the same lock."""
+        registry = models.registry(self.platform, request.env)
+        target = "http://localhost" + request.path + ("?" + request.query.decode("latin-1") if request.query else "")
+        headers = {"content-type": "application/json"}
+        with registry.model_lock(name), httpx.Client(transport=httpx.HTTPTransport(uds=str(running.server.spec.socket)),
+                                                     timeout=PROXY_TIMEOUT) as client:  # fmt: skip
+            try:
+                answer = client.request(request.method, target, content=body, headers=headers)
+            except httpx.TransportError as exc:
+                where = f"the MLflow server of environment {request.env!r}"
+                raise Unavailable(f"{where} is not reachable ({exc!r}); try again") from None
+        return answer.status_code, answer.content
 
 
 def _fields(body: bytes, query: bytes) -> dict[str, Any]:
@@ -303,10 +321,6 @@ async def _stream(receive: Receive) -> AsyncIterator[bytes]:
             raise _ClientGone
         yield message.get("body", b"")
         more = bool(message.get("more_body"))
-
-
-async def _replay(body: bytes) -> AsyncIterator[bytes]:
-    yield body
 
 
 async def _proxy(client: httpx.AsyncClient, request: MlflowRequest, scope: Scope, body: AsyncIterator[bytes],
