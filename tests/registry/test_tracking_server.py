@@ -11,15 +11,18 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from mlyard.api.mlflow_mount import MlflowRequest, parse_request
 from mlyard.errors import NotFound
+from mlyard.registry.tracking_server import APP
 from tests.conftest import Server
 
 CLIENT_SCRIPT = textwrap.dedent(
@@ -200,3 +203,47 @@ def test_a_path_without_environment_is_refused() -> None:
     expected = r"^no environment in the path: use <server>/mlflow/<env> as MLFLOW_TRACKING_URI$"
     with pytest.raises(NotFound, match=expected):
         parse_request(scope_of("GET", "/mlflow/"))
+
+
+def mlflow_server_of(server: Server, env: str) -> psutil.Process | None:
+    """The MLflow server process of `env` under `server` (found by its store's path)."""
+    store = str(server.home / "envs" / env / "mlflow.db")
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if APP in (proc.info["cmdline"] or []) and store in proc.environ().get("_MLFLOW_SERVER_FILE_STORE", ""):
+                return proc
+        except psutil.Error:
+            continue
+    return None
+
+
+@pytest.mark.slow
+def test_a_dead_mlflow_server_is_restarted_and_a_remote_store_is_not_served(server: Server) -> None:
+    path = "/mlflow/dev/api/2.0/mlflow/experiments/get-by-name"
+    with server.client() as api:
+        assert api.get(path, params={"experiment_name": "Default"}).status_code == 200
+        first = mlflow_server_of(server, "dev")
+        assert first is not None
+        first.kill()
+        # A request that meets the dying process gets 503 (MLflow's clients retry it); the next one finds the
+        # process gone and starts a new one.
+        answers = []
+        for _ in range(100):
+            answers.append(api.get(path, params={"experiment_name": "Default"}))
+            if answers[-1].status_code != 503:
+                break
+            time.sleep(0.1)
+        assert answers[-1].status_code == 200, answers[-1].text
+        assert {a.json()["error_code"] for a in answers[:-1]} <= {"TEMPORARILY_UNAVAILABLE"}
+        second = mlflow_server_of(server, "dev")
+        assert second is not None and second.pid != first.pid
+
+        name = f"remote{uuid.uuid4().hex[:6]}"
+        server.cli("environments", "create", name, "--mlflow-tracking-uri", "https://mlflow.example.com")
+        answer = api.get(f"/mlflow/{name}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "x"})
+        assert answer.status_code == 400
+        assert answer.json() == {
+            "error_code": "INVALID_PARAMETER_VALUE",
+            "message": f"environment {name!r} uses the MLflow tracking server https://mlflow.example.com: use that URL "
+            "directly (mlyard serves /mlflow/<env> only for environments with the embedded store)",
+        }

@@ -65,7 +65,7 @@ _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"
                          b"trailer", b"transfer-encoding", b"upgrade"})  # fmt: skip
 # Not passed to MLflow: the caller's token and cookies, and what MLflow's host and origin checks would
 # misread behind a proxy (the request reaches MLflow from mlyard, on a socket).
-_REQUEST_DROPPED = _HOP_BY_HOP | {b"host", b"authorization", b"cookie", b"origin", b"referer", b"forwarded",
+_REQUEST_DROPPED = _HOP_BY_HOP | {b"host", b"authorization", b"cookie", b"origin", b"referer", b"forwarded", b"expect",
                                   b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto"}  # fmt: skip
 _RESPONSE_DROPPED = _HOP_BY_HOP | {b"server", b"date", b"set-cookie"}
 
