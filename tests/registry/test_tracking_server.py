@@ -46,12 +46,15 @@ CLIENT_SCRIPT = textwrap.dedent(
     client.set_registered_model_alias(name, "champion", versions[0])
     client.set_registered_model_alias(name, "production", versions[1])  # version 1 goes to Archived
     client.transition_model_version_stage(name, versions[2], "Staging")  # the deprecated API, mirrored too
+    staged = client.get_model_version_by_alias(name, "staging").version
+    client.delete_registered_model_alias(name, "staging")  # version 3 goes back to None
     back = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="notes.txt", dst_path=str(work))
     print(json.dumps({
         "run_id": run.info.run_id,
         "artifact_uri": run.info.artifact_uri,
         "production": client.get_model_version_by_alias(name, "production").version,
         "legacy_stage": client.get_model_version(name, versions[1]).current_stage,
+        "staged": staged,
         "downloaded": pathlib.Path(back).read_text(),
     }))
     """
@@ -85,19 +88,19 @@ def test_the_mlflow_client_of_another_process_writes_to_the_environments_store(s
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["artifact_uri"].startswith("mlflow-artifacts:/")  # proxied: nothing on the client's disk
     assert result["downloaded"] == "logged from another process"
-    assert result["production"] == "2" and result["legacy_stage"] == "Production"
+    assert result["production"] == "2" and result["legacy_stage"] == "Production" and result["staged"] == "3"
 
     # mlyard's own registry API reads the same store: stages mirrored, history written, by the token's user.
     shown = json.loads(server.cli("models", "show", name, "--env", "dev", "--json").stdout)
     stages = {str(v["version"]): v["stage"] for v in shown["versions"]}
-    assert stages == {"1": "Archived", "2": "Production", "3": "Staging"}
+    assert stages == {"1": "Archived", "2": "Production", "3": "None"}
     aliases = {alias: str(version) for alias, version in shown["aliases"].items()}
-    assert aliases == {"champion": "1", "production": "2", "staging": "3"}
+    assert aliases == {"champion": "1", "production": "2"}
     first = next(v for v in shown["versions"] if str(v["version"]) == "1")
     assert first["run_id"] == result["run_id"] and first["metrics"] == {"accuracy": 0.93}
     history = [(str(e["version"]), e["to"], e["by"]) for e in shown["history"]]
     assert history == [("1", "Production", server.username), ("2", "Production", server.username),
-                       ("3", "Staging", server.username)]  # fmt: skip
+                       ("3", "Staging", server.username), ("3", "None", server.username)]  # fmt: skip
 
     # Other aliases are MLflow's own writes, serialised per model: concurrent ones all succeed.
     with server.client() as api, ThreadPoolExecutor(6) as pool:
@@ -153,6 +156,11 @@ def test_refused_without_a_token_or_the_scope(server: Server) -> None:
         too_big = api.post("/mlflow/dev/api/2.0/mlflow/runs/log-batch", content=b"{" + b" " * (2 * 1024**2) + b"}",
                            headers={"content-type": "application/json"})  # fmt: skip
         assert too_big.status_code == 413
+        too_big = api.post("/mlflow/dev/api/2.0/mlflow/registered-models/alias", content=b" " * (65 * 1024))
+        assert too_big.status_code == 413
+        assert too_big.json() == {"error_code": "INVALID_PARAMETER_VALUE",
+                                  "message": "request body too large: an alias or stage change may have at most "
+                                  "65536 bytes"}  # fmt: skip
 
 
 def scope_of(method: str, path: str, raw: bytes | None = None, query: bytes = b"") -> dict[str, Any]:

@@ -125,10 +125,14 @@ async def read_body(receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"request body too large: an alias or stage change may have at most {limit} bytes")
+            raise BodyTooLarge(f"request body too large: an alias or stage change may have at most {limit} bytes")
         chunks.append(chunk)
         more = bool(message.get("more_body"))
     return b"".join(chunks)
+
+
+class BodyTooLarge(PayloadTooLarge):
+    """An alias or stage change larger than MAX_JSON_BYTES (answered here; BodyLimit answers the others)."""
 
 
 class _ClientGone(Exception):
@@ -169,6 +173,8 @@ class MlflowMount:
                 await _proxy(running.client, request, scope, _stream(receive), send)
         except _ClientGone:
             return
+        except BodyTooLarge as exc:
+            await send_json(send, 413, error_message(413, exc.message))
         except PayloadTooLarge:
             raise  # BodyLimit answers 413 with the limit and how to change it
         except MlyardError as exc:
