@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +156,7 @@ class MlflowMount:
         self._running: dict[str, _Running] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._socket_dir: Path | None = None
+        self._folder_lock = threading.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -207,14 +209,19 @@ class MlflowMount:
                 timeout=PROXY_TIMEOUT,
             )
             self._running[env] = running = _Running(tracking_uri, server, client)
-            await _wait_ready(env, running)
+            try:
+                await _wait_ready(env, running)
+            except BaseException:
+                await self._stop(env)  # the next request starts a fresh one
+                raise
             return running
 
     def _start(self, env: str, tracking_uri: str) -> TrackingServer:
         from mlyard.registry.tracking_server import TrackingServer, TrackingServerSpec, socket_folder
 
-        if self._socket_dir is None:
-            self._socket_dir = socket_folder()
+        with self._folder_lock:  # environments start in parallel threads
+            if self._socket_dir is None:
+                self._socket_dir = socket_folder()
         extra = (self.mark,) if self.mark else ()
         spec = TrackingServerSpec.for_environment(env, tracking_uri, self._socket_dir, extra_env=extra)
         server = TrackingServer(spec)
