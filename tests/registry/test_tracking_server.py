@@ -135,6 +135,10 @@ def test_refused_without_a_token_or_the_scope(server: Server) -> None:
         answer = wrong.get(path, params={"experiment_name": "Default"})
         assert answer.status_code == 401 and answer.json()["error_code"] == "UNAUTHENTICATED"
 
+    with server.client(token="") as basic:  # MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD
+        answer = basic.get(path, params={"experiment_name": "Default"}, auth=(server.username, server.token))
+        assert answer.status_code == 200 and answer.json()["experiment"]["name"] == "Default"
+
     reader = token_with(server, "repo:read")
     with server.client(token=reader) as api:
         assert api.get(path, params={"experiment_name": "Default"}).status_code == 200
