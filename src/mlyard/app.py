@@ -18,6 +18,7 @@ from mlyard.api import PREFIX as API_PREFIX
 from mlyard.api import errors as api_errors
 from mlyard.api.headers import SecurityHeaders
 from mlyard.api.limits import BodyLimit, BodyLimits
+from mlyard.api.mlflow_mount import MlflowMount
 from mlyard.api.routes import agent as agent_routes
 from mlyard.api.routes import databricks as databricks_routes
 from mlyard.api.routes import deployments as deployments_routes
@@ -111,6 +112,7 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
         events.ingest(platform, push_id)
 
     stopping = threading.Event()
+    mlflow_servers = MlflowMount(platform, mark=(MARK_VARIABLE, str(settings.home)))  # /mlflow/<env>
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -151,6 +153,7 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
         stopping.set()  # also when the server is stopped without a signal (begin_shutdown not called)
         await asyncio.to_thread(deployments.stop_all, platform)
         await fronts.close_all()
+        await mlflow_servers.close()
         deployments.attach(platform, None)
         if local is not None:
             local.stop()
@@ -183,6 +186,7 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
 
     _install_docs(api, platform)
     api.mount("/databricks", databricks_routes.create_app(platform))  # Databricks' API per environment
+    api.mount("/mlflow", mlflow_servers)
     api.include_router(web_pages.router)
 
     @api.get("/health", tags=["health"])

@@ -30,6 +30,7 @@ _ARTIFACT_UPLOAD = re.compile(r"^/api/v1/agent/jobs/[^/]+/artifacts/[^/]+$")
 # Databricks' workspace/import carries a notebook or a zipped folder, base64 in JSON (or a multipart form).
 WORKSPACE_IMPORT_BYTES = 32 * 1024**2
 _WORKSPACE_IMPORT = re.compile(r"^/databricks/[^/]+/api/2\.0/workspace/import$")
+_MLFLOW_ARTIFACT_UPLOAD = re.compile(r"^/mlflow/[^/]+/api/2\.0/mlflow-artifacts/artifacts/")  # /mlflow/<env> uploads
 
 
 def describe(size: int) -> str:
@@ -80,7 +81,7 @@ class BodyLimits:
     def for_request(self, method: str, path: str) -> Limit:
         if path.startswith("/git/"):
             return self.git
-        if method == "PUT" and _ARTIFACT_UPLOAD.match(path):
+        if method == "PUT" and (_ARTIFACT_UPLOAD.match(path) or _MLFLOW_ARTIFACT_UPLOAD.match(path)):
             return self.artifacts
         if path.startswith("/api/v1/agent/jobs/"):
             return self.agent_reports
