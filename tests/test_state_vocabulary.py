@@ -15,7 +15,8 @@ NAMES = "|".join(re.escape(state.value) for state in State)
 LITERAL = re.compile(rf"""(?<![\w.\[-])["']({NAMES})["']""")
 # Modules that still hold copies, waiting for their owners to import State; the list may only shrink.
 # SAME_WORD: the same words in other vocabularies (expression functions succeeded()/failed()/canceled(),
-# JUnit's <skipped>, test outcomes of every test format, test counts, deployment states, the reasons a process was interrupted).
+# JUnit's <skipped>, test outcomes of every test format, test counts, deployment states, the reasons a
+# process was interrupted).
 NOT_YET = {"agent/http_reporter.py", "creator.py", "quickstart.py"}
 SAME_WORD = {
     "pipelines/expressions/functions.py", "pipelines/expressions/status.py", "agent/junit.py",
