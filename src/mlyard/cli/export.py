@@ -240,11 +240,11 @@ def build_plan(api: Client, repo_name: str, *, organization: str = "", project: 
         connections=tuple(connections), environments=tuple(wanted["environment"]), secrets=(), commands=(),
         notes=tuple(notes),
     )
-    return replace(draft, secrets=_secrets(draft), commands=tuple(commands(draft)))
+    return replace(draft, secrets=secrets_of(draft), commands=tuple(build_commands(draft)))
 
 
 # -- the commands ---------------------------------------------------------------------------------
-def _secrets(plan: AzureDevOpsExport) -> tuple[SecretInput, ...]:
+def secrets_of(plan: AzureDevOpsExport) -> tuple[SecretInput, ...]:
     found = [SecretInput("MLYARD_GIT_TOKEN", f"a token of this mlyard server with repo:read, to import {plan.repo}")]
     for group in plan.variable_groups:
         found += [SecretInput(v.env, f"the value of secret {v.name} of variable group {group.name}")
@@ -266,7 +266,13 @@ def v(env: str) -> str:
     return f'"${env}"'
 
 
-def commands(plan: AzureDevOpsExport) -> list[str]:
+def secret_env(x: ExportVariable) -> str:
+    """`env NAME=VALUE`: az reads a secret it is not given with --value from AZURE_DEVOPS_EXT_PIPELINE_VAR_<name>
+    (`env` also passes names with '.', which a shell assignment cannot)."""
+    return "env " + q(f"AZURE_DEVOPS_EXT_PIPELINE_VAR_{x.name}=") + v(x.env)
+
+
+def build_commands(plan: AzureDevOpsExport) -> list[str]:
     """The `az` commands, in order (they use the variables that `script` defines at the top)."""
     out = [
         'az devops configure --defaults organization="$ORG" project="$PROJECT"',
@@ -277,13 +283,13 @@ def commands(plan: AzureDevOpsExport) -> list[str]:
     ]
     for group in plan.variable_groups:
         plain = [x for x in group.variables if not x.secret]
-        pairs = " ".join(f"{x.name}={v(x.env)}" for x in plain) or "EXPORTED_FROM=mlyard"
+        pairs = " ".join(q(f"{x.name}=") + v(x.env) for x in plain) or "EXPORTED_FROM=mlyard"
         gid = env_name(group.name, "GROUP_ID")
         out.append(f"{gid}=$(az pipelines variable-group create --name {q(group.name)} --variables {pairs} "
                    "--authorize false --query id --output tsv)")
         for x in group.variables:
             if x.secret:
-                out.append(f"AZURE_DEVOPS_EXT_PIPELINE_VAR_{x.name}={v(x.env)} az pipelines variable-group variable "
+                out.append(f"{secret_env(x)} az pipelines variable-group variable "
                            f"create --group-id {v(gid)} --name {q(x.name)} --secret true")
     for conn in plan.connections:
         out.append(
@@ -301,7 +307,7 @@ def commands(plan: AzureDevOpsExport) -> list[str]:
                    "--skip-first-run true")
         for x in p.variables:
             if x.secret:
-                out.append(f"AZURE_DEVOPS_EXT_PIPELINE_VAR_{x.name}={v(x.env)} az pipelines variable create "
+                out.append(f"{secret_env(x)} az pipelines variable create "
                            f"--pipeline-name {q(p.name)} --name {q(x.name)} --secret true")
             else:
                 out.append(f"az pipelines variable create --pipeline-name {q(p.name)} --name {q(x.name)} "
@@ -322,7 +328,7 @@ def script(plan: AzureDevOpsExport) -> str:
         f'PROJECT="${{AZURE_DEVOPS_PROJECT:-{plan.project}}}"',
         ': "${ORG:?set AZURE_DEVOPS_ORG (or pass --org) to the organization URL, e.g. https://dev.azure.com/ORG}"',
         ': "${PROJECT:?set AZURE_DEVOPS_PROJECT (or pass --project) to the Azure DevOps project name}"',
-        f'MLYARD_CLONE_URL="${{MLYARD_CLONE_URL:-{_dq(plan.clone_url)}}}"  # must be reachable from Azure DevOps',
+        f'MLYARD_CLONE_URL=${{MLYARD_CLONE_URL:-{q(plan.clone_url)}}}  # must be reachable from Azure DevOps',
         'MLYARD_GIT_USER="${MLYARD_GIT_USER:-mlyard}"',
     ]
     if plan.connections:
@@ -334,21 +340,27 @@ def script(plan: AzureDevOpsExport) -> str:
     if values:
         lines += ["", "# Plain values as on mlyard: on Azure point them at the Databricks workspace, MLflow and",
                   "# deployments target of each environment (docs/azure-devops.md)."]
-        lines += [f"{x.env}=\"${{{x.env}:-{_dq(x.value or '')}}}\"  # {owner}: {x.name}" for owner, x in values]
+        lines += [f"{x.env}=${{{x.env}:-{q(x.value or '')}}}  # {_comment(owner)}: {_comment(x.name)}"
+                  for owner, x in values]
     lines += ["", "# Secrets are not exported: set each one in the environment before running this script."]
     lines += [f': "${{{s.env}:?set {s.env} to {_dq(s.prompt)}}}"' for s in plan.secrets]
     if plan.environments:
         lines += ["", "# Environments (Pipelines > Environments; approvals and checks are set there):"]
         lines += [f"#   {name}" for name in plan.environments]
     if plan.notes:
-        lines += ["", "# Notes:"] + [f"#   {n}" for n in plan.notes]
+        lines += ["", "# Notes:"] + [f"#   {_comment(n)}" for n in plan.notes]
     lines += ["", *plan.commands, "", 'echo "done: $ORG $PROJECT"']
     return "\n".join(lines) + "\n"
 
 
 def _dq(text: str) -> str:
-    """`text` safe inside a double-quoted bash word."""
-    return re.sub(r'([\\"$`])', r"\\\1", text.replace("\n", " "))
+    """`text` safe as the message of a double-quoted `${X:?message}`."""
+    return re.sub(r'([\\"$`])', r"\\\1", _comment(text).replace("}", ")"))
+
+
+def _comment(text: str) -> str:
+    """`text` on one line (a comment or a message)."""
+    return " ".join(text.split())
 
 
 def _check(value: str, option: str, url: bool = False) -> str:
