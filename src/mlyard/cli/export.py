@@ -187,13 +187,13 @@ def build_plan(api: Client, repo_name: str, *, organization: str = "", project: 
     pipelines: list[ExportPipeline] = []
     with tempfile.TemporaryDirectory(prefix="mlyard-export-") as tmp:
         root = Path(tmp) / "repo"
-        cloned = _checkout(api, repo, root) if views else ""
-        if cloned:
-            notes.append(cloned + "; resources are those the pipelines were permitted to use")
+        clone_error = _checkout(api, repo, root) if views else ""
+        if clone_error:
+            notes.append(clone_error + "; resources are those the pipelines were permitted to use")
         for brief in views:
             view = api.pipelines.get(brief.name)
             used: list[str] = []
-            if not cloned:
+            if not clone_error:
                 used, note = plan_resources(root, view.yaml_path)
                 if note:
                     notes.append(note)
