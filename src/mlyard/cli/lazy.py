@@ -35,6 +35,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "jobs": ("mlyard.cli.jobs", "jobs_app", "Jobs on code deployed in an environment's workspace."),
     "deployments": ("mlyard.cli.deployments", "deployments_app", "Model deployments (serving endpoints)."),
     "workspace": ("mlyard.cli.workspace", "workspace_app", "Environment workspaces: deploy, ls, show."),
+    "projects": ("mlyard.cli.projects", "projects_app", "ML projects: update them to the platform's template."),
 }
 
 
