@@ -80,7 +80,8 @@ def test_update_pushes_a_branch_with_the_templates_change_and_its_run_starts(srv
     code = pipelines["upd-a-deploy-code"]
     assert code["triggers"] and code["run"]["source_branch"] == f"refs/heads/{branch}"
     assert code["run"]["source_version"] == result["commit"]
-    assert not pipelines["upd-a-promote-model"]["triggers"] and pipelines["upd-a-promote-model"]["run"] is None
+    assert not pipelines["upd-a-promote-model"]["triggers"]  # model CI runs on the default branch only
+    assert all(p["run"] is None for p in result["pipelines"] if not p["triggers"])
 
     again = srv.cli("projects", "update", "upd-a", check=False)
     assert again.returncode == 4 and f"branch '{branch}' already exists in upd-a" in again.stderr
@@ -103,8 +104,8 @@ def test_lines_the_team_and_the_template_both_changed_are_pushed_as_conflicts(sr
     text = (updated / "README.md").read_text()
     assert "<<<<<<< before updating\n# Team title\n=======\n# Template title\n>>>>>>> after updating\n" in text
     pipelines = {p["pipeline"]: p for p in result["pipelines"]}
-    assert not pipelines["upd-b-deploy-code"]["triggers"]  # README only: the code pipeline does not run
-    assert "paths" in pipelines["upd-b-deploy-code"]["reason"] or "path" in pipelines["upd-b-deploy-code"]["reason"]
+    code = pipelines["upd-b-deploy-code"]  # README only: the code pipeline does not run
+    assert not code["triggers"] and code["run"] is None and "no changed path matches" in code["reason"]
 
 
 def test_a_project_at_the_current_template_is_up_to_date(srv: Server) -> None:
@@ -112,6 +113,8 @@ def test_a_project_at_the_current_template_is_up_to_date(srv: Server) -> None:
     result, stderr = update(srv, "upd-c")
     assert result["up_to_date"] and result["branch"] is None and result["from_commit"] == result["to_commit"]
     assert "upd-c is up to date" in stderr
+    out = srv.cli("projects", "update", "upd-c")
+    assert out.stdout == f"upd-c is up to date with the template ({result['to_commit'][:7]})\n"
 
 
 def test_a_repo_without_answers_gets_a_clear_error(srv: Server, tmp_path: Path) -> None:
