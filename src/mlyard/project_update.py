@@ -75,7 +75,7 @@ def update_project(
                 f"(`git push origin --delete {name}`), or pass --branch with another name"
             )
         _update(project, result, name, answers, template_path=str(source.path), say=say)
-        _expected_runs(api, project, result)
+        _expected_runs(api, project, result, message=project.git("log", "-1", "--format=%B").strip())
     _wait_for_runs(api, result, say)
     return result
 
@@ -107,7 +107,7 @@ def _update(project: WorkTree, result: ProjectUpdateView, name: str, answers: An
     result.branch = name
 
 
-def _expected_runs(api: Client, project: WorkTree, result: ProjectUpdateView) -> None:
+def _expected_runs(api: Client, project: WorkTree, result: ProjectUpdateView, *, message: str) -> None:
     """Which of the project's pipelines the push triggers, read from their files in the pushed branch."""
     from mlyard.pipelines.parser import load_trigger
     from mlyard.pipelines.triggers import trigger_decision
@@ -122,7 +122,8 @@ def _expected_runs(api: Client, project: WorkTree, result: ProjectUpdateView) ->
             entry.reason = f"{pipeline.yaml_path} is not in the branch"
         else:
             try:
-                decision = trigger_decision(load_trigger(path, name=pipeline.yaml_path), ref, result.changed_files)
+                trigger = load_trigger(path, name=pipeline.yaml_path)
+                decision = trigger_decision(trigger, ref, result.changed_files, message)
                 entry.triggers, entry.reason = decision.run, decision.reason
             except PipelineError as exc:
                 entry.reason = f"its trigger cannot be read: {exc.message}"

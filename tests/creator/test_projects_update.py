@@ -133,3 +133,25 @@ def test_bad_input_is_refused(srv: Server) -> None:
     assert out.returncode == 3 and "upd-none" in out.stderr
     out = srv.cli("projects", "update", "ml-project-template", "--branch", "bad..name", check=False)
     assert out.returncode == 2 and "invalid branch name 'bad..name'" in out.stderr
+
+
+def test_a_repo_adopts_the_template_with_an_answers_file(srv: Server, git: Git, tmp_path: Path) -> None:
+    # The way docs/creator.md gives for a repo made without answers: commit them, naming a template commit.
+    template = clone(srv, git, "ml-project-template", "t")
+    first = git("rev-list", "--max-parents=0", "HEAD", cwd=template).stdout.split()[0]
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "notes.txt").write_text("the team's own file\n")
+    (own / ".copier-answers.yml").write_text(
+        f"_commit: {first[:7]}\n_src_path: ignored\nrepo_name: upd-adopt\nmodel_name: upd-adopt\n"
+        "package_name: upd_adopt\nenvironment: dev\ndemo: false\ndefault_branch: master\n"
+    )
+    srv.cli("repos", "create", "upd-adopt", "--from-dir", str(own))
+    change_template(srv, git, {"template/CONTRIBUTING.md": "Open a pull request.\n"}, "t2")
+    result, _ = update(srv, "upd-adopt")
+    assert result["ignored_src_path"] == "ignored" and result["branch"]
+    updated = clone(srv, git, "upd-adopt", "b", branch=result["branch"])
+    assert (updated / "CONTRIBUTING.md").read_text() == "Open a pull request.\n"  # what the template added since
+    assert (updated / "notes.txt").is_file()
+    assert not (updated / "src").exists()  # copier's rule: files the project lacks were deleted on purpose
+    assert answers(updated)["_src_path"] == result["template"]
