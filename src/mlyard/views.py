@@ -534,3 +534,42 @@ class PushEvent(View):
     commits: list[Any] = field(default_factory=list)
     changed_paths: list[str] = field(default_factory=list)
     created_at: str = ""
+
+
+# -- project template updates (`mlyard projects update`, client-side) --------------------------------
+class PushedPipeline(View):
+    """A pipeline of the project and the pushed branch: whether its CI trigger runs it, and the run."""
+
+    pipeline: str = ""
+    triggers: bool = False
+    reason: str = ""  # the trigger's decision, as `mlyard pipelines explain-trigger` says it
+    run: RunSummary | None = None  # None: no run expected, or none appeared within the wait
+
+    @classmethod
+    def _convert(cls, key: str, value: Any) -> Any:
+        if key == "run" and value is not None:
+            return RunSummary.from_dict(value)
+        return super()._convert(key, value)
+
+
+class ProjectUpdateView(View):
+    """What `mlyard projects update REPO` did: the branch it pushed with the template's changes."""
+
+    repo: str = ""
+    base_branch: str = ""  # the project's default branch the update starts from
+    template: str = ""  # the platform template's clone URL
+    from_commit: str = ""  # the template revision the project had (`_commit` of its answers)
+    to_commit: str = ""  # the template revision it is updated to (HEAD of the template's default branch)
+    up_to_date: bool = False  # nothing to do: no branch was pushed
+    branch: str | None = None
+    commit: str | None = None
+    changed_files: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  # files with conflict markers, to resolve on the branch
+    ignored_src_path: str | None = None  # the answers' `_src_path` when it named another template
+    pipelines: list[PushedPipeline] = field(default_factory=list)
+
+    @classmethod
+    def _convert(cls, key: str, value: Any) -> Any:
+        if key == "pipelines":
+            return [PushedPipeline.from_dict(p) for p in value]
+        return super()._convert(key, value)

@@ -36,6 +36,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "deployments": ("mlyard.cli.deployments", "deployments_app", "Model deployments (serving endpoints)."),
     "workspace": ("mlyard.cli.workspace", "workspace_app", "Environment workspaces: deploy, ls, show."),
     "export": ("mlyard.cli.export", "export_app", "Export a project to Azure DevOps + Databricks (az commands)."),
+    "projects": ("mlyard.cli.projects", "projects_app", "ML projects: update them to the platform's template."),
 }
 
 
