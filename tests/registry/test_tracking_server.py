@@ -81,6 +81,7 @@ def token_with(server: Server, *scopes: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.long  # half a minute: its file is scheduled first
 def test_the_mlflow_client_of_another_process_writes_to_the_environments_store(server: Server, tmp_path: Path) -> None:
     name = f"tracked-{uuid.uuid4().hex[:6]}"
     proc = run_client(server, "dev", server.token, name, tmp_path)
