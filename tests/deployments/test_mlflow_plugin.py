@@ -66,7 +66,6 @@ def target(server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.long  # over a minute: its file is scheduled first
 def test_create_predict_update_get_list_delete_with_the_mlflow_cli(
     server: Server, logged: list[Logged], target: str, tmp_path: Path
 ) -> None:
