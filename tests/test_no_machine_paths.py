@@ -39,7 +39,8 @@ def test_the_pattern_finds_machine_paths_and_ignores_data() -> None:
     assert machine_paths(f'MLYARD = Path("{venv}")\nx = 1\n') == [(1, f'MLYARD = Path("{venv}")')]
     assert machine_paths(f"cd {home}\n") == [(1, f"cd {home}")]
     uri = "file://" + "/".join(("", "tmp", "ws"))
-    assert machine_paths(f"uri = '{uri}'\npath = 'src/work/x'\nwhere = '/opt/tool/bin'\n") == []
+    tool = "/".join(("", "opt", "tool", "bin"))
+    assert machine_paths(f"uri = '{uri}'\npath = 'src/work/x'\nwhere = '{tool}'\n") == []
 
 
 def test_tests_and_benchmarks_name_no_machine_path() -> None:

@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlyard.pipelines import Plan
-from mlyard.pipelines.model import Environment, Job, Leg, Stage, Step, VariableEntry, VariableGroup
-from mlyard.pipelines.plan import leg_from, variable_entries
-from mlyard.pipelines.tasks import connection_input
+from mlyard.pipelines.model import Environment, Job, Leg, Stage, Step
+from mlyard.pipelines.plan import leg_from, protected_resources, variable_entries
 
 
 def step_id(step: Step, index: int) -> str:
@@ -41,30 +40,7 @@ def step_spec(step: Step, index: int) -> dict[str, Any]:
 
 def resources(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The protected resources a stored plan uses: (kind, name), in order of first use."""
-    found: list[tuple[str, str]] = []
-
-    def add(kind: str, name: str) -> None:
-        if name and (kind, name) not in found:
-            found.append((kind, name))
-
-    def groups(entries: tuple[VariableEntry, ...]) -> None:
-        for entry in entries:
-            if isinstance(entry, VariableGroup):
-                add("variablegroup", entry.group)
-
-    plan = load(doc)
-    groups(plan.variables)
-    for stage in plan.stages:
-        groups(stage.variables)
-        for job in stage.jobs:
-            groups(job.variables)
-            if job.environment:
-                add("environment", job.environment.name)
-            for step in job.steps:
-                connection = connection_input(step.task)
-                if connection:
-                    add("connection", str(step.inputs.get(connection, "")))
-    return found
+    return protected_resources(load(doc))
 
 
 def load(doc: Mapping[str, Any]) -> Plan:

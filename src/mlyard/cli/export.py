@@ -114,8 +114,7 @@ def plan_resources(root: Path, yaml_path: str) -> tuple[list[str], str]:
     """The protected resources (KIND:NAME) a pipeline file names, compiled with its defaults; a note
     instead when it cannot be compiled offline (parameters without defaults, errors)."""
     from mlyard.pipelines import PipelineError, compile_pipeline, load_pipeline
-    from mlyard.pipelines.model import VariableGroup
-    from mlyard.pipelines.tasks import connection_input
+    from mlyard.pipelines.plan import protected_resources
 
     file = root / yaml_path
     if not file.is_file():
@@ -128,29 +127,7 @@ def plan_resources(root: Path, yaml_path: str) -> tuple[list[str], str]:
         plan = compile_pipeline(pipeline, repo_root=root)
     except PipelineError as exc:
         return [], f"{yaml_path} does not compile: {exc}"
-    found: list[str] = []
-
-    def add(kind: str, name: str) -> None:
-        if name and f"{kind}:{name}" not in found:
-            found.append(f"{kind}:{name}")
-
-    def groups(entries: tuple[Any, ...]) -> None:
-        for entry in entries:
-            if isinstance(entry, VariableGroup):
-                add("variablegroup", entry.group)
-
-    groups(plan.variables)
-    for stage in plan.stages:
-        groups(stage.variables)
-        for job in stage.jobs:
-            groups(job.variables)
-            if job.environment:
-                add("environment", job.environment.name)
-            for step in job.steps:
-                key = connection_input(step.task)
-                if key:
-                    add("connection", str(step.inputs.get(key, "")))
-    return found, ""
+    return [f"{kind}:{name}" for kind, name in protected_resources(plan)], ""
 
 
 def _checkout(api: Client, repo: RepoView, dest: Path) -> str:

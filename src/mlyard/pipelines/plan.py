@@ -334,3 +334,33 @@ def _check_cycles(nodes: Mapping[str, Node], what: str, reporter: Reporter, scop
 __all__ = [
     "Job", "Node", "Plan", "Pool", "Stage", "Step", "Variable", "VariableGroup", "check_graph", "variable_entries",
 ]  # fmt: skip
+
+
+def protected_resources(plan: Plan) -> list[tuple[str, str]]:
+    """The protected resources a plan uses, (kind, name) in order of first use: variable groups,
+    deployment environments and the service connections of tasks (the runs' permission checks)."""
+    from mlyard.pipelines.tasks import connection_input
+
+    found: list[tuple[str, str]] = []
+
+    def add(kind: str, name: str) -> None:
+        if name and (kind, name) not in found:
+            found.append((kind, name))
+
+    def groups(entries: tuple[VariableEntry, ...]) -> None:
+        for entry in entries:
+            if isinstance(entry, VariableGroup):
+                add("variablegroup", entry.group)
+
+    groups(plan.variables)
+    for stage in plan.stages:
+        groups(stage.variables)
+        for job in stage.jobs:
+            groups(job.variables)
+            if job.environment:
+                add("environment", job.environment.name)
+            for step in job.steps:
+                key = connection_input(step.task)
+                if key:
+                    add("connection", str(step.inputs.get(key, "")))
+    return found
