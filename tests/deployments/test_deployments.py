@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import Server, start_server
 from tests.deployments.streams import RequestStream
-from tests.registry.conftest import ROWS, Logged, log_models
+from tests.registry.conftest import ROWS, Logged, register_versions
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]  # a file of minutes: scheduled first
 MODEL = "cd-model"
@@ -35,19 +35,9 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def logged(srv: Server) -> list[Logged]:
     """Three versions of MODEL in the server's dev registry, each predicting differently on ROWS."""
-    from mlflow import MlflowClient
-
-    from mlyard.registry import init_store
-
     with srv.client() as api:
         uri = api.get("/api/v1/environments/dev").json()["mlflow_tracking_uri"]
-    init_store(uri)
-    items = log_models(uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.create_registered_model(MODEL)
-    for item in items:
-        client.create_model_version(MODEL, item.artifact_location, run_id=item.run_id, model_id=item.model_id)
-    return items
+    return register_versions(uri, MODEL)
 
 
 def deploy(srv: Server, *args: str) -> dict:

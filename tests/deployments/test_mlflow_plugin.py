@@ -21,7 +21,7 @@ from mlyard.deployments_plugin.errors import TargetError
 from mlyard.deployments_plugin.target import Target, parse_target
 from tests.conftest import Server
 from tests.deployments.streams import RequestStream
-from tests.registry.conftest import ROWS, Logged, log_models
+from tests.registry.conftest import ROWS, Logged, register_versions
 
 MODEL = "plugin-model"
 BODY = {"dataframe_split": {"columns": ["a", "b"], "data": ROWS}}
@@ -42,19 +42,9 @@ def mlflow_cli(srv: Server, *args: str, check: bool = True) -> subprocess.Comple
 @pytest.fixture(scope="module")
 def logged(server: Server) -> list[Logged]:
     """Three versions of MODEL in the server's dev registry, each predicting differently on ROWS."""
-    from mlflow import MlflowClient
-
-    from mlyard.registry import init_store
-
     with server.client() as api:
         uri = api.get("/api/v1/environments/dev").json()["mlflow_tracking_uri"]
-    init_store(uri)
-    items = log_models(uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.create_registered_model(MODEL)
-    for item in items:
-        client.create_model_version(MODEL, item.artifact_location, run_id=item.run_id, model_id=item.model_id)
-    return items
+    return register_versions(uri, MODEL)
 
 
 @pytest.fixture

@@ -69,6 +69,17 @@ def log_models(uri: str) -> list[Logged]:
     return logged
 
 
+def register_versions(uri: str, model: str) -> list[Logged]:
+    """Three versions of `model` in the (initialised) registry at `uri`, each predicting differently on ROWS."""
+    init_store(uri)
+    items = log_models(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model(model)
+    for item in items:
+        client.create_model_version(model, item.artifact_location, run_id=item.run_id, model_id=item.model_id)
+    return items
+
+
 @pytest.fixture(scope="session")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     env = tmp_path_factory.mktemp("env")
