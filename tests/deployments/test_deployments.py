@@ -9,6 +9,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -64,7 +65,21 @@ def test_errors_are_clear(srv: Server, logged: list[Logged]) -> None:
 
 
 def test_deploy_a_version_answers_every_input_format(srv: Server, logged: list[Logged]) -> None:
-    found = deploy(srv, "--version", "1")
+    # While the scoring server starts (seconds), the new deployment's front port is already bound: another
+    # process (a second mlyard server on this machine) cannot take it in the meantime.
+    with ThreadPoolExecutor(1) as pool:
+        deploying = pool.submit(deploy, srv, "--version", "1")
+        starting = None
+        with srv.client() as api:
+            while starting is None and not deploying.done():
+                rows = api.get("/api/v1/deployments", params={"env": "dev"}).json()
+                starting = next((r for r in rows if r["state"] == "starting"), None)
+                time.sleep(0.02)
+        assert starting is not None, "the deployment was never seen starting"
+        with socket.socket() as sock, pytest.raises(OSError):
+            sock.bind(("127.0.0.1", starting["port"]))
+        found = deploying.result()
+    assert found["port"] == starting["port"]
     assert (found["version"], found["state"], found["target"]) == ("1", "healthy", "local")
     uri = found["scoring_uri"]
     assert uri == f"{found['url']}/invocations" and 9100 <= found["port"] <= 9199

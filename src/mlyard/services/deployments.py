@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from sqlalchemy import select
 
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Deployment
-from mlyard.errors import InvalidInput, NotFound, OperationFailed
+from mlyard.errors import Conflict, InvalidInput, NotFound, OperationFailed
 from mlyard.names import check_env_name, check_repo_name
 from mlyard.services import audit, environments, models
 from mlyard.services.auth import Principal
@@ -37,6 +38,7 @@ STARTING, HEALTHY, FAILED, STOPPED = "starting", "healthy", "failed", "stopped"
 RESTART_LIMIT, RESTART_WINDOW = 3, 300.0  # more restarts than this within the window: the deployment fails
 RESTART_LIMIT_ENV = "MLYARD_DEPLOYMENT_RESTART_LIMIT"  # the server's environment may lower or raise the limit
 GRACE_SECONDS = 30.0  # the longest an old scoring server keeps serving connections opened before a switch
+BIND_ATTEMPTS = 3  # ports tried when another process takes a scoring server's port while it starts
 _LOG_LIMIT = 1024 * 1024
 
 
@@ -81,16 +83,27 @@ def deploy(
     with platform.deployments.locked(env, model):
         previous = _row(platform, env, model)
         host = _serving(environment)["host"]
-        front = previous["port"] if previous else _allocate(platform, environment)
+        # A new deployment's front port is bound when it is chosen: another process (a second mlyard server
+        # on this machine) cannot take it while the scoring server starts.
+        front = previous["port"] if previous else _allocate(platform, environment, bind=_front_binder(router, host))
         spec = {"version": number, "cpu": cpu, "memory": memory, "target": target, "by": principal.username}
         if previous is None:
             _insert(platform, env, model, front, host, spec)
         try:
             endpoint = _start(platform, environment, model, number, cpu=cpu, memory=memory)
         except EndpointFailed as exc:
+            if previous is None:
+                router.close(front)
             _failed(platform, env, model, exc.message, keep=previous is not None and previous["state"] == HEALTHY)
             raise
-        router.route(front, endpoint.port, host=host)
+        try:
+            router.route(front, endpoint.port, host=host)
+        except OSError as exc:  # a failed deployment's port, taken by another process since
+            _stop(platform, endpoint.pid)
+            _failed(platform, env, model, f"port {front} is taken by another process ({exc.strerror})", keep=False)
+            raise Conflict(f"the endpoint port {host}:{front} of deployment {model!r} is taken by another process: "
+                           f"delete the deployment (`mlyard deployments delete {model} --env {env}`) and deploy "
+                           "again to get a free port") from exc  # fmt: skip
         _record(platform, env, model, endpoint, spec)
         platform.deployments.restarts.pop((env, model), None)  # a new deployment starts a new restart history
     if previous and previous["pid"] and previous["pid"] != endpoint.pid:
@@ -110,8 +123,18 @@ def _serving(environment: dict[str, Any]) -> dict[str, Any]:
     return serving
 
 
-def _allocate(platform: Platform, environment: dict[str, Any]) -> int:
-    """A free port of the environment's range that no deployment records and nobody listens on."""
+def _front_binder(router: Router, host: str) -> Callable[[int], None]:
+    def bind(port: int) -> None:
+        router.route(port, None, host=host)  # listens at once; connections wait for the backend
+
+    return bind
+
+
+def _allocate(
+    platform: Platform, environment: dict[str, Any], *, bind: Callable[[int], None] | None = None
+) -> int:
+    """A free port of the environment's range that no deployment records and nobody listens on; with
+    `bind`, the port is also bound by it before anyone else can take it (OSError: try the next one)."""
     low, high = (int(p) for p in _serving(environment)["port_range"])
     with transaction(platform.sessions) as session:
         used = {p for row in session.scalars(select(Deployment)) for p in (row.port, row.backend_port) if p}
@@ -121,8 +144,11 @@ def _allocate(platform: Platform, environment: dict[str, Any]) -> int:
             if port in used:
                 continue
             try:
-                find_free_port(range(port, port + 1), _serving(environment)["host"])
-            except EndpointFailed:
+                if bind is None:
+                    find_free_port(range(port, port + 1), _serving(environment)["host"])
+                else:
+                    bind(port)
+            except (EndpointFailed, OSError):
                 continue
             platform.deployments.reserved.add(port)
             return port
@@ -132,28 +158,46 @@ def _allocate(platform: Platform, environment: dict[str, Any]) -> int:
 def _start(
     platform: Platform, environment: dict[str, Any], model: str, number: str, *, cpu: float, memory: float
 ) -> Endpoint:
-    port = _allocate(platform, environment)
     folder = platform.settings.envs_dir / environment["name"] / "deployments" / model
     folder.mkdir(parents=True, exist_ok=True)
-    n = len(list(folder.glob(f"{number}-*.log"))) + 1
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("MLYARD_TOKEN", "MLFLOW_"))}
-    try:
-        endpoint = start_endpoint(
-            f"models:/{model}/{number}",
-            port=port,
-            tracking_uri=environment["mlflow_tracking_uri"],
-            log_file=folder / f"{number}-{n}.log",
-            env=child_env,
-            host=_serving(environment)["host"],
-            cpu=cpu,
-            memory=memory,
-        )
-    finally:
-        with platform.deployments.guard:
-            platform.deployments.reserved.discard(port)
+    host = _serving(environment)["host"]
+    for attempt in range(1, BIND_ATTEMPTS + 1):
+        # The scoring server binds its port seconds after it was found free: another process may take it
+        # first. Then its start fails while someone else listens there; try another port (bounded).
+        port = _allocate(platform, environment)
+        n = len(list(folder.glob(f"{number}-*.log"))) + 1
+        try:
+            endpoint = start_endpoint(
+                f"models:/{model}/{number}",
+                port=port,
+                tracking_uri=environment["mlflow_tracking_uri"],
+                log_file=folder / f"{number}-{n}.log",
+                env=child_env,
+                host=host,
+                cpu=cpu,
+                memory=memory,
+            )
+            break
+        except EndpointFailed:
+            if attempt == BIND_ATTEMPTS or _is_free(port, host):
+                raise
+            log.warning("port %s:%d was taken while scoring server %s/%s started: trying another port",
+                        host, port, model, number)  # fmt: skip
+        finally:
+            with platform.deployments.guard:
+                platform.deployments.reserved.discard(port)
     with platform.deployments.guard:
         platform.deployments.processes[endpoint.pid] = endpoint
     return endpoint
+
+
+def _is_free(port: int, host: str) -> bool:
+    try:
+        find_free_port(range(port, port + 1), host)
+    except EndpointFailed:
+        return False
+    return True
 
 
 def _stop(platform: Platform, pid: int | None) -> None:

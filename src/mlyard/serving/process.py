@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from mlyard.errors import OperationFailed
 from mlyard.serving.limits import thread_pool_env
 
@@ -64,8 +66,11 @@ def wait_healthy(url: str, timeout: float, *, process: subprocess.Popen[bytes] |
     """Poll `/ping` until it answers 200; raise `EndpointFailed` on timeout or if `process` exits."""
     deadline = time.monotonic() + timeout
     delay = 0.02
+    port = int(url.rstrip("/").rpartition(":")[2])
     while True:
-        if ping(url):
+        # Another process may answer on the port (a scoring server of another mlyard server that took it
+        # first): healthy means our own process listens there.
+        if ping(url) and (process is None or _listens(process.pid, port)):
             return
         if process is not None and process.poll() is not None:
             code = process.returncode
@@ -74,6 +79,15 @@ def wait_healthy(url: str, timeout: float, *, process: subprocess.Popen[bytes] |
             raise EndpointFailed(f"scoring server at {url} not healthy after {timeout:.0f} s")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.25)
+
+
+def _listens(pid: int, port: int) -> bool:
+    """True when process `pid` has a listening TCP socket on `port`."""
+    try:
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in connections)
 
 
 @dataclass
