@@ -3,7 +3,6 @@ and the real `git` client with an isolated configuration."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -17,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mlyard.services.bootstrap import init_home
+from mlyard.settings import Settings, resolve_home
 from tests.postgres import database_url, postgres, server_database_url  # noqa: F401 - fixtures for all test dirs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -154,10 +155,12 @@ def start_server(tmp: Path, *options: str, state_url: str | None = None, env: di
     home = tmp / "home"
     port = free_port()
     url = server_database_url() if state_url is None else state_url
-    out = mlyard("init", "--port", str(port), *(("--database-url", url) if url else ()), "--json", home=home)
-    info = json.loads(out.stdout)
+    # What `mlyard init --port PORT [--database-url URL]` does (tests/foundation/test_cli.py runs the command
+    # itself), in this process: a subprocess would import the platform again for every server.
+    settings = Settings(home=resolve_home(home), port=port, database_url=url)
+    info = init_home(settings)
     server = Server(
-        home=home, port=port, token=info["token"], username=info["username"], options=options, env=dict(env or {})
+        home=home, port=port, token=info.token, username=info.username, options=options, env=dict(env or {})
     )
     server.start()
     return server
