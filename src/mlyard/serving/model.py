@@ -123,16 +123,21 @@ def _lookup_version(client: Any, name: str, ref: str | None, alias: str | None) 
     return str(max(latest, key=lambda mv: int(mv.version)).version)
 
 
+def check_model_uri(model_uri: str, tracking_uri: str | None) -> None:
+    """The errors of `model_uri` that need no MLflow import (which takes seconds)."""
+    if parse_model_uri(model_uri) is not None and not (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+        # MLflow would fall back to a new ./mlflow.db in the working directory
+        raise InvalidInput(f"{model_uri} needs a registry: pass --tracking-uri or set MLFLOW_TRACKING_URI")
+
+
 def load_served_model(model_uri: str, tracking_uri: str | None = None) -> ServedModel:
     """Resolve `model_uri` once and load it with `mlflow.pyfunc.load_model` (as MLflow's server does)."""
+    check_model_uri(model_uri, tracking_uri)
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.pyfunc.scoring_server import load_model_with_mlflow_config
     from mlflow.tracking import MlflowClient
 
-    if parse_model_uri(model_uri) is not None and not (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
-        # MLflow would fall back to a new ./mlflow.db in the working directory
-        raise InvalidInput(f"{model_uri} needs a registry: pass --tracking-uri or set MLFLOW_TRACKING_URI")
     uri = configure_tracking(tracking_uri)
     os.environ[_SERVING_ENV_FLAG] = "true"
     ref = resolve_model_uri(model_uri, MlflowClient())

@@ -17,6 +17,9 @@ DEFAULT_HOST = "127.0.0.1"
 
 def serve(model_uri: str, *, port: int, host: str = DEFAULT_HOST, tracking_uri: str | None = None) -> None:
     """Load the model, then serve it with uvicorn until SIGINT/SIGTERM."""
+    from mlyard.serving.model import check_model_uri
+
+    check_model_uri(model_uri, tracking_uri)  # fails before the imports below (seconds)
     import uvicorn
 
     from mlyard.serving.app import create_app
