@@ -23,6 +23,7 @@ import yaml
 
 from mlyard.pipelines import compile_pipeline, load_pipeline, trigger_decision
 from mlyard.pipelines.schedules import schedule_decision
+from tests.conftest import Server
 from tests.scaffold.conftest import SCHEMA, run_python, schema_validator
 from tests.scaffold.test_projects import FILES, PIPELINES, package_of
 
@@ -363,3 +364,59 @@ def test_batch_inference_scores_a_table_with_the_production_model(demo: Project,
     assert list(scored.columns) == [*table.columns, "prediction", "model_version"]
     assert scored["prediction"].tolist() == model.predict(table).tolist()
     assert set(scored["model_version"]) == {int(version)}
+
+
+@pytest.mark.slow
+@pytest.mark.long
+@pytest.mark.parametrize("demo", ["regression"], indirect=True)
+def test_batch_inference_reads_and_writes_the_workspace_with_databricks_sdk(
+    demo: Project, store: str, server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`python -m <package>.batch` as the pipeline step runs it: MLflow from MLFLOW_TRACKING_URI, the
+    workspace of mlyard's `/databricks/dev` through databricks-sdk, a Parquet table in, CSV out."""
+    import pandas as pd
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.service.workspace import ImportFormat
+    from mlflow import MlflowClient
+
+    model = demo.module("train").train(demo.module("data").load_split()).model
+    version = register(demo, model, "batch-e2e")
+    MlflowClient().set_registered_model_alias("batch-e2e", "production", version)
+    table = demo.module("data").load_data().head(30).drop(columns=["target"])
+    ws = WorkspaceClient(host=f"{server.url}/databricks/dev", token=server.token, auth_type="pat")
+    ws.workspace.mkdirs("/ml_apps/batch-e2e/data")
+    ws.workspace.upload("/ml_apps/batch-e2e/data/input.parquet", table.to_parquet(index=False),
+                        format=ImportFormat.AUTO, overwrite=True)  # fmt: skip
+
+    args = ["--model", "batch-e2e", "--input", "/ml_apps/batch-e2e/data/input.parquet"]
+    output = ["--output", "/ml_apps/batch-e2e/predictions/latest.csv"]
+    env = {"MLFLOW_TRACKING_URI": store, "DATABRICKS_HOST": f"{server.url}/databricks/dev",
+           "DATABRICKS_TOKEN": server.token}  # fmt: skip
+    proc = run_python(demo.root, "-m", f"{demo.package}.batch", *args, *output, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[-1] == (
+        f"scored 30 rows with models:/batch-e2e@production (version {version}) -> "
+        "/ml_apps/batch-e2e/predictions/latest.csv"
+    )
+    scored = pd.read_csv(ws.workspace.download("/ml_apps/batch-e2e/predictions/latest.csv"))
+    assert scored["prediction"].to_numpy() == pytest.approx(model.predict(table))
+    assert set(scored["model_version"]) == {int(version)}
+
+    # What it says when it cannot (in this process: each Python start-up with MLflow costs seconds).
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    batch = demo.module("batch")
+    capsys.readouterr()
+    assert batch.main(["--model", "nothing", *output]) == 1
+    assert capsys.readouterr().err.startswith("batch inference failed: cannot load models:/nothing@production: ")
+    assert batch.main([*args[:2], "--input", "/ml_apps/none.csv", *output]) == 1
+    assert capsys.readouterr().err.startswith(
+        "batch inference failed: /ml_apps/none.csv: cannot read the input table from the workspace: "
+    )
+    monkeypatch.delenv("DATABRICKS_HOST")
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "no-databrickscfg"))
+    assert batch.main([*args[:2], *output]) == 1
+    assert capsys.readouterr().err.startswith(
+        "batch inference failed: cannot reach the workspace (set DATABRICKS_HOST and DATABRICKS_TOKEN): "
+    )
