@@ -317,6 +317,40 @@ def test_the_gate_passes_a_good_model_and_fails_a_worse_one_per_metric(
 
 
 @pytest.mark.parametrize("demo", ["regression"], indirect=True)
+def test_the_gate_rules_agree_with_mlflows_metric_thresholds(demo: Project) -> None:
+    """gates.check is MLflow's `MetricThreshold(threshold=x, min_relative_change=0.0, greater_is_better=...)`
+    (validated by `mlflow.validate_evaluation_results`) as a plain function: same verdicts on a grid.
+    Not on it: a champion's value of exactly 0, where MLflow requires the challenger to be strictly better
+    (it cannot compute a relative change) while gates.check lets an equal value pass, as for any other."""
+    import mlflow
+    from mlflow.models import MetricThreshold
+    from mlflow.models.evaluation import EvaluationResult
+    from mlflow.models.evaluation.validation import ModelValidationFailedException
+
+    gates = demo.module("gates")
+    values = [0.1, 0.4, 0.5, 0.6, 1.0]
+    compared = 0
+    for metric, bound in (("r2", "minimum"), ("rmse", "maximum")):  # a score, and an error (lower is better)
+        for limit in (0.5,):
+            gate = gates.Gate(metric, **{bound: limit})
+            for value in values:
+                for champion in [None, *values]:
+                    ours = gates.check(gate, {metric: value}, None if champion is None else {metric: champion})
+                    threshold = MetricThreshold(threshold=limit, greater_is_better=not gate.lower_is_better,
+                                                min_relative_change=None if champion is None else 0.0)  # fmt: skip
+                    baseline = None if champion is None else EvaluationResult({metric: champion}, {})
+                    try:
+                        mlflow.validate_evaluation_results({metric: threshold}, EvaluationResult({metric: value}, {}),
+                                                           baseline)  # fmt: skip
+                        theirs = True
+                    except ModelValidationFailedException:
+                        theirs = False
+                    assert (not ours) is theirs, (metric, value, champion, ours)
+                    compared += 1
+    assert compared == 2 * len(values) * (len(values) + 1)
+
+
+@pytest.mark.parametrize("demo", ["regression"], indirect=True)
 def test_the_gate_cannot_run_for_a_version_that_does_not_exist(
     demo: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
