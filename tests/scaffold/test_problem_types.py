@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import re
 import runpy
 import subprocess
 import sys
@@ -116,6 +117,20 @@ def test_the_metrics_and_gates_follow_the_problem_type(render_variant: Callable[
     assert "load_wine(as_frame=True)" in (render_variant("multiclass", True) / "src/multiclass_demo/data.py").read_text(
         encoding="utf-8"
     )
+
+
+# The rule of tests/scaffold/test_portable.py: no `mlyard` command in a generated file (it must run on Azure too).
+MLYARD_COMMAND = re.compile(r"(?<![\w./+-])mlyard[ \t]+(?:[a-z][\w-]*)|\bMlyard\.[A-Za-z]|\bMLYARD_\w+")
+OWN_FILES = ["mlops/gate.py", "mlops/model-gates.yml", "mlops/pipelines/batch-inference.yml", "src/{pkg}/gates.py",
+             "src/{pkg}/batch.py", "src/{pkg}/evaluate.py", "tests/model/test_model.py", "tests/unit/test_gates.py",
+             "tests/unit/test_batch.py"]  # fmt: skip
+
+
+def test_the_gate_and_batch_files_name_no_mlyard_command(variant: tuple[str, bool, Path]) -> None:
+    _, _, project = variant
+    for name in OWN_FILES:
+        text = (project / name.format(pkg=package_of(project))).read_text(encoding="utf-8")
+        assert not MLYARD_COMMAND.search(text), f"{name}: {MLYARD_COMMAND.search(text)}"
 
 
 # --- the batch-inference pipeline ----------------------------------------------------------------------------
