@@ -1,7 +1,8 @@
 """What the ML project creator pipeline does, as a remote user: through git and the REST API only.
 
 validate -> render the platform's ml-project-template repo with copier -> create the repo ->
-register `<repo>-deploy-code`, `<repo>-promote-model`, `<repo>-deploy-model` in folder `<repo>` ->
+register `<repo>-deploy-code`, `<repo>-promote-model`, `<repo>-deploy-model`, `<repo>-batch-inference`
+in folder `<repo>` ->
 push the first commit, which starts `<repo>-deploy-code` run #1. If a step fails after the repo
 exists, the pipelines and the repo it created are removed again and the error names the step.
 """
@@ -24,7 +25,8 @@ from mlyard.protocol import State
 from mlyard.views import EnvironmentView, RunSummary, RunView
 
 TEMPLATE_REPO = "ml-project-template"
-PIPELINES = ("deploy-code", "promote-model", "deploy-model")
+PROBLEM_TYPES = ("binary", "multiclass", "regression")  # the template's `problem_type` choices
+PIPELINES = ("deploy-code", "promote-model", "deploy-model", "batch-inference")
 
 
 def check_model_name(name: str) -> str:
@@ -35,9 +37,17 @@ def check_model_name(name: str) -> str:
     return name
 
 
-def preflight(api: Client, repo_name: str, env_name: str) -> EnvironmentView:
-    """Checks that need no change: the name, the environment, and that the repo does not exist yet."""
+def check_problem_type(problem_type: str) -> str:
+    if problem_type not in PROBLEM_TYPES:
+        raise InvalidInput(f"invalid problem type {problem_type!r}: use one of {', '.join(PROBLEM_TYPES)}")
+    return problem_type
+
+
+def preflight(api: Client, repo_name: str, env_name: str, problem_type: str = "binary") -> EnvironmentView:
+    """Checks that need no change: the name, the problem type, the environment, and that the repo does not
+    exist yet."""
     check_model_name(repo_name)
+    check_problem_type(problem_type)
     env = api.environments.get(env_name)
     try:
         api.repos.get(repo_name)
@@ -65,19 +75,28 @@ def git_auth(username: str, token: str) -> Iterator[None]:
 
 
 def create_project(
-    api: Client, *, username: str, repo_name: str, env_name: str, demo: bool, say: Callable[[str], None] = print
+    api: Client,
+    *,
+    username: str,
+    repo_name: str,
+    env_name: str,
+    demo: bool,
+    problem_type: str = "binary",
+    say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Create the project; returns what was created (repo, pipelines, run #1)."""
     from mlyard.git.remote import push_directory
     from mlyard.scaffold.render import default_answers, render_project
 
-    preflight(api, repo_name, env_name)
+    preflight(api, repo_name, env_name, problem_type)
     template = api.repos.get(TEMPLATE_REPO)
     branch = template.default_branch
-    answers = default_answers(repo_name, environment=env_name, demo=demo, default_branch=branch)
+    answers = default_answers(
+        repo_name, environment=env_name, demo=demo, default_branch=branch, problem_type=problem_type
+    )
     with tempfile.TemporaryDirectory(prefix="mlyard-create-") as tmp:
         project = Path(tmp) / repo_name
-        say(f"rendering {template.clone_url} for {repo_name} (environment {env_name}, demo {demo})")
+        say(f"rendering {template.clone_url} for {repo_name} (environment {env_name}, {problem_type}, demo {demo})")
         with git_auth(username, api.token):
             render_project(template.clone_url, project, answers, vcs_ref="HEAD")
         repo = api.repos.create(repo_name, default_branch=branch)
@@ -110,7 +129,7 @@ def create_project(
             raise OperationFailed(f"creating project {repo_name!r} failed while {step}: {detail}; {undone}") from exc
     first = first_run(api, f"{repo_name}-deploy-code")
     return {"repo": repo.to_dict(), "pipelines": made, "folder": repo_name, "environment": env_name, "demo": demo,
-            "deploy_code_run": first.to_dict() if first else None}  # fmt: skip
+            "problem_type": problem_type, "deploy_code_run": first.to_dict() if first else None}  # fmt: skip
 
 
 def rollback(api: Client, repo_name: str, pipelines: list[str]) -> str:

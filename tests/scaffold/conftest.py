@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -56,3 +57,22 @@ def plain_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The variant without demo, for another environment and default branch."""
     answers = default_answers("9.plain", environment="prod", default_branch="main")
     return render_project(TEMPLATE_DIR, tmp_path_factory.mktemp("render") / "9.plain", answers)
+
+
+@pytest.fixture(scope="session")
+def render_variant(
+    tmp_path_factory: pytest.TempPathFactory, demo_project: Path, plain_project: Path
+) -> Callable[[str, bool], Path]:
+    """The project of a problem type with or without demo, rendered once; binary is `demo_project` and
+    `plain_project`. The others are named `<problem type>-demo` / `<problem type>-plain` (package
+    `<problem type>_demo`...), so their modules can be imported side by side."""
+    made = {("binary", True): demo_project, ("binary", False): plain_project}
+
+    def render(problem_type: str, demo: bool) -> Path:
+        if (problem_type, demo) not in made:
+            name = f"{problem_type}-{'demo' if demo else 'plain'}"
+            answers = default_answers(name, demo=demo, problem_type=problem_type)
+            made[(problem_type, demo)] = render_project(TEMPLATE_DIR, tmp_path_factory.mktemp("render") / name, answers)
+        return made[(problem_type, demo)]
+
+    return render

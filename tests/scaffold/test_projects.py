@@ -24,19 +24,24 @@ FILES = [
     "mlops/pipelines/deploy-code.yml",
     "mlops/pipelines/promote-model.yml",
     "mlops/pipelines/deploy-model.yml",
+    "mlops/pipelines/batch-inference.yml",
     "src/{pkg}/__init__.py",
     "src/{pkg}/data.py",
     "src/{pkg}/features.py",
     "src/{pkg}/train.py",
     "src/{pkg}/evaluate.py",
+    "src/{pkg}/gates.py",
+    "src/{pkg}/batch.py",
     "src/{pkg}/notebooks/train.py",
     "tests/model/test_model.py",
+    "tests/unit/test_batch.py",
     "tests/unit/test_data.py",
     "tests/unit/test_evaluate.py",
     "tests/unit/test_features.py",
+    "tests/unit/test_gates.py",
     "tests/unit/test_train.py",
 ]
-PIPELINES = ["deploy-code", "promote-model", "deploy-model"]
+PIPELINES = ["deploy-code", "promote-model", "deploy-model", "batch-inference"]
 STAGED = {"src", "tests", "mlops", "pyproject.toml", "README.md"}
 
 
@@ -95,7 +100,7 @@ def test_the_generated_unit_tests_pass_and_the_model_tests_skip(project: Path) -
     """One run for both suites (each Python start-up with pandas and scikit-learn costs seconds)."""
     proc = run_python(project, "-m", "pytest", "tests/unit", "tests/model", "-q", "-rs", "-p", "no:cacheprovider")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    passed = 13 if project.name == "my-model" else 9
+    passed = 33 if project.name == "my-model" else 27
     assert proc.stdout.splitlines()[-1].startswith(f"{passed} passed, 5 skipped in ")
     model = "my-model" if project.name == "my-model" else "9.plain"
     assert f"MODEL_URI is not set (model CI sets it, e.g. models:/{model}@staging)" in proc.stdout

@@ -26,6 +26,7 @@ def test_default_answers_name_the_model_like_the_repository() -> None:
         "model_name": "churn.v2",
         "package_name": "churn_v2",
         "environment": "test",
+        "problem_type": "binary",
         "demo": True,
         "default_branch": "main",
     }
@@ -39,6 +40,7 @@ def test_questions_not_answered_take_the_template_defaults(tmp_path: Path) -> No
         "model_name": "9lives",
         "package_name": "p_9lives",
         "environment": "dev",
+        "problem_type": "binary",
         "demo": False,
         "default_branch": "master",
         "description": "An ML project created with mlyard.",

@@ -48,6 +48,7 @@ def infra_create_project(
     repo_name: Annotated[str, typer.Option(help="Repository and model name.")],
     env_name: Annotated[str, typer.Option(help="Environment to deploy to.")],
     demo: Annotated[str, typer.Option(help="true/false: render the demo project.")] = "false",
+    problem_type: Annotated[str, typer.Option(help="binary, multiclass or regression.")] = "binary",
     json: JSON = False,
 ) -> None:
     """What the creator pipeline runs (as a remote user, with MLYARD_URL / MLYARD_TOKEN / GIT_USERNAME)."""
@@ -59,7 +60,8 @@ def infra_create_project(
     with client() as api:
         username = os.environ.get("GIT_USERNAME") or api.me().username
         result = create_project(api, username=username, repo_name=repo_name, env_name=env_name,
-                                demo=flag in ("true", "yes", "1"), say=lambda line: print(line, flush=True))
+                                demo=flag in ("true", "yes", "1"), problem_type=problem_type.strip(),
+                                say=lambda line: print(line, flush=True))
     if json:
         output.print_json(result)
         return
@@ -82,6 +84,9 @@ def create(
     repo: Annotated[str, typer.Argument(help="Name of the new repository (and model).")],
     env: Annotated[str, typer.Option("--env", help="Environment: dev, test, prod...")] = "dev",
     demo: Annotated[bool, typer.Option("--demo/--no-demo", help="Start from the demo project.")] = False,
+    problem_type: Annotated[
+        str, typer.Option(help="What the model predicts: binary, multiclass or regression.")
+    ] = "binary",
     follow: Annotated[bool, typer.Option(help="Follow the creator's log until it ends.")] = False,
     json: JSON = False,
 ) -> None:
@@ -90,8 +95,11 @@ def create(
     from mlyard.creator import preflight
 
     with client() as api:
-        preflight(api, repo, env)
-        run = api.pipelines.run(CREATOR, {"repo_name": repo, "env_name": env, "demo": str(demo).lower()})
+        preflight(api, repo, env, problem_type)
+        parameters = {"repo_name": repo, "env_name": env, "demo": str(demo).lower()}
+        if problem_type != "binary":  # a creator pipeline made before problem types has no such parameter
+            parameters["problem_type"] = problem_type
+        run = api.pipelines.run(CREATOR, parameters)
         if not follow:
             if json:
                 output.print_json({"creator_run": run.to_dict()})
@@ -103,7 +111,7 @@ def create(
         if state not in SUCCESSFUL_STATES:
             raise OperationFailed(f"the project creator failed (run {run.id}, {state}): "
                                   f"{_failure(api, run.id)}; see `mlyard runs logs {run.id}`")
-        result = _created(api, repo, env, demo)
+        result = _created(api, repo, env, demo, problem_type)
     if json:
         output.print_json({"creator_run": run.to_dict(), **result})
         return
@@ -124,12 +132,12 @@ def _failure(api: Client, run_id: int) -> str:
     return str(run.message or "unknown reason")
 
 
-def _created(api: Client, repo: str, env: str, demo: bool) -> dict[str, Any]:
+def _created(api: Client, repo: str, env: str, demo: bool, problem_type: str) -> dict[str, Any]:
     from mlyard.creator import PIPELINES, first_run
 
     info = api.repos.get(repo)
     names = [p.name for p in api.pipelines.list(folder=repo)]
     first = first_run(api, f"{repo}-deploy-code")
     return {"repo": info.to_dict(), "pipelines": [n for n in (f"{repo}-{k}" for k in PIPELINES) if n in names],
-            "folder": repo, "environment": env, "demo": demo,
+            "folder": repo, "environment": env, "demo": demo, "problem_type": problem_type,
             "deploy_code_run": first.to_dict() if first else None}

@@ -29,14 +29,21 @@ def package_name_for(repo: str) -> str:
 
 
 def default_answers(
-    repo_name: str, *, environment: str = "dev", demo: bool = False, default_branch: str = "master"
+    repo_name: str,
+    *,
+    environment: str = "dev",
+    demo: bool = False,
+    default_branch: str = "master",
+    problem_type: str = "binary",
 ) -> dict[str, Any]:
-    """The answers the creator gives the template: the model is named like the repository."""
+    """The answers the creator gives the template: the model is named like the repository.
+    `problem_type` is binary, multiclass or regression (the template refuses any other)."""
     return {
         "repo_name": repo_name,
         "model_name": repo_name,
         "package_name": package_name_for(repo_name),
         "environment": environment,
+        "problem_type": problem_type,
         "demo": demo,
         "default_branch": default_branch,
     }

@@ -77,18 +77,26 @@ parameters:
   displayName: Run with the demo project
   type: boolean
   default: false
+- name: problem_type
+  displayName: Problem type
+  type: string
+  default: binary
+  values: [binary, multiclass, regression]
 
 jobs:
 - job: CreateProject
   displayName: Create ${{{{ parameters.repo_name }}}}
   steps:
   - checkout: none
-  - script: mlyard infra create-project --repo-name "$REPO_NAME" --env-name "$ENV_NAME" --demo "$DEMO"
+  - script: >-
+      mlyard infra create-project --repo-name "$REPO_NAME" --env-name "$ENV_NAME" --demo "$DEMO"
+      --problem-type "$PROBLEM_TYPE"
     displayName: Create the repository and its pipelines
     env:
       REPO_NAME: ${{{{ parameters.repo_name }}}}
       ENV_NAME: ${{{{ parameters.env_name }}}}
       DEMO: ${{{{ parameters.demo }}}}
+      PROBLEM_TYPE: ${{{{ parameters.problem_type }}}}
       MLYARD_URL: $(System.CollectionUri)
       MLYARD_TOKEN: $(GIT_ACCESS_TOKEN)
       GIT_USERNAME: $(GIT_USERNAME)
