@@ -32,7 +32,8 @@ def test_create_demo_project_permit_and_deploy_branches(server: Server, git: Git
     out = server.cli("create", "demo-model", "--env", "dev", "--demo", "--follow", "--json")
     result = json.loads(out.stdout[out.stdout.index("{\n"):])
     assert result["repo"]["name"] == "demo-model"
-    assert result["pipelines"] == ["demo-model-deploy-code", "demo-model-promote-model", "demo-model-deploy-model"]
+    assert result["pipelines"] == ["demo-model-deploy-code", "demo-model-promote-model", "demo-model-deploy-model",
+                                   "demo-model-batch-inference"]
     first = result["deploy_code_run"]
     assert first["number"] == 1 and first["state"] == "waiting" and first["reason"] == "IndividualCI"
     assert sorted(first["waiting_for"]) == ["connection:dev-connection", "environment:dev"]
