@@ -59,7 +59,7 @@ def test_fifty_parallel_manual_runs_all_answer_201(server: Server, git: Git) -> 
 
 
 def test_a_crash_between_recording_and_triggering_loses_no_run(tmp_path: Path, git: Git) -> None:
-    srv = start_server(tmp_path / "crash")
+    srv = start_server(tmp_path / "crash", "--agents", "0")  # the run is queued, never run
     try:
         work = make_repo(srv, git, "crash", {"ci.yml": PIPELINE})
         register(srv, "crash-ci", "crash", "ci.yml")
