@@ -167,6 +167,7 @@ class MlflowMount:
             principal = await asyncio.to_thread(self._authenticate, scope)
             request = parse_request(scope)
             principal.require(WRITE_SCOPE if request.write else READ_SCOPE)
+            principal.require_environment(request.env)
             environment = await asyncio.to_thread(environments.get_environment, self.platform, request.env)
             running = await self._server(request.env, environment["mlflow_tracking_uri"])
             if request.path in (ALIAS_PATH, TRANSITION_PATH) and request.method in ("POST", "DELETE"):

@@ -69,6 +69,7 @@ def deploy(
 ) -> dict[str, Any]:  # fmt: skip
     """Deploy a version (or the one in `stage`, default Production); returns the deployment."""
     principal.require("pipelines:run")
+    principal.require_environment(env)
     check_request(target, cpu, memory)
     check_env_name(env)
     check_repo_name(model)
@@ -251,6 +252,7 @@ def logs(platform: Platform, env: str, name: str) -> str:
 def delete(platform: Platform, principal: Principal, env: str, name: str) -> dict[str, Any]:
     """Stop the scoring server, free the front port and remove the deployment."""
     principal.require("pipelines:run")
+    principal.require_environment(env)
     with platform.deployments.locked(env, name):
         found = show(platform, env, name)
         router = platform.deployments.router
