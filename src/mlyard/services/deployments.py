@@ -23,6 +23,7 @@ from mlyard.db.engine import transaction
 from mlyard.db.tables import Deployment
 from mlyard.errors import InvalidInput, NotFound, OperationFailed
 from mlyard.names import check_env_name, check_repo_name
+from mlyard.registry.store import ARTIFACTS_DIR, is_remote, sqlite_path
 from mlyard.services import audit, environments, models
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
@@ -148,6 +149,7 @@ def _start(
             host=_serving(environment)["host"],
             cpu=cpu,
             memory=memory,
+            artifacts_destination=_artifacts_destination(environment["mlflow_tracking_uri"]),
         )
     finally:
         with platform.deployments.guard:
@@ -155,6 +157,13 @@ def _start(
     with platform.deployments.guard:
         platform.deployments.processes[endpoint.pid] = endpoint
     return endpoint
+
+
+def _artifacts_destination(tracking_uri: str) -> Path | None:
+    """Where the environment's MLflow server keeps proxied artifacts (versions logged through /mlflow/<env>)."""
+    if is_remote(tracking_uri):
+        return None
+    return sqlite_path(tracking_uri).parent / ARTIFACTS_DIR
 
 
 def _stop(platform: Platform, pid: int | None) -> None:
