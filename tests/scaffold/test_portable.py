@@ -9,6 +9,7 @@ generated file holds a `mlyard` command, an `Mlyard.` variable or an `MLYARD_` s
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,17 @@ def test_the_tools_step_names_what_is_missing(project: Path, tmp_path: Path) -> 
     assert (proc.returncode, proc.stdout.strip()) == (1, "missing: no-such-package-xyz>=1, pytest<1")
     unknown = run_python(project, "mlops/tools.py", "--check", "--pyproject", str(pyproject), "gpu")
     assert unknown.returncode == 1 and "no optional-dependency group 'gpu' (groups: mlops)" in unknown.stderr
+
+
+def test_a_read_only_python_gets_an_overlay_environment_that_sees_its_packages(project: Path, tmp_path: Path) -> None:
+    """Where site-packages is read-only (mlyard's sandbox: the system is mounted read-only), missing tools
+    go into a virtual environment whose Python still imports everything the agent's Python has, pip too."""
+    code = ("import sys; sys.path.insert(0, 'mlops'); import tools; from pathlib import Path; "
+            f"print(tools._overlay_venv(Path({str(tmp_path / 'venv')!r})))")  # fmt: skip
+    made = run_python(project, "-c", code)
+    assert made.returncode == 0, made.stderr
+    python = Path(made.stdout.strip()) / "python"
+    proc = subprocess.run([str(python), "-c", "import sys, yaml, pip; print(sys.prefix)"], capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()) == tmp_path / "venv"  # pip installs there, not into the agent's Python
