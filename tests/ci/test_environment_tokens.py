@@ -17,7 +17,7 @@ import pytest
 from mlyard.api.mlflow_mount import MlflowMount
 from mlyard.api.routes import databricks as databricks_routes
 from mlyard.errors import PermissionDenied
-from mlyard.services import auth, deployments, environments, resources
+from mlyard.services import auth, deployments, environments, models, resources, workspace_jobs
 from tests.ci.engine import ADMIN, Engine
 
 BETA_REFUSED = ("the token of environment 'alpha' cannot reach environment 'beta': use the token of the variable "
@@ -77,7 +77,9 @@ def test_the_databricks_api_needs_workspace_write_and_the_same_environment(
     assert mkdirs("beta", tokens["writer"]) == (200, {})
 
 
-def test_mlflow_and_deployments_of_another_environment_are_refused(engine: Engine, tokens: dict[str, str]) -> None:
+def test_mlflow_deployments_models_and_jobs_of_another_environment_are_refused(
+    engine: Engine, tokens: dict[str, str]
+) -> None:
     # Refused before the environment's MLflow server is started.
     answer = call(MlflowMount(engine.platform), "GET", "/mlflow/beta/api/2.0/mlflow/registered-models/search",
                   tokens["alpha"])  # fmt: skip
@@ -87,3 +89,8 @@ def test_mlflow_and_deployments_of_another_environment_are_refused(engine: Engin
         deployments.deploy(engine.platform, principal, env="beta", model="m", version="1")
     with pytest.raises(PermissionDenied, match="cannot reach environment 'beta'"):
         deployments.delete(engine.platform, principal, "beta", "m")
+    with pytest.raises(PermissionDenied, match="cannot reach environment 'beta'"):
+        models.stage(engine.platform, principal, "beta", "m", "1", "Production")
+    with pytest.raises(PermissionDenied, match="cannot reach environment 'beta'"):
+        workspace_jobs.start(engine.platform, principal, env="beta", app="m", branch="master", entrypoint="train",
+                             args=[])  # fmt: skip
