@@ -129,3 +129,39 @@ def test_a_read_only_python_gets_an_overlay_environment_that_sees_its_packages(p
                           text=True, timeout=60, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert Path(proc.stdout.strip()) == tmp_path / "venv"  # pip installs there, not into the agent's Python
+
+
+def test_the_registry_steps_on_a_plain_mlflow_registry(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """mlops/registry.py against MLflow's own registry (no mlyard in front, as on Databricks): aliases are
+    moved and the legacy stage mirrored by the module itself; a version only in a legacy stage is found."""
+    import importlib.util
+
+    from mlflow import MlflowClient
+
+    spec = importlib.util.spec_from_file_location("project_registry", project / "mlops/registry.py")
+    assert spec is not None and spec.loader is not None
+    registry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(registry)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient()
+    client.create_registered_model("m")
+    for _ in range(3):
+        client.create_model_version("m", source=str(tmp_path / "model"))
+
+    def main(*args: str) -> tuple[int, str]:
+        code = registry.main(["--model", "m", *args])
+        return code, capsys.readouterr().out.strip()
+
+    assert main("find", "--alias", "staging") == (registry.NO_VERSION, "")
+    assert main("set-alias", "--version", "1", "--alias", "production")[0] == 0
+    assert main("set-alias", "--version", "2", "--alias", "production")[0] == 0
+    assert main("find", "--alias", "production") == (0, "2")
+    stages = {str(v.version): v.current_stage for v in client.search_model_versions("name='m'")}
+    assert stages == {"1": "Archived", "2": "Production", "3": "None"}
+    with pytest.warns(FutureWarning, match="deprecated"):
+        client.transition_model_version_stage("m", "3", "Staging")  # a team that still uses stages only
+    assert main("find", "--alias", "staging") == (0, "3")
+    assert main("tag", "--version", "3", "--tag", "test_status=passed", "--tag", "run_url=http://x/?a=b")[0] == 0
+    assert client.get_model_version("m", "3").tags == {"test_status": "passed", "run_url": "http://x/?a=b"}
