@@ -175,7 +175,9 @@ class MlflowMount:
             if request.path in (ALIAS_PATH, TRANSITION_PATH) and request.method in ("POST", "DELETE"):
                 await self._stage_change(running, principal, request, receive, send)
             else:
-                local = _local_artifacts(running.server.spec.artifacts_dir)
+                # MLflow's answers, never the artifacts it serves (a JSON artifact is the user's data)
+                api = not request.path.startswith("/api/2.0/mlflow-artifacts/")
+                local = _local_artifacts(running.server.spec.artifacts_dir) if api else None
                 await _proxy(running.client, request, scope, _stream(receive), send, local=local)
         except _ClientGone:
             return
