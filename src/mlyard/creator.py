@@ -10,7 +10,6 @@ exists, the pipelines and the repo it created are removed again and the error na
 from __future__ import annotations
 
 import os
-import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -110,13 +109,6 @@ def create_project(
                 api.pipelines.create(name, repo=repo_name, folder=repo_name, yaml=f"mlops/pipelines/{kind}.yml")
                 made.append(name)
                 say(f"registered pipeline {repo_name}/{name}")
-            step = f"giving {repo_name}-deploy-model its deploy token"
-            # Token names are unique per user: a suffix keeps one left by an earlier project of the same name apart.
-            token_name = f"{repo_name}-deploy-model-{secrets.token_hex(3)}"
-            deploy_token = api.tokens.create(token_name, ["pipelines:run", "repo:read"])
-            api.pipelines.set_variable(
-                f"{repo_name}-deploy-model", "MLYARD_DEPLOY_TOKEN", deploy_token.token or "", secret=True
-            )
             step = "pushing the first commit"
             push_directory(
                 repo.clone_url, username=username, token=api.token, source=project, branch=branch,

@@ -3,7 +3,7 @@ same API, git and CLI a person would use.
 
 init a home (if there is none) -> start the server -> create the demo project -> permit its code
 deployment -> train in the dev workspace -> stage the version to Staging -> push to the default
-branch so model CI promotes it -> run model CD to the `local` target -> score a sample.
+branch so model CI promotes it -> run model CD (the environment's deployments target) -> score a sample.
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ class Quickstart:
 
     def deploy_model(self) -> None:
         api = self._api()
-        run = api.pipelines.run(f"{self.model}-deploy-model", {"target": "local"})
+        run = api.pipelines.run(f"{self.model}-deploy-model", {})
         deadline = time.monotonic() + 30
         doc = api.runs.get(run.id)
         while doc.state not in FINAL | {"waiting"} and time.monotonic() < deadline:
@@ -245,6 +245,6 @@ STEPS: list[tuple[str, str]] = [
     ("train", "train in the dev workspace (registers a version)"),
     ("stage", "stage the version to Staging"),
     ("promote", "push to master: model CI tests and promotes it"),
-    ("deploy_model", "run model CD to the local target"),
+    ("deploy_model", "run model CD (mlflow deployments, the dev group's target)"),
     ("score", "send a sample request"),
 ]

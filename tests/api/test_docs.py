@@ -21,3 +21,10 @@ def test_every_scope_is_in_the_scopes_table() -> None:
     table = (REPO_ROOT / "docs" / "auth.md").read_text()
     for scope in SCOPES:
         assert f"| `{scope}` |" in table, f"docs/auth.md does not document the scope {scope}"
+
+
+def test_the_cli_help_names_every_scope() -> None:
+    from mlyard.cli.identity import SCOPE_HELP
+
+    expected = f"Scope to grant (repeat): {', '.join(SCOPES)}."
+    assert expected == SCOPE_HELP

@@ -54,7 +54,7 @@ def test_creating_an_environment_creates_its_group(engine: Engine) -> None:
     assert secret["MLFLOW_TRACKING_TOKEN"] == token and token not in json.dumps(group)
     owner = principal_of(engine, secret["DATABRICKS_TOKEN"])
     assert (owner.username, owner.is_admin) == ("env-staging", False)
-    assert owner.scopes == frozenset({"repo:read", "pipelines:run"})  # no admin, no agent, no repo:write
+    assert owner.scopes == frozenset({"repo:read", "workspace:write", "pipelines:run"})  # no admin, agent, repo:write
     with pytest.raises(PermissionDenied, match="'admin' scope"):
         environment_groups.rotate_token(engine.platform, owner, "staging")
 

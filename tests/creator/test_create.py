@@ -36,7 +36,7 @@ def test_create_demo_project_permit_and_deploy_branches(server: Server, git: Git
                                    "demo-model-batch-inference"]
     first = result["deploy_code_run"]
     assert first["number"] == 1 and first["state"] == "waiting" and first["reason"] == "IndividualCI"
-    assert sorted(first["waiting_for"]) == ["connection:dev-connection", "environment:dev"]
+    assert sorted(first["waiting_for"]) == ["environment:dev", "variablegroup:dev"]
     assert f"mlyard runs permit {first['id']}" in first["message"]
     with server.client() as api:
         folder = [p["name"] for p in api.get("/api/v1/pipelines", params={"folder": "demo-model"}).json()]
@@ -49,6 +49,8 @@ def test_create_demo_project_permit_and_deploy_branches(server: Server, git: Git
     target = deployed(server, "demo-model", "master")
     manifest = json.loads((target / ".mlyard-deploy.json").read_text())
     assert manifest["commit"] == done["source_version"] and (target / "src" / "demo_model").is_dir()
+    # imported with databricks-sdk by the project's own mlops/deploy_code.py, with the group's token
+    assert (manifest["deployed_by"], manifest["run"]["id"]) == ("env-dev", done["id"])
 
     git("clone", "-q", server.remote("demo-model"), "w")
     work = git.cwd / "w"

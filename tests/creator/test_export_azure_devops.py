@@ -93,7 +93,8 @@ def test_json_has_the_same_content(project: Server, tmp_path: Path) -> None:
     assert {f"{REPO}-deploy-code", f"{REPO}-promote-model", f"{REPO}-deploy-model"} <= set(names)
     for p in doc["pipelines"]:
         assert p["folder"] == REPO and p["yaml_path"].startswith("mlops/pipelines/")
-    assert any(r.endswith(":dev") or r.endswith(":dev-connection") for r in names[f"{REPO}-deploy-code"]["resources"])
+    resources = names[f"{REPO}-deploy-code"]["resources"]
+    assert "variablegroup:dev" in resources and not [r for r in resources if r.startswith("connection:")]
     secrets = {s["env"] for s in doc["secrets"]}
     for group in doc["variable_groups"]:
         for variable in group["variables"]:

@@ -182,7 +182,7 @@ def test_a_read_only_token_cannot_write_or_run(server: Server, ws: WorkspaceClie
     made = server.client().post("/api/v1/tokens", json={"name": "dbx-reader", "scopes": ["repo:read"]})
     reader = client(server, token=made.json()["token"])
     assert reader.workspace.get_status("/").object_type == ObjectType.DIRECTORY
-    with pytest.raises(PermissionDenied, match="lacks the 'repo:write' scope"):
+    with pytest.raises(PermissionDenied, match="lacks the 'workspace:write' scope"):
         reader.workspace.mkdirs("/Repos/reader")
     ws.workspace.mkdirs("/Repos/ro")
     ws.workspace.upload("/Repos/ro/nb", NOTEBOOK.encode(), language=Language.PYTHON)

@@ -26,31 +26,25 @@ def pipeline_file(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
 def test_deploy_model_compiles_to_one_deployment_job(pipeline_file: Path) -> None:
     pipeline = load_pipeline(pipeline_file)
-    assert {p.name: p.default for p in pipeline.parameters} == {
-        "version": "",
-        "stage": "Production",
-        "target": "local",
-        "cpu": 1,
-        "memory": 2,
-    }
+    assert {p.name: p.default for p in pipeline.parameters} == {"version": "", "stage": "Production", "cpu": 1,
+                                                                "memory": 2}  # fmt: skip
     plan = compile_pipeline(pipeline, {"version": "3", "stage": "Staging", "cpu": "2", "memory": "4"}).to_dict()
     (job,) = plan["stages"][0]["jobs"]
     env = "prod" if "9.plain" in str(pipeline_file) else "dev"
     assert job["deployment"] == "DeployModel" and job["environment"]["name"] == env
+    assert {"group": env} in yaml.safe_load(pipeline_file.read_text(encoding="utf-8"))["variables"]
     step = job["steps"][-1]
-    assert step["task"] == "AzureCLI@2" and step["inputs"]["azureSubscription"] == f"{env}-connection"
-    assert step["env"] == {
-        "MODEL_VERSION": "3",
-        "MODEL_STAGE": "Staging",
-        "SERVING_TARGET": "local",
-        "SERVING_CPU": "2",
-        "SERVING_MEMORY": "4",
-        "MLYARD_URL": "$(System.CollectionUri)",
-        "MLYARD_TOKEN": "$(MLYARD_DEPLOY_TOKEN)",
-    }
-    script = step["inputs"]["inlineScript"]
-    assert f'mlyard deployments create "$(model_name)" --env {env} "${{choice[@]}}"' in script
-    assert 'choice=(--version "$MODEL_VERSION"); else choice=(--stage "$MODEL_STAGE")' in script
+    assert step["task"] == "CmdLine@2"
+    assert {k: step["env"][k] for k in ("MODEL_VERSION", "MODEL_STAGE", "SERVING_CPU", "SERVING_MEMORY")} == {
+        "MODEL_VERSION": "3", "MODEL_STAGE": "Staging", "SERVING_CPU": "2", "SERVING_MEMORY": "4",
+    }  # fmt: skip
+    script = step["inputs"]["script"]
+    # MLflow's deployments CLI on the group's target: create the first time, update after, then tag the version.
+    assert 'if mlflow deployments get -t "$DEPLOY_TARGET_URI" --name "$(model_name)"' in script
+    assert 'mlflow deployments update -t "$DEPLOY_TARGET_URI" --name "$(model_name)" -m "$uri" "${config[@]}"' in script
+    assert 'mlflow deployments create -t "$DEPLOY_TARGET_URI" --name "$(model_name)" -m "$uri" "${config[@]}"' in script
+    assert 'config=(-C "cpu=$SERVING_CPU" -C "memory=${SERVING_MEMORY}G")' in script
+    assert "tag-deployment" in script and "mlyard" not in script
 
 
 def test_deploy_model_matches_the_official_schema(pipeline_file: Path) -> None:

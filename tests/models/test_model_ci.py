@@ -1,21 +1,39 @@
-"""Model CI end to end: the promote-model pipeline of a created demo project tests the version in
-Staging and promotes it only when it passes; otherwise it stays in Staging and the run fails."""
+"""The demo flow end to end on remote agents only: create -> code deployed -> train -> model CI -> model CD
+-> score, then a version that fails the gate stays in Staging.
+
+The server runs no agent of its own (`--agents 0`); one `mlyard agent` process claims every job. Its
+steps run in the agent's sandbox, whose /tmp is private: the server's data directory (under the test's
+/tmp) is out of their reach, so everything goes through the standard interfaces of the environment's
+variable group — databricks-sdk at `/databricks/dev`, MLflow at `/mlflow/dev`, `mlflow deployments` on
+`DEPLOY_TARGET_URI`. Training happens on "the data scientist's machine" (this process), with the same
+MLflow URI and a token. Replaces the model CI test that ran on the server's own agents.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import httpx
 import pytest
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.service.workspace import ObjectType
 
-from tests.ci.helpers import logs, runs_of, wait_state
-from tests.conftest import Git, Server
+from tests.agent.test_remote_agent import Agent, agent_token
+from tests.ci.helpers import job, logs, run, runs_of, wait_state
+from tests.conftest import Git, Server, start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]
 MODEL = "ci-model"
+PACKAGE = "ci_model"
+AGENT = "remote-flow"
 
 
 class FakeSlackWebhook:
@@ -47,13 +65,25 @@ class FakeSlackWebhook:
         self.httpd.server_close()
 
 
+@pytest.fixture(scope="module")
+def remote_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server without agents of its own, and one remote agent process."""
+    tmp = tmp_path_factory.mktemp("remote-flow")
+    server = start_server(tmp, "--agents", "0")
+    agent = Agent(server, agent_token(server), AGENT, tmp / "agent" / "work")
+    agent.work.parent.mkdir(parents=True)
+    agent.start()
+    yield server
+    agent.kill()
+    server.stop()
+
+
 @pytest.fixture
-def slack(server: Server) -> Iterator[FakeSlackWebhook]:
+def slack(remote_only: Server) -> Iterator[FakeSlackWebhook]:
     fake = FakeSlackWebhook()
-    out = server.cli("environments", "set", "dev", "--notify-webhook", fake.url).stdout
+    out = remote_only.cli("environments", "set", "dev", "--notify-webhook", fake.url).stdout
     assert "notification webhook set" in out
     yield fake
-    server.cli("environments", "set", "dev", "--notify-webhook", "")
     fake.close()
 
 
@@ -67,47 +97,87 @@ def newest_run(server: Server, pipeline: str, count: int, timeout: float = 60) -
     raise AssertionError(f"{pipeline}: fewer than {count} runs")
 
 
+def permitted(server: Server, run_id: int, timeout: float = 300) -> dict:
+    """Wait for the run's first-use permission request, grant it, and wait for the run to end."""
+    waiting = wait_state(server, run_id, {"waiting"})
+    assert "variablegroup:dev" in waiting["waiting_for"], waiting
+    server.cli("runs", "permit", str(run_id))
+    return wait_state(server, run_id, timeout=timeout)
+
+
 def versions(server: Server) -> dict[str, dict]:
     doc = json.loads(server.cli("models", "show", MODEL, "--json").stdout)
     return {str(v["version"]): v for v in doc["versions"]}
 
 
-def test_model_ci_promotes_only_a_passing_staging_version(server: Server, git: Git, slack: FakeSlackWebhook) -> None:
+def laptop(server: Server, work: Path, *args: str) -> str:
+    """Run the project's Python on "another machine": only the server's URLs and a token."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLYARD_", "DATABRICKS_"))}
+    env.update(MLFLOW_TRACKING_URI=f"{server.url}/mlflow/dev", MLFLOW_TRACKING_TOKEN=server.token,
+               PYTHONPATH="src", PYTHONDONTWRITEBYTECODE="1")  # fmt: skip
+    proc = subprocess.run([sys.executable, *args], cwd=work, env=env, capture_output=True, text=True, timeout=300,
+                          check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def train_and_stage(server: Server, work: Path, version: str) -> None:
+    out = laptop(server, work, f"src/{PACKAGE}/notebooks/train.py")
+    assert out.splitlines()[-1] == f"registered model: {MODEL} version {version}"
+    laptop(server, work, "mlops/registry.py", "set-alias", "--version", version, "--alias", "staging")
+
+
+def test_the_demo_flow_on_remote_agents_only(remote_only: Server, git: Git, slack: FakeSlackWebhook) -> None:
+    server = remote_only
     server.cli("create", MODEL, "--env", "dev", "--demo", "--follow")
-    first_ci = newest_run(server, f"{MODEL}-promote-model", 1)
     deploy = newest_run(server, f"{MODEL}-deploy-code", 1)
-    server.cli("runs", "permit", str(deploy["id"]))
-    server.cli("runs", "permit", str(first_ci["id"]))
-    nothing = wait_state(server, first_ci["id"], timeout=120)
+    first_ci = newest_run(server, f"{MODEL}-promote-model", 1)
+    deployed = permitted(server, deploy["id"])
+    assert deployed["state"] == "succeeded", logs(server, deploy["id"])
+    assert job(deployed, "UnitTests")["agent"] == job(deployed, "DeployCode")["agent"] == AGENT
+    nothing = permitted(server, first_ci["id"])
     assert nothing["state"] == "succeededWithIssues"
     assert "no model version in Staging: nothing to promote" in logs(server, first_ci["id"])
-    assert wait_state(server, deploy["id"], timeout=120)["state"] == "succeeded"
 
-    server.cli("jobs", "run", "--env", "dev", "--app", MODEL, "train")
-    server.cli("models", "stage", MODEL, "1", "Staging")
+    # the code is in the workspace, as databricks-sdk sees it
+    workspace = WorkspaceClient(host=f"{server.url}/databricks/dev", token=server.token, auth_type="pat")
+    notebook = workspace.workspace.get_status(f"/ml_apps/{MODEL}/master/src/{PACKAGE}/notebooks/train")
+    assert notebook.object_type == ObjectType.NOTEBOOK
+
+    # train v1 on the laptop, mark it for promotion, merge: model CI promotes it
     git("clone", "-q", server.remote(MODEL), "w")
     work = git.cwd / "w"
+    train_and_stage(server, work, "1")
     sha = git.commit({"README.md": "release v1\n"}, "release v1", cwd=work)
     git("push", "-q", "origin", "master", cwd=work)
-    passed = wait_state(server, newest_run(server, f"{MODEL}-promote-model", 2)["id"], timeout=240)
+    passed = wait_state(server, newest_run(server, f"{MODEL}-promote-model", 2)["id"], timeout=300)
     assert passed["state"] == "succeeded", logs(server, passed["id"])
     assert passed["tests"]["failed"] == 0 and passed["tests"]["passed"] >= 3
+    assert job(passed, "PromoteModel")["agent"] == AGENT
     v1 = versions(server)["1"]
     assert v1["stage"] == "Production" and "production" in v1["aliases"]
     assert v1["tags"]["git_commit"] == sha and v1["tags"]["test_status"] == "passed"
-    assert v1["tags"]["git_branch"] == "refs/heads/master" and v1["tags"]["run_url"].endswith(f"/runs/{passed['id']}")
+    run_url = f"{server.url}/mlyard/_build/results?buildId={passed['id']}"
+    assert v1["tags"]["git_branch"] == "refs/heads/master" and v1["tags"]["run_url"] == run_url
     assert [m["text"] for m in slack.messages] == [
-        f":white_check_mark: {MODEL} version 1 promoted to Production (refs/heads/master at {sha[:10]}): "
-        f"{v1['tags']['run_url']}"
+        f":white_check_mark: {MODEL} version 1 promoted to Production (refs/heads/master at {sha[:10]}): {run_url}"
     ]
-    assert slack.url not in logs(server, passed["id"])  # a secret setting of the connection: masked
+    assert slack.url not in logs(server, passed["id"])  # a secret of the group: masked
+
+    # model CD: the Production version through `mlflow deployments`, tagged with its scoring URI; then score
+    cd = permitted(server, run(server, f"{MODEL}-deploy-model")["id"])
+    assert cd["state"] == "succeeded", logs(server, cd["id"])
+    scoring_uri = versions(server)["1"]["tags"]["scoring_uri"]
+    sample = json.loads(laptop(server, work, "-c", SAMPLE))
+    answer = httpx.post(scoring_uri, json=sample, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["predictions"]) == 2
 
     # An impossible gate: version 2 stays in Staging and the run fails naming the metric.
     git.commit({"mlops/model-gates.yml": "metrics:\n  accuracy:\n    min: 0.9999\n"}, "impossible gate", cwd=work)
-    server.cli("jobs", "run", "--env", "dev", "--app", MODEL, "train")
-    server.cli("models", "stage", MODEL, "2", "Staging")
+    train_and_stage(server, work, "2")
     git("push", "-q", "origin", "master", cwd=work)
-    failed = wait_state(server, newest_run(server, f"{MODEL}-promote-model", 3)["id"], timeout=240)
+    failed = wait_state(server, newest_run(server, f"{MODEL}-promote-model", 3)["id"], timeout=300)
     assert failed["state"] == "failed"
     text = logs(server, failed["id"])
     assert "accuracy" in text and "model gate failed" in text
@@ -118,3 +188,12 @@ def test_model_ci_promotes_only_a_passing_staging_version(server: Server, git: G
         f":x: {MODEL} version 2 failed model CI and stays in Staging"
     )
     assert "notified the webhook (200)" in text
+
+
+SAMPLE = f"""
+import json
+from {PACKAGE}.data import load_split
+from {PACKAGE}.features import build_features
+rows = build_features(load_split().x_test.head(2))
+print(json.dumps({{"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}}))
+"""

@@ -260,3 +260,29 @@ def test_a_dead_mlflow_server_is_restarted_and_a_remote_store_is_not_served(serv
             "message": f"environment {name!r} uses the MLflow tracking server https://mlflow.example.com: use that URL "
             "directly (mlyard serves /mlflow/<env> only for environments with the embedded store)",
         }
+
+
+@pytest.mark.slow
+def test_artifacts_logged_on_the_servers_store_are_served_over_http(server: Server) -> None:
+    """A workspace job logs to the environment's SQLite store with a `file://` artifact location on the
+    server: through `/mlflow/<env>` that location reads as `mlflow-artifacts:/...`, which the server serves,
+    and the artifacts themselves pass unchanged (a JSON artifact naming the path included)."""
+    from mlflow import MlflowClient
+
+    name = f"job-{uuid.uuid4().hex[:6]}"
+    store = server.home / "envs" / "dev"
+    folder = (store / "mlartifacts" / name).resolve()
+    local = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    experiment = local.create_experiment(f"/ml_apps/{name}", artifact_location=folder.as_uri())
+    run = local.create_run(experiment)
+    written = folder / run.info.run_id / "artifacts"
+    written.mkdir(parents=True)
+    data = json.dumps({"where": f"{folder}/x"})
+    (written / "data.json").write_text(data)
+    with server.client() as api:
+        answer = api.get("/mlflow/dev/api/2.0/mlflow/runs/get", params={"run_id": run.info.run_id})
+        assert answer.status_code == 200, answer.text
+        uri = answer.json()["run"]["info"]["artifact_uri"]
+        assert uri == f"mlflow-artifacts:/{name}/{run.info.run_id}/artifacts"
+        got = api.get(f"/mlflow/dev/api/2.0/mlflow-artifacts/artifacts/{name}/{run.info.run_id}/artifacts/data.json")
+        assert got.status_code == 200 and got.text == data

@@ -28,7 +28,7 @@ def test_the_demo_notebook_without_a_tracking_uri_trains_then_exits_2(demo_proje
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stdout.startswith("accuracy: ")
     assert proc.stderr.startswith("MLFLOW_TRACKING_URI is not set, so the model was trained but not logged. ")
-    assert "`mlyard jobs run --env dev --app my-model train`" in proc.stderr
+    assert "Run this notebook as a job in the environment's workspace (which sets it)" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

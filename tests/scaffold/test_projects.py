@@ -18,9 +18,12 @@ FILES = [
     ".gitignore",
     "README.md",
     "pyproject.toml",
+    "mlops/deploy_code.py",
     "mlops/gate.py",
     "mlops/model-gates.yml",
     "mlops/notify.py",
+    "mlops/registry.py",
+    "mlops/tools.py",
     "mlops/pipelines/deploy-code.yml",
     "mlops/pipelines/promote-model.yml",
     "mlops/pipelines/deploy-model.yml",
@@ -142,23 +145,26 @@ def test_deploy_code_tests_publishes_and_deploys_to_the_environment(plain_projec
     steps = build["jobs"][0]["steps"]
     assert [step.get("task", step["kind"]) for step in steps] == [
         "checkout",
+        "UsePythonVersion@0",
+        "CmdLine@2",
         "CmdLine@2",
         "PublishTestResults@2",
         "CmdLine@2",
         "PublishPipelineArtifact@1",
     ]
-    assert steps[1]["env"]["PYTHONPATH"] == "src"
-    assert steps[2]["condition"] == "succeededOrFailed()"
-    assert steps[4]["inputs"]["artifact"] == "code"
+    assert steps[2]["inputs"]["script"] == "python mlops/tools.py test"
+    assert steps[3]["env"]["PYTHONPATH"] == "src"
+    assert steps[4]["condition"] == "succeededOrFailed()"
+    assert steps[6]["inputs"]["artifact"] == "code"
     deploy = release["jobs"][0]
     assert deploy["deployment"] == "DeployCode"
     assert deploy["environment"]["name"] == "prod"
-    azure_cli = deploy["steps"][-1]["inputs"]
-    assert azure_cli["azureSubscription"] == "prod-connection"
-    assert azure_cli["inlineScript"] == (
-        'mlyard workspace deploy --env prod --app 9.plain --branch "${BUILD_SOURCEBRANCH#refs/heads/}" '
-        '--source "$(Pipeline.Workspace)/code"'
+    step = deploy["steps"][-1]
+    assert step["inputs"]["script"] == (
+        'python "$(Pipeline.Workspace)/code/mlops/deploy_code.py" --source "$(Pipeline.Workspace)/code" '
+        '--branch "$(Build.SourceBranch)"'
     )
+    assert step["env"] == {"DATABRICKS_HOST": "$(DATABRICKS_HOST)", "DATABRICKS_TOKEN": "$(DATABRICKS_TOKEN)"}
 
 
 @pytest.mark.parametrize(
@@ -167,7 +173,9 @@ def test_deploy_code_tests_publishes_and_deploys_to_the_environment(plain_projec
         ("deploy-code", "refs/heads/feature/x", ["src/p_9_plain/train.py"], True),
         ("deploy-code", "refs/heads/main", ["src/p_9_plain/data.py", "README.md"], True),
         ("deploy-code", "refs/heads/main", ["README.md"], False),
-        ("deploy-code", "refs/heads/main", ["tests/unit/test_data.py"], False),
+        ("deploy-code", "refs/heads/main", ["tests/unit/test_data.py"], True),
+        ("deploy-code", "refs/heads/main", ["pyproject.toml"], True),
+        ("deploy-code", "refs/heads/main", [".gitignore"], False),
         ("promote-model", "refs/heads/main", ["README.md"], True),
         ("promote-model", "refs/heads/feature/x", ["src/p_9_plain/train.py"], False),
         ("deploy-model", "refs/heads/main", ["src/p_9_plain/train.py"], False),
@@ -178,31 +186,28 @@ def test_the_pipeline_triggers(plain_project: Path, pipeline: str, ref: str, cha
     assert decision.run is runs, decision.reason
 
 
-def test_deploy_model_takes_the_version_stage_target_and_resources(demo_project: Path) -> None:
+def test_deploy_model_takes_the_version_stage_and_resources(demo_project: Path) -> None:
     pipeline = load_pipeline(demo_project / "mlops/pipelines/deploy-model.yml")
-    assert {p.name: p.default for p in pipeline.parameters} == {
-        "version": "",
-        "stage": "Production",
-        "target": "local",
-        "cpu": 1,
-        "memory": 2,
-    }
+    assert {p.name: p.default for p in pipeline.parameters} == {"version": "", "stage": "Production", "cpu": 1,
+                                                                "memory": 2}  # fmt: skip
     plan = compile_pipeline(pipeline, {"version": "3", "stage": "Staging", "cpu": "2", "memory": "4"}).to_dict()
     assert plan["stages"][0]["jobs"][0]["steps"][-1]["env"] == {
         "MODEL_VERSION": "3",
         "MODEL_STAGE": "Staging",
-        "SERVING_TARGET": "local",
         "SERVING_CPU": "2",
         "SERVING_MEMORY": "4",
-        "MLYARD_URL": "$(System.CollectionUri)",
-        "MLYARD_TOKEN": "$(MLYARD_DEPLOY_TOKEN)",
+        "DEPLOY_TARGET_URI": "$(DEPLOY_TARGET_URI)",
+        "MLFLOW_TRACKING_URI": "$(MLFLOW_TRACKING_URI)",
+        "MLFLOW_TRACKING_TOKEN": "$(MLFLOW_TRACKING_TOKEN)",
+        "DATABRICKS_HOST": "$(DATABRICKS_HOST)",
+        "DATABRICKS_TOKEN": "$(DATABRICKS_TOKEN)",
     }
 
 
 def test_the_staging_step_copies_the_code_without_caches(demo_project: Path, tmp_path: Path) -> None:
     """Run the 'Stage the code' script as the agent does (bash -e -o pipefail, cwd = the sources)."""
     plan = compile_pipeline(load_pipeline(demo_project / "mlops/pipelines/deploy-code.yml")).to_dict()
-    script = plan["stages"][0]["jobs"][0]["steps"][3]["inputs"]["script"]
+    script = plan["stages"][0]["jobs"][0]["steps"][5]["inputs"]["script"]
     sources = Path(shutil.copytree(demo_project, tmp_path / "s"))
     (sources / "src/my_model/__pycache__").mkdir()
     (sources / "src/my_model/__pycache__/data.cpython-311.pyc").write_bytes(b"")

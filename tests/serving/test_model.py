@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mlyard.errors import InvalidInput
-from mlyard.serving.model import ModelNotFound, ModelRef, resolve_model_uri
+from mlyard.serving.model import ModelLoadFailed, ModelNotFound, ModelRef, local_artifacts, resolve_model_uri
 from tests.serving.conftest import MODEL, Store
 
 pytestmark = pytest.mark.slow  # the session store trains and registers models
@@ -63,3 +64,40 @@ def test_clear_errors(uri: str, error: type[Exception], message: str, client: An
     with pytest.raises(error) as caught:
         resolve_model_uri(uri, client)
     assert str(caught.value) == message
+
+
+class DownloadUris:
+    """The one MlflowClient call local_artifacts makes."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def get_model_version_download_uri(self, name: str, version: str) -> str:
+        return self.uri
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("mlflow-artifacts:/1/models/m-1/artifacts", "{root}/1/models/m-1/artifacts"),
+        ("mlflow-artifacts://127.0.0.1:5000/1/models/m-1/artifacts", "{root}/1/models/m-1/artifacts"),
+        ("/elsewhere/artifacts", "models:/m/1"),  # logged straight to the store: loaded through the registry
+    ],
+)
+def test_versions_logged_through_the_tracking_server_load_from_its_artifacts(
+    tmp_path: Path, source: str, expected: str
+) -> None:
+    root = tmp_path / "mlartifacts"
+    (root / "1/models/m-1/artifacts").mkdir(parents=True)
+    ref = ModelRef(uri="models:/m@production", load_uri="models:/m/1", name="m", version="1")
+    assert local_artifacts(DownloadUris(source), ref, root) == expected.format(root=root.resolve())
+    assert local_artifacts(DownloadUris(source), ref, None) == "models:/m/1"
+
+
+@pytest.mark.parametrize("source", ["mlflow-artifacts:/../outside", "mlflow-artifacts:/2/models/missing"])
+def test_proxied_artifacts_must_be_inside_the_destination(tmp_path: Path, source: str) -> None:
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "mlartifacts").mkdir()
+    ref = ModelRef(uri="models:/m/1", load_uri="models:/m/1", name="m", version="1")
+    with pytest.raises(ModelLoadFailed, match=r"the artifacts of models:/m/1 \(mlflow-artifacts:/.*\) are not in "):
+        local_artifacts(DownloadUris(source), ref, tmp_path / "mlartifacts")

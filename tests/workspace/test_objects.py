@@ -156,3 +156,23 @@ def test_a_folder_imported_at_a_branch_is_an_atomic_deploy(tree: WorkspaceObject
     assert [f["path"] for f in second["files"]] == ["b.py"] and second["version"] != first["version"]
     assert (tree.root / "ml_apps" / "demo" / "master").is_symlink()  # switched in one rename, never removed
     assert [p.name for p in tree.root.iterdir()] == ["ml_apps"]  # no staging folder left
+
+
+@pytest.mark.parametrize(
+    ("info", "commit", "run"),
+    [
+        (b'{"commit": "0123abcd0123abcd", "run_url": "http://h/mlyard/_build/results?buildId=42"}', "0123abcd0123abcd",
+         {"id": 42, "url": "http://h/mlyard/_build/results?buildId=42"}),
+        (b'{"commit": "not a sha; rm -rf /", "run_url": "file:///etc/passwd"}', None, {"id": None, "url": None}),
+        (b"[not json", None, {"id": None, "url": None}),
+    ],
+)  # fmt: skip
+def test_a_deployed_folder_says_what_it_was_built_from(
+    tree: WorkspaceObjects, info: bytes, commit: str | None, run: dict
+) -> None:
+    """The template's mlops/deploy_code.py writes .deploy.json; the deploy's manifest takes its commit and run."""
+    tree.mkdirs("/ml_apps/demo")
+    tree.import_object("/ml_apps/demo/master", zipped({"a.py": b"1\n", ".deploy.json": info}),
+                       manifest={"deployed_by": "env-dev", "commit": None})  # fmt: skip
+    shown = LocalWorkspace(tree.root).show("demo", "master")
+    assert (shown["commit"], shown["run"], shown["deployed_by"]) == (commit, run, "env-dev")

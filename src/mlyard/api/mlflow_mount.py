@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ WRITE_SCOPE = "pipelines:run"  # every other request: the scope that stages and 
 START_SECONDS = 180.0  # an environment's MLflow server has this long to answer its first /health
 PROXY_TIMEOUT = httpx.Timeout(900.0, connect=10.0)  # large artifacts stream for a while
 MAX_JSON_BYTES = 64 * 1024  # the body of an alias or stage change, read by mlyard itself
+MAX_REWRITE_BYTES = 16 * 1024**2  # a JSON answer whose local artifact paths are rewritten (larger: passed as is)
 # What a client of MLflow's REST API calls; the web UI's /ajax-api and static files need a browser
 # session mlyard does not give MLflow, and the AI gateway, assistant and jobs run code or hold secrets.
 API_PREFIXES = ("/api/2.0/mlflow/", "/api/2.0/mlflow-artifacts/", "/api/3.0/mlflow/")
@@ -167,12 +169,16 @@ class MlflowMount:
             principal = await asyncio.to_thread(self._authenticate, scope)
             request = parse_request(scope)
             principal.require(WRITE_SCOPE if request.write else READ_SCOPE)
+            principal.require_environment(request.env)
             environment = await asyncio.to_thread(environments.get_environment, self.platform, request.env)
             running = await self._server(request.env, environment["mlflow_tracking_uri"])
             if request.path in (ALIAS_PATH, TRANSITION_PATH) and request.method in ("POST", "DELETE"):
                 await self._stage_change(running, principal, request, receive, send)
             else:
-                await _proxy(running.client, request, scope, _stream(receive), send)
+                # MLflow's answers, never the artifacts it serves (a JSON artifact is the user's data)
+                api = not request.path.startswith("/api/2.0/mlflow-artifacts/")
+                local = _local_artifacts(running.server.spec.artifacts_dir) if api else None
+                await _proxy(running.client, request, scope, _stream(receive), send, local=local)
         except _ClientGone:
             return
         except BodyTooLarge as exc:
@@ -336,8 +342,20 @@ async def _stream(receive: Receive) -> AsyncIterator[bytes]:
         more = bool(message.get("more_body"))
 
 
+def _local_artifacts(folder: Path) -> re.Pattern[bytes]:
+    """Where the environment's own processes (workspace jobs on its SQLite store) put artifacts: the folder
+    MLflow's server also serves as `mlflow-artifacts:/`, as a `file://` URI or a path starting a JSON string."""
+    return re.compile(rb'(?<=")(?:file://)?' + re.escape(str(folder.resolve()).encode()) + rb'(/|")')
+
+
+def rewrite_artifacts(body: bytes, local: re.Pattern[bytes]) -> bytes:
+    """The same answer with the store's local artifact locations as the `mlflow-artifacts:/` URIs they are
+    served at, so a client on another machine (a remote agent, a sandboxed step) downloads them over HTTP."""
+    return local.sub(lambda m: b"mlflow-artifacts:/" + (b"" if m.group(1) == b"/" else m.group(1)), body)
+
+
 async def _proxy(client: httpx.AsyncClient, request: MlflowRequest, scope: Scope, body: AsyncIterator[bytes],
-                 send: Send) -> None:  # fmt: skip
+                 send: Send, *, local: re.Pattern[bytes] | None = None) -> None:  # fmt: skip
     headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() not in _REQUEST_DROPPED]
     target = request.raw_path + (b"?" + request.query if request.query else b"")
     outgoing = client.build_request(request.method, "http://localhost" + target.decode("latin-1"), headers=headers,
@@ -349,8 +367,29 @@ async def _proxy(client: httpx.AsyncClient, request: MlflowRequest, scope: Scope
         raise Unavailable(f"{where} is not reachable ({exc!r}); try again") from None
     try:
         kept = [(k, v) for k, v in answer.headers.raw if k.lower() not in _RESPONSE_DROPPED]
-        await send({"type": "http.response.start", "status": answer.status_code, "headers": kept})
-        async for chunk in answer.aiter_raw():
+        chunks = answer.aiter_raw()
+        json_answer = answer.headers.get("content-type", "").startswith("application/json")
+        if local is not None and json_answer and not answer.headers.get("content-encoding"):
+            head: list[bytes] = []
+            size = 0
+            async for chunk in chunks:
+                head.append(chunk)
+                size += len(chunk)
+                if size > MAX_REWRITE_BYTES:
+                    break
+            else:  # the whole answer: rewritten, with its new length
+                whole = rewrite_artifacts(b"".join(head), local)
+                kept = [(k, v) for k, v in kept if k.lower() != b"content-length"]
+                kept.append((b"content-length", str(len(whole)).encode()))
+                await send({"type": "http.response.start", "status": answer.status_code, "headers": kept})
+                await send({"type": "http.response.body", "body": whole})
+                return
+            await send({"type": "http.response.start", "status": answer.status_code, "headers": kept})
+            for chunk in head:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        else:
+            await send({"type": "http.response.start", "status": answer.status_code, "headers": kept})
+        async for chunk in chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
     finally:

@@ -12,7 +12,7 @@ tokens_app = typer.Typer(help="Manage personal access tokens.", no_args_is_help=
 audit_app = typer.Typer(help="Read the audit log (admin).", no_args_is_help=True)
 
 JSON = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-SCOPE_HELP = "Scope to grant (repeat): repo:read, repo:write, pipelines:run, agent, tokens, admin."
+SCOPE_HELP = "Scope to grant (repeat): repo:read, repo:write, workspace:write, pipelines:run, agent, tokens, admin."
 
 
 @users_app.command("create")

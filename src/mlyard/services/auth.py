@@ -29,9 +29,14 @@ from mlyard.services.platform import Platform
 from mlyard.views import TokenView, UserView
 
 TOKEN_PREFIX = "myd_"
-SCOPES = ("repo:read", "repo:write", "pipelines:run", "agent", "tokens", "admin")
-# A scope implies the scopes listed here (admin implies everything).
-IMPLIED = {"admin": set(SCOPES), "repo:write": {"repo:read"}}
+SCOPES = ("repo:read", "repo:write", "workspace:write", "pipelines:run", "agent", "tokens", "admin")
+# A scope implies the scopes listed here (admin implies everything). `workspace:write` changes the
+# environments' workspaces (the Databricks API) without the right to push to every repository.
+IMPLIED = {"admin": set(SCOPES), "repo:write": {"repo:read", "workspace:write"}}
+# The token of an environment's variable group (services/environment_groups) belongs to the service
+# identity `env-<env>` under this name: it reaches that environment's interfaces and no other's.
+ENVIRONMENT_USER_PREFIX = "env-"
+ENVIRONMENT_TOKEN_NAME = "variable-group"
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 MAX_LIFETIME = timedelta(days=3650)  # the longest `expires_in`; no expiry at all is asked by omitting it
 
@@ -46,9 +51,18 @@ class Principal:
     token_id: int
     scopes: frozenset[str]
     expires_at: datetime | None = None  # of the token used: tokens it creates cannot outlive it
+    environment: str | None = None  # an environment's group token: the one environment it may reach
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes
+
+    def require_environment(self, env: str) -> None:
+        """Refuse a token bound to another environment (the variable group token of `env-<other>`)."""
+        if self.environment is not None and self.environment != env:
+            raise PermissionDenied(
+                f"the token of environment {self.environment!r} cannot reach environment {env!r}: use the token "
+                f"of the variable group {env!r}"
+            )
 
     def require(self, scope: str) -> None:
         if not self.has(scope):
@@ -69,6 +83,13 @@ def effective_scopes(scopes: list[str], *, is_admin: bool) -> frozenset[str]:
         result.add(scope)
         result |= IMPLIED.get(scope, set())
     return frozenset(result)
+
+
+def environment_of(username: str, token_name: str, *, is_admin: bool) -> str | None:
+    """The environment a token is bound to: that of an environment's variable group token, else None."""
+    if is_admin or token_name != ENVIRONMENT_TOKEN_NAME or not username.startswith(ENVIRONMENT_USER_PREFIX):
+        return None
+    return username[len(ENVIRONMENT_USER_PREFIX) :]
 
 
 def check_scopes(scopes: list[str]) -> list[str]:
@@ -125,7 +146,8 @@ def authenticate(platform: Platform, token: str, *, username: str | None = None,
                 row.last_used_at = now
             user = row.user
             scopes = effective_scopes(row.scope_list, is_admin=user.is_admin)
-            return Principal(user.id, user.username, user.is_admin, row.id, scopes, row.expires_at)
+            bound = environment_of(user.username, row.name, is_admin=user.is_admin)
+            return Principal(user.id, user.username, user.is_admin, row.id, scopes, row.expires_at, bound)
         _audit_failure(session, failures, remote_addr, actor=username or "", reason=problem, token_prefix=token[:8])
     raise AuthenticationError(problem)
 

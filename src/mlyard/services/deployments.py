@@ -24,6 +24,7 @@ from mlyard.db.engine import transaction
 from mlyard.db.tables import Deployment
 from mlyard.errors import Conflict, InvalidInput, NotFound, OperationFailed
 from mlyard.names import check_env_name, check_repo_name
+from mlyard.registry.store import ARTIFACTS_DIR, is_remote, sqlite_path
 from mlyard.services import audit, environments, models
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
@@ -71,6 +72,7 @@ def deploy(
 ) -> dict[str, Any]:  # fmt: skip
     """Deploy a version (or the one in `stage`, default Production); returns the deployment."""
     principal.require("pipelines:run")
+    principal.require_environment(env)
     check_request(target, cpu, memory)
     check_env_name(env)
     check_repo_name(model)
@@ -177,6 +179,7 @@ def _start(
                 host=host,
                 cpu=cpu,
                 memory=memory,
+                artifacts_destination=_artifacts_destination(environment["mlflow_tracking_uri"]),
             )
             break
         except EndpointFailed:
@@ -198,6 +201,13 @@ def _is_free(port: int, host: str) -> bool:
     except EndpointFailed:
         return False
     return True
+
+
+def _artifacts_destination(tracking_uri: str) -> Path | None:
+    """Where the environment's MLflow server keeps proxied artifacts (versions logged through /mlflow/<env>)."""
+    if is_remote(tracking_uri):
+        return None
+    return sqlite_path(tracking_uri).parent / ARTIFACTS_DIR
 
 
 def _stop(platform: Platform, pid: int | None) -> None:
@@ -295,6 +305,7 @@ def logs(platform: Platform, env: str, name: str) -> str:
 def delete(platform: Platform, principal: Principal, env: str, name: str) -> dict[str, Any]:
     """Stop the scoring server, free the front port and remove the deployment."""
     principal.require("pipelines:run")
+    principal.require_environment(env)
     with platform.deployments.locked(env, name):
         found = show(platform, env, name)
         router = platform.deployments.router

@@ -35,10 +35,11 @@ WEBHOOK_SETTING = "NOTIFY_WEBHOOK_URL"  # also the secret setting of the environ
 PLAIN = ("DATABRICKS_HOST", "MLFLOW_TRACKING_URI", "DEPLOY_TARGET", "DEPLOY_TARGET_URI")
 TOKENS = ("DATABRICKS_TOKEN", "MLFLOW_TRACKING_TOKEN")
 MANAGED = frozenset((*PLAIN, *TOKENS, WEBHOOK_SETTING))
-# What a pipeline does with the group: read (workspace, registry, runs) and act (jobs, models, deployments).
-TOKEN_SCOPES = ["repo:read", "pipelines:run"]
-TOKEN_NAME = "variable-group"
-SERVICE_USER_PREFIX = "env-"  # + the environment's name (at most 32 characters): a valid user name
+# What a pipeline does with the group: read (workspace, registry, runs), deploy code to the workspace
+# (workspace:write, not repo:write: no push to the repositories) and act (jobs, models, deployments).
+TOKEN_SCOPES = ["repo:read", "workspace:write", "pipelines:run"]
+TOKEN_NAME = auth.ENVIRONMENT_TOKEN_NAME  # a token of this name of `env-<env>` is bound to <env>
+SERVICE_USER_PREFIX = auth.ENVIRONMENT_USER_PREFIX  # + the environment's name (at most 32 characters)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ def stage(
     platform: Platform, principal: Principal, env: str, name: str, version: str, stage_name: str, *, reason: str = ""
 ) -> dict[str, Any]:
     principal.require("pipelines:run")
+    principal.require_environment(env)
     entry = registry(platform, env).stage(name, version, stage_name, by=principal.username, reason=reason or None)
     audit.record_now(
         platform, "model.staged", actor=principal.username, target=f"{env}/{name}/{version}", stage=stage_name
@@ -57,6 +58,7 @@ def history(platform: Platform, env: str, name: str) -> list[dict[str, Any]]:
 
 def rollback(platform: Platform, principal: Principal, env: str, name: str, *, reason: str = "") -> dict[str, Any]:
     principal.require("pipelines:run")
+    principal.require_environment(env)
     entry = registry(platform, env).rollback(name, by=principal.username, reason=reason or None)
     audit.record_now(platform, "model.rollback", actor=principal.username, target=f"{env}/{name}")
     return {**entry, "environment": env, "model": name}
@@ -72,4 +74,5 @@ def tag_version(
     platform: Platform, principal: Principal, env: str, name: str, version: str, tags: dict[str, str]
 ) -> dict[str, Any]:
     principal.require("pipelines:run")
+    principal.require_environment(env)
     return registry(platform, env).tag_version(name, version, tags)

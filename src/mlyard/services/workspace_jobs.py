@@ -86,6 +86,7 @@ def start(
     from mlyard.workspace import open_workspace
 
     principal.require("pipelines:run")
+    principal.require_environment(env)
     check_repo_name(app)
     check_branch_name(branch)
     environment = environments.get_environment(platform, env)
@@ -136,6 +137,7 @@ def start_in_workspace(
     from mlyard.workspace import notebook_runner, wheel_runner
 
     principal.require("pipelines:run")
+    principal.require_environment(env)
     environment = environments.get_environment(platform, env)
     job_id = _record(platform, principal, env=env, app=app, branch="", entrypoint=entrypoint, args=list(args),
                      commit="")  # fmt: skip

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 from mlyard.serving.model import ServedModel, load_served_model
@@ -108,6 +109,8 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def create_app(model_uri: str, tracking_uri: str | None = None) -> ScoringApp:
+def create_app(
+    model_uri: str, tracking_uri: str | None = None, *, artifacts_destination: Path | None = None
+) -> ScoringApp:
     """Load `model_uri` once (resolving `models:/` URIs against `tracking_uri`) and return the ASGI app."""
-    return ScoringApp(load_served_model(model_uri, tracking_uri))
+    return ScoringApp(load_served_model(model_uri, tracking_uri, artifacts_destination=artifacts_destination))

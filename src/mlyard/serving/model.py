@@ -12,7 +12,9 @@ import os
 import re
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from mlyard.errors import InvalidInput, NotFound, OperationFailed
 
@@ -130,8 +132,14 @@ def check_model_uri(model_uri: str, tracking_uri: str | None) -> None:
         raise InvalidInput(f"{model_uri} needs a registry: pass --tracking-uri or set MLFLOW_TRACKING_URI")
 
 
-def load_served_model(model_uri: str, tracking_uri: str | None = None) -> ServedModel:
-    """Resolve `model_uri` once and load it with `mlflow.pyfunc.load_model` (as MLflow's server does)."""
+def load_served_model(
+    model_uri: str, tracking_uri: str | None = None, *, artifacts_destination: Path | None = None
+) -> ServedModel:
+    """Resolve `model_uri` once and load it with `mlflow.pyfunc.load_model` (as MLflow's server does).
+
+    A version whose artifacts were logged through the registry's MLflow server (`mlflow-artifacts:` URIs,
+    which only an http(s) tracking URI resolves) is loaded from `artifacts_destination`, the folder where
+    that server keeps them."""
     check_model_uri(model_uri, tracking_uri)
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -140,13 +148,29 @@ def load_served_model(model_uri: str, tracking_uri: str | None = None) -> Served
 
     uri = configure_tracking(tracking_uri)
     os.environ[_SERVING_ENV_FLAG] = "true"
-    ref = resolve_model_uri(model_uri, MlflowClient())
+    client = MlflowClient()
+    ref = resolve_model_uri(model_uri, client)
     try:
+        load_uri = local_artifacts(client, ref, artifacts_destination)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            pyfunc = load_model_with_mlflow_config(ref.load_uri)  # honours SERVING_MODEL_CONFIG as MLflow does
+            pyfunc = load_model_with_mlflow_config(load_uri)  # honours SERVING_MODEL_CONFIG as MLflow does
     except MlflowException as exc:
         raise ModelLoadFailed(f"could not load model {model_uri!r}: {exc.message}") from exc
     except OSError as exc:
         raise ModelLoadFailed(f"could not load model {model_uri!r}: {exc}") from exc
     return ServedModel(ref=ref, pyfunc=pyfunc, mlflow_version=mlflow.__version__, tracking_uri=uri)
+
+
+def local_artifacts(client: Any, ref: ModelRef, destination: Path | None) -> str:
+    """What to load for `ref`: its registry URI, or the local folder of proxied `mlflow-artifacts:` artifacts."""
+    if destination is None or ref.name is None or ref.version is None:
+        return ref.load_uri
+    source = str(client.get_model_version_download_uri(ref.name, ref.version))
+    if not source.startswith("mlflow-artifacts:"):
+        return ref.load_uri
+    root = destination.resolve()
+    local = (root / urlsplit(source).path.lstrip("/")).resolve()
+    if not local.is_relative_to(root) or not local.is_dir():
+        raise ModelLoadFailed(f"the artifacts of {ref.uri} ({source}) are not in {root}")
+    return str(local)

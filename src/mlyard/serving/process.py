@@ -159,11 +159,13 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 def serve_argv(
     model_uri: str, *, port: int, host: str, tracking_uri: str | None, python: str,
-    cpu: float | None = None, memory: float | None = None,
+    cpu: float | None = None, memory: float | None = None, artifacts_destination: Path | None = None,
 ) -> list[str]:  # fmt: skip
     argv = [python, "-m", "mlyard.serving", "--model-uri", model_uri, "--host", host, "--port", str(port)]
     if tracking_uri:
         argv += ["--tracking-uri", tracking_uri]
+    if artifacts_destination is not None:
+        argv += ["--artifacts-destination", str(artifacts_destination)]
     if cpu:
         argv += ["--cpu", f"{cpu:g}"]
     if memory:
@@ -184,8 +186,12 @@ def start_endpoint(
     timeout: float = 120.0,
     cpu: float | None = None,
     memory: float | None = None,
+    artifacts_destination: Path | None = None,
 ) -> Endpoint:
     """Start a scoring server and wait until `/ping` is healthy.
+
+    `artifacts_destination` is where the registry's MLflow server keeps proxied (`mlflow-artifacts:`)
+    artifacts: a version logged through that server is loaded from there.
 
     `cpu` and `memory` (GB) limit it (mlyard.serving.limits): ceil(cpu) cores, stopped past `memory`.
 
@@ -200,7 +206,8 @@ def start_endpoint(
     if cpu:
         child_env.update(thread_pool_env(cpu))
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    argv = serve_argv(model_uri, port=port, host=host, tracking_uri=tracking_uri, python=python, cpu=cpu, memory=memory)
+    argv = serve_argv(model_uri, port=port, host=host, tracking_uri=tracking_uri, python=python, cpu=cpu, memory=memory,
+                      artifacts_destination=artifacts_destination)  # fmt: skip
     with open(log_file, "ab") as log:
         process = subprocess.Popen(
             argv,

@@ -9,13 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from mlyard.errors import MlyardError
 
 DEFAULT_HOST = "127.0.0.1"
 
 
-def serve(model_uri: str, *, port: int, host: str = DEFAULT_HOST, tracking_uri: str | None = None) -> None:
+def serve(
+    model_uri: str, *, port: int, host: str = DEFAULT_HOST, tracking_uri: str | None = None,
+    artifacts_destination: Path | None = None,
+) -> None:  # fmt: skip
     """Load the model, then serve it with uvicorn until SIGINT/SIGTERM."""
     from mlyard.serving.model import check_model_uri
 
@@ -24,7 +28,7 @@ def serve(model_uri: str, *, port: int, host: str = DEFAULT_HOST, tracking_uri: 
 
     from mlyard.serving.app import create_app
 
-    app = create_app(model_uri, tracking_uri)
+    app = create_app(model_uri, tracking_uri, artifacts_destination=artifacts_destination)
     ref = app.served.ref
     named = f" ({ref.name} version {ref.version})" if ref.name else ""
     print(f"mlyard serving {model_uri}{named} on http://{host}:{port}", file=sys.stderr, flush=True)
@@ -49,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"interface to bind (default {DEFAULT_HOST})")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
+    parser.add_argument("--artifacts-destination", type=Path, default=None,
+                        help="the local folder of the registry's proxied mlflow-artifacts: URIs")  # fmt: skip
     parser.add_argument("--cpu", type=float, default=None, help="run on ceil(CPU) cores (default: all)")
     parser.add_argument("--memory", type=float, default=None, help="stop when resident memory passes this many GB")
     return parser
@@ -67,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         watch_memory(args.memory)
     try:
-        serve(args.model_uri, port=args.port, host=args.host, tracking_uri=args.tracking_uri)
+        serve(args.model_uri, port=args.port, host=args.host, tracking_uri=args.tracking_uri,
+              artifacts_destination=args.artifacts_destination)  # fmt: skip
     except MlyardError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code

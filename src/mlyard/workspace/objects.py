@@ -15,7 +15,9 @@ deployed code is hidden. Imports, exports and archives are bounded (the ``MAX_*`
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
 import shutil
 import uuid
 import zipfile
@@ -45,6 +47,12 @@ MAX_ARCHIVE_ENTRIES = 10_000  # entries of one directory import or export
 MAX_LIST_ENTRIES = 10_000  # objects one `list` returns
 MAX_PATH_CHARS = 4096
 _ZIP_MAGIC = b"PK\x03\x04"
+# A deployed folder may say what it was built from (the template's mlops/deploy_code.py writes it): its
+# commit and run link go into the deploy's manifest, as `mlyard workspace deploy` records them.
+DEPLOY_INFO = ".deploy.json"
+MAX_DEPLOY_INFO_BYTES = 16 * 1024
+_COMMIT = re.compile(r"[0-9a-f]{7,64}")
+_BUILD_ID = re.compile(r"[?&]buildId=(\d{1,18})(?:&|$)")
 
 
 class DirectoryNotEmpty(InvalidInput):
@@ -326,7 +334,9 @@ class WorkspaceObjects:
             if existing is not None and (branch is None or not existing.disk.is_symlink()):
                 self._remove_folder(parts, existing.disk)
             if branch is not None:
-                LocalWorkspace(self.root).deploy(*branch, staging, manifest=dict(manifest or {}))
+                stated = {k: v for k, v in (manifest or {}).items() if v is not None}
+                given = {**deploy_info(staging / DEPLOY_INFO), **stated}
+                LocalWorkspace(self.root).deploy(*branch, staging, manifest=given)
             else:
                 os.replace(staging, folder / parts[-1])
         finally:
@@ -439,3 +449,24 @@ def _join(parts: tuple[str, ...]) -> str:
 def _show(path: object) -> str:
     text = str(path)
     return text if len(text) <= 200 else text[:200] + "..."
+
+
+def deploy_info(path: Path) -> dict[str, Any]:
+    """`commit` and `run` of a deployed folder's DEPLOY_INFO file; nothing when it is absent or malformed."""
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_DEPLOY_INFO_BYTES:
+            return {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    found: dict[str, Any] = {}
+    commit = data.get("commit")
+    if isinstance(commit, str) and _COMMIT.fullmatch(commit):
+        found["commit"] = commit
+    url = data.get("run_url")
+    if isinstance(url, str) and url.startswith(("http://", "https://")) and len(url) <= 2048:
+        build = _BUILD_ID.search(url)
+        found["run"] = {"id": int(build.group(1)) if build else None, "url": url}
+    return found

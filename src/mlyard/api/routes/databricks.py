@@ -74,7 +74,9 @@ def _platform(request: Request) -> Platform:
 
 def _principal(request: Request, platform: Platform = Depends(_platform)) -> Principal:
     addr = request.client.host if request.client else ""
-    return authenticate_header(platform, request.headers.get("authorization"), remote_addr=addr)
+    principal = authenticate_header(platform, request.headers.get("authorization"), remote_addr=addr)
+    principal.require_environment(request.path_params.get("env", ""))  # an environment's token: its own only
+    return principal
 
 
 def _reader(principal: Principal = Depends(_principal)) -> Principal:
@@ -83,7 +85,7 @@ def _reader(principal: Principal = Depends(_principal)) -> Principal:
 
 
 def _writer(principal: Principal = Depends(_principal)) -> Principal:
-    principal.require("repo:write")
+    principal.require("workspace:write")
     return principal
 
 

@@ -1,7 +1,7 @@
 """Model CI's notification: a Slack-compatible message (`{"text": ...}`) to the environment's webhook.
 
-The webhook is the `NOTIFY_WEBHOOK_URL` secret setting of the environment's service connection
-(`mlyard environments set ENV --notify-webhook URL`); without one, nothing is sent. A webhook that
+The webhook is the secret `NOTIFY_WEBHOOK_URL` of the environment's variable group, mapped into the step
+with `env:`; without one, nothing is sent. A webhook that
 does not answer is a warning on the run, never a failure: the promotion decision is already made.
 
     python mlops/notify.py --model NAME --version 3 --status Succeeded --run-url URL --commit SHA
@@ -38,8 +38,8 @@ def main() -> int:
         parser.add_argument(option, default="")
     args = parser.parse_args()
     url = os.environ.get("NOTIFY_WEBHOOK_URL", "")
-    if not url:
-        print("no notification webhook for this environment (mlyard environments set ENV --notify-webhook URL)")
+    if not url or url.startswith("$("):  # a group without the variable leaves the macro as written
+        print("no notification webhook for this environment (NOTIFY_WEBHOOK_URL of its variable group)")
         return 0
     body = message(args.model, args.version, args.status, args.run_url, args.commit, args.branch)
     request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
