@@ -189,6 +189,7 @@ def mlflow_at(uri: str) -> Iterator[None]:
     """MLflow's global tracking and registry URIs (what MLFLOW_TRACKING_URI gives a step), reset afterwards."""
     import mlflow
 
+    before = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
@@ -196,6 +197,13 @@ def mlflow_at(uri: str) -> Iterator[None]:
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
+        # set_registry_uri(None) leaves MLFLOW_REGISTRY_URI in the environment (MLflow 3.17): later tests
+        # would write to this store.
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class Project:
