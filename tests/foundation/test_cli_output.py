@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import pytest
 import typer
 from typer.testing import CliRunner
 
-from tests.conftest import mlyard
+from tests.conftest import Server, mlyard
 
 NARROW = {"COLUMNS": "80"}
 
@@ -41,3 +42,18 @@ def test_root_command_help_in_a_narrow_terminal(tmp_path: Path) -> None:
     out = mlyard("init", "--help", home=tmp_path / "home", env=NARROW).stdout
     assert "[default: 8765]" in out
     assert "\\[" not in out
+
+
+def test_a_cli_without_a_config_says_how_to_get_one(tmp_path: Path) -> None:
+    out = mlyard("runs", "list", home=tmp_path / "empty", env=NARROW, check=False)
+    assert out.returncode == 5
+    assert "no CLI config" in out.stderr
+    assert "run `mlyard init` or set MLYARD_URL and MLYARD_TOKEN" in out.stderr
+    assert "authentication required" not in out.stderr
+
+
+@pytest.mark.slow
+def test_a_wrong_token_still_says_authentication(server: Server) -> None:
+    out = server.cli("runs", "list", token="not-a-token", check=False)
+    assert out.returncode == 5
+    assert "no CLI config" not in out.stderr
