@@ -57,3 +57,19 @@ def test_a_wrong_token_still_says_authentication(server: Server) -> None:
     out = server.cli("runs", "list", token="not-a-token", check=False)
     assert out.returncode == 5
     assert "no CLI config" not in out.stderr
+
+
+def test_values_are_printed_for_people(capsys: pytest.CaptureFixture[str]) -> None:
+    """The shared rule of tables and `show` fields: no Python reprs, times to the second, durations in units."""
+    from mlyard.cli import output
+
+    output.fields([("aliases", {"production": 1}), ("stage", None), ("tags", ["a", "b"]), ("empty", {})])
+    output.table(
+        [{"at": "2026-11-29T16:45:59.123456+00:00", "by": None}, {"at": "2026-11-29T17:45:59.5+01:00", "by": "ann"}],
+        [("at", "AT"), ("by", "BY")],
+    )
+    out = capsys.readouterr().out
+    assert "production=1" in out and "{" not in out and "None" not in out and "[" not in out
+    assert "a, b" in out
+    assert out.count("2026-11-29 16:45:59") == 2 and ".123" not in out  # UTC, to the second
+    assert [output.duration(s) for s in (0.04, 1.25, 184, 7500)] == ["0.0 s", "1.2 s", "3 min 4 s", "2 h 5 min"]

@@ -1,0 +1,90 @@
+"""`mlyard runs show|logs|list` as people read them (issue 13): the real CLI at COLUMNS=80, one run."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+
+import pytest
+
+from tests.ci.helpers import make_repo, register, run, wait_state
+from tests.conftest import Server, make_git, mlyard
+
+pytestmark = pytest.mark.slow
+
+NARROW = {"COLUMNS": "80"}
+YAML = """trigger: none
+variables:
+- group: out-grp
+- name: greeting
+  value: hello
+steps:
+- script: echo "one line"
+  displayName: Say $(greeting) on $(Build.SourceBranchName)
+- script: echo never
+  displayName: skipped-one
+  condition: false
+- script: echo "three line"
+  displayName: third
+- script: echo never
+  displayName: skipped-two
+  condition: false
+"""
+
+
+@dataclass(frozen=True)
+class Shown:
+    """The run, with what `runs show` printed while it waited for permission."""
+
+    run_id: int
+    waiting_show: str
+
+
+@pytest.fixture(scope="module")
+def done(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Shown:
+    git = make_git(tmp_path_factory.mktemp("runs-output"))
+    server.cli("variable-groups", "create", "out-grp", "--var", "colour=blue")
+    make_repo(server, git, "runs-output", {"azure-pipelines.yml": YAML})
+    register(server, "runs-output-with-a-rather-long-pipeline-name", "runs-output", "azure-pipelines.yml")
+    run_id = run(server, "runs-output-with-a-rather-long-pipeline-name")["id"]
+    wait_state(server, run_id, {"waiting"})
+    waiting_show = cli(server, "runs", "show", str(run_id)).stdout
+    server.cli("runs", "permit", str(run_id))
+    assert wait_state(server, run_id)["state"] == "succeeded"
+    return Shown(run_id, waiting_show)
+
+
+def cli(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"MLYARD_URL": server.url, "MLYARD_TOKEN": server.token, **NARROW}
+    return mlyard(*args, home=server.home, env=env)
+
+
+PIPELINE = "runs-output-with-a-rather-long-pipeline-name"
+SECOND = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+
+
+def test_runs_show_cuts_nothing_at_80_columns(done: Shown) -> None:
+    hint = f"`mlyard pipelines permit {PIPELINE} --resource variablegroup:out-grp`"
+    assert hint in done.waiting_show  # whole, on one line: the terminal wraps it, the CLI does not cut it
+    assert "…" not in done.waiting_show
+
+
+def test_runs_show_durations_have_units_and_no_reprs(server: Server, done: Shown) -> None:
+    shown = cli(server, "runs", "show", str(done.run_id)).stdout
+    assert re.search(rf"run {done.run_id}: {PIPELINE} #1 \(\S+\) succeeded \d+\.\d s\n", shown), shown
+    assert re.search(r"third succeeded \d+\.\d s", shown) and "skipped-one skipped\n" in shown
+    assert "None" not in shown and "[dim]" not in shown and "\033[" not in shown  # plain text in a pipe
+
+
+def test_run_tables_have_one_run_id_and_times_to_the_second(server: Server, done: Shown) -> None:
+    for args in (("runs", "list", "--pipeline", PIPELINE), ("pipelines", "show", PIPELINE)):
+        lines = cli(server, *args).stdout.splitlines()
+        header = next(line for line in lines if line.startswith("RUN"))
+        assert header.split()[:2] == ["RUN", "NUMBER"] or header.split()[:2] == ["RUN", "PIPELINE"], header
+        assert "#" not in header.split()
+        row = lines[lines.index(header) + 1]
+        assert row.split()[0] == str(done.run_id)
+        assert SECOND.search(row) and not re.search(r"\d{2}:\d{2}:\d{2}[.,]\d", row), row
+
+
