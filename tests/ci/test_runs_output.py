@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -39,6 +42,7 @@ class Shown:
 
     run_id: int
     waiting_show: str
+    followed: str  # `runs logs --follow` from before the run started until it ended
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +54,16 @@ def done(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Shown:
     run_id = run(server, "runs-output-with-a-rather-long-pipeline-name")["id"]
     wait_state(server, run_id, {"waiting"})
     waiting_show = cli(server, "runs", "show", str(run_id)).stdout
-    server.cli("runs", "permit", str(run_id))
+    env = {**os.environ, "MLYARD_HOME": str(server.home), "MLYARD_URL": server.url, "MLYARD_TOKEN": server.token}
+    with subprocess.Popen(
+        [sys.executable, "-m", "mlyard", "runs", "logs", str(run_id), "--follow"],
+        env={**env, **NARROW}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as follow:  # fmt: skip
+        server.cli("runs", "permit", str(run_id))
+        followed, errors = follow.communicate(timeout=120)
+    assert follow.returncode == 0, errors
     assert wait_state(server, run_id)["state"] == "succeeded"
-    return Shown(run_id, waiting_show)
+    return Shown(run_id, waiting_show, followed)
 
 
 def cli(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
@@ -88,3 +99,42 @@ def test_run_tables_have_one_run_id_and_times_to_the_second(server: Server, done
         assert SECOND.search(row) and not re.search(r"\d{2}:\d{2}:\d{2}[.,]\d", row), row
 
 
+
+
+STEPS = ["Checkout self", "Say $(greeting) on $(Build.SourceBranchName)", "skipped-one", "third", "skipped-two"]
+
+
+def headers(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("## ")]
+
+
+@pytest.mark.parametrize("mode", ["follow", "read"])
+def test_logs_put_skipped_steps_in_order_and_finishing_in_its_own_section(
+    server: Server, done: Shown, mode: str
+) -> None:
+    text = done.followed if mode == "follow" else cli(server, "runs", "logs", str(done.run_id)).stdout
+    expected = ["## Job", *(f"## Job / {name}" for name in STEPS), "## Job / Finalize job"]
+    assert headers(text)[: len(expected)] == expected, text
+    sections = re.split(r"^## ", text, flags=re.M)  # ["", "Job...", "Job / Checkout self...", ...]
+    assert "Finishing job: Succeeded" in sections[len(expected)]  # the last section, and only there
+    assert "Finishing job" not in "".join(sections[: len(expected)])
+    assert "Skipping step 'skipped-one'" in sections[4] and "Skipping step 'skipped-two'" in sections[6]
+    if mode == "follow":
+        assert headers(text)[-1] == f"## run {done.run_id} succeeded"
+
+
+def test_logs_as_json_jobs_steps_lines(server: Server, done: Shown) -> None:
+    document = json.loads(cli(server, "runs", "logs", str(done.run_id), "--json").stdout)
+    assert document["run"] == done.run_id and document["state"] == "succeeded" and not document["truncated"]
+    [job] = document["jobs"]
+    assert job["name"] == "Job"
+    assert [step["name"] for step in job["steps"]] == ["Initialize job", *STEPS, "Finalize job"]
+    assert [step["key"] is None for step in job["steps"]] == [True] + [False] * len(STEPS) + [True]
+    third = job["steps"][4]
+    assert {"text": "three line"} in [{"text": line["text"]} for line in third["lines"]]
+    assert all(re.match(r"\d{4}-\d\d-\d\dT", line["at"]) for line in third["lines"])
+    assert job["steps"][-1]["lines"][-1]["text"] == "Finishing job: Succeeded"
+    step_only = json.loads(cli(server, "runs", "logs", str(done.run_id), "--step", "third", "--json").stdout)
+    assert [step["name"] for step in step_only["jobs"][0]["steps"]] == ["third"]
+    both = mlyard("runs", "logs", "1", "--json", "--follow", home=server.home, check=False)
+    assert both.returncode == 2 and "without --follow" in both.stderr

@@ -153,7 +153,7 @@ def _run_step(step: StepSpec, job: JobState) -> None:
         job.variables.put(name, job.status)
     run, problem = _should_run(step, job)
     if not run:
-        job.log.write(None, f"Skipping step '{step.display_name}': condition '{step.condition}' is false"
+        job.log.write(step, f"Skipping step '{step.display_name}': condition '{step.condition}' is false"
                       if step.enabled else f"Skipping step '{step.display_name}': it is disabled")  # fmt: skip
         job.log.flush()
         job.reporter.step_finished(step, SKIPPED, [])

@@ -165,9 +165,15 @@ def runs_logs(
     run_id: int,
     step: Annotated[str | None, typer.Option(help="Only this step (name or key).")] = None,
     follow: Annotated[bool, typer.Option(help="Stream until the run ends.")] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print one JSON document: jobs, steps, lines.")] = False,
 ) -> None:
-    """Print a run's logs (all steps, or one)."""
+    """Print a run's logs (all steps, or one): per job its start, its steps in order, then "Finalize job"."""
+    if json and follow:
+        raise InvalidInput("--json prints the log as it is now: use it without --follow")
     with client() as api:
+        if json:
+            output.print_json(api.runs.log_document(run_id, step=step).to_dict())
+            return
         if follow:
             follow_logs(api, run_id, step=step)
             return
