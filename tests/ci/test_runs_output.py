@@ -24,7 +24,7 @@ variables:
   value: hello
 steps:
 - script: echo "one line"
-  displayName: Say $(greeting) on $(Build.SourceBranchName)
+  displayName: Say $(greeting) on $(Build.SourceBranchName)$(not.defined)
 - script: echo never
   displayName: skipped-one
   condition: false
@@ -101,7 +101,7 @@ def test_run_tables_have_one_run_id_and_times_to_the_second(server: Server, done
 
 
 
-STEPS = ["Checkout self", "Say $(greeting) on $(Build.SourceBranchName)", "skipped-one", "third", "skipped-two"]
+STEPS = ["Checkout self", "Say hello on master$(not.defined)", "skipped-one", "third", "skipped-two"]
 
 
 def headers(text: str) -> list[str]:
@@ -138,3 +138,11 @@ def test_logs_as_json_jobs_steps_lines(server: Server, done: Shown) -> None:
     assert [step["name"] for step in step_only["jobs"][0]["steps"]] == ["third"]
     both = mlyard("runs", "logs", "1", "--json", "--follow", home=server.home, check=False)
     assert both.returncode == 2 and "without --follow" in both.stderr
+
+
+def test_step_names_have_their_macros_expanded(server: Server, done: Shown) -> None:
+    """As Azure DevOps names a job's steps: `$(...)` expanded with the job's variables at job start."""
+    shown = cli(server, "runs", "show", str(done.run_id)).stdout
+    assert "Say hello on master$(not.defined) succeeded" in shown  # an unknown name stays as written
+    assert "Starting: Say hello on master$(not.defined)" in cli(server, "runs", "logs", str(done.run_id)).stdout
+    assert "$(greeting)" in done.waiting_show  # not started yet: as written
