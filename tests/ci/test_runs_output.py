@@ -146,3 +146,9 @@ def test_step_names_have_their_macros_expanded(server: Server, done: Shown) -> N
     assert "Say hello on master$(not.defined) succeeded" in shown  # an unknown name stays as written
     assert "Starting: Say hello on master$(not.defined)" in cli(server, "runs", "logs", str(done.run_id)).stdout
     assert "$(greeting)" in done.waiting_show  # not started yet: as written
+
+
+def test_pipelines_list_tree_cuts_nothing_at_80_columns(server: Server, done: Shown) -> None:
+    listed = cli(server, "pipelines", "list").stdout
+    assert f"── {PIPELINE} - #1 succeeded (refs/heads/master)\n" in listed, listed
+    assert listed.startswith("pipelines\n")
