@@ -118,7 +118,7 @@ def run_tree(run: RunView) -> output.Node:
         Node(f"{run.reason} on {run.source_branch} at {run.commit} by {run.requested_for or '-'}")
     ]
     if run.message:
-        top.append(Node(output.styled(run.message, "yellow")))
+        top.append(Node("\n".join(output.styled(line, "yellow") for line in run.message.splitlines())))
     for stage in run.stages:
         jobs = []
         for job in stage.jobs:
