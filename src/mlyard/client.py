@@ -52,6 +52,7 @@ from mlyard.views import (
     PushEvent,
     RepoView,
     RunBrief,
+    RunLogs,
     RunSummary,
     RunTests,
     RunView,
@@ -328,6 +329,10 @@ class Runs(_Resource):
 
     def follow_logs(self, run_id: int, *, step: str | None = None) -> Iterator[str]:
         return self._c.stream_lines(f"{API}/runs/{run_id}/logs", follow="true", step=step)
+
+    def log_document(self, run_id: int, *, step: str | None = None) -> RunLogs:
+        """The run's log as jobs, steps and timestamped lines."""
+        return RunLogs.from_dict(self._c.get(f"{API}/runs/{run_id}/logs", format="json", step=step))
 
     def artifacts(self, run_id: int) -> builtins.list[ArtifactView]:
         return [ArtifactView.from_dict(a) for a in self._c.get(f"{API}/runs/{run_id}/artifacts")]

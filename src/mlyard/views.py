@@ -279,6 +279,50 @@ class RunTests(View):
         return RunTestTotals.from_dict(value) if key == "tests" and value is not None else value
 
 
+class LogLine(View):
+    """One line of a run's log: when the agent wrote it (ISO, UTC) and its text (masked)."""
+
+    at: str = ""
+    text: str = ""
+
+
+class StepLog(View):
+    """A section of a job's log: a step (by display name and key), or the job's own "Initialize job" /
+    "Finalize job" lines (key None)."""
+
+    name: str = ""
+    key: str | None = None
+    lines: list[LogLine] = field(default_factory=list)
+
+    @classmethod
+    def _convert(cls, key: str, value: Any) -> Any:
+        return [LogLine.from_dict(line) for line in value] if key == "lines" else super()._convert(key, value)
+
+
+class JobLog(View):
+    """A job's log: its sections in the order they ran."""
+
+    name: str = ""
+    steps: list[StepLog] = field(default_factory=list)
+
+    @classmethod
+    def _convert(cls, key: str, value: Any) -> Any:
+        return [StepLog.from_dict(step) for step in value] if key == "steps" else super()._convert(key, value)
+
+
+class RunLogs(View):
+    """`GET /runs/{id}/logs?format=json` (`mlyard runs logs RUN --json`): the run's log as jobs, steps, lines."""
+
+    run: int = 0
+    state: State = State.NOT_STARTED
+    truncated: bool = False  # more lines than the server sends as JSON (the text log has them all)
+    jobs: list[JobLog] = field(default_factory=list)
+
+    @classmethod
+    def _convert(cls, key: str, value: Any) -> Any:
+        return [JobLog.from_dict(job) for job in value] if key == "jobs" else super()._convert(key, value)
+
+
 class ArtifactView(View):
     """An artifact a run's job published (a .tar.gz of a folder)."""
 

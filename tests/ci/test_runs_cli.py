@@ -27,7 +27,7 @@ def test_run_follow_list_show_and_logs(server: Server, git: Git) -> None:
     assert wait_state(server, queued["id"])["state"] == "succeeded"
 
     lines = server.cli("runs", "list", "--pipeline", "cli-runs").stdout.splitlines()
-    assert lines[0].split()[:3] == ["RUN", "PIPELINE", "#"]
+    assert lines[0].split()[:3] == ["RUN", "PIPELINE", "NUMBER"]
     row = lines[1].split()
     assert row[0] == str(queued["id"]) and row[1] == "cli-runs" and "succeeded" in row  # plain text, no markup
     assert [r["id"] for r in json.loads(server.cli("runs", "list", "--pipeline", "cli-runs", "--json").stdout)] == [

@@ -61,7 +61,7 @@ def test_pipelines_show_lists_schedules_with_next_fire_times(server: Server, git
     assert lines[header - 1] == "schedules"
     row = lines[header + 1]
     assert row.startswith("Weekday retrain") and "30 2 * * Mon-Fri" in row and "master" in row
-    assert fires[0].strftime("%Y-%m-%dT%H:%M") in row and "if changed, one at a time" in row
+    assert fires[0].strftime("%Y-%m-%d %H:%M:%S") in row and "if changed, one at a time" in row
 
     with sign_in(server) as web:  # the web page shows the same schedules
         page = web.get("/pipelines/retrain").text

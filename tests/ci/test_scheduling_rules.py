@@ -16,7 +16,7 @@ from mlyard.db.tables import Run
 from mlyard.errors import Conflict
 from mlyard.pipelines import Plan, predefined
 from mlyard.protocol import JobOutcome
-from mlyard.services import jobs, pipelines, resources, runs
+from mlyard.services import jobs, pipelines, resources, run_logs, runs
 from tests.ci.engine import ADMIN, Engine
 from tests.ci.legacy_plan import plan_doc
 
@@ -481,5 +481,5 @@ def test_a_job_claimed_before_a_restart_is_masked_and_its_secrets_held_only_whil
     assert queue.held_secrets() == set()
     jobs.append_logs(engine.platform, job, None, [[0.0, f"late {SECRET}"]])  # a report racing the end
     assert queue.held_secrets() == set()
-    text = runs.read_logs(engine.platform, run_id)
+    text = run_logs.read_text(engine.platform, run_id)
     assert "before ***" in text and "late ***" in text and SECRET not in text

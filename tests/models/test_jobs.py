@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,13 @@ def deployed(server: Server, tmp_path_factory: pytest.TempPathFactory) -> str:
     return "jobsdemo"
 
 
+DURATION = r"(\d+\.\d s|\d+ min \d+ s)"
+
+
 def test_job_trains_and_registers_a_version(server: Server, deployed: str) -> None:
     out = server.cli("jobs", "run", "--env", "dev", "--app", deployed, "train")
     assert "registered model: jobsdemo version 1" in out.stdout
+    assert re.search(rf"job \d+ succeeded in {DURATION} ", out.stdout), out.stdout  # a duration with its unit
     jobs = json.loads(server.cli("jobs", "list", "--app", deployed, "--json").stdout)
     job = jobs[0]
     assert job["state"] == "succeeded" and job["exit_code"] == 0 and job["commit"] == "abc123"
@@ -47,6 +52,9 @@ def test_job_trains_and_registers_a_version(server: Server, deployed: str) -> No
     assert [str(v["version"]) for v in models["versions"]] == ["1"]
     assert models["versions"][0]["run_id"] == job["mlflow_run_ids"][0]
     assert models["versions"][0]["metrics"]["accuracy"] > 0.9
+    listed = server.cli("jobs", "list", "--app", deployed).stdout.splitlines()
+    assert "DURATION" in listed[0].split() and re.search(rf" {DURATION} ", listed[1]), listed
+    assert re.search(rf"^duration +{DURATION}$", server.cli("jobs", "show", str(job["id"])).stdout, re.M)
     log = server.cli("jobs", "logs", str(job["id"])).stdout
     assert "MLflow run id:" in log
     artifacts = server.home / "envs" / "dev" / "mlartifacts" / "jobsdemo"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, mlyard
 from tests.registry.conftest import log_models
 
 pytestmark = pytest.mark.slow
@@ -82,3 +83,25 @@ def test_version_tag_and_direct_mode(server: Server, registered: str) -> None:
     assert (str(history[-1]["version"]), history[-1]["to"], history[-1]["reason"]) == ("3", "Production", "model CI")
     empty = server.cli("models", "version", "churn", "--stage", "Staging", check=False)
     assert empty.returncode == 3 and "model 'churn' has no version in Staging" in empty.stderr
+
+
+def test_show_is_readable_at_80_columns(server: Server, registered: str) -> None:
+    """A header block, the versions, their key metrics, the last stage changes: no line wider than 80
+    columns, no Python repr, times to the second (tags as long as model CI's)."""
+    long_tags = ["--tag", f"commit={'a' * 40}", "--tag", f"run_url={server.url}/mlyard/_build/results?buildId=12345"]
+    server.cli("models", "tag", "churn", "2", *long_tags)
+    server.cli("models", "stage", "churn", "2", "Staging", "--reason", "candidate from the nightly training")
+    env = {"MLYARD_URL": server.url, "MLYARD_TOKEN": server.token, "COLUMNS": "80"}
+    out = mlyard("models", "show", "churn", home=server.home, env=env).stdout
+    assert all(len(line) <= 80 for line in out.splitlines()), out
+    assert "{" not in out and "[" not in out and "None" not in out, out
+    head = dict(line.split(None, 1) for line in out.split("\n\n")[0].splitlines())
+    assert head["model"] == "churn" and head["staging"] == "version 2" and head["registry"] == "dev"
+    versions = out.split("\n\n")[1].splitlines()
+    assert versions[0] == "versions" and versions[1].split() == ["VERSION", "STAGE", "RUN", "CREATED"]
+    assert versions[3].split()[:2] == ["2", "Staging"] and re.search(r" \d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", versions[3])
+    metrics = out.split("\n\n")[2].splitlines()
+    assert metrics[1].split() == ["VERSION", "ACCURACY"] and metrics[2].split() == ["3", "0.9"]
+    changes = out.split("\n\n")[3].splitlines()
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d   version 2   Archived -> Staging   by admin$", changes[1])
+    assert changes[2] == "    candidate from the nightly training"

@@ -3,12 +3,14 @@ cancel, and the job's outcome. Nothing here talks to the server; a :class:`JobRe
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
 import uuid
 from pathlib import Path
 
+from mlyard.agent.environment import expand
 from mlyard.agent.masking import Masker, mask_outcome
 from mlyard.agent.process import kill_group_if_marked, kill_marked
 from mlyard.agent.state import Interrupted, JobReporter, JobState, LogBuffer, StepError, StepRun
@@ -85,7 +87,8 @@ def run_job(
     if not sandbox.enabled:
         log.write(None, "##[warning]Steps run unsandboxed (--unsandboxed-steps): they have the agent's OS rights")
     try:
-        for step in job_steps(spec):
+        named = [_named(step, job) for step in job_steps(spec)]  # at job start, as Azure names its steps
+        for step in named:
             _run_step(step, job)
     finally:
         log.write(None, f"Finishing job: {_STATUS.get(_job_result(job), _job_result(job))}")
@@ -147,13 +150,21 @@ def _should_run(step: StepSpec, job: JobState) -> tuple[bool, Issue | None]:
         return True, Issue("error", f"the condition '{step.condition}' could not be evaluated: {exc}")
 
 
+def _named(step: StepSpec, job: JobState) -> StepSpec:
+    """The step with the `$(...)` macros of its display name expanded with the job's variables at job start,
+    as Azure DevOps names a job's steps (unknown names stay as written; secret values masked)."""
+    if "$(" not in step.display_name:
+        return step
+    return dataclasses.replace(step, display_name=job.masker.mask(expand(job, step.display_name))[:1000])
+
+
 def _run_step(step: StepSpec, job: JobState) -> None:
     _check_interruptions(job)
     for name in ("Agent.JobStatus", "System.JobStatus"):
         job.variables.put(name, job.status)
     run, problem = _should_run(step, job)
     if not run:
-        job.log.write(None, f"Skipping step '{step.display_name}': condition '{step.condition}' is false"
+        job.log.write(step, f"Skipping step '{step.display_name}': condition '{step.condition}' is false"
                       if step.enabled else f"Skipping step '{step.display_name}': it is disabled")  # fmt: skip
         job.log.flush()
         job.reporter.step_finished(step, SKIPPED, [])

@@ -137,13 +137,15 @@ class HttpReporter:
             logger.error("%s failed: %s", what, exc)
 
     def step_started(self, step: StepSpec) -> None:
-        self._post(f"/steps/{quote(step.id, safe='')}", {"state": "running"}, f"step {step.id} started")
+        body = {"state": "running", "display_name": step.display_name}
+        self._post(f"/steps/{quote(step.id, safe='')}", body, f"step {step.id} started")
 
     def step_finished(self, step: StepSpec, result: str, issues: list[Issue]) -> None:
         body = {
             "state": "completed",
             "result": result,
             "issues": [{"type": i.type, "message": i.message} for i in issues],
+            "display_name": step.display_name,
         }
         self._post(f"/steps/{quote(step.id, safe='')}", body, f"step {step.id} finished")
 

@@ -101,6 +101,7 @@ class StepReport(BaseModel):
     state: str
     result: str | None = None
     issues: list[dict[str, str]] = Field(default_factory=list)
+    display_name: str | None = Field(None, max_length=1000)  # with its macros expanded by the agent
 
 
 class LogBatch(BaseModel):

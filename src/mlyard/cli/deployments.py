@@ -19,11 +19,9 @@ DEPLOY_TIMEOUT = 600.0  # starting a scoring server loads the model: allow for a
 
 
 def _client(timeout: float = 60.0) -> "Client":
-    from mlyard.client import Client
-    from mlyard.settings import CliConfig, resolve_home
+    from mlyard.cli.context import client
 
-    config = CliConfig.load(resolve_home())
-    return Client(config.url, config.token, timeout=timeout)
+    return client(timeout)
 
 
 @deployments_app.command("create")

@@ -48,7 +48,8 @@ def jobs_run(
         output.print_json(job.to_dict())
     elif job.state == State.SUCCEEDED:
         runs = ", ".join(job.mlflow_run_ids) or "none"
-        output.console().print(f"job {job.id} succeeded in {job.duration_seconds or 0:.1f}s (MLflow runs: {runs})")
+        took = output.duration(job.duration_seconds or 0)
+        output.console().print(f"job {job.id} succeeded in {took} (MLflow runs: {runs})", markup=False)
     if job.state != State.SUCCEEDED:
         raise OperationFailed(f"job {job.id} {job.state}: {job.message or 'see its log'}")
 
@@ -66,6 +67,8 @@ def jobs_list(
     if json:
         output.print_json(rows)
     else:
+        for row in rows:
+            row["duration"] = output.duration(row.get("duration_seconds")) or None
         output.table(
             rows,
             [
@@ -75,7 +78,7 @@ def jobs_list(
                 ("branch", "BRANCH"),
                 ("entrypoint", "ENTRY POINT"),
                 ("state", "STATE"),
-                ("duration_seconds", "SECONDS"),
+                ("duration", "DURATION"),
                 ("mlflow_run_ids", "MLFLOW RUNS"),
             ],
             empty="no jobs yet",
@@ -90,7 +93,8 @@ def jobs_show(job_id: int, json: JSON = False) -> None:
     if json:
         output.print_json(job)
     else:
-        output.fields([(k.replace("_", " "), v) for k, v in job.items()])
+        shown = {**job, "duration_seconds": output.duration(job.get("duration_seconds")) or None}
+        output.fields([(k.removesuffix("_seconds").replace("_", " "), v) for k, v in shown.items()])
 
 
 @jobs_app.command("logs")

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 # name -> (module, attribute, help). `environments` comes from mlyard.cli.resources, which also adds
 # its `set` command; `pipelines` from mlyard.cli.pipeline_admin, which extends the offline commands.
@@ -55,7 +55,13 @@ class LazyGroup(TyperGroup):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in SUBCOMMANDS:
             return load(cmd_name)
-        return super().get_command(ctx, cmd_name)
+        command = super().get_command(ctx, cmd_name)
+        if isinstance(command, TyperCommand):
+            # The root group formats its own help without rich (no sub-app import for `mlyard --help`), but
+            # typer escapes "[default: ...]" for rich whenever rich is installed: a root command's help would
+            # show a literal "\[default: ...]". Rendered by rich, like every sub-app command, it shows "[".
+            command.rich_markup_mode = "rich"
+        return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, SUBCOMMANDS[name][2]) for name in SUBCOMMANDS]

@@ -8,6 +8,7 @@ MLflow, with the same locks and history, as a step on Azure DevOps would reach D
 
 import getpass
 import os
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -121,34 +122,84 @@ def models_show(name: str, env: ENV = "dev", tracking_uri: URI = None, json: JSO
     if json:
         output.print_json(doc)
         return
-    output.fields([("model", doc["name"]), ("registry", tracking_uri or env), ("aliases", doc.get("aliases") or None)])
-    rows = []
-    for v in doc["versions"]:
-        metrics = ", ".join(
-            f"{k}={val:.4g}" if isinstance(val, float) else f"{k}={val}"
-            for k, val in sorted((v.get("metrics") or {}).items())
-        )
-        rows.append(
-            {
-                **v,
-                "metrics": metrics,
-                "aliases": ", ".join(v.get("aliases") or []),
-                "tags": ", ".join(f"{k}={t}" for k, t in sorted((v.get("tags") or {}).items())),
-            }
-        )
+    print_model(doc, tracking_uri or env)
+
+
+KEY_METRICS = ("accuracy", "f1", "roc_auc", "rmse", "mae", "r2", "precision", "recall")  # the template's
+MAX_METRICS = 4  # metric columns of `models show` (all metrics: --json)
+MAX_HISTORY = 10  # last stage changes of `models show` (all: `models history`)
+
+
+def print_model(doc: dict[str, Any], registry: str) -> None:
+    """A model for people, readable at 80 columns: a header block, the versions (stage, aliases, run,
+    created), their key metrics side by side, then the last stage changes. --json has everything."""
+    aliases: dict[str, Any] = doc.get("aliases") or {}
+    stage_aliases = {"production", "staging"}
+    output.fields([
+        ("model", doc["name"]),
+        ("registry", registry),
+        ("production", _version(aliases.get("production"))),
+        ("staging", _version(aliases.get("staging"))),
+        ("aliases", {k: v for k, v in aliases.items() if k not in stage_aliases} or None),
+        ("description", doc.get("description") or None),
+        ("tags", doc.get("tags") or None),
+        ("created", output.timestamp(doc.get("created"))),
+    ])  # fmt: skip
+    versions = sorted(doc.get("versions") or [], key=lambda v: int(v.get("version") or 0), reverse=True)
+    other_aliases = any(set(v.get("aliases") or []) - stage_aliases for v in versions)
+    rows = [
+        {
+            "version": v.get("version"),
+            "stage": _stage(v.get("stage")),
+            "aliases": [a for a in v.get("aliases") or [] if a not in stage_aliases],
+            "run": (v.get("run_id") or "")[:8] or None,
+            "created": v.get("created"),
+        }
+        for v in versions
+    ]
+    sys.stdout.write("\n")
     output.table(
         rows,
-        [
-            ("version", "VERSION"),
-            ("stage", "STAGE"),
-            ("aliases", "ALIASES"),
-            ("metrics", "METRICS"),
-            ("run_id", "RUN"),
-            ("tags", "TAGS"),
-            ("created", "CREATED"),
-        ],
+        [("version", "VERSION"), ("stage", "STAGE")]
+        + ([("aliases", "ALIASES")] if other_aliases else [])
+        + [("run", "RUN"), ("created", "CREATED")],
+        title="versions",
         empty="no versions",
     )
+    names = _key_metrics(versions)
+    if names:
+        sys.stdout.write("\n")
+        metric_rows = [
+            {"version": v.get("version"), **{n: (v.get("metrics") or {}).get(n) for n in names}} for v in versions
+        ]
+        output.table(metric_rows, [("version", "VERSION")] + [(n, n.upper()) for n in names], title="metrics")
+    history = (doc.get("history") or [])[-MAX_HISTORY:]
+    if history:  # lines, not a table: a reason is free text, on its own line
+        lines = ["", output.styled("stage changes (newest first; all: `mlyard models history`)", "bold")]
+        for h in reversed(history):
+            lines.append(
+                f"{output.timestamp(h.get('at'))}   version {h.get('version')}   "
+                f"{_stage(h.get('from'))} -> {_stage(h.get('to'))}   by {h.get('by') or '-'}"
+            )
+            if h.get("reason"):
+                lines.append(f"    {h['reason']}")
+        sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _stage(stage: Any) -> str:
+    """A stage for people: MLflow's "None" stage (no stage) is "-"."""
+    return "-" if stage in (None, "", "None") else str(stage)
+
+
+def _version(number: Any) -> str | None:
+    return f"version {number}" if number is not None else None
+
+
+def _key_metrics(versions: list[dict[str, Any]]) -> list[str]:
+    """Up to MAX_METRICS metric names: the template's key metrics first, then the others by name."""
+    found = {name for v in versions for name in (v.get("metrics") or {})}
+    ordered = [n for n in KEY_METRICS if n in found] + sorted(found - set(KEY_METRICS))
+    return ordered[:MAX_METRICS]
 
 
 @models_app.command("version")
@@ -180,8 +231,8 @@ def models_stage(
         output.print_json(entry)
     else:
         output.console().print(
-            f"{name} version {entry.get('version', version)}: {entry.get('from') or 'None'} -> "
-            f"{entry.get('to', stage)} in {tracking_uri or env}"
+            f"{name} version {entry.get('version', version)}: {_stage(entry.get('from'))} -> "
+            f"{_stage(entry.get('to', stage))} in {tracking_uri or env}"
         )
 
 

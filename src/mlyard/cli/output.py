@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from mlyard.errors import MlyardError
@@ -77,6 +80,72 @@ def fields(pairs: list[tuple[str, Any]]) -> None:
         sys.stdout.write(f"{_style(label.ljust(width), '1')}  {_cell(value)}\n")
 
 
+@dataclass(frozen=True)
+class Node:
+    """One line of a tree (`runs show`): its label (may hold `styled` text and newlines) and its children."""
+
+    label: str
+    children: tuple[Node, ...] = ()
+
+
+def tree(root: Node) -> None:
+    """Print `root` and its children with box-drawing guides, like `tree`. Nothing is cut to the terminal's
+    width: a long label is printed whole (the terminal wraps it), a label's further lines keep the guides."""
+    lines = [root.label.splitlines()[0] if root.label else ""]
+    lines += [f"    {more}" for more in root.label.splitlines()[1:]]
+    _subtree(root.children, "", lines)
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _subtree(children: tuple[Node, ...], prefix: str, lines: list[str]) -> None:
+    for index, child in enumerate(children):
+        last = index == len(children) - 1
+        label = child.label.splitlines() or [""]
+        lines.append(prefix + ("└── " if last else "├── ") + label[0])
+        inner = prefix + ("    " if last else "│   ")
+        lines += [inner + ("│   " if child.children else "") + more for more in label[1:]]
+        _subtree(child.children, inner, lines)
+
+
+def duration(seconds: float | None) -> str:
+    """"0.4 s", "12.3 s", "3 min 4 s", "2 h 5 min"; "" when there is none (not started)."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
+
+
+def timestamp(value: datetime | str | None) -> str:
+    """A point in time as "YYYY-MM-DD HH:MM:SS" (to the second, in UTC when the value has a zone): the one
+    format of every table. A string that is not an ISO timestamp is returned as it is."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        if not _ISO.match(value):
+            return value
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+        return timestamp(moment)
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
+
+
+def text(value: Any) -> str:
+    """A value as people read it: no Python reprs. None is "-", booleans "yes"/"no", lists "a, b",
+    mappings "k=v, k=v", timestamps to the second."""
+    return _cell(value)
+
+
 def styled(text: str, style: str) -> str:
     """`text` in a named style ("green", "bold red", ...) on a terminal; cells of `table` may use it."""
     codes = ";".join(_SGR[word] for word in style.split() if word in _SGR)
@@ -119,6 +188,12 @@ def _cell(value: Any) -> str:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value)
+    if isinstance(value, list | tuple | set | frozenset):
+        return ", ".join(_cell(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, datetime | str):
+        return timestamp(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
     return str(value)

@@ -2,7 +2,7 @@
 
 They extend the Typer app of mlyard.cli.pipelines (the offline language commands)."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -52,21 +52,28 @@ def pipelines_list(
     if not rows:
         output.console().print("no pipelines yet: `mlyard pipelines create --repo R --yaml PATH --name N`")
         return
-    from rich.tree import Tree
-
-    tree = Tree("[bold]pipelines[/]")
-    nodes: dict[str, Any] = {"": tree}
+    # folder path -> its children (sub-folders and pipelines, in the order the server lists them)
+    children: dict[str, list[tuple[str, str]]] = {"": []}  # (kind, folder key or label)
     for row in rows:
         parent = ""
         for part in [p for p in row.folder.split("/") if p]:
             key = f"{parent}/{part}" if parent else part
-            if key not in nodes:
-                nodes[key] = nodes[parent].add(f"[bold blue]{part}/[/]")
+            if key not in children:
+                children[key] = []
+                children[parent].append(("folder", key))
             parent = key
         last = row.last_run
         info = f" - #{last.number} {state_text(last.state)} ({last.source_branch})" if last else " - no runs"
-        nodes[parent].add(f"{row.name}{info}")
-    output.console().print(tree)
+        children[parent].append(("pipeline", f"{row.name}{info}"))
+
+    def node(key: str, label: str) -> output.Node:
+        return output.Node(label, tuple(
+            node(item, output.styled(item.rsplit("/", 1)[-1] + "/", "bold blue")) if kind == "folder"
+            else output.Node(item)
+            for kind, item in children[key]
+        ))  # fmt: skip
+
+    output.tree(node("", output.styled("pipelines", "bold")))
 
 
 @pipelines_app.command("show")
@@ -91,7 +98,6 @@ def pipelines_show(name: str, json: JSON = False) -> None:
         [run.to_dict() for run in row.recent_runs or []],
         [
             ("id", "RUN"),
-            ("number", "#"),
             ("build_number", "NUMBER"),
             ("state", "STATE"),
             ("reason", "REASON"),

@@ -15,7 +15,7 @@ from mlyard.protocol import State
 
 if TYPE_CHECKING:
     from mlyard.client import Client
-    from mlyard.views import RunCoverage
+    from mlyard.views import RunCoverage, RunView
 
 runs_app = typer.Typer(help="Pipeline runs: list, show, logs, cancel, permit, approve.", no_args_is_help=True)
 
@@ -43,8 +43,8 @@ def pairs(values: list[str] | None, option: str) -> dict[str, str]:
 
 
 def state_text(state: str) -> str:
-    style = STATE_STYLE.get(state, "")
-    return f"[{style}]{state}[/]" if style else state
+    """A state in its colour on a terminal (plain text otherwise)."""
+    return output.styled(state, STATE_STYLE.get(state, ""))
 
 
 def follow_logs(api: Client, run_id: int, *, step: str | None = None, quiet: bool = False) -> str:
@@ -84,7 +84,6 @@ def runs_list(
     columns = [
         ("id", "RUN"),
         ("pipeline", "PIPELINE"),
-        ("number", "#"),
         ("build_number", "NUMBER"),
         ("state", "STATE"),
         ("reason", "REASON"),
@@ -105,38 +104,45 @@ def runs_show(run_id: int, json: JSON = False) -> None:
     if json:
         output.print_json(run.to_dict())
         return
-    from rich.markup import escape
-    from rich.tree import Tree
+    output.tree(run_tree(run))
 
+
+def run_tree(run: RunView) -> output.Node:
+    """A run as a tree: stages, jobs, steps with states, durations and issues; every text whole."""
+    Node = output.Node
     head = (
-        f"run {run.id}: {escape(run.pipeline)} #{run.number} ({run.build_number or '-'}) "
-        f"{state_text(run.state)} {_secs(run.duration_seconds)}"
+        f"run {run.id}: {run.pipeline} #{run.number} ({run.build_number or '-'}) "
+        f"{state_text(run.state)}{_secs(run.duration_seconds)}"
     )
-    tree = Tree(head)
-    tree.add(f"{run.reason} on {run.source_branch} at {run.commit} by {run.requested_for or '-'}")
+    top: list[output.Node] = [
+        Node(f"{run.reason} on {run.source_branch} at {run.commit} by {run.requested_for or '-'}")
+    ]
     if run.message:
-        tree.add(f"[yellow]{escape(run.message)}[/]")
+        top.append(Node("\n".join(output.styled(line, "yellow") for line in run.message.splitlines())))
     for stage in run.stages:
-        s_node = tree.add(
-            f"stage {escape(stage.display_name)} {state_text(stage.state)} {_secs(stage.duration_seconds)}"
-        )
+        jobs = []
         for job in stage.jobs:
-            extra = f" - {escape(job.message)}" if job.message else ""
-            j_node = s_node.add(
-                f"job {escape(job.display_name)} {state_text(job.state)} {_secs(job.duration_seconds)}{extra}"
+            steps = tuple(
+                Node(
+                    f"{step.display_name} {state_text(step.state)}{_secs(step.duration_seconds)}"
+                    + "".join(f"\n  {i['type']}: {i['message']}" for i in step.issues)
+                )
+                for step in job.steps
             )
-            for step in job.steps:
-                issues = "".join(f"\n  {i['type']}: {escape(i['message'])}" for i in step.issues)
-                label = f"{escape(step.display_name)} {state_text(step.state)}"
-                j_node.add(f"{label} {_secs(step.duration_seconds)}{issues}")
+            extra = f" - {job.message}" if job.message else ""
+            label = f"job {job.display_name} {state_text(job.state)}{_secs(job.duration_seconds)}{extra}"
+            jobs.append(Node(label, steps))
+        top.append(
+            Node(f"stage {stage.display_name} {state_text(stage.state)}{_secs(stage.duration_seconds)}", tuple(jobs))
+        )
     if run.tests:
         t = run.tests
-        tree.add(f"tests: {t.passed} passed, {t.failed} failed, {t.skipped} skipped")
+        top.append(Node(f"tests: {t.passed} passed, {t.failed} failed, {t.skipped} skipped"))
     if run.coverage:
-        tree.add(f"coverage: {coverage_text(run.coverage)}")
+        top.append(Node(f"coverage: {coverage_text(run.coverage)}"))
     if run.artifacts:
-        tree.add(f"artifacts: {', '.join(run.artifacts)}")
-    output.console().print(tree)
+        top.append(Node(f"artifacts: {', '.join(run.artifacts)}"))
+    return Node(head, tuple(top))
 
 
 def coverage_text(coverage: RunCoverage) -> str:
@@ -150,7 +156,8 @@ def coverage_text(coverage: RunCoverage) -> str:
 
 
 def _secs(value: float | None) -> str:
-    return f"[dim]{value:.1f}s[/]" if value is not None else ""
+    """" 1.2 s" (dim on a terminal), "" when it did not run."""
+    return f" {output.styled(output.duration(value), 'dim')}" if value is not None else ""
 
 
 @runs_app.command("logs")
@@ -158,9 +165,15 @@ def runs_logs(
     run_id: int,
     step: Annotated[str | None, typer.Option(help="Only this step (name or key).")] = None,
     follow: Annotated[bool, typer.Option(help="Stream until the run ends.")] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print one JSON document: jobs, steps, lines.")] = False,
 ) -> None:
-    """Print a run's logs (all steps, or one)."""
+    """Print a run's logs (all steps, or one): per job its start, its steps in order, then "Finalize job"."""
+    if json and follow:
+        raise InvalidInput("--json prints the log as it is now: use it without --follow")
     with client() as api:
+        if json:
+            output.print_json(api.runs.log_document(run_id, step=step).to_dict())
+            return
         if follow:
             follow_logs(api, run_id, step=step)
             return

@@ -231,7 +231,10 @@ def update_step(
     state: str,
     result: str | None = None,
     issues: list[dict[str, str]] | None = None,
+    display_name: str | None = None,
 ) -> dict[str, Any]:
+    """A step's state as its agent reports it; `display_name` is the step's name with its `$(...)` macros
+    expanded at job start (as Azure DevOps shows it), masked again with the secrets the server knows."""
     with transaction(platform.sessions) as session:
         job = _running(session, job_id)
         step = session.scalars(select(RunStep).where(RunStep.job_id == job.id, RunStep.step_key == step_key)).first()
@@ -245,6 +248,8 @@ def update_step(
                 state=states.NOT_STARTED,
             )
             session.add(step)
+        if display_name:
+            step.display_name = logs.mask(display_name, _secrets_of(platform, job))
         if state == states.RUNNING:
             states.transition(step, states.RUNNING)
         else:

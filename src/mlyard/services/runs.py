@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mlyard.ci import sources, states
-from mlyard.ci.logs import log_file, read
+from mlyard.ci.logs import log_file
 from mlyard.ci.runs import new_run
 from mlyard.db.engine import transaction
 from mlyard.db.tables import (
@@ -336,16 +336,6 @@ def step_logs(platform: Platform, run_id: int, *, step: str | None = None) -> li
             raise NotFound(f"run {run_id} has no step {step!r}; see the steps with `mlyard runs show {run_id}`")
         return wanted
     return found
-
-
-def read_logs(platform: Platform, run_id: int, *, step: str | None = None) -> str:
-    parts = []
-    for item in step_logs(platform, run_id, step=step):
-        text, _ = read(item["path"])
-        if text:
-            header = f"## {item['job']}" + (f" / {item['step']}" if item["step"] else "")
-            parts.append(header + "\n" + text)
-    return "\n".join(parts)
 
 
 def run_state(platform: Platform, run_id: int) -> str:

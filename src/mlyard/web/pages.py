@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from mlyard.errors import AuthenticationError, MlyardError, NotFound, PermissionDenied
 from mlyard.pipelines.predefined import TEAM_PROJECT
 from mlyard.protocol import FINAL_STATES, State
-from mlyard.services import deployments, environments, models, pipelines, repos, runs
+from mlyard.services import deployments, environments, models, pipelines, repos, run_logs, runs
 from mlyard.services.auth import Principal, authenticate
 from mlyard.services.platform import Platform
 
@@ -211,7 +211,7 @@ def _pipeline(request: Request, platform: Platform, name: str) -> dict[str, Any]
 def _run(request: Request, platform: Platform, run_id: str) -> dict[str, Any]:
     step = request.query_params.get("step") or None
     doc = runs.show_run(platform, _run_id(run_id))
-    log = runs.read_logs(platform, doc.id, step=step)
+    log = run_logs.read_text(platform, doc.id, step=step)
     if len(log) > LOG_LIMIT:
         log = f"... (the first {len(log) - LOG_LIMIT} characters are left out: `mlyard runs logs {doc.id}`)\n" + log[
             -LOG_LIMIT:

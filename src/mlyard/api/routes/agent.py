@@ -50,7 +50,10 @@ def heartbeat(job: RunJob = Depends(job_auth), platform: Platform = Depends(get_
 def report_step(
     step_id: str, body: StepReport, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
-    return jobs.update_step(platform, job.id, step_id, state=body.state, result=body.result, issues=body.issues)
+    return jobs.update_step(
+        platform, job.id, step_id, state=body.state, result=body.result, issues=body.issues,
+        display_name=body.display_name,
+    )  # fmt: skip
 
 
 @router.post("/jobs/{job_id}/logs")

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from mlyard.api.deps import RunId, get_platform, requires
 from mlyard.api.schemas import ApprovalDecision, PermitRequest, PipelineCreate, RunRequest, VariableSet
-from mlyard.ci import logs, states
+from mlyard.ci import states
 from mlyard.services import jobs, pipelines, resources, runs
+from mlyard.services import run_logs as run_logs_service
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
 from mlyard.views import RunTests
@@ -188,31 +189,29 @@ async def run_logs(
     request: Request,
     step: str | None = None,
     follow: bool = False,
+    format: Literal["text", "json"] = "text",
     _: Principal = Depends(requires("repo:read")),
     platform: Platform = Depends(get_platform),
 ) -> Response:
-    """The run's logs as text; with follow=true a live stream until the run finishes."""
+    """The run's logs as text in sections (`## job / step`); `format=json`: jobs, steps and lines
+    (`RunLogs`); with follow=true a live text stream until the run finishes."""
+    if format == "json":
+        document = await asyncio.to_thread(run_logs_service.read_document, platform, run_id, step=step)
+        return JSONResponse(document.to_dict())
     if not follow:
-        text = await asyncio.to_thread(runs.read_logs, platform, run_id, step=step)
+        text = await asyncio.to_thread(run_logs_service.read_text, platform, run_id, step=step)
         return Response(text, media_type="text/plain; charset=utf-8")
     await asyncio.to_thread(runs.step_logs, platform, run_id, step=step)  # 404 early for a bad run or step
     return StreamingResponse(_follow(platform, run_id, step, request), media_type="text/plain; charset=utf-8")
 
 
 async def _follow(platform: Platform, run_id: int, step: str | None, request: Request) -> AsyncIterator[bytes]:
-    offsets: dict[str, int] = {}
-    headers: set[str] = set()
+    follower = run_logs_service.Follower()
     while True:
         final = states.is_final(await asyncio.to_thread(runs.run_state, platform, run_id))
-        items = await asyncio.to_thread(runs.step_logs, platform, run_id, step=step)
-        for item in items:
-            key = str(item["path"])
-            text, offsets[key] = logs.read(item["path"], offsets.get(key, 0))
-            if text:
-                if key not in headers:
-                    headers.add(key)
-                    yield (f"## {item['job']}" + (f" / {item['step']}" if item["step"] else "") + "\n").encode()
-                yield text.encode()
+        found = await asyncio.to_thread(run_logs_service.sections, platform, run_id, step=step)
+        for text in follower.poll(found):
+            yield text.encode()
         if final or await request.is_disconnected():
             state = await asyncio.to_thread(runs.run_state, platform, run_id)
             yield f"## run {run_id} {state}\n".encode()
