@@ -22,8 +22,6 @@ from tests.scaffold.conftest import SCHEMA, run_python, schema_validator
 ANSWERS: list[dict[str, object]] = [
     {"repo_name": "my-model", "demo": True},
     {"repo_name": "9.plain", "environment": "prod", "default_branch": "main"},
-    {"repo_name": "multi", "demo": True, "problem_type": "multiclass"},
-    {"repo_name": "reg", "demo": False, "problem_type": "regression"},
 ]
 # Tasks whose behaviour is the same in both homes; everything else must be a script.
 PORTABLE_TASKS = {"PublishTestResults@2", "UsePythonVersion@0", "PublishPipelineArtifact@1",

@@ -26,6 +26,7 @@ from mlyard.pipelines import compile_pipeline, load_pipeline, trigger_decision
 from mlyard.pipelines.schedules import schedule_decision
 from tests.conftest import Server
 from tests.scaffold.conftest import SCHEMA, run_python, schema_validator
+from tests.scaffold.test_portable import MLYARD_ONLY
 from tests.scaffold.test_projects import FILES, PIPELINES, package_of
 
 VARIANTS = [("multiclass", True), ("multiclass", False), ("regression", True), ("regression", False)]
@@ -121,16 +122,17 @@ def test_the_metrics_and_gates_follow_the_problem_type(render_variant: Callable[
 
 # The rule of tests/scaffold/test_portable.py: no `mlyard` command in a generated file (it must run on Azure too).
 MLYARD_COMMAND = re.compile(r"(?<![\w./+-])mlyard[ \t]+(?:[a-z][\w-]*)|\bMlyard\.[A-Za-z]|\bMLYARD_\w+")
-OWN_FILES = ["mlops/gate.py", "mlops/model-gates.yml", "mlops/pipelines/batch-inference.yml", "src/{pkg}/gates.py",
-             "src/{pkg}/batch.py", "src/{pkg}/evaluate.py", "tests/model/test_model.py", "tests/unit/test_gates.py",
-             "tests/unit/test_batch.py"]  # fmt: skip
 
 
-def test_the_gate_and_batch_files_name_no_mlyard_command(variant: tuple[str, bool, Path]) -> None:
+def test_no_file_of_any_variant_names_an_mlyard_command_or_variable(variant: tuple[str, bool, Path]) -> None:
+    """Every generated file of each problem type, with and without demo (test_portable.py checks more rules
+    on fewer variants)."""
     _, _, project = variant
-    for name in OWN_FILES:
-        text = (project / name.format(pkg=package_of(project))).read_text(encoding="utf-8")
-        assert not MLYARD_COMMAND.search(text), f"{name}: {MLYARD_COMMAND.search(text)}"
+    for path in sorted(project.rglob("*")):
+        if path.is_file() and ".git" not in path.relative_to(project).parts:
+            text = path.read_text(encoding="utf-8")
+            for rule in (MLYARD_COMMAND, MLYARD_ONLY):
+                assert not rule.search(text), f"{path.relative_to(project)}: {rule.search(text)}"
 
 
 # --- the batch-inference pipeline ----------------------------------------------------------------------------
