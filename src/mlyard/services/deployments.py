@@ -23,6 +23,7 @@ from sqlalchemy import select
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Deployment
 from mlyard.errors import Conflict, InvalidInput, NotFound, OperationFailed
+from mlyard.monitoring.table import INFERENCE_DIR
 from mlyard.names import check_env_name, check_repo_name
 from mlyard.services import audit, environments, models
 from mlyard.services.auth import Principal
@@ -177,6 +178,7 @@ def _start(
                 host=host,
                 cpu=cpu,
                 memory=memory,
+                inference_log=folder / INFERENCE_DIR,
             )
             break
         except EndpointFailed:

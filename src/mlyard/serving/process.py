@@ -159,9 +159,11 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 def serve_argv(
     model_uri: str, *, port: int, host: str, tracking_uri: str | None, python: str,
-    cpu: float | None = None, memory: float | None = None,
+    cpu: float | None = None, memory: float | None = None, inference_log: Path | None = None,
 ) -> list[str]:  # fmt: skip
     argv = [python, "-m", "mlyard.serving", "--model-uri", model_uri, "--host", host, "--port", str(port)]
+    if inference_log is not None:
+        argv += ["--inference-log", str(inference_log)]
     if tracking_uri:
         argv += ["--tracking-uri", tracking_uri]
     if cpu:
@@ -184,9 +186,11 @@ def start_endpoint(
     timeout: float = 120.0,
     cpu: float | None = None,
     memory: float | None = None,
+    inference_log: Path | None = None,
 ) -> Endpoint:
     """Start a scoring server and wait until `/ping` is healthy.
 
+    `inference_log` is the folder of the deployment's inference table (docs/monitoring.md); None logs nothing.
     `cpu` and `memory` (GB) limit it (mlyard.serving.limits): ceil(cpu) cores, stopped past `memory`.
 
     `env` is the child's whole environment (default: a copy of this process's); `MLFLOW_TRACKING_URI`
@@ -200,7 +204,8 @@ def start_endpoint(
     if cpu:
         child_env.update(thread_pool_env(cpu))
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    argv = serve_argv(model_uri, port=port, host=host, tracking_uri=tracking_uri, python=python, cpu=cpu, memory=memory)
+    argv = serve_argv(model_uri, port=port, host=host, tracking_uri=tracking_uri, python=python, cpu=cpu, memory=memory,
+                      inference_log=inference_log)  # fmt: skip
     with open(log_file, "ab") as log:
         process = subprocess.Popen(
             argv,

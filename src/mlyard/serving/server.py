@@ -15,8 +15,11 @@ from mlyard.errors import MlyardError
 DEFAULT_HOST = "127.0.0.1"
 
 
-def serve(model_uri: str, *, port: int, host: str = DEFAULT_HOST, tracking_uri: str | None = None) -> None:
-    """Load the model, then serve it with uvicorn until SIGINT/SIGTERM."""
+def serve(
+    model_uri: str, *, port: int, host: str = DEFAULT_HOST, tracking_uri: str | None = None,
+    inference_log: str | None = None, sample_rate: float = 0.1, full_below: int = 50,
+) -> None:  # fmt: skip
+    """Load the model, then serve it with uvicorn until SIGINT/SIGTERM (then flush the inference log)."""
     from mlyard.serving.model import check_model_uri
 
     check_model_uri(model_uri, tracking_uri)  # fails before the imports below (seconds)
@@ -24,7 +27,8 @@ def serve(model_uri: str, *, port: int, host: str = DEFAULT_HOST, tracking_uri: 
 
     from mlyard.serving.app import create_app
 
-    app = create_app(model_uri, tracking_uri)
+    app = create_app(model_uri, tracking_uri, inference_log=inference_log, sample_rate=sample_rate,
+                     full_below=full_below)  # fmt: skip
     ref = app.served.ref
     named = f" ({ref.name} version {ref.version})" if ref.name else ""
     print(f"mlyard serving {model_uri}{named} on http://{host}:{port}", file=sys.stderr, flush=True)
@@ -38,7 +42,11 @@ def serve(model_uri: str, *, port: int, host: str = DEFAULT_HOST, tracking_uri: 
         server_header=False,
         date_header=False,
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        if app.logger is not None:
+            app.logger.close()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
     parser.add_argument("--cpu", type=float, default=None, help="run on ceil(CPU) cores (default: all)")
     parser.add_argument("--memory", type=float, default=None, help="stop when resident memory passes this many GB")
+    parser.add_argument("--inference-log", default=None, help="log requests into the inference table in this folder")
+    parser.add_argument("--log-sample-rate", type=float, default=0.1,
+                        help="share of requests logged past --log-full-below requests in a second (default 0.1)")
+    parser.add_argument("--log-full-below", type=int, default=50,
+                        help="requests per second logged in full before sampling starts (default 50)")
     return parser
 
 
@@ -66,8 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mlyard.serving.limits import watch_memory
 
         watch_memory(args.memory)
+    if not 0 <= args.log_sample_rate <= 1 or args.log_full_below < 0:
+        print("error: --log-sample-rate must be within 0..1 and --log-full-below at least 0", file=sys.stderr)
+        return 2
     try:
-        serve(args.model_uri, port=args.port, host=args.host, tracking_uri=args.tracking_uri)
+        serve(args.model_uri, port=args.port, host=args.host, tracking_uri=args.tracking_uri,
+              inference_log=args.inference_log, sample_rate=args.log_sample_rate, full_below=args.log_full_below)
     except MlyardError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
