@@ -159,14 +159,17 @@ def profile_frame(frame: Any, predictions: Any = None) -> Profile:
     return Profile(rows=len(frame), features=features, prediction=prediction)
 
 
-def log_profile(profile: Profile, artifact_file: str = PROFILE_ARTIFACT, run_id: str | None = None) -> None:
-    """Log the profile as a JSON artifact of the active MLflow run (or of `run_id`)."""
+def log_profile(
+    profile: Profile, artifact_file: str = PROFILE_ARTIFACT, *, run_id: str | None = None,
+    tracking_uri: str | None = None,
+) -> None:  # fmt: skip
+    """Log the profile as a JSON artifact of the active MLflow run, or of run `run_id` (at `tracking_uri`)."""
     import mlflow
 
     if run_id is None:
         mlflow.log_dict(profile.to_dict(), artifact_file)
     else:
-        mlflow.MlflowClient().log_dict(run_id, profile.to_dict(), artifact_file)
+        mlflow.MlflowClient(tracking_uri=tracking_uri).log_dict(run_id, profile.to_dict(), artifact_file)
 
 
 def load_profile(tracking_uri: str, run_id: str, artifact_file: str = PROFILE_ARTIFACT) -> Profile | None:
