@@ -26,8 +26,8 @@ def test_rows_are_written_with_inputs_and_predictions(tmp_path: Path) -> None:
     frame, truncated = read_window(tmp_path, datetime(2026, 3, 4, tzinfo=UTC), datetime(2026, 3, 5, tzinfo=UTC))
     assert (len(frame), truncated, set(frame["model_version"])) == (6, False, {"7"})
     first = frame[(frame["request_id"] == "id0")].sort_values("row")
-    assert [json.loads(v) for v in first["inputs"]] == [{"x": 1.0, "y": 2.0}, {"x": 3.0, "y": 4.0}]
-    assert [json.loads(v) for v in first["prediction"]] == [0, 1]
+    assert list(first["inputs"]) == [{"x": 1.0, "y": 2.0}, {"x": 3.0, "y": 4.0}]
+    assert list(first["prediction"]) == [0, 1]
     assert [p.name for p in tmp_path.rglob("*.parquet")] and not list(tmp_path.rglob("*.tmp"))
 
 

@@ -63,7 +63,7 @@ def build_report(
     *, deployment: str, environment: str, frame: Any, labels: Any, profile: Profile | None, baseline: str,
     since: datetime, until: datetime, truncated: bool = False,
 ) -> MonitorReport:  # fmt: skip
-    """The report of inference rows `frame` (table.read_window) and posted `labels` (table.read_labels)."""
+    """The report of the input rows `frame` (table.read_window) and posted `labels` (table.read_labels)."""
     import numpy as np
 
     notes = []
@@ -72,8 +72,8 @@ def build_report(
     errors = int((first_rows["status"] >= 400).sum()) if requests else 0
     latency = first_rows["latency_ms"].to_numpy(dtype=np.float64) if requests else np.array([])
     ok = frame[frame["status"] == 200]
-    inputs = _decode(ok["inputs"])
-    predictions = [_scalar(p) for p in _decode(ok["prediction"])]
+    inputs = list(ok["inputs"])
+    predictions = [_scalar(p) for p in ok["prediction"]]
     features: list[FeatureDrift] = []
     prediction_drift = None
     if profile is None:

@@ -1,18 +1,18 @@
 """A deployment's inference table: append-only Parquet files by hour, and the ground-truth labels next to it.
 
 Layout (under `<envs dir>/<env>/deployments/<model>/`):
-  inference/YYYY-MM-DD/HH/part-<pid>-<seq>.parquet   one file per flush (UTC hour of its first request)
-  labels/YYYY-MM-DD/part-<time>-<random>.parquet     one file per `POST .../labels`
+  inference/YYYY-MM-DD/HH/part-<pid>-<ms>-<seq>.parquet   one file per flush (UTC hour of its first request)
+  labels/YYYY-MM-DD/part-<time>-<random>.parquet          one file per `POST .../labels`
 
-A row of the inference table is one input row of a request: request_id, row (its index in the request),
-timestamp (UTC), model_version, latency_ms and status (of the whole request), inputs (the row's columns as a
-JSON object, null when the body could not be read or was larger than MAX_LOGGED_BODY) and prediction (JSON,
-null for a failed request). A request that could not be parsed is one row, row 0.
+A row of the inference table is one request, stored as served: request_id, timestamp (UTC), model_version,
+latency_ms, status, content_type, request (the body's bytes, null when larger than MAX_LOGGED_BODY) and
+response (the answer's bytes). Decoding happens when the table is read (`read_window`), not in the scoring
+server: a report expands each request into its input rows (`inputs` {column: value}, `prediction`).
 
 `InferenceLogger` is the scoring server's writer: the request path only appends a tuple to a bounded deque
-(no lock, no parsing, no disk); a background thread parses and writes every FLUSH_SECONDS. A full queue or a
-failed write drops the records and counts them (the scoring server's /health shows the counters): logging
-never fails nor slows a request beyond the append.
+(no lock, no parsing, no disk); a background thread writes every FLUSH_SECONDS. A full queue or a failed write
+drops the records and counts them (the scoring server's /health shows the counters): logging never fails a
+request nor slows it beyond the append.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ QUEUE_LIMIT = 10_000  # requests waiting for the writer; more are dropped (count
 FLUSH_SECONDS = 1.0
 MAX_LOGGED_BODY = 1024 * 1024  # larger request bodies are logged without their inputs
 MAX_ROWS_PER_REQUEST = 10_000  # rows of one request logged; the rest are left out
-MAX_WINDOW_ROWS = 1_000_000  # rows a report reads at most (newest hours first)
+MAX_WINDOW_ROWS = 1_000_000  # requests (and input rows) a report reads at most (newest hours first)
 MAX_LABELS = 10_000  # labels per POST
 MAX_LABEL_FILES = 10_000
 DEFAULT_SAMPLE_RATE = 0.1  # share of requests logged above the volume below
@@ -126,8 +126,7 @@ class InferenceLogger:
         if not batch:
             return 0
         try:
-            rows = [row for record in batch for row in _rows(record, self.model_version)]
-            self._write(rows, batch[0][1])
+            self._write(batch)
         except Exception as exc:  # a full disk, a permission: drop the batch, never the server
             self.dropped_error += len(batch)
             self.write_errors += 1
@@ -137,43 +136,69 @@ class InferenceLogger:
         self.written += len(batch)
         return len(batch)
 
-    def _write(self, rows: list[dict[str, Any]], first: float) -> None:
+    def _write(self, batch: list[tuple[Any, ...]]) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        moment = datetime.fromtimestamp(first, UTC)
+        ids, whens, latencies, statuses, types, bodies, replies = zip(*batch, strict=True)
+        columns = [
+            pa.array(ids, pa.string()),
+            pa.array([int(w * 1_000_000) for w in whens], pa.timestamp("us", tz="UTC")),
+            pa.array([self.model_version] * len(batch), pa.string()),
+            pa.array(latencies, pa.float64()),
+            pa.array(statuses, pa.int16()),
+            pa.array(types, pa.string()),
+            pa.array([b if len(b) <= MAX_LOGGED_BODY else None for b in bodies], pa.binary()),
+            pa.array(replies, pa.binary()),
+        ]
+        moment = datetime.fromtimestamp(whens[0], UTC)
         folder = self.folder / moment.strftime("%Y-%m-%d") / moment.strftime("%H")
         folder.mkdir(parents=True, exist_ok=True)
         self._seq += 1
-        target = folder / f"part-{os.getpid()}-{int(first * 1000)}-{self._seq}.parquet"
-        table = pa.Table.from_pylist(rows, schema=schema())
+        target = folder / f"part-{os.getpid()}-{int(whens[0] * 1000)}-{self._seq}.parquet"
         temporary = target.with_suffix(".tmp")
-        pq.write_table(table, temporary)
+        pq.write_table(pa.Table.from_arrays(columns, schema=schema()), temporary, compression="snappy")
         os.replace(temporary, target)  # readers never see half a file
 
 
 def schema() -> Any:
+    """The inference table's Arrow schema (built lazily: pyarrow is imported by the writer thread only)."""
     import pyarrow as pa
 
     return pa.schema([
-        ("request_id", pa.string()), ("row", pa.int32()), ("timestamp", pa.timestamp("us", tz="UTC")),
-        ("model_version", pa.string()), ("latency_ms", pa.float64()), ("status", pa.int16()),
-        ("inputs", pa.string()), ("prediction", pa.string()),
+        ("request_id", pa.string()), ("timestamp", pa.timestamp("us", tz="UTC")), ("model_version", pa.string()),
+        ("latency_ms", pa.float64()), ("status", pa.int16()), ("content_type", pa.string()),
+        ("request", pa.binary()), ("response", pa.binary()),
     ])  # fmt: skip
 
 
-def _rows(record: tuple[Any, ...], version: str) -> Iterator[dict[str, Any]]:
-    request_id, when, latency, status, content_type, body, reply = record
-    base = {"request_id": request_id, "timestamp": datetime.fromtimestamp(when, UTC), "model_version": version,
-            "latency_ms": float(latency), "status": int(status)}  # fmt: skip
-    inputs = parse_inputs(body, content_type) if len(body) <= MAX_LOGGED_BODY else None
-    predictions = parse_predictions(reply) if status == 200 else None
-    count = max(len(inputs or ()), len(predictions or ()), 1)
-    for index in range(min(count, MAX_ROWS_PER_REQUEST)):
-        row_inputs = inputs[index] if inputs and index < len(inputs) else None
-        prediction = predictions[index] if predictions and index < len(predictions) else None
-        yield {**base, "row": index, "inputs": None if row_inputs is None else json.dumps(row_inputs),
-               "prediction": None if prediction is None else json.dumps(prediction)}  # fmt: skip
+def expand(requests: Any) -> Any:
+    """Requests of the table (a DataFrame) as their input rows: request_id, row, timestamp, model_version,
+    latency_ms, status, inputs ({column: value} or None), prediction (None for a failed request)."""
+    import pandas as pd
+
+    out: dict[str, list[Any]] = {c: [] for c in COLUMNS}
+    total = 0
+    for rec in requests.itertuples(index=False):
+        body = rec.request
+        inputs = parse_inputs(body, rec.content_type) if body is not None else None
+        predictions = parse_predictions(rec.response) if rec.status == 200 and rec.response is not None else None
+        count = min(max(len(inputs or ()), len(predictions or ()), 1), MAX_ROWS_PER_REQUEST)
+        for index in range(count):
+            out["request_id"].append(rec.request_id)
+            out["row"].append(index)
+            out["timestamp"].append(rec.timestamp)
+            out["model_version"].append(rec.model_version)
+            out["latency_ms"].append(rec.latency_ms)
+            out["status"].append(rec.status)
+            out["inputs"].append(inputs[index] if inputs and index < len(inputs) else None)
+            out["prediction"].append(predictions[index] if predictions and index < len(predictions) else None)
+        total += count
+        if total >= MAX_WINDOW_ROWS:
+            break
+    frame = pd.DataFrame(out)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    return frame
 
 
 def parse_inputs(body: bytes, content_type: str | None) -> list[dict[str, Any]] | None:
@@ -232,7 +257,8 @@ def hours(since: datetime, until: datetime) -> Iterator[datetime]:
 
 
 def read_window(folder: Path, since: datetime, until: datetime) -> tuple[Any, bool]:
-    """The inference rows with since <= timestamp < until as a DataFrame, and whether MAX_WINDOW_ROWS cut it."""
+    """The input rows of the requests with since <= timestamp < until (`expand`), and whether MAX_WINDOW_ROWS
+    cut the window."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -250,17 +276,18 @@ def read_window(folder: Path, since: datetime, until: datetime) -> tuple[Any, bo
                 log.warning("inference table: %s unreadable, skipped: %s", file, exc)
                 continue
             tables.append(table)
-            rows += table.num_rows
+            rows += table.num_rows  # requests: each is one row or more
             if rows >= MAX_WINDOW_ROWS:
                 truncated = True
                 break
         if truncated:
             break
     if not tables:
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS}), False
+        return expand(pd.DataFrame({c: [] for c in schema().names})), False
     frame = pa.concat_tables(tables).to_pandas()
     frame = frame[(frame["timestamp"] >= pd.Timestamp(since)) & (frame["timestamp"] < pd.Timestamp(until))]
-    return frame.reset_index(drop=True), truncated
+    rows_frame = expand(frame.sort_values("timestamp"))
+    return rows_frame, truncated or len(rows_frame) >= MAX_WINDOW_ROWS
 
 
 @dataclass(frozen=True)
