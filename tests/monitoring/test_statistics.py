@@ -111,3 +111,14 @@ def test_report_from_the_table_with_labels(tmp_path: Path) -> None:
     # A window that ends before the traffic holds none of it.
     empty, _ = read_window(tmp_path / "inference", since - timedelta(days=1), since)
     assert len(empty) == 0
+
+
+def test_an_empty_window_without_baseline_says_so(tmp_path: Path) -> None:
+    since, until = datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC)
+    frame, truncated = read_window(tmp_path / "inference", since, until)
+    report = build_report(deployment="m", environment="dev", frame=frame, labels=read_labels(tmp_path / "labels"),
+                          profile=None, baseline="", since=since, until=until, truncated=truncated)  # fmt: skip
+    assert (report.requests, report.error_rate, report.latency_p50_ms, report.features, report.quality) == (
+        0, 0.0, None, (), None)  # fmt: skip
+    assert [n.split(":")[0] for n in report.notes] == ["no baseline profile", "no request in the window"]
+    assert json.loads(json.dumps(report.to_dict()))["requests"] == 0
