@@ -93,7 +93,6 @@ class ScoringApp:
             return self._version
         return _error(404, "ENDPOINT_NOT_FOUND", f"no route {path}: use /invocations, /ping, /health or /version")
 
-
     def _health_with_log(self) -> Reply:
         from dataclasses import asdict
 
