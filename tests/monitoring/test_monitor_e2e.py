@@ -17,7 +17,7 @@ from mlyard.monitoring.profile import log_profile, profile_frame
 from tests.conftest import Server, start_server
 from tests.registry.conftest import Logged, register_versions
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]  # a server, three logged models, a deployment: ~40 s
 MODEL = "watched"
 BATCH, REQUESTS = 10, 20  # rows per request, requests per phase
 
