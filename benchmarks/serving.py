@@ -11,7 +11,13 @@ process (MLflow's `--workers` defaults to 1). Predictions are checked for every 
 Targets: startup no slower than MLflow's; p50 at most half of MLflow's; throughput at least twice
 MLflow's; identical predictions.
 
-    python benchmarks/serving.py [--requests 300] [--seconds 5] [--startups 2]
+Inference logging (docs/monitoring.md): mlyard's server again with logging off, on at its defaults (every
+request up to 50 per second, 10% past that) and on for every request (`--log-sample-rate 1`), side by side:
+p50 of 1-row and 100-row requests (sent to the three in turns), the throughput, and the in-process cost per
+request. Targets: p50 at most +0.2 ms, throughput within 10% of logging off; no
+log line dropped.
+
+    python benchmarks/serving.py [--requests 300] [--seconds 5] [--startups 2] [--logging-only]
 """
 
 from __future__ import annotations
@@ -269,6 +275,94 @@ def report(mlflow_fig: dict, ours: dict, expected_100: list) -> None:
     print(f"identical predictions (100 rows byte-equal JSON, every format = model.predict): {verdict}")
 
 
+def interleaved_latencies(servers: dict[str, Server], body: bytes, count: int, warmup: int = 30) -> dict[str, list]:
+    """Sequential requests to each server in turn (A, B, C, A, B, C, ...): a load spike of the machine
+    hits every server alike, so the p50s compare."""
+    conns = {label: http.client.HTTPConnection("127.0.0.1", s.port, timeout=30) for label, s in servers.items()}
+    times: dict[str, list[float]] = {label: [] for label in servers}
+    for i in range(warmup + count):
+        for label, conn in conns.items():
+            began = time.perf_counter()
+            status, _ = post(conn, body)
+            elapsed = time.perf_counter() - began
+            if status != 200:
+                raise RuntimeError(f"status {status}")
+            if i >= warmup:
+                times[label].append(elapsed)
+    for conn in conns.values():
+        conn.close()
+    return times
+
+
+def measure_logging(servers: dict[str, Server], args: argparse.Namespace, bodies: dict[str, bytes]) -> dict:
+    """The servers run side by side and are measured in turns, `--rounds` times, latencies request by request
+    (a shared machine's noise hits every variant alike); per variant the median over rounds of the p50s and
+    of the throughput, and its inference log counters."""
+    for server in servers.values():
+        server.start()
+    samples: dict[str, dict[str, list[float]]] = {label: {} for label in servers}
+    try:
+        for _ in range(args.rounds):
+            for name, body in bodies.items():
+                for label, times in interleaved_latencies(servers, body, args.requests).items():
+                    samples[label].setdefault(f"p50 {name}", []).append(statistics.median(times))
+            for label, server in servers.items():
+                rps, failures = throughput(server.port, bodies["1 row"], args.seconds)
+                samples[label].setdefault("rps", []).append(rps)
+                samples[label].setdefault("failures", []).append(failures)
+        time.sleep(1.5)  # one flush of the writer threads
+        figures: dict = {}
+        for label, server in servers.items():
+            figures[label] = {key: statistics.median(values) for key, values in samples[label].items()}
+            figures[label]["failures"] = sum(samples[label]["failures"])
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            conn.request("GET", "/health")
+            figures[label]["log"] = json.loads(conn.getresponse().read()).get("inference_log")
+            conn.close()
+    finally:
+        for server in servers.values():
+            server.stop()
+    return figures
+
+
+def logging_costs(root: Path, bodies: dict[str, bytes]) -> None:
+    """In process, without the machine's network noise: what logging adds to the request path (request id
+    and `offer`), and the writer thread's CPU per request (`flush`, which shares the GIL with the server)."""
+    from mlyard.monitoring.table import InferenceLogger
+    from mlyard.serving.app import _request_id
+
+    reply = b'{"predictions": [1]}'
+    scope = {"headers": [(b"content-type", b"application/json")]}
+    count = 20000
+    logger = InferenceLogger(root / "inference-micro", "1", full_below=10**9, queue_limit=count + 1, start=False)
+    began = time.perf_counter()
+    for _ in range(count):
+        rid = _request_id(scope)
+        logger.offer(rid.decode("ascii"), time.time(), 1.0, 200, "application/json", bodies["1 row"], reply)
+    path_us = (time.perf_counter() - began) / count * 1e6
+    began = time.process_time()
+    logger.flush()
+    flush_us = (time.process_time() - began) / count * 1e6
+    print(f"request path: +{path_us:.1f} us per request (request id + queue append); "
+          f"writer thread: {flush_us:.1f} us CPU per request (Parquet, batches of {count})")
+
+
+def report_logging(off: dict, variants: dict[str, dict]) -> None:
+    ms = 1000.0
+    print(f"logging off: p50 1 row {off['p50 1 row'] * ms:.3f} ms, 100 rows "
+          f"{off['p50 100 rows'] * ms:.3f} ms, {off['rps']:.0f} req/s")
+    for label, fig in variants.items():
+        deltas = {size: (fig[f"p50 {size}"] - off[f"p50 {size}"]) * ms for size in ("1 row", "100 rows")}
+        ratio = fig["rps"] / off["rps"]
+        worst = max(deltas.values())
+        log = fig["log"] or {}
+        print(f"  {label}: p50 +{deltas['1 row']:.3f} ms (1 row), +{deltas['100 rows']:.3f} ms (100 rows) "
+              f"[{_met(worst <= 0.2, '<= +0.2 ms')}]; throughput {fig['rps']:.0f} req/s = {ratio:.2f}x "
+              f"[{_met(ratio >= 0.9, '>= 0.90x')}]; failures {fig['failures']}")
+        print(f"    log: seen {log.get('seen')}, written {log.get('written')}, sampled out {log.get('sampled_out')}, "
+              f"dropped {log.get('dropped_full', 0) + log.get('dropped_error', 0)}")
+
+
 def _met(ok: bool, target: str) -> str:
     return f"{target} {'MET' if ok else 'NOT MET'}"
 
@@ -278,6 +372,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="sequential requests per latency figure")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of the throughput test")
     parser.add_argument("--startups", type=int, default=2, help="startups measured per server (median)")
+    parser.add_argument("--logging-only", action="store_true", help="only the inference logging comparison")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the inference logging comparison")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mlyard-bench-serving-"))
     servers: list[Server] = []
@@ -297,14 +393,33 @@ def main() -> None:
             size: json.dumps({"dataframe_split": features.iloc[:n].to_dict(orient="split")}).encode()
             for size, n in (("1 row", 1), ("100 rows", 100))
         }
-        figures = [measure(server, args, bodies, model, features) for server in servers]
-        expected_100 = np.asarray(model.predict(features.iloc[:100])).tolist()
-        print(
-            f"\nmodel: LogisticRegression, breast cancer (30 double columns); {os.cpu_count()} CPUs; "
-            f"{args.requests} requests per latency figure, {args.seconds:.0f} s throughput, "
-            f"median of {args.startups} startups; both servers at their defaults (1 process)\n"
-        )
-        report(figures[0], figures[1], expected_100)
+        if not args.logging_only:
+            figures = [measure(server, args, bodies, model, features) for server in servers]
+            expected_100 = np.asarray(model.predict(features.iloc[:100])).tolist()
+            print(
+                f"\nmodel: LogisticRegression, breast cancer (30 double columns); {os.cpu_count()} CPUs; "
+                f"{args.requests} requests per latency figure, {args.seconds:.0f} s throughput, "
+                f"median of {args.startups} startups; both servers at their defaults (1 process)\n"
+            )
+            report(figures[0], figures[1], expected_100)
+        ports = [free_port() for _ in range(3)]
+        base_argv = [sys.executable, "-m", "mlyard.serving", "--model-uri", f"models:/{MODEL}/1", "--host",
+                     "127.0.0.1", "--tracking-uri", uri]  # fmt: skip
+        runs = {
+            "off": [],
+            "on, defaults": ["--inference-log", str(root / "inference-defaults")],
+            "on, every request": ["--inference-log", str(root / "inference-all"), "--log-sample-rate", "1"],
+        }
+        side_by_side = {
+            label: Server(f"mlyard.serving, logging {label}", [*base_argv, "--port", str(port), *extra], env, port,
+                          root / f"logging-{n}.log")
+            for n, ((label, extra), port) in enumerate(zip(runs.items(), ports, strict=True))
+        }  # fmt: skip
+        servers += list(side_by_side.values())
+        logging_figures = measure_logging(side_by_side, args, bodies)
+        print(f"\ninference logging: {args.rounds} rounds, in turns; medians")
+        report_logging(logging_figures.pop("off"), logging_figures)
+        logging_costs(root, bodies)
     finally:
         for server in servers:
             server.stop()

@@ -46,6 +46,7 @@ from mlyard.views import (
     DeploymentView,
     EnvironmentView,
     MeView,
+    MonitorReportView,
     PermitResult,
     PipelinePermission,
     PipelineView,
@@ -521,6 +522,14 @@ class Deployments(_Resource):
 
     def delete(self, env: str, model: str) -> DeploymentView:
         return DeploymentView.from_dict(self._c.delete(f"{API}/deployments/{env}/{model}"))
+
+    def monitor(self, env: str, model: str, *, window: str = "24h") -> MonitorReportView:
+        """The drift and quality report of a deployment over `window` (30m, 24h, 7d)."""
+        return MonitorReportView.from_dict(self._c.get(f"{API}/deployments/{env}/{model}/monitor", window=window))
+
+    def post_labels(self, env: str, model: str, labels: builtins.list[dict[str, Any]]) -> int:
+        """Ground truth by request id: [{"request_id", "label", "row" (default 0)}]; returns how many were stored."""
+        return int(self._c.post(f"{API}/deployments/{env}/{model}/labels", {"labels": labels})["accepted"])
 
 
 class _Named(_Resource, Generic[V]):

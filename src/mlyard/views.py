@@ -520,6 +520,75 @@ class DeploymentView(View):
         return value
 
 
+class FeatureDriftView(View):
+    """One feature's drift against the baseline (mlyard.monitoring.drift)."""
+
+    name: str = ""
+    kind: str = ""  # numeric or categorical
+    count: int = 0
+    missing_rate: float = 0.0
+    baseline_missing_rate: float = 0.0
+    psi: float | None = None
+    test: str = ""  # ks or chi2
+    statistic: float | None = None
+    p_value: float | None = None
+    drifted: bool = False
+    reason: str = ""
+
+
+class QualityPointView(View):
+    hour: str = ""
+    count: int = 0
+    value: float = 0.0
+
+
+class QualityView(View):
+    """The model's metric on the labelled rows (accuracy or mae), overall and by hour."""
+
+    problem: str = ""
+    metric: str = ""
+    labelled: int = 0
+    value: float = 0.0
+    by_hour: list[QualityPointView] = field(default_factory=list)
+
+    @classmethod
+    def _convert(cls, key: str, value: Any) -> Any:
+        return [QualityPointView.from_dict(p) for p in value] if key == "by_hour" else value
+
+
+class MonitorReportView(View):
+    """`mlyard deployments monitor`: drift and quality of a deployment over a window (docs/monitoring.md)."""
+
+    deployment: str = ""
+    environment: str = ""
+    model_versions: list[str] = field(default_factory=list)
+    since: str = ""
+    until: str = ""
+    requests: int = 0
+    rows: int = 0
+    errors: int = 0
+    error_rate: float = 0.0
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    truncated: bool = False
+    baseline: str = ""
+    features: list[FeatureDriftView] = field(default_factory=list)
+    drifted: list[str] = field(default_factory=list)
+    prediction_drift: FeatureDriftView | None = None
+    quality: QualityView | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def _convert(cls, key: str, value: Any) -> Any:
+        if key == "features":
+            return [FeatureDriftView.from_dict(f) for f in value]
+        if key == "prediction_drift" and value is not None:
+            return FeatureDriftView.from_dict(value)
+        if key == "quality" and value is not None:
+            return QualityView.from_dict(value)
+        return list(value) if key in ("model_versions", "drifted", "notes") else value
+
+
 # -- protected resources -------------------------------------------------------------------------
 class ConnectionView(View):
     """A service connection: plain settings and the names of its secret ones (never their values)."""

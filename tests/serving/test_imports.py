@@ -1,4 +1,5 @@
-"""The serving adapter imports no other mlyard layer but `mlyard.errors`; its supervisor module
+"""The serving adapter imports no other mlyard layer but `mlyard.errors` and `mlyard.monitoring` (the inference
+table's writer, which imports no other mlyard layer either); its supervisor module
 (`process`) imports no MLflow, so the platform can use it cheaply."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import mlyard.serving
 from tests.imports import imported_modules
 
 PACKAGE = Path(mlyard.serving.__file__).parent
+ALLOWED = ("mlyard.serving", "mlyard.errors", "mlyard.monitoring")
 
 
 def test_no_other_mlyard_layer() -> None:
@@ -17,7 +19,7 @@ def test_no_other_mlyard_layer() -> None:
         path.name: sorted(
             module
             for module in imported_modules(path)
-            if module.split(".")[0] == "mlyard" and not module.startswith(("mlyard.serving", "mlyard.errors"))
+            if module.split(".")[0] == "mlyard" and not module.startswith(ALLOWED)
         )
         for path in sorted(PACKAGE.glob("*.py"))
     }
@@ -32,3 +34,13 @@ def test_the_supervisor_imports_the_standard_library_only() -> None:
             if module.split(".")[0] not in sys.stdlib_module_names and module.split(".")[0] != "mlyard"
         }
         assert third_party <= {"psutil"}, name
+
+
+def test_monitoring_imports_no_other_mlyard_layer() -> None:
+    folder = PACKAGE.parent / "monitoring"
+    offenders = {
+        path.name: sorted(m for m in imported_modules(path) if m.split(".")[0] == "mlyard" and
+                          not m.startswith("mlyard.monitoring"))
+        for path in sorted(folder.glob("*.py"))
+    }  # fmt: skip
+    assert {name: found for name, found in offenders.items() if found} == {}

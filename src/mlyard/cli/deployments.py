@@ -1,7 +1,7 @@
 """`mlyard deployments ...`: model CD to a serving target (the `local` scoring servers of the platform)."""
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from mlyard.client import Client
 
 deployments_app = typer.Typer(
-    help="Deployed models: create (deploy or redeploy), list, show, logs, delete.", no_args_is_help=True
+    help="Deployed models: create (deploy or redeploy), list, show, logs, monitor, delete.", no_args_is_help=True
 )
 JSON = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 ENV = Annotated[str, typer.Option("--env", help="Environment.")]
@@ -97,3 +97,53 @@ def deployments_delete(model: str, env: ENV = "dev", json: JSON = False) -> None
         output.print_json(found.to_dict())
     else:
         output.console().print(f"deleted deployment {model} in {env} ({found.scoring_uri} no longer answers)")
+
+
+@deployments_app.command("monitor")
+def deployments_monitor(
+    model: str,
+    env: ENV = "dev",
+    window: Annotated[str, typer.Option(help="How far back: 30m, 24h, 7d (at most 90d).")] = "24h",
+    json: JSON = False,
+) -> None:
+    """Drift of the inputs and predictions against the baseline, volume, latency, errors and (with labels) the
+    model's metric over a window of the inference table (docs/monitoring.md)."""
+    with _client(120.0) as api:
+        report = api.deployments.monitor(env, model, window=window)
+    if json:
+        output.print_json(report.to_dict())
+        return
+    p50, p99 = report.latency_p50_ms, report.latency_p99_ms
+    output.fields([
+        ("deployment", f"{report.deployment} in {report.environment}"),
+        ("window", f"{report.since} .. {report.until}"),
+        ("versions", ", ".join(report.model_versions) or "-"),
+        ("requests", f"{report.requests} ({report.rows} rows), errors {report.errors} ({report.error_rate:.1%})"),
+        ("latency", f"p50 {_ms(p50)}, p99 {_ms(p99)}"),
+        ("baseline", report.baseline or "none"),
+        ("drifted", ", ".join(report.drifted) or "none"),
+    ])  # fmt: skip
+    rows: list[dict[str, Any]] = [
+        {"feature": f.name, "kind": f.kind, "count": f.count, "psi": _num(f.psi), "test": f.test,
+         "statistic": _num(f.statistic), "p": _num(f.p_value), "drift": "DRIFT" if f.drifted else "", "why": f.reason}
+        for f in report.features + ([report.prediction_drift] if report.prediction_drift else [])
+    ]  # fmt: skip
+    if rows:
+        columns = [("feature", "FEATURE"), ("kind", "KIND"), ("count", "N"), ("psi", "PSI"), ("test", "TEST"),
+                   ("statistic", "STAT"), ("p", "P"), ("drift", "DRIFT"), ("why", "WHY")]  # fmt: skip
+        output.table(rows, columns, empty="")
+    if report.quality is not None:
+        q = report.quality
+        print(f"{q.metric} ({q.problem}) on {q.labelled} labelled rows: {q.value:.4f}")
+        for point in q.by_hour:
+            print(f"  {point.hour}  {q.metric} {point.value:.4f}  ({point.count} rows)")
+    for note in report.notes:
+        print(f"note: {note}")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} ms"
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.3g}"

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Deployment
 from mlyard.errors import Conflict, InvalidInput, NotFound, OperationFailed
+from mlyard.monitoring.table import INFERENCE_DIR
 from mlyard.names import check_env_name, check_repo_name
 from mlyard.registry.store import ARTIFACTS_DIR, is_remote, sqlite_path
 from mlyard.services import audit, environments, models
@@ -180,6 +181,7 @@ def _start(
                 cpu=cpu,
                 memory=memory,
                 artifacts_destination=_artifacts_destination(environment["mlflow_tracking_uri"]),
+                inference_log=folder / INFERENCE_DIR,
             )
             break
         except EndpointFailed:

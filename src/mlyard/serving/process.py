@@ -160,8 +160,11 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 def serve_argv(
     model_uri: str, *, port: int, host: str, tracking_uri: str | None, python: str,
     cpu: float | None = None, memory: float | None = None, artifacts_destination: Path | None = None,
+    inference_log: Path | None = None,
 ) -> list[str]:  # fmt: skip
     argv = [python, "-m", "mlyard.serving", "--model-uri", model_uri, "--host", host, "--port", str(port)]
+    if inference_log is not None:
+        argv += ["--inference-log", str(inference_log)]
     if tracking_uri:
         argv += ["--tracking-uri", tracking_uri]
     if artifacts_destination is not None:
@@ -187,11 +190,13 @@ def start_endpoint(
     cpu: float | None = None,
     memory: float | None = None,
     artifacts_destination: Path | None = None,
+    inference_log: Path | None = None,
 ) -> Endpoint:
     """Start a scoring server and wait until `/ping` is healthy.
 
     `artifacts_destination` is where the registry's MLflow server keeps proxied (`mlflow-artifacts:`)
-    artifacts: a version logged through that server is loaded from there.
+    artifacts: a version logged through that server is loaded from there. `inference_log` is the folder
+    of the deployment's inference table (docs/monitoring.md); None logs nothing.
 
     `cpu` and `memory` (GB) limit it (mlyard.serving.limits): ceil(cpu) cores, stopped past `memory`.
 
@@ -207,7 +212,7 @@ def start_endpoint(
         child_env.update(thread_pool_env(cpu))
     log_file.parent.mkdir(parents=True, exist_ok=True)
     argv = serve_argv(model_uri, port=port, host=host, tracking_uri=tracking_uri, python=python, cpu=cpu, memory=memory,
-                      artifacts_destination=artifacts_destination)  # fmt: skip
+                      artifacts_destination=artifacts_destination, inference_log=inference_log)  # fmt: skip
     with open(log_file, "ab") as log:
         process = subprocess.Popen(
             argv,

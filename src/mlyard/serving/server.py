@@ -18,9 +18,10 @@ DEFAULT_HOST = "127.0.0.1"
 
 def serve(
     model_uri: str, *, port: int, host: str = DEFAULT_HOST, tracking_uri: str | None = None,
-    artifacts_destination: Path | None = None,
+    artifacts_destination: Path | None = None, inference_log: str | None = None, sample_rate: float = 0.1,
+    full_below: int = 50,
 ) -> None:  # fmt: skip
-    """Load the model, then serve it with uvicorn until SIGINT/SIGTERM."""
+    """Load the model, then serve it with uvicorn until SIGINT/SIGTERM (then flush the inference log)."""
     from mlyard.serving.model import check_model_uri
 
     check_model_uri(model_uri, tracking_uri)  # fails before the imports below (seconds)
@@ -28,7 +29,8 @@ def serve(
 
     from mlyard.serving.app import create_app
 
-    app = create_app(model_uri, tracking_uri, artifacts_destination=artifacts_destination)
+    app = create_app(model_uri, tracking_uri, artifacts_destination=artifacts_destination, inference_log=inference_log,
+                     sample_rate=sample_rate, full_below=full_below)  # fmt: skip
     ref = app.served.ref
     named = f" ({ref.name} version {ref.version})" if ref.name else ""
     print(f"mlyard serving {model_uri}{named} on http://{host}:{port}", file=sys.stderr, flush=True)
@@ -42,7 +44,11 @@ def serve(
         server_header=False,
         date_header=False,
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        if app.logger is not None:
+            app.logger.close()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="the local folder of the registry's proxied mlflow-artifacts: URIs")  # fmt: skip
     parser.add_argument("--cpu", type=float, default=None, help="run on ceil(CPU) cores (default: all)")
     parser.add_argument("--memory", type=float, default=None, help="stop when resident memory passes this many GB")
+    parser.add_argument("--inference-log", default=None, help="log requests into the inference table in this folder")
+    parser.add_argument("--log-sample-rate", type=float, default=0.1,
+                        help="share of requests logged past --log-full-below requests in a second (default 0.1)")
+    parser.add_argument("--log-full-below", type=int, default=50,
+                        help="requests per second logged in full before sampling starts (default 50)")
     return parser
 
 
@@ -72,9 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mlyard.serving.limits import watch_memory
 
         watch_memory(args.memory)
+    if not 0 <= args.log_sample_rate <= 1 or args.log_full_below < 0:
+        print("error: --log-sample-rate must be within 0..1 and --log-full-below at least 0", file=sys.stderr)
+        return 2
     try:
         serve(args.model_uri, port=args.port, host=args.host, tracking_uri=args.tracking_uri,
-              artifacts_destination=args.artifacts_destination)  # fmt: skip
+              artifacts_destination=args.artifacts_destination, inference_log=args.inference_log,
+              sample_rate=args.log_sample_rate, full_below=args.log_full_below)  # fmt: skip
     except MlyardError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code

@@ -1,4 +1,4 @@
-"""Deployments of models (model CD): deploy, list, show, logs, delete."""
+"""Deployments of models (model CD): deploy, list, show, logs, delete; monitoring: labels and the report."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from mlyard.api.deps import get_platform, requires
-from mlyard.services import deployments
+from mlyard.services import deployments, monitoring
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
 
@@ -77,3 +77,34 @@ async def delete(
     platform: Platform = Depends(get_platform),
 ) -> dict[str, Any]:
     return await asyncio.to_thread(deployments.delete, platform, principal, env, name)
+
+
+class LabelsRequest(BaseModel):
+    """Ground truth: [{"request_id": X-Request-Id of a scoring answer, "label": value, "row": index (0)}]."""
+
+    labels: list[Any] = Field(description="at most 10000 items")
+
+
+@router.post("/{env}/{name}/labels", status_code=201)
+async def post_labels(
+    env: str,
+    name: str,
+    body: LabelsRequest,
+    principal: Principal = Depends(requires("pipelines:run")),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    posted = await asyncio.to_thread(monitoring.post_labels, platform, principal, env, name, body.labels)
+    return {"deployment": posted.deployment, "environment": posted.environment, "accepted": posted.accepted}
+
+
+# The report reads Parquet files and the registry: a worker thread.
+@router.get("/{env}/{name}/monitor")
+async def monitor(
+    env: str,
+    name: str,
+    window: str = "24h",
+    _: Principal = Depends(requires("repo:read")),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    report = await asyncio.to_thread(monitoring.monitor, platform, env, name, window=window)
+    return report.to_dict()

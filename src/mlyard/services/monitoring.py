@@ -1,0 +1,94 @@
+"""Monitoring of deployments: ground-truth labels posted by request id, and the drift and quality report of a
+window of a deployment's inference table against its model version's baseline profile (docs/monitoring.md)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from mlyard.errors import InvalidInput
+from mlyard.monitoring.profile import PROFILE_ARTIFACT, load_profile
+from mlyard.monitoring.report import MonitorReport, build_report
+from mlyard.monitoring.table import INFERENCE_DIR, LABELS_DIR, MAX_LABELS, Label, read_labels, read_window, write_labels
+from mlyard.names import check_env_name, check_repo_name
+from mlyard.services import deployments, environments, models
+from mlyard.services.auth import Principal
+from mlyard.services.platform import Platform
+
+_WINDOW = re.compile(r"^([1-9][0-9]{0,4})([mhd])$")
+_UNITS = {"m": 60, "h": 3600, "d": 86400}
+MAX_WINDOW = timedelta(days=90)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+MAX_LABEL_TEXT = 200
+
+
+@dataclass(frozen=True)
+class LabelsPosted:
+    deployment: str
+    environment: str
+    accepted: int
+
+
+def parse_window(text: str) -> timedelta:
+    """`30m`, `24h`, `7d` as a duration (1 minute to 90 days)."""
+    found = _WINDOW.match(text.strip())
+    if not found:
+        raise InvalidInput(f"invalid window {text!r}: give minutes, hours or days, e.g. 30m, 24h or 7d")
+    window = timedelta(seconds=int(found.group(1)) * _UNITS[found.group(2)])
+    if window > MAX_WINDOW:
+        raise InvalidInput(f"window {text!r} is longer than {MAX_WINDOW.days} days: ask for a shorter one")
+    return window
+
+
+def folder(platform: Platform, env: str, name: str) -> Path:
+    """Where a deployment keeps its log, inference table and labels."""
+    return platform.settings.envs_dir / env / "deployments" / name
+
+
+def monitor(
+    platform: Platform, env: str, name: str, *, window: str = "24h", now: datetime | None = None
+) -> MonitorReport:
+    check_env_name(env)
+    check_repo_name(name)
+    span = parse_window(window)
+    found = deployments.show(platform, env, name)  # NotFound says what to do
+    until = now or datetime.now(UTC)
+    since = until - span
+    place = folder(platform, env, name)
+    frame, truncated = read_window(place / INFERENCE_DIR, since, until)
+    labels = read_labels(place / LABELS_DIR)
+    version = str(found["version"])
+    run_id = models.version_for(platform, env, found["model"], version=version).get("run_id")
+    tracking_uri = environments.get_environment(platform, env)["mlflow_tracking_uri"]
+    profile = load_profile(tracking_uri, run_id) if run_id else None
+    baseline = f"model version {version}: run {run_id}, artifact {PROFILE_ARTIFACT}"
+    return build_report(deployment=name, environment=env, frame=frame, labels=labels, profile=profile,
+                        baseline=baseline, since=since, until=until, truncated=truncated)  # fmt: skip
+
+
+def post_labels(platform: Platform, principal: Principal, env: str, name: str, items: list[Any]) -> LabelsPosted:
+    """Store ground truth for served requests: items of {"request_id", "label", "row" (default 0)}."""
+    principal.require("pipelines:run")
+    check_env_name(env)
+    check_repo_name(name)
+    deployments.show(platform, env, name)
+    if not items or len(items) > MAX_LABELS:
+        raise InvalidInput(f"{len(items)} labels: post 1 to {MAX_LABELS} at a time")
+    labels = []
+    for index, item in enumerate(items):
+        where = f"labels[{index}]"
+        if not isinstance(item, dict) or not _REQUEST_ID.match(str(item.get("request_id", ""))):
+            raise InvalidInput(f"{where}: request_id must be the X-Request-Id of a scoring answer (1-64 characters "
+                               "of letters, digits and ._:-)")  # fmt: skip
+        label, row = item.get("label"), item.get("row", 0)
+        if label is None or not isinstance(label, (str, int, float, bool)) or len(str(label)) > MAX_LABEL_TEXT:
+            raise InvalidInput(f"{where}: label must be a number, a boolean or a string of at most "
+                               f"{MAX_LABEL_TEXT} characters")  # fmt: skip
+        if not isinstance(row, int) or isinstance(row, bool) or not 0 <= row < 10_000:
+            raise InvalidInput(f"{where}: row must be the row's index in its request (0 to 9999)")
+        labels.append(Label(request_id=str(item["request_id"]), label=label, row=row))
+    accepted = write_labels(folder(platform, env, name) / LABELS_DIR, labels)
+    return LabelsPosted(deployment=name, environment=env, accepted=accepted)
