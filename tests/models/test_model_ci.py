@@ -2,8 +2,8 @@
 -> score, then a version that fails the gate stays in Staging.
 
 The server runs no agent of its own (`--agents 0`); one `mlyard agent` process claims every job. Its
-steps run in the agent's sandbox, whose /tmp is private: the server's data directory (under the test's
-/tmp) is out of their reach, so everything goes through the standard interfaces of the environment's
+steps run in the agent's sandbox, whose temporary folder is private: the server's data directory (under the
+test's temporary folder) is out of their reach, so everything goes through the standard interfaces of the environment's
 variable group — databricks-sdk at `/databricks/dev`, MLflow at `/mlflow/dev`, `mlflow deployments` on
 `DEPLOY_TARGET_URI`. Training happens on "the data scientist's machine" (this process), with the same
 MLflow URI and a token. Replaces the model CI test that ran on the server's own agents.
