@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ class Store:
 @contextlib.contextmanager
 def mlflow_globals(uri: str) -> Iterator[None]:
     """MLflow's global tracking and registry URIs (fluent API, model loading), reset afterwards."""
+    registry_env = os.environ.get("MLFLOW_REGISTRY_URI")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
@@ -52,6 +54,11 @@ def mlflow_globals(uri: str) -> Iterator[None]:
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
+        # set_registry_uri(None) leaves MLFLOW_REGISTRY_URI set (MLflow 3.17): later tests would use this store
+        if registry_env is None:
+            os.environ.pop("MLFLOW_REGISTRY_URI", None)
+        else:
+            os.environ["MLFLOW_REGISTRY_URI"] = registry_env
 
 
 def log_models(uri: str) -> list[Logged]:

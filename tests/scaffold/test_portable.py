@@ -139,12 +139,19 @@ def test_the_registry_steps_on_a_plain_mlflow_registry(
     import importlib.util
 
     from mlflow import MlflowClient
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
 
     spec = importlib.util.spec_from_file_location("project_registry", project / "mlops/registry.py")
     assert spec is not None and spec.loader is not None
     registry = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(registry)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    # As in a step's own process: only the environment decides (another test of this worker may have set
+    # MLflow's process-wide URIs, or left MLFLOW_REGISTRY_URI behind).
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+    monkeypatch.setattr(registry_utils, "_registry_uri", None)
     client = MlflowClient()
     client.create_registered_model("m")
     for _ in range(3):
