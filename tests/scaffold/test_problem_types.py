@@ -8,7 +8,6 @@ its own package name, so their modules can be imported side by side.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import re
@@ -25,6 +24,7 @@ import yaml
 from mlyard.pipelines import compile_pipeline, load_pipeline, trigger_decision
 from mlyard.pipelines.schedules import schedule_decision
 from tests.conftest import Server
+from tests.registry.conftest import mlflow_globals
 from tests.scaffold.conftest import SCHEMA, run_python, schema_validator
 from tests.scaffold.test_portable import MLYARD_ONLY
 from tests.scaffold.test_projects import FILES, PIPELINES, package_of
@@ -186,28 +186,6 @@ def test_batch_inference_uses_the_environments_variable_group_and_portable_steps
 # --- model CI's gate and batch inference against a real MLflow store -----------------------------------------
 
 
-@contextlib.contextmanager
-def mlflow_at(uri: str) -> Iterator[None]:
-    """MLflow's global tracking and registry URIs (what MLFLOW_TRACKING_URI gives a step), reset afterwards."""
-    import mlflow
-
-    before = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
-        # set_registry_uri(None) leaves MLFLOW_REGISTRY_URI in the environment (MLflow 3.17): later tests
-        # would write to this store.
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 class Project:
     """A rendered demo project imported in this process: its modules and its gate's `main(argv)`."""
 
@@ -251,7 +229,7 @@ def demo(request: pytest.FixtureRequest, render_variant: Callable[[str, bool], P
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
     monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
-    with mlflow_at(uri):
+    with mlflow_globals(uri):
         yield project
     for name in [name for name in sys.modules if name.split(".")[0] == project.package]:
         del sys.modules[name]
