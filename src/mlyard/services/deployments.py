@@ -155,7 +155,7 @@ def _allocate(
                 continue
             platform.deployments.reserved.add(port)
             return port
-    raise OperationFailed(f"no free port in {low}-{high} for environment {environment['name']}: delete a deployment")
+    raise Conflict(f"no free port in {low}-{high} for environment {environment['name']}: delete a deployment")
 
 
 def _start(
