@@ -218,6 +218,9 @@ def demo(request: pytest.FixtureRequest, render_variant: Callable[[str, bool], P
          monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Project]:  # fmt: skip
     """The demo project of the parametrized problem type, importable, with MLflow on the module's store."""
     project = Project(render_variant(request.param, True))
+    # The rendered projects are shared with other modules (test_projects checks their exact file list):
+    # importing them here must leave no __pycache__ behind.
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
     monkeypatch.syspath_prepend(str(project.root / "src"))
     monkeypatch.chdir(tmp_path)
     uri = store
