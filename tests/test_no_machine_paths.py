@@ -40,7 +40,8 @@ def test_the_pattern_finds_machine_paths_and_ignores_data() -> None:
     assert machine_paths(f"cd {home}\n") == [(1, f"cd {home}")]
     uri = "file://" + "/".join(("", "tmp", "ws"))
     tool = "/".join(("", "opt", "tool", "bin"))
-    assert machine_paths(f"uri = '{uri}'\npath = 'src/work/x'\nwhere = '{tool}'\n") == []
+    relative = "/".join(("src", "work", "x"))  # built: a relative path that merely contains a machine folder's name
+    assert machine_paths(f"uri = '{uri}'\npath = '{relative}'\nwhere = '{tool}'\n") == []
 
 
 def test_tests_and_benchmarks_name_no_machine_path() -> None:
