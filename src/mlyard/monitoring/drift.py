@@ -81,13 +81,8 @@ def _numeric(baseline: FeatureProfile, present: Any, common: dict[str, Any]) -> 
 
     result = stats.kstest(data, cdf)
     d, p = float(result.statistic), float(result.pvalue)
-    reasons = []
-    if value >= PSI_DRIFT:
-        reasons.append(f"PSI {value:.3f} >= {PSI_DRIFT}")
-    if p < P_VALUE and d >= KS_EFFECT:
-        reasons.append(f"KS p-value {p:.2g} < {P_VALUE} with statistic {d:.3f} >= {KS_EFFECT}")
-    return FeatureDrift(**common, count=n, psi=value, test="ks", statistic=d, p_value=p, drifted=bool(reasons),
-                        reason="; ".join(reasons) or "within thresholds")  # fmt: skip
+    effect = f"statistic {d:.3f} >= {KS_EFFECT}" if d >= KS_EFFECT else ""
+    return _verdict(common, n, value, "ks", d, p, effect)
 
 
 def _categorical(baseline: FeatureProfile, present: Any, common: dict[str, Any]) -> FeatureDrift:
@@ -110,13 +105,24 @@ def _categorical(baseline: FeatureProfile, present: Any, common: dict[str, Any])
     exp_counts = floor / floor.sum() * n
     result = stats.chisquare(observed, exp_counts)
     stat, p = float(result.statistic), float(result.pvalue)
+    effect = f"PSI {value:.3f} >= {PSI_EFFECT}" if value >= PSI_EFFECT else ""
+    return _verdict(common, n, value, "chi2", stat, p, effect)
+
+
+_TEST_NAMES = {"ks": "KS", "chi2": "chi-square"}
+
+
+def _verdict(common: dict[str, Any], n: int, value: float, test: str, statistic: float, p: float,
+             effect: str) -> FeatureDrift:  # fmt: skip
+    """Flagged when PSI alone passes PSI_DRIFT, or when the test is significant with a large enough `effect`
+    (empty: too small)."""
     reasons = []
     if value >= PSI_DRIFT:
         reasons.append(f"PSI {value:.3f} >= {PSI_DRIFT}")
-    if p < P_VALUE and value >= PSI_EFFECT:
-        reasons.append(f"chi-square p-value {p:.2g} < {P_VALUE} with PSI {value:.3f} >= {PSI_EFFECT}")
-    return FeatureDrift(**common, count=n, psi=value, test="chi2", statistic=stat, p_value=p, drifted=bool(reasons),
-                        reason="; ".join(reasons) or "within thresholds")  # fmt: skip
+    if p < P_VALUE and effect:
+        reasons.append(f"{_TEST_NAMES[test]} p-value {p:.2g} < {P_VALUE} with {effect}")
+    return FeatureDrift(**common, count=n, psi=value, test=test, statistic=statistic, p_value=p,
+                        drifted=bool(reasons), reason="; ".join(reasons) or "within thresholds")  # fmt: skip
 
 
 def pd_numeric(values: Any) -> Any:
