@@ -131,7 +131,7 @@ class Quickstart:
             run = api.runs.get(newest[0].id)
         if run.state != State.SUCCEEDED:
             self._permit(run)
-            self._wait_run(run.id, f"code CI/CD run {run.id}")
+            self._wait_run(run.id, "code CI/CD")
         self.facts["workspace"] = f"ml_apps/{self.model}/master in the {self.env} workspace"
 
     def train(self) -> None:
@@ -162,7 +162,7 @@ class Quickstart:
             return
         first = self._first_run(f"{self.model}-promote-model")
         self._permit(first)
-        self._wait_run(first.id, f"model CI run {first.id}")
+        self._wait_run(first.id, "model CI")
         self.facts["model_ci_run"] = first.id
 
     def deploy_model(self) -> None:
@@ -248,14 +248,14 @@ class Quickstart:
         api = self._api()
         deadline = time.monotonic() + timeout
         doc = api.runs.get(run_id)
-        seen = ""
+        said: set[str] = set()
         while doc.state not in FINAL and time.monotonic() < deadline:
             if doc.state == State.WAITING and doc.waiting_for:
                 self._permit(doc)
             now = _progress(doc)
-            if now != seen:  # a line when the run moves on: no long silence, no line twice
+            if now not in said:  # a line when the run moves on: no long silence, no line twice
                 self.say(f"{what} (run {run_id}): {now}")
-                seen = now
+                said.add(now)
             time.sleep(0.3)
             doc = api.runs.get(run_id)
         if doc.state not in (ok or {"succeeded", "succeededWithIssues"}):
