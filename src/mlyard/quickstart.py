@@ -161,6 +161,8 @@ class Quickstart:
         if self.reused:
             return
         first = self._first_run(f"{self.model}-promote-model")
+        if first.state in FINAL:  # an earlier, interrupted quickstart let run #1 go: run model CI again
+            first = self._api().runs.get(self._api().pipelines.run(f"{self.model}-promote-model", {}).id)
         self._permit(first)
         self._wait_run(first.id, "model CI")
         self.facts["model_ci_run"] = first.id
