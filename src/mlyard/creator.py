@@ -162,7 +162,7 @@ def started_runs(api: Client, repo_name: str, pipelines: list[str], timeout: flo
     first = next((run for run in runs if run.pipeline == f"{repo_name}-deploy-code"), None)
     waiting = [waiting_entry(run) for run in runs if run.state == State.WAITING]
     return {"deploy_code_run": first.to_dict() if first else None, "runs": [run.to_dict() for run in runs],
-            "waiting": waiting}  # fmt: skip
+            "waiting_runs": waiting}  # fmt: skip
 
 
 def waiting_entry(run: RunView) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -105,17 +106,20 @@ def test_quickstart_fresh_then_sigterm_then_again_reusing_the_project(tmp_path: 
         proc.wait(60)
     assert _wait_gone(home) == []
 
-    again = subprocess.run(_quickstart("--home", str(home), "--exit", "--json"), env=_env(), capture_output=True,
-                           text=True, timeout=600, check=False)  # fmt: skip
+    again = subprocess.run(_quickstart("--home", str(home), "--exit"), env=_env(), capture_output=True, text=True,
+                           timeout=600, check=False)  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]
-    second = json.loads(again.stdout)
-    assert second["model"] == "my-model" and second["reused"] is True and second["created_home"] is False
-    assert second["version"] == "1" and len(second["prediction"]) == 2
-    assert "reusing the demo project my-model" in again.stderr
-    lines = _progress_lines(again.stderr)
+    text = again.stdout
+    assert "reusing the demo project my-model" in text and "Traceback" not in again.stderr
+    assert f"web UI      {summary['url']}/login" in text  # where to sign in, and with which token
+    assert f"user        {summary['username']}" in text and f"token       {summary['token']} " in text
+    assert "model       my-model version 1 in Production (dev)" in text and "prediction  [" in text
+    lines = _progress_lines(text)
+    assert len([line for line in lines if ": done in " in line]) == len(summary["step_seconds"])
     assert len(lines) == len(set(lines)), lines
     assert _wait_gone(home) == []  # --exit stops the server, and the server its endpoints
-    print(f"quickstart: first run {summary['seconds']} s, second run {second['seconds']} s")
+    seconds = re.search(r"mlyard is running \(([\d.]+) s\)", text)
+    print(f"quickstart: first run {summary['seconds']} s, second run {seconds and seconds.group(1)} s")
 
 
 def test_quickstart_refuses_a_port_another_server_holds(server: Server, tmp_path: Path) -> None:

@@ -76,7 +76,7 @@ def _summary(result: dict[str, Any]) -> None:
     con.print(f"pipelines   {', '.join(result['pipelines'])} (folder {result['folder']})")
     for run in result.get("runs") or []:
         con.print(f"run {run['id']:<7} {run['pipeline']}: {run['state']}", markup=False, highlight=False)
-    waiting = result.get("waiting") or []
+    waiting = result.get("waiting_runs") or []
     if waiting:
         con.print(f"{len(waiting)} run(s) wait for you: the first run of a pipeline asks to use the environment's "
                   "resources once")  # fmt: skip
