@@ -31,6 +31,7 @@ from mlyard.views import RunView
 
 FINAL = {"succeeded", "succeededWithIssues", "failed", "canceled", "skipped"}
 MODEL = "my-model"
+QUIET_SECONDS = 20  # the longest quickstart stays silent while a run it waits for goes on
 ENV = "dev"
 
 
@@ -178,6 +179,9 @@ class Quickstart:
                 self.say(f"reusing the deployment of version {deployment.version} ({deployment.state})")
                 self.facts["scoring_uri"] = _scoring_uri(deployment.url)
                 return
+            if deployment is not None and deployment.state == "failed":  # e.g. its port is another's now
+                self.say(f"deleting the failed deployment of {self.model} ({deployment.message}); deploying again")
+                api.deployments.delete(self.env, self.model)
         run = api.pipelines.run(f"{self.model}-deploy-model", {})
         deadline = time.monotonic() + 30
         doc = api.runs.get(run.id)
@@ -251,6 +255,7 @@ class Quickstart:
         deadline = time.monotonic() + timeout
         doc = api.runs.get(run_id)
         said: set[str] = set()
+        started = last = time.monotonic()
         while doc.state not in FINAL and time.monotonic() < deadline:
             if doc.state == State.WAITING and doc.waiting_for:
                 self._permit(doc)
@@ -258,6 +263,10 @@ class Quickstart:
             if now not in said:  # a line when the run moves on: no long silence, no line twice
                 self.say(f"{what} (run {run_id}): {now}")
                 said.add(now)
+                last = time.monotonic()
+            elif time.monotonic() - last >= QUIET_SECONDS:  # a long step: say it still runs
+                self.say(f"{what} (run {run_id}): {now}, {time.monotonic() - started:.0f} s so far")
+                last = time.monotonic()
             time.sleep(0.3)
             doc = api.runs.get(run_id)
         if doc.state not in (ok or {"succeeded", "succeededWithIssues"}):
