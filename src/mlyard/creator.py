@@ -82,8 +82,12 @@ def create_project(
     demo: bool,
     problem_type: str = "binary",
     say: Callable[[str], None] = print,
+    requested_for: str = "",
 ) -> dict[str, Any]:
-    """Create the project; returns what was created (repo, pipelines, run #1)."""
+    """Create the project; returns what was created (repo, pipelines, the runs its first push started).
+
+    `requested_for`: who asked for the project (the creator run's Build.RequestedFor); the runs of the first
+    push are requested for them, not for the creator's service user."""
     from mlyard.git.remote import push_directory
     from mlyard.scaffold.render import default_answers, render_project
 
@@ -113,15 +117,15 @@ def create_project(
             push_directory(
                 repo.clone_url, username=username, token=api.token, source=project, branch=branch,
                 message=f"Create {repo_name} from {TEMPLATE_REPO}",
+                push_options=(f"requested-for={requested_for}",) if requested_for else (),
             )  # fmt: skip
             say(f"pushed the first commit to {repo_name} ({branch})")
         except BaseException as exc:
             undone = rollback(api, repo_name, made)
             detail = exc.message if isinstance(exc, MlyardError) else str(exc)
             raise OperationFailed(f"creating project {repo_name!r} failed while {step}: {detail}; {undone}") from exc
-    first = first_run(api, f"{repo_name}-deploy-code")
     return {"repo": repo.to_dict(), "pipelines": made, "folder": repo_name, "environment": env_name, "demo": demo,
-            "problem_type": problem_type, "deploy_code_run": first.to_dict() if first else None}  # fmt: skip
+            "problem_type": problem_type, **started_runs(api, repo_name, made)}  # fmt: skip
 
 
 def rollback(api: Client, repo_name: str, pipelines: list[str]) -> str:
@@ -141,13 +145,30 @@ def rollback(api: Client, repo_name: str, pipelines: list[str]) -> str:
     return f"nothing was left behind (removed {removed})"
 
 
-def first_run(api: Client, pipeline: str, timeout: float = 10.0) -> RunView | None:
-    """Run #1 of `pipeline` once the push has queued it and it has left `queued`, or None."""
+def started_runs(api: Client, repo_name: str, pipelines: list[str], timeout: float = 15.0) -> dict[str, Any]:
+    """The runs the first push started, once none is still queued: `deploy_code_run` (run #1 of
+    `<repo>-deploy-code`), `runs` (all of them, oldest first) and `waiting` (each run that waits for
+    permission or approval, with the exact command that lets it go on)."""
     deadline = time.monotonic() + timeout
-    runs: list[RunSummary] = []
-    while time.monotonic() < deadline:
-        runs = api.runs.list(pipeline=pipeline)
-        if runs and runs[-1].state not in (State.QUEUED, State.NOT_STARTED):
+    found: list[RunSummary] = []
+    while True:
+        found = [run for name in pipelines for run in api.runs.list(pipeline=name)]
+        started = any(run.pipeline == f"{repo_name}-deploy-code" for run in found)
+        pending = any(run.state in (State.QUEUED, State.NOT_STARTED) for run in found)
+        if (started and not pending) or time.monotonic() >= deadline:
             break
         time.sleep(0.1)
-    return api.runs.get(runs[-1].id) if runs else None
+    runs = [api.runs.get(run.id) for run in sorted(found, key=lambda run: run.id)]
+    first = next((run for run in runs if run.pipeline == f"{repo_name}-deploy-code"), None)
+    waiting = [waiting_entry(run) for run in runs if run.state == State.WAITING]
+    return {"deploy_code_run": first.to_dict() if first else None, "runs": [run.to_dict() for run in runs],
+            "waiting_runs": waiting}  # fmt: skip
+
+
+def waiting_entry(run: RunView) -> dict[str, Any]:
+    """What a waiting run waits for and the command that lets it go on."""
+    if run.waiting_for:
+        return {"run": run.id, "pipeline": run.pipeline, "waiting_for": list(run.waiting_for),
+                "command": f"mlyard runs permit {run.id}"}  # fmt: skip
+    return {"run": run.id, "pipeline": run.pipeline, "waiting_for": ["approval"],
+            "command": f"mlyard runs approve {run.id}"}  # fmt: skip

@@ -2,17 +2,22 @@
 same API, git and CLI a person would use.
 
 init a home (if there is none) -> start the server -> create the demo project -> permit its code
-deployment -> train in the dev workspace -> stage the version to Staging -> push to the default
-branch so model CI promotes it -> run model CD (the environment's deployments target) -> score a sample.
+deployment -> train in the dev workspace -> stage the version to Staging -> permit model CI run #1
+(started by the project's first push), which tests the Staging version and promotes it -> run model CD
+(the environment's deployments target) -> score a sample.
+
+Run again on the same home, it reuses what the first run made: the demo project, its deployed code,
+the version in Production and its deployment; only what is missing is done again. It leaves no run
+waiting for permission and none `succeededWithIssues` by its own doing.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from mlyard.client import Client
-from mlyard.errors import OperationFailed
+from mlyard.errors import AuthenticationError, MlyardError, NotFound, OperationFailed
 from mlyard.protocol import State
 from mlyard.views import RunView
 
 FINAL = {"succeeded", "succeededWithIssues", "failed", "canceled", "skipped"}
 MODEL = "my-model"
+QUIET_SECONDS = 20  # the longest quickstart stays silent while a run it waits for goes on
 ENV = "dev"
 
 
@@ -39,22 +45,37 @@ class Quickstart:
     server: subprocess.Popen[bytes] | None = None
     api: Client | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    reused: bool = False  # the demo project of an earlier quickstart is there: do only what is missing
+    _permitted: set[int] = field(default_factory=set)
 
     # -- steps -----------------------------------------------------------------------------------
     def init(self) -> None:
         proc = self._mlyard("init", "--port", str(self.port), "--json")
         info = json.loads(proc.stdout)
         self.facts.update(url=info["url"], username=info["username"], created_home=info["created"])
+        self.facts["token"] = info["token"]  # the web UI's sign-in asks for it (also in cli.json)
         self.api = Client(info["url"], info["token"], timeout=120)
 
     def start_server(self) -> None:
-        assert self.api is not None
-        try:
-            self.api.get("/health")
+        api = self._api()
+        if self._answers_health():
+            try:
+                api.me()
+            except AuthenticationError:
+                raise OperationFailed(
+                    f"{self.facts['url']} is another mlyard server (the token of {self.home} is not valid there): "
+                    f"stop it, or give this home another port (`mlyard quickstart --port N` for a new home; "
+                    f"`port` in {self.home}/settings.json for this one)"
+                ) from None
             self.facts["server"] = "already running"
             return
-        except Exception:
-            pass
+        port = _port_of(self.facts["url"])
+        if not _port_free(port):
+            raise OperationFailed(
+                f"port {port} of {self.facts['url']} is used by another program, not an mlyard server: stop it, or "
+                f"give this home another port (`mlyard quickstart --port N` for a new home; `port` in "
+                f"{self.home}/settings.json for this one)"
+            )
         log = open(self.home / "logs" / "server.log", "ab")  # noqa: SIM115 - kept open for the child
         env = {**os.environ, "MLYARD_HOME": str(self.home)}
         self.server = subprocess.Popen(
@@ -68,34 +89,59 @@ class Quickstart:
         while time.monotonic() < deadline:
             if self.server.poll() is not None:
                 raise OperationFailed(f"the server exited (code {self.server.returncode}); see {log.name}")
-            try:
-                self.api.get("/health")
+            if self._answers_health():
                 self.facts["server"] = f"started (pid {self.server.pid}, log {log.name})"
                 return
-            except Exception:
-                time.sleep(0.2)
+            time.sleep(0.2)
         raise OperationFailed(f"the server did not start within 60 s; see {log.name}")
+
+    def _answers_health(self) -> bool:
+        """Whether an mlyard server answers on the home's URL (quickly: a program that holds the port and
+        never answers is not one)."""
+        import httpx
+
+        try:
+            return httpx.get(f"{self.facts['url']}/health", timeout=3).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def create_project(self) -> None:
         api = self._api()
         try:
-            api.repos.get(self.model)
-            self.model = f"{MODEL}-{int(time.time())}"  # a second quickstart in the same home
-        except Exception:
-            pass
+            pipeline = api.pipelines.get(f"{self.model}-deploy-code")
+        except NotFound:
+            pipeline = None
+        if pipeline is not None and pipeline.repo == self.model:  # an earlier quickstart's demo project
+            self.reused = True
+            self.say(f"reusing the demo project {self.model} of an earlier quickstart")
+            return
         run = api.pipelines.run(
             "ml-project-creator-pipeline", {"repo_name": self.model, "env_name": self.env, "demo": "true"}
         )
         self._wait_run(run.id, "the project creator")
 
     def deploy_code(self) -> None:
-        run = self._first_run(f"{self.model}-deploy-code")
-        self._permit(run)
-        self._wait_run(run.id, "code CI/CD run #1")
+        api = self._api()
+        pipeline = f"{self.model}-deploy-code"
+        newest = api.runs.list(pipeline=pipeline, limit=1) if self.reused else []
+        if not self.reused:
+            run = self._first_run(pipeline)  # run #1, started by the project's first push
+        elif not newest or newest[0].state in (State.FAILED, State.CANCELED, State.SKIPPED):
+            run = api.runs.get(api.pipelines.run(pipeline, {}).id)  # deploy the code again
+        else:
+            run = api.runs.get(newest[0].id)
+        if run.state != State.SUCCEEDED:
+            self._permit(run)
+            self._wait_run(run.id, "code CI/CD")
         self.facts["workspace"] = f"ml_apps/{self.model}/master in the {self.env} workspace"
 
     def train(self) -> None:
         api = self._api()
+        if self.reused and (version := self._version_in("Production")):
+            self.facts["version"] = version
+            self.say(f"reusing version {version} of {self.model}, in Production")
+            return
+        self.reused = False  # from here on, do it all: train, stage, promote, deploy
         job = api.jobs.start(env=self.env, app=self.model, branch="master", entrypoint="train")
         while job.state not in FINAL:
             time.sleep(0.3)
@@ -106,43 +152,36 @@ class Quickstart:
         self.facts["version"] = str(max(int(v["version"]) for v in versions))
 
     def stage(self) -> None:
+        if self.reused:
+            return
         self._api().models.stage(self.model, self.facts["version"], "Staging", env=self.env, reason="quickstart")
 
     def promote(self) -> None:
-        """Push to the default branch: model CI tests the Staging version and promotes it."""
-        from mlyard.git.remote import auth_env
-
-        api = self._api()
-        before = len(api.runs.list(pipeline=f"{self.model}-promote-model"))
+        """Permit model CI run #1 (the first push started it; it waits for the group): it tests the Staging
+        version and promotes it. Nothing else runs model CI, so no run ends with nothing to promote."""
+        if self.reused:
+            return
         first = self._first_run(f"{self.model}-promote-model")
+        if first.state in FINAL:  # an earlier, interrupted quickstart let run #1 go: run model CI again
+            first = self._api().runs.get(self._api().pipelines.run(f"{self.model}-promote-model", {}).id)
         self._permit(first)
-        self._wait_run(first.id, "model CI run #1", ok=FINAL)
-        clone_url = api.repos.get(self.model).clone_url
-        env = auth_env(self.facts["username"], api.token)
-        identity = {
-            "GIT_AUTHOR_NAME": "quickstart",
-            "GIT_AUTHOR_EMAIL": "quickstart@mlyard.local",
-            "GIT_COMMITTER_NAME": "quickstart",
-            "GIT_COMMITTER_EMAIL": "quickstart@mlyard.local",
-        }
-        git_env = {**env, **identity}
-        with tempfile.TemporaryDirectory(prefix="mlyard-quickstart-") as tmp:
-            work = Path(tmp) / "repo"
-            _git(["clone", "-q", clone_url, str(work)], Path(tmp), git_env)
-            (work / "CHANGELOG.md").write_text(f"- version {self.facts['version']} to Production\n")
-            _git(["add", "CHANGELOG.md"], work, git_env)
-            _git(["commit", "-q", "-m", f"Release model version {self.facts['version']}"], work, git_env)
-            _git(["push", "-q", "origin", "HEAD"], work, git_env)
-        deadline = time.monotonic() + 30
-        runs = api.runs.list(pipeline=f"{self.model}-promote-model")
-        while len(runs) <= max(before, 1) and time.monotonic() < deadline:
-            time.sleep(0.2)
-            runs = api.runs.list(pipeline=f"{self.model}-promote-model")
-        self._wait_run(runs[0].id, "model CI")
-        self.facts["model_ci_run"] = runs[0].id
+        self._wait_run(first.id, "model CI")
+        self.facts["model_ci_run"] = first.id
 
     def deploy_model(self) -> None:
         api = self._api()
+        if self.reused:
+            try:
+                deployment = api.deployments.get(self.env, self.model)
+            except NotFound:
+                deployment = None
+            if deployment is not None and deployment.version == self.facts["version"] and deployment.state != "failed":
+                self.say(f"reusing the deployment of version {deployment.version} ({deployment.state})")
+                self.facts["scoring_uri"] = _scoring_uri(deployment.url)
+                return
+            if deployment is not None and deployment.state == "failed":  # e.g. its port is another's now
+                self.say(f"deleting the failed deployment of {self.model} ({deployment.message}); deploying again")
+                api.deployments.delete(self.env, self.model)
         run = api.pipelines.run(f"{self.model}-deploy-model", {})
         deadline = time.monotonic() + 30
         doc = api.runs.get(run.id)
@@ -151,9 +190,7 @@ class Quickstart:
             doc = api.runs.get(run.id)
         self._permit(doc)
         self._wait_run(run.id, "model CD")
-        deployment = api.deployments.get(self.env, self.model)
-        url = deployment.url.rstrip("/")
-        self.facts["scoring_uri"] = url if url.endswith("/invocations") else f"{url}/invocations"
+        self.facts["scoring_uri"] = _scoring_uri(api.deployments.get(self.env, self.model).url)
 
     def score(self) -> None:
         import httpx
@@ -175,6 +212,14 @@ class Quickstart:
 
         frame = load_breast_cancer(as_frame=True).frame
         return [[float(x) for x in row] for row in frame[columns].head(2).to_numpy().tolist()]
+
+    def _version_in(self, stage: str) -> str | None:
+        try:
+            versions = self._api().models.get(self.model, self.env)["versions"]
+        except MlyardError:
+            return None
+        found = [int(v["version"]) for v in versions if v.get("stage") == stage]
+        return str(max(found)) if found else None
 
     def _api(self) -> Client:
         assert self.api is not None, "init first"
@@ -200,17 +245,28 @@ class Quickstart:
         raise OperationFailed(f"{pipeline} did not start within {timeout:.0f} s")
 
     def _permit(self, run: RunView) -> None:
-        if run.state == State.WAITING and run.waiting_for:
+        if run.state == State.WAITING and run.waiting_for and run.id not in self._permitted:
             self._api().runs.permit(run.id)
+            self._permitted.add(run.id)
             self.say(f"permitted run {run.id} to use {', '.join(run.waiting_for)}")
 
     def _wait_run(self, run_id: int, what: str, *, ok: set[str] | None = None, timeout: float = 600) -> None:
         api = self._api()
         deadline = time.monotonic() + timeout
         doc = api.runs.get(run_id)
+        said: set[str] = set()
+        started = last = time.monotonic()
         while doc.state not in FINAL and time.monotonic() < deadline:
             if doc.state == State.WAITING and doc.waiting_for:
                 self._permit(doc)
+            now = _progress(doc)
+            if now not in said:  # a line when the run moves on: no long silence, no line twice
+                self.say(f"{what} (run {run_id}): {now}")
+                said.add(now)
+                last = time.monotonic()
+            elif time.monotonic() - last >= QUIET_SECONDS:  # a long step: say it still runs
+                self.say(f"{what} (run {run_id}): {now}, {time.monotonic() - started:.0f} s so far")
+                last = time.monotonic()
             time.sleep(0.3)
             doc = api.runs.get(run_id)
         if doc.state not in (ok or {"succeeded", "succeededWithIssues"}):
@@ -225,10 +281,32 @@ class Quickstart:
                 self.server.kill()
 
 
-def _git(args: list[str], cwd: Path, env: dict[str, str]) -> None:
-    proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, timeout=120, check=False)
-    if proc.returncode != 0:
-        raise OperationFailed(f"git {args[0]} failed: {proc.stderr.decode('utf-8', 'replace').strip()}")
+def _progress(run: RunView) -> str:
+    """Where a run is: its state and the job (and step) that runs, for one progress line."""
+    for job in run.jobs:
+        if job.state == State.RUNNING:
+            step = next((s for s in job.steps if s.state == State.RUNNING), None)
+            name = job.display_name or job.name
+            return f"{run.state}, {name}" + (f": {step.display_name or step.name}" if step else "")
+    return str(run.state)
+
+
+def _scoring_uri(url: str) -> str:
+    url = url.rstrip("/")
+    return url if url.endswith("/invocations") else f"{url}/invocations"
+
+
+def _port_of(url: str) -> int:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).port or 80
+
+
+def _port_free(port: int) -> bool:
+    """Whether nothing listens on `port` of the loopback interface."""
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 def _breast_cancer_columns() -> list[str]:
@@ -240,11 +318,11 @@ def _breast_cancer_columns() -> list[str]:
 STEPS: list[tuple[str, str]] = [
     ("init", "initialise the data directory"),
     ("start_server", "start the server"),
-    ("create_project", "create the demo project (repo, pipelines)"),
+    ("create_project", "create the demo project (repo, pipelines), or reuse it"),
     ("deploy_code", "permit and deploy the code to the dev workspace"),
     ("train", "train in the dev workspace (registers a version)"),
     ("stage", "stage the version to Staging"),
-    ("promote", "push to master: model CI tests and promotes it"),
+    ("promote", "permit model CI run #1: it tests the Staging version and promotes it"),
     ("deploy_model", "run model CD (mlflow deployments, the dev group's target)"),
     ("score", "send a sample request"),
 ]

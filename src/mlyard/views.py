@@ -644,6 +644,7 @@ class PushEvent(View):
     old_sha: str = ""
     new_sha: str = ""
     pusher: str | None = None
+    requested_for: str | None = None  # who the push was for (`git push -o requested-for=USER`), else the pusher
     commits: list[Any] = field(default_factory=list)
     changed_paths: list[str] = field(default_factory=list)
     created_at: str = ""

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from tests.ci.helpers import job, logs, make_repo, register, run, runs_of, show, wait_state
-from tests.conftest import Git, Server
+from tests.conftest import Git, Server, start_server
 from tests.postgres import state_rows
 
 pytestmark = pytest.mark.slow
@@ -94,6 +94,39 @@ def test_cancel_kills_the_step_and_its_children(server: Server, git: Git) -> Non
     done = wait_state(server, run_id, timeout=30)
     assert done["state"] == "canceled"
     assert _wait_gone(server, run_id) == []
+
+
+SLEEP_600 = """trigger: none
+jobs:
+- job: Sleepy
+  steps:
+  - bash: |
+      echo "sleeping"
+      sleep 600
+    displayName: Sleep ten minutes
+"""
+
+
+def test_cancel_stops_a_running_step_at_once_whatever_the_lease(tmp_path: Path, git: Git) -> None:
+    """`mlyard runs cancel` reaches the step at once, not at the agent's next lease renewal (a 600 s lease
+    renews every 200 s): the deadline below is generous, far shorter than that."""
+    srv = start_server(tmp_path, "--job-lease", "600")
+    try:
+        make_repo(srv, git, "sleepy", {"s.yml": SLEEP_600})
+        register(srv, "sleepy-p", "sleepy", "s.yml")
+        run_id = run(srv, "sleepy-p")["id"]
+        deadline = time.monotonic() + 60
+        while "sleeping" not in logs(srv, run_id) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _marked_processes(srv, run_id)
+        srv.cli("runs", "cancel", str(run_id))
+        done = wait_state(srv, run_id, timeout=60)
+        assert done["state"] == "canceled"
+        step = job(done, "Sleepy")["steps"][-1]
+        assert (step["display_name"], step["state"]) == ("Sleep ten minutes", "canceled")
+        assert _wait_gone(srv, run_id) == []
+    finally:
+        srv.stop()
 
 
 def test_step_timeout_kills_the_process_group(timeout_server: Server, git: Git) -> None:

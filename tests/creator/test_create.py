@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.ci.helpers import runs_of, show, wait_state
-from tests.conftest import Git, Server
+from tests.conftest import Git, Server, mlyard
 
 pytestmark = pytest.mark.slow
 
@@ -70,11 +70,37 @@ def test_create_demo_project_permit_and_deploy_branches(server: Server, git: Git
     assert deployed(server, "demo-model", "master").exists()
 
 
-def test_create_without_demo(server: Server) -> None:
-    out = server.cli("create", "plain-model", "--env", "dev", "--follow")
+def test_create_lists_every_waiting_run_with_its_permit_command(server: Server) -> None:
+    env = {"MLYARD_URL": server.url, "MLYARD_TOKEN": server.token, "COLUMNS": "80"}
+    out = mlyard("create", "plain-model", "--env", "dev", "--follow", home=server.home, env=env)
     assert "created plain-model" in out.stdout
-    run = wait_run(server, "plain-model-deploy-code", 1)
-    assert show(server, run["id"])["state"] == "waiting"
+    code = show(server, wait_run(server, "plain-model-deploy-code", 1)["id"])
+    model_ci = show(server, wait_run(server, "plain-model-promote-model", 1)["id"])
+    assert code["state"] == model_ci["state"] == "waiting"
+    for run in (code, model_ci):  # each waiting run, with the exact command, on one line at 80 columns
+        line = next(line for line in out.stdout.splitlines() if f"mlyard runs permit {run['id']} " in line)
+        assert run["pipeline"] in line
+    # the runs of the first push are requested for the person who ran `mlyard create`, not for `creator`
+    assert code["requested_for"] == model_ci["requested_for"] == server.username
+    with server.client() as api:
+        event = api.get("/api/v1/repos/plain-model/events").json()[0]
+    assert (event["pusher"], event["requested_for"]) == ("creator", server.username)
+
+
+def test_only_the_creator_and_admins_push_for_someone_else(server: Server, git: Git) -> None:
+    with server.client() as api:
+        api.post("/api/v1/users", json={"username": "pat"}).raise_for_status()
+        token = api.post("/api/v1/tokens", json={"user": "pat", "name": "t", "scopes": ["repo:write", "repo:read"]})
+        token.raise_for_status()
+        api.post("/api/v1/repos", json={"name": "for-whom"}).raise_for_status()
+    git("clone", "-q", server.remote("for-whom"), "w")
+    work = git.cwd / "w"
+    git.commit({"a.txt": "a\n"}, "first", cwd=work)
+    git("push", "-q", "-o", "requested-for=admin", server.remote("for-whom", token.json()["token"], "pat"),
+        "HEAD:refs/heads/master", cwd=work)  # fmt: skip
+    with server.client() as api:
+        event = api.get("/api/v1/repos/for-whom/events").json()[0]
+    assert (event["pusher"], event["requested_for"]) == ("pat", "pat")  # pat may not push for admin
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
 """The JobReporter of a claimed job: the server's agent API, called with the job's own token.
 
-A background thread sends heartbeats every `lease_seconds / 3`; the answer says whether the job was
-canceled. A job that is no longer this agent's (404, 409, 401/403 once its token is revoked) is canceled
-locally, and so is a job whose heartbeats have all failed for longer than its lease (whatever the
-error: the server has expired the lease by then). Calls that fail because the server is unreachable
+A background thread sends heartbeats every second (every `lease_seconds / 3` if that is shorter); the
+answer says whether the job was canceled, so a cancel reaches the running step within about a second.
+A job that is no longer this agent's (404, 409, 401/403 once its token is revoked) is canceled locally,
+and so is a job whose heartbeats have all failed for longer than its lease (whatever the error: the
+server has expired the lease by then). Calls that fail because the server is unreachable
 or answers 5xx are retried with backoff (the server may be restarting).
 """
 
@@ -32,6 +33,7 @@ from mlyard.errors import (
 )
 from mlyard.protocol import CoverageSummary, Issue, JobOutcome, JobSpec, StepSpec
 
+CANCEL_POLL_SECONDS = 1.0  # the longest a cancel waits for the next heartbeat
 logger = logging.getLogger("mlyard.agent")
 T = TypeVar("T")
 TRANSIENT = (ServerUnavailable, OperationFailed)
@@ -81,7 +83,9 @@ class HttpReporter:
     ) -> None:
         self.client = client
         self.base = agent_job_path(spec.job_id)
-        self.interval = max(spec.lease_seconds / 3, 0.2)
+        # The heartbeat also carries the cancel: every second (or lease / 3 if shorter), so a cancel reaches
+        # the running step at once, whatever the lease.
+        self.interval = max(min(spec.lease_seconds / 3, CANCEL_POLL_SECONDS), 0.2)
         self.lease_seconds = spec.lease_seconds
         self._last_beat = time.monotonic()
         self.retry_seconds = retry_seconds

@@ -68,7 +68,7 @@ def pending(session: Session, limit: int = BATCH) -> list[PendingEvent]:
             repo=row.repo,
             ref=row.ref,
             new_sha=row.new_sha,
-            pusher=row.pusher,
+            pusher=row.requested_for or row.pusher,  # the person a service user pushed for (the creator's push)
             changed_paths=tuple(row.changed_paths),
             message="\n".join(c.get("message", "") for c in row.commits),
         )

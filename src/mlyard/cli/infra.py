@@ -10,7 +10,7 @@ import typer
 from mlyard.cli import output
 from mlyard.cli.context import client
 from mlyard.errors import InvalidInput, OperationFailed
-from mlyard.protocol import SUCCESSFUL_STATES, State
+from mlyard.protocol import SUCCESSFUL_STATES
 
 if TYPE_CHECKING:
     from mlyard.client import Client
@@ -61,7 +61,8 @@ def infra_create_project(
         username = os.environ.get("GIT_USERNAME") or api.me().username
         result = create_project(api, username=username, repo_name=repo_name, env_name=env_name,
                                 demo=flag in ("true", "yes", "1"), problem_type=problem_type.strip(),
-                                say=lambda line: print(line, flush=True))
+                                say=lambda line: print(line, flush=True),
+                                requested_for=os.environ.get("BUILD_REQUESTEDFOR", ""))  # the run's requester
     if json:
         output.print_json(result)
         return
@@ -73,11 +74,15 @@ def _summary(result: dict[str, Any]) -> None:
     repo = result["repo"]
     con.print(f"repository  {repo['name']}  ({repo['clone_url']})")
     con.print(f"pipelines   {', '.join(result['pipelines'])} (folder {result['folder']})")
-    run = result.get("deploy_code_run")
-    if run:
-        con.print(f"run #1      {run['pipeline']} run {run['id']}: {run['state']}")
-        if run["state"] == State.WAITING:
-            con.print(f"            {run['message']}")
+    for run in result.get("runs") or []:
+        con.print(f"run {run['id']:<7} {run['pipeline']}: {run['state']}", markup=False, highlight=False)
+    waiting = result.get("waiting_runs") or []
+    if waiting:
+        con.print(f"{len(waiting)} run(s) wait for you: the first run of a pipeline asks to use the environment's "
+                  "resources once")  # fmt: skip
+    for entry in waiting:
+        con.print(f"  {entry['command']:<24} # {entry['pipeline']} waits for {', '.join(entry['waiting_for'])}",
+                  markup=False, highlight=False)  # fmt: skip
 
 
 def create(
@@ -133,11 +138,10 @@ def _failure(api: Client, run_id: int) -> str:
 
 
 def _created(api: Client, repo: str, env: str, demo: bool, problem_type: str) -> dict[str, Any]:
-    from mlyard.creator import PIPELINES, first_run
+    from mlyard.creator import PIPELINES, started_runs
 
     info = api.repos.get(repo)
     names = [p.name for p in api.pipelines.list(folder=repo)]
-    first = first_run(api, f"{repo}-deploy-code")
-    return {"repo": info.to_dict(), "pipelines": [n for n in (f"{repo}-{k}" for k in PIPELINES) if n in names],
-            "folder": repo, "environment": env, "demo": demo, "problem_type": problem_type,
-            "deploy_code_run": first.to_dict() if first else None}
+    made = [n for n in (f"{repo}-{k}" for k in PIPELINES) if n in names]
+    return {"repo": info.to_dict(), "pipelines": made, "folder": repo, "environment": env, "demo": demo,
+            "problem_type": problem_type, **started_runs(api, repo, made)}

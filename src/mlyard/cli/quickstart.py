@@ -1,14 +1,21 @@
 """`mlyard quickstart`: from nothing to a live endpoint in one command, with progress."""
 
+from __future__ import annotations
+
 import json as jsonlib
 import signal
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mlyard.cli import output
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def quickstart(
@@ -20,25 +27,23 @@ def quickstart(
     json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON document.")] = False,
 ) -> None:
     """Init, start the server, create the demo project, train, promote, deploy and score: all of it."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from mlyard.quickstart import STEPS, Quickstart
     from mlyard.settings import resolve_home
 
     con = output.err_console() if json else output.console()
     started = time.monotonic()
-    qs = Quickstart(home=resolve_home(home), port=port, say=lambda line: con.print(f"  [dim]{line}[/]"))
+    qs = Quickstart(home=resolve_home(home), port=port, say=lambda line: con.print(f"  {line}", style="dim",
+                                                                                   markup=False, highlight=False))
     timings: dict[str, float] = {}
+    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM stops everything it started, like Ctrl-C
     try:
-        with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=con, transient=False
-        ) as progress:
-            for method, label in STEPS:
-                task = progress.add_task(label, total=1)
-                t0 = time.monotonic()
-                getattr(qs, method)()
-                timings[method] = round(time.monotonic() - t0, 2)
-                progress.update(task, completed=1, description=f"[green]✓[/] {label}")
+        with _steps(con) as step:
+            for number, (method, label) in enumerate(STEPS, 1):
+                with step(f"[{number}/{len(STEPS)}] {label}") as done:
+                    t0 = time.monotonic()
+                    getattr(qs, method)()
+                    timings[method] = round(time.monotonic() - t0, 2)
+                    done(timings[method])
     except BaseException:
         qs.stop_server()
         raise
@@ -48,6 +53,7 @@ def quickstart(
         "model": qs.model,
         "environment": qs.env,
         "home": str(qs.home),
+        "reused": qs.reused,
         "seconds": total,
         "step_seconds": timings,
     }
@@ -58,13 +64,45 @@ def quickstart(
     if exit_after or qs.server is None:
         qs.stop_server()
         return
-    con.print("the server keeps running: press Ctrl-C to stop it")
+    con.print("the server keeps running: press Ctrl-C (or send SIGTERM) to stop it and its endpoints")
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        while True:
+            signal.pause()
     except KeyboardInterrupt:
         pass
     finally:
         qs.stop_server()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # the same way out as Ctrl-C: the `finally` blocks stop the servers
+
+
+@contextmanager
+def _steps(con: Console) -> Iterator[Callable[[str], AbstractContextManager[Callable[[float], None]]]]:
+    """One context per step: a live spinner on a terminal; otherwise a line when a step starts and one when
+    it is done (progress in a log or a pipe, each line once)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    if con.is_terminal:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=con,
+                      transient=False) as progress:  # fmt: skip
+
+            @contextmanager
+            def live(label: str) -> Iterator[Callable[[float], None]]:
+                task = progress.add_task(label, total=1)
+                yield lambda seconds: progress.update(task, completed=1, description=f"[green]✓[/] {label}")
+
+            yield live
+        return
+
+    @contextmanager
+    def plain(label: str) -> Iterator[Callable[[float], None]]:
+        con.print(f"{label} ...", markup=False, highlight=False)
+        yield lambda seconds: con.print(f"{label}: done in {seconds:.1f} s", markup=False, highlight=False)
+
+    yield plain
 
 
 def _print_summary(s: dict) -> None:
@@ -72,7 +110,9 @@ def _print_summary(s: dict) -> None:
     con.print(f"\n[bold green]mlyard is running[/] ({s['seconds']} s)")
     rows = [
         ("server", s["url"]),
-        ("web UI", f"{s['url']}/ (sign in with the token in {s['home']}/cli.json)"),
+        ("web UI", f"{s['url']}/login"),
+        ("user", s["username"]),
+        ("token", f"{s['token']} (sign in with it; also in {s['home']}/cli.json)"),
         ("home", s["home"]),
         ("project", f"{s['url']}/git/{s['model']}.git"),
         ("code", s.get("workspace")),

@@ -148,6 +148,9 @@ class PushEvent(Base):
     old_sha: Mapped[str] = mapped_column(String(64), nullable=False)
     new_sha: Mapped[str] = mapped_column(String(64), nullable=False)
     pusher: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    # Who the push was for, when a trusted service user pushed for a person (the project creator pushes
+    # the first commit for whoever ran `mlyard create`); "" otherwise. Runs it starts are requested for them.
+    requested_for: Mapped[str] = mapped_column(String(64), nullable=False, default="", server_default="")
     commits: Mapped[list[dict[str, str]]] = mapped_column(JSON, nullable=False, default=list)
     changed_paths: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)

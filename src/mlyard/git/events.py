@@ -29,20 +29,24 @@ class PushRecord:
     repo: str
     pusher: str
     updates: tuple[RefUpdate, ...]
+    options: tuple[str, ...] = ()  # the push options (`git push -o ...`), at most 8
 
 
 def parse_spool(push_id: str, text: str) -> PushRecord:
     repo = pusher = ""
     updates = []
+    options: list[str] = []
     for line in text.splitlines():
         if line.startswith("repo "):
             repo = line[5:].strip()
         elif line.startswith("pusher "):
             pusher = line[7:].strip()
+        elif line.startswith("option "):
+            options.append(line[7:].strip()[:200])
         elif line.strip():
             old, new, ref = line.split(" ", 2)
             updates.append(RefUpdate(ref=ref.strip(), old_sha=old, new_sha=new))
-    return PushRecord(push_id, repo, pusher, tuple(updates))
+    return PushRecord(push_id, repo, pusher, tuple(updates), tuple(options[:8]))
 
 
 def describe(path: Path, update: RefUpdate, default_branch: str) -> tuple[list[dict[str, str]], list[str]]:

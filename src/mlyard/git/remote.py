@@ -34,17 +34,21 @@ def _git(args: list[str], *, cwd: Path, env: dict[str, str]) -> str:
 
 
 def push_directory(
-    url: str, *, username: str, token: str, source: Path, branch: str, message: str = "Initial commit"
+    url: str, *, username: str, token: str, source: Path, branch: str, message: str = "Initial commit",
+    push_options: tuple[str, ...] = (),
 ) -> str:
     """Push `source` to `url`: its branches and tags if it is a git work tree, else one commit of its files.
 
-    Returns a short description of what was pushed. `source` itself is never modified.
+    Returns a short description of what was pushed. `source` itself is never modified. `push_options` are
+    passed as `git push -o OPTION` (mlyard's server reads `requested-for=USER`).
     """
+    options = [arg for option in push_options for arg in ("-o", option)]
     if not source.is_dir():
         raise InvalidInput(f"--from-dir {source}: not a directory")
     env = auth_env(username, token)
     if (source / ".git").exists():
-        _git(["push", "--quiet", url, "refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*"], cwd=source, env=env)
+        _git(["push", "--quiet", *options, url, "refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*"], cwd=source,
+             env=env)
         return "pushed the branches and tags of the git repository"
     with tempfile.TemporaryDirectory(prefix="mlyard-push-") as tmp:
         git_dir = Path(tmp) / "git"
@@ -58,5 +62,5 @@ def push_directory(
         _git(["init", "--quiet", f"--initial-branch={branch}"], cwd=source, env=local)
         _git(["add", "--all", "."], cwd=source, env=local)
         _git(["commit", "--quiet", "--allow-empty", "-m", message], cwd=source, env=local)
-        _git(["push", "--quiet", url, f"HEAD:refs/heads/{branch}"], cwd=source, env=local)
+        _git(["push", "--quiet", *options, url, f"HEAD:refs/heads/{branch}"], cwd=source, env=local)
     return f"pushed the files of {source} as one commit on {branch}"

@@ -114,6 +114,11 @@ class GitHttpApp:
                 "REMOTE_USER": username,
                 "REMOTE_ADDR": (scope.get("client") or ("",))[0] or "",
                 "CONTENT_TYPE": headers.get("content-type", ""),
+                # `git push -o requested-for=USER` reaches the hook (services/events.py decides whom to trust);
+                # advertised in the ref listing (a GET) as well as accepted by the push itself
+                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_KEY_0": "receive.advertisePushOptions",
+                "GIT_CONFIG_VALUE_0": "true",
             }
         )
         for header, var in (

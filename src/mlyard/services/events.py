@@ -20,9 +20,10 @@ import os
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from mlyard.db.engine import transaction
-from mlyard.db.tables import PushEvent, Repo
+from mlyard.db.tables import PushEvent, Repo, User
 from mlyard.git import events as git_events
 from mlyard.git.repos import repo_path
 from mlyard.git.smart_http import pending_pushes, spool_file
@@ -40,6 +41,7 @@ def ingest(platform: Platform, push_id: str) -> list[dict[str, Any]]:
     record = git_events.parse_spool(push_id, path.read_text(encoding="utf-8", errors="replace"))
     created: list[dict[str, Any]] = []
     with transaction(platform.sessions) as session:
+        requested_for = _requested_for(session, record)
         seen = session.scalars(select(PushEvent.id).where(PushEvent.push_id == push_id)).first()
         repo = session.scalars(select(Repo).where(Repo.name == record.repo)).first()
         if seen is None and repo is not None:
@@ -54,6 +56,7 @@ def ingest(platform: Platform, push_id: str) -> list[dict[str, Any]]:
                     old_sha=update.old_sha,
                     new_sha=update.new_sha,
                     pusher=record.pusher,
+                    requested_for=requested_for,
                     commits=commits,
                     changed_paths=paths,
                 )
@@ -70,6 +73,23 @@ def ingest(platform: Platform, push_id: str) -> list[dict[str, Any]]:
         except Exception:  # a listener's bug must not lose the push
             log.exception("push listener failed for push %s", push_id)
     return created
+
+
+def _requested_for(session: Session, record: git_events.PushRecord) -> str:
+    """The person a push was for: `git push -o requested-for=USER`, trusted only from the project creator's
+    service user (it pushes a new project's first commit for whoever ran `mlyard create`) and administrators,
+    for a user that exists; "" otherwise (the runs it starts are then requested for the pusher)."""
+    from mlyard.services.infrastructure import CREATOR_USER
+
+    wanted = [o.split("=", 1)[1].strip() for o in record.options if o.startswith("requested-for=")]
+    if not wanted or not wanted[-1] or wanted[-1] == record.pusher:
+        return ""
+    pusher = session.scalars(select(User).where(User.username == record.pusher)).first()
+    if pusher is None or not (pusher.is_admin or pusher.username == CREATOR_USER):
+        log.info("push %s: %s may not push for %s; ignored", record.push_id, record.pusher, wanted[-1])
+        return ""
+    exists = session.scalars(select(User.id).where(User.username == wanted[-1])).first() is not None
+    return wanted[-1] if exists else ""
 
 
 def recover(platform: Platform) -> int:
@@ -99,6 +119,7 @@ def event_dict(row: PushEvent) -> dict[str, Any]:
         "old_sha": row.old_sha,
         "new_sha": row.new_sha,
         "pusher": row.pusher,
+        "requested_for": row.requested_for or row.pusher,
         "commits": row.commits,
         "changed_paths": row.changed_paths,
         "created_at": row.created_at.isoformat(),
