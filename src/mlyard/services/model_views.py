@@ -151,8 +151,8 @@ def list_models(platform: Platform, env: str) -> list[ModelSummary]:
     if db == _NO_STORE:
         return []
     if db is not None:
-        with contextlib.suppress(_Unrecognised), _connect(db) as conn:
-            return _sqlite_models(conn)
+        with contextlib.suppress(_Unrecognised):
+            return _sqlite_models_of(db)
     return [ModelSummary(name=m["name"], latest_version=m.get("latest_version"), version_count=m["version_count"],
                          production=m.get("production"), staging=m.get("staging"), updated=m.get("updated"))
             for m in models.list_models(platform, env)[:MAX_MODELS]]  # fmt: skip
@@ -266,6 +266,11 @@ def _stage_of(version: int, aliases: dict[str, int], legacy: str | None) -> str:
         if aliases.get(alias) == version:
             return stage
     return "Archived" if legacy == "Archived" else "None"
+
+
+def _sqlite_models_of(db: Path) -> list[ModelSummary]:
+    with _connect(db) as conn:
+        return _sqlite_models(conn)
 
 
 def _sqlite_models(conn: sqlite3.Connection) -> list[ModelSummary]:

@@ -19,17 +19,17 @@ MAX_MARKDOWN = 256 * 1024
 
 def render(text: str, *, repo: str, rev: str, folder: str) -> Markup:
     """Safe HTML of `text` (a README in `folder` of `repo` at `rev`); text beyond MAX_MARKDOWN is left out."""
-    md = MarkdownIt("commonmark", {"html": False}, renderer_cls=RendererHTML).enable("table")
-    renderer = RendererHTML(md)
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
 
-    def link(tokens: list[Token], idx: int, options: Any, env: Any) -> str:
+    # markdown-it binds a render rule to its renderer: `renderer` is that RendererHTML
+    def link(renderer: RendererHTML, tokens: list[Token], idx: int, options: Any, env: Any) -> str:
         token = tokens[idx]
         href = token.attrGet("href")
         if isinstance(href, str):
             token.attrSet("href", _inside(href, repo=repo, rev=rev, folder=folder, view="blob"))
         return renderer.renderToken(tokens, idx, options, env)
 
-    def image(tokens: list[Token], idx: int, options: Any, env: Any) -> str:
+    def image(renderer: RendererHTML, tokens: list[Token], idx: int, options: Any, env: Any) -> str:
         token = tokens[idx]
         src = token.attrGet("src")
         if isinstance(src, str):
