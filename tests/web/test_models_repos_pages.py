@@ -55,7 +55,8 @@ def registered(server: Server) -> Registered:
 @pytest.fixture(scope="module")
 def model(server: Server, registered: Registered) -> str:
     tags = {2: {"run_url": f"{server.url}/mlyard/_build/results?buildId=5", "test_status": "passed",
-                "note": "<script>alert('tag')</script>"}}  # fmt: skip
+                "note": "<script>alert('tag')</script>",
+                "deploy_run_url": f"{server.url}/mlyard/_build/results?buildId=6"}}  # fmt: skip
     register(registered, MODEL, tags=tags)
     stage(server, MODEL, 1, "Production")
     stage(server, MODEL, 2, "Production")
@@ -83,6 +84,7 @@ def test_the_model_pages_show_versions_stages_and_lineage(server: Server, model:
         assert "&lt;script&gt;alert(&#39;tag&#39;)&lt;/script&gt;" in version.text and "<script>" not in version.text
         assert "pattern-1" in version.text and "accuracy" in version.text  # parameters and metrics of its run
         assert re.search(r"Promoted</td>\s*<td>.*by admin", version.text)
+        assert re.search(r'Deployed</td><td>pipeline run <a href="/runs/6">', version.text)  # model CD's run
 
 
 def test_two_versions_side_by_side(server: Server, model: str) -> None:

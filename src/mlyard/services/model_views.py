@@ -83,8 +83,17 @@ class VersionView:
     @property
     def ci_run(self) -> int | None:
         """The pipeline run that tested (and promoted) this version: model CI tags it with its `run_url`."""
-        found = _BUILD_ID.search(self.tags.get("run_url", ""))
-        return int(found.group(1)) if found else None
+        return _run_id(self.tags.get("run_url", ""))
+
+    @property
+    def deploy_run(self) -> int | None:
+        """The pipeline run that last deployed this version: model CD tags it with its `deploy_run_url`."""
+        return _run_id(self.tags.get("deploy_run_url", ""))
+
+
+def _run_id(url: str) -> int | None:
+    found = _BUILD_ID.search(url)
+    return int(found.group(1)) if found else None
 
 
 @dataclass(frozen=True)
