@@ -10,7 +10,7 @@ import pytest
 from mlyard.errors import InvalidInput, NotFound
 from mlyard.services.repo_browse import MAX_PATH, check_path
 from mlyard.web import markdown
-from mlyard.web.slow import MAX_ENTRIES, Slow
+from mlyard.web.slow import MAX_ENTRIES, MAX_RUNNING, Busy, Slow
 
 
 def test_markdown_escapes_html_and_drops_script_links() -> None:
@@ -91,3 +91,12 @@ def test_slow_reads_keep_a_bounded_number_of_results() -> None:
         while not slow.get(key, lambda: None)[0]:
             time.sleep(0.001)
     assert len(slow._entries) <= MAX_ENTRIES
+
+
+def test_slow_reads_running_at_once_are_bounded() -> None:
+    slow, release = Slow(ttl=60), threading.Event()
+    for key in range(MAX_RUNNING):
+        assert slow.get(key, lambda: release.wait(10))[0] is False
+    with pytest.raises(Busy, match="reload this page"):
+        slow.get("one more", lambda: None)
+    release.set()

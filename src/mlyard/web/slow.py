@@ -3,7 +3,8 @@ reloads itself (the pages have no JavaScript), and shows the result once the bac
 
 Used where a page may wait seconds: a remote MLflow registry's first use, a deployment's drift report
 (which reads its inference table and downloads its baseline profile). Results are kept for `ttl`
-seconds; at most MAX_ENTRIES are kept, the oldest finished ones are dropped first.
+seconds; at most MAX_ENTRIES are kept, the oldest finished ones are dropped first, and at most MAX_RUNNING
+run at once.
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ from typing import Any
 from mlyard.errors import MlyardError, OperationFailed
 
 MAX_ENTRIES = 64
+MAX_RUNNING = 4  # slow reads running at once; more are refused (the machine also runs pipelines)
+
+
+class Busy(MlyardError):
+    """Too many slow reads are running: the page says so instead of starting another thread."""
+
+    http_status = 503
 
 
 @dataclass
@@ -43,6 +51,10 @@ class Slow:
             if entry is not None and entry.done and now - entry.finished > self.ttl:
                 entry = None
             if entry is None:
+                running = sum(not e.done for e in self._entries.values())
+                if running >= MAX_RUNNING:
+                    raise Busy(f"{running} slow pages are being prepared for other requests: reload this page in a "
+                               "few seconds")  # fmt: skip
                 self._trim()
                 entry = self._entries[key] = _Entry(started=now)
                 threading.Thread(target=self._run, args=(entry, work), name="mlyard-web-slow", daemon=True).start()
