@@ -3,8 +3,12 @@ by the test process straight into the environment's store (as a workspace job wo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from tests.ci.helpers import make_repo
 from tests.conftest import Server, make_git
@@ -81,3 +85,12 @@ def make_browse_repo(server: Server, tmp: Path, name: str) -> dict[str, str]:
     feature = git.commit({"feature.txt": "only on the branch\n"}, "feature work", cwd=work)
     git("push", "-q", "origin", "feature/x", cwd=work)
     return {"second": second, "feature": feature}
+
+
+@contextmanager
+def signed_in(server: Server, token: str | None = None) -> Iterator[httpx.Client]:
+    """An HTTP client signed in to the web UI, as a browser is (the cookie), following no redirect."""
+    with httpx.Client(base_url=server.url, timeout=60, follow_redirects=False) as web:
+        answer = web.post("/login", data={"token": token or server.token, "next": "/"})
+        assert answer.status_code == 303, answer.text
+        yield web

@@ -15,8 +15,7 @@ import pytest
 
 from mlyard.monitoring.profile import log_profile, profile_frame
 from tests.conftest import Server
-from tests.web.helpers import log_in_env, register
-from tests.web.test_models_repos_pages import signed_in
+from tests.web.helpers import log_in_env, register, signed_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]  # a deployment: a scoring server loads the model
 MODEL = "web-served"

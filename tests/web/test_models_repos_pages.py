@@ -4,8 +4,6 @@ button's form token and scope, and paths in URLs treated as data (no `..`, bound
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -14,20 +12,12 @@ import pytest
 
 from tests.conftest import Server
 from tests.foundation.test_auth import make_token
-from tests.web.helpers import BIG, Registered, log_in_env, make_browse_repo, register
+from tests.web.helpers import BIG, Registered, log_in_env, make_browse_repo, register, signed_in
 
 pytestmark = pytest.mark.slow
 
 MODEL = "web-pages"
 REPO = "web-browse"
-
-
-@contextmanager
-def signed_in(server: Server, token: str | None = None) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=60, follow_redirects=False) as web:
-        answer = web.post("/login", data={"token": token or server.token, "next": "/"})
-        assert answer.status_code == 303, answer.text
-        yield web
 
 
 def form_token(html: str) -> str:
@@ -118,7 +108,7 @@ def test_rollback_needs_the_form_token_and_the_scope(server: Server, registered:
     name = register(registered, f"{MODEL}-rollback", 2)
     stage(server, name, 1, "Production")
     stage(server, name, 2, "Production")
-    reader = make_token(server, "repo:read", name="web-reader")
+    reader = make_token(server, "repo:read", name="web-models-reader")
     with signed_in(server, reader) as web:
         csrf = form_token(web.get(f"/models/dev/{name}").text)
         answer = web.post(f"/models/dev/{name}/rollback", data={"csrf": csrf})

@@ -136,10 +136,6 @@ class ModelDetail:
     def production(self) -> int | None:
         return self.aliases.get("production")
 
-    @property
-    def can_roll_back(self) -> bool:
-        return rollback_target(self.history, self.production) is not None
-
     def version(self, number: int) -> VersionView:
         for found in self.versions:
             if found.version == number:
