@@ -43,8 +43,8 @@ class Slow:
         self._entries: dict[Hashable, _Entry] = {}
 
     def get(self, key: Hashable, work: Callable[[], Any]) -> tuple[bool, Any]:
-        """(True, value) when `work`'s result for `key` is there (its MlyardError is raised), else (False, seconds
-        since it started) after starting it in a thread if it is not running."""
+        """(True, value) when `work`'s result for `key` is there, else (False, seconds since it started) after
+        starting it in a thread if it is not running. A failure is raised (its MlyardError) once, then forgotten."""
         now = time.monotonic()
         with self._lock:
             entry = self._entries.get(key)
@@ -60,8 +60,9 @@ class Slow:
                 threading.Thread(target=self._run, args=(entry, work), name="mlyard-web-slow", daemon=True).start()
             if not entry.done:
                 return False, now - entry.started
-        if entry.error is not None:
-            raise entry.error
+            if entry.error is not None:  # shown once: the next request tries again
+                del self._entries[key]
+                raise entry.error
         return True, entry.value
 
     def drop(self, key: Hashable) -> None:
