@@ -189,9 +189,10 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
     _install_docs(api, platform)
     api.mount("/databricks", databricks_routes.create_app(platform))  # Databricks' API per environment
     api.mount("/mlflow", mlflow_servers)
-    api.include_router(web_pages.router)
+    # before the other pages: their router may end with a catch-all (the 404 page)
     api.include_router(web_models.router)  # models, deployments, monitoring
     api.include_router(web_repos.router)  # the file browser
+    api.include_router(web_pages.router)
 
     @api.get("/health", tags=["health"])
     def health() -> dict[str, Any]:
