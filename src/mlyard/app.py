@@ -42,7 +42,9 @@ from mlyard.services.bootstrap import is_initialised
 from mlyard.services.jobs import JOB_TOKEN_PREFIX, job_repo_access
 from mlyard.services.platform import Platform, open_platform
 from mlyard.settings import Settings
+from mlyard.web import models_pages as web_models
 from mlyard.web import pages as web_pages
+from mlyard.web import repos_pages as web_repos
 
 log = logging.getLogger("mlyard")
 
@@ -187,6 +189,9 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
     _install_docs(api, platform)
     api.mount("/databricks", databricks_routes.create_app(platform))  # Databricks' API per environment
     api.mount("/mlflow", mlflow_servers)
+    # before the other pages: their router may end with a catch-all (the 404 page)
+    api.include_router(web_models.router)  # models, deployments, monitoring
+    api.include_router(web_repos.router)  # the file browser
     api.include_router(web_pages.router)
 
     @api.get("/health", tags=["health"])

@@ -168,6 +168,7 @@ def test_the_demo_flow_on_remote_agents_only(remote_only: Server, git: Git, slac
     cd = permitted(server, run(server, f"{MODEL}-deploy-model")["id"])
     assert cd["state"] == "succeeded", logs(server, cd["id"])
     scoring_uri = versions(server)["1"]["tags"]["scoring_uri"]
+    assert versions(server)["1"]["tags"]["deploy_run_url"] == f"{server.url}/mlyard/_build/results?buildId={cd['id']}"
     sample = json.loads(laptop(server, work, "-c", SAMPLE))
     answer = httpx.post(scoring_uri, json=sample, timeout=60)
     assert answer.status_code == 200, answer.text

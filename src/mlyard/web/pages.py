@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from mlyard.errors import AuthenticationError, MlyardError, NotFound, PermissionDenied
 from mlyard.pipelines.predefined import TEAM_PROJECT
 from mlyard.protocol import FINAL_STATES, State
-from mlyard.services import deployments, environments, models, pipelines, repos, run_logs, runs
+from mlyard.services import pipelines, repos, run_logs, runs
 from mlyard.services.auth import Principal, authenticate
 from mlyard.services.platform import Platform
 
@@ -227,33 +227,6 @@ def _repos(request: Request, platform: Platform) -> dict[str, Any]:
     return {"template": "repos.html", "repos": repos.list_repos(platform)}
 
 
-def _repo(request: Request, platform: Platform, name: str) -> dict[str, Any]:
-    return {
-        "template": "repo.html",
-        "repo": repos.show_repo(platform, name),
-        "pipelines": pipelines.list_pipelines(platform, repo=name),
-    }
-
-
-def _models(request: Request, platform: Platform) -> dict[str, Any]:
-    envs = environments.list_environments(platform)
-    env = request.query_params.get("env") or (envs[0]["name"] if envs else "dev")
-    environments.get_environment(platform, env)  # 404 for an unknown environment
-    registry_error = ""
-    try:
-        found = models.list_models(platform, env)
-    except MlyardError as exc:  # an unreachable remote MLflow must not hide the deployments
-        found, registry_error = [], exc.message
-    return {
-        "template": "models.html",
-        "environments": envs,
-        "env": env,
-        "models": found,
-        "registry_error": registry_error,
-        "deployments": deployments.list_deployments(platform, env=env),
-    }
-
-
 def run_link(request: Request, project: str) -> Response:
     """`$(System.CollectionUri)$(System.TeamProject)/_build/results?buildId=$(Build.BuildId)`, Azure DevOps'
     link to a run, goes to the run's page (which asks to sign in, and says when the run does not exist)."""
@@ -348,6 +321,4 @@ router.add_api_route("/", page(_home), methods=["GET"], response_class=HTMLRespo
 router.add_api_route("/pipelines/{name}", page(_pipeline), methods=["GET"], response_class=HTMLResponse)
 router.add_api_route("/runs/{run_id}", page(_run), methods=["GET"], response_class=HTMLResponse)
 router.add_api_route("/repos", page(_repos), methods=["GET"], response_class=HTMLResponse)
-router.add_api_route("/repos/{name}", page(_repo), methods=["GET"], response_class=HTMLResponse)
-router.add_api_route("/models", page(_models), methods=["GET"], response_class=HTMLResponse)
 router.add_api_route("/{project}/_build/results", run_link, methods=["GET"])
