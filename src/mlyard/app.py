@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from mlyard import __version__
 from mlyard.api import PREFIX as API_PREFIX
@@ -188,6 +188,16 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
     api.mount("/databricks", databricks_routes.create_app(platform))  # Databricks' API per environment
     api.mount("/mlflow", mlflow_servers)
     api.include_router(web_pages.router)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        """An unknown path: the API's JSON error under /api (and the other machine paths), a page elsewhere."""
+        if request.url.path.startswith(("/api/", "/git/", "/mlflow", "/databricks", "/health")):
+            detail = getattr(exc, "detail", "Not Found")
+            message = "no such API route; see /docs for the API" if detail == "Not Found" else str(detail)
+            return api_errors.error_response(404, message)
+        return await web_pages.not_found(request)
+
+    api.add_exception_handler(404, not_found)
 
     @api.get("/health", tags=["health"])
     def health() -> dict[str, Any]:
