@@ -145,7 +145,8 @@ def action(handler: Callable[..., str]) -> Callable[[Request], Any]:
 def _error_page(exc: MlyardError, principal: Principal | None) -> HTMLResponse:
     """An expected error as a page with its HTTP status (the API's error body, for people)."""
     status = int(getattr(exc, "http_status", 500))
-    titles: dict[type[MlyardError], str] = {NotFound: "Not found", PermissionDenied: "Not allowed"}
+    titles: dict[type[MlyardError], str] = {NotFound: "Not found", PermissionDenied: "Not allowed",
+                                            InvalidInput: "Invalid input"}  # fmt: skip
     title = titles.get(type(exc), "Something went wrong")
     return _render("error.html", status, title=title, message=exc.message, status=status,
                    user=principal.username if principal else "")  # fmt: skip
@@ -278,6 +279,7 @@ class RunFilters:
     reason: str = ""
     requested_for: str = ""
     before: int | None = None
+    per_page: int = RUNS_PER_PAGE
 
     @classmethod
     def of(cls, request: Request) -> RunFilters:
@@ -297,14 +299,18 @@ class RunFilters:
         before = text("before")
         if before and (not before.isdigit() or len(before) > 18):
             raise InvalidInput(f"before={before!r}: expected a run id")
+        per_page = text("per_page") or str(RUNS_PER_PAGE)
+        if not per_page.isdigit() or not 1 <= int(per_page) <= runs.MAX_PAGE:
+            raise InvalidInput(f"per_page={per_page!r}: expected a number of runs from 1 to {runs.MAX_PAGE}")
         return cls(text("pipeline"), text("branch"), state, reason, text("requested_for"),
-                   int(before) if before else None)  # fmt: skip
+                   int(before) if before else None, int(per_page))  # fmt: skip
 
     def query(self, **changes: Any) -> str:
         """The query string of these filters with `changes` (a page link, a filter removed)."""
         values = {
             "pipeline": self.pipeline, "branch": self.branch, "state": self.state, "reason": self.reason,
             "requested_for": self.requested_for, "before": self.before,
+            "per_page": self.per_page if self.per_page != RUNS_PER_PAGE else None,
         }  # fmt: skip
         values.update(changes)
         return urlencode({k: v for k, v in values.items() if v not in (None, "")})
@@ -319,7 +325,7 @@ def _runs(request: Request, platform: Platform) -> dict[str, Any]:
     found, more = runs.search_runs(
         platform, pipeline=filters.pipeline or None, branch=filters.branch or None, state=filters.state or None,
         reason=filters.reason or None, requested_for=filters.requested_for or None, before=filters.before,
-        limit=RUNS_PER_PAGE,
+        limit=filters.per_page,
     )  # fmt: skip
     return {
         "template": "runs.html",

@@ -29,6 +29,8 @@ MAX_SUMMARY_ERRORS = 10  # error lines shown per failing step
 MAX_CURSORS = 400  # sections a live stream follows
 
 _KIND = re.compile(r"^##\[(error|warning|section|command|group|endgroup|debug)\]")
+_COMMAND = "[command]"  # how a script step shows the command it runs (kept in the text, shown as a command)
+COMMAND_OUTPUT = "Starting Command Output"  # the line a script step writes before the script's own output
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,8 @@ def parse(text: str, first: int = 1) -> list[Line]:
         match = _KIND.match(body)
         if match:
             kind, body = match.group(1), body[match.end() :]
+        elif body.startswith(_COMMAND):
+            kind = "command"
         if len(body) > MAX_LINE_CHARS:
             body = body[:MAX_LINE_CHARS] + f" … ({len(body) - MAX_LINE_CHARS} more characters)"
         lines.append(Line(number, at, body, kind))
@@ -151,9 +155,11 @@ def _failures(jobs: tuple[JobLog, ...]) -> tuple[Failure, ...]:
         for section in failed_steps:
             errors = [line for line in section.lines if line.kind == "error"]
             first = errors[0].number if errors else (section.lines[-1].number + 1 if section.lines else 0)
+            output = [line.number for line in section.lines if line.number < first and COMMAND_OUTPUT in line.text]
+            start = output[-1] if output else 0  # a script's output, not the script's text before it
             before = [
                 line for line in section.lines
-                if line.number < first and line.kind not in ("section", "command", "group", "endgroup", "debug")
+                if start < line.number < first and line.kind not in ("section", "command", "group", "endgroup", "debug")
             ][-MAX_SUMMARY_LINES:]  # fmt: skip
             step = section.step
             issues = "" if errors or step is None else "; ".join(str(i.get("message", "")) for i in step.issues)
