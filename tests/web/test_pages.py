@@ -118,6 +118,9 @@ def test_run_page_escapes_html_masks_secrets_and_links_steps(server: Server, dem
         assert page.headers["x-frame-options"] == "DENY"
         greet = page.text.split('<span class="title">greet</span>')[1].split("</details>")[0]
         assert "password is ***" in greet and "Checkout self" not in greet
+        assert "open>" not in page.text.split('<span class="title">greet</span>')[0].rsplit("<details", 1)[1]
+        linked = web.get(f"/runs/{demo_run}", params={"step": "greet"}).text  # an older link to a step: open it
+        assert "open>" in linked.split('<span class="title">greet</span>')[0].rsplit("<details", 1)[1]
 
 
 def test_home_pipeline_and_repo_pages_list_what_exists(server: Server, demo_run: int) -> None:

@@ -412,14 +412,38 @@ def _pipeline(request: Request, platform: Platform, name: str) -> dict[str, Any]
     }
 
 
+@dataclass(frozen=True)
+class ArtifactRow:
+    name: str
+    size: int
+    created_at: str
+
+
+@dataclass(frozen=True)
+class FailedTest:
+    classname: str
+    name: str
+    message: str
+
+
+MAX_FAILED_TESTS = 50  # failing tests listed on a run page (`mlyard runs tests ID` has them all)
+
+
 def _run(request: Request, platform: Platform, run_id: str) -> dict[str, Any]:
     doc = runs.show_run(platform, _run_id(run_id))
     log = runlog.build(platform, doc)
     pending = any(job.approval == "pending" for stage in doc.stages for job in stage.jobs)
     final = doc.state in FINAL_STATES
+    found = jobs.list_artifacts(platform, doc.id) if doc.artifacts else []
+    artifacts = [ArtifactRow(str(a["name"]), int(a["size"] or 0), str(a["created_at"])) for a in found]
+    failures = (doc.tests.failures if doc.tests else [])[:MAX_FAILED_TESTS]
+    failed_tests = [FailedTest(str(f.get("classname", "")), str(f.get("name", "")), str(f.get("message", "")))
+                    for f in failures]  # fmt: skip
+    step = request.query_params.get("step")  # an older link to one step's log: open that step
+    opened = {sec.sid for job in log.jobs for sec in job.sections
+              if step and sec.step is not None and step in (sec.step.key, sec.step.name, sec.title)}  # fmt: skip
     return {"template": "run.html", "run": doc, "log": log, "final": final, "pending_approval": pending,
-            "artifacts": jobs.list_artifacts(platform, doc.id) if doc.artifacts else [],
-            "failed_tests": (doc.tests.failures if doc.tests else [])[:50],
+            "artifacts": artifacts, "failed_tests": failed_tests, "opened": opened,
             "stage_node": runlog.stage_node, "job_node": runlog.job_node,
             "live": not final,
             # without scripts a page refreshes itself, but not a waiting one (that would wipe a comment being typed)
