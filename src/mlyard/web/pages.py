@@ -504,7 +504,8 @@ async def _live_events(request: Request, run_id: int, cursors: dict[str, int]) -
             yield chunk
         now = await asyncio.to_thread(runlog.nodes, platform, doc)
         if now != last_nodes:
-            yield runlog.event("state", {"run": str(doc.state), "nodes": now})
+            yield runlog.event("state", {"run": str(doc.state), "nodes": now,
+                                         "duration": runlog.duration(doc.duration_seconds)})  # fmt: skip
             last_nodes = now
         pending = any(job.approval == "pending" for stage in doc.stages for job in stage.jobs)
         current = (str(doc.state), str(doc.waiting_for), pending)

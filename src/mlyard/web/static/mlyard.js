@@ -93,7 +93,8 @@
     });
     box.appendChild(fragment);
     var details = box.closest("details");
-    if (details && !details.dataset.touched) { details.open = true; }
+    var head = details ? details.querySelector("summary .state") : null;
+    if (details && !details.dataset.touched && head && head.dataset.state === "running") { details.open = true; }
     if (atBottom && details && details.open) { window.scrollTo(0, document.body.scrollHeight); }
   }
 
@@ -116,9 +117,19 @@
     var source = new EventSource(run.dataset.live + "?at=" + encodeURIComponent(cursors.join(",")));
     function reload(message, delay) {
       source.close();
+      // Never a reload loop: past 8 reloads of this run's page in a minute, stop and say so.
+      var key = "mlyard-reloads-" + run.dataset.run, now = Date.now(), recent = [];
+      try { recent = JSON.parse(sessionStorage.getItem(key) || "[]"); } catch (e) { recent = []; }
+      recent = recent.filter(function (t) { return now - t < 60000; });
+      if (recent.length >= 8) {
+        if (status) { status.textContent = "live updates paused: reload the page to see the run's progress"; }
+        return;
+      }
+      recent.push(now);
+      try { sessionStorage.setItem(key, JSON.stringify(recent)); } catch (e) { /* private mode: no guard */ }
       if (status) { status.textContent = message; }
       busy();
-      setTimeout(function () { location.reload(); }, delay);
+      setTimeout(function () { location.reload(); }, Math.max(delay, 200));
     }
     source.addEventListener("open", function () { if (status) { status.textContent = "● live"; } });
     source.addEventListener("lines", function (event) {
@@ -130,12 +141,18 @@
       Object.keys(data.nodes).forEach(function (id) {
         var value = data.nodes[id];
         document.querySelectorAll('[data-node="' + id + '"]').forEach(function (holder) {
+          var before = holder.querySelector(".state") ? holder.querySelector(".state").dataset.state : "";
           setState(holder, value[0], value[1]);
           var details = holder.closest("details.step");
-          if (details && value[0] === "running" && !details.dataset.touched) { details.open = true; }
+          if (!details || details.dataset.touched) { return; }
+          if (value[0] === "running" || value[0] === "failed") { details.open = true; }
+          // a step that was followed open closes when it succeeds, as the next one opens
+          if (before === "running" && /^(succeeded|skipped)$/.test(value[0])) { details.open = false; }
         });
       });
       document.querySelectorAll('[data-node="run"]').forEach(function (h) { setState(h, data.run); });
+      var took = document.querySelector('[data-node="run-duration"]');
+      if (took && data.duration) { took.textContent = data.duration; }
     });
     source.addEventListener("end", function () { reload("run finished: loading its results…", 100); });
     source.addEventListener("reload", function () { reload("updating the page…", 300); });
