@@ -313,6 +313,12 @@ def test_unknown_web_paths_are_html_404_pages_and_api_paths_keep_json(server: Se
         api = web.get("/api/v1/no-such-route")
         assert api.status_code == 404 and api.headers["content-type"].startswith("application/json")
         assert api.json()["ok"] is False and api.json()["status"] == 404
+        button = web.get("/runs/1/cancel")  # a button's address opened as a link
+        assert button.status_code == 405 and "use the button" in button.text
+        assert button.headers["content-type"].startswith("text/html")
+        wrong_method = web.delete("/api/v1/me")
+        assert wrong_method.status_code == 405 and wrong_method.json()["status"] == 405
+        assert '<a href="/runs" aria-current="page">Runs</a>' in web.get("/runs").text
     with browser(server) as anonymous:
         assert anonymous.get("/deployments").status_code == 404  # no page, signed in or not
 

@@ -109,7 +109,7 @@ def page(handler: Callable[..., dict[str, Any]]) -> Callable[[Request], Any]:
         except MlyardError as exc:
             return _error_page(exc, principal)
         csrf = _csrf(_platform(request), request.cookies.get(COOKIE, ""))
-        return _render(context.pop("template"), user=principal.username, csrf=csrf, **context)
+        return _render(context.pop("template"), user=principal.username, csrf=csrf, here=request.url.path, **context)
 
     endpoint.__name__ = endpoint.__qualname__ = handler.__name__.lstrip("_") + "_page"
     return endpoint
@@ -210,15 +210,21 @@ def script() -> FileResponse:
     return FileResponse(js, media_type="text/javascript", headers={"Cache-Control": "max-age=3600"})
 
 
-async def not_found(request: Request) -> HTMLResponse:
-    """The page for a web path the server does not have (the API's paths keep their JSON error)."""
+async def not_found(request: Request, status: int = 404) -> HTMLResponse:
+    """The page for a web path the server does not have, or a method it does not take there (a link to
+    a button's address); the API's paths keep their JSON error."""
     user = ""
     try:
         user = (await asyncio.to_thread(_principal, request)).username
     except (_SignIn, MlyardError):
         user = ""
-    message = f"there is no page {request.url.path}: see the pipelines, runs, repositories and models above"
-    return _render("error.html", 404, title="Not found", message=message, status=404, user=user)
+    if status == 405:
+        title = "Not a page"
+        message = f"{request.url.path} is a button's address ({request.method} is not taken there): use the button"
+    else:
+        title, status = "Not found", 404
+        message = f"there is no page {request.url.path}: see the pipelines, runs, repositories and models above"
+    return _render("error.html", status, title=title, message=message, status=status, user=user)
 
 
 # -- pages ------------------------------------------------------------------------------------------
