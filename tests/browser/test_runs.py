@@ -183,3 +183,22 @@ steps:
     expect(summary).to_contain_text("exited with code")
     summary.get_by_role("link", name=re.compile("train")).click()  # to the failing step, open at the top
     expect(page.locator("details.step[open] .title", has_text="train")).to_be_visible()
+
+
+def test_runs_list_filters_with_the_keyboard(page: Page, server: Server, git: Git) -> None:
+    failing = pipeline(server, git, "br-list-fail", "trigger: none\nsteps:\n- script: exit 1\n")
+    passing = pipeline(server, git, "br-list-pass", "trigger: none\nsteps:\n- script: echo ok\n")
+    bad, good = (wait_state(server, run(server, name)["id"])["id"] for name in (failing, passing))
+    page.goto(f"{server.url}/runs")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.get_by_label("State").select_option("failed")
+    page.get_by_label("State").press("Tab")  # on to Reason, Requested by, then the Filter button
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Filter")).to_be_focused()
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*/runs\?.*state=failed"))
+    expect(page.get_by_role("link", name=f"#{bad}", exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name=f"#{good}", exact=True)).to_have_count(0)
+    expect(page.get_by_role("link", name="Clear filters")).to_be_visible()
