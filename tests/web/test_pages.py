@@ -391,7 +391,9 @@ def test_live_events_send_each_new_line_once_then_end(server: Server, git: Git) 
         followed = re.findall(r'id="(s[0-9a-f]{12})" data-cursor="(\d+)"', page)
         cursors = ",".join(f"{sid}.{offset}" for sid, offset in followed)
         stream = ""
-        with web.stream("GET", f"/runs/{run_id}/live", params={"at": cursors}) as answer:
+        banner = re.search(r'data-banner="([0-9a-f]+)"', page)
+        assert banner
+        with web.stream("GET", f"/runs/{run_id}/live", params={"at": cursors, "b": banner.group(1)}) as answer:
             assert answer.headers["content-type"].startswith("text/event-stream")
             for chunk in answer.iter_text():
                 stream += chunk

@@ -121,3 +121,16 @@ def test_pipelines_tree_has_the_root_folder_first_then_nested_folders() -> None:
     rows = [(r.depth, r.label, r.path) for r in folder_rows(found)]
     assert rows == [(0, "top", "/"), (0, "team/", "/team"), (1, "a", "/team"), (1, "app/", "/team/app"),
                     (2, "b", "/team/app"), (1, "c", "/team")]  # fmt: skip
+
+
+def test_the_page_reloads_for_a_new_banner_not_for_a_new_state() -> None:
+    from mlyard.views import RunView, StageView
+
+    def key(state: State, waiting: list[str] | None = None, approval: str | None = None) -> str:
+        stage = StageView(name="s", jobs=[JobView(name="j", approval=approval)])
+        return runlog.banner(RunView(state=state, waiting_for=waiting or [], stages=[stage]))
+
+    assert key(State.QUEUED) == key(State.RUNNING) == key(State.NOT_STARTED)
+    assert key(State.WAITING, ["environment:test"]) != key(State.RUNNING)
+    assert key(State.WAITING, ["environment:test"]) != key(State.WAITING, ["connection:c", "environment:test"])
+    assert key(State.RUNNING, approval="pending") != key(State.RUNNING)

@@ -450,7 +450,7 @@ def _run(request: Request, platform: Platform, run_id: str) -> dict[str, Any]:
               if step and sec.step is not None and step in (sec.step.key, sec.step.name, sec.title)}  # fmt: skip
     return {"template": "run.html", "run": doc, "log": log, "final": final, "pending_approval": pending,
             "artifacts": artifacts, "failed_tests": failed_tests, "opened": opened,
-            "stage_node": runlog.stage_node, "job_node": runlog.job_node,
+            "stage_node": runlog.stage_node, "job_node": runlog.job_node, "banner": runlog.banner(doc),
             "live": not final,
             # without scripts a page refreshes itself, but not a waiting one (that would wipe a comment being typed)
             "refresh": 5 if not final and doc.state != State.WAITING else None}  # fmt: skip
@@ -472,27 +472,28 @@ async def live(request: Request) -> Response:
     except MlyardError as exc:
         return Response(exc.message, status_code=int(getattr(exc, "http_status", 500)), headers=_HEADERS)
     cursors = runlog.parse_cursors(request.query_params.get("at", ""))
+    shown = request.query_params.get("b", "")[:10]
     headers = dict(_HEADERS, **{"X-Accel-Buffering": "no"})
-    return StreamingResponse(_live(request, run_id, cursors), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(_live(request, run_id, cursors, shown), media_type="text/event-stream", headers=headers)
 
 
 _live_streams = 0
 
 
-async def _live(request: Request, run_id: int, cursors: dict[str, int]) -> AsyncIterator[str]:
+async def _live(request: Request, run_id: int, cursors: dict[str, int], shown: str) -> AsyncIterator[str]:
     global _live_streams
     if _live_streams >= MAX_LIVE_STREAMS:
         yield runlog.event("busy", {"retry": 5})
         return
     _live_streams += 1
     try:
-        async for chunk in _live_events(request, run_id, cursors):
+        async for chunk in _live_events(request, run_id, cursors, shown):
             yield chunk
     finally:
         _live_streams -= 1
 
 
-async def _live_events(request: Request, run_id: int, cursors: dict[str, int]) -> AsyncIterator[str]:
+async def _live_events(request: Request, run_id: int, cursors: dict[str, int], shown: str) -> AsyncIterator[str]:
     platform = _platform(request)
     follower = await asyncio.to_thread(runlog.Follower.start, platform, run_id, cursors)
     if follower is None:
@@ -500,7 +501,6 @@ async def _live_events(request: Request, run_id: int, cursors: dict[str, int]) -
         return
     started, sent = time.monotonic(), 0
     last_nodes: dict[str, list[str]] = {}
-    banner: tuple[Any, ...] | None = None
     yield "retry: 5000\n\n"
     while True:
         doc = await asyncio.to_thread(runs.show_run, platform, run_id)
@@ -513,15 +513,12 @@ async def _live_events(request: Request, run_id: int, cursors: dict[str, int]) -
             yield runlog.event("state", {"run": str(doc.state), "nodes": now,
                                          "duration": runlog.duration(doc.duration_seconds)})  # fmt: skip
             last_nodes = now
-        pending = any(job.approval == "pending" for stage in doc.stages for job in stage.jobs)
-        current = (str(doc.state), str(doc.waiting_for), pending)
         if doc.state in FINAL_STATES:
             yield runlog.event("end", {"state": str(doc.state)})
             return
-        if banner is not None and current != banner:
-            yield runlog.event("reload", {"why": "state"})
+        if runlog.banner(doc) != shown:  # a permission or an approval to ask for, or no longer
+            yield runlog.event("reload", {"why": "banner"})
             return
-        banner = current
         if sent > MAX_LIVE_BYTES or time.monotonic() - started > MAX_LIVE_SECONDS:
             yield runlog.event("reload", {"why": "limit"})
             return

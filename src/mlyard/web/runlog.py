@@ -184,6 +184,15 @@ def duration(seconds: float | None) -> str:
     return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
 
 
+def banner(run: RunView) -> str:
+    """What the run page's banners show (waiting for a permission, an approval), as a short key: the live
+    stream makes the page reload when it changes, and only then (states and lines change in place)."""
+    pending = any(job.approval == "pending" for stage in run.stages for job in stage.jobs)
+    waiting = sorted(str(w) for w in run.waiting_for or []) if run.state == State.WAITING else []
+    key = json.dumps([run.state == State.WAITING, waiting, pending])
+    return hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:10]
+
+
 def stage_node(index: int) -> str:
     return f"stage-{index}"
 

@@ -114,7 +114,8 @@
     document.querySelectorAll("details.step[data-cursor]").forEach(function (d) {
       cursors.push(d.id + "." + d.dataset.cursor);
     });
-    var source = new EventSource(run.dataset.live + "?at=" + encodeURIComponent(cursors.join(",")));
+    var source = new EventSource(run.dataset.live + "?b=" + encodeURIComponent(run.dataset.banner || "") +
+                                 "&at=" + encodeURIComponent(cursors.join(",")));
     function reload(message, delay) {
       source.close();
       // Never a reload loop: past 8 reloads of this run's page in a minute, stop and say so.
