@@ -134,3 +134,11 @@ def test_the_page_reloads_for_a_new_banner_not_for_a_new_state() -> None:
     assert key(State.WAITING, ["environment:test"]) != key(State.RUNNING)
     assert key(State.WAITING, ["environment:test"]) != key(State.WAITING, ["connection:c", "environment:test"])
     assert key(State.RUNNING, approval="pending") != key(State.RUNNING)
+
+
+def test_a_section_shows_its_last_lines_within_its_bounds() -> None:
+    parsed = runlog.parse(lines(*(f"line {i}" for i in range(1, 101))))
+    shown, omitted = runlog._tail(parsed, 10, 10_000)
+    assert omitted == 90 and [line.number for line in shown] == list(range(91, 101))
+    shown, omitted = runlog._tail(parsed, 100, 3 * len("line 100"))
+    assert omitted == 97 and shown[-1].text == "line 100"

@@ -21,6 +21,9 @@ from mlyard.services.platform import Platform
 from mlyard.views import JobView, RunView, StageView, StepView
 
 MAX_SECTION_LINES = 3_000  # lines of one section shown in a page (the last ones); the CLI has them all
+MAX_SECTION_CHARS = 512 * 1024  # characters of one section shown in a page (the last ones)
+MAX_PAGE_CHARS = 4 * 1024 * 1024  # characters of log in a page; past them a section shows its last lines only
+LEAN_LINES = 50  # lines of a section shown once a page has MAX_PAGE_CHARS
 MAX_LINE_CHARS = 4_000  # characters of one line shown (a minified blob stays readable around it)
 MAX_CHUNK = 256 * 1024  # bytes of one file the live follower reads per poll
 MAX_EVENT_LINES = 500  # lines in one live event
@@ -118,9 +121,14 @@ def parse(text: str, first: int = 1) -> list[Line]:
     return lines
 
 
-def _tail(lines: list[Line]) -> tuple[tuple[Line, ...], int]:
-    omitted = max(0, len(lines) - MAX_SECTION_LINES)
-    return tuple(lines[omitted:]), omitted
+def _tail(lines: list[Line], max_lines: int, max_chars: int) -> tuple[tuple[Line, ...], int]:
+    """The last lines of a section within `max_lines` and `max_chars`, and how many are left out."""
+    kept, chars = 0, 0
+    for line in reversed(lines):
+        if kept >= max_lines or chars + len(line.text) > max_chars:
+            break
+        kept, chars = kept + 1, chars + len(line.text)
+    return tuple(lines[len(lines) - kept :]), len(lines) - kept
 
 
 def build(platform: Platform, run: RunView) -> RunLog:
@@ -129,6 +137,7 @@ def build(platform: Platform, run: RunView) -> RunLog:
         job.id: (job, stage.display_name or stage.name) for stage in run.stages for job in stage.jobs
     }
     by_job: dict[int, list[Section]] = {job_id: [] for job_id in jobs}
+    budget = MAX_PAGE_CHARS
     for part in run_logs.sections(platform, run.id):
         job_id = int(part.path.parent.name)
         if job_id not in jobs:
@@ -138,7 +147,11 @@ def build(platform: Platform, run: RunView) -> RunLog:
         if part.part:
             initialize, finalize = run_logs.split_job_text(text)
             text = initialize if part.part == "initialize" else finalize
-        lines, omitted = _tail(parse(text))
+        if budget > 0:
+            lines, omitted = _tail(parse(text), MAX_SECTION_LINES, min(MAX_SECTION_CHARS, budget))
+        else:
+            lines, omitted = _tail(parse(text), LEAN_LINES, MAX_SECTION_CHARS)
+        budget -= sum(len(line.text) for line in lines)
         step = next((s for s in job.steps if s.key == part.key), None) if part.key else None
         follows = part.part != "finalize"
         sid = section_id(part.path, part.part)
