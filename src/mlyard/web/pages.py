@@ -522,8 +522,9 @@ async def _live_events(request: Request, run_id: int, cursors: dict[str, int], s
         if sent > MAX_LIVE_BYTES or time.monotonic() - started > MAX_LIVE_SECONDS:
             yield runlog.event("reload", {"why": "limit"})
             return
-        if await request.is_disconnected():
-            return
+        stopping = platform.orchestrator.stop_event if platform.orchestrator is not None else None
+        if await request.is_disconnected() or (stopping is not None and stopping.is_set()):
+            return  # the browser left, or the server is stopping (the page retries in a few seconds)
         await asyncio.sleep(LIVE_POLL)
         if not await asyncio.to_thread(_same_sections, platform, run_id, follower):
             yield runlog.event("reload", {"why": "sections"})
