@@ -31,6 +31,7 @@ from mlyard.web import runlog
 HERE = Path(__file__).parent
 COOKIE = "mlyard_token"
 RUNS_PER_PAGE = 50
+MAX_BRANCHES = 500  # branches offered by the Run pipeline form (any other can be typed)
 MAX_FILTER = 255  # characters of one filter of the runs list
 MAX_LIVE_SECONDS = 300  # a live stream ends after this (the page reloads and follows on)
 MAX_LIVE_BYTES = 8 * 1024 * 1024  # bytes one live stream sends before the page reloads
@@ -406,9 +407,13 @@ def _pipeline(request: Request, platform: Platform, name: str) -> dict[str, Any]
     view = pipelines.show_pipeline(platform, name)
     fields, problem = _form_fields(platform, name, branch or None)
     found, more = runs.search_runs(platform, pipeline=name, limit=RUNS_PER_PAGE)
+    repo = repos.show_repo(platform, view.repo)
+    branches = [str(b.get("name", "")) for b in (repo.branches or [])][:MAX_BRANCHES]
     return {
         "template": "pipeline.html",
         "pipeline": view,
+        "branches": branches,
+        "default_branch": repo.default_branch,
         "fields": fields,
         "form_problem": problem,
         "branch": branch,
