@@ -2,7 +2,7 @@
    No framework, no build; every text from the server goes in with textContent (never as HTML). */
 (function () {
   "use strict";
-  var ICONS = {notStarted: "○", queued: "◌", waiting: "⏸", running: "◐", succeeded: "✓",
+  var ICONS = {notStarted: "○", queued: "◌", waiting: "‖", running: "◐", succeeded: "✓",
                succeededWithIssues: "!", failed: "✕", canceled: "⊘", skipped: "»"};
   var LABELS = {notStarted: "not started", succeededWithIssues: "succeeded with issues"};
 
