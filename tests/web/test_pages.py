@@ -383,7 +383,7 @@ def test_live_events_send_each_new_line_once_then_end(server: Server, git: Git) 
     wait_state(server, run_id, {"running"})
     with sign_in(server) as web:
         deadline = time.monotonic() + 30
-        while "talk" not in (page := web.get(f"/runs/{run_id}").text):
+        while "Checkout self" not in (page := web.get(f"/runs/{run_id}").text):  # the first job started
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert 'data-live="/runs/' in page

@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from mlyard.errors import AuthenticationError, InvalidInput, MlyardError, NotFound, PermissionDenied
 from mlyard.pipelines import Parameter, PipelineError
+from mlyard.pipelines.parameters import text
 from mlyard.pipelines.predefined import TEAM_PROJECT
 from mlyard.protocol import FINAL_STATES, Reason, State
 from mlyard.services import deployments, environments, jobs, models, pipelines, repos, runs
@@ -369,8 +370,6 @@ class ParameterField:
 
 def parameter_field(parameter: Parameter) -> ParameterField:
     """The form control for a parameter: booleans as checkboxes, `values:` as selects, defaults filled."""
-    from mlyard.pipelines.parameters import text
-
     value = text(parameter.default) if parameter.has_default else ""
     options: tuple[str, ...] = ()
     if parameter.type == "boolean":
@@ -532,6 +531,8 @@ async def _live_events(request: Request, run_id: int, cursors: dict[str, int], s
             return  # the browser left, or the server is stopping (the page retries in a few seconds)
         await asyncio.sleep(LIVE_POLL)
         if not await asyncio.to_thread(_same_sections, platform, run_id, follower):
+            for sid, lines in await asyncio.to_thread(follower.poll):  # what the old sections still got
+                yield runlog.event("lines", {"s": sid, "l": lines})
             yield runlog.event("reload", {"why": "sections"})
             return
 
