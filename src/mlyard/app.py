@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from mlyard import __version__
 from mlyard.api import PREFIX as API_PREFIX
@@ -193,6 +193,19 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
     api.include_router(web_models.router)  # models, deployments, monitoring
     api.include_router(web_repos.router)  # the file browser
     api.include_router(web_pages.router)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        """An unknown path (or a method a path does not take): the API's JSON error under /api (and the
+        other machine paths), a page elsewhere."""
+        status = int(getattr(exc, "status_code", 404))
+        if request.url.path.startswith(("/api/", "/git/", "/mlflow", "/databricks", "/health")):
+            detail = getattr(exc, "detail", "Not Found")
+            message = "no such API route; see /docs for the API" if detail == "Not Found" else str(detail)
+            return api_errors.error_response(status, message, headers=getattr(exc, "headers", None))
+        return await web_pages.not_found(request, status)
+
+    api.add_exception_handler(404, not_found)
+    api.add_exception_handler(405, not_found)
 
     @api.get("/health", tags=["health"])
     def health() -> dict[str, Any]:

@@ -157,6 +157,14 @@ class RunSummary(RunBrief):
     message: str = ""
 
 
+class RunListItem(RunSummary):
+    """A run in the web UI's lists: who asked for it and how long it took (None before it started)."""
+
+    requested_for: str = ""
+    started_at: str | None = None
+    duration_seconds: float | None = None
+
+
 class StepView(View):
     """A step of a job: its state, issues and duration."""
 

@@ -54,14 +54,14 @@ def test_compare_two_versions(page: Page, server: Server, model: str) -> None:
 
 def test_roll_production_back(page: Page, server: Server, model: str) -> None:
     page.goto(f"{server.url}/models/dev/{MODEL}")
-    expect(page.locator("dl.facts")).to_contain_text("v2")
+    expect(page.locator("dl.props")).to_contain_text("v2")
     page.get_by_placeholder("optional").fill("v2 <b>misbehaves</b>")
     page.get_by_role("button", name="Roll back to v1").click()
     expect(page).to_have_url(f"{server.url}/models/dev/{MODEL}")
     history = page.locator("table.history")
     expect(history.get_by_role("row").nth(1)).to_contain_text("rollback")
     expect(history).to_contain_text("v2 <b>misbehaves</b>")  # shown as text, not markup
-    expect(page.locator("dl.facts dd").first).to_have_text("v1")
+    expect(page.locator("dl.props dd").first).to_have_text("v1")
     with server.client() as api:
         assert api.get(f"/api/v1/models/{MODEL}?env=dev").json()["production"] == 1
 

@@ -6,6 +6,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -115,8 +116,11 @@ def test_run_page_escapes_html_masks_secrets_and_links_steps(server: Server, dem
         assert 'http-equiv="refresh"' not in page.text  # finished: no auto-refresh
         assert page.headers["content-security-policy"].startswith("default-src 'none'")
         assert page.headers["x-frame-options"] == "DENY"
-        step = web.get(f"/runs/{demo_run}", params={"step": "greet"})
-        assert "password is ***" in step.text and "Checkout self" not in step.text.split('<pre class="log">')[1]
+        greet = page.text.split('<span class="title">greet</span>')[1].split("</details>")[0]
+        assert "password is ***" in greet and "Checkout self" not in greet
+        assert "open>" not in page.text.split('<span class="title">greet</span>')[0].rsplit("<details", 1)[1]
+        linked = web.get(f"/runs/{demo_run}", params={"step": "greet"}).text  # an older link to a step: open it
+        assert "open>" in linked.split('<span class="title">greet</span>')[0].rsplit("<details", 1)[1]
 
 
 def test_home_pipeline_and_repo_pages_list_what_exists(server: Server, demo_run: int) -> None:
@@ -257,3 +261,166 @@ def test_the_api_reference_is_a_page_that_works_offline(server: Server) -> None:
         assert page.status_code == 200 and "cdn" not in page.text.lower()
         assert "<code>/api/v1/repos/{name}/events</code>" in page.text
         assert 'id="schema-RepoCreate"' in page.text and 'href="/api/v1/openapi.json"' in page.text
+
+
+# -- issue 13: pages a team uses all day ---------------------------------------------------------------
+FAILING = """trigger: none
+steps:
+- script: |
+    echo "loading data.csv"
+    echo "KeyError: 'label' <column>" >&2
+    exit 3
+  displayName: train
+"""
+TWO_STAGES = """trigger: none
+stages:
+- stage: First
+  jobs:
+  - job: Talk
+    steps:
+    - script: |
+        echo "one"
+        sleep 2
+        echo "two <b>"
+      displayName: talk
+- stage: Second
+  jobs:
+  - job: Later
+    steps:
+    - script: echo "three"
+"""
+CHOICES = """trigger: none
+parameters:
+- name: size
+  type: string
+  default: small
+  values: [small, large]
+- name: dry
+  type: boolean
+  default: true
+steps:
+- script: echo "size=${{ parameters.size }} dry=${{ parameters.dry }}"
+"""
+
+
+def test_unknown_web_paths_are_html_404_pages_and_api_paths_keep_json(server: Server) -> None:
+    with sign_in(server) as web:
+        for path in ("/deployments", "/no/such/page"):
+            page = web.get(path)
+            assert page.status_code == 404 and page.headers["content-type"].startswith("text/html"), path
+            assert "Not found" in page.text and 'href="/runs"' in page.text  # with the navigation
+            assert page.headers["content-security-policy"].startswith("default-src 'none'")
+        api = web.get("/api/v1/no-such-route")
+        assert api.status_code == 404 and api.headers["content-type"].startswith("application/json")
+        assert api.json()["ok"] is False and api.json()["status"] == 404
+        button = web.get("/runs/1/cancel")  # a button's address opened as a link
+        assert button.status_code == 405 and "use the button" in button.text
+        assert button.headers["content-type"].startswith("text/html")
+        wrong_method = web.delete("/api/v1/me")
+        assert wrong_method.status_code == 405 and wrong_method.json()["status"] == 405
+        assert '<a href="/runs" aria-current="page">Runs</a>' in web.get("/runs").text
+    with browser(server) as anonymous:
+        assert anonymous.get("/deployments").status_code == 404  # no page, signed in or not
+
+
+def test_a_failed_run_page_shows_the_failing_step_s_lines(server: Server, git: Git) -> None:
+    make_repo(server, git, "web-failing", {"azure-pipelines.yml": FAILING})
+    register(server, "web-failing", "web-failing", "azure-pipelines.yml")
+    run_id = wait_state(server, run(server, "web-failing")["id"])["id"]
+    with sign_in(server) as web:
+        page = web.get(f"/runs/{run_id}").text
+        summary = page.split('<section class="card error summary"')[1].split("</section>")[0]
+        assert "KeyError: &#39;label&#39; &lt;column&gt;" in summary and "loading data.csv" in summary
+        assert "exited with code" in summary and "echo &#34;loading" not in summary  # the output, not the script
+        assert 'class="ln k-error"' in summary and re.search(r'href="#s[0-9a-f]{12}-L\d+"', summary)
+
+
+def test_runs_list_filters_and_pages(server: Server, git: Git) -> None:
+    make_repo(server, git, "web-list", {"azure-pipelines.yml": CHOICES})
+    register(server, "web-list", "web-list", "azure-pipelines.yml")
+    first, second = (wait_state(server, run(server, "web-list")["id"])["id"] for _ in range(2))
+    with sign_in(server) as web:
+        page = web.get("/runs", params={"pipeline": "web-list", "per_page": 1}).text
+        assert f'href="/runs/{second}"' in page and f'href="/runs/{first}"' not in page
+        older = re.search(r'href="/runs\?([^"]+)" rel="next"', page)
+        assert older, "no link to older runs"
+        page = web.get("/runs?" + older.group(1).replace("&amp;", "&")).text
+        assert f'href="/runs/{first}"' in page and f'href="/runs/{second}"' not in page
+        assert 'rel="next"' not in page and "Newest runs" in page
+        filtered = {
+            "state": ("succeeded", True), "reason": ("Manual", True), "requested_for": (server.username, True),
+            "branch": ("master", True),
+        }  # fmt: skip
+        for name, (value, found) in filtered.items():
+            text = web.get("/runs", params={"pipeline": "web-list", name: value}).text
+            assert (f'href="/runs/{first}"' in text) is found, name
+        assert f'href="/runs/{first}"' not in web.get("/runs", params={"pipeline": "web-list", "branch": "dev"}).text
+        assert f'href="/runs/{first}"' not in web.get("/runs", params={"pipeline": "web-list", "state": "failed"}).text
+        bad = web.get("/runs", params={"state": "sleeping"})
+        assert bad.status_code == 400 and "unknown state" in bad.text
+        assert web.get("/runs", params={"branch": "x" * 300}).status_code == 400
+
+
+def test_run_form_has_typed_parameters_and_refuses_bad_values(server: Server, git: Git) -> None:
+    make_repo(server, git, "web-form", {"azure-pipelines.yml": CHOICES})
+    register(server, "web-form", "web-form", "azure-pipelines.yml")
+    with sign_in(server) as web:
+        page = web.get("/pipelines/web-form").text
+        select = '<select id="p-1" name="param.size"><option selected>small</option><option>large</option></select>'
+        assert select in page
+        assert 'type="checkbox" id="p-2" name="param.dry" value="true" checked' in page
+        refused = web.post("/pipelines/web-form/run", data={"csrf": form_token(page), "param.size": "huge"})
+        assert refused.status_code == 400 and "huge" in refused.text
+        queued = web.post("/pipelines/web-form/run", data={"csrf": form_token(page), "param.size": "large"})
+        run_id = int(queued.headers["location"].rsplit("/", 1)[1])
+        assert wait_state(server, run_id)["parameters"] == {"size": "large", "dry": False}  # unchecked: false
+
+
+def test_live_events_send_each_new_line_once_then_end(server: Server, git: Git) -> None:
+    make_repo(server, git, "web-live", {"azure-pipelines.yml": TWO_STAGES})
+    register(server, "web-live", "web-live", "azure-pipelines.yml")
+    run_id = run(server, "web-live")["id"]
+    wait_state(server, run_id, {"running"})
+    with sign_in(server) as web:
+        deadline = time.monotonic() + 30
+        while "Checkout self" not in (page := web.get(f"/runs/{run_id}").text):  # the first job started
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert 'data-live="/runs/' in page
+        assert 'data-state="notStarted"' in page and ">not started<" in page  # the second stage's job
+        followed = re.findall(r'id="(s[0-9a-f]{12})" data-cursor="(\d+)"', page)
+        cursors = ",".join(f"{sid}.{offset}" for sid, offset in followed)
+        stream = ""
+        banner = re.search(r'data-banner="([0-9a-f]+)"', page)
+        assert banner
+        with web.stream("GET", f"/runs/{run_id}/live", params={"at": cursors, "b": banner.group(1)}) as answer:
+            assert answer.headers["content-type"].startswith("text/event-stream")
+            for chunk in answer.iter_text():
+                stream += chunk
+                if "event: end" in stream or "event: reload" in stream:
+                    break
+        shown = page.count("two &lt;b&gt;") + stream.count('"two <b>"')
+        assert shown == 1, stream
+        assert "event: state" in stream
+        assert web.get(f"/runs/{run_id}/live", params={"at": "nonsense"}).text.startswith(("retry", "event: reload"))
+    with browser(server) as anonymous:
+        assert anonymous.get(f"/runs/{run_id}/live").status_code == 401
+
+
+def test_artifacts_download_and_test_results_on_the_run_page(server: Server, git: Git) -> None:
+    artifacts = (Path(__file__).resolve().parents[1] / "data" / "ci" / "artifacts.yml").read_text()
+    make_repo(server, git, "web-arts", {"a.yml": artifacts})
+    register(server, "web-arts", "web-arts", "a.yml")
+    run_id = wait_state(server, run(server, "web-arts")["id"])["id"]
+    with sign_in(server) as web:
+        page = web.get(f"/runs/{run_id}").text
+        assert "1 passed" in page and "1 failed" in page and "1 skipped" in page
+        assert "tests.test_a.test_bad" in page and "assert 1 == 2" in page
+        assert f'href="/runs/{run_id}/artifacts/pkg" download' in page
+        download = web.get(f"/runs/{run_id}/artifacts/pkg")
+        assert download.status_code == 200 and download.content[:2] == b"\x1f\x8b"  # gzip
+        assert "attachment" in download.headers["content-disposition"]
+        missing = web.get(f"/runs/{run_id}/artifacts/nope")
+        assert missing.status_code == 404 and "Not found" in missing.text
+    with browser(server) as anonymous:
+        assert anonymous.get(f"/runs/{run_id}/artifacts/pkg").status_code == 303

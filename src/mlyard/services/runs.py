@@ -26,6 +26,7 @@ from mlyard.db.tables import (
 )
 from mlyard.errors import Conflict, InvalidInput, NotFound
 from mlyard.pipelines import PipelineError, resolve_parameters
+from mlyard.pipelines.model import Parameter
 from mlyard.protocol import Reason
 from mlyard.services import audit, resources
 from mlyard.services.auth import Principal
@@ -37,6 +38,7 @@ from mlyard.views import (
     PermitResult,
     RunBrief,
     RunCoverage,
+    RunListItem,
     RunSummary,
     RunTestTotals,
     RunView,
@@ -68,6 +70,47 @@ def queue_manual(
         pipeline_id, repo_name, yaml_path = row.id, row.repo, row.yaml_path
         ref = _branch_ref(branch or repo.default_branch)
     sha = sources.resolve_commit(platform, repo_name, commit or ref)
+    return _queue(platform, principal, pipeline, pipeline_id, repo_name, yaml_path, ref, sha, parameters, variables)
+
+
+def rerun(platform: Platform, principal: Principal, run_id: int) -> RunBrief:
+    """Queue a new manual run of a run's pipeline on the same branch and commit, with the same parameters
+    and queue-time variables (the web page's Rerun)."""
+    principal.require("pipelines:run")
+    with transaction(platform.sessions) as session:
+        old = get_run_row(session, run_id)
+        row = session.get(Pipeline, old.pipeline_id)
+        if row is None:
+            raise NotFound(f"the pipeline of run {run_id} was deleted")
+        queued = (row.name, row.id, row.repo, row.yaml_path, old.source_branch, old.source_version)
+        parameters, variables = dict(old.parameters or {}), dict(old.variables or {})
+    name, pipeline_id, repo_name, yaml_path, ref, sha = queued
+    return _queue(platform, principal, name, pipeline_id, repo_name, yaml_path, ref, sha, parameters, variables)
+
+
+def declared_parameters(platform: Platform, pipeline: str, branch: str | None = None) -> tuple[Parameter, ...]:
+    """The parameters the pipeline's YAML declares on `branch` (default: the repository's default branch),
+    for a form; PipelineError when the file is invalid there."""
+    with transaction(platform.sessions) as session:
+        row = get_row(session, pipeline)
+        repo = session.scalars(select(Repo).where(Repo.name == row.repo)).one()
+        repo_name, yaml_path, ref = row.repo, row.yaml_path, _branch_ref(branch or repo.default_branch)
+    sha = sources.resolve_commit(platform, repo_name, ref)
+    return tuple(sources.load_at(platform, repo_name, sha, yaml_path).parameters)
+
+
+def _queue(
+    platform: Platform,
+    principal: Principal,
+    pipeline: str,
+    pipeline_id: int,
+    repo_name: str,
+    yaml_path: str,
+    ref: str,
+    sha: str,
+    parameters: dict[str, Any] | None,
+    variables: dict[str, str] | None,
+) -> RunBrief:
     loaded = sources.load_at(platform, repo_name, sha, yaml_path)
     try:
         values = resolve_parameters(loaded, parameters or {})
@@ -141,6 +184,53 @@ def list_runs(
         return [
             RunSummary(**run_fields(r), pipeline=name, message=r.message) for r, name in session.execute(query)
         ]
+
+
+MAX_PAGE = 200  # runs in one page of `search_runs`
+
+
+def search_runs(
+    platform: Platform,
+    *,
+    pipeline: str | None = None,
+    branch: str | None = None,
+    state: str | None = None,
+    reason: str | None = None,
+    requested_for: str | None = None,
+    before: int | None = None,
+    limit: int = 50,
+) -> tuple[list[RunListItem], bool]:
+    """Runs newest first, filtered (every filter exact; a branch with or without `refs/heads/`), the page
+    before run id `before`; with whether older runs remain (for a "next page" link)."""
+    limit = min(max(limit, 1), MAX_PAGE)
+    with transaction(platform.sessions) as session:
+        query = select(Run, Pipeline.name).join(Pipeline).order_by(Run.id.desc()).limit(limit + 1)
+        if pipeline:
+            query = query.where(Pipeline.id == get_row(session, pipeline).id)
+        if branch:
+            query = query.where(Run.source_branch == _branch_ref(branch))
+        if state:
+            query = query.where(Run.state == state)
+        if reason:
+            query = query.where(Run.reason == reason)
+        if requested_for:
+            query = query.where(Run.requested_for == requested_for)
+        if before is not None:
+            query = query.where(Run.id < before)
+        rows = list(session.execute(query))
+        found = [_list_item(r, name) for r, name in rows[:limit]]
+        return found, len(rows) > limit
+
+
+def _list_item(run: Run, pipeline: str) -> RunListItem:
+    return RunListItem(
+        **run_fields(run),
+        pipeline=pipeline,
+        message=run.message,
+        requested_for=run.requested_for,
+        started_at=_iso(run.started_at),
+        duration_seconds=_duration(run.started_at, run.finished_at),
+    )
 
 
 def show_run(platform: Platform, run_id: int) -> RunView:
