@@ -33,6 +33,10 @@ MAX_REPORT_BYTES = 16 * 1024 * 1024
 TIMEOUT = 120  # seconds for the report (it reads a window of the inference table)
 
 
+class InvalidConfig(Exception):
+    """mlops/monitoring.yml is not valid: the message names the file and the key."""
+
+
 @dataclass(frozen=True)
 class Thresholds:
     window: str = "24h"
@@ -46,26 +50,26 @@ class Thresholds:
 
 
 def load_thresholds(path: Path) -> Thresholds:
-    """The thresholds of `path`; SystemExit(2) naming the file and the key when something is wrong."""
+    """The thresholds of `path`; InvalidConfig naming the file and the key when something is wrong."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise SystemExit(_invalid(path, f"cannot be read: {exc}")) from None
+        raise InvalidConfig(_invalid(path, f"cannot be read: {exc}")) from None
     if not isinstance(data, dict):
-        raise SystemExit(_invalid(path, "must be a mapping (window, min_requests, drift, quality, retrain)"))
+        raise InvalidConfig(_invalid(path, "must be a mapping (window, min_requests, drift, quality, retrain)"))
     drift, quality = data.get("drift") or {}, data.get("quality") or {}
     if not isinstance(drift, dict) or not isinstance(quality, dict):
-        raise SystemExit(_invalid(path, "drift and quality must be mappings"))
+        raise InvalidConfig(_invalid(path, "drift and quality must be mappings"))
     unknown = sorted(
         {*data} - {"window", "min_requests", "drift", "quality", "retrain"}
         | {f"drift.{k}" for k in drift if k not in ("max_drifted_features", "prediction")}
         | {f"quality.{k}" for k in quality if k not in ("min_labelled", "min_accuracy", "max_mae")}
     )
     if unknown:
-        raise SystemExit(_invalid(path, f"unknown key {unknown[0]!r}"))
+        raise InvalidConfig(_invalid(path, f"unknown key {unknown[0]!r}"))
     window = str(data.get("window", "24h"))
     if not WINDOW.match(window):
-        raise SystemExit(_invalid(path, f"window {window!r}: give minutes, hours or days, e.g. 30m, 24h or 7d"))
+        raise InvalidConfig(_invalid(path, f"window {window!r}: give minutes, hours or days, e.g. 30m, 24h or 7d"))
     try:
         return Thresholds(
             window=window, min_requests=_count(data.get("min_requests", 100), "min_requests"),
@@ -77,7 +81,7 @@ def load_thresholds(path: Path) -> Thresholds:
             retrain=_flag(data.get("retrain", True), "retrain"),
         )  # fmt: skip
     except ValueError as exc:
-        raise SystemExit(_invalid(path, str(exc))) from None
+        raise InvalidConfig(_invalid(path, str(exc))) from None
 
 
 def crossings(report: dict[str, Any], limits: Thresholds) -> list[str]:
@@ -162,7 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--run-url", default="")
     args = parser.parse_args(argv)
-    limits = load_thresholds(args.config)
+    try:
+        limits = load_thresholds(args.config)
+    except InvalidConfig as exc:
+        print(f"##vso[task.logissue type=error]{exc}", file=sys.stderr)
+        return 2
     try:
         url = report_url(os.environ.get("DEPLOY_TARGET_URI", ""), args.model, limits.window)
         report = fetch(url, os.environ.get("MLFLOW_TRACKING_TOKEN", ""))
