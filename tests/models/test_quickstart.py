@@ -46,6 +46,9 @@ def test_quickstart_exit_in_a_fresh_home(tmp_path: Path) -> None:
     assert summary["version"] == "1" and summary["created_home"] is True
     assert (home / "envs" / "dev" / "workspace" / "ml_apps" / "my-model" / "master").exists()
     assert "Traceback" not in proc.stderr
+    # the drift demo (issue 14): a shifted batch, and the report that flags exactly the shifted features
+    assert summary["drifted"] == ["mean radius", "worst radius"], proc.stderr[-3000:]
+    assert "DRIFT mean radius" in proc.stderr
     leftovers = []
     for p in psutil.process_iter(["cmdline"]):
         try:
