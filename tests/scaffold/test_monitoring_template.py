@@ -161,5 +161,9 @@ def test_monitor_errors_name_the_file_and_the_key(
     code, _, err = monitor(demo_project, api, slack, "--config", str(bad))
     assert code == 2
     assert f"{bad}: unknown key 'drift.max_drifted'" in err and "Traceback" not in err
-    code, _, err = monitor(demo_project, api, slack, "--model", "other")
-    assert code == 1 and "the monitoring report of other could not be read (404)" in err and "Traceback" not in err
+    code, out, err = monitor(demo_project, api, slack, "--model", "other")  # not deployed: a warning, no failure
+    assert code == 0 and "##vso[task.logissue type=warning]nothing to monitor: " in out, err
+    assert out.splitlines()[-1] == "##vso[task.setvariable variable=retrain;isOutput=true]false"
+    api.close()
+    code, _, err = monitor(demo_project, api, slack)  # the API does not answer
+    assert code == 1 and "the monitoring report of my-model could not be read: " in err and "Traceback" not in err

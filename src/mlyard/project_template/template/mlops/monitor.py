@@ -7,8 +7,8 @@ The report comes from the serving target's monitoring API: DEPLOY_TARGET_URI of 
 (`<target>+http://HOST:PORT/ENV`) gives `http://HOST:PORT/api/v1/deployments/ENV/NAME/monitor?window=24h`,
 read with the group's token (MLFLOW_TRACKING_TOKEN). Past a threshold: a Slack-compatible message
 (`{"text": ...}`) to NOTIFY_WEBHOOK_URL when the group has one, a warning on the run, and the step's output
-variable `retrain` is `true` when the file says `retrain: true`. Exit codes: 0 checked (crossed or not),
-1 the report could not be read, 2 an invalid mlops/monitoring.yml.
+variable `retrain` is `true` when the file says `retrain: true`. Exit codes: 0 checked (crossed or not; or
+no deployment to monitor yet: a warning), 1 the report could not be read, 2 an invalid mlops/monitoring.yml.
 """
 
 from __future__ import annotations
@@ -176,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         report = fetch(url, os.environ.get("MLFLOW_TRACKING_TOKEN", ""))
     except urllib.error.HTTPError as exc:
         detail = exc.read(2000).decode("utf-8", "replace")
+        if exc.code == 404:  # not deployed (yet): nothing to monitor, which is no failure of the schedule
+            print(f"##vso[task.logissue type=warning]nothing to monitor: {detail}")
+            print("##vso[task.complete result=SucceededWithIssues;]nothing to monitor")
+            print("##vso[task.setvariable variable=retrain;isOutput=true]false")
+            return 0
         print(f"##vso[task.logissue type=error]the monitoring report of {args.model} could not be read "
               f"({exc.code}): {detail}", file=sys.stderr)  # fmt: skip
         return 1
