@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -112,7 +113,7 @@ def test_monitor_errors_are_clear(srv: Server, deployed: tuple[dict, list[Logged
         assert (out.returncode, message in out.stderr, "Traceback" in out.stderr) == (code, True, False), out.stderr
 
 
-def test_the_quickstart_drift_demo_flags_exactly_the_shifted_features(srv: Server) -> None:
+def test_the_quickstart_drift_demo_flags_exactly_the_shifted_features(srv: Server, tmp_path: Path) -> None:
     """Quickstart's last step (mlyard.monitoring.demo) against a Breast Cancer model like the demo project's."""
     import mlflow
     import mlflow.sklearn
@@ -132,8 +133,9 @@ def test_the_quickstart_drift_demo_flags_exactly_the_shifted_features(srv: Serve
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(features, data.target)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
-    try:
-        with mlflow.start_run() as run:
+    try:  # an experiment of its own: the default one keeps its artifacts in ./mlruns of the working directory
+        experiment = MlflowClient(tracking_uri=uri).create_experiment("demo-drift", (tmp_path / "art").as_uri())
+        with mlflow.start_run(experiment_id=experiment) as run:
             log_profile(profile_frame(features, predictions=model.predict(features)))
             info = mlflow.sklearn.log_model(model, name="model", input_example=features.head(2))
         MlflowClient(tracking_uri=uri, registry_uri=uri).create_registered_model("demo-drift")
