@@ -1,8 +1,8 @@
 """What the ML project creator pipeline does, as a remote user: through git and the REST API only.
 
 validate -> render the platform's ml-project-template repo with copier -> create the repo ->
-register `<repo>-deploy-code`, `<repo>-promote-model`, `<repo>-deploy-model`, `<repo>-batch-inference`
-in folder `<repo>` ->
+register `<repo>-deploy-code`, `<repo>-promote-model`, `<repo>-deploy-model`, `<repo>-batch-inference`,
+`<repo>-monitor` in folder `<repo>` ->
 push the first commit, which starts `<repo>-deploy-code` run #1. If a step fails after the repo
 exists, the pipelines and the repo it created are removed again and the error names the step.
 """
@@ -25,7 +25,7 @@ from mlyard.views import EnvironmentView, RunSummary, RunView
 
 TEMPLATE_REPO = "ml-project-template"
 PROBLEM_TYPES = ("binary", "multiclass", "regression")  # the template's `problem_type` choices
-PIPELINES = ("deploy-code", "promote-model", "deploy-model", "batch-inference")
+PIPELINES = ("deploy-code", "promote-model", "deploy-model", "batch-inference", "monitor")
 
 
 def check_model_name(name: str) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mlyard.client import Client
-from mlyard.creator import TEMPLATE_REPO
+from mlyard.creator import PIPELINES, TEMPLATE_REPO
 from mlyard.errors import Conflict, InvalidInput
 from mlyard.git.worktree import WorkTree
 from mlyard.names import check_branch_name, check_repo_name
@@ -64,6 +64,7 @@ def update_project(
                 f"_commit to the {TEMPLATE_REPO} commit the project matches, then run this again"
             )
         result.from_commit, result.to_commit = from_commit, source.resolve("HEAD") or ""
+        _register_missing(api, project.path, result, say)
         if from_commit == result.to_commit:
             result.up_to_date = True
             say(f"{repo_name} is up to date with {TEMPLATE_REPO} {from_commit[:7]}: nothing to do")
@@ -78,6 +79,20 @@ def update_project(
         _expected_runs(api, project, result, message=project.git("log", "-1", "--format=%B").strip())
     _wait_for_runs(api, result, say)
     return result
+
+
+def _register_missing(api: Client, project: Path, result: ProjectUpdateView, say: Callable[[str], None]) -> None:
+    """Register the creator's pipelines (`<repo>-<kind>`, folder `<repo>`) whose file is on the default branch
+    but which are not registered: a project older than a pipeline of the template gets it once the update
+    that added the file is merged (and `mlyard projects update` runs again)."""
+    names = {pipeline.name for pipeline in api.pipelines.list()}
+    for kind in PIPELINES:
+        name, yaml_path = f"{result.repo}-{kind}", f"mlops/pipelines/{kind}.yml"
+        if name in names or not (project / yaml_path).is_file():
+            continue
+        api.pipelines.create(name, repo=result.repo, folder=result.repo, yaml=yaml_path)
+        result.registered.append(name)
+        say(f"registered pipeline {result.repo}/{name} ({yaml_path} of {result.base_branch})")
 
 
 def _update(project: WorkTree, result: ProjectUpdateView, name: str, answers: Answers, *, template_path: str,

@@ -205,6 +205,12 @@ class Quickstart:
         self.facts["prediction"] = response.json()["predictions"]
         self.facts["sample_request"] = body
 
+    def drift_demo(self) -> None:
+        from mlyard.monitoring.demo import run_drift_demo
+
+        report = run_drift_demo(self._api(), self.env, self.model, self.facts["scoring_uri"], self.say)
+        self.facts["drifted"] = report.drifted
+
     # -- helpers ---------------------------------------------------------------------------------
     @staticmethod
     def _sample_rows(columns: list[str]) -> list[list[float]]:
@@ -325,4 +331,5 @@ STEPS: list[tuple[str, str]] = [
     ("promote", "permit model CI run #1: it tests the Staging version and promotes it"),
     ("deploy_model", "run model CD (mlflow deployments, the dev group's target)"),
     ("score", "send a sample request"),
+    ("drift_demo", "send shifted requests: the monitor report flags the drift"),
 ]

@@ -689,6 +689,8 @@ class ProjectUpdateView(View):
     conflicts: list[str] = field(default_factory=list)  # files with conflict markers, to resolve on the branch
     ignored_src_path: str | None = None  # the answers' `_src_path` when it named another template
     pipelines: list[PushedPipeline] = field(default_factory=list)
+    # the creator's pipelines whose file was on the default branch but which were not registered (now they are)
+    registered: list[str] = field(default_factory=list)
 
     @classmethod
     def _convert(cls, key: str, value: Any) -> Any:

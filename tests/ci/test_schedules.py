@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from mlyard.db.engine import transaction
@@ -217,3 +218,26 @@ def test_each_branch_is_scheduled_by_its_own_yaml_as_in_the_docs_example(engine:
     clock.at(engine, "2026-12-01T08:00")  # seen now: starts counting
     clock.at(engine, "2026-12-02T00:00")
     assert sorted(b for _, b, _ in scheduled_runs(engine)[1:]) == ["refs/heads/master", "refs/heads/release"]
+
+
+def test_the_admin_hook_fires_a_schedule_now_through_the_rules_of_a_due_fire(engine: Engine) -> None:
+    """`POST /api/v1/pipelines/{name}/schedules/run` (services.pipelines.run_schedules): a test sees the
+    nightly run without waiting for the night; `always: false` still skips an unchanged branch."""
+    from mlyard.errors import NotFound, PermissionDenied
+    from mlyard.services.auth import Principal
+
+    start(engine, NIGHTLY, "2026-11-30T01:00")
+    admin = Principal(user_id=1, username="admin", is_admin=True, token_id=1, scopes=frozenset({"admin"}))
+    (fire,) = pipelines.run_schedules(engine.platform, admin, "nightly", "Nightly")
+    assert (fire.schedule, fire.branch, fire.skipped) == ("Nightly", "refs/heads/master", "")
+    assert scheduled_runs(engine)[0][:2] == ("Schedule", "refs/heads/master")
+    engine.settle()
+    (spec,) = engine.drive({})
+    assert spec["variables"]["Build.CronSchedule.DisplayName"] == "Nightly"  # type: ignore[index]
+    (again,) = pipelines.run_schedules(engine.platform, admin, "nightly")
+    assert again.run_id is None and again.skipped.startswith("no changes since the last successful scheduled run")
+    with pytest.raises(NotFound, match="no active schedule 'Hourly'"):
+        pipelines.run_schedules(engine.platform, admin, "nightly", "Hourly")
+    reader = Principal(user_id=2, username="reader", is_admin=False, token_id=2, scopes=frozenset({"repo:read"}))
+    with pytest.raises(PermissionDenied):
+        pipelines.run_schedules(engine.platform, reader, "nightly")

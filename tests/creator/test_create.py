@@ -33,7 +33,7 @@ def test_create_demo_project_permit_and_deploy_branches(server: Server, git: Git
     result = json.loads(out.stdout[out.stdout.index("{\n"):])
     assert result["repo"]["name"] == "demo-model"
     assert result["pipelines"] == ["demo-model-deploy-code", "demo-model-promote-model", "demo-model-deploy-model",
-                                   "demo-model-batch-inference"]
+                                   "demo-model-batch-inference", "demo-model-monitor"]
     first = result["deploy_code_run"]
     assert first["number"] == 1 and first["state"] == "waiting" and first["reason"] == "IndividualCI"
     assert sorted(first["waiting_for"]) == ["environment:dev", "variablegroup:dev"]

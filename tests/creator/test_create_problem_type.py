@@ -18,7 +18,8 @@ def test_create_a_regression_project_with_its_four_pipelines(server: Server, git
     result = json.loads(out.stdout[out.stdout.index("{\n"):])
     assert (result["repo"]["name"], result["problem_type"]) == ("reg-model", "regression")
     assert result["pipelines"] == [f"reg-model-{kind}" for kind in
-                                   ("deploy-code", "promote-model", "deploy-model", "batch-inference")]  # fmt: skip
+                                   ("deploy-code", "promote-model", "deploy-model", "batch-inference",
+                                                                    "monitor")]  # fmt: skip
     shown = json.loads(server.cli("pipelines", "show", "reg-model-batch-inference", "--json").stdout)
     assert (shown["folder"], shown["yaml_path"]) == ("reg-model", "mlops/pipelines/batch-inference.yml")
 

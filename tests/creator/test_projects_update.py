@@ -155,3 +155,16 @@ def test_a_repo_adopts_the_template_with_an_answers_file(srv: Server, git: Git, 
     assert (updated / "notes.txt").is_file()
     assert not (updated / "src").exists()  # copier's rule: files the project lacks were deleted on purpose
     assert answers(updated)["_src_path"] == result["template"]
+
+
+def test_a_pipeline_missing_from_an_older_project_is_registered(srv: Server) -> None:
+    """A project made before the template had a pipeline (here: made, then its monitor pipeline deleted) gets
+    it registered by `projects update`, like the creator registers it, once the file is on its default branch."""
+    create(srv, "upd-m")
+    srv.cli("pipelines", "delete", "upd-m-monitor", "--yes")
+    result, stderr = update(srv, "upd-m")
+    assert result["registered"] == ["upd-m-monitor"] and result["up_to_date"]
+    assert "registered pipeline upd-m/upd-m-monitor (mlops/pipelines/monitor.yml of master)" in stderr
+    shown = json.loads(srv.cli("pipelines", "show", "upd-m-monitor", "--json").stdout)
+    assert (shown["folder"], shown["repo"], shown["yaml_path"]) == ("upd-m", "upd-m", "mlops/pipelines/monitor.yml")
+    assert update(srv, "upd-m")[0]["registered"] == []  # once

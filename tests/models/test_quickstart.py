@@ -101,6 +101,9 @@ def test_quickstart_fresh_then_sigterm_then_again_reusing_the_project(tmp_path: 
         assert len([line for line in lines if ": done in " in line]) == len(summary["step_seconds"])
         assert len(lines) == len(set(lines)), lines
         assert "Traceback" not in err.read_text()
+        # the drift demo (issue 14): a shifted batch, and the report that flags exactly the shifted features
+        assert summary["drifted"] == ["mean radius", "worst radius"], err.read_text()[-3000:]
+        assert "DRIFT mean radius" in err.read_text()
     finally:
         proc.send_signal(signal.SIGTERM)  # like Ctrl-C: the server and its scoring servers stop
         proc.wait(60)

@@ -122,3 +122,24 @@ def test_an_empty_window_without_baseline_says_so(tmp_path: Path) -> None:
         0, 0.0, None, (), None)  # fmt: skip
     assert [n.split(":")[0] for n in report.notes] == ["no baseline profile", "no request in the window"]
     assert json.loads(json.dumps(report.to_dict()))["requests"] == 0
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_a_baseline_logged_through_a_proxying_tracking_server_is_found(tmp_path: Path) -> None:
+    """The generated project's training logs through `/mlflow/<env>`, whose runs have `mlflow-artifacts:/`
+    locations that only that server resolves: the report reads them from the server's artifact folder."""
+    from mlflow import MlflowClient
+
+    from mlyard.monitoring.profile import PROFILE_ARTIFACT, load_profile
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("proxied", artifact_location="mlflow-artifacts:/1")
+    run = client.create_run(experiment)
+    profile = profile_frame(pd.DataFrame({"a": np.arange(100.0)}))
+    stored = tmp_path / "mlartifacts" / "1" / run.info.run_id / "artifacts" / PROFILE_ARTIFACT
+    stored.parent.mkdir(parents=True)
+    stored.write_text(profile.to_json(), encoding="utf-8")
+    assert load_profile(uri, run.info.run_id) is None  # what the report saw before: no baseline
+    assert load_profile(uri, run.info.run_id, artifacts_destination=tmp_path / "mlartifacts") == profile
+    assert load_profile(uri, run.info.run_id, artifacts_destination=tmp_path / "elsewhere") is None

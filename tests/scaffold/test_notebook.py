@@ -56,6 +56,13 @@ def test_the_demo_notebook_registers_a_model_that_passes_the_model_tests(demo_pr
     assert run.data.params == {"c": "1.0", "max_iter": "1000", "seed": "42"}
     assert set(run.data.metrics) == {"accuracy", "precision", "recall", "f1", "roc_auc"}
     assert run.data.tags["app"] == "my-model"
+    # the baseline the monitor report of this version reads (issue 14): the training features and predictions
+    from mlyard.monitoring.profile import load_profile
+
+    baseline = load_profile(uri, version.run_id)
+    assert baseline is not None and baseline.rows > 100 and baseline.prediction is not None
+    assert baseline.prediction.kind == "categorical" and len(baseline.features) == 30
+    assert {f.kind for f in baseline.features} == {"numeric"}
 
     client.set_registered_model_alias("my-model", "staging", version.version)
     proc = run_python(

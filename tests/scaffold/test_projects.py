@@ -21,14 +21,19 @@ FILES = [
     "mlops/deploy_code.py",
     "mlops/gate.py",
     "mlops/model-gates.yml",
+    "mlops/monitor.py",
+    "mlops/monitoring.yml",
     "mlops/notify.py",
     "mlops/registry.py",
+    "mlops/retrain.py",
     "mlops/tools.py",
     "mlops/pipelines/deploy-code.yml",
     "mlops/pipelines/promote-model.yml",
     "mlops/pipelines/deploy-model.yml",
     "mlops/pipelines/batch-inference.yml",
+    "mlops/pipelines/monitor.yml",
     "src/{pkg}/__init__.py",
+    "src/{pkg}/baseline.py",
     "src/{pkg}/data.py",
     "src/{pkg}/features.py",
     "src/{pkg}/train.py",
@@ -44,7 +49,7 @@ FILES = [
     "tests/unit/test_gates.py",
     "tests/unit/test_train.py",
 ]
-PIPELINES = ["deploy-code", "promote-model", "deploy-model", "batch-inference"]
+PIPELINES = ["deploy-code", "promote-model", "deploy-model", "batch-inference", "monitor"]
 STAGED = {"src", "tests", "mlops", "pyproject.toml", "README.md"}
 
 

@@ -237,6 +237,58 @@ class ScheduleRunner:
         return run.id
 
 
+    def fire_now(self, pipeline_id: int, display_name: str | None = None) -> list[ScheduleFire]:
+        """The admin/testing hook (``POST /api/v1/pipelines/{name}/schedules/run``): every active schedule of the
+        pipeline (or those of `display_name`), on every branch it takes, fires now as if its time had come.
+
+        The fire goes through the same rules as a due one (``always``/``batch`` skips, Build.Reason
+        Schedule, the row's cursor moved to now), so a test sees what the real schedule does tomorrow
+        without waiting for it. The branch's head commit is read now.
+        """
+        now = self.clock().astimezone(UTC)
+        with transaction(self.platform.sessions) as session:
+            pipeline = session.get(Pipeline, pipeline_id)
+            if pipeline is None:
+                return []
+            rows = [(r.id, r.branch) for r in session.scalars(
+                select(ScheduleRow).where(ScheduleRow.pipeline_id == pipeline_id, ScheduleRow.active)
+                .order_by(ScheduleRow.id)) if display_name is None or r.display_name == display_name]  # fmt: skip
+            repo = pipeline.repo
+        heads = dict(self._branches(repo)) if rows else {}
+        fires: list[ScheduleFire] = []
+        for row_id, branch in rows[:MAX_BRANCHES]:
+            commit = heads.get(branch)
+            if commit is None:
+                continue
+            with transaction(self.platform.sessions) as session:
+                row = session.get(ScheduleRow, row_id)
+                if row is None:
+                    continue
+                row.checked_at, row.last_fire_at = now, now
+                skip = skip_reason(session, row.id, commit, always=row.always, batch=row.batch)
+                run_id = None
+                if skip:
+                    row.last_outcome = f"skipped: {skip}"
+                else:
+                    run = new_run(session, pipeline_id, reason=Reason.SCHEDULE, ref=branch, sha=commit,
+                                  requested_for=REQUESTED_FOR, parameters={}, variables={})  # fmt: skip
+                    run.schedule_id = row.id
+                    row.last_outcome = f"run {run.id}"
+                    run_id = run.id
+                fires.append(ScheduleFire(row.display_name or row.cron, branch, run_id, skip))
+        return fires
+
+
+@dataclass(frozen=True)
+class ScheduleFire:
+    """What firing one schedule of one branch did: the run it created, or why it made none."""
+
+    schedule: str  # displayName, else the cron
+    branch: str
+    run_id: int | None
+    skipped: str = ""
+
+
 def skip_reason(session: Session, schedule_id: int, commit: str, *, always: bool, batch: bool) -> str:
     """Why a due fire makes no run ("" when it makes one): the ``always``/``batch`` table of Azure's docs."""
     if always:

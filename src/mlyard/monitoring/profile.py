@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 PROFILE_ARTIFACT = "baseline/profile.json"
@@ -23,6 +24,8 @@ MAX_FEATURES = 1000
 MAX_DISCRETE = 20  # integer-valued columns with at most this many values (classes, counts) are categorical
 OTHER = "__other__"
 PREDICTION = "prediction"
+PROXIED = "mlflow-artifacts:"  # the artifact locations of runs logged through a proxying tracking server
+MAX_PROFILE_BYTES = 64 * 1024 * 1024  # a profile of MAX_FEATURES features is far smaller
 
 
 @dataclass(frozen=True)
@@ -172,8 +175,15 @@ def log_profile(
         mlflow.MlflowClient(tracking_uri=tracking_uri).log_dict(run_id, profile.to_dict(), artifact_file)
 
 
-def load_profile(tracking_uri: str, run_id: str, artifact_file: str = PROFILE_ARTIFACT) -> Profile | None:
-    """The profile logged with run `run_id`, or None when it has none."""
+def load_profile(
+    tracking_uri: str, run_id: str, artifact_file: str = PROFILE_ARTIFACT, *, artifacts_destination: Path | None = None
+) -> Profile | None:
+    """The profile logged with run `run_id`, or None when it has none.
+
+    A run logged through an MLflow tracking server that proxies artifacts (`/mlflow/<env>`, the generated
+    project's training) has `mlflow-artifacts:/` locations, which only that server resolves: with
+    `artifacts_destination` (the folder the server stores them in) the file is read from there.
+    """
     import tempfile
 
     from mlflow import MlflowClient
@@ -182,6 +192,9 @@ def load_profile(tracking_uri: str, run_id: str, artifact_file: str = PROFILE_AR
     client = MlflowClient(tracking_uri=tracking_uri)
     folder, _, name = artifact_file.rpartition("/")
     try:
+        root = client.get_run(run_id).info.artifact_uri or ""
+        if artifacts_destination is not None and root.startswith(PROXIED):
+            return _read_proxied(artifacts_destination, root.removeprefix(PROXIED).lstrip("/"), artifact_file)
         if name not in {a.path.rpartition("/")[2] for a in client.list_artifacts(run_id, folder or None)}:
             return None
         with tempfile.TemporaryDirectory() as tmp:
@@ -190,6 +203,14 @@ def load_profile(tracking_uri: str, run_id: str, artifact_file: str = PROFILE_AR
                 return Profile.from_dict(json.load(fh))
     except (MlflowException, OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _read_proxied(destination: Path, location: str, artifact_file: str) -> Profile | None:
+    base = destination.resolve()
+    path = (base / location / artifact_file).resolve()
+    if not path.is_relative_to(base) or not path.is_file() or path.stat().st_size > MAX_PROFILE_BYTES:
+        return None
+    return Profile.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 def _flat(predictions: Any) -> Any:

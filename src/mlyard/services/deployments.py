@@ -180,7 +180,7 @@ def _start(
                 host=host,
                 cpu=cpu,
                 memory=memory,
-                artifacts_destination=_artifacts_destination(environment["mlflow_tracking_uri"]),
+                artifacts_destination=artifacts_destination(environment["mlflow_tracking_uri"]),
                 inference_log=folder / INFERENCE_DIR,
             )
             break
@@ -205,7 +205,7 @@ def _is_free(port: int, host: str) -> bool:
     return True
 
 
-def _artifacts_destination(tracking_uri: str) -> Path | None:
+def artifacts_destination(tracking_uri: str) -> Path | None:
     """Where the environment's MLflow server keeps proxied artifacts (versions logged through /mlflow/<env>)."""
     if is_remote(tracking_uri):
         return None

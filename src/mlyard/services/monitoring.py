@@ -63,7 +63,8 @@ def monitor(
     version = str(found["version"])
     run_id = models.version_for(platform, env, found["model"], version=version).get("run_id")
     tracking_uri = environments.get_environment(platform, env)["mlflow_tracking_uri"]
-    profile = load_profile(tracking_uri, run_id) if run_id else None
+    profile = load_profile(tracking_uri, run_id, artifacts_destination=deployments.artifacts_destination(tracking_uri)
+                           ) if run_id else None  # fmt: skip
     baseline = f"model version {version}: run {run_id}, artifact {PROFILE_ARTIFACT}"
     return build_report(deployment=name, environment=env, frame=frame, labels=labels, profile=profile,
                         baseline=baseline, since=since, until=until, truncated=truncated)  # fmt: skip

@@ -11,9 +11,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from mlyard.ci import sources
+from mlyard.ci.schedules import ScheduleFire
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Permission, Pipeline, PipelineVariable, Repo, Run, Schedule
-from mlyard.errors import Conflict, NotFound, PermissionDenied
+from mlyard.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mlyard.names import check_folder, check_pipeline_name, check_repo_name, check_variable_name
 from mlyard.pipelines.schedules import next_fires, parse_cron
 from mlyard.services import audit, secrets
@@ -150,6 +151,30 @@ def schedule_views(session: Session, pipeline_id: int, now: datetime) -> list[Sc
             )
         )
     return views
+
+
+def run_schedules(
+    platform: Platform, principal: Principal, name: str, schedule: str | None = None
+) -> list[ScheduleFire]:
+    """Admin/testing hook: fire the pipeline's schedules now, as if due (ci.schedules.ScheduleRunner.fire_now).
+    Returns the ScheduleFire of each schedule and branch."""
+    principal.require("admin")
+    if schedule is not None and len(schedule) > 255:
+        raise InvalidInput("schedule: at most 255 characters (a displayName or a cron)")
+    if platform.orchestrator is None:
+        raise Conflict("schedules run only in a running server: start it with `mlyard server`")
+    with transaction(platform.sessions) as session:
+        pipeline_id = get_row(session, name).id
+        known = session.scalars(select(Schedule.id).where(Schedule.pipeline_id == pipeline_id, Schedule.active)).first()
+    if known is None:
+        raise NotFound(f"pipeline {name!r} has no schedule the server has read yet: its YAML on a branch needs a "
+                       "`schedules:` section (`mlyard pipelines show` lists them)")  # fmt: skip
+    fires: list[ScheduleFire] = platform.orchestrator.schedules.fire_now(pipeline_id, schedule)
+    if schedule is not None and not fires:
+        raise NotFound(f"pipeline {name!r} has no active schedule {schedule!r}; `mlyard pipelines show {name}` "
+                       "lists them")  # fmt: skip
+    platform.orchestrator.notify()
+    return fires
 
 
 def check_manager(session: Session, principal: Principal, row: Pipeline, action: str) -> None:

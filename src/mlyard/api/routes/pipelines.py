@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -106,6 +107,18 @@ def permit(
     if platform.orchestrator is not None:
         platform.orchestrator.notify()
     return result
+
+
+@router.post("/pipelines/{name}/schedules/run")
+def run_schedules(
+    name: str,
+    schedule: str | None = None,
+    principal: Principal = Depends(requires("admin")),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    """Admin/testing hook: the pipeline's schedules (or the one named) fire now, as if due."""
+    fires = pipelines.run_schedules(platform, principal, name, schedule)
+    return {"fires": [asdict(fire) for fire in fires]}
 
 
 @router.get("/runs")

@@ -1,0 +1,73 @@
+"""Quickstart's drift demo: send the deployed demo model a batch of shifted requests, then read and print the
+monitor report that flags the shifted features (docs/monitoring.md).
+
+The demo model is trained on scikit-learn's Breast Cancer data; the batch is rows of that data with
+SHIFTED multiplied by SCALE, so exactly those features move away from the baseline its training logged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlyard.client import Client
+    from mlyard.views import MonitorReportView
+
+SHIFTED = ("mean radius", "worst radius")  # the features the demo shifts
+SCALE = 1.6
+REQUESTS, ROWS = 40, 5  # 200 rows: enough for both tests (30 values at least) with a clear verdict
+WAIT = 30.0  # seconds for the scoring server's log to reach the table (it writes every second)
+
+
+def shifted_rows(rows: int, seed: int = 0) -> tuple[list[str], list[list[float]]]:
+    """`rows` rows of the Breast Cancer data (columns as the demo project's features), SHIFTED scaled."""
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True)
+    columns = [str(c) for c in data.feature_names]
+    frame = data.frame[columns].astype("float64")
+    picked = frame.iloc[np.random.default_rng(seed).integers(0, len(frame), rows)].copy()
+    for name in SHIFTED:
+        picked[name] *= SCALE
+    return columns, [[float(x) for x in row] for row in picked.to_numpy().tolist()]
+
+
+def run_drift_demo(
+    api: Client, env: str, model: str, scoring_uri: str, say: Callable[[str], None], *, timeout: float = WAIT
+) -> MonitorReportView:
+    """Send the shifted batch to `scoring_uri`, wait until the monitor report holds it, `say` the report."""
+    import httpx
+
+    before = api.deployments.monitor(env, model, window="1h").requests
+    columns, rows = shifted_rows(REQUESTS * ROWS)
+    with httpx.Client(timeout=30) as http:
+        for start in range(0, len(rows), ROWS):
+            body = {"dataframe_split": {"columns": columns, "data": rows[start : start + ROWS]}}
+            http.post(scoring_uri, json=body).raise_for_status()
+    say(f"sent {REQUESTS} requests ({REQUESTS * ROWS} rows) with {' and '.join(SHIFTED)} x{SCALE}")
+    deadline = time.monotonic() + timeout
+    report = api.deployments.monitor(env, model, window="1h")
+    while report.requests < before + REQUESTS and time.monotonic() < deadline:
+        time.sleep(0.5)
+        report = api.deployments.monitor(env, model, window="1h")
+    for line in describe(report):
+        say(line)
+    return report
+
+
+def describe(report: MonitorReportView) -> list[str]:
+    """The report in a few lines: volume, latency, the drifted features with their statistics."""
+    p50 = "-" if report.latency_p50_ms is None else f"{report.latency_p50_ms:.2f} ms"
+    lines = [
+        f"drift report of {report.deployment} in {report.environment} (last hour): {report.requests} requests, "
+        f"{report.rows} rows, latency p50 {p50}, baseline: {report.baseline or 'none'}",
+        f"drifted features: {', '.join(report.drifted) or 'none'}",
+    ]
+    for feature in report.features:
+        if feature.drifted:
+            lines.append(f"  DRIFT {feature.name}: {feature.reason}")
+    lines += [f"note: {note}" for note in report.notes]
+    return lines
