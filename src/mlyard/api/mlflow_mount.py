@@ -48,6 +48,7 @@ Send = Callable[[Message], Awaitable[None]]
 PREFIX = "/mlflow/"
 READ_SCOPE = "repo:read"  # GET, HEAD and MLflow's searches (POST)
 WRITE_SCOPE = "pipelines:run"  # every other request: the scope that stages and deploys models
+WARM_LIMIT = 8  # environments whose MLflow server the server starts with it (more start on first use)
 START_SECONDS = 180.0  # an environment's MLflow server has this long to answer its first /health
 PROXY_TIMEOUT = httpx.Timeout(900.0, connect=10.0)  # large artifacts stream for a while
 MAX_JSON_BYTES = 64 * 1024  # the body of an alias or stage change, read by mlyard itself
@@ -159,6 +160,8 @@ class MlflowMount:
         self._locks: dict[str, asyncio.Lock] = {}
         self._socket_dir: Path | None = None
         self._folder_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._warming: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -237,6 +240,36 @@ class MlflowMount:
             raise OperationFailed(f"could not start the MLflow server of environment {env!r}: {exc}") from exc
         return server
 
+    def start_warming(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the MLflow servers of the environments with an embedded store (at most WARM_LIMIT) in the
+        background, and from now on that of each new environment: a first request then finds it running
+        (the server's lifespan calls this)."""
+        self._loop = loop
+
+        def warm_new(env: str) -> None:
+            asyncio.run_coroutine_threadsafe(self._warm([env]), loop)
+
+        self.platform.environment_listeners.append(warm_new)
+        names = [e["name"] for e in environments.list_environments(self.platform)][:WARM_LIMIT]
+        self._warming = loop.create_task(self._warm(names))
+
+    async def _warm(self, names: list[str]) -> None:
+        from mlyard.registry.store import is_remote
+
+        for env in names:
+            try:
+                environment = await asyncio.to_thread(environments.get_environment, self.platform, env)
+                uri = environment["mlflow_tracking_uri"]
+                if is_remote(uri):
+                    continue
+                loop = asyncio.get_running_loop()
+                began = loop.time()
+                await self._server(env, uri)
+                log.info("registry warm: the MLflow server of environment %r is ready (%.1f s)", env,
+                         loop.time() - began)  # fmt: skip
+            except (MlyardError, OSError) as exc:
+                log.warning("could not warm the MLflow server of environment %r: %s", env, exc)
+
     async def _stop(self, env: str) -> None:
         running = self._running.pop(env, None)
         if running is not None:
@@ -244,6 +277,10 @@ class MlflowMount:
             await asyncio.to_thread(running.server.stop)
 
     async def close(self) -> None:
+        if self._warming is not None and not self._warming.done():
+            self._warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._warming
         for env in list(self._running):
             await self._stop(env)
         if self._socket_dir is not None:
