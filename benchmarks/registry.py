@@ -48,7 +48,9 @@ def one_round(tmp: Path, settle: float) -> dict[str, float]:
     began = time.perf_counter()
     token = json.loads(mlyard("init", "--port", str(port), "--json", home=home).stdout)["token"]
     init = time.perf_counter() - began
-    server = Server(home=home, port=port, token=token)
+    # The product's defaults (tests/conftest.py turns the warm processes off for the suite).
+    warm = {"MLYARD_REGISTRY_WARM": "1", "MLYARD_SERVING_WARM_POOL": "1"}
+    server = Server(home=home, port=port, token=token, env=warm)
     began = time.perf_counter()
     server.start(timeout=120)
     figures = {"init": init, "server start": time.perf_counter() - began}

@@ -293,7 +293,8 @@ def cold_breakdown(startup: float) -> str:
         return time.perf_counter() - began
 
     bare = wall("pass")
-    imports = wall(f"import importlib\nfor m in {WARM_MODULES!r}:\n    importlib.import_module(m)") - bare
+    code = f"import contextlib, importlib\nfor m in {WARM_MODULES!r}:\n    with contextlib.suppress(ImportError):\n"
+    imports = wall(code + "        importlib.import_module(m)") - bare
     rest = startup - bare - imports
     return (f"cold start {startup:.2f} s = interpreter {bare:.2f} s + imports {imports:.2f} s (MLflow, pandas, "
             f"scikit-learn, skops, uvicorn) + resolve, load the model and bind {rest:.2f} s; a warm pool process "

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -48,7 +49,8 @@ Send = Callable[[Message], Awaitable[None]]
 PREFIX = "/mlflow/"
 READ_SCOPE = "repo:read"  # GET, HEAD and MLflow's searches (POST)
 WRITE_SCOPE = "pipelines:run"  # every other request: the scope that stages and deploys models
-WARM_LIMIT = 8  # environments whose MLflow server the server starts with it (more start on first use)
+WARM_ENV = "MLYARD_REGISTRY_WARM"  # environments whose MLflow server starts with the server (default 1; 0 = none)
+WARM_LIMIT = 8
 START_SECONDS = 180.0  # an environment's MLflow server has this long to answer its first /health
 PROXY_TIMEOUT = httpx.Timeout(900.0, connect=10.0)  # large artifacts stream for a while
 MAX_JSON_BYTES = 64 * 1024  # the body of an alias or stage change, read by mlyard itself
@@ -160,7 +162,6 @@ class MlflowMount:
         self._locks: dict[str, asyncio.Lock] = {}
         self._socket_dir: Path | None = None
         self._folder_lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._warming: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -241,16 +242,18 @@ class MlflowMount:
         return server
 
     def start_warming(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start the MLflow servers of the environments with an embedded store (at most WARM_LIMIT) in the
-        background, and from now on that of each new environment: a first request then finds it running
-        (the server's lifespan calls this)."""
-        self._loop = loop
+        """Start in the background the MLflow servers of the first `MLYARD_REGISTRY_WARM` environments (default
+        1: `dev` in a new home) and, from now on, that of each new environment: a first request then finds it
+        running (the server's lifespan calls this). Each costs a process and seconds of CPU: 0 turns it off."""
+        count = warm_count()
+        if not count:
+            return
 
         def warm_new(env: str) -> None:
             asyncio.run_coroutine_threadsafe(self._warm([env]), loop)
 
         self.platform.environment_listeners.append(warm_new)
-        names = [e["name"] for e in environments.list_environments(self.platform)][:WARM_LIMIT]
+        names = [e["name"] for e in environments.list_environments(self.platform)][:count]
         self._warming = loop.create_task(self._warm(names))
 
     async def _warm(self, names: list[str]) -> None:
@@ -340,6 +343,14 @@ class MlflowMount:
                 where = f"the MLflow server of environment {request.env!r}"
                 raise Unavailable(f"{where} is not reachable ({exc!r}); try again") from None
         return answer.status_code, answer.content
+
+
+def warm_count() -> int:
+    text = os.environ.get(WARM_ENV, "1").strip()
+    if not text.isdigit() or int(text) > WARM_LIMIT:
+        log.warning("%s=%r is not a number from 0 to %d: using 1", WARM_ENV, text, WARM_LIMIT)
+        return 1
+    return int(text)
 
 
 def _fields(body: bytes, query: bytes) -> dict[str, Any]:
