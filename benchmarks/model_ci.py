@@ -78,14 +78,17 @@ def prepare(root: Path, uri: str) -> tuple[Path, list[str]]:
     model = train.train(split).model
     x = features.build_features(split.x_train)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("bench-training")
+    client = MlflowClient(uri)
+    # artifacts in the temporary folder (a new experiment's default would be ./mlruns in the working directory)
+    local = None if uri.startswith(("http://", "https://")) else (root / "artifacts").as_uri()
+    experiment = client.create_experiment("bench-training", artifact_location=local)
     versions = []
     for _ in range(3):
-        with mlflow.start_run():
+        with mlflow.start_run(experiment_id=experiment):
             info = mlflow.sklearn.log_model(model, name="model", signature=infer_signature(x, model.predict(x)),
                                             pip_requirements=["scikit-learn", "mlflow"], registered_model_name=MODEL)
         versions.append(str(info.registered_model_version))
-    MlflowClient().set_registered_model_alias(MODEL, "production", versions[0])
+    client.set_registered_model_alias(MODEL, "production", versions[0])
     return project, versions
 
 
