@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -270,6 +271,8 @@ class MlflowMount:
                 await self._server(env, uri)
                 log.info("registry warm: the MLflow server of environment %r is ready (%.1f s)", env,
                          loop.time() - began)  # fmt: skip
+                # then this process's own registry (the models API, stage changes): its MLflow import
+                await asyncio.to_thread(importlib.import_module, "mlyard.registry")
             except (MlyardError, OSError) as exc:
                 log.warning("could not warm the MLflow server of environment %r: %s", env, exc)
 
