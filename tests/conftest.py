@@ -80,6 +80,9 @@ def mlyard(
     return proc
 
 
+WARM_OFF = {"MLYARD_REGISTRY_WARM": "0", "MLYARD_SERVING_WARM_POOL": "0"}
+
+
 @dataclass
 class Server:
     """A real `mlyard server` process."""
@@ -101,7 +104,9 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> None:
-        env = {**os.environ, "MLYARD_HOME": str(self.home), **self.env}
+        # No warm processes unless a test asks (tests/registry/test_warm_start.py): each server of the suite would
+        # start an MLflow server and a scoring process in the background (seconds of CPU each).
+        env = {**os.environ, "MLYARD_HOME": str(self.home), **WARM_OFF, **self.env}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mlyard", "server", "--port", str(self.port), *self.options],

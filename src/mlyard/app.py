@@ -8,6 +8,7 @@ import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -129,6 +130,7 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
         if recovered:
             log.info("recorded %d push event(s) left by the previous server process", recovered)
         orchestrator.start()
+        mlflow_servers.start_warming(asyncio.get_running_loop())  # each environment's MLflow server, in the background
         fronts = FrontProxies(asyncio.get_running_loop())
         deployments.attach(platform, fronts)
         recovery = threading.Thread(target=deployments.recover_after_restart, args=(platform,), daemon=True)
@@ -209,7 +211,9 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
 
     @api.get("/health", tags=["health"])
     def health() -> dict[str, Any]:
-        return {"ok": True, "status": "healthy", "version": __version__}
+        pool = deployments.pool_status(platform)  # the warm scoring processes (docs/serving.md)
+        return {"ok": True, "status": "healthy", "version": __version__,
+                "serving_pool": asdict(pool) if pool is not None else None}  # fmt: skip
 
     def authorize(header: str | None, repo: str, write: bool, remote_addr: str) -> str:
         job_token = (parse_authorization(header) or Credentials(None, "")).token

@@ -28,7 +28,10 @@ MODEL = "cd-model"
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server of this module's own (a test restarts it). A deployment gets one restart instead of three,
     so the restart limit is reached after two deaths rather than four scoring-server starts."""
-    server = start_server(tmp_path_factory.mktemp("deployments"), env={"MLYARD_DEPLOYMENT_RESTART_LIMIT": "1"})
+    # With the warm pool of scoring processes on (the product's default; the suite's other servers turn it off):
+    # deployments, redeploys and restarts here start from it when a warm process is ready.
+    env = {"MLYARD_DEPLOYMENT_RESTART_LIMIT": "1", "MLYARD_SERVING_WARM_POOL": "1"}
+    server = start_server(tmp_path_factory.mktemp("deployments"), env=env)
     yield server
     server.stop()
 
@@ -214,3 +217,10 @@ def _next_state(srv: Server, dead_pid: int, timeout: float = 120) -> dict:
                 return dict(doc)
             time.sleep(0.2)
     raise AssertionError(f"the supervisor did nothing about pid {dead_pid} in {timeout} s")
+
+
+def test_deployments_started_from_the_warm_pool(srv: Server) -> None:
+    """The scoring servers of this module's deployments: at least one was a warm pool process."""
+    with srv.client() as api:
+        pool = api.get("/health").json()["serving_pool"]
+    assert pool["size"] == 1 and pool["handed_out"] >= 1, pool

@@ -22,8 +22,9 @@ import pytest
 
 from mlyard.api.mlflow_mount import MlflowRequest, parse_request
 from mlyard.errors import NotFound
-from mlyard.registry.tracking_server import APP
 from tests.conftest import Server
+
+CHILD = "mlyard.registry.tracking_server"  # the module the MLflow server process runs (python -m)
 
 CLIENT_SCRIPT = textwrap.dedent(
     """
@@ -223,7 +224,7 @@ def mlflow_server_of(server: Server, env: str) -> psutil.Process | None:
     store = str(server.home / "envs" / env / "mlflow.db")
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            if APP in (proc.info["cmdline"] or []) and store in proc.environ().get("_MLFLOW_SERVER_FILE_STORE", ""):
+            if CHILD in (proc.info["cmdline"] or []) and store in proc.environ().get("_MLFLOW_SERVER_FILE_STORE", ""):
                 return proc
         except psutil.Error:
             continue

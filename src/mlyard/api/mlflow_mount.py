@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
+import os
 import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -48,6 +50,8 @@ Send = Callable[[Message], Awaitable[None]]
 PREFIX = "/mlflow/"
 READ_SCOPE = "repo:read"  # GET, HEAD and MLflow's searches (POST)
 WRITE_SCOPE = "pipelines:run"  # every other request: the scope that stages and deploys models
+WARM_ENV = "MLYARD_REGISTRY_WARM"  # environments whose MLflow server starts with the server (default 1; 0 = none)
+WARM_LIMIT = 8
 START_SECONDS = 180.0  # an environment's MLflow server has this long to answer its first /health
 PROXY_TIMEOUT = httpx.Timeout(900.0, connect=10.0)  # large artifacts stream for a while
 MAX_JSON_BYTES = 64 * 1024  # the body of an alias or stage change, read by mlyard itself
@@ -159,6 +163,7 @@ class MlflowMount:
         self._locks: dict[str, asyncio.Lock] = {}
         self._socket_dir: Path | None = None
         self._folder_lock = threading.Lock()
+        self._warming: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -237,6 +242,40 @@ class MlflowMount:
             raise OperationFailed(f"could not start the MLflow server of environment {env!r}: {exc}") from exc
         return server
 
+    def start_warming(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start in the background the MLflow servers of the first `MLYARD_REGISTRY_WARM` environments (default
+        1: `dev` in a new home) and, from now on, that of each new environment: a first request then finds it
+        running (the server's lifespan calls this). Each costs a process and seconds of CPU: 0 turns it off."""
+        count = warm_count()
+        if not count:
+            return
+
+        def warm_new(env: str) -> None:
+            asyncio.run_coroutine_threadsafe(self._warm([env]), loop)
+
+        self.platform.environment_listeners.append(warm_new)
+        names = [e["name"] for e in environments.list_environments(self.platform)][:count]
+        self._warming = loop.create_task(self._warm(names))
+
+    async def _warm(self, names: list[str]) -> None:
+        from mlyard.registry.store import is_remote
+
+        for env in names:
+            try:
+                environment = await asyncio.to_thread(environments.get_environment, self.platform, env)
+                uri = environment["mlflow_tracking_uri"]
+                if is_remote(uri):
+                    continue
+                loop = asyncio.get_running_loop()
+                began = loop.time()
+                await self._server(env, uri)
+                log.info("registry warm: the MLflow server of environment %r is ready (%.1f s)", env,
+                         loop.time() - began)  # fmt: skip
+                # then this process's own registry (the models API, stage changes): its MLflow import
+                await asyncio.to_thread(importlib.import_module, "mlyard.registry")
+            except (MlyardError, OSError) as exc:
+                log.warning("could not warm the MLflow server of environment %r: %s", env, exc)
+
     async def _stop(self, env: str) -> None:
         running = self._running.pop(env, None)
         if running is not None:
@@ -244,6 +283,10 @@ class MlflowMount:
             await asyncio.to_thread(running.server.stop)
 
     async def close(self) -> None:
+        if self._warming is not None and not self._warming.done():
+            self._warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._warming
         for env in list(self._running):
             await self._stop(env)
         if self._socket_dir is not None:
@@ -303,6 +346,14 @@ class MlflowMount:
                 where = f"the MLflow server of environment {request.env!r}"
                 raise Unavailable(f"{where} is not reachable ({exc!r}); try again") from None
         return answer.status_code, answer.content
+
+
+def warm_count() -> int:
+    text = os.environ.get(WARM_ENV, "1").strip()
+    if not text.isdigit() or int(text) > WARM_LIMIT:
+        log.warning("%s=%r is not a number from 0 to %d: using 1", WARM_ENV, text, WARM_LIMIT)
+        return 1
+    return int(text)
 
 
 def _fields(body: bytes, query: bytes) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlyard.errors import InvalidInput
+from mlyard.errors import InvalidInput, MlyardError
 from mlyard.registry.store import ARTIFACTS_DIR, init_store, is_remote, sqlite_path, sqlite_uri
 
 APP = "mlflow.server.fastapi_app:app"
@@ -67,8 +67,8 @@ class TrackingServerSpec:
         )
 
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", "uvicorn", "--uds", str(self.socket), "--workers", "1", "--no-access-log",
-                "--log-level", "warning", "--timeout-graceful-shutdown", "5", APP]  # fmt: skip
+        """`python -m mlyard.registry.tracking_server SOCKET`: `main` below, in the child."""
+        return [sys.executable, "-m", "mlyard.registry.tracking_server", str(self.socket)]
 
     def environment(self) -> dict[str, str]:
         """What `mlflow server --serve-artifacts` gives its workers, and nothing of the server's secrets."""
@@ -100,8 +100,8 @@ class TrackingServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        """Initialise the store (MLflow's schema, once, under its lock) and start the process."""
-        init_store(self.spec.backend_uri, self.spec.artifacts_dir)
+        """Start the process, which initialises the store (MLflow's schema, once, under its lock) before it
+        serves: the imports that takes are those of MLflow's server app, paid once, in the child."""
         self.spec.artifacts_dir.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.spec.socket.unlink()
@@ -153,3 +153,28 @@ def socket_folder() -> Path:
 
 def remove_socket_folder(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The child: initialise the store named by `_MLFLOW_SERVER_FILE_STORE` (under its lock, as every other
+    opener of the store does), then run MLflow's server app with uvicorn on the Unix socket `argv[0]`, as
+    `uvicorn --uds SOCKET --workers 1 --no-access-log --log-level warning mlflow.server.fastapi_app:app`."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m mlyard.registry.tracking_server SOCKET", file=sys.stderr)
+        return 2
+    backend = os.environ.get("_MLFLOW_SERVER_FILE_STORE", "")
+    destination = os.environ.get("_MLFLOW_SERVER_ARTIFACT_DESTINATION", "")
+    try:
+        init_store(backend, Path(destination) if destination else None)
+    except MlyardError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    import uvicorn
+
+    uvicorn.run(APP, uds=args[0], workers=1, access_log=False, log_level="warning", timeout_graceful_shutdown=5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +31,8 @@ from mlyard.services import audit, environments, models
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
 from mlyard.services.runtime import Router
-from mlyard.serving.limits import MEMORY_EXIT_CODE, available_cores, cores_for
+from mlyard.serving.limits import MEMORY_EXIT_CODE, available_cores, cores_for, thread_pool_env
+from mlyard.serving.pool import MAX_SIZE, PoolStatus, WarmPool
 from mlyard.serving.process import Endpoint, EndpointFailed, find_free_port, start_endpoint, stop_process_group
 
 log = logging.getLogger("mlyard.deployments")
@@ -41,12 +43,45 @@ RESTART_LIMIT, RESTART_WINDOW = 3, 300.0  # more restarts than this within the w
 RESTART_LIMIT_ENV = "MLYARD_DEPLOYMENT_RESTART_LIMIT"  # the server's environment may lower or raise the limit
 GRACE_SECONDS = 30.0  # the longest an old scoring server keeps serving connections opened before a switch
 BIND_ATTEMPTS = 3  # ports tried when another process takes a scoring server's port while it starts
+WARM_POOL_ENV = "MLYARD_SERVING_WARM_POOL"  # warm scoring processes kept ready (default 1; 0 = none)
 _LOG_LIMIT = 1024 * 1024
 
 
 def attach(platform: Platform, router: Router | None) -> None:
-    """Give the platform its front proxy (the server's lifespan does); None detaches it."""
+    """Give the platform its front proxy and its warm pool of scoring processes (the server's lifespan
+    does); None detaches both (and stops the pool's idle processes)."""
     platform.deployments.router = router
+    pool, platform.deployments.pool = platform.deployments.pool, None
+    if pool is not None:
+        pool.close()
+    if router is None:
+        return
+    size = warm_pool_size()
+    if size:
+        env = {**_child_env(), "PYTHONUNBUFFERED": "1", **thread_pool_env(1)}  # cpu=1, the default deployment
+        log_file = platform.settings.envs_dir.parent / "serving-pool.log"
+        platform.deployments.pool = pool = WarmPool(sys.executable, env, size=size, log_file=log_file)
+        pool.fill_later()
+        log.info("scoring warm pool: %d process(es) (%s=0 turns it off)", size, WARM_POOL_ENV)
+
+
+def warm_pool_size() -> int:
+    text = os.environ.get(WARM_POOL_ENV, "1").strip()
+    if not text.isdigit() or int(text) > MAX_SIZE:
+        log.warning("%s=%r is not a number from 0 to %d: using 1", WARM_POOL_ENV, text, MAX_SIZE)
+        return 1
+    return int(text)
+
+
+def pool_status(platform: Platform) -> PoolStatus | None:
+    """The warm pool's counts (what `/health` reports), None when there is no pool."""
+    pool = platform.deployments.pool
+    return pool.status() if pool is not None else None
+
+
+def _child_env() -> dict[str, str]:
+    """A scoring server's environment: the server's, without its token and MLflow settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("MLYARD_TOKEN", "MLFLOW_"))}
 
 
 def _router(platform: Platform) -> Router:
@@ -163,7 +198,7 @@ def _start(
 ) -> Endpoint:
     folder = platform.settings.envs_dir / environment["name"] / "deployments" / model
     folder.mkdir(parents=True, exist_ok=True)
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("MLYARD_TOKEN", "MLFLOW_"))}
+    child_env = _child_env()
     host = _serving(environment)["host"]
     for attempt in range(1, BIND_ATTEMPTS + 1):
         # The scoring server binds its port seconds after it was found free: another process may take it
@@ -182,6 +217,7 @@ def _start(
                 memory=memory,
                 artifacts_destination=artifacts_destination(environment["mlflow_tracking_uri"]),
                 inference_log=folder / INFERENCE_DIR,
+                pool=platform.deployments.pool,
             )
             break
         except EndpointFailed:

@@ -68,6 +68,8 @@ def create_environment(
     except IntegrityError:  # created at the same time by another request
         raise Conflict(f"environment {name!r} already exists") from None
     environment_groups.sync_group(platform, name, actor=principal.username)  # its variable group
+    for listener in platform.environment_listeners:  # e.g. the server warms the environment's MLflow server
+        listener(name)
     return created
 
 

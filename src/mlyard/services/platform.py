@@ -23,6 +23,7 @@ class Platform:
     engine: Engine
     sessions: sessionmaker[Session]
     push_listeners: list[Listener] = field(default_factory=list)
+    environment_listeners: list[Callable[[str], None]] = field(default_factory=list)  # called with a new env's name
     deployments: DeploymentRuntime = field(default_factory=DeploymentRuntime)  # scoring servers of this process
     orchestrator: Any = None  # the scheduler (ci.orchestrator.Orchestrator) when a server runs
     login_failures: LoginFailures = field(default_factory=LoginFailures)  # failed logins per client address

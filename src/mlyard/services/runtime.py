@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mlyard.serving.pool import WarmPool
 from mlyard.serving.process import Endpoint
 
 
@@ -25,6 +26,7 @@ class DeploymentRuntime:
     """The deployments' in-memory state of one server process; `guard` protects every field."""
 
     router: Router | None = None
+    pool: WarmPool | None = None  # warm scoring processes (mlyard.serving.pool), while the server runs
     processes: dict[int, Endpoint] = field(default_factory=dict)  # pid -> scoring servers started, not stopped
     reserved: set[int] = field(default_factory=set)  # ports picked but not recorded yet
     restarts: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # (env, model) -> restart times

@@ -31,6 +31,16 @@ def apply_cpu_limit(cpu: float) -> list[int]:
     """Pin this process (and the threads it starts) to ceil(cpu) of the cores it may use; returns them."""
     cores = sorted(os.sched_getaffinity(0))[: cores_for(cpu)]
     os.sched_setaffinity(0, cores)
+    # A warm pool process (mlyard.serving.pool) already runs threads (BLAS pools): pin each of them too.
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = []
+    for tid in threads[:4096]:
+        try:
+            os.sched_setaffinity(tid, cores)
+        except OSError:
+            continue  # a thread that ended meanwhile
     return cores
 
 

@@ -8,8 +8,10 @@ loaded as it is.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,8 +145,8 @@ def load_served_model(
     check_model_uri(model_uri, tracking_uri)
     import mlflow
     from mlflow.exceptions import MlflowException
-    from mlflow.pyfunc.scoring_server import load_model_with_mlflow_config
     from mlflow.tracking import MlflowClient
+    from mlflow.tracking.artifact_utils import _download_artifact_from_uri
 
     uri = configure_tracking(tracking_uri)
     os.environ[_SERVING_ENV_FLAG] = "true"
@@ -152,14 +154,64 @@ def load_served_model(
     ref = resolve_model_uri(model_uri, client)
     try:
         load_uri = local_artifacts(client, ref, artifacts_destination)
+        local = _download_artifact_from_uri(load_uri)  # a local store's folder is used in place
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            pyfunc = load_model_with_mlflow_config(load_uri)  # honours SERVING_MODEL_CONFIG as MLflow does
+            # MLflow's own requirement check maps every installed distribution to its modules (a second or
+            # more per start); `requirement_mismatches` below reads only the model's few requirements.
+            pyfunc = mlflow.pyfunc.load_model(local, suppress_warnings=True, **_serving_model_config())
     except MlflowException as exc:
         raise ModelLoadFailed(f"could not load model {model_uri!r}: {exc.message}") from exc
     except OSError as exc:
         raise ModelLoadFailed(f"could not load model {model_uri!r}: {exc}") from exc
+    for mismatch in requirement_mismatches(Path(local) / "requirements.txt"):
+        print(f"warning: the model needs {mismatch}", file=sys.stderr, flush=True)
     return ServedModel(ref=ref, pyfunc=pyfunc, mlflow_version=mlflow.__version__, tracking_uri=uri)
+
+
+def _serving_model_config() -> dict[str, Any]:
+    """`model_config` from MLflow's SERVING_MODEL_CONFIG variable, as its scoring server reads it."""
+    from mlflow.pyfunc.scoring_server import SERVING_MODEL_CONFIG
+
+    text = os.environ.get(SERVING_MODEL_CONFIG)
+    return {"model_config": json.loads(text)} if text else {}
+
+
+MAX_REQUIREMENTS = 500
+
+
+def requirement_mismatches(requirements_txt: Path) -> list[str]:
+    """The model's pip requirements this Python does not satisfy, as `name (current: V, required: SPEC)`.
+
+    What MLflow's `warn_dependency_requirement_mismatches` reports, from the installed distributions'
+    metadata only (file paths, URLs and options such as `-r` are skipped, as MLflow skips them)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        lines = requirements_txt.read_text(encoding="utf-8").splitlines()[:MAX_REQUIREMENTS]
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        text = line.split(" #", 1)[0].strip()
+        if not text or text.startswith(("#", "-")):
+            continue
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        try:
+            installed: str | None = version(requirement.name)
+        except PackageNotFoundError:
+            installed = None
+        specifier = requirement.specifier
+        if installed is None or (specifier and not specifier.contains(installed, prereleases=True)):
+            found.append(f"{requirement.name} (current: {installed or 'uninstalled'}, required: {text})")
+    return found
 
 
 def local_artifacts(client: Any, ref: ModelRef, destination: Path | None) -> str:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -20,11 +22,15 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
 from mlyard.errors import OperationFailed
 from mlyard.serving.limits import thread_pool_env
+
+if TYPE_CHECKING:
+    from mlyard.serving.pool import WarmPool
 
 DEFAULT_PORTS = range(8600, 8700)
 _LOG_TAIL_BYTES = 4000
@@ -79,6 +85,29 @@ def wait_healthy(url: str, timeout: float, *, process: subprocess.Popen[bytes] |
             raise EndpointFailed(f"scoring server at {url} not healthy after {timeout:.0f} s")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.25)
+
+
+def wait_ready(ready_fd: int, url: str, timeout: float, *, process: subprocess.Popen[bytes]) -> None:
+    """Wait for `ready` on the scoring server's readiness pipe (written once its socket listens, so no
+    polling); raise `EndpointFailed` on timeout or when the process exits (its end of the pipe closes)."""
+    from mlyard.serving.pool import _read_line
+
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise EndpointFailed(f"scoring server at {url} not healthy after {timeout:.0f} s")
+        if not select.select([ready_fd], [], [], min(remaining, 1.0))[0]:
+            continue
+        line = _read_line(ready_fd)
+        if line == b"ready":
+            return
+        if line == b"warm":  # a warm pool process that finished its imports after it was taken
+            continue
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
+        code = process.returncode
+        raise EndpointFailed(f"scoring server for {url} exited with code {code} before it was healthy")
 
 
 def _listens(pid: int, port: int) -> bool:
@@ -191,8 +220,12 @@ def start_endpoint(
     memory: float | None = None,
     artifacts_destination: Path | None = None,
     inference_log: Path | None = None,
+    pool: WarmPool | None = None,
 ) -> Endpoint:
-    """Start a scoring server and wait until `/ping` is healthy.
+    """Start a scoring server and wait until `/ping` is healthy (it says so on a pipe once it listens).
+
+    With `pool`, a warm process of the pool (mlyard.serving.pool) becomes the scoring server when one fits;
+    otherwise a new process starts.
 
     `artifacts_destination` is where the registry's MLflow server keeps proxied (`mlflow-artifacts:`)
     artifacts: a version logged through that server is loaded from there. `inference_log` is the folder
@@ -213,22 +246,44 @@ def start_endpoint(
     log_file.parent.mkdir(parents=True, exist_ok=True)
     argv = serve_argv(model_uri, port=port, host=host, tracking_uri=tracking_uri, python=python, cpu=cpu, memory=memory,
                       artifacts_destination=artifacts_destination, inference_log=inference_log)  # fmt: skip
-    with open(log_file, "ab") as log:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=child_env,
-            cwd=str(cwd or log_file.parent),
-            start_new_session=True,
-        )
+    standby = pool.take(python, child_env) if pool is not None else None
+    if standby is not None:
+        process, ready_fd = standby.process, standby.ready_fd
+        order = {"argv": argv[3:], "env": child_env, "cwd": str(cwd or log_file.parent), "log": str(log_file)}
+        try:
+            assert process.stdin is not None
+            process.stdin.write(json.dumps(order).encode() + b"\n")
+            process.stdin.close()
+        except OSError:
+            standby.discard()
+            standby = None
+    if standby is None:
+        ready_fd, write_fd = os.pipe()
+        try:
+            with open(log_file, "ab") as log:
+                process = subprocess.Popen(
+                    [*argv, "--ready-fd", str(write_fd)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=child_env,
+                    cwd=str(cwd or log_file.parent),
+                    start_new_session=True,
+                    pass_fds=(write_fd,),
+                )
+        except BaseException:
+            os.close(ready_fd)
+            raise
+        finally:
+            os.close(write_fd)
     endpoint = Endpoint(model_uri=model_uri, host=host, port=port, log_file=log_file, process=process)
     try:
-        wait_healthy(endpoint.url, timeout, process=process)
+        wait_ready(ready_fd, endpoint.url, timeout, process=process)
     except EndpointFailed as exc:
         endpoint.stop(timeout=5)
         raise EndpointFailed(f"{exc}\n--- {log_file} (end) ---\n{log_tail(log_file)}") from None
+    finally:
+        os.close(ready_fd)
     return endpoint
 
 

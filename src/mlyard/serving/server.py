@@ -1,14 +1,25 @@
 """Run the scoring server: `python -m mlyard.serving --model-uri URI --port P`.
 
 One process, one model, loaded once before the socket is opened, so the first successful
-`GET /ping` means the model is ready. Binds 127.0.0.1 unless told otherwise.
+`GET /ping` means the model is ready. Binds 127.0.0.1 unless told otherwise. With `--ready-fd N` the
+process writes `ready` to file descriptor N once it listens (the platform waits on that pipe instead of
+polling /ping).
+
+`python -m mlyard.serving --standby --ready-fd N` is a warm process of the platform's pool
+(mlyard.serving.pool): it imports what scoring needs (MLflow, pandas, uvicorn, the common flavors), writes
+`warm` to N, then reads ONE assignment (a JSON line on stdin: argv, environment, working folder, log file)
+and becomes that scoring server. It serves one deployment and exits with it: nothing is shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mlyard.errors import MlyardError
@@ -19,9 +30,10 @@ DEFAULT_HOST = "127.0.0.1"
 def serve(
     model_uri: str, *, port: int, host: str = DEFAULT_HOST, tracking_uri: str | None = None,
     artifacts_destination: Path | None = None, inference_log: str | None = None, sample_rate: float = 0.1,
-    full_below: int = 50,
+    full_below: int = 50, ready: Callable[[], None] | None = None,
 ) -> None:  # fmt: skip
-    """Load the model, then serve it with uvicorn until SIGINT/SIGTERM (then flush the inference log)."""
+    """Load the model, then serve it with uvicorn until SIGINT/SIGTERM (then flush the inference log);
+    `ready` is called once the socket listens."""
     from mlyard.serving.model import check_model_uri
 
     check_model_uri(model_uri, tracking_uri)  # fails before the imports below (seconds)
@@ -44,8 +56,14 @@ def serve(
         server_header=False,
         date_header=False,
     )
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+            await super().startup(sockets)
+            if self.started and ready is not None:
+                ready()
+
     try:
-        uvicorn.Server(config).run()
+        Server(config).run()
     finally:
         if app.logger is not None:
             app.logger.close()
@@ -68,11 +86,67 @@ def _parser() -> argparse.ArgumentParser:
                         help="share of requests logged past --log-full-below requests in a second (default 0.1)")
     parser.add_argument("--log-full-below", type=int, default=50,
                         help="requests per second logged in full before sampling starts (default 50)")
+    parser.add_argument("--ready-fd", type=int, default=None, help="write `ready` to this descriptor once listening")
     return parser
 
 
+def notifier(fd: int | None) -> Callable[[], None] | None:
+    """A function that writes `ready` to `fd` once and closes it (None without a descriptor)."""
+    if fd is None:
+        return None
+
+    def ready() -> None:
+        with contextlib.suppress(OSError):
+            os.write(fd, b"ready\n")
+            os.close(fd)
+
+    return ready
+
+
+# What a warm process imports before its assignment: scoring's own modules and MLflow's store, and the flavors
+# most models use (when installed). A flavor imported here but not needed costs memory only.
+WARM_MODULES = (
+    "mlyard.serving.app", "mlflow.pyfunc", "mlflow.tracking.artifact_utils", "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store", "uvicorn", "uvicorn.protocols.http.httptools_impl",
+    "uvicorn.protocols.http.h11_impl", "uvicorn.loops.uvloop", "mlflow.sklearn", "sklearn", "skops.io",
+    "packaging.requirements",
+)  # fmt: skip
+MAX_ASSIGNMENT_BYTES = 1024 * 1024
+
+
+def standby(ready_fd: int) -> int:
+    """A warm pool process: import, say `warm`, wait for one assignment on stdin, then serve it."""
+    for name in WARM_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    os.write(ready_fd, b"warm\n")
+    line = sys.stdin.buffer.readline(MAX_ASSIGNMENT_BYTES)
+    if not line.strip():
+        return 0  # the pool closed: never assigned
+    try:
+        order = json.loads(line)
+        argv, env, cwd, log = list(order["argv"]), dict(order["env"]), str(order["cwd"]), str(order["log"])
+    except (ValueError, KeyError, TypeError) as exc:
+        print(f"error: invalid standby assignment: {exc}", file=sys.stderr, flush=True)
+        return 2
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+    return main([*argv, "--ready-fd", str(ready_fd)])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["--standby"]:
+        if raw[1:2] != ["--ready-fd"] or len(raw) != 3 or not raw[2].isdigit():
+            print("error: usage: python -m mlyard.serving --standby --ready-fd N", file=sys.stderr)
+            return 2
+        return standby(int(raw[2]))
+    args = _parser().parse_args(raw)
     # Limits first: before the model (and numpy's thread pools) load, so they apply to all of it.
     if args.cpu:
         from mlyard.serving.limits import apply_cpu_limit
@@ -89,7 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         serve(args.model_uri, port=args.port, host=args.host, tracking_uri=args.tracking_uri,
               artifacts_destination=args.artifacts_destination, inference_log=args.inference_log,
-              sample_rate=args.log_sample_rate, full_below=args.log_full_below)  # fmt: skip
+              sample_rate=args.log_sample_rate, full_below=args.log_full_below,
+              ready=notifier(args.ready_fd))  # fmt: skip
     except MlyardError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
