@@ -206,7 +206,7 @@ class Quickstart:
         self.facts["sample_request"] = body
 
     def drift_demo(self) -> None:
-        from mlyard.monitoring.demo import run_drift_demo
+        from mlyard.drift_demo import run_drift_demo
 
         report = run_drift_demo(self._api(), self.env, self.model, self.facts["scoring_uri"], self.say)
         self.facts["drifted"] = report.drifted

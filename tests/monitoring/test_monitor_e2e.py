@@ -114,7 +114,7 @@ def test_monitor_errors_are_clear(srv: Server, deployed: tuple[dict, list[Logged
 
 
 def test_the_quickstart_drift_demo_flags_exactly_the_shifted_features(srv: Server, tmp_path: Path) -> None:
-    """Quickstart's last step (mlyard.monitoring.demo) against a Breast Cancer model like the demo project's."""
+    """Quickstart's last step (mlyard.drift_demo) against a Breast Cancer model like the demo project's."""
     import mlflow
     import mlflow.sklearn
     from mlflow import MlflowClient
@@ -124,7 +124,7 @@ def test_the_quickstart_drift_demo_flags_exactly_the_shifted_features(srv: Serve
     from sklearn.preprocessing import StandardScaler
 
     from mlyard.client import Client
-    from mlyard.monitoring.demo import SHIFTED, run_drift_demo
+    from mlyard.drift_demo import SHIFTED, run_drift_demo
 
     with srv.client() as api:
         uri = api.get("/api/v1/environments/dev").json()["mlflow_tracking_uri"]
