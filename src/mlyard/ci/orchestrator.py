@@ -474,11 +474,11 @@ def build_number(session: Session, run: Run, template: str | None, context: dict
         return text
     head, tail = text[: rev.start()], text[rev.end() :]
     pattern = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail) + "$")
-    previous = [
-        int(m.group(1))
-        for b in session.scalars(select(Run.build_number).where(Run.pipeline_id == run.pipeline_id, Run.id != run.id))
-        if (m := pattern.match(b or ""))
-    ]
+    like = head.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    numbers = select(Run.build_number).where(  # only the runs whose number has the same prefix (an index-free
+        Run.pipeline_id == run.pipeline_id, Run.id != run.id, Run.build_number.like(like, escape="\\")
+    )  # scan of the others would grow with every run of the pipeline)
+    previous = [int(m.group(1)) for b in session.scalars(numbers) if (m := pattern.match(b or ""))]
     return f"{head}{str(max(previous, default=0) + 1).zfill(len(rev.group(1)))}{tail}"
 
 

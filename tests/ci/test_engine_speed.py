@@ -1,5 +1,6 @@
-"""`GET /runs/{id}?wait=S` (issue 15): answered when the run ends, woken by the scheduler (no polling), or
-after S seconds with the run as it is; and the scheduler's targeted wake-ups (a job's end advances its run)."""
+"""The run engine's speed work (issue 15), by behaviour: `GET /runs/{id}?wait=S` is answered when the run
+ends, woken by the scheduler (no polling), or after S seconds with the run as it is; the scheduler's targeted
+wake-ups (a job's end advances its run only); run numbers read only the runs with the same prefix."""
 
 from __future__ import annotations
 
@@ -92,3 +93,13 @@ def test_waiters_are_bounded(engine: Engine) -> None:
         assert unsubscribe is not None
         unsubscribe()
     assert ends.subscribe(lambda: None) is not None
+
+
+def test_revision_counts_only_numbers_with_the_same_prefix(engine: Engine) -> None:
+    yaml = "name: rel_1%$(Rev:r)\nsteps:\n- script: 'true'\n"  # `_` and `%` are literal, not LIKE wildcards
+    engine.repo("numbers", {"ci.yml": yaml})
+    engine.pipeline("numbers", "numbers", "ci.yml")
+    first, second = engine.run("numbers"), engine.run("numbers")
+    with transaction(engine.platform.sessions) as session:
+        numbers = [session.get(Run, run_id).build_number for run_id in (first, second)]  # type: ignore[union-attr]
+    assert numbers == ["rel_1%1", "rel_1%2"]
