@@ -87,7 +87,8 @@ def checkout(step: StepSpec, job: JobState, run: StepRun) -> str:
 
 # The whole sync runs as one sandboxed process (one sandbox set-up instead of one per git command): init,
 # the `origin` remote, the fetch of the commit (of the branch when the server refuses commits by id), and
-# the checkout. Values come in as positional parameters, never inside the script text.
+# the checkout. Values come in as positional parameters, never inside the script text. A fresh clone needs
+# no housekeeping: the fetches start no `git maintenance` / `gc --auto` process.
 _SYNC_SCRIPT = r"""
 git=$1 url=$2 commit=$3 ref=$4 tags=$5 depth=$6
 run() {
@@ -100,8 +101,9 @@ run() {
 run init -q .
 run remote add origin "$url"
 printf '[command]git fetch --force %s --prune --no-recurse-submodules %s origin %s\n' "$tags" "$depth" "$commit"
-if ! "$git" fetch --force "$tags" --prune --no-recurse-submodules ${depth:+"$depth"} origin "$commit"; then
-    run fetch --force "$tags" --no-recurse-submodules origin "$ref"
+if ! "$git" -c maintenance.auto=false -c gc.auto=0 fetch --force "$tags" --prune --no-recurse-submodules \
+        ${depth:+"$depth"} origin "$commit"; then
+    run -c maintenance.auto=false -c gc.auto=0 fetch --force "$tags" --no-recurse-submodules origin "$ref"
 fi
 run -c advice.detachedHead=false checkout -q --force --detach "$commit"
 """
