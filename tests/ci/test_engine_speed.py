@@ -5,6 +5,7 @@ wake-ups (a job's end advances its run only); run numbers read only the runs wit
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -103,3 +104,17 @@ def test_revision_counts_only_numbers_with_the_same_prefix(engine: Engine) -> No
     with transaction(engine.platform.sessions) as session:
         numbers = [session.get(Run, run_id).build_number for run_id in (first, second)]  # type: ignore[union-attr]
     assert numbers == ["rel_1%1", "rel_1%2"]
+
+
+def test_a_lost_lease_advances_its_run_between_sweeps(engine: Engine) -> None:
+    engine.repo("lease", {"ci.yml": STEP})
+    engine.pipeline("lease", "lease", "ci.yml")
+    run_id = engine.run("lease")
+    job = engine.claim()
+    assert job is not None
+    with transaction(engine.platform.sessions) as session:  # its agent stopped heartbeating long ago
+        row = session.get(RunJob, int(job["job_id"]))
+        assert row is not None
+        row.lease_expires_at = datetime.now(UTC) - timedelta(minutes=5)
+    engine.orchestrator.tick(only=set())  # housekeeping, no run named, no sweep
+    assert _state(engine, run_id) == states.FAILED

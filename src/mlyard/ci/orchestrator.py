@@ -36,9 +36,13 @@ from mlyard.protocol import LOCAL_AGENT_NAME
 
 log = logging.getLogger("mlyard.orchestrator")
 COMPILE_WORKERS = 2
-# Every unfinished run is advanced at least this often (a safety net: leases, resources granted, batched runs);
-# in between, a wake-up advances only the runs it names (a job of theirs ended, they were queued or compiled).
-SWEEP_SECONDS = 1.0
+# Pending pushes, due schedules and expired leases are looked at this often (and on every notify without a run);
+# a wake-up in between advances only the runs it names (a job of theirs ended, they were queued or compiled,
+# a job of theirs lost its lease).
+HOUSEKEEPING_SECONDS = 1.0
+# Every unfinished run is advanced at least this often: a safety net only (every change that moves a run
+# names it), so that a burst of queued runs does not cost a pass over all of them every second.
+SWEEP_SECONDS = 5.0
 
 
 class RunEnds:
@@ -130,7 +134,7 @@ class Orchestrator:
             return len(self._compiling)
 
     def _loop(self) -> None:
-        last_sweep = -SWEEP_SECONDS
+        last_sweep = last_housekeeping = -SWEEP_SECONDS
         while not self.stop_event.is_set():
             self.wake.clear()  # a notify from now on wakes the next wait
             with self._due_lock:
@@ -138,18 +142,23 @@ class Orchestrator:
                 sweep, self._sweep = self._sweep, False
             now = time.monotonic()
             sweep = sweep or now - last_sweep >= SWEEP_SECONDS
+            housekeeping = sweep or now - last_housekeeping >= HOUSEKEEPING_SECONDS
             try:
-                self.tick(None if sweep else due)
+                self.tick(None if sweep else due, housekeeping=housekeeping)
             except Exception:
                 log.exception("scheduler tick failed")
             if sweep:
                 last_sweep = now
-            self.wake.wait(timeout=max(0.0, last_sweep + SWEEP_SECONDS - time.monotonic()))
+            if housekeeping:
+                last_housekeeping = now
+            next_due = min(last_sweep + SWEEP_SECONDS, last_housekeeping + HOUSEKEEPING_SECONDS)
+            self.wake.wait(timeout=max(0.0, next_due - time.monotonic()))
 
-    def tick(self, only: set[int] | None = None) -> None:
-        """Trigger the pending push events (the outbox) and the due schedules, then advance every unfinished
-        run; with `only`, advance just those runs (a targeted wake-up: the rest wait for the next sweep)."""
-        if only is None:
+    def tick(self, only: set[int] | None = None, *, housekeeping: bool = True) -> None:
+        """Trigger the pending push events (the outbox) and the due schedules, expire leases, then advance every
+        unfinished run; with `only`, advance just those runs and the runs of jobs whose lease expired (a
+        targeted wake-up: the rest wait for the next sweep); without `housekeeping`, only the runs."""
+        if housekeeping:
             if triggers.trigger_pending(self.platform):
                 self.notify()
             try:
@@ -166,8 +175,8 @@ class Orchestrator:
             except Exception:
                 log.exception("completion triggers after run %d failed", done.run_id)
         with self.lock:
+            lost = self.queue.expire_leases() if housekeeping else []
             if only is None:
-                self.queue.expire_leases()
                 with transaction(self.platform.sessions) as session:
                     ids = list(
                         session.scalars(
@@ -175,7 +184,7 @@ class Orchestrator:
                         )
                     )
             else:
-                ids = sorted(only)
+                ids = sorted(only | _runs_of_jobs(self.platform, lost))
             for run_id in ids:
                 try:
                     self.advance(run_id)
@@ -382,6 +391,13 @@ def _busy(session: Session, run: Run) -> bool:
         ).first()
         is not None
     )
+
+
+def _runs_of_jobs(platform: Host, job_ids: list[int]) -> set[int]:
+    if not job_ids:
+        return set()
+    with transaction(platform.sessions) as session:
+        return set(session.scalars(select(RunJob.run_id).where(RunJob.id.in_(job_ids))))
 
 
 def _batched_behind(session: Session, run: Run) -> list[int]:
