@@ -8,6 +8,7 @@ deployment jobs do not check out automatically: "Deployment jobs").
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,27 @@ def test_checkout_of_a_missing_commit_fails(run: Runner, origin: tuple[Path, lis
     outcome, rec = run(job(_checkout(), repository=_repo(bare, "0" * 40)))
     assert rec.result("checkout") == FAILED
     assert outcome.result == FAILED
+    # the sync runs as one sandboxed process; the log still shows each git command and which one failed
+    log = rec.text("checkout")
+    for command in ("git init -q .", "git remote add origin", "git fetch --force --no-tags"):
+        assert f"[command]{command}" in log
+    assert "##[error]git fetch --force --no-tags --no-recurse-submodules origin refs/heads/master failed" not in log
+    assert "##[error]git -c advice.detachedHead=false checkout -q --force --detach " + "0" * 40 + " failed" in log
+    assert any("syncing the repository failed" in message for _, message in rec.issues("checkout"))
+
+
+def test_checkout_sync_takes_one_step_process(
+    run: Runner, origin: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """issue 15: one sandbox set-up per checkout, not one per git command."""
+    checkout = importlib.import_module("mlyard.agent.steps.checkout")
+    started: list[list[str]] = []
+    real = checkout.run_process
+    monkeypatch.setattr(checkout, "run_process", lambda argv, **kw: started.append(argv) or real(argv, **kw))
+    bare, commits = origin
+    outcome, rec = run(job(_checkout(), repository=_repo(bare, commits[1])))
+    assert outcome.result == SUCCEEDED, rec.all_text()
+    assert len(started) == 1
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import time
 import uuid
 from pathlib import Path
@@ -111,10 +112,27 @@ def _job_result(job: JobState) -> str:
 
 
 def _clean_up(job: JobState) -> None:
-    """No process a step started outlives the job (background children included)."""
+    """No process a step started outlives the job (background children included).
+
+    A sandboxed step runs in its own PID namespace, which the kernel empties when the step's process
+    ends (bwrap is its init): nothing of it can be left once it was waited for, so the scan of every
+    process of the machine for the job's marker is needed only for unsandboxed steps. A step's process
+    group is looked into only while it still exists (a signal-0 probe, no scan)."""
     for pgid in job.process_groups:
-        kill_group_if_marked(pgid, "MLYARD_JOB_RUN", job.run_id)
-    kill_marked("MLYARD_JOB_RUN", job.run_id)
+        if _group_exists(pgid):
+            kill_group_if_marked(pgid, "MLYARD_JOB_RUN", job.run_id)
+    if not job.sandbox.enabled:
+        kill_marked("MLYARD_JOB_RUN", job.run_id)
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a group of another user: not ours, but let the marked check decide
+        return True
+    return True
 
 
 def _interrupt(job: JobState, reason: str) -> None:

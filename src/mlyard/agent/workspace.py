@@ -12,6 +12,7 @@ import platform
 import shutil
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +49,10 @@ class Workspace:
 
 
 def create_workspace(work_root: Path, spec: JobSpec) -> Workspace:
-    """A fresh, empty work directory for the job."""
+    """A fresh, empty work directory for the job (work directories an earlier agent process left to remove
+    are removed first)."""
     work_root.mkdir(parents=True, exist_ok=True)
+    _REMOVER.sweep(work_root)
     root = Path(tempfile.mkdtemp(prefix=f"job{spec.job_id}-", dir=work_root)).resolve()
     workspace = Workspace(root)
     for folder in (workspace.sources, workspace.artifacts, workspace.binaries, workspace.temp, workspace.home):
@@ -58,10 +61,77 @@ def create_workspace(work_root: Path, spec: JobSpec) -> Workspace:
 
 
 def remove_workspace(workspace: Workspace) -> None:
-    """Delete the work directory, unless MLYARD_KEEP_WORK=1 asks to keep it for debugging."""
+    """Delete the work directory, unless MLYARD_KEEP_WORK=1 asks to keep it for debugging.
+
+    The directory is renamed away at once (nothing can find it under its job's name any more) and deleted
+    by a background thread, so the job's outcome is reported without waiting for the files to go."""
     if os.environ.get(KEEP_WORK_ENV) == "1":
         return
-    shutil.rmtree(workspace.root, ignore_errors=True)
+    _REMOVER.remove(workspace.root)
+
+
+class _Remover:
+    """Deletes renamed work directories in one background thread; at most MAX_PENDING wait (beyond, the
+    caller deletes its own at once)."""
+
+    PREFIX = ".removing-"
+    MAX_PENDING = 4
+    MAX_SWEPT = 16  # leftovers of a killed agent removed per new job
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[Path] = []
+        self._thread: threading.Thread | None = None
+
+    def remove(self, root: Path) -> None:
+        trash = root.with_name(self.PREFIX + root.name)
+        try:
+            root.rename(trash)
+        except OSError:
+            shutil.rmtree(root, ignore_errors=True)
+            return
+        with self._lock:
+            if len(self._pending) < self.MAX_PENDING:
+                self._pending.append(trash)
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name="mlyard-remove-work", daemon=True)
+                    self._thread.start()
+                return
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._pending:
+                    self._thread = None
+                    return
+                trash = self._pending[0]
+            shutil.rmtree(trash, ignore_errors=True)
+            with self._lock:
+                self._pending.remove(trash)
+
+    def sweep(self, work_root: Path) -> None:
+        """Delete what a previous agent process renamed away and could not finish deleting."""
+        with self._lock:
+            pending = set(self._pending)
+        leftovers = [path for path in work_root.glob(self.PREFIX + "*") if path not in pending]
+        for path in leftovers[: self.MAX_SWEPT]:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def wait(self, timeout: float = 10.0) -> None:
+        """Until every pending directory is deleted (tests, and agents that stop)."""
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+
+_REMOVER = _Remover()
+
+
+def wait_for_removals(timeout: float = 10.0) -> None:
+    """Wait for the work directories being deleted in the background."""
+    _REMOVER.wait(timeout)
 
 
 def predefined_variables(spec: JobSpec, workspace: Workspace, *, agent_name: str, work_root: Path) -> dict[str, str]:

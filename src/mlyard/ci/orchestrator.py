@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -34,6 +36,51 @@ from mlyard.protocol import LOCAL_AGENT_NAME
 
 log = logging.getLogger("mlyard.orchestrator")
 COMPILE_WORKERS = 2
+# Pending pushes, due schedules and expired leases are looked at this often (and on every notify without a run);
+# a wake-up in between advances only the runs it names (a job of theirs ended, they were queued or compiled,
+# a job of theirs lost its lease).
+HOUSEKEEPING_SECONDS = 1.0
+# Every unfinished run is advanced at least this often: a safety net only (every change that moves a run
+# names it), so that a burst of queued runs does not cost a pass over all of them every second.
+SWEEP_SECONDS = 5.0
+
+
+class RunEnds:
+    """Wakes the callers waiting for runs to end (`GET /runs/{id}?wait=S`) instead of their polling.
+
+    A waiter registers a wake-up function (called from the scheduler's threads; it must not block); at
+    most MAX_WAITERS at once (more get None and must poll)."""
+
+    MAX_WAITERS = 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[int, Callable[[], None]] = {}
+        self._next = 0
+
+    def subscribe(self, wake: Callable[[], None]) -> Callable[[], None] | None:
+        """Call `wake` whenever a run ends, until the returned function is called (None: too many waiters)."""
+        with self._lock:
+            if len(self._waiters) >= self.MAX_WAITERS:
+                return None
+            self._next += 1
+            key = self._next
+            self._waiters[key] = wake
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._waiters.pop(key, None)
+
+        return unsubscribe
+
+    def ended(self) -> None:
+        with self._lock:
+            waiters = list(self._waiters.values())
+        for wake in waiters:
+            try:
+                wake()
+            except Exception:  # a waiter that went away (its event loop closed) is no reason to fail a run
+                log.debug("waking a run waiter failed", exc_info=True)
 
 
 class Orchestrator:
@@ -43,6 +90,10 @@ class Orchestrator:
         self.schedules = ScheduleRunner(platform, clock)
         self.lock = threading.RLock()
         self.wake = threading.Event()
+        self._due: set[int] = set()  # runs to advance at the next wake-up
+        self._sweep = True  # advance every unfinished run at the next wake-up
+        self._due_lock = threading.Lock()
+        self.run_ends = RunEnds()  # wakes `GET /runs/{id}?wait=S` when a run ends
         # claims, leases and the secrets of running jobs; a claim never interleaves with a scheduling pass
         self.queue = JobQueue(platform.sessions, platform.settings.job_lease_seconds, self.lock)
         self.stop_event = threading.Event()
@@ -67,7 +118,14 @@ class Orchestrator:
             self._thread.join(timeout=10)
         self._compiler.shutdown(wait=False, cancel_futures=True)
 
-    def notify(self) -> None:
+    def notify(self, run_id: int | None = None) -> None:
+        """Wake the scheduler: to advance run `run_id` (a job of it ended, it was queued), or, without
+        an id, to trigger pending pushes and advance every unfinished run."""
+        with self._due_lock:
+            if run_id is None:
+                self._sweep = True
+            else:
+                self._due.add(run_id)
         self.wake.set()
 
     def compiling(self) -> int:
@@ -76,39 +134,57 @@ class Orchestrator:
             return len(self._compiling)
 
     def _loop(self) -> None:
+        last_sweep = last_housekeeping = -SWEEP_SECONDS
         while not self.stop_event.is_set():
+            self.wake.clear()  # a notify from now on wakes the next wait
+            with self._due_lock:
+                due, self._due = self._due, set()
+                sweep, self._sweep = self._sweep, False
+            now = time.monotonic()
+            sweep = sweep or now - last_sweep >= SWEEP_SECONDS
+            housekeeping = sweep or now - last_housekeeping >= HOUSEKEEPING_SECONDS
             try:
-                self.tick()
+                self.tick(None if sweep else due, housekeeping=housekeeping)
             except Exception:
                 log.exception("scheduler tick failed")
-            self.wake.wait(timeout=1.0)
-            self.wake.clear()
+            if sweep:
+                last_sweep = now
+            if housekeeping:
+                last_housekeeping = now
+            next_due = min(last_sweep + SWEEP_SECONDS, last_housekeeping + HOUSEKEEPING_SECONDS)
+            self.wake.wait(timeout=max(0.0, next_due - time.monotonic()))
 
-    def tick(self) -> None:
-        """Trigger the pending push events (the outbox) and the due schedules, then advance every unfinished run."""
-        if triggers.trigger_pending(self.platform):
-            self.wake.set()
-        try:
-            if self.schedules.run_due():
-                self.wake.set()
-        except Exception:  # the runs under way still advance
-            log.exception("checking the scheduled triggers failed")
+    def tick(self, only: set[int] | None = None, *, housekeeping: bool = True) -> None:
+        """Trigger the pending push events (the outbox) and the due schedules, expire leases, then advance every
+        unfinished run; with `only`, advance just those runs and the runs of jobs whose lease expired (a
+        targeted wake-up: the rest wait for the next sweep); without `housekeeping`, only the runs."""
+        if housekeeping:
+            if triggers.trigger_pending(self.platform):
+                self.notify()
+            try:
+                if self.schedules.run_due():
+                    self.notify()
+            except Exception:  # the runs under way still advance
+                log.exception("checking the scheduled triggers failed")
         with self.lock:
             succeeded, self._succeeded = self._succeeded, []
         for done in succeeded:  # pipeline completion triggers (resources.pipelines), outside the lock
             try:
                 if completion.trigger_completion(self.platform, done, self._resource_cache):
-                    self.wake.set()
+                    self.notify()
             except Exception:
                 log.exception("completion triggers after run %d failed", done.run_id)
         with self.lock:
-            self.queue.expire_leases()
-            with transaction(self.platform.sessions) as session:
-                ids = list(
-                    session.scalars(
-                        select(Run.id).where(Run.state.in_([states.NOT_STARTED, *states.ACTIVE])).order_by(Run.id)
+            lost = self.queue.expire_leases() if housekeeping else []
+            if only is None:
+                with transaction(self.platform.sessions) as session:
+                    ids = list(
+                        session.scalars(
+                            select(Run.id).where(Run.state.in_([states.NOT_STARTED, *states.ACTIVE])).order_by(Run.id)
+                        )
                     )
-                )
+            else:
+                ids = sorted(only | _runs_of_jobs(self.platform, lost))
             for run_id in ids:
                 try:
                     self.advance(run_id)
@@ -117,43 +193,54 @@ class Orchestrator:
         self.queue.notify_ready()
 
     def advance(self, run_id: int) -> None:
+        if self._advance(run_id):
+            self.run_ends.ended()
+
+    def _advance(self, run_id: int) -> bool:
+        """Move the run forward; True when this made it end."""
         with self.lock:
             with transaction(self.platform.sessions) as session:
                 run = session.get(Run, run_id)
                 if run is None or states.is_final(run.state):
-                    return
+                    return False
                 if run.state == states.NOT_STARTED:
                     if not _busy(session, run):
                         states.transition(run, states.QUEUED)
-                    return
+                        self.notify(run_id)  # compiled at the next wake-up
+                    return False
                 if run.plan is None:
                     if run.cancel_requested:  # also while its compilation is under way: that one stops
                         if run_id in self._compiling:
                             self._stopping.add(run_id)
                         _finish_unstarted(session, run, states.CANCELED, "canceled before it started")
-                    else:
-                        self._start_compile(run_id)
-                    return
+                        return True
+                    self._start_compile(run_id)
+                    return False
             with transaction(self.platform.sessions) as session:
                 run = session.get(Run, run_id)
                 if run is None or states.is_final(run.state):
-                    return
+                    return False
                 if (
                     run.cancel_requested
                     and run.state in (states.QUEUED, states.WAITING)
                     and not _jobs_started(session, run)
                 ):
                     _finish_unstarted(session, run, states.CANCELED, "canceled before it started")
-                    return
+                    return True
                 if run.state in (states.QUEUED, states.WAITING) and not self._resources_ready(session, run):
-                    return
+                    return states.is_final(run.state)
                 if run.state != states.RUNNING:
                     states.transition(run, states.RUNNING)
                 schedule(session, run)
-                done = completion.finished(session, run) if states.is_final(run.state) else None
+                final = states.is_final(run.state)
+                done = completion.finished(session, run) if final else None
+                waiting = _batched_behind(session, run) if final else []
+            for waiting_id in waiting:  # a batched run of the same branch may start now
+                self.notify(waiting_id)
             if done is not None:  # committed: its completion triggers are checked by the next tick
                 self._succeeded.append(done)
                 self.wake.set()
+            return final
 
     # -- preparing ---------------------------------------------------------------------------
     def _start_compile(self, run_id: int) -> None:
@@ -171,20 +258,13 @@ class Orchestrator:
             plan, error, errors, context = self._compile(run_id)
             if self.stop_event.is_set():  # stopped, not canceled: compiled again after the restart
                 return
-            with self.lock, transaction(self.platform.sessions) as session:
-                run = session.get(Run, run_id)
-                if run is None or states.is_final(run.state) or run.plan is not None:
-                    return
-                if run.cancel_requested:
-                    _finish_unstarted(session, run, states.CANCELED, "canceled before it started")
-                    return
-                if plan is None:
-                    run.message, run.errors = error, errors
-                    states.transition(run, states.FAILED)
-                    return
-                run.plan = plan.to_dict()  # read back only through ci.plan_store.load
-                run.build_number = build_number(session, run, plan.run_name, context)
-                _create_rows(session, run, plan)
+            with self.lock:
+                ended = self._store_plan(run_id, plan, error, errors, context)
+            if ended is None:
+                return
+            if ended:
+                self.run_ends.ended()
+                return
             self.advance(run_id)  # at once: its first jobs become claimable without waiting for a tick
             self.queue.notify_ready()
         except Exception:
@@ -193,7 +273,28 @@ class Orchestrator:
             with self.lock:
                 self._compiling.discard(run_id)
                 self._stopping.discard(run_id)
-            self.notify()
+            self.notify(run_id)
+
+    def _store_plan(
+        self, run_id: int, plan: Plan | None, error: str, errors: list[str], context: dict[str, str]
+    ) -> bool | None:
+        """Store the compiled plan and the run's rows (False), or end the run: canceled meanwhile, or its
+        pipeline invalid (True); None when the run no longer wants a plan."""
+        with transaction(self.platform.sessions) as session:
+            run = session.get(Run, run_id)
+            if run is None or states.is_final(run.state) or run.plan is not None:
+                return None
+            if run.cancel_requested:
+                _finish_unstarted(session, run, states.CANCELED, "canceled before it started")
+                return True
+            if plan is None:
+                run.message, run.errors = error, errors
+                states.transition(run, states.FAILED)
+                return True
+            run.plan = plan.to_dict()  # read back only through ci.plan_store.load
+            run.build_number = build_number(session, run, plan.run_name, context)
+            _create_rows(session, run, plan)
+            return False
 
     def _compile(self, run_id: int) -> tuple[Plan | None, str, list[str], dict[str, str]]:
         """(compiled plan or None, error message, diagnostics, compile context) of the run."""
@@ -292,6 +393,26 @@ def _busy(session: Session, run: Run) -> bool:
     )
 
 
+def _runs_of_jobs(platform: Host, job_ids: list[int]) -> set[int]:
+    if not job_ids:
+        return set()
+    with transaction(platform.sessions) as session:
+        return set(session.scalars(select(RunJob.run_id).where(RunJob.id.in_(job_ids))))
+
+
+def _batched_behind(session: Session, run: Run) -> list[int]:
+    """The runs of the same pipeline and branch that wait (not started) for `run` to finish."""
+    return list(
+        session.scalars(
+            select(Run.id).where(
+                Run.pipeline_id == run.pipeline_id,
+                Run.source_branch == run.source_branch,
+                Run.state == states.NOT_STARTED,
+            )
+        )
+    )
+
+
 def _jobs_started(session: Session, run: Run) -> bool:
     return (
         session.scalars(
@@ -369,11 +490,11 @@ def build_number(session: Session, run: Run, template: str | None, context: dict
         return text
     head, tail = text[: rev.start()], text[rev.end() :]
     pattern = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail) + "$")
-    previous = [
-        int(m.group(1))
-        for b in session.scalars(select(Run.build_number).where(Run.pipeline_id == run.pipeline_id, Run.id != run.id))
-        if (m := pattern.match(b or ""))
-    ]
+    like = head.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    numbers = select(Run.build_number).where(  # only the runs whose number has the same prefix (an index-free
+        Run.pipeline_id == run.pipeline_id, Run.id != run.id, Run.build_number.like(like, escape="\\")
+    )  # scan of the others would grow with every run of the pipeline)
+    previous = [int(m.group(1)) for b in session.scalars(numbers) if (m := pattern.match(b or ""))]
     return f"{head}{str(max(previous, default=0) + 1).zfill(len(rev.group(1)))}{tail}"
 
 

@@ -9,6 +9,8 @@ rejects, even after template expansion moved it into another tree.
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,8 +125,41 @@ def mark_at(tree: Any, path: tuple[Any, ...]) -> Mark | None:
     return mark
 
 
+# Parsed documents, by content (file name and text): the same YAML is parsed once (a pipeline file is read
+# when a push is triggered, when a run is queued and when the CLI checks it again; a template by every
+# pipeline that uses it). Bounded by entries and by the YAML text they hold. Trees are never changed after
+# loading (expansion builds new ones), so a cached document is shared.
+CACHE_ENTRIES = 64
+CACHE_TEXT = 8 * 1024 * 1024
+_cache: OrderedDict[tuple[str, str], SourceDocument] = OrderedDict()
+_cache_text = 0
+_cache_lock = threading.Lock()
+
+
 def load_source(text: str, file: str) -> SourceDocument:
-    """Parse one YAML document keeping positions; syntax errors, duplicate keys and aliases are diagnostics."""
+    """Parse one YAML document keeping positions; syntax errors, duplicate keys and aliases are diagnostics.
+
+    A document parsed before from the same text under the same file name comes from a bounded cache."""
+    global _cache_text
+    key = (file, text)
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached is not None:
+            _cache.move_to_end(key)
+            return cached
+    document = _parse(text, file)
+    if len(text) <= CACHE_TEXT // 4:
+        with _cache_lock:
+            if key not in _cache:
+                _cache[key] = document
+                _cache_text += len(text)
+            while len(_cache) > CACHE_ENTRIES or _cache_text > CACHE_TEXT:
+                (_, old_text), _ = _cache.popitem(last=False)
+                _cache_text -= len(old_text)
+    return document
+
+
+def _parse(text: str, file: str) -> SourceDocument:
     check_size(text, file)
     reporter = Reporter(file)
     try:

@@ -98,6 +98,8 @@ class Expander:
     # the walk ---------------------------------------------------------------------------------------
     def expand(self, value: Any, scope: Scope, path: str, mark: Mark | None, kind: str | None = None) -> Any:
         self.budget.spend(mark, path)
+        if value.__class__ is str and "${{" not in value:  # most values: plain text, returned as is
+            return value
         if isinstance(value, dict):
             return self.expand_mapping(_positioned(value, mark), scope, path)
         if isinstance(value, list):
@@ -113,8 +115,17 @@ class Expander:
         result = YMap((), getattr(node, "mark", None))
         scope, variables = self.variables_first(node, scope, path)
         matched: bool | None = None
+        marks = node.key_marks if isinstance(node, YMap) else None
         for key, value in node.items():
-            key_mark = mark_of(node, key)
+            key_mark = marks.get(key, node.mark) if marks is not None else mark_of(node, key)
+            if key.__class__ is str and "${{" not in key:  # a plain key (most): no directive, no expression
+                new_value = variables if key == "variables" and variables is not None else self.expand(
+                    value, scope, f"{path}.{key}" if path else key, key_mark, key if key in LIST_KINDS else None
+                )
+                matched = None
+                result[key] = new_value
+                result.key_marks[key] = key_mark or result.mark  # type: ignore[assignment]
+                continue
             if is_directive(key):
                 matched, body = self.directive(key, value, scope, join_path(path, key), key_mark, matched)
                 for item in body:

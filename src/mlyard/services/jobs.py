@@ -368,6 +368,7 @@ def store_coverage(platform: Platform, job: RunJob, summary: CoverageSummary) ->
 def complete(platform: Platform, orchestrator: Orchestrator, job_id: int, outcome: JobOutcome) -> dict[str, Any]:
     with orchestrator.lock, transaction(platform.sessions) as session:
         job = _running(session, job_id)
+        run_id = job.run_id
         if outcome.result not in states.FINAL:
             raise InvalidInput(f"invalid job result {outcome.result!r}")
         # What is stored in plain text is masked again: an agent that does not mask cannot store a secret.
@@ -390,5 +391,5 @@ def complete(platform: Platform, orchestrator: Orchestrator, job_id: int, outcom
                 run.build_number = logs.mask(outcome.build_number, hidden)
         states.transition(job, outcome.result)
     orchestrator.queue.forget(job_id)
-    orchestrator.notify()
+    orchestrator.notify(run_id)  # only this run moves on: its next jobs, its result
     return {"ok": True}

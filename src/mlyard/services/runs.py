@@ -136,7 +136,7 @@ def _queue(
         audit.record(session, "run.queued", actor=principal.username, target=f"{pipeline}#{run.number}")
         session.flush()
         result = run_brief(run)
-    _notify(platform)
+    _notify(platform, result.id)
     return result
 
 
@@ -160,9 +160,10 @@ def on_push(platform: Platform, events: list[dict[str, Any]]) -> list[int]:
     return []
 
 
-def _notify(platform: Platform) -> None:
+def _notify(platform: Platform, run_id: int | None = None) -> None:
+    """Wake the scheduler for run `run_id` (None: for every run and the pending pushes)."""
     if platform.orchestrator is not None:
-        platform.orchestrator.notify()
+        platform.orchestrator.notify(run_id)
 
 
 def get_run_row(session: Session, run_id: int) -> Run:

@@ -37,18 +37,6 @@ def _git_env(job: JobState, step: StepSpec) -> dict[str, str]:
     return env
 
 
-def _git(job: JobState, step: StepSpec, run: StepRun, *args: str, cwd: Path, repo: Repository,
-         check: bool = True) -> int:  # fmt: skip
-    argv = [shutil.which("git") or "git", *args]
-    job.log.write(step, "[command]git " + " ".join(args))
-    timeout = step.timeout_in_minutes * job.minute if step.timeout_in_minutes > 0 else None
-    end = run_process(argv, cwd=cwd, env=_git_env(job, step), job=job, run=run, timeout_seconds=timeout,
-                      readable=_local_origin(repo))  # fmt: skip
-    if check and end.exit_code != 0:
-        raise StepError(f"git {args[0]} failed with exit code {end.exit_code}")
-    return end.exit_code
-
-
 def _local_origin(repo: Repository) -> list[Path]:
     """A repository given as a file:// URL (tests, a server on the same machine) is readable in the sandbox."""
     if not repo.url.startswith("file://"):
@@ -97,22 +85,42 @@ def checkout(step: StepSpec, job: JobState, run: StepRun) -> str:
     return result
 
 
+# The whole sync runs as one sandboxed process (one sandbox set-up instead of one per git command): init,
+# the `origin` remote, the fetch of the commit (of the branch when the server refuses commits by id), and
+# the checkout. Values come in as positional parameters, never inside the script text. A fresh clone needs
+# no housekeeping: the fetches start no `git maintenance` / `gc --auto` process.
+_SYNC_SCRIPT = r"""
+git=$1 url=$2 commit=$3 ref=$4 tags=$5 depth=$6
+run() {
+    printf '[command]git %s\n' "$*"
+    "$git" "$@" && return 0
+    code=$?
+    printf '##[error]git %s failed with exit code %s\n' "$*" "$code"
+    exit "$code"
+}
+run init -q .
+run remote add origin "$url"
+printf '[command]git fetch --force %s --prune --no-recurse-submodules %s origin %s\n' "$tags" "$depth" "$commit"
+if ! "$git" -c maintenance.auto=false -c gc.auto=0 fetch --force "$tags" --prune --no-recurse-submodules \
+        ${depth:+"$depth"} origin "$commit"; then
+    run -c maintenance.auto=false -c gc.auto=0 fetch --force "$tags" --no-recurse-submodules origin "$ref"
+fi
+run -c advice.detachedHead=false checkout -q --force --detach "$commit"
+"""
+
+
 def _fetch(job: JobState, step: StepSpec, run: StepRun, repo: Repository, target: Path) -> None:
     depth = step_input(job, step, "fetchDepth", str(DEFAULT_FETCH_DEPTH)).strip()
-    depth_args = [f"--depth={depth}"] if depth.isdigit() and int(depth) > 0 else []
-    tags = ["--tags"] if step_input(job, step, "fetchTags", "false").lower() == "true" else ["--no-tags"]
+    depth_arg = f"--depth={depth}" if depth.isdigit() and int(depth) > 0 else ""
+    tags = "--tags" if step_input(job, step, "fetchTags", "false").lower() == "true" else "--no-tags"
     job.log.write(step, f"Syncing repository: {repo.name} ({repo.url}) at {repo.commit} into {target}")
-
-    def git(*args: str, check: bool = True) -> int:
-        return _git(job, step, run, *args, cwd=target, repo=repo, check=check)
-
-    git("init", "-q", ".")
-    git("remote", "add", "origin", repo.url)
-    fetched = git("fetch", "--force", *tags, "--prune", "--no-recurse-submodules", *depth_args, "origin", repo.commit,
-                  check=False)  # fmt: skip
-    if fetched != 0:  # a server that refuses to serve commits by id: fetch the branch instead
-        git("fetch", "--force", *tags, "--no-recurse-submodules", "origin", repo.ref)
-    git("-c", "advice.detachedHead=false", "checkout", "-q", "--force", "--detach", repo.commit)
+    git = shutil.which("git") or "git"
+    argv = ["/bin/sh", "-c", _SYNC_SCRIPT, "sync", git, repo.url, repo.commit, repo.ref, tags, depth_arg]
+    timeout = step.timeout_in_minutes * job.minute if step.timeout_in_minutes > 0 else None
+    end = run_process(argv, cwd=target, env=_git_env(job, step), job=job, run=run, timeout_seconds=timeout,
+                      readable=_local_origin(repo))  # fmt: skip
+    if end.exit_code != 0:
+        raise StepError(f"syncing the repository failed: git exited with code {end.exit_code} (see the log above)")
 
 
 def _place_sources(job: JobState, step: StepSpec, is_self: bool) -> Path | None:

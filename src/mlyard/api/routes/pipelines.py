@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from mlyard.api.deps import RunId, get_platform, requires
@@ -17,7 +18,7 @@ from mlyard.services import jobs, pipelines, resources, runs
 from mlyard.services import run_logs as run_logs_service
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
-from mlyard.views import RunTests
+from mlyard.views import RunTests, RunView
 
 router = APIRouter(tags=["pipelines"])
 
@@ -133,11 +134,47 @@ def list_runs(
     return [run.to_dict() for run in found]
 
 
+MAX_RUN_WAIT_SECONDS = 60.0
+RUN_WAIT_POLL_SECONDS = 0.5  # when the waiters' limit is reached, a waiting request looks again this often
+
+
 @router.get("/runs/{run_id}")
-def show_run(
-    run_id: RunId, _: Principal = Depends(requires("repo:read")), platform: Platform = Depends(get_platform)
+async def show_run(
+    run_id: RunId,
+    wait: float = Query(0.0, ge=0.0, le=MAX_RUN_WAIT_SECONDS, description="seconds to wait for the run to end"),
+    _: Principal = Depends(requires("repo:read")),
+    platform: Platform = Depends(get_platform),
 ) -> dict[str, Any]:
-    return runs.show_run(platform, run_id).to_dict()
+    """The run; with `wait=S`, answered when the run has ended or after S seconds, whichever comes first
+    (the scheduler wakes the request when a run ends: no polling needed)."""
+    return (await _run_when_final(platform, run_id, wait)).to_dict()
+
+
+async def _run_when_final(platform: Platform, run_id: int, seconds: float) -> RunView:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    ends = getattr(platform.orchestrator, "run_ends", None)
+    while True:
+        event = asyncio.Event()
+
+        def wake(event: asyncio.Event = event) -> None:
+            with contextlib.suppress(RuntimeError):  # the request's loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(event.set)
+
+        unsubscribe = ends.subscribe(wake) if ends is not None else None
+        try:
+            view = await asyncio.to_thread(runs.show_run, platform, run_id)
+            remaining = deadline - loop.time()
+            if states.is_final(view.state) or remaining <= 0:
+                return view
+            if unsubscribe is None:  # no scheduler here, or too many waiters: look again a little later
+                await asyncio.sleep(min(remaining, RUN_WAIT_POLL_SECONDS))
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), remaining)
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
 
 
 @router.post("/runs/{run_id}/cancel")
