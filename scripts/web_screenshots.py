@@ -38,7 +38,9 @@ PAGES = (
     Shot("pipeline", "/pipelines/{pipeline}", "A pipeline's runs"),
     Shot("run", "/runs/{run}", "A run: stages, jobs, steps, tests and the log"),
     Shot("models", "/models?env=dev", "Models of an environment"),
-    Shot("repos", "/repos", "Repositories"),
+    Shot("model", "/models/dev/{model}", "A model: versions, lineage, promotion history with rollback"),
+    Shot("deployment", "/deployments/dev/{model}", "A deployment: scoring URI, health, the last hour's traffic"),
+    Shot("monitoring", "/deployments/dev/{model}/monitoring?window=24h", "Drift and quality of a deployment"),
     Shot("repo", "/repos/{repo}", "A repository"),
 )
 
@@ -85,13 +87,20 @@ def fill(api: httpx.Client) -> dict[str, str]:
     repos = api.get("/api/v1/repos").json()
     if not (pipelines and runs and repos):
         raise SystemExit("the home has no pipeline, run or repository: run quickstart in it first")
-    pipeline = next((p["name"] for p in pipelines if p["name"].endswith("code-cicd")), pipelines[0]["name"])
-    return {"pipeline": pipeline, "run": str(runs[0]["id"]), "repo": repos[-1]["name"]}
+    names = [p["name"] for p in pipelines]
+    pipeline = next((name for name in names if name.endswith("-deploy-code")), names[0])
+    demo = pipeline.removesuffix("-deploy-code")  # the demo project, repo and model
+    return {"pipeline": pipeline, "run": str(runs[0]["id"]), "repo": demo, "model": demo}
 
 
 def shoot(page: Page, url: str, out: Path) -> int:
     answer = page.goto(url)
     page.wait_for_load_state("networkidle")
+    for _ in range(60):  # a slow read answers "Loading…" and reloads itself until the result is there
+        if not page.locator(".slow-read").count():
+            break
+        page.wait_for_timeout(500)
+        page.wait_for_load_state("networkidle")
     page.screenshot(path=str(out), full_page=False)
     return answer.status if answer else 0
 

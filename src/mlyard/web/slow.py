@@ -1,5 +1,5 @@
 """Slow reads done off the request: a page that needs one answers at once with a "loading" page that
-reloads itself (the pages have no JavaScript), and shows the result once the background thread has it.
+reloads itself (a meta refresh: no script needed), and shows the result once the background thread has it.
 
 Used where a page may wait seconds: a remote MLflow registry's first use, a deployment's drift report
 (which reads its inference table and downloads its baseline profile). Results are kept for `ttl`
