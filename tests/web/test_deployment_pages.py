@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from mlyard.monitoring.profile import log_profile, profile_frame
+from tests.browser.conftest import chromium_path
 from tests.conftest import Server
 from tests.web.helpers import log_in_env, register, signed_in
 
@@ -71,3 +72,22 @@ def test_the_monitoring_page_loads_then_flags_the_shifted_feature(server: Server
     assert {name for kind, name in rows if kind} == {"a"}
     assert re.search(r"Latency p99</th><td class=\"num\">[0-9.]+ ms", page)
     assert f"mlyard deployments monitor {MODEL} --env dev --window 1h" in page
+
+
+def test_the_monitoring_page_reloads_itself_in_a_browser_until_the_report_is_there(
+    server: Server, deployed: dict
+) -> None:
+    """In Chromium (with scripts): the loading page must reload itself, not only without scripts."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        try:
+            page = browser.new_context().new_page()
+            page.goto(f"{server.url}/login?next=/deployments/dev/{MODEL}/monitoring%3Fwindow%3D6h")
+            page.get_by_label("Token").fill(server.token)
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.locator("h1")).to_have_text("Loading…")  # a new window: read in the background
+            expect(page.locator("body")).to_contain_text("Drift in a", timeout=60_000)
+        finally:
+            browser.close()

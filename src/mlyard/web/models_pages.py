@@ -40,7 +40,9 @@ def _env(platform: Platform, env: str) -> str:
 
 
 def _loading(what: str, waited: float) -> dict[str, Any]:
-    return {"template": "loading.html", "what": what, "waited": waited, "refresh": 1}
+    # `reload`, not `refresh`: a refresh is for browsers without scripts (a run page follows itself with one);
+    # a loading page reloads itself in every browser
+    return {"template": "loading.html", "what": what, "waited": waited, "reload": 1}
 
 
 def _key_metrics(versions: Any) -> list[str]:
