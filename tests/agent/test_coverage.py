@@ -124,4 +124,4 @@ def test_the_server_stores_and_shows_coverage(agentless: Server, git: Git) -> No
     assert "coverage: lines 77.8% (14/18), branches 66.7% (4/6)" in server.cli("runs", "show", str(run_id)).stdout
     with sign_in(server) as web:
         page = web.get(f"/runs/{run_id}")
-    assert "<th>Coverage</th><td>lines 77.8% (14/18), branches 66.7% (4/6)</td>" in page.text
+    assert '<h2 id="coverage">Code coverage</h2>\n<p>lines 77.8% (14/18), branches 66.7% (4/6)' in page.text

@@ -24,13 +24,16 @@ def chromium_path() -> str:
     pytest.fail("no Chromium on PATH: install Debian's `chromium` package (apt-get install chromium)")
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API runs an asyncio loop in the thread while it is open, and
+# in-process tests that call asyncio.run() later in the same xdist worker would fail ("cannot be called from
+# a running event loop").
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as pw:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
     yield browser
