@@ -60,13 +60,13 @@ def test_the_deployment_page_shows_health_and_traffic(server: Server, deployed: 
 def test_the_monitoring_page_loads_then_flags_the_shifted_feature(server: Server, deployed: dict) -> None:
     with signed_in(server) as web:
         first = web.get(f"/deployments/dev/{MODEL}/monitoring?window=1h")
-        assert first.status_code == 200 and "Loading" in first.text and 'http-equiv="refresh"' in first.text
+        assert first.status_code == 200 and "<h1>Loading…</h1>" in first.text and 'http-equiv="refresh"' in first.text
         deadline = time.monotonic() + 60
         page = first.text
-        while "Loading" in page and time.monotonic() < deadline:
+        while "<h1>Loading…</h1>" in page and time.monotonic() < deadline:  # (every page's top bar says "Loading")
             time.sleep(0.5)
             page = web.get(f"/deployments/dev/{MODEL}/monitoring?window=1h").text
-    assert "Drift in a" in page and 'http-equiv="refresh"' not in page
+    assert "Drift in a" in page and 'http-equiv="refresh"' not in page and "<h1>Loading…</h1>" not in page
     rows = re.findall(r'<tr class="(drifted|)"><th scope="row">(\w+)</th>', page)
     assert {name for _, name in rows} >= {"a", "b"}
     assert {name for kind, name in rows if kind} == {"a"}
