@@ -417,7 +417,7 @@ def report_logging(off: dict, variants: dict[str, dict]) -> None:
         ratio = fig["rps"] / off["rps"]
         worst = max(deltas.values())
         log = fig["log"] or {}
-        print(f"  {label}: p50 +{deltas['1 row']:.3f} ms (1 row), +{deltas['100 rows']:.3f} ms (100 rows) "
+        print(f"  {label}: p50 {deltas['1 row']:+.3f} ms (1 row), {deltas['100 rows']:+.3f} ms (100 rows) "
               f"[{_met(worst <= 0.2, '<= +0.2 ms')}]; throughput {fig['rps']:.0f} req/s = {ratio:.2f}x "
               f"[{_met(ratio >= 0.9, '>= 0.90x')}]; failures {fig['failures']}")
         print(f"    log: seen {log.get('seen')}, written {log.get('written')}, sampled out {log.get('sampled_out')}, "
