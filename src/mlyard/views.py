@@ -697,3 +697,33 @@ class ProjectUpdateView(View):
         if key == "pipelines":
             return [PushedPipeline.from_dict(p) for p in value]
         return super()._convert(key, value)
+
+
+def duration(seconds: float | None) -> str:
+    """A duration as the CLI and the web UI show it: "0.4 s", "12.3 s", "3 min 4 s", "2 h 5 min"; "" when there
+    is none (not started)."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
+
+
+def folder_tree(pipelines: list[PipelineView]) -> dict[str, list[str | PipelineView]]:
+    """Pipelines by folder, the one rule of `mlyard pipelines list` and the web UI's home page: folder key (""
+    is the root `/`; "a/b" is b inside a) -> its children in the order given, sub-folder keys (str) and
+    pipelines."""
+    children: dict[str, list[str | PipelineView]] = {"": []}
+    for row in pipelines:
+        parent = ""
+        for part in [p for p in row.folder.split("/") if p]:
+            key = f"{parent}/{part}" if parent else part
+            if key not in children:
+                children[key] = []
+                children[parent].append(key)
+            parent = key
+        children[parent].append(row)
+    return children

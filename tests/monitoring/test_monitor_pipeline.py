@@ -26,7 +26,8 @@ import pytest
 
 from tests.ci.helpers import job, logs, runs_of, wait_state
 from tests.conftest import Git, Server, start_server
-from tests.models.test_model_ci import FakeSlackWebhook, laptop, newest_run, permitted
+from tests.fakes import FakeSlackWebhook
+from tests.models.test_model_ci import laptop, newest_run, permitted
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]  # a project, two trainings, three pipelines: ~2-3 min
 MODEL = "watched-model"

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from mlyard.monitoring.profile import Profile, profile_frame
+from tests.fakes import FakeSlackWebhook
 from tests.scaffold.conftest import run_python
 
 
@@ -36,32 +37,6 @@ def test_the_template_baseline_is_the_platform_profile_format(demo_project: Path
     assert [f.kind for f in parsed.features] == ["numeric", "categorical", "categorical", "categorical",
                                                  "categorical", "numeric"]  # fmt: skip
     assert parsed.feature("id") is not None and parsed.feature("id").categories[-1][0] == "__other__"  # type: ignore[union-attr]
-
-
-class FakeSlackWebhook:
-    """Stands in for Slack's incoming-webhook service: a real HTTP server on loopback keeping the JSON posted."""
-
-    def __init__(self) -> None:
-        messages: list[dict] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                messages.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.messages = messages
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/services/T000/B000/fake"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 class FakeMonitorApi:

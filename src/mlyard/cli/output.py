@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlyard.errors import MlyardError
+from mlyard.views import duration as duration  # one definition for the CLI and the web UI
 
 
 def print_json(document: Any) -> None:
@@ -105,18 +106,6 @@ def _subtree(children: tuple[Node, ...], prefix: str, lines: list[str]) -> None:
         inner = prefix + ("    " if last else "│   ")
         lines += [inner + ("│   " if child.children else "") + more for more in label[1:]]
         _subtree(child.children, inner, lines)
-
-
-def duration(seconds: float | None) -> str:
-    """"0.4 s", "12.3 s", "3 min 4 s", "2 h 5 min"; "" when there is none (not started)."""
-    if seconds is None:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    whole = round(seconds)
-    if whole < 3600:
-        return f"{whole // 60} min {whole % 60} s"
-    return f"{whole // 3600} h {whole % 3600 // 60} min"
 
 
 def timestamp(value: datetime | str | None) -> str:

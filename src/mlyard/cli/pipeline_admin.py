@@ -52,25 +52,21 @@ def pipelines_list(
     if not rows:
         output.console().print("no pipelines yet: `mlyard pipelines create --repo R --yaml PATH --name N`")
         return
-    # folder path -> its children (sub-folders and pipelines, in the order the server lists them)
-    children: dict[str, list[tuple[str, str]]] = {"": []}  # (kind, folder key or label)
-    for row in rows:
-        parent = ""
-        for part in [p for p in row.folder.split("/") if p]:
-            key = f"{parent}/{part}" if parent else part
-            if key not in children:
-                children[key] = []
-                children[parent].append(("folder", key))
-            parent = key
-        last = row.last_run
-        info = f" - #{last.number} {state_text(last.state)} ({last.source_branch})" if last else " - no runs"
-        children[parent].append(("pipeline", f"{row.name}{info}"))
+    from mlyard.views import PipelineView, folder_tree
 
-    def node(key: str, label: str) -> output.Node:
-        return output.Node(label, tuple(
-            node(item, output.styled(item.rsplit("/", 1)[-1] + "/", "bold blue")) if kind == "folder"
-            else output.Node(item)
-            for kind, item in children[key]
+    children = folder_tree(rows)  # folder key -> sub-folder keys and pipelines, in the order the server lists them
+
+    def label(row: PipelineView) -> str:
+        last = row.last_run
+        if last is None:
+            return f"{row.name} - no runs"
+        return f"{row.name} - #{last.number} {state_text(last.state)} ({last.source_branch})"
+
+    def node(key: str, text: str) -> output.Node:
+        return output.Node(text, tuple(
+            node(item, output.styled(item.rsplit("/", 1)[-1] + "/", "bold blue")) if isinstance(item, str)
+            else output.Node(label(item))
+            for item in children[key]
         ))  # fmt: skip
 
     output.tree(node("", output.styled("pipelines", "bold")))

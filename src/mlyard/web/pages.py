@@ -26,7 +26,7 @@ from mlyard.protocol import FINAL_STATES, Reason, State
 from mlyard.services import jobs, pipelines, repos, run_logs, runs
 from mlyard.services.auth import Principal, authenticate
 from mlyard.services.platform import Platform
-from mlyard.views import PipelineView
+from mlyard.views import PipelineView, duration, folder_tree
 from mlyard.web import runlog
 
 HERE = Path(__file__).parent
@@ -46,7 +46,7 @@ _templates = Environment(
     lstrip_blocks=True,
 )
 _templates.globals["State"] = State  # pages compare states with State.WAITING, never a copied string
-_templates.filters["duration"] = runlog.duration
+_templates.filters["duration"] = duration
 # Scripts and styles from our own files only (no inline code), never framed.
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; "
@@ -243,21 +243,12 @@ class FolderRow:
 def folder_rows(found: list[PipelineView]) -> list[FolderRow]:
     """Pipelines as a tree by folder, as `mlyard pipelines list` shows it: the root folder is `/`, its
     pipelines first, then each folder (nested with `/`) with its pipelines and sub-folders."""
-    children: dict[str, list[tuple[str, Any]]] = {"": []}
-    for row in found:
-        parent = ""
-        for part in [p for p in row.folder.split("/") if p]:
-            key = f"{parent}/{part}" if parent else part
-            if key not in children:
-                children[key] = []
-                children[parent].append(("folder", key))
-            parent = key
-        children[parent].append(("pipeline", row))
+    children = folder_tree(found)
     rows: list[FolderRow] = []
 
     def walk(key: str, depth: int) -> None:
-        for kind, item in children[key]:
-            if kind == "folder":
+        for item in children[key]:
+            if isinstance(item, str):
                 rows.append(FolderRow(depth, item.rsplit("/", 1)[-1] + "/", "/" + item))
                 walk(item, depth + 1)
             else:
@@ -515,7 +506,7 @@ async def _live_events(request: Request, run_id: int, cursors: dict[str, int], s
         now = await asyncio.to_thread(runlog.nodes, platform, doc)
         if now != last_nodes:
             yield runlog.event("state", {"run": str(doc.state), "nodes": now,
-                                         "duration": runlog.duration(doc.duration_seconds)})  # fmt: skip
+                                         "duration": duration(doc.duration_seconds)})  # fmt: skip
             last_nodes = now
         if doc.state in FINAL_STATES:
             yield runlog.event("end", {"state": str(doc.state)})

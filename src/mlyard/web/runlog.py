@@ -18,7 +18,7 @@ from mlyard.ci.logs import log_file, read
 from mlyard.protocol import State
 from mlyard.services import run_logs
 from mlyard.services.platform import Platform
-from mlyard.views import JobView, RunView, StageView, StepView
+from mlyard.views import JobView, RunView, StageView, StepView, duration
 
 MAX_SECTION_LINES = 3_000  # lines of one section shown in a page (the last ones); the CLI has them all
 MAX_SECTION_CHARS = 512 * 1024  # characters of one section shown in a page (the last ones)
@@ -181,20 +181,6 @@ def _failures(jobs: tuple[JobLog, ...]) -> tuple[Failure, ...]:
         if not failed_steps and log.job.state == State.FAILED and log.job.message:
             found.append(Failure(log.job.display_name or log.job.name, "", (), log.job.message))
     return tuple(found)
-
-
-def duration(seconds: float | None) -> str:
-    """A duration as people read it: `0.4s`, `12s`, `3m 05s`, `1h 02m`."""
-    if seconds is None:
-        return ""
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    whole = int(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m {whole % 60:02d}s"
-    return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
 
 
 def banner(run: RunView) -> str:
