@@ -61,6 +61,12 @@ class PermissionDenied(UserError):
     exit_code = 5
 
 
+class Unprocessable(UserError):
+    """Well-formed input the platform cannot act on, such as a model version that does not start: 422."""
+
+    http_status = 422
+
+
 class PayloadTooLarge(UserError):
     """A request body (JSON, artifact, git push) is larger than the server accepts; the message names the limit."""
 

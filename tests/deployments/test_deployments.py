@@ -224,3 +224,31 @@ def test_deployments_started_from_the_warm_pool(srv: Server) -> None:
     with srv.client() as api:
         pool = api.get("/health").json()["serving_pool"]
     assert pool["size"] == 1 and pool["handed_out"] >= 1, pool
+
+
+def test_a_version_that_does_not_start_is_a_422_that_says_why(
+    srv: Server, logged: list[Logged], tmp_path: Path
+) -> None:
+    """A model version whose files cannot be loaded: the deployment answers 422 with the scoring server's log
+    (it used to be a 500), the CLI exits 2 without a traceback, and nothing is left deployed."""
+    from mlflow import MlflowClient
+
+    with srv.client() as api:
+        uri = api.get("/api/v1/environments/dev").json()["mlflow_tracking_uri"]
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "MLmodel").write_text("flavors:\n  python_function:\n    loader_module: no_such_module_here\n")
+    name = "cd-broken"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model(name)
+    version = client.create_model_version(name, broken.as_uri()).version
+    with srv.client() as api:
+        answer = api.post("/api/v1/deployments", json={"env": "dev", "model": name, "version": str(version)})
+    assert answer.status_code == 422, answer.text
+    assert "did not start" in answer.json()["error"] and "no_such_module_here" in answer.json()["error"]
+    out = srv.cli("deployments", "create", name, "--env", "dev", "--version", str(version), check=False)
+    before_log = out.stderr.split("\n--- ")[0]  # the scoring server's log follows, with the model's traceback
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and "did not start" in before_log, out.stderr
+    assert "Traceback" not in before_log and "no_such_module_here" in out.stderr
+    rows = json.loads(srv.cli("deployments", "list", "--json").stdout)
+    assert [r for r in rows if r["model"] == name and r["state"] == "healthy"] == []

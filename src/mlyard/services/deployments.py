@@ -186,7 +186,7 @@ def _allocate(
                     find_free_port(range(port, port + 1), _serving(environment)["host"])
                 else:
                     bind(port)
-            except (EndpointFailed, OSError):
+            except (Conflict, OSError):  # taken
                 continue
             platform.deployments.reserved.add(port)
             return port
@@ -236,7 +236,7 @@ def _start(
 def _is_free(port: int, host: str) -> bool:
     try:
         find_free_port(range(port, port + 1), host)
-    except EndpointFailed:
+    except Conflict:
         return False
     return True
 

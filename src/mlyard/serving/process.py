@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from mlyard.errors import OperationFailed
+from mlyard.errors import Conflict, Unprocessable
 from mlyard.serving.limits import thread_pool_env
 
 if TYPE_CHECKING:
@@ -36,8 +36,9 @@ DEFAULT_PORTS = range(8600, 8700)
 _LOG_TAIL_BYTES = 4000
 
 
-class EndpointFailed(OperationFailed):
-    """A scoring server did not become healthy; the message carries the end of its log."""
+class EndpointFailed(Unprocessable):
+    """A scoring server did not become healthy; the message carries the end of its log. A 422, not a 500: the
+    model version (its files, flavor or requirements) is what did not start; the message says what to look at."""
 
 
 def find_free_port(ports: range = DEFAULT_PORTS, host: str = "127.0.0.1") -> int:
@@ -49,9 +50,7 @@ def find_free_port(ports: range = DEFAULT_PORTS, host: str = "127.0.0.1") -> int
             except OSError:
                 continue
             return port
-    raise EndpointFailed(
-        f"no free port in {ports.start}-{ports.stop - 1} on {host}: stop an endpoint or widen the range"
-    )
+    raise Conflict(f"no free port in {ports.start}-{ports.stop - 1} on {host}: stop an endpoint or widen the range")
 
 
 def ping(url: str, timeout: float = 2.0) -> bool:
@@ -281,7 +280,10 @@ def start_endpoint(
         wait_ready(ready_fd, endpoint.url, timeout, process=process)
     except EndpointFailed as exc:
         endpoint.stop(timeout=5)
-        raise EndpointFailed(f"{exc}\n--- {log_file} (end) ---\n{log_tail(log_file)}") from None
+        raise EndpointFailed(
+            f"{exc}: {model_uri} did not start; fix the model version (its files, flavor or requirements, as the "
+            f"scoring server's log below says) and deploy again\n--- {log_file} (end) ---\n{log_tail(log_file)}"
+        ) from None
     finally:
         os.close(ready_fd)
     return endpoint
