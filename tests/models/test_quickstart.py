@@ -24,7 +24,10 @@ pytestmark = [pytest.mark.slow]
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLYARD_URL", "MLYARD_TOKEN", "MLYARD_HOME")}
+    # Without PYTHONUNBUFFERED (a developer's shell may set it): the summary must reach a pipe while the
+    # server keeps running, as it does for a user piping `--json` to a file.
+    dropped = ("MLYARD_URL", "MLYARD_TOKEN", "MLYARD_HOME", "PYTHONUNBUFFERED")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     return {**env, "COLUMNS": "80"}
 
 

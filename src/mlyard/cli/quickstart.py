@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json as jsonlib
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -65,6 +66,8 @@ def quickstart(
         qs.stop_server()
         return
     con.print("the server keeps running: press Ctrl-C (or send SIGTERM) to stop it and its endpoints")
+    sys.stdout.flush()  # the summary reaches a pipe or file now, not when the server stops
+    sys.stderr.flush()
     try:
         while True:
             signal.pause()
