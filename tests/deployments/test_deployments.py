@@ -147,9 +147,10 @@ def test_the_scoring_server_runs_within_its_cpu_and_memory(srv: Server, logged: 
     assert (found["cpu"], found["memory"]) == (1.0, 2.0)  # the defaults
     process = psutil.Process(found["pid"])
     assert len(process.cpu_affinity()) == 1 and process.environ()["OPENBLAS_NUM_THREADS"] == "1"
-    # A redeploy that cannot fit in its memory fails, naming the limit; the running version goes on serving.
+    # A redeploy that cannot fit in its memory fails (422, exit 2), naming the limit; the running version goes on
+    # serving.
     tiny = srv.cli("deployments", "create", MODEL, "--env", "dev", "--version", "3", "--memory", "0.05", check=False)
-    assert tiny.returncode == 1 and "memory limit exceeded" in tiny.stderr and "(--memory 0.05 GB)" in tiny.stderr
+    assert tiny.returncode == 2 and "memory limit exceeded" in tiny.stderr and "(--memory 0.05 GB)" in tiny.stderr
     after = json.loads(srv.cli("deployments", "show", MODEL, "--env", "dev", "--json").stdout)
     assert (after["pid"], after["version"], after["state"]) == (found["pid"], found["version"], "healthy")
     assert "the last redeploy failed" in after["message"]
