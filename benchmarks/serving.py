@@ -162,18 +162,8 @@ def post(conn: http.client.HTTPConnection, body: bytes, content_type: str = "app
 
 
 def latencies(port: int, body: bytes, count: int, warmup: int = 30) -> list[float]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    times = []
-    for i in range(warmup + count):
-        began = time.perf_counter()
-        status, _ = post(conn, body)
-        elapsed = time.perf_counter() - began
-        if status != 200:
-            raise RuntimeError(f"status {status}")
-        if i >= warmup:
-            times.append(elapsed)
-    conn.close()
-    return times
+    """Sequential requests over one keep-alive connection; the seconds of each after the warm-up."""
+    return _latencies_in_turns({"": port}, body, count, warmup)[""]
 
 
 def throughput(port: int, body: bytes, seconds: float, per_thread_cap: int = 5000) -> tuple[float, int]:
@@ -339,8 +329,12 @@ def report(mlflow_fig: dict, ours: dict, expected_100: list) -> None:
 def interleaved_latencies(servers: dict[str, Server], body: bytes, count: int, warmup: int = 30) -> dict[str, list]:
     """Sequential requests to each server in turn (A, B, C, A, B, C, ...): a load spike of the machine
     hits every server alike, so the p50s compare."""
-    conns = {label: http.client.HTTPConnection("127.0.0.1", s.port, timeout=30) for label, s in servers.items()}
-    times: dict[str, list[float]] = {label: [] for label in servers}
+    return _latencies_in_turns({label: s.port for label, s in servers.items()}, body, count, warmup)
+
+
+def _latencies_in_turns(ports: dict[str, int], body: bytes, count: int, warmup: int) -> dict[str, list[float]]:
+    conns = {label: http.client.HTTPConnection("127.0.0.1", port, timeout=30) for label, port in ports.items()}
+    times: dict[str, list[float]] = {label: [] for label in ports}
     for i in range(warmup + count):
         for label, conn in conns.items():
             began = time.perf_counter()

@@ -11,6 +11,7 @@ from playwright.sync_api import Page, expect
 
 from tests.ci.helpers import make_repo, register, run, show, wait_state
 from tests.conftest import Git, Server
+from tests.web.test_pages import APPROVED
 
 pytestmark = pytest.mark.slow
 
@@ -129,16 +130,7 @@ steps:
 
 
 def test_approve_a_deployment_from_its_run_page(page: Page, server: Server, git: Git) -> None:
-    name = pipeline(server, git, "br-approve", """trigger: none
-jobs:
-- deployment: Ship
-  environment: test
-  strategy:
-    runOnce:
-      deploy:
-        steps:
-        - script: echo "shipping to $(Environment.Name)"
-""")
+    name = pipeline(server, git, "br-approve", APPROVED)  # a deployment job on the environment `test`
     with server.client() as api:
         api.post(f"/api/v1/pipelines/{name}/permissions", json={"resource": "environment:test"}).raise_for_status()
         api.patch("/api/v1/environments/test", json={"approval_required": True}).raise_for_status()
