@@ -4,6 +4,7 @@ table's writer, which imports no other mlyard layer either); its supervisor modu
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -44,3 +45,13 @@ def test_monitoring_imports_no_other_mlyard_layer() -> None:
         for path in sorted(folder.glob("*.py"))
     }  # fmt: skip
     assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_the_server_imports_no_mlflow_until_it_needs_it() -> None:
+    """`import mlyard.app` (every server start, every test server) and the registry's stores, locks and stage
+    vocabulary cost no MLflow import (seconds of CPU); `Registry` loads it on first use."""
+    probe = ("import sys, mlyard.app, mlyard.registry, mlyard.registry.store, mlyard.registry.tracking_server; "
+             "before = 'mlflow' in sys.modules; from mlyard.registry import Registry; "
+             "print(before, 'mlflow' in sys.modules, Registry.__name__)")  # fmt: skip
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    assert found.stdout.split() == ["False", "True", "Registry"]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -271,8 +270,9 @@ class MlflowMount:
                 await self._server(env, uri)
                 log.info("registry warm: the MLflow server of environment %r is ready (%.1f s)", env,
                          loop.time() - began)  # fmt: skip
-                # then this process's own registry (the models API, stage changes): its MLflow import
-                await asyncio.to_thread(importlib.import_module, "mlyard.registry")
+                # then this process's own registry (the models API, stage changes): its MLflow import and
+                # the store's engine, made by a first read
+                await asyncio.to_thread(models.list_models, self.platform, env)
             except (MlyardError, OSError) as exc:
                 log.warning("could not warm the MLflow server of environment %r: %s", env, exc)
 

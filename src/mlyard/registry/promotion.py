@@ -18,10 +18,9 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
 from mlyard.errors import NotFound, OperationFailed
+from mlyard.registry.stages import ALIASES, HISTORY_TAG
 from mlyard.registry.store import quiet_mlflow
 from mlyard.registry.versions import (
-    ALIASES,
-    HISTORY_TAG,
     all_versions,
     get_model,
     get_version,

@@ -14,28 +14,10 @@ from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 
 from mlyard.errors import InvalidInput, NotFound, OperationFailed
+from mlyard.registry.stages import HISTORY_TAG
 
-STAGES = ("Staging", "Production", "Archived", "None")
-ALIASES = {"Staging": "staging", "Production": "production"}
-HISTORY_TAG = "mlyard.history"
 _NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
 _PAGE = 1000
-
-
-def check_stage(stage: str) -> str:
-    """The canonical spelling of `stage` (case-insensitive), else InvalidInput listing the choices."""
-    for choice in STAGES:
-        if isinstance(stage, str) and stage.strip().lower() == choice.lower():
-            return choice
-    raise InvalidInput(f"invalid stage {stage!r}: choose one of {', '.join(STAGES)}")
-
-
-def check_version(version: int | str) -> int:
-    """A version number as an int; InvalidInput unless it is a positive whole number."""
-    text = str(version).strip() if isinstance(version, int | str) and not isinstance(version, bool) else ""
-    if not text.isdigit() or int(text) < 1:
-        raise InvalidInput(f"invalid model version {version!r}: versions are whole numbers from 1")
-    return int(text)
 
 
 def iso(ms: int | None) -> str | None:

@@ -1,0 +1,120 @@
+"""Server start-up: what every user (and every test server) pays before `mlyard server` answers /health.
+
+On a fresh home each round: `mlyard init`, then `mlyard server` (the product's defaults) until /health
+answers, with the wall time and the CPU (user + system) of each process; and, in separate processes,
+`import mlyard.app` (does it import MLflow?) and the phases of `create_app` on an initialised home.
+Medians of `--rounds` rounds. The package is byte-compiled first, as `pip install` does.
+
+    python benchmarks/server_start.py [--rounds 3]
+
+CPU is the figure to compare on a shared machine (wall times there depend on the other processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.cli_startup import byte_compile
+from tests.conftest import Server, free_port
+
+# Phases of create_app, timed in a process of their own (CPU of this process, seconds).
+PHASES = r"""
+import json, sys, time
+from pathlib import Path
+clock = time.process_time
+figures = {}
+began = clock()
+import mlyard.app
+figures["import mlyard.app"] = clock() - began
+figures["mlflow imported"] = float("mlflow" in sys.modules)
+from mlyard.db.engine import upgrade
+from mlyard.services import environment_groups
+from mlyard.services.platform import open_platform
+from mlyard.settings import Settings
+settings = Settings.load(Path(sys.argv[1]))
+began = clock()
+upgrade(settings.db_url)
+figures["migrations (at head)"] = clock() - began
+began = clock()
+platform = open_platform(settings)
+environment_groups.sync_all(platform)
+figures["variable groups"] = clock() - began
+began = clock()
+mlyard.app.create_app(settings, agents=0)
+figures["create_app (all)"] = clock() - began
+print(json.dumps(figures))
+"""
+
+
+def run(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall and CPU seconds of a child process, and its output."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.perf_counter()
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, check=False, timeout=300)
+    wall = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), proc.stdout
+
+
+def one_round(tmp: Path) -> dict[str, float]:
+    home, port = tmp / "home", free_port()
+    env = {**os.environ, "MLYARD_HOME": str(home)}
+    figures: dict[str, float] = {}
+    wall, cpu, out = run([sys.executable, "-m", "mlyard", "init", "--port", str(port), "--json"], env)
+    figures.update({"init wall": wall, "init cpu": cpu})
+    token = json.loads(out)["token"]
+    # The product's defaults (tests/conftest.py turns the warm processes off for the suite).
+    defaults = {"MLYARD_REGISTRY_WARM": "1", "MLYARD_SERVING_WARM_POOL": "1"}
+    server = Server(home=home, port=port, token=token, env=defaults)
+    began = time.perf_counter()
+    server.start(timeout=120)
+    figures["server to /health wall"] = time.perf_counter() - began
+    assert server.proc is not None
+    times = psutil.Process(server.proc.pid).cpu_times()
+    figures["server to /health cpu"] = times.user + times.system
+    server.stop()
+    wall, cpu, _ = run([sys.executable, "-c", "import mlyard.app"], env)
+    figures.update({"import mlyard.app wall": wall, "import mlyard.app cpu": cpu})
+    _, _, out = run([sys.executable, "-c", PHASES, str(home)], env)
+    figures.update({f"phase: {key}": value for key, value in json.loads(out).items()})
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    byte_compile()
+    samples = []
+    for n in range(args.rounds):
+        tmp = Path(tempfile.mkdtemp(prefix="mlyard-bench-start-"))
+        try:
+            samples.append(one_round(tmp))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(f"round {n + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in samples[-1].items()), file=sys.stderr)
+    print(f"server start-up: {args.rounds} fresh homes, medians (CPU = user + system of that process)")
+    print(f"{'measure':<40}{'median (s)':>12}")
+    for key in samples[0]:
+        value = statistics.median(s[key] for s in samples)
+        shown = ("yes" if value else "no") if key.endswith("mlflow imported") else f"{value:.2f}"
+        print(f"{key:<40}{shown:>12}")
+
+
+if __name__ == "__main__":
+    main()
