@@ -143,10 +143,13 @@ def is_initialised(db_path: Path) -> bool:
 def init_store(tracking_uri: str, artifact_root: Path | None = None) -> None:
     """Create the MLflow schema of an embedded SQLite store once; a remote http(s) URI needs nothing.
 
-    Idempotent and safe from several processes: the migration runs under a lock file next to the
-    database. Artifacts go to `artifact_root` (default `<db dir>/mlartifacts`), the location of the
-    default experiment.
+    Idempotent and safe from several processes: it runs under a lock file next to the database. A new
+    database is written from the schema of the installed MLflow version (`template`, milliseconds, no MLflow
+    import); otherwise MLflow's own migrations create it. Artifacts go to `artifact_root` (default
+    `<db dir>/mlartifacts`), the location of the default experiment.
     """
+    from mlyard.registry.template import create_store
+
     check_tracking_uri(tracking_uri)
     if is_remote(tracking_uri):
         return
@@ -157,13 +160,24 @@ def init_store(tracking_uri: str, artifact_root: Path | None = None) -> None:
     with file_lock(lock, what=f"the MLflow store {db_path}"):
         if is_initialised(db_path):
             return
-        from mlflow.exceptions import MlflowException
-        from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
-
         try:
-            with quiet_mlflow(logs=True):
-                TrackingStore(sqlite_uri(db_path), root.as_uri())
-                RegistryStore(sqlite_uri(db_path))
-        except MlflowException as exc:
-            raise OperationFailed(f"could not initialise the MLflow store {db_path}: {exc.message}") from exc
+            if create_store(db_path, root):
+                return
+        except (OSError, sqlite3.Error) as exc:
+            raise OperationFailed(f"could not create the MLflow store {db_path}: {exc}") from exc
+        migrate_store(db_path, root)
+
+
+def migrate_store(db_path: Path, artifact_root: Path) -> None:
+    """Create or upgrade the store at `db_path` with MLflow's migrations (MLflow's stores do it when they
+    open a database without its tables). The caller holds the store's lock."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+
+    try:
+        with quiet_mlflow(logs=True):
+            TrackingStore(sqlite_uri(db_path), artifact_root.as_uri())
+            RegistryStore(sqlite_uri(db_path))
+    except MlflowException as exc:
+        raise OperationFailed(f"could not initialise the MLflow store {db_path}: {exc.message}") from exc
