@@ -9,7 +9,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -46,6 +46,9 @@ from mlyard.settings import Settings
 from mlyard.web import models_pages as web_models
 from mlyard.web import pages as web_pages
 from mlyard.web import repos_pages as web_repos
+
+if TYPE_CHECKING:
+    from mlyard.registry.tracking_server import Spare
 
 log = logging.getLogger("mlyard")
 
@@ -96,7 +99,9 @@ def _step_sandbox(settings: Settings, agents: int) -> Sandbox:
     return sandbox
 
 
-def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
+def create_app(settings: Settings, *, agents: int = 2, mlflow_spare: Spare | None = None) -> Dispatcher:
+    """The server's app; `mlflow_spare` is an MLflow server process started before the server's imports
+    (`mlyard server`), which the first environment's MLflow server becomes (mlyard.registry.tracking_server)."""
     if not is_initialised(settings.home):
         raise InvalidInput(f"{settings.home} is not an mlyard home: run `mlyard init` first")
     limits = BodyLimits.from_settings(settings)
@@ -115,7 +120,8 @@ def create_app(settings: Settings, *, agents: int = 2) -> Dispatcher:
         events.ingest(platform, push_id)
 
     stopping = threading.Event()
-    mlflow_servers = MlflowMount(platform, mark=(MARK_VARIABLE, str(settings.home)))  # /mlflow/<env>
+    mark = (MARK_VARIABLE, str(settings.home))
+    mlflow_servers = MlflowMount(platform, mark=mark, spare=mlflow_spare)  # /mlflow/<env>
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -37,7 +37,7 @@ from mlyard.services.auth import Principal, authenticate_header
 from mlyard.services.platform import Platform
 
 if TYPE_CHECKING:
-    from mlyard.registry.tracking_server import TrackingServer
+    from mlyard.registry.tracking_server import Spare, TrackingServer
 
 log = logging.getLogger("mlyard.mlflow")
 
@@ -49,7 +49,7 @@ Send = Callable[[Message], Awaitable[None]]
 PREFIX = "/mlflow/"
 READ_SCOPE = "repo:read"  # GET, HEAD and MLflow's searches (POST)
 WRITE_SCOPE = "pipelines:run"  # every other request: the scope that stages and deploys models
-WARM_ENV = "MLYARD_REGISTRY_WARM"  # environments whose MLflow server starts with the server (default 1; 0 = none)
+WARM_ENV = "MLYARD_REGISTRY_WARM"  # = tracking_server.WARM_ENV: environments warmed at start (default 1; 0 = none)
 WARM_LIMIT = 8
 START_SECONDS = 180.0  # an environment's MLflow server has this long to answer its first /health
 PROXY_TIMEOUT = httpx.Timeout(900.0, connect=10.0)  # large artifacts stream for a while
@@ -155,12 +155,15 @@ class _Running:
 class MlflowMount:
     """The ASGI app mounted at /mlflow; `close()` (from the app's lifespan) stops the MLflow servers."""
 
-    def __init__(self, platform: Platform, *, mark: tuple[str, str] | None = None) -> None:
+    def __init__(self, platform: Platform, *, mark: tuple[str, str] | None = None, spare: Spare | None = None) -> None:
         self.platform = platform
         self.mark = mark  # an environment variable of the children, so a restarted server kills orphans
         self._running: dict[str, _Running] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._socket_dir: Path | None = None
+        # `mlyard server` starts a spare MLflow server before its own imports: the first environment started
+        # adopts it (tracking_server.Spare); its folder holds the sockets
+        self._spare = spare
+        self._socket_dir: Path | None = spare.folder if spare is not None else None
         self._folder_lock = threading.Lock()
         self._warming: asyncio.Task[None] | None = None
 
@@ -232,8 +235,13 @@ class MlflowMount:
         with self._folder_lock:  # environments start in parallel threads
             if self._socket_dir is None:
                 self._socket_dir = socket_folder()
+            spare, self._spare = self._spare, None
         extra = (self.mark,) if self.mark else ()
         spec = TrackingServerSpec.for_environment(env, tracking_uri, self._socket_dir, extra_env=extra)
+        adopted = spare.adopt(spec) if spare is not None else None
+        if adopted is not None:
+            log.info("the MLflow server of environment %r is the one started with the server", env)
+            return adopted
         server = TrackingServer(spec)
         try:
             server.start()
@@ -247,6 +255,7 @@ class MlflowMount:
         running (the server's lifespan calls this). Each costs a process and seconds of CPU: 0 turns it off."""
         count = warm_count()
         if not count:
+            self._discard_spare()
             return
 
         def warm_new(env: str) -> None:
@@ -267,14 +276,24 @@ class MlflowMount:
                     continue
                 loop = asyncio.get_running_loop()
                 began = loop.time()
-                await self._server(env, uri)
-                log.info("registry warm: the MLflow server of environment %r is ready (%.1f s)", env,
-                         loop.time() - began)  # fmt: skip
-                # then this process's own registry (the models API, stage changes): its MLflow import and
-                # the store's engine, made by a first read
-                await asyncio.to_thread(models.list_models, self.platform, env)
+                # and, at the same time (the MLflow server is another process), this process's own registry
+                # (the models API, stage changes): its MLflow import and the store's engine, by a first read
+                own = asyncio.ensure_future(asyncio.to_thread(models.list_models, self.platform, env))
+                try:
+                    await self._server(env, uri)
+                    log.info("registry warm: the MLflow server of environment %r is ready (%.1f s)", env,
+                             loop.time() - began)  # fmt: skip
+                finally:
+                    await own
             except (MlyardError, OSError) as exc:
                 log.warning("could not warm the MLflow server of environment %r: %s", env, exc)
+        self._discard_spare()  # not adopted (e.g. the first environments use a remote MLflow)
+
+    def _discard_spare(self) -> None:
+        with self._folder_lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.discard()
 
     async def _stop(self, env: str) -> None:
         running = self._running.pop(env, None)
@@ -287,6 +306,7 @@ class MlflowMount:
             self._warming.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._warming
+        await asyncio.to_thread(self._discard_spare)
         for env in list(self._running):
             await self._stop(env)
         if self._socket_dir is not None:
@@ -349,11 +369,13 @@ class MlflowMount:
 
 
 def warm_count() -> int:
-    text = os.environ.get(WARM_ENV, "1").strip()
-    if not text.isdigit() or int(text) > WARM_LIMIT:
-        log.warning("%s=%r is not a number from 0 to %d: using 1", WARM_ENV, text, WARM_LIMIT)
+    from mlyard.registry.tracking_server import warm_count as configured
+
+    count = configured()
+    if count is None:
+        log.warning("%s=%r is not a number from 0 to %d: using 1", WARM_ENV, os.environ.get(WARM_ENV), WARM_LIMIT)
         return 1
-    return int(text)
+    return count
 
 
 def _fields(body: bytes, query: bytes) -> dict[str, Any]:

@@ -128,15 +128,26 @@ def server(
     """Run the mlyard server (API, git hosting) in the foreground."""
     import logging
 
-    import uvicorn
-
-    from mlyard.app import create_app
+    from mlyard.registry.tracking_server import Spare, remove_socket_folder, warm_count
     from mlyard.settings import Settings, resolve_home
 
     settings = Settings.load(resolve_home(home)).with_overrides(
         host=host, port=port, job_lease_seconds=job_lease, unsandboxed_steps=True if unsandboxed_steps else None
     )
-    app_ = create_app(settings, agents=agents)
+    # An MLflow server process, started first: it imports MLflow's server app while this process imports the
+    # platform, and becomes the first environment's MLflow server (docs/registry.md).
+    spare = Spare.start() if warm_count() != 0 else None
+    try:
+        import uvicorn
+
+        from mlyard.app import create_app
+
+        app_ = create_app(settings, agents=agents, mlflow_spare=spare)
+    except BaseException:
+        if spare is not None:
+            spare.discard()
+            remove_socket_folder(spare.folder)
+        raise
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     con = output.err_console()
     if settings.host not in ("127.0.0.1", "localhost", "::1"):

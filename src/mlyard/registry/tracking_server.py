@@ -9,17 +9,27 @@ environments behind its token check (`mlyard.api.mlflow_mount`).
 
 The socket lives in a private folder (mode 0700) under the system temp folder, which the sandbox of
 steps replaces by its own: only the server's own user reaches it, and never a step.
+
+Importing MLflow's server app takes seconds of CPU, so `mlyard server` starts a `Spare` first, before its
+own imports: a process that imports the app at once and learns which environment it serves (its store,
+socket, log) from one JSON line on its standard input when the server adopts it for the first environment
+it warms. Both then import in parallel (two cores), and the environment's MLflow server is ready about
+when the server answers /health. A spare and the server it was adopted by exit when the server's end of
+their standard input closes (the server exited, even killed): nothing is left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +39,11 @@ from mlyard.registry.store import ARTIFACTS_DIR, init_store, is_remote, sqlite_p
 
 APP = "mlflow.server.fastapi_app:app"
 LOG_FILE = "mlflow-server.log"
+SPARE_FLAG = "--spare"
+SPARE_LOG = "spare.log"
+MAX_CONFIG_BYTES = 256 * 1024  # the spare's configuration line
+WARM_ENV = "MLYARD_REGISTRY_WARM"  # environments whose MLflow server starts with the server (default 1; 0 = none)
+WARM_LIMIT = 8
 STOP_SECONDS = 10.0
 LOG_TAIL_LINES = 20
 # Variables of the server's environment the child keeps: nothing secret, only what Python needs to run.
@@ -72,24 +87,42 @@ class TrackingServerSpec:
 
     def environment(self) -> dict[str, str]:
         """What `mlflow server --serve-artifacts` gives its workers, and nothing of the server's secrets."""
-        env = {name: os.environ[name] for name in KEPT_VARIABLES if os.environ.get(name)}
+        env = base_environment()
         env.update({
             "_MLFLOW_SERVER_FILE_STORE": self.backend_uri,
             "_MLFLOW_SERVER_REGISTRY_STORE": self.backend_uri,
-            "_MLFLOW_SERVER_ARTIFACT_ROOT": "mlflow-artifacts:/",
-            "_MLFLOW_SERVER_SERVE_ARTIFACTS": "true",
             "_MLFLOW_SERVER_ARTIFACT_DESTINATION": str(self.artifacts_dir),
-            "_MLFLOW_SGI_NAME": "uvicorn",
-            "_MLFLOW_IN_JOB_EXECUTOR": "false",
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-            "MLFLOW_ENABLE_REMOTE_ASSISTANT": "false",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "DO_NOT_TRACK": "true",
-            "PYTHONUNBUFFERED": "1",
-            "TMPDIR": tempfile.gettempdir(),
         })
         env.update(dict(self.extra_env))
         return env
+
+
+def base_environment() -> dict[str, str]:
+    """The variables of every environment's MLflow server (a spare starts with these): what Python needs and
+    MLflow's server settings that do not depend on the environment."""
+    env = {name: os.environ[name] for name in KEPT_VARIABLES if os.environ.get(name)}
+    env.update({
+        "_MLFLOW_SERVER_ARTIFACT_ROOT": "mlflow-artifacts:/",
+        "_MLFLOW_SERVER_SERVE_ARTIFACTS": "true",
+        "_MLFLOW_SGI_NAME": "uvicorn",
+        "_MLFLOW_IN_JOB_EXECUTOR": "false",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_ENABLE_REMOTE_ASSISTANT": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        "PYTHONUNBUFFERED": "1",
+        "TMPDIR": tempfile.gettempdir(),
+    })
+    return env
+
+
+def warm_count() -> int | None:
+    """`MLYARD_REGISTRY_WARM`: how many environments' MLflow servers start with the server (default 1, at
+    most WARM_LIMIT); None when the value is not such a number (the caller warns and uses 1)."""
+    text = os.environ.get(WARM_ENV, "1").strip()
+    if not text.isdigit() or int(text) > WARM_LIMIT:
+        return None
+    return int(text)
 
 
 class TrackingServer:
@@ -132,18 +165,82 @@ class TrackingServer:
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after STOP_SECONDS (to the process group: uvicorn and anything it started)."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if proc is not None:
+            stop_process(proc)
         with contextlib.suppress(FileNotFoundError):
             self.spec.socket.unlink()
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Close the process's standard input (an adopted spare's pipe), then SIGTERM its process group, and
+    SIGKILL after STOP_SECONDS."""
+    if proc.stdin is not None:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+class Spare:
+    """An MLflow server process that imports MLflow's server app before it knows its environment (`start`);
+    `adopt` gives it one. Unused, `discard` stops it."""
+
+    def __init__(self, folder: Path, proc: subprocess.Popen[bytes]) -> None:
+        self.folder = folder  # the private folder of the sockets: the server's mount uses it
+        self.proc: subprocess.Popen[bytes] | None = proc
+
+    @classmethod
+    def start(cls) -> Spare:
+        folder = socket_folder()
+        with open(folder / SPARE_LOG, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mlyard.registry.tracking_server", SPARE_FLAG],
+                env=base_environment(),
+                cwd=folder,
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return cls(folder, proc)
+
+    def adopt(self, spec: TrackingServerSpec) -> TrackingServer | None:
+        """The spare as the MLflow server of `spec` (it then creates the store if needed and serves); None when
+        it is gone or already adopted (start a server as usual)."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.stdin is None:
+            return None
+        if proc.poll() is not None:
+            stop_process(proc)
+            return None
+        server = TrackingServer(spec)
+        server.proc = proc
+        spec.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            spec.socket.unlink()
+        config = {"socket": str(spec.socket), "log": str(spec.log), "cwd": str(spec.artifacts_dir.parent),
+                  "env": spec.environment()}  # fmt: skip
+        try:
+            proc.stdin.write(json.dumps(config).encode() + b"\n")
+            proc.stdin.flush()
+        except OSError:
+            server.stop()
+            return None
+        return server
+
+    def discard(self) -> None:
+        """Stop the spare if it was not adopted (its folder stays: the mount removes it, or `remove`)."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            stop_process(proc)
 
 
 def socket_folder() -> Path:
@@ -158,10 +255,17 @@ def remove_socket_folder(folder: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """The child: initialise the store named by `_MLFLOW_SERVER_FILE_STORE` (under its lock, as every other
     opener of the store does), then run MLflow's server app with uvicorn on the Unix socket `argv[0]`, as
-    `uvicorn --uds SOCKET --workers 1 --no-access-log --log-level warning mlflow.server.fastapi_app:app`."""
+    `uvicorn --uds SOCKET --workers 1 --no-access-log --log-level warning mlflow.server.fastapi_app:app`.
+    With `--spare`, import the app first and read the socket, log and environment from standard input."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m mlyard.registry.tracking_server SOCKET", file=sys.stderr)
+    if args == [SPARE_FLAG]:
+        socket = _become_adopted()
+        if socket is None:
+            return 0  # discarded, or the server went away, before it gave an environment
+    elif len(args) == 1:
+        socket = args[0]
+    else:
+        print("usage: python -m mlyard.registry.tracking_server SOCKET | --spare", file=sys.stderr)
         return 2
     backend = os.environ.get("_MLFLOW_SERVER_FILE_STORE", "")
     destination = os.environ.get("_MLFLOW_SERVER_ARTIFACT_DESTINATION", "")
@@ -172,8 +276,36 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     import uvicorn
 
-    uvicorn.run(APP, uds=args[0], workers=1, access_log=False, log_level="warning", timeout_graceful_shutdown=5)
+    uvicorn.run(APP, uds=socket, workers=1, access_log=False, log_level="warning", timeout_graceful_shutdown=5)
     return 0
+
+
+def _become_adopted() -> str | None:
+    """A spare: import MLflow's server app, wait for the configuration line, apply it (environment, working
+    folder, log), and watch standard input: when the server's end closes, stop as on SIGTERM."""
+    import uvicorn  # noqa: F401 (first, as in a normal start: MLflow's app then sets itself up as a server)
+
+    importlib.import_module(APP.split(":")[0])
+    line = sys.stdin.buffer.readline(MAX_CONFIG_BYTES)
+    if not line.endswith(b"\n"):
+        return None
+    config = json.loads(line)
+    os.environ.update({str(k): str(v) for k, v in config["env"].items()})
+    os.chdir(config["cwd"])
+    sys.stdout.flush()
+    fd = os.open(config["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    threading.Thread(target=_stop_with_the_server, name="mlyard-parent-watch", daemon=True).start()
+    return str(config["socket"])
+
+
+def _stop_with_the_server() -> None:
+    with contextlib.suppress(OSError):
+        while sys.stdin.buffer.read(4096):
+            pass
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 if __name__ == "__main__":
