@@ -6,10 +6,13 @@ import json
 import re
 from pathlib import Path
 
+import httpx
 import pytest
 
 from mlyard.scaffold.render import TEMPLATE_DIR, default_answers, render_project
+from mlyard.services.auth import environment_of
 from tests.conftest import Server, start_server
+from tests.models.test_model_ci import laptop
 
 pytestmark = pytest.mark.slow
 
@@ -101,3 +104,68 @@ def test_an_entry_point_is_stopped_at_the_timeout(tmp_path: Path, monkeypatch: p
         assert job["state"] == "failed" and job["exit_code"] is None
     finally:
         server.stop()
+
+
+# Logs a run with an artifact to the experiment /ml_apps/<app> and registers a version of model <app> from it,
+# wherever MLFLOW_TRACKING_URI points (a laptop: the server's /mlflow/dev; a workspace job: what the job gets).
+TRAIN = """import os, sys
+import mlflow
+app = sys.argv[1]
+mlflow.set_experiment(f"/ml_apps/{app}")
+with mlflow.start_run() as run:
+    mlflow.log_text("trained by " + os.environ.get("MLYARD_JOB_ID", "a laptop"), "notes/who.txt")
+client = mlflow.MlflowClient()
+if not client.search_registered_models(f"name = '{app}'"):
+    client.create_registered_model(app)
+version = client.create_model_version(app, f"{run.info.artifact_uri}/notes", run_id=run.info.run_id).version
+print("experiment", run.info.experiment_id, "run", run.info.run_id, "version", version)
+if len(sys.argv) > 2:  # in the job: its MLflow settings, and the store's files out of reach
+    print("store readable:", os.path.exists(os.path.join(sys.argv[2], "envs", "dev", "mlflow.db")))
+    print("token:", os.environ["MLFLOW_TRACKING_TOKEN"])
+"""
+
+
+def logged_line(out: str) -> list[str]:
+    """`experiment ID run ID version N` of TRAIN's output (MLflow prints its run links too)."""
+    return next(line for line in out.splitlines() if line.startswith("experiment ")).split()
+
+
+def test_a_job_logs_to_an_experiment_a_laptop_created(server: Server, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A job logged to the store's files directly: an experiment first created through /mlflow/<env> (from a
+    laptop: `mlflow-artifacts:/` artifacts) failed it (`When an mlflow-artifacts URI was supplied, the tracking
+    URI must be a valid http or https URI`), and with it the monitor pipeline's retraining."""
+    from mlflow import MlflowClient
+
+    app = "laptopjob"
+    source = tmp_path / app
+    source.mkdir()
+    (source / "train.py").write_text(TRAIN)
+    first = logged_line(laptop(server, source, "train.py", app))
+    assert first[4:] == ["version", "1"], first
+    server.cli("workspace", "deploy", "--env", "dev", "--app", app, "--branch", "master", "--source", str(source))
+    out = server.cli("jobs", "run", "--env", "dev", "--app", app, "train", app, str(server.home), check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    said = dict(line.split(": ", 1) for line in out.stdout.splitlines() if line.startswith(("store", "token")))
+    logged = logged_line(out.stdout)
+    assert logged[1] == first[1] and logged[4:] == ["version", "2"], out.stdout  # the laptop's experiment
+    assert said["store readable"] == "False"  # through the tracking server only
+    [job] = json.loads(server.cli("jobs", "list", "--app", app, "--json").stdout)
+    assert job["state"] == "succeeded" and job["mlflow_run_ids"] == [logged[3]]
+    # the artifact went through the tracking server, into the environment's store
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.token)
+    client = MlflowClient(tracking_uri=f"{server.url}/mlflow/dev", registry_uri=f"{server.url}/mlflow/dev")
+    path = client.download_artifacts(logged[3], "notes/who.txt", str(tmp_path / "got"))
+    assert Path(path).read_text() == f"trained by {job['id']}"
+    assert client.get_model_version(app, "2").run_id == logged[3]
+    # the job's token was the job's only: revoked when it ended
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {said['token']}"}) as api:
+        answer = api.get("/mlflow/dev/api/2.0/mlflow/experiments/get", params={"experiment_id": logged[1]})
+    assert answer.status_code == 401 and "revoked" in answer.text, answer.text
+
+
+def test_a_job_token_is_bound_to_its_environment() -> None:
+    assert environment_of("env-dev", "workspace-job-12", is_admin=False) == "dev"
+    assert environment_of("env-dev", "variable-group", is_admin=False) == "dev"
+    assert environment_of("env-dev", "workspace-job-x", is_admin=False) is None  # not a job's token name
+    assert environment_of("ana", "workspace-job-12", is_admin=False) is None  # not a service identity: unbound

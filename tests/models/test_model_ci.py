@@ -1,12 +1,20 @@
-"""The demo flow end to end on remote agents only: create -> code deployed -> train -> model CI -> model CD
--> score, then a version that fails the gate stays in Staging.
+"""The demo project's whole model loop on ONE server with remote agents only, in one project: create -> code
+deployed -> model CI with nothing to promote -> a laptop trains v1 -> model CI promotes it -> model CD deploys
+it -> score -> the daily monitor (fired now) does nothing on calm traffic, alerts and retrains on shifted
+traffic, and model CI promotes the retrained v2 -> an impossible gate keeps v3 in Staging.
 
-The server runs no agent of its own (`--agents 0`); one `mlyard agent` process claims every job. Its
-steps run in the agent's sandbox, whose temporary folder is private: the server's data directory (under the
-test's temporary folder) is out of their reach, so everything goes through the standard interfaces of the environment's
-variable group — databricks-sdk at `/databricks/dev`, MLflow at `/mlflow/dev`, `mlflow deployments` on
-`DEPLOY_TARGET_URI`. Training happens on "the data scientist's machine" (this process), with the same
-MLflow URI and a token. Replaces the model CI test that ran on the server's own agents.
+The server runs no agent of its own (`--agents 0`); one `mlyard agent` process claims every job. Its steps
+run in the agent's sandbox, whose temporary folder is private: the server's data directory (under the test's
+temporary folder) is out of their reach, so everything goes through the standard interfaces of the
+environment's variable group — databricks-sdk at `/databricks/dev`, MLflow at `/mlflow/dev`, `mlflow
+deployments` on `DEPLOY_TARGET_URI`. Training happens on "the data scientist's machine" (this process), with
+the same MLflow URI and a token, so the experiment `/ml_apps/<repo>` is created through the tracking server
+(`mlflow-artifacts:/` artifacts); the monitor's retraining, a workspace job, logs to that same experiment
+(through the tracking server with the job's own token: docs/jobs.md).
+
+The monitor's daily schedule is fired through the admin hook `POST /api/v1/pipelines/{name}/schedules/run`
+(issue 14, point 4), not by waiting a day. The test only plays the data scientist (train, stage, push, run
+model CD) and the users (the traffic); the pipelines do the rest with the project's own scripts.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.service.workspace import ObjectType
@@ -29,10 +38,11 @@ from tests.ci.helpers import job, logs, run, runs_of, wait_state
 from tests.conftest import Git, Server, start_server
 from tests.fakes import FakeSlackWebhook
 
-pytestmark = [pytest.mark.slow, pytest.mark.long]
+pytestmark = [pytest.mark.slow, pytest.mark.long]  # a project, three trainings, four pipelines
 MODEL = "ci-model"
 PACKAGE = "ci_model"
 AGENT = "remote-flow"
+REQUESTS, ROWS = 100, 5  # per traffic phase: min_requests of mlops/monitoring.yml is 100
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +107,42 @@ def train_and_stage(server: Server, work: Path, version: str) -> None:
     laptop(server, work, "mlops/registry.py", "set-alias", "--version", version, "--alias", "staging")
 
 
-def test_the_demo_flow_on_remote_agents_only(remote_only: Server, git: Git, slack: FakeSlackWebhook) -> None:
+def fire(server: Server) -> dict:
+    """The daily schedule of the monitor pipeline, now."""
+    with server.client() as api:
+        answer = api.post(f"/api/v1/pipelines/{MODEL}-monitor/schedules/run")
+    assert answer.status_code == 200, answer.text
+    (fired,) = answer.json()["fires"]
+    assert (fired["schedule"], fired["branch"], fired["skipped"]) == (
+        "Daily drift and quality check", "refs/heads/master", "")  # fmt: skip
+    started = wait_state(server, fired["run_id"], {"waiting", "running", "succeeded", "failed"}, timeout=60)
+    assert started["reason"] == "Schedule"
+    return started
+
+
+def send_traffic(url: str, columns: list[str], rows: np.ndarray, rng: np.random.Generator) -> None:
+    for _ in range(REQUESTS):
+        batch = rows[rng.integers(0, len(rows), ROWS)]
+        body = {"dataframe_split": {"columns": columns, "data": batch.tolist()}}
+        answer = httpx.post(f"{url}/invocations", json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+
+
+def wait_written(url: str, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if int(httpx.get(f"{url}/health", timeout=10).json()["inference_log"]["written"]) >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {count} requests logged")
+
+
+def test_the_model_loop_on_remote_agents_only(remote_only: Server, git: Git, slack: FakeSlackWebhook) -> None:
     server = remote_only
-    server.cli("create", MODEL, "--env", "dev", "--demo", "--follow")
+    created = server.cli("create", MODEL, "--env", "dev", "--demo", "--follow", "--json").stdout
+    assert f"{MODEL}-monitor" in json.loads(created[created.index("{\n") :])["pipelines"]
+    shown = json.loads(server.cli("pipelines", "show", f"{MODEL}-monitor", "--json").stdout)
+    assert shown["folder"] == MODEL and shown["yaml_path"] == "mlops/pipelines/monitor.yml"
     deploy = newest_run(server, f"{MODEL}-deploy-code", 1)
     first_ci = newest_run(server, f"{MODEL}-promote-model", 1)
     deployed = permitted(server, deploy["id"])
@@ -114,7 +157,8 @@ def test_the_demo_flow_on_remote_agents_only(remote_only: Server, git: Git, slac
     notebook = workspace.workspace.get_status(f"/ml_apps/{MODEL}/master/src/{PACKAGE}/notebooks/train")
     assert notebook.object_type == ObjectType.NOTEBOOK
 
-    # train v1 on the laptop, mark it for promotion, merge: model CI promotes it
+    # train v1 on the laptop (its run holds the baseline profile), mark it for promotion, merge: model CI
+    # promotes it
     git("clone", "-q", server.remote(MODEL), "w")
     work = git.cwd / "w"
     train_and_stage(server, work, "1")
@@ -139,32 +183,75 @@ def test_the_demo_flow_on_remote_agents_only(remote_only: Server, git: Git, slac
     assert cd["state"] == "succeeded", logs(server, cd["id"])
     scoring_uri = versions(server)["1"]["tags"]["scoring_uri"]
     assert versions(server)["1"]["tags"]["deploy_run_url"] == f"{server.url}/mlyard/_build/results?buildId={cd['id']}"
-    sample = json.loads(laptop(server, work, "-c", SAMPLE))
-    answer = httpx.post(scoring_uri, json=sample, timeout=60)
+    data = json.loads(laptop(server, work, "-c", DATA))
+    answer = httpx.post(scoring_uri, json=data["sample"], timeout=60)
     assert answer.status_code == 200, answer.text
     assert len(answer.json()["predictions"]) == 2
+    assert scoring_uri.endswith("/invocations")
+    url = scoring_uri.removesuffix("/invocations")  # the deployment's scoring server (its /health too)
+    training = data["training"]
+    columns, rows = training["columns"], np.asarray(training["data"], dtype=np.float64)
+    rng = np.random.default_rng(7)
 
-    # An impossible gate: version 2 stays in Staging and the run fails naming the metric.
+    # traffic like the training data: the scheduled check is within the thresholds and retrains nothing
+    send_traffic(url, columns, rows, rng)
+    wait_written(url, REQUESTS + 1)  # and the sample above
+    calm = permitted(server, fire(server)["id"])  # its first run waits for the variable group, as model CI's
+    assert calm["state"] == "succeeded", logs(server, calm["id"])
+    assert job(calm, "Check")["state"] == "succeeded" and calm["stages"][1]["state"] == "skipped"
+    assert "within the thresholds of mlops/monitoring.yml" in logs(server, calm["id"])
+    assert len(slack.messages) == 1 and list(versions(server)) == ["1"]  # no alert, no new version
+
+    # shifted traffic (three features tripled): drift past the threshold -> alert, retrain in the workspace
+    # (a job logging to the experiment the laptop created), model CI promotes v2
+    shifted = rows.copy()
+    shifted[:, :3] *= 3
+    send_traffic(url, columns, shifted, rng)
+    wait_written(url, 2 * REQUESTS + 1)
+    drift = wait_state(server, fire(server)["id"], timeout=600)
+    text = logs(server, drift["id"])
+    assert drift["state"] == "succeeded", text
+    assert [s["state"] for s in drift["stages"]] == ["succeeded", "succeeded"]
+    assert "drifted feature(s), more than 0" in text and "version 2 is in Staging" in text
+    ci = wait_state(server, newest_run(server, f"{MODEL}-promote-model", 3, timeout=60)["id"], timeout=600)
+    assert ci["state"] == "succeeded", logs(server, ci["id"])
+    assert (ci["reason"], ci["source_version"]) == ("ResourceTrigger", drift["source_version"])
+    after = versions(server)
+    assert after["2"]["stage"] == "Production" and after["2"]["tags"]["test_status"] == "passed"
+    assert after["1"]["stage"] != "Production"
+    assert after["2"]["run_id"] != after["1"]["run_id"]
+    # the calm check triggered nothing: model CI ran on the pushes and after the retraining only
+    reasons = [r["reason"] for r in runs_of(server, f"{MODEL}-promote-model")]
+    assert reasons == ["ResourceTrigger", "IndividualCI", "IndividualCI"]
+    alert, promoted = slack.messages[1:]
+    assert alert["text"].startswith(f":warning: {MODEL} in dev: past the monitoring thresholds: ")
+    assert "retraining queued" in alert["text"]
+    assert promoted["text"].startswith(f":white_check_mark: {MODEL} version 2 promoted to Production")
+
+    # An impossible gate: version 3 stays in Staging and the run fails naming the metric.
     git.commit({"mlops/model-gates.yml": "metrics:\n  accuracy:\n    min: 0.9999\n"}, "impossible gate", cwd=work)
-    train_and_stage(server, work, "2")
+    train_and_stage(server, work, "3")
     git("push", "-q", "origin", "master", cwd=work)
-    failed = wait_state(server, newest_run(server, f"{MODEL}-promote-model", 3)["id"], timeout=300)
+    failed = wait_state(server, newest_run(server, f"{MODEL}-promote-model", 4)["id"], timeout=300)
     assert failed["state"] == "failed"
     text = logs(server, failed["id"])
     assert "accuracy" in text and "model gate failed" in text
     after = versions(server)
-    assert after["2"]["stage"] == "Staging" and after["2"]["tags"]["test_status"] == "failed"
-    assert after["1"]["stage"] == "Production"
-    assert len(slack.messages) == 2 and slack.messages[1]["text"].startswith(
-        f":x: {MODEL} version 2 failed model CI and stays in Staging"
+    assert after["3"]["stage"] == "Staging" and after["3"]["tags"]["test_status"] == "failed"
+    assert after["2"]["stage"] == "Production"
+    assert len(slack.messages) == 4 and slack.messages[3]["text"].startswith(
+        f":x: {MODEL} version 3 failed model CI and stays in Staging"
     )
     assert "notified the webhook (200)" in text
 
 
-SAMPLE = f"""
+# A sample request (two test rows) and the training rows the traffic is drawn from, as the model's features.
+DATA = f"""
 import json
 from {PACKAGE}.data import load_split
 from {PACKAGE}.features import build_features
-rows = build_features(load_split().x_test.head(2))
-print(json.dumps({{"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}}))
+split = load_split()
+sample = json.loads(build_features(split.x_test.head(2)).to_json(orient="split", index=False))
+training = json.loads(build_features(split.x_train).to_json(orient="split", index=False))
+print(json.dumps({{"sample": {{"dataframe_split": sample}}, "training": training}}))
 """

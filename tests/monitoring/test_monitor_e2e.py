@@ -1,13 +1,13 @@
 """Monitoring end to end against a real server: a deployed model logs its traffic, in-distribution then
 shifted; labels are posted by request id; `mlyard deployments monitor --json` flags exactly the shifted
-feature and reports the accuracy on the labelled rows."""
+feature and reports the accuracy on the labelled rows. (Quickstart's drift demo: tests/monitoring/test_drift_demo.py
+for its rows and lines, tests/models/test_quickstart.py end to end.)"""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -18,7 +18,7 @@ from mlyard.monitoring.profile import log_profile, profile_frame
 from tests.conftest import Server, start_server
 from tests.registry.conftest import Logged, register_versions
 
-pytestmark = [pytest.mark.slow, pytest.mark.long]  # a server, three logged models, a deployment: ~40 s
+pytestmark = [pytest.mark.slow, pytest.mark.long]  # a server, three logged models, a deployment
 MODEL = "watched"
 BATCH, REQUESTS = 10, 20  # rows per request, requests per phase
 
@@ -112,43 +112,3 @@ def test_monitor_errors_are_clear(srv: Server, deployed: tuple[dict, list[Logged
         out = srv.cli(*args, check=False)
         assert (out.returncode, message in out.stderr, "Traceback" in out.stderr) == (code, True, False), out.stderr
 
-
-def test_the_quickstart_drift_demo_flags_exactly_the_shifted_features(srv: Server, tmp_path: Path) -> None:
-    """Quickstart's last step (mlyard.drift_demo) against a Breast Cancer model like the demo project's."""
-    import mlflow
-    import mlflow.sklearn
-    from mlflow import MlflowClient
-    from sklearn.datasets import load_breast_cancer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from mlyard.client import Client
-    from mlyard.drift_demo import SHIFTED, run_drift_demo
-
-    with srv.client() as api:
-        uri = api.get("/api/v1/environments/dev").json()["mlflow_tracking_uri"]
-    data = load_breast_cancer(as_frame=True)
-    features = data.data.astype("float64")
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(features, data.target)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:  # an experiment of its own: the default one keeps its artifacts in ./mlruns of the working directory
-        experiment = MlflowClient(tracking_uri=uri).create_experiment("demo-drift", (tmp_path / "art").as_uri())
-        with mlflow.start_run(experiment_id=experiment) as run:
-            log_profile(profile_frame(features, predictions=model.predict(features)))
-            info = mlflow.sklearn.log_model(model, name="model", input_example=features.head(2))
-        MlflowClient(tracking_uri=uri, registry_uri=uri).create_registered_model("demo-drift")
-        MlflowClient(tracking_uri=uri, registry_uri=uri).create_model_version(
-            "demo-drift", info.model_uri, run_id=run.info.run_id, model_id=info.model_id)  # fmt: skip
-    finally:
-        mlflow.set_tracking_uri(previous)
-    created = srv.cli("deployments", "create", "demo-drift", "--env", "dev", "--version", "1", "--json")
-    found = json.loads(created.stdout)
-    said: list[str] = []
-    with Client(srv.url, srv.token, timeout=120) as client:
-        report = run_drift_demo(client, "dev", "demo-drift", f"{found['url']}/invocations", said.append)
-    assert (report.requests, sorted(report.drifted)) == (40, sorted(SHIFTED)), said
-    assert said[0] == "sent 40 requests (200 rows) with mean radius and worst radius x1.6"
-    assert said[2] == "drifted features: mean radius, worst radius"
-    assert [line.split(":")[0] for line in said[3:5]] == ["  DRIFT mean radius", "  DRIFT worst radius"]

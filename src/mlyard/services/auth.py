@@ -37,6 +37,9 @@ IMPLIED = {"admin": set(SCOPES), "repo:write": {"repo:read", "workspace:write"}}
 # identity `env-<env>` under this name: it reaches that environment's interfaces and no other's.
 ENVIRONMENT_USER_PREFIX = "env-"
 ENVIRONMENT_TOKEN_NAME = "variable-group"
+# A workspace job's token (services/workspace_jobs): `workspace-job-<id>` of `env-<env>`, bound to <env> too,
+# issued when the job starts, revoked when it ends, expiring at its timeout.
+WORKSPACE_JOB_TOKEN_PREFIX = "workspace-job-"
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 MAX_LIFETIME = timedelta(days=3650)  # the longest `expires_in`; no expiry at all is asked by omitting it
 
@@ -86,10 +89,22 @@ def effective_scopes(scopes: list[str], *, is_admin: bool) -> frozenset[str]:
 
 
 def environment_of(username: str, token_name: str, *, is_admin: bool) -> str | None:
-    """The environment a token is bound to: that of an environment's variable group token, else None."""
-    if is_admin or token_name != ENVIRONMENT_TOKEN_NAME or not username.startswith(ENVIRONMENT_USER_PREFIX):
+    """The environment a token is bound to: that of an environment's variable group token or of a workspace
+    job's token, else None."""
+    if is_admin or not username.startswith(ENVIRONMENT_USER_PREFIX):
         return None
-    return username[len(ENVIRONMENT_USER_PREFIX) :]
+    if token_name == ENVIRONMENT_TOKEN_NAME or is_workspace_job_token(token_name):
+        return username[len(ENVIRONMENT_USER_PREFIX) :]
+    return None
+
+
+def workspace_job_token_name(job_id: int) -> str:
+    return f"{WORKSPACE_JOB_TOKEN_PREFIX}{int(job_id)}"
+
+
+def is_workspace_job_token(token_name: str) -> bool:
+    number = token_name.removeprefix(WORKSPACE_JOB_TOKEN_PREFIX)
+    return token_name.startswith(WORKSPACE_JOB_TOKEN_PREFIX) and number.isdigit() and len(number) <= 18
 
 
 def check_scopes(scopes: list[str]) -> list[str]:
@@ -404,9 +419,12 @@ def replace_token(platform: Platform, *, username: str, name: str, scopes: list[
     return create_token(platform, username=username, name=name, scopes=scopes, actor=actor)
 
 
-def issue_service_token(session: Session, *, username: str, name: str, scopes: list[str], actor: str) -> str:
+def issue_service_token(
+    session: Session, *, username: str, name: str, scopes: list[str], actor: str, expires_at: datetime | None = None
+) -> str:
     """In `session`: a new token `name` of the service identity `username` (created when missing, never an
-    administrator), revoking the one it replaces. Returns its secret, for the caller to store encrypted."""
+    administrator), revoking the one it replaces, expiring at `expires_at` (None: never). Returns its secret,
+    for the caller to store encrypted or hand to the process it is for."""
     scopes = check_scopes(scopes)
     user = session.scalars(select(User).where(User.username == username)).first()
     if user is None:
@@ -420,11 +438,25 @@ def issue_service_token(session: Session, *, username: str, name: str, scopes: l
         audit.record(session, "token.revoked", actor=actor, target=f"{username}/{name}", token_id=old.id)
     session.flush()  # the name is free before the new token takes it (unique among active tokens)
     secret = new_token_secret()
-    row = Token(user_id=user.id, name=name, prefix=secret[:8], token_hash=hash_token(secret), scopes=" ".join(scopes))
+    row = Token(user_id=user.id, name=name, prefix=secret[:8], token_hash=hash_token(secret), scopes=" ".join(scopes),
+                expires_at=expires_at)  # fmt: skip
     session.add(row)
     session.flush()
     audit.record(session, "token.created", actor=actor, target=f"{username}/{name}", token_id=row.id, scopes=scopes)
     return secret
+
+
+def revoke_service_token(session: Session, *, username: str, name: str, actor: str) -> int:
+    """In `session`: revoke the active token `name` of the service identity `username`; returns how many."""
+    user = session.scalars(select(User).where(User.username == username)).first()
+    if user is None:
+        return 0
+    now = datetime.now(UTC)
+    rows = list(session.scalars(select(Token).where(*_active_named(user.id, name))))
+    for row in rows:
+        row.revoked_at = now
+        audit.record(session, "token.revoked", actor=actor, target=f"{username}/{name}", token_id=row.id)
+    return len(rows)
 
 
 def service_token_works(session: Session, secret: str, *, username: str, scopes: list[str]) -> bool:

@@ -5,8 +5,11 @@ nothing under it), runs the entry point with the environment's MLflow settings, 
 records its state, duration and the MLflow runs it started (tagged through MLFLOW_RUN_CONTEXT).
 
 The entry point is user code: it runs in the step sandbox (mlyard.sandbox: the data directory hidden but
-for the job's own folder and the environment's MLflow store folder, an allow-listed environment) and is
-stopped after MLYARD_JOBS_TIMEOUT_MINUTES (default 60).
+for the job's own folder, an allow-listed environment) and is stopped after MLYARD_JOBS_TIMEOUT_MINUTES
+(default 60). As on Databricks, it logs to MLflow through the environment's tracking server
+(`<server>/mlflow/<env>`, which resolves the `mlflow-artifacts:/` locations of experiments created from a
+laptop) with a token of its own: bound to the environment, issued when the job starts, revoked when it
+ends and expiring at its timeout. It never opens the store's files.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +36,8 @@ from mlyard.db.engine import transaction
 from mlyard.db.tables import WorkspaceJob
 from mlyard.errors import InvalidInput, NotFound, OperationFailed
 from mlyard.names import check_branch_name, check_repo_name
-from mlyard.sandbox import Sandbox, passed_environment, server_paths, store_paths
-from mlyard.services import environments
+from mlyard.sandbox import Sandbox, passed_environment, server_paths
+from mlyard.services import auth, environment_groups, environments
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
 
@@ -52,6 +55,9 @@ EXITED_WITH = "the entry point exited with code"
 RAN_TOO_LONG = "the entry point ran longer than the maximum"
 COULD_NOT_RUN = "the job could not run"
 CANCELED_BY = "canceled by"
+# The job's token: what MLflow's REST API at /mlflow/<env> asks (api/mlflow_mount: reads, writes), and no more.
+TOKEN_SCOPES = ["repo:read", "pipelines:run"]
+TOKEN_MARGIN = timedelta(seconds=60)  # past the timeout and the kill grace: the token then expires by itself
 
 
 def job_dir(platform: Platform, job_id: int) -> Path:
@@ -222,8 +228,6 @@ def _run(platform: Platform, job_id: int, environment: dict[str, Any], work: Pat
     env = {
         **passed_environment(),
         "HOME": str(work / "home"),
-        "MLFLOW_TRACKING_URI": uri,
-        "MLFLOW_REGISTRY_URI": uri,
         "PYTHONPATH": "src",
         "PYTHONUNBUFFERED": "1",
         "MLYARD_ENVIRONMENT": environment["name"],
@@ -246,9 +250,10 @@ def _run(platform: Platform, job_id: int, environment: dict[str, Any], work: Pat
                                  unsandboxed=platform.settings.unsandboxed_steps)  # fmt: skip
         if app:
             _prepare_registry(platform, environment, app)
+        env.update(_mlflow_variables(platform, environment, job_id))
         (work / "home").mkdir(exist_ok=True)
         argv = sandbox.command([sys.executable, *launch.argv], cwd=launch.cwd, work=[work],
-                               readable=launch.readable, writable=store_paths({"uri": uri}))  # fmt: skip
+                               readable=launch.readable)  # fmt: skip
         with open(logfile, "ab") as out:
             out.write(f"$ {launch.label}\n".encode())
             out.flush()
@@ -266,9 +271,44 @@ def _run(platform: Platform, job_id: int, environment: dict[str, Any], work: Pat
     except Exception as exc:  # the job fails with the reason; the server goes on
         log.exception("job %d failed to run", job_id)
         message = f"{COULD_NOT_RUN}: {exc}"
+    _revoke_token(platform, environment["name"], job_id)
     _finish(platform, job_id, code, message, _mlflow_runs(uri, job_id), canceled=canceled)
     shutil.rmtree(work / "code", ignore_errors=True)
     shutil.rmtree(work / "home", ignore_errors=True)
+
+
+def _mlflow_variables(platform: Platform, environment: dict[str, Any], job_id: int) -> dict[str, str]:
+    """MLflow's settings of the job: the environment's tracking server at `<server>/mlflow/<env>` with the
+    job's own token (what a Databricks job gets: the workspace's tracking URI and a token of the run), or the
+    environment's remote MLflow URL as it is."""
+    from mlyard.registry.store import is_remote
+
+    uri = environment["mlflow_tracking_uri"]
+    if is_remote(uri):
+        return {"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri}
+    served = f"{platform.settings.url}/mlflow/{environment['name']}"
+    return {"MLFLOW_TRACKING_URI": served, "MLFLOW_REGISTRY_URI": served,
+            "MLFLOW_TRACKING_TOKEN": _issue_token(platform, environment["name"], job_id)}  # fmt: skip
+
+
+def _issue_token(platform: Platform, env: str, job_id: int) -> str:
+    """A token of the environment's service identity for this job only: bound to `env`, expiring shortly after
+    the job's timeout (revoked as soon as the job ends: _revoke_token)."""
+    expires = datetime.now(UTC) + timedelta(minutes=timeout_minutes(), seconds=KILL_GRACE_SECONDS) + TOKEN_MARGIN
+    with transaction(platform.sessions) as session:
+        return auth.issue_service_token(
+            session, username=environment_groups.service_user(env), name=auth.workspace_job_token_name(job_id),
+            scopes=TOKEN_SCOPES, actor=f"job {job_id}", expires_at=expires,
+        )  # fmt: skip
+
+
+def _revoke_token(platform: Platform, env: str, job_id: int) -> None:
+    try:
+        with transaction(platform.sessions) as session:
+            auth.revoke_service_token(session, username=environment_groups.service_user(env),
+                                      name=auth.workspace_job_token_name(job_id), actor=f"job {job_id}")  # fmt: skip
+    except Exception:  # it expires by itself shortly after the job's timeout
+        log.exception("revoking the token of job %d failed", job_id)
 
 
 def timeout_minutes() -> float:
@@ -332,6 +372,8 @@ def recover_after_restart(platform: Platform) -> int:
         for row in rows:
             row.message = "the server stopped while the job was running"
             states.transition(row, states.FAILED)
+            auth.revoke_service_token(session, username=environment_groups.service_user(row.environment),
+                                      name=auth.workspace_job_token_name(row.id), actor="server")  # fmt: skip
         return len(rows)
 
 
