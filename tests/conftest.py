@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -154,19 +155,25 @@ class Server:
         return f"http://{user or self.username}:{token or self.token}@127.0.0.1:{self.port}/git/{repo}.git"
 
 
-def start_server(tmp: Path, *options: str, state_url: str | None = None, env: dict[str, str] | None = None) -> Server:
-    """init + server (with `env` added to its environment); the state on `state_url` (default: per
-    MLYARD_TEST_DATABASE, SQLite in the home)."""
+def new_server(
+    tmp: Path, *options: str, state_url: str | None = None, env: dict[str, str] | None = None, **settings: Any
+) -> Server:
+    """An initialised home under `tmp` and its server, not started yet: `mlyard server` with `options` and `env`
+    added to its environment; the state on `state_url` (default: per MLYARD_TEST_DATABASE, SQLite in the home);
+    `settings` are more fields of settings.json (`max_artifact_bytes=...`)."""
     home = tmp / "home"
     port = free_port()
     url = server_database_url() if state_url is None else state_url
     # What `mlyard init --port PORT [--database-url URL]` does (tests/foundation/test_cli.py runs the command
     # itself), in this process: a subprocess would import the platform again for every server.
-    settings = Settings(home=resolve_home(home), port=port, database_url=url)
-    info = init_home(settings)
-    server = Server(
-        home=home, port=port, token=info.token, username=info.username, options=options, env=dict(env or {})
-    )
+    info = init_home(Settings(home=resolve_home(home), port=port, database_url=url, **settings))
+    return Server(home=home, port=port, token=info.token, username=info.username, options=options, env=dict(env or {}))
+
+
+def start_server(tmp: Path, *options: str, state_url: str | None = None, env: dict[str, str] | None = None,
+                 **settings: Any) -> Server:  # fmt: skip
+    """`new_server`, started."""
+    server = new_server(tmp, *options, state_url=state_url, env=env, **settings)
     server.start()
     return server
 
