@@ -104,7 +104,7 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 90) -> None:  # generous: a loaded test machine starts a server slowly
         # No warm processes unless a test asks (tests/registry/test_warm_start.py): each server of the suite would
         # start an MLflow server and a scoring process in the background (seconds of CPU each).
         env = {**os.environ, "MLYARD_HOME": str(self.home), **WARM_OFF, **self.env}
