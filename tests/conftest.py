@@ -230,15 +230,3 @@ def make_git(tmp: Path) -> Git:
 @pytest.fixture
 def git(tmp_path: Path) -> Git:
     return make_git(tmp_path)
-
-
-@pytest.fixture(scope="session")
-def timeout_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server whose agents count a minute as 2 seconds (MLYARD_AGENT_MINUTE_SECONDS, for timeout tests)."""
-    os.environ["MLYARD_AGENT_MINUTE_SECONDS"] = "2"
-    try:
-        srv = start_server(tmp_path_factory.mktemp("timeout-server"))
-    finally:
-        os.environ.pop("MLYARD_AGENT_MINUTE_SECONDS", None)
-    yield srv
-    srv.stop()
