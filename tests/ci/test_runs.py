@@ -187,8 +187,11 @@ def test_permit_flow_for_connection_group_and_environment_and_approval(server: S
                 "/api/v1/pipelines/prot-p/permissions", json={"resource": "connection:build-connection"}
             ).json()
             assert partial["granted"] is True
-        time.sleep(0.5)
-        assert show(server, first["id"])["waiting_for"] == ["variablegroup:shared-settings", "environment:test"]
+        left = ["variablegroup:shared-settings", "environment:test"]
+        deadline = time.monotonic() + 30
+        while (shown := show(server, first["id"]))["waiting_for"] != left and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert shown["waiting_for"] == left and shown["state"] == "waiting"
         with server.client() as api:
             granted = api.post(f"/api/v1/runs/{first['id']}/permit").json()
         assert granted["granted"] == ["variablegroup:shared-settings", "environment:test"]
