@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -81,6 +83,9 @@ def mlyard(
 
 
 WARM_OFF = {"MLYARD_REGISTRY_WARM": "0", "MLYARD_SERVING_WARM_POOL": "0"}
+# One TLS context for every HTTP client of the tests: httpx builds one per client otherwise, loading the CA bundle
+# (tens of milliseconds of CPU), and the tests make a client for each poll of a run (ten a second).
+TLS = ssl.create_default_context()
 
 
 @dataclass
@@ -103,7 +108,7 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 90) -> None:  # generous: a loaded test machine starts a server slowly
         # No warm processes unless a test asks (tests/registry/test_warm_start.py): each server of the suite would
         # start an MLflow server and a scoring process in the background (seconds of CPU each).
         env = {**os.environ, "MLYARD_HOME": str(self.home), **WARM_OFF, **self.env}
@@ -116,13 +121,15 @@ class Server:
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited {self.proc.returncode}: {self.log.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
+        with httpx.Client(timeout=1, verify=TLS) as http:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited {self.proc.returncode}: {self.log.read_text()}")
+                try:
+                    if http.get(f"{self.url}/health").status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
                 time.sleep(0.05)
         raise RuntimeError(f"server did not become healthy: {self.log.read_text()}")
 
@@ -144,7 +151,7 @@ class Server:
     def client(self, token: str | None = None) -> httpx.Client:
         tok = self.token if token is None else token
         headers = {"Authorization": f"Bearer {tok}"} if tok else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60, verify=TLS)
 
     def cli(self, *args: str, token: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         env = {"MLYARD_URL": self.url, "MLYARD_TOKEN": token or self.token}
@@ -154,19 +161,25 @@ class Server:
         return f"http://{user or self.username}:{token or self.token}@127.0.0.1:{self.port}/git/{repo}.git"
 
 
-def start_server(tmp: Path, *options: str, state_url: str | None = None, env: dict[str, str] | None = None) -> Server:
-    """init + server (with `env` added to its environment); the state on `state_url` (default: per
-    MLYARD_TEST_DATABASE, SQLite in the home)."""
+def new_server(
+    tmp: Path, *options: str, state_url: str | None = None, env: dict[str, str] | None = None, **settings: Any
+) -> Server:
+    """An initialised home under `tmp` and its server, not started yet: `mlyard server` with `options` and `env`
+    added to its environment; the state on `state_url` (default: per MLYARD_TEST_DATABASE, SQLite in the home);
+    `settings` are more fields of settings.json (`max_artifact_bytes=...`)."""
     home = tmp / "home"
     port = free_port()
     url = server_database_url() if state_url is None else state_url
     # What `mlyard init --port PORT [--database-url URL]` does (tests/foundation/test_cli.py runs the command
     # itself), in this process: a subprocess would import the platform again for every server.
-    settings = Settings(home=resolve_home(home), port=port, database_url=url)
-    info = init_home(settings)
-    server = Server(
-        home=home, port=port, token=info.token, username=info.username, options=options, env=dict(env or {})
-    )
+    info = init_home(Settings(home=resolve_home(home), port=port, database_url=url, **settings))
+    return Server(home=home, port=port, token=info.token, username=info.username, options=options, env=dict(env or {}))
+
+
+def start_server(tmp: Path, *options: str, state_url: str | None = None, env: dict[str, str] | None = None,
+                 **settings: Any) -> Server:  # fmt: skip
+    """`new_server`, started."""
+    server = new_server(tmp, *options, state_url=state_url, env=env, **settings)
     server.start()
     return server
 
@@ -223,15 +236,3 @@ def make_git(tmp: Path) -> Git:
 @pytest.fixture
 def git(tmp_path: Path) -> Git:
     return make_git(tmp_path)
-
-
-@pytest.fixture(scope="session")
-def timeout_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server whose agents count a minute as 2 seconds (MLYARD_AGENT_MINUTE_SECONDS, for timeout tests)."""
-    os.environ["MLYARD_AGENT_MINUTE_SECONDS"] = "2"
-    try:
-        srv = start_server(tmp_path_factory.mktemp("timeout-server"))
-    finally:
-        os.environ.pop("MLYARD_AGENT_MINUTE_SECONDS", None)
-    yield srv
-    srv.stop()

@@ -3,7 +3,6 @@ its own: claiming, output variables and artifacts across stages, SIGTERM, server
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -86,8 +85,11 @@ class Agent:
 
 
 def agent_token(server: Server) -> str:
-    out = server.cli("tokens", "create", "--name", f"agent-{uuid.uuid4().hex[:6]}", "--scope", "agent", "--json")
-    return str(json.loads(out.stdout)["token"])
+    """A new token with the `agent` scope (over the API: `tokens create` is tests/foundation/test_cli.py's)."""
+    with server.client() as api:
+        created = api.post("/api/v1/tokens", json={"name": f"agent-{uuid.uuid4().hex[:6]}", "scopes": ["agent"]})
+    assert created.status_code == 201, created.text
+    return str(created.json()["token"])
 
 
 def start_remote(tmp_path: Path, *, lease: int, name: str) -> tuple[Server, Agent]:
@@ -99,12 +101,31 @@ def start_remote(tmp_path: Path, *, lease: int, name: str) -> tuple[Server, Agen
     return server, agent
 
 
-@pytest.fixture
-def remote(tmp_path: Path) -> Iterator[tuple[Server, Agent]]:
-    server, agent = start_remote(tmp_path, lease=3, name="remote-1")
-    yield server, agent
-    agent.kill()
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(tmp_path_factory.mktemp("remote"), "--agents", "0", "--job-lease", "3")
+    yield server
     server.stop()
+
+
+@pytest.fixture
+def short_lease(module_server: Server) -> Server:
+    """The module's server without local agents and with a 3-second job lease; running again if a test that
+    kills and restarts it failed half-way."""
+    assert module_server.proc is not None
+    if module_server.proc.poll() is not None:
+        module_server.start()
+    return module_server
+
+
+@pytest.fixture
+def remote(short_lease: Server, tmp_path: Path) -> Iterator[tuple[Server, Agent]]:
+    """`short_lease` and a remote agent process of the test's own."""
+    agent = Agent(short_lease, agent_token(short_lease), f"remote-{uuid.uuid4().hex[:6]}", tmp_path / "agent" / "work")
+    agent.work.parent.mkdir(parents=True)
+    agent.start()
+    yield short_lease, agent
+    agent.kill()
 
 
 def test_a_remote_agent_runs_stages_with_outputs_and_artifacts_and_stops_on_sigterm(
@@ -114,15 +135,15 @@ def test_a_remote_agent_runs_stages_with_outputs_and_artifacts_and_stops_on_sigt
     doc = wait_state(server, queue(server, git, "stages", STAGES))
     text = logs(server, doc["id"])
     assert doc["state"] == "succeeded", text
-    assert job(doc, "make")["agent"] == job(doc, "use")["agent"] == "remote-1"
+    assert job(doc, "make")["agent"] == job(doc, "use")["agent"] == agent.name
     assert "weights" in text and "v is 1" in text
     assert agent.terminate() == 0
     output = agent.log.read_text()
-    assert f"agent remote-1 working in {agent.work}, claiming jobs from {server.url}" in output
+    assert f"agent {agent.name} working in {agent.work}, claiming jobs from {server.url}" in output
 
 
 def test_a_job_survives_a_server_restart_shorter_than_its_lease(tmp_path: Path, git: Git) -> None:
-    server, agent = start_remote(tmp_path, lease=20, name="remote-2")
+    server, agent = start_remote(tmp_path, lease=60, name="remote-2")  # far longer than a restart, even under load
     try:
         run_id = queue(server, git, "restart", SLOW.format(mark=uuid.uuid4().hex, seconds=6))
         _wait_for_log(server, run_id, "started")
@@ -140,7 +161,7 @@ def test_a_job_survives_a_server_restart_shorter_than_its_lease(tmp_path: Path, 
 def test_an_agent_cut_off_past_its_lease_cancels_the_job_and_the_server_fails_it(
     remote: tuple[Server, Agent], git: Git
 ) -> None:
-    server, _ = remote
+    server, agent = remote
     mark = uuid.uuid4().hex
     run_id = queue(server, git, "cut-off", SLOW.format(mark=mark, seconds=120))
     _wait_for_log(server, run_id, "started")
@@ -156,24 +177,21 @@ def test_an_agent_cut_off_past_its_lease_cancels_the_job_and_the_server_fails_it
     assert "agent lost" in job(doc, "Job")["message"] and "lease expired" in job(doc, "Job")["message"]
     # the agent goes on claiming: the next run is its
     after = wait_state(server, queue(server, git, "after", "trigger: none\nsteps:\n- script: echo after\n"))
-    assert after["state"] == "succeeded" and job(after, "Job")["agent"] == "remote-1"
+    assert after["state"] == "succeeded" and job(after, "Job")["agent"] == agent.name
 
 
-def test_agent_names_local_n_are_the_servers_own(tmp_path: Path) -> None:
-    server = start_server(tmp_path, "--agents", "0")
-    try:
-        token = agent_token(server)
-        out = server.cli("agent", "--url", server.url, "--token", token, "--name", "local-1", check=False)
-        assert out.returncode == 2 and "reserved for the server's own agents" in out.stderr, out.stderr
-        with server.client(token) as api:
-            answer = api.post("/api/v1/agent/claim", json={"agent": "local-3", "wait": 0})
-            assert answer.status_code == 400 and "reserved" in answer.json()["error"]
-            answer = api.post("/api/v1/agent/claim", json={"agent": "bad name", "wait": 0})
-            assert answer.status_code == 400 and "letters, digits" in answer.json()["error"]
-        out = server.cli("agent", "--url", server.url, "--token", server.token + "x", check=False)
-        assert out.returncode == 5 and "error:" in out.stderr, out.stderr
-    finally:
-        server.stop()
+def test_agent_names_local_n_are_the_servers_own(short_lease: Server) -> None:
+    server = short_lease  # a server without local agents: local-N are reserved all the same
+    token = agent_token(server)
+    out = server.cli("agent", "--url", server.url, "--token", token, "--name", "local-1", check=False)
+    assert out.returncode == 2 and "reserved for the server's own agents" in out.stderr, out.stderr
+    with server.client(token) as api:
+        answer = api.post("/api/v1/agent/claim", json={"agent": "local-3", "wait": 0})
+        assert answer.status_code == 400 and "reserved" in answer.json()["error"]
+        answer = api.post("/api/v1/agent/claim", json={"agent": "bad name", "wait": 0})
+        assert answer.status_code == 400 and "letters, digits" in answer.json()["error"]
+    out = server.cli("agent", "--url", server.url, "--token", server.token + "x", check=False)
+    assert out.returncode == 5 and "error:" in out.stderr, out.stderr
 
 
 def queue(server: Server, git: Git, name: str, yaml: str) -> int:

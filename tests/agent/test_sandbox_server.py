@@ -5,7 +5,6 @@ refuse to run steps where bubblewrap is unavailable, unless started with --unsan
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import psutil
 import pytest
 
 from tests.ci.helpers import logs, wait_runs, wait_state
-from tests.conftest import Git, Server, free_port, mlyard, start_server
+from tests.conftest import Git, Server, mlyard, new_server, start_server
 
 pytestmark = pytest.mark.slow
 SECRET = "server-environment-secret-93ab"
@@ -35,11 +34,10 @@ steps:
 """
 
 
-@pytest.fixture
-def victim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
-    """A server of its own with a secret in its environment."""
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    server = start_server(tmp_path)
+@pytest.fixture(scope="module")
+def victim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of the module's own with a secret in its environment."""
+    server = start_server(tmp_path_factory.mktemp("victim"), env={"AWS_SECRET_ACCESS_KEY": SECRET})
     yield server
     server.stop()
 
@@ -112,8 +110,8 @@ def test_local_agents_are_processes_without_the_servers_environment(victim: Serv
 
 
 def test_no_bubblewrap_no_local_agents_unless_unsandboxed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home, port = tmp_path / "home", free_port()
-    info = json.loads(mlyard("init", "--port", str(port), "--json", home=home).stdout)
+    server = new_server(tmp_path, "--unsandboxed-steps")
+    home, port = server.home, server.port
     monkeypatch.setenv("MLYARD_BWRAP", str(tmp_path / "no-bwrap"))
     refused = mlyard("server", "--port", str(port), home=home, check=False, timeout=60)
     assert refused.returncode == 1, refused.stderr
@@ -122,7 +120,6 @@ def test_no_bubblewrap_no_local_agents_unless_unsandboxed(tmp_path: Path, monkey
     agent = mlyard("agent", "--url", f"http://127.0.0.1:{port}", "--token", "t", home=home, check=False)
     assert agent.returncode == 1 and "steps cannot be isolated" in agent.stderr
     assert "--unsandboxed-steps" in agent.stderr and "Traceback" not in agent.stderr + refused.stderr
-    server = Server(home=home, port=port, token=info["token"], options=("--unsandboxed-steps",))
     server.start()
     try:
         assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200

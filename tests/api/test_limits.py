@@ -4,7 +4,6 @@ git pushes under theirs."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +14,9 @@ import pytest
 
 from mlyard.client import Client
 from mlyard.errors import PayloadTooLarge
-from tests.ci.helpers import logs, make_repo, register, run, wait_state
-from tests.conftest import Git, Server, free_port, make_git, mlyard
+from tests.agent.test_remote_agent import Agent, agent_token
+from tests.ci.helpers import job, logs, make_repo, register, run, wait_state
+from tests.conftest import Git, Server, make_git, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -67,23 +67,11 @@ def test_a_body_under_the_limit_is_read_as_before(server: Server) -> None:
     assert response.status_code == 201, response.text
 
 
-def start_limited(tmp: Path, *options: str) -> Server:
-    """A server with 1 MiB limits for artifacts and pushes."""
-    home = tmp / "home"
-    port = free_port()
-    info = json.loads(mlyard("init", "--port", str(port), "--json", home=home).stdout)
-    settings = json.loads((home / "settings.json").read_text())
-    settings.update({"max_artifact_bytes": MiB, "max_push_bytes": MiB})
-    (home / "settings.json").write_text(json.dumps(settings))
-    srv = Server(home=home, port=port, token=info["token"], username=info["username"], options=options)
-    srv.start()
-    return srv
-
-
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A limited server without agents (the tests claim jobs themselves)."""
-    srv = start_limited(tmp_path_factory.mktemp("limited"), "--agents", "0")
+    """A server with 1 MiB limits for artifacts and pushes, without agents of its own (the tests claim jobs
+    themselves, or start a `mlyard agent`)."""
+    srv = start_server(tmp_path_factory.mktemp("limited"), "--agents", "0", max_artifact_bytes=MiB, max_push_bytes=MiB)
     yield srv
     srv.stop()
 
@@ -151,16 +139,21 @@ steps:
 """
 
 
-def test_an_agent_publishing_an_artifact_over_the_limit_fails_its_step_with_the_limit(tmp_path: Path) -> None:
-    server = start_limited(tmp_path / "server", "--agents", "1")
+def test_an_agent_publishing_an_artifact_over_the_limit_fails_its_step_with_the_limit(
+    limited: Server, tmp_path: Path
+) -> None:
+    agent = Agent(limited, agent_token(limited), "limits-agent", tmp_path / "agent" / "work")
+    agent.work.parent.mkdir(parents=True)
+    agent.start()
     try:
         git = make_git(tmp_path)
-        make_repo(server, git, "limits-agent", {"ci.yml": PUBLISH_LARGE})
-        register(server, "limits-agent", "limits-agent", "ci.yml")
-        done = wait_state(server, run(server, "limits-agent")["id"])
+        make_repo(limited, git, "limits-agent", {"ci.yml": PUBLISH_LARGE})
+        register(limited, "limits-agent", "limits-agent", "ci.yml")
+        done = wait_state(limited, run(limited, "limits-agent")["id"])
         assert done["state"] == "failed"
-        text = logs(server, done["id"])
+        assert job(done, "Job")["agent"] == "limits-agent"
+        text = logs(limited, done["id"])
         assert "an artifact upload may have at most 1 MiB (1048576 bytes)" in text
         assert "lost the connection" not in text  # the agent got the answer, not a reset
     finally:
-        server.stop()
+        agent.kill()

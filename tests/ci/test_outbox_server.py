@@ -4,7 +4,6 @@ a crash between recording a push and triggering it, and a push with broken YAML 
 from __future__ import annotations
 
 import html
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,7 +16,10 @@ from tests.conftest import Git, Server, start_server
 
 pytestmark = pytest.mark.slow
 PIPELINE = "trigger:\n  branches:\n    include: ['*']\nsteps:\n- script: echo hi\n"
-MANUAL = "trigger: none\nsteps:\n- script: echo hi\n"
+# The runs of the concurrency tests are what is checked, not their work: their one job is skipped (no agent time).
+NO_WORK = "jobs:\n- job: J\n  condition: false\n  steps:\n  - script: echo hi\n"
+PUSHED = "trigger:\n  branches:\n    include: ['*']\n" + NO_WORK
+MANUAL = "trigger: none\n" + NO_WORK
 BROKEN = "trigger: [master]\nsteps:\n- script: echo hi\n  bogus: [\n"
 
 
@@ -33,7 +35,7 @@ def test_twenty_concurrent_pushes_get_twenty_runs(server: Server, git: Git) -> N
     register(server, "conc-push-ci", "conc-push", "ci.yml")
     for index in range(20):
         git("checkout", "-q", "-b", f"b{index}", "master", cwd=work)
-        git.commit({"ci.yml": PIPELINE, "f.txt": str(index)}, f"change {index}", cwd=work)
+        git.commit({"ci.yml": PUSHED, "f.txt": str(index)}, f"change {index}", cwd=work)
     with ThreadPoolExecutor(max_workers=20) as pool:
         pushed = list(pool.map(lambda i: git("push", "-q", "origin", f"b{i}", cwd=work, check=False), range(20)))
     assert [p.returncode for p in pushed] == [0] * 20, [p.stderr for p in pushed if p.returncode]
@@ -59,19 +61,18 @@ def test_fifty_parallel_manual_runs_all_answer_201(server: Server, git: Git) -> 
 
 
 def test_a_crash_between_recording_and_triggering_loses_no_run(tmp_path: Path, git: Git) -> None:
-    srv = start_server(tmp_path / "crash", "--agents", "0")  # the run is queued, never run
+    # The test hook: the server exits right after recording a push (the run is queued, never run: no agents).
+    srv = start_server(tmp_path / "crash", "--agents", "0", env={EXIT_AFTER_INGEST: "1"})
     try:
-        work = make_repo(srv, git, "crash", {"ci.yml": PIPELINE})
-        register(srv, "crash-ci", "crash", "ci.yml")
-        srv.stop()
-        os.environ[EXIT_AFTER_INGEST] = "1"  # the test hook: the server exits right after recording a push
-        try:
-            srv.start()
-        finally:
-            os.environ.pop(EXIT_AFTER_INGEST, None)
-        sha = git.commit({"f.txt": "after"}, "pushed as the server dies", cwd=work)
+        with srv.client() as api:
+            assert api.post("/api/v1/repos", json={"name": "crash"}).status_code == 201
+        register(srv, "crash-ci", "crash", "ci.yml")  # on the empty repo: its first push is the one recorded
+        work = git.cwd / "crash"
+        git("clone", "-q", srv.remote("crash"), str(work))
+        sha = git.commit({"ci.yml": PIPELINE}, "pushed as the server dies", cwd=work)
         git("push", "-q", "origin", "master", cwd=work, check=False)
         assert srv.proc is not None and srv.proc.wait(timeout=60) == 137
+        srv.env.pop(EXIT_AFTER_INGEST)
         srv.start()  # no hook now: the pending event is triggered on start
         found = wait_runs(srv, "crash-ci", 1, timeout=60)
         assert [r["source_version"] for r in found] == [sha]

@@ -7,6 +7,7 @@ import io
 import json
 import tarfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -107,29 +108,45 @@ jobs:
 """
 
 
-def test_cancel_stops_a_running_step_at_once_whatever_the_lease(tmp_path: Path, git: Git) -> None:
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The module's server: a 600-second job lease, agents that count a minute as 2 seconds (for step timeouts;
+    the jobs of the other tests here run for less, or for a minute of 2 seconds' minutes), killed by a test."""
+    srv = start_server(tmp_path_factory.mktemp("runs"), "--job-lease", "600", env={"MLYARD_AGENT_MINUTE_SECONDS": "2"})
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def long_lease(module_server: Server) -> Server:
+    """`module_server`, running again if a test that kills and restarts it failed half-way."""
+    assert module_server.proc is not None
+    if module_server.proc.poll() is not None:
+        module_server.start()
+    return module_server
+
+
+def test_cancel_stops_a_running_step_at_once_whatever_the_lease(long_lease: Server, git: Git) -> None:
     """`mlyard runs cancel` reaches the step at once, not at the agent's next lease renewal (a 600 s lease
     renews every 200 s): the deadline below is generous, far shorter than that."""
-    srv = start_server(tmp_path, "--job-lease", "600")
-    try:
-        make_repo(srv, git, "sleepy", {"s.yml": SLEEP_600})
-        register(srv, "sleepy-p", "sleepy", "s.yml")
-        run_id = run(srv, "sleepy-p")["id"]
-        deadline = time.monotonic() + 60
-        while "sleeping" not in logs(srv, run_id) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert _marked_processes(srv, run_id)
-        srv.cli("runs", "cancel", str(run_id))
-        done = wait_state(srv, run_id, timeout=60)
-        assert done["state"] == "canceled"
-        step = job(done, "Sleepy")["steps"][-1]
-        assert (step["display_name"], step["state"]) == ("Sleep ten minutes", "canceled")
-        assert _wait_gone(srv, run_id) == []
-    finally:
-        srv.stop()
+    srv = long_lease
+    make_repo(srv, git, "sleepy", {"s.yml": SLEEP_600})
+    register(srv, "sleepy-p", "sleepy", "s.yml")
+    run_id = run(srv, "sleepy-p")["id"]
+    deadline = time.monotonic() + 60
+    while "sleeping" not in logs(srv, run_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _marked_processes(srv, run_id)
+    srv.cli("runs", "cancel", str(run_id))
+    done = wait_state(srv, run_id, timeout=60)
+    assert done["state"] == "canceled"
+    step = job(done, "Sleepy")["steps"][-1]
+    assert (step["display_name"], step["state"]) == ("Sleep ten minutes", "canceled")
+    assert _wait_gone(srv, run_id) == []
 
 
-def test_step_timeout_kills_the_process_group(timeout_server: Server, git: Git) -> None:
+def test_step_timeout_kills_the_process_group(long_lease: Server, git: Git) -> None:
+    timeout_server = long_lease  # its agents count a minute as 2 seconds
     make_repo(timeout_server, git, "tmo", {"t.yml": yaml("timeout.yml")})
     register(timeout_server, "tmo-p", "tmo", "t.yml")
     run_id = run(timeout_server, "tmo-p")["id"]
@@ -170,8 +187,11 @@ def test_permit_flow_for_connection_group_and_environment_and_approval(server: S
                 "/api/v1/pipelines/prot-p/permissions", json={"resource": "connection:build-connection"}
             ).json()
             assert partial["granted"] is True
-        time.sleep(0.5)
-        assert show(server, first["id"])["waiting_for"] == ["variablegroup:shared-settings", "environment:test"]
+        left = ["variablegroup:shared-settings", "environment:test"]
+        deadline = time.monotonic() + 30
+        while (shown := show(server, first["id"]))["waiting_for"] != left and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert shown["waiting_for"] == left and shown["state"] == "waiting"
         with server.client() as api:
             granted = api.post(f"/api/v1/runs/{first['id']}/permit").json()
         assert granted["granted"] == ["variablegroup:shared-settings", "environment:test"]
@@ -218,7 +238,8 @@ def test_artifacts_across_stages_and_junit_summary(server: Server, git: Git) -> 
     assert any(n.endswith("data.txt") for n in names)
 
 
-def test_server_killed_during_a_run_fails_the_job_and_the_queue_goes_on(own_server: Server, git: Git) -> None:
+def test_server_killed_during_a_run_fails_the_job_and_the_queue_goes_on(long_lease: Server, git: Git) -> None:
+    own_server = long_lease  # the server's own agents' jobs fail at its restart, whatever the lease
     make_repo(own_server, git, "crash", {"s.yml": yaml("slow.yml"), "p.yml": yaml("params.yml")})
     register(own_server, "crash-slow", "crash", "s.yml")
     register(own_server, "crash-quick", "crash", "p.yml")

@@ -142,8 +142,9 @@ def test_a_repo_adopts_the_template_with_an_answers_file(srv: Server, git: Git, 
     own = tmp_path / "own"
     own.mkdir()
     (own / "notes.txt").write_text("the team's own file\n")
+    # Quoted: an abbreviated sha of digits only (one in 27) is a YAML integer otherwise.
     (own / ".copier-answers.yml").write_text(
-        f"_commit: {first[:7]}\n_src_path: ignored\nrepo_name: upd-adopt\nmodel_name: upd-adopt\n"
+        f"_commit: '{first[:7]}'\n_src_path: ignored\nrepo_name: upd-adopt\nmodel_name: upd-adopt\n"
         "package_name: upd_adopt\nenvironment: dev\ndemo: false\ndefault_branch: master\n"
     )
     srv.cli("repos", "create", "upd-adopt", "--from-dir", str(own))

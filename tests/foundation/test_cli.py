@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Git, Server, free_port, mlyard
+from tests.conftest import Git, Server, mlyard, new_server
 
 pytestmark = pytest.mark.slow
 
@@ -62,8 +62,7 @@ def test_init_rejects_a_bad_user_name_and_leaves_nothing(tmp_path: Path) -> None
 
 
 def test_cli_says_when_the_server_is_not_running(tmp_path: Path) -> None:
-    home = tmp_path / "h"
-    mlyard("init", "--port", str(free_port()), home=home)
+    home = new_server(tmp_path).home  # initialised (in this process: `init` is tested above), never started
     out = mlyard("repos", "list", home=home, check=False)
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()

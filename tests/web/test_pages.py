@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.ci.helpers import make_repo, register, run, wait_state
-from tests.conftest import Git, Server, make_git
+from tests.conftest import TLS, Git, Server, make_git
 from tests.foundation.test_auth import make_token
 
 pytestmark = pytest.mark.slow
@@ -31,7 +31,7 @@ SECRET = "s3cret-Web-Value"
 
 
 def browser(server: Server) -> httpx.Client:
-    return httpx.Client(base_url=server.url, timeout=60, follow_redirects=False)
+    return httpx.Client(base_url=server.url, timeout=60, follow_redirects=False, verify=TLS)
 
 
 @contextmanager
