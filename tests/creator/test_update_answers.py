@@ -60,3 +60,14 @@ def test_set_src_path_on_odd_files(tmp_path: Path, src: str) -> None:
     set_src_path(project, "t", answers=read_answers(project, where="p"))
     data = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert data == {"_commit": "abc", "_src_path": "t", "repo_name": "p"}
+
+
+@pytest.mark.parametrize("sha", ["2911420", "0123456", "1e10000"])
+def test_a_commit_of_digits_is_read_as_written(tmp_path: Path, sha: str) -> None:
+    """YAML reads `_commit: 2911420` as a number (`0123456` as octal): the sha is the text as written, and the
+    rewritten answers keep it a string."""
+    project = write(tmp_path, f"_commit: {sha}\n_src_path: old\nrepo_name: p\n")
+    answers = read_answers(project, where="p (master)")
+    assert answers.commit == sha
+    set_src_path(project, "http://x/git/t.git", answers=answers)
+    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == sha

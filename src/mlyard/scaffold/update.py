@@ -58,7 +58,7 @@ def read_answers(project: Path, *, where: str) -> Answers:
         raise InvalidInput(f"{where}: {ANSWERS_FILE}{at} is not valid YAML: fix or restore the file") from None
     if not isinstance(data, dict) or not all(isinstance(key, str) for key in data) or len(data) > ANSWERS_MAX_KEYS:
         raise InvalidInput(f"{where}: {ANSWERS_FILE} must be a mapping of at most {ANSWERS_MAX_KEYS} named answers")
-    commit = data.get("_commit")
+    commit = _raw_scalar(path.read_text(encoding="utf-8"), "_commit")  # as written: a digits-only sha is no number
     if not isinstance(commit, str) or not _COMMIT_RE.match(commit):
         raise InvalidInput(
             f"{where}: {ANSWERS_FILE} has no valid _commit (the template revision the project was rendered "
@@ -67,6 +67,19 @@ def read_answers(project: Path, *, where: str) -> Answers:
     src = data.get("_src_path")
     values = {key: value for key, value in data.items() if not key.startswith("_")}
     return Answers(commit=commit, src_path=src if isinstance(src, str) else None, values=values)
+
+
+def _raw_scalar(text: str, key: str) -> str | None:
+    """The text of top-level `key`'s scalar value as written (YAML would read `_commit: 0123456` as a number)."""
+    import yaml
+
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for name, value in node.value:
+        if isinstance(name, yaml.ScalarNode) and name.value == key and isinstance(value, yaml.ScalarNode):
+            return str(value.value)
+    return None
 
 
 def set_src_path(project: Path, template: str, *, answers: Answers | None = None) -> None:
