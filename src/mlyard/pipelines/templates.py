@@ -10,17 +10,18 @@ The expanded tree keeps the positions (:class:`~mlyard.pipelines.source.Mark`) o
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from mlyard.pipelines.errors import ExpressionError
 from mlyard.pipelines.expressions import ExpressionContext, evaluate
-from mlyard.pipelines.limits import Budget
+from mlyard.pipelines.expressions.evaluator import used_names
+from mlyard.pipelines.limits import CLOCK_EVERY, Budget
 from mlyard.pipelines.parameters import bind, is_untyped, text
 from mlyard.pipelines.schema import describe, is_directive, join_path
-from mlyard.pipelines.scope import Scope, fast_interpolate, truthy, with_names
+from mlyard.pipelines.scope import Scope, fast_interpolate, scope_with_names, truthy, with_names
 from mlyard.pipelines.source import Mark, Reporter, YList, YMap, mark_of
 from mlyard.pipelines.template_files import TemplateFiles
 
@@ -49,9 +50,13 @@ class Expander:
         :class:`TemplateFiles`)."""
         self.r = reporter
         self.budget = budget or Budget(reporter.file)
+        self._max_nodes = self.budget.limits.nodes
         self.files = TemplateFiles(reporter, repo_root, repositories, folders)
         self._contexts: dict[int, tuple[Scope, ExpressionContext]] = {}
-        self._values: dict[int, tuple[ExpressionContext, dict[str, Any]]] = {}
+        self._values: dict[int, tuple[ExpressionContext, Callable[[str], Any]]] = {}
+        # values of expressions that use no loop name, shared by the iterations of an `each`: keyed by the
+        # ids of the scope's parameters and variables (the entry keeps both alive, so the ids stay unique)
+        self._shared: dict[tuple[int, int], tuple[Any, Any, dict[str, Any]]] = {}
 
     # expressions ------------------------------------------------------------------------------------
     def context(self, scope: Scope) -> ExpressionContext:
@@ -74,20 +79,14 @@ class Expander:
         context = self.context(scope)
         entry = self._values.get(id(context))
         if entry is None or entry[0] is not context:  # the entry keeps its context alive: ids stay unique
-            entry = self._values[id(context)] = (context, {})
-        memo = entry[1]
-
-        def one(expression: str) -> Any:
-            if expression in memo:
-                return memo[expression]
-            result = evaluate(expression, context)
-            if not isinstance(result, dict | list):  # structures are copied by the caller: never shared
-                memo[expression] = result
-            return result
-
+            entry = self._values[id(context)] = (context, self._evaluator(context, scope))
         try:
-            result = fast_interpolate(value, context, one)
-            self.budget.built(result, mark, path)
+            result = fast_interpolate(value, context, entry[1])
+            if result.__class__ is str:  # Budget.built: count the text an expression built
+                budget = self.budget
+                budget.text += len(result)
+                if budget.text > budget.limits.text:
+                    budget.built("", mark, path)
             return result
         except ExpressionError as exc:
             self.r.add(mark, path, f"invalid expression in '{value.strip()}': {exc.message}")
@@ -95,11 +94,49 @@ class Expander:
             self.r.add(mark, path, f"expression in '{value.strip()[:80]}' is nested too deeply")
         return None
 
+    def _evaluator(self, context: ExpressionContext, scope: Scope) -> Callable[[str], Any]:
+        """Evaluates one expression in ``context``, memoised: by context, and for an expression that names no
+        loop variable, by the scope's parameters and variables (the same in every iteration of an ``each``)."""
+        memo: dict[str, Any] = {}
+        if context.names:
+            key = (id(scope.parameters), id(scope.variables))
+            found = self._shared.get(key)
+            if found is None or found[0] is not scope.parameters or found[1] is not scope.variables:
+                found = self._shared[key] = (scope.parameters, scope.variables, {})
+            shared = found[2]
+            folded_names = frozenset(str(name).lower() for name in context.names)
+        else:
+            shared, folded_names = memo, frozenset()
+
+        def one(expression: str) -> Any:
+            if expression in memo:
+                return memo[expression]
+            independent = not folded_names or not (used_names(expression) & folded_names)
+            if independent and expression in shared:
+                return shared[expression]
+            result = evaluate(expression, context)
+            if not isinstance(result, dict | list):  # structures are copied by the caller: never shared
+                memo[expression] = result
+                if independent:
+                    shared[expression] = result
+            return result
+
+        return one
+
     # the walk ---------------------------------------------------------------------------------------
     def expand(self, value: Any, scope: Scope, path: str, mark: Mark | None, kind: str | None = None) -> Any:
-        self.budget.spend(mark, path)
-        if value.__class__ is str and "${{" not in value:  # most values: plain text, returned as is
+        budget = self.budget
+        if budget.nodes < self._max_nodes and (budget.nodes + 1) % CLOCK_EVERY:
+            budget.nodes += 1  # the common case of Budget.spend, without the call
+        else:
+            budget.spend(mark, path)
+        cls = value.__class__
+        if cls is str and "${{" not in value:  # most values: plain text, returned as is
             return value
+        if cls is YMap:
+            return self.expand_mapping(value, scope, path)
+        if cls is YList:
+            return self.expand_sequence(value, scope, path, kind)
         if isinstance(value, dict):
             return self.expand_mapping(_positioned(value, mark), scope, path)
         if isinstance(value, list):
@@ -113,7 +150,9 @@ class Expander:
 
     def expand_mapping(self, node: Any, scope: Scope, path: str) -> YMap:
         result = YMap((), getattr(node, "mark", None))
-        scope, variables = self.variables_first(node, scope, path)
+        variables = None
+        if "variables" in node:
+            scope, variables = self.variables_first(node, scope, path)
         matched: bool | None = None
         marks = node.key_marks if isinstance(node, YMap) else None
         for key, value in node.items():
@@ -249,7 +288,7 @@ class Expander:
         results = []
         for element in elements:
             names = {**scope.names, name: element}
-            inner = Scope(scope.file, scope.parameters, scope.variables, names, scope.chain)
+            inner = scope_with_names(scope, names)
             self._contexts[id(inner)] = (inner, with_names(base, names))
             results.append(self.expand(body, inner, path, mark, kind))
         return results

@@ -16,6 +16,7 @@ from mlyard.pipelines.expressions.parser import parse_expression
 from mlyard.pipelines.expressions.values import EvaluationFailure, Filtered, to_bool, try_to_string
 
 _BUILTIN_BY_FOLDED = {name.lower(): name for name in BUILTIN_NAMES}
+_MISSING = object()
 
 
 def evaluate(expression: str | Node, context: ExpressionContext) -> Any:
@@ -46,6 +47,12 @@ def evaluate_condition(expression: str, context: ExpressionContext) -> bool:
 def _compiled(text: str) -> tuple[Node, tuple[NamedValue, ...], tuple[Any, ...] | None]:
     node = parse_expression(text)
     return node, tuple(named_values(node)), _path(node)
+
+
+@lru_cache(maxsize=4096)
+def used_names(text: str) -> frozenset[str]:
+    """The named values an expression uses, in lower case (raises its ExpressionError when it is invalid)."""
+    return frozenset(named.name.lower() for named in _compiled(text)[1])
 
 
 def _path(node: Node) -> tuple[Any, ...] | None:
@@ -112,8 +119,8 @@ class _Evaluation:
     def named(self, name: str) -> Any:
         names = self.context.names
         if names:
-            found = lookup(names, name)
-            if found is not None or _has_key(names, name):
+            found = lookup(names, name, _MISSING)
+            if found is not _MISSING:
                 return found
         builtin = _BUILTIN_BY_FOLDED.get(name.lower())
         return self.context.builtin(builtin) if builtin else None
@@ -131,15 +138,15 @@ def _has_key(mapping: Mapping[str, Any], name: str) -> bool:
     return any(str(key).lower() == folded for key in mapping)
 
 
-def lookup(mapping: Mapping[Any, Any], key: str) -> Any:
-    """A property of an object: exact key first, then ignoring case; a miss is null."""
+def lookup(mapping: Mapping[Any, Any], key: str, missing: Any = None) -> Any:
+    """A property of an object: exact key first, then ignoring case; a miss is null (or ``missing``)."""
     if key in mapping:
         return mapping[key]
     folded = key.lower()
     for candidate, item in mapping.items():
         if isinstance(candidate, str) and candidate.lower() == folded:
             return item
-    return None
+    return missing
 
 
 def index(target: Any, key: Any) -> Any:
