@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mlyard.archives import safe_extract
 from mlyard.errors import OperationFailed
+from mlyard.git import batch
 from mlyard.names import check_repo_name
 
 HOOKS_DIR = Path(__file__).parent / "hooks"
@@ -90,6 +91,7 @@ def delete(path: Path) -> None:
     """Remove a repo: renamed aside first so a half-deleted repo is never served."""
     if not path.exists():
         return
+    batch.READERS.forget(path)
     trash = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.deleted")
     path.rename(trash)
     shutil.rmtree(trash, ignore_errors=True)
@@ -128,12 +130,25 @@ def last_commit(path: Path, ref: str) -> Commit | None:
 
 
 def resolve(path: Path, rev: str) -> str | None:
+    """The commit `rev` names (a branch, tag, ref or commit id), or None."""
+    if rev and not rev.startswith("-"):  # an option is never a revision (rev-parse would refuse it too)
+        try:
+            found = batch.READERS.ask(path, f"{rev}^{{commit}}", git_env())
+            return found[0] if found is not None and found[1] == "commit" else None
+        except batch.BatchUnavailable:
+            pass  # a one-shot git process answers instead
     proc = run_git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=path, check=False)
     return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 
 
 def read_file(path: Path, rev: str, file_path: str) -> bytes | None:
-    """The content of `file_path` at `rev`, or None when it does not exist there."""
+    """The content of `file_path` at `rev`, or None when it does not exist there (or is not a file)."""
+    if rev and not rev.startswith("-"):
+        try:
+            found = batch.READERS.ask(path, f"{rev}:{file_path}", git_env())
+            return found[2] if found is not None and found[1] == "blob" else None
+        except batch.BatchUnavailable:
+            pass
     proc = run_git(["cat-file", "blob", f"{rev}:{file_path}"], cwd=path, check=False)
     return proc.stdout if proc.returncode == 0 else None
 
