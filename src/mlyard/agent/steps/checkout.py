@@ -100,7 +100,10 @@ run() {
     exit "$code"
 }
 printf '[command]git init -q .\n'
-GIT_TEMPLATE_DIR= "$git" init -q . || { code=$?; printf '##[error]git init -q . failed with exit code %s\n' "$code"; exit "$code"; }
+if ! GIT_TEMPLATE_DIR= "$git" init -q .; then
+    printf '##[error]git init -q . failed\n'
+    exit 1
+fi
 run remote add origin "$url"
 printf '[command]git fetch --force %s --prune --no-recurse-submodules %s origin %s\n' "$tags" "$depth" "$commit"
 if ! "$git" -c maintenance.auto=false -c gc.auto=0 fetch --force "$tags" --prune --no-recurse-submodules \
