@@ -66,7 +66,7 @@ def fast_interpolate(value: str, context: ExpressionContext, one: Callable[[str]
         result = evaluate_one(expression)
         if isinstance(result, list | dict):
             return interpolate(value, context)  # raises its "cannot insert" error
-        out.append(to_string(result))
+        out.append(result if result.__class__ is str else to_string(result))  # a string is its own text
         out.append(literal)
     return "".join(out)
 

@@ -68,20 +68,24 @@ class Expander:
 
     def evaluate(self, expression: str, scope: Scope, mark: Mark | None, path: str) -> Any:
         try:
-            return evaluate(expression, self.context(scope))
+            return self._one(scope)(expression)
         except ExpressionError as exc:
             self.r.add(mark, path, f"invalid expression '{expression.strip()}': {exc.message}")
         except RecursionError:
             self.r.add(mark, path, f"expression '{expression.strip()[:80]}' is nested too deeply")
         return None
 
-    def interpolate(self, value: str, scope: Scope, mark: Mark | None, path: str) -> Any:
+    def _one(self, scope: Scope) -> Callable[[str], Any]:
+        """The memoised evaluation of one expression in ``scope`` (see :meth:`_evaluator`)."""
         context = self.context(scope)
         entry = self._values.get(id(context))
         if entry is None or entry[0] is not context:  # the entry keeps its context alive: ids stay unique
             entry = self._values[id(context)] = (context, self._evaluator(context, scope))
+        return entry[1]
+
+    def interpolate(self, value: str, scope: Scope, mark: Mark | None, path: str) -> Any:
         try:
-            result = fast_interpolate(value, context, entry[1])
+            result = fast_interpolate(value, self.context(scope), self._one(scope))
             if result.__class__ is str:  # Budget.built: count the text an expression built
                 budget = self.budget
                 budget.text += len(result)

@@ -28,13 +28,12 @@ def evaluate(expression: str | Node, context: ExpressionContext) -> Any:
         node, used, path = expression, tuple(named_values(expression)), None
         text = expression.source or f"<expression at column {expression.column}>"
     _check_named_values(used, context, text)
-    evaluation = _Evaluation(context, text)
     if path is not None:  # `name`, `name.key`, `name['key'].key`...: no tree to walk (the common case)
-        result = evaluation.named(path[0])
+        result = _named(context, path[0])
         for key in path[1:]:
             result = index(result, key)
     else:
-        result = evaluation.value(node)
+        result = _Evaluation(context, text).value(node)
     return list(result) if isinstance(result, Filtered) else result
 
 
@@ -117,13 +116,7 @@ class _Evaluation:
         return wildcard(self.value(node.target))
 
     def named(self, name: str) -> Any:
-        names = self.context.names
-        if names:
-            found = lookup(names, name, _MISSING)
-            if found is not _MISSING:
-                return found
-        builtin = _BUILTIN_BY_FOLDED.get(name.lower())
-        return self.context.builtin(builtin) if builtin else None
+        return _named(self.context, name)
 
     def call(self, node: FunctionCall) -> Any:
         spec = FUNCTIONS[node.name]
@@ -131,6 +124,17 @@ class _Evaluation:
             return spec.implement(self, node.args)
         except EvaluationFailure as failure:
             raise located(f"{node.name}(): {failure}", node.column, self.text) from None
+
+
+def _named(context: ExpressionContext, name: str) -> Any:
+    """A named value: a loop name first (case-insensitive), then a built-in one."""
+    names = context.names
+    if names:
+        found = lookup(names, name, _MISSING)
+        if found is not _MISSING:
+            return found
+    builtin = _BUILTIN_BY_FOLDED.get(name.lower())
+    return context.builtin(builtin) if builtin else None
 
 
 def _has_key(mapping: Mapping[str, Any], name: str) -> bool:
