@@ -10,14 +10,13 @@ The expanded tree keeps the positions (:class:`~mlyard.pipelines.source.Mark`) o
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from mlyard.pipelines.errors import ExpressionError
 from mlyard.pipelines.expressions import ExpressionContext, evaluate
-from mlyard.pipelines.expressions.evaluator import used_names
 from mlyard.pipelines.limits import CLOCK_EVERY, Budget
 from mlyard.pipelines.parameters import bind, is_untyped, text
 from mlyard.pipelines.schema import describe, is_directive, join_path
@@ -53,10 +52,7 @@ class Expander:
         self._max_nodes = self.budget.limits.nodes
         self.files = TemplateFiles(reporter, repo_root, repositories, folders)
         self._contexts: dict[int, tuple[Scope, ExpressionContext]] = {}
-        self._values: dict[int, tuple[ExpressionContext, Callable[[str], Any]]] = {}
-        # values of expressions that use no loop name, shared by the iterations of an `each`: keyed by the
-        # ids of the scope's parameters and variables (the entry keeps both alive, so the ids stay unique)
-        self._shared: dict[tuple[int, int], tuple[Any, Any, dict[str, Any]]] = {}
+        self._values: dict[int, tuple[ExpressionContext, dict[str, Any]]] = {}
 
     # expressions ------------------------------------------------------------------------------------
     def context(self, scope: Scope) -> ExpressionContext:
@@ -68,64 +64,37 @@ class Expander:
 
     def evaluate(self, expression: str, scope: Scope, mark: Mark | None, path: str) -> Any:
         try:
-            return self._one(scope)(expression)
+            return evaluate(expression, self.context(scope))
         except ExpressionError as exc:
             self.r.add(mark, path, f"invalid expression '{expression.strip()}': {exc.message}")
         except RecursionError:
             self.r.add(mark, path, f"expression '{expression.strip()[:80]}' is nested too deeply")
         return None
 
-    def _one(self, scope: Scope) -> Callable[[str], Any]:
-        """The memoised evaluation of one expression in ``scope`` (see :meth:`_evaluator`)."""
+    def interpolate(self, value: str, scope: Scope, mark: Mark | None, path: str) -> Any:
         context = self.context(scope)
         entry = self._values.get(id(context))
         if entry is None or entry[0] is not context:  # the entry keeps its context alive: ids stay unique
-            entry = self._values[id(context)] = (context, self._evaluator(context, scope))
-        return entry[1]
+            entry = self._values[id(context)] = (context, {})
+        memo = entry[1]
 
-    def interpolate(self, value: str, scope: Scope, mark: Mark | None, path: str) -> Any:
+        def one(expression: str) -> Any:
+            if expression in memo:
+                return memo[expression]
+            result = evaluate(expression, context)
+            if not isinstance(result, dict | list):  # structures are copied by the caller: never shared
+                memo[expression] = result
+            return result
+
         try:
-            result = fast_interpolate(value, self.context(scope), self._one(scope))
-            if result.__class__ is str:  # Budget.built: count the text an expression built
-                budget = self.budget
-                budget.text += len(result)
-                if budget.text > budget.limits.text:
-                    budget.built("", mark, path)
+            result = fast_interpolate(value, context, one)
+            self.budget.built(result, mark, path)
             return result
         except ExpressionError as exc:
             self.r.add(mark, path, f"invalid expression in '{value.strip()}': {exc.message}")
         except RecursionError:
             self.r.add(mark, path, f"expression in '{value.strip()[:80]}' is nested too deeply")
         return None
-
-    def _evaluator(self, context: ExpressionContext, scope: Scope) -> Callable[[str], Any]:
-        """Evaluates one expression in ``context``, memoised: by context, and for an expression that names no
-        loop variable, by the scope's parameters and variables (the same in every iteration of an ``each``)."""
-        memo: dict[str, Any] = {}
-        if context.names:
-            key = (id(scope.parameters), id(scope.variables))
-            found = self._shared.get(key)
-            if found is None or found[0] is not scope.parameters or found[1] is not scope.variables:
-                found = self._shared[key] = (scope.parameters, scope.variables, {})
-            shared = found[2]
-            folded_names = frozenset(str(name).lower() for name in context.names)
-        else:
-            shared, folded_names = memo, frozenset()
-
-        def one(expression: str) -> Any:
-            if expression in memo:
-                return memo[expression]
-            independent = not folded_names or not (used_names(expression) & folded_names)
-            if independent and expression in shared:
-                return shared[expression]
-            result = evaluate(expression, context)
-            if not isinstance(result, dict | list):  # structures are copied by the caller: never shared
-                memo[expression] = result
-                if independent:
-                    shared[expression] = result
-            return result
-
-        return one
 
     # the walk ---------------------------------------------------------------------------------------
     def expand(self, value: Any, scope: Scope, path: str, mark: Mark | None, kind: str | None = None) -> Any:

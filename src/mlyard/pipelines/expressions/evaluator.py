@@ -48,12 +48,6 @@ def _compiled(text: str) -> tuple[Node, tuple[NamedValue, ...], tuple[Any, ...] 
     return node, tuple(named_values(node)), _path(node)
 
 
-@lru_cache(maxsize=4096)
-def used_names(text: str) -> frozenset[str]:
-    """The named values an expression uses, in lower case (raises its ExpressionError when it is invalid)."""
-    return frozenset(named.name.lower() for named in _compiled(text)[1])
-
-
 def _path(node: Node) -> tuple[Any, ...] | None:
     """(name, key, ...) of a named value followed by literal indexes, else None."""
     keys: list[Any] = []
