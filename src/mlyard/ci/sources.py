@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -52,10 +54,7 @@ def tree_at(platform: Host, repo: str, commit: str) -> Iterator[Path]:
         try:
             git.export_tree(bare_repo(platform, repo), commit, Path(tmp))
         except UnsafeEntry as exc:
-            raise RepoContentError(
-                f"cannot read the files of repository {repo!r} at {commit[:10]}: {_unsafe(exc)}; "
-                "remove the link or make it point inside the repository"
-            ) from None
+            raise _unreadable(repo, commit, exc) from None
         except tarfile.TarError:
             raise RepoContentError(
                 f"cannot read the files of repository {repo!r} at {commit[:10]}: the archive of the commit "
@@ -67,6 +66,13 @@ def tree_at(platform: Host, repo: str, commit: str) -> Iterator[Path]:
                 "(an object of the commit is missing or unreadable)"
             ) from None
         yield Path(tmp)
+
+
+def _unreadable(repo: str, commit: str, exc: UnsafeEntry) -> RepoContentError:
+    return RepoContentError(
+        f"cannot read the files of repository {repo!r} at {commit[:10]}: {_unsafe(exc)}; "
+        "remove the link or make it point inside the repository"
+    )
 
 
 def _unsafe(exc: UnsafeEntry) -> str:
@@ -103,7 +109,8 @@ def compile_at(
     branch) as the run starts; the plan records the commit of each, which its ``checkout: alias`` steps use.
     """
     with ExitStack() as stack:
-        root = stack.enter_context(tree_at(platform, repo, commit))
+        lone = _lone_file(platform, repo, commit, yaml_path, parameters)
+        root = stack.enter_context(tree_at(platform, repo, commit) if lone is None else _one_file_tree(yaml_path, lone))
         file = root / yaml_path
         if not file.resolve().is_relative_to(root.resolve()) or not file.is_file():
             raise InvalidInput(f"{yaml_path} does not exist in repository {repo!r} at {commit[:10]}")
@@ -126,6 +133,42 @@ def compile_at(
         name, image = containers[0]
         raise ContainerEngineMissing(f"job '{name}' runs in container '{image}': {CONTAINER_ENGINE_NEEDED}")
     return replace(plan, repositories=pinned)
+
+
+_CLEAN_PATH = re.compile(r"^(?:[A-Za-z0-9_@+-][A-Za-z0-9_.@+ -]*/)*[A-Za-z0-9_@+-][A-Za-z0-9_.@+ -]*$")
+
+
+def _lone_file(platform: Host, repo: str, commit: str, yaml_path: str, parameters: Mapping[str, Any]) -> bytes | None:
+    """The pipeline file's bytes when compiling it can read no other file of the commit, else None.
+
+    A template is named by a ``template:`` key (``extends:`` too), or by a key or value a ``${{ }}``
+    expression builds (from text or parameters): a file with neither the word "template" nor ``${{`` and
+    runtime parameters without "template" reads no template. Only a plain file at a plain path (no link,
+    no ``..``) qualifies, so it is what exporting the commit would have given. Repository resources are
+    exported as before, when a template needs them."""
+    if not _CLEAN_PATH.match(yaml_path) or "template" in json.dumps(parameters, default=str).lower():
+        return None
+    path = bare_repo(platform, repo)
+    if git.entry_mode(path, commit, yaml_path) not in ("100644", "100755"):
+        return None
+    data = git.read_file(path, commit, yaml_path)
+    if data is None or b"${{" in data or b"template" in data.lower() or b"\\" in data:  # no escaped names
+        return None
+    try:  # a link out of the repository fails the run as when the files are exported
+        checked = git.check_links(path, commit)
+    except UnsafeEntry as exc:
+        raise _unreadable(repo, commit, exc) from None
+    return data if checked else None
+
+
+@contextmanager
+def _one_file_tree(yaml_path: str, data: bytes) -> Iterator[Path]:
+    """A folder holding only the pipeline file, where tree_at would have put it."""
+    with tempfile.TemporaryDirectory(prefix="mlyard-tree-") as tmp:
+        file = Path(tmp) / yaml_path
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_bytes(data)
+        yield Path(tmp)
 
 
 class _Exports(Mapping[str, Path]):

@@ -6,11 +6,13 @@ import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlyard.archives import safe_extract
+from mlyard.archives import UnsafeEntry, safe_extract
 from mlyard.errors import OperationFailed
+from mlyard.git import batch
 from mlyard.names import check_repo_name
 
 HOOKS_DIR = Path(__file__).parent / "hooks"
@@ -90,6 +92,7 @@ def delete(path: Path) -> None:
     """Remove a repo: renamed aside first so a half-deleted repo is never served."""
     if not path.exists():
         return
+    batch.READERS.forget(path)
     trash = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.deleted")
     path.rename(trash)
     shutil.rmtree(trash, ignore_errors=True)
@@ -128,14 +131,100 @@ def last_commit(path: Path, ref: str) -> Commit | None:
 
 
 def resolve(path: Path, rev: str) -> str | None:
+    """The commit `rev` names (a branch, tag, ref or commit id), or None."""
+    if rev and not rev.startswith("-"):  # an option is never a revision (rev-parse would refuse it too)
+        try:
+            found = batch.READERS.ask(path, f"{rev}^{{commit}}", git_env())
+            return found[0] if found is not None and found[1] == "commit" else None
+        except batch.BatchUnavailable:
+            pass  # a one-shot git process answers instead
     proc = run_git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=path, check=False)
     return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 
 
 def read_file(path: Path, rev: str, file_path: str) -> bytes | None:
-    """The content of `file_path` at `rev`, or None when it does not exist there."""
+    """The content of `file_path` at `rev`, or None when it does not exist there (or is not a file)."""
+    if rev and not rev.startswith("-"):
+        try:
+            found = batch.READERS.ask(path, f"{rev}:{file_path}", git_env())
+            return found[2] if found is not None and found[1] == "blob" else None
+        except batch.BatchUnavailable:
+            pass
     proc = run_git(["cat-file", "blob", f"{rev}:{file_path}"], cwd=path, check=False)
     return proc.stdout if proc.returncode == 0 else None
+
+
+MAX_CHECKED_TREES = 500  # folders of a commit checked for links through the batch reader (else: exported)
+
+
+def _tree_entries(data: bytes) -> list[tuple[str, str, str]] | None:
+    """(mode, name, object id) of each entry of a tree object, in the tree's order; None when malformed."""
+    entries, position = [], 0
+    while position < len(data):  # entries: `<mode> <name>\0<20-byte id>`
+        space = data.find(b" ", position)
+        nul = data.find(b"\0", space + 1)
+        if space < 0 or nul < 0 or nul + 21 > len(data):
+            return None
+        name = data[space + 1 : nul].decode("utf-8", "surrogateescape")
+        entries.append((data[position:space].decode("ascii", "replace"), name, data[nul + 1 : nul + 21].hex()))
+        position = nul + 21
+    return entries
+
+
+def _tree(path: Path, rev: str) -> list[tuple[str, str, str]] | None:
+    try:
+        found = batch.READERS.ask(path, rev, git_env())
+    except batch.BatchUnavailable:
+        return None
+    return _tree_entries(found[2]) if found is not None and found[1] == "tree" else None
+
+
+def entry_mode(path: Path, rev: str, file_path: str) -> str | None:
+    """The mode of `file_path` in the tree of `rev` as git stores it (``100644`` a file, ``100755`` an
+    executable, ``120000`` a link, ``40000`` a folder), or None when it is not there or cannot be read."""
+    folder, _, name = file_path.rpartition("/")
+    entries = _tree(path, f"{rev}:{folder}" if folder else f"{rev}^{{tree}}")
+    return next((mode for mode, entry, _ in entries or () if entry == name), None)
+
+
+def check_links(path: Path, rev: str) -> bool:
+    """Check the links of `rev`'s files as :func:`export_tree` would (raises UnsafeEntry for the first one,
+    in the archive's order: depth first), without writing the files out. False when it cannot tell (a folder
+    or link that cannot be read, a name that is not plain, more than MAX_CHECKED_TREES folders): export."""
+    root = _tree(path, f"{rev}^{{tree}}")
+    if root is None:
+        return False
+    stack: list[tuple[str, Iterator[tuple[str, str, str]]]] = [("", iter(root))]
+    trees = 1
+    while stack:
+        prefix, entries = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
+        mode, name, oid = entry
+        if name in ("", ".", "..") or "/" in name:
+            return False
+        full = prefix + name
+        if mode == "40000":
+            trees += 1
+            inner = _tree(path, oid)
+            if inner is None or trees > MAX_CHECKED_TREES:
+                return False
+            stack.append((full + "/", iter(inner)))
+        elif mode == "120000":
+            try:
+                found = batch.READERS.ask(path, oid, git_env())
+            except batch.BatchUnavailable:
+                return False
+            if found is None or found[1] != "blob":
+                return False
+            target = found[2].decode("utf-8", "surrogateescape")
+            if os.path.isabs(target):
+                raise UnsafeEntry(full, "absolute link")
+            if os.path.normpath(os.path.join(os.path.dirname(full), target)).split("/")[0] == "..":
+                raise UnsafeEntry(full, "outside link")
+    return True
 
 
 def export_tree(path: Path, rev: str, dest: Path) -> None:

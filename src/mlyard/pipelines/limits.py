@@ -24,7 +24,7 @@ MAX_EXPANDED_TEXT = 32 * 1024 * 1024  # characters of text built by ${{ }} expre
 MAX_JOBS = 1_000  # jobs and deployment jobs of one plan
 MAX_STEPS = 5_000  # steps of one plan, all jobs together
 MAX_COMPILE_SECONDS = 10.0  # wall time of one expansion
-_CLOCK_EVERY = 256  # nodes between two looks at the clock
+CLOCK_EVERY = 256  # nodes between two looks at the clock
 
 
 class CompileStopped(PipelineError):
@@ -73,7 +73,7 @@ class Budget:
                 f"the pipeline expands to more than {self.limits.nodes} nodes (limit: expanded nodes); "
                 "reduce the ${{ each }} loops or template references",
             )
-        if self.nodes % _CLOCK_EVERY:
+        if self.nodes % CLOCK_EVERY:
             return
         if self.stop is not None and self.stop():
             raise CompileStopped(self.file)

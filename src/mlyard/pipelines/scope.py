@@ -66,7 +66,7 @@ def fast_interpolate(value: str, context: ExpressionContext, one: Callable[[str]
         result = evaluate_one(expression)
         if isinstance(result, list | dict):
             return interpolate(value, context)  # raises its "cannot insert" error
-        out.append(to_string(result))
+        out.append(result if result.__class__ is str else to_string(result))  # a string is its own text
         out.append(literal)
     return "".join(out)
 
@@ -76,8 +76,20 @@ def with_names(context: ExpressionContext, names: Mapping[str, Any]) -> Expressi
     if not hasattr(context, "__dict__"):  # pragma: no cover - if the context ever gets __slots__
         return replace(context, names=names)
     copy = object.__new__(ExpressionContext)
-    copy.__dict__.update(context.__dict__)
-    object.__setattr__(copy, "names", names)
+    fields = copy.__dict__
+    fields.update(context.__dict__)
+    fields["names"] = names  # the frozen dataclass's own field, set before anyone sees the copy
+    return copy
+
+
+def scope_with_names(scope: Scope, names: Mapping[str, Any]) -> Scope:
+    """``scope`` with other loop names: a shallow copy, as :func:`with_names` (one per ``each`` element)."""
+    if not hasattr(scope, "__dict__"):  # pragma: no cover - if the scope ever gets __slots__
+        return replace(scope, names=names)
+    copy = object.__new__(Scope)
+    fields = copy.__dict__
+    fields.update(scope.__dict__)
+    fields["names"] = names
     return copy
 
 

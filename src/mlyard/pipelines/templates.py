@@ -17,10 +17,10 @@ from typing import Any
 
 from mlyard.pipelines.errors import ExpressionError
 from mlyard.pipelines.expressions import ExpressionContext, evaluate
-from mlyard.pipelines.limits import Budget
+from mlyard.pipelines.limits import CLOCK_EVERY, Budget
 from mlyard.pipelines.parameters import bind, is_untyped, text
 from mlyard.pipelines.schema import describe, is_directive, join_path
-from mlyard.pipelines.scope import Scope, fast_interpolate, truthy, with_names
+from mlyard.pipelines.scope import Scope, fast_interpolate, scope_with_names, truthy, with_names
 from mlyard.pipelines.source import Mark, Reporter, YList, YMap, mark_of
 from mlyard.pipelines.template_files import TemplateFiles
 
@@ -49,6 +49,7 @@ class Expander:
         :class:`TemplateFiles`)."""
         self.r = reporter
         self.budget = budget or Budget(reporter.file)
+        self._max_nodes = self.budget.limits.nodes
         self.files = TemplateFiles(reporter, repo_root, repositories, folders)
         self._contexts: dict[int, tuple[Scope, ExpressionContext]] = {}
         self._values: dict[int, tuple[ExpressionContext, dict[str, Any]]] = {}
@@ -97,9 +98,18 @@ class Expander:
 
     # the walk ---------------------------------------------------------------------------------------
     def expand(self, value: Any, scope: Scope, path: str, mark: Mark | None, kind: str | None = None) -> Any:
-        self.budget.spend(mark, path)
-        if value.__class__ is str and "${{" not in value:  # most values: plain text, returned as is
+        budget = self.budget
+        if budget.nodes < self._max_nodes and (budget.nodes + 1) % CLOCK_EVERY:
+            budget.nodes += 1  # the common case of Budget.spend, without the call
+        else:
+            budget.spend(mark, path)
+        cls = value.__class__
+        if cls is str and "${{" not in value:  # most values: plain text, returned as is
             return value
+        if cls is YMap:
+            return self.expand_mapping(value, scope, path)
+        if cls is YList:
+            return self.expand_sequence(value, scope, path, kind)
         if isinstance(value, dict):
             return self.expand_mapping(_positioned(value, mark), scope, path)
         if isinstance(value, list):
@@ -113,7 +123,9 @@ class Expander:
 
     def expand_mapping(self, node: Any, scope: Scope, path: str) -> YMap:
         result = YMap((), getattr(node, "mark", None))
-        scope, variables = self.variables_first(node, scope, path)
+        variables = None
+        if "variables" in node:
+            scope, variables = self.variables_first(node, scope, path)
         matched: bool | None = None
         marks = node.key_marks if isinstance(node, YMap) else None
         for key, value in node.items():
@@ -249,7 +261,7 @@ class Expander:
         results = []
         for element in elements:
             names = {**scope.names, name: element}
-            inner = Scope(scope.file, scope.parameters, scope.variables, names, scope.chain)
+            inner = scope_with_names(scope, names)
             self._contexts[id(inner)] = (inner, with_names(base, names))
             results.append(self.expand(body, inner, path, mark, kind))
         return results

@@ -88,7 +88,8 @@ def checkout(step: StepSpec, job: JobState, run: StepRun) -> str:
 # The whole sync runs as one sandboxed process (one sandbox set-up instead of one per git command): init,
 # the `origin` remote, the fetch of the commit (of the branch when the server refuses commits by id), and
 # the checkout. Values come in as positional parameters, never inside the script text. A fresh clone needs
-# no housekeeping: the fetches start no `git maintenance` / `gc --auto` process.
+# no housekeeping: the fetches start no `git maintenance` / `gc --auto` process, and `git init` copies no
+# template files (sample hooks: a dozen files written per checkout that nothing runs).
 _SYNC_SCRIPT = r"""
 git=$1 url=$2 commit=$3 ref=$4 tags=$5 depth=$6
 run() {
@@ -98,7 +99,11 @@ run() {
     printf '##[error]git %s failed with exit code %s\n' "$*" "$code"
     exit "$code"
 }
-run init -q .
+printf '[command]git init -q .\n'
+if ! GIT_TEMPLATE_DIR= "$git" init -q .; then
+    printf '##[error]git init -q . failed\n'
+    exit 1
+fi
 run remote add origin "$url"
 printf '[command]git fetch --force %s --prune --no-recurse-submodules %s origin %s\n' "$tags" "$depth" "$commit"
 if ! "$git" -c maintenance.auto=false -c gc.auto=0 fetch --force "$tags" --prune --no-recurse-submodules \

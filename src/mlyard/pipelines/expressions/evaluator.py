@@ -16,6 +16,7 @@ from mlyard.pipelines.expressions.parser import parse_expression
 from mlyard.pipelines.expressions.values import EvaluationFailure, Filtered, to_bool, try_to_string
 
 _BUILTIN_BY_FOLDED = {name.lower(): name for name in BUILTIN_NAMES}
+_MISSING = object()
 
 
 def evaluate(expression: str | Node, context: ExpressionContext) -> Any:
@@ -27,13 +28,12 @@ def evaluate(expression: str | Node, context: ExpressionContext) -> Any:
         node, used, path = expression, tuple(named_values(expression)), None
         text = expression.source or f"<expression at column {expression.column}>"
     _check_named_values(used, context, text)
-    evaluation = _Evaluation(context, text)
     if path is not None:  # `name`, `name.key`, `name['key'].key`...: no tree to walk (the common case)
-        result = evaluation.named(path[0])
+        result = _named(context, path[0])
         for key in path[1:]:
             result = index(result, key)
     else:
-        result = evaluation.value(node)
+        result = _Evaluation(context, text).value(node)
     return list(result) if isinstance(result, Filtered) else result
 
 
@@ -110,13 +110,7 @@ class _Evaluation:
         return wildcard(self.value(node.target))
 
     def named(self, name: str) -> Any:
-        names = self.context.names
-        if names:
-            found = lookup(names, name)
-            if found is not None or _has_key(names, name):
-                return found
-        builtin = _BUILTIN_BY_FOLDED.get(name.lower())
-        return self.context.builtin(builtin) if builtin else None
+        return _named(self.context, name)
 
     def call(self, node: FunctionCall) -> Any:
         spec = FUNCTIONS[node.name]
@@ -126,20 +120,31 @@ class _Evaluation:
             raise located(f"{node.name}(): {failure}", node.column, self.text) from None
 
 
+def _named(context: ExpressionContext, name: str) -> Any:
+    """A named value: a loop name first (case-insensitive), then a built-in one."""
+    names = context.names
+    if names:
+        found = lookup(names, name, _MISSING)
+        if found is not _MISSING:
+            return found
+    builtin = _BUILTIN_BY_FOLDED.get(name.lower())
+    return context.builtin(builtin) if builtin else None
+
+
 def _has_key(mapping: Mapping[str, Any], name: str) -> bool:
     folded = name.lower()
     return any(str(key).lower() == folded for key in mapping)
 
 
-def lookup(mapping: Mapping[Any, Any], key: str) -> Any:
-    """A property of an object: exact key first, then ignoring case; a miss is null."""
+def lookup(mapping: Mapping[Any, Any], key: str, missing: Any = None) -> Any:
+    """A property of an object: exact key first, then ignoring case; a miss is null (or ``missing``)."""
     if key in mapping:
         return mapping[key]
     folded = key.lower()
     for candidate, item in mapping.items():
         if isinstance(candidate, str) and candidate.lower() == folded:
             return item
-    return None
+    return missing
 
 
 def index(target: Any, key: Any) -> Any:
