@@ -7,7 +7,7 @@ deployment -> train in the dev workspace -> stage the version to Staging -> perm
 (the environment's deployments target) -> score a sample.
 
 The demo data (scikit-learn's Breast Cancer rows, seconds of imports) loads in a background thread started
-with the first step, so scoring and the drift demo do not wait for it.
+when the server starts, so scoring and the drift demo do not wait for it.
 
 Run again on the same home, it reuses what the first run made: the demo project, its deployed code,
 the version in Production and its deployment; only what is missing is done again. It leaves no run
@@ -62,13 +62,15 @@ class Quickstart:
         from mlyard.services.bootstrap import init_home
         from mlyard.settings import Settings
 
-        self._load_demo_data()
         info = init_home(Settings(home=self.home, port=self.port))
         self.facts.update(url=info.url, username=info.username, created_home=info.created)
         self.facts["token"] = info.token  # the web UI's sign-in asks for it (also in cli.json)
         self.api = Client(info.url, info.token, timeout=120)
 
     def start_server(self) -> None:
+        # From here on this process mostly waits (for the server, then for runs): the demo data loads meanwhile
+        # (not during `init`, whose imports would share the interpreter lock with it).
+        self._load_demo_data()
         api = self._api()
         if self._answers_health():
             try:
