@@ -1,7 +1,7 @@
 """From `mlyard create REPO --env dev --demo` to the code deployed in the dev workspace.
 
 Permission is granted as soon as run #1 asks for it (what a person does once). Median of 5 on a
-real server with its local agents. Target: under 10 s on this machine. Also prints where the time
+real server with its local agents. Target (issue 15): under 4 s on this machine. Also prints where the time
 goes: the creator run, the wait for run #1, its Build stage (unit tests) and its Release stage.
 
     python benchmarks/create.py [--runs 5]
@@ -23,6 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.conftest import Server, free_port, mlyard
+
+TARGET = 4.0  # seconds, issue 15
 
 
 def seconds(doc: dict, start: str, end: str) -> float:
@@ -73,12 +75,12 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{runs} projects created; medians in seconds")
     print(f"{'measure':<52}{'median (s)':>12}")
-    labels = {"total": "mlyard create -> code deployed (target < 10 s)", "creator": "  creator pipeline run",
+    labels = {"total": f"mlyard create -> code deployed (target < {TARGET:g} s)", "creator": "  creator pipeline run",
               "build": "  run #1 stage Build (unit tests, artifact)", "release": "  run #1 stage Release (deploy)"}
     for key, label in labels.items():
         print(f"{label:<52}{statistics.median(s[key] for s in samples):>12.2f}")
     total = statistics.median(s["total"] for s in samples)
-    print(f"target under 10 s: {'met' if total < 10 else 'NOT met'} ({total:.2f} s)")
+    print(f"target under {TARGET:g} s: {'met' if total < TARGET else 'NOT met'} ({total:.2f} s)")
 
 
 if __name__ == "__main__":

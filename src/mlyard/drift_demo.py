@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -21,28 +22,48 @@ REQUESTS, ROWS = 40, 5  # 200 rows: enough for both tests (30 values at least) w
 WAIT = 30.0  # seconds for the scoring server's log to reach the table (it writes every second)
 
 
-def shifted_rows(rows: int, seed: int = 0) -> tuple[list[str], list[list[float]]]:
-    """`rows` rows of the Breast Cancer data (columns as the demo project's features), SHIFTED scaled."""
-    import numpy as np
+@dataclass(frozen=True)
+class DemoData:
+    """scikit-learn's Breast Cancer data as the demo project's features: the column names and every row."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[float, ...], ...]
+
+
+def load_demo_data() -> DemoData:
+    """The data (importing scikit-learn and pandas takes seconds: quickstart loads it in the background)."""
     from sklearn.datasets import load_breast_cancer
 
     data = load_breast_cancer(as_frame=True)
-    columns = [str(c) for c in data.feature_names]
-    frame = data.frame[columns].astype("float64")
-    picked = frame.iloc[np.random.default_rng(seed).integers(0, len(frame), rows)].copy()
-    for name in SHIFTED:
-        picked[name] *= SCALE
-    return columns, [[float(x) for x in row] for row in picked.to_numpy().tolist()]
+    columns = tuple(str(c) for c in data.feature_names)
+    values = data.frame[list(columns)].astype("float64").to_numpy().tolist()
+    return DemoData(columns, tuple(tuple(float(x) for x in row) for row in values))
+
+
+def shifted_rows(rows: int, seed: int = 0, data: DemoData | None = None) -> tuple[list[str], list[list[float]]]:
+    """`rows` rows of the Breast Cancer data (columns as the demo project's features), SHIFTED scaled."""
+    import numpy as np
+
+    data = data or load_demo_data()
+    shifted = [data.columns.index(name) for name in SHIFTED]
+    picked = []
+    for index in np.random.default_rng(seed).integers(0, len(data.rows), rows):
+        row = list(data.rows[int(index)])
+        for column in shifted:
+            row[column] *= SCALE
+        picked.append(row)
+    return list(data.columns), picked
 
 
 def run_drift_demo(
-    api: Client, env: str, model: str, scoring_uri: str, say: Callable[[str], None], *, timeout: float = WAIT
+    api: Client, env: str, model: str, scoring_uri: str, say: Callable[[str], None], *, timeout: float = WAIT,
+    data: DemoData | None = None,
 ) -> MonitorReportView:
     """Send the shifted batch to `scoring_uri`, wait until the monitor report holds it, `say` the report."""
     import httpx
 
     before = api.deployments.monitor(env, model, window="1h").requests
-    columns, rows = shifted_rows(REQUESTS * ROWS)
+    columns, rows = shifted_rows(REQUESTS * ROWS, data=data)
     with httpx.Client(timeout=30) as http:
         for start in range(0, len(rows), ROWS):
             body = {"dataframe_split": {"columns": columns, "data": rows[start : start + ROWS]}}

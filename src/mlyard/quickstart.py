@@ -6,6 +6,9 @@ deployment -> train in the dev workspace -> stage the version to Staging -> perm
 (started by the project's first push), which tests the Staging version and promotes it -> run model CD
 (the environment's deployments target) -> score a sample.
 
+The demo data (scikit-learn's Breast Cancer rows, seconds of imports) loads in a background thread started
+when the server starts, so scoring and the drift demo do not wait for it.
+
 Run again on the same home, it reuses what the first run made: the demo project, its deployed code,
 the version in Production and its deployment; only what is missing is done again. It leaves no run
 waiting for permission and none `succeededWithIssues` by its own doing.
@@ -13,21 +16,25 @@ waiting for permission and none `succeededWithIssues` by its own doing.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlyard.client import Client
 from mlyard.errors import AuthenticationError, MlyardError, NotFound, OperationFailed
 from mlyard.protocol import State
 from mlyard.views import RunView
+
+if TYPE_CHECKING:
+    from mlyard.drift_demo import DemoData
 
 FINAL = {"succeeded", "succeededWithIssues", "failed", "canceled", "skipped"}
 MODEL = "my-model"
@@ -47,16 +54,23 @@ class Quickstart:
     facts: dict[str, Any] = field(default_factory=dict)
     reused: bool = False  # the demo project of an earlier quickstart is there: do only what is missing
     _permitted: set[int] = field(default_factory=set)
+    _demo_data: Future[DemoData] | None = None
 
     # -- steps -----------------------------------------------------------------------------------
     def init(self) -> None:
-        proc = self._mlyard("init", "--port", str(self.port), "--json")
-        info = json.loads(proc.stdout)
-        self.facts.update(url=info["url"], username=info["username"], created_home=info["created"])
-        self.facts["token"] = info["token"]  # the web UI's sign-in asks for it (also in cli.json)
-        self.api = Client(info["url"], info["token"], timeout=120)
+        """`mlyard init --port PORT` in this process (an initialised home is kept as it is)."""
+        from mlyard.services.bootstrap import init_home
+        from mlyard.settings import Settings
+
+        info = init_home(Settings(home=self.home, port=self.port))
+        self.facts.update(url=info.url, username=info.username, created_home=info.created)
+        self.facts["token"] = info.token  # the web UI's sign-in asks for it (also in cli.json)
+        self.api = Client(info.url, info.token, timeout=120)
 
     def start_server(self) -> None:
+        # From here on this process mostly waits (for the server, then for runs): the demo data loads meanwhile
+        # (not during `init`, whose imports would share the interpreter lock with it).
+        self._load_demo_data()
         api = self._api()
         if self._answers_health():
             try:
@@ -195,8 +209,8 @@ class Quickstart:
     def score(self) -> None:
         import httpx
 
-        columns = _breast_cancer_columns()  # the demo project's features
-        body = {"dataframe_split": {"columns": columns, "data": self._sample_rows(columns)}}
+        data = self._data()  # the demo project's features
+        body = {"dataframe_split": {"columns": list(data.columns), "data": [list(row) for row in data.rows[:2]]}}
         try:
             response = httpx.post(self.facts["scoring_uri"], json=body, timeout=30)
             response.raise_for_status()
@@ -208,16 +222,32 @@ class Quickstart:
     def drift_demo(self) -> None:
         from mlyard.drift_demo import run_drift_demo
 
-        report = run_drift_demo(self._api(), self.env, self.model, self.facts["scoring_uri"], self.say)
+        report = run_drift_demo(self._api(), self.env, self.model, self.facts["scoring_uri"], self.say,
+                                data=self._data())  # fmt: skip
         self.facts["drifted"] = report.drifted
 
     # -- helpers ---------------------------------------------------------------------------------
-    @staticmethod
-    def _sample_rows(columns: list[str]) -> list[list[float]]:
-        from sklearn.datasets import load_breast_cancer
+    def _load_demo_data(self) -> None:
+        """Start loading the demo data in a daemon thread (it never keeps the process alive)."""
+        if self._demo_data is not None:
+            return
+        future: Future[DemoData] = Future()
 
-        frame = load_breast_cancer(as_frame=True).frame
-        return [[float(x) for x in row] for row in frame[columns].head(2).to_numpy().tolist()]
+        def load() -> None:
+            from mlyard.drift_demo import load_demo_data
+
+            try:
+                future.set_result(load_demo_data())
+            except BaseException as exc:  # handed to the step that needs the data
+                future.set_exception(exc)
+
+        self._demo_data = future
+        threading.Thread(target=load, name="quickstart-demo-data", daemon=True).start()
+
+    def _data(self) -> DemoData:
+        self._load_demo_data()
+        assert self._demo_data is not None
+        return self._demo_data.result(timeout=300)
 
     def _version_in(self, stage: str) -> str | None:
         try:
@@ -230,15 +260,6 @@ class Quickstart:
     def _api(self) -> Client:
         assert self.api is not None, "init first"
         return self.api
-
-    def _mlyard(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "MLYARD_HOME": str(self.home)}
-        proc = subprocess.run(
-            [sys.executable, "-m", "mlyard", *args], env=env, capture_output=True, text=True, timeout=300, check=False
-        )
-        if proc.returncode != 0:
-            raise OperationFailed(f"mlyard {' '.join(args)} failed: {proc.stderr.strip()}")
-        return proc
 
     def _first_run(self, pipeline: str, timeout: float = 60) -> RunView:
         api = self._api()
@@ -313,12 +334,6 @@ def _port_free(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)
         return sock.connect_ex(("127.0.0.1", port)) != 0
-
-
-def _breast_cancer_columns() -> list[str]:
-    from sklearn.datasets import load_breast_cancer
-
-    return [str(c) for c in load_breast_cancer(as_frame=True).feature_names]
 
 
 STEPS: list[tuple[str, str]] = [

@@ -39,12 +39,15 @@ def test_deploy_model_compiles_to_one_deployment_job(pipeline_file: Path) -> Non
         "MODEL_VERSION": "3", "MODEL_STAGE": "Staging", "SERVING_CPU": "2", "SERVING_MEMORY": "4",
     }  # fmt: skip
     script = step["inputs"]["script"]
-    # MLflow's deployments CLI on the group's target: create the first time, update after, then tag the version.
-    assert 'if mlflow deployments get -t "$DEPLOY_TARGET_URI" --name "$(model_name)"' in script
-    assert 'mlflow deployments update -t "$DEPLOY_TARGET_URI" --name "$(model_name)" -m "$uri" "${config[@]}"' in script
-    assert 'mlflow deployments create -t "$DEPLOY_TARGET_URI" --name "$(model_name)" -m "$uri" "${config[@]}"' in script
-    assert 'config=(-C "cpu=$SERVING_CPU" -C "memory=${SERVING_MEMORY}G")' in script
-    assert "tag-deployment" in script and "mlyard" not in script
+    # Model CD in one Python process (mlops/registry.py deploy: MLflow's deployments API on the group's target,
+    # create the first time, update after, then tag the version; tests/scaffold/test_model_cd_step.py).
+    assert script.split() == [
+        "python", "mlops/registry.py", "--model", '"$(model_name)"', "deploy", "--target", '"$DEPLOY_TARGET_URI"',
+        "\\", "--version", '"$MODEL_VERSION"', "--stage", '"$MODEL_STAGE"', "--cpu", '"$SERVING_CPU"', "--memory",
+        '"$SERVING_MEMORY"', "\\", "--run-url",
+        '"$(System.CollectionUri)$(System.TeamProject)/_build/results?buildId=$(Build.BuildId)"',
+    ]  # fmt: skip
+    assert "mlyard" not in script
 
 
 def test_deploy_model_matches_the_official_schema(pipeline_file: Path) -> None:

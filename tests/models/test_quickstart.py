@@ -87,6 +87,8 @@ def test_quickstart_fresh_then_sigterm_then_again_reusing_the_project(tmp_path: 
         assert summary["scoring_uri"].endswith("/invocations")
         assert len(summary["prediction"]) == 2 and set(summary["prediction"]) <= {0, 1}
         assert summary["version"] == "1" and summary["created_home"] is True and summary["reused"] is False
+        # the figure: from nothing to a scored endpoint (the drift demo comes after it)
+        assert 0 < summary["seconds_to_scored_endpoint"] <= summary["seconds"]
         assert (home / "envs" / "dev" / "workspace" / "ml_apps" / "my-model" / "master").exists()
         # where to sign in, and with which token
         assert summary["token"] == json.loads((home / "cli.json").read_text())["token"]
@@ -120,6 +122,7 @@ def test_quickstart_fresh_then_sigterm_then_again_reusing_the_project(tmp_path: 
     assert f"web UI      {summary['url']}/login" in text  # where to sign in, and with which token
     assert f"user        {summary['username']}" in text and f"token       {summary['token']} " in text
     assert "model       my-model version 1 in Production (dev)" in text and "prediction  [" in text
+    assert re.search(r"mlyard is running \([\d.]+ s\), a scored endpoint after [\d.]+ s", text)
     lines = _progress_lines(text)
     assert len([line for line in lines if ": done in " in line]) == len(summary["step_seconds"])
     assert len(lines) == len(set(lines)), lines
