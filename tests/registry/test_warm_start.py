@@ -1,6 +1,6 @@
 """The server starts each environment's MLflow server in the background (at its own start and when an
-environment is created), so a first registry request does not wait for MLflow's imports; it keeps one warm
-scoring process and says so in /health."""
+environment is created), so a first registry request does not wait for MLflow's imports. (Its warm scoring
+process, reported in /health, is tested in tests/deployments/test_deployments.py, whose server keeps one.)"""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def warm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    warm = {"MLYARD_REGISTRY_WARM": "1", "MLYARD_SERVING_WARM_POOL": "1"}  # the defaults (tests turn them off)
+    warm = {"MLYARD_REGISTRY_WARM": "1"}  # the default (tests turn it off)
     server = start_server(tmp_path_factory.mktemp("warm"), "--agents", "0", env=warm)
     yield server
     server.stop()
@@ -42,15 +42,3 @@ def test_each_environment_mlflow_server_starts_with_the_server_and_with_a_new_en
     text = server.log.read_text(errors="replace")
     assert text.count("registry warm: the MLflow server of environment 'dev'") == 1  # started once, not again
     assert "environment 'test'" not in text and "environment 'prod'" not in text  # only the first (default 1)
-
-
-def test_health_reports_the_warm_scoring_pool(warm_server: Server) -> None:
-    deadline = time.monotonic() + 240
-    with warm_server.client() as api:
-        while True:
-            pool = api.get("/health").json()["serving_pool"]
-            if pool["warm"] == 1 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-    assert pool == {"size": 1, "warm": 1, "starting": 0, "handed_out": 0, "cold_starts": 0}
-    assert "scoring warm pool: 1 process(es)" in warm_server.log.read_text(errors="replace")
