@@ -54,6 +54,20 @@ def predict(scoring_uri: str, body: dict, timeout: float = 30) -> list:
     return answer.json()["predictions"]
 
 
+def test_health_reports_the_warm_scoring_pool(srv: Server) -> None:
+    """Before any deployment: one warm scoring process, ready, reported in /health and the server's log.
+    (Moved from tests/registry/test_warm_start.py, whose server then needed a warm process of its own.)"""
+    deadline = time.monotonic() + 240
+    with srv.client() as api:
+        while True:
+            pool = api.get("/health").json()["serving_pool"]
+            if pool["warm"] == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    assert pool == {"size": 1, "warm": 1, "starting": 0, "handed_out": 0, "cold_starts": 0}
+    assert "scoring warm pool: 1 process(es)" in srv.log.read_text(errors="replace")
+
+
 def test_errors_are_clear(srv: Server, logged: list[Logged]) -> None:
     cases = [
         (("--version", "9"), 3, f"model '{MODEL}' has no version 9 (versions: 1, 2, 3)"),
@@ -156,31 +170,6 @@ def test_the_scoring_server_runs_within_its_cpu_and_memory(srv: Server, logged: 
     assert "the last redeploy failed" in after["message"]
 
 
-def test_a_scoring_server_that_dies_is_restarted_behind_the_same_uri(srv: Server, logged: list[Logged]) -> None:
-    before = json.loads(srv.cli("deployments", "show", MODEL, "--env", "dev", "--json").stdout)
-    os.killpg(before["pid"], signal.SIGKILL)  # as a crash would
-    deadline = time.monotonic() + 30  # requests in flight at the crash fail; those that come after must not
-    while _accepts(before["backend_port"]):
-        assert time.monotonic() < deadline, "the killed scoring server still accepts connections"
-        time.sleep(0.02)
-    body = {"dataframe_records": [{"a": a, "b": b} for a, b in ROWS]}
-    assert predict(before["scoring_uri"], body, timeout=120) == logged[int(before["version"]) - 1].predictions
-    after = json.loads(srv.cli("deployments", "show", MODEL, "--env", "dev", "--json").stdout)
-    assert after["state"] == "healthy" and after["pid"] != before["pid"] and after["url"] == before["url"]
-    assert "restarted at" in after["message"] and "exited with code -9" in after["message"]
-    with srv.client() as api:
-        actions = [(e["action"], e["target"]) for e in api.get("/api/v1/audit").json()]
-    assert ("deployment.restarted", f"dev/{MODEL}") in actions
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
-
-
 def test_delete_leaves_no_process(srv: Server, logged: list[Logged]) -> None:
     found = json.loads(srv.cli("deployments", "show", MODEL, "--env", "dev", "--json").stdout)
     assert psutil.pid_exists(found["pid"])
@@ -193,19 +182,41 @@ def test_delete_leaves_no_process(srv: Server, logged: list[Logged]) -> None:
     assert missing.returncode == 3 and f"no deployment of model '{MODEL}' in environment 'dev'" in missing.stderr
 
 
-def test_a_scoring_server_that_keeps_dying_is_given_up(srv: Server, logged: list[Logged]) -> None:
-    """Like a container service's restart policy with a back-off limit: with MLYARD_DEPLOYMENT_RESTART_LIMIT=1
-    (default 3), the 2nd death in 5 minutes is final."""
-    found = deploy(srv, "--version", "1")
-    os.killpg(found["pid"], signal.SIGKILL)
-    found = _next_state(srv, found["pid"])
-    assert found["state"] == "healthy" and "restarted at" in found["message"]
-    os.killpg(found["pid"], signal.SIGKILL)
-    failed = _next_state(srv, found["pid"])
+def test_a_scoring_server_that_dies_is_restarted_behind_the_same_uri_then_given_up(
+    srv: Server, logged: list[Logged]
+) -> None:
+    """Like a container service's restart policy with a back-off limit: a scoring server that dies is restarted
+    behind the same URI; with MLYARD_DEPLOYMENT_RESTART_LIMIT=1 (default 3), the 2nd death in 5 minutes is final.
+    (One deployment for both: each restart or deployment is a scoring server start.)"""
+    before = deploy(srv, "--version", "1")  # a new deployment: a new restart history
+    os.killpg(before["pid"], signal.SIGKILL)  # as a crash would
+    deadline = time.monotonic() + 30  # requests in flight at the crash fail; those that come after must not
+    while _accepts(before["backend_port"]):
+        assert time.monotonic() < deadline, "the killed scoring server still accepts connections"
+        time.sleep(0.02)
+    body = {"dataframe_records": [{"a": a, "b": b} for a, b in ROWS]}
+    assert predict(before["scoring_uri"], body, timeout=120) == logged[0].predictions
+    after = json.loads(srv.cli("deployments", "show", MODEL, "--env", "dev", "--json").stdout)
+    assert after["state"] == "healthy" and after["pid"] != before["pid"] and after["url"] == before["url"]
+    assert "restarted at" in after["message"] and "exited with code -9" in after["message"]
+    with srv.client() as api:
+        actions = [(e["action"], e["target"]) for e in api.get("/api/v1/audit").json()]
+    assert ("deployment.restarted", f"dev/{MODEL}") in actions
+
+    os.killpg(after["pid"], signal.SIGKILL)
+    failed = _next_state(srv, after["pid"])
     assert failed["state"] == "failed"
     assert "stopped 2 times in 300 s" in failed["message"] and "not restarted again" in failed["message"]
     assert f"mlyard deployments logs {MODEL} --env dev" in failed["message"]
     srv.cli("deployments", "delete", MODEL, "--env", "dev")
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def _next_state(srv: Server, dead_pid: int, timeout: float = 120) -> dict:

@@ -8,12 +8,15 @@ import json
 import os
 import subprocess
 import sys
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from mlflow.deployments import get_deploy_client
+from mlflow.deployments.cli import commands as mlflow_deployments_commands
 
 from mlyard.deployments_plugin import MlyardDeploymentClient, run_local, target_help
 from mlyard.deployments_plugin.config import DeployConfig, ModelRef, parse_config, parse_model_uri
@@ -39,6 +42,19 @@ def mlflow_cli(srv: Server, *args: str, check: bool = True) -> subprocess.Comple
     return proc
 
 
+def mlflow_cli_in_process(srv: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    """The same `mlflow deployments ARGS` command (MLflow's click group) run in this process: a `python -m mlflow`
+    process imports MLflow again (seconds of CPU each). An exception that would reach the interpreter (a traceback
+    on the process's stderr) is appended to `stderr` as the interpreter would print it, with exit code 1."""
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith(("MLYARD_", "MLFLOW_"))}
+    env.update({"MLYARD_HOME": str(srv.home), "MLYARD_TOKEN": srv.token})
+    result = CliRunner().invoke(mlflow_deployments_commands, list(args), env=env, prog_name="mlflow deployments")
+    stderr = result.stderr
+    if result.exc_info is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(*result.exc_info))
+    return subprocess.CompletedProcess(["mlflow", "deployments", *args], result.exit_code, result.stdout, stderr)
+
+
 @pytest.fixture(scope="module")
 def logged(server: Server) -> list[Logged]:
     """Three versions of MODEL in the server's dev registry, each predicting differently on ROWS."""
@@ -59,6 +75,8 @@ def target(server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def test_create_predict_update_get_list_delete_with_the_mlflow_cli(
     server: Server, logged: list[Logged], target: str, tmp_path: Path
 ) -> None:
+    # The real `mlflow` command in a process of its own: MLflow finds the plugin through its entry point. The later
+    # commands run the same click commands in this process (a new process costs seconds of imports each).
     out = mlflow_cli(server, "create", "-t", target, "--name", MODEL, "-m", f"models:/{MODEL}/1",
                      "-C", "cpu=1", "-C", "memory=2G")  # fmt: skip
     assert f"python_function deployment {MODEL} is created" in out.stdout
@@ -76,13 +94,17 @@ def test_create_predict_update_get_list_delete_with_the_mlflow_cli(
 
     rows = tmp_path / "rows.json"
     rows.write_text(json.dumps([{"a": a, "b": b} for a, b in ROWS]))
-    mlflow_cli(server, "predict", "-t", target, "--name", MODEL, "-I", str(rows), "-O", str(tmp_path / "out.json"))
+    predicted = mlflow_cli_in_process(server, "predict", "-t", target, "--name", MODEL, "-I", str(rows),
+                                      "-O", str(tmp_path / "out.json"))  # fmt: skip
+    assert predicted.returncode == 0, predicted.stderr
     assert json.loads((tmp_path / "out.json").read_text()) == {"predictions": logged[0].predictions}
 
     # update to version 2 under a stream of requests, each on a new connection: none fails
     stream = RequestStream(found["scoring_uri"], BODY)
     with stream:
-        mlflow_cli(server, "update", "-t", target, "--name", MODEL, "-m", f"models:/{MODEL}/2", "-C", "memory=1536M")
+        updated = mlflow_cli_in_process(server, "update", "-t", target, "--name", MODEL, "-m", f"models:/{MODEL}/2",
+                                        "-C", "memory=1536M")  # fmt: skip
+        assert updated.returncode == 0, updated.stderr
         stream.wait_for(logged[1].predictions)
     assert stream.failures == []
     assert stream.seen[0] == logged[0].predictions and stream.seen[-1] == logged[1].predictions
@@ -102,7 +124,7 @@ def test_create_predict_update_get_list_delete_with_the_mlflow_cli(
     client.delete_deployment(MODEL)  # what `mlflow deployments delete` calls (each CLI call costs seconds)
     with pytest.raises(httpx.ConnectError):
         httpx.get(found["url"] + "/ping", timeout=5)
-    missing = mlflow_cli(server, "get", "-t", target, "--name", MODEL, check=False)
+    missing = mlflow_cli_in_process(server, "get", "-t", target, "--name", MODEL)
     assert (missing.returncode, "Traceback" in missing.stderr) == (1, False), missing.stderr
     assert f"Error: mlyard target {target} (environment dev of http://127.0.0.1:{server.port}): no deployment " \
            f"named '{MODEL}'; create it with `mlflow deployments create -t {target}" in missing.stderr

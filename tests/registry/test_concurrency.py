@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,27 @@ from .conftest import Store
 PROCESSES = 4
 PROMOTIONS = 5
 VERSIONS = 6
+# What every child needs before it opens the store: imported once, by the fork server.
+PRELOAD = ["mlyard.registry", "mlflow.store.model_registry.sqlalchemy_store", "mlflow.store.tracking.sqlalchemy_store",
+           "tests.registry.workers"]  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fork_server() -> Iterator[None]:
+    """The fork server of this module's tests, stopped (and waited for) at the module's end."""
+    yield
+    server = multiprocessing.forkserver._forkserver  # type: ignore[attr-defined]
+    stop = getattr(server, "_stop", None)  # CPython's own (private) way to stop it
+    if stop is not None:
+        stop()
 
 
 def run_all(target: Callable[..., None], args: list[tuple]) -> None:
-    context = multiprocessing.get_context("spawn")
+    # Fresh processes that open the store themselves, forked from a server process that imported MLflow once
+    # (`spawn` made each child import it again: seconds of CPU per child). The fork server itself is a new
+    # interpreter (not a fork of pytest): no connection, lock or engine of this process reaches the children.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
     barrier = context.Barrier(len(args))
     processes = [context.Process(target=target, args=(*arg, barrier)) for arg in args]
     for process in processes:

@@ -1,7 +1,7 @@
 """The server starts each environment's MLflow server in the background (at its own start and when an
 environment is created), so a first registry request does not wait for MLflow's imports; the first one is a
-spare process that `mlyard server` starts before its own imports; it keeps one warm scoring process and says
-so in /health."""
+spare process that `mlyard server` starts before its own imports. (Its warm scoring process, reported in
+/health, is tested in tests/deployments/test_deployments.py, whose server keeps one.)"""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def warm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    warm = {"MLYARD_REGISTRY_WARM": "1", "MLYARD_SERVING_WARM_POOL": "1"}  # the defaults (tests turn them off)
+    warm = {"MLYARD_REGISTRY_WARM": "1"}  # the default (tests turn it off)
     server = start_server(tmp_path_factory.mktemp("warm"), "--agents", "0", env=warm)
     yield server
     server.stop()
@@ -49,18 +49,6 @@ def test_each_environment_mlflow_server_starts_with_the_server_and_with_a_new_en
     assert "the MLflow server of environment 'dev' is the one started with the server" in text
     assert "environment 'staging-env' is the one started" not in text
     assert "environment 'test'" not in text and "environment 'prod'" not in text  # only the first (default 1)
-
-
-def test_health_reports_the_warm_scoring_pool(warm_server: Server) -> None:
-    deadline = time.monotonic() + 240
-    with warm_server.client() as api:
-        while True:
-            pool = api.get("/health").json()["serving_pool"]
-            if pool["warm"] == 1 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-    assert pool == {"size": 1, "warm": 1, "starting": 0, "handed_out": 0, "cold_starts": 0}
-    assert "scoring warm pool: 1 process(es)" in warm_server.log.read_text(errors="replace")
 
 
 def test_a_spare_serves_the_environment_it_is_given_and_stops_with_the_server(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Functions run in child processes (spawned: each child imports MLflow and opens the store itself)."""
+"""Functions run in child processes (each child opens the store itself; MLflow is imported by the fork server
+the children start from, see test_concurrency.run_all)."""
 
 from __future__ import annotations
 

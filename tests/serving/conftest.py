@@ -74,8 +74,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     return Store(root=root, uri=uri, model=mlflow.pyfunc.load_model(f"models:/{MODEL}/1"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def endpoint(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
+    """A scoring server of @champion for one module (test_server.py's last test stops it by its pid)."""
     log = tmp_path_factory.mktemp("endpoint") / "endpoint.log"
     running = start_endpoint(
         f"models:/{MODEL}@champion", port=find_free_port(range(18600, 18800)), tracking_uri=store.uri, log_file=log

@@ -87,7 +87,9 @@ def test_a_warm_process_serves_one_deployment_and_is_replaced(store: Store, tmp_
 
 
 @pytest.mark.slow
-def test_a_warm_process_that_fails_reports_its_log(store: Store, tmp_path: Path) -> None:
+def test_a_warm_process_that_fails_reports_its_log_and_a_standby_without_assignment_exits(
+    store: Store, tmp_path: Path
+) -> None:
     pool = WarmPool(sys.executable, _env(), size=1, log_file=tmp_path / "pool.log")
     try:
         pool.fill()
@@ -96,16 +98,8 @@ def test_a_warm_process_that_fails_reports_its_log(store: Store, tmp_path: Path)
                            log_file=tmp_path / "c.log", env=_env(), timeout=120, pool=pool)  # fmt: skip
         assert "exited with code 3" in failed.value.message
         assert "has no version 9" in failed.value.message
-    finally:
-        pool.close()
-
-
-@pytest.mark.slow
-def test_a_standby_without_assignment_exits(tmp_path: Path) -> None:
-    """The pool's end of stdin closes (the server stopped or died): the warm process exits, serving nothing."""
-    pool = WarmPool(sys.executable, _env(), size=1)
-    try:
-        pool.fill()
+        # The replacement the failed start asked for (the pool starts one anyway): when the pool's end of its stdin
+        # closes (the server stopped or died), the warm process exits, serving nothing.
         _warm(pool)
         process = pool._idle[0].process
         assert process.stdin is not None

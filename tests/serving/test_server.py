@@ -108,19 +108,6 @@ def test_start_and_stop_leave_no_process(store: Store, tmp_path: Path) -> None:
     assert _group_members(endpoint.pid) == []
 
 
-def test_stop_by_recorded_pid(store: Store, tmp_path: Path) -> None:
-    """After a platform restart only the pid is known: stop_process_group stops the endpoint."""
-    endpoint = start_endpoint(
-        f"models:/{MODEL}/1",
-        port=find_free_port(range(18800, 19000)),
-        tracking_uri=store.uri,
-        log_file=tmp_path / "v1.log",
-    )
-    stop_process_group(endpoint.pid)
-    assert endpoint.process.wait(timeout=10) == -signal.SIGTERM  # uvicorn exits by re-raising SIGTERM
-    assert _group_members(endpoint.pid) == []
-
-
 def test_stop_by_pid_leaves_other_processes_alone(tmp_path: Path) -> None:
     other = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
@@ -173,3 +160,12 @@ def test_command_line_errors(args: list[str], message: str, tmp_path: Path) -> N
     )
     assert (proc.returncode, proc.stderr.strip().splitlines()[-1]) == (2, message)
     assert list(tmp_path.iterdir()) == []  # MLflow's default store (./mlflow.db) was not created
+
+
+def test_stop_by_recorded_pid(endpoint: Endpoint) -> None:
+    """After a platform restart only the pid is known: stop_process_group stops the endpoint. The module's
+    endpoint (a scoring server start less): this test is the last of the file to use it."""
+    assert endpoint.alive() and _group_members(endpoint.pid) == [endpoint.pid]
+    stop_process_group(endpoint.pid)
+    assert endpoint.process.wait(timeout=10) == -signal.SIGTERM  # uvicorn exits by re-raising SIGTERM
+    assert _group_members(endpoint.pid) == []
