@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from tests.ci.helpers import logs, wait_runs, wait_state
-from tests.conftest import Git, Server, mlyard, new_server, start_server
+from tests.conftest import TLS, Git, Server, mlyard, new_server, start_server
 
 pytestmark = pytest.mark.slow
 SECRET = "server-environment-secret-93ab"
@@ -122,7 +122,7 @@ def test_no_bubblewrap_no_local_agents_unless_unsandboxed(tmp_path: Path, monkey
     assert "--unsandboxed-steps" in agent.stderr and "Traceback" not in agent.stderr + refused.stderr
     server.start()
     try:
-        assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
+        assert httpx.get(f"{server.url}/health", timeout=5, verify=TLS).status_code == 200
     finally:
         server.stop()
     assert "steps are NOT sandboxed" in server.log.read_text()

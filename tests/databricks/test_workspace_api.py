@@ -28,7 +28,7 @@ from databricks.sdk.errors import (
 from databricks.sdk.service import compute, jobs
 from databricks.sdk.service.workspace import ExportFormat, ImportFormat, Language, ObjectType
 
-from tests.conftest import Server
+from tests.conftest import TLS, Server
 
 pytestmark = pytest.mark.slow
 
@@ -167,14 +167,14 @@ def test_errors_have_databricks_shape_and_sdk_classes(server: Server, ws: Worksp
         list(nope.workspace.list("/"))
 
     raw = httpx.get(f"{server.url}/databricks/dev/api/2.0/workspace/get-status", params={"path": "/zzz"},
-                    headers={"Authorization": f"Bearer {server.token}"})  # fmt: skip
+                    headers={"Authorization": f"Bearer {server.token}"}, verify=TLS)  # fmt: skip
     assert raw.status_code == 404 and raw.json() == {"error_code": "RESOURCE_DOES_NOT_EXIST",
                                                      "message": "Path (/zzz) doesn't exist."}  # fmt: skip
     bad = httpx.post(f"{server.url}/databricks/dev/api/2.0/workspace/mkdirs", content=b"{not json",
-                     headers={"Authorization": f"Bearer {server.token}"})  # fmt: skip
+                     headers={"Authorization": f"Bearer {server.token}"}, verify=TLS)  # fmt: skip
     assert bad.status_code == 400 and bad.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     nowhere = httpx.get(f"{server.url}/databricks/dev/api/2.0/clusters/list",
-                        headers={"Authorization": f"Bearer {server.token}"})  # fmt: skip
+                        headers={"Authorization": f"Bearer {server.token}"}, verify=TLS)  # fmt: skip
     assert nowhere.status_code == 404 and nowhere.json()["error_code"] == "ENDPOINT_NOT_FOUND"
 
 

@@ -16,7 +16,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import Server, start_server
+from tests.conftest import TLS, Server, start_server
 from tests.deployments.streams import RequestStream
 from tests.registry.conftest import ROWS, Logged, register_versions
 
@@ -49,7 +49,7 @@ def deploy(srv: Server, *args: str) -> dict:
 
 
 def predict(scoring_uri: str, body: dict, timeout: float = 30) -> list:
-    answer = httpx.post(scoring_uri, json=body, timeout=timeout)
+    answer = httpx.post(scoring_uri, json=body, timeout=timeout, verify=TLS)
     assert answer.status_code == 200, answer.text
     return answer.json()["predictions"]
 
@@ -111,9 +111,9 @@ def test_deploy_a_version_answers_every_input_format(srv: Server, logged: list[L
     for body in bodies:
         assert predict(uri, body) == expected, body
     csv = "a,b\n" + "".join(f"{a},{b}\n" for a, b in ROWS)
-    answer = httpx.post(uri, content=csv, headers={"Content-Type": "text/csv"}, timeout=30)
+    answer = httpx.post(uri, content=csv, headers={"Content-Type": "text/csv"}, timeout=30, verify=TLS)
     assert answer.json()["predictions"] == expected
-    assert httpx.get(found["url"] + "/ping", timeout=10).status_code == 200
+    assert httpx.get(found["url"] + "/ping", timeout=10, verify=TLS).status_code == 200
     shown = json.loads(srv.cli("models", "show", MODEL, "--json").stdout)
     tags = next(v for v in shown["versions"] if str(v["version"]) == "1")["tags"]
     assert tags["scoring_uri"] == uri and tags["deployment_env"] == "dev" and tags["deployed_at"]
@@ -177,7 +177,7 @@ def test_delete_leaves_no_process(srv: Server, logged: list[Logged]) -> None:
     assert "deleted deployment" in out.stdout
     assert not psutil.pid_exists(found["pid"])
     with pytest.raises(httpx.ConnectError):
-        httpx.get(found["url"] + "/ping", timeout=5)
+        httpx.get(found["url"] + "/ping", timeout=5, verify=TLS)
     missing = srv.cli("deployments", "show", MODEL, "--env", "dev", check=False)
     assert missing.returncode == 3 and f"no deployment of model '{MODEL}' in environment 'dev'" in missing.stderr
 

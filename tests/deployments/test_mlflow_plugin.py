@@ -22,7 +22,7 @@ from mlyard.deployments_plugin import MlyardDeploymentClient, run_local, target_
 from mlyard.deployments_plugin.config import DeployConfig, ModelRef, parse_config, parse_model_uri
 from mlyard.deployments_plugin.errors import TargetError
 from mlyard.deployments_plugin.target import Target, parse_target
-from tests.conftest import Server
+from tests.conftest import TLS, Server
 from tests.deployments.streams import RequestStream
 from tests.registry.conftest import ROWS, Logged, register_versions
 
@@ -123,7 +123,7 @@ def test_create_predict_update_get_list_delete_with_the_mlflow_cli(
 
     client.delete_deployment(MODEL)  # what `mlflow deployments delete` calls (each CLI call costs seconds)
     with pytest.raises(httpx.ConnectError):
-        httpx.get(found["url"] + "/ping", timeout=5)
+        httpx.get(found["url"] + "/ping", timeout=5, verify=TLS)
     missing = mlflow_cli_in_process(server, "get", "-t", target, "--name", MODEL)
     assert (missing.returncode, "Traceback" in missing.stderr) == (1, False), missing.stderr
     assert f"Error: mlyard target {target} (environment dev of http://127.0.0.1:{server.port}): no deployment " \

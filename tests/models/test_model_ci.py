@@ -35,7 +35,7 @@ from databricks.sdk.service.workspace import ObjectType
 
 from tests.agent.test_remote_agent import Agent, agent_token
 from tests.ci.helpers import job, logs, run, runs_of, wait_state
-from tests.conftest import Git, Server, start_server
+from tests.conftest import TLS, Git, Server, start_server
 from tests.fakes import FakeSlackWebhook
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]  # a project, three trainings, four pipelines
@@ -124,14 +124,14 @@ def send_traffic(url: str, columns: list[str], rows: np.ndarray, rng: np.random.
     for _ in range(REQUESTS):
         batch = rows[rng.integers(0, len(rows), ROWS)]
         body = {"dataframe_split": {"columns": columns, "data": batch.tolist()}}
-        answer = httpx.post(f"{url}/invocations", json=body, timeout=30)
+        answer = httpx.post(f"{url}/invocations", json=body, timeout=30, verify=TLS)
         assert answer.status_code == 200, answer.text
 
 
 def wait_written(url: str, count: int) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if int(httpx.get(f"{url}/health", timeout=10).json()["inference_log"]["written"]) >= count:
+        if int(httpx.get(f"{url}/health", timeout=10, verify=TLS).json()["inference_log"]["written"]) >= count:
             return
         time.sleep(0.1)
     raise AssertionError(f"fewer than {count} requests logged")
@@ -184,7 +184,7 @@ def test_the_model_loop_on_remote_agents_only(remote_only: Server, git: Git, sla
     scoring_uri = versions(server)["1"]["tags"]["scoring_uri"]
     assert versions(server)["1"]["tags"]["deploy_run_url"] == f"{server.url}/mlyard/_build/results?buildId={cd['id']}"
     data = json.loads(laptop(server, work, "-c", DATA))
-    answer = httpx.post(scoring_uri, json=data["sample"], timeout=60)
+    answer = httpx.post(scoring_uri, json=data["sample"], timeout=60, verify=TLS)
     assert answer.status_code == 200, answer.text
     assert len(answer.json()["predictions"]) == 2
     assert scoring_uri.endswith("/invocations")

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from mlyard.monitoring.profile import log_profile, profile_frame
-from tests.conftest import Server, start_server
+from tests.conftest import TLS, Server, start_server
 from tests.registry.conftest import Logged, register_versions
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]  # a server, three logged models, a deployment
@@ -46,13 +46,13 @@ def deployed(srv: Server) -> tuple[dict, list[Logged]]:
 def send(url: str, rows: np.ndarray, request_id: str | None = None) -> tuple[str, list]:
     headers = {"X-Request-Id": request_id} if request_id else {}
     body = {"dataframe_split": {"columns": ["a", "b"], "data": rows.tolist()}}
-    answer = httpx.post(f"{url}/invocations", json=body, headers=headers, timeout=30)
+    answer = httpx.post(f"{url}/invocations", json=body, headers=headers, timeout=30, verify=TLS)
     assert answer.status_code == 200, answer.text
     return answer.headers["x-request-id"], answer.json()["predictions"]
 
 
 def written(url: str) -> int:
-    return int(httpx.get(f"{url}/health", timeout=10).json()["inference_log"]["written"])
+    return int(httpx.get(f"{url}/health", timeout=10, verify=TLS).json()["inference_log"]["written"])
 
 
 def monitor(srv: Server) -> dict:

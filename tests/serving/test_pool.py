@@ -15,6 +15,7 @@ from mlyard.serving.limits import thread_pool_env
 from mlyard.serving.model import requirement_mismatches
 from mlyard.serving.pool import WarmPool
 from mlyard.serving.process import EndpointFailed, find_free_port, start_endpoint
+from tests.conftest import TLS
 from tests.serving.conftest import MODEL, Store
 
 
@@ -59,9 +60,9 @@ def test_a_warm_process_serves_one_deployment_and_is_replaced(store: Store, tmp_
         try:
             assert endpoint.pid == first  # the warm process became the scoring server
             body = {"dataframe_split": {"columns": ["a", "b", "c"], "data": [[1.0, 2.0, 3.0]]}}
-            answer = httpx.post(f"{endpoint.url}/invocations", timeout=30, json=body)
+            answer = httpx.post(f"{endpoint.url}/invocations", timeout=30, json=body, verify=TLS)
             assert answer.status_code == 200 and answer.json()["predictions"] == store.predict([[1.0, 2.0, 3.0]])
-            assert httpx.get(f"{endpoint.url}/version", timeout=30).json()["model_version"] == "1"
+            assert httpx.get(f"{endpoint.url}/version", timeout=30, verify=TLS).json()["model_version"] == "1"
             assert "on http://" in (tmp_path / "a.log").read_text()  # its output went to the deployment's log
             assert psutil.Process(first).cpu_affinity() == sorted(os.sched_getaffinity(0))[:1]
             _warm(pool)  # a replacement, never the same process
@@ -77,7 +78,7 @@ def test_a_warm_process_serves_one_deployment_and_is_replaced(store: Store, tmp_
                                 log_file=tmp_path / "b.log", env=other, pool=pool)  # fmt: skip
         try:
             assert second.pid != pool._idle[0].process.pid and pool.status().cold_starts == 1
-            assert httpx.get(f"{second.url}/version", timeout=30).json()["model_version"] == "2"
+            assert httpx.get(f"{second.url}/version", timeout=30, verify=TLS).json()["model_version"] == "2"
         finally:
             second.stop()
     finally:

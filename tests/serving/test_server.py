@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from mlyard.serving.process import Endpoint, EndpointFailed, find_free_port, start_endpoint, stop_process_group
+from tests.conftest import TLS
 from tests.serving.cases import CASES, ERROR_CASES, OK_CASES, ids, message_pattern
 from tests.serving.conftest import MODEL, Store
 
@@ -22,7 +23,9 @@ pytestmark = pytest.mark.slow
 
 
 def post(endpoint: Endpoint, body: str, content_type: str) -> httpx.Response:
-    return httpx.post(f"{endpoint.url}/invocations", content=body.encode(), headers={"Content-Type": content_type})
+    return httpx.post(
+        f"{endpoint.url}/invocations", content=body.encode(), headers={"Content-Type": content_type}, verify=TLS
+    )
 
 
 @pytest.mark.parametrize("case", OK_CASES, ids=ids(OK_CASES))
@@ -51,11 +54,11 @@ def test_every_case_is_covered() -> None:
 
 
 def test_ping_health_version(endpoint: Endpoint) -> None:
-    ping = httpx.get(f"{endpoint.url}/ping")
+    ping = httpx.get(f"{endpoint.url}/ping", verify=TLS)
     assert (ping.status_code, ping.text) == (200, "\n")
-    health = httpx.get(f"{endpoint.url}/health")
+    health = httpx.get(f"{endpoint.url}/health", verify=TLS)
     assert (health.status_code, health.json()) == (200, {"status": "ok", "model_uri": f"models:/{MODEL}@champion"})
-    version = httpx.get(f"{endpoint.url}/version")
+    version = httpx.get(f"{endpoint.url}/version", verify=TLS)
     assert version.json() == {
         "mlflow_version": mlflow.__version__,
         "model_uri": f"models:/{MODEL}@champion",
@@ -67,7 +70,7 @@ def test_ping_health_version(endpoint: Endpoint) -> None:
 
 
 def test_unknown_route_and_method(endpoint: Endpoint) -> None:
-    missing = httpx.get(f"{endpoint.url}/predict")
+    missing = httpx.get(f"{endpoint.url}/predict", verify=TLS)
     assert (missing.status_code, missing.json()) == (
         404,
         {
@@ -75,7 +78,7 @@ def test_unknown_route_and_method(endpoint: Endpoint) -> None:
             "message": "no route /predict: use /invocations, /ping, /health or /version",
         },
     )
-    wrong = httpx.get(f"{endpoint.url}/invocations")
+    wrong = httpx.get(f"{endpoint.url}/invocations", verify=TLS)
     assert (wrong.status_code, wrong.json()) == (
         405,
         {"error_code": "METHOD_NOT_ALLOWED", "message": "/invocations accepts POST only"},
@@ -100,7 +103,7 @@ def test_start_and_stop_leave_no_process(store: Store, tmp_path: Path) -> None:
         tracking_uri=store.uri,
         log_file=tmp_path / "staging.log",
     )
-    assert httpx.get(f"{endpoint.url}/version").json()["model_version"] == "2"
+    assert httpx.get(f"{endpoint.url}/version", verify=TLS).json()["model_version"] == "2"
     assert _group_members(endpoint.pid) == [endpoint.pid]
     assert endpoint.stop() == -signal.SIGTERM  # after a graceful shutdown, not a SIGKILL
     assert not endpoint.alive()

@@ -15,7 +15,7 @@ import pytest
 
 from mlyard.monitoring.profile import log_profile, profile_frame
 from tests.browser.conftest import chromium_path
-from tests.conftest import Server
+from tests.conftest import TLS, Server
 from tests.web.helpers import log_in_env, register, signed_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]  # a deployment: a scoring server loads the model
@@ -25,7 +25,7 @@ REQUESTS = 40
 
 def send(url: str, rows: np.ndarray) -> None:
     body = {"dataframe_split": {"columns": ["a", "b"], "data": rows.tolist()}}
-    assert httpx.post(f"{url}/invocations", json=body, timeout=30).status_code == 200
+    assert httpx.post(f"{url}/invocations", json=body, timeout=30, verify=TLS).status_code == 200
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def deployed(server: Server) -> Iterator[dict]:
         send(found["url"], np.column_stack([rng.uniform(5, 6, 10), rng.uniform(0, 1, 10)]))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if httpx.get(f"{found['url']}/health", timeout=10).json()["inference_log"]["written"] >= REQUESTS:
+        if httpx.get(f"{found['url']}/health", timeout=10, verify=TLS).json()["inference_log"]["written"] >= REQUESTS:
             break
         time.sleep(0.1)
     yield found
