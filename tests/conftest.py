@@ -172,8 +172,32 @@ def new_server(
     url = server_database_url() if state_url is None else state_url
     # What `mlyard init --port PORT [--database-url URL]` does (tests/foundation/test_cli.py runs the command
     # itself), in this process: a subprocess would import the platform again for every server.
+    settings.setdefault("serving_port_base", _serving_port_base(tmp))
     info = init_home(Settings(home=resolve_home(home), port=port, database_url=url, **settings))
     return Server(home=home, port=port, token=info.token, username=info.username, options=options, env=dict(env or {}))
+
+
+SERVING_PORTS = range(10_000, 32_500, 300)  # below the ephemeral ports; 300 a server: dev, test and prod
+
+
+def _serving_port_base(tmp: Path) -> int:
+    """Serving ports of a server of its own: the servers of all xdist workers count on one locked file in the
+    run's shared temporary folder, so no two servers of a run share a deployment port (a server whose
+    deployment restarts would otherwise find another server's scoring server behind its URI)."""
+    import fcntl
+
+    root = tmp
+    while root.parent != root and not root.name.startswith("pytest-"):
+        root = root.parent
+    counter = (root if root.name.startswith("pytest-") else tmp) / "serving-ports.count"
+    with open(counter, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        n = int(fh.read() or 0)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(n + 1))
+    return SERVING_PORTS[n % len(SERVING_PORTS)]
 
 
 def start_server(tmp: Path, *options: str, state_url: str | None = None, env: dict[str, str] | None = None,

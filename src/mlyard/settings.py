@@ -54,6 +54,10 @@ class Settings:
     # Run local agents' steps and `jobs run` entry points without the bubblewrap sandbox (single-user
     # machines where bubblewrap cannot run): they then have the server's OS rights (docs/agent.md).
     unsandboxed_steps: bool = False
+    # First port of the environments' serving port ranges (dev BASE..BASE+99, test +100, prod +200, others
+    # +300 on), written into each environment when it is created: a second home on the same machine takes
+    # another base, so that no deployment's URI ever reaches the other home's scoring server.
+    serving_port_base: int = 9100
 
     @property
     def db_url(self) -> str:
@@ -106,7 +110,7 @@ class Settings:
             raise InvalidInput(f"{path}: cannot read settings ({exc}); fix or remove the file") from exc
         keys = ("host", "port", "database_url", "default_branch", "public_url", "job_lease_seconds",
                 "max_request_bytes", "max_artifact_bytes", "max_push_bytes", "auth_failures_per_minute",
-                "unsandboxed_steps")
+                "unsandboxed_steps", "serving_port_base")
         known = {k: data[k] for k in keys if k in data}
         return cls(home=home, **known)
 

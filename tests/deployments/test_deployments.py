@@ -99,7 +99,8 @@ def test_deploy_a_version_answers_every_input_format(srv: Server, logged: list[L
     assert found["port"] == starting["port"]
     assert (found["version"], found["state"], found["target"]) == ("1", "healthy", "local")
     uri = found["scoring_uri"]
-    assert uri == f"{found['url']}/invocations" and 9100 <= found["port"] <= 9199
+    base = json.loads((srv.home / "settings.json").read_text())["serving_port_base"]  # dev's range: base + 0..99
+    assert uri == f"{found['url']}/invocations" and base <= found["port"] < base + 100
     expected = logged[0].predictions
     records = [{"a": a, "b": b} for a, b in ROWS]
     bodies = [

@@ -10,21 +10,27 @@ from sqlalchemy.orm import Session
 
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Environment
-from mlyard.errors import Conflict, NotFound
+from mlyard.errors import Conflict, InvalidInput, NotFound
 from mlyard.names import check_env_name
 from mlyard.services import audit, environment_groups
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
 from mlyard.settings import Settings
 
-# Each default environment serves models on its own port range.
-PORT_BASE = {"dev": 9100, "test": 9200, "prod": 9300}
+# Each default environment serves models on its own port range, from the settings' `serving_port_base`.
+PORT_OFFSET = {"dev": 0, "test": 100, "prod": 200}
 
 
 def defaults_for(settings: Settings, name: str, index: int) -> dict[str, Any]:
     """Workspace, registry and serving settings of a new environment under the data dir."""
     env_dir = settings.envs_dir / name
-    base = PORT_BASE.get(name, 9400 + 100 * index)
+    start = settings.serving_port_base
+    if not 1024 <= start <= 65535 - 100 * (index + 4):
+        raise InvalidInput(
+            f"serving_port_base {start} in settings.json leaves no room for environment {name}'s 100 ports: "
+            "use a port from 1024 on, at most a few thousand below 65535"
+        )
+    base = start + PORT_OFFSET.get(name, 300 + 100 * index)
     return {
         "name": name,
         "workspace_uri": (env_dir / "workspace").as_uri(),
