@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import threading
 import types
 from collections.abc import Iterator
@@ -32,7 +33,11 @@ def registry(demo_project: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    spec = importlib.util.spec_from_file_location("project_registry_cd", demo_project / "mlops/registry.py")
+    # A copy: importing the shared demo project's file would write its __pycache__ into the project, whose
+    # files tests/scaffold/test_projects.py lists.
+    script = tmp_path_factory.mktemp("cd-script") / "registry.py"
+    shutil.copyfile(demo_project / "mlops/registry.py", script)
+    spec = importlib.util.spec_from_file_location("project_registry_cd", script)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
