@@ -6,10 +6,11 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from mlyard.pipelines.expressions import ExpressionContext, evaluate, interpolate, to_string
 
+_T = TypeVar("_T")
 COMPILE_TIME = frozenset({"parameters", "variables"})
 
 
@@ -73,23 +74,22 @@ def fast_interpolate(value: str, context: ExpressionContext, one: Callable[[str]
 
 def with_names(context: ExpressionContext, names: Mapping[str, Any]) -> ExpressionContext:
     """``context`` with other loop names: a shallow copy (``dataclasses.replace`` is 3x slower)."""
-    if not hasattr(context, "__dict__"):  # pragma: no cover - if the context ever gets __slots__
-        return replace(context, names=names)
-    copy = object.__new__(ExpressionContext)
-    fields = copy.__dict__
-    fields.update(context.__dict__)
-    fields["names"] = names  # the frozen dataclass's own field, set before anyone sees the copy
-    return copy
+    return _with_names(context, names)
 
 
 def scope_with_names(scope: Scope, names: Mapping[str, Any]) -> Scope:
     """``scope`` with other loop names: a shallow copy, as :func:`with_names` (one per ``each`` element)."""
-    if not hasattr(scope, "__dict__"):  # pragma: no cover - if the scope ever gets __slots__
-        return replace(scope, names=names)
-    copy = object.__new__(Scope)
+    return _with_names(scope, names)
+
+
+def _with_names(frozen: _T, names: Mapping[str, Any]) -> _T:
+    """A shallow copy of the frozen dataclass `frozen` whose `names` field is `names`."""
+    if not hasattr(frozen, "__dict__"):  # pragma: no cover - if it ever gets __slots__
+        return replace(frozen, names=names)  # type: ignore[type-var]
+    copy = object.__new__(type(frozen))
     fields = copy.__dict__
-    fields.update(scope.__dict__)
-    fields["names"] = names
+    fields.update(frozen.__dict__)
+    fields["names"] = names  # the frozen dataclass's own field, set before anyone sees the copy
     return copy
 
 
