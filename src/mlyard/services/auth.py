@@ -432,10 +432,7 @@ def issue_service_token(
         session.add(user)
         audit.record(session, "user.created", actor=actor, target=username, is_admin=False)
         session.flush()
-    now = datetime.now(UTC)
-    for old in session.scalars(select(Token).where(*_active_named(user.id, name))):
-        old.revoked_at = now
-        audit.record(session, "token.revoked", actor=actor, target=f"{username}/{name}", token_id=old.id)
+    revoke_service_token(session, username=username, name=name, actor=actor)
     session.flush()  # the name is free before the new token takes it (unique among active tokens)
     secret = new_token_secret()
     row = Token(user_id=user.id, name=name, prefix=secret[:8], token_hash=hash_token(secret), scopes=" ".join(scopes),
