@@ -1,5 +1,10 @@
 """The JobReporter of a claimed job: the server's agent API, called with the job's own token.
 
+Progress (steps started and finished, log lines, test results, coverage) is sent in order by a background
+sender, so a step's process starts without waiting for the server's answer to the previous report; calls
+that need the server's state (artifacts, the job's outcome) first wait until everything before them was sent.
+Adjacent log batches of one step are sent as one request.
+
 A background thread sends heartbeats every second (every `lease_seconds / 3` if that is shorter); the
 answer says whether the job was canceled, so a cancel reaches the running step within about a second.
 A job that is no longer this agent's (404, 409, 401/403 once its token is revoked) is canceled locally,
@@ -15,6 +20,7 @@ import logging
 import tarfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +40,8 @@ from mlyard.errors import (
 from mlyard.protocol import CoverageSummary, Issue, JobOutcome, JobSpec, StepSpec
 
 CANCEL_POLL_SECONDS = 1.0  # the longest a cancel waits for the next heartbeat
+OUTBOX_LIMIT = 256  # reports waiting to be sent; a step that reports faster than the server takes them waits
+MERGED_LOG_LINES = 200  # at most this many log lines in one merged request (LogBuffer sends up to 200 at once)
 logger = logging.getLogger("mlyard.agent")
 T = TypeVar("T")
 TRANSIENT = (ServerUnavailable, OperationFailed)
@@ -94,6 +102,12 @@ class HttpReporter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat_loop, name=f"heartbeat-{spec.job_id}", daemon=True)
         self.lost = False
+        # (path, body, what) to send in order; `_pending` counts those queued or being sent
+        self._outbox: deque[tuple[str, Any, str]] = deque()
+        self._pending = 0
+        self._changed = threading.Condition()
+        self._closed = False
+        self._sender: threading.Thread | None = None
 
     # -- heartbeats
     def start(self) -> None:
@@ -131,6 +145,57 @@ class HttpReporter:
         return self._cancel.is_set()
 
     def _post(self, path: str, body: Any, what: str) -> None:
+        """Queue a report for the sender (sent at once, in order; see the module doc)."""
+        with self._changed:
+            if self._sender is None and not self._closed:
+                self._sender = threading.Thread(target=self._send_loop, name=f"reports-{self.base}", daemon=True)
+                self._sender.start()
+            if self._closed:  # the job was completed: nothing is sent after its outcome
+                logger.warning("%s after the job was completed: not sent", what)
+                return
+            while len(self._outbox) >= OUTBOX_LIMIT:
+                self._changed.wait(1.0)
+            last = self._outbox[-1] if self._outbox else None
+            if path == "/logs" and last is not None and _mergeable(last, body):
+                last[1]["lines"].extend(body["lines"])
+                return
+            self._outbox.append((path, body, what))
+            self._pending += 1
+            self._changed.notify_all()
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._changed:
+                while not self._outbox and not self._closed:
+                    self._changed.wait()
+                if not self._outbox:
+                    return
+                path, body, what = self._outbox.popleft()
+                self._changed.notify_all()  # room in the outbox
+            try:
+                self._send(path, body, what)
+            except Exception:  # never let the sender die: `flush` waits for it
+                logger.exception("%s failed inside the agent", what)
+            finally:
+                with self._changed:
+                    self._pending -= 1
+                    self._changed.notify_all()
+
+    def flush(self) -> None:
+        """Wait until every queued report was sent (or given up on)."""
+        with self._changed:
+            while self._pending:
+                self._changed.wait()
+
+    def _close(self) -> None:
+        self.flush()
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        if self._sender is not None:
+            self._sender.join(timeout=5)
+
+    def _send(self, path: str, body: Any, what: str) -> None:
         try:
             retry(lambda: self.client.post(self.base + path, body), seconds=self.retry_seconds, what=what)
         except GONE as exc:
@@ -159,16 +224,19 @@ class HttpReporter:
 
     def upload_artifact(self, name: str, source: Path) -> None:
         data = pack(source)
+        self.flush()
         path = f"{self.base}/artifacts/{quote(name, safe='')}"
         call = lambda: self.client.put_bytes(path, data, content_type="application/gzip")  # noqa: E731
         retry(call, seconds=self.retry_seconds, what=f"uploading artifact {name}")
 
     def download_artifact(self, name: str, target: Path, run_id: int | None = None) -> None:
         path = f"{self.base}/artifacts/{quote(name, safe='')}" + (f"?run={run_id}" if run_id is not None else "")
+        self.flush()
         data = retry(lambda: self.client.get_bytes(path), seconds=self.retry_seconds, what=f"downloading {name}")
         unpack(data, target)
 
     def list_artifacts(self) -> list[str]:
+        self.flush()
         names = retry(lambda: self.client.get(f"{self.base}/artifacts"), seconds=self.retry_seconds,
                       what="listing artifacts")  # fmt: skip
         return [str(name) for name in names] if isinstance(names, list) else []
@@ -180,9 +248,21 @@ class HttpReporter:
         self._post("/coverage", summary.to_dict(), "publishing code coverage")
 
     def complete(self, outcome: JobOutcome) -> None:
-        """Report the job's outcome; retried for a long time, since it must not be lost."""
+        """Report the job's outcome, after every queued report; retried for a long time, since it must not be
+        lost."""
+        self._close()
         try:
             retry(lambda: self.client.post(f"{self.base}/complete", outcome.to_dict()), seconds=600,
                   what="completing the job", stop=self.agent_stop)  # fmt: skip
         except MlyardError as exc:
             logger.error("could not report the outcome of %s: %s", self.base, exc)
+
+
+def _mergeable(queued: tuple[str, Any, str], body: dict[str, Any]) -> bool:
+    """Whether log `body` can join the queued request (log lines of the same step, within the size of a batch)."""
+    path, queued_body, _ = queued
+    return (
+        path == "/logs"
+        and queued_body["step_id"] == body["step_id"]
+        and len(queued_body["lines"]) + len(body["lines"]) <= MERGED_LOG_LINES
+    )
