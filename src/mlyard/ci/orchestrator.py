@@ -190,7 +190,8 @@ class Orchestrator:
                     self.advance(run_id)
                 except Exception:
                     log.exception("advancing run %d failed", run_id)
-        self.queue.notify_ready()
+        if only is None:  # a safety net: a pass that queued jobs has woken the agents already (advance)
+            self.queue.notify_ready()
 
     def advance(self, run_id: int) -> None:
         if self._advance(run_id):
@@ -203,12 +204,16 @@ class Orchestrator:
                 run = session.get(Run, run_id)
                 if run is None or states.is_final(run.state):
                     return False
+                compile_now = False
                 if run.state == states.NOT_STARTED:
-                    if not _busy(session, run):
-                        states.transition(run, states.QUEUED)
-                        self.notify(run_id)  # compiled at the next wake-up
-                    return False
-                if run.plan is None:
+                    if _busy(session, run):
+                        return False
+                    states.transition(run, states.QUEUED)
+                    compile_now = not run.cancel_requested
+                    if not compile_now:
+                        self.notify(run_id)  # ended at the next wake-up
+                        return False
+                elif run.plan is None:
                     if run.cancel_requested:  # also while its compilation is under way: that one stops
                         if run_id in self._compiling:
                             self._stopping.add(run_id)
@@ -216,6 +221,9 @@ class Orchestrator:
                         return True
                     self._start_compile(run_id)
                     return False
+            if compile_now:  # queued (committed): compiled at once, not at the next wake-up
+                self._start_compile(run_id)
+                return False
             with transaction(self.platform.sessions) as session:
                 run = session.get(Run, run_id)
                 if run is None or states.is_final(run.state):
@@ -231,10 +239,12 @@ class Orchestrator:
                     return states.is_final(run.state)
                 if run.state != states.RUNNING:
                     states.transition(run, states.RUNNING)
-                schedule(session, run)
+                claimable = schedule(session, run)
                 final = states.is_final(run.state)
                 done = completion.finished(session, run) if final else None
                 waiting = _batched_behind(session, run) if final else []
+            if claimable:  # committed: the agents waiting for a job claim it now
+                self.queue.notify_ready()
             for waiting_id in waiting:  # a batched run of the same branch may start now
                 self.notify(waiting_id)
             if done is not None:  # committed: its completion triggers are checked by the next tick
@@ -254,6 +264,7 @@ class Orchestrator:
 
     def _prepare(self, run_id: int) -> None:
         """Compile the run's YAML (no lock held), then store the plan if the run still wants it."""
+        advanced = False
         try:
             plan, error, errors, context = self._compile(run_id)
             if self.stop_event.is_set():  # stopped, not canceled: compiled again after the restart
@@ -266,14 +277,15 @@ class Orchestrator:
                 self.run_ends.ended()
                 return
             self.advance(run_id)  # at once: its first jobs become claimable without waiting for a tick
-            self.queue.notify_ready()
+            advanced = True
         except Exception:
             log.exception("preparing run %d failed", run_id)
         finally:
             with self.lock:
                 self._compiling.discard(run_id)
                 self._stopping.discard(run_id)
-            self.notify(run_id)
+            if not advanced:  # the next wake-up looks at it again (advanced: what moves it next names it)
+                self.notify(run_id)
 
     def _store_plan(
         self, run_id: int, plan: Plan | None, error: str, errors: list[str], context: dict[str, str]

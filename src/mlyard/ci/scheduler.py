@@ -24,9 +24,11 @@ from mlyard.pipelines.model import Leg, Variable
 from mlyard.pipelines.predefined import RunFacts, source_variables
 
 
-def schedule(session: Session, run: Run) -> None:
+def schedule(session: Session, run: Run) -> bool:
+    """Start, skip or finish what can be of `run`; True when a job became claimable (queued)."""
     stages = list(session.scalars(select(RunStage).where(RunStage.run_id == run.id).order_by(RunStage.position)))
     jobs = list(session.scalars(select(RunJob).where(RunJob.run_id == run.id).order_by(RunJob.position)))
+    queued_before = {job.id for job in jobs if job.state == states.QUEUED}
     by_stage = {s.name: [j for j in jobs if j.stage == s.name] for s in stages}
     variables = run_variables(run)
     legs = plan_store.legs(run.plan or {})
@@ -59,6 +61,7 @@ def schedule(session: Session, run: Run) -> None:
         if run.cancel_requested and result != states.FAILED:
             result = states.CANCELED
         states.transition(run, states.SUCCEEDED if result == states.SKIPPED else result)
+    return any(job.state == states.QUEUED and job.id not in queued_before for job in jobs)
 
 
 def _schedule_jobs(
