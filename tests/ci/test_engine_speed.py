@@ -118,3 +118,27 @@ def test_a_lost_lease_advances_its_run_between_sweeps(engine: Engine) -> None:
         row.lease_expires_at = datetime.now(UTC) - timedelta(minutes=5)
     engine.orchestrator.tick(only=set())  # housekeeping, no run named, no sweep
     assert _state(engine, run_id) == states.FAILED
+
+
+TWO_JOBS = "jobs:\n- job: A\n  steps:\n  - script: 'true'\n- job: B\n  dependsOn: A\n  steps:\n  - script: 'true'\n"
+
+
+def test_agents_are_woken_when_a_job_becomes_claimable_not_on_every_pass(engine: Engine) -> None:
+    engine.repo("wake", {"ci.yml": TWO_JOBS})
+    engine.pipeline("wake", "wake", "ci.yml")
+    run_id = engine.run("wake")
+    wakes: list[int] = []
+    notify_ready = engine.orchestrator.queue.notify_ready
+    engine.orchestrator.queue.notify_ready = lambda: (wakes.append(1), notify_ready())  # type: ignore[method-assign]
+    engine.orchestrator.tick(only={run_id}, housekeeping=False)
+    assert wakes == []  # nothing new to claim: the waiting agents sleep on
+    first = engine.claim()
+    assert first is not None and first["name"] == "A"
+    engine.complete(int(str(first["job_id"])), states.SUCCEEDED)
+    engine.orchestrator.tick(only={run_id}, housekeeping=False)
+    assert wakes == [1]  # B became claimable
+    second = engine.claim()
+    assert second is not None and second["name"] == "B"
+    engine.complete(int(str(second["job_id"])), states.SUCCEEDED)
+    engine.orchestrator.tick(only={run_id}, housekeeping=False)
+    assert wakes == [1] and _state(engine, run_id) == states.SUCCEEDED
