@@ -9,6 +9,8 @@ deployment jobs do not check out automatically: "Deployment jobs").
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -109,8 +111,8 @@ def test_checkout_of_a_missing_commit_fails(run: Runner, origin: tuple[Path, lis
     assert outcome.result == FAILED
     # the sync runs as one sandboxed process; the log still shows each git command and which one failed
     log = rec.text("checkout")
-    for command in ("git init -q .", "git remote add origin", "git fetch --force --no-tags"):
-        assert f"[command]{command}" in log
+    assert "Initialized an empty repository with the remote origin " in log  # written by the agent (issue 15)
+    assert "[command]git fetch --force --no-tags" in log
     assert "##[error]git fetch --force --no-tags --no-recurse-submodules origin refs/heads/master failed" not in log
     assert "##[error]git -c advice.detachedHead=false checkout -q --force --detach " + "0" * 40 + " failed" in log
     assert any("syncing the repository failed" in message for _, message in rec.issues("checkout"))
@@ -166,3 +168,24 @@ def test_single_checkout_of_a_repository_resource_fills_the_sources_directory(
     _, rec = run(job(_checkout(repository="other"), repository=_repo(bare, first)))
     assert rec.result("checkout") == FAILED
     assert "checkout 'other': the server sent no repository resource 'other'" in rec.text("checkout")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/git/app.git", 'file:///srv/a "quoted" \\ path;#x'])
+def test_the_repository_the_agent_writes_is_what_git_init_and_remote_add_write(tmp_path: Path, url: str) -> None:
+    """issue 15: the checkout writes the empty repository itself (two git processes fewer per checkout)."""
+    checkout = importlib.import_module("mlyard.agent.steps.checkout")
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    ours.mkdir(), theirs.mkdir()
+    checkout.init_repository(ours, url)
+    env = {**os.environ, "GIT_TEMPLATE_DIR": "", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    subprocess.run(["git", "init", "-q", "."], cwd=theirs, env=env, check=True)
+    subprocess.run(["git", "remote", "add", "origin", url], cwd=theirs, env=env, check=True)
+
+    def state(folder: Path) -> tuple[str, list[str]]:
+        listed = subprocess.run(["git", "config", "--local", "--list"], cwd=folder, env=env, check=True,
+                                capture_output=True, text=True).stdout  # fmt: skip
+        files = sorted(str(p.relative_to(folder)) for p in (folder / ".git").rglob("*"))
+        return listed, files
+
+    assert state(ours) == state(theirs)
+    assert (ours / ".git" / "HEAD").read_text() == (theirs / ".git" / "HEAD").read_text()

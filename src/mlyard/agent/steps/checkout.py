@@ -85,13 +85,14 @@ def checkout(step: StepSpec, job: JobState, run: StepRun) -> str:
     return result
 
 
-# The whole sync runs as one sandboxed process (one sandbox set-up instead of one per git command): init,
-# the `origin` remote, the fetch of the commit (of the branch when the server refuses commits by id), and
-# the checkout. Values come in as positional parameters, never inside the script text. A fresh clone needs
-# no housekeeping: the fetches start no `git maintenance` / `gc --auto` process, and `git init` copies no
-# template files (sample hooks: a dozen files written per checkout that nothing runs).
+# The whole sync runs as one sandboxed process (one sandbox set-up instead of one per git command): the
+# fetch of the commit (of the branch when the server refuses commits by id) and the checkout. Values come in
+# as positional parameters, never inside the script text. A fresh clone needs no housekeeping: the fetches
+# start no `git maintenance` / `gc --auto` process. The empty repository with its `origin` remote is written
+# by the agent itself (what `git init` without templates and `git remote add origin URL` write: two git
+# processes fewer); into a folder that is a repository already, those two commands run as before.
 _SYNC_SCRIPT = r"""
-git=$1 url=$2 commit=$3 ref=$4 tags=$5 depth=$6
+git=$1 url=$2 commit=$3 ref=$4 tags=$5 depth=$6 init=$7
 run() {
     printf '[command]git %s\n' "$*"
     "$git" "$@" && return 0
@@ -99,12 +100,14 @@ run() {
     printf '##[error]git %s failed with exit code %s\n' "$*" "$code"
     exit "$code"
 }
-printf '[command]git init -q .\n'
-if ! GIT_TEMPLATE_DIR= "$git" init -q .; then
-    printf '##[error]git init -q . failed\n'
-    exit 1
+if [ "$init" = 1 ]; then
+    printf '[command]git init -q .\n'
+    if ! GIT_TEMPLATE_DIR= "$git" init -q .; then
+        printf '##[error]git init -q . failed\n'
+        exit 1
+    fi
+    run remote add origin "$url"
 fi
-run remote add origin "$url"
 printf '[command]git fetch --force %s --prune --no-recurse-submodules %s origin %s\n' "$tags" "$depth" "$commit"
 if ! "$git" -c maintenance.auto=false -c gc.auto=0 fetch --force "$tags" --prune --no-recurse-submodules \
         ${depth:+"$depth"} origin "$commit"; then
@@ -113,14 +116,42 @@ fi
 run -c advice.detachedHead=false checkout -q --force --detach "$commit"
 """
 
+# What `git init` writes without templates (git 2.x, SHA-1, a non-bare repository on a POSIX file system)
+_EMPTY_REPOSITORY_CONFIG = (
+    "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n"
+)
+
+
+def _config_value(value: str) -> str:
+    """`value` quoted for a git config file."""
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise StepError(f"the repository URL {value!r} has a control character")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def init_repository(target: Path, url: str) -> None:
+    """An empty repository in `target` whose remote `origin` is `url`: the files `git init` (without
+    templates) and `git remote add origin URL` write."""
+    git_dir = target / ".git"
+    for folder in ("objects/info", "objects/pack", "refs/heads", "refs/tags"):
+        (git_dir / folder).mkdir(parents=True, exist_ok=True)
+    (git_dir / "HEAD").write_text("ref: refs/heads/master\n", encoding="utf-8")
+    remote = f'[remote "origin"]\n\turl = {_config_value(url)}\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n'
+    (git_dir / "config").write_text(_EMPTY_REPOSITORY_CONFIG + remote, encoding="utf-8")
+
 
 def _fetch(job: JobState, step: StepSpec, run: StepRun, repo: Repository, target: Path) -> None:
     depth = step_input(job, step, "fetchDepth", str(DEFAULT_FETCH_DEPTH)).strip()
     depth_arg = f"--depth={depth}" if depth.isdigit() and int(depth) > 0 else ""
     tags = "--tags" if step_input(job, step, "fetchTags", "false").lower() == "true" else "--no-tags"
     job.log.write(step, f"Syncing repository: {repo.name} ({repo.url}) at {repo.commit} into {target}")
+    fresh = not (target / ".git").exists()
+    if fresh:
+        init_repository(target, repo.url)
+        job.log.write(step, f"Initialized an empty repository with the remote origin {repo.url}")
     git = shutil.which("git") or "git"
-    argv = ["/bin/sh", "-c", _SYNC_SCRIPT, "sync", git, repo.url, repo.commit, repo.ref, tags, depth_arg]
+    argv = ["/bin/sh", "-c", _SYNC_SCRIPT, "sync", git, repo.url, repo.commit, repo.ref, tags, depth_arg,
+            "0" if fresh else "1"]  # fmt: skip
     timeout = step.timeout_in_minutes * job.minute if step.timeout_in_minutes > 0 else None
     end = run_process(argv, cwd=target, env=_git_env(job, step), job=job, run=run, timeout_seconds=timeout,
                       readable=_local_origin(repo))  # fmt: skip
