@@ -41,6 +41,8 @@ class Filtered(list):  # type: ignore[type-arg]
 
 
 def kind_of(value: Any) -> str:
+    if value.__class__ is str:  # the common case first
+        return "String"
     if value is None:
         return "Null"
     if isinstance(value, bool):
@@ -163,6 +165,8 @@ def format_datetime(value: datetime) -> str:
 
 
 def try_to_string(value: Any) -> str | None:
+    if value.__class__ is str:  # the common case: text is its own text
+        return value  # type: ignore[no-any-return]
     kind = kind_of(value)
     if kind == "Null":
         return ""
