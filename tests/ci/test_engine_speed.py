@@ -142,3 +142,18 @@ def test_agents_are_woken_when_a_job_becomes_claimable_not_on_every_pass(engine:
     engine.complete(int(str(second["job_id"])), states.SUCCEEDED)
     engine.orchestrator.tick(only={run_id}, housekeeping=False)
     assert wakes == [1] and _state(engine, run_id) == states.SUCCEEDED
+
+
+def test_the_pipeline_file_of_a_commit_is_read_from_git_once(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit's files never change: the pipeline's creation and two runs of the same commit (each queued,
+    then compiled) read the file once."""
+    from mlyard.git import repos as git
+
+    reads: list[str] = []
+    read_file = git.read_file
+    monkeypatch.setattr(git, "read_file", lambda path, rev, name: reads.append(name) or read_file(path, rev, name))
+    engine.repo("read-once", {"ci.yml": STEP})
+    engine.pipeline("read-once", "read-once", "ci.yml")  # checks the file: the first read
+    first, second = engine.run("read-once"), engine.run("read-once")
+    assert engine.drive({}) and _state(engine, first) == _state(engine, second) == states.SUCCEEDED
+    assert reads == ["ci.yml"]

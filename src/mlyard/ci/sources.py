@@ -6,6 +6,8 @@ import json
 import re
 import tarfile
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
@@ -31,8 +33,40 @@ def resolve_commit(platform: Host, repo: str, rev: str) -> str:
     return sha
 
 
+_FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+_KNOWN_MAX, _KNOWN_MAX_BYTES = 128, 512 * 1024  # files of commits kept (a commit's files never change)
+_known: OrderedDict[tuple[str, str, str], tuple[bytes | None, str | None, bool | None]] = OrderedDict()
+_known_lock = threading.Lock()
+
+
+def _commit_file(
+    path: Path, commit: str, file_path: str, *, links: bool = False
+) -> tuple[bytes | None, str | None, bool | None]:
+    """(content as `git.read_file` gives it, mode as `git.entry_mode` gives it, whether the commit's links are
+    safe) of `file_path` in `commit`, remembered for full commit ids (runs compile the same files again: no git
+    round trip then). `links`: also check the links of the commit (see git.check_links; an unsafe link raises
+    UnsafeEntry, which is not remembered)."""
+    key = (str(path), commit, file_path)
+    with _known_lock:
+        entry = _known.get(key)
+        if entry is not None:
+            _known.move_to_end(key)
+    if entry is None:
+        entry = (git.read_file(path, commit, file_path), git.entry_mode(path, commit, file_path), None)
+    if links and entry[2] is None:
+        entry = (entry[0], entry[1], git.check_links(path, commit))
+    data, mode, _ = entry
+    if _FULL_SHA.match(commit) and data is not None and mode is not None and len(data) <= _KNOWN_MAX_BYTES:
+        with _known_lock:
+            _known[key] = entry
+            _known.move_to_end(key)
+            while len(_known) > _KNOWN_MAX:
+                _known.popitem(last=False)
+    return entry
+
+
 def read_yaml(platform: Host, repo: str, commit: str, yaml_path: str) -> str:
-    data = git.read_file(bare_repo(platform, repo), commit, yaml_path)
+    data, _, _ = _commit_file(bare_repo(platform, repo), commit, yaml_path)
     if data is None:
         raise NotFound(f"{yaml_path} does not exist in repository {repo!r} at {commit[:10]}")
     return data.decode("utf-8", "replace")
@@ -149,13 +183,13 @@ def _lone_file(platform: Host, repo: str, commit: str, yaml_path: str, parameter
     if not _CLEAN_PATH.match(yaml_path) or "template" in json.dumps(parameters, default=str).lower():
         return None
     path = bare_repo(platform, repo)
-    if git.entry_mode(path, commit, yaml_path) not in ("100644", "100755"):
+    data, mode, _ = _commit_file(path, commit, yaml_path)
+    if mode not in ("100644", "100755"):
         return None
-    data = git.read_file(path, commit, yaml_path)
     if data is None or b"${{" in data or b"template" in data.lower() or b"\\" in data:  # no escaped names
         return None
     try:  # a link out of the repository fails the run as when the files are exported
-        checked = git.check_links(path, commit)
+        _, _, checked = _commit_file(path, commit, yaml_path, links=True)
     except UnsafeEntry as exc:
         raise _unreadable(repo, commit, exc) from None
     return data if checked else None
