@@ -157,3 +157,43 @@ def test_the_pipeline_file_of_a_commit_is_read_from_git_once(engine: Engine, mon
     first, second = engine.run("read-once"), engine.run("read-once")
     assert engine.drive({}) and _state(engine, first) == _state(engine, second) == states.SUCCEEDED
     assert reads == ["ci.yml"]
+
+
+class _Connected:
+    async def is_disconnected(self) -> bool:
+        return False
+
+
+def test_a_followed_log_ends_when_its_run_ends_not_at_the_next_poll(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`mlyard pipelines run --wait` follows the log: the run's end wakes the stream (the poll is a minute here)."""
+    import asyncio
+
+    from mlyard.api.routes import pipelines as routes
+
+    monkeypatch.setattr(routes, "FOLLOW_POLL_SECONDS", 60.0)
+    engine.repo("follow", {"ci.yml": STEP})
+    engine.pipeline("follow", "follow", "ci.yml")
+    run_id = engine.run("follow")
+    job = engine.claim()
+    assert job is not None
+    lines: list[str] = []
+
+    async def follow() -> None:
+        stream = routes._follow(engine.platform, run_id, None, _Connected())  # type: ignore[arg-type]
+        async for chunk in stream:
+            lines.append(chunk.decode())
+
+    def end_the_run() -> None:
+        engine.complete(int(str(job["job_id"])), states.SUCCEEDED)
+        engine.orchestrator.tick(only={run_id}, housekeeping=False)  # the run ends: its waiters are woken
+
+    async def main() -> None:
+        task = asyncio.create_task(follow())
+        await asyncio.sleep(0.2)  # the stream is waiting
+        await asyncio.to_thread(end_the_run)
+        await asyncio.wait_for(task, 30)  # well before the next poll
+
+    asyncio.run(main())
+    assert lines[-1] == f"## run {run_id} succeeded\n"

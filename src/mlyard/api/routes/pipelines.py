@@ -136,6 +136,7 @@ def list_runs(
 
 MAX_RUN_WAIT_SECONDS = 60.0
 RUN_WAIT_POLL_SECONDS = 0.5  # when the waiters' limit is reached, a waiting request looks again this often
+FOLLOW_POLL_SECONDS = 0.25  # how often a followed log looks for new lines (the run's end wakes it)
 
 
 @router.get("/runs/{run_id}")
@@ -256,14 +257,31 @@ async def run_logs(
 
 
 async def _follow(platform: Platform, run_id: int, step: str | None, request: Request) -> AsyncIterator[bytes]:
+    """New log lines every FOLLOW_POLL_SECONDS; the end of the run is sent as soon as it ends (the scheduler
+    wakes the stream, as it wakes `GET /runs/{id}?wait=S`)."""
     follower = run_logs_service.Follower()
-    while True:
-        final = states.is_final(await asyncio.to_thread(runs.run_state, platform, run_id))
-        found = await asyncio.to_thread(run_logs_service.sections, platform, run_id, step=step)
-        for text in follower.poll(found):
-            yield text.encode()
-        if final or await request.is_disconnected():
-            state = await asyncio.to_thread(runs.run_state, platform, run_id)
-            yield f"## run {run_id} {state}\n".encode()
-            return
-        await asyncio.sleep(0.25)
+    loop = asyncio.get_running_loop()
+    ended = asyncio.Event()
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # the stream's loop is closed: nobody follows any more
+            loop.call_soon_threadsafe(ended.set)
+
+    ends = getattr(platform.orchestrator, "run_ends", None)
+    unsubscribe = ends.subscribe(wake) if ends is not None else None  # None: too many waiters, just poll
+    try:
+        while True:
+            ended.clear()  # a run ending from now on wakes the wait below
+            final = states.is_final(await asyncio.to_thread(runs.run_state, platform, run_id))
+            found = await asyncio.to_thread(run_logs_service.sections, platform, run_id, step=step)
+            for text in follower.poll(found):
+                yield text.encode()
+            if final or await request.is_disconnected():
+                state = await asyncio.to_thread(runs.run_state, platform, run_id)
+                yield f"## run {run_id} {state}\n".encode()
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), FOLLOW_POLL_SECONDS)
+    finally:
+        if unsubscribe is not None:
+            unsubscribe()
