@@ -133,6 +133,7 @@ class Quickstart:
         if pipeline is not None and pipeline.repo == self.model:  # an earlier quickstart's demo project
             self.reused = True
             self.say(f"reusing the demo project {self.model} of an earlier quickstart")
+            self._load_demo_data()  # little is left to do before `score` needs it
             return
         run = api.pipelines.run(
             "ml-project-creator-pipeline", {"repo_name": self.model, "env_name": self.env, "demo": "true"}
@@ -160,9 +161,9 @@ class Quickstart:
             run = api.runs.get(api.pipelines.run(pipeline, {}).id)  # deploy the code again
         else:
             run = api.runs.get(newest[0].id)
+        # The unit tests take one CPU; the demo data (needed from `score` on) loads on the other meanwhile.
+        self._load_demo_data()
         if run.state != State.SUCCEEDED:
-            # The unit tests take one CPU; the demo data (needed from `score` on) loads on the other meanwhile.
-            self._load_demo_data()
             self._permit(run)
             self._wait_run(run.id, "code CI/CD")
         self.facts["workspace"] = f"ml_apps/{self.model}/master in the {self.env} workspace"
