@@ -303,9 +303,10 @@ class Runs(_Resource):
         rows = self._c.get(f"{API}/runs", pipeline=pipeline, state=state, limit=limit)
         return [RunSummary.from_dict(r) for r in rows]
 
-    def get(self, run_id: int) -> RunView:
-        """A run with its stages, jobs and steps."""
-        return RunView.from_dict(self._c.get(f"{API}/runs/{run_id}"))
+    def get(self, run_id: int, *, wait: float = 0.0) -> RunView:
+        """A run with its stages, jobs and steps. With `wait` (seconds, at most 60): answered as soon as the
+        run ends, or after `wait` seconds with the run as it is then (a long poll, no sleeping client)."""
+        return RunView.from_dict(self._c.get(f"{API}/runs/{run_id}", wait=min(wait, 60.0) if wait > 0 else None))
 
     def latest(self, pipeline: str) -> RunView | None:
         """The newest run of a pipeline, in full (None when it has none)."""

@@ -7,7 +7,12 @@ deployment -> train in the dev workspace -> stage the version to Staging -> perm
 (the environment's deployments target) -> score a sample.
 
 The demo data (scikit-learn's Breast Cancer rows, seconds of imports) loads in a background thread started
-when the server starts, so scoring and the drift demo do not wait for it.
+once the code deployment runs (the server's start and its warm-up have the two CPUs before that), so
+scoring and the drift demo do not wait for it.
+
+No step sleeps to wait: a run is waited for with the server's long poll (`GET /runs/{id}?wait=`, answered
+the moment the run ends), and run #1 of the code deployment is permitted as soon as it asks, while the
+project creator still finishes.
 
 Run again on the same home, it reuses what the first run made: the demo project, its deployed code,
 the version in Production and its deployment; only what is missing is done again. It leaves no run
@@ -39,6 +44,9 @@ if TYPE_CHECKING:
 FINAL = {"succeeded", "succeededWithIssues", "failed", "canceled", "skipped"}
 MODEL = "my-model"
 QUIET_SECONDS = 20  # the longest quickstart stays silent while a run it waits for goes on
+RUN_POLL_SECONDS = 0.3  # the longest a progress line (or a run asking for permission) waits to be seen
+JOB_POLL_SECONDS = 0.1  # workspace jobs have no long poll: look this often (a cheap GET)
+START_POLL_SECONDS = 0.05  # how often /health is asked while the server starts (refused connections: cheap)
 ENV = "dev"
 
 
@@ -68,9 +76,6 @@ class Quickstart:
         self.api = Client(info.url, info.token, timeout=120)
 
     def start_server(self) -> None:
-        # From here on this process mostly waits (for the server, then for runs): the demo data loads meanwhile
-        # (not during `init`, whose imports would share the interpreter lock with it).
-        self._load_demo_data()
         api = self._api()
         if self._answers_health():
             try:
@@ -106,7 +111,7 @@ class Quickstart:
             if self._answers_health():
                 self.facts["server"] = f"started (pid {self.server.pid}, log {log.name})"
                 return
-            time.sleep(0.2)
+            time.sleep(START_POLL_SECONDS)
         raise OperationFailed(f"the server did not start within 60 s; see {log.name}")
 
     def _answers_health(self) -> bool:
@@ -128,11 +133,23 @@ class Quickstart:
         if pipeline is not None and pipeline.repo == self.model:  # an earlier quickstart's demo project
             self.reused = True
             self.say(f"reusing the demo project {self.model} of an earlier quickstart")
+            self._load_demo_data()  # little is left to do before `score` needs it
             return
         run = api.pipelines.run(
             "ml-project-creator-pipeline", {"repo_name": self.model, "env_name": self.env, "demo": "true"}
         )
-        self._wait_run(run.id, "the project creator")
+        # The creator's push starts run #1 of the code deployment, which waits for permission: permit it as soon
+        # as it asks, while the creator still reports the runs it started.
+        self._wait_run(run.id, "the project creator", poll=0.1, watch=self._permit_first_code_run)
+
+    def _permit_first_code_run(self) -> None:
+        pipeline = f"{self.model}-deploy-code"
+        try:
+            runs = self._api().runs.list(pipeline=pipeline, limit=1)
+        except NotFound:  # the creator has not registered it yet
+            return
+        if runs and runs[0].number == 1 and runs[0].state == State.WAITING and runs[0].id not in self._permitted:
+            self._permit(self._api().runs.get(runs[0].id))
 
     def deploy_code(self) -> None:
         api = self._api()
@@ -144,6 +161,8 @@ class Quickstart:
             run = api.runs.get(api.pipelines.run(pipeline, {}).id)  # deploy the code again
         else:
             run = api.runs.get(newest[0].id)
+        # The unit tests take one CPU; the demo data (needed from `score` on) loads on the other meanwhile.
+        self._load_demo_data()
         if run.state != State.SUCCEEDED:
             self._permit(run)
             self._wait_run(run.id, "code CI/CD")
@@ -157,8 +176,9 @@ class Quickstart:
             return
         self.reused = False  # from here on, do it all: train, stage, promote, deploy
         job = api.jobs.start(env=self.env, app=self.model, branch="master", entrypoint="train")
-        while job.state not in FINAL:
-            time.sleep(0.3)
+        deadline = time.monotonic() + 1800
+        while job.state not in FINAL and time.monotonic() < deadline:
+            time.sleep(JOB_POLL_SECONDS)
             job = api.jobs.get(job.id)
         if job.state != State.SUCCEEDED:
             raise OperationFailed(f"training job {job.id} {job.state}: {job.message}; see `mlyard jobs logs {job.id}`")
@@ -200,7 +220,10 @@ class Quickstart:
         deadline = time.monotonic() + 30
         doc = api.runs.get(run.id)
         while doc.state not in FINAL | {"waiting"} and time.monotonic() < deadline:
-            time.sleep(0.2)
+            # a first run asks for permission right after it is queued: look again soon, not after a long sleep
+            if doc.state == State.RUNNING:
+                break  # permitted before (an earlier quickstart): nothing to permit
+            time.sleep(0.05)
             doc = api.runs.get(run.id)
         self._permit(doc)
         self._wait_run(run.id, "model CD")
@@ -268,7 +291,7 @@ class Quickstart:
             runs = api.runs.list(pipeline=pipeline)
             if runs and runs[-1].state not in (State.QUEUED, State.NOT_STARTED):
                 return api.runs.get(runs[-1].id)
-            time.sleep(0.2)
+            time.sleep(0.1)
         raise OperationFailed(f"{pipeline} did not start within {timeout:.0f} s")
 
     def _permit(self, run: RunView) -> None:
@@ -277,7 +300,11 @@ class Quickstart:
             self._permitted.add(run.id)
             self.say(f"permitted run {run.id} to use {', '.join(run.waiting_for)}")
 
-    def _wait_run(self, run_id: int, what: str, *, ok: set[str] | None = None, timeout: float = 600) -> None:
+    def _wait_run(self, run_id: int, what: str, *, ok: set[str] | None = None, timeout: float = 600,
+                  poll: float = RUN_POLL_SECONDS, watch: Callable[[], None] | None = None) -> None:
+        """Wait for the run to end, saying where it is when it moves on and permitting what it asks for. The
+        server answers each look the moment the run ends (a long poll of at most `poll` seconds); `watch` is
+        called after each look (another run to attend to meanwhile)."""
         api = self._api()
         deadline = time.monotonic() + timeout
         doc = api.runs.get(run_id)
@@ -294,8 +321,11 @@ class Quickstart:
             elif time.monotonic() - last >= QUIET_SECONDS:  # a long step: say it still runs
                 self.say(f"{what} (run {run_id}): {now}, {time.monotonic() - started:.0f} s so far")
                 last = time.monotonic()
-            time.sleep(0.3)
-            doc = api.runs.get(run_id)
+            if watch is not None:
+                watch()
+            doc = api.runs.get(run_id, wait=poll)
+        if watch is not None:
+            watch()
         if doc.state not in (ok or {"succeeded", "succeededWithIssues"}):
             raise OperationFailed(f"{what} (run {run_id}) ended {doc.state}: see `mlyard runs logs {run_id}`")
 

@@ -41,6 +41,7 @@ FILES = [
     "src/{pkg}/gates.py",
     "src/{pkg}/batch.py",
     "src/{pkg}/notebooks/train.py",
+    "tests/conftest.py",
     "tests/model/test_model.py",
     "tests/unit/test_batch.py",
     "tests/unit/test_data.py",
