@@ -122,6 +122,7 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_spare: Spare | Non
     stopping = threading.Event()
     mark = (MARK_VARIABLE, str(settings.home))
     mlflow_servers = MlflowMount(platform, mark=mark, spare=mlflow_spare)  # /mlflow/<env>
+    platform.mlflow_socket = mlflow_servers.socket_for  # the models API and stage changes use them too
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -136,9 +137,13 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_spare: Spare | Non
         if recovered:
             log.info("recorded %d push event(s) left by the previous server process", recovered)
         orchestrator.start()
-        mlflow_servers.start_warming(asyncio.get_running_loop())  # each environment's MLflow server, in the background
-        fronts = FrontProxies(asyncio.get_running_loop())
-        deployments.attach(platform, fronts)
+        loop = asyncio.get_running_loop()
+        warming = mlflow_servers.start_warming(loop)  # each environment's MLflow server, in the background
+        fronts = FrontProxies(loop)
+        # The warm scoring process imports MLflow, pandas and scikit-learn (seconds of CPU): it starts once the
+        # first environment's MLflow server is ready, so that a first use of the registry does not wait for it.
+        deployments.attach(platform, fronts, fill=False)
+        pool_filling = loop.create_task(_fill_pool_after(platform, warming))
         recovery = threading.Thread(target=deployments.recover_after_restart, args=(platform,), daemon=True)
         recovery.start()
         supervisor = threading.Thread(
@@ -161,6 +166,7 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_spare: Spare | Non
             local.start()
         yield
         stopping.set()  # also when the server is stopped without a signal (begin_shutdown not called)
+        pool_filling.cancel()
         await asyncio.to_thread(deployments.stop_all, platform)
         await fronts.close_all()
         await mlflow_servers.close()
@@ -238,6 +244,13 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_spare: Spare | Non
         after_push=record_push,
     )
     return Dispatcher(api, git, stopping, limits)
+
+
+async def _fill_pool_after(platform: Platform, warming: asyncio.Task[None] | None) -> None:
+    """Start the warm scoring pool once `warming` (the registry's warm-up) has ended, however it ended."""
+    if warming is not None:
+        await asyncio.wait({warming})
+    deployments.fill_pool(platform)
 
 
 def _install_docs(api: FastAPI, platform: Platform) -> None:
