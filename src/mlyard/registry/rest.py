@@ -36,7 +36,7 @@ class ApiError(Exception):
 @dataclass(frozen=True)
 class RegisteredModel:
     name: str
-    aliases: dict[str, str] = field(default_factory=dict)  # alias -> version, as MLflow's entity has it
+    aliases: dict[str, int] = field(default_factory=dict)  # alias -> version, as MLflow's entity has it
     tags: dict[str, str] = field(default_factory=dict)
     description: str = ""
     creation_timestamp: int | None = None
@@ -46,7 +46,7 @@ class RegisteredModel:
 @dataclass(frozen=True)
 class ModelVersion:
     name: str
-    version: str
+    version: int
     current_stage: str = "None"
     tags: dict[str, str] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
@@ -94,7 +94,7 @@ def _int(value: Any) -> int | None:
 def registered_model(data: dict[str, Any]) -> RegisteredModel:
     return RegisteredModel(
         name=str(data["name"]),
-        aliases={str(a["alias"]): str(a["version"]) for a in data.get("aliases") or () if "alias" in a},
+        aliases={str(a["alias"]): int(a["version"]) for a in data.get("aliases") or () if "alias" in a},
         tags=_tags(data.get("tags")),
         description=str(data.get("description") or ""),
         creation_timestamp=_int(data.get("creation_timestamp")),
@@ -105,7 +105,7 @@ def registered_model(data: dict[str, Any]) -> RegisteredModel:
 def model_version(data: dict[str, Any]) -> ModelVersion:
     return ModelVersion(
         name=str(data["name"]),
-        version=str(data["version"]),
+        version=int(data["version"]),
         current_stage=str(data.get("current_stage") or "None"),
         tags=_tags(data.get("tags")),
         aliases=tuple(str(a) for a in data.get("aliases") or ()),
@@ -179,18 +179,18 @@ class RestClient:
         data = self._call("GET", "model-versions/search", body)
         return Page([model_version(v) for v in data.get("model_versions") or ()], data.get("next_page_token") or None)
 
-    def get_model_version(self, name: str, version: str) -> ModelVersion:
+    def get_model_version(self, name: str, version: int | str) -> ModelVersion:
         data = self._call("GET", "model-versions/get", {"name": name, "version": str(version)})
         return model_version(data["model_version"])
 
-    def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
+    def set_registered_model_alias(self, name: str, alias: str, version: int | str) -> None:
         self._call("POST", "registered-models/alias", {"name": name, "alias": alias, "version": str(version)})
 
     def delete_registered_model_alias(self, name: str, alias: str) -> None:
         self._call("DELETE", "registered-models/alias", {"name": name, "alias": alias})
 
     def transition_model_version_stage(
-        self, name: str, version: str, stage: str, archive_existing_versions: bool = False
+        self, name: str, version: int | str, stage: str, archive_existing_versions: bool = False
     ) -> ModelVersion:
         body = {"name": name, "version": str(version), "stage": stage,
                 "archive_existing_versions": archive_existing_versions}  # fmt: skip
@@ -199,7 +199,7 @@ class RestClient:
     def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
         self._call("POST", "registered-models/set-tag", {"name": name, "key": key, "value": value})
 
-    def set_model_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+    def set_model_version_tag(self, name: str, version: int | str, key: str, value: str) -> None:
         body = {"name": name, "version": str(version), "key": key, "value": value}
         self._call("POST", "model-versions/set-tag", body)
 
