@@ -144,6 +144,7 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_spare: Spare | Non
         # first environment's MLflow server is ready, so that a first use of the registry does not wait for it.
         deployments.attach(platform, fronts, fill=False)
         pool_filling = loop.create_task(_fill_pool_after(platform, warming))
+        routes_warming = loop.create_task(_warm_routes(api))
         recovery = threading.Thread(target=deployments.recover_after_restart, args=(platform,), daemon=True)
         recovery.start()
         supervisor = threading.Thread(
@@ -167,6 +168,7 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_spare: Spare | Non
         yield
         stopping.set()  # also when the server is stopped without a signal (begin_shutdown not called)
         pool_filling.cancel()
+        routes_warming.cancel()
         await asyncio.to_thread(deployments.stop_all, platform)
         await fronts.close_all()
         await mlflow_servers.close()
@@ -187,6 +189,15 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_spare: Spare | Non
     )
     api.state.platform = platform
     api_errors.install(api)
+
+    # First: FastAPI builds the routing state of each included router when a request first passes it (0.35 s of
+    # CPU for all of them); /health, matched before them, answers without it (_warm_routes builds it after).
+    @api.get("/health", tags=["health"])
+    def health() -> dict[str, Any]:
+        pool = deployments.pool_status(platform)  # the warm scoring processes (docs/serving.md)
+        return {"ok": True, "status": "healthy", "version": __version__,
+                "serving_pool": asdict(pool) if pool is not None else None}  # fmt: skip
+
     for router in (
         identity_routes.router,
         repos_routes.router,
@@ -221,12 +232,6 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_spare: Spare | Non
     api.add_exception_handler(404, not_found)
     api.add_exception_handler(405, not_found)
 
-    @api.get("/health", tags=["health"])
-    def health() -> dict[str, Any]:
-        pool = deployments.pool_status(platform)  # the warm scoring processes (docs/serving.md)
-        return {"ok": True, "status": "healthy", "version": __version__,
-                "serving_pool": asdict(pool) if pool is not None else None}  # fmt: skip
-
     def authorize(header: str | None, repo: str, write: bool, remote_addr: str) -> str:
         job_token = (parse_authorization(header) or Credentials(None, "")).token
         if job_token.startswith(JOB_TOKEN_PREFIX):  # a running job checks out its run's repository
@@ -244,6 +249,29 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_spare: Spare | Non
         after_push=record_push,
     )
     return Dispatcher(api, git, stopping, limits)
+
+
+WARM_PATHS = (f"{API_PREFIX}/mlyard-warm-up", "/mlyard-warm-up")  # match no route: 404, nothing done
+
+
+async def _warm_routes(api: FastAPI) -> None:
+    """Build the routing state FastAPI builds on a first request (each included router's, 0.35 s of CPU), right
+    after the server started rather than in a user's first request: requests that match no route, in-process."""
+    for path in WARM_PATHS:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+                 "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"", "headers": [],
+                 "client": ("127.0.0.1", 0), "server": ("127.0.0.1", 80)}  # fmt: skip
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            pass
+
+        try:
+            await api(scope, receive, send)
+        except Exception as exc:  # a warm-up only: the first request builds it otherwise
+            log.debug("warming the routes with %s failed: %s", path, exc)
 
 
 async def _fill_pool_after(platform: Platform, warming: asyncio.Task[None] | None) -> None:
