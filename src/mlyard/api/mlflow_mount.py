@@ -321,6 +321,7 @@ class MlflowMount:
             await asyncio.to_thread(running.server.stop)
 
     async def close(self) -> None:
+        self._loop = None  # the server's own registry calls use MLflow in-process from now on (socket_for)
         if self._warming is not None and not self._warming.done():
             self._warming.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
