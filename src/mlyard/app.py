@@ -191,7 +191,7 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_spare: Spare | Non
     api_errors.install(api)
 
     # First: FastAPI builds the routing state of each included router when a request first passes it (0.35 s of
-    # CPU for all of them); /health, matched before them, answers without it (_warm_routes builds it after).
+    # CPU for all of them); /health, matched before them, never needs it (_warm_routes builds it at start).
     @api.get("/health", tags=["health"])
     def health() -> dict[str, Any]:
         pool = deployments.pool_status(platform)  # the warm scoring processes (docs/serving.md)
@@ -255,8 +255,8 @@ WARM_PATHS = (f"{API_PREFIX}/mlyard-warm-up", "/mlyard-warm-up")  # match no rou
 
 
 async def _warm_routes(api: FastAPI) -> None:
-    """Build the routing state FastAPI builds on a first request (each included router's, 0.35 s of CPU), right
-    after the server started rather than in a user's first request: requests that match no route, in-process."""
+    """Build the routing state FastAPI builds on a first request (each included router's, 0.35 s of CPU) as the
+    server starts rather than in a user's first request: requests that match no route, in-process."""
     for path in WARM_PATHS:
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
                  "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"", "headers": [],
