@@ -104,7 +104,7 @@ def main() -> None:
         if key.startswith("cpu "):
             print(f"{key:<46}{median[key]:>12.2f}")
     print("where a first use goes (profiled; docs/registry.md): the environment's MLflow server process imports "
-          "MLflow's server app (~3.5-4 s CPU); `mlyard server` starts it as a spare before its own imports (~1.7 s "
+          "MLflow's server app (~3.5-4 s CPU); `mlyard server` starts it as a spare before its own imports (~2 s "
           f"CPU to /health; adopted by 'dev': {median['spare'] > 0}), and the spare also builds MLflow's routing "
           "state before it is adopted (~0.3 s CPU its first requests paid). The server reaches the registry through "
           "that process (light REST client: it imports no MLflow, which took ~2 s CPU in the server at start), and "
