@@ -1,5 +1,6 @@
 """The registry adapter depends on the standard library, mlflow, mlyard.errors and mlyard.names only (and
-uvicorn, which runs MLflow's server app in `tracking_server`, the environment's MLflow server process)."""
+uvicorn, which runs MLflow's server app in `tracking_server`, the environment's MLflow server process, and
+httpx, with which `rest` talks to that server)."""
 
 from __future__ import annotations
 
@@ -8,4 +9,4 @@ from tests.imports import foreign_imports
 
 
 def test_the_adapter_imports_only_the_standard_library_mlflow_errors_and_names() -> None:
-    assert foreign_imports("mlyard.registry", third_party=frozenset({"mlflow", "uvicorn"})) == {}
+    assert foreign_imports("mlyard.registry", third_party=frozenset({"mlflow", "uvicorn", "httpx"})) == {}

@@ -69,6 +69,8 @@ def test_a_spare_serves_the_environment_it_is_given_and_stops_with_the_server(tm
         # the store, artifacts and log it was given after it started: the environment's
         assert found["experiment"]["artifact_location"] == (tmp_path / "env" / "mlartifacts" / "0").as_uri()
         assert spec.log.is_file()
+        # its warm-up before adoption (MLflow's routes, by requests that match none) opened no store where it ran
+        assert {p.name for p in spare.folder.iterdir()} <= {"spare.log", spec.socket.name}
         # the server's end of its standard input closes (the server exited, or was killed): it stops by itself
         assert server.proc.stdin is not None
         server.proc.stdin.close()

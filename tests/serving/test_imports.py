@@ -48,10 +48,15 @@ def test_monitoring_imports_no_other_mlyard_layer() -> None:
 
 
 def test_the_server_imports_no_mlflow_until_it_needs_it() -> None:
-    """`import mlyard.app` (every server start, every test server) and the registry's stores, locks and stage
-    vocabulary cost no MLflow import (seconds of CPU); `Registry` loads it on first use."""
-    probe = ("import sys, mlyard.app, mlyard.registry, mlyard.registry.store, mlyard.registry.tracking_server; "
-             "before = 'mlflow' in sys.modules; from mlyard.registry import Registry; "
-             "print(before, 'mlflow' in sys.modules, Registry.__name__)")  # fmt: skip
+    """`import mlyard.app` (every server start, every test server), the registry's stores, locks and stage
+    vocabulary, and `Registry` with the REST client (the server's) cost no MLflow import (seconds of CPU); a
+    `Registry` on MLflow's own client loads it when it is made."""
+    probe = ("import sys, tempfile, mlyard.app, mlyard.registry, mlyard.registry.store; "
+             "import mlyard.registry.tracking_server; before = 'mlflow' in sys.modules; "
+             "from mlyard.registry import Registry, sqlite_uri; "
+             "from mlyard.registry.rest import RestClient; "
+             "uri = sqlite_uri(__import__('pathlib').Path(tempfile.mkdtemp()) / 'mlflow.db'); "
+             "Registry(uri, client=RestClient(None, 'none')); rest = 'mlflow' in sys.modules; Registry(uri); "
+             "print(before, rest, 'mlflow' in sys.modules, Registry.__name__)")  # fmt: skip
     found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
-    assert found.stdout.split() == ["False", "True", "Registry"]
+    assert found.stdout.split() == ["False", "False", "True", "Registry"]

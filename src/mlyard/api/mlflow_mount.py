@@ -17,6 +17,7 @@ writes. Errors are answered in MLflow's JSON shape (`{"error_code": ..., "messag
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -52,6 +53,7 @@ WRITE_SCOPE = "pipelines:run"  # every other request: the scope that stages and 
 WARM_ENV = "MLYARD_REGISTRY_WARM"  # = tracking_server.WARM_ENV: environments warmed at start (default 1; 0 = none)
 WARM_LIMIT = 8
 START_SECONDS = 180.0  # an environment's MLflow server has this long to answer its first /health
+READY_POLL_SECONDS = 0.02  # how often a starting MLflow server is asked (a connect on a Unix socket: cheap)
 PROXY_TIMEOUT = httpx.Timeout(900.0, connect=10.0)  # large artifacts stream for a while
 MAX_JSON_BYTES = 64 * 1024  # the body of an alias or stage change, read by mlyard itself
 MAX_REWRITE_BYTES = 16 * 1024**2  # a JSON answer whose local artifact paths are rewritten (larger: passed as is)
@@ -166,6 +168,7 @@ class MlflowMount:
         self._socket_dir: Path | None = spare.folder if spare is not None else None
         self._folder_lock = threading.Lock()
         self._warming: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the server's, once it started (start_warming)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -249,14 +252,16 @@ class MlflowMount:
             raise OperationFailed(f"could not start the MLflow server of environment {env!r}: {exc}") from exc
         return server
 
-    def start_warming(self, loop: asyncio.AbstractEventLoop) -> None:
+    def start_warming(self, loop: asyncio.AbstractEventLoop) -> asyncio.Task[None] | None:
         """Start in the background the MLflow servers of the first `MLYARD_REGISTRY_WARM` environments (default
         1: `dev` in a new home) and, from now on, that of each new environment: a first request then finds it
-        running (the server's lifespan calls this). Each costs a process and seconds of CPU: 0 turns it off."""
+        running (the server's lifespan calls this). Each costs a process and seconds of CPU: 0 turns it off.
+        Returns the task that warms the first ones (None: nothing to warm)."""
+        self._loop = loop
         count = warm_count()
         if not count:
             self._discard_spare()
-            return
+            return None
 
         def warm_new(env: str) -> None:
             asyncio.run_coroutine_threadsafe(self._warm([env]), loop)
@@ -264,6 +269,7 @@ class MlflowMount:
         self.platform.environment_listeners.append(warm_new)
         names = [e["name"] for e in environments.list_environments(self.platform)][:count]
         self._warming = loop.create_task(self._warm(names))
+        return self._warming
 
     async def _warm(self, names: list[str]) -> None:
         from mlyard.registry.store import is_remote
@@ -276,18 +282,31 @@ class MlflowMount:
                     continue
                 loop = asyncio.get_running_loop()
                 began = loop.time()
-                # and, at the same time (the MLflow server is another process), this process's own registry
-                # (the models API, stage changes): its MLflow import and the store's engine, by a first read
-                own = asyncio.ensure_future(asyncio.to_thread(models.list_models, self.platform, env))
-                try:
-                    await self._server(env, uri)
-                    log.info("registry warm: the MLflow server of environment %r is ready (%.1f s)", env,
-                             loop.time() - began)  # fmt: skip
-                finally:
-                    await own
+                await self._server(env, uri)
+                log.info("registry warm: the MLflow server of environment %r is ready (%.1f s)", env,
+                         loop.time() - began)  # fmt: skip
             except (MlyardError, OSError) as exc:
                 log.warning("could not warm the MLflow server of environment %r: %s", env, exc)
         self._discard_spare()  # not adopted (e.g. the first environments use a remote MLflow)
+
+    def socket_for(self, env: str, tracking_uri: str) -> Path | None:
+        """The Unix socket of the MLflow server of `env` (an embedded store), started and waited for if needed,
+        for the server's own registry calls (services.models); None before the server started, for a remote
+        MLflow, or on the event loop's own thread (which cannot wait for itself). Called from worker threads."""
+        from mlyard.registry.store import is_remote
+
+        loop = self._loop
+        if loop is None or loop.is_closed() or is_remote(tracking_uri):
+            return None
+        with contextlib.suppress(RuntimeError):  # no running loop in this thread: a worker thread
+            if asyncio.get_running_loop() is loop:
+                return None
+        future = asyncio.run_coroutine_threadsafe(self._server(env, tracking_uri), loop)
+        try:
+            return future.result(START_SECONDS + 30).server.spec.socket
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise Unavailable(f"the MLflow server of environment {env!r} did not start in time; try again") from None
 
     def _discard_spare(self) -> None:
         with self._folder_lock:
@@ -302,6 +321,7 @@ class MlflowMount:
             await asyncio.to_thread(running.server.stop)
 
     async def close(self) -> None:
+        self._loop = None  # the server's own registry calls use MLflow in-process from now on (socket_for)
         if self._warming is not None and not self._warming.done():
             self._warming.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -401,7 +421,7 @@ async def _wait_ready(env: str, running: _Running) -> None:
         with contextlib.suppress(httpx.TransportError):
             if (await running.client.get("/health", timeout=5)).status_code == 200:
                 return
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(READY_POLL_SECONDS)
     raise Unavailable(f"the MLflow server of environment {env!r} did not answer within {START_SECONDS:g}s; try again")
 
 

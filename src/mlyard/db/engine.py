@@ -3,12 +3,14 @@ PostgreSQL (``postgresql+psycopg://``, the extra ``mlyard[postgres]``) needs no 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import text as text_sql
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from mlyard.errors import InvalidInput, OperationFailed
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MAX_MIGRATIONS = 10_000
+_REVISION = re.compile(r'^revision(?:: *str)? *= *["\']([^"\']+)["\']', re.MULTILINE)
+_DOWN_REVISION = re.compile(r'^down_revision(?:: *[^=]+)? *= *["\']([^"\']+)["\']', re.MULTILINE)
 URL_FORMS = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE"
 
 
@@ -81,12 +86,49 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+def head_revision() -> str | None:
+    """The newest revision of the migrations, read from their files (`revision = "..."`, `down_revision =
+    "..."`) without Alembic; None when they do not make one chain with one head (then Alembic decides)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py"))[:MAX_MIGRATIONS]:
+        text = path.read_text(encoding="utf-8")
+        found = _REVISION.search(text)
+        if found is None:
+            return None
+        revisions.add(found.group(1))
+        parent = _DOWN_REVISION.search(text)
+        if parent is not None:
+            parents.add(parent.group(1))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def at_head(engine: Engine) -> bool:
+    """True when the database of `engine` is at the newest revision (its `alembic_version` says so)."""
+    head = head_revision()
+    if head is None:
+        return False
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text_sql("SELECT version_num FROM alembic_version")).fetchall()
+    except DBAPIError:
+        return False  # no table yet (a new database), or one Alembic must look at
+    return [row[0] for row in rows] == [head]
+
+
 def upgrade(url: str) -> None:
-    """Bring the schema at `url` to the newest Alembic revision (idempotent)."""
+    """Bring the schema at `url` to the newest Alembic revision (idempotent). A database already there (every
+    server start but the first after an upgrade) is recognised without importing Alembic (0.4 s of CPU)."""
+    engine = make_engine(url)  # a bad URL or a missing driver is the user's to fix: say so first
+    try:
+        if at_head(engine):
+            return
+    finally:
+        engine.dispose()
     from alembic import command
     from alembic.config import Config
 
-    make_engine(url).dispose()  # a bad URL or a missing driver is the user's to fix: say so first
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))

@@ -1,6 +1,7 @@
-"""`Registry`: one environment's model registry, an `MlflowClient` behind mlyard's stage vocabulary.
+"""`Registry`: one environment's model registry, an MLflow client behind mlyard's stage vocabulary.
 
-This module imports MLflow (seconds of CPU); `mlyard.registry` loads it on the first use of `Registry`.
+The client is `MlflowClient` on the store's URI (imported when such a `Registry` is made: seconds of CPU), or
+the light REST client of the environment's MLflow server (`rest.RestClient`, no MLflow import: the server's).
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-
 from mlyard.errors import InvalidInput, NotFound
 from mlyard.registry import promotion, versions
+from mlyard.registry.rest import ApiError, Translating
 from mlyard.registry.stages import ALIASES, check_stage, check_version
 from mlyard.registry.store import (
     check_tracking_uri,
@@ -31,18 +30,22 @@ from mlyard.registry.store import (
 class Registry:
     """One environment's model registry. Methods return plain dicts (JSON-ready) and raise mlyard errors."""
 
-    def __init__(self, tracking_uri: str, *, lock_dir: Path | None = None) -> None:
+    def __init__(self, tracking_uri: str, *, lock_dir: Path | None = None, client: Any = None) -> None:
+        """The registry of the store at `tracking_uri`, used through `client` (a rest.RestClient of the store's
+        MLflow server) or, by default, through `MlflowClient` (initialising an embedded store first)."""
         self.tracking_uri = check_tracking_uri(tracking_uri)
-        if not is_remote(tracking_uri) and not is_initialised(sqlite_path(tracking_uri)):
-            init_store(tracking_uri)
         self.lock_dir = Path(lock_dir) if lock_dir is not None else default_lock_dir(tracking_uri)
-        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        if client is None:
+            if not is_remote(tracking_uri) and not is_initialised(sqlite_path(tracking_uri)):
+                init_store(tracking_uri)
+            client = mlflow_client(tracking_uri)
+        self.client = client
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except MlflowException as exc:
+        except ApiError as exc:
             raise versions.translate(exc, self.tracking_uri) from exc
 
     @contextlib.contextmanager
@@ -124,3 +127,11 @@ class Registry:
                 self.client.set_model_version_tag(rm.name, str(number), str(key), "" if value is None else str(value))
             found = self.client.get_model_version(rm.name, str(number))
             return versions.version_dict(self.client, found, versions.model_aliases(rm))
+
+
+def mlflow_client(tracking_uri: str) -> Any:
+    """`MlflowClient` on `tracking_uri` (tracking and registry), raising `ApiError`s."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    return Translating(MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri), MlflowException)

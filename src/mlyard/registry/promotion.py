@@ -14,13 +14,13 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from mlflow import MlflowClient
-from mlflow.entities.model_registry import ModelVersion, RegisteredModel
-
 from mlyard.errors import NotFound, OperationFailed
 from mlyard.registry.stages import ALIASES, HISTORY_TAG
 from mlyard.registry.store import quiet_mlflow
 from mlyard.registry.versions import (
+    MlflowClient,
+    ModelVersion,
+    RegisteredModel,
     all_versions,
     get_model,
     get_version,

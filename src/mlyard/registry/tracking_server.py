@@ -20,6 +20,7 @@ their standard input closes (the server exited, even killed): nothing is left be
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import json
@@ -33,6 +34,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlyard.errors import InvalidInput, MlyardError
 from mlyard.registry.store import ARTIFACTS_DIR, init_store, is_remote, sqlite_path, sqlite_uri
@@ -46,6 +48,12 @@ WARM_ENV = "MLYARD_REGISTRY_WARM"  # environments whose MLflow server starts wit
 WARM_LIMIT = 8
 STOP_SECONDS = 10.0
 LOG_TAIL_LINES = 20
+# Warm-up of a spare before it is adopted (prepare_app): what MLflow's app imports when it starts, and requests
+# that match none of its routes (each of the API prefixes mlyard passes), so no store is touched.
+WARM_MODULES = ("mlflow.server.assistant.session",)
+WARM_PATHS = ("/api/2.0/mlflow/mlyard-warm-up", "/api/2.0/mlflow-artifacts/mlyard-warm-up",
+              "/api/3.0/mlflow/mlyard-warm-up")  # fmt: skip
+PROBE_SECONDS = 30.0
 # Variables of the server's environment the child keeps: nothing secret, only what Python needs to run.
 KEPT_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "VIRTUAL_ENV", "PYTHONPATH")
 
@@ -276,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     import uvicorn
 
+    if args != [SPARE_FLAG]:
+        prepare_app()  # a spare did it before it was adopted
     uvicorn.run(APP, uds=socket, workers=1, access_log=False, log_level="warning", timeout_graceful_shutdown=5)
     return 0
 
@@ -285,7 +295,7 @@ def _become_adopted() -> str | None:
     folder, log), and watch standard input: when the server's end closes, stop as on SIGTERM."""
     import uvicorn  # noqa: F401 (first, as in a normal start: MLflow's app then sets itself up as a server)
 
-    importlib.import_module(APP.split(":")[0])
+    prepare_app()
     line = sys.stdin.buffer.readline(MAX_CONFIG_BYTES)
     if not line.endswith(b"\n"):
         return None
@@ -299,6 +309,40 @@ def _become_adopted() -> str | None:
     os.close(fd)
     threading.Thread(target=_stop_with_the_server, name="mlyard-parent-watch", daemon=True).start()
     return str(config["socket"])
+
+
+def prepare_app() -> None:
+    """Import MLflow's server app and do, before any store is known, the work its first requests would do:
+    the modules its lifespan imports at start, and the routing state FastAPI builds on the first request
+    (0.25 s of CPU for MLflow's routes) and Flask's URL map, by requests that match no route (404, no store
+    touched: MLflow creates its stores on first use, from the variables the spare is given when adopted)."""
+    app = importlib.import_module(APP.split(":")[0]).app
+    for module in WARM_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    with contextlib.suppress(Exception):  # a warm-up only: the first real request does it otherwise
+        asyncio.run(_probe(app))
+
+
+async def _probe(app: Any) -> None:
+    """GET each path of WARM_PATHS through the ASGI app, in this process, and drop the answers."""
+    for path in WARM_PATHS:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+                 "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+                 "headers": [(b"host", b"localhost")], "client": ("127.0.0.1", 0), "server": ("localhost", 80)}
+        sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                await asyncio.sleep(3600)  # the client never disconnects during a probe
+            sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            pass
+
+        await asyncio.wait_for(app(scope, receive, send), PROBE_SECONDS)
 
 
 def _stop_with_the_server() -> None:

@@ -9,12 +9,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from mlflow import MlflowClient
-from mlflow.entities.model_registry import ModelVersion, RegisteredModel
-from mlflow.exceptions import MlflowException
-
 from mlyard.errors import InvalidInput, NotFound, OperationFailed
+from mlyard.registry.rest import ApiError
 from mlyard.registry.stages import HISTORY_TAG
+
+# The client is `MlflowClient` (wrapped by rest.Translating: its errors are ApiErrors) or rest.RestClient, and
+# the entities MLflow's or rest's: both have the attributes read here.
+MlflowClient = Any
+ModelVersion = Any
+RegisteredModel = Any
 
 _NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
 _PAGE = 1000
@@ -26,7 +29,7 @@ def iso(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def translate(exc: MlflowException, tracking_uri: str) -> OperationFailed:
+def translate(exc: ApiError, tracking_uri: str) -> OperationFailed:
     return OperationFailed(f"the MLflow registry at {tracking_uri} failed: {exc.message}")
 
 
@@ -35,7 +38,7 @@ def get_model(client: MlflowClient, name: str) -> RegisteredModel:
         raise InvalidInput(f"invalid model name {name!r}: give the name of a registered model")
     try:
         return client.get_registered_model(name)
-    except MlflowException as exc:
+    except ApiError as exc:
         if exc.error_code == _NOT_FOUND:
             raise NotFound(f"model {name!r} not found in the registry") from None
         raise
@@ -86,7 +89,7 @@ def run_metrics(client: MlflowClient, run_id: str | None) -> dict[str, float]:
         return {}
     try:
         return dict(client.get_run(run_id).data.metrics)
-    except MlflowException:
+    except ApiError:
         return {}
 
 

@@ -47,9 +47,10 @@ WARM_POOL_ENV = "MLYARD_SERVING_WARM_POOL"  # warm scoring processes kept ready 
 _LOG_LIMIT = 1024 * 1024
 
 
-def attach(platform: Platform, router: Router | None) -> None:
+def attach(platform: Platform, router: Router | None, *, fill: bool = True) -> None:
     """Give the platform its front proxy and its warm pool of scoring processes (the server's lifespan
-    does); None detaches both (and stops the pool's idle processes)."""
+    does); None detaches both (and stops the pool's idle processes). `fill=False`: the pool's processes
+    start at `fill_pool` (the server starts them once the registry is warm: both take seconds of CPU)."""
     platform.deployments.router = router
     pool, platform.deployments.pool = platform.deployments.pool, None
     if pool is not None:
@@ -61,8 +62,16 @@ def attach(platform: Platform, router: Router | None) -> None:
         env = {**_child_env(), "PYTHONUNBUFFERED": "1", **thread_pool_env(1)}  # cpu=1, the default deployment
         log_file = platform.settings.envs_dir.parent / "serving-pool.log"
         platform.deployments.pool = pool = WarmPool(sys.executable, env, size=size, log_file=log_file)
-        pool.fill_later()
+        if fill:
+            pool.fill_later()
         log.info("scoring warm pool: %d process(es) (%s=0 turns it off)", size, WARM_POOL_ENV)
+
+
+def fill_pool(platform: Platform) -> None:
+    """Start the warm pool's processes in the background (nothing without a pool)."""
+    pool = platform.deployments.pool
+    if pool is not None:
+        pool.fill_later()
 
 
 def warm_pool_size() -> int:

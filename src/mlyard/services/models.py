@@ -1,13 +1,18 @@
 """Models in the registry of each environment (MLflow), behind mlyard's stage vocabulary.
 
-The registry adapter (mlyard.registry) is imported lazily: MLflow takes seconds to import, and a
-server that never touches models should not pay for it.
+In the server, the registry of an environment with the embedded store is reached through that environment's
+MLflow server (the process that serves `/mlflow/<env>`, over its Unix socket, with the light REST client
+mlyard.registry.rest): the server never imports MLflow, which takes seconds of CPU. Elsewhere (no server, a
+remote MLflow), `MlflowClient` is used in-process, imported on first use.
 """
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from mlyard.services import audit, environments
 from mlyard.services.auth import Principal
@@ -16,20 +21,34 @@ from mlyard.services.platform import Platform
 if TYPE_CHECKING:
     from mlyard.registry import Registry
 
-_registries: dict[str, Registry] = {}
+REST_TIMEOUT = httpx.Timeout(120.0, connect=10.0)  # a stage change waits for the model's lock (120 s at most)
+_registries: dict[tuple[str, str], Registry] = {}
 _lock = threading.Lock()
 
 
 def registry(platform: Platform, env: str) -> Registry:
-    """The registry of environment `env` (its store is initialised once, under a lock, on first use)."""
+    """The registry of environment `env`: through its MLflow server when the server runs one (started if needed),
+    else MLflow in-process (the store is then initialised once, under a lock, on first use)."""
     tracking_uri = environments.get_environment(platform, env)["mlflow_tracking_uri"]
+    socket = platform.mlflow_socket(env, tracking_uri) if platform.mlflow_socket is not None else None
+    key = (tracking_uri, str(socket or ""))
     with _lock:
-        cached = _registries.get(tracking_uri)
+        cached = _registries.get(key)
         if cached is None:
-            from mlyard.registry import Registry
-
-            cached = _registries[tracking_uri] = Registry(tracking_uri)
+            cached = _registries[key] = _open(env, tracking_uri, socket)
         return cached
+
+
+def _open(env: str, tracking_uri: str, socket: Path | None) -> Registry:
+    from mlyard.registry.adapter import Registry
+
+    if socket is None:
+        return Registry(tracking_uri)
+    from mlyard.registry.rest import RestClient
+
+    http = httpx.Client(transport=httpx.HTTPTransport(uds=str(socket)), base_url="http://localhost",
+                        timeout=REST_TIMEOUT)  # fmt: skip
+    return Registry(tracking_uri, client=RestClient(http, f"the MLflow server of environment {env!r}"))
 
 
 def list_models(platform: Platform, env: str) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -26,6 +27,9 @@ class Platform:
     environment_listeners: list[Callable[[str], None]] = field(default_factory=list)  # called with a new env's name
     deployments: DeploymentRuntime = field(default_factory=DeploymentRuntime)  # scoring servers of this process
     orchestrator: Any = None  # the scheduler (ci.orchestrator.Orchestrator) when a server runs
+    # When a server runs: (env, tracking URI) -> the Unix socket of the environment's MLflow server, started if
+    # needed (api.mlflow_mount); None where MLflow is used in-process (services.models).
+    mlflow_socket: Callable[[str, str], Path | None] | None = None
     login_failures: LoginFailures = field(default_factory=LoginFailures)  # failed logins per client address
     _secret_key: bytes | None = field(default=None, repr=False)
 
