@@ -239,21 +239,15 @@ def test_deployments_started_from_the_warm_pool(srv: Server) -> None:
     assert pool["size"] == 1 and pool["handed_out"] >= 1, pool
 
 
-def test_a_version_that_does_not_start_is_a_422_that_says_why(server: Server, tmp_path: Path) -> None:
+def test_a_version_that_does_not_start_is_a_422_that_says_why(
+    srv: Server, logged: list[Logged], tmp_path: Path
+) -> None:
     """A model version whose files cannot be loaded: the deployment answers 422 with the scoring server's log
-    (it used to be a 500), the CLI exits 2 without a traceback, and nothing is left deployed.
-
-    On the session server (no warm pool): on this module's server each failed start took the warm process and the
-    pool started a replacement (seconds of CPU each); a warm process's failed start is tests/serving/test_pool.py's.
-    """
+    (it used to be a 500), the CLI exits 2 without a traceback, and nothing is left deployed."""
     from mlflow import MlflowClient
 
-    from mlyard.registry import init_store
-
-    srv = server
     with srv.client() as api:
         uri = api.get("/api/v1/environments/dev").json()["mlflow_tracking_uri"]
-    init_store(uri)  # (the `logged` fixture did it on this module's server)
     broken = tmp_path / "broken-model"
     broken.mkdir()
     (broken / "MLmodel").write_text("flavors:\n  python_function:\n    loader_module: no_such_module_here\n")
