@@ -7,15 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import yaml
 
 from mlyard.agent.commands import parse_command
 from mlyard.agent.masking import Masker
 from mlyard.protocol import FAILED, SUCCEEDED, SUCCEEDED_WITH_ISSUES
+from tests import yamldata
 from tests.agent.conftest import DATA, Runner, job, script
 
-COMMANDS = yaml.safe_load((DATA / "logging_commands.yaml").read_text())
-MASKING = yaml.safe_load((DATA / "masking.yaml").read_text())
+COMMANDS = yamldata.read(DATA / "logging_commands.yaml")
+MASKING = yamldata.read(DATA / "masking.yaml")
 
 
 @pytest.mark.parametrize("case", COMMANDS, ids=[case["line"][:40] for case in COMMANDS])

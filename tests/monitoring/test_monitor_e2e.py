@@ -15,24 +15,25 @@ import pandas as pd
 import pytest
 
 from mlyard.monitoring.profile import log_profile, profile_frame
-from tests.conftest import TLS, Server, start_server
+from tests.conftest import TLS, Server
 from tests.registry.conftest import Logged, register_versions
 
-pytestmark = [pytest.mark.slow, pytest.mark.long]  # a server, three logged models, a deployment
+pytestmark = [pytest.mark.slow, pytest.mark.long]  # three logged models, a deployment
 MODEL = "watched"
 BATCH, REQUESTS = 10, 20  # rows per request, requests per phase
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = start_server(tmp_path_factory.mktemp("monitor"))
-    yield server
-    server.stop()
+def srv(server: Server) -> Server:
+    """The session server (nothing here restarts it; a server and its dev MLflow server of this module's own were
+    seconds of CPU). The report is per deployment: other tests' models in dev do not reach it."""
+    return server
 
 
 @pytest.fixture(scope="module")
-def deployed(srv: Server) -> tuple[dict, list[Logged]]:
-    """Version 1 of MODEL, its run holding the baseline profile of its (uniform) training data, deployed in dev."""
+def deployed(srv: Server) -> Iterator[tuple[dict, list[Logged]]]:
+    """Version 1 of MODEL, its run holding the baseline profile of its (uniform) training data, deployed in dev;
+    deleted at the module's end (later modules on the session server list dev's deployments)."""
     with srv.client() as api:
         uri = api.get("/api/v1/environments/dev").json()["mlflow_tracking_uri"]
     logged = register_versions(uri, MODEL)
@@ -40,7 +41,8 @@ def deployed(srv: Server) -> tuple[dict, list[Logged]]:
     log_profile(profile_frame(pd.DataFrame({"a": rng.uniform(0, 1, 2000), "b": rng.uniform(0, 1, 2000)})),
                 run_id=logged[0].run_id, tracking_uri=uri)  # fmt: skip
     found = json.loads(srv.cli("deployments", "create", MODEL, "--env", "dev", "--version", "1", "--json").stdout)
-    return found, logged
+    yield found, logged
+    srv.cli("deployments", "delete", MODEL, "--env", "dev", check=False)
 
 
 def send(url: str, rows: np.ndarray, request_id: str | None = None) -> tuple[str, list]:

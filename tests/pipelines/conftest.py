@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
+from tests import yamldata
 
 DATA = Path(__file__).parents[1] / "data" / "pipelines"
 
@@ -15,7 +15,7 @@ def load_cases(*names: str) -> list[dict[str, Any]]:
     """The cases of data files under tests/data/pipelines/cases/, each with a `source:` page title."""
     cases: list[dict[str, Any]] = []
     for name in names:
-        document = yaml.safe_load((DATA / "cases" / name).read_text(encoding="utf-8"))
+        document = yamldata.read(DATA / "cases" / name)
         cases.extend(document["cases"])
     return cases
 

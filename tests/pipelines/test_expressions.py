@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from mlyard.pipelines.expressions import (
     ExpressionContext,
@@ -23,6 +22,7 @@ from mlyard.pipelines.expressions import (
     is_runtime_expression,
     to_string,
 )
+from tests import yamldata
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "pipelines" / "expressions"
 SOURCES = {"Expressions", "Conditions", "Template expressions", "Define variables", "Runtime parameters"}
@@ -32,7 +32,7 @@ MODES = {"evaluate", "condition", "interpolate", "macros", "runtime"}
 def _load_cases() -> list[Any]:
     params = []
     for path in sorted(DATA.glob("*.yaml")):
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yamldata.read(path)
         mode = document.get("mode", "evaluate")
         for case in document["cases"]:
             case.setdefault("mode", mode)

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from mlyard.pipelines import Pipeline, PipelineError, Variable, compile_pipeline, load_pipeline, trigger_decision
+from tests import yamldata
 from tests.pipelines.conftest import DATA, lookup
 
 EXAMPLES = DATA / "mslearn"
@@ -35,7 +35,7 @@ def test_every_example_names_its_page() -> None:
 
 
 def _expect(folder: Path) -> dict[str, Any]:
-    return yaml.safe_load((folder / "expect.yaml").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    return yamldata.read(folder / "expect.yaml")  # type: ignore[no-any-return]
 
 
 def _case(folder: Path) -> Any:

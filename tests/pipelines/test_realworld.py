@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from mlyard.pipelines import Job, PipelineError, Plan, compile_pipeline, load_pipeline
+from tests import yamldata
 
 REPO = Path(__file__).parents[2]
 CORPUS = REPO / "tests/data/realworld"
@@ -54,7 +55,7 @@ class Entry:
 
 
 def read_manifest() -> tuple[Entry, ...]:
-    document = yaml.safe_load((CORPUS / "manifest.yml").read_text(encoding="utf-8"))
+    document = yamldata.read(CORPUS / "manifest.yml")
     assert isinstance(document, list) and 0 < len(document) <= MAX_MANIFEST_ENTRIES
     entries = []
     for item in document:
@@ -78,7 +79,7 @@ def read_manifest() -> tuple[Entry, ...]:
 
 
 ENTRIES = read_manifest()
-SHAPES: dict[str, list[dict[str, Any]]] = yaml.safe_load((CORPUS / "shapes.yml").read_text(encoding="utf-8"))
+SHAPES: dict[str, list[dict[str, Any]]] = yamldata.read(CORPUS / "shapes.yml")
 BY_KEY = {entry.key: entry for entry in ENTRIES}
 
 

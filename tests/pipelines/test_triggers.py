@@ -17,6 +17,7 @@ from mlyard.pipelines.triggers import (
     parse_trigger,
     trigger_decision,
 )
+from tests import yamldata
 
 DATA = Path(__file__).parents[1] / "data" / "pipelines" / "triggers"
 SOURCES = {
@@ -29,7 +30,7 @@ SOURCES = {
 def _cases(*files: Path) -> list[Any]:
     params = []
     for file in files:
-        for case in yaml.safe_load(file.read_text(encoding="utf-8"))["cases"]:
+        for case in yamldata.read(file)["cases"]:
             params.append(pytest.param(case, id=f"{file.stem}:{case['name']}"))
     return params
 

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from mlyard.pipelines.patterns import any_path_regex, path_filter, path_pattern, ref_pattern
+from tests import yamldata
 
-TABLE = yaml.safe_load((Path(__file__).parents[1] / "data/pipelines/triggers/patterns.yaml").read_text("utf-8"))
+TABLE = yamldata.read(Path(__file__).parents[1] / "data/pipelines/triggers/patterns.yaml")
 
 
 @pytest.mark.parametrize("case", TABLE["refs"], ids=lambda c: f"{c['pattern']}~{c['ref']}")

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from mlyard.scaffold import TEMPLATE_DIR, default_answers, render_project
+from tests import yamldata
 
 REPO = Path(__file__).parents[2]
 SCHEMA = REPO / "../shared/azure-pipelines/service-schema.json"
-CASES = yaml.safe_load((Path(__file__).parent / "data/answers.yml").read_text(encoding="utf-8"))
+CASES = yamldata.read(Path(__file__).parent / "data/answers.yml")
 
 
 def run_python(project: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 180) -> Any:

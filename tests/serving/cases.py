@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
+from tests import yamldata
 
-CASES: list[dict[str, Any]] = yaml.safe_load((Path(__file__).parent / "data" / "requests.yaml").read_text())["cases"]
+CASES: list[dict[str, Any]] = yamldata.read(Path(__file__).parent / "data" / "requests.yaml")["cases"]
 OK_CASES = [case for case in CASES if case["status"] == 200]
 ERROR_CASES = [case for case in CASES if case["status"] != 200]
 
