@@ -31,7 +31,8 @@ log = logging.getLogger("mlyard.agents")
 MARK_VARIABLE = "MLYARD_AGENT_MARK"
 TOKEN_VARIABLE = "MLYARD_AGENT_TOKEN"
 # Variables of the server's environment its agents keep: test and debugging knobs, the bwrap binary.
-AGENT_VARIABLES = ("MLYARD_AGENT_MINUTE_SECONDS", "MLYARD_KEEP_WORK", "MLYARD_BWRAP")
+AGENT_VARIABLES = ("MLYARD_AGENT_MINUTE_SECONDS", "MLYARD_KEEP_WORK", "MLYARD_BWRAP", "MLYARD_STEP_WARM",
+                   "MLYARD_STEP_WARM_MODULES")  # fmt: skip
 PARENT_POLL_SECONDS = 0.5
 SUPERVISE_SECONDS = 1.0
 
@@ -120,6 +121,7 @@ def _exit_with_parent(parent: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     from mlyard.agent.runner import run_agent
+    from mlyard.agent.warm import WarmPool
     from mlyard.sandbox import server_paths
 
     parser = argparse.ArgumentParser(prog="python -m mlyard.background.local_agents")
@@ -137,8 +139,13 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
     minute = float(os.environ.get("MLYARD_AGENT_MINUTE_SECONDS") or 60.0)  # tests shorten timeouts
-    run_agent(args.url, os.environ[TOKEN_VARIABLE], name=args.name, work_root=args.work_dir, stop_event=stop,
-              minute=minute, claim_wait=5, sandbox=sandbox)  # fmt: skip
+    warm = WarmPool.create(sandbox, args.work_dir)  # Python steps' warm sandboxes (agent/warm.py)
+    try:
+        run_agent(args.url, os.environ[TOKEN_VARIABLE], name=args.name, work_root=args.work_dir, stop_event=stop,
+                  minute=minute, claim_wait=5, sandbox=sandbox, warm=warm)  # fmt: skip
+    finally:
+        if warm is not None:
+            warm.stop()
 
 
 if __name__ == "__main__":

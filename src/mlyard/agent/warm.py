@@ -1,0 +1,214 @@
+"""Warm step sandboxes: Python's imports paid before the step that needs them starts.
+
+A warm sandbox is a step sandbox (mlyard.sandbox) started before its step is known, with the cold
+sandbox's options but for one: it binds the agent's *slot* directory instead of a job's work directory.
+The agent creates each job's work directory inside the slot, so a warm sandbox sees exactly what a cold
+one sees (the slot holds only that one job's directory; when the job ends its directory is moved out of
+the slot at once). Inside runs :mod:`mlyard.agent.warm_stub`, which pre-imports the ML stack and waits
+for ONE step; `python` invocations of that step are forks of the pre-imported interpreter (see the
+stub). A warm sandbox serves one step and is never reused; a sandbox that waited through a job without
+serving a step ran no code of it and serves the next job.
+
+`MLYARD_STEP_WARM` sets how many wait per agent (default DEFAULT_SIZE, 0 = off);
+`MLYARD_STEP_WARM_MODULES` the modules they pre-import (comma-separated; default DEFAULT_MODULES,
+those not installed are skipped). Only sandboxed agents use them (`--unsandboxed-steps`: none).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlyard.sandbox import Sandbox, passed_environment
+
+log = logging.getLogger("mlyard.agent")
+SIZE_ENV = "MLYARD_STEP_WARM"
+MODULES_ENV = "MLYARD_STEP_WARM_MODULES"
+DEFAULT_SIZE = 1
+MAX_SIZE = 8
+MAX_MODULES = 64
+DEFAULT_MODULES = ("numpy", "pandas", "sklearn", "mlflow")
+STUB = Path(__file__).with_name("warm_stub.py")
+SLOT_PREFIX = ".slot-"
+MAX_SCRIPT_BYTES = 1 << 20
+PYTHON_WORD = re.compile(r"\bpython3?\b")
+_MARK = "MLYARD_AGENT_MARK"
+
+
+def warm_size(environ: dict[str, str] | None = None) -> int:
+    """How many warm sandboxes an agent keeps (MLYARD_STEP_WARM, 0..MAX_SIZE; bad values: the default)."""
+    value = (os.environ if environ is None else environ).get(SIZE_ENV, "").strip()
+    if not value:
+        return DEFAULT_SIZE
+    try:
+        return max(0, min(int(value), MAX_SIZE))
+    except ValueError:
+        log.warning("%s=%r is not a whole number: using %d", SIZE_ENV, value, DEFAULT_SIZE)
+        return DEFAULT_SIZE
+
+
+def warm_modules(environ: dict[str, str] | None = None) -> tuple[str, ...]:
+    """The modules to pre-import that are installed (MLYARD_STEP_WARM_MODULES, else DEFAULT_MODULES)."""
+    value = (os.environ if environ is None else environ).get(MODULES_ENV)
+    names = [name.strip() for name in value.split(",")] if value is not None else list(DEFAULT_MODULES)
+    found = []
+    for name in names[:MAX_MODULES]:
+        if not name or not all(part.isidentifier() for part in name.split(".")):
+            continue
+        with contextlib.suppress(ImportError, ValueError):
+            if importlib.util.find_spec(name.split(".")[0]) is not None:
+                found.append(name)
+    return tuple(found)
+
+
+def invokes_python(text: str) -> bool:
+    """Whether a script's text runs python (the only steps a warm sandbox helps)."""
+    return PYTHON_WORD.search(text) is not None
+
+
+def script_invokes_python(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return invokes_python(handle.read(MAX_SCRIPT_BYTES).decode("utf-8", "replace"))
+    except OSError:
+        return False
+
+
+class WarmPool:
+    """The warm sandboxes of one agent, all on its one slot (an agent runs one job at a time)."""
+
+    def __init__(self, sandbox: Sandbox, work_root: Path, size: int, modules: Sequence[str]) -> None:
+        self.sandbox = sandbox
+        self.work_root = work_root.resolve()
+        self.size = size
+        self.modules = tuple(modules)
+        self.slot = self.work_root / f"{SLOT_PREFIX}{uuid.uuid4().hex[:12]}"
+        self._ready: list[subprocess.Popen[bytes]] = []
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    @classmethod
+    def create(cls, sandbox: Sandbox, work_root: Path) -> WarmPool | None:
+        """The pool the settings ask for, started; None when off or when steps run unsandboxed."""
+        size = warm_size()
+        if size == 0 or not sandbox.enabled:
+            return None
+        pool = cls(sandbox.hiding(work_root), work_root, size, warm_modules())
+        pool.start()
+        return pool
+
+    def start(self) -> None:
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        for stale in sorted(self.work_root.glob(SLOT_PREFIX + "*"))[:16]:  # a previous agent process's
+            shutil.rmtree(stale, ignore_errors=True)
+        self.slot.mkdir()
+        with self._lock:
+            while len(self._ready) < self.size:
+                self._ready.append(self._spawn())
+        log.info("warm step sandboxes: %d waiting, pre-importing %s", self.size, ", ".join(self.modules) or "nothing")
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        env = {**passed_environment(), "HOME": str(self.slot), "PYTHONUNBUFFERED": "1",
+               _MARK: os.environ.get(_MARK, "")}  # fmt: skip
+        argv = self.sandbox.command([sys.executable, str(STUB), ",".join(self.modules)], cwd=self.slot,
+                                    work=[self.slot])  # fmt: skip
+        return subprocess.Popen(argv, cwd=self.slot, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+
+    def holds(self, root: Path) -> bool:
+        """Whether a job's work directory is in the slot (its steps may then use a warm sandbox)."""
+        return root.parent == self.slot
+
+    def take(self) -> subprocess.Popen[bytes] | None:
+        """A waiting sandbox for a step (a replacement starts at once); None when none is left."""
+        with self._lock:
+            if self._stopped:
+                return None
+            taken = None
+            while self._ready and taken is None:
+                proc = self._ready.pop(0)
+                if proc.poll() is None:
+                    taken = proc
+                else:
+                    _close(proc)
+            try:
+                while len(self._ready) < self.size:
+                    self._ready.append(self._spawn())
+            except OSError as exc:
+                log.warning("a warm step sandbox could not start: %s", exc)
+            return taken
+
+    def check_empty(self) -> None:
+        """After a job: the slot must be empty again (its directory moved out); if anything is left, the
+        waiting sandboxes saw it: they are replaced, on a new slot."""
+        try:
+            left = any(self.slot.iterdir())
+        except OSError:
+            left = True
+        if not left:
+            return
+        log.warning("the warm sandboxes' slot %s was not empty after a job: starting new ones", self.slot)
+        with self._lock:
+            ready, self._ready = self._ready, []
+        _kill(ready)
+        self.slot = self.work_root / f"{SLOT_PREFIX}{uuid.uuid4().hex[:12]}"
+        self.slot.mkdir()
+        with self._lock:
+            if not self._stopped:
+                self._ready = [self._spawn() for _ in range(self.size)]
+
+    def count(self) -> int:
+        with self._lock:
+            return sum(proc.poll() is None for proc in self._ready)
+
+    def stop(self) -> None:
+        """Kill the waiting sandboxes and remove the slot (the agent stops)."""
+        with self._lock:
+            self._stopped = True
+            ready, self._ready = self._ready, []
+        _kill(ready)
+        shutil.rmtree(self.slot, ignore_errors=True)
+
+
+def _kill(processes: list[subprocess.Popen[bytes]]) -> None:
+    from mlyard.agent.process import kill_group
+
+    for proc in processes:
+        kill_group(proc.pid, proc, grace=1.0)
+        proc.wait()
+        _close(proc)
+
+
+def _close(proc: subprocess.Popen[bytes]) -> None:
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+def send_request(
+    proc: subprocess.Popen[bytes], argv: list[str], *, cwd: Path, env: dict[str, str], merge: bool
+) -> None:
+    """Give a warm sandbox its step (in a thread: the stub reads it once its imports are done)."""
+    data = json.dumps({"argv": argv, "env": env, "cwd": str(cwd), "merge": merge}).encode()
+
+    def write() -> None:
+        stdin = proc.stdin
+        assert stdin is not None
+        with contextlib.suppress(OSError, ValueError):
+            stdin.write(data)
+        with contextlib.suppress(OSError, ValueError):
+            stdin.close()
+
+    threading.Thread(target=write, name="mlyard-warm-request", daemon=True).start()
