@@ -65,7 +65,9 @@ def main() -> None:
     try:
         home, port = tmp / "home", free_port()
         token = json.loads(mlyard("init", "--port", str(port), "--json", home=home).stdout)["token"]
-        server = Server(home=home, port=port, token=token)
+        # the product's default warm step sandboxes (the test suite turns them off); MLYARD_STEP_WARM=0 compares
+        warm = {"MLYARD_STEP_WARM": os.environ.get("MLYARD_STEP_WARM", "")}
+        server = Server(home=home, port=port, token=token, env=warm)
         server.start()
         try:
             samples = [create_once(server, f"bench-model-{i}") for i in range(runs)]

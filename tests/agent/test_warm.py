@@ -43,6 +43,7 @@ def pool(tmp_path: Path, sandbox: Sandbox) -> Iterator[WarmPool]:
     work = tmp_path / "work"
     warm = WarmPool(sandbox.hiding(work), work, 2, ["decimal"])
     warm.start()
+    assert warm.wait_ready() == 2
     yield warm
     warm.stop()
 

@@ -22,10 +22,12 @@ import json
 import logging
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,12 +37,13 @@ from mlyard.sandbox import Sandbox, passed_environment
 log = logging.getLogger("mlyard.agent")
 SIZE_ENV = "MLYARD_STEP_WARM"
 MODULES_ENV = "MLYARD_STEP_WARM_MODULES"
-DEFAULT_SIZE = 1
+DEFAULT_SIZE = 2  # the template's jobs run two Python steps in a row (tools.py, then the work)
 MAX_SIZE = 8
 MAX_MODULES = 64
 DEFAULT_MODULES = ("numpy", "pandas", "sklearn", "mlflow")
 STUB = Path(__file__).with_name("warm_stub.py")
 SLOT_PREFIX = ".slot-"
+READY = b"ready\n"  # what the stub writes on stderr once its imports are done (warm_stub.READY)
 MAX_SCRIPT_BYTES = 1 << 20
 PYTHON_WORD = re.compile(r"\bpython3?\b")
 _MARK = "MLYARD_AGENT_MARK"
@@ -95,6 +98,7 @@ class WarmPool:
         self.modules = tuple(modules)
         self.slot = self.work_root / f"{SLOT_PREFIX}{uuid.uuid4().hex[:12]}"
         self._ready: list[subprocess.Popen[bytes]] = []
+        self._warm: set[int] = set()  # pids of the waiting sandboxes whose imports are done
         self._lock = threading.Lock()
         self._stopped = False
 
@@ -131,17 +135,23 @@ class WarmPool:
         return root.parent == self.slot
 
     def take(self) -> subprocess.Popen[bytes] | None:
-        """A waiting sandbox for a step (a replacement starts at once); None when none is left."""
+        """A sandbox whose imports are done, for a step (a replacement starts at once); None when none is
+        ready (the step then runs cold: a step that imports little must not wait for the ML stack)."""
         with self._lock:
             if self._stopped:
                 return None
             taken = None
-            while self._ready and taken is None:
-                proc = self._ready.pop(0)
-                if proc.poll() is None:
-                    taken = proc
-                else:
+            for proc in list(self._ready):
+                if proc.poll() is not None:
+                    self._ready.remove(proc)
+                    self._warm.discard(proc.pid)
                     _close(proc)
+                elif taken is None and self._check(proc, 0):
+                    self._ready.remove(proc)
+                    self._warm.discard(proc.pid)
+                    taken = proc
+            if taken is None:
+                return None
             try:
                 while len(self._ready) < self.size:
                     self._ready.append(self._spawn())
@@ -167,6 +177,30 @@ class WarmPool:
         with self._lock:
             if not self._stopped:
                 self._ready = [self._spawn() for _ in range(self.size)]
+
+    def _check(self, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+        """Whether the stub said it is ready (its first line on stderr, read here and nowhere else)."""
+        if proc.pid in self._warm:
+            return True
+        stream = proc.stderr
+        if stream is None:
+            return False
+        try:
+            readable, _, _ = select.select([stream], [], [], timeout)
+            if readable and os.read(stream.fileno(), len(READY)) == READY:
+                self._warm.add(proc.pid)
+                return True
+        except (OSError, ValueError):
+            pass
+        return False
+
+    def wait_ready(self, timeout: float = 60.0) -> int:
+        """Wait until every waiting sandbox finished its imports (tests, benchmarks); how many are ready."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            for proc in self._ready:
+                self._check(proc, max(0.0, deadline - time.monotonic()))
+            return sum(proc.pid in self._warm for proc in self._ready)
 
     def count(self) -> int:
         with self._lock:

@@ -40,6 +40,7 @@ import types  # noqa: E402
 HOME = sys.argv[2] if len(sys.argv) > 2 else "/tmp/.mlyard-warm"  # default: in the sandbox's private /tmp
 BIN = HOME + "/bin"
 SOCKET = HOME + "/sock"
+READY = b"ready\n"
 WAKE: list[int] = []  # the self-pipe of SIGCHLD
 MAX_REQUEST = 8 << 20
 MAX_MESSAGE = 8 << 20
@@ -453,6 +454,7 @@ def main():
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(SOCKET)
     listener.listen(64)
+    os.write(2, READY)  # the agent reads it before it gives this sandbox a step
     request = json.loads(sys.stdin.buffer.read(MAX_REQUEST))
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)

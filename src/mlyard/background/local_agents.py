@@ -85,6 +85,23 @@ class LocalAgents:
         argv += [] if self.sandbox.enabled else ["--unsandboxed-steps"]
         return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, cwd=root)
 
+    def warm_sandboxes(self) -> int:
+        """How many warm step sandboxes (mlyard.agent.warm) the agents hold: their stubs, waiting or serving
+        a step (the forks a stub makes for a step's `python` are not counted)."""
+        count = 0
+        for proc in self.processes:
+            try:
+                descendants = psutil.Process(proc.pid).children(recursive=True)
+            except psutil.Error:
+                continue
+            for process in descendants:
+                try:
+                    if _is_stub(process) and not _is_stub(process.parent()):
+                        count += 1
+                except psutil.Error:
+                    continue
+        return count
+
     def _supervise(self) -> None:
         """Restart an agent process that died; when the server begins to stop, ask every agent to stop
         claiming (each finishes its current job)."""
@@ -110,6 +127,10 @@ class LocalAgents:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _is_stub(process: psutil.Process | None) -> bool:
+    return process is not None and any(arg.endswith("warm_stub.py") for arg in process.cmdline()[:3])
 
 
 def _exit_with_parent(parent: int) -> None:
