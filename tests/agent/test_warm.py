@@ -59,8 +59,10 @@ def test_python_steps_run_warm_and_other_steps_do_not_take_a_sandbox(
     run: Runner, pool: WarmPool, sandbox: Sandbox
 ) -> None:
     spec = job(script("echo", "echo hello"), script("py", f'python -c "{WARM}"\npython3 -c "{WARM}"'))
+    slot = pool.slot
     outcome, rec = run(spec, sandbox=sandbox, warm=pool)
     assert outcome.result == SUCCEEDED, rec.all_text()
+    assert pool.slot == slot and not any(slot.iterdir())  # the job's directory left it; nothing else came in
     assert [line for line in rec.logs["py"] if line in ("warm", "cold")] == ["warm", "warm"]
     assert pool.count() == 2  # the python step's sandbox was replaced at once
 

@@ -43,6 +43,7 @@ MAX_MODULES = 64
 DEFAULT_MODULES = ("numpy", "pandas", "sklearn", "mlflow")
 STUB = Path(__file__).with_name("warm_stub.py")
 SLOT_PREFIX = ".slot-"
+WARM_HOME = "/tmp/.mlyard-warm/home"  # HOME of the stub, in the sandbox's private /tmp
 READY = b"ready\n"  # what the stub writes on stderr once its imports are done (warm_stub.READY)
 MAX_SCRIPT_BYTES = 1 << 20
 PYTHON_WORD = re.compile(r"\bpython3?\b")
@@ -123,7 +124,9 @@ class WarmPool:
         log.info("warm step sandboxes: %d waiting, pre-importing %s", self.size, ", ".join(self.modules) or "nothing")
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        env = {**passed_environment(), "HOME": str(self.slot), "PYTHONUNBUFFERED": "1",
+        # as a step's (TF_BUILD: every step has it; MLflow reads it at import), but HOME: the sandbox's own
+        # /tmp (what the imports write there, e.g. MLflow's telemetry id, stays in this sandbox)
+        env = {**passed_environment(), "HOME": WARM_HOME, "PYTHONUNBUFFERED": "1", "TF_BUILD": "True",
                _MARK: os.environ.get(_MARK, "")}  # fmt: skip
         argv = self.sandbox.command([sys.executable, str(STUB), ",".join(self.modules)], cwd=self.slot,
                                     work=[self.slot])  # fmt: skip

@@ -33,6 +33,7 @@ import signal  # noqa: E402
 import site  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
+import sysconfig  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import types  # noqa: E402
@@ -41,6 +42,7 @@ HOME = sys.argv[2] if len(sys.argv) > 2 else "/tmp/.mlyard-warm"  # default: in 
 BIN = HOME + "/bin"
 SOCKET = HOME + "/sock"
 READY = b"ready\n"
+DEBUG = "MLYARD_STEP_WARM_DEBUG"
 WAKE: list[int] = []  # the self-pipe of SIGCHLD
 MAX_REQUEST = 8 << 20
 MAX_MESSAGE = 8 << 20
@@ -50,8 +52,13 @@ BASE_ENV = dict(os.environ)
 UNBUFFERED = bool(BASE_ENV.get("PYTHONUNBUFFERED"))  # how this interpreter's stdio was made (it has no -u)
 # Variables that change what an interpreter or a pre-imported library does at start-up or import time:
 # a request whose value differs from this program's gets the real interpreter.
+# Also every variable the pre-imports read (READ, recorded while importing), but for those whose uses the
+# fork recomputes (HOME: FIXED_UP below) or that nothing caches (PATH).
 SENSITIVE = ("LANG", "LC_", "TZ", "OMP_", "OPENBLAS_", "GOTO_", "MKL_", "KMP_", "BLIS_", "VECLIB_", "NUMEXPR_",
-             "NPY_", "NUMPY_", "SCIPY_", "SKLEARN_", "PANDAS_", "JOBLIB_", "MPL", "MLFLOW_", "PYARROW_", "ARROW_")
+             "NPY_", "NUMPY_", "SCIPY_", "SKLEARN_", "PANDAS_", "JOBLIB_", "MPL", "PYARROW_", "ARROW_")
+READ: set[str] = set()
+REASON = [""]  # why the last request gets the real interpreter (MLYARD_STEP_WARM_DEBUG=1 shows it)
+NOT_CACHED = {"HOME", "PATH"}
 # PYTHON* variables a fork reproduces (the flags they set are compared); any other one means cold.
 PYTHON_OK = ("PYTHONPATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONBREAKPOINT")
 SHIM = """#!{python} -IS
@@ -81,6 +88,9 @@ try:
 except (OSError, ValueError):
     pass
 if not line.startswith(b"pid "):
+    if os.environ.get("MLYARD_STEP_WARM_DEBUG"):
+        sys.stderr.write("mlyard: cold python " + line.decode(errors="replace").strip() + "\\n")
+        sys.stderr.flush()
     os.execv(real, [real, *args])
 child = int(line[4:])
 
@@ -111,12 +121,27 @@ def preload(names):
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
     os.dup2(null, 2)
+    environ = type(os.environ)
+    get, contains = environ.__getitem__, environ.__contains__
+
+    def recorded_get(self, key):  # type: ignore[no-untyped-def]
+        if isinstance(key, str):  # os.environb's keys are bytes
+            READ.add(key)
+        return get(self, key)
+
+    def recorded_contains(self, key):  # type: ignore[no-untyped-def]
+        if isinstance(key, str):
+            READ.add(key)
+        return contains(self, key)
+
+    environ.__getitem__, environ.__contains__ = recorded_get, recorded_contains  # type: ignore[method-assign]
     try:
         for name in names:
             if name:
                 with contextlib.suppress(Exception):
                     importlib.import_module(name)
     finally:
+        environ.__getitem__, environ.__contains__ = get, contains  # type: ignore[method-assign]
         sys.stdout.flush()
         sys.stderr.flush()
         os.dup2(saved[0], 1)
@@ -145,14 +170,15 @@ def same_interpreter(exe):
         return False
 
 
-def _env_matches(env):
+def _env_difference(env):
+    """The first variable that makes a fork differ from a fresh interpreter ('' when none)."""
     for key in env:
         if key.startswith("PYTHON") and key not in PYTHON_OK:
-            return False
-    for key in set(env) | set(BASE_ENV):
-        if key.startswith(SENSITIVE) and env.get(key) != BASE_ENV.get(key):
-            return False
-    return True
+            return key
+    for key in sorted(set(env) | set(BASE_ENV) | READ):
+        if (key.startswith(SENSITIVE) or key in READ) and key not in NOT_CACHED and env.get(key) != BASE_ENV.get(key):
+            return key
+    return ""
 
 
 def _options(args):
@@ -210,11 +236,18 @@ def _shadowed(folder, names):
 def plan(request):
     """How a warm child runs a shim's request: a dict, or None when only the real interpreter can."""
     exe, args, env, cwd = request["exe"], request["args"], request["env"], request["cwd"]
-    if not same_interpreter(exe) or not _env_matches(env) or not os.path.isdir(cwd):
+    REASON[0] = "another interpreter" if not same_interpreter(exe) else "no working directory"
+    if not same_interpreter(exe) or not os.path.isdir(cwd):
+        return None
+    variable = _env_difference(env)
+    REASON[0] = f"the variable {variable}"
+    if variable:
         return None
     options = _options(args)
+    REASON[0] = "an interpreter option or no script"
     if options is None:
         return None
+    REASON[0] = "PYTHONUNBUFFERED, PYTHONDONTWRITEBYTECODE, a user site folder, the script or a module's name"
     mode, target, rest, unbuffered, no_bytecode = options
     if bool(unbuffered or env.get("PYTHONUNBUFFERED")) != UNBUFFERED:
         return None
@@ -257,6 +290,19 @@ def _stdio(fd, write, template):
                               line_buffering=line_buffering, write_through=bool(unbuffered))  # fmt: skip
     stream.mode = "w" if write else "r"
     return stream
+
+
+def _fix_up_home():
+    """What the interpreter and the pre-imports derived from HOME at start-up, derived again from the
+    step's HOME (the user site folder; MLflow's Databricks CLI configuration path)."""
+    site.USER_BASE = site._getuserbase()
+    site.USER_SITE = site._get_path(site.USER_BASE)
+    variables = getattr(sysconfig, "_CONFIG_VARS", None)
+    if variables:
+        variables["userbase"] = site.USER_BASE
+    provider = sys.modules.get("mlflow.legacy_databricks_cli.configure.provider")
+    if provider is not None and hasattr(provider, "_home"):
+        provider._home = os.path.expanduser("~")
 
 
 def _exit_code(exc):
@@ -310,6 +356,7 @@ def warm_child(job, fds, keep_closed):
         os.environ.clear()
         os.environ.update(job["env"])
         time.tzset()
+        _fix_up_home()
         sys.argv = job["argv"]
         sys.orig_argv = job["orig"]
         sys.executable = job["exe"]
@@ -424,15 +471,18 @@ def _answer(conn, listener, wake, children):
     except (OSError, ValueError, EOFError, TypeError):
         conn.close()
         return
+    REASON[0] = "an unreadable request"
     try:
         job = plan(request) if isinstance(request, dict) else None
-    except Exception:
+    except Exception as exc:
+        REASON[0] = f"{type(exc).__name__}: {exc}"
         job = None
     if job is None:
         for fd in fds:
             os.close(fd)
+        why = f" ({REASON[0]})" if isinstance(request, dict) and request.get("env", {}).get(DEBUG) else ""
         with contextlib.suppress(OSError):
-            conn.sendall(b"cold\n")
+            conn.sendall(f"cold{why}\n".encode())
         conn.close()
         return
     sys.stdout.flush()
@@ -449,6 +499,9 @@ def _answer(conn, listener, wake, children):
 
 
 def main():
+    home = os.environ.get("HOME", "")
+    if home.startswith(HOME + "/"):
+        os.makedirs(home, mode=0o700, exist_ok=True)
     preload(sys.argv[1].split(",") if len(sys.argv) > 1 else [])
     install_shims()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
