@@ -195,3 +195,10 @@ def test_the_pool_size_setting_and_which_scripts_are_python() -> None:
     assert warm_size({SIZE_ENV: "0"}) == 0 and warm_size({SIZE_ENV: "3"}) == 3 and warm_size({SIZE_ENV: "99"}) == 8
     assert invokes_python("python -m pytest") and invokes_python("x=1; python3 a.py")
     assert not invokes_python("echo hi") and not invokes_python("pythonic --flag") and not invokes_python("mypython")
+
+
+def test_no_pool_when_off_or_unsandboxed(tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SIZE_ENV, "0")
+    assert WarmPool.create(sandbox, tmp_path / "work") is None
+    monkeypatch.setenv(SIZE_ENV, "1")
+    assert WarmPool.create(Sandbox.none(), tmp_path / "work") is None  # --unsandboxed-steps: every step cold

@@ -40,7 +40,9 @@ MODULES_ENV = "MLYARD_STEP_WARM_MODULES"
 DEFAULT_SIZE = 2  # the template's jobs run two Python steps in a row (tools.py, then the work)
 MAX_SIZE = 8
 MAX_MODULES = 64
-DEFAULT_MODULES = ("numpy", "pandas", "sklearn", "mlflow")
+# the ML stack mlyard ships, and what the project template imports of it
+DEFAULT_MODULES = ("numpy", "pandas", "sklearn", "mlflow", "sklearn.linear_model", "sklearn.metrics",
+                   "sklearn.pipeline", "sklearn.preprocessing", "sklearn.model_selection", "mlflow.sklearn")
 STUB = Path(__file__).with_name("warm_stub.py")
 SLOT_PREFIX = ".slot-"
 WARM_HOME = "/tmp/.mlyard-warm/home"  # HOME of the stub, in the sandbox's private /tmp
