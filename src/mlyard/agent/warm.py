@@ -102,6 +102,8 @@ class WarmPool:
         self.slot = self.work_root / f"{SLOT_PREFIX}{uuid.uuid4().hex[:12]}"
         self._ready: list[subprocess.Popen[bytes]] = []
         self._warm: set[int] = set()  # pids of the waiting sandboxes whose imports are done
+        self._held = False  # a job runs: no sandbox starts
+        self._wake = threading.Event()
         self._lock = threading.Lock()
         self._stopped = False
 
@@ -120,10 +122,47 @@ class WarmPool:
         for stale in sorted(self.work_root.glob(SLOT_PREFIX + "*"))[:16]:  # a previous agent process's
             shutil.rmtree(stale, ignore_errors=True)
         self.slot.mkdir()
-        with self._lock:
-            while len(self._ready) < self.size:
-                self._ready.append(self._spawn())
+        threading.Thread(target=self._fill, name="mlyard-warm-sandboxes", daemon=True).start()
         log.info("warm step sandboxes: %d waiting, pre-importing %s", self.size, ", ".join(self.modules) or "nothing")
+
+    def _fill(self) -> None:
+        """Keep `size` sandboxes waiting, starting one at a time (each import takes a core for seconds)
+        and none while a job runs (its steps need the cores; the job's used sandboxes are replaced when
+        it ends)."""
+        while True:
+            with self._lock:
+                if self._stopped:
+                    return
+                proc = None
+                if not self._held and len(self._ready) < self.size and all(p.pid in self._warm for p in self._ready):
+                    try:
+                        proc = self._spawn()
+                        self._ready.append(proc)
+                    except OSError as exc:
+                        log.warning("a warm step sandbox could not start: %s", exc)
+            if proc is None:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            stream = proc.stderr
+            assert stream is not None
+            while not self._stopped and proc.poll() is None:  # until its imports are done
+                with contextlib.suppress(OSError, ValueError):
+                    select.select([stream], [], [], 0.5)
+                with self._lock:
+                    if proc not in self._ready or self._check(proc, 0):
+                        break
+
+    def hold(self) -> None:
+        """A job starts: no sandbox starts until release()."""
+        with self._lock:
+            self._held = True
+
+    def release(self) -> None:
+        """The job ended: replace the sandboxes it used."""
+        with self._lock:
+            self._held = False
+        self._wake.set()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         # as a step's (TF_BUILD: every step has it; MLflow reads it at import), but HOME: the sandbox's own
@@ -140,8 +179,9 @@ class WarmPool:
         return root.parent == self.slot
 
     def take(self) -> subprocess.Popen[bytes] | None:
-        """A sandbox whose imports are done, for a step (a replacement starts at once); None when none is
-        ready (the step then runs cold: a step that imports little must not wait for the ML stack)."""
+        """A sandbox whose imports are done, for a step (its replacement starts when the job ends); None
+        when none is ready (the step then runs cold: a step that imports little must not wait for the ML
+        stack)."""
         with self._lock:
             if self._stopped:
                 return None
@@ -155,13 +195,6 @@ class WarmPool:
                     self._ready.remove(proc)
                     self._warm.discard(proc.pid)
                     taken = proc
-            if taken is None:
-                return None
-            try:
-                while len(self._ready) < self.size:
-                    self._ready.append(self._spawn())
-            except OSError as exc:
-                log.warning("a warm step sandbox could not start: %s", exc)
             return taken
 
     def check_empty(self) -> None:
@@ -179,9 +212,7 @@ class WarmPool:
         _kill(ready)
         self.slot = self.work_root / f"{SLOT_PREFIX}{uuid.uuid4().hex[:12]}"
         self.slot.mkdir()
-        with self._lock:
-            if not self._stopped:
-                self._ready = [self._spawn() for _ in range(self.size)]
+        self._wake.set()
 
     def _check(self, proc: subprocess.Popen[bytes], timeout: float) -> bool:
         """Whether the stub said it is ready (its first line on stderr, read here and nowhere else)."""
@@ -200,12 +231,14 @@ class WarmPool:
         return False
 
     def wait_ready(self, timeout: float = 60.0) -> int:
-        """Wait until every waiting sandbox finished its imports (tests, benchmarks); how many are ready."""
+        """Wait until `size` sandboxes finished their imports (tests, benchmarks); how many are ready."""
         deadline = time.monotonic() + timeout
-        with self._lock:
-            for proc in self._ready:
-                self._check(proc, max(0.0, deadline - time.monotonic()))
-            return sum(proc.pid in self._warm for proc in self._ready)
+        while True:
+            with self._lock:
+                ready = sum(proc.pid in self._warm for proc in self._ready)
+            if ready >= self.size or time.monotonic() > deadline:
+                return ready
+            time.sleep(0.05)
 
     def count(self) -> int:
         with self._lock:
@@ -216,6 +249,7 @@ class WarmPool:
         with self._lock:
             self._stopped = True
             ready, self._ready = self._ready, []
+        self._wake.set()
         _kill(ready)
         shutil.rmtree(self.slot, ignore_errors=True)
 

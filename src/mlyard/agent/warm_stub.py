@@ -43,6 +43,7 @@ BIN = HOME + "/bin"
 SOCKET = HOME + "/sock"
 READY = b"ready\n"
 DEBUG = "MLYARD_STEP_WARM_DEBUG"
+PYTEST_PLUGINS: list[str] = []
 WAKE: list[int] = []  # the self-pipe of SIGCHLD
 MAX_REQUEST = 8 << 20
 MAX_MESSAGE = 8 << 20
@@ -148,6 +149,34 @@ def preload(names):
         os.dup2(saved[1], 2)
         for fd in (null, *saved):
             os.close(fd)
+
+
+def pytest_plugin_modules():
+    """The pre-imported top-level modules of distributions that hold a pytest plugin (anyio, imported
+    by MLflow): pytest marks them for assertion rewriting and warns that they were imported first."""
+    try:
+        from importlib.metadata import entry_points
+
+        names = set()
+        for entry in entry_points(group="pytest11"):
+            for file in (entry.dist.files if entry.dist is not None else None) or ():
+                parts = file.parts
+                if parts and not parts[0].endswith((".dist-info", ".egg-info", "..")):
+                    names.add(parts[0].partition(".")[0])
+        return sorted(name for name in names if name in sys.modules)
+    except Exception:
+        return []
+
+
+def _not_rewritten(names):
+    """In a fork: what a fresh interpreter would import after pytest installed its rewriting hook is
+    already imported here; say so in the way pytest reads (its docstring), instead of a warning that a
+    fresh interpreter does not print (the library's own asserts are not test code either way)."""
+    for name in names:
+        module = sys.modules.get(name)
+        if module is not None and "PYTEST_DONT_REWRITE" not in (module.__doc__ or ""):
+            with contextlib.suppress(AttributeError, TypeError):
+                module.__doc__ = (module.__doc__ or "") + "\n\nPYTEST_DONT_REWRITE"
 
 
 def install_shims():
@@ -357,6 +386,7 @@ def warm_child(job, fds, keep_closed):
         os.environ.update(job["env"])
         time.tzset()
         _fix_up_home()
+        _not_rewritten(PYTEST_PLUGINS)
         sys.argv = job["argv"]
         sys.orig_argv = job["orig"]
         sys.executable = job["exe"]
@@ -503,6 +533,7 @@ def main():
     if home.startswith(HOME + "/"):
         os.makedirs(home, mode=0o700, exist_ok=True)
     preload(sys.argv[1].split(",") if len(sys.argv) > 1 else [])
+    PYTEST_PLUGINS[:] = pytest_plugin_modules()
     install_shims()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(SOCKET)
