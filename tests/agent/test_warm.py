@@ -202,3 +202,11 @@ def test_no_pool_when_off_or_unsandboxed(tmp_path: Path, sandbox: Sandbox, monke
     assert WarmPool.create(sandbox, tmp_path / "work") is None
     monkeypatch.setenv(SIZE_ENV, "1")
     assert WarmPool.create(Sandbox.none(), tmp_path / "work") is None  # --unsandboxed-steps: every step cold
+
+
+def test_the_pool_publishes_how_many_are_ready_where_the_server_reads_it(pool: WarmPool) -> None:
+    from mlyard.agent.warm import STATUS_FILE
+    from mlyard.background.local_agents import WARM_STATUS
+
+    assert STATUS_FILE == WARM_STATUS
+    assert (pool.work_root / STATUS_FILE).read_text().strip() == "2"

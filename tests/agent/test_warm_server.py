@@ -18,7 +18,7 @@ PIPELINE = f"""trigger:
   branches:
     include: [master]
 steps:
-- script: echo "no python here"
+- script: echo "nothing to import here"
 - script: |
     python -c "{WARM}"
     python -c "import decimal; decimal.LEFT_BY_STEP_ONE = 1"
@@ -26,12 +26,14 @@ steps:
     python -c "{WARM}"
     python -c "import decimal; print('left over:', hasattr(decimal, 'LEFT_BY_STEP_ONE'))"
     python -c "import sys; sys.exit(3)" || echo "exit code $?"
+  env:
+    MLYARD_STEP_WARM_DEBUG: 1
 """
 
 
 @pytest.fixture(scope="module")
 def warm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    env = {"MLYARD_STEP_WARM": "1", "MLYARD_STEP_WARM_MODULES": "decimal"}
+    env = {"MLYARD_STEP_WARM": "2", "MLYARD_STEP_WARM_MODULES": "decimal"}
     server = start_server(tmp_path_factory.mktemp("warm"), "--agents", "1", env=env)
     yield server
     server.stop()
@@ -49,7 +51,7 @@ def _health_count(server: Server, wanted: int) -> int:
 
 
 def test_python_steps_of_a_pipeline_run_warm_and_share_nothing(warm_server: Server, git: Git) -> None:
-    assert _health_count(warm_server, 1) == 1
+    assert _health_count(warm_server, 2) == 2
     with warm_server.client() as api:
         api.post("/api/v1/repos", json={"name": "warm"}).raise_for_status()
     work = git.cwd / "warm"
@@ -64,7 +66,8 @@ def test_python_steps_of_a_pipeline_run_warm_and_share_nothing(warm_server: Serv
     text = logs(warm_server, done["id"])
     assert done["state"] == "succeeded", text
     lines = text.splitlines()
-    assert sum(line.endswith("warm") for line in lines) == 2 and not any(line.endswith(" cold") for line in lines)
+    assert sum(line.endswith("Z warm") for line in lines) == 2 and "cold" not in text.replace("else 'cold'", ""), text
+    assert not any(line.endswith("cold") for line in lines), [line for line in lines if line.endswith("cold")]
     assert any(line.endswith("left over: False") for line in lines)
     assert any(line.endswith("exit code 3") for line in lines)
-    assert _health_count(warm_server, 1) == 1  # each used sandbox was replaced; the echo step took none
+    assert _health_count(warm_server, 2) == 2  # each used sandbox was replaced; the echo step took none

@@ -45,6 +45,7 @@ DEFAULT_MODULES = ("numpy", "pandas", "sklearn", "mlflow", "sklearn.linear_model
                    "sklearn.pipeline", "sklearn.preprocessing", "sklearn.model_selection", "mlflow.sklearn")
 STUB = Path(__file__).with_name("warm_stub.py")
 SLOT_PREFIX = ".slot-"
+STATUS_FILE = ".warm-ready"  # in the work root (hidden from steps): how many sandboxes are ready
 WARM_HOME = "/tmp/.mlyard-warm/home"  # HOME of the stub, in the sandbox's private /tmp
 READY = b"ready\n"  # what the stub writes on stderr once its imports are done (warm_stub.READY)
 MAX_SCRIPT_BYTES = 1 << 20
@@ -152,6 +153,7 @@ class WarmPool:
                 with self._lock:
                     if proc not in self._ready or self._check(proc, 0):
                         break
+            self._publish()
 
     def hold(self) -> None:
         """A job starts: no sandbox starts until release()."""
@@ -195,6 +197,7 @@ class WarmPool:
                     self._ready.remove(proc)
                     self._warm.discard(proc.pid)
                     taken = proc
+            self._publish()
             return taken
 
     def check_empty(self) -> None:
@@ -210,6 +213,8 @@ class WarmPool:
         with self._lock:
             ready, self._ready = self._ready, []
         _kill(ready)
+        with self._lock:
+            self._publish()
         self.slot = self.work_root / f"{SLOT_PREFIX}{uuid.uuid4().hex[:12]}"
         self.slot.mkdir()
         self._wake.set()
@@ -240,6 +245,15 @@ class WarmPool:
                 return ready
             time.sleep(0.05)
 
+    def _publish(self) -> None:
+        """Write how many sandboxes are ready to STATUS_FILE (the server's `GET /health` reads it)."""
+        ready = sum(proc.pid in self._warm for proc in self._ready) if not self._stopped else 0
+        status = self.work_root / STATUS_FILE
+        temporary = status.with_name(f"{STATUS_FILE}.{os.getpid()}")
+        with contextlib.suppress(OSError):
+            temporary.write_text(f"{ready}\n")
+            temporary.replace(status)
+
     def count(self) -> int:
         with self._lock:
             return sum(proc.poll() is None for proc in self._ready)
@@ -252,6 +266,8 @@ class WarmPool:
         self._wake.set()
         _kill(ready)
         shutil.rmtree(self.slot, ignore_errors=True)
+        with self._lock:
+            self._publish()
 
 
 def _kill(processes: list[subprocess.Popen[bytes]]) -> None:

@@ -28,6 +28,7 @@ import psutil
 from mlyard.sandbox import Sandbox, passed_environment
 
 log = logging.getLogger("mlyard.agents")
+WARM_STATUS = ".warm-ready"  # mlyard.agent.warm.STATUS_FILE (not imported: the server does not import the agent)
 MARK_VARIABLE = "MLYARD_AGENT_MARK"
 TOKEN_VARIABLE = "MLYARD_AGENT_TOKEN"
 # Variables of the server's environment its agents keep: test and debugging knobs, the bwrap binary.
@@ -86,20 +87,17 @@ class LocalAgents:
         return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, cwd=root)
 
     def warm_sandboxes(self) -> int:
-        """How many warm step sandboxes (mlyard.agent.warm) the agents hold: their stubs, waiting or serving
-        a step (the forks a stub makes for a step's `python` are not counted)."""
+        """How many warm step sandboxes (mlyard.agent.warm) wait ready in the running agents (each agent
+        writes its count to its work root)."""
         count = 0
-        for proc in self.processes:
-            try:
-                descendants = psutil.Process(proc.pid).children(recursive=True)
-            except psutil.Error:
+        for index, proc in enumerate(self.processes, start=1):
+            if proc.poll() is not None:
                 continue
-            for process in descendants:
-                try:
-                    if _is_stub(process) and not _is_stub(process.parent()):
-                        count += 1
-                except psutil.Error:
-                    continue
+            try:
+                text = (self.work_dir / str(index) / "work" / WARM_STATUS).read_text()[:20]
+            except OSError:
+                continue
+            count += int(text) if text.strip().isdigit() else 0
         return count
 
     def _supervise(self) -> None:
@@ -127,10 +125,6 @@ class LocalAgents:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-
-def _is_stub(process: psutil.Process | None) -> bool:
-    return process is not None and any(arg.endswith("warm_stub.py") for arg in process.cmdline()[:3])
 
 
 def _exit_with_parent(parent: int) -> None:
