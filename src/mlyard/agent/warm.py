@@ -44,7 +44,7 @@ MAX_MODULES = 64
 DEFAULT_MODULES = ("numpy", "pandas", "sklearn", "mlflow", "sklearn.linear_model", "sklearn.metrics",
                    "sklearn.pipeline", "sklearn.preprocessing", "sklearn.model_selection", "mlflow.sklearn")
 STUB = Path(__file__).with_name("warm_stub.py")
-SLOT_PREFIX = ".slot-"
+SLOT_PREFIX = "slot-"  # no leading dot: tools skip hidden folders (pytest's norecursedirs, linters)
 STATUS_FILE = ".warm-ready"  # in the work root (hidden from steps): how many sandboxes are ready
 WARM_HOME = "/tmp/.mlyard-warm/home"  # HOME of the stub, in the sandbox's private /tmp
 READY = b"ready\n"  # what the stub writes on stderr once its imports are done (warm_stub.READY)
