@@ -80,8 +80,6 @@ def run_job(
         workspace = create_workspace(work_root, spec, slot=warm.slot if warm is not None else None)
     except OSError as exc:
         return JobOutcome(FAILED, message=f"the agent could not create the job's work directory: {exc}")
-    if warm is not None:
-        warm.hold()  # no sandbox starts while the job's steps need the cores
     variables = VariableStore(spec.variables, spec.secrets, spec.readonly)
     for name, value in predefined_variables(spec, workspace, agent_name=agent_name, work_root=work_root).items():
         variables.put(name, value)
@@ -94,6 +92,8 @@ def run_job(
     log.write(None, f"Workspace: {workspace.root}")
     if not sandbox.enabled:
         log.write(None, "##[warning]Steps run unsandboxed (--unsandboxed-steps): they have the agent's OS rights")
+    if warm is not None:
+        warm.hold()  # no sandbox starts while the job's steps need the cores
     try:
         named = [_named(step, job) for step in job_steps(spec)]  # at job start, as Azure names its steps
         for step in named:
@@ -104,8 +104,10 @@ def run_job(
         _clean_up(job)
         remove_workspace(workspace, work_root=work_root)
         if warm is not None:
-            warm.check_empty()
-            warm.release()
+            try:
+                warm.check_empty()
+            finally:
+                warm.release()
     outcome = JobOutcome(
         result=_job_result(job), outputs=dict(job.outputs), secret_outputs=dict(job.secret_outputs),
         tags=list(job.tags), build_number=job.build_number, message=job.message,
