@@ -17,26 +17,27 @@ interpreter), the shim executes the real interpreter instead.
 
 import sys
 
-del sys.path[0]  # this file's folder: the base sys.path is that of any `python script.py`
+if __name__ == "__main__":  # started by path (never imported): drop this file's folder from sys.path,
+    del sys.path[0]  # so that the base sys.path is that of any `python script.py`
 
-import atexit  # noqa: E402
-import builtins  # noqa: E402
-import contextlib  # noqa: E402
-import importlib  # noqa: E402
-import importlib.machinery  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import marshal  # noqa: E402
-import os  # noqa: E402
-import select  # noqa: E402
-import signal  # noqa: E402
-import site  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sysconfig  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import types  # noqa: E402
+import atexit
+import builtins
+import contextlib
+import importlib
+import importlib.machinery
+import io
+import json
+import marshal
+import os
+import select
+import signal
+import site
+import socket
+import subprocess
+import sysconfig
+import threading
+import time
+import types
 
 HOME = sys.argv[2] if len(sys.argv) > 2 else "/tmp/.mlyard-warm"  # default: in the sandbox's private /tmp
 BIN = HOME + "/bin"
