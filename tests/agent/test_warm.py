@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mlyard.agent.warm import SIZE_ENV, WarmPool, invokes_python, warm_size
+from mlyard.agent.warm import SIZE_ENV, WarmPool, invokes_python, uses_warm, warm_size
 from mlyard.protocol import CANCELED, FAILED, SUCCEEDED
 from mlyard.sandbox import Sandbox, default_home, server_paths
 from tests.agent.conftest import Runner, job, script, step
@@ -154,7 +154,7 @@ def test_what_a_warm_fork_cannot_reproduce_runs_the_real_interpreter(
 
 
 def test_a_python_task_runs_warm(run: Runner, pool: WarmPool, sandbox: Sandbox) -> None:
-    inputs = {"scriptSource": "inline", "script": WARM + "\nraise SystemExit(4)"}
+    inputs = {"scriptSource": "inline", "script": WARM.replace("; ", "\n") + "\nimport decimal\nraise SystemExit(4)"}
     spec = job(step("task", "PythonScript@0", inputs=inputs))
     outcome, rec = run(spec, sandbox=sandbox, warm=pool)
     assert outcome.result == FAILED
@@ -182,13 +182,27 @@ def test_a_warm_step_sees_no_other_job_and_nothing_of_the_server(
 
 
 def test_cancel_and_timeout_kill_a_warm_step(run: Runner, pool: WarmPool, sandbox: Sandbox) -> None:
-    marker = "python -c 'import time; print(\"sleeping\", flush=True); time.sleep(60)'"
+    marker = "python -c 'import decimal, time; print(\"sleeping\", flush=True); time.sleep(60)'"
     outcome, rec = run(job(script("slow", marker, timeout_in_minutes=1)), sandbox=sandbox, warm=pool, minute=1.5)
     assert outcome.result == FAILED and "sleeping" in rec.logs["slow"]
     assert any("timed out" in message for _, message in rec.issues("slow"))
     recorder = run.recorder(cancel_when=lambda r: "sleeping" in r.logs.get("slow", []))
     outcome, rec = run(job(script("slow", marker)), recorder, sandbox=sandbox, warm=pool)
     assert outcome.result == CANCELED
+
+
+def test_which_steps_take_a_warm_sandbox(tmp_path: Path) -> None:
+    """Only Python that imports a pre-imported module: a script that imports none of them (the template's
+    `python mlops/tools.py`) would spend a sandbox, and its replacement's imports, for nothing."""
+    (tmp_path / "tools.py").write_text("import os, subprocess\nfrom packaging import version\n")
+    (tmp_path / "train.py").write_text('"""Train."""\nfrom __future__ import annotations\n\nimport mlflow.sklearn\n')
+    modules = ["numpy", "mlflow", "sklearn.linear_model"]
+    assert not uses_warm("python tools.py test", tmp_path, modules)
+    assert not uses_warm("echo 'no python here'\npython -c 'print(1)'", tmp_path, modules)
+    assert uses_warm("python tools.py test\npython -u train.py --x 1", tmp_path, modules)
+    assert uses_warm("python -m pytest tests/unit", tmp_path, modules)
+    assert uses_warm("python3 -c 'import sklearn.linear_model'", tmp_path, modules)
+    assert not uses_warm("python missing.py", tmp_path, modules)
 
 
 def test_the_pool_size_setting_and_which_scripts_are_python() -> None:

@@ -50,6 +50,8 @@ WARM_HOME = "/tmp/.mlyard-warm/home"  # HOME of the stub, in the sandbox's priva
 READY = b"ready\n"  # what the stub writes on stderr once its imports are done (warm_stub.READY)
 MAX_SCRIPT_BYTES = 1 << 20
 PYTHON_WORD = re.compile(r"\bpython3?\b")
+INVOCATION = re.compile(r"\bpython3?(?:\.\d+)?[ \t]+((?:-[A-Za-z]+[ \t]+)*)(\S+)")  # options, then the target
+IMPORT = re.compile(r"^[ \t]*(?:import|from)[ \t]+([A-Za-z_][A-Za-z_0-9]*)", re.MULTILINE)
 _MARK = "MLYARD_AGENT_MARK"
 
 
@@ -80,16 +82,40 @@ def warm_modules(environ: dict[str, str] | None = None) -> tuple[str, ...]:
 
 
 def invokes_python(text: str) -> bool:
-    """Whether a script's text runs python (the only steps a warm sandbox helps)."""
+    """Whether a script's text runs python (the only steps a warm sandbox can help)."""
     return PYTHON_WORD.search(text) is not None
 
 
-def script_invokes_python(path: Path) -> bool:
+def _read(path: Path) -> str:
     try:
         with path.open("rb") as handle:
-            return invokes_python(handle.read(MAX_SCRIPT_BYTES).decode("utf-8", "replace"))
+            return handle.read(MAX_SCRIPT_BYTES).decode("utf-8", "replace")
     except OSError:
-        return False
+        return ""
+
+
+def imports_any(path: Path, modules: Sequence[str]) -> bool:
+    """Whether a Python file imports one of `modules` (their top-level packages) itself."""
+    tops = {name.split(".")[0] for name in modules}
+    return any(match.group(1) in tops for match in IMPORT.finditer(_read(path)))
+
+
+def uses_warm(text: str, cwd: Path, modules: Sequence[str]) -> bool:
+    """Whether a step script runs Python that a warm sandbox speeds up: `python -m ...`, `python -c` code
+    naming a pre-imported module, or a script that imports one. A step whose Python imports none of
+    them (the template's `python mlops/tools.py`, `notify.py`) runs cold: a warm sandbox would be
+    spent (and re-imported) for nothing."""
+    tops = {name.split(".")[0] for name in modules}
+    for match in INVOCATION.finditer(text[:MAX_SCRIPT_BYTES]):
+        options, target = match.group(1).split(), match.group(2).strip("\"'")
+        if "-m" in options or target == "-m":
+            return True
+        if "-c" in options or target == "-c":
+            if any(re.search(rf"\b{re.escape(top)}\b", text) for top in tops):
+                return True
+        elif target.endswith(".py") and imports_any(cwd / target, modules):
+            return True
+    return False
 
 
 class WarmPool:

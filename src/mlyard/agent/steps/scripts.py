@@ -34,7 +34,7 @@ from mlyard.agent.environment import (
 )
 from mlyard.agent.process import run_process
 from mlyard.agent.state import JobState, StepError, StepRun
-from mlyard.agent.warm import invokes_python, script_invokes_python
+from mlyard.agent.warm import MAX_SCRIPT_BYTES, imports_any, invokes_python, uses_warm
 from mlyard.protocol import FAILED, SUCCEEDED, StepSpec
 from mlyard.sandbox import store_paths
 
@@ -74,6 +74,11 @@ def run_command(
     return SUCCEEDED
 
 
+def _warm(job: JobState, text: str, cwd: Path) -> bool:
+    """Whether a script step's Python would use a warm sandbox (mlyard.agent.warm)."""
+    return job.warm is not None and invokes_python(text) and uses_warm(text, cwd, job.warm.modules)
+
+
 def _bash_inline(job: JobState, step: StepSpec, run: StepRun, script: str, extra: dict[str, str] | None = None,
                  *, arguments: str = "", fail_on_stderr_input: str = "failOnStderr") -> str:  # fmt: skip
     text = expand(job, script)
@@ -81,8 +86,9 @@ def _bash_inline(job: JobState, step: StepSpec, run: StepRun, script: str, extra
     argv = [bash_path(), "--noprofile", "--norc", *INLINE_FLAGS, str(path), *shlex.split(arguments)]
     env = step_environment(job, step, extra)
     fail = input_flag(job, step, fail_on_stderr_input)
-    return run_command(job, step, run, argv, cwd=working_directory(job, step), env=env, fail_on_stderr=fail,
-                       writable=store_paths(extra or {}), python=invokes_python(text))  # fmt: skip
+    cwd = working_directory(job, step)
+    return run_command(job, step, run, argv, cwd=cwd, env=env, fail_on_stderr=fail,
+                       writable=store_paths(extra or {}), python=_warm(job, text, cwd))  # fmt: skip
 
 
 def _bash_file(
@@ -97,8 +103,10 @@ def _bash_file(
     argv = [bash_path(), *flags, str(path), *shlex.split(args)]
     env = step_environment(job, step, extra)
     fail = input_flag(job, step, fail_on_stderr_input)
-    return run_command(job, step, run, argv, cwd=working_directory(job, step), env=env, fail_on_stderr=fail,
-                       writable=store_paths(extra or {}), python=script_invokes_python(path))  # fmt: skip
+    cwd = working_directory(job, step)
+    text = path.read_text(errors="replace")[:MAX_SCRIPT_BYTES] if job.warm is not None else ""
+    return run_command(job, step, run, argv, cwd=cwd, env=env, fail_on_stderr=fail,
+                       writable=store_paths(extra or {}), python=_warm(job, text, cwd))  # fmt: skip
 
 
 PWSH_MISSING = "pwsh is not installed on this agent: install PowerShell 7 or use a bash step"
@@ -166,7 +174,8 @@ def python_script(step: StepSpec, job: JobState, run: StepRun) -> str:
     env = step_environment(job, step)
     fail = input_flag(job, step, "failOnStderr")
     cwd = working_directory(job, step)
-    return run_command(job, step, run, argv, cwd=cwd, env=env, fail_on_stderr=fail, label="Python", python=True)
+    warm = job.warm is not None and imports_any(path, job.warm.modules)
+    return run_command(job, step, run, argv, cwd=cwd, env=env, fail_on_stderr=fail, label="Python", python=warm)
 
 
 def azure_cli(step: StepSpec, job: JobState, run: StepRun) -> str:
