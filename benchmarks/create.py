@@ -65,7 +65,7 @@ def main() -> None:
     try:
         home, port = tmp / "home", free_port()
         token = json.loads(mlyard("init", "--port", str(port), "--json", home=home).stdout)["token"]
-        # the product's default warm step sandboxes (the test suite turns them off); MLYARD_STEP_WARM=0 compares
+        # MLYARD_STEP_WARM=N measures with warm step sandboxes (the suite's servers turn them off)
         warm = {"MLYARD_STEP_WARM": os.environ.get("MLYARD_STEP_WARM", "")}
         server = Server(home=home, port=port, token=token, env=warm)
         server.start()

@@ -9,7 +9,7 @@ for ONE step; `python` invocations of that step are forks of the pre-imported in
 stub). A warm sandbox serves one step and is never reused; a sandbox that waited through a job without
 serving a step ran no code of it and serves the next job.
 
-`MLYARD_STEP_WARM` sets how many wait per agent (default DEFAULT_SIZE, 0 = off);
+`MLYARD_STEP_WARM` sets how many wait per agent (default DEFAULT_SIZE: off);
 `MLYARD_STEP_WARM_MODULES` the modules they pre-import (comma-separated; default DEFAULT_MODULES,
 those not installed are skipped). Only sandboxed agents use them (`--unsandboxed-steps`: none).
 """
@@ -37,7 +37,9 @@ from mlyard.sandbox import Sandbox, passed_environment
 log = logging.getLogger("mlyard.agent")
 SIZE_ENV = "MLYARD_STEP_WARM"
 MODULES_ENV = "MLYARD_STEP_WARM_MODULES"
-DEFAULT_SIZE = 2  # the template's jobs run two Python steps in a row (tools.py, then the work)
+# Off unless asked: on the 2-core development machine the imports of waiting sandboxes competed with the
+# steps and the server for the cores, and quickstart got slower (docs/agent.md, "Warm step sandboxes").
+DEFAULT_SIZE = 0
 MAX_SIZE = 8
 MAX_MODULES = 64
 # the ML stack mlyard ships, and what the project template imports of it
