@@ -68,7 +68,9 @@ def main() -> None:
     try:
         home, port = tmp / "home", free_port()
         token = json.loads(mlyard("init", "--port", str(port), "--json", home=home).stdout)["token"]
-        server = Server(home=home, port=port, token=token)
+        # MLYARD_STEP_WARM=N measures with warm step sandboxes (the suite's servers turn them off)
+        warm = {"MLYARD_STEP_WARM": os.environ.get("MLYARD_STEP_WARM", "")}
+        server = Server(home=home, port=port, token=token, env=warm)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         server.start()
         try:

@@ -82,7 +82,7 @@ def mlyard(
     return proc
 
 
-WARM_OFF = {"MLYARD_REGISTRY_WARM": "0", "MLYARD_SERVING_WARM_POOL": "0"}
+WARM_OFF = {"MLYARD_REGISTRY_WARM": "0", "MLYARD_SERVING_WARM_POOL": "0", "MLYARD_STEP_WARM": "0"}
 # One TLS context for every HTTP client of the tests: httpx builds one per client otherwise, loading the CA bundle
 # (tens of milliseconds of CPU), and the tests make a client for each poll of a run (ten a second).
 TLS = ssl.create_default_context()

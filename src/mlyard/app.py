@@ -165,6 +165,7 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_spare: Spare | Non
                 hidden=[settings.home],
             )
             local.start()
+        api.state.local_agents = local  # /health counts their warm step sandboxes
         yield
         stopping.set()  # also when the server is stopped without a signal (begin_shutdown not called)
         pool_filling.cancel()
@@ -195,8 +196,11 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_spare: Spare | Non
     @api.get("/health", tags=["health"])
     def health() -> dict[str, Any]:
         pool = deployments.pool_status(platform)  # the warm scoring processes (docs/serving.md)
+        local_agents = getattr(api.state, "local_agents", None)  # the warm step sandboxes (docs/agent.md)
+        warm_steps = local_agents.warm_sandboxes() if local_agents is not None else 0
         return {"ok": True, "status": "healthy", "version": __version__,
-                "serving_pool": asdict(pool) if pool is not None else None}  # fmt: skip
+                "serving_pool": asdict(pool) if pool is not None else None,
+                "warm_step_sandboxes": warm_steps}  # fmt: skip
 
     for router in (
         identity_routes.router,

@@ -17,6 +17,7 @@ from mlyard.agent.process import kill_group_if_marked, kill_marked
 from mlyard.agent.state import Interrupted, JobReporter, JobState, LogBuffer, StepError, StepRun
 from mlyard.agent.steps import handler_for
 from mlyard.agent.variables import VariableStore
+from mlyard.agent.warm import WarmPool
 from mlyard.agent.workspace import create_workspace, predefined_variables, remove_workspace
 from mlyard.errors import MlyardError
 from mlyard.pipelines.errors import ExpressionError
@@ -54,13 +55,15 @@ def job_steps(spec: JobSpec) -> list[StepSpec]:
 
 def run_job(
     spec: JobSpec, *, work_root: Path, reporter: JobReporter, agent_name: str = "mlyard-agent", minute: float = 60.0,
-    sandbox: Sandbox | None = None,
+    sandbox: Sandbox | None = None, warm: WarmPool | None = None,
 ) -> JobOutcome:  # fmt: skip
     """Run every step of `spec` in a fresh work directory under `work_root`; report through `reporter`.
 
     `minute` is the length of a minute in seconds for timeouts (tests shorten it). Step processes run in
     `sandbox` (default: bubblewrap hiding MLYARD_HOME or ~/.mlyard, the job fails where it is unavailable);
-    the agent's work root is hidden from them too, but for the job's own work directory."""
+    the agent's work root is hidden from them too, but for the job's own work directory. With `warm` (the
+    agent's warm sandboxes, on the same work root) the job's directory is made in their slot and Python
+    steps run in them (mlyard.agent.warm)."""
     started = time.monotonic()
     try:
         sandbox = (sandbox or Sandbox.detect(hidden=server_paths(default_home()))).hiding(work_root)
@@ -71,8 +74,10 @@ def run_job(
         secrets += [connection.settings[key] for key in connection.secret_keys if key in connection.settings]
     masker = Masker(secrets)
     log = LogBuffer(reporter, masker)
+    if warm is not None and not (sandbox.enabled and warm.slot.is_dir()):
+        warm = None
     try:
-        workspace = create_workspace(work_root, spec)
+        workspace = create_workspace(work_root, spec, slot=warm.slot if warm is not None else None)
     except OSError as exc:
         return JobOutcome(FAILED, message=f"the agent could not create the job's work directory: {exc}")
     variables = VariableStore(spec.variables, spec.secrets, spec.readonly)
@@ -82,11 +87,13 @@ def run_job(
         variables.put("System.AccessToken", spec.access_token, secret=True)
     limit = spec.timeout_in_minutes * minute if spec.timeout_in_minutes > 0 else math.inf
     job = JobState(spec, workspace, variables, masker, reporter, log, minute, started + limit, uuid.uuid4().hex,
-                   sandbox=sandbox)  # fmt: skip
+                   sandbox=sandbox, warm=warm)  # fmt: skip
     log.write(None, f"Job {spec.display_name or spec.name} (stage {spec.stage}) on agent {agent_name}")
     log.write(None, f"Workspace: {workspace.root}")
     if not sandbox.enabled:
         log.write(None, "##[warning]Steps run unsandboxed (--unsandboxed-steps): they have the agent's OS rights")
+    if warm is not None:
+        warm.hold()  # no sandbox starts while the job's steps need the cores
     try:
         named = [_named(step, job) for step in job_steps(spec)]  # at job start, as Azure names its steps
         for step in named:
@@ -95,7 +102,12 @@ def run_job(
         log.write(None, f"Finishing job: {_STATUS.get(_job_result(job), _job_result(job))}")
         log.flush()
         _clean_up(job)
-        remove_workspace(workspace)
+        remove_workspace(workspace, work_root=work_root)
+        if warm is not None:
+            try:
+                warm.check_empty()
+            finally:
+                warm.release()
     outcome = JobOutcome(
         result=_job_result(job), outputs=dict(job.outputs), secret_outputs=dict(job.secret_outputs),
         tags=list(job.tags), build_number=job.build_number, message=job.message,

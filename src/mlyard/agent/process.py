@@ -24,6 +24,7 @@ import psutil
 
 from mlyard.agent.commands import handle_line
 from mlyard.agent.state import Interrupted, JobState, StepError, StepRun
+from mlyard.agent.warm import send_request
 
 KILL_GRACE_SECONDS = 3.0
 CANCEL_POLL_SECONDS = 0.5
@@ -67,19 +68,31 @@ def run_process(
     split_stderr: bool = False,
     writable: Sequence[Path] = (),
     readable: Sequence[Path] = (),
+    python: bool = False,
 ) -> ProcessEnd:
     """Run argv to its end, in the job's sandbox (the job's work directory and `writable` bound
-    read-write, `readable` read-only); raises Interrupted when a timeout or a cancel killed its group."""
+    read-write, `readable` read-only); raises Interrupted when a timeout or a cancel killed its group.
+
+    `python`: the step runs Python; it then gets a warm sandbox of the job's pool when one waits and the
+    sandbox needs nothing but the job's directory (mlyard.agent.warm)."""
     if not cwd.is_dir():
         raise StepError(f"the working directory does not exist: {cwd}")
-    command = job.sandbox.command(argv, cwd=cwd, work=[job.workspace.root], readable=readable, writable=writable)
-    proc = subprocess.Popen(
-        command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE if split_stderr else subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    warm = job.warm
+    proc = None
+    if python and warm is not None and not readable and not writable and warm.holds(job.workspace.root):
+        proc = warm.take()
+    if proc is not None:
+        send_request(proc, argv, cwd=cwd, env=env, merge=not split_stderr)
+    else:
+        command = job.sandbox.command(argv, cwd=cwd, work=[job.workspace.root], readable=readable, writable=writable)
+        proc = subprocess.Popen(
+            command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if split_stderr else subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
     job.process_groups.append(proc.pid)
     lines: queue.Queue[tuple[float, str, bool] | None] = queue.Queue()
-    streams = [(proc.stdout, False)] + ([(proc.stderr, True)] if split_stderr else [])
+    # a warm sandbox has both pipes: its stub merges the step's stderr into stdout unless split
+    streams = [(proc.stdout, False)] + ([(proc.stderr, split_stderr)] if proc.stderr is not None else [])
     detached = threading.Event()
     for stream, is_err in streams:
         threading.Thread(target=_reader, args=(stream, is_err, lines, detached), daemon=True).start()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mlyard.agent.executor import run_job
 from mlyard.agent.http_reporter import HttpReporter
+from mlyard.agent.warm import WarmPool
 from mlyard.client import AGENT_CLAIM_PATH, Client
 from mlyard.errors import MlyardError
 from mlyard.protocol import FAILED, JobOutcome, JobSpec
@@ -31,7 +32,7 @@ def claim(client: Client, name: str, wait: int) -> JobSpec | None:
 
 def execute(
     url: str, spec: JobSpec, *, name: str, work_root: Path, minute: float = 60.0, stop: threading.Event | None = None,
-    sandbox: Sandbox | None = None,
+    sandbox: Sandbox | None = None, warm: WarmPool | None = None,
 ) -> JobOutcome:  # fmt: skip
     """Run a claimed job with its own token, heartbeats in the background, and report the outcome."""
     with Client(url, spec.access_token, timeout=60) as client:
@@ -39,7 +40,7 @@ def execute(
         reporter.start()
         try:
             outcome = run_job(spec, work_root=work_root, reporter=reporter, agent_name=name, minute=minute,
-                              sandbox=sandbox)  # fmt: skip
+                              sandbox=sandbox, warm=warm)  # fmt: skip
         except Exception as exc:  # the job must be reported whatever happened
             logger.exception("job %s failed inside the agent", spec.job_id)
             outcome = JobOutcome(FAILED, message=f"the agent failed while running the job: {exc}")
@@ -51,10 +52,10 @@ def execute(
 
 def run_agent(
     url: str, token: str, *, name: str, work_root: Path, stop_event: threading.Event, poll_seconds: float = 1.0,
-    claim_wait: int = 20, minute: float = 60.0, sandbox: Sandbox | None = None,
+    claim_wait: int = 20, minute: float = 60.0, sandbox: Sandbox | None = None, warm: WarmPool | None = None,
 ) -> None:  # fmt: skip
     """Claim and run jobs until `stop_event` is set (the current job is finished first); steps run in
-    `sandbox` (see run_job)."""
+    `sandbox` (see run_job), Python steps in the warm sandboxes of `warm` when given."""
     backoff = poll_seconds
     with Client(url, token, timeout=claim_wait + 30) as client:
         while not stop_event.is_set():
@@ -77,5 +78,5 @@ def run_agent(
                 continue
             logger.info("agent %s: running job %s (%s)", name, spec.job_id, spec.display_name)
             outcome = execute(url, spec, name=name, work_root=work_root, minute=minute, stop=stop_event,
-                              sandbox=sandbox)  # fmt: skip
+                              sandbox=sandbox, warm=warm)  # fmt: skip
             logger.info("agent %s: job %s %s", name, spec.job_id, outcome.result)

@@ -15,6 +15,8 @@ from mlyard.sandbox import Sandbox
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from mlyard.agent.warm import WarmPool
+
 LOG_BATCH_SECONDS = 0.2
 LOG_BATCH_LINES = 200
 
@@ -111,6 +113,7 @@ class JobState:
     build_number: str | None = None
     process_groups: list[int] = field(default_factory=list)
     sandbox: Sandbox = field(default_factory=Sandbox.none)  # how step processes are isolated
+    warm: WarmPool | None = None  # the agent's warm sandboxes, when the job's directory is in their slot
 
     def add_secret(self, value: str) -> None:
         self.masker.add(value)

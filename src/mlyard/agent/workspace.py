@@ -7,6 +7,7 @@ Layout (Azure's): `$(Pipeline.Workspace)` is a fresh folder under the agent's wo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
@@ -48,26 +49,30 @@ class Workspace:
         return self.root / "home"
 
 
-def create_workspace(work_root: Path, spec: JobSpec) -> Workspace:
+def create_workspace(work_root: Path, spec: JobSpec, *, slot: Path | None = None) -> Workspace:
     """A fresh, empty work directory for the job (work directories an earlier agent process left to remove
-    are removed first)."""
+    are removed first); in `slot` (a warm sandboxes' slot directory under the work root) when given."""
     work_root.mkdir(parents=True, exist_ok=True)
     _REMOVER.sweep(work_root)
-    root = Path(tempfile.mkdtemp(prefix=f"job{spec.job_id}-", dir=work_root)).resolve()
+    root = Path(tempfile.mkdtemp(prefix=f"job{spec.job_id}-", dir=slot or work_root)).resolve()
     workspace = Workspace(root)
     for folder in (workspace.sources, workspace.artifacts, workspace.binaries, workspace.temp, workspace.home):
         folder.mkdir()
     return workspace
 
 
-def remove_workspace(workspace: Workspace) -> None:
+def remove_workspace(workspace: Workspace, *, work_root: Path | None = None) -> None:
     """Delete the work directory, unless MLYARD_KEEP_WORK=1 asks to keep it for debugging.
 
-    The directory is renamed away at once (nothing can find it under its job's name any more) and deleted
-    by a background thread, so the job's outcome is reported without waiting for the files to go."""
+    The directory is renamed away at once (nothing can find it under its job's name any more; into
+    `work_root` when given, out of a warm sandboxes' slot, which it leaves empty) and deleted by a
+    background thread, so the job's outcome is reported without waiting for the files to go."""
     if os.environ.get(KEEP_WORK_ENV) == "1":
+        if work_root is not None and workspace.root.parent != work_root.resolve():
+            with contextlib.suppress(OSError):  # kept, but not in the slot the next job's sandboxes see
+                workspace.root.rename(work_root.resolve() / workspace.root.name)
         return
-    _REMOVER.remove(workspace.root)
+    _REMOVER.remove(workspace.root, work_root.resolve() if work_root is not None else None)
 
 
 class _Remover:
@@ -83,8 +88,8 @@ class _Remover:
         self._pending: list[Path] = []
         self._thread: threading.Thread | None = None
 
-    def remove(self, root: Path) -> None:
-        trash = root.with_name(self.PREFIX + root.name)
+    def remove(self, root: Path, folder: Path | None = None) -> None:
+        trash = (folder or root.parent) / (self.PREFIX + root.name)
         try:
             root.rename(trash)
         except OSError:

@@ -28,10 +28,12 @@ import psutil
 from mlyard.sandbox import Sandbox, passed_environment
 
 log = logging.getLogger("mlyard.agents")
+WARM_STATUS = ".warm-ready"  # mlyard.agent.warm.STATUS_FILE (not imported: the server does not import the agent)
 MARK_VARIABLE = "MLYARD_AGENT_MARK"
 TOKEN_VARIABLE = "MLYARD_AGENT_TOKEN"
 # Variables of the server's environment its agents keep: test and debugging knobs, the bwrap binary.
-AGENT_VARIABLES = ("MLYARD_AGENT_MINUTE_SECONDS", "MLYARD_KEEP_WORK", "MLYARD_BWRAP")
+AGENT_VARIABLES = ("MLYARD_AGENT_MINUTE_SECONDS", "MLYARD_KEEP_WORK", "MLYARD_BWRAP", "MLYARD_STEP_WARM",
+                   "MLYARD_STEP_WARM_MODULES")  # fmt: skip
 PARENT_POLL_SECONDS = 0.5
 SUPERVISE_SECONDS = 1.0
 
@@ -84,6 +86,20 @@ class LocalAgents:
         argv += [] if self.sandbox.enabled else ["--unsandboxed-steps"]
         return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, cwd=root)
 
+    def warm_sandboxes(self) -> int:
+        """How many warm step sandboxes (mlyard.agent.warm) wait ready in the running agents (each agent
+        writes its count to its work root)."""
+        count = 0
+        for index, proc in enumerate(self.processes, start=1):
+            if proc.poll() is not None:
+                continue
+            try:
+                text = (self.work_dir / str(index) / "work" / WARM_STATUS).read_text()[:20]
+            except OSError:
+                continue
+            count += int(text) if text.strip().isdigit() else 0
+        return count
+
     def _supervise(self) -> None:
         """Restart an agent process that died; when the server begins to stop, ask every agent to stop
         claiming (each finishes its current job)."""
@@ -120,6 +136,7 @@ def _exit_with_parent(parent: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     from mlyard.agent.runner import run_agent
+    from mlyard.agent.warm import WarmPool
     from mlyard.sandbox import server_paths
 
     parser = argparse.ArgumentParser(prog="python -m mlyard.background.local_agents")
@@ -137,8 +154,13 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
     minute = float(os.environ.get("MLYARD_AGENT_MINUTE_SECONDS") or 60.0)  # tests shorten timeouts
-    run_agent(args.url, os.environ[TOKEN_VARIABLE], name=args.name, work_root=args.work_dir, stop_event=stop,
-              minute=minute, claim_wait=5, sandbox=sandbox)  # fmt: skip
+    warm = WarmPool.create(sandbox, args.work_dir)  # Python steps' warm sandboxes (agent/warm.py)
+    try:
+        run_agent(args.url, os.environ[TOKEN_VARIABLE], name=args.name, work_root=args.work_dir, stop_event=stop,
+                  minute=minute, claim_wait=5, sandbox=sandbox, warm=warm)  # fmt: skip
+    finally:
+        if warm is not None:
+            warm.stop()
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ def agent(
     import threading
 
     from mlyard.agent.runner import run_agent
+    from mlyard.agent.warm import WarmPool
     from mlyard.client import Client
     from mlyard.errors import InvalidInput, PermissionDenied, ServerUnavailable
     from mlyard.protocol import agent_name_problem
@@ -69,4 +70,9 @@ def agent(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     typer.echo(f"agent {agent_name} working in {work_root}, claiming jobs from {url}")
-    run_agent(url, token, name=agent_name, work_root=work_root, stop_event=stop, sandbox=sandbox)
+    warm = WarmPool.create(sandbox, work_root)  # Python steps' warm sandboxes (docs/agent.md)
+    try:
+        run_agent(url, token, name=agent_name, work_root=work_root, stop_event=stop, sandbox=sandbox, warm=warm)
+    finally:
+        if warm is not None:
+            warm.stop()

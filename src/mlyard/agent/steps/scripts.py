@@ -34,6 +34,7 @@ from mlyard.agent.environment import (
 )
 from mlyard.agent.process import run_process
 from mlyard.agent.state import JobState, StepError, StepRun
+from mlyard.agent.warm import MAX_SCRIPT_BYTES, imports_any, invokes_python, uses_warm
 from mlyard.protocol import FAILED, SUCCEEDED, StepSpec
 from mlyard.sandbox import store_paths
 
@@ -55,14 +56,15 @@ def write_script(job: JobState, step: StepSpec, text: str, suffix: str) -> Path:
 
 def run_command(
     job: JobState, step: StepSpec, run: StepRun, argv: list[str], *, cwd: Path, env: dict[str, str],
-    fail_on_stderr: bool = False, label: str = "Bash", writable: list[Path] | None = None,
+    fail_on_stderr: bool = False, label: str = "Bash", writable: list[Path] | None = None, python: bool = False,
 ) -> str:  # fmt: skip
-    """Run a step's process and turn its end into a result (exit code, failOnStderr)."""
+    """Run a step's process and turn its end into a result (exit code, failOnStderr); `python`: it runs
+    Python (a warm sandbox may serve it, mlyard.agent.warm)."""
     job.log.write(step, "========================== Starting Command Output ===========================")
     job.log.write(step, "[command]" + shlex.join(argv))
     timeout = step.timeout_in_minutes * job.minute if step.timeout_in_minutes > 0 else None
     end = run_process(argv, cwd=cwd, env=env, job=job, run=run, timeout_seconds=timeout, split_stderr=fail_on_stderr,
-                      writable=writable or [])  # fmt: skip
+                      writable=writable or [], python=python)  # fmt: skip
     if end.exit_code != 0:
         run.error(f"{label} exited with code '{end.exit_code}'.")
         return FAILED
@@ -72,14 +74,21 @@ def run_command(
     return SUCCEEDED
 
 
+def _warm(job: JobState, text: str, cwd: Path) -> bool:
+    """Whether a script step's Python would use a warm sandbox (mlyard.agent.warm)."""
+    return job.warm is not None and invokes_python(text) and uses_warm(text, cwd, job.warm.modules)
+
+
 def _bash_inline(job: JobState, step: StepSpec, run: StepRun, script: str, extra: dict[str, str] | None = None,
                  *, arguments: str = "", fail_on_stderr_input: str = "failOnStderr") -> str:  # fmt: skip
-    path = write_script(job, step, expand(job, script), ".sh")
+    text = expand(job, script)
+    path = write_script(job, step, text, ".sh")
     argv = [bash_path(), "--noprofile", "--norc", *INLINE_FLAGS, str(path), *shlex.split(arguments)]
     env = step_environment(job, step, extra)
     fail = input_flag(job, step, fail_on_stderr_input)
-    return run_command(job, step, run, argv, cwd=working_directory(job, step), env=env, fail_on_stderr=fail,
-                       writable=store_paths(extra or {}))  # fmt: skip
+    cwd = working_directory(job, step)
+    return run_command(job, step, run, argv, cwd=cwd, env=env, fail_on_stderr=fail,
+                       writable=store_paths(extra or {}), python=_warm(job, text, cwd))  # fmt: skip
 
 
 def _bash_file(
@@ -94,8 +103,10 @@ def _bash_file(
     argv = [bash_path(), *flags, str(path), *shlex.split(args)]
     env = step_environment(job, step, extra)
     fail = input_flag(job, step, fail_on_stderr_input)
-    return run_command(job, step, run, argv, cwd=working_directory(job, step), env=env, fail_on_stderr=fail,
-                       writable=store_paths(extra or {}))  # fmt: skip
+    cwd = working_directory(job, step)
+    text = path.read_text(errors="replace")[:MAX_SCRIPT_BYTES] if job.warm is not None else ""
+    return run_command(job, step, run, argv, cwd=cwd, env=env, fail_on_stderr=fail,
+                       writable=store_paths(extra or {}), python=_warm(job, text, cwd))  # fmt: skip
 
 
 PWSH_MISSING = "pwsh is not installed on this agent: install PowerShell 7 or use a bash step"
@@ -163,7 +174,8 @@ def python_script(step: StepSpec, job: JobState, run: StepRun) -> str:
     env = step_environment(job, step)
     fail = input_flag(job, step, "failOnStderr")
     cwd = working_directory(job, step)
-    return run_command(job, step, run, argv, cwd=cwd, env=env, fail_on_stderr=fail, label="Python")
+    warm = job.warm is not None and imports_any(path, job.warm.modules)
+    return run_command(job, step, run, argv, cwd=cwd, env=env, fail_on_stderr=fail, label="Python", python=warm)
 
 
 def azure_cli(step: StepSpec, job: JobState, run: StepRun) -> str:

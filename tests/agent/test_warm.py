@@ -1,0 +1,227 @@
+"""Warm step sandboxes (issue 15): Python steps run in sandboxes started before the step, whose
+`python` is a fork of a pre-imported interpreter; what a step sees and does is the same as cold.
+
+The executor runs real bash and python in the real bubblewrap sandbox; `decimal` stands in for the ML
+stack as the pre-imported module (a cold interpreter does not import it), so `"decimal" in
+sys.modules` tells a warm interpreter from a cold one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlyard.agent.warm import SIZE_ENV, WarmPool, invokes_python, uses_warm, warm_size
+from mlyard.protocol import CANCELED, FAILED, SUCCEEDED
+from mlyard.sandbox import Sandbox, default_home, server_paths
+from tests.agent.conftest import Runner, job, script, step
+
+SECRET = "warm-secret-5e2b"
+WARM = "import sys; print('warm' if 'decimal' in sys.modules else 'cold')"
+
+
+@pytest.fixture
+def server_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The server's data directory (MLYARD_HOME), with a secret no step may read."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "secret.key").write_text(SECRET)
+    monkeypatch.setenv("MLYARD_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def sandbox(server_home: Path) -> Sandbox:
+    return Sandbox.detect(hidden=server_paths(default_home()))
+
+
+@pytest.fixture
+def pool(tmp_path: Path, sandbox: Sandbox) -> Iterator[WarmPool]:
+    work = tmp_path / "work"
+    warm = WarmPool(sandbox.hiding(work), work, 2, ["decimal"])
+    warm.start()
+    assert warm.wait_ready() == 2
+    yield warm
+    warm.stop()
+
+
+def run_both(run: Runner, pool: WarmPool, sandbox: Sandbox, *steps: object, **fields: object):  # type: ignore[no-untyped-def]
+    """The same job cold (no pool) and warm."""
+    cold = run(job(*steps, **fields), sandbox=sandbox)  # type: ignore[arg-type]
+    warm = run(job(*steps, **fields), sandbox=sandbox, warm=pool)  # type: ignore[arg-type]
+    return cold, warm
+
+
+def test_python_steps_run_warm_and_other_steps_do_not_take_a_sandbox(
+    run: Runner, pool: WarmPool, sandbox: Sandbox
+) -> None:
+    spec = job(script("echo", "echo hello"), script("py", f'python -c "{WARM}"\npython3 -c "{WARM}"'))
+    slot = pool.slot
+    outcome, rec = run(spec, sandbox=sandbox, warm=pool)
+    assert outcome.result == SUCCEEDED, rec.all_text()
+    assert pool.slot == slot and not any(slot.iterdir())  # the job's directory left it; nothing else came in
+    assert [line for line in rec.logs["py"] if line in ("warm", "cold")] == ["warm", "warm"]
+    assert pool.wait_ready() == 2  # the python step's sandbox was replaced when the job ended
+
+
+def test_warm_output_exit_codes_and_tracebacks_are_those_of_cold_python(
+    run: Runner, pool: WarmPool, sandbox: Sandbox
+) -> None:
+    text = "\n".join([
+        "cat > show.py <<'PY'",
+        "import os, sys",
+        "print('name', __name__, 'argv', sys.argv[1:], 'file', os.path.basename(__file__))",
+        "print('path0', sys.path[0] == os.path.dirname(os.path.abspath(__file__)),",
+        "      'pp', os.getcwd() + '/lib' in sys.path)",
+        "print('mine', os.environ.get('MINE'), 'secret', os.environ.get('GIVEN'), 'colour', os.environ.get('COLOUR'))",
+        "sys.stderr.write('to stderr\\n'); print('after stderr')",
+        "sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 else 0)",
+        "PY",
+        "printf 'def test_one():\\n    assert 1\\n' > test_it.py",
+        "echo 'raise ValueError(\"boom\")' > bad.py",
+        "PYTHONPATH=lib python show.py 0 && echo ok0",
+        "python show.py 3 || echo \"exit $?\"",
+        "python -c 'import sys; print(sys.argv, sys.path[0] == \"\")' a b",
+        "python -m pytest -q -p no:cacheprovider test_it.py 2>&1 | grep -c passed",
+        "python bad.py || echo \"bad exit $?\"",
+        "python -c 'raise SystemExit(\"message and exit 1\")' || echo \"exit $?\"",
+        "python -c 'import sys; print(sys.executable == sys.orig_argv[0] or sys.executable)'",
+    ])  # fmt: skip
+    steps = (script("py", text, env={"MINE": "mine", "GIVEN": "$(hidden)"}),)
+    fields = {"variables": {"colour": "blue"}, "secrets": {"hidden": SECRET}}
+    (cold, cold_rec), (warm, warm_rec) = run_both(run, pool, sandbox, *steps, **fields)
+    assert cold.result == warm.result == SUCCEEDED, warm_rec.all_text()
+    body = [line for line in warm_rec.logs["py"] if "Workspace" not in line and "job7-" not in line]
+    cold_body = [line for line in cold_rec.logs["py"] if "Workspace" not in line and "job7-" not in line]
+    assert body == cold_body
+    text_warm = warm_rec.text("py")
+    assert "name __main__ argv ['0'] file show.py" in text_warm
+    assert "path0 True pp True" in text_warm
+    assert "mine mine secret *** colour blue" in text_warm
+    assert "to stderr" in text_warm and "exit 3" in text_warm and "bad exit 1" in text_warm
+    assert 'File "' in text_warm and "ValueError: boom" in text_warm and "warm_stub" not in text_warm
+    assert "message and exit 1" in text_warm
+
+
+def test_every_python_process_starts_pristine_and_the_environment_is_cold_s(
+    run: Runner, pool: WarmPool, sandbox: Sandbox
+) -> None:
+    text = "\n".join([
+        "python -c 'import decimal; decimal.LEFT_OVER = 1; import os; os.environ[\"LEAK\"] = \"1\"'",
+        f'python -c "{WARM}"',
+        "python -c 'import decimal, os; print(hasattr(decimal, \"LEFT_OVER\"), os.environ.get(\"LEAK\"))'",
+        "python -c 'import os, json; env = dict(os.environ); env.pop(\"_\", None); "
+        "env[\"PATH\"] = \":\".join(p for p in env[\"PATH\"].split(\":\") if \"mlyard-warm\" not in p); "
+        "print(\"ENV\", json.dumps(env, sort_keys=True))'",
+    ])  # fmt: skip
+    (cold, cold_rec), (warm, warm_rec) = run_both(run, pool, sandbox, script("py", text))
+    assert cold.result == warm.result == SUCCEEDED, warm_rec.all_text()
+    assert "warm" in warm_rec.logs["py"] and "cold" in cold_rec.logs["py"]
+    assert "False None" in warm_rec.logs["py"]
+
+    def env(rec) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        line = next(line for line in rec.logs["py"] if line.startswith("ENV "))
+        values = json.loads(line[4:])
+        return {key: value for key, value in values.items() if key not in ("MLYARD_JOB_RUN",)}
+
+    cold_env, warm_env = env(cold_rec), env(warm_rec)
+    paths = {key for key in cold_env if "job7-" in cold_env[key]}
+    assert set(cold_env) == set(warm_env)
+    assert {key: value for key, value in cold_env.items() if key not in paths} == {
+        key: value for key, value in warm_env.items() if key not in paths
+    }
+
+
+def test_what_a_warm_fork_cannot_reproduce_runs_the_real_interpreter(
+    run: Runner, pool: WarmPool, sandbox: Sandbox
+) -> None:
+    text = "\n".join([
+        f'python -E -c "{WARM}"',
+        f'PYTHONHASHSEED=1 python -c "{WARM}"',
+        f'LANG=C python -c "{WARM}"',
+        f'python -W error -c "{WARM}"',
+        f'echo "{WARM}" | python -',
+        "mkdir shadow && touch shadow/decimal.py",
+        f'PYTHONPATH=shadow python -c "{WARM}"',
+        f'python -u -c "{WARM}"',  # PYTHONUNBUFFERED=1 already: -u changes nothing, warm
+    ])  # fmt: skip
+    outcome, rec = run(job(script("py", text)), sandbox=sandbox, warm=pool)
+    assert outcome.result == SUCCEEDED, rec.all_text()
+    assert [line for line in rec.logs["py"] if line in ("warm", "cold")] == ["cold"] * 6 + ["warm"]
+
+
+def test_a_python_task_runs_warm(run: Runner, pool: WarmPool, sandbox: Sandbox) -> None:
+    inputs = {"scriptSource": "inline", "script": WARM.replace("; ", "\n") + "\nimport decimal\nraise SystemExit(4)"}
+    spec = job(step("task", "PythonScript@0", inputs=inputs))
+    outcome, rec = run(spec, sandbox=sandbox, warm=pool)
+    assert outcome.result == FAILED
+    assert "warm" in rec.logs["task"] and ("error", "Python exited with code '4'.") in rec.issues("task")
+
+
+def test_a_warm_step_sees_no_other_job_and_nothing_of_the_server(
+    run: Runner, pool: WarmPool, sandbox: Sandbox, tmp_path: Path, server_home: Path
+) -> None:
+    home = server_home
+    other = tmp_path / "work" / "job99-other"
+    other.mkdir(parents=True)
+    (other / "model.txt").write_text(SECRET)
+    code = (f"import os, sys; print('warm' if 'decimal' in sys.modules else 'cold'); "
+            f"print(sorted(os.listdir({str(pool.slot)!r})), os.path.exists({str(other)!r}), "
+            f"os.path.exists({str(home)!r}) and os.listdir({str(home)!r}))")  # fmt: skip
+    first, _ = run(job(script("one", "echo first")), sandbox=sandbox, warm=pool)
+    outcome, rec = run(job(script("py", f'python -c "{code}"'), job_id=8), sandbox=sandbox, warm=pool)
+    assert first.result == outcome.result == SUCCEEDED, rec.all_text()
+    lines = rec.logs["py"]
+    assert "warm" in lines
+    listing = next(line for line in lines if line.startswith("['"))
+    assert listing.startswith("['job8-") and listing.count("job") == 1 and listing.endswith("] False []")
+    assert SECRET not in rec.all_text()
+
+
+def test_cancel_and_timeout_kill_a_warm_step(run: Runner, pool: WarmPool, sandbox: Sandbox) -> None:
+    marker = "python -c 'import decimal, time; print(\"sleeping\", flush=True); time.sleep(60)'"
+    outcome, rec = run(job(script("slow", marker, timeout_in_minutes=1)), sandbox=sandbox, warm=pool, minute=1.5)
+    assert outcome.result == FAILED and "sleeping" in rec.logs["slow"]
+    assert any("timed out" in message for _, message in rec.issues("slow"))
+    recorder = run.recorder(cancel_when=lambda r: "sleeping" in r.logs.get("slow", []))
+    outcome, rec = run(job(script("slow", marker)), recorder, sandbox=sandbox, warm=pool)
+    assert outcome.result == CANCELED
+
+
+def test_which_steps_take_a_warm_sandbox(tmp_path: Path) -> None:
+    """Only Python that imports a pre-imported module: a script that imports none of them (the template's
+    `python mlops/tools.py`) would spend a sandbox, and its replacement's imports, for nothing."""
+    (tmp_path / "tools.py").write_text("import os, subprocess\nfrom packaging import version\n")
+    (tmp_path / "train.py").write_text('"""Train."""\nfrom __future__ import annotations\n\nimport mlflow.sklearn\n')
+    modules = ["numpy", "mlflow", "sklearn.linear_model"]
+    assert not uses_warm("python tools.py test", tmp_path, modules)
+    assert not uses_warm("echo 'no python here'\npython -c 'print(1)'", tmp_path, modules)
+    assert uses_warm("python tools.py test\npython -u train.py --x 1", tmp_path, modules)
+    assert uses_warm("python -m pytest tests/unit", tmp_path, modules)
+    assert uses_warm("python3 -c 'import sklearn.linear_model'", tmp_path, modules)
+    assert not uses_warm("python missing.py", tmp_path, modules)
+
+
+def test_the_pool_size_setting_and_which_scripts_are_python() -> None:
+    assert warm_size({}) == 0  # opt-in: on 2 shared cores their imports cost more than they saved
+    assert warm_size({SIZE_ENV: "0"}) == 0 and warm_size({SIZE_ENV: "3"}) == 3 and warm_size({SIZE_ENV: "99"}) == 8
+    assert invokes_python("python -m pytest") and invokes_python("x=1; python3 a.py")
+    assert not invokes_python("echo hi") and not invokes_python("pythonic --flag") and not invokes_python("mypython")
+
+
+def test_no_pool_when_off_or_unsandboxed(tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SIZE_ENV, "0")
+    assert WarmPool.create(sandbox, tmp_path / "work") is None
+    monkeypatch.setenv(SIZE_ENV, "1")
+    assert WarmPool.create(Sandbox.none(), tmp_path / "work") is None  # --unsandboxed-steps: every step cold
+
+
+def test_the_pool_publishes_how_many_are_ready_where_the_server_reads_it(pool: WarmPool) -> None:
+    from mlyard.agent.warm import STATUS_FILE
+    from mlyard.background.local_agents import WARM_STATUS
+
+    assert STATUS_FILE == WARM_STATUS
+    assert (pool.work_root / STATUS_FILE).read_text().strip() == "2"
