@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -255,6 +255,7 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_spare: Spare | Non
     return Dispatcher(api, git, stopping, limits)
 
 
+POOL_CHECK_SECONDS = 1.0  # how often a server with no model yet looks for one to keep a scoring process warm for
 WARM_PATHS = (f"{API_PREFIX}/mlyard-warm-up", "/mlyard-warm-up")  # match no route: 404, nothing done
 
 
@@ -278,10 +279,19 @@ async def _warm_routes(api: FastAPI) -> None:
             log.debug("warming the routes with %s failed: %s", path, exc)
 
 
-async def _fill_pool_after(platform: Platform, warming: asyncio.Task[None] | None) -> None:
-    """Start the warm scoring pool once `warming` (the registry's warm-up) has ended, however it ended."""
+async def _fill_pool_after(
+    platform: Platform, warming: asyncio.Task[None] | None, to_serve: Callable[[Platform], bool] | None = None
+) -> None:
+    """Start the warm scoring pool once `warming` (the registry's warm-up) has ended, however it ended, and there
+    is something it could serve: a model in a registry or a deployment (deployments.something_to_serve). A new
+    home gets its process when its first model is registered (while model CI runs), not while its first
+    pipelines need the CPU; a home with models gets it at once."""
     if warming is not None:
         await asyncio.wait({warming})
+    if platform.deployments.pool is None:
+        return
+    while not await asyncio.to_thread(to_serve or deployments.something_to_serve, platform):
+        await asyncio.sleep(POOL_CHECK_SECONDS)  # ends with the server (the lifespan cancels this task)
     deployments.fill_pool(platform)
 
 

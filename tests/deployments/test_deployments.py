@@ -54,8 +54,9 @@ def predict(scoring_uri: str, body: dict, timeout: float = 30) -> list:
     return answer.json()["predictions"]
 
 
-def test_health_reports_the_warm_scoring_pool(srv: Server) -> None:
-    """Before any deployment: one warm scoring process, ready, reported in /health and the server's log.
+def test_health_reports_the_warm_scoring_pool(srv: Server, logged: list[Logged]) -> None:
+    """Once the registry holds a model (the pool waits for something to serve), before any deployment: one warm
+    scoring process, ready, reported in /health and the server's log.
     (Moved from tests/registry/test_warm_start.py, whose server then needed a warm process of its own.)"""
     deadline = time.monotonic() + 240
     with srv.client() as api:

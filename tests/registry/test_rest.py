@@ -75,6 +75,19 @@ def test_reads_agree_with_mlflow_client(
         assert served.version_for(name, **choice) == registry.version_for(name, **choice)  # type: ignore[arg-type]
 
 
+def test_runs_found_by_tag_agree_with_mlflow_client(served: Registry, registry: Registry) -> None:
+    """What the server lists as a workspace job's runs (tagged with the job's id) at its end."""
+    oracle = MlflowClient(tracking_uri=registry.tracking_uri)
+    experiment = oracle.create_experiment("rest-search-runs")
+    tagged = {oracle.create_run(experiment, tags={"mlyard.job_id": "41"}).info.run_id for _ in range(2)}
+    oracle.create_run(experiment, tags={"mlyard.job_id": "42"})
+    ids = [e.experiment_id for e in served.client.search_experiments()]
+    assert ids == [e.experiment_id for e in oracle.search_experiments()]
+    query = "tags.`mlyard.job_id` = '41'"
+    found = {run.info.run_id for run in served.client.search_runs(ids, filter_string=query)}
+    assert found == tagged == {run.info.run_id for run in oracle.search_runs(ids, filter_string=query)}
+
+
 def test_writes_are_seen_by_mlflow_client(
     served: Registry, registry: Registry, make_model: Callable[[int], str]
 ) -> None:

@@ -64,8 +64,14 @@ class RunData:
 
 
 @dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+
+
+@dataclass(frozen=True)
 class Run:
     data: RunData
+    info: RunInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -208,6 +214,19 @@ class RestClient:
         data = self._call("GET", "runs/get", {"run_id": run_id})["run"].get("data") or {}
         metrics = {str(m["key"]): float(m["value"]) for m in data.get("metrics") or () if "key" in m and "value" in m}
         return Run(RunData(metrics))
+
+    def search_runs(self, experiment_ids: list[str], filter_string: str = "", max_results: int = 1000) -> Page:
+        """One page of the runs that match (MlflowClient's default page: 1000), each with its `info.run_id`."""
+        body = {"experiment_ids": experiment_ids, "filter": filter_string, "max_results": max_results}
+        data = self._call("POST", "runs/search", body)
+        runs = [Run(RunData({}), RunInfo(str(run["info"]["run_id"]))) for run in data.get("runs") or ()]
+        return Page(runs, data.get("next_page_token") or None)
+
+    def search_experiments(self, max_results: int = 1000) -> Page:
+        data = self._call("POST", "experiments/search", {"max_results": max_results})
+        found = [Experiment(str(e["experiment_id"]), str(e.get("name") or ""), str(e.get("artifact_location") or ""))
+                 for e in data.get("experiments") or ()]  # fmt: skip
+        return Page(found, data.get("next_page_token") or None)
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
         try:

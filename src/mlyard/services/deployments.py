@@ -9,8 +9,10 @@ After a server restart, `recover_after_restart` starts every healthy deployment 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sqlite3
 import sys
 import threading
 import time
@@ -45,6 +47,7 @@ GRACE_SECONDS = 30.0  # the longest an old scoring server keeps serving connecti
 BIND_ATTEMPTS = 3  # ports tried when another process takes a scoring server's port while it starts
 WARM_POOL_ENV = "MLYARD_SERVING_WARM_POOL"  # warm scoring processes kept ready (default 1; 0 = none)
 _LOG_LIMIT = 1024 * 1024
+MAX_ENVIRONMENTS_CHECKED = 100  # something_to_serve looks at the first environments only
 
 
 def attach(platform: Platform, router: Router | None, *, fill: bool = True) -> None:
@@ -72,6 +75,28 @@ def fill_pool(platform: Platform) -> None:
     pool = platform.deployments.pool
     if pool is not None:
         pool.fill_later()
+
+
+def something_to_serve(platform: Platform) -> bool:
+    """Whether a warm scoring process could serve soon: a deployment exists, or an environment's registry holds
+    a registered model (a remote registry counts as one). Read from the SQLite stores directly (read-only, one
+    row), so that the check starts no MLflow server and imports no MLflow."""
+    if list_deployments(platform):
+        return True
+    for environment in environments.list_environments(platform)[:MAX_ENVIRONMENTS_CHECKED]:
+        uri = environment["mlflow_tracking_uri"]
+        if is_remote(uri):
+            return True
+        try:
+            path = sqlite_path(uri)
+            if not path.is_file():
+                continue
+            with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=1)) as db:
+                if db.execute("SELECT 1 FROM registered_models LIMIT 1").fetchone():
+                    return True
+        except (InvalidInput, sqlite3.Error):  # a store not made yet, or busy: asked again later
+            continue
+    return False
 
 
 def warm_pool_size() -> int:

@@ -224,7 +224,6 @@ def _run(platform: Platform, job_id: int, environment: dict[str, Any], work: Pat
             return
         states.transition(row, states.RUNNING)
         app, commit = row.app, row.commit
-    uri = environment["mlflow_tracking_uri"]
     env = {
         **passed_environment(),
         "HOME": str(work / "home"),
@@ -272,7 +271,7 @@ def _run(platform: Platform, job_id: int, environment: dict[str, Any], work: Pat
         log.exception("job %d failed to run", job_id)
         message = f"{COULD_NOT_RUN}: {exc}"
     _revoke_token(platform, environment["name"], job_id)
-    _finish(platform, job_id, code, message, _mlflow_runs(uri, job_id), canceled=canceled)
+    _finish(platform, job_id, code, message, _mlflow_runs(platform, environment, job_id), canceled=canceled)
     shutil.rmtree(work / "code", ignore_errors=True)
     shutil.rmtree(work / "home", ignore_errors=True)
 
@@ -353,11 +352,13 @@ def _finish(
         states.transition(row, states.CANCELED if canceled else states.SUCCEEDED if code == 0 else states.FAILED)
 
 
-def _mlflow_runs(uri: str, job_id: int) -> list[str]:
-    try:
-        from mlflow import MlflowClient
+def _mlflow_runs(platform: Platform, environment: dict[str, Any], job_id: int) -> list[str]:
+    """The MLflow runs the job logged (tagged with its id), through the environment's registry client: its
+    MLflow server's REST API when the server runs one (the server imports no MLflow for it), else MLflow's."""
+    from mlyard.services.models import registry
 
-        client = MlflowClient(tracking_uri=uri)
+    try:
+        client = registry(platform, environment["name"]).client
         experiments = [e.experiment_id for e in client.search_experiments()]
         runs = client.search_runs(experiments, filter_string=f"tags.`mlyard.job_id` = '{job_id}'")
         return [r.info.run_id for r in runs]
