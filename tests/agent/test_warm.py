@@ -135,6 +135,15 @@ def test_every_python_process_starts_pristine_and_the_environment_is_cold_s(
     }
 
 
+def test_a_step_that_writes_no_bytecode_runs_warm(run: Runner, pool: WarmPool, sandbox: Sandbox) -> None:
+    """The template's unit tests set PYTHONDONTWRITEBYTECODE=1: the fork sets sys.dont_write_bytecode."""
+    code = f"{WARM}; print('no bytecode' if sys.dont_write_bytecode else 'bytecode')"
+    outcome, rec = run(job(script("py", f'PYTHONDONTWRITEBYTECODE=1 python -c "{code}"')), sandbox=sandbox, warm=pool)
+    assert outcome.result == SUCCEEDED, rec.all_text()
+    assert [line for line in rec.logs["py"] if line in ("warm", "cold", "no bytecode", "bytecode")] == [
+        "warm", "no bytecode"]
+
+
 def test_what_a_warm_fork_cannot_reproduce_runs_the_real_interpreter(
     run: Runner, pool: WarmPool, sandbox: Sandbox
 ) -> None:

@@ -281,8 +281,9 @@ def plan(request):
     mode, target, rest, unbuffered, no_bytecode = options
     if bool(unbuffered or env.get("PYTHONUNBUFFERED")) != UNBUFFERED:
         return None
-    if bool(no_bytecode or env.get("PYTHONDONTWRITEBYTECODE")) != bool(sys.flags.dont_write_bytecode):
-        return None
+    no_bytecode = bool(no_bytecode or env.get("PYTHONDONTWRITEBYTECODE"))
+    if sys.flags.dont_write_bytecode and not no_bytecode:
+        return None  # the fork could not write bytecode again; the other way round is sys.dont_write_bytecode
     if site.ENABLE_USER_SITE and env.get("HOME"):
         user_site = os.path.join(env["HOME"], ".local", "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}",
                                  "site-packages")  # fmt: skip
@@ -307,7 +308,7 @@ def plan(request):
         if (entry == "" or entry not in BASE_PATH) and _shadowed(os.path.join(cwd, entry), names):
             return None
     return {"mode": mode, "target": target, "argv": argv, "path": path, "env": env, "cwd": cwd, "exe": exe,
-            "orig": [request["name"], *args]}  # fmt: skip
+            "orig": [request["name"], *args], "no_bytecode": no_bytecode}  # fmt: skip
 
 
 def _stdio(fd, write, template):
@@ -392,6 +393,7 @@ def warm_child(job, fds, keep_closed):
         sys.orig_argv = job["orig"]
         sys.executable = job["exe"]
         sys.path[:] = job["path"]
+        sys.dont_write_bytecode = job["no_bytecode"] or sys.dont_write_bytecode  # -B, PYTHONDONTWRITEBYTECODE
         importlib.invalidate_caches()
         for fd, name in enumerate(("stdin", "stdout", "stderr")):
             stream = _stdio(fd, fd > 0, getattr(sys, f"__{name}__"))
