@@ -93,7 +93,7 @@ def test_something_to_serve_is_a_registered_model_in_a_store(tmp_path: Path) -> 
         assert not deployments.something_to_serve(platform)  # no store yet
         init_store(uri, tmp_path / "dev" / "artifacts")
         assert not deployments.something_to_serve(platform)  # an empty registry
-        MlflowClient(tracking_uri=uri).create_registered_model("churn")
+        MlflowClient(tracking_uri=uri, registry_uri=uri).create_registered_model("churn")  # not a global registry URI
         assert deployments.something_to_serve(platform)
     finally:
         platform.close()
