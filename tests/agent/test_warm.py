@@ -135,10 +135,13 @@ def test_every_python_process_starts_pristine_and_the_environment_is_cold_s(
     }
 
 
-def test_a_step_that_writes_no_bytecode_runs_warm(run: Runner, pool: WarmPool, sandbox: Sandbox) -> None:
-    """The template's unit tests set PYTHONDONTWRITEBYTECODE=1: the fork sets sys.dont_write_bytecode."""
+def test_the_template_unit_test_steps_variables_run_warm(run: Runner, pool: WarmPool, sandbox: Sandbox) -> None:
+    """The template's unit tests set PYTHONDONTWRITEBYTECODE=1 (the fork sets sys.dont_write_bytecode) after
+    UsePythonVersion@0, whose `pythonLocation` variable is PYTHONLOCATION in the environment (no interpreter
+    reads it)."""
     code = f"{WARM}; print('no bytecode' if sys.dont_write_bytecode else 'bytecode')"
-    outcome, rec = run(job(script("py", f'PYTHONDONTWRITEBYTECODE=1 python -c "{code}"')), sandbox=sandbox, warm=pool)
+    text = f'PYTHONLOCATION=/usr PYTHONDONTWRITEBYTECODE=1 python -c "{code}"'
+    outcome, rec = run(job(script("py", text)), sandbox=sandbox, warm=pool)
     assert outcome.result == SUCCEEDED, rec.all_text()
     assert [line for line in rec.logs["py"] if line in ("warm", "cold", "no bytecode", "bytecode")] == [
         "warm", "no bytecode"]

@@ -61,8 +61,9 @@ SENSITIVE = ("LANG", "LC_", "TZ", "OMP_", "OPENBLAS_", "GOTO_", "MKL_", "KMP_", 
 READ: set[str] = set()
 REASON = [""]  # why the last request gets the real interpreter (MLYARD_STEP_WARM_DEBUG=1 shows it)
 NOT_CACHED = {"HOME", "PATH"}
-# PYTHON* variables a fork reproduces (the flags they set are compared); any other one means cold.
-PYTHON_OK = ("PYTHONPATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONBREAKPOINT")
+# PYTHON* variables a fork reproduces (the flags they set are compared), or that no interpreter reads
+# (PYTHONLOCATION: the `pythonLocation` variable of UsePythonVersion@0); any other one means cold.
+PYTHON_OK = ("PYTHONPATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONBREAKPOINT", "PYTHONLOCATION")
 SHIM = """#!{python} -IS
 import marshal, os, signal, socket, sys
 BIN = {bin!r}
