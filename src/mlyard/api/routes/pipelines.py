@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict
 from typing import Any, Literal
 
@@ -151,31 +151,42 @@ async def show_run(
     return (await _run_when_final(platform, run_id, wait)).to_dict()
 
 
+@contextlib.contextmanager
+def _run_ends(platform: Platform) -> Iterator[asyncio.Event | None]:
+    """An event the scheduler sets (from its thread) whenever a run ends, while the block runs; None when there
+    is no scheduler here or too many waiters: the caller polls instead."""
+    ends = getattr(platform.orchestrator, "run_ends", None)
+    loop = asyncio.get_running_loop()
+    event = asyncio.Event()
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # the request's loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(event.set)
+
+    unsubscribe = ends.subscribe(wake) if ends is not None else None
+    try:
+        yield event if unsubscribe is not None else None
+    finally:
+        if unsubscribe is not None:
+            unsubscribe()
+
+
 async def _run_when_final(platform: Platform, run_id: int, seconds: float) -> RunView:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
-    ends = getattr(platform.orchestrator, "run_ends", None)
-    while True:
-        event = asyncio.Event()
-
-        def wake(event: asyncio.Event = event) -> None:
-            with contextlib.suppress(RuntimeError):  # the request's loop is closed: nobody waits any more
-                loop.call_soon_threadsafe(event.set)
-
-        unsubscribe = ends.subscribe(wake) if ends is not None else None
-        try:
+    with _run_ends(platform) as ended:
+        while True:
+            if ended is not None:
+                ended.clear()  # a run ending from now on wakes the wait below
             view = await asyncio.to_thread(runs.show_run, platform, run_id)
             remaining = deadline - loop.time()
             if states.is_final(view.state) or remaining <= 0:
                 return view
-            if unsubscribe is None:  # no scheduler here, or too many waiters: look again a little later
+            if ended is None:
                 await asyncio.sleep(min(remaining, RUN_WAIT_POLL_SECONDS))
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), remaining)
-        finally:
-            if unsubscribe is not None:
-                unsubscribe()
+                await asyncio.wait_for(ended.wait(), remaining)
 
 
 @router.post("/runs/{run_id}/cancel")
@@ -260,18 +271,10 @@ async def _follow(platform: Platform, run_id: int, step: str | None, request: Re
     """New log lines every FOLLOW_POLL_SECONDS; the end of the run is sent as soon as it ends (the scheduler
     wakes the stream, as it wakes `GET /runs/{id}?wait=S`)."""
     follower = run_logs_service.Follower()
-    loop = asyncio.get_running_loop()
-    ended = asyncio.Event()
-
-    def wake() -> None:
-        with contextlib.suppress(RuntimeError):  # the stream's loop is closed: nobody follows any more
-            loop.call_soon_threadsafe(ended.set)
-
-    ends = getattr(platform.orchestrator, "run_ends", None)
-    unsubscribe = ends.subscribe(wake) if ends is not None else None  # None: too many waiters, just poll
-    try:
+    with _run_ends(platform) as ended:  # None: too many waiters, just poll
         while True:
-            ended.clear()  # a run ending from now on wakes the wait below
+            if ended is not None:
+                ended.clear()  # a run ending from now on wakes the wait below
             final = states.is_final(await asyncio.to_thread(runs.run_state, platform, run_id))
             found = await asyncio.to_thread(run_logs_service.sections, platform, run_id, step=step)
             for text in follower.poll(found):
@@ -280,8 +283,8 @@ async def _follow(platform: Platform, run_id: int, step: str | None, request: Re
                 state = await asyncio.to_thread(runs.run_state, platform, run_id)
                 yield f"## run {run_id} {state}\n".encode()
                 return
+            if ended is None:
+                await asyncio.sleep(FOLLOW_POLL_SECONDS)
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ended.wait(), FOLLOW_POLL_SECONDS)
-    finally:
-        if unsubscribe is not None:
-            unsubscribe()
