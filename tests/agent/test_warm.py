@@ -9,12 +9,23 @@ sys.modules` tells a warm interpreter from a cold one.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from mlyard.agent.warm import SIZE_ENV, WarmPool, invokes_python, uses_warm, warm_size
+from mlyard.agent.warm import (
+    IDLE_ENV,
+    SIZE_ENV,
+    CoreGauge,
+    WarmPool,
+    invokes_python,
+    runs_script,
+    uses_warm,
+    waits_for_idle,
+    warm_size,
+)
 from mlyard.protocol import CANCELED, FAILED, SUCCEEDED
 from mlyard.sandbox import Sandbox, default_home, server_paths
 from tests.agent.conftest import Runner, job, script, step
@@ -218,7 +229,7 @@ def test_which_steps_take_a_warm_sandbox(tmp_path: Path) -> None:
 
 
 def test_the_pool_size_setting_and_which_scripts_are_python() -> None:
-    assert warm_size({}) == 0  # opt-in: on 2 shared cores their imports cost more than they saved
+    assert warm_size({}) == 1  # on by default: one per agent (their imports wait for an idle core)
     assert warm_size({SIZE_ENV: "0"}) == 0 and warm_size({SIZE_ENV: "3"}) == 3 and warm_size({SIZE_ENV: "99"}) == 8
     assert invokes_python("python -m pytest") and invokes_python("x=1; python3 a.py")
     assert not invokes_python("echo hi") and not invokes_python("pythonic --flag") and not invokes_python("mypython")
@@ -237,3 +248,114 @@ def test_the_pool_publishes_how_many_are_ready_where_the_server_reads_it(pool: W
 
     assert STATUS_FILE == WARM_STATUS
     assert (pool.work_root / STATUS_FILE).read_text().strip() == "2"
+
+
+def test_a_console_script_of_the_interpreter_runs_warm(run: Runner, sandbox: Sandbox, tmp_path: Path) -> None:
+    """The creator pipeline's step runs `mlyard infra create-project`: a console script next to the
+    interpreter, whose `#!` line names it. With its modules pre-imported it runs as a fork too (through a
+    shim of its own), with the output of the real command."""
+    work = tmp_path / "work"
+    warm = WarmPool(sandbox.hiding(work), work, 1, ["decimal", "mlyard.cli.main"])
+    assert warm.scripts == ("mlyard",)  # not the console scripts that import none of them
+    warm.start()
+    try:
+        assert warm.wait_ready() == 1
+        text = "command -v mlyard\nmlyard --version\nmlyard no-such-command || echo \"exit $?\""
+        steps = (script("cli", text, env={"MLYARD_STEP_WARM_DEBUG": "1"}),)
+        cold, cold_rec = run(job(*steps), sandbox=sandbox)
+        started = warm.started
+        outcome, rec = run(job(*steps), sandbox=sandbox, warm=warm)
+        assert warm.wait_ready() == 1
+    finally:
+        warm.stop()
+    assert cold.result == outcome.result == SUCCEEDED, rec.all_text()
+    assert warm.started == started + 1  # the step took the sandbox (its replacement started)
+    lines = rec.logs["cli"]
+    assert any(line.endswith("/.mlyard-warm/bin/mlyard") for line in lines), lines  # the shim
+    assert not any("cold python" in line for line in lines), lines  # the shim's fork ran it
+    assert [line for line in lines if "job7-" not in line and "/bin/mlyard" not in line] == [
+        line for line in cold_rec.logs["cli"] if "job7-" not in line and "/bin/mlyard" not in line], lines
+    assert any(line.startswith("mlyard ") for line in lines) and "exit 2" in lines
+
+
+def test_which_commands_are_console_scripts() -> None:
+    scripts = ("mlyard",)
+    assert runs_script('mlyard infra create-project --repo-name "$REPO_NAME"', scripts)
+    assert runs_script("set -x; X=1 mlyard create a", scripts) and runs_script("if true; then mlyard a; fi", scripts)
+    assert runs_script("out=$(mlyard whoami)", scripts) and runs_script("true && mlyard a | cat", scripts)
+    assert not runs_script("echo mlyard; ls mlyard-x", scripts) and not runs_script("mlyard a", ())
+
+
+def test_the_gauge_counts_idle_cores_and_our_own_cpu_as_idle(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+
+    def write(busy: int, idle: int) -> None:  # two cores, ticks since boot: user nice system idle iowait ...
+        stat.write_text(f"cpu  {busy} 0 0 {idle} 0 0 0 0 0 0\ncpu0 0 0 0 0 0\ncpu1 0 0 0 0 0\nintr 1\n")
+
+    write(1000, 1000)
+    gauge = CoreGauge(stat)
+    write(1100, 1100)  # 100 of 200 ticks busy: one core of two
+    assert gauge.idle() == 1.0
+    write(1300, 1100)  # both cores busy, one of them by our own process: 100 ticks are 1 s at 100 Hz
+    assert gauge.idle(own_seconds=100 / gauge._clock) == 1.0
+    write(1500, 1100)
+    assert gauge.idle() == 0.0
+    assert gauge.idle() is None  # no time passed
+    stat.unlink()
+    assert gauge.idle() is None  # unknown: the pool does not wait
+    assert waits_for_idle({}) and not waits_for_idle({IDLE_ENV: "0"})
+
+
+class ScriptedGauge(CoreGauge):
+    """A gauge whose idle cores the test sets."""
+
+    def __init__(self) -> None:
+        self.cores = 0.0
+        self.samples = 0
+
+    def reset(self) -> None:
+        pass
+
+    def idle(self, own_seconds: float = 0.0) -> float | None:
+        self.samples += 1
+        return self.cores
+
+
+def test_sandboxes_start_and_import_only_on_an_idle_core(tmp_path: Path, sandbox: Sandbox) -> None:
+    """No sandbox starts while the machine's cores are busy; one that is importing is paused (SIGSTOP) when
+    they become busy and resumes when a core is idle again; a step never waits for it."""
+    import psutil
+
+    work = tmp_path / "work"
+    gauge = ScriptedGauge()
+    warm = WarmPool(sandbox.hiding(work), work, 1, ["decimal", "pandas"], gauge)
+    warm.sample_seconds = 0.01
+    warm.start()
+    try:
+        for _ in range(500):  # busy: it samples, and starts nothing
+            if gauge.samples >= 20:
+                break
+            time.sleep(0.01)
+        assert gauge.samples >= 20 and warm.started == 0 and warm.take() is None
+        gauge.cores = 2.0  # idle: it starts...
+        for _ in range(1000):
+            if warm.started:
+                break
+            time.sleep(0.01)
+        gauge.cores = 0.0  # ...and the machine is busy again before pandas is imported: paused
+        for _ in range(1000):
+            if warm.paused:
+                break
+            time.sleep(0.01)
+        assert warm.paused and warm.take() is None
+        sandbox_processes = psutil.Process(warm._ready[0].pid).children(recursive=True)
+        for _ in range(500):
+            states = {process.status() for process in sandbox_processes}
+            if states == {psutil.STATUS_STOPPED}:
+                break
+            time.sleep(0.01)
+        assert states == {psutil.STATUS_STOPPED}
+        gauge.cores = 2.0
+        assert warm.wait_ready() == 1 and not warm.paused
+    finally:
+        warm.stop()

@@ -33,7 +33,7 @@ steps:
 
 @pytest.fixture(scope="module")
 def warm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    env = {"MLYARD_STEP_WARM": "2", "MLYARD_STEP_WARM_MODULES": "decimal"}
+    env = {"MLYARD_STEP_WARM": "2", "MLYARD_STEP_WARM_MODULES": "decimal", "MLYARD_STEP_WARM_IDLE": "0"}
     server = start_server(tmp_path_factory.mktemp("warm"), "--agents", "1", env=env)
     yield server
     server.stop()

@@ -9,14 +9,20 @@ for ONE step; `python` invocations of that step are forks of the pre-imported in
 stub). A warm sandbox serves one step and is never reused; a sandbox that waited through a job without
 serving a step ran no code of it and serves the next job.
 
-`MLYARD_STEP_WARM` sets how many wait per agent (default DEFAULT_SIZE: off);
+`MLYARD_STEP_WARM` sets how many wait per agent (default DEFAULT_SIZE; 0: off);
 `MLYARD_STEP_WARM_MODULES` the modules they pre-import (comma-separated; default DEFAULT_MODULES,
 those not installed are skipped). Only sandboxed agents use them (`--unsandboxed-steps`: none).
+
+A sandbox's imports take a core for seconds, so they run only on a core the rest of the machine leaves
+idle (CoreGauge, from /proc/stat): a sandbox starts after a second with a core idle, and its imports are
+paused (SIGSTOP) while the machine's other work needs the cores, and resumed once a core is idle again.
+`MLYARD_STEP_WARM_IDLE=0` starts them at once (the tests' agents).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import logging
@@ -24,6 +30,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -31,29 +38,49 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mlyard.sandbox import Sandbox, passed_environment
 
 log = logging.getLogger("mlyard.agent")
 SIZE_ENV = "MLYARD_STEP_WARM"
 MODULES_ENV = "MLYARD_STEP_WARM_MODULES"
-# Off unless asked: on the 2-core development machine the imports of waiting sandboxes competed with the
-# steps and the server for the cores, and quickstart got slower (docs/agent.md, "Warm step sandboxes").
-DEFAULT_SIZE = 0
+IDLE_ENV = "MLYARD_STEP_WARM_IDLE"
+# One per agent (the template's jobs run one heavy Python step each); their imports wait for an idle core
+# (CoreGauge), so that they do not slow the steps and the server down (docs/agent.md, "Warm step sandboxes").
+DEFAULT_SIZE = 1
+# Cores the machine's other work left idle (over SAMPLE_SECONDS) for a sandbox to start (QUIET_SAMPLES
+# samples in a row) or resume its imports, and below which its imports are paused.
+START_IDLE_CORES = 0.75
+PAUSE_IDLE_CORES = 0.4
+SAMPLE_SECONDS = 0.5
+QUIET_SAMPLES = 2
+PROC_STAT = Path("/proc/stat")
 MAX_SIZE = 8
 MAX_MODULES = 64
 # the ML stack mlyard ships, and what the project template imports of it
+# and what the project creator's step (`mlyard infra create-project`: copier) imports (0.4 s more per sandbox)
 DEFAULT_MODULES = ("numpy", "pandas", "sklearn", "mlflow", "sklearn.linear_model", "sklearn.metrics",
-                   "sklearn.pipeline", "sklearn.preprocessing", "sklearn.model_selection", "mlflow.sklearn")
+                   "sklearn.pipeline", "sklearn.preprocessing", "sklearn.model_selection", "mlflow.sklearn",
+                   "copier", "mlyard.cli.main", "mlyard.cli.infra", "mlyard.creator", "mlyard.scaffold.render",
+                   "mlyard.git.remote")  # fmt: skip
 STUB = Path(__file__).with_name("warm_stub.py")
 SLOT_PREFIX = "slot-"  # no leading dot: tools skip hidden folders (pytest's norecursedirs, linters)
 STATUS_FILE = ".warm-ready"  # in the work root (hidden from steps): how many sandboxes are ready
-WARM_HOME = "/tmp/.mlyard-warm/home"  # HOME of the stub, in the sandbox's private /tmp
+STUB_HOME = "/tmp/.mlyard-warm"  # the stub's shims and socket (warm_stub.HOME), in the sandbox's private /tmp
+WARM_HOME = STUB_HOME + "/home"  # HOME of the stub
 READY = b"ready\n"  # what the stub writes on stderr once its imports are done (warm_stub.READY)
 MAX_SCRIPT_BYTES = 1 << 20
 PYTHON_WORD = re.compile(r"\bpython3?\b")
 INVOCATION = re.compile(r"\bpython3?(?:\.\d+)?[ \t]+((?:-[A-Za-z]+[ \t]+)*)(\S+)")  # options, then the target
 IMPORT = re.compile(r"^[ \t]*(?:import|from)[ \t]+([A-Za-z_][A-Za-z_0-9]*)", re.MULTILINE)
+# where a shell command starts, the words before a command's name (keywords, variable assignments)
+COMMAND_SPLIT = re.compile(r"[;&|(){}`\n]|\$\(")
+SHELL_KEYWORDS = frozenset({"if", "then", "elif", "else", "do", "while", "until", "exec", "time", "command", "!"})
+ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+MAX_SCRIPTS = 256  # console scripts given a shim
+MAX_LISTED = 4096  # entries of the interpreter's folder looked at for console scripts
+MAX_SHEBANG = 512
 _MARK = "MLYARD_AGENT_MARK"
 
 
@@ -120,10 +147,125 @@ def uses_warm(text: str, cwd: Path, modules: Sequence[str]) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=1)
+def console_scripts() -> dict[str, Path]:
+    """The console scripts next to this interpreter that run it (their `#!` line names it, with no option):
+    `mlyard`, `mlflow`... A fork of a warm sandbox can run them as `python SCRIPT ARGS` (warm_stub)."""
+    folder = Path(sys.executable).parent
+    found: dict[str, Path] = {}
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)[:MAX_LISTED]
+    except OSError:
+        return found
+    for entry in entries:
+        if entry.name.startswith("python") or not entry.is_file() or len(found) >= MAX_SCRIPTS:
+            continue
+        try:
+            with open(entry.path, "rb") as handle:
+                first = handle.read(MAX_SHEBANG).split(b"\n", 1)[0]
+        except OSError:
+            continue
+        words = first[2:].decode("utf-8", "replace").split() if first.startswith(b"#!") else []
+        if len(words) == 1 and _same_interpreter(words[0]):
+            found[entry.name] = Path(entry.path)
+    return found
+
+
+def _same_interpreter(exe: str) -> bool:
+    """As warm_stub.same_interpreter: this interpreter, in this installation (same folder)."""
+    try:
+        return (os.path.dirname(os.path.abspath(exe)) == os.path.dirname(sys.executable)
+                and os.path.realpath(exe) == os.path.realpath(sys.executable))  # fmt: skip
+    except OSError:
+        return False
+
+
+def scripts_importing(modules: Sequence[str]) -> tuple[str, ...]:
+    """The console scripts of this interpreter that import one of `modules` (`mlyard`: mlyard.cli.main)."""
+    return tuple(name for name, path in console_scripts().items() if imports_any(path, modules))
+
+
+def runs_script(text: str, scripts: Sequence[str]) -> bool:
+    """Whether a step script runs one of `scripts` as a command (`mlyard infra create-project ...`)."""
+    if not scripts:
+        return False
+    names = set(scripts)
+    for part in COMMAND_SPLIT.split(text[:MAX_SCRIPT_BYTES]):
+        words = part.split()
+        while words and (words[0] in SHELL_KEYWORDS or ASSIGNMENT.match(words[0])):
+            words.pop(0)
+        if words and words[0] in names:
+            return True
+    return False
+
+
+def waits_for_idle(environ: dict[str, str] | None = None) -> bool:
+    """Whether the sandboxes' imports wait for an idle core (MLYARD_STEP_WARM_IDLE, default yes; 0: no)."""
+    return (os.environ if environ is None else environ).get(IDLE_ENV, "").strip() != "0"
+
+
+def _cpu_ticks(stat: Path) -> tuple[int, int, int] | None:
+    """(busy, total, cores) from /proc/stat's `cpu` lines (clock ticks since boot); None if unreadable."""
+    try:
+        with stat.open("rb") as handle:
+            text = handle.read(1 << 16).decode("ascii", "replace")
+    except OSError:
+        return None
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("cpu "):
+        return None
+    try:
+        fields = [int(value) for value in lines[0].split()[1:9]]  # user nice system idle iowait irq softirq steal
+    except ValueError:
+        return None
+    if len(fields) < 5:
+        return None
+    cores = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields), max(cores, 1)
+
+
+class CoreGauge:
+    """How many cores the machine's other work left idle between two samples of /proc/stat: the CPU
+    time of the processes given as our own (a warm sandbox's imports) counts as idle."""
+
+    def __init__(self, stat: Path = PROC_STAT) -> None:
+        self.stat = stat
+        self._last = _cpu_ticks(stat)
+        self._clock = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def reset(self) -> None:
+        self._last = _cpu_ticks(self.stat)
+
+    def idle(self, own_seconds: float = 0.0) -> float | None:
+        """Idle cores since the last sample (the machine's cores when idle); None when unknown (no
+        /proc/stat, or no time passed): callers then do not wait."""
+        now, last = _cpu_ticks(self.stat), self._last
+        self._last = now
+        if now is None or last is None or now[1] <= last[1]:
+            return None
+        cores = now[2]
+        elapsed = (now[1] - last[1]) / cores  # ticks of one core
+        busy = cores * (now[0] - last[0]) / (now[1] - last[1])
+        own = own_seconds * self._clock / elapsed
+        return cores - max(0.0, busy - own)
+
+
+def _cpu_seconds(processes: list[Any]) -> float:
+    """CPU seconds (user + system) used so far by the still-running `processes` (psutil.Process)."""
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(Exception):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 class WarmPool:
     """The warm sandboxes of one agent, all on its one slot (an agent runs one job at a time)."""
 
-    def __init__(self, sandbox: Sandbox, work_root: Path, size: int, modules: Sequence[str]) -> None:
+    def __init__(self, sandbox: Sandbox, work_root: Path, size: int, modules: Sequence[str],
+                 gauge: CoreGauge | None = None) -> None:  # fmt: skip
         self.sandbox = sandbox
         self.work_root = work_root.resolve()
         self.size = size
@@ -133,8 +275,14 @@ class WarmPool:
         self._warm: set[int] = set()  # pids of the waiting sandboxes whose imports are done
         self._held = False  # a job runs: no sandbox starts
         self._wake = threading.Event()
+        self._halt = threading.Event()  # set by stop()
         self._lock = threading.Lock()
         self._stopped = False
+        self.gauge = gauge  # None: sandboxes start at once, never paused
+        self.scripts = scripts_importing(self.modules)  # console scripts whose commands run warm too
+        self.paused = False  # the importing sandbox is stopped (SIGSTOP) until a core is idle
+        self.sample_seconds = SAMPLE_SECONDS
+        self.started = 0  # sandboxes started so far
 
     @classmethod
     def create(cls, sandbox: Sandbox, work_root: Path) -> WarmPool | None:
@@ -142,7 +290,8 @@ class WarmPool:
         size = warm_size()
         if size == 0 or not sandbox.enabled:
             return None
-        pool = cls(sandbox.hiding(work_root), work_root, size, warm_modules())
+        gauge = CoreGauge() if waits_for_idle() else None
+        pool = cls(sandbox.hiding(work_root), work_root, size, warm_modules(), gauge)
         pool.start()
         return pool
 
@@ -155,33 +304,87 @@ class WarmPool:
         log.info("warm step sandboxes: %d waiting, pre-importing %s", self.size, ", ".join(self.modules) or "nothing")
 
     def _fill(self) -> None:
-        """Keep `size` sandboxes waiting, starting one at a time (each import takes a core for seconds)
-        and none while a job runs (its steps need the cores; the job's used sandboxes are replaced when
-        it ends)."""
+        """Keep `size` sandboxes waiting, starting one at a time (each import takes a core for seconds),
+        none while a job runs (its steps need the cores; the job's used sandboxes are replaced when it
+        ends), and only when a core is idle (see _quiet and _follow_imports)."""
+        quiet = 0
         while True:
             with self._lock:
                 if self._stopped:
                     return
+                waiting = all(proc.pid in self._warm for proc in self._ready)
+                wanted = not self._held and len(self._ready) < self.size and waiting
+            if not wanted:
+                quiet = 0
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            quiet = quiet + 1 if self._quiet() else 0
+            if quiet < QUIET_SAMPLES:
+                continue
+            quiet = 0
+            with self._lock:
                 proc = None
-                if not self._held and len(self._ready) < self.size and all(p.pid in self._warm for p in self._ready):
+                if not self._stopped and not self._held and len(self._ready) < self.size:
                     try:
                         proc = self._spawn()
                         self._ready.append(proc)
+                        self.started += 1
                     except OSError as exc:
                         log.warning("a warm step sandbox could not start: %s", exc)
             if proc is None:
                 self._wake.wait(1.0)
                 self._wake.clear()
                 continue
-            stream = proc.stderr
-            assert stream is not None
-            while not self._stopped and proc.poll() is None:  # until its imports are done
+            self._follow_imports(proc)
+            self._publish()
+
+    def _quiet(self) -> bool:
+        """Whether a core stayed idle for the next SAMPLE_SECONDS (at once True without a gauge)."""
+        if self.gauge is None:
+            return True
+        self.gauge.reset()
+        self._halt.wait(self.sample_seconds)  # not _wake: the sample must span its time
+        idle = self.gauge.idle()
+        return idle is None or idle >= START_IDLE_CORES
+
+    def _follow_imports(self, proc: subprocess.Popen[bytes]) -> None:
+        """Until the sandbox's imports are done: pause them while the rest of the machine leaves less than
+        PAUSE_IDLE_CORES idle, resume them when START_IDLE_CORES are idle again."""
+        stream = proc.stderr
+        assert stream is not None
+        tree: list[Any] = []
+        own = 0.0
+        if self.gauge is not None:
+            self.gauge.reset()
+        try:
+            while not self._stopped and proc.poll() is None:
                 with contextlib.suppress(OSError, ValueError):
-                    select.select([stream], [], [], 0.5)
+                    select.select([stream], [], [], self.sample_seconds)
                 with self._lock:
                     if proc not in self._ready or self._check(proc, 0):
-                        break
-            self._publish()
+                        return
+                if self.gauge is None:
+                    continue
+                if len(tree) < 3:  # bwrap, its child in the new PID namespace, the stub
+                    tree = _process_tree(proc.pid)
+                used = _cpu_seconds(tree)
+                idle = self.gauge.idle(max(0.0, used - own))
+                own = used
+                if idle is None:
+                    continue
+                with self._lock:
+                    if proc not in self._ready or proc.pid in self._warm:
+                        return
+                    if not self.paused and idle < PAUSE_IDLE_CORES:
+                        self.paused = _signal_group(proc, signal.SIGSTOP)
+                    elif self.paused and idle >= START_IDLE_CORES:
+                        self.paused = not _signal_group(proc, signal.SIGCONT)
+        finally:
+            with self._lock:
+                if self.paused:
+                    _signal_group(proc, signal.SIGCONT)
+                    self.paused = False
 
     def hold(self) -> None:
         """A job starts: no sandbox starts until release()."""
@@ -199,10 +402,15 @@ class WarmPool:
         # /tmp (what the imports write there, e.g. MLflow's telemetry id, stays in this sandbox)
         env = {**passed_environment(), "HOME": WARM_HOME, "PYTHONUNBUFFERED": "1", "TF_BUILD": "True",
                _MARK: os.environ.get(_MARK, "")}  # fmt: skip
-        argv = self.sandbox.command([sys.executable, str(STUB), ",".join(self.modules)], cwd=self.slot,
-                                    work=[self.slot])  # fmt: skip
+        stub = [sys.executable, str(STUB), ",".join(self.modules), STUB_HOME, ",".join(self.scripts)]
+        argv = self.sandbox.command(stub, cwd=self.slot, work=[self.slot])
         return subprocess.Popen(argv, cwd=self.slot, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+
+    def serves(self, text: str, cwd: Path) -> bool:
+        """Whether a step script runs Python that a sandbox speeds up (uses_warm), or a console script
+        that imports a pre-imported module (the creator's `mlyard infra create-project`)."""
+        return (invokes_python(text) and uses_warm(text, cwd, self.modules)) or runs_script(text, self.scripts)
 
     def holds(self, root: Path) -> bool:
         """Whether a job's work directory is in the slot (its steps may then use a warm sandbox)."""
@@ -224,6 +432,9 @@ class WarmPool:
                 elif taken is None and self._check(proc, 0):
                     self._ready.remove(proc)
                     self._warm.discard(proc.pid)
+                    if self.paused:  # it said ready just before it was paused
+                        _signal_group(proc, signal.SIGCONT)
+                        self.paused = False
                     taken = proc
             self._publish()
             return taken
@@ -291,6 +502,7 @@ class WarmPool:
         with self._lock:
             self._stopped = True
             ready, self._ready = self._ready, []
+        self._halt.set()
         self._wake.set()
         _kill(ready)
         shutil.rmtree(self.slot, ignore_errors=True)
@@ -302,9 +514,32 @@ def _kill(processes: list[subprocess.Popen[bytes]]) -> None:
     from mlyard.agent.process import kill_group
 
     for proc in processes:
+        _signal_group(proc, signal.SIGCONT)  # a paused sandbox: its SIGTERM is delivered at once
         kill_group(proc.pid, proc, grace=1.0)
         proc.wait()
         _close(proc)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> bool:
+    """Send a signal to a sandbox's process group (its own session: start_new_session); whether sent."""
+    if proc.poll() is not None:
+        return False
+    try:
+        os.killpg(proc.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _process_tree(pid: int) -> list[Any]:
+    """psutil.Process of `pid` and of its descendants (empty when it is gone)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 def _close(proc: subprocess.Popen[bytes]) -> None:

@@ -40,6 +40,8 @@ import time
 import types
 
 HOME = sys.argv[2] if len(sys.argv) > 2 else "/tmp/.mlyard-warm"  # default: in the sandbox's private /tmp
+# console scripts of this interpreter (`mlyard`, `mlflow`: next to it, their `#!` naming it) that get a shim too
+SCRIPTS = [name for name in (sys.argv[3].split(",") if len(sys.argv) > 3 else []) if name and "/" not in name]
 BIN = HOME + "/bin"
 SOCKET = HOME + "/sock"
 READY = b"ready\n"
@@ -49,6 +51,8 @@ WAKE: list[int] = []  # the self-pipe of SIGCHLD
 MAX_REQUEST = 8 << 20
 MAX_MESSAGE = 8 << 20
 MAX_LISTED = 20000  # entries of a new sys.path folder looked at for shadowing modules
+MAX_SCRIPTS = 256
+MAX_SHEBANG = 512
 BASE_PATH = list(sys.path)
 BASE_ENV = dict(os.environ)
 UNBUFFERED = bool(BASE_ENV.get("PYTHONUNBUFFERED"))  # how this interpreter's stdio was made (it has no -u)
@@ -185,7 +189,7 @@ def install_shims():
     os.makedirs(BIN, mode=0o700, exist_ok=True)
     text = SHIM.format(python=sys.executable, bin=BIN, socket=SOCKET)
     major, minor = sys.version_info[:2]
-    for name in ("python", f"python{major}", f"python{major}.{minor}"):
+    for name in ("python", f"python{major}", f"python{major}.{minor}", *SCRIPTS[:MAX_SCRIPTS]):
         path = os.path.join(BIN, name)
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -199,6 +203,22 @@ def same_interpreter(exe):
                 and os.path.realpath(exe) == os.path.realpath(sys.executable))  # fmt: skip
     except OSError:
         return False
+
+
+def script_interpreter(exe):
+    """The interpreter of a console script whose `#!` line names this interpreter with no option (None
+    otherwise): the script then runs as `python SCRIPT ARGS` would, which a fork can reproduce."""
+    if os.path.basename(exe) not in SCRIPTS:
+        return None
+    try:
+        with open(exe, "rb") as handle:
+            first = handle.read(MAX_SHEBANG).split(b"\n", 1)[0]
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode("utf-8", "replace").split()
+    return words[0] if len(words) == 1 and same_interpreter(words[0]) else None
 
 
 def _env_difference(env):
@@ -252,12 +272,16 @@ def _pythonpath(env, cwd):
 
 
 def _shadowed(folder, names):
-    """Whether `folder` holds something importable under one of `names` (conservative: any file or folder
-    whose name up to its first dot is one of them)."""
+    """Whether `folder` holds something importable under one of `names` (conservative: any folder, or file
+    with a suffix, whose name up to its first dot is one of them; a file with no suffix, like the console
+    script `mlflow` next to the interpreter, is not importable)."""
     try:
         with os.scandir(folder or ".") as entries:
             for count, entry in enumerate(entries):
-                if count > MAX_LISTED or entry.name.partition(".")[0] in names:
+                if count > MAX_LISTED:
+                    return True
+                top, dot, _suffix = entry.name.partition(".")
+                if top in names and (dot or entry.is_dir()):
                     return True
     except OSError:
         return False
@@ -267,6 +291,11 @@ def _shadowed(folder, names):
 def plan(request):
     """How a warm child runs a shim's request: a dict, or None when only the real interpreter can."""
     exe, args, env, cwd = request["exe"], request["args"], request["env"], request["cwd"]
+    script = None
+    if not same_interpreter(exe):  # a console script of this interpreter: `python SCRIPT ARGS`
+        interpreter = script_interpreter(exe)
+        if interpreter is not None:
+            script, exe, args = exe, interpreter, ["--", exe, *args]
     REASON[0] = "another interpreter" if not same_interpreter(exe) else "no working directory"
     if not same_interpreter(exe) or not os.path.isdir(cwd):
         return None
@@ -291,10 +320,10 @@ def plan(request):
         if os.path.isdir(user_site):
             return None
     if mode == "script":
-        script = os.path.join(cwd, target)
-        if not os.path.isfile(script) or not target.endswith(".py"):
+        file = os.path.join(cwd, target)
+        if not os.path.isfile(file) or not (target.endswith(".py") or target == script):
             return None  # a folder or zip with __main__.py, a .pyc, a missing file: the real error message
-        first = os.path.dirname(os.path.realpath(script))
+        first = os.path.dirname(os.path.realpath(file))
         argv = [target, *rest]
     elif mode == "m":
         first, argv = cwd, ["-m", *rest]
@@ -308,8 +337,9 @@ def plan(request):
     for entry in dict.fromkeys(path):
         if (entry == "" or entry not in BASE_PATH) and _shadowed(os.path.join(cwd, entry), names):
             return None
+    orig = [exe, script, *args[2:]] if script is not None else [request["name"], *args]
     return {"mode": mode, "target": target, "argv": argv, "path": path, "env": env, "cwd": cwd, "exe": exe,
-            "orig": [request["name"], *args], "no_bytecode": no_bytecode}  # fmt: skip
+            "orig": orig, "no_bytecode": no_bytecode}  # fmt: skip
 
 
 def _stdio(fd, write, template):

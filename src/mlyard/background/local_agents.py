@@ -33,7 +33,7 @@ MARK_VARIABLE = "MLYARD_AGENT_MARK"
 TOKEN_VARIABLE = "MLYARD_AGENT_TOKEN"
 # Variables of the server's environment its agents keep: test and debugging knobs, the bwrap binary.
 AGENT_VARIABLES = ("MLYARD_AGENT_MINUTE_SECONDS", "MLYARD_KEEP_WORK", "MLYARD_BWRAP", "MLYARD_STEP_WARM",
-                   "MLYARD_STEP_WARM_MODULES")  # fmt: skip
+                   "MLYARD_STEP_WARM_MODULES", "MLYARD_STEP_WARM_IDLE")  # fmt: skip
 PARENT_POLL_SECONDS = 0.5
 SUPERVISE_SECONDS = 1.0
 

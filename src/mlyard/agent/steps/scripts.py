@@ -34,7 +34,7 @@ from mlyard.agent.environment import (
 )
 from mlyard.agent.process import run_process
 from mlyard.agent.state import JobState, StepError, StepRun
-from mlyard.agent.warm import MAX_SCRIPT_BYTES, imports_any, invokes_python, uses_warm
+from mlyard.agent.warm import MAX_SCRIPT_BYTES, imports_any
 from mlyard.protocol import FAILED, SUCCEEDED, StepSpec
 from mlyard.sandbox import store_paths
 
@@ -76,7 +76,7 @@ def run_command(
 
 def _warm(job: JobState, text: str, cwd: Path) -> bool:
     """Whether a script step's Python would use a warm sandbox (mlyard.agent.warm)."""
-    return job.warm is not None and invokes_python(text) and uses_warm(text, cwd, job.warm.modules)
+    return job.warm is not None and job.warm.serves(text, cwd)
 
 
 def _bash_inline(job: JobState, step: StepSpec, run: StepRun, script: str, extra: dict[str, str] | None = None,
