@@ -280,7 +280,7 @@ class WarmPool:
         self._stopped = False
         self.gauge = gauge  # None: sandboxes start at once, never paused
         self.scripts = scripts_importing(self.modules)  # console scripts whose commands run warm too
-        self.paused = False  # the importing sandbox is stopped (SIGSTOP) until a core is idle
+        self._paused: int | None = None  # the pid of the importing sandbox while it is stopped (SIGSTOP)
         self.sample_seconds = SAMPLE_SECONDS
         self.started = 0  # sandboxes started so far
 
@@ -301,7 +301,9 @@ class WarmPool:
             shutil.rmtree(stale, ignore_errors=True)
         self.slot.mkdir()
         threading.Thread(target=self._fill, name="mlyard-warm-sandboxes", daemon=True).start()
-        log.info("warm step sandboxes: %d waiting, pre-importing %s", self.size, ", ".join(self.modules) or "nothing")
+        log.info("warm step sandboxes: %d waiting, %s (%s=0 turns them off), pre-importing %s", self.size,
+                 "filled on idle cores" if self.gauge is not None else "filled at once", SIZE_ENV,
+                 ", ".join(self.modules) or "nothing")  # fmt: skip
 
     def _fill(self) -> None:
         """Keep `size` sandboxes waiting, starting one at a time (each import takes a core for seconds),
@@ -376,15 +378,16 @@ class WarmPool:
                 with self._lock:
                     if proc not in self._ready or proc.pid in self._warm:
                         return
-                    if not self.paused and idle < PAUSE_IDLE_CORES:
-                        self.paused = _signal_group(proc, signal.SIGSTOP)
-                    elif self.paused and idle >= START_IDLE_CORES:
-                        self.paused = not _signal_group(proc, signal.SIGCONT)
+                    if self._paused is None and idle < PAUSE_IDLE_CORES:
+                        self._paused = proc.pid if _signal_group(proc, signal.SIGSTOP) else None
+                    elif self._paused is not None and idle >= START_IDLE_CORES:
+                        _signal_group(proc, signal.SIGCONT)
+                        self._paused = None
         finally:
             with self._lock:
-                if self.paused:
+                if self._paused == proc.pid:
                     _signal_group(proc, signal.SIGCONT)
-                    self.paused = False
+                    self._paused = None
 
     def hold(self) -> None:
         """A job starts: no sandbox starts until release()."""
@@ -412,6 +415,11 @@ class WarmPool:
         that imports a pre-imported module (the creator's `mlyard infra create-project`)."""
         return (invokes_python(text) and uses_warm(text, cwd, self.modules)) or runs_script(text, self.scripts)
 
+    @property
+    def paused(self) -> bool:
+        """Whether a sandbox's imports are paused until a core is idle."""
+        return self._paused is not None
+
     def holds(self, root: Path) -> bool:
         """Whether a job's work directory is in the slot (its steps may then use a warm sandbox)."""
         return root.parent == self.slot
@@ -432,9 +440,9 @@ class WarmPool:
                 elif taken is None and self._check(proc, 0):
                     self._ready.remove(proc)
                     self._warm.discard(proc.pid)
-                    if self.paused:  # it said ready just before it was paused
+                    if self._paused == proc.pid:  # it said ready just before it was paused
                         _signal_group(proc, signal.SIGCONT)
-                        self.paused = False
+                        self._paused = None
                     taken = proc
             self._publish()
             return taken
