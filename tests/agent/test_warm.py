@@ -359,3 +359,23 @@ def test_sandboxes_start_and_import_only_on_an_idle_core(tmp_path: Path, sandbox
         assert warm.wait_ready() == 1 and not warm.paused
     finally:
         warm.stop()
+
+
+def test_a_pre_import_that_copies_the_environment_sends_every_python_cold(
+    run: Runner, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """plumbum (imported by copier) copies the whole environment when imported: in a fork, that copy would
+    be the sandbox's environment, not the step's (copier would run git without the step's variables)."""
+    work = tmp_path / "work"
+    warm = WarmPool(sandbox.hiding(work), work, 1, ["decimal", "plumbum"])
+    warm.start()
+    try:
+        assert warm.wait_ready() == 1
+        code = "import sys, plumbum; print('warm' if 'decimal' in sys.modules else 'cold', plumbum.local.env['GIVEN'])"
+        spec = job(script("py", f'GIVEN=by-the-step python -c "{code}"', env={"MLYARD_STEP_WARM_DEBUG": "1"}))
+        outcome, rec = run(spec, sandbox=sandbox, warm=warm)
+    finally:
+        warm.stop()
+    assert outcome.result == SUCCEEDED, rec.all_text()
+    assert "cold by-the-step" in rec.logs["py"]
+    assert any("plumbum copied the environment" in line for line in rec.logs["py"]), rec.logs["py"]

@@ -59,11 +59,14 @@ PROC_STAT = Path("/proc/stat")
 MAX_SIZE = 8
 MAX_MODULES = 64
 # the ML stack mlyard ships, and what the project template imports of it
-# and what the project creator's step (`mlyard infra create-project`: copier) imports (0.4 s more per sandbox)
+# and what the project creator's step (`mlyard infra create-project`) imports: mlyard's CLI and copier's
+# dependencies, not copier: it imports plumbum, which copies the whole environment when imported (a fork
+# would then run git with the sandbox's environment; warm_stub sends every python cold after such a copy).
+# 0.3 s of CPU more per sandbox; the step's `import copier` is then 0.06 s.
 DEFAULT_MODULES = ("numpy", "pandas", "sklearn", "mlflow", "sklearn.linear_model", "sklearn.metrics",
                    "sklearn.pipeline", "sklearn.preprocessing", "sklearn.model_selection", "mlflow.sklearn",
-                   "copier", "mlyard.cli.main", "mlyard.cli.infra", "mlyard.creator", "mlyard.scaffold.render",
-                   "mlyard.git.remote")  # fmt: skip
+                   "mlyard.cli.main", "mlyard.cli.infra", "mlyard.creator", "mlyard.scaffold.render",
+                   "mlyard.git.remote", "questionary", "jinja2", "pydantic", "yaml")  # fmt: skip
 STUB = Path(__file__).with_name("warm_stub.py")
 SLOT_PREFIX = "slot-"  # no leading dot: tools skip hidden folders (pytest's norecursedirs, linters)
 STATUS_FILE = ".warm-ready"  # in the work root (hidden from steps): how many sandboxes are ready

@@ -63,6 +63,7 @@ UNBUFFERED = bool(BASE_ENV.get("PYTHONUNBUFFERED"))  # how this interpreter's st
 SENSITIVE = ("LANG", "LC_", "TZ", "OMP_", "OPENBLAS_", "GOTO_", "MKL_", "KMP_", "BLIS_", "VECLIB_", "NUMEXPR_",
              "NPY_", "NUMPY_", "SCIPY_", "SKLEARN_", "PANDAS_", "JOBLIB_", "MPL", "PYARROW_", "ARROW_")
 READ: set[str] = set()
+COPIED: list[str] = []  # the modules that copied (iterated) the whole environment while being imported
 REASON = [""]  # why the last request gets the real interpreter (MLYARD_STEP_WARM_DEBUG=1 shows it)
 NOT_CACHED = {"HOME", "PATH"}
 # PYTHON* variables a fork reproduces (the flags they set are compared), or that no interpreter reads
@@ -129,7 +130,7 @@ def preload(names):
     os.dup2(null, 1)
     os.dup2(null, 2)
     environ = type(os.environ)
-    get, contains = environ.__getitem__, environ.__contains__
+    get, contains, iterate = environ.__getitem__, environ.__contains__, environ.__iter__
 
     def recorded_get(self, key):  # type: ignore[no-untyped-def]
         if isinstance(key, str):  # os.environb's keys are bytes
@@ -141,14 +142,21 @@ def preload(names):
             READ.add(key)
         return contains(self, key)
 
+    def recorded_iter(self):  # type: ignore[no-untyped-def]
+        COPIED.append(importing[0])  # a copy of the whole environment (plumbum's `local.env`)
+        return iterate(self)
+
+    importing = [""]
     environ.__getitem__, environ.__contains__ = recorded_get, recorded_contains  # type: ignore[method-assign]
+    environ.__iter__ = recorded_iter  # type: ignore[method-assign]
     try:
         for name in names:
             if name:
+                importing[0] = name
                 with contextlib.suppress(Exception):
                     importlib.import_module(name)
     finally:
-        environ.__getitem__, environ.__contains__ = get, contains  # type: ignore[method-assign]
+        environ.__getitem__, environ.__contains__, environ.__iter__ = get, contains, iterate  # type: ignore[method-assign]
         sys.stdout.flush()
         sys.stderr.flush()
         os.dup2(saved[0], 1)
@@ -222,7 +230,11 @@ def script_interpreter(exe):
 
 
 def _env_difference(env):
-    """The first variable that makes a fork differ from a fresh interpreter ('' when none)."""
+    """The first variable that makes a fork differ from a fresh interpreter ('' when none); when a
+    pre-imported module copied the whole environment, every request differs (the copy would be this
+    program's environment, not the step's)."""
+    if COPIED:
+        return f"(all: {COPIED[0]} copied the environment when imported)"
     for key in env:
         if key.startswith("PYTHON") and key not in PYTHON_OK:
             return key
