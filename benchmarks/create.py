@@ -65,7 +65,7 @@ def create_once(server: Server, name: str) -> dict[str, float]:
 
 
 AGENTS = 2  # `mlyard server`'s default
-SETTLE_SECONDS = 120.0  # at most, before each project
+SETTLE_SECONDS = 60.0  # at most, before each project
 QUIET_CORES = 0.15  # the server's processes together, over one second
 
 

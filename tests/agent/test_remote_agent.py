@@ -17,7 +17,7 @@ import pytest
 
 from tests.agent.conftest import processes_with
 from tests.ci.helpers import job, logs, make_repo, register, run, wait_state
-from tests.conftest import Git, Server, start_server
+from tests.conftest import WARM_OFF, Git, Server, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -68,6 +68,7 @@ class Agent:
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("MLYARD_URL", "MLYARD_TOKEN", "MLYARD_AGENT_TOKEN")}
+        env.update(WARM_OFF)  # no warm step sandbox (on by default): the suite's steps run cold
         argv = [sys.executable, "-m", "mlyard", "agent", "--url", self.server.url, "--token", self.token,
                 "--name", self.name, "--work-dir", str(self.work)]  # fmt: skip
         with open(self.log, "ab") as log:
