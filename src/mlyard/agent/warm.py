@@ -383,9 +383,11 @@ class WarmPool:
                         return
                     if self._paused is None and idle < PAUSE_IDLE_CORES:
                         self._paused = proc.pid if _signal_group(proc, signal.SIGSTOP) else None
+                        log.debug("warm sandbox imports paused: %.2f cores idle", idle)
                     elif self._paused is not None and idle >= START_IDLE_CORES:
                         _signal_group(proc, signal.SIGCONT)
                         self._paused = None
+                        log.debug("warm sandbox imports resumed: %.2f cores idle", idle)
         finally:
             with self._lock:
                 if self._paused == proc.pid:
@@ -448,7 +450,11 @@ class WarmPool:
                         self._paused = None
                     taken = proc
             self._publish()
-            return taken
+        if taken is not None:
+            log.info("a step runs in a warm sandbox (its replacement starts after the job, on an idle core)")
+        else:
+            log.info("a Python step runs cold: no warm sandbox is ready (they import only on an idle core)")
+        return taken
 
     def check_empty(self) -> None:
         """After a job: the slot must be empty again (its directory moved out); if anything is left, the
