@@ -295,7 +295,7 @@ def test_the_gauge_counts_idle_cores_and_our_own_cpu_as_idle(tmp_path: Path) -> 
     write(1000, 1000)
     gauge = CoreGauge(stat)
     write(1100, 1100)  # 100 of 200 ticks busy: one core of two
-    assert gauge.idle() == 1.0
+    assert gauge.idle() == 1.0 and gauge.cores == 2
     write(1300, 1100)  # both cores busy, one of them by our own process: 100 ticks are 1 s at 100 Hz
     assert gauge.idle(own_seconds=100 / gauge._clock) == 1.0
     write(1500, 1100)
@@ -310,7 +310,8 @@ class ScriptedGauge(CoreGauge):
     """A gauge whose idle cores the test sets."""
 
     def __init__(self) -> None:
-        self.cores = 0.0
+        self.cores = 2
+        self.idle_cores = 0.9  # one step runs on one of the two cores
         self.samples = 0
 
     def reset(self) -> None:
@@ -318,7 +319,7 @@ class ScriptedGauge(CoreGauge):
 
     def idle(self, own_seconds: float = 0.0) -> float | None:
         self.samples += 1
-        return self.cores
+        return self.idle_cores
 
 
 def test_sandboxes_start_and_import_only_on_an_idle_core(tmp_path: Path, sandbox: Sandbox) -> None:
@@ -332,17 +333,17 @@ def test_sandboxes_start_and_import_only_on_an_idle_core(tmp_path: Path, sandbox
     warm.sample_seconds = 0.01
     warm.start()
     try:
-        for _ in range(500):  # busy: it samples, and starts nothing
+        for _ in range(500):  # a step takes a core: it samples, and starts nothing beside it
             if gauge.samples >= 20:
                 break
             time.sleep(0.01)
         assert gauge.samples >= 20 and warm.started == 0 and warm.take() is None
-        gauge.cores = 2.0  # idle: it starts...
+        gauge.idle_cores = 2.0  # idle: it starts...
         for _ in range(1000):
             if warm.started:
                 break
             time.sleep(0.01)
-        gauge.cores = 0.0  # ...and the machine is busy again before pandas is imported: paused
+        gauge.idle_cores = 0.0  # ...and the machine is busy again before pandas is imported: paused
         for _ in range(1000):
             if warm.paused:
                 break
@@ -355,7 +356,7 @@ def test_sandboxes_start_and_import_only_on_an_idle_core(tmp_path: Path, sandbox
                 break
             time.sleep(0.01)
         assert states == {psutil.STATUS_STOPPED}
-        gauge.cores = 2.0
+        gauge.idle_cores = 2.0
         assert warm.wait_ready() == 1 and not warm.paused
     finally:
         warm.stop()

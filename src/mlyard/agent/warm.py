@@ -50,9 +50,11 @@ IDLE_ENV = "MLYARD_STEP_WARM_IDLE"
 # (CoreGauge), so that they do not slow the steps and the server down (docs/agent.md, "Warm step sandboxes").
 DEFAULT_SIZE = 1
 # Cores the machine's other work left idle (over SAMPLE_SECONDS) for a sandbox to start (QUIET_SAMPLES
-# samples in a row) or resume its imports, and below which its imports are paused.
-START_IDLE_CORES = 0.75
-PAUSE_IDLE_CORES = 0.4
+# samples in a row) or resume its imports (a whole core; on a 1-core machine 0.9 of it), and below which
+# its imports are paused. On 2 cores one running step leaves about 0.9 idle: no sandbox starts beside it.
+START_IDLE_CORES = 1.0
+START_IDLE_SHARE = 0.9
+PAUSE_IDLE_CORES = 0.5
 SAMPLE_SECONDS = 0.5
 QUIET_SAMPLES = 2
 PROC_STAT = Path("/proc/stat")
@@ -235,6 +237,7 @@ class CoreGauge:
     def __init__(self, stat: Path = PROC_STAT) -> None:
         self.stat = stat
         self._last = _cpu_ticks(stat)
+        self.cores = self._last[2] if self._last is not None else os.cpu_count() or 1
         self._clock = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
     def reset(self) -> None:
@@ -247,7 +250,7 @@ class CoreGauge:
         self._last = now
         if now is None or last is None or now[1] <= last[1]:
             return None
-        cores = now[2]
+        cores = self.cores = now[2]
         elapsed = (now[1] - last[1]) / cores  # ticks of one core
         busy = cores * (now[0] - last[0]) / (now[1] - last[1])
         own = own_seconds * self._clock / elapsed
@@ -351,11 +354,15 @@ class WarmPool:
         self.gauge.reset()
         self._halt.wait(self.sample_seconds)  # not _wake: the sample must span its time
         idle = self.gauge.idle()
-        return idle is None or idle >= START_IDLE_CORES
+        return idle is None or idle >= self._start_idle()
+
+    def _start_idle(self) -> float:
+        cores = self.gauge.cores if self.gauge is not None else 1
+        return min(START_IDLE_CORES, START_IDLE_SHARE * cores)
 
     def _follow_imports(self, proc: subprocess.Popen[bytes]) -> None:
         """Until the sandbox's imports are done: pause them while the rest of the machine leaves less than
-        PAUSE_IDLE_CORES idle, resume them when START_IDLE_CORES are idle again."""
+        PAUSE_IDLE_CORES idle, resume them when a core is idle again (_start_idle)."""
         stream = proc.stderr
         assert stream is not None
         tree: list[Any] = []
@@ -384,7 +391,7 @@ class WarmPool:
                     if self._paused is None and idle < PAUSE_IDLE_CORES:
                         self._paused = proc.pid if _signal_group(proc, signal.SIGSTOP) else None
                         log.debug("warm sandbox imports paused: %.2f cores idle", idle)
-                    elif self._paused is not None and idle >= START_IDLE_CORES:
+                    elif self._paused is not None and idle >= self._start_idle():
                         _signal_group(proc, signal.SIGCONT)
                         self._paused = None
                         log.debug("warm sandbox imports resumed: %.2f cores idle", idle)
