@@ -102,9 +102,9 @@ def settle(server: Server, warm: bool) -> None:
     print(f"  (the server was not settled after {SETTLE_SECONDS:g} s: measuring anyway)", file=sys.stderr)
 
 
-def measure(mode: str, runs: int) -> tuple[list[dict[str, float]], float]:
-    """`runs` projects on a fresh server with warm step sandboxes (mode "warm") or without; their samples
-    and the CPU seconds per project."""
+def measure(mode: str, runs: int) -> tuple[list[dict[str, float]], float, str]:
+    """`runs` projects on a fresh server with warm step sandboxes (mode "warm") or without; their samples,
+    the CPU seconds per project, and how many Python steps ran in a warm sandbox / cold (the agents' log)."""
     tmp = Path(tempfile.mkdtemp(prefix="mlyard-bench-create-"))
     try:
         home, port = tmp / "home", free_port()
@@ -124,9 +124,11 @@ def measure(mode: str, runs: int) -> tuple[list[dict[str, float]], float]:
             server.stop()
         after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the server waited for its agents, they for steps
         cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / runs
+        log = server.log.read_text(errors="replace")
+        steps = f"{log.count('a step runs in a warm sandbox')} / {log.count('a Python step runs cold')}"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return samples, cpu
+    return samples, cpu, steps
 
 
 def main() -> None:
@@ -148,6 +150,8 @@ def main() -> None:
         print(f"{label:<52}{cells}{target:>10}")
     cells = "".join(f"{results[mode][1]:>10.2f}" for mode in modes)
     print(f"{'  CPU per project (reaped processes, lower bound)':<52}{cells}")
+    cells = "".join(f"{results[mode][2]:>10}" for mode in modes)
+    print(f"{'  Python steps in a warm sandbox / cold, all projects':<52}{cells}")
     for mode in modes:
         total = statistics.median(s["total"] for s in results[mode][0])
         print(f"{mode}: target under {TARGET:g} s {'met' if total < TARGET else 'NOT met'} ({total:.2f} s)")
