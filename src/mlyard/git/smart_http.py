@@ -1,4 +1,12 @@
-"""Git's smart HTTP protocol as an ASGI app, served by git's own `git http-backend` (CGI).
+"""Git's smart HTTP protocol as an ASGI app.
+
+Fetches and clones (the ref advertisement `info/refs?service=git-upload-pack` and the `git-upload-pack`
+POST) run `git upload-pack --stateless-rpc` directly: one git process per request, where git's CGI
+`git http-backend` would start itself, then `upload-pack` (a checkout's two requests cost three processes
+instead of seven). This module does the few things http-backend does around it: the `# service=` preamble
+of a protocol v0/v1 advertisement, the Git-Protocol header passed as GIT_PROTOCOL, a gzip request body
+inflated, the content types and no-cache headers. Everything else (pushes, the dumb protocol) goes through
+`git http-backend`.
 
 Reads need `repo:read`, pushes `repo:write` (checked by the `authorize` callback). Responses of
 reads are streamed. A push's response is held back until `after_push` has recorded the push's
@@ -12,9 +20,11 @@ import contextlib
 import logging
 import os
 import uuid
+import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from mlyard.errors import AuthenticationError, MlyardError, NotFound
 from mlyard.git.repos import git_env, repo_path
@@ -22,6 +32,15 @@ from mlyard.git.repos import git_env, repo_path
 log = logging.getLogger("mlyard.git")
 CHUNK = 256 * 1024
 REALM = 'Basic realm="mlyard git", charset="UTF-8"'
+UPLOAD_PACK = "git-upload-pack"
+MAX_INFLATED_REQUEST = 64 * 1024 * 1024  # a fetch's wants and haves, inflated (a gzip bomb stops here)
+MAX_PROTOCOL_HEADER = 256  # Git-Protocol: "version=2" and the like
+# what git http-backend sends with every smart answer (hdr_nocache)
+NO_CACHE = [
+    (b"expires", b"Fri, 01 Jan 1980 00:00:00 GMT"),
+    (b"pragma", b"no-cache"),
+    (b"cache-control", b"no-cache, max-age=0, must-revalidate"),
+]
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -72,6 +91,10 @@ class GitHttpApp:
         except MlyardError as exc:
             await _plain(send, exc.http_status, exc.message)
             return
+        service = parse_qs(query).get("service", [""])[0] if rest == "info/refs" else ""
+        if (scope["method"], rest, service) in (("GET", "info/refs", UPLOAD_PACK), ("POST", UPLOAD_PACK, "")):
+            await self._upload_pack(send, receive, name=name, path=path, headers=headers, advertise=rest == "info/refs")
+            return
         await self._cgi(
             scope,
             receive,
@@ -90,6 +113,56 @@ class GitHttpApp:
         head, _, rest = path[len(self.prefix) :].partition("/")
         name = head[:-4] if head.endswith(".git") else head
         return name, rest
+
+    async def _upload_pack(
+        self, send: Send, receive: Receive, *, name: str, path: Path, headers: dict[str, str], advertise: bool
+    ) -> None:
+        """`git upload-pack --stateless-rpc` on the repository: the ref advertisement (`advertise`) or the
+        answer to a fetch request (the POST's body, inflated when gzip), as git http-backend would give them."""
+        if not advertise and headers.get("content-type", "") != "application/x-git-upload-pack-request":
+            received = headers.get("content-type", "")[:100]
+            await _plain(send, 415, f"Expected POST with Content-Type 'application/x-git-upload-pack-request', "
+                         f"but received '{received}' instead.")  # fmt: skip
+            return
+        protocol = headers.get("git-protocol", "")
+        env = git_env()
+        if protocol and len(protocol) <= MAX_PROTOCOL_HEADER and "\0" not in protocol:
+            env["GIT_PROTOCOL"] = protocol  # what http-backend passes on (version=2 selects protocol v2)
+        args = ["upload-pack", "--stateless-rpc", *(["--advertise-refs"] if advertise else []), "."]
+        proc = await asyncio.create_subprocess_exec(
+            "git", *args, stdin=asyncio.subprocess.DEVNULL if advertise else asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=str(path), limit=CHUNK,
+        )  # fmt: skip
+        assert proc.stdout and proc.stderr
+        feeder = None
+        if proc.stdin is not None:
+            gzipped = headers.get("content-encoding", "").strip().lower() in ("gzip", "x-gzip")
+            feeder = asyncio.create_task(_feed(receive, proc.stdin, inflate=gzipped))
+        errors = asyncio.create_task(proc.stderr.read())
+        kind = "advertisement" if advertise else "result"
+        out_headers = [(b"content-type", f"application/x-git-upload-pack-{kind}".encode()), *NO_CACHE]
+        try:
+            chunk = await proc.stdout.read(CHUNK)
+            if not chunk and await proc.wait() != 0:
+                await _plain(send, 500, f"git upload-pack failed on repository {name!r} (the server's log says why)")
+                return
+            await send({"type": "http.response.start", "status": 200, "headers": out_headers})
+            if advertise and not _protocol_v2(protocol):  # a v0/v1 advertisement names its service first
+                await send({"type": "http.response.body", "body": SERVICE_PREAMBLE, "more_body": True})
+            while chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                chunk = await proc.stdout.read(CHUNK)
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            if feeder is not None:
+                feeder.cancel()
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            await proc.wait()
+            stderr = await errors
+            if stderr.strip():
+                log.info("git upload-pack %s: %s", name, stderr.decode("utf-8", "replace").strip()[:4000])
 
     async def _cgi(
         self,
@@ -178,18 +251,46 @@ class GitHttpApp:
                 log.info("git http-backend %s %s: %s", name, rest, stderr.decode("utf-8", "replace").strip())
 
 
-async def _feed(receive: Receive, stdin: asyncio.StreamWriter) -> None:
+SERVICE_PREAMBLE = b"001e# service=git-upload-pack\n0000"  # pkt-line "# service=git-upload-pack\n", flush
+
+
+def _protocol_v2(header: str) -> bool:
+    """Whether upload-pack speaks protocol v2 for this Git-Protocol header (git's
+    determine_protocol_version_server: the highest `version=N` of its colon-separated items)."""
+    return "version=2" in header.split(":")
+
+
+async def _feed(receive: Receive, stdin: asyncio.StreamWriter, *, inflate: bool = False) -> None:
+    """The request's body into the process's stdin; `inflate`: the body is gzip (git compresses a large
+    fetch request), inflated on the way, at most MAX_INFLATED_REQUEST bytes (past it, stdin is closed
+    early and the process fails on the cut request)."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if inflate else None
+    written = 0
     try:
         while True:
             message = await receive()
             if message["type"] != "http.request":
                 break
             body = message.get("body", b"")
-            if body:
-                stdin.write(body)
+            while body:
+                if inflater is None:
+                    data, body = body, b""
+                else:
+                    data = inflater.decompress(body, CHUNK)
+                    body = inflater.unconsumed_tail
+                written += len(data)
+                if written > MAX_INFLATED_REQUEST:
+                    log.warning("a git-upload-pack request inflated past %d bytes: cut", MAX_INFLATED_REQUEST)
+                    return
+                stdin.write(data)
                 await stdin.drain()
             if not message.get("more_body"):
+                if inflater is not None:
+                    stdin.write(inflater.flush()[: max(MAX_INFLATED_REQUEST - written, 0)])
+                    await stdin.drain()
                 break
+    except zlib.error as exc:
+        log.info("a git-upload-pack request is not valid gzip: %s", exc)
     except (ConnectionError, BrokenPipeError):
         pass
     finally:
