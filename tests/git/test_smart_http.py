@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from mlyard.git import smart_http
+from mlyard.git import repos, smart_http
 from mlyard.git.smart_http import GitHttpApp
 from tests.conftest import Git, Server
 
@@ -56,7 +56,7 @@ def _unpacked(answer: bytes) -> tuple[list[bytes], bytes]:
 
 
 @pytest.fixture
-def repos(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+def bare(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """A bare repository `demo.git` with two commits on master, and the second commit's id."""
     root = tmp_path / "repos"
     work = tmp_path / "work"
@@ -67,6 +67,7 @@ def repos(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         _git(work, "add", ".")
         _git(work, "commit", "-qm", text.strip())
     _git(tmp_path, "clone", "-q", "--bare", str(work), str(root / "demo.git"))
+    repos.configure(root / "demo.git", allow_force_push=False)  # mlyard's config and post-receive hook
     yield root, _git(work, "rev-parse", "HEAD")
 
 
@@ -89,12 +90,12 @@ def _call(app: GitHttpApp, method: str, path: str, query: str = "", headers: dic
 
 
 def _http_backend(root: Path, method: str, path: str, query: str = "", headers: dict[str, str] | None = None,
-                  body: bytes = b"") -> tuple[dict[str, str], bytes]:  # fmt: skip
+                  body: bytes = b"", extra: dict[str, str] | None = None) -> tuple[dict[str, str], bytes]:  # fmt: skip
     """What `git http-backend` (the CGI) answers to the same request."""
     headers = headers or {}
     env = {**ENV, "GIT_PROJECT_ROOT": str(root), "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path,
            "REQUEST_METHOD": method, "QUERY_STRING": query, "CONTENT_TYPE": headers.get("content-type", ""),
-           "CONTENT_LENGTH": str(len(body))}  # fmt: skip
+           "CONTENT_LENGTH": str(len(body)), **(extra or {})}  # fmt: skip
     for header, var in (("git-protocol", "HTTP_GIT_PROTOCOL"), ("content-encoding", "HTTP_CONTENT_ENCODING")):
         if header in headers:
             env[var] = headers[header]
@@ -125,9 +126,9 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
 
 @pytest.mark.parametrize("protocol", ["", "version=2", "version=1"])
 def test_the_ref_advertisement_is_http_backends_from_one_upload_pack(
-    repos: tuple[Path, str], tmp_path: Path, started: list[tuple[str, ...]], protocol: str
+    bare: tuple[Path, str], tmp_path: Path, started: list[tuple[str, ...]], protocol: str
 ) -> None:
-    root, _ = repos
+    root, _ = bare
     headers = {"git-protocol": protocol} if protocol else {}
     status, head, body = _call(_app(root, tmp_path), "GET", "/git/demo.git/info/refs", "service=git-upload-pack",
                                headers)  # fmt: skip
@@ -138,11 +139,47 @@ def test_the_ref_advertisement_is_http_backends_from_one_upload_pack(
     assert started == [("git", "upload-pack", "--stateless-rpc", "--advertise-refs", ".")]
 
 
+def test_the_push_advertisement_is_http_backends_from_one_receive_pack(
+    bare: tuple[Path, str], tmp_path: Path, started: list[tuple[str, ...]]
+) -> None:
+    root, _ = bare
+    status, head, body = _call(_app(root, tmp_path), "GET", "/git/demo.git/info/refs", "service=git-receive-pack")
+    expected_head, expected = _http_backend(root, "GET", "/demo.git/info/refs", "service=git-receive-pack",
+                                            extra={"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0":
+                                                   "receive.advertisePushOptions", "GIT_CONFIG_VALUE_0": "true",
+                                                   "REMOTE_USER": "tester"})  # fmt: skip
+    assert status == 200 and body == expected and b"push-options" in body
+    assert head["content-type"] == expected_head["content-type"] == "application/x-git-receive-pack-advertisement"
+    assert started == [("git", "receive-pack", "--stateless-rpc", "--advertise-refs", ".")]
+
+
+def test_a_push_is_answered_once_recorded_by_one_receive_pack(
+    bare: tuple[Path, str], tmp_path: Path, started: list[tuple[str, ...]]
+) -> None:
+    """A push deleting a branch (no pack to send): receive-pack updates the ref, the post-receive hook writes the
+    spool record, and `after_push` runs before the answer is sent."""
+    root, commit = bare
+    _git(root / "demo.git", "branch", "old", commit)
+    recorded: list[str] = []
+    app = GitHttpApp(repos_dir=root, spool_dir=tmp_path / "spool", authorize=lambda *_: "tester",
+                     after_push=recorded.append)  # fmt: skip
+    zero = "0" * 40
+    request = _pkt(f"{commit} {zero} refs/heads/old\0report-status\n") + b"0000"
+    status, head, answer = _call(app, "POST", "/git/demo.git/git-receive-pack", "",
+                                 {"content-type": "application/x-git-receive-pack-request"}, request)  # fmt: skip
+    assert status == 200 and head["content-type"] == "application/x-git-receive-pack-result"
+    assert b"unpack ok" in answer and b"ok refs/heads/old" in answer
+    assert len(recorded) == 1
+    record = (tmp_path / "spool" / f"{recorded[0]}.push").read_text()
+    assert record.startswith("repo demo\npusher tester\n") and f"{commit} {zero} refs/heads/old" in record
+    assert started == [("git", "receive-pack", "--stateless-rpc", ".")]
+
+
 @pytest.mark.parametrize("encoding", ["", "gzip"])
 def test_a_v2_fetch_of_one_commit_is_http_backends_from_one_upload_pack(
-    repos: tuple[Path, str], tmp_path: Path, started: list[tuple[str, ...]], encoding: str
+    bare: tuple[Path, str], tmp_path: Path, started: list[tuple[str, ...]], encoding: str
 ) -> None:
-    root, commit = repos
+    root, commit = bare
     request = _pkt("command=fetch\n") + b"0001" + _pkt("no-progress\n") + _pkt("deepen 1\n") + _pkt(f"want {commit}\n")
     request += _pkt("done\n")
     request += b"0000"
@@ -161,9 +198,9 @@ def test_a_v2_fetch_of_one_commit_is_http_backends_from_one_upload_pack(
 
 
 def test_a_fetch_request_of_another_type_is_refused_as_http_backend_does(
-    repos: tuple[Path, str], tmp_path: Path, started: list[tuple[str, ...]]
+    bare: tuple[Path, str], tmp_path: Path, started: list[tuple[str, ...]]
 ) -> None:
-    root, _ = repos
+    root, _ = bare
     status, _, body = _call(_app(root, tmp_path), "POST", "/git/demo.git/git-upload-pack", "",
                             {"content-type": "text/plain"}, b"0000")  # fmt: skip
     assert status == 415 and b"application/x-git-upload-pack-request" in body
@@ -171,9 +208,9 @@ def test_a_fetch_request_of_another_type_is_refused_as_http_backend_does(
 
 
 def test_a_request_body_inflating_past_the_limit_is_cut(
-    repos: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bare: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root, commit = repos
+    root, commit = bare
     monkeypatch.setattr(smart_http, "MAX_INFLATED_REQUEST", 1000)
     request = _pkt("command=fetch\n") + b"0001" + _pkt(f"want {commit}\n") * 100 + _pkt("done\n") + b"0000"
     headers = {"git-protocol": "version=2", "content-type": REQUEST, "content-encoding": "gzip"}

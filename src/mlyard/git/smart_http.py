@@ -1,12 +1,13 @@
 """Git's smart HTTP protocol as an ASGI app.
 
-Fetches and clones (the ref advertisement `info/refs?service=git-upload-pack` and the `git-upload-pack`
-POST) run `git upload-pack --stateless-rpc` directly: one git process per request, where git's CGI
-`git http-backend` would start itself, then `upload-pack` (a checkout's two requests cost three processes
-instead of seven). This module does the few things http-backend does around it: the `# service=` preamble
-of a protocol v0/v1 advertisement, the Git-Protocol header passed as GIT_PROTOCOL, a gzip request body
-inflated, the content types and no-cache headers. Everything else (pushes, the dumb protocol) goes through
-`git http-backend`.
+The smart services' requests (the ref advertisement `info/refs?service=git-upload-pack|git-receive-pack`
+and the POSTs to `git-upload-pack` / `git-receive-pack`) run `git upload-pack|receive-pack --stateless-rpc`
+directly: one git process per request, where git's CGI `git http-backend` would start `git`, which starts
+`git-http-backend`, which starts the service (a checkout's two requests cost three processes with
+pack-objects instead of seven). This module does what http-backend does around the service: the
+`# service=` preamble of a protocol v0/v1 advertisement, the Git-Protocol header passed as GIT_PROTOCOL, a
+gzip request body inflated, the content types and no-cache headers, a push's committer. The rest (the dumb
+protocol, HEAD requests) still goes through `git http-backend`.
 
 Reads need `repo:read`, pushes `repo:write` (checked by the `authorize` callback). Responses of
 reads are streamed. A push's response is held back until `after_push` has recorded the push's
@@ -32,7 +33,7 @@ from mlyard.git.repos import git_env, repo_path
 log = logging.getLogger("mlyard.git")
 CHUNK = 256 * 1024
 REALM = 'Basic realm="mlyard git", charset="UTF-8"'
-UPLOAD_PACK = "git-upload-pack"
+SERVICES = ("git-upload-pack", "git-receive-pack")
 MAX_INFLATED_REQUEST = 64 * 1024 * 1024  # a fetch's wants and haves, inflated (a gzip bomb stops here)
 MAX_PROTOCOL_HEADER = 256  # Git-Protocol: "version=2" and the like
 # what git http-backend sends with every smart answer (hdr_nocache)
@@ -92,20 +93,14 @@ class GitHttpApp:
             await _plain(send, exc.http_status, exc.message)
             return
         service = parse_qs(query).get("service", [""])[0] if rest == "info/refs" else ""
-        if (scope["method"], rest, service) in (("GET", "info/refs", UPLOAD_PACK), ("POST", UPLOAD_PACK, "")):
-            await self._upload_pack(send, receive, name=name, path=path, headers=headers, advertise=rest == "info/refs")
+        smart = service if rest == "info/refs" else rest
+        if smart in SERVICES and (scope["method"], rest) in (("GET", "info/refs"), ("POST", smart)):
+            await self._service(
+                send, receive, service=smart, name=name, path=path, headers=headers, username=username,
+                address=client[0] or "", advertise=rest == "info/refs",
+            )  # fmt: skip
             return
-        await self._cgi(
-            scope,
-            receive,
-            send,
-            name=name,
-            rest=rest,
-            query=query,
-            headers=headers,
-            username=username,
-            push=scope["method"] == "POST" and rest == "git-receive-pack",
-        )
+        await self._cgi(scope, receive, send, name=name, rest=rest, query=query, headers=headers, username=username)
 
     def _split(self, path: str) -> tuple[str, str]:
         if not path.startswith(self.prefix):
@@ -114,21 +109,36 @@ class GitHttpApp:
         name = head[:-4] if head.endswith(".git") else head
         return name, rest
 
-    async def _upload_pack(
-        self, send: Send, receive: Receive, *, name: str, path: Path, headers: dict[str, str], advertise: bool
-    ) -> None:
-        """`git upload-pack --stateless-rpc` on the repository: the ref advertisement (`advertise`) or the
-        answer to a fetch request (the POST's body, inflated when gzip), as git http-backend would give them."""
-        if not advertise and headers.get("content-type", "") != "application/x-git-upload-pack-request":
+    async def _service(
+        self, send: Send, receive: Receive, *, service: str, name: str, path: Path, headers: dict[str, str],
+        username: str, address: str, advertise: bool,
+    ) -> None:  # fmt: skip
+        """`git upload-pack|receive-pack --stateless-rpc` on the repository: the ref advertisement (`advertise`)
+        or the answer to the POST's request (its body inflated when gzip), as git http-backend gives them. A
+        push's answer is sent once `after_push` has recorded its events."""
+        kind = service.removeprefix("git-")
+        if not advertise and headers.get("content-type", "") != f"application/x-{service}-request":
             received = headers.get("content-type", "")[:100]
-            await _plain(send, 415, f"Expected POST with Content-Type 'application/x-git-upload-pack-request', "
+            await _plain(send, 415, f"Expected POST with Content-Type 'application/x-{service}-request', "
                          f"but received '{received}' instead.")  # fmt: skip
             return
         protocol = headers.get("git-protocol", "")
         env = git_env()
         if protocol and len(protocol) <= MAX_PROTOCOL_HEADER and "\0" not in protocol:
             env["GIT_PROTOCOL"] = protocol  # what http-backend passes on (version=2 selects protocol v2)
-        args = ["upload-pack", "--stateless-rpc", *(["--advertise-refs"] if advertise else []), "."]
+        push_id = ""
+        if kind == "receive-pack":
+            # the committer http-backend sets for its service (the reflog's), and `git push -o requested-for=USER`
+            # reaches the hook (services/events.py decides whom to trust): advertised, then accepted
+            env.update({"GIT_COMMITTER_NAME": username, "GIT_COMMITTER_EMAIL": f"{username}@http.{address or '(none)'}",
+                        "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "receive.advertisePushOptions",
+                        "GIT_CONFIG_VALUE_0": "true"})  # fmt: skip
+            if not advertise:
+                push_id = uuid.uuid4().hex
+                self.spool_dir.mkdir(parents=True, exist_ok=True)
+                env.update({"MLYARD_SPOOL": str(self.spool_dir), "MLYARD_PUSH_ID": push_id, "MLYARD_PUSHER": username,
+                            "MLYARD_REPO": name})  # fmt: skip
+        args = [kind, "--stateless-rpc", *(["--advertise-refs"] if advertise else []), "."]
         proc = await asyncio.create_subprocess_exec(
             "git", *args, stdin=asyncio.subprocess.DEVNULL if advertise else asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=str(path), limit=CHUNK,
@@ -139,16 +149,23 @@ class GitHttpApp:
             gzipped = headers.get("content-encoding", "").strip().lower() in ("gzip", "x-gzip")
             feeder = asyncio.create_task(_feed(receive, proc.stdin, inflate=gzipped))
         errors = asyncio.create_task(proc.stderr.read())
-        kind = "advertisement" if advertise else "result"
-        out_headers = [(b"content-type", f"application/x-git-upload-pack-{kind}".encode()), *NO_CACHE]
+        content_type = f"application/x-{service}-{'advertisement' if advertise else 'result'}"
+        out_headers = [(b"content-type", content_type.encode()), *NO_CACHE]
         try:
+            if push_id:  # the answer is held back until the push's events are recorded
+                body = await proc.stdout.read()
+                await proc.wait()
+                await asyncio.to_thread(self.after_push, push_id)
+                await send({"type": "http.response.start", "status": 200, "headers": out_headers})
+                await send({"type": "http.response.body", "body": body})
+                return
             chunk = await proc.stdout.read(CHUNK)
             if not chunk and await proc.wait() != 0:
-                await _plain(send, 500, f"git upload-pack failed on repository {name!r} (the server's log says why)")
+                await _plain(send, 500, f"git {kind} failed on repository {name!r} (the server's log says why)")
                 return
             await send({"type": "http.response.start", "status": 200, "headers": out_headers})
             if advertise and not _protocol_v2(protocol):  # a v0/v1 advertisement names its service first
-                await send({"type": "http.response.body", "body": SERVICE_PREAMBLE, "more_body": True})
+                await send({"type": "http.response.body", "body": _service_line(service), "more_body": True})
             while chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 chunk = await proc.stdout.read(CHUNK)
@@ -162,7 +179,7 @@ class GitHttpApp:
             await proc.wait()
             stderr = await errors
             if stderr.strip():
-                log.info("git upload-pack %s: %s", name, stderr.decode("utf-8", "replace").strip()[:4000])
+                log.info("git %s %s: %s", kind, name, stderr.decode("utf-8", "replace").strip()[:4000])
 
     async def _cgi(
         self,
@@ -175,8 +192,8 @@ class GitHttpApp:
         query: str,
         headers: dict[str, str],
         username: str,
-        push: bool,
     ) -> None:
+        """Anything but the smart services' requests (the dumb protocol, HEAD), through `git http-backend`."""
         env = git_env(
             {
                 "GIT_PROJECT_ROOT": str(self.repos_dir),
@@ -187,11 +204,6 @@ class GitHttpApp:
                 "REMOTE_USER": username,
                 "REMOTE_ADDR": (scope.get("client") or ("",))[0] or "",
                 "CONTENT_TYPE": headers.get("content-type", ""),
-                # `git push -o requested-for=USER` reaches the hook (services/events.py decides whom to trust);
-                # advertised in the ref listing (a GET) as well as accepted by the push itself
-                "GIT_CONFIG_COUNT": "1",
-                "GIT_CONFIG_KEY_0": "receive.advertisePushOptions",
-                "GIT_CONFIG_VALUE_0": "true",
             }
         )
         for header, var in (
@@ -202,18 +214,6 @@ class GitHttpApp:
         ):
             if header in headers:
                 env[var] = headers[header]
-        push_id = ""
-        if push:
-            push_id = uuid.uuid4().hex
-            self.spool_dir.mkdir(parents=True, exist_ok=True)
-            env.update(
-                {
-                    "MLYARD_SPOOL": str(self.spool_dir),
-                    "MLYARD_PUSH_ID": push_id,
-                    "MLYARD_PUSHER": username,
-                    "MLYARD_REPO": name,
-                }
-            )
         proc = await asyncio.create_subprocess_exec(
             "git",
             "http-backend",
@@ -229,17 +229,10 @@ class GitHttpApp:
         errors = asyncio.create_task(proc.stderr.read())
         try:
             status, out_headers = await _read_cgi_headers(proc.stdout)
-            if push:
-                body = await proc.stdout.read()
-                await proc.wait()
-                await asyncio.to_thread(self.after_push, push_id)
-                await send({"type": "http.response.start", "status": status, "headers": out_headers})
-                await send({"type": "http.response.body", "body": body})
-            else:
-                await send({"type": "http.response.start", "status": status, "headers": out_headers})
-                while chunk := await proc.stdout.read(CHUNK):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                await send({"type": "http.response.body", "body": b""})
+            await send({"type": "http.response.start", "status": status, "headers": out_headers})
+            while chunk := await proc.stdout.read(CHUNK):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
         finally:
             feeder.cancel()
             if proc.returncode is None:
@@ -251,7 +244,10 @@ class GitHttpApp:
                 log.info("git http-backend %s %s: %s", name, rest, stderr.decode("utf-8", "replace").strip())
 
 
-SERVICE_PREAMBLE = b"001e# service=git-upload-pack\n0000"  # pkt-line "# service=git-upload-pack\n", flush
+def _service_line(service: str) -> bytes:
+    """What http-backend writes before a v0/v1 advertisement: the pkt-line `# service=NAME\\n`, then a flush."""
+    line = f"# service={service}\n".encode()
+    return f"{len(line) + 4:04x}".encode() + line + b"0000"
 
 
 def _protocol_v2(header: str) -> bool:
