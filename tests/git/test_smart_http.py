@@ -243,3 +243,23 @@ def test_real_git_clones_and_fetches_one_commit(server: Server, git: Git, versio
     wanted = first if version == "2" else "master"
     git(*proto, "fetch", "-q", "--depth=1", server.remote(name), wanted, cwd=local)
     assert git("show", "FETCH_HEAD:app.txt", cwd=local).stdout == ("one\n" if version == "2" else "39\n")
+
+
+PUSH_LISTINGS = ["service=git-receive-pack", "service=git%2Dreceive%2Dpack", "a=b&service=git-receive-pack"]
+
+
+@pytest.mark.parametrize("query", PUSH_LISTINGS)
+def test_the_push_listing_needs_write_access_however_its_service_is_spelled(
+    bare: tuple[Path, str], tmp_path: Path, query: str
+) -> None:
+    root, _ = bare
+    asked: list[bool] = []
+
+    def authorize(_header: str | None, _name: str, write: bool, _address: str) -> str:
+        asked.append(write)
+        return "tester"
+
+    app = GitHttpApp(repos_dir=root, spool_dir=tmp_path / "spool", authorize=authorize, after_push=lambda _: None)
+    status, head, _ = _call(app, "GET", "/git/demo.git/info/refs", query)
+    assert status == 200 and head["content-type"] == "application/x-git-receive-pack-advertisement"
+    assert asked == [True]

@@ -36,6 +36,7 @@ REALM = 'Basic realm="mlyard git", charset="UTF-8"'
 SERVICES = ("git-upload-pack", "git-receive-pack")
 MAX_INFLATED_REQUEST = 64 * 1024 * 1024  # a fetch's wants and haves, inflated (a gzip bomb stops here)
 MAX_PROTOCOL_HEADER = 256  # Git-Protocol: "version=2" and the like
+MAX_QUERY = 1000  # of a request's query string read for `service=`
 # what git http-backend sends with every smart answer (hdr_nocache)
 NO_CACHE = [
     (b"expires", b"Fri, 01 Jan 1980 00:00:00 GMT"),
@@ -73,7 +74,9 @@ class GitHttpApp:
             await _plain(send, 404, "not a repository URL: use /git/<repo>.git")
             return
         query = scope.get("query_string", b"").decode("latin-1")
-        write = rest == "git-receive-pack" or (rest == "info/refs" and "service=git-receive-pack" in query)
+        service = parse_qs(query[:MAX_QUERY]).get("service", [""])[0] if rest == "info/refs" else ""
+        # a push, or its ref listing (any spelling of the service: http-backend decodes the query too)
+        write = rest == "git-receive-pack" or service == "git-receive-pack" or "receive-pack" in query
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         client = scope.get("client") or ("", 0)
         try:
@@ -92,7 +95,6 @@ class GitHttpApp:
         except MlyardError as exc:
             await _plain(send, exc.http_status, exc.message)
             return
-        service = parse_qs(query).get("service", [""])[0] if rest == "info/refs" else ""
         smart = service if rest == "info/refs" else rest
         if smart in SERVICES and (scope["method"], rest) in (("GET", "info/refs"), ("POST", smart)):
             await self._service(
