@@ -263,3 +263,24 @@ def test_the_push_listing_needs_write_access_however_its_service_is_spelled(
     status, head, _ = _call(app, "GET", "/git/demo.git/info/refs", query)
     assert status == 200 and head["content-type"] == "application/x-git-receive-pack-advertisement"
     assert asked == [True]
+
+
+def test_a_v2_capability_listing_is_remembered_until_the_configuration_changes(
+    bare: tuple[Path, str], tmp_path: Path, started: list[tuple[str, ...]]
+) -> None:
+    root, _ = bare
+    app = _app(root, tmp_path)
+    listing = ("GET", "/git/demo.git/info/refs", "service=git-upload-pack", {"git-protocol": "version=2"})
+    first = _call(app, *listing)
+    again = _call(app, *listing)
+    assert first == again and b"fetch=shallow wait-for-done filter" in first[2]
+    assert len(started) == 1  # the second listing started no process
+    _git(root / "demo.git", "config", "uploadpack.allowFilter", "false")
+    changed = _call(app, *listing)
+    assert len(started) == 2 and b"filter" not in changed[2]
+    assert changed[2] == _http_backend(root, "GET", "/demo.git/info/refs", "service=git-upload-pack",
+                                       {"git-protocol": "version=2"})[1]  # fmt: skip
+    v0 = ("GET", "/git/demo.git/info/refs", "service=git-upload-pack", {})
+    _call(app, *v0)
+    _call(app, *v0)
+    assert len(started) == 4  # a v0 listing names the refs: never remembered

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable
@@ -125,8 +126,10 @@ class GitHttpApp:
                          f"but received '{received}' instead.")  # fmt: skip
             return
         protocol = headers.get("git-protocol", "")
+        if len(protocol) > MAX_PROTOCOL_HEADER or "\0" in protocol:
+            protocol = ""
         env = git_env()
-        if protocol and len(protocol) <= MAX_PROTOCOL_HEADER and "\0" not in protocol:
+        if protocol:
             env["GIT_PROTOCOL"] = protocol  # what http-backend passes on (version=2 selects protocol v2)
         push_id = ""
         if kind == "receive-pack":
@@ -140,6 +143,14 @@ class GitHttpApp:
                 self.spool_dir.mkdir(parents=True, exist_ok=True)
                 env.update({"MLYARD_SPOOL": str(self.spool_dir), "MLYARD_PUSH_ID": push_id, "MLYARD_PUSHER": username,
                             "MLYARD_REPO": name})  # fmt: skip
+        content_type = f"application/x-{service}-{'advertisement' if advertise else 'result'}"
+        out_headers = [(b"content-type", content_type.encode()), *NO_CACHE]
+        # protocol v2's listing names capabilities only (no refs): the same until git or its configuration changes
+        key = _capabilities_key(path, env) if advertise and kind == "upload-pack" and _protocol_v2(protocol) else None
+        if key is not None and (known := _CAPABILITIES.get(key)) is not None:
+            await send({"type": "http.response.start", "status": 200, "headers": out_headers})
+            await send({"type": "http.response.body", "body": known})
+            return
         args = [kind, "--stateless-rpc", *(["--advertise-refs"] if advertise else []), "."]
         proc = await asyncio.create_subprocess_exec(
             "git", *args, stdin=asyncio.subprocess.DEVNULL if advertise else asyncio.subprocess.PIPE,
@@ -151,8 +162,6 @@ class GitHttpApp:
             gzipped = headers.get("content-encoding", "").strip().lower() in ("gzip", "x-gzip")
             feeder = asyncio.create_task(_feed(receive, proc.stdin, inflate=gzipped))
         errors = asyncio.create_task(proc.stderr.read())
-        content_type = f"application/x-{service}-{'advertisement' if advertise else 'result'}"
-        out_headers = [(b"content-type", content_type.encode()), *NO_CACHE]
         try:
             if push_id:  # the answer is held back until the push's events are recorded
                 body = await proc.stdout.read()
@@ -168,10 +177,17 @@ class GitHttpApp:
             await send({"type": "http.response.start", "status": 200, "headers": out_headers})
             if advertise and not _protocol_v2(protocol):  # a v0/v1 advertisement names its service first
                 await send({"type": "http.response.body", "body": _service_line(service), "more_body": True})
+            listing = b""
             while chunk:
+                if key is not None and len(listing) < MAX_CAPABILITIES:
+                    listing += chunk
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 chunk = await proc.stdout.read(CHUNK)
             await send({"type": "http.response.body", "body": b""})
+            if key is not None and len(listing) < MAX_CAPABILITIES and await proc.wait() == 0:
+                if len(_CAPABILITIES) >= MAX_CAPABILITY_ENTRIES:
+                    _CAPABILITIES.clear()
+                _CAPABILITIES[key] = listing
         finally:
             if feeder is not None:
                 feeder.cancel()
@@ -250,6 +266,29 @@ def _service_line(service: str) -> bytes:
     """What http-backend writes before a v0/v1 advertisement: the pkt-line `# service=NAME\\n`, then a flush."""
     line = f"# service={service}\n".encode()
     return f"{len(line) + 4:04x}".encode() + line + b"0000"
+
+
+MAX_CAPABILITIES = 64 * 1024  # a v2 capability listing is a few hundred bytes
+MAX_CAPABILITY_ENTRIES = 1024  # repositories whose listing is remembered (all forgotten past it)
+_CAPABILITIES: dict[tuple[object, ...], bytes] = {}
+
+
+def _capabilities_key(path: Path, env: dict[str, str]) -> tuple[object, ...]:
+    """What a protocol v2 capability listing depends on: the repository, the git program and the configuration
+    files upload-pack reads (the repository's, the user's; no system file: GIT_CONFIG_NOSYSTEM), each by inode,
+    size and modification time, so that a changed file or a re-created repository is read anew."""
+    home = Path(env.get("HOME", "/"))
+    program = shutil.which("git", path=env.get("PATH")) or "git"
+    files = (path / "config", home / ".gitconfig", home / ".config" / "git" / "config", Path(program))
+    stats: list[object] = [str(path), env.get("GIT_PROTOCOL", "")]
+    for file in files:
+        try:
+            found = os.stat(file)
+        except OSError:
+            stats.append(None)
+            continue
+        stats.append((found.st_ino, found.st_size, found.st_mtime_ns))
+    return tuple(stats)
 
 
 def _protocol_v2(header: str) -> bool:
