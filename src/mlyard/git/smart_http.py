@@ -128,21 +128,9 @@ class GitHttpApp:
         protocol = headers.get("git-protocol", "")
         if len(protocol) > MAX_PROTOCOL_HEADER or "\0" in protocol:
             protocol = ""
-        env = git_env()
-        if protocol:
-            env["GIT_PROTOCOL"] = protocol  # what http-backend passes on (version=2 selects protocol v2)
-        push_id = ""
-        if kind == "receive-pack":
-            # the committer http-backend sets for its service (the reflog's), and `git push -o requested-for=USER`
-            # reaches the hook (services/events.py decides whom to trust): advertised, then accepted
-            env.update({"GIT_COMMITTER_NAME": username, "GIT_COMMITTER_EMAIL": f"{username}@http.{address or '(none)'}",
-                        "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "receive.advertisePushOptions",
-                        "GIT_CONFIG_VALUE_0": "true"})  # fmt: skip
-            if not advertise:
-                push_id = uuid.uuid4().hex
-                self.spool_dir.mkdir(parents=True, exist_ok=True)
-                env.update({"MLYARD_SPOOL": str(self.spool_dir), "MLYARD_PUSH_ID": push_id, "MLYARD_PUSHER": username,
-                            "MLYARD_REPO": name})  # fmt: skip
+        push_id = uuid.uuid4().hex if kind == "receive-pack" and not advertise else ""
+        env = self._service_env(kind, name=name, protocol=protocol, username=username, address=address,
+                                push_id=push_id)  # fmt: skip
         content_type = f"application/x-{service}-{'advertisement' if advertise else 'result'}"
         out_headers = [(b"content-type", content_type.encode()), *NO_CACHE]
         # protocol v2's listing names capabilities only (no refs): the same until git or its configuration changes
@@ -170,24 +158,9 @@ class GitHttpApp:
                 await send({"type": "http.response.start", "status": 200, "headers": out_headers})
                 await send({"type": "http.response.body", "body": body})
                 return
-            chunk = await proc.stdout.read(CHUNK)
-            if not chunk and await proc.wait() != 0:
-                await _plain(send, 500, f"git {kind} failed on repository {name!r} (the server's log says why)")
-                return
-            await send({"type": "http.response.start", "status": 200, "headers": out_headers})
-            if advertise and not _protocol_v2(protocol):  # a v0/v1 advertisement names its service first
-                await send({"type": "http.response.body", "body": _service_line(service), "more_body": True})
-            listing = b""
-            while chunk:
-                if key is not None and len(listing) < MAX_CAPABILITIES:
-                    listing += chunk
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                chunk = await proc.stdout.read(CHUNK)
-            await send({"type": "http.response.body", "body": b""})
-            if key is not None and len(listing) < MAX_CAPABILITIES and await proc.wait() == 0:
-                if len(_CAPABILITIES) >= MAX_CAPABILITY_ENTRIES:
-                    _CAPABILITIES.clear()
-                _CAPABILITIES[key] = listing
+            await _stream(send, proc, out_headers, what=f"git {kind} on repository {name!r}",
+                          preamble=_service_line(service) if advertise and not _protocol_v2(protocol) else b"",
+                          remember=key)  # fmt: skip
         finally:
             if feeder is not None:
                 feeder.cancel()
@@ -198,6 +171,25 @@ class GitHttpApp:
             stderr = await errors
             if stderr.strip():
                 log.info("git %s %s: %s", kind, name, stderr.decode("utf-8", "replace").strip()[:4000])
+
+    def _service_env(
+        self, kind: str, *, name: str, protocol: str, username: str, address: str, push_id: str
+    ) -> dict[str, str]:
+        """The environment of upload-pack / receive-pack, as http-backend gives it (and the push's spool)."""
+        env = git_env()
+        if protocol:
+            env["GIT_PROTOCOL"] = protocol  # what http-backend passes on (version=2 selects protocol v2)
+        if kind == "receive-pack":
+            # the committer http-backend sets for its service (the reflog's), and `git push -o requested-for=USER`
+            # reaches the hook (services/events.py decides whom to trust): advertised, then accepted
+            env.update({"GIT_COMMITTER_NAME": username, "GIT_COMMITTER_EMAIL": f"{username}@http.{address or '(none)'}",
+                        "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "receive.advertisePushOptions",
+                        "GIT_CONFIG_VALUE_0": "true"})  # fmt: skip
+        if push_id:
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            env.update({"MLYARD_SPOOL": str(self.spool_dir), "MLYARD_PUSH_ID": push_id, "MLYARD_PUSHER": username,
+                        "MLYARD_REPO": name})  # fmt: skip
+        return env
 
     async def _cgi(
         self,
@@ -260,6 +252,33 @@ class GitHttpApp:
             stderr = await errors
             if stderr.strip():
                 log.info("git http-backend %s %s: %s", name, rest, stderr.decode("utf-8", "replace").strip())
+
+
+async def _stream(
+    send: Send, proc: asyncio.subprocess.Process, headers: list[tuple[bytes, bytes]], *, what: str, preamble: bytes,
+    remember: tuple[object, ...] | None,
+) -> None:  # fmt: skip
+    """Stream the process's output as the answer (after `preamble`); a 500 when it failed before writing anything.
+    `remember`: keep the whole answer under that key of the capability listings once the process succeeded."""
+    assert proc.stdout
+    chunk = await proc.stdout.read(CHUNK)
+    if not chunk and await proc.wait() != 0:
+        await _plain(send, 500, f"{what} failed (the server's log says why)")
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    if preamble:
+        await send({"type": "http.response.body", "body": preamble, "more_body": True})
+    kept = b""
+    while chunk:
+        if remember is not None and len(kept) < MAX_CAPABILITIES:
+            kept += chunk
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        chunk = await proc.stdout.read(CHUNK)
+    await send({"type": "http.response.body", "body": b""})
+    if remember is not None and len(kept) < MAX_CAPABILITIES and await proc.wait() == 0:
+        if len(_CAPABILITIES) >= MAX_CAPABILITY_ENTRIES:
+            _CAPABILITIES.clear()
+        _CAPABILITIES[remember] = kept
 
 
 def _service_line(service: str) -> bytes:
