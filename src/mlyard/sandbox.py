@@ -106,19 +106,22 @@ class Sandbox:
 
     def command(
         self, argv: Sequence[str], *, cwd: Path, work: Sequence[Path], readable: Sequence[Path] = (),
-        writable: Sequence[Path] = (),
+        writable: Sequence[Path] = (), info_fd: int | None = None,
     ) -> list[str]:  # fmt: skip
         """argv, wrapped so that it runs in the sandbox with `cwd` as working directory.
 
         The hidden paths are emptied first; then `readable` / `writable` (a connection's local store, a
         local origin) are bound, except a path that holds a hidden one (it would re-expose it); `work`
-        (the job's own directory) is bound last, read-write.
+        (the job's own directory) is bound last, read-write. `info_fd`: bwrap writes the pid of the
+        sandbox's PID namespace init (`child-pid`, JSON) to this inherited descriptor (the step never gets it).
         """
         if self.bwrap is None:
             return list(argv)
         args = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
                 "--unshare-pid", "--unshare-ipc", "--die-with-parent",
                 "--cap-drop", "ALL"]  # fmt: skip  # run as root, bwrap would keep root's capabilities (umount!)
+        if info_fd is not None:
+            args += ["--info-fd", str(info_fd)]
         for path in self.hidden:
             if path.is_dir():
                 args += ["--tmpfs", str(path)]

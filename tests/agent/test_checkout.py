@@ -114,7 +114,8 @@ def test_checkout_of_a_missing_commit_fails(run: Runner, origin: tuple[Path, lis
     assert "Initialized an empty repository with the remote origin " in log  # written by the agent (issue 15)
     assert "[command]git fetch --force --no-tags" in log
     assert "##[error]git fetch --force --no-tags --no-recurse-submodules origin refs/heads/master failed" not in log
-    assert "##[error]git -c advice.detachedHead=false checkout -q --force --detach " + "0" * 40 + " failed" in log
+    checkout = "git -c advice.detachedHead=false -c core.fsync=none checkout -q --force --detach "
+    assert f"##[error]{checkout}{'0' * 40} failed" in log
     assert any("syncing the repository failed" in message for _, message in rec.issues("checkout"))
 
 

@@ -59,6 +59,8 @@ def test_checkout_from_the_server_with_the_token_header(
     calls = record.read_text()
     argv_lines = [line for line in calls.splitlines() if line.startswith("argv: ")]
     assert argv_lines and all(server.token not in line for line in argv_lines)
+    synced = [line for line in argv_lines if " fetch " in line or " checkout " in line]
+    assert synced and all("-c core.fsync=none" in line for line in synced)  # a throwaway directory: no fsync
     assert f"=Authorization: Bearer {server.token}" in calls  # only in the environment
     assert server.token not in rec.all_text()
 

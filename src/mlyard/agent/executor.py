@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mlyard.agent.environment import expand
 from mlyard.agent.masking import Masker, mask_outcome
-from mlyard.agent.process import kill_group_if_marked, kill_marked
+from mlyard.agent.process import kill_group_if_marked, kill_marked, wait_namespace_ended
 from mlyard.agent.state import Interrupted, JobReporter, JobState, LogBuffer, StepError, StepRun
 from mlyard.agent.steps import handler_for
 from mlyard.agent.variables import VariableStore
@@ -126,13 +126,17 @@ def _job_result(job: JobState) -> str:
 def _clean_up(job: JobState) -> None:
     """No process a step started outlives the job (background children included).
 
-    A sandboxed step runs in its own PID namespace, which the kernel empties when the step's process
-    ends (bwrap is its init): nothing of it can be left once it was waited for, so the scan of every
-    process of the machine for the job's marker is needed only for unsandboxed steps. A step's process
-    group is looked into only while it still exists (a signal-0 probe, no scan)."""
-    for pgid in job.process_groups:
-        if _group_exists(pgid):
-            kill_group_if_marked(pgid, "MLYARD_JOB_RUN", job.run_id)
+    A sandboxed step runs in its own PID namespace, which the kernel empties when the step's bwrap ends
+    (the namespace's init dies with it, --die-with-parent): the clean-up waits until that init is gone or a
+    zombie (read from /proc/<init>/stat, which the kernel allows only once every other process of the
+    namespace is reaped), without scanning the machine's processes. The scan of every process for the
+    job's marker is needed only for unsandboxed steps; a step's group whose namespace cannot be told (a warm
+    sandbox) is looked into only while it still exists (a signal-0 probe)."""
+    for group in job.process_groups:
+        if wait_namespace_ended(group):
+            continue
+        if _group_exists(group.pgid):
+            kill_group_if_marked(group.pgid, "MLYARD_JOB_RUN", job.run_id)
     if not job.sandbox.enabled:
         kill_marked("MLYARD_JOB_RUN", job.run_id)
 

@@ -9,6 +9,7 @@ processes a step left behind, even those that started their own session.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import signal
@@ -23,12 +24,13 @@ from typing import IO
 import psutil
 
 from mlyard.agent.commands import handle_line
-from mlyard.agent.state import Interrupted, JobState, StepError, StepRun
+from mlyard.agent.state import Interrupted, JobState, StepError, StepGroup, StepRun
 from mlyard.agent.warm import send_request
 
 KILL_GRACE_SECONDS = 3.0
 CANCEL_POLL_SECONDS = 0.5
 DRAIN_SECONDS = 0.2  # after the main process exits, how long output of its children is still awaited
+NAMESPACE_END_SECONDS = 2.0  # how long the clean-up waits for a sandboxed step's PID namespace to be emptied
 _EOF = None
 
 
@@ -81,26 +83,52 @@ def run_process(
     proc = None
     if python and warm is not None and not readable and not writable and warm.holds(job.workspace.root):
         proc = warm.take()
+    info = -1  # the read end of bwrap's --info-fd pipe (the namespace init's pid)
     if proc is not None:
         send_request(proc, argv, cwd=cwd, env=env, merge=not split_stderr)
     else:
-        command = job.sandbox.command(argv, cwd=cwd, work=[job.workspace.root], readable=readable, writable=writable)
-        proc = subprocess.Popen(
-            command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE if split_stderr else subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    job.process_groups.append(proc.pid)
+        proc, info = _start(argv, cwd=cwd, env=env, job=job, split_stderr=split_stderr, writable=writable,
+                            readable=readable)  # fmt: skip
+    index = len(job.process_groups)
+    job.process_groups.append(StepGroup(proc.pid))
     lines: queue.Queue[tuple[float, str, bool] | None] = queue.Queue()
     # a warm sandbox has both pipes: its stub merges the step's stderr into stdout unless split
     streams = [(proc.stdout, False)] + ([(proc.stderr, split_stderr)] if proc.stderr is not None else [])
     detached = threading.Event()
-    for stream, is_err in streams:
-        threading.Thread(target=_reader, args=(stream, is_err, lines, detached), daemon=True).start()
     try:
+        for stream, is_err in streams:
+            threading.Thread(target=_reader, args=(stream, is_err, lines, detached), daemon=True).start()
         return _follow(proc, lines, len(streams), job, run, timeout_seconds)
     finally:
         detached.set()
         job.log.flush()
+        if info >= 0:  # bwrap wrote it as the sandbox started, before the step's command
+            job.process_groups[index] = StepGroup(proc.pid, _namespace_init(info))
+
+
+def _start(
+    argv: list[str], *, cwd: Path, env: dict[str, str], job: JobState, split_stderr: bool, writable: Sequence[Path],
+    readable: Sequence[Path],
+) -> tuple[subprocess.Popen[bytes], int]:  # fmt: skip
+    """Start argv in the job's sandbox, in a new session (its own process group); with the read end of a pipe
+    to which bwrap writes its namespace init's pid (-1 unsandboxed)."""
+    info, write = os.pipe() if job.sandbox.enabled else (-1, -1)
+    try:
+        command = job.sandbox.command(argv, cwd=cwd, work=[job.workspace.root], readable=readable,
+                                      writable=writable, info_fd=write if write >= 0 else None)  # fmt: skip
+        proc = subprocess.Popen(
+            command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if split_stderr else subprocess.STDOUT, start_new_session=True,
+            pass_fds=(write,) if write >= 0 else (),
+        )  # fmt: skip
+    except BaseException:
+        if info >= 0:
+            os.close(info)
+        raise
+    finally:
+        if write >= 0:
+            os.close(write)
+    return proc, info
 
 
 def _follow(
@@ -151,6 +179,56 @@ def _follow(
             proc.wait()
             raise Interrupted(reason)
     return ProcessEnd(proc.wait(), stderr_lines)
+
+
+def _namespace_init(fd: int) -> int | None:
+    """The pid of a sandbox's PID namespace init, from the JSON bwrap wrote to its --info-fd (written before
+    the step's command starts; read without blocking, at most 4 KiB); None when it cannot be told."""
+    try:
+        os.set_blocking(fd, False)
+        data = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        pid = json.loads(data).get("child-pid")
+    except (ValueError, AttributeError):
+        return None
+    return pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
+
+
+def namespace_ended(group: StepGroup) -> bool:
+    """Whether every process of a sandboxed step is gone, read from its namespace init alone (no scan of
+    the machine's processes): the kernel makes an init a zombie only after it killed and reaped every other
+    process of its namespace. The init is gone, a zombie, or its pid now names a process outside the step's
+    group (reused: the init was gone)."""
+    if group.namespace_init is None:
+        return False
+    try:
+        stat = Path(f"/proc/{group.namespace_init}/stat").read_bytes()
+    except OSError:  # no such process any more
+        return True
+    fields = stat[stat.rfind(b")") + 2 :].split()  # after "pid (comm) ": state ppid pgrp ...
+    if len(fields) < 3:
+        return False
+    return fields[0] in (b"Z", b"X") or int(fields[2]) != group.pgid
+
+
+def wait_namespace_ended(group: StepGroup, timeout: float = NAMESPACE_END_SECONDS) -> bool:
+    """Wait (polling /proc/<init>/stat, at most `timeout` s) until a sandboxed step's namespace is empty. A step's
+    bwrap that exited took the namespace with it (its init dies with its parent, --die-with-parent, and the
+    kernel kills what is left), which takes a few milliseconds."""
+    if group.namespace_init is None:
+        return False
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while not namespace_ended(group):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+    return True
 
 
 def _group_members(pgid: int) -> list[psutil.Process]:

@@ -91,6 +91,16 @@ class LogBuffer:
             self.reporter.log(self._step, lines)
 
 
+@dataclass(frozen=True)
+class StepGroup:
+    """The process group of one step process (its id is the leader's pid) and, for a sandboxed step, the pid
+    of its PID namespace's init (bwrap's `child-pid`): once that one is gone or a zombie, the kernel has ended
+    every process of the namespace."""
+
+    pgid: int
+    namespace_init: int | None = None
+
+
 @dataclass
 class JobState:
     spec: JobSpec
@@ -111,7 +121,7 @@ class JobState:
     secret_outputs: dict[str, str] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
     build_number: str | None = None
-    process_groups: list[int] = field(default_factory=list)
+    process_groups: list[StepGroup] = field(default_factory=list)  # of every step process, for the clean-up
     sandbox: Sandbox = field(default_factory=Sandbox.none)  # how step processes are isolated
     warm: WarmPool | None = None  # the agent's warm sandboxes, when the job's directory is in their slot
 
