@@ -6,12 +6,14 @@ and on a laptop use) and to mlyard's own registry API (`/api/v1/models`), then t
 Each in a new server, `--rounds` times; medians. Target: the first use under 1 s.
 
 Where the time goes (printed below the table, with the CPU of each process of the server's tree at /health and
-after the first uses): the environment's MLflow server process (imports MLflow's server app; `mlyard server` starts
-it as a spare before its own imports, and it builds MLflow's routes before it is adopted) and its first request,
-the MLflow store's schema (written from the pinned MLflow's schema file); the server itself imports no MLflow (its
-models API goes to the same MLflow server), and the warm scoring process starts after the registry's warm-up.
+after the first uses, and that of an MLflow server process alone, which a shared machine inflates least): the
+environment's MLflow server process (imports MLflow's server app with Python's cyclic garbage collector off;
+`mlyard server` starts it as a spare before the CLI's own imports, and it builds MLflow's routes before it is
+adopted) and its first request, the MLflow store's schema (written from the pinned MLflow's schema file); the server
+itself imports no MLflow (its models API goes to the same MLflow server), and the warm scoring process starts after
+the registry's warm-up.
 
-    python benchmarks/registry.py [--rounds 3] [--settle 0]
+    python benchmarks/registry.py [--rounds 3] [--settle 0] [--spare-only]
 
 `--settle S` waits S seconds after /health before the first request (a user rarely asks in the first
 second); 0 measures the worst case, a request right after the server started.
@@ -149,13 +151,21 @@ def main() -> None:
     for key in median:
         if key.startswith(("cpu ", "spare alone")):
             print(f"{key:<46}{median[key]:>12.2f}")
-    print("where a first use goes (profiled; docs/registry.md): the environment's MLflow server process imports "
-          "MLflow's server app (~3.5-4 s CPU); `mlyard server` starts it as a spare before its own imports (~2 s "
-          f"CPU to /health; adopted by 'dev': {median['spare'] > 0}), and the spare also builds MLflow's routing "
-          "state before it is adopted (~0.3 s CPU its first requests paid). The server reaches the registry through "
-          "that process (light REST client: it imports no MLflow, which took ~2 s CPU in the server at start), and "
-          "the warm scoring process (~3-6 s CPU) starts once dev's MLflow server is ready (warm-up seen in the log: "
-          f"{median['warmed'] > 0}), so the two first uses wait only for the MLflow server's own import.")  # fmt: skip
+    print("where a first use goes (profiled: python -X importtime, cProfile; docs/registry.md): the environment's "
+          "MLflow server process imports MLflow's server app, ~2.5-2.9 s of CPU alone ('spare alone' above; ~3.9 s "
+          "on the same loaded machine before issue 15's last change) with Python's cyclic garbage collector off for "
+          "that import (its collections scanned the half million objects the import makes, again and again; they are "
+          "frozen after it). The rest is MLflow's import itself, which its modules need when they are imported (type "
+          "annotations and base classes name pandas and aiohttp objects: no module can be deferred without patching "
+          "MLflow): pandas, numpy, pyarrow, scipy ~18%; MLflow's SQLAlchemy stores (their models, the mappers' "
+          "configuration), SQLAlchemy, Alembic ~23%; FastAPI's and MLflow's pydantic models ~9%; the GenAI, gateway "
+          "and assistant modules with aiohttp (two SSL contexts) ~11%; Flask's URL map. `mlyard server` starts it "
+          "as a spare first thing, before the CLI's own imports (adopted by 'dev': "
+          f"{median['spare'] > 0}), so it imports on the other core while the server imports its own (~2 s CPU to "
+          "/health; local agents ~0.4 s), and it builds MLflow's routing state before it is adopted. The server "
+          "reaches the registry through that process (light REST client: no MLflow import), and the warm scoring "
+          "process starts once dev's MLflow server is ready (warm-up seen in the log: "
+          f"{median['warmed'] > 0}), so the two first uses wait only for the rest of that import.")  # fmt: skip
 
 
 if __name__ == "__main__":
