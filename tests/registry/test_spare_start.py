@@ -108,3 +108,27 @@ def test_mlyard_server_starts_its_spare_first_and_one_not_taken_stops_at_exit(tm
     assert not psutil.pid_exists(spare["pid"]) or psutil.Process(spare["pid"]).status() == psutil.STATUS_ZOMBIE
     assert not Path(spare["folder"]).exists()
     assert run("0")["spares"] == []  # MLYARD_REGISTRY_WARM=0: no MLflow server starts with the server
+
+
+def test_entry_points_are_read_once_while_the_app_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata as metadata
+
+    original = metadata.entry_points
+    reads: list[dict[str, str]] = []
+
+    def counted(**params: str) -> Any:
+        reads.append(params)
+        return original(**params)
+
+    monkeypatch.setattr(metadata, "entry_points", counted)
+    groups = ("console_scripts", "mlflow.deployments", "pytest11")
+    with tracking_server._entry_points_read_once():
+        kept = metadata.entry_points  # as `from importlib.metadata import entry_points` in a module imported now
+        during = {group: tuple(metadata.entry_points(group=group)) for group in groups}
+        again = tuple(metadata.entry_points(group="console_scripts"))
+    assert during == {group: tuple(original(group=group)) for group in groups}  # the same answers
+    assert again == during["console_scripts"]
+    assert reads == [{}]  # the installed packages were read once
+    assert metadata.entry_points is counted  # the import is done: the function itself again
+    kept(group="pytest11")
+    assert reads == [{}, {"group": "pytest11"}]  # a kept reference asks the function itself
