@@ -10,8 +10,9 @@ environments behind its token check (`mlyard.api.mlflow_mount`).
 The socket lives in a private folder (mode 0700) under the system temp folder, which the sandbox of
 steps replaces by its own: only the server's own user reaches it, and never a step.
 
-Importing MLflow's server app takes seconds of CPU, so `mlyard server` starts a `Spare` first, before its
-own imports: a process that imports the app at once and learns which environment it serves (its store,
+Importing MLflow's server app takes seconds of CPU (`prepare_app` does it with Python's cyclic garbage collector
+off), so `mlyard server` starts a `Spare` first, before the CLI's own imports (`start_early`, called by
+`mlyard.cli`): a process that imports the app at once and learns which environment it serves (its store,
 socket, log) from one JSON line on its standard input when the server adopts it for the first environment
 it warms. Both then import in parallel (two cores), and the environment's MLflow server is ready about
 when the server answers /health. A spare and the server it was adopted by exit when the server's end of
@@ -263,7 +264,10 @@ def start_early() -> None:
     and its folder removed when the process exits."""
     if _EARLY or warm_count() == 0:
         return
-    _EARLY.append(Spare.start())
+    try:
+        _EARLY.append(Spare.start())
+    except OSError:
+        return  # the command starts one as before (and reports what fails)
     atexit.register(_drop_early)
 
 
@@ -344,10 +348,11 @@ def prepare_app() -> None:
     store touched: MLflow creates its stores on first use, from the variables the spare is given when adopted).
 
     Python's cyclic garbage collector is off meanwhile: the import creates about half a million objects that
-    live as long as the process, and the collections they trigger would scan them again and again (a fifth of
-    the import's CPU) to find almost nothing (a few thousand objects, some hundred kilobytes). The objects are
-    then frozen (`gc.freeze`: never scanned again, the later collections only see what requests create) and
-    the collector is turned on again, as it was. The installed packages' entry points are read once meanwhile
+    live as long as the process, and the collections they trigger would scan them again and again (a fifth to
+    a third of the import's CPU) to find almost nothing (a few thousand objects, some hundred kilobytes). The
+    objects are then frozen (`gc.freeze`: never scanned again, the later collections only see what requests
+    create) and the collector is turned on again, as it was. The installed packages' entry points are read once
+    meanwhile
     (`_entry_points_read_once`)."""
     was_collecting = gc.isenabled()
     gc.disable()
