@@ -352,8 +352,7 @@ def prepare_app() -> None:
     a third of the import's CPU) to find almost nothing (a few thousand objects, some hundred kilobytes). The
     objects are then frozen (`gc.freeze`: never scanned again, the later collections only see what requests
     create) and the collector is turned on again, as it was. The installed packages' entry points are read once
-    meanwhile
-    (`_entry_points_read_once`)."""
+    meanwhile (`_entry_points_read_once`)."""
     was_collecting = gc.isenabled()
     gc.disable()
     try:
