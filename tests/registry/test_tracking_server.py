@@ -30,15 +30,26 @@ CLIENT_SCRIPT = textwrap.dedent(
     """
     import json, pathlib, sys, tempfile
     import mlflow
+    import pandas
     from mlflow import MlflowClient
+    from mlflow.models import infer_signature
 
     name, work = sys.argv[1], pathlib.Path(sys.argv[2])
     mlflow.set_experiment(f"{name}-experiment")
+    frame = pandas.DataFrame({"x": [1.0, 2.0], "label": [0, 1]})
     with mlflow.start_run() as run:
         mlflow.log_metric("accuracy", 0.93)
         notes = work / "notes.txt"
         notes.write_text("logged from another process")
         mlflow.log_artifact(str(notes))
+        mlflow.log_input(mlflow.data.from_pandas(frame, name="training-rows", targets="label"), context="training")
+
+        class Echo(mlflow.pyfunc.PythonModel):
+            def predict(self, context, model_input):
+                return model_input
+
+        echo = mlflow.pyfunc.log_model(name="echo", python_model=Echo(), pip_requirements=["mlflow"],
+                                       signature=infer_signature(frame[["x"]]), registered_model_name=f"{name}-echo")
     client = MlflowClient()
     client.create_registered_model(name)
     versions = [client.create_model_version(name, run.info.artifact_uri, run_id=run.info.run_id).version
@@ -57,6 +68,9 @@ CLIENT_SCRIPT = textwrap.dedent(
         "legacy_stage": client.get_model_version(name, versions[1]).current_stage,
         "staged": staged,
         "downloaded": pathlib.Path(back).read_text(),
+        "datasets": [(i.dataset.name, i.tags[0].value) for i in client.get_run(run.info.run_id).inputs.dataset_inputs],
+        "signature": mlflow.models.get_model_info(f"models:/{name}-echo/1").signature.inputs.to_dict(),
+        "echo_version": echo.registered_model_version,
     }))
     """
 )
@@ -85,12 +99,22 @@ def token_with(server: Server, *scopes: str) -> str:
 @pytest.mark.long  # half a minute: its file is scheduled first
 def test_the_mlflow_client_of_another_process_writes_to_the_environments_store(server: Server, tmp_path: Path) -> None:
     name = f"tracked-{uuid.uuid4().hex[:6]}"
+    log = server.home / "envs" / "dev" / "mlflow-server.log"  # the environment's MLflow server's
+    logged_before = log.stat().st_size if log.exists() else 0
     proc = run_client(server, "dev", server.token, name, tmp_path)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["artifact_uri"].startswith("mlflow-artifacts:/")  # proxied: nothing on the client's disk
     assert result["downloaded"] == "logged from another process"
     assert result["production"] == "2" and result["legacy_stage"] == "Production" and result["staged"] == "3"
+    # a dataset input (MLflow's pandas dataset) and a logged model with a signature, registered: what pipeline steps log
+    assert result["datasets"] == [["training-rows", "training"]]
+    assert result["signature"] == [{"type": "double", "name": "x", "required": True}]
+    assert str(result["echo_version"]) == "1"
+    # the environment's MLflow server (its imports made with the collector off, then frozen) served all of it
+    # without an error
+    written = log.read_bytes()[logged_before:].decode(errors="replace")
+    assert "Traceback" not in written and " ERROR " not in written, written
 
     # mlyard's own registry API reads the same store: stages mirrored, history written, by the token's user.
     shown = json.loads(server.cli("models", "show", name, "--env", "dev", "--json").stdout)

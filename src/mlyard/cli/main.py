@@ -129,15 +129,16 @@ def server(
     """Run the mlyard server (API, git hosting) in the foreground."""
     import logging
 
-    from mlyard.registry.tracking_server import Spare, remove_socket_folder, warm_count
+    from mlyard.registry.tracking_server import Spare, remove_socket_folder, take_early, warm_count
     from mlyard.settings import Settings, resolve_home
 
     settings = Settings.load(resolve_home(home)).with_overrides(
         host=host, port=port, job_lease_seconds=job_lease, unsandboxed_steps=True if unsandboxed_steps else None
     )
-    # An MLflow server process, started first: it imports MLflow's server app while this process imports the
-    # platform, and becomes the first environment's MLflow server (docs/registry.md).
-    spare = Spare.start() if warm_count() != 0 else None
+    # An MLflow server process, started first (before the CLI's imports: mlyard.cli): it imports MLflow's server
+    # app while this process imports the platform, and becomes the first environment's MLflow server
+    # (docs/registry.md).
+    spare = take_early() or (Spare.start() if warm_count() != 0 else None)
     try:
         import uvicorn
 

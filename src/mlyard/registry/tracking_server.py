@@ -10,8 +10,9 @@ environments behind its token check (`mlyard.api.mlflow_mount`).
 The socket lives in a private folder (mode 0700) under the system temp folder, which the sandbox of
 steps replaces by its own: only the server's own user reaches it, and never a step.
 
-Importing MLflow's server app takes seconds of CPU, so `mlyard server` starts a `Spare` first, before its
-own imports: a process that imports the app at once and learns which environment it serves (its store,
+Importing MLflow's server app takes seconds of CPU (`prepare_app` does it with Python's cyclic garbage collector
+off), so `mlyard server` starts a `Spare` first, before the CLI's own imports (`start_early`, called by
+`mlyard.cli`): a process that imports the app at once and learns which environment it serves (its store,
 socket, log) from one JSON line on its standard input when the server adopts it for the first environment
 it warms. Both then import in parallel (two cores), and the environment's MLflow server is ready about
 when the server answers /health. A spare and the server it was adopted by exit when the server's end of
@@ -20,8 +21,9 @@ their standard input closes (the server exited, even killed): nothing is left be
 
 from __future__ import annotations
 
-import asyncio
+import atexit
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -32,6 +34,7 @@ import sys
 import tempfile
 import threading
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -251,6 +254,35 @@ class Spare:
             stop_process(proc)
 
 
+_EARLY: list[Spare] = []  # the spare `mlyard server` started before its imports (start_early), until taken
+
+
+def start_early() -> None:
+    """Start the spare of `mlyard server` at once: the CLI calls this before its own imports (the spare then
+    starts ~0.2 s of CPU earlier) when its command line is `mlyard [--home HOME] server ...`; the command takes
+    it (`take_early`). A spare not taken (the command line was refused, the home is not initialised) is stopped
+    and its folder removed when the process exits."""
+    if _EARLY or warm_count() == 0:
+        return
+    try:
+        _EARLY.append(Spare.start())
+    except OSError:
+        return  # the command starts one as before (and reports what fails)
+    atexit.register(_drop_early)
+
+
+def take_early() -> Spare | None:
+    """The spare `start_early` started, once (None if it did not)."""
+    return _EARLY.pop() if _EARLY else None
+
+
+def _drop_early() -> None:
+    while _EARLY:
+        spare = _EARLY.pop()
+        spare.discard()
+        remove_socket_folder(spare.folder)
+
+
 def socket_folder() -> Path:
     """A private folder (0700) for the servers' sockets, with a short path (sockets allow ~100 bytes)."""
     return Path(tempfile.mkdtemp(prefix="mlyard-mlflow-"))
@@ -282,10 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     except MlyardError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
-    import uvicorn
-
     if args != [SPARE_FLAG]:
         prepare_app()  # a spare did it before it was adopted
+    import uvicorn
+
     uvicorn.run(APP, uds=socket, workers=1, access_log=False, log_level="warning", timeout_graceful_shutdown=5)
     return 0
 
@@ -293,8 +325,6 @@ def main(argv: list[str] | None = None) -> int:
 def _become_adopted() -> str | None:
     """A spare: import MLflow's server app, wait for the configuration line, apply it (environment, working
     folder, log), and watch standard input: when the server's end closes, stop as on SIGTERM."""
-    import uvicorn  # noqa: F401 (first, as in a normal start: MLflow's app then sets itself up as a server)
-
     prepare_app()
     line = sys.stdin.buffer.readline(MAX_CONFIG_BYTES)
     if not line.endswith(b"\n"):
@@ -312,20 +342,70 @@ def _become_adopted() -> str | None:
 
 
 def prepare_app() -> None:
-    """Import MLflow's server app and do, before any store is known, the work its first requests would do:
-    the modules its lifespan imports at start, and the routing state FastAPI builds on the first request
-    (0.25 s of CPU for MLflow's routes) and Flask's URL map, by requests that match no route (404, no store
-    touched: MLflow creates its stores on first use, from the variables the spare is given when adopted)."""
-    app = importlib.import_module(APP.split(":")[0]).app
-    for module in WARM_MODULES:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(module)
-    with contextlib.suppress(Exception):  # a warm-up only: the first real request does it otherwise
-        asyncio.run(_probe(app))
+    """Import uvicorn and MLflow's server app and do, before any store is known, the work its first requests
+    would do: the modules its lifespan imports at start, and the routing state FastAPI builds on the first
+    request (0.25 s of CPU for MLflow's routes) and Flask's URL map, by requests that match no route (404, no
+    store touched: MLflow creates its stores on first use, from the variables the spare is given when adopted).
+
+    Python's cyclic garbage collector is off meanwhile: the import creates about half a million objects that
+    live as long as the process, and the collections they trigger would scan them again and again (a fifth to
+    a third of the import's CPU) to find almost nothing (a few thousand objects, some hundred kilobytes). The
+    objects are then frozen (`gc.freeze`: never scanned again, the later collections only see what requests
+    create) and the collector is turned on again, as it was. The installed packages' entry points are read once
+    meanwhile (`_entry_points_read_once`)."""
+    was_collecting = gc.isenabled()
+    gc.disable()
+    try:
+        with _entry_points_read_once():
+            import uvicorn  # noqa: F401 (first, as in a normal start: MLflow's app then sets itself up as a server)
+
+            app = importlib.import_module(APP.split(":")[0]).app
+            for module in WARM_MODULES:
+                with contextlib.suppress(ImportError):
+                    importlib.import_module(module)
+        with contextlib.suppress(Exception):  # a warm-up only: the first real request does it otherwise
+            import asyncio
+
+            asyncio.run(_probe(app))
+    finally:
+        gc.freeze()
+        if was_collecting:
+            gc.enable()
+
+
+@contextlib.contextmanager
+def _entry_points_read_once() -> Iterator[None]:
+    """While MLflow's server app is imported, `importlib.metadata.entry_points(group=...)` reads the installed
+    packages' entry points once and selects from them: MLflow's plugin registries ask a dozen times, and each call
+    reads every installed package's metadata (~75 ms of CPU in all). Nothing is installed meanwhile, so the answers
+    are those of the function itself, which answers every call again once the import is done (also for modules
+    that kept a reference)."""
+    import importlib.metadata as metadata
+
+    original = metadata.entry_points
+    read: list[Any] = []
+    importing = True
+
+    def entry_points(**params: Any) -> Any:
+        if not importing or not params:
+            return original(**params)
+        if not read:
+            read.append(original())
+        return read[0].select(**params)
+
+    metadata.entry_points = entry_points  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        importing = False
+        if metadata.entry_points is entry_points:
+            metadata.entry_points = original
 
 
 async def _probe(app: Any) -> None:
     """GET each path of WARM_PATHS through the ASGI app, in this process, and drop the answers."""
+    import asyncio
+
     for path in WARM_PATHS:
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
                  "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",

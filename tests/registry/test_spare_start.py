@@ -1,0 +1,134 @@
+"""The MLflow server process of an environment imports MLflow's server app as fast as it can: with Python's cyclic
+garbage collector off during the import (the objects it creates are then frozen and the collector is on again),
+and, for `mlyard server`, started before the CLI's own imports (docs/registry.md)."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from mlyard.cli import starts_the_server
+from mlyard.registry import tracking_server
+
+FAKE_APP = "tests.registry.fake_server_app"
+
+
+@pytest.fixture
+def fake_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """MLflow's app replaced by tests/registry/fake_server_app.py, imported afresh; the collector's state restored."""
+    monkeypatch.setattr(tracking_server, "APP", f"{FAKE_APP}:app")
+    monkeypatch.setattr(tracking_server, "WARM_MODULES", ())
+    sys.modules.pop(FAKE_APP, None)
+    collecting = gc.isenabled()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if collecting:
+            gc.enable()
+        else:
+            gc.disable()
+        sys.modules.pop(FAKE_APP, None)
+
+
+def test_the_app_is_imported_without_the_collector_then_its_objects_are_frozen(fake_app: None) -> None:
+    gc.enable()
+    gc.unfreeze()
+    tracking_server.prepare_app()
+    imported = sys.modules[FAKE_APP]
+    assert imported.COLLECTING_AT_IMPORT is False  # off while the app was imported
+    assert gc.isenabled()  # on again for the requests
+    assert gc.get_freeze_count() > 0  # what the import made is never scanned again
+    assert tuple(imported.ASKED) == tracking_server.WARM_PATHS  # the warm-up still asked its paths
+
+
+def test_a_collector_that_was_off_stays_off(fake_app: None) -> None:
+    gc.disable()
+    tracking_server.prepare_app()
+    assert not gc.isenabled()
+
+
+@pytest.mark.parametrize(
+    ("argv", "starts"),
+    [
+        (["/venv/bin/mlyard", "server"], True),
+        (["/venv/bin/mlyard", "server", "--port", "8765", "--agents", "0"], True),
+        (["/venv/bin/mlyard", "--home", "/data/mlyard", "server"], True),
+        (["/src/mlyard/__main__.py", "--home=/data/mlyard", "server"], True),  # python -m mlyard
+        (["/venv/bin/mlyard", "server", "--help"], False),
+        (["/venv/bin/mlyard", "--version", "server"], False),
+        (["/venv/bin/mlyard", "--home", "server"], False),  # `server` is the home here: no command
+        (["/venv/bin/mlyard", "agent", "server"], False),
+        (["/venv/bin/mlyard", "models", "list"], False),
+        (["/venv/bin/mlyard"], False),
+        (["/venv/bin/pytest", "server"], False),  # another program importing the CLI
+        ([], False),
+    ],
+)  # fmt: skip
+def test_the_server_command_line_is_recognised_before_the_clis_imports(argv: list[str], starts: bool) -> None:
+    assert starts_the_server(argv) is starts
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    sys.argv = [sys.argv[1], "server"]
+    import mlyard.cli
+    from mlyard.registry import tracking_server
+    spares = [{"pid": spare.proc.pid, "folder": str(spare.folder)} for spare in tracking_server._EARLY]
+    print(json.dumps({"typer": "typer" in sys.modules, "spares": spares}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_mlyard_server_starts_its_spare_first_and_one_not_taken_stops_at_exit(tmp_path: Path) -> None:
+    def run(warm: str) -> dict[str, Any]:
+        program = str(tmp_path / "bin" / "mlyard")  # the console script's name
+        env = {**os.environ, "MLYARD_REGISTRY_WARM": warm}
+        proc = subprocess.run([sys.executable, "-c", SCRIPT, program], env=env, capture_output=True, text=True,
+                              timeout=120, check=False)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return dict(json.loads(proc.stdout))
+
+    started = run("1")
+    assert started["typer"] is False  # started before the CLI imported its libraries
+    [spare] = started["spares"]
+    # the command never took it (the process ended first): stopped and its folder removed at exit
+    assert not psutil.pid_exists(spare["pid"]) or psutil.Process(spare["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert not Path(spare["folder"]).exists()
+    assert run("0")["spares"] == []  # MLYARD_REGISTRY_WARM=0: no MLflow server starts with the server
+
+
+def test_entry_points_are_read_once_while_the_app_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata as metadata
+
+    original = metadata.entry_points
+    reads: list[dict[str, str]] = []
+
+    def counted(**params: str) -> Any:
+        reads.append(params)
+        return original(**params)
+
+    monkeypatch.setattr(metadata, "entry_points", counted)
+    groups = ("console_scripts", "mlflow.deployments", "pytest11")
+    with tracking_server._entry_points_read_once():
+        kept = metadata.entry_points  # as `from importlib.metadata import entry_points` in a module imported now
+        during = {group: tuple(metadata.entry_points(group=group)) for group in groups}
+        again = tuple(metadata.entry_points(group="console_scripts"))
+    assert during == {group: tuple(original(group=group)) for group in groups}  # the same answers
+    assert again == during["console_scripts"]
+    assert reads == [{}]  # the installed packages were read once
+    assert metadata.entry_points is counted  # the import is done: the function itself again
+    kept(group="pytest11")
+    assert reads == [{}, {"group": "pytest11"}]  # a kept reference asks the function itself
