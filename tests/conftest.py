@@ -3,6 +3,7 @@ and the real `git` client with an isolated configuration."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -41,6 +42,80 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         path = item.nodeid.split("::")[0]
         by_file[path] = min(by_file.get(path, 2), rank(item))
     items.sort(key=lambda item: by_file[item.nodeid.split("::")[0]])  # stable: collection order within a rank
+
+
+# MLflow's process-wide URIs: `mlflow.set_tracking_uri` / `set_registry_uri` keep each in a module global and copy
+# it into its environment variable (which servers and steps started later inherit); `set_registry_uri(None)` leaves
+# the variable set. A test module that leaves one set sends every later module of its xdist worker to its store.
+MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+_MLFLOW_GLOBALS = (
+    ("mlflow.tracking._tracking_service.utils", "_tracking_uri"),
+    ("mlflow.tracking._model_registry.utils", "_registry_uri"),
+    ("mlflow.tracking.fluent", "_active_experiment_id"),
+)
+
+
+def mlflow_global_state() -> dict[str, str | None]:
+    """MLflow's global URIs and experiment: its module globals (when MLflow is imported) and environment variables."""
+    state: dict[str, str | None] = {name: os.environ.get(name) for name in MLFLOW_URI_VARIABLES}
+    for module, name in _MLFLOW_GLOBALS:
+        value = getattr(sys.modules.get(module), name, None)
+        state[f"{module}.{name}"] = None if value is None else str(value)
+    return state
+
+
+def restore_mlflow_global_state(state: dict[str, str | None]) -> None:
+    for name in MLFLOW_URI_VARIABLES:
+        if state[name] is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = state[name]  # type: ignore[assignment]
+    for module, name in _MLFLOW_GLOBALS:
+        if module in sys.modules:
+            setattr(sys.modules[module], name, state[f"{module}.{name}"])
+    if "mlflow.tracking._tracking_service.utils" in sys.modules:  # the tracer keeps the tracking URI it was made with
+        from mlflow.tracing.provider import reset
+
+        reset()
+
+
+@contextlib.contextmanager
+def mlflow_globals(uri: str) -> Iterator[None]:
+    """MLflow's global tracking and registry URIs on `uri` (fluent API, `models:/` loading), restored afterwards."""
+    import mlflow
+
+    before = mlflow_global_state()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        restore_mlflow_global_state(before)
+
+
+_MLFLOW_AT_START = mlflow_global_state()
+
+
+def mlflow_leaks(before: dict[str, str | None]) -> list[str]:
+    """What differs from `before` in MLflow's global state, one `name: before -> now` each."""
+    now = mlflow_global_state()
+    return [f"{name}: {before[name]!r} -> {now[name]!r}" for name in now if now[name] != before[name]]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """At a module's end (its fixtures torn down, and the session's at the last test), MLflow's global state must be
+    what it was when the run started: a module that leaves it changed fails here (and the state is put back)."""
+    result = yield
+    if nextitem is None or nextitem.path != item.path:
+        leaked = mlflow_leaks(_MLFLOW_AT_START)
+        if leaked:
+            restore_mlflow_global_state(_MLFLOW_AT_START)
+            pytest.fail(
+                f"{item.path.name} (a test or a fixture of it) left MLflow's global state changed: {'; '.join(leaked)}."
+                " Set it with tests.conftest.mlflow_globals (restored on exit) or monkeypatch"
+            )
+    return result
 
 
 def free_port() -> int:
