@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -144,17 +145,104 @@ def mlyard(
     """Run the real CLI as a subprocess with MLYARD_HOME=home."""
     full_env = {k: v for k, v in os.environ.items() if k not in ("MLYARD_URL", "MLYARD_TOKEN")}
     full_env.update({"MLYARD_HOME": str(home), "COLUMNS": "200", **(env or {})})
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlyard", *args],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    forks = _cli_forks(full_env)
+    if forks is not None:
+        proc = forks.call(list(args), full_env, timeout)
+    else:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mlyard", *args],
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     if check and proc.returncode != 0:
         raise AssertionError(f"mlyard {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+class CliForks:
+    """The fork server of tests/cli_fork.py for this worker's `mlyard` calls (started at the first call)."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self.dir = Path(tempfile.mkdtemp(prefix="mlyard-cli-"))
+        self.path = str(self.dir / "forks.sock")
+        self.env = dict(os.environ)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", f"from tests.cli_fork import serve; serve({self.path!r})"],
+            cwd=REPO_ROOT, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert self.proc.stdout is not None and self.proc.stdout.readline() == b"ready\n", "the CLI fork server failed"
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def suits(self, env: dict[str, str]) -> bool:
+        """Whether a call with `env` can be forked: the interpreter's own settings are the fork server's."""
+        keys = {k for k in (*env, *self.env) if k.startswith("PYTHON") and k not in FORK_NEUTRAL}
+        return all(env.get(k) == self.env.get(k) for k in keys)
+
+    def call(self, args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+        import json
+
+        with self.lock:
+            self.count += 1
+            n = self.count
+        out, err = self.dir / f"{n}.out", self.dir / f"{n}.err"
+        request = {"argv": args, "env": env, "cwd": os.getcwd(), "out": str(out), "err": str(err)}
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(self.path)
+            conn.sendall(json.dumps(request).encode())
+            conn.shutdown(socket.SHUT_WR)
+            with conn.makefile("rb") as answer:
+                pid = int(answer.readline())
+                try:
+                    code = int(answer.readline())
+                except TimeoutError:
+                    os.kill(pid, signal.SIGKILL)
+                    raise subprocess.TimeoutExpired([sys.executable, "-m", "mlyard", *args], timeout) from None
+        try:
+            stdout, stderr = (path.read_bytes().decode(errors="replace") for path in (out, err))
+        finally:
+            out.unlink(missing_ok=True)
+            err.unlink(missing_ok=True)
+        return subprocess.CompletedProcess([sys.executable, "-m", "mlyard", *args], code, stdout, stderr)
+
+    def close(self) -> None:
+        import shutil
+
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+FORK_NEUTRAL = {"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}  # no other effect than on output buffering / .pyc
+_FORKS: list[CliForks] = []
+_FORKS_LOCK = threading.Lock()
+
+
+def _cli_forks(env: dict[str, str]) -> CliForks | None:
+    """This worker's CLI fork server, when the call can use it (MLYARD_TEST_CLI_FORKS=0: real processes)."""
+    if os.environ.get("MLYARD_TEST_CLI_FORKS") == "0":
+        return None
+    with _FORKS_LOCK:
+        if not _FORKS or _FORKS[0].proc.poll() is not None:
+            _FORKS[:] = [CliForks()]
+        forks = _FORKS[0]
+    return forks if forks.suits(env) else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_cli_forks() -> Iterator[None]:
+    yield
+    with _FORKS_LOCK:
+        for forks in _FORKS:
+            forks.close()
+        _FORKS.clear()
 
 
 WARM_OFF = {"MLYARD_REGISTRY_WARM": "0", "MLYARD_SERVING_WARM_POOL": "0", "MLYARD_STEP_WARM": "0"}
