@@ -142,7 +142,8 @@ def git_env(home: Path) -> dict[str, str]:
 def mlyard(
     *args: str, home: Path, env: dict[str, str] | None = None, check: bool = True, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI as a subprocess with MLYARD_HOME=home."""
+    """Run the real CLI in a process of its own with MLYARD_HOME=home: forked from the worker's CLI fork server
+    (tests/cli_fork.py), or `python -m mlyard` when the call's Python settings differ or MLYARD_TEST_CLI_FORKS=0."""
     full_env = {k: v for k, v in os.environ.items() if k not in ("MLYARD_URL", "MLYARD_TOKEN")}
     full_env.update({"MLYARD_HOME": str(home), "COLUMNS": "200", **(env or {})})
     forks = _cli_forks(full_env)
