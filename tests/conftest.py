@@ -3,12 +3,14 @@ and the real `git` client with an isolated configuration."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,6 +45,80 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: by_file[item.nodeid.split("::")[0]])  # stable: collection order within a rank
 
 
+# MLflow's process-wide URIs: `mlflow.set_tracking_uri` / `set_registry_uri` keep each in a module global and copy
+# it into its environment variable (which servers and steps started later inherit); `set_registry_uri(None)` leaves
+# the variable set. A test module that leaves one set sends every later module of its xdist worker to its store.
+MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+_MLFLOW_GLOBALS = (
+    ("mlflow.tracking._tracking_service.utils", "_tracking_uri"),
+    ("mlflow.tracking._model_registry.utils", "_registry_uri"),
+    ("mlflow.tracking.fluent", "_active_experiment_id"),
+)
+
+
+def mlflow_global_state() -> dict[str, str | None]:
+    """MLflow's global URIs and experiment: its module globals (when MLflow is imported) and environment variables."""
+    state: dict[str, str | None] = {name: os.environ.get(name) for name in MLFLOW_URI_VARIABLES}
+    for module, name in _MLFLOW_GLOBALS:
+        value = getattr(sys.modules.get(module), name, None)
+        state[f"{module}.{name}"] = None if value is None else str(value)
+    return state
+
+
+def restore_mlflow_global_state(state: dict[str, str | None]) -> None:
+    for name in MLFLOW_URI_VARIABLES:
+        if state[name] is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = state[name]  # type: ignore[assignment]
+    for module, name in _MLFLOW_GLOBALS:
+        if module in sys.modules:
+            setattr(sys.modules[module], name, state[f"{module}.{name}"])
+    if "mlflow.tracking._tracking_service.utils" in sys.modules:  # the tracer keeps the tracking URI it was made with
+        from mlflow.tracing.provider import reset
+
+        reset()
+
+
+@contextlib.contextmanager
+def mlflow_globals(uri: str) -> Iterator[None]:
+    """MLflow's global tracking and registry URIs on `uri` (fluent API, `models:/` loading), restored afterwards."""
+    import mlflow
+
+    before = mlflow_global_state()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        restore_mlflow_global_state(before)
+
+
+_MLFLOW_AT_START = mlflow_global_state()
+
+
+def mlflow_leaks(before: dict[str, str | None]) -> list[str]:
+    """What differs from `before` in MLflow's global state, one `name: before -> now` each."""
+    now = mlflow_global_state()
+    return [f"{name}: {before[name]!r} -> {now[name]!r}" for name in now if now[name] != before[name]]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """At a module's end (its fixtures torn down, and the session's at the last test), MLflow's global state must be
+    what it was when the run started: a module that leaves it changed fails here (and the state is put back)."""
+    result = yield
+    if nextitem is None or nextitem.path != item.path:
+        leaked = mlflow_leaks(_MLFLOW_AT_START)
+        if leaked:
+            restore_mlflow_global_state(_MLFLOW_AT_START)
+            pytest.fail(
+                f"{item.path.name} (a test or a fixture of it) left MLflow's global state changed: {'; '.join(leaked)}."
+                " Set it with tests.conftest.mlflow_globals (restored on exit) or monkeypatch"
+            )
+    return result
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -66,20 +142,108 @@ def git_env(home: Path) -> dict[str, str]:
 def mlyard(
     *args: str, home: Path, env: dict[str, str] | None = None, check: bool = True, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI as a subprocess with MLYARD_HOME=home."""
+    """Run the real CLI in a process of its own with MLYARD_HOME=home: forked from the worker's CLI fork server
+    (tests/cli_fork.py), or `python -m mlyard` when the call's Python settings differ or MLYARD_TEST_CLI_FORKS=0."""
     full_env = {k: v for k, v in os.environ.items() if k not in ("MLYARD_URL", "MLYARD_TOKEN")}
     full_env.update({"MLYARD_HOME": str(home), "COLUMNS": "200", **(env or {})})
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlyard", *args],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    forks = _cli_forks(full_env)
+    if forks is not None:
+        proc = forks.call(list(args), full_env, timeout)
+    else:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mlyard", *args],
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     if check and proc.returncode != 0:
         raise AssertionError(f"mlyard {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+class CliForks:
+    """The fork server of tests/cli_fork.py for this worker's `mlyard` calls (started at the first call)."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self.dir = Path(tempfile.mkdtemp(prefix="mlyard-cli-"))
+        self.path = str(self.dir / "forks.sock")
+        self.env = dict(os.environ)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", f"from tests.cli_fork import serve; serve({self.path!r})"],
+            cwd=REPO_ROOT, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert self.proc.stdout is not None and self.proc.stdout.readline() == b"ready\n", "the CLI fork server failed"
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def suits(self, env: dict[str, str]) -> bool:
+        """Whether a call with `env` can be forked: the interpreter's own settings are the fork server's."""
+        keys = {k for k in (*env, *self.env) if k.startswith("PYTHON") and k not in FORK_NEUTRAL}
+        return all(env.get(k) == self.env.get(k) for k in keys)
+
+    def call(self, args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+        import json
+
+        with self.lock:
+            self.count += 1
+            n = self.count
+        out, err = self.dir / f"{n}.out", self.dir / f"{n}.err"
+        request = {"argv": args, "env": env, "cwd": os.getcwd(), "out": str(out), "err": str(err)}
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(self.path)
+            conn.sendall(json.dumps(request).encode())
+            conn.shutdown(socket.SHUT_WR)
+            with conn.makefile("rb") as answer:
+                pid = int(answer.readline())
+                try:
+                    code = int(answer.readline())
+                except TimeoutError:
+                    os.kill(pid, signal.SIGKILL)
+                    raise subprocess.TimeoutExpired([sys.executable, "-m", "mlyard", *args], timeout) from None
+        try:
+            stdout, stderr = (path.read_bytes().decode(errors="replace") for path in (out, err))
+        finally:
+            out.unlink(missing_ok=True)
+            err.unlink(missing_ok=True)
+        return subprocess.CompletedProcess([sys.executable, "-m", "mlyard", *args], code, stdout, stderr)
+
+    def close(self) -> None:
+        import shutil
+
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+FORK_NEUTRAL = {"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}  # no other effect than on output buffering / .pyc
+_FORKS: list[CliForks] = []
+_FORKS_LOCK = threading.Lock()
+
+
+def _cli_forks(env: dict[str, str]) -> CliForks | None:
+    """This worker's CLI fork server, when the call can use it (MLYARD_TEST_CLI_FORKS=0: real processes)."""
+    if os.environ.get("MLYARD_TEST_CLI_FORKS") == "0":
+        return None
+    with _FORKS_LOCK:
+        if not _FORKS or _FORKS[0].proc.poll() is not None:
+            _FORKS[:] = [CliForks()]
+        forks = _FORKS[0]
+    return forks if forks.suits(env) else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_cli_forks() -> Iterator[None]:
+    yield
+    with _FORKS_LOCK:
+        for forks in _FORKS:
+            forks.close()
+        _FORKS.clear()
 
 
 WARM_OFF = {"MLYARD_REGISTRY_WARM": "0", "MLYARD_SERVING_WARM_POOL": "0", "MLYARD_STEP_WARM": "0"}

@@ -168,6 +168,11 @@ def test_the_model_loop_on_remote_agents_only(remote_only: Server, git: Git, sla
     passed = wait_state(server, newest_run(server, f"{MODEL}-promote-model", 2)["id"], timeout=300)
     assert passed["state"] == "succeeded", logs(server, passed["id"])
     assert passed["tests"]["failed"] == 0 and passed["tests"]["passed"] >= 3
+    # model CI is one process (`mlops/registry.py ci`): find the version in Staging, its model tests, the gate, tag,
+    # promote (was tests/scaffold/test_model_ci_step.py, the same command run by hand on a SQLite store)
+    text = logs(server, passed["id"])
+    assert f"version 1 of {MODEL} is in Staging" in text and "all gates passed" in text
+    assert "model CI steps: find the version in Staging" in text and f"{MODEL} version 1 is now production" in text
     assert job(passed, "PromoteModel")["agent"] == AGENT
     v1 = versions(server)["1"]
     assert v1["stage"] == "Production" and "production" in v1["aliases"]
@@ -177,7 +182,7 @@ def test_the_model_loop_on_remote_agents_only(remote_only: Server, git: Git, sla
     assert [m["text"] for m in slack.messages] == [
         f":white_check_mark: {MODEL} version 1 promoted to Production (refs/heads/master at {sha[:10]}): {run_url}"
     ]
-    assert slack.url not in logs(server, passed["id"])  # a secret of the group: masked
+    assert slack.url not in text  # a secret of the group: masked
 
     # model CD: the Production version through `mlflow deployments`, tagged with its scoring URI; then score
     cd = permitted(server, run(server, f"{MODEL}-deploy-model")["id"])
@@ -236,7 +241,9 @@ def test_the_model_loop_on_remote_agents_only(remote_only: Server, git: Git, sla
     failed = wait_state(server, newest_run(server, f"{MODEL}-promote-model", 4)["id"], timeout=300)
     assert failed["state"] == "failed"
     text = logs(server, failed["id"])
-    assert "accuracy" in text and "model gate failed" in text
+    assert "model gate failed: accuracy" in text
+    assert f"{MODEL} version 3 failed its model tests and the gate and stays in Staging" in text
+    assert any("test_metric_meets_its_gate" in f["name"] for f in failed["tests"]["failures"]), failed["tests"]
     after = versions(server)
     assert after["3"]["stage"] == "Staging" and after["3"]["tags"]["test_status"] == "failed"
     assert after["2"]["stage"] == "Production"

@@ -6,10 +6,8 @@ a model name of its own and no test depends on another's stages.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
 from mlyard.registry import Registry, init_store, sqlite_uri
+from tests.conftest import mlflow_globals
 
 ROWS = [[0.0, 1.0], [1.0, 0.0], [0.2, 0.8], [0.8, 0.2], [0.5, 0.4], [0.4, 0.5]]
 # Three label patterns: the three models predict differently on ROWS.
@@ -41,24 +40,6 @@ class Store:
     env: Path
     uri: str
     logged: list[Logged]
-
-
-@contextlib.contextmanager
-def mlflow_globals(uri: str) -> Iterator[None]:
-    """MLflow's global tracking and registry URIs (fluent API, model loading), reset afterwards."""
-    registry_env = os.environ.get("MLFLOW_REGISTRY_URI")
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
-        # set_registry_uri(None) leaves MLFLOW_REGISTRY_URI set (MLflow 3.17): later tests would use this store
-        if registry_env is None:
-            os.environ.pop("MLFLOW_REGISTRY_URI", None)
-        else:
-            os.environ["MLFLOW_REGISTRY_URI"] = registry_env
 
 
 def log_models(uri: str) -> list[Logged]:

@@ -11,8 +11,9 @@ from mlflow import MlflowClient
 
 from mlyard.errors import InvalidInput, NotFound
 from mlyard.registry import Registry
+from tests.conftest import mlflow_globals
 
-from .conftest import ROWS, Store, mlflow_globals
+from .conftest import ROWS, Store
 
 # Every registry call in this module must keep MLflow's stage deprecation notices to itself.
 pytestmark = pytest.mark.filterwarnings("error::FutureWarning")

@@ -23,8 +23,7 @@ import yaml
 
 from mlyard.pipelines import compile_pipeline, load_pipeline, trigger_decision
 from mlyard.pipelines.schedules import schedule_decision
-from tests.conftest import Server
-from tests.registry.conftest import mlflow_globals
+from tests.conftest import Server, mlflow_globals
 from tests.scaffold.conftest import SCHEMA, run_python, schema_validator
 from tests.scaffold.test_portable import MLYARD_ONLY
 from tests.scaffold.test_projects import FILES, PIPELINES, package_of

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from mlyard.serving.process import Endpoint, find_free_port, start_endpoint
+from tests.conftest import mlflow_globals
 
 MODEL = "test-model"
 COLUMNS = ["a", "b", "c"]
@@ -51,27 +52,25 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    # Both global URIs: another test module in this worker may have left the registry URI elsewhere.
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     client = MlflowClient(uri, registry_uri=uri)  # creates the schema once, before any server process opens the store
     experiment = client.create_experiment("tests", artifact_location=(root / "artifacts").as_uri())
-    for seed in (1, 2):
-        features, model = _train(seed)
-        with mlflow.start_run(experiment_id=experiment):
-            mlflow.sklearn.log_model(
-                model,
-                name="model",
-                registered_model_name=MODEL,
-                signature=infer_signature(features, model.predict(features)),
-                pip_requirements=["scikit-learn", "pandas", "numpy"],
-            )
-    client.set_registered_model_alias(MODEL, "champion", "1")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        client.transition_model_version_stage(MODEL, "1", "Production")
-        client.transition_model_version_stage(MODEL, "2", "Staging")
-    return Store(root=root, uri=uri, model=mlflow.pyfunc.load_model(f"models:/{MODEL}/1"))
+    with mlflow_globals(uri):  # the fluent API's store while the fixture logs; put back for the modules after
+        for seed in (1, 2):
+            features, model = _train(seed)
+            with mlflow.start_run(experiment_id=experiment):
+                mlflow.sklearn.log_model(
+                    model,
+                    name="model",
+                    registered_model_name=MODEL,
+                    signature=infer_signature(features, model.predict(features)),
+                    pip_requirements=["scikit-learn", "pandas", "numpy"],
+                )
+        client.set_registered_model_alias(MODEL, "champion", "1")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            client.transition_model_version_stage(MODEL, "1", "Production")
+            client.transition_model_version_stage(MODEL, "2", "Staging")
+        return Store(root=root, uri=uri, model=mlflow.pyfunc.load_model(f"models:/{MODEL}/1"))
 
 
 @pytest.fixture(scope="module")
