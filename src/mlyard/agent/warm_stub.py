@@ -23,6 +23,7 @@ if __name__ == "__main__":  # started by path (never imported): drop this file's
 import atexit
 import builtins
 import contextlib
+import gc
 import importlib
 import importlib.machinery
 import io
@@ -149,6 +150,10 @@ def preload(names):
     importing = [""]
     environ.__getitem__, environ.__contains__ = recorded_get, recorded_contains  # type: ignore[method-assign]
     environ.__iter__ = recorded_iter  # type: ignore[method-assign]
+    # The cyclic collector is off meanwhile and what the imports made is frozen after (as mlyard.imports does:
+    # a fifth of their CPU); the forks start with it on again.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         for name in names:
             if name:
@@ -156,6 +161,9 @@ def preload(names):
                 with contextlib.suppress(Exception):
                     importlib.import_module(name)
     finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
         environ.__getitem__, environ.__contains__, environ.__iter__ = get, contains, iterate  # type: ignore[method-assign]
         sys.stdout.flush()
         sys.stderr.flush()

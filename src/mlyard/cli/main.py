@@ -140,11 +140,14 @@ def server(
     # (docs/registry.md).
     spare = take_early() or (Spare.start() if warm_count() != 0 else None)
     try:
-        import uvicorn
+        from mlyard.imports import collector_paused
 
-        from mlyard.app import create_app
+        with collector_paused():  # the platform's imports live as long as the server (mlyard.imports)
+            import uvicorn
 
-        app_ = create_app(settings, agents=agents, mlflow_spare=spare)
+            from mlyard.app import create_app
+
+            app_ = create_app(settings, agents=agents, mlflow_spare=spare)
     except BaseException:
         if spare is not None:
             spare.discard()

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import gc
 import importlib
 import json
 import os
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from mlyard.errors import InvalidInput, MlyardError
+from mlyard.imports import collector_paused
 from mlyard.registry.store import ARTIFACTS_DIR, init_store, is_remote, sqlite_path, sqlite_uri
 
 APP = "mlflow.server.fastapi_app:app"
@@ -353,9 +353,7 @@ def prepare_app() -> None:
     objects are then frozen (`gc.freeze`: never scanned again, the later collections only see what requests
     create) and the collector is turned on again, as it was. The installed packages' entry points are read once
     meanwhile (`_entry_points_read_once`)."""
-    was_collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         with _entry_points_read_once():
             import uvicorn  # noqa: F401 (first, as in a normal start: MLflow's app then sets itself up as a server)
 
@@ -367,10 +365,6 @@ def prepare_app() -> None:
             import asyncio
 
             asyncio.run(_probe(app))
-    finally:
-        gc.freeze()
-        if was_collecting:
-            gc.enable()
 
 
 @contextlib.contextmanager
