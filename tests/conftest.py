@@ -41,6 +41,21 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     gc.enable()
 
 
+@pytest.fixture
+def collector() -> Iterator[None]:
+    """For tests that turn the cyclic garbage collector off or freeze objects: its state (on or off, nothing
+    frozen by the test) is put back after the test."""
+    collecting = gc.isenabled()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if collecting:
+            gc.enable()
+        else:
+            gc.disable()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files holding a `long` test first, then files that start servers (`slow`), then the rest.
 

@@ -6,26 +6,11 @@ import gc
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mlyard.imports import collector_paused
-
-
-@pytest.fixture
-def collector() -> Iterator[None]:
-    """The test's own collector state, restored after (the worker's objects unfrozen as they were)."""
-    collecting = gc.isenabled()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        if collecting:
-            gc.enable()
-        else:
-            gc.disable()
 
 
 def test_the_collector_is_off_inside_then_the_objects_are_frozen_and_it_is_on_again(collector: None) -> None:

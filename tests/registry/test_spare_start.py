@@ -24,20 +24,15 @@ FAKE_APP = "tests.registry.fake_server_app"
 
 
 @pytest.fixture
-def fake_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """MLflow's app replaced by tests/registry/fake_server_app.py, imported afresh; the collector's state restored."""
+def fake_app(monkeypatch: pytest.MonkeyPatch, collector: None) -> Iterator[None]:
+    """MLflow's app replaced by tests/registry/fake_server_app.py, imported afresh; the collector's state restored
+    (the `collector` fixture)."""
     monkeypatch.setattr(tracking_server, "APP", f"{FAKE_APP}:app")
     monkeypatch.setattr(tracking_server, "WARM_MODULES", ())
     sys.modules.pop(FAKE_APP, None)
-    collecting = gc.isenabled()
     try:
         yield
     finally:
-        gc.unfreeze()
-        if collecting:
-            gc.enable()
-        else:
-            gc.disable()
         sys.modules.pop(FAKE_APP, None)
 
 

@@ -162,15 +162,7 @@ class GitHttpApp:
                           preamble=_service_line(service) if advertise and not _protocol_v2(protocol) else b"",
                           remember=key)  # fmt: skip
         finally:
-            if feeder is not None:
-                feeder.cancel()
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-            await proc.wait()
-            stderr = await errors
-            if stderr.strip():
-                log.info("git %s %s: %s", kind, name, stderr.decode("utf-8", "replace").strip()[:4000])
+            await _end(proc, feeder, errors, f"git {kind} {name}")
 
     def _service_env(
         self, kind: str, *, name: str, protocol: str, username: str, address: str, push_id: str
@@ -244,14 +236,7 @@ class GitHttpApp:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         finally:
-            feeder.cancel()
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-            await proc.wait()
-            stderr = await errors
-            if stderr.strip():
-                log.info("git http-backend %s %s: %s", name, rest, stderr.decode("utf-8", "replace").strip())
+            await _end(proc, feeder, errors, f"git http-backend {name} {rest}")
 
 
 async def _stream(
@@ -314,6 +299,21 @@ def _protocol_v2(header: str) -> bool:
     """Whether upload-pack speaks protocol v2 for this Git-Protocol header (git's
     determine_protocol_version_server: the highest `version=N` of its colon-separated items)."""
     return "version=2" in header.split(":")
+
+
+async def _end(
+    proc: asyncio.subprocess.Process, feeder: asyncio.Task[None] | None, errors: asyncio.Task[bytes], label: str
+) -> None:
+    """A git process's end, whatever happened: stop feeding it, kill it if it still runs, reap it, log its stderr."""
+    if feeder is not None:
+        feeder.cancel()
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    await proc.wait()
+    stderr = await errors
+    if stderr.strip():
+        log.info("%s: %s", label, stderr.decode("utf-8", "replace").strip()[:4000])
 
 
 async def _feed(receive: Receive, stdin: asyncio.StreamWriter, *, inflate: bool = False) -> None:
