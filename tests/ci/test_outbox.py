@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from mlyard.ci import triggers
 from mlyard.db.engine import transaction
-from mlyard.db.tables import PushEvent, Run
+from mlyard.db.tables import Pipeline, PushEvent, Run
 from mlyard.pipelines.limits import MAX_YAML_BYTES
 from mlyard.services import runs
 from tests.ci.engine import ADMIN, Engine
@@ -68,6 +68,21 @@ def test_an_event_is_triggered_once_and_marked(engine: Engine) -> None:
         assert row is not None and row.triggered_at is not None
         assert triggers.pending(session) == []
     assert [r.id for r in all_runs(engine)] == first
+
+
+def test_a_pipeline_registered_after_a_push_is_not_triggered_by_it(engine: Engine) -> None:
+    """Triggering lags behind a push on a busy server: the pipelines it triggers are those that existed when the
+    push was recorded (a repo's first push, then its pipeline's registration, started a run for the old push)."""
+    work = engine.repo("late", {"ci.yml": PIPELINE})
+    engine.pipeline("late-early", "late", "ci.yml")
+    engine.git.commit({"f.txt": "1"}, "one", cwd=work)
+    engine.push("late", work, "master")
+    engine.pipeline("late-ci", "late", "ci.yml")  # registered before the push is triggered
+    created = triggers.trigger_pending(engine.platform)
+    assert [r.id for r in all_runs(engine)] == created
+    with transaction(engine.platform.sessions) as session:
+        names = {p.id: p.name for p in session.scalars(select(Pipeline))}
+    assert [names[r.pipeline_id] for r in all_runs(engine)] == ["late-early"]
 
 
 def test_a_push_with_broken_yaml_creates_a_failed_run_with_the_errors(engine: Engine) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from mlyard.serving.process import Endpoint, find_free_port, start_endpoint
-from tests.conftest import mlflow_globals
+from mlyard.serving.process import Endpoint, start_endpoint
+from tests.conftest import free_port, mlflow_globals
 
 MODEL = "test-model"
 COLUMNS = ["a", "b", "c"]
@@ -78,7 +78,7 @@ def endpoint(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     """A scoring server of @champion for one module (test_server.py's last test stops it by its pid)."""
     log = tmp_path_factory.mktemp("endpoint") / "endpoint.log"
     running = start_endpoint(
-        f"models:/{MODEL}@champion", port=find_free_port(range(18600, 18800)), tracking_uri=store.uri, log_file=log
+        f"models:/{MODEL}@champion", port=free_port(), tracking_uri=store.uri, log_file=log
     )
     yield running
     running.stop()

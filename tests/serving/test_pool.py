@@ -15,8 +15,8 @@ import pytest
 from mlyard.serving.limits import thread_pool_env
 from mlyard.serving.model import requirement_mismatches
 from mlyard.serving.pool import WarmPool
-from mlyard.serving.process import EndpointFailed, find_free_port, start_endpoint
-from tests.conftest import TLS
+from mlyard.serving.process import EndpointFailed, start_endpoint
+from tests.conftest import TLS, free_port
 from tests.serving.conftest import MODEL, Store
 
 
@@ -65,7 +65,7 @@ def test_a_warm_process_serves_one_deployment_and_is_replaced(pool: WarmPool, st
     _warm(pool)
     start = pool.status()
     first = pool._idle[0].process.pid
-    port = find_free_port(range(18800, 18900))
+    port = free_port()
     endpoint = start_endpoint(f"models:/{MODEL}/1", port=port, tracking_uri=store.uri, log_file=tmp_path / "a.log",
                               env=_env(), cpu=1, pool=pool)  # fmt: skip
     try:
@@ -85,7 +85,7 @@ def test_a_warm_process_serves_one_deployment_and_is_replaced(pool: WarmPool, st
     assert not psutil.pid_exists(first) or psutil.Process(first).status() == psutil.STATUS_ZOMBIE
     # another deployment, with other native thread pool sizes: the warm process does not fit, a cold start
     other = {**_env(), **thread_pool_env(2)}
-    second = start_endpoint(f"models:/{MODEL}/2", port=find_free_port(range(18800, 18900)), tracking_uri=store.uri,
+    second = start_endpoint(f"models:/{MODEL}/2", port=free_port(), tracking_uri=store.uri,
                             log_file=tmp_path / "b.log", env=other, pool=pool)  # fmt: skip
     try:
         assert second.pid != pool._idle[0].process.pid and pool.status().cold_starts == start.cold_starts + 1
@@ -101,7 +101,7 @@ def test_a_warm_process_that_fails_reports_its_log_and_a_standby_without_assignm
     _warm(pool)
     taken = pool._idle[0].process
     with pytest.raises(EndpointFailed) as failed:
-        start_endpoint(f"models:/{MODEL}/9", port=find_free_port(range(18800, 18900)), tracking_uri=store.uri,
+        start_endpoint(f"models:/{MODEL}/9", port=free_port(), tracking_uri=store.uri,
                        log_file=tmp_path / "c.log", env=_env(), timeout=120, pool=pool)  # fmt: skip
     assert "exited with code 3" in failed.value.message
     assert "has no version 9" in failed.value.message

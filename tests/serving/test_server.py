@@ -14,8 +14,8 @@ import mlflow
 import psutil
 import pytest
 
-from mlyard.serving.process import Endpoint, EndpointFailed, find_free_port, start_endpoint, stop_process_group
-from tests.conftest import TLS
+from mlyard.serving.process import Endpoint, EndpointFailed, start_endpoint, stop_process_group
+from tests.conftest import TLS, free_port
 from tests.serving.cases import CASES, ERROR_CASES, OK_CASES, ids, message_pattern
 from tests.serving.conftest import MODEL, Store
 
@@ -99,7 +99,7 @@ def _group_members(pgid: int) -> list[int]:
 def test_start_and_stop_leave_no_process(store: Store, tmp_path: Path) -> None:
     endpoint = start_endpoint(
         f"models:/{MODEL}/Staging",
-        port=find_free_port(range(18800, 19000)),
+        port=free_port(),
         tracking_uri=store.uri,
         log_file=tmp_path / "staging.log",
     )
@@ -126,7 +126,7 @@ def test_failed_start_reports_the_log_and_leaves_no_process(store: Store, tmp_pa
     with pytest.raises(EndpointFailed) as caught:
         start_endpoint(
             "models:/nope/1",
-            port=find_free_port(range(18800, 19000)),
+            port=free_port(),
             tracking_uri=store.uri,
             log_file=tmp_path / "nope.log",
         )

@@ -46,6 +46,7 @@ class PendingEvent:
     pusher: str
     changed_paths: tuple[str, ...]
     message: str  # the pushed commits' messages (for [skip ci])
+    recorded_at: datetime  # pipelines registered later are not triggered by it
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ def pending(session: Session, limit: int = BATCH) -> list[PendingEvent]:
             pusher=row.requested_for or row.pusher,  # the person a service user pushed for (the creator's push)
             changed_paths=tuple(row.changed_paths),
             message="\n".join(c.get("message", "") for c in row.commits),
+            recorded_at=row.created_at,
         )
         for row in rows
     ]
@@ -101,7 +103,13 @@ def trigger_event(platform: Host, event: PendingEvent) -> list[int]:
         with transaction(platform.sessions) as session:
             candidates = [
                 (p.id, p.name, p.yaml_path)
-                for p in session.scalars(select(Pipeline).where(Pipeline.repo == event.repo).order_by(Pipeline.id))
+                # only the pipelines that existed when the push was recorded: triggering may lag behind a push
+                # (a busy server), and a pipeline registered after it was not there to be triggered
+                for p in session.scalars(
+                    select(Pipeline)
+                    .where(Pipeline.repo == event.repo, Pipeline.created_at <= event.recorded_at)
+                    .order_by(Pipeline.id)
+                )
             ]
         outcomes = [evaluate(platform, event, pid, name, path) for pid, name, path in candidates]
     created: list[int] = []
