@@ -3,7 +3,6 @@ one-shot git processes, new pushes seen, re-created repositories not read throug
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,16 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlyard.git import batch, repos
-
-ENV = {
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_AUTHOR_NAME": "T",
-    "GIT_AUTHOR_EMAIL": "t@example.com",
-    "GIT_COMMITTER_NAME": "T",
-    "GIT_COMMITTER_EMAIL": "t@example.com",
-    "PATH": os.environ.get("PATH", ""),
-}
+from tests.git import ENV
 
 
 def git(cwd: Path, *args: str) -> str:

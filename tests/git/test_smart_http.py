@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,16 +16,8 @@ import pytest
 from mlyard.git import repos, smart_http
 from mlyard.git.smart_http import GitHttpApp
 from tests.conftest import Git, Server
+from tests.git import ENV
 
-ENV = {
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_AUTHOR_NAME": "T",
-    "GIT_AUTHOR_EMAIL": "t@example.com",
-    "GIT_COMMITTER_NAME": "T",
-    "GIT_COMMITTER_EMAIL": "t@example.com",
-    "PATH": os.environ.get("PATH", ""),
-}
 REQUEST = "application/x-git-upload-pack-request"
 
 
