@@ -36,10 +36,14 @@ from mlyard.protocol import LOCAL_AGENT_NAME
 
 log = logging.getLogger("mlyard.orchestrator")
 COMPILE_WORKERS = 2
-# Pending pushes, due schedules and expired leases are looked at this often (and on every notify without a run);
-# a wake-up in between advances only the runs it names (a job of theirs ended, they were queued or compiled,
-# a job of theirs lost its lease).
-HOUSEKEEPING_SECONDS = 1.0
+# Expired leases are looked at every tenth of the lease (at least every LEASE_CHECK_MIN_SECONDS, at most every
+# HOUSEKEEPING_SECONDS): a lost agent's job fails within a tenth of its lease after it expired. Pending pushes and
+# due schedules are looked at on every notify without a run (a push, a new pipeline: at once) and at each sweep
+# (a safety net: a trigger that failed is retried; a schedule fires within a sweep of its minute). A wake-up in
+# between advances only the runs it names (a job of theirs ended, they were queued or compiled, a job of theirs
+# lost its lease). An idle server so asks its database about once a second in all, not five times.
+HOUSEKEEPING_SECONDS = 5.0
+LEASE_CHECK_MIN_SECONDS = 1.0
 # Every unfinished run is advanced at least this often: a safety net only (every change that moves a run
 # names it), so that a burst of queued runs does not cost a pass over all of them every second.
 SWEEP_SECONDS = 5.0
@@ -133,31 +137,38 @@ class Orchestrator:
         with self.lock:
             return len(self._compiling)
 
+    def lease_check_seconds(self) -> float:
+        """How often expired leases are looked at: a tenth of the lease, within 1 s to HOUSEKEEPING_SECONDS."""
+        return min(max(self.queue.lease.total_seconds() / 10, LEASE_CHECK_MIN_SECONDS), HOUSEKEEPING_SECONDS)
+
     def _loop(self) -> None:
-        last_sweep = last_housekeeping = -SWEEP_SECONDS
+        last_sweep = last_leases = -SWEEP_SECONDS
+        lease_every = self.lease_check_seconds()
         while not self.stop_event.is_set():
             self.wake.clear()  # a notify from now on wakes the next wait
             with self._due_lock:
                 due, self._due = self._due, set()
                 sweep, self._sweep = self._sweep, False
             now = time.monotonic()
+            housekeeping = sweep  # a notify without a run: pushes or pipelines to look at
             sweep = sweep or now - last_sweep >= SWEEP_SECONDS
-            housekeeping = sweep or now - last_housekeeping >= HOUSEKEEPING_SECONDS
+            leases = sweep or now - last_leases >= lease_every
             try:
-                self.tick(None if sweep else due, housekeeping=housekeeping)
+                self.tick(None if sweep else due, housekeeping=housekeeping or sweep, leases=leases)
             except Exception:
                 log.exception("scheduler tick failed")
             if sweep:
                 last_sweep = now
-            if housekeeping:
-                last_housekeeping = now
-            next_due = min(last_sweep + SWEEP_SECONDS, last_housekeeping + HOUSEKEEPING_SECONDS)
+            if leases:
+                last_leases = now
+            next_due = min(last_sweep + SWEEP_SECONDS, last_leases + lease_every)
             self.wake.wait(timeout=max(0.0, next_due - time.monotonic()))
 
-    def tick(self, only: set[int] | None = None, *, housekeeping: bool = True) -> None:
+    def tick(self, only: set[int] | None = None, *, housekeeping: bool = True, leases: bool | None = None) -> None:
         """Trigger the pending push events (the outbox) and the due schedules, expire leases, then advance every
         unfinished run; with `only`, advance just those runs and the runs of jobs whose lease expired (a
-        targeted wake-up: the rest wait for the next sweep); without `housekeeping`, only the runs."""
+        targeted wake-up: the rest wait for the next sweep); without `housekeeping`, no pushes or schedules;
+        `leases` (default: as `housekeeping`) whether expired leases are looked at."""
         if housekeeping:
             if triggers.trigger_pending(self.platform):
                 self.notify()
@@ -175,7 +186,7 @@ class Orchestrator:
             except Exception:
                 log.exception("completion triggers after run %d failed", done.run_id)
         with self.lock:
-            lost = self.queue.expire_leases() if housekeeping else []
+            lost = self.queue.expire_leases() if (housekeeping if leases is None else leases) else []
             if only is None:
                 with transaction(self.platform.sessions) as session:
                     ids = list(

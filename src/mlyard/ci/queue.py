@@ -29,6 +29,7 @@ from mlyard.protocol import JobSpec
 JOB_TOKEN_PREFIX = "myj_"
 AGENT_LOST = "agent lost"
 MAX_WAIT_SECONDS = 60.0
+CLAIM_RECHECK_SECONDS = 5.0  # a waiting claim asks the database again this often if nothing woke it
 
 SpecBuilder = Callable[[Session, RunJob, str], JobSpec]
 SecretsOf = Callable[[int], tuple[set[str], bool]]  # (values, whether the job is still running)
@@ -74,8 +75,8 @@ class JobQueue:
             remaining = (deadline - datetime.now(UTC)).total_seconds()
             if remaining <= 0 or (stop is not None and stop.is_set()):
                 return None
-            with self.ready:
-                self.ready.wait(timeout=min(remaining, 1.0))
+            with self.ready:  # woken when a job is queued (notify_ready); a re-check now and then is a safety net
+                self.ready.wait(timeout=min(remaining, CLAIM_RECHECK_SECONDS))
 
     def _claim_one(self, agent: str, build: SpecBuilder) -> JobSpec | None:
         with transaction(self.sessions) as session:
