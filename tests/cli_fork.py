@@ -28,6 +28,7 @@ SERVER_PRELOAD = (
     "mlyard.registry.adapter",
 )  # fmt: skip
 PRELOAD = {"cli": CLI_PRELOAD, "server": SERVER_PRELOAD}
+LINGER = 10.0  # seconds a server fork server, told to end, waits for its servers' handlers
 
 
 def run(argv: list[str], env: dict[str, str], cwd: str, out: str, err: str, session: bool = False) -> None:
@@ -86,13 +87,15 @@ def run(argv: list[str], env: dict[str, str], cwd: str, out: str, err: str, sess
 def serve(path: str, kind: str = "cli") -> None:
     """The fork server: import the CLI (`kind` "cli") or what `mlyard server` imports ("server") once, then per
     connection (a JSON request) fork a handler that forks the call's process, sends its pid, waits for it and sends
-    its exit code. Ends when its stdin (the worker) closes: a "cli" one once its calls have ended, a "server" one at
-    once (a server a test left running goes on, as a process the worker started would)."""
+    its exit code. Ends when its stdin (the worker) closes: a "cli" one once its calls have ended, a "server" one
+    once its servers' handlers have or after LINGER seconds (a server a test left running goes on, as a process
+    the worker started would)."""
     import gc
     import importlib
     import json
     import select
     import socket
+    import time
 
     gc.disable()  # as `mlyard.imports.collector_paused` in the server: the imports' objects frozen, never rescanned
     for name in PRELOAD[kind]:
@@ -109,9 +112,13 @@ def serve(path: str, kind: str = "cli") -> None:
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
         if sys.stdin in ready and not os.read(sys.stdin.fileno(), 1):
+            # Reap the handlers (their processes' CPU is counted to this process, and so to the worker): a "cli"
+            # one waits for its calls; a "server" one for at most LINGER seconds (a server left running goes on).
+            deadline = time.monotonic() + LINGER
             with contextlib.suppress(ChildProcessError):
-                while kind == "cli":
-                    os.waitpid(-1, 0)
+                while kind == "cli" or time.monotonic() < deadline:
+                    if os.waitpid(-1, 0 if kind == "cli" else os.WNOHANG)[0] == 0:
+                        time.sleep(0.05)
             os._exit(0)
         if server not in ready:
             continue
