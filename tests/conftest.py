@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -192,11 +192,14 @@ def mlyard(
     return proc
 
 
+ForkKind = Literal["cli", "server"]  # what a fork server has imported: tests/cli_fork.py PRELOAD
+
+
 class Forks:
     """A fork server of tests/cli_fork.py for this worker's `mlyard` calls (`kind` "cli") or servers ("server"),
     started at the first call or server start."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: ForkKind) -> None:
         import tempfile
 
         self.kind = kind
@@ -335,7 +338,7 @@ _FORKS: dict[str, Forks] = {}
 _FORKS_LOCK = threading.Lock()
 
 
-def _forks(kind: str, env: dict[str, str]) -> Forks | None:
+def _forks(kind: ForkKind, env: dict[str, str]) -> Forks | None:
     """This worker's fork server of `kind` ("cli", "server"), when a process with `env` can be forked from it
     (its `PYTHON*` variables are the worker's; MLYARD_TEST_CLI_FORKS=0: real processes for all)."""
     if os.environ.get("MLYARD_TEST_CLI_FORKS") == "0":
@@ -364,7 +367,7 @@ TLS = ssl.create_default_context()
 
 @dataclass
 class Server:
-    """A real `mlyard server` process."""
+    """A real `mlyard server` process: forked from the worker's server fork server, or a new interpreter (`start`)."""
 
     home: Path
     port: int
