@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -175,7 +175,7 @@ def mlyard(
     (tests/cli_fork.py), or `python -m mlyard` when the call's Python settings differ or MLYARD_TEST_CLI_FORKS=0."""
     full_env = {k: v for k, v in os.environ.items() if k not in ("MLYARD_URL", "MLYARD_TOKEN")}
     full_env.update({"MLYARD_HOME": str(home), "COLUMNS": "200", **(env or {})})
-    forks = _cli_forks(full_env)
+    forks = _forks("cli", full_env)
     if forks is not None:
         proc = forks.call(list(args), full_env, timeout)
     else:
@@ -192,20 +192,26 @@ def mlyard(
     return proc
 
 
-class CliForks:
-    """The fork server of tests/cli_fork.py for this worker's `mlyard` calls (started at the first call)."""
+ForkKind = Literal["cli", "server"]  # what a fork server has imported: tests/cli_fork.py PRELOAD
 
-    def __init__(self) -> None:
+
+class Forks:
+    """A fork server of tests/cli_fork.py for this worker's `mlyard` calls (`kind` "cli") or servers ("server"),
+    started at the first call or server start."""
+
+    def __init__(self, kind: ForkKind) -> None:
         import tempfile
 
-        self.dir = Path(tempfile.mkdtemp(prefix="mlyard-cli-"))
+        self.kind = kind
+        self.dir = Path(tempfile.mkdtemp(prefix=f"mlyard-{kind}-"))
         self.path = str(self.dir / "forks.sock")
         self.env = dict(os.environ)
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", f"from tests.cli_fork import serve; serve({self.path!r})"],
+            [sys.executable, "-c", f"from tests.cli_fork import serve; serve({self.path!r}, {kind!r})"],
             cwd=REPO_ROOT, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )  # fmt: skip
-        assert self.proc.stdout is not None and self.proc.stdout.readline() == b"ready\n", "the CLI fork server failed"
+        ready = self.proc.stdout is not None and self.proc.stdout.readline() == b"ready\n"
+        assert ready, f"the {kind} fork server failed"
         self.count = 0
         self.lock = threading.Lock()
 
@@ -241,6 +247,29 @@ class CliForks:
             err.unlink(missing_ok=True)
         return subprocess.CompletedProcess([sys.executable, "-m", "mlyard", *args], code, stdout, stderr)
 
+    def start(self, args: list[str], env: dict[str, str], log: Path) -> ForkedProcess:
+        """`python -m mlyard ARGS` with `env`, forked, running on in a session of its own with its stdout and
+        stderr appended to `log` (as a `start_new_session` Popen with stderr to stdout)."""
+        import json
+
+        request = {"argv": args, "env": env, "cwd": os.getcwd(), "out": str(log), "err": str(log), "session": True}
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.settimeout(60)
+            conn.connect(self.path)
+            conn.sendall(json.dumps(request).encode())
+            conn.shutdown(socket.SHUT_WR)
+            answer = b""
+            while not answer.endswith(b"\n") and len(answer) < 32:
+                got = conn.recv(32 - len(answer))
+                if not got:
+                    raise RuntimeError(f"the {self.kind} fork server did not start `mlyard {' '.join(args)}`")
+                answer += got
+        except BaseException:
+            conn.close()
+            raise
+        return ForkedProcess([sys.executable, "-m", "mlyard", *args], int(answer), conn)
+
     def close(self) -> None:
         import shutil
 
@@ -250,27 +279,82 @@ class CliForks:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class ForkedProcess:
+    """A process a fork server started (`Forks.start`), with what the tests use of `subprocess.Popen`. It is not
+    this process's child: its exit code comes from the fork server's handler that waits for it (on `answer`)."""
+
+    def __init__(self, args: list[str], pid: int, answer: socket.socket) -> None:
+        self.args = args
+        self.pid = pid
+        self.returncode: int | None = None
+        self._answer = answer
+        self._lock = threading.Lock()
+
+    def _read_code(self, timeout: float | None) -> int | None:
+        """The exit code if it arrives within `timeout` seconds (None: wait for it)."""
+        import select
+
+        with self._lock:
+            if self.returncode is not None:
+                return self.returncode
+            ready, _, _ = select.select([self._answer], [], [], timeout)
+            if not ready:
+                return None
+            self._answer.settimeout(10)  # the line is one send: it is there once any of it is
+            text = b""
+            while not text.endswith(b"\n") and len(text) < 32:
+                got = self._answer.recv(32 - len(text))
+                if not got:
+                    raise RuntimeError(f"the fork server's handler of process {self.pid} ended without its exit code")
+                text += got
+            self.returncode = int(text)
+            self._answer.close()
+            return self.returncode
+
+    def poll(self) -> int | None:
+        return self._read_code(0)
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self._read_code(timeout)
+        if code is None:
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        """As Popen's: nothing once the process is known to have ended (its pid may be another process's)."""
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
 FORK_NEUTRAL = {"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}  # no other effect than on output buffering / .pyc
-_FORKS: list[CliForks] = []
+_FORKS: dict[str, Forks] = {}
 _FORKS_LOCK = threading.Lock()
 
 
-def _cli_forks(env: dict[str, str]) -> CliForks | None:
-    """This worker's CLI fork server, when the call can use it (MLYARD_TEST_CLI_FORKS=0: real processes)."""
+def _forks(kind: ForkKind, env: dict[str, str]) -> Forks | None:
+    """This worker's fork server of `kind` ("cli", "server"), when a process with `env` can be forked from it
+    (its `PYTHON*` variables are the worker's; MLYARD_TEST_CLI_FORKS=0: real processes for all)."""
     if os.environ.get("MLYARD_TEST_CLI_FORKS") == "0":
         return None
     with _FORKS_LOCK:
-        if not _FORKS or _FORKS[0].proc.poll() is not None:
-            _FORKS[:] = [CliForks()]
-        forks = _FORKS[0]
+        forks = _FORKS.get(kind)
+        if forks is None or forks.proc.poll() is not None:
+            forks = _FORKS[kind] = Forks(kind)
     return forks if forks.suits(env) else None
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _stop_cli_forks() -> Iterator[None]:
+def _stop_forks() -> Iterator[None]:
     yield
     with _FORKS_LOCK:
-        for forks in _FORKS:
+        for forks in _FORKS.values():
             forks.close()
         _FORKS.clear()
 
@@ -283,7 +367,7 @@ TLS = ssl.create_default_context()
 
 @dataclass
 class Server:
-    """A real `mlyard server` process."""
+    """A real `mlyard server` process: forked from the worker's server fork server, or a new interpreter (`start`)."""
 
     home: Path
     port: int
@@ -291,7 +375,8 @@ class Server:
     username: str = "admin"
     options: tuple[str, ...] = ()  # extra `mlyard server` options
     env: dict[str, str] = field(default_factory=dict)  # extra environment variables of the server
-    proc: subprocess.Popen[bytes] | None = None
+    cold: bool = False  # a new interpreter (`python -m mlyard server`), never forked (see `start`)
+    proc: subprocess.Popen[bytes] | ForkedProcess | None = None
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -302,17 +387,20 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 90) -> None:  # generous: a loaded test machine starts a server slowly
-        # No warm processes unless a test asks (tests/registry/test_warm_start.py): each server of the suite would
-        # start an MLflow server and a scoring process in the background (seconds of CPU each).
-        env = {**os.environ, "MLYARD_HOME": str(self.home), **WARM_OFF, **self.env}
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mlyard", "server", "--port", str(self.port), *self.options],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        env = self.environment()
+        args = ["server", "--port", str(self.port), *self.options]
+        forks = self.fork_server(env)
+        if forks is not None:
+            self.proc = forks.start(args, env, self.log)
+        else:
+            with open(self.log, "ab") as log:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "mlyard", *args],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=1, verify=TLS) as http:
             while time.monotonic() < deadline:
@@ -325,6 +413,21 @@ class Server:
                     pass
                 time.sleep(0.05)
         raise RuntimeError(f"server did not become healthy: {self.log.read_text()}")
+
+    def environment(self) -> dict[str, str]:
+        """The server's environment: the worker's, its home, WARM_OFF and the test's `env`."""
+        # No warm processes unless a test asks (tests/registry/test_warm_start.py): each server of the suite would
+        # start an MLflow server and a scoring process in the background (seconds of CPU each).
+        return {**os.environ, "MLYARD_HOME": str(self.home), **WARM_OFF, **self.env}
+
+    def fork_server(self, env: dict[str, str]) -> Forks | None:
+        """The worker's server fork server (tests/cli_fork.py: the platform imported once) to fork this server
+        from; None for a new interpreter: a `cold` server, one that starts the early MLflow spare before its
+        imports (MLYARD_REGISTRY_WARM not 0: mlyard/cli/__init__.py), one whose Python settings differ from the
+        worker's, or all with MLYARD_TEST_CLI_FORKS=0."""
+        if self.cold or env.get("MLYARD_REGISTRY_WARM", "1").strip() != "0":
+            return None
+        return _forks("server", env)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -355,11 +458,13 @@ class Server:
 
 
 def new_server(
-    tmp: Path, *options: str, state_url: str | None = None, env: dict[str, str] | None = None, **settings: Any
-) -> Server:
+    tmp: Path, *options: str, state_url: str | None = None, env: dict[str, str] | None = None, cold: bool = False,
+    **settings: Any,
+) -> Server:  # fmt: skip
     """An initialised home under `tmp` and its server, not started yet: `mlyard server` with `options` and `env`
     added to its environment; the state on `state_url` (default: per MLYARD_TEST_DATABASE, SQLite in the home);
-    `settings` are more fields of settings.json (`max_artifact_bytes=...`)."""
+    `cold`: a new interpreter, not forked (`Server.start`); `settings` are more fields of settings.json
+    (`max_artifact_bytes=...`)."""
     home = tmp / "home"
     port = free_port()
     url = server_database_url() if state_url is None else state_url
@@ -367,7 +472,8 @@ def new_server(
     # itself), in this process: a subprocess would import the platform again for every server.
     settings.setdefault("serving_port_base", _serving_port_base(tmp))
     info = init_home(Settings(home=resolve_home(home), port=port, database_url=url, **settings))
-    return Server(home=home, port=port, token=info.token, username=info.username, options=options, env=dict(env or {}))
+    return Server(home=home, port=port, token=info.token, username=info.username, options=options, env=dict(env or {}),
+                  cold=cold)  # fmt: skip
 
 
 SERVING_PORTS = range(10_000, 32_500, 300)  # below the ephemeral ports; 300 a server: dev, test and prod
@@ -394,9 +500,9 @@ def _serving_port_base(tmp: Path) -> int:
 
 
 def start_server(tmp: Path, *options: str, state_url: str | None = None, env: dict[str, str] | None = None,
-                 **settings: Any) -> Server:  # fmt: skip
+                 cold: bool = False, **settings: Any) -> Server:  # fmt: skip
     """`new_server`, started."""
-    server = new_server(tmp, *options, state_url=state_url, env=env, **settings)
+    server = new_server(tmp, *options, state_url=state_url, env=env, cold=cold, **settings)
     server.start()
     return server
 

@@ -36,8 +36,9 @@ steps:
 
 @pytest.fixture(scope="module")
 def victim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server of the module's own with a secret in its environment."""
-    server = start_server(tmp_path_factory.mktemp("victim"), env={"AWS_SECRET_ACCESS_KEY": SECRET})
+    """A server of the module's own with a secret in its environment: a new interpreter (cold), whose
+    /proc/<pid>/environ (what a step tries to read) holds the secret, as a real server's does."""
+    server = start_server(tmp_path_factory.mktemp("victim"), env={"AWS_SECRET_ACCESS_KEY": SECRET}, cold=True)
     yield server
     server.stop()
 
