@@ -471,9 +471,47 @@ def new_server(
     # What `mlyard init --port PORT [--database-url URL]` does (tests/foundation/test_cli.py runs the command
     # itself), in this process: a subprocess would import the platform again for every server.
     settings.setdefault("serving_port_base", _serving_port_base(tmp))
-    info = init_home(Settings(home=resolve_home(home), port=port, database_url=url, **settings))
+    config = Settings(home=resolve_home(home), port=port, database_url=url, **settings)
+    migrated(config.db_url)
+    info = init_home(config)
     return Server(home=home, port=port, token=info.token, username=info.username, options=options, env=dict(env or {}),
                   cold=cold)  # fmt: skip
+
+
+_MIGRATED: list[Path] = []  # this worker's new SQLite state database at the newest revision (`migrated`)
+
+
+def migrated(url: str) -> None:
+    """Put a new SQLite state database at `url` at the newest revision, as `mlyard.db.engine.upgrade` does (which
+    then finds it there and returns): a copy (SQLite's backup) of the one this worker migrated once. Alembic's
+    upgrade of an empty database costs 0.1-0.2 s of CPU and the suite makes some two hundred (a server's home, an
+    engine's database); the copy has the same schema and revision, made by the same migrations. Anything else (a
+    server database, a file that exists already) is left to `upgrade`."""
+    import atexit
+    import shutil
+    import sqlite3
+    import tempfile
+
+    from mlyard.db.engine import upgrade
+
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or "?" in url:
+        return
+    target = Path(url.removeprefix(prefix))
+    if target.exists():
+        return
+    if not _MIGRATED:
+        folder = tempfile.mkdtemp(prefix="mlyard-migrated-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        upgrade(f"{prefix}{folder}/state.db")
+        _MIGRATED.append(Path(folder) / "state.db")
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    source, copy = sqlite3.connect(_MIGRATED[0]), sqlite3.connect(target)
+    try:
+        source.backup(copy)
+    finally:
+        copy.close()
+        source.close()
 
 
 SERVING_PORTS = range(10_000, 32_500, 300)  # below the ephemeral ports; 300 a server: dev, test and prod

@@ -26,7 +26,7 @@ from mlyard.services import events, jobs, pipelines, repos, runs
 from mlyard.services.auth import SCOPES, Principal
 from mlyard.services.platform import Platform, open_platform
 from mlyard.settings import Settings
-from tests.conftest import Git
+from tests.conftest import Git, migrated
 
 ADMIN = Principal(user_id=1, username="admin", is_admin=True, token_id=0, scopes=frozenset(SCOPES))
 
@@ -36,6 +36,7 @@ def open_engine(home: Path, database_url: str = "") -> Platform:
     for sub in ("repos", "spool", "runs"):
         (home / sub).mkdir(parents=True, exist_ok=True)
     settings.secret_key_file.write_bytes(Fernet.generate_key())  # secret variables are stored encrypted
+    migrated(settings.db_url)  # a copy of a database migrated once (tests/conftest.py): `upgrade` finds it at head
     upgrade(settings.db_url)
     platform = open_platform(settings)
     with transaction(platform.sessions) as session:  # ADMIN is a real user: what it creates names its owner
