@@ -55,6 +55,7 @@ MAX_MESSAGE = 256  # every message of the protocol is one short line
 EXIT_UNKNOWN = -1  # a fork's exit code once its zygote is gone (logged): nobody can tell the real one
 REPORT_GRACE = 5.0  # seconds a live zygote has to report the code of a fork its pidfd says has exited
 FORK_TIMEOUT = 30.0  # the longest the pool waits for a warm zygote's answer to `fork`
+SESSION_TIMEOUT = 10.0  # the longest the zygote waits for a fork's setsid before it answers
 FORK_SAFE_THREAD = "jemalloc_bg_thd"  # the only other thread the zygote may have (see _other_threads)
 
 
@@ -155,7 +156,12 @@ class Zygote:
         ready_read, ready_write = os.pipe()
         try:
             with self._requests:
-                socket.send_fds(self._control, [b"fork"], [stdin_read, ready_write])
+                try:
+                    if self.gone:
+                        raise OSError("its control socket is closed")
+                    socket.send_fds(self._control, [b"fork"], [stdin_read, ready_write])
+                except OSError as exc:
+                    raise ZygoteGone(f"the zygote {self.process.pid} is gone ({exc})") from None
                 with self.changed:
                     if not self.changed.wait_for(lambda: self._answers or self.gone, FORK_TIMEOUT):
                         raise ZygoteGone(f"the zygote {self.process.pid} did not answer in {FORK_TIMEOUT:.0f} s")
@@ -284,12 +290,17 @@ def serve_forks(control_fd: int, become_standby: Callable[[int, int], int]) -> i
                 _send(control, b"error: expected `fork` with 2 descriptors")
                 continue
             stdin_fd, ready_fd = fds
+            session_read, session_write = os.pipe()  # closed by the child once it leads its own session
             pid = os.fork()
             if pid == 0:
-                _child(stdin_fd, ready_fd, control, (wake_read, wake_write), become_standby)
+                os.close(session_read)
+                _child(stdin_fd, ready_fd, session_write, control, (wake_read, wake_write), become_standby)
             children.add(pid)
-            os.close(stdin_fd)
-            os.close(ready_fd)
+            for fd in (stdin_fd, ready_fd, session_write):
+                os.close(fd)
+            with contextlib.suppress(OSError):  # its end closes at setsid (or its exit): then its pid is its group
+                select.select([session_read], [], [], SESSION_TIMEOUT)
+            os.close(session_read)
             pidfd = os.pidfd_open(pid)
             try:
                 socket.send_fds(control, [f"forked {pid}".encode()], [pidfd])
@@ -334,12 +345,14 @@ def _send(control: socket.socket, message: bytes) -> None:
 
 
 def _child(
-    stdin_fd: int, ready_fd: int, control: socket.socket, wake: tuple[int, int], become: Callable[[int, int], int]
-) -> None:
+    stdin_fd: int, ready_fd: int, session_fd: int, control: socket.socket, wake: tuple[int, int],
+    become: Callable[[int, int], int],
+) -> None:  # fmt: skip
     """In the fork: a session of its own, the zygote's handlers and descriptors dropped, then the standby."""
     code = 1
     try:
         os.setsid()
+        os.close(session_fd)  # the zygote answers `forked PID` once this closes: killpg(PID) reaches this process
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         control.close()
