@@ -164,6 +164,9 @@ class Zygote:
                     raise ZygoteGone(f"the zygote {self.process.pid} is gone ({exc})") from None
                 with self.changed:
                     if not self.changed.wait_for(lambda: self._answers or self.gone, FORK_TIMEOUT):
+                        self.gone = True  # its late answer would be taken for the next request's: never ask again
+                        with contextlib.suppress(OSError):
+                            self._control.shutdown(socket.SHUT_RDWR)
                         raise ZygoteGone(f"the zygote {self.process.pid} did not answer in {FORK_TIMEOUT:.0f} s")
                     if not self._answers:
                         raise ZygoteGone(f"the zygote {self.process.pid} is gone")
