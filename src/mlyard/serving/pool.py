@@ -53,11 +53,6 @@ class Standby:
     process: Forked
     ready_fd: int
     key: tuple[str, ...]
-    warm: bool = True
-
-    def poll_warm(self) -> bool:
-        """True: a fork of a warm zygote is warm (kept for the callers of the spawned standbys)."""
-        return self.warm
 
     def discard(self) -> None:
         with contextlib.suppress(OSError):
@@ -228,7 +223,7 @@ class WarmPool:
 
 
 def _read_line(fd: int, limit: int = 64) -> bytes:
-    """One short line from a pipe (the protocol's lines are `warm` and `ready`); b"" at end of file."""
+    """One short line from a pipe (the readiness pipe says `ready`); b"" at end of file."""
     data = b""
     while len(data) < limit:
         chunk = os.read(fd, 1)

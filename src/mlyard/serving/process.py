@@ -102,8 +102,6 @@ def wait_ready(ready_fd: int, url: str, timeout: float, *, process: subprocess.P
         line = _read_line(ready_fd)
         if line == b"ready":
             return
-        if line == b"warm":  # a warm pool process that finished its imports after it was taken
-            continue
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=5)
         code = process.returncode
