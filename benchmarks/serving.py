@@ -243,9 +243,9 @@ def measure(server: Server, args: argparse.Namespace, bodies: dict[str, bytes], 
 
 
 def pooled_startups(uri: str, root: Path, count: int) -> tuple[list[float], list[float], list[float]]:
-    """Startup to the first 200 from /ping of deployments started from the warm pool (each a fresh process), the
-    pool's refill after each (until its next standby, a fork of the zygote, is ready) and the startup of a second
-    deployment started right after that refill."""
+    """Startup to the first 200 from /ping of deployments started from the warm pool (each a fresh process), how
+    long after each was healthy the pool's next standby (a fork of the zygote) was ready (a new interpreter took
+    seconds), and the startup of a second deployment started right then."""
     from mlyard.serving.limits import thread_pool_env
     from mlyard.serving.pool import WarmPool
     from mlyard.serving.process import Endpoint, start_endpoint
@@ -324,7 +324,7 @@ def report(mlflow_fig: dict, ours: dict, expected_100: list) -> None:
                  f"{ratio:.2f}x", _met(ratio <= 0.2 and pooled < 1.5, "<= 0.20x and < 1.5 s")))  # fmt: skip
     second, refill = ours["startup pooled second"], ours["pool refill"]
     rows.append(("startup, second deployment right after", "", f"{second:.2f} s", "",
-                 f"(no target; pool refilled in {refill * 1000:.0f} ms: a fork)"))  # fmt: skip
+                 f"(no target; next standby ready {refill * 1000:.0f} ms after the first was healthy)"))  # fmt: skip
     for size in ("1 row", "100 rows"):
         row(f"p50 latency, {size}", f"p50 {size}", ms, "ms", lambda r: _met(r <= 0.5, "<= 0.50x"))
         row(f"p99 latency, {size}", f"p99 {size}", ms, "ms", lambda r: "(no target)")
