@@ -37,15 +37,17 @@ def test_it_is_restored_when_the_block_fails(collector: None) -> None:
     assert gc.isenabled()
 
 
-def test_a_scoring_standby_imports_with_the_collector_paused(tmp_path: Path) -> None:
-    """The warm pool's process (mlyard.serving.server.standby): its imports see the collector off, and it ends
-    with it on and their objects frozen."""
+def test_a_scoring_zygote_imports_with_the_collector_paused(tmp_path: Path) -> None:
+    """The warm pool's zygote (mlyard.serving.server.zygote): its imports see the collector off, and it ends
+    with it on and their objects frozen (here the pool's end of its control socket is closed: it exits 0)."""
     (tmp_path / "gc_probe.py").write_text("import gc, sys\nprint('during', gc.isenabled(), file=sys.stderr)\n")
     code = ("import gc, os, sys\n"
             "from mlyard.serving import server\n"
             "server.WARM_MODULES = ('gc_probe',)\n"
-            "read, write = os.pipe()\n"
-            "code = server.standby(write)\n"
+            "import socket\n"
+            "pool, zygote = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
+            "pool.close()\n"
+            "code = server.zygote(zygote.detach())\n"
             "print('after', gc.isenabled(), gc.get_freeze_count() > 0, code, file=sys.stderr)\n")  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
     done = subprocess.run([sys.executable, "-c", code], input=b"", capture_output=True, env=env, timeout=60)

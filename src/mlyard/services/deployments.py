@@ -45,7 +45,7 @@ RESTART_LIMIT, RESTART_WINDOW = 3, 300.0  # more restarts than this within the w
 RESTART_LIMIT_ENV = "MLYARD_DEPLOYMENT_RESTART_LIMIT"  # the server's environment may lower or raise the limit
 GRACE_SECONDS = 30.0  # the longest an old scoring server keeps serving connections opened before a switch
 BIND_ATTEMPTS = 3  # ports tried when another process takes a scoring server's port while it starts
-WARM_POOL_ENV = "MLYARD_SERVING_WARM_POOL"  # warm scoring processes kept ready (default 1; 0 = none)
+WARM_POOL_ENV = "MLYARD_SERVING_WARM_POOL"  # warm scoring processes kept ready (default 1; 0 = none, no zygote)
 _LOG_LIMIT = 1024 * 1024
 MAX_ENVIRONMENTS_CHECKED = 100  # something_to_serve looks at the first environments only
 
@@ -67,7 +67,7 @@ def attach(platform: Platform, router: Router | None, *, fill: bool = True) -> N
         platform.deployments.pool = pool = WarmPool(sys.executable, env, size=size, log_file=log_file)
         if fill:
             pool.fill_later()
-        log.info("scoring warm pool: %d process(es) (%s=0 turns it off)", size, WARM_POOL_ENV)
+        log.info("scoring warm pool: %d process(es), forked from one zygote (%s=0 turns it off)", size, WARM_POOL_ENV)
 
 
 def fill_pool(platform: Platform) -> None:

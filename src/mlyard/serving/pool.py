@@ -1,10 +1,17 @@
 """A bounded pool of warm scoring processes: a deployment starts in a process that has already imported MLflow.
 
 Importing MLflow, pandas, scikit-learn and skops takes seconds; a scoring server's own work (resolve the
-version, load the model, bind) takes a fraction of that. The pool keeps at most `size` processes
-`python -m mlyard.serving --standby` (mlyard.serving.server.standby) that have done the imports and wait for
-an assignment. `take` hands one out (it becomes that deployment's scoring server, in its own process group,
-and exits with it) and starts its replacement in the background.
+version, load the model, bind) takes a fraction of that. The pool keeps ONE zygote,
+`python -m mlyard.serving --zygote` (mlyard.serving.zygote), that has done the imports once, and at most
+`size` standbys forked from it that wait for an assignment. `take` hands one out (it becomes that deployment's
+scoring server, in its own process group, and exits with it) and forks its replacement in the background: a
+fork takes milliseconds, so the next deployment finds a warm standby again at once. The zygote is started with
+the pool's environment (never the mlyard server's); a zygote that is gone (killed) is started again at the next
+fill, and its running forks keep serving. A zygote that exits before it is warm is not started again: every
+deployment then starts cold (its log says why).
+
+Memory: the zygote costs what one standby did (~250 MB resident); its forks share its pages copy-on-write and
+own only what they write (their model, their requests, the pages their reference counts touch).
 
 Isolation: a warm process has loaded no model, opened no store and read no deployment's data; it serves one
 deployment only and is never given back. It is used only when the variables that act at import time (the
@@ -19,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
 import subprocess
 import threading
 from collections.abc import Mapping
@@ -27,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlyard.serving.limits import _THREAD_POOLS
+from mlyard.serving.zygote import Forked, Zygote
 
 log = logging.getLogger("mlyard.serving.pool")
 
@@ -41,23 +48,18 @@ def import_key(python: str, env: Mapping[str, str]) -> tuple[str, ...]:
 
 @dataclass
 class Standby:
-    """One warm process and the read end of its readiness pipe (`warm`, later `ready`)."""
+    """One warm process (a fork of the pool's zygote) and the read end of its readiness pipe (later `ready`)."""
 
-    process: subprocess.Popen[bytes]
+    process: Forked
     ready_fd: int
     key: tuple[str, ...]
-    warm: bool = False
-
-    def poll_warm(self) -> bool:
-        """True once the process said `warm` (reads the pipe without blocking)."""
-        if not self.warm and select.select([self.ready_fd], [], [], 0)[0]:
-            line = _read_line(self.ready_fd)
-            self.warm = line == b"warm"
-        return self.warm
 
     def discard(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.ready_fd)
+        if self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, 9)
@@ -72,18 +74,24 @@ class PoolStatus:
     starting: int
     handed_out: int
     cold_starts: int
+    zygote_warm: bool  # the fork server has imported and forks standbys (False: starting, gone or failed)
 
 
 @dataclass
 class WarmPool:
-    """At most `size` warm processes of `python` with environment `env` (see the module's docstring)."""
+    """At most `size` warm processes of `python` with environment `env`, forked from one zygote (see the module's
+    docstring)."""
 
     python: str
     env: dict[str, str]
     size: int = 1
     log_file: Path | None = None
+    warm_timeout: float = 300.0  # the longest `fill` waits for a new zygote's imports
     _idle: list[Standby] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _filling: threading.Lock = field(default_factory=threading.Lock)
+    _zygote: Zygote | None = None
+    _failed: bool = False  # a zygote exited before it was warm: not started again, every start cold
     _closed: bool = False
     _handed_out: int = 0
     _cold: int = 0
@@ -94,21 +102,38 @@ class WarmPool:
         self.key = import_key(self.python, self.env)
 
     def fill(self) -> None:
-        """Start processes until `size` are idle (at most `size` starts)."""
-        for _ in range(self.size):
-            with self._lock:
-                if self._closed or len(self._idle) >= self.size:
-                    return
-            try:
-                standby = self._spawn()
-            except OSError as exc:
-                log.warning("scoring warm pool: could not start a process: %s", exc)
+        """Start the zygote if there is none (or it is gone), wait for it to be warm, then fork until `size`
+        standbys are idle (at most `size` forks)."""
+        if not self.size:
+            return
+        with self._filling:
+            zygote = self._live_zygote()
+            if zygote is None:
                 return
-            with self._lock:
-                if self._closed:
-                    standby.discard()
+            if not zygote.wait_warm(self.warm_timeout):
+                if not self._closed and (zygote.gone or zygote.process.poll() is not None):
+                    log.warning("scoring warm pool: the zygote exited before it was warm (code %s; see %s): every "
+                                "deployment starts cold", zygote.process.poll(), self.log_file)  # fmt: skip
+                    with self._lock:
+                        self._failed = True
+                return
+            with self._lock:  # standbys that exited while idle (killed, or their stdin closed) are replaced
+                dead = [s for s in self._idle if s.process.poll() is not None]
+                self._idle = [s for s in self._idle if s not in dead]
+            for exited in dead:
+                exited.discard()
+            for _ in range(self.size):
+                with self._lock:
+                    if self._closed or len(self._idle) >= self.size:
+                        return
+                standby = self._fork(zygote)
+                if standby is None:
                     return
-                self._idle.append(standby)
+                with self._lock:
+                    if self._closed:
+                        standby.discard()
+                        return
+                    self._idle.append(standby)
 
     def fill_later(self) -> None:
         threading.Thread(target=self.fill, name="mlyard-serving-pool", daemon=True).start()
@@ -124,6 +149,10 @@ class WarmPool:
                         found = candidate
                     else:
                         candidate.discard()
+            zygote = self._zygote if self.key == import_key(python, env) and found is None else None
+        if zygote is not None and zygote.warm and zygote.alive():  # none idle: a fork now beats a cold start
+            found = self._fork(zygote)
+        with self._lock:
             if found is None:
                 self._cold += 1
             else:
@@ -135,39 +164,66 @@ class WarmPool:
     def status(self) -> PoolStatus:
         with self._lock:
             idle = [s for s in self._idle if s.process.poll() is None]
-            warm = sum(s.poll_warm() for s in idle)
-            return PoolStatus(self.size, warm, len(idle) - warm, self._handed_out, self._cold)
+            zygote = self._zygote
+            zygote_warm = zygote is not None and zygote.warm and zygote.alive()
+            starting = self.size - len(idle) if zygote is not None and not zygote.warm and zygote.alive() else 0
+            return PoolStatus(self.size, len(idle), starting, self._handed_out, self._cold, zygote_warm)
 
     def close(self) -> None:
+        """Stop the idle standbys and the zygote (the deployments' scoring servers it forked keep running)."""
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
+            zygote, self._zygote = self._zygote, None
         for standby in idle:
             standby.discard()
+        if zygote is not None:
+            zygote.close()
 
-    def _spawn(self) -> Standby:
-        read, write = os.pipe()
+    def _fork(self, zygote: Zygote) -> Standby | None:
+        try:
+            process, ready_fd = zygote.fork()
+        except OSError as exc:
+            log.warning("scoring warm pool: could not fork a standby: %s", exc)
+            return None
+        return Standby(process, ready_fd, self.key)
+
+    def _live_zygote(self) -> Zygote | None:
+        """The running zygote, a new one when there is none or it is gone; None when closed or failed."""
+        with self._lock:
+            if self._closed or self._failed:
+                return None
+            if self._zygote is not None and self._zygote.alive():
+                return self._zygote
+            gone, self._zygote = self._zygote, None
+        if gone is not None:
+            log.warning("scoring warm pool: the zygote %d is gone (code %s): starting another", gone.process.pid,
+                        gone.process.poll())  # fmt: skip
+            gone.close(timeout=1)
         try:
             output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
             try:
-                process = subprocess.Popen(
-                    [self.python, "-m", "mlyard.serving", "--standby", "--ready-fd", str(write)],
-                    stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT, env=self.env,
-                    pass_fds=(write,), start_new_session=True, cwd=str(self.log_file.parent) if self.log_file else "/",
-                )  # fmt: skip
+                cwd = str(self.log_file.parent) if self.log_file else "/"
+                zygote = Zygote.start(self.python, self.env, output=output, cwd=cwd)
             finally:
                 if not isinstance(output, int):
                     output.close()
-        except BaseException:
-            os.close(read)
-            raise
-        finally:
-            os.close(write)
-        return Standby(process, read, self.key)
+        except OSError as exc:
+            log.warning("scoring warm pool: could not start the zygote: %s", exc)
+            return None
+        with self._lock:
+            if self._closed:
+                closing = True
+            else:
+                closing, self._zygote = False, zygote
+        if closing:
+            zygote.close(timeout=1)
+            return None
+        return zygote
 
 
 def _read_line(fd: int, limit: int = 64) -> bytes:
-    """One short line from a pipe (the protocol's lines are `warm` and `ready`); b"" at end of file."""
+    """One short line from a pipe (the readiness pipe says `ready`); b"" at end of file."""
     data = b""
     while len(data) < limit:
         chunk = os.read(fd, 1)

@@ -28,6 +28,7 @@ import psutil
 
 from mlyard.errors import Conflict, Unprocessable
 from mlyard.serving.limits import thread_pool_env
+from mlyard.serving.zygote import Forked
 
 if TYPE_CHECKING:
     from mlyard.serving.pool import WarmPool
@@ -67,7 +68,7 @@ def ping(url: str, timeout: float = 2.0) -> bool:
         conn.close()
 
 
-def wait_healthy(url: str, timeout: float, *, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_healthy(url: str, timeout: float, *, process: subprocess.Popen[bytes] | Forked | None = None) -> None:
     """Poll `/ping` until it answers 200; raise `EndpointFailed` on timeout or if `process` exits."""
     deadline = time.monotonic() + timeout
     delay = 0.02
@@ -86,7 +87,7 @@ def wait_healthy(url: str, timeout: float, *, process: subprocess.Popen[bytes] |
         delay = min(delay * 1.5, 0.25)
 
 
-def wait_ready(ready_fd: int, url: str, timeout: float, *, process: subprocess.Popen[bytes]) -> None:
+def wait_ready(ready_fd: int, url: str, timeout: float, *, process: subprocess.Popen[bytes] | Forked) -> None:
     """Wait for `ready` on the scoring server's readiness pipe (written once its socket listens, so no
     polling); raise `EndpointFailed` on timeout or when the process exits (its end of the pipe closes)."""
     from mlyard.serving.pool import _read_line
@@ -101,8 +102,6 @@ def wait_ready(ready_fd: int, url: str, timeout: float, *, process: subprocess.P
         line = _read_line(ready_fd)
         if line == b"ready":
             return
-        if line == b"warm":  # a warm pool process that finished its imports after it was taken
-            continue
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=5)
         code = process.returncode
@@ -126,7 +125,7 @@ class Endpoint:
     host: str
     port: int
     log_file: Path
-    process: subprocess.Popen[bytes] = field(repr=False)
+    process: subprocess.Popen[bytes] | Forked = field(repr=False)  # Forked: a standby of the warm pool
 
     @property
     def url(self) -> str:
@@ -246,6 +245,7 @@ def start_endpoint(
     argv = serve_argv(model_uri, port=port, host=host, tracking_uri=tracking_uri, python=python, cpu=cpu, memory=memory,
                       artifacts_destination=artifacts_destination, inference_log=inference_log)  # fmt: skip
     standby = pool.take(python, child_env) if pool is not None else None
+    process: subprocess.Popen[bytes] | Forked
     if standby is not None:
         process, ready_fd = standby.process, standby.ready_fd
         order = {"argv": argv[3:], "env": child_env, "cwd": str(cwd or log_file.parent), "log": str(log_file)}

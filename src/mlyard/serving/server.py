@@ -5,10 +5,11 @@ One process, one model, loaded once before the socket is opened, so the first su
 process writes `ready` to file descriptor N once it listens (the platform waits on that pipe instead of
 polling /ping).
 
-`python -m mlyard.serving --standby --ready-fd N` is a warm process of the platform's pool
-(mlyard.serving.pool): it imports what scoring needs (MLflow, pandas, uvicorn, the common flavors), writes
-`warm` to N, then reads ONE assignment (a JSON line on stdin: argv, environment, working folder, log file)
-and becomes that scoring server. It serves one deployment and exits with it: nothing is shared.
+`python -m mlyard.serving --zygote --control-fd N` is the platform pool's fork server (mlyard.serving.pool,
+mlyard.serving.zygote): it imports what scoring needs (MLflow, pandas, uvicorn, the common flavors) once, then
+forks a standby per request. A standby reads ONE assignment (a JSON line on stdin: argv, environment, working
+folder, log file) and becomes that scoring server. It serves one deployment and exits with it: nothing is
+shared but the imported modules' pages.
 """
 
 from __future__ import annotations
@@ -116,14 +117,21 @@ WARM_MODULES = (
 MAX_ASSIGNMENT_BYTES = 1024 * 1024
 
 
-def standby(ready_fd: int) -> int:
-    """A warm pool process: import, say `warm`, wait for one assignment on stdin, then serve it."""
+def zygote(control_fd: int) -> int:
+    """The pool's fork server: import once, say `warm`, then fork a standby per request (mlyard.serving.zygote)."""
+    from mlyard.serving.zygote import serve_forks
+
     with collector_paused():  # a fifth of the imports' CPU (mlyard.imports)
         for name in WARM_MODULES:
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
-    os.write(ready_fd, b"warm\n")
-    line = sys.stdin.buffer.readline(MAX_ASSIGNMENT_BYTES)
+    return serve_forks(control_fd, standby)
+
+
+def standby(stdin_fd: int, ready_fd: int) -> int:
+    """A fork of the zygote: wait for one assignment on `stdin_fd`, then serve it (0 when it closes unassigned)."""
+    with open(stdin_fd, "rb") as stdin:
+        line = stdin.readline(MAX_ASSIGNMENT_BYTES)
     if not line.strip():
         return 0  # the pool closed: never assigned
     try:
@@ -144,11 +152,11 @@ def standby(ready_fd: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
-    if raw[:1] == ["--standby"]:
-        if raw[1:2] != ["--ready-fd"] or len(raw) != 3 or not raw[2].isdigit():
-            print("error: usage: python -m mlyard.serving --standby --ready-fd N", file=sys.stderr)
+    if raw[:1] == ["--zygote"]:
+        if raw[1:2] != ["--control-fd"] or len(raw) != 3 or not raw[2].isdigit():
+            print("error: usage: python -m mlyard.serving --zygote --control-fd N", file=sys.stderr)
             return 2
-        return standby(int(raw[2]))
+        return zygote(int(raw[2]))
     args = _parser().parse_args(raw)
     # Limits first: before the model (and numpy's thread pools) load, so they apply to all of it.
     if args.cpu:
