@@ -1,0 +1,170 @@
+"""Where the test suite's CPU goes: each test's CPU with every process it started, by file, directory and kind.
+
+    python benchmarks/suite_cpu.py [PYTEST ARGS...]     # default: -n 3 (the README's command)
+
+Runs `python -m pytest -p benchmarks.suite_cpu ARGS` from the project's root with this module as a plugin of
+every xdist worker: at each test's start and end the worker adds up the CPU (utime+stime+cutime+cstime of
+/proc/<pid>/stat) of itself and of every live process under it, so a test is charged the CPU of the servers,
+agents, steps and scoring processes it started, and of the session's shared servers while it ran. Meanwhile this
+script samples the machine's busy share (/proc/stat) and every process under the run every 0.5 s, to split the CPU
+by kind of process (processes shorter than a sample are missed there; the per-test figures include them once
+reaped). Then it prints the wall time, the run's CPU (its reaped processes', as `time` counts it), how busy the
+cores were, and the heaviest directories, files, tests and kinds of process. Nothing is asserted: it measures.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT_ENV = "MLYARD_SUITE_CPU_DIR"  # where the workers write their lines (set by the script)
+TICK = os.sysconf("SC_CLK_TCK")
+KINDS = (  # the first that appears in a command line names its kind
+    ("mlyard.serving", "scoring process or zygote"), ("tracking_server", "environment MLflow server"),
+    ("mlyard server", "mlyard server"), ("tests.cli_fork", "forked CLI call or server (tests/cli_fork.py)"),
+    ("local_agents", "local agent"), ("warm_stub", "warm step sandbox"), ("registry.py", "template step"),
+    ("notebooks/train.py", "template step"), ("pytest tests/", "template step"), ("chromium", "chromium"),
+    ("xdist", "test worker"), ("exec(eval(sys.stdin", "test worker"), ("git", "git"), ("postgres", "postgres"),
+)  # fmt: skip
+
+
+def _stat(pid: str) -> tuple[int, int, int] | None:
+    """(parent pid, CPU ticks of the process and its reaped children, own ticks) of a live process."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    own = int(fields[11]) + int(fields[12])
+    return int(fields[1]), own + int(fields[13]) + int(fields[14]), own
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds of `root` and every live process under it, with their reaped children."""
+    procs = {int(pid): found for pid in os.listdir("/proc") if pid.isdigit() and (found := _stat(pid))}
+    total = 0
+    for pid, (_, ticks, _) in procs.items():
+        parent, depth = pid, 0
+        while parent and parent != root and depth < 64:
+            parent, depth = procs.get(parent, (0, 0, 0))[0], depth + 1
+        total += ticks if parent == root else 0
+    return total / TICK
+
+
+# -- the plugin (in each xdist worker) ------------------------------------------------------------------------------
+_started: dict[str, tuple[float, float]] = {}
+
+
+def pytest_runtest_logstart(nodeid: str, location: Any) -> None:
+    if os.environ.get(OUT_ENV) and os.environ.get("PYTEST_XDIST_WORKER"):
+        _started[nodeid] = (time.time(), tree_cpu(os.getpid()))
+
+
+def pytest_runtest_logreport(report: Any) -> None:
+    if report.when != "teardown" or report.nodeid not in _started:
+        return
+    began, cpu = _started.pop(report.nodeid)
+    line = json.dumps([report.nodeid, time.time() - began, tree_cpu(os.getpid()) - cpu])
+    with open(Path(os.environ[OUT_ENV]) / f"{os.environ['PYTEST_XDIST_WORKER']}.jsonl", "a") as fh:
+        fh.write(line + "\n")
+
+
+# -- the script -----------------------------------------------------------------------------------------------------
+def _kind(pid: int) -> str:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "?"
+    return next((kind for mark, kind in KINDS if mark in command), "other")
+
+
+class Sampler(threading.Thread):
+    """Every 0.5 s: the machine's busy share, and the CPU of each process under `root` by kind."""
+
+    def __init__(self, root: int) -> None:
+        super().__init__(daemon=True)
+        self.root, self.done = root, threading.Event()
+        self.seen: dict[tuple[int, str], list[Any]] = {}  # (pid, start time) -> [kind, CPU ticks when last seen]
+        self.busy: list[float] = []
+
+    def run(self) -> None:
+        previous = None
+        while not self.done.wait(0.5):
+            with open("/proc/stat") as fh:
+                values = [int(v) for v in fh.readline().split()[1:]]
+            idle, total = values[3] + values[4], sum(values)
+            if previous is not None and total > previous[1]:
+                self.busy.append(1 - (idle - previous[0]) / (total - previous[1]))
+            previous = (idle, total)
+            procs = {int(pid): found for pid in os.listdir("/proc") if pid.isdigit() and (found := _stat(pid))}
+            for pid, (_, _, own) in procs.items():
+                parent, depth = pid, 0
+                while parent and parent != self.root and depth < 64:
+                    parent, depth = procs.get(parent, (0, 0, 0))[0], depth + 1
+                if parent != self.root:
+                    continue
+                try:
+                    start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+                except OSError:
+                    continue
+                self.seen.setdefault((pid, start), [_kind(pid), own])[1] = own
+
+    def by_kind(self) -> collections.Counter[str]:
+        kinds: collections.Counter[str] = collections.Counter()
+        for kind, ticks in self.seen.values():
+            kinds[kind] += ticks / TICK
+        return kinds
+
+
+def main() -> None:
+    args = sys.argv[1:] or ["-n", "3"]
+    out = Path(tempfile.mkdtemp(prefix="mlyard-suite-cpu-"))
+    env = {**os.environ, OUT_ENV: str(out)}
+    began = time.monotonic()
+    before = os.times()
+    pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "benchmarks.suite_cpu"]
+    run = subprocess.Popen([*pytest, *args], cwd=ROOT, env=env)
+    sampler = Sampler(run.pid)
+    sampler.start()
+    code = run.wait()
+    sampler.done.set()
+    wall = time.monotonic() - began
+    after = os.times()
+    cpu = after.children_user + after.children_system - before.children_user - before.children_system
+    rows = [json.loads(line) for path in out.glob("*.jsonl") for line in path.read_text().splitlines()]
+    busy, cores = (sum(sampler.busy) / len(sampler.busy) if sampler.busy else 0.0), os.cpu_count() or 1
+    print(f"\npytest exited {code}: {len(rows)} tests, {wall:.0f} s of wall time, {cpu:.0f} s of CPU (the run and its "
+          f"reaped processes), {cores} cores {busy:.0%} busy on average ({busy * wall * cores:.0f} s of CPU "
+          "machine-wide)")
+    files: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0, 0])
+    for nodeid, seconds, used in rows:
+        entry = files[nodeid.split("::")[0]]
+        entry[0], entry[1], entry[2] = entry[0] + used, entry[1] + seconds, entry[2] + 1
+    folders: collections.Counter[str] = collections.Counter()
+    for name, (used, _, _) in files.items():
+        folders["/".join(name.split("/")[:2])] += used
+    print(f"\nCPU charged to tests: {sum(r[2] for r in rows):.0f} s; by directory:")
+    print("  " + ", ".join(f"{name} {used:.0f}" for name, used in folders.most_common()))
+    print("\nheaviest files (CPU s, wall s, tests):")
+    for name, (used, seconds, count) in sorted(files.items(), key=lambda kv: -kv[1][0])[:20]:
+        print(f"  {used:7.1f} {seconds:7.1f} {count:5d}  {name}")
+    print("\nheaviest tests (CPU s, wall s):")
+    for nodeid, seconds, used in sorted(rows, key=lambda r: -r[2])[:15]:
+        print(f"  {used:7.1f} {seconds:7.1f}  {nodeid}")
+    print("\nby kind of process (sampled every 0.5 s; shorter processes are missed here):")
+    for kind, used in sampler.by_kind().most_common():
+        print(f"  {used:7.1f}  {kind}")
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
