@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -309,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     backend = os.environ.get("_MLFLOW_SERVER_FILE_STORE", "")
     destination = os.environ.get("_MLFLOW_SERVER_ARTIFACT_DESTINATION", "")
+    quick_sqlite_commits()
     try:
         init_store(backend, Path(destination) if destination else None)
     except MlyardError as exc:
@@ -320,6 +322,33 @@ def main(argv: list[str] | None = None) -> int:
 
     uvicorn.run(APP, uds=socket, workers=1, access_log=False, log_level="warning", timeout_graceful_shutdown=5)
     return 0
+
+
+def quick_sqlite_commits() -> None:
+    """Every SQLite connection this process opens (MLflow's store) writes ahead to a log (`journal_mode=WAL`,
+    kept by the database file) and syncs it to disk at checkpoints, not at each commit (`synchronous=NORMAL`,
+    per connection), as mlyard's own database does (db/engine.py). MLflow's default (a rollback journal
+    created, synced and deleted at every commit, `synchronous=FULL`) costs ~8 ms of wall and 0.4 ms of CPU
+    per commit here, and every logged parameter, metric, tag or registry change is a commit: 0.02 ms with WAL.
+    A crash of the process loses nothing committed; a power loss can lose the last commits, never the file."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    if not event.contains(Engine, "connect", _sqlite_pragmas):
+        event.listen(Engine, "connect", _sqlite_pragmas)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    if not isinstance(dbapi_conn, sqlite3.Connection):
+        return
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")  # a no-op once the file is in WAL mode
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.Error:  # e.g. busy: the connection works as MLflow opened it
+        pass
+    finally:
+        cursor.close()
 
 
 def _become_adopted() -> str | None:
