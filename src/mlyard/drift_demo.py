@@ -30,14 +30,57 @@ class DemoData:
     rows: tuple[tuple[float, ...], ...]
 
 
+# scikit-learn's names of the Breast Cancer features (sklearn.datasets.load_breast_cancer), in the data file's order
+FEATURES = tuple(
+    f"{kind} {name}" if kind != "error" else f"{name} error"
+    for kind in ("mean", "error", "worst")
+    for name in ("radius", "texture", "perimeter", "area", "smoothness", "compactness", "concavity",
+                 "concave points", "symmetry", "fractal dimension")
+)  # fmt: skip
+DATA_FILE = ("datasets", "data", "breast_cancer.csv")  # inside the installed sklearn package
+MAX_DATA_BYTES = 1 << 20  # the file is 120 kB
+
+
 def load_demo_data() -> DemoData:
-    """The data (importing scikit-learn and pandas takes seconds: quickstart loads it in the background)."""
+    """The data: read from scikit-learn's own data file without importing scikit-learn (its import, with
+    SciPy and pandas, costs seconds of CPU); through `load_breast_cancer` when that file is not found as
+    expected (another layout of the package)."""
+    found = _read_data_file()
+    if found is not None:
+        return found
     from sklearn.datasets import load_breast_cancer
 
     data = load_breast_cancer(as_frame=True)
     columns = tuple(str(c) for c in data.feature_names)
     values = data.frame[list(columns)].astype("float64").to_numpy().tolist()
     return DemoData(columns, tuple(tuple(float(x) for x in row) for row in values))
+
+
+def _read_data_file() -> DemoData | None:
+    """The rows of sklearn/datasets/data/breast_cancer.csv (a header `n_samples,n_features,target names...`,
+    then the features and the target of each row), or None when it is missing or not of that form."""
+    import csv
+    import importlib.util
+    import io
+    from pathlib import Path
+
+    try:
+        spec = importlib.util.find_spec("sklearn")  # finds the package, does not import it
+        folders = list(spec.submodule_search_locations or []) if spec is not None else []
+        if not folders:
+            return None
+        path = Path(folders[0]).joinpath(*DATA_FILE)
+        if path.stat().st_size > MAX_DATA_BYTES:
+            return None
+        lines = csv.reader(io.StringIO(path.read_text(encoding="utf-8")))
+        head = next(lines)
+        samples, features = int(head[0]), int(head[1])
+        rows = tuple(tuple(float(x) for x in line[:features]) for line in lines if line)
+    except (OSError, ValueError, IndexError, StopIteration, ImportError):
+        return None
+    if features != len(FEATURES) or len(rows) != samples or any(len(row) != features for row in rows):
+        return None
+    return DemoData(FEATURES, rows)
 
 
 def shifted_rows(rows: int, seed: int = 0, data: DemoData | None = None) -> tuple[list[str], list[list[float]]]:

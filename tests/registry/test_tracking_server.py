@@ -6,8 +6,10 @@ The client is the real MLflow client in another process, given only `MLFLOW_TRAC
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -115,6 +117,9 @@ def test_the_mlflow_client_of_another_process_writes_to_the_environments_store(s
     # without an error
     written = log.read_bytes()[logged_before:].decode(errors="replace")
     assert "Traceback" not in written and " ERROR " not in written, written
+    # its store commits to a write-ahead log (not a rollback journal created, synced and deleted per commit)
+    with contextlib.closing(sqlite3.connect(server.home / "envs" / "dev" / "mlflow.db")) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
     # mlyard's own registry API reads the same store: stages mirrored, history written, by the token's user.
     shown = json.loads(server.cli("models", "show", name, "--env", "dev", "--json").stdout)

@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -314,12 +315,28 @@ def main(argv: list[str] | None = None) -> int:
     except MlyardError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
+    write_ahead(backend)
     if args != [SPARE_FLAG]:
         prepare_app()  # a spare did it before it was adopted
     import uvicorn
 
     uvicorn.run(APP, uds=socket, workers=1, access_log=False, log_level="warning", timeout_graceful_shutdown=5)
     return 0
+
+
+def write_ahead(backend_uri: str) -> None:
+    """Put the embedded store in write-ahead-log mode (`journal_mode=WAL`, kept by the database file), as
+    mlyard's own database is (db/engine.py). MLflow's default, a rollback journal created, synced and deleted
+    at every commit, costs ~8 ms of wall and 0.4 ms of CPU per commit here, and every parameter, metric or
+    tag logged and every registry change is a commit: 0.1 ms of wall and 0.04 ms of CPU with WAL, still synced
+    at each commit (`synchronous=FULL`, SQLite's default). Nothing to do for a remote store."""
+    if not backend_uri or is_remote(backend_uri):
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(sqlite_path(backend_uri), timeout=5)) as db:
+            db.execute("PRAGMA journal_mode=WAL")  # a no-op once the file is in WAL mode
+    except (sqlite3.Error, MlyardError):  # e.g. busy: the store works as MLflow made it
+        pass
 
 
 def _become_adopted() -> str | None:
