@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import shutil
 from pathlib import Path
 
@@ -32,3 +33,63 @@ def test_pytest_as_the_program_exits_without_collecting_but_not_inside_another_p
     inside = run_python(project, "-c", f"import sys, pytest; sys.exit(pytest.main({probe!r}))")
     assert inside.returncode == 0, inside.stdout + inside.stderr
     assert "frozen at exit: False" in inside.stdout  # a notebook or mlops/registry.py ci frees its own memory
+
+
+DEFAULT = gc.get_threshold()[0]  # 700; mlyard's tests turn the collector off or on, never change its thresholds
+COLLECTION_PROBE = '''import gc
+
+COLLECTING = gc.get_threshold()[0]
+
+
+def test_probe():
+    print(f"collecting {COLLECTING} testing {gc.get_threshold()[0]} frozen {gc.get_freeze_count() > 0}")
+'''
+
+
+def test_pytest_collects_garbage_rarely_while_collecting_and_as_it_was_for_the_tests(
+    demo_project: Path, tmp_path: Path
+) -> None:
+    """Collecting tests/unit imports pandas and scikit-learn: the collector runs every 50,000 new objects then, and
+    as before (700 by default, or off) for the tests; what collection made is frozen only when pytest is the
+    program."""
+    project = Path(shutil.copytree(demo_project, tmp_path / "p"))
+    (project / "tests" / "unit" / "test_probe.py").write_text(COLLECTION_PROBE, encoding="utf-8")
+    probe = ["tests/unit/test_probe.py", "-p", "no:cacheprovider", "-q", "-s"]
+
+    as_program = run_python(project, "-m", "pytest", *probe)
+    assert as_program.returncode == 0, as_program.stdout + as_program.stderr
+    assert f"collecting 50000 testing {DEFAULT} frozen True" in as_program.stdout
+
+    inside = run_python(project, "-c", f"import sys, pytest; sys.exit(pytest.main({probe!r}))")
+    assert inside.returncode == 0, inside.stdout + inside.stderr
+    assert f"collecting 50000 testing {DEFAULT} frozen False" in inside.stdout
+
+    off = run_python(project, "-c", f"import gc, sys, pytest; gc.set_threshold(0); sys.exit(pytest.main({probe!r}))")
+    assert off.returncode == 0, off.stdout + off.stderr
+    assert "collecting 0 testing 0 frozen False" in off.stdout  # a collector turned off stays off
+
+
+def _threshold_at_exit(run: str) -> str:
+    """python -c code that runs `run`, then prints the collector's gen-0 threshold when the process exits."""
+    return f"import atexit, gc, runpy, sys; atexit.register(lambda: print('threshold', gc.get_threshold()[0])); {run}"
+
+
+def test_the_step_programs_collect_garbage_rarely_but_not_when_imported(demo_project: Path) -> None:
+    """mlops/registry.py, mlops/gate.py and `python -m <package>.batch` are mostly imports: run as programs, the
+    collector runs every 50,000 new objects; imported (registry.py ci loads gate.py, tests import batch), the
+    importing Python's collector is left as it is."""
+    package = "my_model"
+    programs = {
+        "registry": "sys.argv = ['mlops/registry.py', '--help']; runpy.run_path(sys.argv[0], run_name='__main__')",
+        "gate": "sys.argv = ['mlops/gate.py', '--help']; runpy.run_path(sys.argv[0], run_name='__main__')",
+        "batch": f"sys.argv = ['batch', '--help']; runpy.run_module('{package}.batch', run_name='__main__')",
+    }
+    for name, run in programs.items():
+        proc = run_python(demo_project, "-c", _threshold_at_exit(run))
+        assert proc.returncode == 0, f"{name}: {proc.stdout}{proc.stderr}"
+        assert proc.stdout.splitlines()[-1] == "threshold 50000", f"{name}: {proc.stdout}"
+
+    both = f"import {package}.batch; runpy.run_path('mlops/gate.py', run_name='model_gate')"
+    imported = run_python(demo_project, "-c", _threshold_at_exit(both))
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert imported.stdout.splitlines()[-1] == f"threshold {DEFAULT}"
