@@ -58,6 +58,7 @@ class JobQueue:
         self.lease_seconds = lease_seconds
         self.lock = lock
         self.ready = threading.Condition()  # notified when jobs may have become claimable
+        self._readied = 0  # notify_ready calls so far: a claim waits only if none came since it looked
         self._secrets: dict[int, set[str]] = {}
         self._secrets_lock = threading.Lock()
 
@@ -68,6 +69,8 @@ class JobQueue:
         """The oldest claimable job, given to `agent`, waiting up to `wait` seconds (at most a minute) for one."""
         deadline = datetime.now(UTC) + timedelta(seconds=max(0.0, min(wait, MAX_WAIT_SECONDS)))
         while True:
+            with self.ready:
+                readied = self._readied
             with self.lock:
                 spec = self._claim_one(agent, build)
             if spec is not None:
@@ -76,7 +79,8 @@ class JobQueue:
             if remaining <= 0 or (stop is not None and stop.is_set()):
                 return None
             with self.ready:  # woken when a job is queued (notify_ready); a re-check now and then is a safety net
-                self.ready.wait(timeout=min(remaining, CLAIM_RECHECK_SECONDS))
+                if self._readied == readied:  # a job queued while this claim looked is not missed
+                    self.ready.wait(timeout=min(remaining, CLAIM_RECHECK_SECONDS))
 
     def _claim_one(self, agent: str, build: SpecBuilder) -> JobSpec | None:
         with transaction(self.sessions) as session:
@@ -101,6 +105,7 @@ class JobQueue:
     def notify_ready(self) -> None:
         """Wake the agents waiting in `claim`."""
         with self.ready:
+            self._readied += 1
             self.ready.notify_all()
 
     # -- leases ------------------------------------------------------------------------------
