@@ -478,6 +478,20 @@ def new_server(
                   cold=cold)  # fmt: skip
 
 
+def local_agents(pid: int) -> list[Any]:
+    """The live local agent processes (`psutil.Process`) of the server process `pid`."""
+    import psutil
+
+    found = []
+    for child in psutil.Process(pid).children():
+        try:
+            if "mlyard.background.local_agents" in child.cmdline():
+                found.append(child)
+        except psutil.Error:  # a dead one (zombie) until the server reaps it
+            continue
+    return found
+
+
 _MIGRATED: list[Path] = []  # this worker's new SQLite state database at the newest revision (`migrated`)
 
 

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from tests import conftest
-from tests.conftest import ForkedProcess, Forks, Server, new_server
+from tests.conftest import ForkedProcess, Forks, Server, local_agents, new_server
 
 pytestmark = pytest.mark.slow
 
@@ -38,17 +38,6 @@ def forks(monkeypatch: pytest.MonkeyPatch) -> Iterator[Forks]:
     own.close()
 
 
-def _agents(pid: int) -> list[psutil.Process]:
-    found = []
-    for child in psutil.Process(pid).children():
-        try:
-            if "mlyard.background.local_agents" in child.cmdline():
-                found.append(child)
-        except psutil.Error:  # a dead one (zombie) until the server reaps it
-            continue
-    return found
-
-
 def test_a_forked_server_is_a_process_of_its_own_with_the_tests_environment(forks: Forks, tmp_path: Path) -> None:
     server = new_server(tmp_path, "--agents", "1", env={"MLYARD_STEP_WARM_IDLE": "7", "TZ": "Etc/GMT+5"})
     server.start()
@@ -61,7 +50,7 @@ def test_a_forked_server_is_a_process_of_its_own_with_the_tests_environment(fork
         assert b"Etc/GMT+5" not in Path(f"/proc/{proc.pid}/environ").read_bytes()
         text = server.log.read_text()
         assert f"mlyard server on {server.url} (home {server.home.resolve()})" in text  # its argv and MLYARD_HOME
-        [agent] = _agents(proc.pid)
+        [agent] = local_agents(proc.pid)
         environ = agent.environ()
         assert environ.get("MLYARD_STEP_WARM_IDLE") == "7" and environ.get("TZ") == "Etc/GMT+5"
         assert "MLYARD_AGENT_MINUTE_SECONDS" not in environ  # the fork server's own environment does not leak

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from tests.ci.helpers import logs, wait_runs, wait_state
-from tests.conftest import TLS, Git, Server, mlyard, new_server, start_server
+from tests.conftest import TLS, Git, Server, local_agents, mlyard, new_server, start_server
 
 pytestmark = pytest.mark.slow
 SECRET = "server-environment-secret-93ab"
@@ -86,14 +86,7 @@ def test_a_pushing_user_cannot_reach_the_servers_secrets(victim: Server, git: Gi
 def _agents(server: Server) -> list[psutil.Process]:
     """The live local agent processes of the server."""
     assert server.proc is not None
-    found = []
-    for child in psutil.Process(server.proc.pid).children():
-        try:
-            if "mlyard.background.local_agents" in child.cmdline():
-                found.append(child)
-        except psutil.Error:  # a dead one (zombie) until the server reaps it
-            continue
-    return found
+    return local_agents(server.proc.pid)
 
 
 def test_local_agents_are_processes_without_the_servers_environment(victim: Server) -> None:
