@@ -60,6 +60,7 @@ EXIT_UNKNOWN = -1  # a fork's exit code once its zygote is gone (logged): nobody
 REPORT_GRACE = 5.0  # seconds a live zygote has to report the code of a fork its pidfd says has exited
 FORK_TIMEOUT = 30.0  # the longest the pool waits for a warm zygote's answer to `fork`
 SESSION_TIMEOUT = 10.0  # the longest the zygote waits for a fork's setsid before it answers
+THREAD_JOIN_SECONDS = 5.0  # the longest the zygote waits for its imports' Python threads to end before it checks
 FORK_SAFE_THREAD = "jemalloc_bg_thd"  # the only other thread the zygote may have (see _other_threads)
 
 
@@ -267,6 +268,7 @@ def serve_forks(
     caller's end of `control_fd` closes. The child runs `become_standby(stdin_fd, ready_fd)` and exits with it.
     `name` and `without` (what happens without it) word the refusal of a zygote that is not single-threaded."""
     control = socket.socket(fileno=control_fd)
+    _join_threads(THREAD_JOIN_SECONDS)
     threads = _other_threads()
     if threads:
         print(f"error: {name} has other threads after its imports ({', '.join(threads)}); it forks only "
@@ -324,6 +326,16 @@ def serve_forks(
     finally:
         signal.set_wakeup_fd(-1)
     return 0
+
+
+def _join_threads(timeout: float) -> None:
+    """Wait at most `timeout` seconds in all for the Python threads the imports started to end: e.g. the AnyIO
+    worker thread that runs a WSGI app's warm-up request, which ends once its event loop closed, but later on a
+    busy machine."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate()[:1000]:
+        if thread is not threading.main_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _other_threads() -> list[str]:

@@ -29,6 +29,7 @@ import atexit
 import contextlib
 import importlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -48,6 +49,8 @@ from mlyard.forkserver import Forked, Zygote, ZygoteGone, serve_forks
 from mlyard.imports import collector_paused
 from mlyard.registry.store import ARTIFACTS_DIR, init_store, is_remote, sqlite_path, sqlite_uri
 from mlyard.settings import resolve_home
+
+log = logging.getLogger("mlyard.mlflow")
 
 APP = "mlflow.server.fastapi_app:app"
 MODULE = "mlyard.registry.tracking_server"  # python -m MODULE: `main` below
@@ -254,10 +257,13 @@ class ServerZygote:
         """The MLflow server of `spec`, forked once the zygote is warm (it creates the store if needed, then
         serves); None when the zygote is gone, failed or not warm within `timeout` seconds (start one cold)."""
         if not self.zygote.wait_warm(timeout):
+            if not self.failed():
+                log.warning("the MLflow servers' zygote %d is not warm after %.0f s", self.pid, timeout)
             return None
         try:
             child, ready = self.zygote.fork()
-        except ZygoteGone:
+        except ZygoteGone as exc:
+            log.warning("the MLflow servers' zygote could not fork: %s", exc)
             return None
         os.close(ready)  # readiness is its /health on the socket
         server = TrackingServer(spec)
@@ -271,7 +277,9 @@ class ServerZygote:
             assert child.stdin is not None
             child.stdin.write(json.dumps(config).encode() + b"\n")
             child.stdin.flush()
-        except OSError:
+        except OSError as exc:
+            log.warning("the MLflow server of environment %r forked by the zygote %d exited at once (%s)", spec.env,
+                        self.pid, exc)  # fmt: skip
             server.stop()
             return None
         return server
