@@ -33,5 +33,6 @@ def server_home(argv: list[str]) -> str | None:
 # `mlyard server` starts the zygote of its MLflow servers before the CLI's own imports (docs/registry.md).
 if starts_the_server(sys.argv):
     from mlyard.registry.tracking_server import start_early
+    from mlyard.settings import resolve_home
 
-    start_early(server_home(sys.argv))
+    start_early(resolve_home(server_home(sys.argv)))

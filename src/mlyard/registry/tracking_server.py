@@ -48,7 +48,6 @@ from mlyard.errors import InvalidInput, MlyardError
 from mlyard.forkserver import Forked, Zygote, ZygoteGone, serve_forks
 from mlyard.imports import collector_paused
 from mlyard.registry.store import ARTIFACTS_DIR, init_store, is_remote, sqlite_path, sqlite_uri
-from mlyard.settings import resolve_home
 
 log = logging.getLogger("mlyard.mlflow")
 
@@ -301,16 +300,16 @@ class ZygoteStatus:
 _EARLY: list[ServerZygote] = []  # the zygote `mlyard server` started before its imports (start_early), until taken
 
 
-def start_early(home: str | None = None) -> None:
+def start_early(home: Path) -> None:
     """Start the MLflow servers' zygote of `mlyard server` at once: the CLI calls this before its own imports
     (the zygote then starts ~0.2 s of CPU earlier) when its command line is `mlyard [--home HOME] server ...`,
-    with the home it names (None: MLYARD_HOME or the default), whose mark the zygote carries; the command takes
-    it (`take_early`). A zygote not taken (the command line was refused, the home is not initialised) is stopped
-    and its folder removed when the process exits."""
+    with the home it names (resolved), whose mark the zygote carries; the command takes it (`take_early`). A
+    zygote not taken (the command line was refused, the home is not initialised) is stopped and its folder
+    removed when the process exits."""
     if _EARLY or warm_count() == 0:
         return
     try:
-        _EARLY.append(ServerZygote.start(mark=server_mark(resolve_home(home))))
+        _EARLY.append(ServerZygote.start(mark=server_mark(home)))
     except OSError:
         return  # the command starts one as before (and reports what fails)
     atexit.register(_drop_early)
