@@ -137,8 +137,10 @@ def test_a_fork_serves_the_environment_it_is_given_and_stops_with_the_server(tmp
 
 
 def test_a_zygote_stops_when_the_server_closes_it() -> None:
+    """Also while it still imports (a refused command line's, at exit): at once, not after its import."""
     zygote = ServerZygote.start()
     zygote.close()
+    assert zygote.zygote.process.returncode == -signal.SIGKILL  # it did not finish its import first
     remove_socket_folder(zygote.folder)
     assert zygote.zygote.process.poll() is not None and not zygote.alive()
     assert os.path.isdir(zygote.folder) is False

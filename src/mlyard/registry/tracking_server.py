@@ -284,7 +284,12 @@ class ServerZygote:
         return server
 
     def close(self) -> None:
-        """Stop the zygote (its folder stays: the mount removes it, or `remove_socket_folder`)."""
+        """Stop the zygote (its folder stays: the mount removes it, or `remove_socket_folder`). One still importing
+        forked nothing: it is killed at once rather than waited for (its forks, each in a session of its own, are
+        never in its process group)."""
+        if not self.zygote.warm:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
         self.zygote.close()
 
 
