@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from mlyard.background.local_agents import MARK_VARIABLE, kill_orphans
-from mlyard.registry import sqlite_uri
+from mlyard.registry import sqlite_uri, tracking_server
 from mlyard.registry.tracking_server import ServerZygote, TrackingServerSpec, base_environment, remove_socket_folder
 from tests.conftest import start_server
 
@@ -144,3 +144,19 @@ def test_a_zygote_stops_when_the_server_closes_it() -> None:
     remove_socket_folder(zygote.folder)
     assert zygote.zygote.process.poll() is not None and not zygote.alive()
     assert os.path.isdir(zygote.folder) is False
+
+
+def test_a_zygote_that_fails_to_start_forks_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A zygote that exits before it is warm (here: its module is missing; in life, threads left by the imports) is
+    `failed`, and `fork` answers None: the mount then starts the environment's MLflow server as a process of its
+    own (docs/registry.md)."""
+    monkeypatch.setattr(tracking_server, "MODULE", "mlyard_no_such_module")
+    zygote = ServerZygote.start()
+    try:
+        spec = TrackingServerSpec.for_environment("dev", sqlite_uri(tmp_path / "env" / "mlflow.db"), zygote.folder)
+        assert zygote.fork(spec, timeout=60) is None
+        assert zygote.failed() and not zygote.status().warm and zygote.status().failed
+        assert "No module named mlyard_no_such_module" in (zygote.folder / "zygote.log").read_text()
+    finally:
+        zygote.close()
+        remove_socket_folder(zygote.folder)
