@@ -87,11 +87,13 @@ def test_each_environment_mlflow_server_is_a_fork_of_one_zygote_started_with_the
         assert "process of its own" not in text  # none started cold
         # The server killed (SIGKILL: nothing of it runs): its zygote and the forks stop by themselves.
         processes = [zygote["pid"], again.pid, staging.pid]
+        folder = Path(psutil.Process(zygote["pid"]).cwd())  # the sockets' (a killed server leaves it)
         server.kill()
         deadline = time.monotonic() + 60
         while not all(gone(pid) for pid in processes):
             assert time.monotonic() < deadline, [pid for pid in processes if not gone(pid)]
             time.sleep(0.2)
+        remove_socket_folder(folder)
     finally:
         server.stop()
 
