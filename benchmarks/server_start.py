@@ -2,7 +2,7 @@
 
 On a fresh home each round: `mlyard init`, then `mlyard server` (the product's defaults) until /health
 answers, with the wall time and the CPU (user + system) of each process, by kind (the server, the MLflow server
-of `dev` it starts as a spare before its imports, its local agents, the warm scoring process) at /health and
+of `dev`, forked by the zygote it starts before its imports, its local agents, the warm scoring process) at /health and
 once the start-up's background work is done ("settled": dev's MLflow server ready, the scoring process warm);
 and, in separate processes, `import mlyard.app` (does it import MLflow?) and the phases of `create_app` on an
 initialised home. Medians of `--rounds` rounds. The package is byte-compiled first, as `pip install` does.
@@ -74,7 +74,7 @@ def run(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), proc.stdout
 
 
-# The processes of a server's tree, by what they run (the MLflow server of `dev` is the spare it adopted).
+# The processes of a server's tree, by what they run (the MLflow servers: their zygote and its forks).
 KINDS = (("mlyard.registry.tracking_server", "MLflow server"), ("mlyard.serving", "scoring pool"),
          ("mlyard.background.local_agents", "local agents"), ("mlyard server", "server"))  # fmt: skip
 

@@ -422,7 +422,7 @@ class Server:
 
     def fork_server(self, env: dict[str, str]) -> Forks | None:
         """The worker's server fork server (tests/cli_fork.py: the platform imported once) to fork this server
-        from; None for a new interpreter: a `cold` server, one that starts the early MLflow spare before its
+        from; None for a new interpreter: a `cold` server, one that starts the early MLflow zygote before its
         imports (MLYARD_REGISTRY_WARM not 0: mlyard/cli/__init__.py), one whose Python settings differ from the
         worker's, or all with MLYARD_TEST_CLI_FORKS=0."""
         if self.cold or env.get("MLYARD_REGISTRY_WARM", "1").strip() != "0":

@@ -89,7 +89,7 @@ def test_a_killed_forked_server_reports_the_signal_and_a_failed_one_its_exit_cod
     assert codes[0] == codes[1] != 0
 
 def test_which_servers_are_new_interpreters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Cold servers, those that start the early MLflow spare before their imports, those whose Python settings
+    """Cold servers, those that start the early MLflow zygote before their imports, those whose Python settings
     differ and all with MLYARD_TEST_CLI_FORKS=0 are `python -m mlyard server`; the rest are forked."""
     if os.environ.get("MLYARD_TEST_CLI_FORKS") == "0":
         pytest.skip("MLYARD_TEST_CLI_FORKS=0: the suite starts no forked process")

@@ -48,7 +48,7 @@ from mlyard.web import pages as web_pages
 from mlyard.web import repos_pages as web_repos
 
 if TYPE_CHECKING:
-    from mlyard.registry.tracking_server import Spare
+    from mlyard.registry.tracking_server import ServerZygote
 
 log = logging.getLogger("mlyard")
 
@@ -99,9 +99,9 @@ def _step_sandbox(settings: Settings, agents: int) -> Sandbox:
     return sandbox
 
 
-def create_app(settings: Settings, *, agents: int = 2, mlflow_spare: Spare | None = None) -> Dispatcher:
-    """The server's app; `mlflow_spare` is an MLflow server process started before the server's imports
-    (`mlyard server`), which the first environment's MLflow server becomes (mlyard.registry.tracking_server)."""
+def create_app(settings: Settings, *, agents: int = 2, mlflow_zygote: ServerZygote | None = None) -> Dispatcher:
+    """The server's app; `mlflow_zygote` is the fork server of the environments' MLflow servers, started before
+    the server's imports (`mlyard server`; mlyard.registry.tracking_server)."""
     if not is_initialised(settings.home):
         raise InvalidInput(f"{settings.home} is not an mlyard home: run `mlyard init` first")
     limits = BodyLimits.from_settings(settings)
@@ -121,13 +121,13 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_spare: Spare | Non
 
     stopping = threading.Event()
     mark = (MARK_VARIABLE, str(settings.home))
-    mlflow_servers = MlflowMount(platform, mark=mark, spare=mlflow_spare)  # /mlflow/<env>
+    mlflow_servers = MlflowMount(platform, mark=mark, zygote=mlflow_zygote)  # /mlflow/<env>
     platform.mlflow_socket = mlflow_servers.socket_for  # the models API and stage changes use them too
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         marker = str(settings.home)
-        killed = kill_orphans(marker)
+        killed = kill_orphans(marker, keep=mlflow_servers.own_processes())
         lost = orchestrator.recover_after_restart() + workspace_jobs.recover_after_restart(platform)
         if killed or lost:
             log.warning(
@@ -200,6 +200,7 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_spare: Spare | Non
         warm_steps = local_agents.warm_sandboxes() if local_agents is not None else 0
         return {"ok": True, "status": "healthy", "version": __version__,
                 "serving_pool": asdict(pool) if pool is not None else None,
+                "mlflow_zygote": asdict(zygote) if (zygote := mlflow_servers.zygote_status()) is not None else None,
                 "warm_step_sandboxes": warm_steps}  # fmt: skip
 
     for router in (

@@ -1,6 +1,6 @@
-"""The registry adapter depends on the standard library, mlflow, mlyard.errors, mlyard.imports and mlyard.names
-only (and uvicorn, which runs MLflow's server app in `tracking_server`, the environment's MLflow server process, and
-httpx, with which `rest` talks to that server)."""
+"""The registry adapter depends on the standard library, mlflow, mlyard.errors, mlyard.imports, mlyard.names and
+mlyard.forkserver (the MLflow servers' zygote) only (and uvicorn, which runs MLflow's server app in
+`tracking_server`, the environment's MLflow server process, and httpx, with which `rest` talks to that server)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from mlyard.cli import starts_the_server
+from mlyard.cli import server_home, starts_the_server
 from mlyard.registry import tracking_server
 
 FAKE_APP = "tests.registry.fake_server_app"
@@ -77,32 +77,49 @@ def test_the_server_command_line_is_recognised_before_the_clis_imports(argv: lis
 SCRIPT = textwrap.dedent(
     """
     import json, sys
-    sys.argv = [sys.argv[1], "server"]
+    sys.argv = [sys.argv[1], "--home", sys.argv[2], "server"]
     import mlyard.cli
     from mlyard.registry import tracking_server
-    spares = [{"pid": spare.proc.pid, "folder": str(spare.folder)} for spare in tracking_server._EARLY]
-    print(json.dumps({"typer": "typer" in sys.modules, "spares": spares}))
+    zygotes = [{"pid": zygote.pid, "folder": str(zygote.folder), "mark": zygote.mark}
+               for zygote in tracking_server._EARLY]
+    print(json.dumps({"typer": "typer" in sys.modules, "zygotes": zygotes}))
     """
 )
 
 
 @pytest.mark.slow
-def test_mlyard_server_starts_its_spare_first_and_one_not_taken_stops_at_exit(tmp_path: Path) -> None:
+def test_mlyard_server_starts_its_zygote_first_and_one_not_taken_stops_at_exit(tmp_path: Path) -> None:
     def run(warm: str) -> dict[str, Any]:
         program = str(tmp_path / "bin" / "mlyard")  # the console script's name
         env = {**os.environ, "MLYARD_REGISTRY_WARM": warm}
-        proc = subprocess.run([sys.executable, "-c", SCRIPT, program], env=env, capture_output=True, text=True,
-                              timeout=120, check=False)  # fmt: skip
+        proc = subprocess.run([sys.executable, "-c", SCRIPT, program, str(tmp_path / "home")], env=env,
+                              capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         return dict(json.loads(proc.stdout))
 
     started = run("1")
     assert started["typer"] is False  # started before the CLI imported its libraries
-    [spare] = started["spares"]
+    [zygote] = started["zygotes"]
+    # it carries the mark of the home the command line names (its forks' /proc environ: orphans are found by it)
+    assert zygote["mark"] == ["MLYARD_AGENT_MARK", str((tmp_path / "home").resolve())]
     # the command never took it (the process ended first): stopped and its folder removed at exit
-    assert not psutil.pid_exists(spare["pid"]) or psutil.Process(spare["pid"]).status() == psutil.STATUS_ZOMBIE
-    assert not Path(spare["folder"]).exists()
-    assert run("0")["spares"] == []  # MLYARD_REGISTRY_WARM=0: no MLflow server starts with the server
+    assert not psutil.pid_exists(zygote["pid"]) or psutil.Process(zygote["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert not Path(zygote["folder"]).exists()
+    assert run("0")["zygotes"] == []  # MLYARD_REGISTRY_WARM=0: no MLflow process starts with the server
+
+
+@pytest.mark.parametrize(
+    ("argv", "home"),
+    [
+        (["/venv/bin/mlyard", "server"], None),
+        (["/venv/bin/mlyard", "--home", "/data/a", "server", "--port", "1"], "/data/a"),
+        (["/venv/bin/mlyard", "--home=/data/a", "server"], "/data/a"),
+        (["/venv/bin/mlyard", "--home", "/data/a", "server", "--home", "/data/b"], "/data/b"),  # the command's wins
+        (["/venv/bin/mlyard", "server", "--home=/data/b"], "/data/b"),
+    ],
+)  # fmt: skip
+def test_the_servers_home_is_read_before_the_clis_imports(argv: list[str], home: str | None) -> None:
+    assert server_home(argv) == home
 
 
 def test_entry_points_are_read_once_while_the_app_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -249,11 +249,12 @@ def test_a_path_without_environment_is_refused() -> None:
 
 
 def mlflow_server_of(server: Server, env: str) -> psutil.Process | None:
-    """The MLflow server process of `env` under `server` (found by its store's path)."""
-    store = str(server.home / "envs" / env / "mlflow.db")
+    """The MLflow server process of `env` under `server` (found by its working folder, the environment's: a fork's
+    /proc environ is its zygote's)."""
+    folder = str(server.home / "envs" / env)
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            if CHILD in (proc.info["cmdline"] or []) and store in proc.environ().get("_MLFLOW_SERVER_FILE_STORE", ""):
+            if CHILD in (proc.info["cmdline"] or []) and proc.cwd() == folder:
                 return proc
         except psutil.Error:
             continue
@@ -280,6 +281,15 @@ def test_a_dead_mlflow_server_is_restarted_and_a_remote_store_is_not_served(serv
         assert {a.json()["error_code"] for a in answers[:-1]} <= {"TEMPORARILY_UNAVAILABLE"}
         second = mlflow_server_of(server, "dev")
         assert second is not None and second.pid != first.pid
+        # Both are forks of the server's one zygote (started by the first use: the suite's servers warm nothing),
+        # as is another environment's.
+        zygote = api.get("/health").json()["mlflow_zygote"]
+        assert zygote["warm"] and not zygote["failed"]
+        assert api.get("/mlflow/test/api/2.0/mlflow/experiments/get-by-name",
+                       params={"experiment_name": "Default"}).status_code == 200  # fmt: skip
+        other = mlflow_server_of(server, "test")
+        assert other is not None and other.pid != second.pid
+        assert second.ppid() == other.ppid() == zygote["pid"]
 
         name = f"remote{uuid.uuid4().hex[:6]}"
         server.cli("environments", "create", name, "--mlflow-tracking-uri", "https://mlflow.example.com")

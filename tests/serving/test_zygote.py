@@ -30,6 +30,8 @@ def become(stdin_fd, ready_fd):
 
 if sys.argv[2] == "threaded":
     threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+if sys.argv[2] == "ending":  # a thread the imports started that ends a little later (an AnyIO worker thread)
+    threading.Thread(target=time.sleep, args=(0.5,), daemon=True).start()
 sys.exit(serve_forks(int(sys.argv[1]), become))
 """
 
@@ -147,6 +149,24 @@ def test_the_zygote_refuses_bad_requests_and_stays_up() -> None:
     finally:
         control.close()
         assert process.wait(timeout=30) == 0
+        process.stderr.close()  # type: ignore[union-attr]
+
+
+def test_a_thread_of_the_imports_that_ends_soon_is_waited_for() -> None:
+    """A Python thread the imports started and that ends shortly after (the AnyIO worker thread of the MLflow
+    zygote's warm-up request, late on a busy machine) is waited for: the zygote then forks."""
+    process, control = _start("ending")
+    zygote = Zygote(process, control)
+    try:
+        assert zygote.wait_warm(60), process.stderr.read() if process.poll() is not None else b""  # type: ignore[union-attr]
+        child, ready = zygote.fork()
+        os.close(ready)
+        assert child.stdin is not None
+        child.stdin.write(b"3\n")
+        child.stdin.close()
+        assert child.wait(30) == 3
+    finally:
+        zygote.close()
         process.stderr.close()  # type: ignore[union-attr]
 
 

@@ -38,7 +38,7 @@ from mlyard.services.auth import Principal, authenticate_header
 from mlyard.services.platform import Platform
 
 if TYPE_CHECKING:
-    from mlyard.registry.tracking_server import Spare, TrackingServer
+    from mlyard.registry.tracking_server import ServerZygote, TrackingServer, ZygoteStatus
 
 log = logging.getLogger("mlyard.mlflow")
 
@@ -157,15 +157,19 @@ class _Running:
 class MlflowMount:
     """The ASGI app mounted at /mlflow; `close()` (from the app's lifespan) stops the MLflow servers."""
 
-    def __init__(self, platform: Platform, *, mark: tuple[str, str] | None = None, spare: Spare | None = None) -> None:
+    def __init__(
+        self, platform: Platform, *, mark: tuple[str, str] | None = None, zygote: ServerZygote | None = None
+    ) -> None:
         self.platform = platform
         self.mark = mark  # an environment variable of the children, so a restarted server kills orphans
         self._running: dict[str, _Running] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        # `mlyard server` starts a spare MLflow server before its own imports: the first environment started
-        # adopts it (tracking_server.Spare); its folder holds the sockets
-        self._spare = spare
-        self._socket_dir: Path | None = spare.folder if spare is not None else None
+        # The fork server of the environments' MLflow servers (tracking_server.ServerZygote): `mlyard server`
+        # starts it before its own imports, else the first start does; its folder holds the sockets.
+        self._zygote = zygote
+        self._zygote_failed = False  # one exited before it was warm: MLflow servers start cold from then on
+        self._closed = False
+        self._socket_dir: Path | None = zygote.folder if zygote is not None else None
         self._folder_lock = threading.Lock()
         self._warming: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the server's, once it started (start_warming)
@@ -233,18 +237,21 @@ class MlflowMount:
             return running
 
     def _start(self, env: str, tracking_uri: str) -> TrackingServer:
-        from mlyard.registry.tracking_server import TrackingServer, TrackingServerSpec, socket_folder
+        from mlyard.registry.tracking_server import ZYGOTE_LOG, TrackingServer, TrackingServerSpec
 
-        with self._folder_lock:  # environments start in parallel threads
-            if self._socket_dir is None:
-                self._socket_dir = socket_folder()
-            spare, self._spare = self._spare, None
         extra = (self.mark,) if self.mark else ()
-        spec = TrackingServerSpec.for_environment(env, tracking_uri, self._socket_dir, extra_env=extra)
-        adopted = spare.adopt(spec) if spare is not None else None
-        if adopted is not None:
-            log.info("the MLflow server of environment %r is the one started with the server", env)
-            return adopted
+        socket_dir, zygote = self._zygote_for_start()
+        spec = TrackingServerSpec.for_environment(env, tracking_uri, socket_dir, extra_env=extra)
+        forked = zygote.fork(spec) if zygote is not None else None
+        if forked is not None and forked.proc is not None:
+            log.info("the MLflow server of environment %r is process %d, forked by the zygote %d", env,
+                     forked.proc.pid, zygote.pid if zygote is not None else 0)  # fmt: skip
+            return forked
+        if zygote is not None and zygote.failed():
+            self._zygote_failed = True
+            log.warning("the MLflow servers' zygote exited before it was warm (see %s): environment %r's MLflow "
+                        "server starts as a process of its own, and so will the next ones",
+                        zygote.folder / ZYGOTE_LOG, env)  # fmt: skip
         server = TrackingServer(spec)
         try:
             server.start()
@@ -260,7 +267,6 @@ class MlflowMount:
         self._loop = loop
         count = warm_count()
         if not count:
-            self._discard_spare()
             return None
 
         def warm_new(env: str) -> None:
@@ -287,7 +293,6 @@ class MlflowMount:
                          loop.time() - began)  # fmt: skip
             except (MlyardError, OSError) as exc:
                 log.warning("could not warm the MLflow server of environment %r: %s", env, exc)
-        self._discard_spare()  # not adopted (e.g. the first environments use a remote MLflow)
 
     def socket_for(self, env: str, tracking_uri: str) -> Path | None:
         """The Unix socket of the MLflow server of `env` (an embedded store), started and waited for if needed,
@@ -308,11 +313,51 @@ class MlflowMount:
             future.cancel()
             raise Unavailable(f"the MLflow server of environment {env!r} did not start in time; try again") from None
 
-    def _discard_spare(self) -> None:
+    def _zygote_for_start(self) -> tuple[Path, ServerZygote | None]:
+        """The sockets' folder and the zygote to fork from: the one the server started with, or a new one when
+        there is none yet (MLYARD_REGISTRY_WARM=0), it died, or it carries another mark; None after one failed
+        (or once closed). Called from worker threads: environments start in parallel."""
+        from mlyard.registry.tracking_server import ServerZygote, remove_socket_folder, socket_folder
+
+        stale = None
         with self._folder_lock:
-            spare, self._spare = self._spare, None
-        if spare is not None:
-            spare.discard()
+            if self._socket_dir is None:
+                self._socket_dir = socket_folder()
+            zygote = self._zygote
+            if zygote is not None and (zygote.mark != self.mark or zygote.failed() or not zygote.alive()):
+                stale, zygote, self._zygote = zygote, None, None
+                self._zygote_failed = self._zygote_failed or stale.failed()
+            if zygote is None and not self._zygote_failed and not self._closed:
+                try:
+                    zygote = self._zygote = ServerZygote.start(self._socket_dir, mark=self.mark)
+                    log.info("started the MLflow servers' zygote (process %d)", zygote.pid)
+                except OSError as exc:
+                    log.warning("could not start the MLflow servers' zygote: %s", exc)
+            folder = self._socket_dir
+        if stale is not None:
+            stale.close()
+            if stale.folder != folder:
+                remove_socket_folder(stale.folder)
+        return folder, zygote
+
+    def zygote_status(self) -> ZygoteStatus | None:
+        """The MLflow servers' zygote (/health): None when none started yet (MLYARD_REGISTRY_WARM=0)."""
+        zygote = self._zygote
+        return zygote.status() if zygote is not None else None
+
+    def own_processes(self) -> frozenset[int]:
+        """This server's MLflow processes so far (started with its mark): never orphans."""
+        pids = {running.server.proc.pid for running in self._running.values() if running.server.proc is not None}
+        if self._zygote is not None:
+            pids.add(self._zygote.pid)
+        return frozenset(pids)
+
+    def _close_zygote(self) -> None:
+        with self._folder_lock:
+            self._closed = True
+            zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            zygote.close()
 
     async def _stop(self, env: str) -> None:
         running = self._running.pop(env, None)
@@ -326,9 +371,9 @@ class MlflowMount:
             self._warming.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._warming
-        await asyncio.to_thread(self._discard_spare)
         for env in list(self._running):
             await self._stop(env)
+        await asyncio.to_thread(self._close_zygote)  # after its forks: it reports their exit codes
         if self._socket_dir is not None:
             from mlyard.registry.tracking_server import remove_socket_folder
 

@@ -38,13 +38,14 @@ PARENT_POLL_SECONDS = 0.5
 SUPERVISE_SECONDS = 1.0
 
 
-def kill_orphans(marker: str) -> int:
-    """Kill the process groups of processes left by a previous server of the same home."""
+def kill_orphans(marker: str, keep: frozenset[int] = frozenset()) -> int:
+    """Kill the process groups of processes left by a previous server of the same home (but the processes
+    `keep`: this server's own, started with its mark before it looked, e.g. its MLflow servers' zygote)."""
     me = os.getpid()
     groups: set[int] = set()
     for proc in psutil.process_iter(["pid"]):
         try:
-            if proc.pid != me and proc.environ().get(MARK_VARIABLE) == marker:
+            if proc.pid != me and proc.pid not in keep and proc.environ().get(MARK_VARIABLE) == marker:
                 groups.add(os.getpgid(proc.pid))
         except (psutil.Error, ProcessLookupError, PermissionError):
             continue

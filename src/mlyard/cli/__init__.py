@@ -16,8 +16,23 @@ def starts_the_server(argv: list[str]) -> bool:
     return bool(rest) and rest[0] == "server" and "--help" not in rest and "--version" not in argv
 
 
-# `mlyard server` starts the spare MLflow server before the CLI's own imports (docs/registry.md).
+def server_home(argv: list[str]) -> str | None:
+    """The home `mlyard [--home HOME] server [--home HOME] ...` names (the command's own option wins, as in
+    `server`); None: MLYARD_HOME or the default."""
+    found = None
+    for index, word in enumerate(argv[1:], 1):  # bounded by the command line
+        if word == "--":
+            break
+        if word == "--home" and index + 1 < len(argv):
+            found = argv[index + 1]
+        elif word.startswith("--home="):
+            found = word.removeprefix("--home=")
+    return found
+
+
+# `mlyard server` starts the zygote of its MLflow servers before the CLI's own imports (docs/registry.md).
 if starts_the_server(sys.argv):
     from mlyard.registry.tracking_server import start_early
+    from mlyard.settings import resolve_home
 
-    start_early()
+    start_early(resolve_home(server_home(sys.argv)))

@@ -129,16 +129,18 @@ def server(
     """Run the mlyard server (API, git hosting) in the foreground."""
     import logging
 
-    from mlyard.registry.tracking_server import Spare, remove_socket_folder, take_early, warm_count
+    from mlyard.registry.tracking_server import ServerZygote, remove_socket_folder, server_mark, take_early, warm_count
     from mlyard.settings import Settings, resolve_home
 
     settings = Settings.load(resolve_home(home)).with_overrides(
         host=host, port=port, job_lease_seconds=job_lease, unsandboxed_steps=True if unsandboxed_steps else None
     )
-    # An MLflow server process, started first (before the CLI's imports: mlyard.cli): it imports MLflow's server
-    # app while this process imports the platform, and becomes the first environment's MLflow server
-    # (docs/registry.md).
-    spare = take_early() or (Spare.start() if warm_count() != 0 else None)
+    # The zygote of the environments' MLflow servers, started first (before the CLI's imports: mlyard.cli): it
+    # imports MLflow's server app while this process imports the platform, and forks the first environment's
+    # MLflow server as soon as the server starts (docs/registry.md).
+    zygote = take_early()
+    if zygote is None and warm_count() != 0:
+        zygote = ServerZygote.start(mark=server_mark(settings.home))
     try:
         from mlyard.imports import collector_paused
 
@@ -147,11 +149,11 @@ def server(
 
             from mlyard.app import create_app
 
-            app_ = create_app(settings, agents=agents, mlflow_spare=spare)
+            app_ = create_app(settings, agents=agents, mlflow_zygote=zygote)
     except BaseException:
-        if spare is not None:
-            spare.discard()
-            remove_socket_folder(spare.folder)
+        if zygote is not None:
+            zygote.close()
+            remove_socket_folder(zygote.folder)
         raise
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     con = output.err_console()

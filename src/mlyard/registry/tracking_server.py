@@ -11,12 +11,16 @@ The socket lives in a private folder (mode 0700) under the system temp folder, w
 steps replaces by its own: only the server's own user reaches it, and never a step.
 
 Importing MLflow's server app takes seconds of CPU (`prepare_app` does it with Python's cyclic garbage collector
-off), so `mlyard server` starts a `Spare` first, before the CLI's own imports (`start_early`, called by
-`mlyard.cli`): a process that imports the app at once and learns which environment it serves (its store,
-socket, log) from one JSON line on its standard input when the server adopts it for the first environment
-it warms. Both then import in parallel (two cores), and the environment's MLflow server is ready about
-when the server answers /health. A spare and the server it was adopted by exit when the server's end of
-their standard input closes (the server exited, even killed): nothing is left behind.
+off), so it is done once per mlyard server: by a `ServerZygote` (mlyard.forkserver's fork server, as the warm
+scoring pool's), which `mlyard server` starts first, before the CLI's own imports (`start_early`, called by
+`mlyard.cli`), with the clean base environment and the server's orphan mark. Each environment's MLflow server is
+a fork of it (milliseconds), which learns which environment it serves (its variables, store, socket, log) from
+one JSON line on its standard input, then creates the store if needed (`init_store`, `write_ahead`) and serves.
+Both the zygote and the server import in parallel (two cores), and the first environment's MLflow server is
+ready about when the server answers /health. The zygote exits when the server's end of its control socket
+closes, a fork when the server's end of its standard input closes (the server exited, even killed): nothing is
+left behind. Without a zygote (it failed), `TrackingServer.start` starts a process of its own, as
+`python -m mlyard.registry.tracking_server SOCKET`.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import atexit
 import contextlib
 import importlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -37,27 +42,36 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from mlyard.errors import InvalidInput, MlyardError
+from mlyard.forkserver import Forked, Zygote, ZygoteGone, serve_forks
 from mlyard.imports import collector_paused
 from mlyard.registry.store import ARTIFACTS_DIR, init_store, is_remote, sqlite_path, sqlite_uri
 
+log = logging.getLogger("mlyard.mlflow")
+
 APP = "mlflow.server.fastapi_app:app"
+MODULE = "mlyard.registry.tracking_server"  # python -m MODULE: `main` below
 LOG_FILE = "mlflow-server.log"
-SPARE_FLAG = "--spare"
-SPARE_LOG = "spare.log"
-MAX_CONFIG_BYTES = 256 * 1024  # the spare's configuration line
+ZYGOTE_FLAG = "--zygote"
+ZYGOTE_LOG = "zygote.log"
+MAX_CONFIG_BYTES = 256 * 1024  # a fork's configuration line
+WARM_SECONDS = 180.0  # the longest a fork waits for its zygote's imports (= the mount's START_SECONDS)
+MARK_VARIABLE = "MLYARD_AGENT_MARK"  # = mlyard.background.local_agents.MARK_VARIABLE (not imported: a higher layer)
 WARM_ENV = "MLYARD_REGISTRY_WARM"  # environments whose MLflow server starts with the server (default 1; 0 = none)
 WARM_LIMIT = 8
 STOP_SECONDS = 10.0
 LOG_TAIL_LINES = 20
-# Warm-up of a spare before it is adopted (prepare_app): what MLflow's app imports when it starts, and requests
+# Warm-up of the zygote before it forks (prepare_app): what MLflow's app imports when it starts, and requests
 # that match none of its routes (each of the API prefixes mlyard passes), so no store is touched.
 WARM_MODULES = ("mlflow.server.assistant.session",)
 WARM_PATHS = ("/api/2.0/mlflow/mlyard-warm-up", "/api/2.0/mlflow-artifacts/mlyard-warm-up",
               "/api/3.0/mlflow/mlyard-warm-up")  # fmt: skip
 PROBE_SECONDS = 30.0
+# Native thread pools (BLAS, OpenMP: numpy starts OpenBLAS's at import) at one thread: MLflow's server computes
+# nothing with them, and its zygote forks only while single-threaded (= mlyard.serving.limits._THREAD_POOLS).
+THREAD_POOLS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 # Variables of the server's environment the child keeps: nothing secret, only what Python needs to run.
 KEPT_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "VIRTUAL_ENV", "PYTHONPATH")
 
@@ -110,8 +124,8 @@ class TrackingServerSpec:
 
 
 def base_environment() -> dict[str, str]:
-    """The variables of every environment's MLflow server (a spare starts with these): what Python needs and
-    MLflow's server settings that do not depend on the environment."""
+    """The variables of every environment's MLflow server (the zygote starts with these): what Python needs,
+    MLflow's server settings that do not depend on the environment, native thread pools at one thread."""
     env = {name: os.environ[name] for name in KEPT_VARIABLES if os.environ.get(name)}
     env.update({
         "_MLFLOW_SERVER_ARTIFACT_ROOT": "mlflow-artifacts:/",
@@ -125,6 +139,7 @@ def base_environment() -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "TMPDIR": tempfile.gettempdir(),
     })
+    env.update(dict.fromkeys(THREAD_POOLS, "1"))
     return env
 
 
@@ -142,7 +157,7 @@ class TrackingServer:
 
     def __init__(self, spec: TrackingServerSpec) -> None:
         self.spec = spec
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | Forked | None = None  # a fork of the zygote, or a process of its own
 
     def start(self) -> None:
         """Start the process, which initialises the store (MLflow's schema, once, under its lock) before it
@@ -183,8 +198,8 @@ class TrackingServer:
             self.spec.socket.unlink()
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """Close the process's standard input (an adopted spare's pipe), then SIGTERM its process group, and
+def stop_process(proc: subprocess.Popen[bytes] | Forked) -> None:
+    """Close the process's standard input (a fork's pipe: it stops), then SIGTERM its process group, and
     SIGKILL after STOP_SECONDS."""
     if proc.stdin is not None:
         with contextlib.suppress(OSError):
@@ -201,87 +216,126 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-class Spare:
-    """An MLflow server process that imports MLflow's server app before it knows its environment (`start`);
-    `adopt` gives it one. Unused, `discard` stops it."""
+class ServerZygote:
+    """The fork server of one mlyard server's MLflow servers: a process that imported MLflow's server app once
+    (`prepare_app`, no store touched) and forks each environment's MLflow server (`fork`), which then applies
+    its environment (mlyard.forkserver's protocol, as the warm scoring pool's zygote). It starts with the clean
+    `base_environment()` and the server's orphan mark (`mark`: a fork's /proc/PID/environ is the zygote's
+    initial one, which a restarted server reads to kill orphans); `close` stops it (its forks keep running)."""
 
-    def __init__(self, folder: Path, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, folder: Path, zygote: Zygote, mark: tuple[str, str] | None) -> None:
         self.folder = folder  # the private folder of the sockets: the server's mount uses it
-        self.proc: subprocess.Popen[bytes] | None = proc
+        self.zygote = zygote
+        self.mark = mark
 
     @classmethod
-    def start(cls) -> Spare:
-        folder = socket_folder()
-        with open(folder / SPARE_LOG, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "mlyard.registry.tracking_server", SPARE_FLAG],
-                env=base_environment(),
-                cwd=folder,
-                stdin=subprocess.PIPE,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return cls(folder, proc)
+    def start(cls, folder: Path | None = None, *, mark: tuple[str, str] | None = None) -> ServerZygote:
+        folder = folder or socket_folder()
+        env = base_environment()
+        if mark is not None:
+            env[mark[0]] = mark[1]
+        with open(folder / ZYGOTE_LOG, "ab") as log:
+            zygote = Zygote.start(sys.executable, env, output=log, cwd=str(folder), module=MODULE)
+        return cls(folder, zygote, mark)
 
-    def adopt(self, spec: TrackingServerSpec) -> TrackingServer | None:
-        """The spare as the MLflow server of `spec` (it then creates the store if needed and serves); None when
-        it is gone or already adopted (start a server as usual)."""
-        proc, self.proc = self.proc, None
-        if proc is None or proc.stdin is None:
+    @property
+    def pid(self) -> int:
+        return self.zygote.process.pid
+
+    def alive(self) -> bool:
+        return self.zygote.alive()
+
+    def failed(self) -> bool:
+        """It exited before it was warm (its log says why): its server starts MLflow servers cold from now on."""
+        return not self.zygote.warm and not self.alive()
+
+    def status(self) -> ZygoteStatus:
+        return ZygoteStatus(pid=self.pid, warm=self.zygote.warm and self.alive(), failed=self.failed())
+
+    def fork(self, spec: TrackingServerSpec, timeout: float = WARM_SECONDS) -> TrackingServer | None:
+        """The MLflow server of `spec`, forked once the zygote is warm (it creates the store if needed, then
+        serves); None when the zygote is gone, failed or not warm within `timeout` seconds (start one cold)."""
+        if not self.zygote.wait_warm(timeout):
+            if not self.failed():
+                log.warning("the MLflow servers' zygote %d is not warm after %.0f s", self.pid, timeout)
             return None
-        if proc.poll() is not None:
-            stop_process(proc)
+        try:
+            child, ready = self.zygote.fork()
+        except ZygoteGone as exc:
+            log.warning("the MLflow servers' zygote could not fork: %s", exc)
             return None
+        os.close(ready)  # readiness is its /health on the socket
         server = TrackingServer(spec)
-        server.proc = proc
+        server.proc = child
         spec.artifacts_dir.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             spec.socket.unlink()
         config = {"socket": str(spec.socket), "log": str(spec.log), "cwd": str(spec.artifacts_dir.parent),
                   "env": spec.environment()}  # fmt: skip
         try:
-            proc.stdin.write(json.dumps(config).encode() + b"\n")
-            proc.stdin.flush()
-        except OSError:
+            assert child.stdin is not None
+            child.stdin.write(json.dumps(config).encode() + b"\n")
+            child.stdin.flush()
+        except OSError as exc:
+            log.warning("the MLflow server of environment %r forked by the zygote %d exited at once (%s)", spec.env,
+                        self.pid, exc)  # fmt: skip
             server.stop()
             return None
         return server
 
-    def discard(self) -> None:
-        """Stop the spare if it was not adopted (its folder stays: the mount removes it, or `remove`)."""
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            stop_process(proc)
+    def close(self) -> None:
+        """Stop the zygote (its folder stays: the mount removes it, or `remove_socket_folder`). One still importing
+        forked nothing: it is killed at once rather than waited for (its forks, each in a session of its own, are
+        never in its process group)."""
+        if not self.zygote.warm:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+        self.zygote.close()
 
 
-_EARLY: list[Spare] = []  # the spare `mlyard server` started before its imports (start_early), until taken
+@dataclass(frozen=True)
+class ZygoteStatus:
+    """The MLflow servers' zygote of a server, as /health reports it."""
+
+    pid: int
+    warm: bool  # imported, and forks the environments' MLflow servers (False: starting, gone or failed)
+    failed: bool  # exited before it was warm: the MLflow servers start cold (its log, zygote.log, says why)
 
 
-def start_early() -> None:
-    """Start the spare of `mlyard server` at once: the CLI calls this before its own imports (the spare then
-    starts ~0.2 s of CPU earlier) when its command line is `mlyard [--home HOME] server ...`; the command takes
-    it (`take_early`). A spare not taken (the command line was refused, the home is not initialised) is stopped
-    and its folder removed when the process exits."""
+_EARLY: list[ServerZygote] = []  # the zygote `mlyard server` started before its imports (start_early), until taken
+
+
+def start_early(home: Path) -> None:
+    """Start the MLflow servers' zygote of `mlyard server` at once: the CLI calls this before its own imports
+    (the zygote then starts ~0.2 s of CPU earlier) when its command line is `mlyard [--home HOME] server ...`,
+    with the home it names (resolved), whose mark the zygote carries; the command takes it (`take_early`). A
+    zygote not taken (the command line was refused, the home is not initialised) is stopped and its folder
+    removed when the process exits."""
     if _EARLY or warm_count() == 0:
         return
     try:
-        _EARLY.append(Spare.start())
+        _EARLY.append(ServerZygote.start(mark=server_mark(home)))
     except OSError:
         return  # the command starts one as before (and reports what fails)
     atexit.register(_drop_early)
 
 
-def take_early() -> Spare | None:
-    """The spare `start_early` started, once (None if it did not)."""
+def take_early() -> ServerZygote | None:
+    """The zygote `start_early` started, once (None if it did not)."""
     return _EARLY.pop() if _EARLY else None
 
 
 def _drop_early() -> None:
     while _EARLY:
-        spare = _EARLY.pop()
-        spare.discard()
-        remove_socket_folder(spare.folder)
+        zygote = _EARLY.pop()
+        zygote.close()
+        remove_socket_folder(zygote.folder)
+
+
+def server_mark(home: Path) -> tuple[str, str]:
+    """The variable that marks the processes of the server of `home` (= mlyard.app's: a restarted server kills
+    the processes left with it, mlyard.background.local_agents.kill_orphans)."""
+    return (MARK_VARIABLE, str(home))
 
 
 def socket_folder() -> Path:
@@ -297,17 +351,23 @@ def main(argv: list[str] | None = None) -> int:
     """The child: initialise the store named by `_MLFLOW_SERVER_FILE_STORE` (under its lock, as every other
     opener of the store does), then run MLflow's server app with uvicorn on the Unix socket `argv[0]`, as
     `uvicorn --uds SOCKET --workers 1 --no-access-log --log-level warning mlflow.server.fastapi_app:app`.
-    With `--spare`, import the app first and read the socket, log and environment from standard input."""
+    With `--zygote --control-fd N`, import the app once and fork such a server per request of the mount on N
+    (`ServerZygote`): each fork reads its socket, log and environment from its standard input (`_forked`)."""
     args = sys.argv[1:] if argv is None else argv
-    if args == [SPARE_FLAG]:
-        socket = _become_adopted()
-        if socket is None:
-            return 0  # discarded, or the server went away, before it gave an environment
-    elif len(args) == 1:
-        socket = args[0]
-    else:
-        print("usage: python -m mlyard.registry.tracking_server SOCKET | --spare", file=sys.stderr)
+    if args[:1] == [ZYGOTE_FLAG]:
+        if args[1:2] != ["--control-fd"] or len(args) != 3 or not args[2].isdigit():
+            print(f"usage: python -m {MODULE} --zygote --control-fd N", file=sys.stderr)
+            return 2
+        prepare_app()
+        return serve_forks(int(args[2]), _forked, name="the MLflow servers' zygote",
+                           without="each environment's MLflow server starts as a process of its own")  # fmt: skip
+    if len(args) != 1:
+        print(f"usage: python -m {MODULE} SOCKET | --zygote --control-fd N", file=sys.stderr)
         return 2
+    return _serve(args[0], prepared=False)
+
+
+def _serve(socket: str, *, prepared: bool) -> int:
     backend = os.environ.get("_MLFLOW_SERVER_FILE_STORE", "")
     destination = os.environ.get("_MLFLOW_SERVER_ARTIFACT_DESTINATION", "")
     try:
@@ -316,8 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
     write_ahead(backend)
-    if args != [SPARE_FLAG]:
-        prepare_app()  # a spare did it before it was adopted
+    if not prepared:
+        prepare_app()  # a fork's zygote did it before it forked
     import uvicorn
 
     uvicorn.run(APP, uds=socket, workers=1, access_log=False, log_level="warning", timeout_graceful_shutdown=5)
@@ -339,30 +399,38 @@ def write_ahead(backend_uri: str) -> None:
         pass
 
 
-def _become_adopted() -> str | None:
-    """A spare: import MLflow's server app, wait for the configuration line, apply it (environment, working
-    folder, log), and watch standard input: when the server's end closes, stop as on SIGTERM."""
-    prepare_app()
-    line = sys.stdin.buffer.readline(MAX_CONFIG_BYTES)
+def _forked(stdin_fd: int, ready_fd: int) -> int:
+    """A fork of the zygote (mlyard.forkserver's `become`): read the configuration line on `stdin_fd`, apply it
+    (environment, working folder, log), watch `stdin_fd` (when the server's end closes, stop as on SIGTERM),
+    then create the store if needed and serve. 0 when it closes before a configuration came."""
+    os.close(ready_fd)  # the mount waits for the socket's /health instead
+    stdin = open(stdin_fd, "rb")  # noqa: SIM115 (read by the watching thread as long as the process lives)
+    line = stdin.readline(MAX_CONFIG_BYTES)
     if not line.endswith(b"\n"):
-        return None
-    config = json.loads(line)
-    os.environ.update({str(k): str(v) for k, v in config["env"].items()})
-    os.chdir(config["cwd"])
+        return 0
+    try:
+        config = json.loads(line)
+        env, cwd, log, socket = dict(config["env"]), str(config["cwd"]), str(config["log"]), str(config["socket"])
+    except (ValueError, KeyError, TypeError) as exc:
+        print(f"error: invalid MLflow server configuration: {exc}", file=sys.stderr, flush=True)
+        return 2
+    os.environ.clear()
+    os.environ.update({str(k): str(v) for k, v in env.items()})
+    os.chdir(cwd)
     sys.stdout.flush()
-    fd = os.open(config["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    threading.Thread(target=_stop_with_the_server, name="mlyard-parent-watch", daemon=True).start()
-    return str(config["socket"])
+    threading.Thread(target=_stop_with_the_server, args=(stdin,), name="mlyard-parent-watch", daemon=True).start()
+    return _serve(socket, prepared=True)
 
 
 def prepare_app() -> None:
     """Import uvicorn and MLflow's server app and do, before any store is known, the work its first requests
     would do: the modules its lifespan imports at start, and the routing state FastAPI builds on the first
     request (0.25 s of CPU for MLflow's routes) and Flask's URL map, by requests that match no route (404, no
-    store touched: MLflow creates its stores on first use, from the variables the spare is given when adopted).
+    store touched: MLflow creates its stores on first use, from the variables each fork of the zygote is given).
 
     Python's cyclic garbage collector is off meanwhile: the import creates about half a million objects that
     live as long as the process, and the collections they trigger would scan them again and again (a fifth to
@@ -436,9 +504,9 @@ async def _probe(app: Any) -> None:
         await asyncio.wait_for(app(scope, receive, send), PROBE_SECONDS)
 
 
-def _stop_with_the_server() -> None:
-    with contextlib.suppress(OSError):
-        while sys.stdin.buffer.read(4096):
+def _stop_with_the_server(stdin: BinaryIO) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        while stdin.read(4096):  # the server writes nothing more: this ends when its end closes
             pass
     os.kill(os.getpid(), signal.SIGTERM)
 
