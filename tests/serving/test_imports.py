@@ -1,6 +1,6 @@
-"""The serving adapter imports no other mlyard layer but `mlyard.errors`, `mlyard.imports` (standard library only)
-and `mlyard.monitoring` (the inference table's writer, which imports no other mlyard layer either); its supervisor
-module (`process`) imports no MLflow, so the platform can use it cheaply."""
+"""The serving adapter imports no other mlyard layer but `mlyard.errors`, `mlyard.imports`, `mlyard.forkserver`
+(standard library only) and `mlyard.monitoring` (the inference table's writer, which imports no other mlyard layer
+either); its supervisor module (`process`) imports no MLflow, so the platform can use it cheaply."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import mlyard.serving
 from tests.imports import imported_modules
 
 PACKAGE = Path(mlyard.serving.__file__).parent
-ALLOWED = ("mlyard.serving", "mlyard.errors", "mlyard.imports", "mlyard.monitoring")
+ALLOWED = ("mlyard.serving", "mlyard.errors", "mlyard.imports", "mlyard.forkserver", "mlyard.monitoring")
 
 
 def test_no_other_mlyard_layer() -> None:
