@@ -142,6 +142,26 @@ def resolve(path: Path, rev: str) -> str | None:
     return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 
 
+def ref_stamp(path: Path, ref: str) -> tuple[object, ...] | None:
+    """What changes whenever the full ref name `ref` (``refs/heads/main``) of the bare repository `path` may have
+    moved: the repository's inode and the (inode, size, modification time) of the loose ref's file and of
+    ``packed-refs`` (git writes each as a new file renamed into place). None when that cannot tell (refs in a
+    reftable, a name that is not a plain ref path): then resolve the ref each time."""
+    if not ref.startswith("refs/") or ".." in ref.split("/") or "\\" in ref or (path / "reftable").exists():
+        return None
+    stamp: list[object] = []
+    for file in (path, path / ref, path / "packed-refs"):
+        try:
+            found = file.stat()
+        except FileNotFoundError:
+            stamp.append(None)
+        except OSError:
+            return None
+        else:
+            stamp.append((found.st_ino, found.st_size, found.st_mtime_ns))
+    return tuple(stamp) if stamp[0] is not None else None
+
+
 def read_file(path: Path, rev: str, file_path: str) -> bytes | None:
     """The content of `file_path` at `rev`, or None when it does not exist there (or is not a file)."""
     if rev and not rev.startswith("-"):
