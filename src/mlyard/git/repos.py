@@ -144,22 +144,29 @@ def resolve(path: Path, rev: str) -> str | None:
 
 def ref_stamp(path: Path, ref: str) -> tuple[object, ...] | None:
     """What changes whenever the full ref name `ref` (``refs/heads/main``) of the bare repository `path` may have
-    moved: the repository's inode and the (inode, size, modification time) of the loose ref's file and of
-    ``packed-refs`` (git writes each as a new file renamed into place). None when that cannot tell (refs in a
-    reftable, a name that is not a plain ref path): then resolve the ref each time."""
+    moved: the repository's inode, the loose ref's content (its commit id) and the
+    (inode, size, modification time) of ``packed-refs`` (git writes it as a new file renamed into place). None
+    when that cannot tell (refs in a reftable, a symbolic ref, a name that is not a plain ref path): then resolve
+    the ref each time."""
     if not ref.startswith("refs/") or ".." in ref.split("/") or "\\" in ref or (path / "reftable").exists():
         return None
-    stamp: list[object] = []
-    for file in (path, path / ref, path / "packed-refs"):
+    try:
+        repository = path.stat()
         try:
-            found = file.stat()
+            with open(path / ref, "rb") as fh:
+                loose: bytes | None = fh.read(512)
+        except (FileNotFoundError, NotADirectoryError):
+            loose = None
+        try:
+            packed = (path / "packed-refs").stat()
+            packed_stamp: tuple[int, int, int] | None = (packed.st_ino, packed.st_size, packed.st_mtime_ns)
         except FileNotFoundError:
-            stamp.append(None)
-        except OSError:
-            return None
-        else:
-            stamp.append((found.st_ino, found.st_size, found.st_mtime_ns))
-    return tuple(stamp) if stamp[0] is not None else None
+            packed_stamp = None
+    except OSError:  # no repository, a folder where the ref's file would be...
+        return None
+    if loose is not None and loose.startswith(b"ref:"):  # a symbolic ref: its target may move
+        return None
+    return repository.st_ino, loose, packed_stamp
 
 
 def read_file(path: Path, rev: str, file_path: str) -> bytes | None:
