@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import TLS, Server
 
 pytestmark = pytest.mark.slow
 
@@ -108,7 +108,7 @@ def test_revoking_a_token_id_past_64_bits_is_404(server: Server) -> None:
 
 
 def test_web_run_page_with_a_huge_id_is_404(server: Server) -> None:
-    with httpx.Client(base_url=server.url, cookies={"mlyard_token": server.token}) as web:
+    with httpx.Client(base_url=server.url, cookies={"mlyard_token": server.token}, verify=TLS) as web:
         response = web.get(f"/runs/{HUGE}")
     assert response.status_code == 404
 
@@ -173,7 +173,7 @@ def test_api_answers_carry_security_headers(server: Server, path: str, token: st
 
 
 def test_web_pages_keep_their_own_headers(server: Server) -> None:
-    with httpx.Client(base_url=server.url) as web:
+    with httpx.Client(base_url=server.url, verify=TLS) as web:
         page = web.get("/login")
     assert page.status_code == 200
     assert page.headers["content-security-policy"].startswith("default-src 'none'; style-src 'self'")

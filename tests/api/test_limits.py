@@ -16,7 +16,7 @@ from mlyard.client import Client
 from mlyard.errors import PayloadTooLarge
 from tests.agent.test_remote_agent import Agent, agent_token
 from tests.ci.helpers import job, logs, make_repo, register, run, wait_state
-from tests.conftest import Git, Server, make_git, start_server
+from tests.conftest import TLS, Git, Server, make_git, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def test_large_unauthenticated_post_is_refused_without_growing_the_server(server
     assert server.proc is not None
     process = psutil.Process(server.proc.pid)
     before = process.memory_info().rss
-    with httpx.Client(base_url=server.url, timeout=60) as anonymous:
+    with httpx.Client(base_url=server.url, timeout=60, verify=TLS) as anonymous:
         streamed = anonymous.post("/api/v1/repos", content=chunks(64), headers={"Content-Type": "application/json"})
         declared = anonymous.post("/api/v1/repos", content=chunks(300), headers={"Content-Length": str(300 * MiB)})
     grown = process.memory_info().rss - before

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from mlyard.services.login_failures import LoginFailures
-from tests.conftest import Server
+from tests.conftest import TLS, Server
 
 
 class Clock:
@@ -53,7 +53,7 @@ def test_no_limit_when_disabled() -> None:
 
 def from_address(server: Server, address: str, token: str) -> httpx.Client:
     """A client whose connections come from `address` (any 127.x.y.z reaches a loopback server)."""
-    transport = httpx.HTTPTransport(local_address=address)
+    transport = httpx.HTTPTransport(local_address=address, verify=TLS)
     return httpx.Client(base_url=server.url, transport=transport, headers={"Authorization": f"Bearer {token}"})
 
 

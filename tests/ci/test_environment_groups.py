@@ -24,7 +24,7 @@ from mlyard.services.auth import Principal
 from mlyard.services.environments import add_environment
 from tests.ci.engine import ADMIN, Engine
 from tests.ci.helpers import logs, make_repo, register, run, show, wait_state
-from tests.conftest import REPO_ROOT, Git, Server
+from tests.conftest import REPO_ROOT, TLS, Git, Server
 
 TOKENS = ["DATABRICKS_TOKEN", "MLFLOW_TRACKING_TOKEN"]
 
@@ -199,7 +199,7 @@ def test_a_step_sees_the_group_and_the_run_link_opens_the_run(server: Server, gi
     assert "unmapped=[unset] mapped=[***] length=47" in text and "myd_" not in text
     link = re.search(r"link=([^\s\"]+)", text)
     assert link is not None and link.group(1) == f"{server.url}/mlyard/_build/results?buildId={done['id']}"
-    with httpx.Client(timeout=30, follow_redirects=False) as web:
+    with httpx.Client(timeout=30, follow_redirects=False, verify=TLS) as web:
         answer = web.get(link.group(1))
         assert (answer.status_code, answer.headers["location"]) == (302, f"/runs/{done['id']}")
         assert web.get(f"{server.url}/MLyard/_build/results", params={"buildId": done["id"]}).status_code == 302

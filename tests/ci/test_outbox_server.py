@@ -12,7 +12,7 @@ import pytest
 
 from mlyard.services.events import EXIT_AFTER_INGEST
 from tests.ci.helpers import make_repo, register, runs_of, show, wait_runs
-from tests.conftest import Git, Server, start_server
+from tests.conftest import TLS, Git, Server, start_server
 
 pytestmark = pytest.mark.slow
 PIPELINE = "trigger:\n  branches:\n    include: ['*']\nsteps:\n- script: echo hi\n"
@@ -98,7 +98,7 @@ def test_a_push_with_broken_yaml_shows_a_failed_run_with_the_errors(server: Serv
     assert "failed" in shown and "ci.yml:5:1: invalid YAML" in shown
     table = server.cli("runs", "list", "--pipeline", "broken-e2e-ci").stdout
     assert "ERROR" in table and "ci.yml:5:1" in table
-    with httpx.Client(base_url=server.url, timeout=60) as web:  # a browser: signed in with a cookie
+    with httpx.Client(base_url=server.url, timeout=60, verify=TLS) as web:  # a browser: signed in with a cookie
         assert web.post("/login", data={"token": server.token, "next": "/"}).status_code == 303
         page = web.get(f"/runs/{listed['id']}")
     assert page.status_code == 200 and "The pipeline is invalid" in page.text

@@ -5,6 +5,7 @@ and pipeline completion triggers."""
 from __future__ import annotations
 
 import os
+import types
 
 import pytest
 from sqlalchemy import select
@@ -224,3 +225,39 @@ def test_inline_checkout_is_pinned_and_checked(engine: Engine) -> None:
         "bad.yml:4:3: checkout: repository 'Platform/nowhere' is not hosted by this mlyard server (no repository "
         "'nowhere'; a name maps to the repository named by its last segment): push it first"
     ]
+
+
+def test_completion_triggers_look_up_a_default_branch_again_only_once_it_moved(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each successful run looks at the default branch of every repository with a pipeline: a git lookup for each
+    only when the branch may have moved since the last one (the ref's files changed), and a push is seen."""
+    from mlyard.ci import completion
+
+    engine.repo("models", {"train.yml": TRAIN})
+    serving = engine.repo("serving", {"deploy.yml": DEPLOY})
+    engine.pipeline("train", "models", "train.yml")
+    engine.pipeline("deploy", "serving", "deploy.yml")
+    looked_up: list[str] = []
+    real = completion.sources
+    counted = types.SimpleNamespace(  # the completion triggers' git lookups (run creation's are not counted)
+        bare_repo=real.bare_repo, load_at=real.load_at,
+        resolve_commit=lambda platform, repo, rev: looked_up.append(repo) or real.resolve_commit(platform, repo, rev),
+    )  # fmt: skip
+    monkeypatch.setattr(completion, "sources", counted)
+    engine.run("train")
+    engine.drive({})
+    assert sorted(looked_up) == ["models", "serving"]
+    looked_up.clear()
+    engine.run("train")
+    engine.drive({})
+    assert looked_up == []  # nothing moved
+    assert len(_deploy_runs(engine)) == 2
+
+    changed = DEPLOY.replace("echo deploying", "echo deploying again")
+    moved = engine.git.commit({"deploy.yml": changed}, "v2", cwd=serving)
+    engine.push("serving", serving, "master")
+    engine.run("train")
+    engine.drive({})
+    assert looked_up == ["serving"]
+    assert _deploy_runs(engine)[-1].source_version == moved  # the new head, not the remembered one

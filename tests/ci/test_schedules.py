@@ -241,3 +241,31 @@ def test_the_admin_hook_fires_a_schedule_now_through_the_rules_of_a_due_fire(eng
     reader = Principal(user_id=2, username="reader", is_admin=False, token_id=2, scopes=frozenset({"repo:read"}))
     with pytest.raises(PermissionDenied):
         pipelines.run_schedules(engine.platform, reader, "nightly")
+
+
+def test_a_push_within_the_minute_looks_again_only_at_its_own_repository(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between two minutes a pass after a push reads the branches of the pushed repository only (it read every
+    repository's on each push before: a server with many repositories paid for all of them at every push); the
+    next minute's pass reads them all, and a schedule added by the push is seen at once."""
+    clock = start(engine, NIGHTLY, "2026-11-30T01:00:00")
+    engine.repo("other", {"ci.yml": BATCHED})
+    engine.pipeline("batched", "other", "ci.yml")
+    engine.settle()
+    runner = engine.orchestrator.schedules
+    read: list[str] = []
+    real = runner._branches
+    monkeypatch.setattr(runner, "_branches", lambda repo: read.append(repo) or real(repo))
+
+    work = engine.git.cwd / "ml"
+    engine.git("checkout", "-q", "-b", "releases/1", cwd=work)
+    engine.push("ml", work, "releases/1")
+    clock.now += timedelta(seconds=20)  # the same minute
+    engine.settle()
+    assert read == ["ml"]
+    assert ("Weekly", "refs/heads/releases/1") in outcomes(engine)  # the new branch's schedules are counted now
+
+    read.clear()
+    clock.at(engine, "2026-11-30T01:01:00")  # a new minute: every repository
+    assert sorted(set(read)) == ["ml", "other"]

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import Git, Server
+from tests.conftest import TLS, Git, Server
 from tests.postgres import state_rows
 
 pytestmark = pytest.mark.slow
@@ -45,7 +45,7 @@ def test_wrong_token_is_401_and_audited(server: Server) -> None:
     # From an address of its own: the audit keeps the first failure of each address and minute.
     address = "127.0.41.7"
     headers = {"Authorization": "Bearer myd_not-a-real-token"}
-    with httpx.Client(base_url=server.url, transport=httpx.HTTPTransport(local_address=address)) as api:
+    with httpx.Client(base_url=server.url, transport=httpx.HTTPTransport(local_address=address, verify=TLS)) as api:
         response = api.get("/api/v1/repos", headers=headers)
     assert response.status_code == 401
     assert response.json()["error"] == "invalid token"

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from tests.ci.helpers import make_repo
-from tests.conftest import Server, make_git
+from tests.conftest import TLS, Server, make_git
 from tests.registry.conftest import Logged, log_models
 
 
@@ -90,7 +90,7 @@ def make_browse_repo(server: Server, tmp: Path, name: str) -> dict[str, str]:
 @contextmanager
 def signed_in(server: Server, token: str | None = None) -> Iterator[httpx.Client]:
     """An HTTP client signed in to the web UI, as a browser is (the cookie), following no redirect."""
-    with httpx.Client(base_url=server.url, timeout=60, follow_redirects=False) as web:
+    with httpx.Client(base_url=server.url, timeout=60, follow_redirects=False, verify=TLS) as web:
         answer = web.post("/login", data={"token": token or server.token, "next": "/"})
         assert answer.status_code == 303, answer.text
         yield web

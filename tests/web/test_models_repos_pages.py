@@ -10,7 +10,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import TLS, Server
 from tests.foundation.test_auth import make_token
 from tests.web.helpers import BIG, Registered, log_in_env, make_browse_repo, register, signed_in
 
@@ -181,7 +181,7 @@ def test_big_and_binary_files_are_offered_for_download(server: Server, repo: dic
         assert raw.headers["content-type"] == "application/octet-stream"
         image = web.get(f"/repos/{REPO}/raw?path=docs/logo.png")
         assert image.headers["content-type"] == "image/png" and image.headers["content-disposition"] == "inline"
-    with httpx.Client(base_url=server.url) as anonymous:
+    with httpx.Client(base_url=server.url, verify=TLS) as anonymous:
         assert anonymous.get(f"/repos/{REPO}/raw?path=data/big.txt").status_code == 303
 
 

@@ -28,6 +28,7 @@ from mlyard.ci.runs import new_run
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Pipeline, Repo, Run, RunStage
 from mlyard.errors import MlyardError
+from mlyard.git import repos as git
 from mlyard.pipelines import PipelineError
 from mlyard.pipelines.resources import PipelineResource, Resources
 from mlyard.protocol import SUCCESSFUL_STATES
@@ -124,7 +125,29 @@ class ResourceCache:
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str, str], tuple[PipelineResource, ...]] = {}
+        self._heads: dict[tuple[str, str], tuple[tuple[object, ...], str | None]] = {}
         self.lock = threading.Lock()
+
+    def head(self, platform: Host, repo: str, ref: str) -> str | None:
+        """The commit the full ref name `ref` of `repo` points at (None: none), looked up again only when the ref
+        may have moved (`git.ref_stamp`): a successful run looks at the default branch of every repository with
+        a pipeline, and a git lookup for each of them made each successful run cost more as repositories grew."""
+        path = sources.bare_repo(platform, repo)
+        stamp = git.ref_stamp(path, ref)
+        with self.lock:
+            known = self._heads.get((repo, ref))
+        if stamp is not None and known is not None and known[0] == stamp:
+            return known[1]
+        try:
+            head: str | None = sources.resolve_commit(platform, repo, ref)
+        except MlyardError:  # no commit there yet
+            head = None
+        if stamp is not None:
+            with self.lock:
+                if len(self._heads) >= self.MAX_ENTRIES:
+                    self._heads.clear()
+                self._heads[(repo, ref)] = (stamp, head)
+        return head
 
     def pipelines(self, platform: Host, repo: str, commit: str, yaml_path: str) -> tuple[PipelineResource, ...]:
         key = (repo, commit, yaml_path)
@@ -156,11 +179,8 @@ def trigger_completion(platform: Host, upstream: Finished, cache: ResourceCache 
     fires: list[Fire] = []
     for pipeline_id, name, repo, yaml_path, default_branch in rows:
         default_ref = f"refs/heads/{default_branch}"
-        if repo not in heads:  # one lookup per repository
-            try:
-                heads[repo] = sources.resolve_commit(platform, repo, default_ref)
-            except MlyardError:  # no commit on the default branch yet
-                heads[repo] = None
+        if repo not in heads:  # one lookup per repository (none while its default branch has not moved)
+            heads[repo] = cache.head(platform, repo, default_ref)
         head = heads[repo]
         if head is None:
             continue

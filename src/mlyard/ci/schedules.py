@@ -1,8 +1,8 @@
 """Scheduled triggers on the server: due schedules become runs (Build.Reason Schedule) exactly once.
 
-Once a minute of the injected clock, and when a pipeline was created or a push recorded (the
-orchestrator's tick calls :meth:`ScheduleRunner.run_due`),
-for every pipeline and every branch of its repository, the ``schedules:`` of the pipeline's YAML *at
+Once a minute of the injected clock for every pipeline, and when a pipeline was created or a push recorded
+for the pipelines of those repositories (the orchestrator's tick calls :meth:`ScheduleRunner.run_due`), for
+every branch of the pipeline's repository, the ``schedules:`` of the pipeline's YAML *at
 the head of that branch* are read (Azure: each branch's own YAML decides whether that branch is
 scheduled) and each schedule whose branch filter takes the branch is checked against its row in the
 ``schedules`` table (one row per pipeline, schedule and branch; a schedule is named by its cron and
@@ -87,19 +87,28 @@ class ScheduleRunner:
     def run_due(self) -> list[int]:
         """Create the runs of every due schedule. Returns the new run ids.
 
-        One pass per minute, and one more when a pipeline was created or a push recorded since the last
-        pass (new schedules are seen at once; a fire is due at most once a minute anyway).
+        One pass over every pipeline per minute, and between them one over the repositories where a pipeline
+        was created or a push recorded since the last pass (new schedules are seen at once; a fire is due at
+        most once a minute, and the minute's first pass made those of the other repositories).
         """
         now = self.clock().astimezone(UTC)
+        minute = now.replace(second=0, microsecond=0)
         with transaction(self.platform.sessions) as session:
             pipelines = session.execute(select(func.max(Pipeline.id), func.count(Pipeline.id))).one()
-            changes = (now.replace(second=0, microsecond=0), *pipelines, session.scalar(select(func.max(PushEvent.id))))
-        if self._last_pass == changes:
-            return []
+            changes = (minute, *pipelines, session.scalar(select(func.max(PushEvent.id))))
+            last = self._last_pass
+            if last == changes:
+                return []
+            changed: set[str] | None = None  # None: every repository (a new minute, or the first pass)
+            if last is not None and last[0] == minute:
+                # Between two minutes only pushes and new pipelines change what a pass finds (a deleted pipeline
+                # has no schedules left to look at): their repositories.
+                changed = set(session.scalars(select(Pipeline.repo).where(Pipeline.id > (last[1] or 0)).distinct()))
+                changed.update(session.scalars(select(PushEvent.repo).where(PushEvent.id > (last[3] or 0)).distinct()))
         self._last_pass, self._reads = changes, 0
         created: list[int] = []
         branches: dict[str, list[tuple[str, str]]] = {}
-        for target in self._targets():
+        for target in self._targets(changed):
             try:
                 if target.repo not in branches:
                     branches[target.repo] = self._branches(target.repo)
@@ -108,12 +117,19 @@ class ScheduleRunner:
                 log.exception("checking the schedules of pipeline %s failed", target.name)
         return created
 
-    def _targets(self) -> list[Target]:
+    def _targets(self, repos: set[str] | None = None) -> list[Target]:
+        """The pipelines (of the repositories `repos`; None: of all) with what their schedules need."""
+        if repos is not None and not repos:
+            return []
         with transaction(self.platform.sessions) as session:
-            defaults = {r.name: r.default_branch for r in session.scalars(select(Repo))}
+            repo_rows = select(Repo) if repos is None else select(Repo).where(Repo.name.in_(sorted(repos)))
+            defaults = {r.name: r.default_branch for r in session.scalars(repo_rows)}
+            pipeline_rows = select(Pipeline).order_by(Pipeline.id)
+            if repos is not None:
+                pipeline_rows = pipeline_rows.where(Pipeline.repo.in_(sorted(defaults)))
             return [
                 Target(p.id, p.name, p.repo, p.yaml_path, defaults.get(p.repo, ""))
-                for p in session.scalars(select(Pipeline).order_by(Pipeline.id))
+                for p in session.scalars(pipeline_rows)
                 if p.repo in defaults
             ]
 

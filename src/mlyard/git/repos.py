@@ -142,6 +142,33 @@ def resolve(path: Path, rev: str) -> str | None:
     return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 
 
+def ref_stamp(path: Path, ref: str) -> tuple[object, ...] | None:
+    """What changes whenever the full ref name `ref` (``refs/heads/main``) of the bare repository `path` may have
+    moved: the repository's inode, the loose ref's content (its commit id) and the
+    (inode, size, modification time) of ``packed-refs`` (git writes it as a new file renamed into place). None
+    when that cannot tell (refs in a reftable, a symbolic ref, a name that is not a plain ref path): then resolve
+    the ref each time."""
+    if not ref.startswith("refs/") or ".." in ref.split("/") or "\\" in ref or (path / "reftable").exists():
+        return None
+    try:
+        repository = path.stat()
+        try:
+            with open(path / ref, "rb") as fh:
+                loose: bytes | None = fh.read(512)
+        except (FileNotFoundError, NotADirectoryError):
+            loose = None
+        try:
+            packed = (path / "packed-refs").stat()
+            packed_stamp: tuple[int, int, int] | None = (packed.st_ino, packed.st_size, packed.st_mtime_ns)
+        except FileNotFoundError:
+            packed_stamp = None
+    except OSError:  # no repository, a folder where the ref's file would be...
+        return None
+    if loose is not None and loose.startswith(b"ref:"):  # a symbolic ref: its target may move
+        return None
+    return repository.st_ino, loose, packed_stamp
+
+
 def read_file(path: Path, rev: str, file_path: str) -> bytes | None:
     """The content of `file_path` at `rev`, or None when it does not exist there (or is not a file)."""
     if rev and not rev.startswith("-"):
