@@ -34,12 +34,13 @@ KINDS = (  # the first that appears in a command line names its kind
     ("mlyard.serving", "scoring process or zygote"), ("tracking_server", "environment MLflow server"),
     ("mlyard server", "mlyard server"), ("tests.cli_fork", "forked CLI call or server (tests/cli_fork.py)"),
     ("local_agents", "local agent"), ("warm_stub", "warm step sandbox"), ("registry.py", "template step"),
-    ("notebooks/train.py", "template step"), ("pytest tests/", "template step"), ("chromium", "chromium"),
+    ("notebooks/train.py", "template step"), ("pytest tests/", "template step"), ("mlops/", "template step"),
+    (".batch --model", "template step"), ("infra create-project", "project creator step"), ("chromium", "chromium"),
     ("xdist", "test worker"), ("exec(eval(sys.stdin", "test worker"), ("git", "git"), ("postgres", "postgres"),
 )  # fmt: skip
 
 
-PLACED = ("template step", "scoring process or zygote", "warm step sandbox", "local agent")
+PLACED = ("template step", "scoring process or zygote", "warm step sandbox", "local agent", "project creator step")
 OTHER_CHARS = 110
 
 
