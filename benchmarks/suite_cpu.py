@@ -15,8 +15,10 @@ cores were, and the heaviest directories, files, tests and kinds of process. Not
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -32,9 +34,14 @@ KINDS = (  # the first that appears in a command line names its kind
     ("mlyard.serving", "scoring process or zygote"), ("tracking_server", "environment MLflow server"),
     ("mlyard server", "mlyard server"), ("tests.cli_fork", "forked CLI call or server (tests/cli_fork.py)"),
     ("local_agents", "local agent"), ("warm_stub", "warm step sandbox"), ("registry.py", "template step"),
-    ("notebooks/train.py", "template step"), ("pytest tests/", "template step"), ("chromium", "chromium"),
+    ("notebooks/train.py", "template step"), ("pytest tests/", "template step"), ("mlops/", "template step"),
+    (".batch --model", "template step"), ("infra create-project", "project creator step"), ("chromium", "chromium"),
     ("xdist", "test worker"), ("exec(eval(sys.stdin", "test worker"), ("git", "git"), ("postgres", "postgres"),
 )  # fmt: skip
+
+
+PLACED = ("template step", "scoring process or zygote", "warm step sandbox", "local agent", "project creator step")
+OTHER_CHARS = 110
 
 
 def _stat(pid: str) -> tuple[int, int, int] | None:
@@ -79,12 +86,33 @@ def pytest_runtest_logreport(report: Any) -> None:
 
 
 # -- the script -----------------------------------------------------------------------------------------------------
-def _kind(pid: int) -> str:
+def _command(pid: int) -> str:
     try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return "?"
+
+
+def _kind(command: str) -> str:
     return next((kind for mark, kind in KINDS if mark in command), "other")
+
+
+TMP_FOLDER = re.compile(r"/pytest-\d+/(?:popen-gw\d+/)?([^/\s]+)")  # a test's tmp_path: its name, e.g. test_x0
+
+
+def _where(pid: int, procs: dict[int, tuple[int, int, int]]) -> str:
+    """The pytest temporary folder a process or its nearest ancestor works in (cwd or command line: `server0` is a
+    worker's session server, `test_quickstart0` a test's own), or "-"."""
+    for _ in range(64):
+        found = TMP_FOLDER.search(_command(pid))
+        with contextlib.suppress(OSError):
+            found = found or TMP_FOLDER.search(os.readlink(f"/proc/{pid}/cwd"))
+        if found:
+            return found.group(1)
+        pid = procs.get(pid, (0, 0, 0))[0]
+        if pid <= 1:
+            break
+    return "-"
 
 
 class Sampler(threading.Thread):
@@ -93,7 +121,8 @@ class Sampler(threading.Thread):
     def __init__(self, root: int) -> None:
         super().__init__(daemon=True)
         self.root, self.done = root, threading.Event()
-        self.seen: dict[tuple[int, str], list[Any]] = {}  # (pid, start time) -> [kind, CPU ticks when last seen]
+        # (pid, start time) -> [kind, CPU ticks when last seen, command line, temporary folder of the test (PLACED)]
+        self.seen: dict[tuple[int, str], list[Any]] = {}
         self.busy: list[float] = []
 
     def run(self) -> None:
@@ -116,13 +145,34 @@ class Sampler(threading.Thread):
                     start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
                 except OSError:
                     continue
-                self.seen.setdefault((pid, start), [_kind(pid), own])[1] = own
+                if (pid, start) not in self.seen:
+                    command = _command(pid)
+                    kind = _kind(command)
+                    self.seen[(pid, start)] = [kind, own, command, _where(pid, procs) if kind in PLACED else ""]
+                self.seen[(pid, start)][1] = own
 
     def by_kind(self) -> collections.Counter[str]:
         kinds: collections.Counter[str] = collections.Counter()
-        for kind, ticks in self.seen.values():
+        for kind, ticks, _, _ in self.seen.values():
             kinds[kind] += ticks / TICK
         return kinds
+
+    def placed(self) -> dict[tuple[str, str], list[float]]:
+        """(kind, test folder) -> [CPU s, processes] of the PLACED kinds."""
+        found: dict[tuple[str, str], list[float]] = collections.defaultdict(lambda: [0.0, 0])
+        for kind, ticks, _, where in self.seen.values():
+            if kind in PLACED:
+                entry = found[(kind, where)]
+                entry[0], entry[1] = entry[0] + ticks / TICK, entry[1] + 1
+        return found
+
+    def others(self) -> collections.Counter[str]:
+        """CPU s of the "other" processes by their command line's first OTHER_CHARS characters."""
+        found: collections.Counter[str] = collections.Counter()
+        for kind, ticks, command, _ in self.seen.values():
+            if kind == "other":
+                found[command[:OTHER_CHARS]] += ticks / TICK
+        return found
 
 
 def main() -> None:
@@ -163,6 +213,13 @@ def main() -> None:
     print("\nby kind of process (sampled every 0.5 s; shorter processes are missed here):")
     for kind, used in sampler.by_kind().most_common():
         print(f"  {used:7.1f}  {kind}")
+    print("\nwhere (the test's temporary folder; server0: a worker's session server) of the heavy kinds "
+          "(CPU s, processes):")
+    for (kind, where), (used, count) in sorted(sampler.placed().items(), key=lambda kv: -kv[1][0])[:30]:
+        print(f"  {used:7.1f} {count:4.0f}  {kind:28s} {where}")
+    print(f"\nheaviest \"other\" processes by command (first {OTHER_CHARS} characters):")
+    for command, used in sampler.others().most_common(15):
+        print(f"  {used:7.1f}  {command}")
     sys.exit(code)
 
 

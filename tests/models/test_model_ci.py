@@ -19,6 +19,7 @@ model CD) and the users (the traffic); the pipelines do the rest with the projec
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -189,7 +190,7 @@ def test_the_model_loop_on_remote_agents_only(remote_only: Server, git: Git, sla
     assert cd["state"] == "succeeded", logs(server, cd["id"])
     scoring_uri = versions(server)["1"]["tags"]["scoring_uri"]
     assert versions(server)["1"]["tags"]["deploy_run_url"] == f"{server.url}/mlyard/_build/results?buildId={cd['id']}"
-    data = json.loads(laptop(server, work, "-c", DATA))
+    data = project_data(work)
     answer = httpx.post(scoring_uri, json=data["sample"], timeout=60, verify=TLS)
     assert answer.status_code == 200, answer.text
     assert len(answer.json()["predictions"]) == 2
@@ -253,13 +254,21 @@ def test_the_model_loop_on_remote_agents_only(remote_only: Server, git: Git, sla
     assert "notified the webhook (200)" in text
 
 
-# A sample request (two test rows) and the training rows the traffic is drawn from, as the model's features.
-DATA = f"""
-import json
-from {PACKAGE}.data import load_split
-from {PACKAGE}.features import build_features
-split = load_split()
-sample = json.loads(build_features(split.x_test.head(2)).to_json(orient="split", index=False))
-training = json.loads(build_features(split.x_train).to_json(orient="split", index=False))
-print(json.dumps({{"sample": {{"dataframe_split": sample}}, "training": training}}))
-"""
+def project_data(work: Path) -> dict:
+    """A sample request (two test rows) and the training rows the traffic is drawn from, as the model's features:
+    the project's own `data` and `features` modules, imported in this process (a Python of its own imports pandas
+    and scikit-learn again: seconds of CPU) without bytecode, then forgotten."""
+    src, writes = str(work / "src"), sys.dont_write_bytecode
+    sys.path.insert(0, src)
+    sys.dont_write_bytecode = True
+    try:
+        split = importlib.import_module(f"{PACKAGE}.data").load_split()
+        build_features = importlib.import_module(f"{PACKAGE}.features").build_features
+        sample = json.loads(build_features(split.x_test.head(2)).to_json(orient="split", index=False))
+        training = json.loads(build_features(split.x_train).to_json(orient="split", index=False))
+    finally:
+        sys.path.remove(src)
+        sys.dont_write_bytecode = writes
+        for name in [name for name in sys.modules if name.split(".")[0] == PACKAGE]:
+            del sys.modules[name]
+    return {"sample": {"dataframe_split": sample}, "training": training}
