@@ -160,7 +160,8 @@ def test_a_thread_of_the_imports_that_ends_soon_is_waited_for() -> None:
     try:
         assert zygote.wait_warm(60), process.stderr.read() if process.poll() is not None else b""  # type: ignore[union-attr]
         child, ready = zygote.fork()
-        os.close(ready)
+        with os.fdopen(ready, "rb") as said:  # read before closing: the standby's `ready` into a closed pipe fails
+            assert said.readline() == b"ready\n"
         assert child.stdin is not None
         child.stdin.write(b"3\n")
         child.stdin.close()
