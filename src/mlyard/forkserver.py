@@ -153,10 +153,12 @@ class Zygote:
         return cls(process, ours)
 
     def wait_warm(self, timeout: float) -> bool:
-        """True once the zygote said `warm`; False when it is gone or after `timeout` seconds."""
+        """True once the zygote said `warm`; False when it is gone (exited, even before the reader saw its end of the
+        socket close) or after `timeout` seconds."""
         with self.changed:
             self.changed.wait_for(lambda: self.warm or self.gone, timeout)
-            return self.warm and not self.gone
+            warm = self.warm and not self.gone
+        return warm and self.process.poll() is None
 
     def fork(self) -> tuple[Forked, int]:
         """A new child: its handle (with its stdin) and the read end of its readiness pipe."""
