@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import Server
 from tests.scaffold.conftest import run_python
 
 ALIAS = "GET /api/2.0/mlflow/registered-models/alias"
@@ -160,3 +161,34 @@ def test_model_ci_with_nothing_in_staging_does_not_import_mlflow(demo_project: P
     assert "##vso[task.logissue type=warning]no model version in Staging: nothing to promote" in proc.stdout
     assert proc.stdout.splitlines()[-1] == "mlflow imported: False"
     assert [what for what, _, _ in fake.requests] == [ALIAS, LATEST]
+
+
+@pytest.mark.slow
+def test_a_real_mlflow_registry_gives_the_same_answers_as_mlflows_client(
+    registry: Any, server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answers `find_over_rest` reads are those of a real MLflow registry (the session server's `dev`, MLflow's
+    own server behind mlyard's token check): a version by alias, an alias the model lacks and a model that does
+    not exist; MLflow's client agrees. The fake above gives the answers a real registry cannot be made to give."""
+    from mlflow import MlflowClient
+
+    for name in ("MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                 "MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH",
+                 "MLFLOW_TRACKING_CLIENT_CERT_PATH", "MLFLOW_TRACKING_AUTH"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    uri = f"{server.url}/mlflow/dev"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.token)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    model = "rest-find-model"
+    run = client.create_run(client.create_experiment("rest-find"))
+    client.create_registered_model(model)
+    for _ in range(2):
+        client.create_model_version(model, run.info.artifact_uri, run_id=run.info.run_id)
+    client.set_registered_model_alias(model, "staging", "2")
+
+    assert client.get_model_version_by_alias(model, "staging").version == "2"
+    assert registry.find_over_rest(model, "staging") == "2"
+    assert registry.find_over_rest(model, "production") is None  # no such alias, no version in that stage
+    assert registry.find_over_rest("rest-find-no-such-model", "staging") is None
+    assert registry.find(model, "staging") == "2"
