@@ -120,7 +120,9 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_zygote: ServerZygo
         events.ingest(platform, push_id)
 
     stopping = threading.Event()
-    mark = (MARK_VARIABLE, str(settings.home))
+    from mlyard.registry.tracking_server import server_mark  # the same mark as the early zygote's (mlyard.cli)
+
+    mark = server_mark(settings.home)
     mlflow_servers = MlflowMount(platform, mark=mark, zygote=mlflow_zygote)  # /mlflow/<env>
     platform.mlflow_socket = mlflow_servers.socket_for  # the models API and stage changes use them too
 

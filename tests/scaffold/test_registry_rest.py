@@ -22,6 +22,10 @@ from tests.scaffold.conftest import run_python
 ALIAS = "GET /api/2.0/mlflow/registered-models/alias"
 LATEST = "POST /api/2.0/mlflow/registered-models/get-latest-versions"
 MISSING_MODEL = (404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Registered Model with name=m not found"})
+# What else tells MLflow's client (and `find_over_rest`) where and how to reach the registry: unset in these tests.
+CLIENT_VARIABLES = ("MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                    "MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH",
+                    "MLFLOW_TRACKING_CLIENT_CERT_PATH", "MLFLOW_TRACKING_AUTH")  # fmt: skip
 MISSING_ALIAS = (400, {"error_code": "INVALID_PARAMETER_VALUE", "message": "Registered model alias staging not found."})
 
 
@@ -65,9 +69,7 @@ class FakeRegistry:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRegistry]:
     registry = FakeRegistry()
-    for name in ("MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
-                 "MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH",
-                 "MLFLOW_TRACKING_CLIENT_CERT_PATH", "MLFLOW_TRACKING_AUTH"):  # fmt: skip
+    for name in CLIENT_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry.uri)
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "t0k")
@@ -172,9 +174,7 @@ def test_a_real_mlflow_registry_gives_the_same_answers_as_mlflows_client(
     not exist; MLflow's client agrees. The fake above gives the answers a real registry cannot be made to give."""
     from mlflow import MlflowClient
 
-    for name in ("MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
-                 "MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH",
-                 "MLFLOW_TRACKING_CLIENT_CERT_PATH", "MLFLOW_TRACKING_AUTH"):  # fmt: skip
+    for name in CLIENT_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     uri = f"{server.url}/mlflow/dev"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

@@ -242,11 +242,12 @@ class MlflowMount:
         extra = (self.mark,) if self.mark else ()
         socket_dir, zygote = self._zygote_for_start()
         spec = TrackingServerSpec.for_environment(env, tracking_uri, socket_dir, extra_env=extra)
-        forked = zygote.fork(spec) if zygote is not None else None
-        if forked is not None and forked.proc is not None:
-            log.info("the MLflow server of environment %r is process %d, forked by the zygote %d", env,
-                     forked.proc.pid, zygote.pid if zygote is not None else 0)  # fmt: skip
-            return forked
+        if zygote is not None:
+            forked = zygote.fork(spec)
+            if forked is not None and forked.proc is not None:
+                log.info("the MLflow server of environment %r is process %d, forked by the zygote %d", env,
+                         forked.proc.pid, zygote.pid)  # fmt: skip
+                return forked
         if zygote is not None and zygote.failed():
             self._zygote_failed = True
             log.warning("the MLflow servers' zygote exited before it was warm (see %s): environment %r's MLflow "
