@@ -1,6 +1,7 @@
 """The registry adapter depends on the standard library, mlflow, mlyard.errors, mlyard.imports, mlyard.names and
 mlyard.forkserver (the MLflow servers' zygote) only (and uvicorn, which runs MLflow's server app in
-`tracking_server`, the environment's MLflow server process, and httpx, with which `rest` talks to that server)."""
+`tracking_server`, the environment's MLflow server process, where Werkzeug's routing rules, MLflow's Flask app's,
+compile their URL builders on first use; and httpx, with which `rest` talks to that server)."""
 
 from __future__ import annotations
 
@@ -9,4 +10,4 @@ from tests.imports import foreign_imports
 
 
 def test_the_adapter_imports_only_the_standard_library_mlflow_errors_and_names() -> None:
-    assert foreign_imports("mlyard.registry", third_party=frozenset({"mlflow", "uvicorn", "httpx"})) == {}
+    assert foreign_imports("mlyard.registry", third_party=frozenset({"mlflow", "uvicorn", "werkzeug", "httpx"})) == {}

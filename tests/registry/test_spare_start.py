@@ -144,3 +144,48 @@ def test_entry_points_are_read_once_while_the_app_is_imported(monkeypatch: pytes
     assert metadata.entry_points is counted  # the import is done: the function itself again
     kept(group="pytest11")
     assert reads == [{}, {"group": "pytest11"}]  # a kept reference asks the function itself
+
+
+def test_url_builders_compile_on_first_use_and_build_the_same_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    from werkzeug.routing import Map, Rule
+
+    original = Rule._compile_builder
+    compiled: list[str] = []
+
+    def counted(self: Rule, append_unknown: bool = True) -> Any:
+        compiled.append(self.rule)
+        return original(self, append_unknown)
+
+    monkeypatch.setattr(Rule, "_compile_builder", counted)
+
+    def url_map() -> Map:
+        return Map([
+            Rule("/api/2.0/mlflow/runs/get", endpoint="get_run"),
+            Rule("/artifacts/<path:artifact_path>", endpoint="artifact", methods=["GET", "PUT"]),
+            Rule("/jobs/<int:job_id>/runs/<run_id>", endpoint="job_run"),
+            Rule("/page/<int:page>", endpoint="page", defaults={"page": 1}),
+            Rule("/page/<int:page>", endpoint="page"),
+            Rule("/static/<path:filename>", endpoint="static", subdomain="<tenant>"),
+        ])  # fmt: skip
+
+    cases = [
+        ("get_run", {}), ("get_run", {"run_id": "a b", "flag": ["x", "y"]}), ("artifact", {"artifact_path": "m/a.pkl"}),
+        ("job_run", {"job_id": 7, "run_id": "r?1"}), ("page", {"page": 1}), ("page", {"page": 3}),
+        ("static", {"tenant": "t1", "filename": "x.js"}),
+    ]  # fmt: skip
+    eager = url_map().bind("example.org", url_scheme="http")
+    expected = [eager.build(endpoint, values, force_external=True) for endpoint, values in cases]
+    assert len(compiled) == 12  # two builders per rule, when the rule was added
+    compiled.clear()
+    with tracking_server._url_builders_on_first_use():
+        lazy_map = url_map()
+        assert compiled == []  # none compiled while the rules were added
+    assert Rule._compile_builder is counted  # restored
+    lazy = lazy_map.bind("example.org", url_scheme="http")
+    assert [lazy.build(endpoint, values, force_external=True) for endpoint, values in cases] == expected
+    built = len(compiled)
+    assert 0 < built < 12  # only the builders used
+    assert [lazy.build(endpoint, values, force_external=True) for endpoint, values in cases] == expected
+    assert len(compiled) == built  # each compiled once
+    with pytest.raises(Exception, match="job_id"):
+        lazy.build("job_run", {"run_id": "r"})  # a missing value is still an error
