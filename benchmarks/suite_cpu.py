@@ -40,7 +40,8 @@ KINDS = (  # the first that appears in a command line names its kind
 )  # fmt: skip
 
 
-PLACED = ("template step", "scoring process or zygote", "warm step sandbox", "local agent", "project creator step")
+PLACED = ("template step", "scoring process or zygote", "environment MLflow server", "warm step sandbox", "local agent",
+          "project creator step")
 OTHER_CHARS = 110
 
 
