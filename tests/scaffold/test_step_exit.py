@@ -93,3 +93,31 @@ def test_the_step_programs_collect_garbage_rarely_but_not_when_imported(demo_pro
     imported = run_python(demo_project, "-c", _threshold_at_exit(both))
     assert imported.returncode == 0, imported.stdout + imported.stderr
     assert imported.stdout.splitlines()[-1] == f"threshold {DEFAULT}"
+
+
+SKOPS_PROBE = """import json, sys
+import {package}  # as the steps that log or load a model: the project's package before MLflow
+import mlflow.sklearn
+import skops.io._trusted_types as trusted
+order = list(sys.modules)
+print(json.dumps({{"scipy_first": order.index("scipy.special") < order.index("mlflow"),
+                  "names": trusted.SCIPY_UFUNC_TYPE_NAMES}}))
+"""
+
+
+def test_the_package_imports_scipy_special_before_mlflow_and_skops_finds_the_same_names(demo_project: Path) -> None:
+    """skops (MLflow's format for scikit-learn models) searches the loaded modules in import order for each
+    scipy.special function when it is imported: the project's package imports scipy.special first, so that the
+    search is short. The trusted names it finds are those found when MLflow comes first."""
+    import json
+
+    package = next(p.name for p in (demo_project / "src").iterdir() if (p / "__init__.py").is_file())
+    found = run_python(demo_project, "-c", SKOPS_PROBE.format(package=package))
+    assert found.returncode == 0, found.stdout + found.stderr
+    seen = json.loads(found.stdout.splitlines()[-1])
+    assert seen["scipy_first"] is True
+    mlflow_first = run_python(demo_project, "-c", "import mlflow.sklearn, skops.io._trusted_types as t; "
+                              "print(*t.SCIPY_UFUNC_TYPE_NAMES)")  # fmt: skip
+    assert mlflow_first.returncode == 0, mlflow_first.stderr
+    assert seen["names"] == mlflow_first.stdout.split()
+    assert len(seen["names"]) > 100
