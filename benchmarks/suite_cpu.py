@@ -29,6 +29,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_ENV = "MLYARD_SUITE_CPU_DIR"  # where the workers write their lines (set by the script)
+DUMP_ENV = "MLYARD_SUITE_CPU_DUMP"  # a file for every sampled process as JSON lines (pid, parent, kind, CPU s, ...)
 TICK = os.sysconf("SC_CLK_TCK")
 KINDS = (  # the first that appears in a command line names its kind
     ("mlyard.serving", "scoring process or zygote"), ("tracking_server", "environment MLflow server"),
@@ -98,6 +99,7 @@ def _kind(command: str) -> str:
     return next((kind for mark, kind in KINDS if mark in command), "other")
 
 
+MARK = b"MLYARD_AGENT_MARK="  # the home of the server whose processes these are (mlyard.background.local_agents)
 TMP_FOLDER = re.compile(r"/pytest-\d+/(?:popen-gw\d+/)?([^/\s]+)")  # a test's tmp_path: its name, e.g. test_x0
 
 
@@ -108,6 +110,9 @@ def _where(pid: int, procs: dict[int, tuple[int, int, int]]) -> str:
         found = TMP_FOLDER.search(_command(pid))
         with contextlib.suppress(OSError):
             found = found or TMP_FOLDER.search(os.readlink(f"/proc/{pid}/cwd"))
+        with contextlib.suppress(OSError):  # a server's mark (the MLflow servers' zygote: its cwd is the sockets')
+            mark = next((v for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if v.startswith(MARK)), b"")
+            found = found or TMP_FOLDER.search(mark.decode(errors="replace"))
         if found:
             return found.group(1)
         pid = procs.get(pid, (0, 0, 0))[0]
@@ -149,19 +154,20 @@ class Sampler(threading.Thread):
                 if (pid, start) not in self.seen:
                     command = _command(pid)
                     kind = _kind(command)
-                    self.seen[(pid, start)] = [kind, own, command, _where(pid, procs) if kind in PLACED else ""]
+                    where = _where(pid, procs) if kind in PLACED else ""
+                    self.seen[(pid, start)] = [kind, own, command, where, procs[pid][0]]
                 self.seen[(pid, start)][1] = own
 
     def by_kind(self) -> collections.Counter[str]:
         kinds: collections.Counter[str] = collections.Counter()
-        for kind, ticks, _, _ in self.seen.values():
+        for kind, ticks, *_ in self.seen.values():
             kinds[kind] += ticks / TICK
         return kinds
 
     def placed(self) -> dict[tuple[str, str], list[float]]:
         """(kind, test folder) -> [CPU s, processes] of the PLACED kinds."""
         found: dict[tuple[str, str], list[float]] = collections.defaultdict(lambda: [0.0, 0])
-        for kind, ticks, _, where in self.seen.values():
+        for kind, ticks, _, where, _ in self.seen.values():
             if kind in PLACED:
                 entry = found[(kind, where)]
                 entry[0], entry[1] = entry[0] + ticks / TICK, entry[1] + 1
@@ -170,7 +176,7 @@ class Sampler(threading.Thread):
     def others(self) -> collections.Counter[str]:
         """CPU s of the "other" processes by their command line's first OTHER_CHARS characters."""
         found: collections.Counter[str] = collections.Counter()
-        for kind, ticks, command, _ in self.seen.values():
+        for kind, ticks, command, *_ in self.seen.values():
             if kind == "other":
                 found[command[:OTHER_CHARS]] += ticks / TICK
         return found
@@ -221,6 +227,11 @@ def main() -> None:
     print(f"\nheaviest \"other\" processes by command (first {OTHER_CHARS} characters):")
     for command, used in sampler.others().most_common(15):
         print(f"  {used:7.1f}  {command}")
+    if os.environ.get(DUMP_ENV):
+        with open(os.environ[DUMP_ENV], "w") as fh:
+            for (pid, _), (kind, ticks, command, where, parent) in sampler.seen.items():
+                fh.write(json.dumps({"pid": pid, "parent": parent, "kind": kind, "cpu": ticks / TICK, "where": where,
+                                     "command": command}) + "\n")  # fmt: skip
     sys.exit(code)
 
 

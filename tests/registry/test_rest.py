@@ -150,11 +150,15 @@ from mlyard.settings import Settings
 app = create_app(Settings.load(Path(sys.argv[1])), agents=0)
 headers = {"Authorization": f"Bearer {sys.argv[2]}"}
 with TestClient(app) as client:
+    created = client.post("/api/v1/environments", json={"name": "qa"}, headers=headers)
+    fresh = client.get("/api/v1/models", params={"env": "qa"}, headers=headers)
+    before = client.get("/health").json()["mlflow_zygote"]
     listed = client.get("/api/v1/models", params={"env": "dev"}, headers=headers)
     staged = client.post("/api/v1/models/churn/versions/2/stage", json={"stage": "Production"}, headers=headers)
     shown = client.get("/api/v1/models/churn", params={"env": "dev"}, headers=headers)
     missing = client.get("/api/v1/models/nope", params={"env": "dev"}, headers=headers)
-print(json.dumps({"listed": listed.json(), "staged": staged.status_code, "shown": shown.json(),
+print(json.dumps({"fresh": [created.status_code, fresh.status_code, fresh.json(), before],
+                  "listed": listed.json(), "staged": staged.status_code, "shown": shown.json(),
                   "missing": [missing.status_code, missing.json()], "mlflow": "mlflow" in sys.modules}))
 """
 
@@ -169,6 +173,9 @@ def test_the_server_serves_the_models_api_without_importing_mlflow(tmp_path: Pat
                          capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     answer = json.loads(out.stdout.strip().splitlines()[-1])
+    # a new environment's models: none, answered without starting an MLflow server (nor creating its store)
+    assert answer["fresh"] == [201, 200, [], None]
+    assert not (home / "envs" / "qa" / "mlflow.db").exists()
     assert [(m["name"], m["latest_version"]) for m in answer["listed"]] == [("churn", 3)]
     assert answer["staged"] == 200
     assert {v["version"]: v["stage"] for v in answer["shown"]["versions"]} == {1: "None", 2: "Production", 3: "None"}

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from mlyard.errors import InvalidInput
 from mlyard.services import audit, environments
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
@@ -52,7 +53,24 @@ def _open(env: str, tracking_uri: str, socket: Path | None) -> Registry:
 
 
 def list_models(platform: Platform, env: str) -> list[dict[str, Any]]:
+    """The environment's models; none, without starting its MLflow server, while its embedded store does not exist
+    yet (nothing was ever logged or registered there): MLflow would create the store only to answer an empty list."""
+    if _never_used(environments.get_environment(platform, env)["mlflow_tracking_uri"]):
+        return []
     return [{**m, "environment": env} for m in registry(platform, env).list_models()]
+
+
+def _never_used(tracking_uri: str) -> bool:
+    """An embedded store whose database file does not exist yet, or is empty (= model_views' _NO_STORE)."""
+    from mlyard.registry.store import is_remote, sqlite_path
+
+    if is_remote(tracking_uri):
+        return False
+    try:
+        path = sqlite_path(tracking_uri)
+    except InvalidInput:  # the registry's own answer (a clear error) follows
+        return False
+    return not path.is_file() or path.stat().st_size == 0
 
 
 def show_model(platform: Platform, env: str, name: str) -> dict[str, Any]:
