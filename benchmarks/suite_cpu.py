@@ -71,20 +71,35 @@ def tree_cpu(root: int) -> float:
 
 # -- the plugin (in each xdist worker) ------------------------------------------------------------------------------
 _started: dict[str, tuple[float, float]] = {}
+_scans = [0.0]  # this worker's CPU in its own /proc scans (`_tree_cpu`): part of the "test worker" kind's figure
+
+
+def _tree_cpu() -> float:
+    """`tree_cpu` of this worker, adding the scan's own CPU to `_scans` (it reads every process of the machine)."""
+    began = time.thread_time()
+    try:
+        return tree_cpu(os.getpid())
+    finally:
+        _scans[0] += time.thread_time() - began
 
 
 def pytest_runtest_logstart(nodeid: str, location: Any) -> None:
     if os.environ.get(OUT_ENV) and os.environ.get("PYTEST_XDIST_WORKER"):
-        _started[nodeid] = (time.time(), tree_cpu(os.getpid()))
+        _started[nodeid] = (time.time(), _tree_cpu())
 
 
 def pytest_runtest_logreport(report: Any) -> None:
     if report.when != "teardown" or report.nodeid not in _started:
         return
     began, cpu = _started.pop(report.nodeid)
-    line = json.dumps([report.nodeid, time.time() - began, tree_cpu(os.getpid()) - cpu])
+    line = json.dumps([report.nodeid, time.time() - began, _tree_cpu() - cpu])
     with open(Path(os.environ[OUT_ENV]) / f"{os.environ['PYTEST_XDIST_WORKER']}.jsonl", "a") as fh:
         fh.write(line + "\n")
+
+
+def pytest_sessionfinish() -> None:
+    if os.environ.get(OUT_ENV) and os.environ.get("PYTEST_XDIST_WORKER"):
+        (Path(os.environ[OUT_ENV]) / f"{os.environ['PYTEST_XDIST_WORKER']}.scans").write_text(str(_scans[0]))
 
 
 # -- the script -----------------------------------------------------------------------------------------------------
@@ -220,6 +235,9 @@ def main() -> None:
     print("\nby kind of process (sampled every 0.5 s; shorter processes are missed here):")
     for kind, used in sampler.by_kind().most_common():
         print(f"  {used:7.1f}  {kind}")
+    scans = sum(float(path.read_text()) for path in out.glob("*.scans"))
+    print(f"  (of the test workers' CPU, {scans:.1f} s were this script's own scans of /proc at each test's start and "
+          "end: not there in a plain run)")
     print("\nwhere (the test's temporary folder; server0: a worker's session server) of the heavy kinds "
           "(CPU s, processes):")
     for (kind, where), (used, count) in sorted(sampler.placed().items(), key=lambda kv: -kv[1][0])[:30]:

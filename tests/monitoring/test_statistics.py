@@ -131,8 +131,10 @@ def test_a_baseline_logged_through_a_proxying_tracking_server_is_found(tmp_path:
     from mlflow import MlflowClient
 
     from mlyard.monitoring.profile import PROFILE_ARTIFACT, load_profile
+    from mlyard.registry import init_store
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    init_store(uri, tmp_path / "artifacts")  # as the product creates a store (MLflow's migrations: ~2 s of CPU)
     client = MlflowClient(tracking_uri=uri)
     experiment = client.create_experiment("proxied", artifact_location="mlflow-artifacts:/1")
     run = client.create_run(experiment)

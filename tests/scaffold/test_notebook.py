@@ -39,10 +39,12 @@ def test_the_demo_notebook_registers_a_model_that_passes_the_model_tests(demo_pr
     """Train and register in a real MLflow (SQLite), then run the project's model CI tests on that version."""
     from mlflow import MlflowClient
 
+    from mlyard.registry import init_store
+
     project = Path(shutil.copytree(demo_project, tmp_path / "my-model"))  # MLflow writes mlruns/ into the cwd
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    init_store(uri, tmp_path / "mlartifacts")  # the schema once, before another process uses the store
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.search_experiments()  # creates the schema once, before another process uses the store
 
     proc = run_python(project, NOTEBOOK.format(pkg="my_model"), env={"MLFLOW_TRACKING_URI": uri})
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -50,9 +50,14 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
 
+    from mlyard.registry import init_store
+
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    client = MlflowClient(uri, registry_uri=uri)  # creates the schema once, before any server process opens the store
+    # The schema once, before any server process opens the store: as the product creates a new store (from MLflow's
+    # schema; MLflow's own Alembic migrations cost about 2 s of CPU in this worker; tests/registry/test_template.py)
+    init_store(uri, root / "artifacts")
+    client = MlflowClient(uri, registry_uri=uri)
     experiment = client.create_experiment("tests", artifact_location=(root / "artifacts").as_uri())
     with mlflow_globals(uri):  # the fluent API's store while the fixture logs; put back for the modules after
         for seed in (1, 2):
