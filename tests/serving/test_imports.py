@@ -66,7 +66,7 @@ def test_a_scoring_process_imports_scipy_special_before_mlflow() -> None:
     """skops names every scipy.special ufunc when it is imported, searching sys.modules in import order for the
     module holding each one (mlyard.serving.server.FIRST_MODULES): a cold scoring process imports scipy.special
     before MLflow, so that search stops early. The names it finds are those found when MLflow comes first (as in
-    `mlflow models serve`, and in this test process, whose store fixtures import MLflow first)."""
+    `mlflow models serve`; this test process imports MLflow before skops, unless it has imported skops already)."""
     probe = ("import sys; from mlyard.serving.server import import_scoring_modules; import_scoring_modules(); "
              "first = list(sys.modules); import skops.io._trusted_types as trusted; "
              "print(first.index('scipy.special._special_ufuncs') < first.index('mlflow')); "
