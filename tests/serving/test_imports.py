@@ -60,3 +60,22 @@ def test_the_server_imports_no_mlflow_until_it_needs_it() -> None:
              "print(before, rest, 'mlflow' in sys.modules, Registry.__name__)")  # fmt: skip
     found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
     assert found.stdout.split() == ["False", "False", "True", "Registry"]
+
+
+def test_a_scoring_process_imports_scipy_special_before_mlflow() -> None:
+    """skops names every scipy.special ufunc when it is imported, searching sys.modules in import order for the
+    module holding each one (mlyard.serving.server.FIRST_MODULES): a cold scoring process imports scipy.special
+    before MLflow, so that search stops early. The names it finds are those found when MLflow comes first (as in
+    `mlflow models serve`; this test process imports MLflow before skops, unless it has imported skops already)."""
+    probe = ("import sys; from mlyard.serving.server import import_scoring_modules; import_scoring_modules(); "
+             "first = list(sys.modules); import skops.io._trusted_types as trusted; "
+             "print(first.index('scipy.special._special_ufuncs') < first.index('mlflow')); "
+             "print(*trusted.SCIPY_UFUNC_TYPE_NAMES)")  # fmt: skip
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300)
+    before, names = found.stdout.splitlines()
+    assert before == "True"
+    import mlflow  # noqa: F401  (MLflow first, if this process has not imported skops yet)
+    from skops.io import _trusted_types
+
+    assert names.split() == _trusted_types.SCIPY_UFUNC_TYPE_NAMES
+    assert len(names.split()) > 100
