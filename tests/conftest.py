@@ -21,6 +21,14 @@ from typing import Any, Literal
 import httpx
 import pytest
 
+# skops (MLflow's format for scikit-learn models), imported by the first test that logs or loads one, searches the
+# loaded modules in import order for each scipy.special function (~230): after collection, scipy.special came
+# after some 2700 modules (MLflow's among them), 2-3 s of CPU per worker; imported here, before mlyard's and the
+# other test modules' imports, 0.6-1 s (collection imports it anyway). The product's steps and scoring processes
+# do the same (docs/template.md, docs/serving.md); the tests that check the names found compare them in processes
+# of their own.
+import scipy.special  # noqa: F401
+
 from mlyard.services.bootstrap import init_home
 from mlyard.settings import Settings, resolve_home
 from tests.postgres import database_url, postgres, server_database_url  # noqa: F401 - fixtures for all test dirs

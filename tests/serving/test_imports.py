@@ -66,7 +66,7 @@ def test_a_scoring_process_imports_scipy_special_before_mlflow() -> None:
     """skops names every scipy.special ufunc when it is imported, searching sys.modules in import order for the
     module holding each one (mlyard.serving.server.FIRST_MODULES): a cold scoring process imports scipy.special
     before MLflow, so that search stops early. The names it finds are those found when MLflow comes first (as in
-    `mlflow models serve`; this test process imports MLflow before skops, unless it has imported skops already)."""
+    `mlflow models serve`), in a process of its own (the test workers import scipy.special early: tests/conftest.py)."""
     probe = ("import sys; from mlyard.serving.server import import_scoring_modules; import_scoring_modules(); "
              "first = list(sys.modules); import skops.io._trusted_types as trusted; "
              "print(first.index('scipy.special._special_ufuncs') < first.index('mlflow')); "
@@ -74,8 +74,10 @@ def test_a_scoring_process_imports_scipy_special_before_mlflow() -> None:
     found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300)
     before, names = found.stdout.splitlines()
     assert before == "True"
-    import mlflow  # noqa: F401  (MLflow first, if this process has not imported skops yet)
-    from skops.io import _trusted_types
-
-    assert names.split() == _trusted_types.SCIPY_UFUNC_TYPE_NAMES
+    mlflow_first = ("import sys, mlflow, mlflow.pyfunc, skops.io._trusted_types as trusted; "
+                    "assert list(sys.modules).index('mlflow') < list(sys.modules).index('scipy.special'); "
+                    "print(*trusted.SCIPY_UFUNC_TYPE_NAMES)")  # fmt: skip
+    reference = subprocess.run([sys.executable, "-c", mlflow_first], capture_output=True, text=True, check=True,
+                               timeout=300)  # fmt: skip
+    assert names.split() == reference.stdout.split()
     assert len(names.split()) > 100
