@@ -65,9 +65,12 @@ MAX_MODULES = 64
 # dependencies, not copier: it imports plumbum, which copies the whole environment when imported (a fork
 # would then run git with the sandbox's environment; warm_stub sends every python cold after such a copy).
 # 0.3 s of CPU more per sandbox; the step's `import copier` is then 0.06 s.
-DEFAULT_MODULES = ("numpy", "pandas", "sklearn", "mlflow", "sklearn.linear_model", "sklearn.metrics",
+# scipy.special first and skops.io (MLflow's format for scikit-learn models, which the template's steps log and load)
+# last of the stack: skops, when imported, searches the loaded modules in import order for each scipy.special
+# function, a search that stops early when scipy.special comes first (docs/template.md).
+DEFAULT_MODULES = ("scipy.special", "numpy", "pandas", "sklearn", "mlflow", "sklearn.linear_model", "sklearn.metrics",
                    "sklearn.pipeline", "sklearn.preprocessing", "sklearn.model_selection", "mlflow.sklearn",
-                   "mlyard.cli.main", "mlyard.cli.infra", "mlyard.creator", "mlyard.scaffold.render",
+                   "skops.io", "mlyard.cli.main", "mlyard.cli.infra", "mlyard.creator", "mlyard.scaffold.render",
                    "mlyard.git.remote", "questionary", "jinja2", "pydantic", "yaml")  # fmt: skip
 STUB = Path(__file__).with_name("warm_stub.py")
 SLOT_PREFIX = "slot-"  # no leading dot: tools skip hidden folders (pytest's norecursedirs, linters)
