@@ -126,9 +126,14 @@ def quiet_mlflow(*, logs: bool = False) -> Iterator[None]:
                 logger.setLevel(level)
 
 
+def never_used(db_path: Path) -> bool:
+    """An embedded store's database file that does not exist yet or is empty: nothing was ever written there."""
+    return not db_path.is_file() or db_path.stat().st_size == 0
+
+
 def is_initialised(db_path: Path) -> bool:
     """True when `db_path` holds an MLflow schema (read with the standard library, without MLflow)."""
-    if not db_path.is_file() or db_path.stat().st_size == 0:
+    if never_used(db_path):
         return False
     try:
         with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)) as conn:

@@ -30,6 +30,7 @@ from sqlalchemy import select
 from mlyard.db.engine import transaction
 from mlyard.db.tables import AuditEntry
 from mlyard.errors import NotFound
+from mlyard.registry.store import never_used
 from mlyard.services import deployments, environments, models
 from mlyard.services.platform import Platform
 
@@ -233,7 +234,7 @@ def _embedded_db(platform: Platform, env: str) -> Path | None:
     if not uri.startswith(_SQLITE):
         return None
     path = Path(uri[len(_SQLITE) :].split("?", 1)[0])
-    if not path.is_file() or path.stat().st_size == 0:
+    if never_used(path):
         return _NO_STORE
     with contextlib.suppress(_Unrecognised), _connect(path) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}

@@ -61,8 +61,8 @@ def list_models(platform: Platform, env: str) -> list[dict[str, Any]]:
 
 
 def _never_used(tracking_uri: str) -> bool:
-    """An embedded store whose database file does not exist yet, or is empty (= model_views' _NO_STORE)."""
-    from mlyard.registry.store import is_remote, sqlite_path
+    """An embedded store whose database file does not exist yet, or is empty (as model_views' _NO_STORE)."""
+    from mlyard.registry.store import is_remote, never_used, sqlite_path
 
     if is_remote(tracking_uri):
         return False
@@ -70,7 +70,7 @@ def _never_used(tracking_uri: str) -> bool:
         path = sqlite_path(tracking_uri)
     except InvalidInput:  # the registry's own answer (a clear error) follows
         return False
-    return not path.is_file() or path.stat().st_size == 0
+    return never_used(path)
 
 
 def show_model(platform: Platform, env: str, name: str) -> dict[str, Any]:
