@@ -1,11 +1,15 @@
-"""A waiting claim is not put to sleep by a job queued while it looked (ci/queue.py `claim`, `notify_ready`)."""
+"""A waiting claim is not put to sleep by a job queued while it looked (ci/queue.py `claim`, `notify_ready`), and a
+job queued while agents wait goes to one with a warm step sandbox first."""
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
-from mlyard.ci.queue import JobQueue
+from mlyard.ci.queue import WARM_FIRST_SECONDS, JobQueue
+from mlyard.services import jobs
+from tests.ci.engine import Engine
 
 
 class CountingCondition(threading.Condition):
@@ -51,3 +55,45 @@ def test_a_claim_with_nothing_queued_waits_and_is_woken() -> None:
     queue._claim_one = look  # type: ignore[method-assign]
     assert queue.claim("agent", lambda *args: None, wait=30) == {"job": "queued later"}
     assert queue.ready.waits >= 1
+
+
+def _waiting(queue: JobQueue, claims: int) -> None:
+    """Until `claims` claims wait in the queue's condition (each looked and found nothing)."""
+    deadline = time.monotonic() + 30
+    while len(queue.ready._waiters) < claims:  # type: ignore[attr-defined]  # CPython's Condition
+        assert time.monotonic() < deadline, "the claims did not start waiting"
+        time.sleep(0.01)
+
+
+def test_a_job_queued_while_agents_wait_goes_to_the_one_with_a_warm_sandbox(engine: Engine) -> None:
+    """An agent with a warm step sandbox ready gets the job before one without, even when the cold one asked
+    first (woken first); the cold one gets the next job after WARM_FIRST_SECONDS, and claims at once when
+    no warm agent waits."""
+    one_job = "trigger: none\njobs:\n- job: A\n  steps:\n  - script: echo a\n"
+    engine.repo("work", {"ci.yml": one_job})
+    engine.pipeline("work", "work", "ci.yml")
+    queue = engine.orchestrator.queue
+    for _ in range(2):  # the cold claim waits first both times: a Condition wakes its waiters in order
+        got: dict[str, Any] = {}
+
+        def claim(agent: str, warm: bool, got: dict[str, Any] = got) -> None:  # the cold one gets nothing: short
+            got[agent] = jobs.claim(engine.platform, engine.orchestrator, agent, wait=30 if warm else 1.5, warm=warm)
+
+        cold = threading.Thread(target=claim, args=("cold-agent", False))
+        cold.start()
+        _waiting(queue, 1)
+        warm = threading.Thread(target=claim, args=("warm-agent", True))
+        warm.start()
+        _waiting(queue, 2)
+        run_id = engine.run("work")
+        cold.join(30)
+        warm.join(30)
+        assert got["warm-agent"] is not None and got["warm-agent"]["run_id"] == run_id
+        assert got["cold-agent"] is None  # nothing else was queued
+        engine.complete(int(got["warm-agent"]["job_id"]), "succeeded")
+        engine.settle()
+    # no warm agent waiting: a cold claim takes the job at once
+    engine.run("work")
+    began = time.monotonic()
+    spec = jobs.claim(engine.platform, engine.orchestrator, "cold-agent", wait=0)
+    assert spec is not None and time.monotonic() - began < WARM_FIRST_SECONDS

@@ -149,7 +149,8 @@ def test_a_killed_zygote_leaves_its_forks_serving_and_the_pool_starts_another(
     pool: WarmPool, store: Store, tmp_path: Path
 ) -> None:
     """(The standby the previous test left idle has exited: the deployment gets a fork made on the spot, never a
-    cold start.) The zygote killed: the deployment it forked keeps serving and the pool starts another zygote."""
+    cold start.) The zygote killed: the deployment it forked keeps serving and the pool starts another zygote,
+    whose imports a deployment then waits for rather than starting cold."""
     start = pool.status()
     old = _zygote_pid(pool)
     endpoint = start_endpoint(f"models:/{MODEL}/1", port=free_port(), tracking_uri=store.uri,
@@ -167,7 +168,16 @@ def test_a_killed_zygote_leaves_its_forks_serving_and_the_pool_starts_another(
         assert second.pid == idle.pid and _version(second) == "2"
         # a stopped fork whose zygote is gone: dead, its code unknown (EXIT_UNKNOWN, logged), no hang
         assert second.stop(timeout=30) == EXIT_UNKNOWN and not second.alive()
-        _warm(pool)  # the take above started a new zygote, which forked the replacement
+        # none idle, and the new zygote (the take above started it) still importing: the next deployment waits
+        # for its imports and is its fork, not a cold start doing the same imports beside it
+        third = start_endpoint(f"models:/{MODEL}/1", port=free_port(), tracking_uri=store.uri,
+                               log_file=tmp_path / "c.log", env=_env(), cpu=1, pool=pool)  # fmt: skip
+        try:
+            assert psutil.Process(third.pid).ppid() == _zygote_pid(pool) != old and _version(third) == "1"
+            assert pool.status().cold_starts == start.cold_starts
+        finally:
+            third.stop()
+        _warm(pool)  # the new zygote forked the replacement
         assert _zygote_pid(pool) != old and pool.status().zygote_warm
         assert psutil.Process(pool._idle[0].process.pid).ppid() == _zygote_pid(pool)
         assert endpoint.alive() and _version(endpoint) == "1"

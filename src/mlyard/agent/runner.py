@@ -22,11 +22,13 @@ from mlyard.sandbox import Sandbox
 
 logger = logging.getLogger("mlyard.agent")
 CLAIM_PATH = AGENT_CLAIM_PATH
+FILLING_CLAIM_WAIT = 2.0  # the longest claim of an agent whose warm sandbox is not ready yet (seconds)
 
 
-def claim(client: Client, name: str, wait: int) -> JobSpec | None:
-    """Ask for a job (the server holds the request up to `wait` seconds); None when there is none."""
-    data = client.post(CLAIM_PATH, {"agent": name, "wait": wait})
+def claim(client: Client, name: str, wait: float, *, warm: bool = False) -> JobSpec | None:
+    """Ask for a job (the server holds the request up to `wait` seconds); None when there is none. `warm`:
+    this agent has a warm step sandbox ready (the server then gives it a job before an agent without one)."""
+    data = client.post(CLAIM_PATH, {"agent": name, "wait": wait, "warm": warm})
     return JobSpec.from_dict(data) if data else None
 
 
@@ -60,8 +62,11 @@ def run_agent(
     with Client(url, token, timeout=claim_wait + 30) as client:
         while not stop_event.is_set():
             asked = time.monotonic()
+            ready = warm is not None and warm.ready() > 0
+            # while its warm sandbox fills, the agent asks again often, to tell the server once it is ready
+            wait = claim_wait if warm is None or ready else min(claim_wait, FILLING_CLAIM_WAIT)
             try:
-                spec = claim(client, name, claim_wait)
+                spec = claim(client, name, wait, warm=ready)
             except MlyardError as exc:
                 logger.warning("agent %s: claiming a job failed: %s (retrying in %.1f s)", name, exc, backoff)
                 stop_event.wait(backoff)

@@ -50,11 +50,12 @@ IDLE_ENV = "MLYARD_STEP_WARM_IDLE"
 # (CoreGauge), so that they do not slow the steps and the server down (docs/agent.md, "Warm step sandboxes").
 DEFAULT_SIZE = 1
 # Cores the machine's other work left idle (over SAMPLE_SECONDS) for a sandbox to start (QUIET_SAMPLES
-# samples in a row) or resume its imports (a whole core; on a 1-core machine 0.9 of it), and below which
-# its imports are paused. On 2 cores one running step leaves about 0.9 idle: no sandbox starts beside it.
-START_IDLE_CORES = 1.0
+# samples in a row) or resume its imports (0.6 of a core; on a 1-core machine 0.9 of it), and below which its
+# imports are paused. On 2 cores one running step (with the server's and its client's share) leaves 0.7-0.9
+# idle: the next job's sandbox imports on that core meanwhile; two busy cores pause it.
+START_IDLE_CORES = 0.6
 START_IDLE_SHARE = 0.9
-PAUSE_IDLE_CORES = 0.5
+PAUSE_IDLE_CORES = 0.25
 SAMPLE_SECONDS = 0.5
 QUIET_SAMPLES = 2
 PROC_STAT = Path("/proc/stat")
@@ -501,12 +502,16 @@ class WarmPool:
             pass
         return False
 
+    def ready(self) -> int:
+        """How many sandboxes finished their imports and wait for a step."""
+        with self._lock:
+            return 0 if self._stopped else sum(proc.pid in self._warm for proc in self._ready)
+
     def wait_ready(self, timeout: float = 60.0) -> int:
         """Wait until `size` sandboxes finished their imports (tests, benchmarks); how many are ready."""
         deadline = time.monotonic() + timeout
         while True:
-            with self._lock:
-                ready = sum(proc.pid in self._warm for proc in self._ready)
+            ready = self.ready()
             if ready >= self.size or time.monotonic() > deadline:
                 return ready
             time.sleep(0.05)

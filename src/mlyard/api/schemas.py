@@ -95,6 +95,7 @@ class EnvironmentUpdate(BaseModel):
 class ClaimRequest(BaseModel):
     agent: str = "agent"  # checked by the service (mlyard.protocol.agent_name_problem)
     wait: float = 20.0
+    warm: bool = False  # the agent has a warm step sandbox ready: a job queued while it waits goes to it first
 
 
 class StepReport(BaseModel):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import secrets as random
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +31,9 @@ JOB_TOKEN_PREFIX = "myj_"
 AGENT_LOST = "agent lost"
 MAX_WAIT_SECONDS = 60.0
 CLAIM_RECHECK_SECONDS = 5.0  # a waiting claim asks the database again this often if nothing woke it
+# A claim from an agent with no warm step sandbox ready leaves a job this long to an idle agent that has one
+# (its Python steps then skip their imports: docs/agent.md, "Warm step sandboxes"); then it claims it anyway.
+WARM_FIRST_SECONDS = 0.25
 
 SpecBuilder = Callable[[Session, RunJob, str], JobSpec]
 SecretsOf = Callable[[int], tuple[set[str], bool]]  # (values, whether the job is still running)
@@ -59,18 +63,29 @@ class JobQueue:
         self.lock = lock
         self.ready = threading.Condition()  # notified when jobs may have become claimable
         self._readied = 0  # notify_ready calls so far: a claim waits only if none came since it looked
+        self._warm_waiting = 0  # claims waiting now from agents with a warm step sandbox ready
         self._secrets: dict[int, set[str]] = {}
         self._secrets_lock = threading.Lock()
 
     # -- claims ------------------------------------------------------------------------------
     def claim(
-        self, agent: str, build: SpecBuilder, *, wait: float = 0, stop: threading.Event | None = None
-    ) -> JobSpec | None:
-        """The oldest claimable job, given to `agent`, waiting up to `wait` seconds (at most a minute) for one."""
+        self, agent: str, build: SpecBuilder, *, wait: float = 0, stop: threading.Event | None = None,
+        warm: bool = False,
+    ) -> JobSpec | None:  # fmt: skip
+        """The oldest claimable job, given to `agent`, waiting up to `wait` seconds (at most a minute) for one.
+
+        `warm`: the agent has a warm step sandbox ready. While such an agent waits for a job, a claim from one
+        without gives it WARM_FIRST_SECONDS to take a job first (a job queued while both wait goes to the warm
+        one); after that, or when no warm agent waits, it claims as usual, so no job waits longer than that."""
         deadline = datetime.now(UTC) + timedelta(seconds=max(0.0, min(wait, MAX_WAIT_SECONDS)))
         while True:
             with self.ready:
                 readied = self._readied
+                defer = not warm and self._warm_waiting > 0
+            if defer and stop is not None:
+                stop.wait(WARM_FIRST_SECONDS)
+            elif defer:
+                time.sleep(WARM_FIRST_SECONDS)
             with self.lock:
                 spec = self._claim_one(agent, build)
             if spec is not None:
@@ -80,7 +95,11 @@ class JobQueue:
                 return None
             with self.ready:  # woken when a job is queued (notify_ready); a re-check now and then is a safety net
                 if self._readied == readied:  # a job queued while this claim looked is not missed
-                    self.ready.wait(timeout=min(remaining, CLAIM_RECHECK_SECONDS))
+                    self._warm_waiting += warm
+                    try:
+                        self.ready.wait(timeout=min(remaining, CLAIM_RECHECK_SECONDS))
+                    finally:
+                        self._warm_waiting -= warm
 
     def _claim_one(self, agent: str, build: SpecBuilder) -> JobSpec | None:
         with transaction(self.sessions) as session:

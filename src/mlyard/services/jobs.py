@@ -46,12 +46,14 @@ def _queue(platform: Platform) -> JobQueue:
 
 
 def claim(
-    platform: Platform, orchestrator: Orchestrator, agent: str, *, wait: float = 0, local: bool = False
-) -> dict[str, Any] | None:
+    platform: Platform, orchestrator: Orchestrator, agent: str, *, wait: float = 0, local: bool = False,
+    warm: bool = False,
+) -> dict[str, Any] | None:  # fmt: skip
     """The oldest claimable job as a JobSpec dict, waiting up to `wait` seconds for one.
 
     `local` says the caller is one of the server's own agents: only they may use the names `local-N`,
-    so that a restarted server fails exactly the jobs that died with it.
+    so that a restarted server fails exactly the jobs that died with it. `warm`: the agent has a warm step
+    sandbox ready (a job queued while it waits goes to it first: JobQueue.claim).
     """
     problem = agent_name_problem(agent, local=local)
     if problem:
@@ -61,6 +63,7 @@ def claim(
         lambda session, job, token: build_spec(platform, session, job, token),
         wait=wait,
         stop=orchestrator.stop_event,
+        warm=warm,
     )
     return spec.to_dict() if spec is not None else None
 

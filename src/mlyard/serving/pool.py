@@ -40,6 +40,9 @@ log = logging.getLogger("mlyard.serving.pool")
 MAX_SIZE = 8
 # Variables that act when a module is imported: a warm process serves only deployments that agree on them.
 IMPORT_TIME_VARIABLES = (*_THREAD_POOLS, "PYTHONPATH", "PYTHONHASHSEED")
+# The longest a deployment waits for a zygote that is still importing (then it starts cold): a cold start does
+# the same imports from nothing, 5-10 s of CPU on a 2-core machine, so a zygote this late is stuck.
+TAKE_WAIT_SECONDS = 60.0
 
 
 def import_key(python: str, env: Mapping[str, str]) -> tuple[str, ...]:
@@ -90,6 +93,7 @@ class WarmPool:
     _idle: list[Standby] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _filling: threading.Lock = field(default_factory=threading.Lock)
+    _starting: threading.Lock = field(default_factory=threading.Lock)
     _zygote: Zygote | None = None
     _failed: bool = False  # a zygote exited before it was warm: not started again, every start cold
     _closed: bool = False
@@ -110,12 +114,7 @@ class WarmPool:
             zygote = self._live_zygote()
             if zygote is None:
                 return
-            if not zygote.wait_warm(self.warm_timeout):
-                if not self._closed and (zygote.gone or zygote.process.poll() is not None):
-                    log.warning("scoring warm pool: the zygote exited before it was warm (code %s; see %s): every "
-                                "deployment starts cold", zygote.process.poll(), self.log_file)  # fmt: skip
-                    with self._lock:
-                        self._failed = True
+            if not self._wait_warm(zygote, self.warm_timeout):
                 return
             with self._lock:  # standbys that exited while idle (killed, or their stdin closed) are replaced
                 dead = [s for s in self._idle if s.process.poll() is not None]
@@ -149,9 +148,13 @@ class WarmPool:
                         found = candidate
                     else:
                         candidate.discard()
-            zygote = self._zygote if self.key == import_key(python, env) and found is None else None
-        if zygote is not None and zygote.warm and zygote.alive():  # none idle: a fork now beats a cold start
-            found = self._fork(zygote)
+        if found is None and self.size and self.key == import_key(python, env):
+            # None idle: a fork beats a cold start, also when the zygote is still importing (or is started now,
+            # e.g. by the first deployment of a server): a new process would do the same imports from nothing,
+            # on the cores the zygote's imports use
+            zygote = self._live_zygote()
+            if zygote is not None and self._wait_warm(zygote, min(self.warm_timeout, TAKE_WAIT_SECONDS)):
+                found = self._fork(zygote)
         with self._lock:
             if found is None:
                 self._cold += 1
@@ -180,6 +183,18 @@ class WarmPool:
         if zygote is not None:
             zygote.close()
 
+    def _wait_warm(self, zygote: Zygote, timeout: float) -> bool:
+        """Whether the zygote is warm within `timeout` seconds; one that exited before is not started again."""
+        if zygote.wait_warm(timeout):
+            return True
+        if not self._closed and (zygote.gone or zygote.process.poll() is not None):
+            with self._lock:
+                failed, self._failed = self._failed, True
+            if not failed:
+                log.warning("scoring warm pool: the zygote exited before it was warm (code %s; see %s): every "
+                            "deployment starts cold", zygote.process.poll(), self.log_file)  # fmt: skip
+        return False
+
     def _fork(self, zygote: Zygote) -> Standby | None:
         try:
             process, ready_fd = zygote.fork()
@@ -190,6 +205,10 @@ class WarmPool:
 
     def _live_zygote(self) -> Zygote | None:
         """The running zygote, a new one when there is none or it is gone; None when closed or failed."""
+        with self._starting:  # `fill` and `take` may ask at once: one zygote
+            return self._live_or_new_zygote()
+
+    def _live_or_new_zygote(self) -> Zygote | None:
         with self._lock:
             if self._closed or self._failed:
                 return None

@@ -36,7 +36,7 @@ async def claim(
 ) -> dict[str, Any] | Response:
     local = who.username == LOCAL_AGENT_USER
     spec = await asyncio.to_thread(
-        jobs.claim, platform, _orchestrator(platform), body.agent, wait=body.wait, local=local
+        jobs.claim, platform, _orchestrator(platform), body.agent, wait=body.wait, local=local, warm=body.warm
     )
     return spec if spec is not None else Response(status_code=204)
 
