@@ -69,6 +69,7 @@ class Dispatcher:
         is cancelled half-way."""
         self.stopping.set()
         self.platform.orchestrator.stop_event.set()
+        self.platform.orchestrator.queue.notify_ready()  # the claims waiting for a job look again, and see the stop
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         await self._app(scope, receive, send)

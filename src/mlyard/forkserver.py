@@ -270,8 +270,7 @@ def serve_forks(
     caller's end of `control_fd` closes. The child runs `become_standby(stdin_fd, ready_fd)` and exits with it.
     `name` and `without` (what happens without it) word the refusal of a zygote that is not single-threaded."""
     control = socket.socket(fileno=control_fd)
-    _join_threads(THREAD_JOIN_SECONDS)
-    threads = _other_threads()
+    threads = _threads_left(THREAD_JOIN_SECONDS)
     if threads:
         print(f"error: {name} has other threads after its imports ({', '.join(threads)}); it forks only "
               f"single-threaded: {without}", file=sys.stderr, flush=True)  # fmt: skip
@@ -330,14 +329,18 @@ def serve_forks(
     return 0
 
 
-def _join_threads(timeout: float) -> None:
-    """Wait at most `timeout` seconds in all for the Python threads the imports started to end: e.g. the AnyIO
-    worker thread that runs a WSGI app's warm-up request, which ends once its event loop closed, but later on a
-    busy machine."""
+def _threads_left(timeout: float) -> list[str]:
+    """The threads left (`_other_threads`) after waiting at most `timeout` seconds in all for those the imports
+    started to end: e.g. the AnyIO worker thread that runs a WSGI app's warm-up request, which ends once its event
+    loop closed, but later on a busy machine. A joined Python thread's OS thread still runs its last instructions
+    for a moment (it is still listed in /proc/self/task, unnamed: "python"): it is waited for too."""
     deadline = time.monotonic() + timeout
     for thread in threading.enumerate()[:1000]:
         if thread is not threading.main_thread():
             thread.join(max(0.0, deadline - time.monotonic()))
+    while (threads := _other_threads()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return threads
 
 
 def _other_threads() -> list[str]:

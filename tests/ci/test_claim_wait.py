@@ -7,6 +7,9 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
+from mlyard.ci import queue as queue_module
 from mlyard.ci.queue import WARM_FIRST_SECONDS, JobQueue
 from mlyard.services import jobs
 from tests.ci.engine import Engine
@@ -97,3 +100,25 @@ def test_a_job_queued_while_agents_wait_goes_to_the_one_with_a_warm_sandbox(engi
     began = time.monotonic()
     spec = jobs.claim(engine.platform, engine.orchestrator, "cold-agent", wait=0)
     assert spec is not None and time.monotonic() - began < WARM_FIRST_SECONDS
+
+
+def test_claims_waiting_for_a_job_answer_at_once_when_the_server_stops(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stopping server wakes the agents' long-polling claims (no job: 204), so its HTTP server's graceful
+    shutdown does not cancel them half-way (they were answered 500 after 2 s, and logged as errors)."""
+    monkeypatch.setattr(queue_module, "CLAIM_RECHECK_SECONDS", 60.0)  # only the stop can wake them in time
+    got: list[Any] = []
+
+    def claim(name: str) -> None:
+        got.append(jobs.claim(engine.platform, engine.orchestrator, name, wait=60, warm=name == "warm-agent"))
+
+    claims = [threading.Thread(target=claim, args=(name,)) for name in ("cold-agent", "warm-agent")]
+    for thread in claims:
+        thread.start()
+    _waiting(engine.orchestrator.queue, 2)
+    engine.orchestrator.stop()
+    for thread in claims:
+        thread.join(30)  # far less than their 60 s wait
+        assert not thread.is_alive()
+    assert got == [None, None]

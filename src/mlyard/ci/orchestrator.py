@@ -116,6 +116,7 @@ class Orchestrator:
     def stop(self) -> None:
         self.stop_event.set()
         self.wake.set()
+        self.queue.notify_ready()  # waiting claims answer at once (no job)
         with self.lock:  # compilations under way end early; their runs stay queued for the next start
             self._stopping.update(self._compiling)
         if self._thread:

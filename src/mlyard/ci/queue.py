@@ -86,6 +86,8 @@ class JobQueue:
                 stop.wait(WARM_FIRST_SECONDS)
             elif defer:
                 time.sleep(WARM_FIRST_SECONDS)
+            if stop is not None and stop.is_set():  # the server stops: no job goes to an agent now
+                return None
             with self.lock:
                 spec = self._claim_one(agent, build)
             if spec is not None:
