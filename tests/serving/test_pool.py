@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -142,6 +143,35 @@ def test_a_warm_process_that_fails_reports_its_log_and_a_standby_without_assignm
     assert process.stdin is not None
     process.stdin.close()
     assert process.wait(timeout=30) == 0
+
+
+@pytest.mark.slow
+def test_a_scoring_server_stops_when_the_process_that_started_it_exits(
+    pool: WarmPool, store: Store, tmp_path: Path
+) -> None:
+    """A scoring server stops (gracefully, as on SIGTERM) when its owner exits, e.g. a killed mlyard server, whose
+    front proxy was the only way to it (it used to run until that server's next start); one whose owner is gone
+    before it starts does not serve."""
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        endpoint = start_endpoint(f"models:/{MODEL}/1", port=free_port(), tracking_uri=store.uri, pool=pool,
+                                  log_file=tmp_path / "a.log", env=_env(), cpu=1, owner=owner.pid)  # fmt: skip
+        try:
+            assert _version(endpoint) == "1"
+            owner.kill()
+            owner.wait(timeout=30)
+            deadline = time.monotonic() + 30
+            while endpoint.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not endpoint.alive()
+        finally:
+            assert endpoint.stop() == -signal.SIGTERM  # its graceful stop (uvicorn re-raises the SIGTERM)
+    finally:
+        owner.kill()
+    with pytest.raises(EndpointFailed) as failed:
+        start_endpoint(f"models:/{MODEL}/1", port=free_port(), tracking_uri=store.uri, log_file=tmp_path / "b.log",
+                       env=_env(), cpu=1, pool=pool, owner=owner.pid)  # fmt: skip
+    assert f"process {owner.pid} (--stop-with) has exited" in failed.value.message
 
 
 @pytest.mark.slow

@@ -187,9 +187,11 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 def serve_argv(
     model_uri: str, *, port: int, host: str, tracking_uri: str | None, python: str,
     cpu: float | None = None, memory: float | None = None, artifacts_destination: Path | None = None,
-    inference_log: Path | None = None,
+    inference_log: Path | None = None, stop_with: int | None = None,
 ) -> list[str]:  # fmt: skip
     argv = [python, "-m", "mlyard.serving", "--model-uri", model_uri, "--host", host, "--port", str(port)]
+    if stop_with is not None:
+        argv += ["--stop-with", str(stop_with)]
     if inference_log is not None:
         argv += ["--inference-log", str(inference_log)]
     if tracking_uri:
@@ -219,6 +221,7 @@ def start_endpoint(
     artifacts_destination: Path | None = None,
     inference_log: Path | None = None,
     pool: WarmPool | None = None,
+    owner: int | None = None,
 ) -> Endpoint:
     """Start a scoring server and wait until `/ping` is healthy (it says so on a pipe once it listens).
 
@@ -230,6 +233,8 @@ def start_endpoint(
     of the deployment's inference table (docs/monitoring.md); None logs nothing.
 
     `cpu` and `memory` (GB) limit it (mlyard.serving.limits): ceil(cpu) cores, stopped past `memory`.
+
+    It stops by itself when process `owner` (default: this process, which holds its handle) exits.
 
     `env` is the child's whole environment (default: a copy of this process's); `MLFLOW_TRACKING_URI`
     is set from `tracking_uri`. On failure the process group is stopped and `EndpointFailed`
@@ -243,7 +248,8 @@ def start_endpoint(
         child_env.update(thread_pool_env(cpu))
     log_file.parent.mkdir(parents=True, exist_ok=True)
     argv = serve_argv(model_uri, port=port, host=host, tracking_uri=tracking_uri, python=python, cpu=cpu, memory=memory,
-                      artifacts_destination=artifacts_destination, inference_log=inference_log)  # fmt: skip
+                      artifacts_destination=artifacts_destination, inference_log=inference_log,
+                      stop_with=os.getpid() if owner is None else owner)  # fmt: skip
     standby = pool.take(python, child_env) if pool is not None else None
     process: subprocess.Popen[bytes] | Forked
     if standby is not None:

@@ -91,7 +91,47 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-full-below", type=int, default=50,
                         help="requests per second logged in full before sampling starts (default 50)")
     parser.add_argument("--ready-fd", type=int, default=None, help="write `ready` to this descriptor once listening")
+    parser.add_argument("--stop-with", type=int, default=None, metavar="PID",
+                        help="stop (as on SIGTERM) when process PID exits: the mlyard server that started it")
     return parser
+
+
+def stop_with(pid: int) -> bool:
+    """Stop this process as on SIGTERM (uvicorn's graceful stop: the inference log is flushed) when process `pid`
+    exits: the mlyard server that started it, whose front proxy is the only way to it (a server that was killed
+    would otherwise leave it running until its next start). False when `pid` is already gone."""
+    import select
+    import signal
+    import threading
+    import time
+
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    except OSError:  # no pidfd (an old kernel): look every 2 s
+        handle = -1
+
+    def watch() -> None:
+        if handle >= 0:
+            select.select([handle], [], [])
+        else:
+            while _alive(pid):
+                time.sleep(2)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="mlyard-server-watch", daemon=True).start()
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def notifier(fd: int | None) -> Callable[[], None] | None:
@@ -177,6 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return zygote(int(raw[2]))
     args = _parser().parse_args(raw)
+    if args.stop_with is not None and not stop_with(args.stop_with):
+        print(f"error: process {args.stop_with} (--stop-with) has exited: not serving", file=sys.stderr, flush=True)
+        return 1
     # Limits first: before the model (and numpy's thread pools) load, so they apply to all of it.
     if args.cpu:
         from mlyard.serving.limits import apply_cpu_limit
