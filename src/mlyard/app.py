@@ -81,6 +81,32 @@ class Dispatcher:
             await self.api(scope, receive, send)
 
 
+def _start_job_sandboxes(platform: Platform, stopping: threading.Event) -> None:
+    """The warm sandboxes of workspace jobs (docs/jobs.md), on a slot folder in `<home>/jobs`, as many as
+    MLYARD_STEP_WARM says (none unsandboxed), once a first job ended: a server that runs no job pays nothing,
+    and the first pipelines of a new home keep the idle core for the agents' sandboxes. A job's folder that a
+    killed server left in a slot goes back to its place first (the pool removes old slots)."""
+    from mlyard.agent.warm import SLOT_PREFIX, WarmPool
+
+    root = platform.settings.home / "jobs"
+    root.mkdir(parents=True, exist_ok=True)
+    for slot in sorted(root.glob(SLOT_PREFIX + "*"))[:16]:
+        for folder in sorted(slot.iterdir())[:16]:
+            place = root / folder.name
+            if folder.name.isdigit() and place.is_symlink():
+                place.unlink()
+                folder.rename(place)
+    while not platform.job_ended.wait(1.0):
+        if stopping.is_set():
+            return
+    try:
+        sandbox = Sandbox.detect(hidden=server_paths(platform.settings.home),
+                                 unsandboxed=platform.settings.unsandboxed_steps)  # fmt: skip
+        platform.job_sandboxes = WarmPool.create(sandbox, root, variables={})  # a job has no step's TF_BUILD
+    except (SandboxUnavailable, OSError) as exc:
+        log.warning("workspace jobs run cold: their warm sandboxes could not start: %s", exc)
+
+
 def _step_sandbox(settings: Settings, agents: int) -> Sandbox:
     """The sandbox of local agents' steps; refuses to start them unsandboxed unless --unsandboxed-steps."""
     hidden = server_paths(settings.home)
@@ -169,6 +195,10 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_zygote: ServerZygo
             )
             local.start()
         api.state.local_agents = local  # /health counts their warm step sandboxes
+        os.environ[MARK_VARIABLE] = marker  # what the server starts is found by it after a crash (kill_orphans)
+        job_sandboxes = threading.Thread(target=_start_job_sandboxes, args=(platform, stopping),
+                                         name="mlyard-job-sandboxes", daemon=True)  # fmt: skip
+        job_sandboxes.start()
         yield
         stopping.set()  # also when the server is stopped without a signal (begin_shutdown not called)
         pool_filling.cancel()
@@ -179,6 +209,10 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_zygote: ServerZygo
         deployments.attach(platform, None)
         if local is not None:
             local.stop()
+        job_sandboxes.join(timeout=10)
+        if platform.job_sandboxes is not None:
+            platform.job_sandboxes.stop()
+            platform.job_sandboxes = None
         orchestrator.stop()
         platform.close()
 
@@ -201,10 +235,11 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_zygote: ServerZygo
         pool = deployments.pool_status(platform)  # the warm scoring processes (docs/serving.md)
         local_agents = getattr(api.state, "local_agents", None)  # the warm step sandboxes (docs/agent.md)
         warm_steps = local_agents.warm_sandboxes() if local_agents is not None else 0
+        warm_jobs = platform.job_sandboxes.ready() if platform.job_sandboxes is not None else 0
         return {"ok": True, "status": "healthy", "version": __version__,
                 "serving_pool": asdict(pool) if pool is not None else None,
                 "mlflow_zygote": asdict(zygote) if (zygote := mlflow_servers.zygote_status()) is not None else None,
-                "warm_step_sandboxes": warm_steps}  # fmt: skip
+                "warm_step_sandboxes": warm_steps, "warm_job_sandboxes": warm_jobs}  # fmt: skip
 
     for router in (
         identity_routes.router,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -169,3 +170,51 @@ def test_a_job_token_is_bound_to_its_environment() -> None:
     assert environment_of("env-dev", "variable-group", is_admin=False) == "dev"
     assert environment_of("env-dev", "workspace-job-x", is_admin=False) is None  # not a job's token name
     assert environment_of("ana", "workspace-job-12", is_admin=False) is None  # not a service identity: unbound
+
+
+PROBE = """import os, sys
+print("python", "warm" if "decimal" in sys.modules else "cold")  # the warm sandboxes pre-import `decimal` here
+folder = os.path.dirname(os.getcwd())  # the job's folder (the entry point runs in its code/)
+print("beside it", sorted(os.listdir(os.path.dirname(folder))))
+print("home inside", os.environ["HOME"].startswith(folder + "/"))
+sys.exit(7 if "fail" in sys.argv[0] else 0)
+"""
+
+
+def test_jobs_after_the_first_run_in_warm_sandboxes_that_see_only_their_own_folder(tmp_path: Path) -> None:
+    """Warm sandboxes of workspace jobs start once a first job ended; a job then runs there (its Python a fork of
+    the pre-imported one), sees its own folder only, logs and exits as a cold job does, and its folder is back in
+    its place after it. /health counts the sandboxes that wait."""
+    warm = {"MLYARD_STEP_WARM": "1", "MLYARD_STEP_WARM_IDLE": "0", "MLYARD_STEP_WARM_MODULES": "decimal"}
+    server = start_server(tmp_path, "--agents", "0", env=warm)
+    try:
+        source = tmp_path / "warmjobs"
+        (source / "src" / "warmjobs" / "notebooks").mkdir(parents=True)
+        for name in ("probe", "fail"):
+            (source / "src" / "warmjobs" / "notebooks" / f"{name}.py").write_text(PROBE)
+        server.cli("workspace", "deploy", "--env", "dev", "--app", "warmjobs", "--branch", "master", "--source",
+                   str(source))  # fmt: skip
+
+        def waiting() -> int:
+            deadline = time.monotonic() + 120
+            while (count := httpx.get(f"{server.url}/health", timeout=30).json()["warm_job_sandboxes"]) < 1:
+                assert time.monotonic() < deadline, "no warm sandbox for jobs"
+                time.sleep(0.1)
+            return int(count)
+
+        first = server.cli("jobs", "run", "--env", "dev", "--app", "warmjobs", "probe").stdout
+        assert "python cold" in first  # none before a first job
+        assert waiting() == 1
+        second = server.cli("jobs", "run", "--env", "dev", "--app", "warmjobs", "probe").stdout
+        assert "python warm" in second and "home inside True" in second
+        jobs = json.loads(server.cli("jobs", "list", "--app", "warmjobs", "--json").stdout)
+        assert f"beside it ['{jobs[0]['id']}']" in second  # its own folder only (in the sandboxes' slot)
+        folder = server.home / "jobs" / str(jobs[0]["id"])
+        assert folder.is_dir() and not folder.is_symlink() and "python warm" in (folder / "job.log").read_text()
+        assert waiting() == 1  # its replacement
+        failed = server.cli("jobs", "run", "--env", "dev", "--app", "warmjobs", "fail", check=False)
+        assert failed.returncode == 1 and "python warm" in failed.stdout
+        assert "the entry point exited with code 7" in failed.stderr
+        assert not list((server.home / "jobs").glob("slot-*/*"))  # the slot is empty between jobs
+    finally:
+        server.stop()

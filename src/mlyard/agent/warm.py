@@ -74,6 +74,7 @@ DEFAULT_MODULES = ("scipy.special", "numpy", "pandas", "sklearn", "mlflow", "skl
                    "skops.io", "mlyard.cli.main", "mlyard.cli.infra", "mlyard.creator", "mlyard.scaffold.render",
                    "mlyard.git.remote", "questionary", "jinja2", "pydantic", "yaml")  # fmt: skip
 STUB = Path(__file__).with_name("warm_stub.py")
+STEP_VARIABLES = {"TF_BUILD": "True"}  # every step has it (mlyard.agent.environment); MLflow reads it at import
 SLOT_PREFIX = "slot-"  # no leading dot: tools skip hidden folders (pytest's norecursedirs, linters)
 STATUS_FILE = ".warm-ready"  # in the work root (hidden from steps): how many sandboxes are ready
 STUB_HOME = "/tmp/.mlyard-warm"  # the stub's shims and socket (warm_stub.HOME), in the sandbox's private /tmp
@@ -275,7 +276,7 @@ class WarmPool:
     """The warm sandboxes of one agent, all on its one slot (an agent runs one job at a time)."""
 
     def __init__(self, sandbox: Sandbox, work_root: Path, size: int, modules: Sequence[str],
-                 gauge: CoreGauge | None = None) -> None:  # fmt: skip
+                 gauge: CoreGauge | None = None, variables: dict[str, str] | None = None) -> None:  # fmt: skip
         self.sandbox = sandbox
         self.work_root = work_root.resolve()
         self.size = size
@@ -289,19 +290,21 @@ class WarmPool:
         self._lock = threading.Lock()
         self._stopped = False
         self.gauge = gauge  # None: sandboxes start at once, never paused
+        # what every command given to them has in its environment and the imports may read (default: a step's)
+        self.variables = STEP_VARIABLES if variables is None else dict(variables)
         self.scripts = scripts_importing(self.modules)  # console scripts whose commands run warm too
         self._paused: int | None = None  # the pid of the importing sandbox while it is stopped (SIGSTOP)
         self.sample_seconds = SAMPLE_SECONDS
         self.started = 0  # sandboxes started so far
 
     @classmethod
-    def create(cls, sandbox: Sandbox, work_root: Path) -> WarmPool | None:
+    def create(cls, sandbox: Sandbox, work_root: Path, variables: dict[str, str] | None = None) -> WarmPool | None:
         """The pool the settings ask for, started; None when off or when steps run unsandboxed."""
         size = warm_size()
         if size == 0 or not sandbox.enabled:
             return None
         gauge = CoreGauge() if waits_for_idle() else None
-        pool = cls(sandbox.hiding(work_root), work_root, size, warm_modules(), gauge)
+        pool = cls(sandbox.hiding(work_root), work_root, size, warm_modules(), gauge, variables)
         pool.start()
         return pool
 
@@ -417,9 +420,9 @@ class WarmPool:
         self._wake.set()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        # as a step's (TF_BUILD: every step has it; MLflow reads it at import), but HOME: the sandbox's own
+        # as a step's (self.variables: TF_BUILD, which MLflow reads at import), but HOME: the sandbox's own
         # /tmp (what the imports write there, e.g. MLflow's telemetry id, stays in this sandbox)
-        env = {**passed_environment(), "HOME": WARM_HOME, "PYTHONUNBUFFERED": "1", "TF_BUILD": "True",
+        env = {**passed_environment(), "HOME": WARM_HOME, "PYTHONUNBUFFERED": "1", **self.variables,
                _MARK: os.environ.get(_MARK, "")}  # fmt: skip
         stub = [sys.executable, str(STUB), ",".join(self.modules), STUB_HOME, ",".join(self.scripts)]
         argv = self.sandbox.command(stub, cwd=self.slot, work=[self.slot])
@@ -501,6 +504,10 @@ class WarmPool:
         except (OSError, ValueError):
             pass
         return False
+
+    def give(self, proc: subprocess.Popen[bytes], argv: list[str], *, cwd: Path, env: dict[str, str]) -> None:
+        """Give a taken sandbox its command (`send_request`, its stderr merged into its stdout)."""
+        send_request(proc, argv, cwd=cwd, env=env, merge=True)
 
     def ready(self) -> int:
         """How many sandboxes finished their imports and wait for a step."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +18,27 @@ from mlyard.services.runtime import DeploymentRuntime
 from mlyard.settings import Settings
 
 Listener = Callable[[list[dict[str, Any]]], None]
+
+
+class WarmSandboxes(Protocol):
+    """Sandboxes that imported the ML stack before their job was known, all on one `slot` folder (the server's
+    `mlyard.agent.warm.WarmPool` for workspace jobs: this layer does not import the agent's)."""
+
+    slot: Path
+
+    def take(self) -> subprocess.Popen[bytes] | None: ...  # one whose imports are done, or None
+
+    def give(self, proc: subprocess.Popen[bytes], argv: list[str], *, cwd: Path, env: dict[str, str]) -> None: ...
+
+    def hold(self) -> None: ...  # a job runs: none starts
+
+    def release(self) -> None: ...  # the job ended: replace the one it used
+
+    def check_empty(self) -> None: ...  # after a job: anything left in the slot replaces them
+
+    def ready(self) -> int: ...  # how many wait with their imports done (/health)
+
+    def stop(self) -> None: ...  # the server stops
 
 
 @dataclass
@@ -31,6 +54,11 @@ class Platform:
     # needed (api.mlflow_mount); None where MLflow is used in-process (services.models).
     mlflow_socket: Callable[[str, str], Path | None] | None = None
     login_failures: LoginFailures = field(default_factory=LoginFailures)  # failed logins per client address
+    # When a server runs: warm sandboxes for workspace jobs (services.workspace_jobs), and the lock of their slot,
+    # which holds one job's folder at a time (a warm sandbox sees the whole slot)
+    job_sandboxes: WarmSandboxes | None = None
+    job_slot: threading.Lock = field(default_factory=threading.Lock)
+    job_ended: threading.Event = field(default_factory=threading.Event)  # a workspace job ended (they start then)
     _secret_key: bytes | None = field(default=None, repr=False)
 
     def secret_key(self) -> bytes:

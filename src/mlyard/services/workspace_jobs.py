@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import select
 
@@ -251,14 +251,18 @@ def _run(platform: Platform, job_id: int, environment: dict[str, Any], work: Pat
             _prepare_registry(platform, environment, app)
         env.update(_mlflow_variables(platform, environment, job_id))
         (work / "home").mkdir(exist_ok=True)
-        argv = sandbox.command([sys.executable, *launch.argv], cwd=launch.cwd, work=[work],
-                               readable=launch.readable)  # fmt: skip
         with open(logfile, "ab") as out:
             out.write(f"$ {launch.label}\n".encode())
             out.flush()
-            code, reason = _wait(subprocess.Popen(argv, cwd=launch.cwd, env=env, stdin=subprocess.DEVNULL,
-                                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True),
-                                 work / CANCEL_FILE)  # fmt: skip
+            warm = _run_warm(platform, job_id, work, launch, env, out) if sandbox.enabled else None
+            if warm is not None:
+                code, reason = warm
+            else:
+                argv = sandbox.command([sys.executable, *launch.argv], cwd=launch.cwd, work=[work],
+                                       readable=launch.readable)  # fmt: skip
+                code, reason = _wait(subprocess.Popen(argv, cwd=launch.cwd, env=env, stdin=subprocess.DEVNULL,
+                                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True),
+                                     work / CANCEL_FILE)  # fmt: skip
         message = "" if code == 0 else f"{EXITED_WITH} {code}"
         if reason == "timeout":
             message = (f"{RAN_TOO_LONG} of {timeout_minutes():g} minutes "
@@ -272,8 +276,68 @@ def _run(platform: Platform, job_id: int, environment: dict[str, Any], work: Pat
         message = f"{COULD_NOT_RUN}: {exc}"
     _revoke_token(platform, environment["name"], job_id)
     _finish(platform, job_id, code, message, _mlflow_runs(platform, environment, job_id), canceled=canceled)
+    platform.job_ended.set()
     shutil.rmtree(work / "code", ignore_errors=True)
     shutil.rmtree(work / "home", ignore_errors=True)
+
+
+def _run_warm(
+    platform: Platform, job_id: int, work: Path, launch: Launch, env: dict[str, str], out: BinaryIO
+) -> tuple[int | None, str] | None:  # fmt: skip
+    """Run the entry point in a warm sandbox of the server (the ML stack already imported: docs/jobs.md), as
+    `_wait` answers; None when none is ready, another job holds their slot, or the job needs more than its folder
+    (a file of the live workspace). The job's folder is moved into the slot for the run (a symbolic link at its
+    place: its log, cancel file and API answers stay where they are) and back after: the sandbox, started before
+    the job was known, sees the slot only, and the slot holds this one job's folder."""
+    pool = platform.job_sandboxes
+    if pool is None or launch.readable or not platform.job_slot.acquire(blocking=False):
+        return None
+    try:
+        proc = pool.take()
+        if proc is None:
+            return None
+        pool.hold()
+        inside = pool.slot / work.name
+        try:
+            os.rename(work, inside)
+            os.symlink(inside, work)
+        except OSError:  # the job runs cold: its folder back in its place, the sandbox stopped
+            with contextlib.suppress(OSError):
+                os.rename(inside, work)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            pool.release()
+            return None
+        try:
+            log.info("job %d runs in a warm sandbox (its replacement starts after it, on an idle core)", job_id)
+            pool.give(proc, ["python", *launch.argv], cwd=inside / launch.cwd.relative_to(work),
+                      env={**env, "HOME": str(inside / "home")})  # paths as the sandbox sees them  # fmt: skip
+            pumps = [threading.Thread(target=_pump, args=(stream, out), name=f"mlyard-job-{job_id}-log", daemon=True)
+                     for stream in (proc.stdout, proc.stderr) if stream is not None]  # fmt: skip
+            for pump in pumps:
+                pump.start()
+            result = _wait(proc, work / CANCEL_FILE)
+            for pump in pumps:
+                pump.join(timeout=10)
+            return result
+        finally:
+            work.unlink()
+            os.rename(inside, work)
+            pool.check_empty()
+            pool.release()
+    finally:
+        platform.job_slot.release()
+
+
+def _pump(stream: BinaryIO, out: BinaryIO) -> None:
+    """Copy a warm sandbox's output into the job's log as it comes (until the sandbox's end closes it)."""
+    with contextlib.suppress(OSError, ValueError):
+        while chunk := os.read(stream.fileno(), 65536):
+            out.write(chunk)
+            out.flush()
+    with contextlib.suppress(OSError):
+        stream.close()
 
 
 def _mlflow_variables(platform: Platform, environment: dict[str, Any], job_id: int) -> dict[str, str]:
