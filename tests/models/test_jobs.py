@@ -177,20 +177,24 @@ print("python", "warm" if "decimal" in sys.modules else "cold")  # the warm sand
 folder = os.path.dirname(os.getcwd())  # the job's folder (the entry point runs in its code/)
 print("beside it", sorted(os.listdir(os.path.dirname(folder))))
 print("home inside", os.environ["HOME"].startswith(folder + "/"))
+sys.stdout.flush()
+if "sleepy" in sys.argv[0]:
+    import time
+    time.sleep(600)
 sys.exit(7 if "fail" in sys.argv[0] else 0)
 """
 
 
 def test_jobs_after_the_first_run_in_warm_sandboxes_that_see_only_their_own_folder(tmp_path: Path) -> None:
     """Warm sandboxes of workspace jobs start once a first job ended; a job then runs there (its Python a fork of
-    the pre-imported one), sees its own folder only, logs and exits as a cold job does, and its folder is back in
-    its place after it. /health counts the sandboxes that wait."""
+    the pre-imported one), sees its own folder only, logs and exits as a cold job does (canceled too), and its folder
+    is back in its place after it. /health counts the sandboxes that wait."""
     warm = {"MLYARD_STEP_WARM": "1", "MLYARD_STEP_WARM_IDLE": "0", "MLYARD_STEP_WARM_MODULES": "decimal"}
     server = start_server(tmp_path, "--agents", "0", env=warm)
     try:
         source = tmp_path / "warmjobs"
         (source / "src" / "warmjobs" / "notebooks").mkdir(parents=True)
-        for name in ("probe", "fail"):
+        for name in ("probe", "fail", "sleepy"):
             (source / "src" / "warmjobs" / "notebooks" / f"{name}.py").write_text(PROBE)
         server.cli("workspace", "deploy", "--env", "dev", "--app", "warmjobs", "--branch", "master", "--source",
                    str(source))  # fmt: skip
@@ -216,5 +220,21 @@ def test_jobs_after_the_first_run_in_warm_sandboxes_that_see_only_their_own_fold
         assert failed.returncode == 1 and "python warm" in failed.stdout
         assert "the entry point exited with code 7" in failed.stderr
         assert not list((server.home / "jobs").glob("slot-*/*"))  # the slot is empty between jobs
+        assert waiting() == 1
+        with server.client() as api:  # a warm job canceled: its sandbox's group stopped, its folder back
+            started = api.post("/api/v1/jobs", json={"env": "dev", "app": "warmjobs", "entrypoint": "sleepy"})
+            job_id = started.json()["id"]
+            log = server.home / "jobs" / str(job_id) / "job.log"
+            deadline = time.monotonic() + 60
+            while not (log.is_file() and "python warm" in log.read_text()):
+                assert time.monotonic() < deadline, "the job did not start"
+                time.sleep(0.1)
+            assert api.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 200
+            while (state := api.get(f"/api/v1/jobs/{job_id}").json()["state"]) not in ("canceled", "failed"):
+                assert time.monotonic() < deadline + 60, state
+                time.sleep(0.1)
+        assert state == "canceled"
+        folder = server.home / "jobs" / str(job_id)
+        assert folder.is_dir() and not folder.is_symlink() and not list((server.home / "jobs").glob("slot-*/*"))
     finally:
         server.stop()
