@@ -89,13 +89,17 @@ def _start_job_sandboxes(platform: Platform, stopping: threading.Event) -> None:
     from mlyard.agent.warm import SLOT_PREFIX, WarmPool
 
     root = platform.settings.home / "jobs"
-    root.mkdir(parents=True, exist_ok=True)
-    for slot in sorted(root.glob(SLOT_PREFIX + "*"))[:16]:
-        for folder in sorted(slot.iterdir())[:16]:
-            place = root / folder.name
-            if folder.name.isdigit() and place.is_symlink():
-                place.unlink()
-                folder.rename(place)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for slot in sorted(root.glob(SLOT_PREFIX + "*"))[:16]:
+            for folder in sorted(slot.iterdir())[:16]:
+                place = root / folder.name
+                if folder.name.isdigit() and place.is_symlink():
+                    place.unlink()
+                    folder.rename(place)
+    except OSError as exc:
+        log.warning("workspace jobs run cold: a job's folder could not leave an old slot of %s: %s", root, exc)
+        return
     while not platform.job_ended.wait(1.0):
         if stopping.is_set():
             return
@@ -181,8 +185,8 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_zygote: ServerZygo
         )
         supervisor.start()
         local = None
+        os.environ[MARK_VARIABLE] = marker  # what the server starts is found by it after a crash (kill_orphans)
         if agents > 0:
-            os.environ[MARK_VARIABLE] = marker
             local = LocalAgents(
                 url=settings.url,
                 token=local_agent_token(platform),
@@ -195,7 +199,6 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_zygote: ServerZygo
             )
             local.start()
         api.state.local_agents = local  # /health counts their warm step sandboxes
-        os.environ[MARK_VARIABLE] = marker  # what the server starts is found by it after a crash (kill_orphans)
         job_sandboxes = threading.Thread(target=_start_job_sandboxes, args=(platform, stopping),
                                          name="mlyard-job-sandboxes", daemon=True)  # fmt: skip
         job_sandboxes.start()

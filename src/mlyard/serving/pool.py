@@ -140,15 +140,16 @@ class WarmPool:
     def take(self, python: str, env: Mapping[str, str]) -> Standby | None:
         """A live warm process for a deployment with this Python and environment, or None (start cold)."""
         found = None
+        fits = self.key == import_key(python, env)
         with self._lock:
-            if self.key == import_key(python, env):
+            if fits:
                 while self._idle and found is None:
                     candidate = self._idle.pop(0)
                     if candidate.process.poll() is None:
                         found = candidate
                     else:
                         candidate.discard()
-        if found is None and self.size and self.key == import_key(python, env):
+        if found is None and self.size and fits:
             # None idle: a fork beats a cold start, also when the zygote is still importing (or is started now,
             # e.g. by the first deployment of a server): a new process would do the same imports from nothing,
             # on the cores the zygote's imports use

@@ -103,34 +103,19 @@ def stop_with(pid: int) -> bool:
     import select
     import signal
     import threading
-    import time
 
     try:
         handle = os.pidfd_open(pid)
     except ProcessLookupError:
         return False
-    except OSError:  # no pidfd (an old kernel): look every 2 s
-        handle = -1
+    except OSError:  # no pidfd (a kernel before 5.3): not watched; the server's next start stops it, as before
+        return True
 
     def watch() -> None:
-        if handle >= 0:
-            select.select([handle], [], [])
-        else:
-            while _alive(pid):
-                time.sleep(2)
+        select.select([handle], [], [])  # readable once the process exited
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="mlyard-server-watch", daemon=True).start()
-    return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
