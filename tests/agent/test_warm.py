@@ -8,7 +8,9 @@ sys.modules` tells a warm interpreter from a cold one.
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
+import shlex
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,6 +178,26 @@ def test_what_a_warm_fork_cannot_reproduce_runs_the_real_interpreter(
     assert [line for line in rec.logs["py"] if line in ("warm", "cold")] == ["cold"] * 6 + ["warm"]
 
 
+def test_only_a_module_beside_a_script_of_a_pre_imported_name_sends_it_cold(
+    run: Runner, pool: WarmPool, sandbox: Sandbox
+) -> None:
+    """A script's folder comes first on its sys.path: a module there named like a pre-imported one would shadow
+    it, so the real interpreter runs the script. A file of that name that Python cannot import does not: pytest's
+    `py.test` next to the interpreter, beside the pre-imported `py` (skops.io imports pytest), sent every console
+    script (the creator's `mlyard`) cold."""
+    extension = importlib.machinery.EXTENSION_SUFFIXES[0]
+    folders = {"plain": "touch plain/decimal.test plain/decimal", "source": "touch source/decimal.py",
+               "extension": f"touch extension/decimal{extension}", "package": "mkdir package/decimal"}  # fmt: skip
+    code = f"{WARM}\nif sys.argv[1:] == ['import']:\n    import decimal\n"  # the import: a script worth a warm sandbox
+    made = [(f"mkdir {folder}", f"printf '%s' {shlex.quote(code)} > {folder}/run.py", make)
+            for folder, make in folders.items()]  # fmt: skip
+    setup = script("setup", "\n".join(line for lines in made for line in lines))
+    steps = script("py", "\n".join(f"python {folder}/run.py" for folder in folders))
+    outcome, rec = run(job(setup, steps), sandbox=sandbox, warm=pool)
+    assert outcome.result == SUCCEEDED, rec.all_text()
+    assert [line for line in rec.logs["py"] if line in ("warm", "cold")] == ["warm", "cold", "cold", "cold"]
+
+
 def test_a_python_task_runs_warm(run: Runner, pool: WarmPool, sandbox: Sandbox) -> None:
     inputs = {"scriptSource": "inline", "script": WARM.replace("; ", "\n") + "\nimport decimal\nraise SystemExit(4)"}
     spec = job(step("task", "PythonScript@0", inputs=inputs))
@@ -255,7 +277,8 @@ def test_a_console_script_of_the_interpreter_runs_warm(run: Runner, sandbox: San
     interpreter, whose `#!` line names it. With its modules pre-imported it runs as a fork too (through a
     shim of its own), with the output of the real command."""
     work = tmp_path / "work"
-    warm = WarmPool(sandbox.hiding(work), work, 1, ["decimal", "mlyard.cli.main"])
+    # `py` as in the default pre-imports (skops.io imports pytest, and pytest its `py`): `py.test` lies next to `mlyard`
+    warm = WarmPool(sandbox.hiding(work), work, 1, ["decimal", "py", "mlyard.cli.main"])
     assert warm.scripts == ("mlyard",)  # not the console scripts that import none of them
     warm.start()
     try:

@@ -54,6 +54,7 @@ MAX_MESSAGE = 8 << 20
 MAX_LISTED = 20000  # entries of a new sys.path folder looked at for shadowing modules
 MAX_SCRIPTS = 256
 MAX_SHEBANG = 512
+MODULE_SUFFIXES = frozenset(importlib.machinery.all_suffixes())  # what makes a file importable
 BASE_PATH = list(sys.path)
 BASE_ENV = dict(os.environ)
 UNBUFFERED = bool(BASE_ENV.get("PYTHONUNBUFFERED"))  # how this interpreter's stdio was made (it has no -u)
@@ -292,16 +293,18 @@ def _pythonpath(env, cwd):
 
 
 def _shadowed(folder, names):
-    """Whether `folder` holds something importable under one of `names` (conservative: any folder, or file
-    with a suffix, whose name up to its first dot is one of them; a file with no suffix, like the console
-    script `mlflow` next to the interpreter, is not importable)."""
+    """Whether `folder` holds something importable under one of `names`: a folder of that name (a package or a
+    namespace portion), or a file named so with one of the interpreter's module suffixes (`.py`, `.pyc`,
+    `.cpython-311-x86_64-linux-gnu.so`...). Other files are not importable: the console script `mlflow` next
+    to the interpreter, or pytest's `py.test` beside the pre-imported module `py` (which sent every console
+    script of the interpreter, the creator's `mlyard`, to the real interpreter)."""
     try:
         with os.scandir(folder or ".") as entries:
             for count, entry in enumerate(entries):
                 if count > MAX_LISTED:
                     return True
-                top, dot, _suffix = entry.name.partition(".")
-                if top in names and (dot or entry.is_dir()):
+                top, dot, suffix = entry.name.partition(".")
+                if top in names and (dot + suffix in MODULE_SUFFIXES if dot else entry.is_dir()):
                     return True
     except OSError:
         return False
