@@ -166,18 +166,13 @@ class Orchestrator:
             self.wake.wait(timeout=max(0.0, next_due - time.monotonic()))
 
     def tick(self, only: set[int] | None = None, *, housekeeping: bool = True, leases: bool | None = None) -> None:
-        """Trigger the pending push events (the outbox) and the due schedules, expire leases, then advance every
-        unfinished run; with `only`, advance just those runs and the runs of jobs whose lease expired (a
-        targeted wake-up: the rest wait for the next sweep); without `housekeeping`, no pushes or schedules;
-        `leases` (default: as `housekeeping`) whether expired leases are looked at."""
-        if housekeeping:
-            if triggers.trigger_pending(self.platform):
-                self.notify()
-            try:
-                if self.schedules.run_due():
-                    self.notify()
-            except Exception:  # the runs under way still advance
-                log.exception("checking the scheduled triggers failed")
+        """Trigger the pending push events (the outbox), expire leases, advance every unfinished run, then create
+        the runs of the due schedules (advanced at the next wake-up: a push's runs start compiling before the
+        schedules' pass reads the pipelines' YAML); with `only`, advance just those runs and the runs of jobs
+        whose lease expired (a targeted wake-up: the rest wait for the next sweep); without `housekeeping`, no
+        pushes or schedules; `leases` (default: as `housekeeping`) whether expired leases are looked at."""
+        if housekeeping and triggers.trigger_pending(self.platform):
+            self.notify()
         with self.lock:
             succeeded, self._succeeded = self._succeeded, []
         for done in succeeded:  # pipeline completion triggers (resources.pipelines), outside the lock
@@ -204,6 +199,12 @@ class Orchestrator:
                     log.exception("advancing run %d failed", run_id)
         if only is None:  # a safety net: a pass that queued jobs has woken the agents already (advance)
             self.queue.notify_ready()
+        if housekeeping:  # after the runs: a push's runs compile first (a pass reads the pipelines' YAML: 50 ms+)
+            try:
+                if self.schedules.run_due():
+                    self.notify()
+            except Exception:  # the runs under way still advance
+                log.exception("checking the scheduled triggers failed")
 
     def advance(self, run_id: int) -> None:
         if self._advance(run_id):
