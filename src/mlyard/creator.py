@@ -150,11 +150,11 @@ def started_runs(api: Client, repo_name: str, pipelines: list[str], timeout: flo
     `<repo>-deploy-code`), `runs` (all of them, oldest first) and `waiting` (each run that waits for
     permission or approval, with the exact command that lets it go on)."""
     deadline = time.monotonic() + timeout
-    first = f"{repo_name}-deploy-code"
+    deploy_code = f"{repo_name}-deploy-code"
     # Until the push's deploy-code run has left the queue, one request a look (each list costs the server ~8 ms
     # of CPU, while it compiles and starts that run): then all the pipelines, mostly once.
-    while first in pipelines and time.monotonic() < deadline:
-        if any(run.state not in (State.QUEUED, State.NOT_STARTED) for run in api.runs.list(pipeline=first)):
+    while deploy_code in pipelines and time.monotonic() < deadline:
+        if any(run.state not in (State.QUEUED, State.NOT_STARTED) for run in api.runs.list(pipeline=deploy_code)):
             break
         time.sleep(0.1)
     found: list[RunSummary] = []
