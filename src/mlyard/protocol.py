@@ -149,6 +149,9 @@ class JobSpec:
     repositories: dict[str, Repository] = field(default_factory=dict)
     connections: dict[str, Connection] = field(default_factory=dict)
     lease_seconds: int = 30
+    # The server takes several reports (steps' states, log lines) in one request (POST .../reports); an agent
+    # sends them one by one to a server that does not say so.
+    batch_reports: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,13 +1,16 @@
 """The HTTP reporter's outbox: reports are sent in the background, in order, adjacent log batches of a
-step merged; artifacts and the job's outcome wait for everything queued before them."""
+step merged, and what queued up meanwhile in one request to a server that takes batches; artifacts and the
+job's outcome wait for everything queued before them. (The server's side of a batch, with a real server:
+tests/ci/test_secret_texts.py; every job of the suite's real agents sends batches.)"""
 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mlyard.agent.http_reporter import MERGED_LOG_LINES, HttpReporter
+from mlyard.agent.http_reporter import BATCH_REPORTS, MERGED_LOG_LINES, HttpReporter
 from mlyard.errors import NotFound
 from mlyard.protocol import SUCCEEDED, JobOutcome, JobSpec, StepSpec
 
@@ -22,9 +25,11 @@ class FakeClient:
         self.calls: list[tuple[str, Any]] = []
         self.gate = threading.Event()
         self.gate.set()
+        self.entered = threading.Event()  # a post came to the gate
         self.gone = gone  # a path answered 404
 
     def post(self, path: str, body: Any = None) -> Any:
+        self.entered.set()
         self.gate.wait(10)
         if self.gone and path.endswith(self.gone):
             raise NotFound("job 7 not found")
@@ -91,3 +96,49 @@ def test_a_report_about_a_job_that_is_gone_cancels_it(tmp_path: Path) -> None:
     reporter.flush()
     assert reporter.cancel_requested() and reporter.lost
     reporter.complete(JobOutcome(SUCCEEDED))
+
+
+def test_what_queued_up_goes_in_one_batch_to_a_server_that_takes_them() -> None:
+    client = FakeClient()
+    client.gate.clear()  # the first report waits at the gate while the others queue up
+    reporter = HttpReporter(client, replace(SPEC, batch_reports=True))  # type: ignore[arg-type]
+    other = StepSpec(id="s 2", name="s2", display_name="Run s2", kind="script")
+    reporter.step_started(STEP)
+    assert client.entered.wait(10)
+    reporter.log(STEP, [(1.0, "one")])
+    reporter.log(STEP, [(2.0, "two")])
+    reporter.step_finished(STEP, SUCCEEDED, [])
+    reporter.publish_test_results({"title": "t"})  # not in a batch: sent alone, in its place
+    reporter.step_started(other)
+    for index in range(BATCH_REPORTS + 1):  # more than a batch holds: two batches
+        reporter.log(other if index % 2 else None, [(3.0 + index, f"line {index}")])
+    client.gate.set()
+    reporter.complete(JobOutcome(SUCCEEDED))
+    paths = [p.rsplit("/", 1)[-1] for p in _paths(client)]
+    assert paths == ["s1", "reports", "tests", "reports", "reports", "complete"], paths
+    first = client.calls[1][1]["reports"]
+    assert first == [{"kind": "logs", "step_id": "s1", "lines": [[1.0, "one"], [2.0, "two"]]},
+                     {"kind": "step", "step_id": "s1", "state": "completed", "result": "succeeded", "issues": [],
+                      "display_name": "Run s1"}]  # fmt: skip
+    batches = [client.calls[3][1]["reports"], client.calls[4][1]["reports"]]
+    assert batches[0][0] == {"kind": "step", "step_id": "s 2", "state": "running", "display_name": "Run s2"}
+    assert len(batches[0]) == BATCH_REPORTS and sum(map(len, batches)) == BATCH_REPORTS + 2
+    sent = [line for batch in batches for item in batch if item["kind"] == "logs" for line in item["lines"]]
+    assert [text for _, text in sent] == [f"line {index}" for index in range(BATCH_REPORTS + 1)]
+
+
+def test_a_batch_holds_at_most_the_log_lines_of_one_request() -> None:
+    client = FakeClient()
+    client.gate.clear()
+    reporter = HttpReporter(client, replace(SPEC, batch_reports=True))  # type: ignore[arg-type]
+    reporter.step_started(STEP)
+    assert client.entered.wait(10)
+    other = StepSpec(id="s2", name="s2", display_name="Run s2", kind="script")
+    for step in (None, STEP, other):  # three steps' logs: not merged into one another
+        reporter.log(step, [(1.0, "x")] * (MERGED_LOG_LINES // 2 + 1))
+    client.gate.set()
+    reporter.complete(JobOutcome(SUCCEEDED))
+    bodies = [body for path, body in client.calls if not path.endswith(("/s1", "/complete"))]
+    counts = [sum(len(item.get("lines", ())) for item in body["reports"]) if "reports" in body else len(body["lines"])
+              for body in bodies]  # fmt: skip
+    assert sum(counts) == 3 * (MERGED_LOG_LINES // 2 + 1) and all(count <= MERGED_LOG_LINES for count in counts)

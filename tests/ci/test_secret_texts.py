@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mlyard.api.schemas import MAX_BATCHED_REPORTS
 from tests.agent.test_remote_agent import agent_token
 from tests.ci.helpers import job, logs, make_repo, register, run, wait_state
 from tests.conftest import Git, Server, start_server
@@ -115,16 +116,31 @@ def test_the_server_masks_what_an_agent_that_does_not_mask_sends(agentless: Serv
             "result": "failed", "outputs": {"s.out": f"v={secret}"}, "secret_outputs": {"s.key": "k-7781"},
             "tags": [secret, "release"], "build_number": f"1.0-{secret}", "message": f"step failed: {secret}",
         }  # fmt: skip
+        finished = {"kind": "step", "step_id": step_id, "state": "completed", "result": "failed", "issues": [issue]}
+        too_many = [{"kind": "logs", "step_id": step_id, "lines": [[2, "x"]]}] * (MAX_BATCHED_REPORTS + 1)
+        refused = [
+            api.post(f"{prefix}/reports", json={"reports": too_many}),
+            api.post(f"{prefix}/reports", json={"reports": []}),
+            api.post(f"{prefix}/reports", json={"reports": [{"kind": "tests", "title": "t"}]}),
+        ]
         reports = [
             api.post(f"{prefix}/steps/{step_id}", json={"state": "running"}),
             api.post(f"{prefix}/logs", json={"step_id": step_id, "lines": [[0, f"printed {secret}"]]}),
-            api.post(f"{prefix}/steps/{step_id}", json={"state": "completed", "result": "failed", "issues": [issue]}),
+            # what an agent sends in one request when reports queued up (mlyard.agent.http_reporter)
+            api.post(f"{prefix}/reports", json={"reports": [
+                {"kind": "logs", "step_id": step_id, "lines": [[1, f"batched {secret}"]]}, finished]}),
             api.post(f"{prefix}/tests", json={"title": secret, "failures": [{"name": secret, "message": secret}]}),
             api.post(f"{prefix}/complete", json=outcome),
-        ]
+        ]  # fmt: skip
+    assert [response.status_code for response in refused] == [422] * 3, [r.text for r in refused]
     assert [response.status_code for response in reports] == [200] * 5, [r.text for r in reports]
+    assert reports[2].json() == {"reports": 2, "written": 1}
     shown = assert_nowhere(server, run_id, secret)
     assert shown["build_number"] == "1.0-***"
     assert sorted(shown["tags"]) == ["***", "release"]
     assert job(shown, "Job")["outputs"] == {"s.out": "v=***"}
     assert job(shown, "Job")["message"] == "step failed: ***"
+    step = job(shown, "Job")["steps"][0]
+    assert (step["state"], step["issues"]) == ("failed", [{"type": "error", "message": "failed with ***"}]), step
+    text = logs(server, run_id)
+    assert text.index("printed ***") < text.index("batched ***"), text

@@ -3,7 +3,10 @@
 Progress (steps started and finished, log lines, test results, coverage) is sent in order by a background
 sender, so a step's process starts without waiting for the server's answer to the previous report; calls
 that need the server's state (artifacts, the job's outcome) first wait until everything before them was sent.
-Adjacent log batches of one step are sent as one request.
+Adjacent log batches of one step are sent as one request, and to a server that takes them (`batch_reports`
+in the job's spec) the steps' states and log lines that queued up while the previous request was under way
+go in one request too (`POST .../reports`, at most BATCH_REPORTS reports and MERGED_LOG_LINES log lines):
+each request costs the server its own authentication and dispatch, and the job's outcome waits for them all.
 
 A background thread sends heartbeats every second (every `lease_seconds / 3` if that is shorter); the
 answer says whether the job was canceled, so a cancel reaches the running step within about a second.
@@ -24,7 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from mlyard.archives import UnsafeEntry, safe_extract
 from mlyard.client import Client, agent_job_path
@@ -42,6 +45,7 @@ from mlyard.protocol import CoverageSummary, Issue, JobOutcome, JobSpec, StepSpe
 CANCEL_POLL_SECONDS = 1.0  # the longest a cancel waits for the next heartbeat
 OUTBOX_LIMIT = 256  # reports waiting to be sent; a step that reports faster than the server takes them waits
 MERGED_LOG_LINES = 200  # at most this many log lines in one merged request (LogBuffer sends up to 200 at once)
+BATCH_REPORTS = 64  # at most this many reports in one batch (= the server's MAX_BATCHED_REPORTS)
 logger = logging.getLogger("mlyard.agent")
 T = TypeVar("T")
 TRANSIENT = (ServerUnavailable, OperationFailed)
@@ -98,6 +102,7 @@ class HttpReporter:
         # the running step at once, whatever the lease.
         self.interval = max(min(spec.lease_seconds / 3, CANCEL_POLL_SECONDS), 0.2)
         self.lease_seconds = spec.lease_seconds
+        self.batch = spec.batch_reports
         self._last_beat = time.monotonic()
         self.retry_seconds = retry_seconds
         self.agent_stop = stop  # set when the agent is shutting down: stop retrying an unreachable server
@@ -173,15 +178,25 @@ class HttpReporter:
                     self._changed.wait()
                 if not self._outbox:
                     return
-                path, body, what = self._outbox.popleft()
+                taken = [self._outbox.popleft()]
+                if self.batch and _batchable(taken[0]):
+                    lines = _lines(taken[0])
+                    while (self._outbox and len(taken) < BATCH_REPORTS and _batchable(self._outbox[0])
+                           and lines + _lines(self._outbox[0]) <= MERGED_LOG_LINES):  # fmt: skip
+                        lines += _lines(self._outbox[0])
+                        taken.append(self._outbox.popleft())
                 self._changed.notify_all()  # room in the outbox
+            what = taken[0][2] if len(taken) == 1 else f"sending {len(taken)} reports"
             try:
-                self._send(path, body, what)
+                if len(taken) == 1:
+                    self._send(*taken[0])
+                else:
+                    self._send("/reports", {"reports": [_batch_item(path, body) for path, body, _ in taken]}, what)
             except Exception:  # never let the sender die: `flush` waits for it
                 logger.exception("%s failed inside the agent", what)
             finally:
                 with self._changed:
-                    self._pending -= 1
+                    self._pending -= len(taken)
                     self._changed.notify_all()
 
     def flush(self) -> None:
@@ -259,6 +274,22 @@ class HttpReporter:
                   what="completing the job", stop=self.agent_stop)  # fmt: skip
         except MlyardError as exc:
             logger.error("could not report the outcome of %s: %s", self.base, exc)
+
+
+def _batchable(queued: tuple[str, Any, str]) -> bool:
+    """Whether a queued report can go in a batch (steps' states and log lines; not tests or coverage)."""
+    return queued[0] == "/logs" or queued[0].startswith("/steps/")
+
+
+def _lines(queued: tuple[str, Any, str]) -> int:
+    return len(queued[1]["lines"]) if queued[0] == "/logs" else 0
+
+
+def _batch_item(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A queued report as an item of `POST .../reports`."""
+    if path == "/logs":
+        return {"kind": "logs", **body}
+    return {"kind": "step", "step_id": unquote(path.removeprefix("/steps/")), **body}
 
 
 def _mergeable(queued: tuple[str, Any, str], body: dict[str, Any]) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -108,6 +108,30 @@ class StepReport(BaseModel):
 class LogBatch(BaseModel):
     step_id: str | None = None
     lines: list[list[Any]]
+
+
+MAX_BATCHED_REPORTS = 64  # = mlyard.agent.http_reporter.BATCH_REPORTS (the agent sends at most that many)
+
+
+class StepReportItem(StepReport):
+    """A step's state in a batch of reports (POST /agent/jobs/{id}/reports)."""
+
+    kind: Literal["step"]
+    step_id: str = Field(min_length=1, max_length=1000)
+
+
+class LogItem(LogBatch):
+    """Log lines in a batch of reports."""
+
+    kind: Literal["logs"]
+
+
+class ReportBatch(BaseModel):
+    """Reports of one job applied in order, as if sent one by one (POST .../steps/{step} and .../logs)."""
+
+    reports: list[Annotated[StepReportItem | LogItem, Field(discriminator="kind")]] = Field(
+        min_length=1, max_length=MAX_BATCHED_REPORTS
+    )
 
 
 class CoverageReport(BaseModel):

@@ -181,6 +181,7 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
         repositories=others,
         connections=connections,
         lease_seconds=platform.settings.job_lease_seconds,
+        batch_reports=True,
     )
 
 

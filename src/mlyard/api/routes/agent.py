@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
 
 from mlyard.api.deps import JobId, get_platform, requires
-from mlyard.api.schemas import ClaimRequest, CoverageReport, LogBatch, Outcome, StepReport
+from mlyard.api.schemas import ClaimRequest, CoverageReport, LogBatch, Outcome, ReportBatch, StepReport, StepReportItem
 from mlyard.ci.orchestrator import Orchestrator
 from mlyard.db.tables import RunJob
 from mlyard.protocol import CoverageSummary, JobOutcome
@@ -61,6 +61,25 @@ def append_logs(
     body: LogBatch, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
     return {"written": jobs.append_logs(platform, job, body.step_id, body.lines)}
+
+
+@router.post("/jobs/{job_id}/reports")
+def report_batch(
+    body: ReportBatch, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
+) -> dict[str, Any]:
+    """Several reports in one request (the agent sends what queued up while its previous request was under
+    way), applied in order as the single requests would be; an error stops at that report (those before it
+    are kept) and answers as that report alone would have."""
+    written = 0
+    for report in body.reports:
+        if isinstance(report, StepReportItem):
+            jobs.update_step(
+                platform, job.id, report.step_id, state=report.state, result=report.result, issues=report.issues,
+                display_name=report.display_name,
+            )  # fmt: skip
+        else:
+            written += jobs.append_logs(platform, job, report.step_id, report.lines)
+    return {"reports": len(body.reports), "written": written}
 
 
 @router.put("/jobs/{job_id}/artifacts/{name}")
