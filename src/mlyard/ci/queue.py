@@ -63,7 +63,9 @@ class JobQueue:
         self.lock = lock
         self.ready = threading.Condition()  # notified when jobs may have become claimable
         self._readied = 0  # notify_ready calls so far: a claim waits only if none came since it looked
-        self._warm_waiting = 0  # claims waiting now from agents with a warm step sandbox ready
+        # claims under way from agents with a warm step sandbox ready: from their start to their answer, not only
+        # while they wait (woken by a job, a warm claim has yet to look: a cold claim woken with it defers then too)
+        self._warm_claims = 0
         self._secrets: dict[int, set[str]] = {}
         self._secrets_lock = threading.Lock()
 
@@ -74,34 +76,37 @@ class JobQueue:
     ) -> JobSpec | None:  # fmt: skip
         """The oldest claimable job, given to `agent`, waiting up to `wait` seconds (at most a minute) for one.
 
-        `warm`: the agent has a warm step sandbox ready. While such an agent waits for a job, a claim from one
-        without gives it WARM_FIRST_SECONDS to take a job first (a job queued while both wait goes to the warm
-        one); after that, or when no warm agent waits, it claims as usual, so no job waits longer than that."""
+        `warm`: the agent has a warm step sandbox ready. While such an agent's claim is under way (waiting for a
+        job, or woken by one and about to look), a claim from one without gives it WARM_FIRST_SECONDS to take a
+        job first (a job queued while both wait goes to the warm one); after that, or when no warm claim is
+        under way, it claims as usual, so no job waits longer than that."""
         deadline = datetime.now(UTC) + timedelta(seconds=max(0.0, min(wait, MAX_WAIT_SECONDS)))
-        while True:
-            with self.ready:
-                readied = self._readied
-                defer = not warm and self._warm_waiting > 0
-            if defer and stop is not None:
-                stop.wait(WARM_FIRST_SECONDS)
-            elif defer:
-                time.sleep(WARM_FIRST_SECONDS)
-            if stop is not None and stop.is_set():  # the server stops: no job goes to an agent now
-                return None
-            with self.lock:
-                spec = self._claim_one(agent, build)
-            if spec is not None:
-                return spec
-            remaining = (deadline - datetime.now(UTC)).total_seconds()
-            if remaining <= 0 or (stop is not None and stop.is_set()):
-                return None
-            with self.ready:  # woken when a job is queued (notify_ready); a re-check now and then is a safety net
-                if self._readied == readied:  # a job queued while this claim looked is not missed
-                    self._warm_waiting += warm
-                    try:
+        with self.ready:
+            self._warm_claims += warm
+        try:
+            while True:
+                with self.ready:
+                    readied = self._readied
+                    defer = not warm and self._warm_claims > 0
+                if defer and stop is not None:
+                    stop.wait(WARM_FIRST_SECONDS)
+                elif defer:
+                    time.sleep(WARM_FIRST_SECONDS)
+                if stop is not None and stop.is_set():  # the server stops: no job goes to an agent now
+                    return None
+                with self.lock:
+                    spec = self._claim_one(agent, build)
+                if spec is not None:
+                    return spec
+                remaining = (deadline - datetime.now(UTC)).total_seconds()
+                if remaining <= 0 or (stop is not None and stop.is_set()):
+                    return None
+                with self.ready:  # woken when a job is queued (notify_ready); a re-check now and then: a safety net
+                    if self._readied == readied:  # a job queued while this claim looked is not missed
                         self.ready.wait(timeout=min(remaining, CLAIM_RECHECK_SECONDS))
-                    finally:
-                        self._warm_waiting -= warm
+        finally:
+            with self.ready:
+                self._warm_claims -= warm
 
     def _claim_one(self, agent: str, build: SpecBuilder) -> JobSpec | None:
         with transaction(self.sessions) as session:
