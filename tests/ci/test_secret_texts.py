@@ -122,6 +122,8 @@ def test_the_server_masks_what_an_agent_that_does_not_mask_sends(agentless: Serv
             api.post(f"{prefix}/reports", json={"reports": too_many}),
             api.post(f"{prefix}/reports", json={"reports": []}),
             api.post(f"{prefix}/reports", json={"reports": [{"kind": "tests", "title": "t"}]}),
+            api.post(f"{prefix}/logs", json={"step_id": step_id, "lines": [["not a time", "x"]]}),  # not a 500
+            api.post(f"{prefix}/reports", json={"reports": [{"kind": "logs", "step_id": None, "lines": [[1]]}]}),
         ]
         reports = [
             api.post(f"{prefix}/steps/{step_id}", json={"state": "running"}),
@@ -132,7 +134,7 @@ def test_the_server_masks_what_an_agent_that_does_not_mask_sends(agentless: Serv
             api.post(f"{prefix}/tests", json={"title": secret, "failures": [{"name": secret, "message": secret}]}),
             api.post(f"{prefix}/complete", json=outcome),
         ]  # fmt: skip
-    assert [response.status_code for response in refused] == [422] * 3, [r.text for r in refused]
+    assert [response.status_code for response in refused] == [422] * 5, [r.text for r in refused]
     assert [response.status_code for response in reports] == [200] * 5, [r.text for r in reports]
     assert reports[2].json() == {"reports": 2, "written": 1}
     shown = assert_nowhere(server, run_id, secret)

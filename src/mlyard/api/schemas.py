@@ -107,7 +107,7 @@ class StepReport(BaseModel):
 
 class LogBatch(BaseModel):
     step_id: str | None = None
-    lines: list[list[Any]]
+    lines: list[tuple[float, str]]  # [unix time, text]: anything else is a 422, not a 500 while appending
 
 
 MAX_BATCHED_REPORTS = 64  # = mlyard.agent.http_reporter.BATCH_REPORTS (the agent sends at most that many)

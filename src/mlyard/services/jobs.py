@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import secrets as random
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -264,7 +265,7 @@ def update_step(
         return {"ok": True}
 
 
-def append_logs(platform: Platform, job: RunJob, step_key: str | None, lines: list[list[Any]]) -> int:
+def append_logs(platform: Platform, job: RunJob, step_key: str | None, lines: Sequence[Sequence[Any]]) -> int:
     hidden = _secrets_of(platform, job)
     clean = [(float(t), logs.mask(str(text), hidden)) for t, text in lines]
     return logs.append(logs.log_file(platform.settings.home, job.run_id, job.id, step_key), clean)
