@@ -65,7 +65,7 @@ MAX_MODULES = 64
 # and what the project creator's step (`mlyard infra create-project`) imports: mlyard's CLI and copier's
 # dependencies, not copier: it imports plumbum, which copies the whole environment when imported (a fork
 # would then run git with the sandbox's environment; warm_stub sends every python cold after such a copy).
-# 0.3 s of CPU more per sandbox; the step's `import copier` is then 0.06 s.
+# 0.3 s of CPU more per sandbox; the step's `import copier` is then 0.16-0.21 s (0.44-0.69 s cold; a slow phase).
 # scipy.special first and skops.io (MLflow's format for scikit-learn models, which the template's steps log and load)
 # last of the stack: skops, when imported, searches the loaded modules in import order for each scipy.special
 # function, a search that stops early when scipy.special comes first (docs/template.md).
