@@ -57,6 +57,8 @@ SUCCESSFUL_STATES: frozenset[str] = frozenset({SUCCEEDED, SUCCEEDED_WITH_ISSUES}
 AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 AGENT_NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 characters"
 LOCAL_AGENT_NAME = re.compile(r"local-[0-9]+")
+# The most reports (steps' states, log batches) in one `POST /agent/jobs/{id}/reports` (JobSpec.batch_reports)
+MAX_BATCHED_REPORTS = 64
 
 
 def agent_name_problem(name: str, *, local: bool = False) -> str | None:

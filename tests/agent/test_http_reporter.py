@@ -10,9 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mlyard.agent.http_reporter import BATCH_REPORTS, MERGED_LOG_LINES, HttpReporter
+from mlyard.agent.http_reporter import MERGED_LOG_LINES, HttpReporter
 from mlyard.errors import NotFound
-from mlyard.protocol import SUCCEEDED, JobOutcome, JobSpec, StepSpec
+from mlyard.protocol import MAX_BATCHED_REPORTS, SUCCEEDED, JobOutcome, JobSpec, StepSpec
 
 SPEC = JobSpec(job_id=7, run_id=1, attempt=1, stage="S", name="J", display_name="J", access_token="myj_x")
 STEP = StepSpec(id="s1", name="s1", display_name="Run s1", kind="script")
@@ -110,7 +110,7 @@ def test_what_queued_up_goes_in_one_batch_to_a_server_that_takes_them() -> None:
     reporter.step_finished(STEP, SUCCEEDED, [])
     reporter.publish_test_results({"title": "t"})  # not in a batch: sent alone, in its place
     reporter.step_started(other)
-    for index in range(BATCH_REPORTS + 1):  # more than a batch holds: two batches
+    for index in range(MAX_BATCHED_REPORTS + 1):  # more than a batch holds: two batches
         reporter.log(other if index % 2 else None, [(3.0 + index, f"line {index}")])
     client.gate.set()
     reporter.complete(JobOutcome(SUCCEEDED))
@@ -122,9 +122,9 @@ def test_what_queued_up_goes_in_one_batch_to_a_server_that_takes_them() -> None:
                       "display_name": "Run s1"}]  # fmt: skip
     batches = [client.calls[3][1]["reports"], client.calls[4][1]["reports"]]
     assert batches[0][0] == {"kind": "step", "step_id": "s 2", "state": "running", "display_name": "Run s2"}
-    assert len(batches[0]) == BATCH_REPORTS and sum(map(len, batches)) == BATCH_REPORTS + 2
+    assert len(batches[0]) == MAX_BATCHED_REPORTS and sum(map(len, batches)) == MAX_BATCHED_REPORTS + 2
     sent = [line for batch in batches for item in batch if item["kind"] == "logs" for line in item["lines"]]
-    assert [text for _, text in sent] == [f"line {index}" for index in range(BATCH_REPORTS + 1)]
+    assert [text for _, text in sent] == [f"line {index}" for index in range(MAX_BATCHED_REPORTS + 1)]
 
 
 def test_a_batch_holds_at_most_the_log_lines_of_one_request() -> None:

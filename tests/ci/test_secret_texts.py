@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mlyard.api.schemas import MAX_BATCHED_REPORTS
+from mlyard.protocol import MAX_BATCHED_REPORTS
 from tests.agent.test_remote_agent import agent_token
 from tests.ci.helpers import job, logs, make_repo, register, run, wait_state
 from tests.conftest import Git, Server, start_server

@@ -5,7 +5,7 @@ sender, so a step's process starts without waiting for the server's answer to th
 that need the server's state (artifacts, the job's outcome) first wait until everything before them was sent.
 Adjacent log batches of one step are sent as one request, and to a server that takes them (`batch_reports`
 in the job's spec) the steps' states and log lines that queued up while the previous request was under way
-go in one request too (`POST .../reports`, at most BATCH_REPORTS reports and MERGED_LOG_LINES log lines):
+go in one request too (`POST .../reports`, at most MAX_BATCHED_REPORTS reports and MERGED_LOG_LINES log lines):
 each request costs the server its own authentication and dispatch, and the job's outcome waits for them all.
 
 A background thread sends heartbeats every second (every `lease_seconds / 3` if that is shorter); the
@@ -40,12 +40,11 @@ from mlyard.errors import (
     PermissionDenied,
     ServerUnavailable,
 )
-from mlyard.protocol import CoverageSummary, Issue, JobOutcome, JobSpec, StepSpec
+from mlyard.protocol import MAX_BATCHED_REPORTS, CoverageSummary, Issue, JobOutcome, JobSpec, StepSpec
 
 CANCEL_POLL_SECONDS = 1.0  # the longest a cancel waits for the next heartbeat
 OUTBOX_LIMIT = 256  # reports waiting to be sent; a step that reports faster than the server takes them waits
 MERGED_LOG_LINES = 200  # at most this many log lines in one merged request (LogBuffer sends up to 200 at once)
-BATCH_REPORTS = 64  # at most this many reports in one batch (= the server's MAX_BATCHED_REPORTS)
 logger = logging.getLogger("mlyard.agent")
 T = TypeVar("T")
 TRANSIENT = (ServerUnavailable, OperationFailed)
@@ -181,7 +180,7 @@ class HttpReporter:
                 taken = [self._outbox.popleft()]
                 if self.batch and _batchable(taken[0]):
                     lines = _lines(taken[0])
-                    while (self._outbox and len(taken) < BATCH_REPORTS and _batchable(self._outbox[0])
+                    while (self._outbox and len(taken) < MAX_BATCHED_REPORTS and _batchable(self._outbox[0])
                            and lines + _lines(self._outbox[0]) <= MERGED_LOG_LINES):  # fmt: skip
                         lines += _lines(self._outbox[0])
                         taken.append(self._outbox.popleft())

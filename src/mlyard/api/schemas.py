@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from mlyard.protocol import MAX_BATCHED_REPORTS
 from mlyard.services.auth import parse_duration
 
 
@@ -108,9 +109,6 @@ class StepReport(BaseModel):
 class LogBatch(BaseModel):
     step_id: str | None = None
     lines: list[tuple[float, str]]  # [unix time, text]: anything else is a 422, not a 500 while appending
-
-
-MAX_BATCHED_REPORTS = 64  # = mlyard.agent.http_reporter.BATCH_REPORTS (the agent sends at most that many)
 
 
 class StepReportItem(StepReport):

@@ -50,10 +50,12 @@ def heartbeat(job: RunJob = Depends(job_auth), platform: Platform = Depends(get_
 def report_step(
     step_id: str, body: StepReport, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
-    return jobs.update_step(
-        platform, job.id, step_id, state=body.state, result=body.result, issues=body.issues,
-        display_name=body.display_name,
-    )  # fmt: skip
+    return _update_step(platform, job, step_id, body)
+
+
+def _update_step(platform: Platform, job: RunJob, step_id: str, body: StepReport) -> dict[str, Any]:
+    return jobs.update_step(platform, job.id, step_id, state=body.state, result=body.result, issues=body.issues,
+                            display_name=body.display_name)  # fmt: skip
 
 
 @router.post("/jobs/{job_id}/logs")
@@ -73,10 +75,7 @@ def report_batch(
     written = 0
     for report in body.reports:
         if isinstance(report, StepReportItem):
-            jobs.update_step(
-                platform, job.id, report.step_id, state=report.state, result=report.result, issues=report.issues,
-                display_name=report.display_name,
-            )  # fmt: skip
+            _update_step(platform, job, report.step_id, report)
         else:
             written += jobs.append_logs(platform, job, report.step_id, report.lines)
     return {"reports": len(body.reports), "written": written}
