@@ -30,6 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 OUT_ENV = "MLYARD_SUITE_CPU_DIR"  # where the workers write their lines (set by the script)
 DUMP_ENV = "MLYARD_SUITE_CPU_DUMP"  # a file for every sampled process as JSON lines (pid, parent, kind, CPU s, ...)
+# (and FILE.tests for every test: [node id, wall s, CPU s])
 TICK = os.sysconf("SC_CLK_TCK")
 KINDS = (  # the first that appears in a command line names its kind
     ("mlyard.serving", "scoring process or zygote"), ("tracking_server", "environment MLflow server"),
@@ -250,6 +251,8 @@ def main() -> None:
             for (pid, _), (kind, ticks, command, where, parent) in sampler.seen.items():
                 fh.write(json.dumps({"pid": pid, "parent": parent, "kind": kind, "cpu": ticks / TICK, "where": where,
                                      "command": command}) + "\n")  # fmt: skip
+        with open(os.environ[DUMP_ENV] + ".tests", "w") as fh:  # and every test: node id, wall s, CPU s
+            fh.writelines(json.dumps(row) + "\n" for row in rows)
     sys.exit(code)
 
 

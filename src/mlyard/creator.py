@@ -1,10 +1,10 @@
 """What the ML project creator pipeline does, as a remote user: through git and the REST API only.
 
-validate -> render the platform's ml-project-template repo with copier -> create the repo ->
-register `<repo>-deploy-code`, `<repo>-promote-model`, `<repo>-deploy-model`, `<repo>-batch-inference`,
-`<repo>-monitor` in folder `<repo>` ->
-push the first commit, which starts `<repo>-deploy-code` run #1. If a step fails after the repo
-exists, the pipelines and the repo it created are removed again and the error names the step.
+validate -> render the platform's ml-project-template repo with copier, while the repo is created and
+`<repo>-deploy-code`, `<repo>-promote-model`, `<repo>-deploy-model`, `<repo>-batch-inference`,
+`<repo>-monitor` are registered in folder `<repo>` -> push the first commit, which starts
+`<repo>-deploy-code` run #1. If a step fails (the render included) after the repo exists, the pipelines
+and the repo it created are removed again and the error names the step.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from mlyard.client import Client
 from mlyard.errors import Conflict, InvalidInput, MlyardError, NotFound, OperationFailed
 from mlyard.names import check_repo_name
 from mlyard.protocol import State
-from mlyard.views import EnvironmentView, RunSummary, RunView
+from mlyard.views import EnvironmentView, RepoView, RunSummary, RunView
 
 TEMPLATE_REPO = "ml-project-template"
 PROBLEM_TYPES = ("binary", "multiclass", "regression")  # the template's `problem_type` choices
@@ -97,35 +99,66 @@ def create_project(
     answers = default_answers(
         repo_name, environment=env_name, demo=demo, default_branch=branch, problem_type=problem_type
     )
+    created = _Created()
     with tempfile.TemporaryDirectory(prefix="mlyard-create-") as tmp:
         project = Path(tmp) / repo_name
         say(f"rendering {template.clone_url} for {repo_name} (environment {env_name}, {problem_type}, demo {demo})")
-        with git_auth(username, api.token):
-            render_project(template.clone_url, project, answers, vcs_ref="HEAD")
-        repo = api.repos.create(repo_name, default_branch=branch)
-        say(f"created repository {repo_name}")
-        made: list[str] = []
-        step = "registering the pipelines"
-        try:
-            for kind in PIPELINES:
-                name = f"{repo_name}-{kind}"
-                step = f"registering pipeline {name}"
-                api.pipelines.create(name, repo=repo_name, folder=repo_name, yaml=f"mlops/pipelines/{kind}.yml")
-                made.append(name)
-                say(f"registered pipeline {repo_name}/{name}")
-            step = "pushing the first commit"
-            push_directory(
-                repo.clone_url, username=username, token=api.token, source=project, branch=branch,
-                message=f"Create {repo_name} from {TEMPLATE_REPO}",
-                push_options=(f"requested-for={requested_for}",) if requested_for else (),
-            )  # fmt: skip
-            say(f"pushed the first commit to {repo_name} ({branch})")
-        except BaseException as exc:
-            undone = rollback(api, repo_name, made)
-            detail = exc.message if isinstance(exc, MlyardError) else str(exc)
-            raise OperationFailed(f"creating project {repo_name!r} failed while {step}: {detail}; {undone}") from exc
+        # The repository and its pipelines are created while the template renders: API calls that the server
+        # answers on the other core (0.1 s). A render that fails removes them again, as a later failure does.
+        with ThreadPoolExecutor(1, thread_name_prefix="mlyard-create") as pool:
+            registering = pool.submit(_register, api, created, repo_name, branch, say)
+            try:
+                with git_auth(username, api.token):
+                    render_project(template.clone_url, project, answers, vcs_ref="HEAD")
+            except BaseException as exc:
+                with suppress(BaseException):
+                    registering.result()
+                if isinstance(exc, MlyardError):
+                    raise type(exc)(f"{exc.message.rstrip('.')}; {created.undo(api, repo_name)}") from exc
+                created.undo(api, repo_name)
+                raise
+            try:
+                repo = registering.result()
+                created.step = "pushing the first commit"
+                push_directory(
+                    repo.clone_url, username=username, token=api.token, source=project, branch=branch,
+                    message=f"Create {repo_name} from {TEMPLATE_REPO}",
+                    push_options=(f"requested-for={requested_for}",) if requested_for else (),
+                )  # fmt: skip
+                say(f"pushed the first commit to {repo_name} ({branch})")
+            except BaseException as exc:
+                detail = exc.message if isinstance(exc, MlyardError) else str(exc)
+                raise OperationFailed(f"creating project {repo_name!r} failed while {created.step}: {detail}; "
+                                      f"{created.undo(api, repo_name)}") from exc  # fmt: skip
+    made = created.pipelines
     return {"repo": repo.to_dict(), "pipelines": made, "folder": repo_name, "environment": env_name, "demo": demo,
             "problem_type": problem_type, **started_runs(api, repo_name, made)}  # fmt: skip
+
+
+@dataclass
+class _Created:
+    """What create_project has created so far, and what it was doing."""
+
+    repo: RepoView | None = None
+    pipelines: list[str] = field(default_factory=list)
+    step: str = "creating the repository"
+
+    def undo(self, api: Client, repo_name: str) -> str:
+        """Remove it again; says what was removed, or what could not be."""
+        return rollback(api, repo_name, self.pipelines) if self.repo else "nothing was left behind"
+
+
+def _register(api: Client, created: _Created, repo_name: str, branch: str, say: Callable[[str], None]) -> RepoView:
+    """Create the repository and register its pipelines, noting each in `created`."""
+    created.repo = api.repos.create(repo_name, default_branch=branch)
+    say(f"created repository {repo_name}")
+    for kind in PIPELINES:
+        name = f"{repo_name}-{kind}"
+        created.step = f"registering pipeline {name}"
+        api.pipelines.create(name, repo=repo_name, folder=repo_name, yaml=f"mlops/pipelines/{kind}.yml")
+        created.pipelines.append(name)
+        say(f"registered pipeline {repo_name}/{name}")
+    return created.repo
 
 
 def rollback(api: Client, repo_name: str, pipelines: list[str]) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.ci.helpers import runs_of, show, wait_state
-from tests.conftest import Git, Server, mlyard
+from tests.conftest import Git, Server, mlyard, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -133,3 +133,26 @@ def test_a_failure_after_the_repo_exists_leaves_nothing(server: Server, git: Git
         names = [p["name"] for p in api.get("/api/v1/pipelines").json()]
     assert "clash-deploy-code" not in names and "clash-promote-model" not in names
     assert not (server.home / "repos" / "clash.git").exists()
+
+
+def test_a_template_that_does_not_render_leaves_nothing(tmp_path: Path, git: Git) -> None:
+    """The repository and its pipelines are created while the template renders: a render that fails removes
+    them again, and the error says what failed and what was removed."""
+    server = start_server(tmp_path / "broken")
+    try:
+        git("clone", "-q", server.remote("ml-project-template"), "t")
+        git.commit({"template/broken.txt.jinja": "{{ unclosed\n"}, "a broken file", cwd=git.cwd / "t")
+        git("push", "-q", "origin", "HEAD", cwd=git.cwd / "t")
+        out = server.cli("infra", "create-project", "--repo-name", "broken", "--env-name", "dev", check=False)
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        assert "could not render the project template" in out.stderr and ": template/broken.txt.jinja:1: " in out.stderr
+        pipelines = [f"broken-{kind}" for kind in ("deploy-code", "promote-model", "deploy-model", "batch-inference",
+                                                  "monitor")]  # fmt: skip
+        assert f"nothing was left behind (removed {', '.join(pipelines)}, repository broken)" in out.stderr
+        with server.client() as api:
+            assert api.get("/api/v1/repos/broken").status_code == 404
+            names = {p["name"] for p in api.get("/api/v1/pipelines").json()}
+        assert not names & set(pipelines)
+        assert not (server.home / "repos" / "broken.git").exists()
+    finally:
+        server.stop()

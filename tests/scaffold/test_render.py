@@ -142,3 +142,54 @@ def test_credentials_in_the_template_url_stay_out_of_the_project(
     answers = (project / ".copier-answers.yml").read_text(encoding="utf-8")
     assert f"\n_src_path: git+file://localhost{git.cwd}\n" in answers
     assert "s3cr3t" not in answers
+
+
+def _logging_git(folder: Path) -> Path:
+    """A `git` first on PATH that writes its arguments to a log, then runs the real git."""
+    real = shutil.which("git")
+    assert real is not None
+    log = folder / "git.log"
+    shim = folder / "bin" / "git"
+    shim.parent.mkdir(parents=True)
+    shim.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{real}" "$@"\n', encoding="utf-8")
+    shim.chmod(0o755)
+    log.touch()
+    return log
+
+
+def test_rendering_a_new_folder_asks_git_about_file_modes_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """copier asks git after each rendered file whether the destination's repository ignores file modes:
+    render_project asks once for the whole render (one `git config`, not one per file of the project)."""
+    from plumbum import local
+
+    log = _logging_git(tmp_path)
+    path = f"{tmp_path / 'bin'}:{local.env['PATH']}"
+    monkeypatch.setenv("PATH", path)
+    with local.env(PATH=path):
+        project = render_project(TEMPLATE_DIR, tmp_path / "p", default_answers("p", demo=True))
+    rendered = sum(1 for item in project.rglob("*") if item.is_file())
+    asked = [line for line in log.read_text(encoding="utf-8").splitlines() if "core.fileMode" in line]
+    assert rendered > 20 and len(asked) == 1, asked
+
+
+def test_in_a_repository_that_ignores_file_modes_copier_still_stages_the_executable_bit(
+    git: Git, tmp_path: Path
+) -> None:
+    """Where git ignores file modes (`core.fileMode false`), copier records a rendered file's executable bit in
+    the index of the destination's repository: render_project leaves that step to copier."""
+    template = tmp_path / "template"
+    (template / "t").mkdir(parents=True)
+    (template / "copier.yml").write_text("_subdirectory: t\nname: x\n", encoding="utf-8")
+    (template / "t" / "{{_copier_conf.answers_file}}.jinja").write_text(
+        "{{ _copier_answers|to_nice_yaml }}", encoding="utf-8"
+    )
+    (template / "t" / "run.sh").write_text("#!/bin/sh\n", encoding="utf-8")
+    (template / "t" / "run.sh").chmod(0o755)
+    repo = tmp_path / "repo"
+    git("init", "-q", "-b", "master", str(repo))
+    git("config", "core.fileMode", "false", cwd=repo)
+    (repo / "run.sh").write_text("old\n", encoding="utf-8")
+    git("add", "run.sh", cwd=repo)
+    assert git("ls-files", "--stage", "run.sh", cwd=repo).stdout.startswith("100644 ")
+    render_project(template, repo, {"name": "x"})
+    assert git("ls-files", "--stage", "run.sh", cwd=repo).stdout.startswith("100755 ")

@@ -8,8 +8,11 @@ project keeps its answers in ``.copier-answers.yml`` for ``copier update``.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import re
-from collections.abc import Mapping
+import subprocess
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,9 @@ ANSWERS_FILE = ".copier-answers.yml"
 
 _NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_]")
 _URL_CREDENTIALS = re.compile(r"(?<=//)[^/@\s]+@")
+_CLONE_FOLDER = re.compile(r"^.*/copier\._vcs\.clone\.[^/]+/")  # copier's temporary clone of a template repository
+# True while render_project renders into a folder that no git repository ignoring file modes holds (_file_modes_kept)
+_MODES_KEPT: contextvars.ContextVar[bool] = contextvars.ContextVar("mlyard_render_file_modes_kept", default=False)
 
 
 def package_name_for(repo: str) -> str:
@@ -66,6 +72,8 @@ def render_project(
     source = _without_credentials(str(template))  # for messages: the creator's URL carries a token
     _check_local_template(template)
     destination = Path(destination)
+    _ask_git_once_for_file_modes(copier)
+    kept = _MODES_KEPT.set(_file_modes_kept(destination))
     try:
         copier.run_copy(
             src_path=str(template),
@@ -84,6 +92,8 @@ def render_project(
         raise OperationFailed(f"could not render the project template {source}: {_describe(error)}") from error
     except ValueError as error:  # an answer refused by a validator of copier.yml, or a missing one
         raise InvalidInput(f"invalid answer for the project template {source}: {_first_line(error)}") from error
+    finally:
+        _MODES_KEPT.reset(kept)
     answers_file = destination / ANSWERS_FILE
     if not answers_file.is_file():
         raise OperationFailed(
@@ -92,6 +102,45 @@ def render_project(
         )
     _remove_credentials(answers_file)
     return destination
+
+
+def _file_modes_kept(destination: Path) -> bool:
+    """Whether git keeps file modes wherever `destination` is: it is in no git work tree, or in one whose
+    `core.fileMode` is not false (the Unix default). One `git config` in its nearest existing folder, as copier
+    asks in the destination (git finds the repository upwards, so a new folder answers as its parent)."""
+    folder = destination.absolute()
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        answer = subprocess.run(["git", "config", "--type=bool", "--get", "core.fileMode"], cwd=folder,
+                                capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return False  # copier then asks for each file, and handles git's absence or failure itself
+    return answer.returncode != 0 or answer.stdout.strip() != "false"
+
+
+@functools.cache
+def _ask_git_once_for_file_modes(copier: Any) -> None:
+    """copier (9.19) asks git after each file it renders whether the destination's repository ignores file
+    modes (`git config core.fileMode`: then it re-stages an executable bit in that repository's index, and
+    otherwise does nothing): a git process per file, 35 for the demo project, 0.13 s of a 0.5-0.65 s render.
+    The answer cannot change during a render: render_project asks once (_file_modes_kept), and while it
+    renders into a folder where git keeps file modes, copier's per-file step is skipped, as copier itself
+    would after asking. Other renders (copier update, a repository ignoring modes) are copier's own. A copier
+    without that step is left as it is."""
+    from copier import _main
+
+    worker = getattr(_main, "Worker", None)
+    original: Callable[..., None] | None = getattr(worker, "_sync_git_index_executable_bit", None)
+    if worker is None or original is None:
+        return
+
+    @functools.wraps(original)
+    def sync(self: Any, *args: Any, **kwargs: Any) -> None:
+        if not _MODES_KEPT.get():
+            original(self, *args, **kwargs)
+
+    worker._sync_git_index_executable_bit = sync
 
 
 def _remove_credentials(answers_file: Path) -> None:
@@ -119,7 +168,7 @@ def _describe(error: BaseException) -> str:
         return f"{text}: {_without_credentials(stderr.strip().splitlines()[-1])}"
     filename, lineno = getattr(error, "filename", None), getattr(error, "lineno", None)
     if filename and lineno:
-        return f"{filename}:{lineno}: {text}"
+        return f"{_CLONE_FOLDER.sub('', str(filename))}:{lineno}: {text}"
     return text
 
 
