@@ -619,3 +619,33 @@ def make_git(tmp: Path) -> Git:
 @pytest.fixture
 def git(tmp_path: Path) -> Git:
     return make_git(tmp_path)
+
+
+SKOPS_MLFLOW_FIRST = (
+    "import sys, mlflow, mlflow.pyfunc, mlflow.sklearn, skops.io._trusted_types as trusted; "
+    "assert list(sys.modules).index('mlflow') < list(sys.modules).index('scipy.special'); "
+    "print(*trusted.SCIPY_UFUNC_TYPE_NAMES)"
+)
+
+
+@pytest.fixture(scope="session")
+def skops_names_mlflow_first(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The names skops gives scipy.special's ufuncs when MLflow is imported before scipy.special (as in `mlflow models
+    serve`): the reference of the import-order tests (tests/serving/test_imports.py, tests/scaffold/test_step_exit.py).
+    Found once per run by a Python of its own (its import takes seconds of CPU), shared by the xdist workers
+    through a file in their common temporary folder, under a lock."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    found = shared / "skops-names-mlflow-first.txt"
+    with open(shared / "skops-names-mlflow-first.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not found.exists():
+            proc = subprocess.run([sys.executable, "-c", SKOPS_MLFLOW_FIRST], capture_output=True, text=True,
+                                  timeout=300, check=False)  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
+            found.write_text(proc.stdout, encoding="utf-8")
+        names = found.read_text(encoding="utf-8").split()
+    assert len(names) > 100
+    return names

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 
@@ -18,7 +18,12 @@ JobId = Annotated[int, Path(ge=0, le=INT64_MAX, description="a job's id")]
 Offset = Annotated[int, Query(ge=0, le=INT64_MAX, description="entries after this id")]
 
 
-def get_platform(request: Request) -> Platform:
+# Dependencies that only read the request or check a scope are coroutines: FastAPI runs a plain function
+# dependency in its thread pool, one hand-off (and back) per dependency and request. The principal's lookup
+# reads the database, so it stays a plain function.
+
+
+async def get_platform(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
 
@@ -28,10 +33,10 @@ def current_principal(request: Request, platform: Platform = Depends(get_platfor
     return authenticate_header(platform, request.headers.get("authorization"), remote_addr=addr)
 
 
-def requires(scope: str) -> Callable[[Principal], Principal]:
+def requires(scope: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
     """A dependency that authenticates and checks one scope (403 when missing)."""
 
-    def _check(principal: Principal = Depends(current_principal)) -> Principal:
+    async def _check(principal: Principal = Depends(current_principal)) -> Principal:
         principal.require(scope)
         return principal
 

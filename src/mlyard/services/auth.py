@@ -11,6 +11,7 @@ import base64
 import hashlib
 import math
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from mlyard.names import check_username
 from mlyard.services import audit
 from mlyard.services.login_failures import LoginFailures
 from mlyard.services.platform import Platform
+from mlyard.services.principals import Entry
 from mlyard.views import TokenView, UserView
 
 TOKEN_PREFIX = "myd_"
@@ -152,8 +154,13 @@ def authenticate(platform: Platform, token: str, *, username: str | None = None,
             retry_after=wait,
         )
     now = datetime.now(UTC)
+    token_hash = hash_token(token)
+    cached = platform.principals.get(token_hash, now, LAST_USED_RESOLUTION)
+    if cached is not None and (not username or username == cached.owner):
+        return cached.principal
+    generation = platform.principals.generation  # before the read: a write meanwhile voids what it finds
     with transaction(platform.sessions) as session:
-        row = session.scalars(select(Token).where(Token.token_hash == hash_token(token))).first()
+        row = session.scalars(select(Token).where(Token.token_hash == token_hash)).first()
         problem = _token_problem(row, username, now)
         if problem is None:
             assert row is not None
@@ -162,8 +169,14 @@ def authenticate(platform: Platform, token: str, *, username: str | None = None,
             user = row.user
             scopes = effective_scopes(row.scope_list, is_admin=user.is_admin)
             bound = environment_of(user.username, row.name, is_admin=user.is_admin)
-            return Principal(user.id, user.username, user.is_admin, row.id, scopes, row.expires_at, bound)
-        _audit_failure(session, failures, remote_addr, actor=username or "", reason=problem, token_prefix=token[:8])
+            principal = Principal(user.id, user.username, user.is_admin, row.id, scopes, row.expires_at, bound)
+            entry = Entry(principal, user.username, row.expires_at, row.last_used_at, time.monotonic(), generation)
+        else:
+            _audit_failure(session, failures, remote_addr, actor=username or "", reason=problem,
+                           token_prefix=token[:8])  # fmt: skip
+    if problem is None:
+        platform.principals.put(token_hash, entry)  # once committed (the last use written)
+        return principal
     raise AuthenticationError(problem)
 
 

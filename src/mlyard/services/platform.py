@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mlyard.db.engine import make_engine, make_sessionmaker
 from mlyard.services.login_failures import LoginFailures
+from mlyard.services.principals import PrincipalCache
 from mlyard.services.runtime import DeploymentRuntime
 from mlyard.settings import Settings
 
@@ -59,7 +60,11 @@ class Platform:
     job_sandboxes: WarmSandboxes | None = None
     job_slot: threading.Lock = field(default_factory=threading.Lock)
     job_ended: threading.Event = field(default_factory=threading.Event)  # a workspace job ended (they start then)
+    principals: PrincipalCache = field(default_factory=PrincipalCache)  # tokens authenticated a moment ago
     _secret_key: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.principals.watch(self.sessions)
 
     def secret_key(self) -> bytes:
         """The server's secret key (read once): for keys derived from it, e.g. the web UI's form tokens."""

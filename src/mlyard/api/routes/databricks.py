@@ -67,7 +67,7 @@ RunId = Annotated[int, Query(ge=0, le=2**63 - 1)]
 # -- dependencies -----------------------------------------------------------------------------------
 
 
-def _platform(request: Request) -> Platform:
+async def _platform(request: Request) -> Platform:  # a coroutine: no thread hand-off (mlyard.api.deps)
     platform: Platform = request.app.state.platform
     return platform
 
@@ -79,12 +79,12 @@ def _principal(request: Request, platform: Platform = Depends(_platform)) -> Pri
     return principal
 
 
-def _reader(principal: Principal = Depends(_principal)) -> Principal:
+async def _reader(principal: Principal = Depends(_principal)) -> Principal:
     principal.require("repo:read")
     return principal
 
 
-def _writer(principal: Principal = Depends(_principal)) -> Principal:
+async def _writer(principal: Principal = Depends(_principal)) -> Principal:
     principal.require("workspace:write")
     return principal
 

@@ -1,0 +1,110 @@
+"""Tokens authenticated a moment ago, so that each request of a token does not read the database again.
+
+Looking a personal access token up (its row, its user) was about 40% of the server's CPU for a simple
+authenticated request (`GET /api/v1/me`, py-spy), and every request authenticates: an agent's claim and
+reports, a CLI's polling, a pipeline step's API calls. An entry (the principal, the token's expiry and owner)
+answers for its token while:
+
+- no token or user row was written since it was made: a generation counter goes up at every flush and every
+  commit of the state database's sessions that adds, changes or deletes one (a token's `last_used_at` alone
+  excepted), so a revoked or replaced token, a deleted user or a changed admin flag take effect at the next
+  request (the commit's bump also drops an entry read while the write was not committed yet);
+- it is younger than MAX_AGE: the state database is this server's alone (the git repositories, logs and
+  artifacts live in its home), but a write by another process would be seen within it;
+- the token has not expired, and its last use was recorded less than a minute ago (auth.LAST_USED_RESOLUTION:
+  otherwise the database path records it).
+
+Failures are never cached (they are counted and audited as before). At most MAX_ENTRIES tokens; when full,
+the oldest entry goes. It lives in the server process (one per `Platform`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import Session, sessionmaker
+
+from mlyard.db.tables import Token, User
+
+if TYPE_CHECKING:
+    from mlyard.services.auth import Principal
+
+MAX_AGE = 5.0  # seconds
+MAX_ENTRIES = 1024
+
+
+@dataclass(frozen=True)
+class Entry:
+    principal: Principal
+    owner: str  # the token's user (HTTP Basic names one)
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    made: float  # time.monotonic()
+    generation: int
+
+
+class PrincipalCache:
+    def __init__(self, max_age: float = MAX_AGE, max_entries: int = MAX_ENTRIES) -> None:
+        self.max_age = max_age
+        self.max_entries = max_entries
+        self.generation = 0
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def watch(self, sessions: sessionmaker[Session]) -> None:
+        """Bump the generation whenever a session of `sessions` writes a token or a user."""
+        event.listen(sessions, "after_flush", self._after_flush)
+        event.listen(sessions, "after_commit", self._after_commit)
+
+    def get(self, token_hash: str, now: datetime, last_used_within: Any) -> Entry | None:
+        """The entry of a token that still holds at `now` (timezone-aware UTC), or None."""
+        with self._lock:
+            entry = self._entries.get(token_hash)
+            if entry is None:
+                return None
+            if (entry.generation != self.generation or time.monotonic() - entry.made > self.max_age
+                    or (entry.expires_at is not None and entry.expires_at <= now)
+                    or entry.last_used_at is None or now - entry.last_used_at > last_used_within):  # fmt: skip
+                del self._entries[token_hash]
+                return None
+            return entry
+
+    def put(self, token_hash: str, entry: Entry) -> None:
+        """Keep `entry`, made from a read that began at generation `entry.generation`."""
+        with self._lock:
+            if entry.generation != self.generation:
+                return  # a token or user was written meanwhile: the read may be stale already
+            self._entries[token_hash] = entry
+            self._entries.move_to_end(token_hash)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._entries.clear()
+
+    def _after_flush(self, session: Session, _context: Any) -> None:
+        if _writes_auth(session):
+            session.info["mlyard_auth_written"] = True
+            self.clear()
+
+    def _after_commit(self, session: Session) -> None:
+        if session.info.pop("mlyard_auth_written", False):
+            self.clear()
+
+
+def _writes_auth(session: Session) -> bool:
+    """Whether the session's flush adds, changes or deletes a token or user (a token's last use alone excepted)."""
+    if any(isinstance(obj, (Token, User)) for group in (session.new, session.deleted) for obj in group):
+        return True
+    for obj in session.dirty:
+        if isinstance(obj, User) or (isinstance(obj, Token) and set(inspect(obj).committed_state) - {"last_used_at"}):
+            return True
+    return False
