@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import json
+import logging
 import shlex
 import time
 from collections.abc import Iterator
@@ -176,6 +177,26 @@ def test_what_a_warm_fork_cannot_reproduce_runs_the_real_interpreter(
     outcome, rec = run(job(script("py", text)), sandbox=sandbox, warm=pool)
     assert outcome.result == SUCCEEDED, rec.all_text()
     assert [line for line in rec.logs["py"] if line in ("warm", "cold")] == ["cold"] * 6 + ["warm"]
+
+
+def test_the_agents_log_says_how_many_of_the_steps_python_processes_were_forked(
+    run: Runner, pool: WarmPool, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Taking a warm sandbox is not all: each Python process of the step is forked from it or, when a fork could
+    differ from a new interpreter, started cold. The log says how many of each once the step ended (a sandbox
+    whose every process went cold looked warm in the log: that hid a bug for sessions)."""
+    caplog.set_level(logging.INFO, logger="mlyard.agent")
+    text = "\n".join([f'python -c "{WARM}"', f'python -E -c "{WARM}"', f'python -c "{WARM}"'])
+    outcome, rec = run(job(script("py", text), script("none", "echo no python")), sandbox=sandbox, warm=pool)
+    assert outcome.result == SUCCEEDED, rec.all_text()
+    assert [line for line in rec.logs["py"] if line in ("warm", "cold")] == ["warm", "cold", "warm"]
+    said = [r.getMessage() for r in caplog.records if "in a warm sandbox:" in r.getMessage()]
+    assert len(said) == 1, said
+    assert said[0].startswith("the step's Python in a warm sandbox: 2 forked from it, 1 started cold")
+    caplog.clear()
+    outcome, rec = run(job(script("py", f'python -c "{WARM}"')), sandbox=sandbox, warm=pool)
+    said = [r.getMessage() for r in caplog.records if "in a warm sandbox:" in r.getMessage()]
+    assert said == ["the step's Python in a warm sandbox: 1 forked from it, none started cold"], rec.all_text()
 
 
 def test_only_a_module_beside_a_script_of_a_pre_imported_name_sends_it_cold(

@@ -84,6 +84,7 @@ def run_process(
     if python and warm is not None and not readable and not writable and warm.holds(job.workspace.root):
         proc = warm.take()
     info = -1  # the read end of bwrap's --info-fd pipe (the namespace init's pid)
+    from_warm = proc is not None
     if proc is not None:
         send_request(proc, argv, cwd=cwd, env=env, merge=not split_stderr)
     else:
@@ -104,6 +105,8 @@ def run_process(
         job.log.flush()
         if info >= 0:  # bwrap wrote it as the sandbox started, before the step's command
             job.process_groups[index] = StepGroup(proc.pid, _namespace_init(info))
+        if from_warm and warm is not None:
+            warm.reported(proc)  # how many of the step's Python processes were forked from it (logged)
 
 
 def _start(

@@ -424,10 +424,20 @@ class WarmPool:
         # /tmp (what the imports write there, e.g. MLflow's telemetry id, stays in this sandbox)
         env = {**passed_environment(), "HOME": WARM_HOME, "PYTHONUNBUFFERED": "1", **self.variables,
                _MARK: os.environ.get(_MARK, "")}  # fmt: skip
-        stub = [sys.executable, str(STUB), ",".join(self.modules), STUB_HOME, ",".join(self.scripts)]
-        argv = self.sandbox.command(stub, cwd=self.slot, work=[self.slot])
-        return subprocess.Popen(argv, cwd=self.slot, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+        report, write = os.pipe()  # the stub says on it how many of the step's Python processes it forked
+        try:
+            stub = [sys.executable, str(STUB), ",".join(self.modules), STUB_HOME, ",".join(self.scripts), str(write)]
+            argv = self.sandbox.command(stub, cwd=self.slot, work=[self.slot])
+            proc = subprocess.Popen(argv, cwd=self.slot, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True, pass_fds=(write,))  # fmt: skip
+        except BaseException:
+            os.close(report)
+            raise
+        finally:
+            os.close(write)
+        with _REPORTS_LOCK:
+            _REPORTS[proc.pid] = report
+        return proc
 
     def serves(self, text: str, cwd: Path) -> bool:
         """Whether a step script runs Python that a sandbox speeds up (uses_warm), or a console script
@@ -465,10 +475,34 @@ class WarmPool:
                     taken = proc
             self._publish()
         if taken is not None:
-            log.info("a step runs in a warm sandbox (its replacement starts after the job, on an idle core)")
+            log.info("a step goes to a warm sandbox (its replacement starts after the job, on an idle core)")
         else:
             log.info("a Python step runs cold: no warm sandbox is ready (they import only on an idle core)")
         return taken
+
+    def reported(self, proc: subprocess.Popen[bytes]) -> tuple[int, int] | None:
+        """Once a taken sandbox's step ended: how many of the step's Python processes were forked from it and how
+        many went to the real interpreter (logged); None if its stub said nothing (killed: a timeout, a cancel)."""
+        with _REPORTS_LOCK:
+            report = _REPORTS.pop(proc.pid, -1)
+        if report < 0:
+            return None
+        try:
+            readable, _, _ = select.select([report], [], [], 1.0)  # the stub wrote it before it exited
+            words = os.read(report, 64).split() if readable else []
+        except OSError:
+            words = []
+        finally:
+            os.close(report)
+        if len(words) != 2 or not all(word.isdigit() for word in words):
+            return None
+        forked, cold = int(words[0]), int(words[1])
+        if cold:
+            log.info("the step's Python in a warm sandbox: %d forked from it, %d started cold (a fork could not be "
+                     "what a new interpreter is: MLYARD_STEP_WARM_DEBUG=1 on the step prints why)", forked, cold)
+        else:
+            log.info("the step's Python in a warm sandbox: %d forked from it, none started cold", forked)
+        return forked, cold
 
     def check_empty(self) -> None:
         """After a job: the slot must be empty again (its directory moved out); if anything is left, the
@@ -581,7 +615,15 @@ def _process_tree(pid: int) -> list[Any]:
         return []
 
 
+_REPORTS: dict[int, int] = {}  # a sandbox's pid -> the read end of its stub's report pipe
+_REPORTS_LOCK = threading.Lock()
+
+
 def _close(proc: subprocess.Popen[bytes]) -> None:
+    with _REPORTS_LOCK:
+        report = _REPORTS.pop(proc.pid, -1)
+    if report >= 0:
+        os.close(report)
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream is not None:
             with contextlib.suppress(OSError):

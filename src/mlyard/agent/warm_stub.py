@@ -43,6 +43,10 @@ import types
 HOME = sys.argv[2] if len(sys.argv) > 2 else "/tmp/.mlyard-warm"  # default: in the sandbox's private /tmp
 # console scripts of this interpreter (`mlyard`, `mlflow`: next to it, their `#!` naming it) that get a shim too
 SCRIPTS = [name for name in (sys.argv[3].split(",") if len(sys.argv) > 3 else []) if name and "/" not in name]
+# where to say, once the step ended, how many Python processes it forked and how many went cold ("N M\n"): a pipe
+# of the agent (mlyard.agent.warm), never inherited by the step's processes
+REPORT_FD = int(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4].isdigit() else -1
+COUNTS = {"forked": 0, "cold": 0}
 BIN = HOME + "/bin"
 SOCKET = HOME + "/sock"
 READY = b"ready\n"
@@ -565,6 +569,7 @@ def _answer(conn, listener, wake, children):
         REASON[0] = f"{type(exc).__name__}: {exc}"
         job = None
     if job is None:
+        COUNTS["cold"] += 1
         for fd in fds:
             os.close(fd)
         why = f" ({REASON[0]})" if isinstance(request, dict) and request.get("env", {}).get(DEBUG) else ""
@@ -576,8 +581,10 @@ def _answer(conn, listener, wake, children):
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        closed = [listener.fileno(), *WAKE, conn.fileno(), *(other.fileno() for other in children.values())]
+        closed = [listener.fileno(), *WAKE, conn.fileno(), *(other.fileno() for other in children.values()),
+                  *([REPORT_FD] if REPORT_FD >= 0 else [])]  # fmt: skip
         warm_child(job, fds, closed)
+    COUNTS["forked"] += 1
     for fd in fds:
         os.close(fd)
     with contextlib.suppress(OSError):
@@ -585,7 +592,17 @@ def _answer(conn, listener, wake, children):
     children[pid] = conn
 
 
+def report():
+    """Say on REPORT_FD how many of the step's Python processes were forked and how many went cold."""
+    if REPORT_FD >= 0:
+        with contextlib.suppress(OSError):
+            os.write(REPORT_FD, f"{COUNTS['forked']} {COUNTS['cold']}\n".encode())
+            os.close(REPORT_FD)
+
+
 def main():
+    if REPORT_FD >= 0:
+        os.set_inheritable(REPORT_FD, False)  # the step's own processes (subprocess, exec) never get it
     home = os.environ.get("HOME", "")
     if home.startswith(HOME + "/"):
         os.makedirs(home, mode=0o700, exist_ok=True)
@@ -619,7 +636,8 @@ def main():
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            warm_child(direct, [0, 1, 2], [listener.fileno(), *WAKE])
+            warm_child(direct, [0, 1, 2], [listener.fileno(), *WAKE, *([REPORT_FD] if REPORT_FD >= 0 else [])])
+        COUNTS["forked"] += 1
         step = types.SimpleNamespace(pid=pid)
     else:
         try:
@@ -629,6 +647,7 @@ def main():
             os._exit(127)
     code = serve(step, listener, wake_read)
     listener.close()
+    report()
     if code < 0:
         signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
