@@ -127,6 +127,8 @@ def create_project(
                 )  # fmt: skip
                 say(f"pushed the first commit to {repo_name} ({branch})")
             except BaseException as exc:
+                if created.repo is None and isinstance(exc, MlyardError):
+                    raise  # the repository could not be created (made meanwhile by someone else: 409): nothing was
                 detail = exc.message if isinstance(exc, MlyardError) else str(exc)
                 raise OperationFailed(f"creating project {repo_name!r} failed while {created.step}: {detail}; "
                                       f"{created.undo(api, repo_name)}") from exc  # fmt: skip
