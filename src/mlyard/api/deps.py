@@ -6,8 +6,9 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 
-from mlyard.services.auth import Principal, authenticate_header
+from mlyard.services.auth import Principal, authenticate_header, remembered_header
 from mlyard.services.platform import Platform
 
 # Ids and offsets are 64-bit integers in the database: a larger number in a path or query is refused (422)
@@ -18,9 +19,9 @@ JobId = Annotated[int, Path(ge=0, le=INT64_MAX, description="a job's id")]
 Offset = Annotated[int, Query(ge=0, le=INT64_MAX, description="entries after this id")]
 
 
-# Dependencies that only read the request or check a scope are coroutines: FastAPI runs a plain function
-# dependency in its thread pool, one hand-off (and back) per dependency and request. The principal's lookup
-# reads the database, so it stays a plain function.
+# The dependencies are coroutines: FastAPI runs a plain function dependency in its thread pool, one hand-off (and
+# back) per dependency and request. The principal of a token that worked a moment ago is in memory; only its
+# database lookup goes to the thread pool.
 
 
 async def get_platform(request: Request) -> Platform:
@@ -28,9 +29,13 @@ async def get_platform(request: Request) -> Platform:
     return platform
 
 
-def current_principal(request: Request, platform: Platform = Depends(get_platform)) -> Principal:
+async def current_principal(request: Request, platform: Platform = Depends(get_platform)) -> Principal:
     addr = request.client.host if request.client else ""
-    return authenticate_header(platform, request.headers.get("authorization"), remote_addr=addr)
+    header = request.headers.get("authorization")
+    remembered = remembered_header(platform, header, remote_addr=addr)
+    if remembered is not None:
+        return remembered
+    return await run_in_threadpool(authenticate_header, platform, header, remote_addr=addr)
 
 
 def requires(scope: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:

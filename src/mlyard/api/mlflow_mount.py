@@ -34,7 +34,7 @@ import httpx
 
 from mlyard.errors import InvalidInput, MlyardError, NotFound, OperationFailed, PayloadTooLarge, TooManyAttempts
 from mlyard.services import environments, models
-from mlyard.services.auth import Principal, authenticate_header
+from mlyard.services.auth import Principal, authenticate_header, remembered_header
 from mlyard.services.platform import Platform
 
 if TYPE_CHECKING:
@@ -154,6 +154,13 @@ class _Running:
     client: httpx.AsyncClient
 
 
+def _credentials_of(scope: Scope) -> tuple[str | None, str]:
+    """A request's Authorization header and client address."""
+    header = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == b"authorization"), None)
+    client = scope.get("client")
+    return header, client[0] if client else ""
+
+
 class MlflowMount:
     """The ASGI app mounted at /mlflow; `close()` (from the app's lifespan) stops the MLflow servers."""
 
@@ -180,7 +187,9 @@ class MlflowMount:
                 await send({"type": "websocket.close", "code": 1000})
             return
         try:
-            principal = await asyncio.to_thread(self._authenticate, scope)
+            principal = self._remembered(scope)  # a token that worked a moment ago: from memory, on the loop
+            if principal is None:
+                principal = await asyncio.to_thread(self._authenticate, scope)
             request = parse_request(scope)
             principal.require(WRITE_SCOPE if request.write else READ_SCOPE)
             principal.require_environment(request.env)
@@ -208,9 +217,12 @@ class MlflowMount:
             await send_json(send, exc.http_status, error_message(exc.http_status, exc.message), headers)
 
     def _authenticate(self, scope: Scope) -> Principal:
-        header = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == b"authorization"), None)
-        client = scope.get("client")
-        return authenticate_header(self.platform, header, remote_addr=client[0] if client else "")
+        header, addr = _credentials_of(scope)
+        return authenticate_header(self.platform, header, remote_addr=addr)
+
+    def _remembered(self, scope: Scope) -> Principal | None:
+        header, addr = _credentials_of(scope)
+        return remembered_header(self.platform, header, remote_addr=addr)
 
     async def _server(self, env: str, tracking_uri: str) -> _Running:
         """The environment's running MLflow server, started (and waited for) on first use or after it died."""

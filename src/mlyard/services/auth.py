@@ -147,17 +147,11 @@ def authenticate(platform: Platform, token: str, *, username: str | None = None,
     its window ends, and the audit log has one `login.failed` entry per address and window.
     """
     failures = platform.login_failures
-    wait = failures.retry_after(remote_addr)
-    if wait:
-        raise TooManyAttempts(
-            f"too many failed authentications from {remote_addr or 'this address'}: try again in {wait} s",
-            retry_after=wait,
-        )
+    cached = _remembered(platform, token, username, remote_addr)
+    if cached is not None:
+        return cached
     now = datetime.now(UTC)
     token_hash = hash_token(token)
-    cached = platform.principals.get(token_hash, now, LAST_USED_RESOLUTION)
-    if cached is not None and (not username or username == cached.owner):
-        return cached.principal
     generation = platform.principals.generation  # before the read: a write meanwhile voids what it finds
     with transaction(platform.sessions) as session:
         row = session.scalars(select(Token).where(Token.token_hash == token_hash)).first()
@@ -178,6 +172,21 @@ def authenticate(platform: Platform, token: str, *, username: str | None = None,
         platform.principals.put(token_hash, entry)  # once committed (the last use written)
         return principal
     raise AuthenticationError(problem)
+
+
+def _remembered(platform: Platform, token: str, username: str | None, remote_addr: str) -> Principal | None:
+    """The principal of a token that worked a moment ago (mlyard.services.principals), without the database;
+    None when it must be looked up. An address past its failure limit gets TooManyAttempts all the same."""
+    wait = platform.login_failures.retry_after(remote_addr)
+    if wait:
+        raise TooManyAttempts(
+            f"too many failed authentications from {remote_addr or 'this address'}: try again in {wait} s",
+            retry_after=wait,
+        )
+    cached = platform.principals.get(hash_token(token), datetime.now(UTC), LAST_USED_RESOLUTION)
+    if cached is not None and (not username or username == cached.owner):
+        return cached.principal
+    return None
 
 
 def _audit_failure(session: Session, failures: LoginFailures, remote_addr: str, **detail: str) -> None:
@@ -398,13 +407,25 @@ def parse_authorization(value: str | None) -> Credentials | None:
 
 def authenticate_header(platform: Platform, header: str | None, *, remote_addr: str = "") -> Principal:
     """The principal behind an Authorization header; AuthenticationError when missing or not valid."""
+    creds = _credentials(header)
+    return authenticate(platform, creds.token, username=creds.username, remote_addr=remote_addr)
+
+
+def remembered_header(platform: Platform, header: str | None, *, remote_addr: str = "") -> Principal | None:
+    """authenticate_header for a token that worked a moment ago, from memory only (no database: an event loop
+    may call it); None when authenticate_header must look it up."""
+    creds = _credentials(header)
+    return _remembered(platform, creds.token, creds.username, remote_addr)
+
+
+def _credentials(header: str | None) -> Credentials:
     creds = parse_authorization(header)
     if creds is None:
         raise AuthenticationError(
             "authentication required: send a personal access token "
             "(Authorization: Bearer TOKEN, or HTTP Basic user:TOKEN)"
         )
-    return authenticate(platform, creds.token, username=creds.username, remote_addr=remote_addr)
+    return creds
 
 
 LOCAL_AGENT_USER = "local-agent"

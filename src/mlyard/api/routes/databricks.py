@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
@@ -55,7 +56,7 @@ from mlyard.errors import (
     TooManyAttempts,
 )
 from mlyard.services import databricks
-from mlyard.services.auth import Principal, authenticate_header
+from mlyard.services.auth import Principal, authenticate_header, remembered_header
 from mlyard.services.platform import Platform
 from mlyard.workspace.objects import DirectoryNotEmpty, ObjectInfo, TooLarge
 
@@ -72,9 +73,12 @@ async def _platform(request: Request) -> Platform:  # a coroutine: no thread han
     return platform
 
 
-def _principal(request: Request, platform: Platform = Depends(_platform)) -> Principal:
+async def _principal(request: Request, platform: Platform = Depends(_platform)) -> Principal:
     addr = request.client.host if request.client else ""
-    principal = authenticate_header(platform, request.headers.get("authorization"), remote_addr=addr)
+    header = request.headers.get("authorization")
+    principal = remembered_header(platform, header, remote_addr=addr)  # from memory: no thread hand-off
+    if principal is None:
+        principal = await run_in_threadpool(authenticate_header, platform, header, remote_addr=addr)
     principal.require_environment(request.path_params.get("env", ""))  # an environment's token: its own only
     return principal
 
