@@ -14,7 +14,7 @@ from sqlalchemy import event, select
 from mlyard.db.engine import transaction
 from mlyard.db.tables import Token, User
 from mlyard.errors import AuthenticationError
-from mlyard.services import auth
+from mlyard.services import auth, jobs
 from mlyard.services.platform import Platform, open_platform
 from tests.ci.engine import ADMIN, Engine
 
@@ -110,3 +110,35 @@ def test_an_expired_entry_is_not_used(engine: Engine) -> None:
     time.sleep(1.1)
     with pytest.raises(AuthenticationError, match="token has expired"):
         auth.authenticate(engine.platform, token)
+
+
+def _claimed(engine: Engine) -> tuple[int, str]:
+    """A running job and its token."""
+    engine.repo("held", {"ci.yml": "jobs:\n- job: Holds\n  steps:\n  - script: 'true'\n"})
+    engine.pipeline("held-ci", "held", "ci.yml")
+    engine.run("held-ci")
+    spec = engine.claim()
+    assert spec is not None
+    return int(str(spec["job_id"])), f"Bearer {spec['access_token']}"
+
+
+def test_a_running_jobs_token_used_again_reads_nothing_and_its_end_voids_it(engine: Engine) -> None:
+    job_id, header = _claimed(engine)
+    first = jobs.authenticate_job(engine.platform, header, job_id)
+    with statements(engine.platform) as seen:
+        again = jobs.authenticate_job(engine.platform, header, job_id)
+    assert again == first and seen == []
+    with pytest.raises(AuthenticationError, match="invalid or expired job token"):
+        jobs.authenticate_job(engine.platform, header, job_id + 1)  # another job's id with this token
+    engine.complete(job_id, "succeeded")
+    with pytest.raises(AuthenticationError, match="invalid or expired job token"):
+        jobs.authenticate_job(engine.platform, header, job_id)
+
+
+def test_a_job_whose_lease_expired_is_refused_at_the_next_report(engine: Engine) -> None:
+    job_id, header = _claimed(engine)
+    jobs.authenticate_job(engine.platform, header, job_id)
+    queue = engine.orchestrator.queue
+    assert queue.expire_leases(now=datetime.now(UTC) + timedelta(seconds=queue.lease_seconds + 1)) == [job_id]
+    with pytest.raises(AuthenticationError, match="invalid or expired job token"):
+        jobs.authenticate_job(engine.platform, header, job_id)

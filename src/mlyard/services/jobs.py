@@ -36,6 +36,7 @@ from mlyard.protocol import Connection as ConnectionSpec
 from mlyard.protocol import CoverageSummary, JobOutcome, JobSpec, Repository, StepSpec, agent_name_problem
 from mlyard.services import pipelines, resources, secrets
 from mlyard.services.platform import Platform
+from mlyard.services.principals import JobIdentity, JobRef
 
 _ARTIFACT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$")
 
@@ -69,7 +70,7 @@ def claim(
     return spec.to_dict() if spec is not None else None
 
 
-def _secrets_of(platform: Platform, job: RunJob) -> set[str]:
+def _secrets_of(platform: Platform, job: JobIdentity) -> set[str]:
     """The secret values of a running job (recomputed for a job claimed before a server restart)."""
 
     def compute(job_id: int) -> tuple[set[str], bool]:
@@ -186,17 +187,34 @@ def build_spec(platform: Platform, session: Session, job: RunJob, token: str) ->
     )
 
 
-def authenticate_job(platform: Platform, header: str | None, job_id: int) -> RunJob:
+def authenticate_job(platform: Platform, header: str | None, job_id: int) -> JobRef:
     """The running job whose token is in `header` (Bearer); 401 otherwise."""
+    remembered = remembered_job(platform, header, job_id)
+    if remembered is not None:
+        return remembered
+    hashed = token_hash(_job_token(header))
+    generation = platform.job_tokens.generation  # before the read: a token written meanwhile voids what it finds
+    with transaction(platform.sessions) as session:
+        job = session.scalars(select(RunJob).where(RunJob.token_hash == hashed)).first()
+        if job is None or job.id != job_id:
+            raise AuthenticationError("invalid or expired job token")
+        found = JobRef(job.id, job.run_id)
+    platform.job_tokens.put(hashed, found, generation)
+    return found
+
+
+def remembered_job(platform: Platform, header: str | None, job_id: int) -> JobRef | None:
+    """authenticate_job for a token seen a moment ago, from memory only (an event loop may call it); None when
+    it must be looked up (mlyard.services.principals.JobTokens)."""
+    job = platform.job_tokens.get(token_hash(_job_token(header)))
+    return job if job is not None and job.id == job_id else None
+
+
+def _job_token(header: str | None) -> str:
     token = (header or "").partition(" ")[2].strip()
     if not token.startswith(JOB_TOKEN_PREFIX):
         raise AuthenticationError("job token required: agents report with the token of the job they run")
-    with transaction(platform.sessions) as session:
-        job = session.scalars(select(RunJob).where(RunJob.token_hash == token_hash(token))).first()
-        if job is None or job.id != job_id:
-            raise AuthenticationError("invalid or expired job token")
-        session.expunge(job)
-        return job
+    return token
 
 
 def job_repo_access(platform: Platform, token: str) -> frozenset[str]:
@@ -265,7 +283,7 @@ def update_step(
         return {"ok": True}
 
 
-def append_logs(platform: Platform, job: RunJob, step_key: str | None, lines: Sequence[Sequence[Any]]) -> int:
+def append_logs(platform: Platform, job: JobIdentity, step_key: str | None, lines: Sequence[Sequence[Any]]) -> int:
     hidden = _secrets_of(platform, job)
     clean = [(float(t), logs.mask(str(text), hidden)) for t, text in lines]
     return logs.append(logs.log_file(platform.settings.home, job.run_id, job.id, step_key), clean)
@@ -277,7 +295,7 @@ def artifact_path(platform: Platform, run_id: int, name: str) -> Path:
     return logs.run_dir(platform.settings.home, run_id) / "artifacts" / f"{name}.tar.gz"
 
 
-def begin_artifact(platform: Platform, job: RunJob, name: str) -> Path:
+def begin_artifact(platform: Platform, job: JobIdentity, name: str) -> Path:
     """Check that `name` is free in the job's run; return the part file an upload streams into.
 
     The upload goes to disk as it arrives (never into memory); `store_artifact` then publishes it.
@@ -289,7 +307,7 @@ def begin_artifact(platform: Platform, job: RunJob, name: str) -> Path:
     return path.with_name(f"{path.name}.{random.token_hex(8)}.part")
 
 
-def store_artifact(platform: Platform, job: RunJob, name: str, part: Path, size: int) -> dict[str, Any]:
+def store_artifact(platform: Platform, job: JobIdentity, name: str, part: Path, size: int) -> dict[str, Any]:
     """Publish an uploaded part file as the run's artifact `name` (the part file is gone afterwards)."""
     path = artifact_path(platform, job.run_id, name)
     try:
@@ -314,7 +332,7 @@ def _taken(run_id: int, name: str) -> Conflict:
     return Conflict(f"artifact {name!r} already exists in run {run_id}: artifact names are unique per run")
 
 
-def resource_run(platform: Platform, job: RunJob, run_id: int) -> int:
+def resource_run(platform: Platform, job: JobIdentity, run_id: int) -> int:
     """`run_id` if the job's run names it as the run of a pipeline resource (`resources.pipeline.X.runID`);
     a job reads no other run's artifacts."""
     with transaction(platform.sessions) as session:
@@ -344,7 +362,7 @@ def artifact_file(platform: Platform, run_id: int, name: str) -> Path:
     return path
 
 
-def store_tests(platform: Platform, job: RunJob, summary: dict[str, Any]) -> dict[str, Any]:
+def store_tests(platform: Platform, job: JobIdentity, summary: dict[str, Any]) -> dict[str, Any]:
     summary = _masked(summary, _secrets_of(platform, job))  # test names and messages can hold anything
     with transaction(platform.sessions) as session:
         session.add(TestResult(run_id=job.run_id, job_id=job.id, summary=summary))
@@ -354,7 +372,7 @@ def store_tests(platform: Platform, job: RunJob, summary: dict[str, Any]) -> dic
 MAX_COVERAGE_FILES = 1_000  # file names kept with one coverage summary
 
 
-def store_coverage(platform: Platform, job: RunJob, summary: CoverageSummary) -> dict[str, Any]:
+def store_coverage(platform: Platform, job: JobIdentity, summary: CoverageSummary) -> dict[str, Any]:
     counts = (summary.lines_covered, summary.lines_valid, summary.branches_covered, summary.branches_valid)
     if any(count < 0 for count in counts) or summary.lines_covered > summary.lines_valid or (
         summary.branches_covered > summary.branches_valid

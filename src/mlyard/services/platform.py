@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mlyard.db.engine import make_engine, make_sessionmaker
 from mlyard.services.login_failures import LoginFailures
-from mlyard.services.principals import PrincipalCache
+from mlyard.services.principals import JobTokens, PrincipalCache
 from mlyard.services.runtime import DeploymentRuntime
 from mlyard.settings import Settings
 
@@ -61,10 +61,12 @@ class Platform:
     job_slot: threading.Lock = field(default_factory=threading.Lock)
     job_ended: threading.Event = field(default_factory=threading.Event)  # a workspace job ended (they start then)
     principals: PrincipalCache = field(default_factory=PrincipalCache)  # tokens authenticated a moment ago
+    job_tokens: JobTokens = field(default_factory=JobTokens)  # running jobs' tokens seen a moment ago
     _secret_key: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.principals.watch(self.sessions)
+        self.job_tokens.watch(self.sessions)
 
     def secret_key(self) -> bytes:
         """The server's secret key (read once): for keys derived from it, e.g. the web UI's form tokens."""

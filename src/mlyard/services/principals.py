@@ -16,6 +16,10 @@ answers for its token while:
 
 Failures are never cached (they are counted and audited as before). At most MAX_ENTRIES tokens; when full,
 the oldest entry goes. It lives in the server process (one per `Platform`).
+
+`JobTokens` does the same for the tokens of running jobs (an agent's every report and heartbeat): a token's
+job, until a session writes any job's token (claimed: a new one; ended or its lease expired: none), or for
+MAX_AGE at most.
 """
 
 from __future__ import annotations
@@ -25,12 +29,12 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
-from mlyard.db.tables import Token, User
+from mlyard.db.tables import RunJob, Token, User
 
 if TYPE_CHECKING:
     from mlyard.services.auth import Principal
@@ -108,3 +112,77 @@ def _writes_auth(session: Session) -> bool:
         if isinstance(obj, User) or (isinstance(obj, Token) and set(inspect(obj).committed_state) - {"last_used_at"}):
             return True
     return False
+
+
+class JobIdentity(Protocol):
+    """What the agent API's services need of a job: a `JobRef`, or its database row."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def run_id(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """A running job, as its token names it (what the agent API's routes need of it)."""
+
+    id: int
+    run_id: int
+
+
+class JobTokens:
+    def __init__(self, max_age: float = MAX_AGE, max_entries: int = MAX_ENTRIES) -> None:
+        self.max_age = max_age
+        self.max_entries = max_entries
+        self.generation = 0
+        self._entries: OrderedDict[str, tuple[JobRef, float, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def watch(self, sessions: sessionmaker[Session]) -> None:
+        """Bump the generation whenever a session of `sessions` sets or clears a job's token."""
+        event.listen(sessions, "after_flush", self._after_flush)
+        event.listen(sessions, "after_commit", self._after_commit)
+
+    def get(self, token_hash: str) -> JobRef | None:
+        with self._lock:
+            entry = self._entries.get(token_hash)
+            if entry is None:
+                return None
+            job, made, generation = entry
+            if generation != self.generation or time.monotonic() - made > self.max_age:
+                del self._entries[token_hash]
+                return None
+            return job
+
+    def put(self, token_hash: str, job: JobRef, generation: int) -> None:
+        """Keep `job`, read from the database at `generation`."""
+        with self._lock:
+            if generation != self.generation:
+                return
+            self._entries[token_hash] = (job, time.monotonic(), generation)
+            self._entries.move_to_end(token_hash)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._entries.clear()
+
+    def _after_flush(self, session: Session, _context: Any) -> None:
+        if _writes_job_tokens(session):
+            session.info["mlyard_job_token_written"] = True
+            self.clear()
+
+    def _after_commit(self, session: Session) -> None:
+        if session.info.pop("mlyard_job_token_written", False):
+            self.clear()
+
+
+def _writes_job_tokens(session: Session) -> bool:
+    """Whether the session's flush deletes a job or sets or clears a job's token."""
+    if any(isinstance(obj, RunJob) for obj in session.deleted):
+        return True
+    return any(isinstance(obj, RunJob) and "token_hash" in inspect(obj).committed_state for obj in session.dirty)

@@ -6,16 +6,17 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 
 from mlyard.api.deps import JobId, get_platform, requires
 from mlyard.api.schemas import ClaimRequest, CoverageReport, LogBatch, Outcome, ReportBatch, StepReport, StepReportItem
 from mlyard.ci.orchestrator import Orchestrator
-from mlyard.db.tables import RunJob
 from mlyard.protocol import CoverageSummary, JobOutcome
 from mlyard.services import jobs
 from mlyard.services.auth import LOCAL_AGENT_USER, Principal
 from mlyard.services.platform import Platform
+from mlyard.services.principals import JobRef
 
 router = APIRouter(prefix="/agent", tags=["agent"])
 WRITE_BUFFER = 1024**2  # an upload is written to disk in pieces of this size
@@ -26,8 +27,13 @@ def _orchestrator(platform: Platform) -> Orchestrator:
     return orchestrator
 
 
-def job_auth(job_id: JobId, request: Request, platform: Platform = Depends(get_platform)) -> RunJob:
-    return jobs.authenticate_job(platform, request.headers.get("authorization"), job_id)
+async def job_auth(job_id: JobId, request: Request, platform: Platform = Depends(get_platform)) -> JobRef:
+    """The job whose token the request carries: from memory when seen a moment ago (no thread hand-off)."""
+    header = request.headers.get("authorization")
+    remembered = jobs.remembered_job(platform, header, job_id)
+    if remembered is not None:
+        return remembered
+    return await run_in_threadpool(jobs.authenticate_job, platform, header, job_id)
 
 
 @router.post("/claim", response_model=None)
@@ -42,32 +48,32 @@ async def claim(
 
 
 @router.post("/jobs/{job_id}/heartbeat")
-def heartbeat(job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)) -> dict[str, Any]:
+def heartbeat(job: JobRef = Depends(job_auth), platform: Platform = Depends(get_platform)) -> dict[str, Any]:
     return jobs.heartbeat(platform, job.id)
 
 
 @router.post("/jobs/{job_id}/steps/{step_id}")
 def report_step(
-    step_id: str, body: StepReport, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
+    step_id: str, body: StepReport, job: JobRef = Depends(job_auth), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
     return _update_step(platform, job, step_id, body)
 
 
-def _update_step(platform: Platform, job: RunJob, step_id: str, body: StepReport) -> dict[str, Any]:
+def _update_step(platform: Platform, job: JobRef, step_id: str, body: StepReport) -> dict[str, Any]:
     return jobs.update_step(platform, job.id, step_id, state=body.state, result=body.result, issues=body.issues,
                             display_name=body.display_name)  # fmt: skip
 
 
 @router.post("/jobs/{job_id}/logs")
 def append_logs(
-    body: LogBatch, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
+    body: LogBatch, job: JobRef = Depends(job_auth), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
     return {"written": jobs.append_logs(platform, job, body.step_id, body.lines)}
 
 
 @router.post("/jobs/{job_id}/reports")
 def report_batch(
-    body: ReportBatch, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
+    body: ReportBatch, job: JobRef = Depends(job_auth), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
     """Several reports in one request (the agent sends what queued up while its previous request was under
     way), applied in order as the single requests would be; an error stops at that report (those before it
@@ -83,7 +89,7 @@ def report_batch(
 
 @router.put("/jobs/{job_id}/artifacts/{name}")
 async def upload_artifact(
-    name: str, request: Request, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
+    name: str, request: Request, job: JobRef = Depends(job_auth), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
     """Stream the body to disk; its size is bounded by `max_artifact_bytes` (api/limits.py answers 413)."""
     part = await asyncio.to_thread(jobs.begin_artifact, platform, job, name)
@@ -104,7 +110,7 @@ async def upload_artifact(
 
 
 @router.get("/jobs/{job_id}/artifacts")
-def list_artifacts(job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)) -> list[str]:
+def list_artifacts(job: JobRef = Depends(job_auth), platform: Platform = Depends(get_platform)) -> list[str]:
     """The names of the artifacts the job's run has published so far."""
     return [artifact["name"] for artifact in jobs.list_artifacts(platform, job.run_id)]
 
@@ -113,7 +119,7 @@ def list_artifacts(job: RunJob = Depends(job_auth), platform: Platform = Depends
 def download_artifact(
     name: str,
     run: int | None = None,
-    job: RunJob = Depends(job_auth),
+    job: JobRef = Depends(job_auth),
     platform: Platform = Depends(get_platform),
 ) -> FileResponse:
     """An artifact of the job's run, or (`run`) of the run of one of its pipeline resources."""
@@ -123,21 +129,21 @@ def download_artifact(
 
 @router.post("/jobs/{job_id}/tests")
 def publish_tests(
-    summary: dict[str, Any], job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
+    summary: dict[str, Any], job: JobRef = Depends(job_auth), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
     return jobs.store_tests(platform, job, summary)
 
 
 @router.post("/jobs/{job_id}/coverage")
 def publish_coverage(
-    body: CoverageReport, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
+    body: CoverageReport, job: JobRef = Depends(job_auth), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
     return jobs.store_coverage(platform, job, CoverageSummary(**body.model_dump()))
 
 
 @router.post("/jobs/{job_id}/complete")
 def complete(
-    body: Outcome, job: RunJob = Depends(job_auth), platform: Platform = Depends(get_platform)
+    body: Outcome, job: JobRef = Depends(job_auth), platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
     outcome = JobOutcome(**body.model_dump())
     return jobs.complete(platform, _orchestrator(platform), job.id, outcome)
