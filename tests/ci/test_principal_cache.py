@@ -130,9 +130,15 @@ def test_a_running_jobs_token_used_again_reads_nothing_and_its_end_voids_it(engi
     assert again == first and seen == []
     with pytest.raises(AuthenticationError, match="invalid or expired job token"):
         jobs.authenticate_job(engine.platform, header, job_id + 1)  # another job's id with this token
+    token = header.split(" ", 1)[1]
+    assert jobs.job_repo_access(engine.platform, token) == {"held"}  # what its checkout may read
+    with statements(engine.platform) as seen:
+        assert jobs.job_repo_access(engine.platform, token) == {"held"}
+    assert seen == []
     engine.complete(job_id, "succeeded")
     with pytest.raises(AuthenticationError, match="invalid or expired job token"):
         jobs.authenticate_job(engine.platform, header, job_id)
+    assert jobs.job_repo_access(engine.platform, token) == frozenset()
 
 
 def test_a_job_whose_lease_expired_is_refused_at_the_next_report(engine: Engine) -> None:

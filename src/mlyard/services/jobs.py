@@ -222,8 +222,13 @@ def job_repo_access(platform: Platform, token: str) -> frozenset[str]:
     resources of the run's plan; none if it is not a live job token."""
     if not token.startswith(JOB_TOKEN_PREFIX):
         return frozenset()
+    hashed = token_hash(token)
+    remembered = platform.job_tokens.repos(hashed)  # a checkout's second git request, a moment after its first
+    if remembered is not None:
+        return remembered
+    generation = platform.job_tokens.generation
     with transaction(platform.sessions) as session:
-        job = session.scalars(select(RunJob).where(RunJob.token_hash == token_hash(token))).first()
+        job = session.scalars(select(RunJob).where(RunJob.token_hash == hashed)).first()
         if job is None or job.state != states.RUNNING:
             return frozenset()
         run = session.get(Run, job.run_id)
@@ -231,7 +236,9 @@ def job_repo_access(platform: Platform, token: str) -> frozenset[str]:
         if run is None or pipeline is None:
             return frozenset()
         others = plan_store.load(run.plan).repositories if run.plan else ()
-        return frozenset({pipeline.repo, *(resource.repo for resource in others)})
+        repos = frozenset({pipeline.repo, *(resource.repo for resource in others)})
+    platform.job_tokens.put_repos(hashed, repos, generation)
+    return repos
 
 
 def heartbeat(platform: Platform, job_id: int) -> dict[str, Any]:

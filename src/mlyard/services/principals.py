@@ -17,9 +17,9 @@ answers for its token while:
 Failures are never cached (they are counted and audited as before). At most MAX_ENTRIES tokens; when full,
 the oldest entry goes. It lives in the server process (one per `Platform`).
 
-`JobTokens` does the same for the tokens of running jobs (an agent's every report and heartbeat): a token's
-job, until a session writes any job's token (claimed: a new one; ended or its lease expired: none), or for
-MAX_AGE at most.
+`JobTokens` does the same for the tokens of running jobs (an agent's every report and heartbeat, and the
+repositories its checkout may read): a token's job, until a session writes any job's token or state (claimed:
+a new one; ended, canceled or its lease expired: none), or for MAX_AGE at most.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ class JobTokens:
         self.max_age = max_age
         self.max_entries = max_entries
         self.generation = 0
-        self._entries: OrderedDict[str, tuple[JobRef, float, int]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], tuple[object, float, int]] = OrderedDict()
         self._lock = threading.Lock()
 
     def watch(self, sessions: sessionmaker[Session]) -> None:
@@ -146,23 +146,38 @@ class JobTokens:
         event.listen(sessions, "after_commit", self._after_commit)
 
     def get(self, token_hash: str) -> JobRef | None:
-        with self._lock:
-            entry = self._entries.get(token_hash)
-            if entry is None:
-                return None
-            job, made, generation = entry
-            if generation != self.generation or time.monotonic() - made > self.max_age:
-                del self._entries[token_hash]
-                return None
-            return job
+        found = self._recall(("job", token_hash))
+        return found if isinstance(found, JobRef) else None
 
     def put(self, token_hash: str, job: JobRef, generation: int) -> None:
         """Keep `job`, read from the database at `generation`."""
+        self._remember(("job", token_hash), job, generation)
+
+    def repos(self, token_hash: str) -> frozenset[str] | None:
+        """The repositories the job of a token may read (its checkout's git requests), if seen a moment ago."""
+        found = self._recall(("repos", token_hash))
+        return found if isinstance(found, frozenset) else None
+
+    def put_repos(self, token_hash: str, repos: frozenset[str], generation: int) -> None:
+        self._remember(("repos", token_hash), repos, generation)
+
+    def _recall(self, key: tuple[str, str]) -> object | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            value, made, generation = entry
+            if generation != self.generation or time.monotonic() - made > self.max_age:
+                del self._entries[key]
+                return None
+            return value
+
+    def _remember(self, key: tuple[str, str], value: object, generation: int) -> None:
         with self._lock:
             if generation != self.generation:
-                return
-            self._entries[token_hash] = (job, time.monotonic(), generation)
-            self._entries.move_to_end(token_hash)
+                return  # a job's token was written meanwhile: the read may be stale already
+            self._entries[key] = (value, time.monotonic(), generation)
+            self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 
@@ -182,7 +197,8 @@ class JobTokens:
 
 
 def _writes_job_tokens(session: Session) -> bool:
-    """Whether the session's flush deletes a job or sets or clears a job's token."""
+    """Whether the session's flush deletes a job, sets or clears a job's token, or changes a job's state."""
     if any(isinstance(obj, RunJob) for obj in session.deleted):
         return True
-    return any(isinstance(obj, RunJob) and "token_hash" in inspect(obj).committed_state for obj in session.dirty)
+    watched = {"token_hash", "state"}
+    return any(isinstance(obj, RunJob) and watched & set(inspect(obj).committed_state) for obj in session.dirty)
