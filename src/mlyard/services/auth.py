@@ -11,7 +11,6 @@ import base64
 import hashlib
 import math
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -164,7 +163,7 @@ def authenticate(platform: Platform, token: str, *, username: str | None = None,
             scopes = effective_scopes(row.scope_list, is_admin=user.is_admin)
             bound = environment_of(user.username, row.name, is_admin=user.is_admin)
             principal = Principal(user.id, user.username, user.is_admin, row.id, scopes, row.expires_at, bound)
-            entry = Entry(principal, user.username, row.expires_at, row.last_used_at, time.monotonic(), generation)
+            entry = Entry(principal, user.username, row.expires_at, row.last_used_at, generation)
         else:
             _audit_failure(session, failures, remote_addr, actor=username or "", reason=problem,
                            token_prefix=token[:8])  # fmt: skip

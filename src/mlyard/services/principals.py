@@ -43,75 +43,99 @@ MAX_AGE = 5.0  # seconds
 MAX_ENTRIES = 1024
 
 
-@dataclass(frozen=True)
-class Entry:
-    principal: Principal
-    owner: str  # the token's user (HTTP Basic names one)
-    expires_at: datetime | None
-    last_used_at: datetime | None
-    made: float  # time.monotonic()
-    generation: int
+class Remembered:
+    """What was read from the database a moment ago, by key. Each entry carries the generation of the read that
+    made it; a flush or commit that writes the rows `_writes` watches bumps the generation (voiding them all),
+    and an entry older than `max_age` is dropped. At most `max_entries` (the oldest goes first)."""
 
-
-class PrincipalCache:
     def __init__(self, max_age: float = MAX_AGE, max_entries: int = MAX_ENTRIES) -> None:
         self.max_age = max_age
         self.max_entries = max_entries
         self.generation = 0
-        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._entries: OrderedDict[Any, tuple[object, float, int]] = OrderedDict()
         self._lock = threading.Lock()
+        self._flag = f"mlyard_written_{type(self).__name__}"
 
     def watch(self, sessions: sessionmaker[Session]) -> None:
-        """Bump the generation whenever a session of `sessions` writes a token or a user."""
+        """Bump the generation whenever a session of `sessions` writes what `_writes` watches."""
         event.listen(sessions, "after_flush", self._after_flush)
         event.listen(sessions, "after_commit", self._after_commit)
 
-    def get(self, token_hash: str, now: datetime, last_used_within: Any) -> Entry | None:
-        """The entry of a token that still holds at `now` (timezone-aware UTC), or None."""
+    def recall(self, key: Any) -> object | None:
         with self._lock:
-            entry = self._entries.get(token_hash)
+            entry = self._entries.get(key)
             if entry is None:
                 return None
-            if (entry.generation != self.generation or time.monotonic() - entry.made > self.max_age
-                    or (entry.expires_at is not None and entry.expires_at <= now)
-                    or entry.last_used_at is None or now - entry.last_used_at > last_used_within):  # fmt: skip
-                del self._entries[token_hash]
+            value, made, generation = entry
+            if generation != self.generation or time.monotonic() - made > self.max_age:
+                del self._entries[key]
                 return None
-            return entry
+            return value
 
-    def put(self, token_hash: str, entry: Entry) -> None:
-        """Keep `entry`, made from a read that began at generation `entry.generation`."""
+    def remember(self, key: Any, value: object, generation: int) -> None:
+        """Keep `value`, read from the database at `generation` (taken before the read)."""
         with self._lock:
-            if entry.generation != self.generation:
-                return  # a token or user was written meanwhile: the read may be stale already
-            self._entries[token_hash] = entry
-            self._entries.move_to_end(token_hash)
+            if generation != self.generation:
+                return  # a watched row was written meanwhile: the read may be stale already
+            self._entries[key] = (value, time.monotonic(), generation)
+            self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+
+    def forget(self, key: Any) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
 
     def clear(self) -> None:
         with self._lock:
             self.generation += 1
             self._entries.clear()
 
+    def _writes(self, session: Session) -> bool:
+        raise NotImplementedError
+
     def _after_flush(self, session: Session, _context: Any) -> None:
-        if _writes_auth(session):
-            session.info["mlyard_auth_written"] = True
+        if self._writes(session):
+            session.info[self._flag] = True
             self.clear()
 
     def _after_commit(self, session: Session) -> None:
-        if session.info.pop("mlyard_auth_written", False):
+        if session.info.pop(self._flag, False):
             self.clear()
 
 
-def _writes_auth(session: Session) -> bool:
-    """Whether the session's flush adds, changes or deletes a token or user (a token's last use alone excepted)."""
-    if any(isinstance(obj, (Token, User)) for group in (session.new, session.deleted) for obj in group):
-        return True
-    for obj in session.dirty:
-        if isinstance(obj, User) or (isinstance(obj, Token) and set(inspect(obj).committed_state) - {"last_used_at"}):
+@dataclass(frozen=True)
+class Entry:
+    principal: Principal
+    owner: str  # the token's user (HTTP Basic names one)
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    generation: int
+
+
+class PrincipalCache(Remembered):
+    def get(self, token_hash: str, now: datetime, last_used_within: Any) -> Entry | None:
+        """The entry of a token that still holds at `now` (timezone-aware UTC), or None."""
+        entry = self.recall(token_hash)
+        if not isinstance(entry, Entry):
+            return None
+        if (entry.expires_at is not None and entry.expires_at <= now) or entry.last_used_at is None \
+                or now - entry.last_used_at > last_used_within:  # fmt: skip
+            self.forget(token_hash)
+            return None
+        return entry
+
+    def put(self, token_hash: str, entry: Entry) -> None:
+        """Keep `entry`, made from a read that began at generation `entry.generation`."""
+        self.remember(token_hash, entry, entry.generation)
+
+    def _writes(self, session: Session) -> bool:
+        """Whether the flush adds, changes or deletes a token or user (a token's last use alone excepted)."""
+        if any(isinstance(obj, (Token, User)) for group in (session.new, session.deleted) for obj in group):
             return True
-    return False
+        tokens = (obj for obj in session.dirty if isinstance(obj, Token))
+        changed = any(set(inspect(obj).committed_state) - {"last_used_at"} for obj in tokens)
+        return changed or any(isinstance(obj, User) for obj in session.dirty)
 
 
 class JobIdentity(Protocol):
@@ -132,73 +156,26 @@ class JobRef:
     run_id: int
 
 
-class JobTokens:
-    def __init__(self, max_age: float = MAX_AGE, max_entries: int = MAX_ENTRIES) -> None:
-        self.max_age = max_age
-        self.max_entries = max_entries
-        self.generation = 0
-        self._entries: OrderedDict[tuple[str, str], tuple[object, float, int]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def watch(self, sessions: sessionmaker[Session]) -> None:
-        """Bump the generation whenever a session of `sessions` sets or clears a job's token."""
-        event.listen(sessions, "after_flush", self._after_flush)
-        event.listen(sessions, "after_commit", self._after_commit)
-
+class JobTokens(Remembered):
     def get(self, token_hash: str) -> JobRef | None:
-        found = self._recall(("job", token_hash))
+        found = self.recall(("job", token_hash))
         return found if isinstance(found, JobRef) else None
 
     def put(self, token_hash: str, job: JobRef, generation: int) -> None:
         """Keep `job`, read from the database at `generation`."""
-        self._remember(("job", token_hash), job, generation)
+        self.remember(("job", token_hash), job, generation)
 
     def repos(self, token_hash: str) -> frozenset[str] | None:
         """The repositories the job of a token may read (its checkout's git requests), if seen a moment ago."""
-        found = self._recall(("repos", token_hash))
+        found = self.recall(("repos", token_hash))
         return found if isinstance(found, frozenset) else None
 
     def put_repos(self, token_hash: str, repos: frozenset[str], generation: int) -> None:
-        self._remember(("repos", token_hash), repos, generation)
+        self.remember(("repos", token_hash), repos, generation)
 
-    def _recall(self, key: tuple[str, str]) -> object | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            value, made, generation = entry
-            if generation != self.generation or time.monotonic() - made > self.max_age:
-                del self._entries[key]
-                return None
-            return value
-
-    def _remember(self, key: tuple[str, str], value: object, generation: int) -> None:
-        with self._lock:
-            if generation != self.generation:
-                return  # a job's token was written meanwhile: the read may be stale already
-            self._entries[key] = (value, time.monotonic(), generation)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self.generation += 1
-            self._entries.clear()
-
-    def _after_flush(self, session: Session, _context: Any) -> None:
-        if _writes_job_tokens(session):
-            session.info["mlyard_job_token_written"] = True
-            self.clear()
-
-    def _after_commit(self, session: Session) -> None:
-        if session.info.pop("mlyard_job_token_written", False):
-            self.clear()
-
-
-def _writes_job_tokens(session: Session) -> bool:
-    """Whether the session's flush deletes a job, sets or clears a job's token, or changes a job's state."""
-    if any(isinstance(obj, RunJob) for obj in session.deleted):
-        return True
-    watched = {"token_hash", "state"}
-    return any(isinstance(obj, RunJob) and watched & set(inspect(obj).committed_state) for obj in session.dirty)
+    def _writes(self, session: Session) -> bool:
+        """Whether the flush deletes a job, sets or clears a job's token, or changes a job's state."""
+        if any(isinstance(obj, RunJob) for obj in session.deleted):
+            return True
+        watched = {"token_hash", "state"}
+        return any(isinstance(obj, RunJob) and watched & set(inspect(obj).committed_state) for obj in session.dirty)
