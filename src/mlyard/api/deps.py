@@ -29,13 +29,18 @@ async def get_platform(request: Request) -> Platform:
     return platform
 
 
-async def current_principal(request: Request, platform: Platform = Depends(get_platform)) -> Principal:
-    addr = request.client.host if request.client else ""
-    header = request.headers.get("authorization")
-    remembered = remembered_header(platform, header, remote_addr=addr)
+async def authenticated(platform: Platform, header: str | None, remote_addr: str) -> Principal:
+    """The principal behind an Authorization header: a token that worked a moment ago from memory, on the event
+    loop; any other looked up in the thread pool."""
+    remembered = remembered_header(platform, header, remote_addr=remote_addr)
     if remembered is not None:
         return remembered
-    return await run_in_threadpool(authenticate_header, platform, header, remote_addr=addr)
+    return await run_in_threadpool(authenticate_header, platform, header, remote_addr=remote_addr)
+
+
+async def current_principal(request: Request, platform: Platform = Depends(get_platform)) -> Principal:
+    addr = request.client.host if request.client else ""
+    return await authenticated(platform, request.headers.get("authorization"), addr)
 
 
 def requires(scope: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:

@@ -32,9 +32,10 @@ from urllib.parse import parse_qs
 
 import httpx
 
+from mlyard.api.deps import authenticated
 from mlyard.errors import InvalidInput, MlyardError, NotFound, OperationFailed, PayloadTooLarge, TooManyAttempts
 from mlyard.services import environments, models
-from mlyard.services.auth import Principal, authenticate_header, remembered_header
+from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
 
 if TYPE_CHECKING:
@@ -187,9 +188,7 @@ class MlflowMount:
                 await send({"type": "websocket.close", "code": 1000})
             return
         try:
-            principal = self._remembered(scope)  # a token that worked a moment ago: from memory, on the loop
-            if principal is None:
-                principal = await asyncio.to_thread(self._authenticate, scope)
+            principal = await authenticated(self.platform, *_credentials_of(scope))
             request = parse_request(scope)
             principal.require(WRITE_SCOPE if request.write else READ_SCOPE)
             principal.require_environment(request.env)
@@ -215,14 +214,6 @@ class MlflowMount:
             if isinstance(exc, TooManyAttempts):
                 headers = [(b"retry-after", str(exc.retry_after).encode())]
             await send_json(send, exc.http_status, error_message(exc.http_status, exc.message), headers)
-
-    def _authenticate(self, scope: Scope) -> Principal:
-        header, addr = _credentials_of(scope)
-        return authenticate_header(self.platform, header, remote_addr=addr)
-
-    def _remembered(self, scope: Scope) -> Principal | None:
-        header, addr = _credentials_of(scope)
-        return remembered_header(self.platform, header, remote_addr=addr)
 
     async def _server(self, env: str, tracking_uri: str) -> _Running:
         """The environment's running MLflow server, started (and waited for) on first use or after it died."""

@@ -72,7 +72,7 @@ def render_project(
     source = _without_credentials(str(template))  # for messages: the creator's URL carries a token
     _check_local_template(template)
     destination = Path(destination)
-    _ask_git_once_for_file_modes(copier)
+    _ask_git_once_for_file_modes()
     kept = _MODES_KEPT.set(_file_modes_kept(destination))
     try:
         copier.run_copy(
@@ -120,7 +120,7 @@ def _file_modes_kept(destination: Path) -> bool:
 
 
 @functools.cache
-def _ask_git_once_for_file_modes(copier: Any) -> None:
+def _ask_git_once_for_file_modes() -> None:
     """copier (9.19) asks git after each file it renders whether the destination's repository ignores file
     modes (`git config core.fileMode`: then it re-stages an executable bit in that repository's index, and
     otherwise does nothing): a git process per file, 35 for the demo project, 0.13 s of a 0.5-0.65 s render.

@@ -146,11 +146,11 @@ def authenticate(platform: Platform, token: str, *, username: str | None = None,
     its window ends, and the audit log has one `login.failed` entry per address and window.
     """
     failures = platform.login_failures
-    cached = _remembered(platform, token, username, remote_addr)
+    token_hash = hash_token(token)
+    cached = _remembered(platform, token_hash, username, remote_addr)
     if cached is not None:
         return cached
     now = datetime.now(UTC)
-    token_hash = hash_token(token)
     generation = platform.principals.generation  # before the read: a write meanwhile voids what it finds
     with transaction(platform.sessions) as session:
         row = session.scalars(select(Token).where(Token.token_hash == token_hash)).first()
@@ -163,17 +163,17 @@ def authenticate(platform: Platform, token: str, *, username: str | None = None,
             scopes = effective_scopes(row.scope_list, is_admin=user.is_admin)
             bound = environment_of(user.username, row.name, is_admin=user.is_admin)
             principal = Principal(user.id, user.username, user.is_admin, row.id, scopes, row.expires_at, bound)
-            entry = Entry(principal, user.username, row.expires_at, row.last_used_at, generation)
+            entry = Entry(principal, row.last_used_at)
         else:
             _audit_failure(session, failures, remote_addr, actor=username or "", reason=problem,
                            token_prefix=token[:8])  # fmt: skip
     if problem is None:
-        platform.principals.put(token_hash, entry)  # once committed (the last use written)
+        platform.principals.put(token_hash, entry, generation)  # once committed (the last use written)
         return principal
     raise AuthenticationError(problem)
 
 
-def _remembered(platform: Platform, token: str, username: str | None, remote_addr: str) -> Principal | None:
+def _remembered(platform: Platform, token_hash: str, username: str | None, remote_addr: str) -> Principal | None:
     """The principal of a token that worked a moment ago (mlyard.services.principals), without the database;
     None when it must be looked up. An address past its failure limit gets TooManyAttempts all the same."""
     wait = platform.login_failures.retry_after(remote_addr)
@@ -182,8 +182,8 @@ def _remembered(platform: Platform, token: str, username: str | None, remote_add
             f"too many failed authentications from {remote_addr or 'this address'}: try again in {wait} s",
             retry_after=wait,
         )
-    cached = platform.principals.get(hash_token(token), datetime.now(UTC), LAST_USED_RESOLUTION)
-    if cached is not None and (not username or username == cached.owner):
+    cached = platform.principals.get(token_hash, datetime.now(UTC), LAST_USED_RESOLUTION)
+    if cached is not None and (not username or username == cached.principal.username):
         return cached.principal
     return None
 
@@ -414,7 +414,7 @@ def remembered_header(platform: Platform, header: str | None, *, remote_addr: st
     """authenticate_header for a token that worked a moment ago, from memory only (no database: an event loop
     may call it); None when authenticate_header must look it up."""
     creds = _credentials(header)
-    return _remembered(platform, creds.token, creds.username, remote_addr)
+    return _remembered(platform, hash_token(creds.token), creds.username, remote_addr)
 
 
 def _credentials(header: str | None) -> Credentials:

@@ -28,7 +28,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import event, inspect
@@ -106,28 +106,26 @@ class Remembered:
 
 @dataclass(frozen=True)
 class Entry:
-    principal: Principal
-    owner: str  # the token's user (HTTP Basic names one)
-    expires_at: datetime | None
+    principal: Principal  # its username is the token's owner (HTTP Basic names one), its expires_at the token's
     last_used_at: datetime | None
-    generation: int
 
 
 class PrincipalCache(Remembered):
-    def get(self, token_hash: str, now: datetime, last_used_within: Any) -> Entry | None:
+    def get(self, token_hash: str, now: datetime, last_used_within: timedelta) -> Entry | None:
         """The entry of a token that still holds at `now` (timezone-aware UTC), or None."""
         entry = self.recall(token_hash)
         if not isinstance(entry, Entry):
             return None
-        if (entry.expires_at is not None and entry.expires_at <= now) or entry.last_used_at is None \
+        expires_at = entry.principal.expires_at
+        if (expires_at is not None and expires_at <= now) or entry.last_used_at is None \
                 or now - entry.last_used_at > last_used_within:  # fmt: skip
             self.forget(token_hash)
             return None
         return entry
 
-    def put(self, token_hash: str, entry: Entry) -> None:
-        """Keep `entry`, made from a read that began at generation `entry.generation`."""
-        self.remember(token_hash, entry, entry.generation)
+    def put(self, token_hash: str, entry: Entry, generation: int) -> None:
+        """Keep `entry`, read from the database at `generation`."""
+        self.remember(token_hash, entry, generation)
 
     def _writes(self, session: Session) -> bool:
         """Whether the flush adds, changes or deletes a token or user (a token's last use alone excepted)."""

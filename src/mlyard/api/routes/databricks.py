@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
@@ -45,6 +44,7 @@ from mlyard.api.databricks_schemas import (
     TerminationDetails,
     WellKnown,
 )
+from mlyard.api.deps import authenticated
 from mlyard.errors import (
     AuthenticationError,
     Conflict,
@@ -56,7 +56,7 @@ from mlyard.errors import (
     TooManyAttempts,
 )
 from mlyard.services import databricks
-from mlyard.services.auth import Principal, authenticate_header, remembered_header
+from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
 from mlyard.workspace.objects import DirectoryNotEmpty, ObjectInfo, TooLarge
 
@@ -75,10 +75,7 @@ async def _platform(request: Request) -> Platform:  # a coroutine: no thread han
 
 async def _principal(request: Request, platform: Platform = Depends(_platform)) -> Principal:
     addr = request.client.host if request.client else ""
-    header = request.headers.get("authorization")
-    principal = remembered_header(platform, header, remote_addr=addr)  # from memory: no thread hand-off
-    if principal is None:
-        principal = await run_in_threadpool(authenticate_header, platform, header, remote_addr=addr)
+    principal = await authenticated(platform, request.headers.get("authorization"), addr)
     principal.require_environment(request.path_params.get("env", ""))  # an environment's token: its own only
     return principal
 
