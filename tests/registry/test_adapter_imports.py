@@ -1,7 +1,8 @@
-"""The registry adapter depends on the standard library, mlflow, mlyard.errors, mlyard.imports, mlyard.names and
-mlyard.forkserver (the MLflow servers' zygote) only (and uvicorn, which runs MLflow's server app in
-`tracking_server`, the environment's MLflow server process, where Werkzeug's routing rules, MLflow's Flask app's,
-compile their URL builders on first use; and httpx, with which `rest` talks to that server)."""
+"""The registry adapter depends on the standard library, mlflow, mlyard.errors, mlyard.imports, mlyard.names,
+mlyard.forkserver (the MLflow servers' zygote) and mlyard.asgi_server (uvicorn's server, quieter) only (and uvicorn,
+which runs MLflow's server app in `tracking_server`, the environment's MLflow server process, where Werkzeug's
+routing rules, MLflow's Flask app's, compile their URL builders on first use; and httpx, with which `rest` talks to
+that server)."""
 
 from __future__ import annotations
 

@@ -170,7 +170,9 @@ def server(
         timeout_graceful_shutdown=2,
     )
 
-    class Server(uvicorn.Server):
+    from mlyard.asgi_server import QuietServer
+
+    class Server(QuietServer):
         def handle_exit(self, sig: int, frame: object) -> None:
             app_.begin_shutdown()
             super().handle_exit(sig, frame)  # type: ignore[arg-type]

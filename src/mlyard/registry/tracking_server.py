@@ -379,9 +379,22 @@ def _serve(socket: str, *, prepared: bool) -> int:
     if not prepared:
         prepare_app()  # a fork's zygote did it before it forked
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
-    uvicorn.run(APP, uds=socket, workers=1, access_log=False, log_level="warning", timeout_graceful_shutdown=5)
-    return 0
+    from mlyard.asgi_server import QuietServer
+
+    # = `uvicorn.run(APP, uds=socket, ...)`, with a main loop that wakes once a second (mlyard.asgi_server)
+    config = uvicorn.Config(APP, uds=socket, access_log=False, log_level="warning", timeout_graceful_shutdown=5)
+    config.load_app()
+    server = QuietServer(config)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(socket)
+    return 0 if server.started else STARTUP_FAILURE
 
 
 def write_ahead(backend_uri: str) -> None:

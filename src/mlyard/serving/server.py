@@ -60,7 +60,9 @@ def serve(
         server_header=False,
         date_header=False,
     )
-    class Server(uvicorn.Server):
+    from mlyard.asgi_server import QuietServer
+
+    class Server(QuietServer):
         async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
             await super().startup(sockets)
             if self.started and ready is not None:
