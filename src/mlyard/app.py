@@ -36,7 +36,7 @@ from mlyard.ci.orchestrator import Orchestrator
 from mlyard.db.engine import upgrade
 from mlyard.errors import AuthenticationError, InvalidInput
 from mlyard.git.smart_http import GitHttpApp
-from mlyard.sandbox import Sandbox, SandboxUnavailable, bwrap_binary, probe, server_paths
+from mlyard.sandbox import Sandbox, SandboxUnavailable, bwrap_binary, probe, server_paths, server_step_sandbox
 from mlyard.services import deployments, environment_groups, events, runs, workspace_jobs
 from mlyard.services.auth import Credentials, authenticate_header, local_agent_token, parse_authorization
 from mlyard.services.bootstrap import is_initialised
@@ -113,11 +113,7 @@ def _start_job_sandboxes(platform: Platform, stopping: threading.Event) -> None:
 
 def _step_sandbox(settings: Settings, agents: int) -> Sandbox:
     """The sandbox of local agents' steps; refuses to start them unsandboxed unless --unsandboxed-steps."""
-    hidden = server_paths(settings.home)
-    try:
-        sandbox = Sandbox.detect(hidden=hidden, unsandboxed=settings.unsandboxed_steps or agents == 0)
-    except SandboxUnavailable as exc:
-        raise SandboxUnavailable(f"the server does not start its local agents: {exc.message}") from None
+    sandbox = server_step_sandbox(settings.home, unsandboxed=settings.unsandboxed_steps, agents=agents)
     problem = probe(bwrap_binary())
     if sandbox.enabled:
         log.info("steps and `jobs run` entry points run in a bubblewrap sandbox (%s)", sandbox.bwrap)

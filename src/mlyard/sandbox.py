@@ -154,6 +154,17 @@ def server_paths(home: Path) -> list[Path]:
     return [home, Path.home() / ".mlyard"]
 
 
+def server_step_sandbox(home: Path, *, unsandboxed: bool, agents: int) -> Sandbox:
+    """The sandbox of the steps of the local agents of the server of `home`: bubblewrap hiding the server's paths,
+    or none when bubblewrap cannot sandbox here and `unsandboxed` (--unsandboxed-steps) or the server runs no local
+    agent; else SandboxUnavailable: the server does not start. `mlyard server` asks before its imports (a refusal
+    in a fraction of a second; bubblewrap is tried once per process: `probe`), then `create_app` again."""
+    try:
+        return Sandbox.detect(hidden=server_paths(home), unsandboxed=unsandboxed or agents == 0)
+    except SandboxUnavailable as exc:
+        raise SandboxUnavailable(f"the server does not start its local agents: {exc.message}") from None
+
+
 def store_paths(settings: dict[str, str]) -> list[Path]:
     """The local stores a connection's settings name (`sqlite:///FILE`: FILE's folder, `file://DIR`),
     which a step using the connection may read and write."""

@@ -103,13 +103,32 @@ def test_local_agents_are_processes_without_the_servers_environment(victim: Serv
         time.sleep(0.1)
 
 
+def marked(home: Path) -> list[int]:
+    """The live processes that carry the mark of the server of `home` (MLYARD_AGENT_MARK=home: its MLflow zygote
+    and servers, its local agents), which a restarted server would kill as orphans."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("MLYARD_AGENT_MARK") == str(home) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc.pid)
+        except psutil.Error:
+            pass
+    return found
+
+
 def test_no_bubblewrap_no_local_agents_unless_unsandboxed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     server = new_server(tmp_path, "--unsandboxed-steps")
     home, port = server.home, server.port
     monkeypatch.setenv("MLYARD_BWRAP", str(tmp_path / "no-bwrap"))
-    refused = mlyard("server", "--port", str(port), home=home, check=False, timeout=60)
+    # (with Python's list of imports, in a process of its own)
+    refused = mlyard("server", "--port", str(port), home=home, check=False, timeout=60,
+                     env={"PYTHONPROFILEIMPORTTIME": "1"})  # fmt: skip
     assert refused.returncode == 1, refused.stderr
     assert "the server does not start its local agents: steps cannot be isolated: bubblewrap" in refused.stderr
+    # refused before the server's imports (seconds of CPU), and the MLflow zygote it started first is gone with it
+    imported = {line.rsplit("|", 1)[-1].strip() for line in refused.stderr.splitlines() if "import time:" in line}
+    assert "mlyard.cli.main" in imported and "mlyard.app" not in imported and "fastapi" not in imported
+    assert marked(home) == []
     assert "is not installed" in refused.stderr and "--unsandboxed-steps" in refused.stderr
     agent = mlyard("agent", "--url", f"http://127.0.0.1:{port}", "--token", "t", home=home, check=False)
     assert agent.returncode == 1 and "steps cannot be isolated" in agent.stderr

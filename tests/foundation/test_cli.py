@@ -61,6 +61,15 @@ def test_init_rejects_a_bad_user_name_and_leaves_nothing(tmp_path: Path) -> None
     assert not home.exists()
 
 
+def test_server_on_a_home_without_init_says_so_before_its_imports(tmp_path: Path) -> None:
+    out = mlyard("server", home=tmp_path / "nowhere", check=False, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert out.returncode == 2, out.stderr
+    assert f"{tmp_path / 'nowhere'} is not an mlyard home: run `mlyard init` first" in out.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if "import time:" in line}
+    assert "mlyard.cli.main" in imported and "mlyard.app" not in imported
+    assert "Traceback" not in out.stderr and not (tmp_path / "nowhere").exists()
+
+
 def test_cli_says_when_the_server_is_not_running(tmp_path: Path) -> None:
     home = new_server(tmp_path).home  # initialised (in this process: `init` is tested above), never started
     out = mlyard("repos", "list", home=home, check=False)

@@ -15,7 +15,7 @@ import typer
 from mlyard import __version__
 from mlyard.cli import output
 from mlyard.cli.lazy import LazyGroup
-from mlyard.errors import MlyardError
+from mlyard.errors import InvalidInput, MlyardError
 
 app = typer.Typer(
     name="mlyard",
@@ -130,11 +130,16 @@ def server(
     import logging
 
     from mlyard.registry.tracking_server import ServerZygote, remove_socket_folder, server_mark, take_early, warm_count
-    from mlyard.settings import Settings, resolve_home
+    from mlyard.sandbox import server_step_sandbox
+    from mlyard.settings import SETTINGS_FILE, Settings, resolve_home
 
     settings = Settings.load(resolve_home(home)).with_overrides(
         host=host, port=port, job_lease_seconds=job_lease, unsandboxed_steps=True if unsandboxed_steps else None
     )
+    # What refuses the start, before the imports (seconds): an early MLflow zygote, still importing, is killed.
+    if not (settings.home / SETTINGS_FILE).exists():
+        raise InvalidInput(f"{settings.home} is not an mlyard home: run `mlyard init` first")
+    server_step_sandbox(settings.home, unsandboxed=settings.unsandboxed_steps, agents=agents)
     # The zygote of the environments' MLflow servers, started first (before the CLI's imports: mlyard.cli): it
     # imports MLflow's server app while this process imports the platform, and forks the first environment's
     # MLflow server as soon as the server starts (docs/registry.md).
