@@ -9,14 +9,16 @@ import threading
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from mlyard import __version__
 from mlyard.api import PREFIX as API_PREFIX
 from mlyard.api import errors as api_errors
+from mlyard.api.deps import current_principal
 from mlyard.api.headers import SecurityHeaders
 from mlyard.api.limits import BodyLimit, BodyLimits
 from mlyard.api.mlflow_mount import MlflowMount
@@ -40,9 +42,10 @@ from mlyard.sandbox import Sandbox, SandboxUnavailable, bwrap_binary, probe, ser
 from mlyard.services import deployments, environment_groups, events, runs, workspace_jobs
 from mlyard.services.auth import Credentials, authenticate_header, local_agent_token, parse_authorization
 from mlyard.services.bootstrap import is_initialised
-from mlyard.services.jobs import JOB_TOKEN_PREFIX, job_repo_access
+from mlyard.services.jobs import JOB_TOKEN_PREFIX, job_counts, job_repo_access
 from mlyard.services.platform import Platform, open_platform
 from mlyard.settings import Settings
+from mlyard.views import ServerStatusView, WarmPoolView
 from mlyard.web import models_pages as web_models
 from mlyard.web import pages as web_pages
 from mlyard.web import repos_pages as web_repos
@@ -124,6 +127,58 @@ def _step_sandbox(settings: Settings, agents: int) -> Sandbox:
         log.warning("steps cannot be sandboxed: %s; `jobs run` entry points are refused unless the server is "
                     "started with --unsandboxed-steps", problem)  # fmt: skip
     return sandbox
+
+
+def warm_pools(platform: Platform, mlflow_servers: MlflowMount, local_agents: LocalAgents | None,
+               agents: int, *, sandboxed: bool) -> list[WarmPoolView]:  # fmt: skip
+    """The server's warm pools as `GET /status` shows them: each with what it holds ready, its limit and the setting
+    that sets it (docs/server.md, "Warm pools")."""
+    from mlyard.agent.warm import SIZE_ENV, warm_size
+    from mlyard.registry.tracking_server import WARM_ENV, warm_count
+
+    zygote = mlflow_servers.zygote_status()
+    warm_envs = warm_count()
+    registry_setting = f"{WARM_ENV}={warm_envs if warm_envs is not None else 1}"
+    if zygote is None:
+        zygote_pool = WarmPoolView(name="mlflow-zygote", limit=1, setting=registry_setting,
+                                   detail="not started: an environment's first registry use starts it")  # fmt: skip
+    elif zygote.failed:
+        zygote_pool = WarmPoolView(name="mlflow-zygote", limit=1, setting=registry_setting,
+                                   detail=f"process {zygote.pid} failed (zygote.log says why): MLflow servers start "
+                                   "cold")  # fmt: skip
+    else:
+        zygote_pool = WarmPoolView(name="mlflow-zygote", ready=int(zygote.warm), starting=int(not zygote.warm),
+                                   limit=1, setting=registry_setting,
+                                   detail=f"process {zygote.pid}: MLflow's server app imported once, each "
+                                   "environment's MLflow server a fork of it")  # fmt: skip
+    envs = mlflow_servers.running_environments()
+    pools = [zygote_pool,
+             WarmPoolView(name="mlflow-servers", ready=len(envs), setting=registry_setting,
+                          detail=", ".join(envs) if envs else "none yet: one per environment in use, the first "
+                          "ones started with the server")]  # fmt: skip
+    serving = deployments.pool_status(platform)
+    size = deployments.warm_pool_size()
+    if serving is None:
+        pools.append(WarmPoolView(name="scoring", limit=size, setting=f"{deployments.WARM_POOL_ENV}={size}",
+                                  detail="off" if size == 0 else "not started"))  # fmt: skip
+    else:
+        pools.append(WarmPoolView(name="scoring", ready=serving.warm, starting=serving.starting, limit=serving.size,
+                                  setting=f"{deployments.WARM_POOL_ENV}={serving.size}",
+                                  detail=("" if serving.zygote_warm else "its zygote imports the scoring stack; ")
+                                  + f"{serving.handed_out} handed to deployments, {serving.cold_starts} started "
+                                  "cold"))  # fmt: skip
+    per_agent = warm_size() if sandboxed else 0  # warm sandboxes are sandboxes: none for unsandboxed steps
+    setting = f"{SIZE_ENV}={warm_size()}"
+    off = "off" if sandboxed else "none: steps run unsandboxed (--unsandboxed-steps)"
+    steps = local_agents.warm_sandboxes() if local_agents is not None else 0
+    pools.append(WarmPoolView(name="step-sandboxes", ready=steps, limit=per_agent * agents, setting=setting,
+                              detail="no local agents (--agents 0)" if not agents else off if not per_agent
+                              else f"{per_agent} per local agent, {agents} local agents"))  # fmt: skip
+    jobs = platform.job_sandboxes
+    pools.append(WarmPoolView(name="job-sandboxes", ready=jobs.ready() if jobs is not None else 0, limit=per_agent,
+                              setting=setting, detail=off if not per_agent else "for workspace jobs" if jobs is not None
+                              else "started once a first workspace job ended"))  # fmt: skip
+    return pools
 
 
 def create_app(settings: Settings, *, agents: int = 2, mlflow_zygote: ServerZygote | None = None) -> Dispatcher:
@@ -239,6 +294,22 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_zygote: ServerZygo
                 "serving_pool": asdict(pool) if pool is not None else None,
                 "mlflow_zygote": asdict(zygote) if (zygote := mlflow_servers.zygote_status()) is not None else None,
                 "warm_step_sandboxes": warm_steps, "warm_job_sandboxes": warm_jobs}  # fmt: skip
+
+    started_at = datetime.now(UTC)
+
+    @api.get(f"{API_PREFIX}/status", tags=["health"], dependencies=[Depends(current_principal)])
+    def status() -> dict[str, Any]:
+        """The server, its local agents, its jobs and its warm pools, bounded and visible (`mlyard status`); in the
+        thread pool (a query, the agents' status files)."""
+        queued, running = job_counts(platform)
+        local_agents = getattr(api.state, "local_agents", None)
+        alive = sum(proc.poll() is None for proc in local_agents.processes) if local_agents is not None else 0
+        return ServerStatusView(
+            version=__version__, url=settings.url, started_at=started_at.isoformat(timespec="seconds"),
+            uptime_seconds=round((datetime.now(UTC) - started_at).total_seconds(), 1), local_agents=alive,
+            local_agents_configured=agents, jobs_queued=queued, jobs_running=running,
+            pools=warm_pools(platform, mlflow_servers, local_agents, agents, sandboxed=sandbox.enabled),
+        ).to_dict()  # fmt: skip
 
     for router in (
         identity_routes.router,

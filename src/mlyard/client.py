@@ -57,6 +57,7 @@ from mlyard.views import (
     RunSummary,
     RunTests,
     RunView,
+    ServerStatusView,
     TokenView,
     UserView,
     VariableGroupView,
@@ -144,6 +145,10 @@ class Client:
     def me(self) -> MeView:
         """Who the token belongs to, and its scopes."""
         return MeView.from_dict(self.get(f"{API}/me"))
+
+    def status(self) -> ServerStatusView:
+        """The server, its local agents, its jobs and its warm pools."""
+        return ServerStatusView.from_dict(self.get(f"{API}/status"))
 
     def audit(self, *, limit: int = 50, action: str | None = None) -> list[AuditEntry]:
         """The newest audit entries (admin)."""

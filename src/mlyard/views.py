@@ -465,6 +465,39 @@ class MeView(View):
     scopes: list[str] = field(default_factory=list)
 
 
+# -- the server ----------------------------------------------------------------------------------
+class WarmPoolView(View):
+    """One of the server's warm pools (`GET /status`): processes that wait ready so a first use does not wait for
+    their imports, as many as a setting allows."""
+
+    name: str = ""  # mlflow-zygote, mlflow-servers, scoring, step-sandboxes, job-sandboxes
+    ready: int = 0  # ready now
+    starting: int = 0  # importing, or waiting for an idle core
+    limit: int | None = None  # the most it keeps (None: one per environment in use)
+    setting: str = ""  # what sets the limit, with its value (e.g. MLYARD_STEP_WARM=1)
+    detail: str = ""  # in words: what it holds, or why it is empty
+
+
+class ServerStatusView(View):
+    """The server, its local agents, its jobs and its warm pools (`GET /status`, `mlyard status`)."""
+
+    version: str = ""
+    url: str = ""
+    started_at: str = ""
+    uptime_seconds: float = 0.0
+    local_agents: int = 0  # agent processes of the server's own that run now
+    local_agents_configured: int = 0  # `mlyard server --agents N`
+    jobs_queued: int = 0  # pipeline jobs waiting for an agent
+    jobs_running: int = 0
+    pools: list[WarmPoolView] = field(default_factory=list)
+
+    @classmethod
+    def _convert(cls, key: str, value: Any) -> Any:
+        if key == "pools":
+            return [WarmPoolView.from_dict(p) for p in value]
+        return super()._convert(key, value)
+
+
 # -- environments and workspace jobs -------------------------------------------------------------
 class EnvironmentView(View):
     """An environment; its update answer adds whether a notification webhook is set."""

@@ -3,8 +3,10 @@ its own: claiming, output variables and artifacts across stages, SIGTERM, server
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent.conftest import processes_with
-from tests.ci.helpers import job, logs, make_repo, register, run, wait_state
+from tests.ci.helpers import job, logs, make_repo, register, run, show, wait_state
 from tests.conftest import WARM_OFF, Git, Server, start_server
 
 pytestmark = pytest.mark.slow
@@ -207,3 +209,41 @@ def _wait_for_log(server: Server, run_id: int, text: str, timeout: float = 60) -
     while text not in logs(server, run_id):
         assert time.monotonic() < deadline, f"no {text!r} in the log of run {run_id}: {logs(server, run_id)}"
         time.sleep(0.1)
+
+
+def test_a_claim_whose_agent_hung_up_takes_no_job(short_lease: Server, git: Git) -> None:
+    """An agent killed (or stopped) while its claim waits: the server sees its connection close and ends the claim,
+    so the next job queued waits for a live agent instead of going to the dead one (and failing as "agent lost" once
+    its lease ran out)."""
+    host, port = short_lease.url.removeprefix("http://").split(":")
+    body = json.dumps({"agent": "hung-up", "wait": 30}).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as hung_up:  # a claim waiting up to 30 s ...
+        hung_up.sendall(b"POST /api/v1/agent/claim HTTP/1.1\r\nHost: " + host.encode() + b"\r\nAuthorization: Bearer "
+                        + agent_token(short_lease).encode() + b"\r\nContent-Type: application/json\r\n"
+                        + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)  # fmt: skip
+        time.sleep(1.0)  # ... under way in the server
+    # ... whose agent is gone: the connection closed
+    run_id = queue(short_lease, git, "after-hang-up", SLOW.format(mark=uuid.uuid4().hex, seconds=1))
+    try:
+        wait_state(short_lease, run_id, {"running"})  # compiled: its job queued (the hung-up claim would take it now)
+        time.sleep(1.0)
+        [job] = [j for stage in show(short_lease, run_id)["stages"] for j in stage["jobs"]]
+        assert job["state"] == "queued" and not job.get("agent"), job
+    finally:
+        short_lease.cli("runs", "cancel", str(run_id))
+
+
+def test_status_counts_a_queued_job_and_no_local_agents(short_lease: Server, git: Git) -> None:
+    """`mlyard status` of a server without local agents (`--agents 0`) while a job waits for a remote one."""
+    from mlyard.views import ServerStatusView
+
+    run_id = queue(short_lease, git, "waits", SLOW.format(mark=uuid.uuid4().hex, seconds=1))
+    try:
+        wait_state(short_lease, run_id, {"running"})  # the run is under way, its job queued: no agent claims it
+        status = ServerStatusView.from_dict(json.loads(short_lease.cli("status", "--json").stdout))
+        assert status.jobs_queued >= 1 and status.jobs_running == 0, status
+        assert status.local_agents == status.local_agents_configured == 0
+        [steps] = [pool for pool in status.pools if pool.name == "step-sandboxes"]
+        assert steps.ready == steps.limit == 0 and steps.detail == "no local agents (--agents 0)"
+    finally:
+        short_lease.cli("runs", "cancel", str(run_id))

@@ -5,6 +5,7 @@ refuse to run steps where bubblewrap is unavailable, unless started with --unsan
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import httpx
 import psutil
 import pytest
 
+from mlyard.views import ServerStatusView
 from tests.ci.helpers import logs, wait_runs, wait_state
 from tests.conftest import TLS, Git, Server, local_agents, mlyard, new_server, start_server
 
@@ -136,6 +138,10 @@ def test_no_bubblewrap_no_local_agents_unless_unsandboxed(tmp_path: Path, monkey
     server.start()
     try:
         assert httpx.get(f"{server.url}/health", timeout=5, verify=TLS).status_code == 200
+        status = ServerStatusView.from_dict(json.loads(server.cli("status", "--json").stdout))
+        pools = {pool.name: pool for pool in status.pools}
+        for name in ("step-sandboxes", "job-sandboxes"):  # a warm sandbox is a sandbox: none unsandboxed
+            assert pools[name].limit == 0 and pools[name].detail == "none: steps run unsandboxed (--unsandboxed-steps)"
     finally:
         server.stop()
     assert "steps are NOT sandboxed" in server.log.read_text()

@@ -162,3 +162,29 @@ def test_lists_are_aligned_plain_columns_that_keep_whole_values(server: Server, 
     assert row[column:] == f"{server.url}/git/{long_name}.git"  # aligned, and never cut to a width
     shown = server.cli("repos", "show", long_name).stdout
     assert f"clone url       {server.url}/git/{long_name}.git" in shown and "[" not in shown
+
+
+def test_status_shows_the_servers_warm_pools_with_their_limits(server: Server) -> None:
+    from mlyard.views import ServerStatusView
+
+    status = ServerStatusView.from_dict(json.loads(server.cli("status", "--json").stdout))
+    with server.client() as api:
+        health = api.get("/health").json()
+        assert api.get("/api/v1/status", headers={"Authorization": ""}).status_code == 401
+    assert status.version == health["version"] and status.url == server.url and status.uptime_seconds > 0
+    assert status.local_agents == status.local_agents_configured == 2  # the suite's servers: two local agents
+    pools = {pool.name: pool for pool in status.pools}
+    assert list(pools) == ["mlflow-zygote", "mlflow-servers", "scoring", "step-sandboxes", "job-sandboxes"]
+    zygote = health["mlflow_zygote"]  # the suite's servers start it at the first use (MLYARD_REGISTRY_WARM=0)
+    assert pools["mlflow-zygote"].ready == (1 if zygote and zygote["warm"] else 0)
+    assert pools["mlflow-zygote"].setting == "MLYARD_REGISTRY_WARM=0" and pools["mlflow-zygote"].limit == 1
+    detail = pools["mlflow-zygote"].detail
+    assert (f"process {zygote['pid']}" in detail) if zygote else detail.startswith("not started")
+    assert pools["scoring"].setting == "MLYARD_SERVING_WARM_POOL=0" and pools["scoring"].detail == "off"
+    assert pools["step-sandboxes"].limit == 0 and pools["step-sandboxes"].ready == health["warm_step_sandboxes"]
+    assert pools["mlflow-servers"].limit is None
+    text = server.cli("status").stdout
+    assert f"at {server.url}, up " in text and "local agents: 2 of 2 running; pipeline jobs: " in text
+    header = next(line for line in text.splitlines() if line.startswith("WARM POOL"))
+    assert header.split() == ["WARM", "POOL", "READY", "STARTING", "LIMIT", "SETTING", "DETAIL"]
+    assert "MLYARD_SERVING_WARM_POOL=0" in text and "mlflow-servers" in text

@@ -349,6 +349,10 @@ class MlflowMount:
         zygote = self._zygote
         return zygote.status() if zygote is not None else None
 
+    def running_environments(self) -> list[str]:
+        """The environments whose MLflow server process runs now (`GET /status`)."""
+        return sorted(env for env, running in list(self._running.items()) if running.server.running())
+
     def own_processes(self) -> frozenset[int]:
         """This server's MLflow processes so far (started with its mark): never orphans."""
         pids = {running.server.proc.pid for running in self._running.values() if running.server.proc is not None}

@@ -72,9 +72,13 @@ class JobQueue:
     # -- claims ------------------------------------------------------------------------------
     def claim(
         self, agent: str, build: SpecBuilder, *, wait: float = 0, stop: threading.Event | None = None,
-        warm: bool = False,
+        warm: bool = False, cancel: threading.Event | None = None,
     ) -> JobSpec | None:  # fmt: skip
         """The oldest claimable job, given to `agent`, waiting up to `wait` seconds (at most a minute) for one.
+
+        `cancel` is set when the claim's caller went away (an agent killed or stopped while it waited: its connection
+        closed; `wake_claims` then wakes the claim): the claim ends without a job. Without it, the claim of an agent
+        that was gone took the next job queued, which then waited for its lease to fail as "agent lost".
 
         `warm`: the agent has a warm step sandbox ready. While such an agent's claim is under way (waiting for a
         job, or woken by one and about to look), a claim from one without gives it WARM_FIRST_SECONDS to take a
@@ -92,14 +96,14 @@ class JobQueue:
                     stop.wait(WARM_FIRST_SECONDS)
                 elif defer:
                     time.sleep(WARM_FIRST_SECONDS)
-                if stop is not None and stop.is_set():  # the server stops: no job goes to an agent now
+                if _is_set(stop) or _is_set(cancel):  # the server stops, or the agent is gone: no job goes to it
                     return None
                 with self.lock:
                     spec = self._claim_one(agent, build)
                 if spec is not None:
                     return spec
                 remaining = (deadline - datetime.now(UTC)).total_seconds()
-                if remaining <= 0 or (stop is not None and stop.is_set()):
+                if remaining <= 0 or _is_set(stop) or _is_set(cancel):
                     return None
                 with self.ready:  # woken when a job is queued (notify_ready); a re-check now and then: a safety net
                     if self._readied == readied:  # a job queued while this claim looked is not missed
@@ -132,6 +136,12 @@ class JobQueue:
         """Wake the agents waiting in `claim`."""
         with self.ready:
             self._readied += 1
+            self.ready.notify_all()
+
+    def wake_claims(self) -> None:
+        """Wake the waiting claims without a job to look for: a claim whose `cancel` was set then ends (the others
+        look at the queue once more and wait again)."""
+        with self.ready:
             self.ready.notify_all()
 
     # -- leases ------------------------------------------------------------------------------
@@ -206,3 +216,7 @@ class JobQueue:
         """The jobs whose secrets this queue holds (for tests and diagnostics)."""
         with self._secrets_lock:
             return set(self._secrets)
+
+
+def _is_set(event: threading.Event | None) -> bool:
+    return event is not None and event.is_set()

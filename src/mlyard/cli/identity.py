@@ -1,4 +1,4 @@
-"""`mlyard users`, `mlyard tokens`, `mlyard audit`, `mlyard whoami`."""
+"""`mlyard users`, `mlyard tokens`, `mlyard audit`, `mlyard whoami`, `mlyard status`."""
 
 from typing import Annotated
 
@@ -131,3 +131,21 @@ def whoami(json: JSON = False) -> None:
         output.print_json(me.to_dict())
     else:
         output.console().print(f"{me.username} ({', '.join(me.scopes)}) at {api.url}")
+
+
+def status(json: JSON = False) -> None:
+    """Show the server's version and uptime, its local agents and jobs, and its warm pools with their limits."""
+    with client() as api:
+        found = api.status()
+    if json:
+        output.print_json(found.to_dict())
+        return
+    minutes = int(found.uptime_seconds // 60)
+    uptime = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+    con = output.console()
+    con.print(f"mlyard {found.version} at {found.url}, up {uptime} (since {found.started_at})", markup=False)
+    con.print(f"local agents: {found.local_agents} of {found.local_agents_configured} running; pipeline jobs: "
+              f"{found.jobs_queued} queued, {found.jobs_running} running", markup=False)  # fmt: skip
+    rows = [{**pool.to_dict(), "limit": "-" if pool.limit is None else pool.limit} for pool in found.pools]
+    output.table(rows, [("name", "WARM POOL"), ("ready", "READY"), ("starting", "STARTING"), ("limit", "LIMIT"),
+                        ("setting", "SETTING"), ("detail", "DETAIL")])  # fmt: skip

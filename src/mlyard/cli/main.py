@@ -35,6 +35,7 @@ def _register_root_commands() -> None:
 
     app.command("create")(infra.create)
     app.command("whoami")(identity.whoami)
+    app.command("status")(identity.status)
     app.command("agent")(agent_cmd.agent)
     app.command("quickstart")(quickstart_cmd.quickstart)
 

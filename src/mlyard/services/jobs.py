@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import secrets as random
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,9 +50,10 @@ def _queue(platform: Platform) -> JobQueue:
 
 def claim(
     platform: Platform, orchestrator: Orchestrator, agent: str, *, wait: float = 0, local: bool = False,
-    warm: bool = False,
+    warm: bool = False, cancel: threading.Event | None = None,
 ) -> dict[str, Any] | None:  # fmt: skip
-    """The oldest claimable job as a JobSpec dict, waiting up to `wait` seconds for one.
+    """The oldest claimable job as a JobSpec dict, waiting up to `wait` seconds for one; none once `cancel` is set
+    (the agent hung up: JobQueue.claim).
 
     `local` says the caller is one of the server's own agents: only they may use the names `local-N`,
     so that a restarted server fails exactly the jobs that died with it. `warm`: the agent has a warm step
@@ -66,6 +68,7 @@ def claim(
         wait=wait,
         stop=orchestrator.stop_event,
         warm=warm,
+        cancel=cancel,
     )
     return spec.to_dict() if spec is not None else None
 
@@ -423,3 +426,18 @@ def complete(platform: Platform, orchestrator: Orchestrator, job_id: int, outcom
     orchestrator.queue.forget(job_id)
     orchestrator.notify(run_id)  # only this run moves on: its next jobs, its result
     return {"ok": True}
+
+
+def job_counts(platform: Platform) -> tuple[int, int]:
+    """(queued, running) pipeline jobs of runs under way: what waits for an agent and what agents run now."""
+    from sqlalchemy import func
+
+    with transaction(platform.sessions) as session:
+        rows = session.execute(
+            select(RunJob.state, func.count())
+            .join(Run, Run.id == RunJob.run_id)
+            .where(RunJob.state.in_([states.QUEUED, states.RUNNING]), Run.state == states.RUNNING)
+            .group_by(RunJob.state)
+        ).all()
+    counts = {str(state): int(count) for state, count in rows}
+    return counts.get(str(states.QUEUED), 0), counts.get(str(states.RUNNING), 0)

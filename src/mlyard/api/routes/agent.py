@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -38,13 +40,33 @@ async def job_auth(job_id: JobId, request: Request, platform: Platform = Depends
 
 @router.post("/claim", response_model=None)
 async def claim(
-    body: ClaimRequest, who: Principal = Depends(requires("agent")), platform: Platform = Depends(get_platform)
-) -> dict[str, Any] | Response:
+    request: Request, body: ClaimRequest, who: Principal = Depends(requires("agent")),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any] | Response:  # fmt: skip
+    """A job for the agent, or 204 after `wait` seconds. The claim waits in a thread of the pool; when the agent's
+    connection closes meanwhile (it was killed or stopped), the claim ends without a job (`_hung_up`)."""
     local = who.username == LOCAL_AGENT_USER
-    spec = await asyncio.to_thread(
-        jobs.claim, platform, _orchestrator(platform), body.agent, wait=body.wait, local=local, warm=body.warm
-    )
+    orchestrator = _orchestrator(platform)
+    gone = threading.Event()
+    watch = asyncio.create_task(_hung_up(request, gone, orchestrator.queue.wake_claims))
+    try:
+        spec = await asyncio.to_thread(
+            jobs.claim, platform, orchestrator, body.agent, wait=body.wait, local=local, warm=body.warm, cancel=gone
+        )
+    finally:
+        watch.cancel()
     return spec if spec is not None else Response(status_code=204)
+
+
+async def _hung_up(request: Request, gone: threading.Event, wake: Callable[[], None]) -> None:
+    """Set `gone` and `wake` the claims when the client disconnects: its request's body is read, so the next ASGI
+    message is `http.disconnect` (uvicorn sends it when the connection closes)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            wake()
+            return
 
 
 @router.post("/jobs/{job_id}/heartbeat")
