@@ -41,6 +41,7 @@ class View:
     FIELDS: ClassVar[tuple[str, ...]] = ()  # in the server's order (a subclass's after its base's)
     DEFAULTS: ClassVar[dict[str, Any]] = {}
     FACTORIES: ClassVar[dict[str, Any]] = {}
+    NESTED: ClassVar[dict[str, type[View]]] = {}  # fields that hold views (a list of them, or one; None stays None)
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -98,7 +99,11 @@ class View:
 
     @classmethod
     def _convert(cls, key: str, value: Any) -> Any:
-        """Turn one wire value into its typed form (nested views, states); subclasses extend it."""
+        """Turn one wire value into its typed form: the views of NESTED's fields (a list of them, or one), states;
+        subclasses extend it."""
+        nested = cls.NESTED.get(key)
+        if nested is not None and value is not None:
+            return [nested.from_dict(v) for v in value] if isinstance(value, list) else nested.from_dict(value)
         return state(value) if key == "state" and value is not None else value
 
     def to_dict(self) -> dict[str, Any]:
@@ -195,11 +200,7 @@ class JobView(View):
     outputs: dict[str, Any] = field(default_factory=dict)
     steps: list[StepView] = field(default_factory=list)
 
-    @classmethod
-    def _convert(cls, key: str, value: Any) -> Any:
-        if key == "steps":
-            return [StepView.from_dict(s) for s in value]
-        return super()._convert(key, value)
+    NESTED: ClassVar[dict[str, type[View]]] = {"steps": StepView}
 
 
 class StageView(View):
@@ -214,11 +215,7 @@ class StageView(View):
     message: str = ""
     jobs: list[JobView] = field(default_factory=list)
 
-    @classmethod
-    def _convert(cls, key: str, value: Any) -> Any:
-        if key == "jobs":
-            return [JobView.from_dict(j) for j in value]
-        return super()._convert(key, value)
+    NESTED: ClassVar[dict[str, type[View]]] = {"jobs": JobView}
 
 
 class RunTestTotals(View):
@@ -261,15 +258,7 @@ class RunView(RunSummary):
     stages: list[StageView] = field(default_factory=list)
     coverage: RunCoverage | None = None
 
-    @classmethod
-    def _convert(cls, key: str, value: Any) -> Any:
-        if key == "stages":
-            return [StageView.from_dict(s) for s in value]
-        if key == "tests" and value is not None:
-            return RunTestTotals.from_dict(value)
-        if key == "coverage" and value is not None:
-            return RunCoverage.from_dict(value)
-        return super()._convert(key, value)
+    NESTED: ClassVar[dict[str, type[View]]] = {"stages": StageView, "tests": RunTestTotals, "coverage": RunCoverage}
 
     @property
     def jobs(self) -> list[JobView]:
@@ -282,9 +271,7 @@ class RunTests(View):
     run: int = 0
     tests: RunTestTotals | None = None
 
-    @classmethod
-    def _convert(cls, key: str, value: Any) -> Any:
-        return RunTestTotals.from_dict(value) if key == "tests" and value is not None else value
+    NESTED: ClassVar[dict[str, type[View]]] = {"tests": RunTestTotals}
 
 
 class LogLine(View):
@@ -302,9 +289,7 @@ class StepLog(View):
     key: str | None = None
     lines: list[LogLine] = field(default_factory=list)
 
-    @classmethod
-    def _convert(cls, key: str, value: Any) -> Any:
-        return [LogLine.from_dict(line) for line in value] if key == "lines" else super()._convert(key, value)
+    NESTED: ClassVar[dict[str, type[View]]] = {"lines": LogLine}
 
 
 class JobLog(View):
@@ -313,9 +298,7 @@ class JobLog(View):
     name: str = ""
     steps: list[StepLog] = field(default_factory=list)
 
-    @classmethod
-    def _convert(cls, key: str, value: Any) -> Any:
-        return [StepLog.from_dict(step) for step in value] if key == "steps" else super()._convert(key, value)
+    NESTED: ClassVar[dict[str, type[View]]] = {"steps": StepLog}
 
 
 class RunLogs(View):
@@ -326,9 +309,7 @@ class RunLogs(View):
     truncated: bool = False  # more lines than the server sends as JSON (the text log has them all)
     jobs: list[JobLog] = field(default_factory=list)
 
-    @classmethod
-    def _convert(cls, key: str, value: Any) -> Any:
-        return [JobLog.from_dict(job) for job in value] if key == "jobs" else super()._convert(key, value)
+    NESTED: ClassVar[dict[str, type[View]]] = {"jobs": JobLog}
 
 
 class ArtifactView(View):
@@ -491,11 +472,7 @@ class ServerStatusView(View):
     jobs_running: int = 0
     pools: list[WarmPoolView] = field(default_factory=list)
 
-    @classmethod
-    def _convert(cls, key: str, value: Any) -> Any:
-        if key == "pools":
-            return [WarmPoolView.from_dict(p) for p in value]
-        return super()._convert(key, value)
+    NESTED: ClassVar[dict[str, type[View]]] = {"pools": WarmPoolView}
 
 
 # -- environments and workspace jobs -------------------------------------------------------------
@@ -700,11 +677,7 @@ class PushedPipeline(View):
     reason: str = ""  # the trigger's decision, as `mlyard pipelines explain-trigger` says it
     run: RunSummary | None = None  # None: no run expected, or none appeared within the wait
 
-    @classmethod
-    def _convert(cls, key: str, value: Any) -> Any:
-        if key == "run" and value is not None:
-            return RunSummary.from_dict(value)
-        return super()._convert(key, value)
+    NESTED: ClassVar[dict[str, type[View]]] = {"run": RunSummary}
 
 
 class ProjectUpdateView(View):
@@ -725,11 +698,7 @@ class ProjectUpdateView(View):
     # the creator's pipelines whose file was on the default branch but which were not registered (now they are)
     registered: list[str] = field(default_factory=list)
 
-    @classmethod
-    def _convert(cls, key: str, value: Any) -> Any:
-        if key == "pipelines":
-            return [PushedPipeline.from_dict(p) for p in value]
-        return super()._convert(key, value)
+    NESTED: ClassVar[dict[str, type[View]]] = {"pipelines": PushedPipeline}
 
 
 def duration(seconds: float | None) -> str:
