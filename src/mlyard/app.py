@@ -133,52 +133,71 @@ def warm_pools(platform: Platform, mlflow_servers: MlflowMount, local_agents: Lo
                agents: int, *, sandboxed: bool) -> list[WarmPoolView]:  # fmt: skip
     """The server's warm pools as `GET /status` shows them: each with what it holds ready, its limit and the setting
     that sets it (docs/server.md, "Warm pools")."""
-    from mlyard.agent.warm import SIZE_ENV, warm_size
+    return [*_mlflow_pools(mlflow_servers), _scoring_pool(platform),
+            *_sandbox_pools(platform, local_agents, agents, sandboxed=sandboxed)]  # fmt: skip
+
+
+def _mlflow_pools(mlflow_servers: MlflowMount) -> list[WarmPoolView]:
+    """The zygote of the environments' MLflow servers, and those servers (one per environment in use)."""
     from mlyard.registry.tracking_server import WARM_ENV, warm_count
 
+    count = warm_count()
+    setting = f"{WARM_ENV}={count if count is not None else 1}"
     zygote = mlflow_servers.zygote_status()
-    warm_envs = warm_count()
-    registry_setting = f"{WARM_ENV}={warm_envs if warm_envs is not None else 1}"
     if zygote is None:
-        zygote_pool = WarmPoolView(name="mlflow-zygote", limit=1, setting=registry_setting,
-                                   detail="not started: an environment's first registry use starts it")  # fmt: skip
+        first = WarmPoolView(name="mlflow-zygote", limit=1, setting=setting,
+                             detail="not started: an environment's first registry use starts it")  # fmt: skip
     elif zygote.failed:
-        zygote_pool = WarmPoolView(name="mlflow-zygote", limit=1, setting=registry_setting,
-                                   detail=f"process {zygote.pid} failed (zygote.log says why): MLflow servers start "
-                                   "cold")  # fmt: skip
+        first = WarmPoolView(name="mlflow-zygote", limit=1, setting=setting,
+                             detail=f"process {zygote.pid} failed (zygote.log says why): MLflow servers start cold")
     else:
-        zygote_pool = WarmPoolView(name="mlflow-zygote", ready=int(zygote.warm), starting=int(not zygote.warm),
-                                   limit=1, setting=registry_setting,
-                                   detail=f"process {zygote.pid}: MLflow's server app imported once, each "
-                                   "environment's MLflow server a fork of it")  # fmt: skip
+        first = WarmPoolView(name="mlflow-zygote", ready=int(zygote.warm), starting=int(not zygote.warm), limit=1,
+                             setting=setting, detail=f"process {zygote.pid}: MLflow's server app imported once, each "
+                             "environment's MLflow server a fork of it")  # fmt: skip
     envs = mlflow_servers.running_environments()
-    pools = [zygote_pool,
-             WarmPoolView(name="mlflow-servers", ready=len(envs), setting=registry_setting,
-                          detail=", ".join(envs) if envs else "none yet: one per environment in use, the first "
-                          "ones started with the server")]  # fmt: skip
-    serving = deployments.pool_status(platform)
-    size = deployments.warm_pool_size()
-    if serving is None:
-        pools.append(WarmPoolView(name="scoring", limit=size, setting=f"{deployments.WARM_POOL_ENV}={size}",
-                                  detail="off" if size == 0 else "not started"))  # fmt: skip
-    else:
-        pools.append(WarmPoolView(name="scoring", ready=serving.warm, starting=serving.starting, limit=serving.size,
-                                  setting=f"{deployments.WARM_POOL_ENV}={serving.size}",
-                                  detail=("" if serving.zygote_warm else "its zygote imports the scoring stack; ")
-                                  + f"{serving.handed_out} handed to deployments, {serving.cold_starts} started "
-                                  "cold"))  # fmt: skip
-    per_agent = warm_size() if sandboxed else 0  # warm sandboxes are sandboxes: none for unsandboxed steps
-    setting = f"{SIZE_ENV}={warm_size()}"
+    detail = ", ".join(envs) if envs else "none yet: one per environment in use, the first ones started with the server"
+    return [first, WarmPoolView(name="mlflow-servers", ready=len(envs), setting=setting, detail=detail)]
+
+
+def _scoring_pool(platform: Platform) -> WarmPoolView:
+    """The standby scoring processes, forked from their own zygote (docs/serving.md)."""
+    pool = deployments.pool_status(platform)
+    if pool is None:
+        size = deployments.warm_pool_size()
+        return WarmPoolView(name="scoring", limit=size, setting=f"{deployments.WARM_POOL_ENV}={size}",
+                            detail="off" if size == 0 else "not started")  # fmt: skip
+    detail = f"{pool.handed_out} handed to deployments, {pool.cold_starts} started cold"
+    if not pool.zygote_warm:
+        detail = f"its zygote imports the scoring stack; {detail}"
+    return WarmPoolView(name="scoring", ready=pool.warm, starting=pool.starting, limit=pool.size,
+                        setting=f"{deployments.WARM_POOL_ENV}={pool.size}", detail=detail)  # fmt: skip
+
+
+def _sandbox_pools(platform: Platform, local_agents: LocalAgents | None, agents: int, *,
+                   sandboxed: bool) -> list[WarmPoolView]:  # fmt: skip
+    """The warm step sandboxes of the local agents and the warm sandboxes of workspace jobs: sandboxes, so none
+    when steps run unsandboxed."""
+    from mlyard.agent.warm import SIZE_ENV, warm_size
+
+    configured = warm_size()
+    size = configured if sandboxed else 0
     off = "off" if sandboxed else "none: steps run unsandboxed (--unsandboxed-steps)"
-    steps = local_agents.warm_sandboxes() if local_agents is not None else 0
-    pools.append(WarmPoolView(name="step-sandboxes", ready=steps, limit=per_agent * agents, setting=setting,
-                              detail="no local agents (--agents 0)" if not agents else off if not per_agent
-                              else f"{per_agent} per local agent, {agents} local agents"))  # fmt: skip
+    if not agents:
+        steps_detail = "no local agents (--agents 0)"
+    else:
+        steps_detail = f"{size} per local agent, {agents} local agents" if size else off
     jobs = platform.job_sandboxes
-    pools.append(WarmPoolView(name="job-sandboxes", ready=jobs.ready() if jobs is not None else 0, limit=per_agent,
-                              setting=setting, detail=off if not per_agent else "for workspace jobs" if jobs is not None
-                              else "started once a first workspace job ended"))  # fmt: skip
-    return pools
+    if not size:
+        jobs_detail = off
+    else:
+        jobs_detail = "for workspace jobs" if jobs is not None else "started once a first workspace job ended"
+    setting = f"{SIZE_ENV}={configured}"
+    return [
+        WarmPoolView(name="step-sandboxes", ready=local_agents.warm_sandboxes() if local_agents is not None else 0,
+                     limit=size * agents, setting=setting, detail=steps_detail),
+        WarmPoolView(name="job-sandboxes", ready=jobs.ready() if jobs is not None else 0, limit=size,
+                     setting=setting, detail=jobs_detail),
+    ]  # fmt: skip
 
 
 def create_app(settings: Settings, *, agents: int = 2, mlflow_zygote: ServerZygote | None = None) -> Dispatcher:
