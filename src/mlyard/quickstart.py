@@ -69,11 +69,23 @@ class Quickstart:
 
     # -- steps -----------------------------------------------------------------------------------
     def init(self) -> None:
-        """`mlyard init --port PORT` in this process (an initialised home is kept as it is)."""
-        from mlyard.services.bootstrap import init_home
+        """`mlyard init --port PORT` in this process (an initialised home is kept as it is). A new home whose port
+        another program holds is refused first: nothing is made."""
+        from mlyard.services.bootstrap import init_home, is_initialised
         from mlyard.settings import Settings
 
-        info = init_home(Settings(home=self.home, port=self.port))
+        settings = Settings(home=self.home, port=self.port)
+        if not is_initialised(self.home) and not _port_free(self.port):
+            if self._answers_health(settings.url):  # a server of another home: this home has none yet
+                raise OperationFailed(
+                    f"{settings.url} is another mlyard server (of another home; {self.home} is new): stop it, or "
+                    f"choose another port: `mlyard quickstart --port N`"
+                )
+            raise OperationFailed(
+                f"port {self.port} of {settings.url} is used by another program, not an mlyard server: stop it, "
+                f"or choose another port: `mlyard quickstart --port N`"
+            )
+        info = init_home(settings)
         self.facts.update(url=info.url, username=info.username, created_home=info.created)
         self.facts["token"] = info.token  # the web UI's sign-in asks for it (also in cli.json)
         self.api = Client(info.url, info.token, timeout=120)
@@ -117,16 +129,16 @@ class Quickstart:
             time.sleep(START_POLL_SECONDS)
         raise OperationFailed(f"the server did not start within 60 s; see {log.name}")
 
-    def _answers_health(self) -> bool:
-        """Whether an mlyard server answers on the home's URL (quickly: a program that holds the port and
-        never answers is not one). One HTTP client for every poll: httpx.get makes a client, and its TLS
+    def _answers_health(self, url: str | None = None) -> bool:
+        """Whether an mlyard server answers on `url` (default: the home's; quickly: a program that holds the port
+        and never answers is not one). One HTTP client for every poll: httpx.get makes a client, and its TLS
         context, each time (36 ms of CPU, twenty times a second while the server starts)."""
         import httpx
 
         if self._health is None:
             self._health = httpx.Client(timeout=3)
         try:
-            return self._health.get(f"{self.facts['url']}/health").status_code == 200
+            return self._health.get(f"{url or self.facts['url']}/health").status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -137,7 +137,7 @@ def test_quickstart_refuses_a_port_another_server_holds(server: Server, tmp_path
     assert other.returncode != 0
     text = " ".join(other.stderr.split())
     assert f"{server.url} is another mlyard server" in text and "invalid token" not in text
-    assert "Traceback" not in other.stderr
+    assert "Traceback" not in other.stderr and not (tmp_path / "a").exists()  # a new home: refused before its init
     with socket.socket() as sock:  # not an mlyard server at all
         sock.bind(("127.0.0.1", 0))
         sock.listen()
@@ -146,4 +146,5 @@ def test_quickstart_refuses_a_port_another_server_holds(server: Server, tmp_path
                               env=_env(), capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
     assert busy.returncode != 0
     assert f"port {port} of http://127.0.0.1:{port} is used by another program" in " ".join(busy.stderr.split())
+    assert "`mlyard quickstart --port N`" in busy.stderr and not (tmp_path / "b").exists()  # nothing half-made
     assert _wait_gone(tmp_path) == []
