@@ -41,10 +41,9 @@ from mlyard.git.smart_http import GitHttpApp
 from mlyard.sandbox import Sandbox, SandboxUnavailable, bwrap_binary, probe, server_paths, server_step_sandbox
 from mlyard.services import deployments, environment_groups, events, runs, workspace_jobs
 from mlyard.services.auth import Credentials, authenticate_header, local_agent_token, parse_authorization
-from mlyard.services.bootstrap import is_initialised
 from mlyard.services.jobs import JOB_TOKEN_PREFIX, job_counts, job_repo_access
 from mlyard.services.platform import Platform, open_platform
-from mlyard.settings import Settings
+from mlyard.settings import Settings, is_initialised
 from mlyard.views import ServerStatusView, WarmPoolView
 from mlyard.web import models_pages as web_models
 from mlyard.web import pages as web_pages
@@ -322,7 +321,7 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_zygote: ServerZygo
         thread pool (a query, the agents' status files)."""
         queued, running = job_counts(platform)
         local_agents = getattr(api.state, "local_agents", None)
-        alive = sum(proc.poll() is None for proc in local_agents.processes) if local_agents is not None else 0
+        alive = local_agents.running() if local_agents is not None else 0
         return ServerStatusView(
             version=__version__, url=settings.url, started_at=started_at.isoformat(timespec="seconds"),
             uptime_seconds=round((datetime.now(UTC) - started_at).total_seconds(), 1), local_agents=alive,

@@ -71,8 +71,8 @@ class Quickstart:
     def init(self) -> None:
         """`mlyard init --port PORT` in this process (an initialised home is kept as it is). A new home whose port
         another program holds is refused first: nothing is made."""
-        from mlyard.services.bootstrap import init_home, is_initialised
-        from mlyard.settings import Settings
+        from mlyard.services.bootstrap import init_home
+        from mlyard.settings import Settings, is_initialised
 
         settings = Settings(home=self.home, port=self.port)
         if not is_initialised(self.home) and not _port_free(self.port):

@@ -23,6 +23,11 @@ SETTINGS_FILE = "settings.json"
 CLI_CONFIG_FILE = "cli.json"
 
 
+def is_initialised(home: Path) -> bool:
+    """Whether `mlyard init` made `home` (its settings file is there)."""
+    return (home / SETTINGS_FILE).exists()
+
+
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
     """The data directory: the explicit argument, else ``MLYARD_HOME``, else ``~/.mlyard``."""
     if home:

@@ -87,6 +87,10 @@ class LocalAgents:
         argv += [] if self.sandbox.enabled else ["--unsandboxed-steps"]
         return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, cwd=root)
 
+    def running(self) -> int:
+        """How many of the agent processes run now (`GET /status`)."""
+        return sum(proc.poll() is None for proc in self.processes)
+
     def warm_sandboxes(self) -> int:
         """How many warm step sandboxes (mlyard.agent.warm) wait ready in the running agents (each agent
         writes its count to its work root)."""

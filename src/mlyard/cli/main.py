@@ -132,13 +132,13 @@ def server(
 
     from mlyard.registry.tracking_server import ServerZygote, remove_socket_folder, server_mark, take_early, warm_count
     from mlyard.sandbox import server_step_sandbox
-    from mlyard.settings import SETTINGS_FILE, Settings, resolve_home
+    from mlyard.settings import Settings, is_initialised, resolve_home
 
     settings = Settings.load(resolve_home(home)).with_overrides(
         host=host, port=port, job_lease_seconds=job_lease, unsandboxed_steps=True if unsandboxed_steps else None
     )
     # What refuses the start, before the imports (seconds): an early MLflow zygote, still importing, is killed.
-    if not (settings.home / SETTINGS_FILE).exists():
+    if not is_initialised(settings.home):
         raise InvalidInput(f"{settings.home} is not an mlyard home: run `mlyard init` first")
     server_step_sandbox(settings.home, unsandboxed=settings.unsandboxed_steps, agents=agents)
     # The zygote of the environments' MLflow servers, started first (before the CLI's imports: mlyard.cli): it

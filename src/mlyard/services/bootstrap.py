@@ -21,7 +21,7 @@ from mlyard.services import settings as platform_settings
 from mlyard.services.auth import SCOPES, create_token
 from mlyard.services.environments import add_environment
 from mlyard.services.platform import open_platform
-from mlyard.settings import CLI_CONFIG_FILE, DEFAULT_ENVIRONMENTS, SETTINGS_FILE, CliConfig, Settings
+from mlyard.settings import CLI_CONFIG_FILE, DEFAULT_ENVIRONMENTS, CliConfig, Settings, is_initialised
 
 SUBDIRS = ("repos", "spool", "runs", "agents", "envs", "logs")
 
@@ -44,10 +44,6 @@ class InitResult:
             "created": self.created,
             "cli_config": str(self.cli_config),
         }
-
-
-def is_initialised(home: Path) -> bool:
-    return (home / SETTINGS_FILE).exists()
 
 
 def init_home(
