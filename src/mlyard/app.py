@@ -39,7 +39,7 @@ from mlyard.db.engine import upgrade
 from mlyard.errors import AuthenticationError, InvalidInput
 from mlyard.git.smart_http import GitHttpApp
 from mlyard.sandbox import Sandbox, SandboxUnavailable, bwrap_binary, probe, server_paths, server_step_sandbox
-from mlyard.services import deployments, environment_groups, events, runs, workspace_jobs
+from mlyard.services import deployments, environment_groups, events, monitoring, runs, workspace_jobs
 from mlyard.services.auth import Credentials, authenticate_header, local_agent_token, parse_authorization
 from mlyard.services.jobs import JOB_TOKEN_PREFIX, job_counts, job_repo_access
 from mlyard.services.platform import Platform, open_platform
@@ -253,6 +253,9 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_zygote: ServerZygo
             target=deployments.supervise, args=(platform, stopping), name="mlyard-deployments", daemon=True
         )
         supervisor.start()
+        retention = threading.Thread(target=monitoring.keep_retention, args=(platform, stopping),
+                                     name="mlyard-retention", daemon=True)  # fmt: skip
+        retention.start()
         local = None
         os.environ[MARK_VARIABLE] = marker  # what the server starts is found by it after a crash (kill_orphans)
         if agents > 0:

@@ -147,10 +147,23 @@ def test_redeploy_by_stage_under_a_stream_of_requests_has_no_failure(srv: Server
 
 
 def test_the_endpoint_comes_back_after_a_server_restart(srv: Server, logged: list[Logged]) -> None:
+    """... and the server's retention pass at start removes what its inference table and labels hold from before
+    the default 90 days (docs/monitoring.md, "Retention"), nothing newer."""
     before = json.loads(srv.cli("deployments", "show", MODEL, "--env", "dev", "--json").stdout)
     srv.stop()
     assert not psutil.pid_exists(before["pid"])
+    tables = srv.home / "envs" / "dev" / "deployments" / MODEL
+    recent = set((tables / "inference").rglob("*.parquet"))  # the requests of the tests before
+    old = [tables / "inference" / "2020-01-01" / "00", tables / "labels" / "2020-01-01"]
+    for folder in old:
+        folder.mkdir(parents=True)
+        (folder / "part-0.parquet").write_bytes(b"")
     srv.start()
+    deadline = time.monotonic() + 60
+    while any(folder.exists() for folder in old) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(folder.exists() for folder in old) and not (tables / "inference" / "2020-01-01").exists()
+    assert recent and all(path.exists() for path in recent)
     body = {"dataframe_records": [{"a": a, "b": b} for a, b in ROWS]}
     assert predict(before["scoring_uri"], body, timeout=180) == logged[1].predictions
     after = json.loads(srv.cli("deployments", "show", MODEL, "--env", "dev", "--json").stdout)

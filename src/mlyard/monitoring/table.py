@@ -17,10 +17,13 @@ request nor slows it beyond the append.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import random
+import re
+import shutil
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -41,6 +44,9 @@ MAX_LABELS = 10_000  # labels per POST
 MAX_LABEL_FILES = 10_000
 DEFAULT_SAMPLE_RATE = 0.1  # share of requests logged above the volume below
 DEFAULT_FULL_BELOW = 50  # requests per second logged in full (every one) before sampling starts
+RETENTION_DAYS = 90  # the default: the longest window a report reads (services.monitoring.MAX_WINDOW)
+MAX_PRUNED = 10_000  # hour and day folders one `prune` removes at most (the next one goes on)
+_DAY, _HOUR = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), re.compile(r"^[0-9]{2}$")
 COLUMNS = ("request_id", "row", "timestamp", "model_version", "latency_ms", "status", "inputs", "prediction")
 
 
@@ -332,3 +338,45 @@ def read_labels(folder: Path) -> Any:
     return frame[["request_id", "row", "label"]].reset_index(drop=True)
 
 
+def prune(folder: Path, before: datetime, limit: int = MAX_PRUNED) -> int:
+    """Remove what a deployment's tables hold from before `before` (UTC): the hour folders of `folder/inference`
+    whose requests all came earlier (a file sits in the hour of its first request and spans at most a second: an
+    hour folder goes once the hour after it has ended too), then its day folders left empty, and the day folders of
+    `folder/labels` posted earlier. Only folders named as the writers name them are touched, oldest first, at most
+    `limit` of them. Returns how many were removed."""
+    removed = 0
+    for day, path in _days(folder / INFERENCE_DIR):
+        if day >= before or removed >= limit:
+            break
+        hours = sorted(entry for entry in _entries(path) if _HOUR.match(entry.name) and int(entry.name) < 24)
+        for hour in hours:
+            if day + timedelta(hours=int(hour.name) + 2) > before or removed >= limit:
+                break
+            shutil.rmtree(hour, ignore_errors=True)
+            removed += 1
+        with contextlib.suppress(OSError):
+            path.rmdir()  # only when empty
+    for day, path in _days(folder / LABELS_DIR):
+        if day + timedelta(days=1) > before or removed >= limit:
+            break
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _days(folder: Path) -> list[tuple[datetime, Path]]:
+    """The day folders (YYYY-MM-DD, UTC) of a table, oldest first."""
+    found = []
+    for entry in _entries(folder):
+        if _DAY.match(entry.name):
+            with contextlib.suppress(ValueError):
+                found.append((datetime.strptime(entry.name, "%Y-%m-%d").replace(tzinfo=UTC), entry))
+    return sorted(found, key=lambda item: item[0])
+
+
+def _entries(folder: Path) -> list[Path]:
+    """The real subfolders of `folder` (no symbolic link); none when it cannot be read."""
+    try:
+        return [entry for entry in folder.iterdir() if entry.is_dir() and not entry.is_symlink()]
+    except OSError:
+        return []

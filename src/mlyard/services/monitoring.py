@@ -3,7 +3,10 @@ window of a deployment's inference table against its model version's baseline pr
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,17 +15,34 @@ from typing import Any
 from mlyard.errors import InvalidInput
 from mlyard.monitoring.profile import PROFILE_ARTIFACT, load_profile
 from mlyard.monitoring.report import MonitorReport, build_report
-from mlyard.monitoring.table import INFERENCE_DIR, LABELS_DIR, MAX_LABELS, Label, read_labels, read_window, write_labels
+from mlyard.monitoring.table import (
+    INFERENCE_DIR,
+    LABELS_DIR,
+    MAX_LABELS,
+    MAX_PRUNED,
+    RETENTION_DAYS,
+    Label,
+    prune,
+    read_labels,
+    read_window,
+    write_labels,
+)
 from mlyard.names import check_env_name, check_repo_name
 from mlyard.services import deployments, environments, models
 from mlyard.services.auth import Principal
 from mlyard.services.platform import Platform
+
+log = logging.getLogger("mlyard.monitoring")
 
 _WINDOW = re.compile(r"^([1-9][0-9]{0,4})([mhd])$")
 _UNITS = {"m": 60, "h": 3600, "d": 86400}
 MAX_WINDOW = timedelta(days=90)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 MAX_LABEL_TEXT = 200
+RETENTION_ENV = "MLYARD_INFERENCE_RETENTION_DAYS"  # the server's environment: days kept (0 = everything)
+RETENTION_SECONDS = 3600.0  # between two passes of `keep_retention` (the first at the server's start)
+MAX_RETENTION_DAYS = 36_500
+MAX_DEPLOYMENT_FOLDERS = 10_000  # a pass looks at the tables of that many deployments at most
 
 
 @dataclass(frozen=True)
@@ -93,3 +113,58 @@ def post_labels(platform: Platform, principal: Principal, env: str, name: str, i
         labels.append(Label(request_id=str(item["request_id"]), label=label, row=row))
     accepted = write_labels(folder(platform, env, name) / LABELS_DIR, labels)
     return LabelsPosted(deployment=name, environment=env, accepted=accepted)
+
+
+def retention_days() -> int:
+    """MLYARD_INFERENCE_RETENTION_DAYS of the server: how many days of inference tables and labels are kept
+    (default RETENTION_DAYS, the longest window a report reads; 0 keeps everything). A value that is not a whole
+    number of days up to MAX_RETENTION_DAYS is warned about and the default used."""
+    value = os.environ.get(RETENTION_ENV, "").strip()
+    if not value:
+        return RETENTION_DAYS
+    if not value.isdigit() or int(value) > MAX_RETENTION_DAYS:
+        log.warning("%s=%r is not a number of days from 0 to %d: keeping %d days", RETENTION_ENV, value,
+                    MAX_RETENTION_DAYS, RETENTION_DAYS)  # fmt: skip
+        return RETENTION_DAYS
+    return int(value)
+
+
+def prune_tables(envs_dir: Path, days: int, now: datetime | None = None) -> int:
+    """Remove the inference-table hours and label days older than `days` days from the tables of every deployment
+    folder on disk (`<envs>/<env>/deployments/<model>`, deleted deployments' too); returns how many folders went.
+    Bounded: MAX_DEPLOYMENT_FOLDERS deployments, MAX_PRUNED folders (the next pass goes on)."""
+    if days <= 0:
+        return 0
+    before = (now or datetime.now(UTC)) - timedelta(days=days)
+    removed, seen = 0, 0
+    try:
+        environments_on_disk = sorted(envs_dir.iterdir())
+    except OSError:
+        return 0
+    for env_dir in environments_on_disk:
+        try:
+            places = sorted((env_dir / "deployments").iterdir())
+        except OSError:
+            continue
+        for place in places:
+            seen += 1
+            if seen > MAX_DEPLOYMENT_FOLDERS or removed >= MAX_PRUNED:
+                return removed
+            if place.is_dir() and not place.is_symlink():
+                removed += prune(place, before, MAX_PRUNED - removed)
+    return removed
+
+
+def keep_retention(platform: Platform, stop: threading.Event, *, interval: float = RETENTION_SECONDS) -> None:
+    """The server's retention of inference tables: a pass at start, then one every `interval` seconds, until
+    `stop` is set (docs/monitoring.md, "Retention")."""
+    days = retention_days()
+    while True:
+        try:
+            removed = prune_tables(platform.settings.envs_dir, days)
+            if removed:
+                log.info("inference tables: removed %d hour or day folder(s) older than %d days", removed, days)
+        except Exception:  # the loop must outlive any one table's trouble
+            log.exception("the inference tables' retention pass failed")
+        if days <= 0 or stop.wait(interval):
+            return
