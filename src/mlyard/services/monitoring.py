@@ -142,8 +142,9 @@ def prune_tables(envs_dir: Path, days: int, now: datetime | None = None) -> int:
     except OSError:
         return 0
     for env_dir in environments_on_disk:
+        tables = env_dir / "deployments"
         try:
-            places = sorted((env_dir / "deployments").iterdir())
+            places = [] if tables.is_symlink() else sorted(tables.iterdir())
         except OSError:
             continue
         for place in places:
