@@ -99,7 +99,7 @@ def test_report_from_the_table_with_labels(tmp_path: Path) -> None:
     since, until = datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC)
     frame, truncated = read_window(tmp_path / "inference", since, until)
     profile = profile_frame(training(2000, 1), predictions=np.array([0, 1] * 1000))
-    report = build_report(deployment="m", environment="dev", frame=frame, labels=read_labels(tmp_path / "labels"),
+    report = build_report(deployment="m", environment="dev", frame=frame, labels=read_labels(tmp_path / "labels")[0],
                           profile=profile, baseline="test", since=since, until=until, truncated=truncated)  # fmt: skip
     assert (report.requests, report.errors, report.model_versions, report.drifted) == (61, 1, ("3",), ("b",))
     assert report.latency_p50_ms == 3.0 and report.prediction_drift is not None
@@ -116,7 +116,7 @@ def test_report_from_the_table_with_labels(tmp_path: Path) -> None:
 def test_an_empty_window_without_baseline_says_so(tmp_path: Path) -> None:
     since, until = datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC)
     frame, truncated = read_window(tmp_path / "inference", since, until)
-    report = build_report(deployment="m", environment="dev", frame=frame, labels=read_labels(tmp_path / "labels"),
+    report = build_report(deployment="m", environment="dev", frame=frame, labels=read_labels(tmp_path / "labels")[0],
                           profile=None, baseline="", since=since, until=until, truncated=truncated)  # fmt: skip
     assert (report.requests, report.error_rate, report.latency_p50_ms, report.features, report.quality) == (
         0, 0.0, None, (), None)  # fmt: skip

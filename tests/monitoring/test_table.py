@@ -7,7 +7,19 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from mlyard.monitoring.table import InferenceLogger, parse_inputs, parse_predictions, read_window
+import pytest
+
+from mlyard.monitoring import table
+from mlyard.monitoring.report import build_report
+from mlyard.monitoring.table import (
+    InferenceLogger,
+    Label,
+    parse_inputs,
+    parse_predictions,
+    read_labels,
+    read_window,
+    write_labels,
+)
 
 BODY = json.dumps({"dataframe_split": {"columns": ["x", "y"], "data": [[1.0, 2.0], [3.0, 4.0]]}}).encode()
 REPLY = b'{"predictions": [0, 1]}'
@@ -80,3 +92,20 @@ def test_parse_request_formats() -> None:
     assert parse_inputs(b"{", "application/json") is None
     assert parse_predictions(b'{"predictions": {"a": [1, 2]}}') == [{"a": 1}, {"a": 2}]
     assert parse_predictions(b"[3]") == [3]
+
+
+def test_labels_are_read_from_the_windows_first_day_on_and_a_cut_is_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    day = datetime(2026, 3, 10, 8, tzinfo=UTC)
+    for i, days_before in enumerate((3, 1, 0, 0)):
+        write_labels(tmp_path, [Label(f"r{i}", i)], now=day - timedelta(days=days_before))
+    frame, cut = read_labels(tmp_path, since=day - timedelta(days=1, hours=-12))  # 03-09 20:00: that whole day
+    assert (sorted(frame["request_id"]), cut) == (["r1", "r2", "r3"], False)
+    assert sorted(read_labels(tmp_path)[0]["request_id"]) == ["r0", "r1", "r2", "r3"]
+    monkeypatch.setattr(table, "MAX_LABEL_FILES", 2)
+    frame, cut = read_labels(tmp_path, since=day - timedelta(days=1))
+    assert (len(frame), cut) == (2, True) and "r1" not in set(frame["request_id"])
+    report = build_report(deployment="m", environment="dev", frame=read_window(tmp_path, day, day)[0], labels=frame,
+                          profile=None, baseline="", since=day, until=day, labels_truncated=cut)  # fmt: skip
+    assert any(note.startswith("more labels were posted since the window began") for note in report.notes)

@@ -9,6 +9,7 @@ from typing import Any
 
 from mlyard.monitoring.drift import FeatureDrift, feature_drift
 from mlyard.monitoring.profile import Profile
+from mlyard.monitoring.table import MAX_LABEL_FILES
 
 CLASSIFICATION, REGRESSION = "classification", "regression"
 MAX_CLASSES = 50  # integer labels with more distinct values are treated as a regression target
@@ -61,7 +62,7 @@ class MonitorReport:
 
 def build_report(
     *, deployment: str, environment: str, frame: Any, labels: Any, profile: Profile | None, baseline: str,
-    since: datetime, until: datetime, truncated: bool = False,
+    since: datetime, until: datetime, truncated: bool = False, labels_truncated: bool = False,
 ) -> MonitorReport:  # fmt: skip
     """The report of the input rows `frame` (table.read_window) and posted `labels` (table.read_labels)."""
     import numpy as np
@@ -91,6 +92,9 @@ def build_report(
         notes.append("no request in the window")
     if truncated:
         notes.append("the window holds more rows than a report reads: the oldest were left out")
+    if labels_truncated:
+        notes.append(f"more labels were posted since the window began than a report reads ({MAX_LABEL_FILES} posts): "
+                     "the oldest posts were left out")  # fmt: skip
     return MonitorReport(
         deployment=deployment, environment=environment,
         model_versions=tuple(sorted({str(v) for v in frame["model_version"].dropna()})),

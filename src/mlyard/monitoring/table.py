@@ -324,18 +324,23 @@ def write_labels(folder: Path, labels: Iterable[Label], now: datetime | None = N
     return len(rows)
 
 
-def read_labels(folder: Path) -> Any:
-    """Every label posted (the latest per request id and row) as a DataFrame: request_id, row, label."""
+def read_labels(folder: Path, since: datetime | None = None) -> tuple[Any, bool]:
+    """The labels posted (the latest per request id and row) as a DataFrame: request_id, row, label; with `since`,
+    only those posted from its UTC day on (a label comes after its request: older ones label older requests).
+    Also whether MAX_LABEL_FILES (posts, newest first) left older ones out."""
     import pandas as pd
     import pyarrow.parquet as pq
 
-    files = sorted(folder.glob("*/part-*.parquet"))[-MAX_LABEL_FILES:] if folder.is_dir() else []
+    first_day = since.astimezone(UTC).strftime("%Y-%m-%d") if since is not None else ""
+    days = [path for _, path in _days(folder) if path.name >= first_day]
+    files = sorted(file for day in days for file in day.glob("part-*.parquet"))
+    truncated, files = len(files) > MAX_LABEL_FILES, files[-MAX_LABEL_FILES:]
     if not files:
         return pd.DataFrame({"request_id": pd.Series(dtype="object"), "row": pd.Series(dtype="int32"),
-                             "label": pd.Series(dtype="object")})  # fmt: skip
+                             "label": pd.Series(dtype="object")}), False  # fmt: skip
     frame = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
     frame = frame.sort_values("posted_at").drop_duplicates(["request_id", "row"], keep="last")
-    return frame[["request_id", "row", "label"]].reset_index(drop=True)
+    return frame[["request_id", "row", "label"]].reset_index(drop=True), truncated
 
 
 def prune(folder: Path, before: datetime, limit: int = MAX_PRUNED) -> int:

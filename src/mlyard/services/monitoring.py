@@ -79,7 +79,7 @@ def monitor(
     since = until - span
     place = folder(platform, env, name)
     frame, truncated = read_window(place / INFERENCE_DIR, since, until)
-    labels = read_labels(place / LABELS_DIR)
+    labels, labels_truncated = read_labels(place / LABELS_DIR, since)
     version = str(found["version"])
     run_id = models.version_for(platform, env, found["model"], version=version).get("run_id")
     tracking_uri = environments.get_environment(platform, env)["mlflow_tracking_uri"]
@@ -87,7 +87,8 @@ def monitor(
                            ) if run_id else None  # fmt: skip
     baseline = f"model version {version}: run {run_id}, artifact {PROFILE_ARTIFACT}"
     return build_report(deployment=name, environment=env, frame=frame, labels=labels, profile=profile,
-                        baseline=baseline, since=since, until=until, truncated=truncated)  # fmt: skip
+                        baseline=baseline, since=since, until=until, truncated=truncated,
+                        labels_truncated=labels_truncated)  # fmt: skip
 
 
 def post_labels(platform: Platform, principal: Principal, env: str, name: str, items: list[Any]) -> LabelsPosted:
