@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.phase import machine_phase
 from tests.conftest import Server, free_port, mlyard
 
 MLYARD = str(Path(sys.executable).with_name("mlyard"))
@@ -71,4 +72,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with machine_phase():
+        main()

@@ -30,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.phase import machine_phase
 from tests.conftest import Server, free_port, mlyard
 
 TARGET = 4.0  # seconds, issue 15
@@ -163,4 +164,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with machine_phase():
+        main()

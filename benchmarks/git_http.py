@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.phase import machine_phase
 from tests.conftest import Server, free_port, git_env, mlyard
 
 FILES, COMMITS = 2000, 200
@@ -100,4 +101,5 @@ def run_benchmark(server: Server, source: Path, tmp: Path, env: dict[str, str], 
 
 
 if __name__ == "__main__":
-    main()
+    with machine_phase():
+        main()

@@ -34,6 +34,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.phase import machine_phase
 from tests.conftest import Server, free_port, git_env, mlyard
 
 PIPELINE = 'trigger:\n  branches:\n    include: [master]\nsteps:\n- script: "true"\n'
@@ -245,4 +246,5 @@ def cpu_seconds(server: Server) -> dict[str, float]:
             "steps": reaped.ru_utime + reaped.ru_stime}  # fmt: skip
 
 if __name__ == "__main__":
-    main()
+    with machine_phase():
+        main()

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.phase import machine_phase
 from tests.conftest import free_port
 
 TARGET = 30.0  # seconds from nothing to a scored endpoint, issue 15
@@ -74,4 +75,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with machine_phase():
+        main()

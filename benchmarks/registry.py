@@ -36,6 +36,7 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.phase import machine_phase
 from benchmarks.server_start import tree_cpu
 from tests.conftest import Server, free_port, mlyard
 
@@ -187,4 +188,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with machine_phase():
+        main()

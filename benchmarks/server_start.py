@@ -30,6 +30,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.cli_startup import byte_compile
+from benchmarks.phase import machine_phase
 from tests.conftest import Server, free_port
 
 # Phases of create_app, timed in a process of their own (CPU of this process, seconds).
@@ -158,4 +159,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with machine_phase():
+        main()

@@ -257,4 +257,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.phase import machine_phase
+
+    with machine_phase():
+        main()
