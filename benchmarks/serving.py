@@ -509,8 +509,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks.phase import machine_phase
 
