@@ -48,6 +48,7 @@ BIND_ATTEMPTS = 3  # ports tried when another process takes a scoring server's p
 WARM_POOL_ENV = "MLYARD_SERVING_WARM_POOL"  # warm scoring processes kept ready (default 1; 0 = none, no zygote)
 _LOG_LIMIT = 1024 * 1024
 MAX_ENVIRONMENTS_CHECKED = 100  # something_to_serve looks at the first environments only
+FOLDER = "deployments"  # <envs>/<env>/deployments/<model>: a deployment's log, inference table and labels
 
 
 def attach(platform: Platform, router: Router | None, *, fill: bool = True) -> None:
@@ -227,10 +228,15 @@ def _allocate(
     raise Conflict(f"no free port in {low}-{high} for environment {environment['name']}: delete a deployment")
 
 
+def deployment_folder(platform: Platform, env: str, model: str) -> Path:
+    """Where the deployment of `model` in `env` keeps its log, inference table and labels."""
+    return platform.settings.envs_dir / env / FOLDER / model
+
+
 def _start(
     platform: Platform, environment: dict[str, Any], model: str, number: str, *, cpu: float, memory: float
 ) -> Endpoint:
-    folder = platform.settings.envs_dir / environment["name"] / "deployments" / model
+    folder = deployment_folder(platform, environment["name"], model)
     folder.mkdir(parents=True, exist_ok=True)
     child_env = _child_env()
     host = _serving(environment)["host"]

@@ -469,6 +469,6 @@ def traffic(platform: Platform, env: str, name: str, window: str = "1h") -> Any:
     span = monitoring.parse_window(window)
     until = datetime.now(UTC)
     since = until - span
-    frame, truncated = read_window(monitoring.folder(platform, env, name) / INFERENCE_DIR, since, until)
+    frame, truncated = read_window(deployments.deployment_folder(platform, env, name) / INFERENCE_DIR, since, until)
     return build_report(deployment=name, environment=env, frame=frame, labels=None, profile=None, baseline="",
                         since=since, until=until, truncated=truncated)  # fmt: skip

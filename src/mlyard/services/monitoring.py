@@ -63,11 +63,6 @@ def parse_window(text: str) -> timedelta:
     return window
 
 
-def folder(platform: Platform, env: str, name: str) -> Path:
-    """Where a deployment keeps its log, inference table and labels."""
-    return platform.settings.envs_dir / env / "deployments" / name
-
-
 def monitor(
     platform: Platform, env: str, name: str, *, window: str = "24h", now: datetime | None = None
 ) -> MonitorReport:
@@ -77,7 +72,7 @@ def monitor(
     found = deployments.show(platform, env, name)  # NotFound says what to do
     until = now or datetime.now(UTC)
     since = until - span
-    place = folder(platform, env, name)
+    place = deployments.deployment_folder(platform, env, name)
     frame, truncated = read_window(place / INFERENCE_DIR, since, until)
     labels, labels_truncated = read_labels(place / LABELS_DIR, since)
     version = str(found["version"])
@@ -112,7 +107,7 @@ def post_labels(platform: Platform, principal: Principal, env: str, name: str, i
         if not isinstance(row, int) or isinstance(row, bool) or not 0 <= row < 10_000:
             raise InvalidInput(f"{where}: row must be the row's index in its request (0 to 9999)")
         labels.append(Label(request_id=str(item["request_id"]), label=label, row=row))
-    accepted = write_labels(folder(platform, env, name) / LABELS_DIR, labels)
+    accepted = write_labels(deployments.deployment_folder(platform, env, name) / LABELS_DIR, labels)
     return LabelsPosted(deployment=name, environment=env, accepted=accepted)
 
 
@@ -143,7 +138,7 @@ def prune_tables(envs_dir: Path, days: int, now: datetime | None = None) -> int:
     except OSError:
         return 0
     for env_dir in environments_on_disk:
-        tables = env_dir / "deployments"
+        tables = env_dir / deployments.FOLDER
         try:
             places = [] if tables.is_symlink() else sorted(tables.iterdir())
         except OSError:
