@@ -9,6 +9,8 @@ and at its end, so its figures can be compared with another run's: 0.32-0.42 s w
 
     with machine_phase():
         main()
+
+    python benchmarks/phase.py [LABEL]   # one line: LABEL and the workload's CPU (.ci/run: before and after the suite)
 """
 
 from __future__ import annotations
@@ -50,3 +52,9 @@ def machine_phase() -> Iterator[None]:
         yield
     finally:
         print(f"machine, at the end: the fixed pure-Python workload: {workload():.3f} s of CPU", flush=True)
+
+
+
+if __name__ == "__main__":  # one line, for .ci/run before and after the suite
+    label = sys.argv[1] if len(sys.argv) > 1 else "machine"
+    print(f"{label}: {interpreter()}; a fixed pure-Python workload: {workload():.3f} s of CPU (benchmarks/phase.py)")
