@@ -3,7 +3,8 @@
 On a fresh home each round: `mlyard init`, then `mlyard server` (the product's defaults) until /health
 answers, with the wall time and the CPU (user + system) of each process, by kind (the server, the MLflow server
 of `dev`, forked by the zygote it starts before its imports, its local agents, the warm scoring process) at /health and
-once the start-up's background work is done ("settled": dev's MLflow server ready, the scoring process warm);
+once the start-up's background work is done ("settled": dev's MLflow server ready; on a fresh home the warm scoring
+process waits for a registered model, docs/serving.md);
 and, in separate processes, `import mlyard.app` (does it import MLflow?) and the phases of `create_app` on an
 initialised home. Medians of `--rounds` rounds. The package is byte-compiled first, as `pip install` does.
 
@@ -96,13 +97,15 @@ def tree_cpu(pid: int) -> dict[str, float]:
 
 
 def settle(server: Server, timeout: float = 180) -> float:
-    """Wait until the start-up's background work is done (the MLflow server of dev ready, the warm scoring
-    process warm); the time it happened."""
+    """Wait until the start-up's background work is done (the MLflow server of dev ready; the warm scoring
+    process warm, or waiting for something to serve, as on a fresh home: it starts once a model is registered);
+    the time it happened."""
     deadline = time.monotonic() + timeout
     with server.client() as client:
         while time.monotonic() < deadline:
             pool = client.get("/health").json().get("serving_pool") or {}
-            if "registry warm" in server.log.read_text(errors="replace") and pool.get("warm"):
+            waits = pool.get("started") is False
+            if "registry warm" in server.log.read_text(errors="replace") and (pool.get("warm") or waits):
                 return time.perf_counter()
             time.sleep(0.25)  # each poll is a request to the server: its CPU counts in the figures
     raise SystemExit("the server's start-up did not settle (registry warm-up and scoring pool)")

@@ -166,7 +166,9 @@ def _scoring_pool(platform: Platform) -> WarmPoolView:
         return WarmPoolView(name="scoring", limit=size, setting=f"{deployments.WARM_POOL_ENV}={size}",
                             detail="off" if size == 0 else "not started")  # fmt: skip
     detail = f"{pool.handed_out} handed to deployments, {pool.cold_starts} started cold"
-    if not pool.zygote_warm:
+    if not pool.started:
+        detail = "starts once there is something to serve (a registered model or a deployment)"
+    elif not pool.zygote_warm:
         detail = f"its zygote imports the scoring stack; {detail}"
     return WarmPoolView(name="scoring", ready=pool.warm, starting=pool.starting, limit=pool.size,
                         setting=f"{deployments.WARM_POOL_ENV}={pool.size}", detail=detail)  # fmt: skip

@@ -54,6 +54,22 @@ def predict(scoring_uri: str, body: dict, timeout: float = 30) -> list:
     return answer.json()["predictions"]
 
 
+def test_a_pool_with_nothing_to_serve_waits_and_says_so(srv: Server) -> None:
+    """Before the registry holds a model (this file's first test: `logged` registers them), the warm pool has
+    started nothing, and the server says it waits rather than that its zygote imports."""
+    from mlyard.views import ServerStatusView
+
+    with srv.client() as api:
+        assert api.get("/api/v1/models", params={"env": "dev"}).json() == []
+        pool = api.get("/health").json()["serving_pool"]
+    assert pool == {"size": 1, "warm": 0, "starting": 0, "handed_out": 0, "cold_starts": 0, "zygote_warm": False,
+                    "started": False}  # fmt: skip
+    status = ServerStatusView.from_dict(json.loads(srv.cli("status", "--json").stdout))
+    (scoring,) = [p for p in status.pools if p.name == "scoring"]
+    assert (scoring.ready, scoring.starting, scoring.limit) == (0, 0, 1)
+    assert scoring.detail == "starts once there is something to serve (a registered model or a deployment)"
+
+
 def test_health_reports_the_warm_scoring_pool(srv: Server, logged: list[Logged]) -> None:
     """Once the registry holds a model (the pool waits for something to serve), before any deployment: one warm
     scoring process, ready, reported in /health and the server's log.
@@ -65,7 +81,8 @@ def test_health_reports_the_warm_scoring_pool(srv: Server, logged: list[Logged])
             if pool["warm"] == 1 or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-    assert pool == {"size": 1, "warm": 1, "starting": 0, "handed_out": 0, "cold_starts": 0, "zygote_warm": True}
+    assert pool == {"size": 1, "warm": 1, "starting": 0, "handed_out": 0, "cold_starts": 0, "zygote_warm": True,
+                    "started": True}
     assert "scoring warm pool: 1 process(es)" in srv.log.read_text(errors="replace")
 
 

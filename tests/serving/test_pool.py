@@ -237,4 +237,4 @@ def test_a_pool_of_size_zero_starts_no_zygote(tmp_path: Path) -> None:
     pool = WarmPool(sys.executable, _env(), size=0, log_file=tmp_path / "pool.log")
     pool.fill()
     assert pool.take(sys.executable, _env()) is None and pool._zygote is None
-    assert pool.status() == PoolStatus(0, 0, 0, 0, 1, False)
+    assert pool.status() == PoolStatus(0, 0, 0, 0, 1, False, False)

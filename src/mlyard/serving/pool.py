@@ -78,6 +78,8 @@ class PoolStatus:
     handed_out: int
     cold_starts: int
     zygote_warm: bool  # the fork server has imported and forks standbys (False: starting, gone or failed)
+    started: bool  # a zygote was started (False: nobody asked for a process yet; the server asks once there is
+    # something to serve: a registered model or a deployment)
 
 
 @dataclass
@@ -96,6 +98,7 @@ class WarmPool:
     _starting: threading.Lock = field(default_factory=threading.Lock)
     _zygote: Zygote | None = None
     _failed: bool = False  # a zygote exited before it was warm: not started again, every start cold
+    _started: bool = False  # a zygote was started once (status: a pool that waits is not one that imports)
     _closed: bool = False
     _handed_out: int = 0
     _cold: int = 0
@@ -171,7 +174,7 @@ class WarmPool:
             zygote = self._zygote
             zygote_warm = zygote is not None and zygote.warm and zygote.alive()
             starting = self.size - len(idle) if zygote is not None and not zygote.warm and zygote.alive() else 0
-            return PoolStatus(self.size, len(idle), starting, self._handed_out, self._cold, zygote_warm)
+            return PoolStatus(self.size, len(idle), starting, self._handed_out, self._cold, zygote_warm, self._started)
 
     def close(self) -> None:
         """Stop the idle standbys and the zygote (the deployments' scoring servers it forked keep running)."""
@@ -220,6 +223,7 @@ class WarmPool:
             log.warning("scoring warm pool: the zygote %d is gone (code %s): starting another", gone.process.pid,
                         gone.process.poll())  # fmt: skip
             gone.close(timeout=1)
+        self._started = True
         try:
             output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
             try:
