@@ -183,15 +183,22 @@ async def _run_when_final(platform: Platform, run_id: int, seconds: float) -> Ru
         while True:
             if ended is not None:
                 ended.clear()  # a run ending from now on wakes the wait below
-            state = await asyncio.to_thread(runs.run_state, platform, run_id)  # NotFound (404) for no such run
-            remaining = deadline - loop.time()
-            if states.is_final(state) or remaining <= 0:
-                return await asyncio.to_thread(runs.show_run, platform, run_id)
+            view = await asyncio.to_thread(_view_if_ended, platform, run_id, loop.time() >= deadline)
+            if view is not None:
+                return view
+            remaining = max(deadline - loop.time(), 0.0)  # 0: the next turn answers with the run as it is
             if ended is None:
                 await asyncio.sleep(min(remaining, RUN_WAIT_POLL_SECONDS))
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ended.wait(), remaining)
+
+
+def _view_if_ended(platform: Platform, run_id: int, anyway: bool) -> RunView | None:
+    """The run's view when it has ended (or `anyway`), else None after reading its state only (NotFound: 404)."""
+    if anyway or states.is_final(runs.run_state(platform, run_id)):
+        return runs.show_run(platform, run_id)
+    return None
 
 
 @router.post("/runs/{run_id}/cancel")
