@@ -54,7 +54,6 @@ def machine_phase() -> Iterator[None]:
         print(f"machine, at the end: the fixed pure-Python workload: {workload():.3f} s of CPU", flush=True)
 
 
-
 if __name__ == "__main__":  # one line, for .ci/run before and after the suite
     label = sys.argv[1] if len(sys.argv) > 1 else "machine"
     print(f"{label}: {interpreter()}; a fixed pure-Python workload: {workload():.3f} s of CPU (benchmarks/phase.py)")
