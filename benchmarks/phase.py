@@ -43,11 +43,15 @@ def interpreter() -> str:
     return f"Python {sys.version.split()[0]} from {sys.base_prefix}"
 
 
+def phase_line(label: str) -> str:
+    """`label`, the interpreter and the workload's CPU, on one line."""
+    return f"{label}: {interpreter()}; a fixed pure-Python workload: {workload():.3f} s of CPU (benchmarks/phase.py)"
+
+
 @contextlib.contextmanager
 def machine_phase() -> Iterator[None]:
     """Print the interpreter and the workload's CPU before the benchmark runs and after it."""
-    print(f"machine: {interpreter()}; a fixed pure-Python workload: {workload():.3f} s of CPU (benchmarks/phase.py)",
-          flush=True)  # fmt: skip
+    print(phase_line("machine"), flush=True)
     try:
         yield
     finally:
@@ -55,5 +59,4 @@ def machine_phase() -> Iterator[None]:
 
 
 if __name__ == "__main__":  # one line, for .ci/run before and after the suite
-    label = sys.argv[1] if len(sys.argv) > 1 else "machine"
-    print(f"{label}: {interpreter()}; a fixed pure-Python workload: {workload():.3f} s of CPU (benchmarks/phase.py)")
+    print(phase_line(sys.argv[1] if len(sys.argv) > 1 else "machine"))

@@ -28,10 +28,11 @@ def test_wait_answers_with_the_ended_run(server: Server, git: Git) -> None:
     queued = run(server, "wait-ends")
     with server.client() as api:
         doc = api.get(f"/api/v1/runs/{queued['id']}", params={"wait": 60}).json()
+        missing = api.get("/api/v1/runs/987654", params={"wait": 5}).status_code
     assert doc["state"] == "succeeded"  # one call: the request was held until the run ended
     # the whole view of the ended run (between wakes only its state is read), and 404 for no such run
     assert [s["state"] for stage in doc["stages"] for job in stage["jobs"] for s in job["steps"]][-1] == "succeeded"
-    assert api_get_status(server, "/api/v1/runs/987654", wait=5) == 404
+    assert missing == 404
 
 
 @pytest.mark.slow
@@ -46,11 +47,6 @@ def test_wait_gives_the_running_run_when_its_time_is_up_and_refuses_a_bad_wait(s
         assert api.get(f"/api/v1/runs/{queued['id']}", params={"wait": -1}).status_code == 422
         api.post(f"/api/v1/runs/{queued['id']}/cancel").raise_for_status()
         assert api.get(f"/api/v1/runs/{queued['id']}", params={"wait": 60}).json()["state"] == "canceled"
-
-
-def api_get_status(server: Server, path: str, **params: float) -> int:
-    with server.client() as api:
-        return api.get(path, params=params).status_code
 
 
 def _state(engine: Engine, run_id: int) -> str:
