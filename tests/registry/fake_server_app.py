@@ -1,5 +1,6 @@
 """An ASGI app in place of MLflow's server app, for the tests of `tracking_server.prepare_app`: it records whether
-Python's cyclic garbage collector was on while it was imported, and the paths it was asked."""
+Python's cyclic garbage collector was on while it was imported, whether an optional package was found (a probe, as
+pandas' for pyarrow), and the paths it was asked."""
 
 from __future__ import annotations
 
@@ -7,6 +8,12 @@ import gc
 from typing import Any
 
 COLLECTING_AT_IMPORT = gc.isenabled()
+try:
+    import mlyard_test_optional.probed  # noqa: F401 (a package the tests make, or none)
+
+    OPTIONAL_FOUND = True
+except ImportError:
+    OPTIONAL_FOUND = False
 ASKED: list[str] = []
 
 

@@ -5,6 +5,7 @@ and, for `mlyard server`, started before the CLI's own imports (docs/registry.md
 from __future__ import annotations
 
 import gc
+import importlib
 import json
 import os
 import subprocess
@@ -51,6 +52,45 @@ def test_a_collector_that_was_off_stays_off(fake_app: None) -> None:
     gc.disable()
     tracking_server.prepare_app()
     assert not gc.isenabled()
+
+
+@pytest.fixture
+def optional_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A package `mlyard_test_optional` (with a submodule `probed`) importable from now on, and the one optional
+    package that `prepare_app` does not probe for."""
+    package = tmp_path / "packages" / "mlyard_test_optional"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "probed.py").write_text("")
+    monkeypatch.syspath_prepend(str(package.parent))
+    monkeypatch.setattr(tracking_server, "UNPROBED", ("mlyard_test_optional",))
+    try:
+        yield "mlyard_test_optional"
+    finally:
+        for name in [name for name in sys.modules if name.partition(".")[0] == "mlyard_test_optional"]:
+            del sys.modules[name]
+        sys.modules.pop(f"{FAKE_APP}_needing", None)
+
+
+def test_optional_packages_are_not_probed_while_the_app_is_imported(fake_app: None, optional_package: str) -> None:
+    finders = list(sys.meta_path)
+    tracking_server.prepare_app()
+    assert sys.modules[FAKE_APP].OPTIONAL_FOUND is False  # the app's probe found nothing
+    assert optional_package not in sys.modules
+    assert sys.meta_path == finders  # nothing left behind: the package imports as usual now
+    assert importlib.import_module(f"{optional_package}.probed").__name__ == f"{optional_package}.probed"
+    sys.modules.pop(FAKE_APP)
+    tracking_server.prepare_app()  # the app imported again, the package already imported: found
+    assert sys.modules[FAKE_APP].OPTIONAL_FOUND is True
+
+
+def test_an_app_that_needs_an_optional_package_is_imported_with_it(
+    fake_app: None, optional_package: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tracking_server, "APP", f"{FAKE_APP}_needing:app")
+    tracking_server.prepare_app()  # refused, then imported again as usual
+    assert optional_package in sys.modules and f"{FAKE_APP}_needing" in sys.modules
+    assert tuple(sys.modules[FAKE_APP].ASKED) == tracking_server.WARM_PATHS  # warmed as usual
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,11 @@ def test_each_environment_mlflow_server_is_a_fork_of_one_zygote_started_with_the
         with server.client() as api:
             zygote = api.get("/health").json()["mlflow_zygote"]
             assert zygote["warm"] and not zygote["failed"]
+            # It imported MLflow's server app (numpy's libraries are mapped) without the optional packages that
+            # the app's modules only probe for (pyarrow's and scipy's libraries are not).
+            regions = psutil.Process(zygote["pid"]).memory_maps()
+            mapped = {part for region in regions for part in Path(region.path).parts}
+            assert "numpy" in mapped and not mapped & set(tracking_server.UNPROBED)
             assert api.get("/mlflow/dev/api/2.0/mlflow/registered-models/search").status_code == 200
             assert api.post("/api/v1/environments", json={"name": "staging-env"}).status_code == 201
             wait_for_line(server.log, "registry warm: the MLflow server of environment 'staging-env' is ready")

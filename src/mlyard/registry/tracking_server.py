@@ -28,6 +28,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib
+import importlib.abc
 import json
 import logging
 import os
@@ -69,6 +70,12 @@ WARM_MODULES = ("mlflow.server.assistant.session",)
 WARM_PATHS = ("/api/2.0/mlflow/mlyard-warm-up", "/api/2.0/mlflow-artifacts/mlyard-warm-up",
               "/api/3.0/mlflow/mlyard-warm-up")  # fmt: skip
 PROBE_SECONDS = 30.0
+# Optional packages that modules of MLflow's server app only probe for when they are imported (`try: import ...
+# except ImportError`) for features the tracking server never uses: pandas' Arrow-backed types (pandas.compat
+# imports pyarrow) and MLflow's sparse-matrix model inputs (mlflow.models.utils imports scipy.sparse, whose array
+# API layer walks numpy's submodules). Not imported while the app is (`_optional_packages_unprobed`): ~0.15-0.2 s
+# of the import's ~2.2 s of CPU. A later `import` of them works as usual.
+UNPROBED = ("pyarrow", "scipy")
 # Native thread pools (BLAS, OpenMP: numpy starts OpenBLAS's at import) at one thread: MLflow's server computes
 # nothing with them, and its zygote forks only while single-threaded (= mlyard.serving.limits._THREAD_POOLS).
 THREAD_POOLS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -114,11 +121,13 @@ class TrackingServerSpec:
     def environment(self) -> dict[str, str]:
         """What `mlflow server --serve-artifacts` gives its workers, and nothing of the server's secrets."""
         env = base_environment()
-        env.update({
-            "_MLFLOW_SERVER_FILE_STORE": self.backend_uri,
-            "_MLFLOW_SERVER_REGISTRY_STORE": self.backend_uri,
-            "_MLFLOW_SERVER_ARTIFACT_DESTINATION": str(self.artifacts_dir),
-        })
+        env.update(
+            {
+                "_MLFLOW_SERVER_FILE_STORE": self.backend_uri,
+                "_MLFLOW_SERVER_REGISTRY_STORE": self.backend_uri,
+                "_MLFLOW_SERVER_ARTIFACT_DESTINATION": str(self.artifacts_dir),
+            }
+        )
         env.update(dict(self.extra_env))
         return env
 
@@ -127,18 +136,20 @@ def base_environment() -> dict[str, str]:
     """The variables of every environment's MLflow server (the zygote starts with these): what Python needs,
     MLflow's server settings that do not depend on the environment, native thread pools at one thread."""
     env = {name: os.environ[name] for name in KEPT_VARIABLES if os.environ.get(name)}
-    env.update({
-        "_MLFLOW_SERVER_ARTIFACT_ROOT": "mlflow-artifacts:/",
-        "_MLFLOW_SERVER_SERVE_ARTIFACTS": "true",
-        "_MLFLOW_SGI_NAME": "uvicorn",
-        "_MLFLOW_IN_JOB_EXECUTOR": "false",
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        "MLFLOW_ENABLE_REMOTE_ASSISTANT": "false",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "true",
-        "PYTHONUNBUFFERED": "1",
-        "TMPDIR": tempfile.gettempdir(),
-    })
+    env.update(
+        {
+            "_MLFLOW_SERVER_ARTIFACT_ROOT": "mlflow-artifacts:/",
+            "_MLFLOW_SERVER_SERVE_ARTIFACTS": "true",
+            "_MLFLOW_SGI_NAME": "uvicorn",
+            "_MLFLOW_IN_JOB_EXECUTOR": "false",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "MLFLOW_ENABLE_REMOTE_ASSISTANT": "false",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "true",
+            "PYTHONUNBUFFERED": "1",
+            "TMPDIR": tempfile.gettempdir(),
+        }
+    )
     env.update(dict.fromkeys(THREAD_POOLS, "1"))
     return env
 
@@ -451,12 +462,19 @@ def prepare_app() -> None:
     objects are then frozen (`gc.freeze`: never scanned again, the later collections only see what requests
     create) and the collector is turned on again, as it was. The installed packages' entry points are read once
     meanwhile (`_entry_points_read_once`), and Werkzeug's routing rules compile their URL builders on first use
-    (`_url_builders_on_first_use`)."""
+    (`_url_builders_on_first_use`), and the optional packages in UNPROBED are not imported
+    (`_optional_packages_unprobed`)."""
     with collector_paused():
         with _entry_points_read_once(), _url_builders_on_first_use():
             import uvicorn  # noqa: F401 (first, as in a normal start: MLflow's app then sets itself up as a server)
 
-            app = importlib.import_module(APP.split(":")[0]).app
+            try:
+                with _optional_packages_unprobed(UNPROBED):
+                    app = importlib.import_module(APP.split(":")[0]).app
+            except ModuleNotFoundError as exc:
+                if (exc.name or "").partition(".")[0] not in UNPROBED:
+                    raise
+                app = importlib.import_module(APP.split(":")[0]).app  # a module needs it: imported as usual
             for module in WARM_MODULES:
                 with contextlib.suppress(ImportError):
                     importlib.import_module(module)
@@ -493,6 +511,34 @@ def _entry_points_read_once() -> Iterator[None]:
         importing = False
         if metadata.entry_points is entry_points:
             metadata.entry_points = original
+
+
+class _Unprobed(importlib.abc.MetaPathFinder):
+    """A finder that answers "not installed" for some top-level packages and their submodules."""
+
+    def __init__(self, packages: tuple[str, ...]) -> None:
+        self.packages = frozenset(packages)
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        if fullname.partition(".")[0] in self.packages:
+            raise ModuleNotFoundError(f"No module named {fullname!r} (not probed while MLflow's server app is "
+                                      "imported)", name=fullname)  # fmt: skip
+        return None
+
+
+@contextlib.contextmanager
+def _optional_packages_unprobed(packages: tuple[str, ...]) -> Iterator[None]:
+    """While MLflow's server app is imported, an `import` of one of `packages` (or of a submodule) that is not
+    imported yet fails as for a package that is not installed: the modules that only probe for it take their
+    path without it. Nothing is left of a refused import, so the same `import` works as usual afterwards (and
+    `prepare_app` imports the app again, as usual, when a module needed one of them after all)."""
+    finder = _Unprobed(packages)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(finder)
 
 
 @contextlib.contextmanager
@@ -537,9 +583,20 @@ async def _probe(app: Any) -> None:
     import asyncio
 
     for path in WARM_PATHS:
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-                 "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
-                 "headers": [(b"host", b"localhost")], "client": ("127.0.0.1", 0), "server": ("localhost", 80)}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"localhost")],
+            "client": ("127.0.0.1", 0),
+            "server": ("localhost", 80),
+        }
         sent = False
 
         async def receive() -> dict[str, Any]:
