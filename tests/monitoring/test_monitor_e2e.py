@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -45,6 +46,14 @@ def deployed(srv: Server) -> Iterator[tuple[dict, list[Logged]]]:
     srv.cli("deployments", "delete", MODEL, "--env", "dev", check=False)
 
 
+PROTOBUF = "google/_upb/"  # the folder of protobuf's C extension (MLflow's messages)
+
+
+def mapped(pid: int) -> str:
+    """The files process `pid` has mapped (/proc/PID/maps)."""
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
 def send(url: str, rows: np.ndarray, request_id: str | None = None) -> tuple[str, list]:
     headers = {"X-Request-Id": request_id} if request_id else {}
     body = {"dataframe_split": {"columns": ["a", "b"], "data": rows.tolist()}}
@@ -75,6 +84,11 @@ def test_traffic_drift_and_accuracy(srv: Server, deployed: tuple[dict, list[Logg
         time.sleep(0.1)
     report = monitor(srv)
     assert (report["requests"], report["rows"], report["errors"], report["drifted"]) == (20, 200, 0, [])
+    # The server read the baseline where the run keeps it, without MLflow: protobuf's extension, which MLflow's
+    # import loads, is mapped in the environment's MLflow server (a fork of the zygote), never in the server.
+    with srv.client() as api:
+        zygote = api.get("/health").json()["mlflow_zygote"]
+    assert PROTOBUF in mapped(zygote["pid"]) and PROTOBUF not in mapped(srv.proc.pid)  # type: ignore[union-attr]
     assert report["model_versions"] == ["1"] and report["latency_p50_ms"] > 0 and report["quality"] is None
     # Labels for 10 requests: the first 5 as predicted, the next 5 the other class: accuracy 0.5.
     labels = [{"request_id": rid, "row": row, "label": p if n < 5 else 1 - p}

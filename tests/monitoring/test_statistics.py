@@ -145,3 +145,27 @@ def test_a_baseline_logged_through_a_proxying_tracking_server_is_found(tmp_path:
     assert load_profile(uri, run.info.run_id) is None  # what the report saw before: no baseline
     assert load_profile(uri, run.info.run_id, artifacts_destination=tmp_path / "mlartifacts") == profile
     assert load_profile(uri, run.info.run_id, artifacts_destination=tmp_path / "elsewhere") is None
+
+
+def test_the_artifacts_of_a_run_are_read_in_place_only_inside_the_environments_folder(tmp_path: Path) -> None:
+    """The server reads a baseline without MLflow when the run's artifacts are in the environment's artifacts
+    folder: logged through its tracking server (`mlflow-artifacts:/`) or straight to its store (`file:`). Any
+    other location (another folder, a way out of it, a remote store) is left to MLflow's client."""
+    from mlyard.monitoring.profile import PROFILE_ARTIFACT, local_artifacts, read_profile_file
+
+    destination = tmp_path / "env" / "mlartifacts"
+    run = destination / "1" / "abc" / "artifacts"
+    (run / PROFILE_ARTIFACT).parent.mkdir(parents=True)
+    profile = profile_frame(pd.DataFrame({"a": np.arange(100.0)}))
+    (run / PROFILE_ARTIFACT).write_text(profile.to_json(), encoding="utf-8")
+    (tmp_path / "secret.json").write_text(profile.to_json(), encoding="utf-8")
+    assert local_artifacts(destination, "mlflow-artifacts:/1/abc/artifacts") == run.resolve()
+    assert local_artifacts(destination, run.as_uri()) == run.resolve()
+    assert read_profile_file(run) == profile
+    for elsewhere in ("mlflow-artifacts:/../../", (tmp_path / "other").as_uri(), f"file://{destination}/../..",
+                      "s3://bucket/1/abc/artifacts", str(run), ""):  # fmt: skip
+        assert local_artifacts(destination, elsewhere) is None, elsewhere
+    assert read_profile_file(run, "../../../../secret.json") is None  # the file name cannot leave the folder
+    assert read_profile_file(run, "missing.json") is None
+    (run / "broken.json").write_text("{", encoding="utf-8")
+    assert read_profile_file(run, "broken.json") is None

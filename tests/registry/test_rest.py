@@ -71,6 +71,12 @@ def test_reads_agree_with_mlflow_client(served: Registry, registry: Registry, ma
     assert served.history(name) == registry.history(name)
     for choice in ({"stage": "Staging"}, {"version": 3}, {"alias": "champion"}, {}):
         assert served.version_for(name, **choice) == registry.version_for(name, **choice)  # type: ignore[arg-type]
+    run_id = shown["versions"][0]["run_id"]  # where the run keeps its artifacts (a monitoring report's baseline)
+    location = MlflowClient(tracking_uri=registry.tracking_uri).get_run(run_id).info.artifact_uri
+    assert served.run_artifact_uri(run_id) == registry.run_artifact_uri(run_id) == location
+    for either in (served, registry):
+        with pytest.raises(NotFound):
+            either.run_artifact_uri("0" * 32)
 
 
 def test_runs_found_by_tag_agree_with_mlflow_client(served: Registry, registry: Registry) -> None:

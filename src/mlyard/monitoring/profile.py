@@ -13,6 +13,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 PROFILE_ARTIFACT = "baseline/profile.json"
 FORMAT = 1
@@ -182,7 +184,9 @@ def load_profile(
 
     A run logged through an MLflow tracking server that proxies artifacts (`/mlflow/<env>`, the generated
     project's training) has `mlflow-artifacts:/` locations, which only that server resolves: with
-    `artifacts_destination` (the folder the server stores them in) the file is read from there.
+    `artifacts_destination` (the folder the server stores them in) the file is read from there, as is one of a run
+    whose `file:` location is inside it (`local_artifacts`). (The server reads both without MLflow:
+    mlyard.services.monitoring.baseline_profile.)
     """
     import tempfile
 
@@ -193,8 +197,9 @@ def load_profile(
     folder, _, name = artifact_file.rpartition("/")
     try:
         root = client.get_run(run_id).info.artifact_uri or ""
-        if artifacts_destination is not None and root.startswith(PROXIED):
-            return _read_proxied(artifacts_destination, root.removeprefix(PROXIED).lstrip("/"), artifact_file)
+        local = local_artifacts(artifacts_destination, root) if artifacts_destination is not None else None
+        if local is not None:
+            return read_profile_file(local, artifact_file)
         if name not in {a.path.rpartition("/")[2] for a in client.list_artifacts(run_id, folder or None)}:
             return None
         with tempfile.TemporaryDirectory() as tmp:
@@ -205,12 +210,32 @@ def load_profile(
         return None
 
 
-def _read_proxied(destination: Path, location: str, artifact_file: str) -> Profile | None:
-    base = destination.resolve()
-    path = (base / location / artifact_file).resolve()
-    if not path.is_relative_to(base) or not path.is_file() or path.stat().st_size > MAX_PROFILE_BYTES:
+def local_artifacts(destination: Path, artifact_uri: str) -> Path | None:
+    """The folder of a run's artifacts (`artifact_uri`) when it is inside `destination`, the environment's
+    artifacts folder: a run logged through its tracking server (`mlflow-artifacts:/...`, which only that server
+    resolves) or straight to its store (`file:///...`, the default experiment's location). None for any other
+    location (another folder, a remote store)."""
+    if artifact_uri.startswith(PROXIED):
+        folder = destination / artifact_uri.removeprefix(PROXIED).lstrip("/")
+    elif artifact_uri.startswith("file:"):
+        folder = Path(url2pathname(urlparse(artifact_uri).path))
+    else:
         return None
-    return Profile.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    base = destination.resolve()
+    folder = folder.resolve()
+    return folder if folder.is_relative_to(base) else None
+
+
+def read_profile_file(folder: Path, artifact_file: str = PROFILE_ARTIFACT) -> Profile | None:
+    """The profile `artifact_file` in a run's artifacts `folder` (see `local_artifacts`), read without MLflow;
+    None when there is none (or the file leaves that folder, or is not a profile)."""
+    path = (folder / artifact_file).resolve()
+    if not path.is_relative_to(folder) or not path.is_file() or path.stat().st_size > MAX_PROFILE_BYTES:
+        return None
+    try:
+        return Profile.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _flat(predictions: Any) -> Any:

@@ -128,6 +128,18 @@ class Registry:
             found = self.client.get_model_version(rm.name, str(number))
             return versions.version_dict(self.client, found, versions.model_aliases(rm))
 
+    def run_artifact_uri(self, run_id: str) -> str:
+        """Where run `run_id` keeps its artifacts (`mlflow-artifacts:/...` for a run logged through a tracking
+        server that proxies them); NotFound for an unknown run."""
+        with self._errors():
+            try:
+                info = self.client.get_run(run_id).info
+            except ApiError as exc:
+                if exc.error_code == versions.NOT_FOUND:
+                    raise NotFound(f"run {run_id!r} not found in the registry's tracking store") from None
+                raise
+            return str(getattr(info, "artifact_uri", "") or "")
+
 
 def mlflow_client(tracking_uri: str) -> Any:
     """`MlflowClient` on `tracking_uri` (tracking and registry), raising `ApiError`s."""

@@ -66,6 +66,7 @@ class RunData:
 @dataclass(frozen=True)
 class RunInfo:
     run_id: str
+    artifact_uri: str = ""
 
 
 @dataclass(frozen=True)
@@ -211,9 +212,10 @@ class RestClient:
 
     # -- runs and experiments ------------------------------------------------------------------------
     def get_run(self, run_id: str) -> Run:
-        data = self._call("GET", "runs/get", {"run_id": run_id})["run"].get("data") or {}
+        run = self._call("GET", "runs/get", {"run_id": run_id})["run"]
+        data, info = run.get("data") or {}, run.get("info") or {}
         metrics = {str(m["key"]): float(m["value"]) for m in data.get("metrics") or () if "key" in m and "value" in m}
-        return Run(RunData(metrics))
+        return Run(RunData(metrics), RunInfo(str(info.get("run_id") or run_id), str(info.get("artifact_uri") or "")))
 
     def search_runs(self, experiment_ids: list[str], filter_string: str = "", max_results: int = 1000) -> Page:
         """One page of the runs that match (MlflowClient's default page: 1000), each with its `info.run_id`."""

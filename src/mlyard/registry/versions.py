@@ -19,7 +19,7 @@ MlflowClient = Any
 ModelVersion = Any
 RegisteredModel = Any
 
-_NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
+NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
 _PAGE = 1000
 
 
@@ -39,7 +39,7 @@ def get_model(client: MlflowClient, name: str) -> RegisteredModel:
     try:
         return client.get_registered_model(name)
     except ApiError as exc:
-        if exc.error_code == _NOT_FOUND:
+        if exc.error_code == NOT_FOUND:
             raise NotFound(f"model {name!r} not found in the registry") from None
         raise
 

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from mlyard.errors import InvalidInput
-from mlyard.monitoring.profile import PROFILE_ARTIFACT, load_profile
+from mlyard.errors import InvalidInput, NotFound
+from mlyard.monitoring.profile import PROFILE_ARTIFACT, Profile, load_profile, local_artifacts, read_profile_file
 from mlyard.monitoring.report import MonitorReport, build_report
 from mlyard.monitoring.table import (
     INFERENCE_DIR,
@@ -77,13 +77,31 @@ def monitor(
     labels, labels_truncated = read_labels(place / LABELS_DIR, since)
     version = str(found["version"])
     run_id = models.version_for(platform, env, found["model"], version=version).get("run_id")
-    tracking_uri = environments.get_environment(platform, env)["mlflow_tracking_uri"]
-    profile = load_profile(tracking_uri, run_id, artifacts_destination=deployments.artifacts_destination(tracking_uri)
-                           ) if run_id else None  # fmt: skip
+    profile = baseline_profile(platform, env, run_id) if run_id else None
     baseline = f"model version {version}: run {run_id}, artifact {PROFILE_ARTIFACT}"
     return build_report(deployment=name, environment=env, frame=frame, labels=labels, profile=profile,
                         baseline=baseline, since=since, until=until, truncated=truncated,
                         labels_truncated=labels_truncated)  # fmt: skip
+
+
+def baseline_profile(platform: Platform, env: str, run_id: str) -> Profile | None:
+    """The baseline profile logged with run `run_id` of environment `env`, or None when it has none. A run of an
+    environment with the embedded store keeps its artifacts in the environment's folder, whether it was logged
+    through the environment's MLflow server (the generated project's training: `mlflow-artifacts:/...`) or
+    straight to the store (`file:///...`): its location comes from the registry's client (through the server, the
+    REST client of the environment's MLflow server: the server imports no MLflow) and the file is read from there.
+    Other runs' profiles are downloaded with MLflow's client."""
+    tracking_uri = environments.get_environment(platform, env)["mlflow_tracking_uri"]
+    destination = deployments.artifacts_destination(tracking_uri)
+    if destination is not None:
+        try:
+            location = models.registry(platform, env).run_artifact_uri(run_id)
+        except NotFound:
+            return None
+        folder = local_artifacts(destination, location)
+        if folder is not None:
+            return read_profile_file(folder)
+    return load_profile(tracking_uri, run_id, artifacts_destination=destination)
 
 
 def post_labels(platform: Platform, principal: Principal, env: str, name: str, items: list[Any]) -> LabelsPosted:
