@@ -6,9 +6,8 @@ import ast
 import sys
 from pathlib import Path
 
-ALLOWED_MLYARD = frozenset(
-    {"mlyard.errors", "mlyard.imports", "mlyard.names", "mlyard.forkserver", "mlyard.asgi_server"}
-)  # stdlib only (asgi_server: and uvicorn)
+ALLOWED_MLYARD = frozenset({"mlyard.errors", "mlyard.imports", "mlyard.names", "mlyard.forkserver",
+                            "mlyard.asgi_server"})  # stdlib only (asgi_server: and uvicorn)
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -149,7 +149,9 @@ def start_postgres(timeout: float = 30) -> PostgresServer:
     env = {**os.environ, "LC_ALL": "C", "TZ": "UTC"}
     initdb = [str(bindir / "initdb"), "-D", str(root / "data"), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8"]
     initdb += ["--locale=C", "--no-sync", "--no-instructions"]
-    init = subprocess.run(initdb, cwd=root, env=env, capture_output=True, text=True, timeout=120, check=False, **run_as)
+    init = subprocess.run(
+        initdb, cwd=root, env=env, capture_output=True, text=True, timeout=120, check=False, **run_as
+    )
     if init.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
         raise RuntimeError(f"initdb failed ({init.returncode}):\n{init.stdout}\n{init.stderr}")

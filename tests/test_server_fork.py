@@ -67,7 +67,9 @@ def test_a_forked_server_is_a_process_of_its_own_with_the_tests_environment(fork
         server.stop()
 
 
-def test_a_killed_forked_server_reports_the_signal_and_a_failed_one_its_exit_code(forks: Forks, tmp_path: Path) -> None:
+def test_a_killed_forked_server_reports_the_signal_and_a_failed_one_its_exit_code(
+    forks: Forks, tmp_path: Path
+) -> None:
     server = new_server(tmp_path / "killed", "--agents", "0")
     server.start()
     assert isinstance(server.proc, ForkedProcess)
@@ -85,7 +87,6 @@ def test_a_killed_forked_server_reports_the_signal_and_a_failed_one_its_exit_cod
         assert "address already in use" in busy.log.read_text()
         codes.append(busy.proc.returncode)
     assert codes[0] == codes[1] != 0
-
 
 def test_which_servers_are_new_interpreters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Cold servers, those that start the early MLflow zygote before their imports, those whose Python settings

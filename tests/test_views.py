@@ -79,26 +79,9 @@ def test_a_deployment_view_knows_every_key_of_the_servers_document() -> None:
     from mlyard.services.deployments import deployment_dict
 
     now = datetime.now(UTC)
-    row = Deployment(
-        name="m",
-        environment="dev",
-        model="m",
-        version="1",
-        model_uri="models:/m/1",
-        target="local",
-        cpu=1.0,
-        memory=2.0,
-        port=5001,
-        backend_port=None,
-        pid=7,
-        url="http://127.0.0.1:5001",
-        state="running",
-        message="",
-        log_path="",
-        requested_by="admin",
-        created_at=now,
-        updated_at=now,
-    )
+    row = Deployment(name="m", environment="dev", model="m", version="1", model_uri="models:/m/1", target="local",
+                     cpu=1.0, memory=2.0, port=5001, backend_port=None, pid=7, url="http://127.0.0.1:5001",
+                     state="running", message="", log_path="", requested_by="admin", created_at=now, updated_at=now)
     same(DeploymentView, deployment_dict(row))
 
 

@@ -147,12 +147,8 @@ def _mlflow_pools(mlflow_servers: MlflowMount) -> list[WarmPoolView]:
         first = WarmPoolView(name="mlflow-zygote", limit=1, setting=setting,
                              detail="not started: an environment's first registry use starts it")  # fmt: skip
     elif zygote.failed:
-        first = WarmPoolView(
-            name="mlflow-zygote",
-            limit=1,
-            setting=setting,
-            detail=f"process {zygote.pid} failed (zygote.log says why): MLflow servers start cold",
-        )
+        first = WarmPoolView(name="mlflow-zygote", limit=1, setting=setting,
+                             detail=f"process {zygote.pid} failed (zygote.log says why): MLflow servers start cold")
     else:
         first = WarmPoolView(name="mlflow-zygote", ready=int(zygote.warm), starting=int(not zygote.warm), limit=1,
                              setting=setting, detail=f"process {zygote.pid}: MLflow's server app imported once, each "
@@ -217,7 +213,6 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_zygote: ServerZygo
     environment_groups.sync_all(platform)  # each environment's variable group, with this server's URL
     orchestrator = Orchestrator(platform)
     platform.orchestrator = orchestrator
-
     def wake_triggers(created: list[dict[str, Any]]) -> None:
         runs.on_push(platform, created)
 

@@ -117,10 +117,8 @@ class Client:
         self.timeout = timeout
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidInput(
-                f"the server URL {url!r} is not an http:// or https:// URL: set MLYARD_URL or "
-                "the url in your CLI config (`mlyard init` writes it)"
-            )
+            raise InvalidInput(f"the server URL {url!r} is not an http:// or https:// URL: set MLYARD_URL or "
+                               "the url in your CLI config (`mlyard init` writes it)")
         self._https = parts.scheme == "https"
         self._host = parts.hostname
         self._port = parts.port
@@ -233,15 +231,8 @@ class Client:
             return http.client.HTTPSConnection(self._host, self._port, timeout=timeout)
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
 
-    def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, Any] | None = None,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Response:
+    def _send(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: bytes | None = None,
+              headers: dict[str, str] | None = None) -> Response:
         target = self._target(path, params)
         all_headers = {**self._headers, **(headers or {})}
         for attempt in (1, 2):
@@ -311,9 +302,8 @@ class _Resource:
 
 
 class Runs(_Resource):
-    def list(
-        self, *, pipeline: str | None = None, state: str | None = None, limit: int | None = None
-    ) -> builtins.list[RunSummary]:
+    def list(self, *, pipeline: str | None = None, state: str | None = None,
+             limit: int | None = None) -> builtins.list[RunSummary]:
         """Recent runs, newest first."""
         rows = self._c.get(f"{API}/runs", pipeline=pipeline, state=state, limit=limit)
         return [RunSummary.from_dict(r) for r in rows]
@@ -377,15 +367,8 @@ class Pipelines(_Resource):
     def delete(self, name: str) -> PipelineView:
         return PipelineView.from_dict(self._c.delete(f"{API}/pipelines/{name}"))
 
-    def run(
-        self,
-        name: str,
-        parameters: dict[str, Any] | None = None,
-        *,
-        branch: str | None = None,
-        commit: str | None = None,
-        variables: dict[str, str] | None = None,
-    ) -> RunBrief:
+    def run(self, name: str, parameters: dict[str, Any] | None = None, *, branch: str | None = None,
+            commit: str | None = None, variables: dict[str, str] | None = None) -> RunBrief:
         """Queue a run by hand."""
         body: dict[str, Any] = {"parameters": parameters or {}}
         if branch is not None or commit is not None or variables is not None:
@@ -416,7 +399,8 @@ class Repos(_Resource):
         body = {"name": name, "default_branch": default_branch, "allow_force_push": allow_force_push}
         return RepoView.from_dict(self._c.post(f"{API}/repos", body))
 
-    def update(self, name: str, *, allow_force_push: bool | None = None, default_branch: str | None = None) -> RepoView:
+    def update(self, name: str, *, allow_force_push: bool | None = None,
+               default_branch: str | None = None) -> RepoView:
         body = {"allow_force_push": allow_force_push, "default_branch": default_branch}
         return RepoView.from_dict(self._c.patch(f"{API}/repos/{name}", body))
 
@@ -439,9 +423,8 @@ class Environments(_Resource):
         body = {"name": name, "mlflow_tracking_uri": mlflow_tracking_uri}
         return EnvironmentView.from_dict(self._c.post(f"{API}/environments", body))
 
-    def update(
-        self, name: str, *, approval_required: bool | None = None, notify_webhook: str | None = None
-    ) -> EnvironmentView:
+    def update(self, name: str, *, approval_required: bool | None = None,
+               notify_webhook: str | None = None) -> EnvironmentView:
         """Change checks and notifications (None: unchanged; an empty webhook removes it)."""
         body = {"approval_required": approval_required, "notify_webhook": notify_webhook}
         return EnvironmentView.from_dict(self._c.patch(f"{API}/environments/{name}", body))
@@ -464,9 +447,8 @@ class Tokens(_Resource):
         rows = self._c.get(f"{API}/tokens", all="true" if all_users else None)
         return [TokenView.from_dict(t) for t in rows]
 
-    def create(
-        self, name: str, scopes: builtins.list[str], *, expires_in: str | None = None, user: str | None = None
-    ) -> TokenView:
+    def create(self, name: str, scopes: builtins.list[str], *, expires_in: str | None = None,
+               user: str | None = None) -> TokenView:
         """A new token; its secret is in `.token` (shown once)."""
         body = {"name": name, "scopes": scopes, "expires_in": expires_in, "user": user}
         return TokenView.from_dict(self._c.post(f"{API}/tokens", body))
@@ -478,17 +460,15 @@ class Tokens(_Resource):
 class Jobs(_Resource):
     """Entry points run in an environment's workspace (not pipeline jobs)."""
 
-    def start(
-        self, *, env: str, app: str, branch: str, entrypoint: str, args: builtins.list[str] | None = None
-    ) -> WorkspaceJobView:
+    def start(self, *, env: str, app: str, branch: str, entrypoint: str,
+              args: builtins.list[str] | None = None) -> WorkspaceJobView:
         body: dict[str, Any] = {"env": env, "app": app, "branch": branch, "entrypoint": entrypoint}
         if args is not None:
             body["args"] = args
         return WorkspaceJobView.from_dict(self._c.post(f"{API}/jobs", body))
 
-    def list(
-        self, *, env: str | None = None, app: str | None = None, limit: int = 50
-    ) -> builtins.list[WorkspaceJobView]:
+    def list(self, *, env: str | None = None, app: str | None = None,
+             limit: int = 50) -> builtins.list[WorkspaceJobView]:
         rows = self._c.get(f"{API}/jobs", env=env, app=app, limit=limit)
         return [WorkspaceJobView.from_dict(r) for r in rows]
 

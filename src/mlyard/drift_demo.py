@@ -99,13 +99,7 @@ def shifted_rows(rows: int, seed: int = 0, data: DemoData | None = None) -> tupl
 
 
 def run_drift_demo(
-    api: Client,
-    env: str,
-    model: str,
-    scoring_uri: str,
-    say: Callable[[str], None],
-    *,
-    timeout: float = WAIT,
+    api: Client, env: str, model: str, scoring_uri: str, say: Callable[[str], None], *, timeout: float = WAIT,
     data: DemoData | None = None,
 ) -> MonitorReportView:
     """Send the shifted batch to `scoring_uri`, wait until the monitor report holds it, `say` the report."""

@@ -169,3 +169,4 @@ def _wait_for_runs(api: Client, result: ProjectUpdateView, say: Callable[[str], 
 
 def _run_of(runs: list[RunSummary], ref: str, commit: str) -> RunSummary | None:
     return next((r for r in runs if r.source_branch == ref and r.source_version == commit), None)
+

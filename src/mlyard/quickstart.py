@@ -318,16 +318,8 @@ class Quickstart:
             self._permitted.add(run.id)
             self.say(f"permitted run {run.id} to use {', '.join(run.waiting_for)}")
 
-    def _wait_run(
-        self,
-        run_id: int,
-        what: str,
-        *,
-        ok: set[str] | None = None,
-        timeout: float = 600,
-        poll: float = RUN_POLL_SECONDS,
-        watch: Callable[[], None] | None = None,
-    ) -> None:
+    def _wait_run(self, run_id: int, what: str, *, ok: set[str] | None = None, timeout: float = 600,
+                  poll: float = RUN_POLL_SECONDS, watch: Callable[[], None] | None = None) -> None:
         """Wait for the run to end, saying where it is when it moves on and permitting what it asks for. The
         server answers each look the moment the run ends (a long poll of at most `poll` seconds); `watch` is
         called after each look (another run to attend to meanwhile)."""

@@ -47,7 +47,9 @@ class SandboxUnavailable(OperationFailed):
 def passed_environment(source: dict[str, str] | None = None) -> dict[str, str]:
     """The allow-listed part of an environment (default: this process's)."""
     env = os.environ if source is None else source
-    return {key: value for key, value in env.items() if key in PASSED_VARIABLES or key.startswith(PASSED_PREFIXES)}
+    return {
+        key: value for key, value in env.items() if key in PASSED_VARIABLES or key.startswith(PASSED_PREFIXES)
+    }
 
 
 def bwrap_binary() -> str:

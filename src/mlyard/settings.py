@@ -113,20 +113,9 @@ class Settings:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise InvalidInput(f"{path}: cannot read settings ({exc}); fix or remove the file") from exc
-        keys = (
-            "host",
-            "port",
-            "database_url",
-            "default_branch",
-            "public_url",
-            "job_lease_seconds",
-            "max_request_bytes",
-            "max_artifact_bytes",
-            "max_push_bytes",
-            "auth_failures_per_minute",
-            "unsandboxed_steps",
-            "serving_port_base",
-        )
+        keys = ("host", "port", "database_url", "default_branch", "public_url", "job_lease_seconds",
+                "max_request_bytes", "max_artifact_bytes", "max_push_bytes", "auth_failures_per_minute",
+                "unsandboxed_steps", "serving_port_base")
         known = {k: data[k] for k in keys if k in data}
         return cls(home=home, **known)
 

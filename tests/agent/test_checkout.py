@@ -148,7 +148,7 @@ def tools(git: Git, tmp_path: Path) -> Repository:
 def test_multi_checkout_puts_each_repository_in_its_folder(
     run: Runner, origin: tuple[Path, list[str]], tools: Repository
 ) -> None:
-    """ "Check out multiple repositories": with two checkout steps, $(Build.SourcesDirectory)/<repo name>."""
+    """"Check out multiple repositories": with two checkout steps, $(Build.SourcesDirectory)/<repo name>."""
     bare, (first, _second) = origin
     show = 'cd "$BUILD_SOURCESDIRECTORY"\nls\ncat proj/app.txt tools/tool.txt'
     second = step("tools", None, kind="checkout", display_name="Checkout tools", inputs={"repository": "tools"})

@@ -81,7 +81,9 @@ def test_pwsh_runs_the_generated_script_with_azures_command_line(run: Runner, fa
     ]
 
 
-def test_powershell_step_also_runs_with_pwsh_and_ignores_lastexitcode_when_asked(run: Runner, fake_pwsh: Path) -> None:
+def test_powershell_step_also_runs_with_pwsh_and_ignores_lastexitcode_when_asked(
+    run: Runner, fake_pwsh: Path
+) -> None:
     ps = step("ps", "PowerShell@2", kind="powershell",
               inputs={"targetType": "inline", "script": "exit 1", "pwsh": "false", "ignoreLASTEXITCODE": "true",
                       "errorActionPreference": "default"})  # fmt: skip
@@ -104,7 +106,7 @@ def test_file_path_is_dot_sourced_with_its_arguments(run: Runner, fake_pwsh: Pat
     missing = step("missing", "PowerShell@2", inputs={"targetType": "filePath", "filePath": "no/such.ps1"})
     outcome, rec = run(job(missing), sandbox=Sandbox.none())
     assert outcome.result == FAILED
-    ((kind, message),) = rec.issues("missing")
+    (kind, message), = rec.issues("missing")
     assert kind == "error" and message.startswith("the script file does not exist: ") and message.endswith("such.ps1")
     script = tmp_path / "it's.ps1"
     script.write_text("param($Name)\n", encoding="utf-8")

@@ -158,9 +158,7 @@ def test_the_template_unit_test_steps_variables_run_warm(run: Runner, pool: Warm
     outcome, rec = run(job(script("py", text)), sandbox=sandbox, warm=pool)
     assert outcome.result == SUCCEEDED, rec.all_text()
     assert [line for line in rec.logs["py"] if line in ("warm", "cold", "no bytecode", "bytecode")] == [
-        "warm",
-        "no bytecode",
-    ]
+        "warm", "no bytecode"]
 
 
 def test_what_a_warm_fork_cannot_reproduce_runs_the_real_interpreter(
@@ -306,7 +304,7 @@ def test_a_console_script_of_the_interpreter_runs_warm(run: Runner, sandbox: San
     warm.start()
     try:
         assert warm.wait_ready() == 1
-        text = 'command -v mlyard\nmlyard --version\nmlyard no-such-command || echo "exit $?"'
+        text = "command -v mlyard\nmlyard --version\nmlyard no-such-command || echo \"exit $?\""
         steps = (script("cli", text, env={"MLYARD_STEP_WARM_DEBUG": "1"}),)
         cold, cold_rec = run(job(*steps), sandbox=sandbox)
         started = warm.started
@@ -320,8 +318,7 @@ def test_a_console_script_of_the_interpreter_runs_warm(run: Runner, sandbox: San
     assert any(line.endswith("/.mlyard-warm/bin/mlyard") for line in lines), lines  # the shim
     assert not any("cold python" in line for line in lines), lines  # the shim's fork ran it
     assert [line for line in lines if "job7-" not in line and "/bin/mlyard" not in line] == [
-        line for line in cold_rec.logs["cli"] if "job7-" not in line and "/bin/mlyard" not in line
-    ], lines
+        line for line in cold_rec.logs["cli"] if "job7-" not in line and "/bin/mlyard" not in line], lines
     assert any(line.startswith("mlyard ") for line in lines) and "exit 2" in lines
 
 

@@ -23,10 +23,8 @@ def chromium_path() -> str:
         found = shutil.which(name)
         if found:
             return found
-    pytest.fail(
-        "no Chromium on PATH: install Debian's `chromium-headless-shell` package "
-        "(apt-get install chromium-headless-shell)"
-    )
+    pytest.fail("no Chromium on PATH: install Debian's `chromium-headless-shell` package "
+                "(apt-get install chromium-headless-shell)")
 
 
 # Module scope, not session: Playwright's sync API runs an asyncio loop in the thread while it is open, and

@@ -111,11 +111,7 @@ def test_permit_a_run_that_waits_for_a_service_connection(page: Page, server: Se
     with server.client() as api:
         api.post("/api/v1/connections", json={"name": connection, "settings": {"WORKSPACE_URI": "file:///ws"}}
                  ).raise_for_status()  # fmt: skip
-    name = pipeline(
-        server,
-        git,
-        "br-permit",
-        f"""trigger: none
+    name = pipeline(server, git, "br-permit", f"""trigger: none
 steps:
 - task: AzureCLI@2
   inputs:
@@ -123,8 +119,7 @@ steps:
     scriptType: bash
     scriptLocation: inlineScript
     inlineScript: echo "workspace=$WORKSPACE_URI"
-""",
-    )
+""")
     run_id = run(server, name)["id"]
     assert wait_state(server, run_id, {"waiting"})["waiting_for"] == [f"connection:{connection}"]
     page.goto(f"{server.url}/runs/{run_id}")
@@ -165,19 +160,14 @@ def test_rerun_queues_the_same_commit_and_parameters(page: Page, server: Server,
 
 
 def test_a_failed_run_says_why_with_the_step_s_lines(page: Page, server: Server, git: Git) -> None:
-    name = pipeline(
-        server,
-        git,
-        "br-fail",
-        """trigger: none
+    name = pipeline(server, git, "br-fail", """trigger: none
 steps:
 - script: |
     echo "loading data.csv"
     echo "KeyError: 'label' column is missing" >&2
     exit 3
   displayName: train
-""",
-    )
+""")
     run_id = wait_state(server, run(server, name)["id"])["id"]
     page.goto(f"{server.url}/runs/{run_id}")
     summary = page.locator("section.summary")

@@ -33,7 +33,9 @@ def head(work: Path, engine: Engine) -> str:
 
 
 def compile_at(engine: Engine, repo: str, commit: str, yaml_path: str, **parameters: object) -> Plan:
-    return sources.compile_at(engine.platform, repo, commit, yaml_path, parameters=parameters, variables={}, context={})
+    return sources.compile_at(
+        engine.platform, repo, commit, yaml_path, parameters=parameters, variables={}, context={}
+    )
 
 
 def test_a_plain_pipeline_is_compiled_without_exporting_the_commit(
@@ -53,7 +55,7 @@ def test_a_plain_pipeline_is_compiled_without_exporting_the_commit(
     [
         ({"ci.yml": WITH_TEMPLATE, "steps.yml": STEPS}, "ci.yml", {}),  # a template reference
         ({"ci.yml": "steps:\n- script: echo ${{ 'x' }}\n"}, "ci.yml", {}),  # an expression may build one
-        ({"ci.yml": 'steps:\n- script: echo "\\x41"\n'}, "ci.yml", {}),  # an escape may spell one
+        ({"ci.yml": "steps:\n- script: echo \"\\x41\"\n"}, "ci.yml", {}),  # an escape may spell one
         ({"real.yml": PLAIN}, "ci.yml", {}),  # the file is a link
         ({"ci.yml": PLAIN}, "./ci.yml", {}),  # not a plain path
     ],

@@ -89,10 +89,7 @@ def test_a_sync_is_idempotent_repairs_the_token_and_keeps_the_team_variables(eng
     assert [(s.environment, s.changed, s.token_issued) for s in moved] == [
         ("qa", ("DATABRICKS_HOST", "DEPLOY_TARGET_URI", "MLFLOW_TRACKING_URI"), False)
     ]
-    assert (
-        resources.GROUPS.get(engine.platform, "qa")["variables"]["DATABRICKS_HOST"]
-        == "https://ml.example/databricks/qa"
-    )
+    assert resources.GROUPS.get(engine.platform, "qa")["variables"]["DATABRICKS_HOST"] == "https://ml.example/databricks/qa"
 
 
 def test_the_server_start_gives_existing_environments_their_group(engine: Engine) -> None:

@@ -20,9 +20,8 @@ from mlyard.errors import PermissionDenied
 from mlyard.services import auth, deployments, environments, models, resources, workspace_jobs
 from tests.ci.engine import ADMIN, Engine
 
-BETA_REFUSED = (
-    "the token of environment 'alpha' cannot reach environment 'beta': use the token of the variable group 'beta'"
-)
+BETA_REFUSED = ("the token of environment 'alpha' cannot reach environment 'beta': use the token of the variable "
+                "group 'beta'")
 
 
 def call(app: Any, method: str, url: str, token: str, **options: Any) -> httpx.Response:

@@ -54,7 +54,9 @@ COPIES = (
     ],
     ids=["each-bomb", "time", "text", "jobs", "steps"],
 )
-def test_compile_limits_name_the_limit_and_the_file(tmp_path: Path, text: str, limits: Limits, expected: str) -> None:
+def test_compile_limits_name_the_limit_and_the_file(
+    tmp_path: Path, text: str, limits: Limits, expected: str
+) -> None:
     pipeline = load_pipeline(text, name="ci.yml")
     with pytest.raises(PipelineError) as raised:
         compile_pipeline(pipeline, repo_root=tmp_path, limits=limits)

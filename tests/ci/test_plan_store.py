@@ -48,7 +48,6 @@ def stored(document: dict[str, Any]) -> dict[str, Any]:
 
 def legacy_view(plan: Plan) -> Plan:
     """What the snake_case form keeps: no pools, strategies, parameters or environment resources."""
-
     def job(j: Job) -> Job:
         environment = Environment(j.environment.name) if j.environment else None
         return replace(j, pool=None, strategy=None, environment=environment)

@@ -99,6 +99,8 @@ def test_run_tables_have_one_run_id_and_times_to_the_second(server: Server, done
         assert SECOND.search(row) and not re.search(r"\d{2}:\d{2}:\d{2}[.,]\d", row), row
 
 
+
+
 STEPS = ["Checkout self", "Say hello on master$(not.defined)", "skipped-one", "third", "skipped-two"]
 
 

@@ -30,15 +30,10 @@ def wait_run(server: Server, pipeline: str, count: int, timeout: float = 30) -> 
 
 def test_create_demo_project_permit_and_deploy_branches(server: Server, git: Git) -> None:
     out = server.cli("create", "demo-model", "--env", "dev", "--demo", "--follow", "--json")
-    result = json.loads(out.stdout[out.stdout.index("{\n") :])
+    result = json.loads(out.stdout[out.stdout.index("{\n"):])
     assert result["repo"]["name"] == "demo-model"
-    assert result["pipelines"] == [
-        "demo-model-deploy-code",
-        "demo-model-promote-model",
-        "demo-model-deploy-model",
-        "demo-model-batch-inference",
-        "demo-model-monitor",
-    ]
+    assert result["pipelines"] == ["demo-model-deploy-code", "demo-model-promote-model", "demo-model-deploy-model",
+                                   "demo-model-batch-inference", "demo-model-monitor"]
     first = result["deploy_code_run"]
     assert first["number"] == 1 and first["state"] == "waiting" and first["reason"] == "IndividualCI"
     assert sorted(first["waiting_for"]) == ["environment:dev", "variablegroup:dev"]
@@ -128,10 +123,8 @@ def test_create_refuses_bad_input_and_creates_nothing(server: Server, args: list
 def test_a_failure_after_the_repo_exists_leaves_nothing(server: Server, git: Git) -> None:
     # A pipeline already named like the third one makes the creator fail after it made the repo.
     with server.client() as api:
-        api.post(
-            "/api/v1/pipelines",
-            json={"name": "clash-deploy-model", "repo": "infrastructure", "yaml": ".cicd/pipelines/create-ml-repo.yml"},
-        ).raise_for_status()
+        api.post("/api/v1/pipelines", json={"name": "clash-deploy-model", "repo": "infrastructure",
+                                            "yaml": ".cicd/pipelines/create-ml-repo.yml"}).raise_for_status()
     out = server.cli("create", "clash", "--env", "dev", "--follow", check=False)
     assert out.returncode == 1
     assert "failed while registering pipeline clash-deploy-model" in out.stderr

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 def test_create_a_regression_project_with_its_four_pipelines(server: Server, git: Git) -> None:
     out = server.cli("create", "reg-model", "--env", "dev", "--problem-type", "regression", "--follow", "--json")
-    result = json.loads(out.stdout[out.stdout.index("{\n") :])
+    result = json.loads(out.stdout[out.stdout.index("{\n"):])
     assert (result["repo"]["name"], result["problem_type"]) == ("reg-model", "regression")
     assert result["pipelines"] == [f"reg-model-{kind}" for kind in
                                    ("deploy-code", "promote-model", "deploy-model", "batch-inference",

@@ -32,19 +32,11 @@ GROUP = "export-vars"
 def project(server: Server) -> Server:
     server.cli("create", REPO, "--env", "dev", "--follow")
     # a group of its own (the shared `dev` stays untouched) that the pipeline may use
-    server.cli(
-        "variable-groups",
-        "create",
-        GROUP,
-        "--var",
-        "REGION=eu west",
-        "--var",
-        "TIER=gold",
-        "--secret",
-        f"API_KEY={GROUP_SECRET}",
-    )
+    server.cli("variable-groups", "create", GROUP, "--var", "REGION=eu west", "--var", "TIER=gold",
+               "--secret", f"API_KEY={GROUP_SECRET}")
     server.cli("pipelines", "permit", f"{REPO}-deploy-code", "--resource", f"variablegroup:{GROUP}")
-    server.cli("pipelines", "variables", "set", f"{REPO}-deploy-code", "PIPELINE_SECRET", PIPELINE_SECRET, "--secret")
+    server.cli("pipelines", "variables", "set", f"{REPO}-deploy-code", "PIPELINE_SECRET", PIPELINE_SECRET,
+               "--secret")
     server.cli("pipelines", "variables", "set", f"{REPO}-deploy-code", "PLAIN", "p-value")
     return server
 
@@ -53,17 +45,8 @@ def project(server: Server) -> Server:
 def test_script_names_every_pipeline_group_and_no_secret(project: Server, tmp_path: Path) -> None:
     server = project
     target = tmp_path / "move.sh"
-    out = server.cli(
-        "export",
-        "azure-devops",
-        REPO,
-        "--org",
-        "https://dev.azure.com/acme",
-        "--project",
-        "ml",
-        "--script",
-        str(target),
-    )
+    out = server.cli("export", "azure-devops", REPO, "--org", "https://dev.azure.com/acme", "--project", "ml",
+                     "--script", str(target))
     assert "wrote" in out.stdout
     text = target.read_text()
     assert text.startswith("#!/usr/bin/env bash\n") and "set -euo pipefail" in text
@@ -94,11 +77,8 @@ def test_script_names_every_pipeline_group_and_no_secret(project: Server, tmp_pa
 
 
 def used_groups(text: str) -> list[str]:
-    return [
-        shlex.split(line.partition("$(")[2])[5]
-        for line in text.splitlines()
-        if "az pipelines variable-group create --name" in line
-    ]
+    return [shlex.split(line.partition("$(")[2])[5] for line in text.splitlines()
+            if "az pipelines variable-group create --name" in line]
 
 
 @pytest.mark.slow
@@ -166,12 +146,8 @@ def test_plan_resources_reads_groups_connections_environments(tmp_path: Path) ->
     (tmp_path / "p.yml").write_text(PIPELINE)
     found, note = plan_resources(tmp_path, "p.yml")
     assert note == ""
-    assert sorted(found) == [
-        "connection:prod-connection",
-        "environment:prod",
-        "variablegroup:dev",
-        "variablegroup:shared",
-    ]
+    assert sorted(found) == ["connection:prod-connection", "environment:prod", "variablegroup:dev",
+                             "variablegroup:shared"]
     assert plan_resources(tmp_path, "missing.yml") == ([], "missing.yml is not on the default branch")
     (tmp_path / "bad.yml").write_text("steps: [ {script: }\n")
     found, note = plan_resources(tmp_path, "bad.yml")
@@ -180,37 +156,17 @@ def test_plan_resources_reads_groups_connections_environments(tmp_path: Path) ->
 
 def test_script_passes_odd_values_and_secrets_exactly(tmp_path: Path) -> None:
     """The generated script, run against a stub `az`, hands every value to az unchanged."""
-    odd = 'a}b "$c" `x` \\ it\'s'
+    odd = "a}b \"$c\" `x` \\ it's"
     plan = AzureDevOpsExport(
-        repo="m",
-        default_branch="main",
-        clone_url="http://h/git/m.git",
-        organization="https://dev.azure.com/o",
+        repo="m", default_branch="main", clone_url="http://h/git/m.git", organization="https://dev.azure.com/o",
         project="p",
-        pipelines=(
-            ExportPipeline(
-                name="m-x",
-                folder="m",
-                yaml_path="a b/x.yml",
-                resources=("variablegroup:g",),
-                variables=(ExportVariable(name="my.var", secret=True, value=None, env="M_X_MY_VAR"),),
-            ),
-        ),
-        variable_groups=(
-            ExportGroup(
-                name="g",
-                found=True,
-                variables=(
-                    ExportVariable(name="ODD", secret=False, value=odd, env="G_ODD"),
-                    ExportVariable(name="TOKEN", secret=True, value=None, env="G_TOKEN"),
-                ),
-            ),
-        ),
-        connections=(),
-        environments=("prod",),
-        secrets=(),
-        commands=(),
-        notes=("two\nlines $(not run)",),
+        pipelines=(ExportPipeline(name="m-x", folder="m", yaml_path="a b/x.yml", resources=("variablegroup:g",),
+                                  variables=(ExportVariable(name="my.var", secret=True, value=None,
+                                                            env="M_X_MY_VAR"),)),),
+        variable_groups=(ExportGroup(name="g", found=True, variables=(
+            ExportVariable(name="ODD", secret=False, value=odd, env="G_ODD"),
+            ExportVariable(name="TOKEN", secret=True, value=None, env="G_TOKEN"))),),
+        connections=(), environments=("prod",), secrets=(), commands=(), notes=("two\nlines $(not run)",),
     )
     plan = replace(plan, secrets=secrets_of(plan))
     plan = replace(plan, commands=tuple(build_commands(plan)))
@@ -218,12 +174,10 @@ def test_script_passes_odd_values_and_secrets_exactly(tmp_path: Path) -> None:
     target.write_text(script(plan))
     stub = tmp_path / "bin"
     stub.mkdir()
-    (stub / "az").write_text(
-        "#!/usr/bin/env bash\n"
-        'for a in "$@"; do printf "%s\\0" "$a"; done >> "$AZ_LOG"; printf "\\n" >> "$AZ_LOG"\n'
-        'env | grep "^AZURE_DEVOPS_EXT_" >> "$AZ_ENV" || true\n'
-        "echo 42\n"
-    )
+    (stub / "az").write_text("#!/usr/bin/env bash\n"
+                             'for a in "$@"; do printf "%s\\0" "$a"; done >> "$AZ_LOG"; printf "\\n" >> "$AZ_LOG"\n'
+                             'env | grep "^AZURE_DEVOPS_EXT_" >> "$AZ_ENV" || true\n'
+                             'echo 42\n')
     (stub / "az").chmod(0o755)
     base = {"PATH": f"{stub}:/usr/bin:/bin", "AZ_LOG": str(tmp_path / "log"), "AZ_ENV": str(tmp_path / "env")}
     missing = subprocess.run(["bash", str(target)], env=base, capture_output=True, text=True)

@@ -12,31 +12,18 @@ CASES = [
     ({"state": "succeeded", "exit_code": 0}, RunState("TERMINATED", "SUCCESS", "", False, "SUCCESS", "SUCCESS")),
     (
         {"state": "failed", "exit_code": 1, "message": "the entry point exited with code 1"},
-        RunState(
-            "TERMINATED", "FAILED", "the entry point exited with code 1", False, "RUN_EXECUTION_ERROR", "CLIENT_ERROR"
-        ),
+        RunState("TERMINATED", "FAILED", "the entry point exited with code 1", False, "RUN_EXECUTION_ERROR",
+                 "CLIENT_ERROR"),
     ),
     (
         {"state": "failed", "message": "the entry point ran longer than the maximum of 60 minutes (X) and was stopped"},
-        RunState(
-            "TERMINATED",
-            "TIMEDOUT",
-            "the entry point ran longer than the maximum of 60 minutes (X) and was stopped",
-            True,
-            "CANCELED",
-            "SUCCESS",
-        ),
+        RunState("TERMINATED", "TIMEDOUT", "the entry point ran longer than the maximum of 60 minutes (X) and was "
+                 "stopped", True, "CANCELED", "SUCCESS"),
     ),
     (
         {"state": "failed", "message": "the server stopped while the job was running"},
-        RunState(
-            "INTERNAL_ERROR",
-            "FAILED",
-            "the server stopped while the job was running",
-            False,
-            "INTERNAL_ERROR",
-            "INTERNAL_ERROR",
-        ),
+        RunState("INTERNAL_ERROR", "FAILED", "the server stopped while the job was running", False, "INTERNAL_ERROR",
+                 "INTERNAL_ERROR"),
     ),
     (
         {"state": "canceled", "message": "canceled by ana"},

@@ -33,9 +33,7 @@ from tests.conftest import TLS, Server
 pytestmark = pytest.mark.slow
 
 HEADER = "# Databricks notebook source\n"
-NOTEBOOK = (
-    HEADER
-    + """import os
+NOTEBOOK = HEADER + """import os
 print("hello from", os.path.basename(os.getcwd()))
 # COMMAND ----------
 dbutils.widgets.text("who", "nobody")
@@ -47,7 +45,6 @@ except Exception:
     print("exit must not be caught by `except Exception`")
 print("never printed")
 """
-)
 FAILING = HEADER + "raise ValueError('bad input')\n"
 SLOW = "import time\nprint('sleeping', flush=True)\ntime.sleep(120)\n"
 
@@ -98,9 +95,7 @@ def test_import_a_folder_list_status_export_delete(server: Server, ws: Workspace
     notebook = ws.workspace.get_status("/ml_apps/dbx/feature/x/src/pkg/notebooks/train")
     assert notebook.object_type == ObjectType.NOTEBOOK and notebook.language == Language.PYTHON
     assert {o.path for o in ws.workspace.list("/ml_apps/dbx/feature/x", recursive=True)} >= {
-        "/ml_apps/dbx/feature/x/README.md",
-        "/ml_apps/dbx/feature/x/src/pkg/notebooks/train",
-    }
+        "/ml_apps/dbx/feature/x/README.md", "/ml_apps/dbx/feature/x/src/pkg/notebooks/train"}
     assert ws.workspace.get_status("/Workspace/ml_apps/dbx/feature/x/README.md").size == len("# readme\n")
 
     exported = ws.workspace.export("/ml_apps/dbx/feature/x/src/pkg/notebooks/train", format=ExportFormat.SOURCE)
@@ -113,8 +108,7 @@ def test_import_a_folder_list_status_export_delete(server: Server, ws: Workspace
                              "x/src/pkg/util.py"]  # fmt: skip
     only_notebooks = ws.workspace.export("/ml_apps/dbx/feature/x", format=ExportFormat.SOURCE)
     assert zipfile.ZipFile(io.BytesIO(base64.b64decode(only_notebooks.content or ""))).namelist() == [
-        "x/src/pkg/notebooks/train.py"
-    ]
+        "x/src/pkg/notebooks/train.py"]
 
     ws.workspace.delete("/ml_apps/dbx/feature/x/src/pkg/notebooks/train")
     with pytest.raises(ResourceDoesNotExist, match=r"Path \(/ml_apps/dbx/feature/x/src/pkg/notebooks/train\)"):
@@ -162,14 +156,8 @@ def test_errors_have_databricks_shape_and_sdk_classes(server: Server, ws: Worksp
     with pytest.raises(InvalidParameterValue, match=r"'\.\.' segments are not allowed"):
         ws.workspace.get_status("/ml_apps/../../etc")
     with pytest.raises(InvalidParameterValue, match="a python_wheel_task needs exactly one library"):
-        ws.jobs.submit(
-            run_name="wheel",
-            tasks=[
-                jobs.SubmitTask(
-                    task_key="w", python_wheel_task=jobs.PythonWheelTask(package_name="p", entry_point="main")
-                )
-            ],
-        )
+        ws.jobs.submit(run_name="wheel", tasks=[jobs.SubmitTask(task_key="w", python_wheel_task=jobs.PythonWheelTask(
+            package_name="p", entry_point="main"))])
     with pytest.raises(ResourceDoesNotExist):
         ws.jobs.get_run(987654321)
     with pytest.raises(Unauthenticated):
@@ -199,10 +187,8 @@ def test_a_read_only_token_cannot_write_or_run(server: Server, ws: WorkspaceClie
     ws.workspace.mkdirs("/Repos/ro")
     ws.workspace.upload("/Repos/ro/nb", NOTEBOOK.encode(), language=Language.PYTHON)
     with pytest.raises(PermissionDenied, match="lacks the 'pipelines:run' scope"):
-        reader.jobs.submit(
-            run_name="no",
-            tasks=[jobs.SubmitTask(task_key="t", notebook_task=jobs.NotebookTask(notebook_path="/Repos/ro/nb"))],
-        )
+        reader.jobs.submit(run_name="no", tasks=[jobs.SubmitTask(task_key="t", notebook_task=jobs.NotebookTask(
+            notebook_path="/Repos/ro/nb"))])
 
 
 def test_notebook_run_and_its_output(ws: WorkspaceClient) -> None:
@@ -233,29 +219,15 @@ def test_notebook_run_and_its_output(ws: WorkspaceClient) -> None:
 def test_python_file_run_logs_and_cancel(ws: WorkspaceClient) -> None:
     ws.workspace.mkdirs("/Shared/py")
     ws.workspace.upload("/Shared/py/args.py", b"import sys\nprint('args', sys.argv[1:])\n", format=ImportFormat.AUTO)
-    run = ws.jobs.submit(
-        run_name="args",
-        tasks=[
-            jobs.SubmitTask(
-                task_key="a",
-                spark_python_task=jobs.SparkPythonTask(python_file="/Shared/py/args.py", parameters=["--epochs", "3"]),
-            )
-        ],
-    ).result()
+    run = ws.jobs.submit(run_name="args", tasks=[jobs.SubmitTask(task_key="a", spark_python_task=jobs.SparkPythonTask(
+        python_file="/Shared/py/args.py", parameters=["--epochs", "3"]))]).result()
     assert run.state is not None and run.state.result_state == jobs.RunResultState.SUCCESS
     output = ws.jobs.get_run_output(run.run_id or 0)
     assert output.logs is not None and "args ['--epochs', '3']" in output.logs
 
     ws.workspace.upload("/Shared/py/slow.py", SLOW.encode(), format=ImportFormat.AUTO)
-    slow = (
-        ws.jobs.submit(
-            run_name="slow",
-            tasks=[
-                jobs.SubmitTask(task_key="s", spark_python_task=jobs.SparkPythonTask(python_file="/Shared/py/slow.py"))
-            ],
-        ).run_id
-        or 0
-    )
+    slow = ws.jobs.submit(run_name="slow", tasks=[jobs.SubmitTask(task_key="s", spark_python_task=jobs.SparkPythonTask(
+        python_file="/Shared/py/slow.py"))]).run_id or 0
     assert slow in [r.run_id for r in ws.jobs.list_runs(active_only=True)]
     canceled = ws.jobs.cancel_run(slow).result()
     assert canceled.state is not None and canceled.state.result_state == jobs.RunResultState.CANCELED

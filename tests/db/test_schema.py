@@ -72,38 +72,19 @@ def test_values_round_trip_long_texts_booleans_json_and_times(database_url: str,
             session.add(pipeline)
             session.flush()
             run = Run(
-                pipeline_id=pipeline.id,
-                number=1,
-                build_number=label,
-                reason="Manual",
-                source_branch=long_ref,
-                source_version="0" * 40,
-                state="queued",
-                cancel_requested=True,
-                queued_at=queued,
-                parameters=detail,
-                tags=[label],
+                pipeline_id=pipeline.id, number=1, build_number=label, reason="Manual", source_branch=long_ref,
+                source_version="0" * 40, state="queued", cancel_requested=True, queued_at=queued,
+                parameters=detail, tags=[label],
             )
             session.add(run)
             session.flush()
             session.add(RunStage(run_id=run.id, position=0, name="S" * 300, display_name=label, state="pending"))
-            job = RunJob(
-                run_id=run.id,
-                stage="S" * 300,
-                position=0,
-                name="J" * 300,
-                display_name=label,
-                environment="e" * 100,
-                state="pending",
-                continue_on_error=False,
-            )
+            job = RunJob(run_id=run.id, stage="S" * 300, position=0, name="J" * 300, display_name=label,
+                         environment="e" * 100, state="pending", continue_on_error=False)
             session.add(job)
             session.flush()
-            session.add(
-                RunStep(
-                    job_id=job.id, step_key="k" * 200, position=0, name="s" * 300, display_name=label, state="pending"
-                )
-            )
+            session.add(RunStep(job_id=job.id, step_key="k" * 200, position=0, name="s" * 300, display_name=label,
+                                state="pending"))
             session.add(PushEvent(push_id="x", seq=0, repo="r", ref=long_ref, old_sha="0" * 40, new_sha="1" * 40))
             session.add(AuditEntry(action="login.failed", actor="u" * 300, target="t" * 300, detail=detail))
         with transaction(sessions) as session:

@@ -81,15 +81,8 @@ def test_health_reports_the_warm_scoring_pool(srv: Server, logged: list[Logged])
             if pool["warm"] == 1 or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-    assert pool == {
-        "size": 1,
-        "warm": 1,
-        "starting": 0,
-        "handed_out": 0,
-        "cold_starts": 0,
-        "zygote_warm": True,
-        "started": True,
-    }
+    assert pool == {"size": 1, "warm": 1, "starting": 0, "handed_out": 0, "cold_starts": 0, "zygote_warm": True,
+                    "started": True}
     assert "scoring warm pool: 1 process(es)" in srv.log.read_text(errors="replace")
 
 

@@ -89,10 +89,8 @@ def test_create_predict_update_get_list_delete_with_the_mlflow_cli(
     with pytest.raises(TargetError) as caught:
         client.create_deployment(MODEL, f"models:/{MODEL}/2")
     assert caught.value.error_code == "RESOURCE_ALREADY_EXISTS"
-    assert (
-        f"deployment '{MODEL}' already exists (version 1, healthy): change it with `mlflow deployments update"
+    assert f"deployment '{MODEL}' already exists (version 1, healthy): change it with `mlflow deployments update" \
         in caught.value.message
-    )
 
     rows = tmp_path / "rows.json"
     rows.write_text(json.dumps([{"a": a, "b": b} for a, b in ROWS]))
@@ -128,10 +126,8 @@ def test_create_predict_update_get_list_delete_with_the_mlflow_cli(
         httpx.get(found["url"] + "/ping", timeout=5, verify=TLS)
     missing = mlflow_cli_in_process(server, "get", "-t", target, "--name", MODEL)
     assert (missing.returncode, "Traceback" in missing.stderr) == (1, False), missing.stderr
-    assert (
-        f"Error: mlyard target {target} (environment dev of http://127.0.0.1:{server.port}): no deployment "
-        f"named '{MODEL}'; create it with `mlflow deployments create -t {target}" in missing.stderr
-    )
+    assert f"Error: mlyard target {target} (environment dev of http://127.0.0.1:{server.port}): no deployment " \
+           f"named '{MODEL}'; create it with `mlflow deployments create -t {target}" in missing.stderr
     client.delete_deployment(MODEL)  # deleting what is gone is no error (MLflow's contract)
     assert client.list_deployments() == []
 

@@ -34,18 +34,11 @@ def test_init_is_idempotent(tmp_path: Path) -> None:
     # the admin, the owners of the environments' group tokens, and the creator whose token the project
     # creator pipeline uses
     assert db.execute("select username from users order by id").fetchall() == [
-        ("admin",),
-        ("env-dev",),
-        ("env-test",),
-        ("env-prod",),
-        ("creator",),
-    ]
+        ("admin",), ("env-dev",), ("env-test",), ("env-prod",), ("creator",)]
     assert db.execute("select count(*) from tokens").fetchone() == (5,)
     assert [r[0] for r in db.execute("select name from variable_groups order by id")] == ["dev", "test", "prod"]
-    assert [r[0] for r in db.execute("select name from repos order by name")] == [
-        "infrastructure",
-        "ml-project-template",
-    ]
+    assert [r[0] for r in db.execute("select name from repos order by name")] == ["infrastructure",
+                                                                                "ml-project-template"]
     assert [r[0] for r in db.execute("select name from environments order by id")] == ["dev", "test", "prod"]
     assert db.execute("pragma journal_mode").fetchone() == ("wal",)
     db.close()

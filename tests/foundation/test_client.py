@@ -92,10 +92,8 @@ def forgetful_server() -> Iterator[tuple[str, list[int]]]:
                     request += chunk
                 if request:
                     body = b'{"n": %d}' % len(accepted)
-                    conn.sendall(
-                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-                    )
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()

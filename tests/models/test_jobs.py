@@ -31,25 +31,12 @@ print("variables:", " ".join(sorted(os.environ)))
 def deployed(server: Server, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The demo project rendered from the template and deployed to dev as app `jobsdemo`."""
     project = tmp_path_factory.mktemp("jobsdemo") / "jobsdemo"
-    render_project(
-        TEMPLATE_DIR, project, default_answers("jobsdemo", environment="dev", demo=True, default_branch="master")
-    )
+    render_project(TEMPLATE_DIR, project, default_answers("jobsdemo", environment="dev", demo=True,
+                                                          default_branch="master"))
     (project / "src" / "jobsdemo" / "notebooks" / "broken.py").write_text("raise SystemExit(7)\n")
     (project / "src" / "jobsdemo" / "notebooks" / "peek.py").write_text(PEEK)
-    server.cli(
-        "workspace",
-        "deploy",
-        "--env",
-        "dev",
-        "--app",
-        "jobsdemo",
-        "--branch",
-        "master",
-        "--source",
-        str(project),
-        "--commit",
-        "abc123",
-    )
+    server.cli("workspace", "deploy", "--env", "dev", "--app", "jobsdemo", "--branch", "master", "--source",
+               str(project), "--commit", "abc123")
     return "jobsdemo"
 
 

@@ -127,3 +127,4 @@ def test_monitor_errors_are_clear(srv: Server, deployed: tuple[dict, list[Logged
     for args, code, message in cases:
         out = srv.cli(*args, check=False)
         assert (out.returncode, message in out.stderr, "Traceback" in out.stderr) == (code, True, False), out.stderr
+

@@ -127,42 +127,21 @@ def test_phase_templates_with_phases_or_jobs_and_directives(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("text", "where", "message"),
     [
-        (
-            "phases:\n- phase: A\n  queue:\n    name: D\n    vmImage: x\n  steps:\n  - script: echo\n",
-            "ci.yml:5:5",
-            "phases[0].queue.vmImage: unknown key 'vmImage' in the legacy 'queue'; supported keys: name, demands",
-        ),
-        (
-            "phases:\n- phase: A\n  queue: D\n  pool: D\n  steps:\n  - script: echo\n",
-            "ci.yml:3:3",
-            "'queue' is the legacy form of 'pool', which is given too: keep only 'pool'",
-        ),
-        (
-            "phases:\n- phase: A\n  queue: D\n  server: true\n  steps:\n  - script: echo\n",
-            "ci.yml:4:3",
-            "a phase has one target: 'queue' or 'server', not both",
-        ),
-        (
-            "phases:\n- phase: A\n  server: [1]\n  steps:\n  - script: echo\n",
-            "ci.yml:3:3",
-            "expected true, false or a mapping, got a list; or write 'pool: server'",
-        ),
-        (
-            "phases:\n- phase: A\n  server:\n    demands: x\n  steps:\n  - script: echo\n",
-            "ci.yml:4:5",
-            "unknown key 'demands' in the legacy 'server'",
-        ),
-        (
-            "phases:\n- phase: A\n  steps:\n  - script: echo\njobs:\n- job: B\n  steps:\n  - script: echo\n",
-            "ci.yml:1:1",
-            "'phases' is the legacy form of 'jobs', which is given too: keep only 'jobs'",
-        ),
+        ("phases:\n- phase: A\n  queue:\n    name: D\n    vmImage: x\n  steps:\n  - script: echo\n", "ci.yml:5:5",
+         "phases[0].queue.vmImage: unknown key 'vmImage' in the legacy 'queue'; supported keys: name, demands"),
+        ("phases:\n- phase: A\n  queue: D\n  pool: D\n  steps:\n  - script: echo\n", "ci.yml:3:3",
+         "'queue' is the legacy form of 'pool', which is given too: keep only 'pool'"),
+        ("phases:\n- phase: A\n  queue: D\n  server: true\n  steps:\n  - script: echo\n", "ci.yml:4:3",
+         "a phase has one target: 'queue' or 'server', not both"),
+        ("phases:\n- phase: A\n  server: [1]\n  steps:\n  - script: echo\n", "ci.yml:3:3",
+         "expected true, false or a mapping, got a list; or write 'pool: server'"),
+        ("phases:\n- phase: A\n  server:\n    demands: x\n  steps:\n  - script: echo\n", "ci.yml:4:5",
+         "unknown key 'demands' in the legacy 'server'"),
+        ("phases:\n- phase: A\n  steps:\n  - script: echo\njobs:\n- job: B\n  steps:\n  - script: echo\n", "ci.yml:1:1",
+         "'phases' is the legacy form of 'jobs', which is given too: keep only 'jobs'"),
         ("phases:\n- phase: A-1\n  steps:\n  - script: echo\n", "ci.yml:2:3", "invalid name 'A-1'"),
-        (
-            "phases:\n- phase: A\n  dependsOn: Z\n  steps:\n  - script: echo\n",
-            "ci.yml:3:3",
-            "depends on unknown job 'Z'",
-        ),
+        ("phases:\n- phase: A\n  dependsOn: Z\n  steps:\n  - script: echo\n", "ci.yml:3:3",
+         "depends on unknown job 'Z'"),
     ],
 )
 def test_errors_name_the_legacy_key_where_it_is_written(text: str, where: str, message: str) -> None:

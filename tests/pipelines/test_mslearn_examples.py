@@ -94,7 +94,7 @@ def test_insert_of_an_expression_validates(tmp_path: Path) -> None:
 
 
 def test_a_variable_sees_the_variables_defined_before_it_in_its_block() -> None:
-    """ "Expressions": `compileVar: ${{ variables.staticVar }}` outputs `my value` (it was empty)."""
+    """"Expressions": `compileVar: ${{ variables.staticVar }}` outputs `my value` (it was empty)."""
     text = """\
 variables:
   later: ${{ variables.first }}-${{ variables.third }}

@@ -57,8 +57,7 @@ def test_templates_and_extends_from_a_repository_resource(tmp_path: Path) -> Non
         "steps/inner.yml": "steps:\n- script: echo shared setup\n- template: /app.yml@self\n",
     })  # fmt: skip
     files = {
-        "azure-pipelines.yml": RESOURCES
-        + (
+        "azure-pipelines.yml": RESOURCES + (
             "extends:\n  template: pipelines/main.yml@shared\n  parameters:\n    buildSteps:\n    - script: echo mine\n"
         ),
         "app.yml": "steps:\n- script: echo from self\n",
@@ -72,8 +71,9 @@ def test_templates_and_extends_from_a_repository_resource(tmp_path: Path) -> Non
 
 def test_undeclared_alias_and_missing_files_are_errors_with_positions(tmp_path: Path) -> None:
     files = {
-        "azure-pipelines.yml": RESOURCES
-        + ("steps:\n- template: a.yml@other\n- template: b.yml@shared\n- checkout: tools\n- checkout: shared\n"),
+        "azure-pipelines.yml": RESOURCES + (
+            "steps:\n- template: a.yml@other\n- template: b.yml@shared\n- checkout: tools\n- checkout: shared\n"
+        ),
     }
     with pytest.raises(PipelineError) as caught:
         compiled(tmp_path, files)
@@ -248,7 +248,7 @@ def test_cli_validate_and_expand_take_repo(tmp_path: Path) -> None:
 
 
 def test_inline_repository_checkout(tmp_path: Path) -> None:
-    """ "Repository declared using inline syntax": checkout: git://Project/Repo[@ref]."""
+    """"Repository declared using inline syntax": checkout: git://Project/Repo[@ref]."""
     files = {
         "azure-pipelines.yml": (
             "steps:\n- checkout: self\n- checkout: git://Platform/Tools@features/x\n- checkout: git://Platform/Docs\n"

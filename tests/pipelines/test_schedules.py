@@ -76,26 +76,17 @@ def test_documented_equivalent_cron_expressions(expressions: tuple[str, ...]) ->
 @pytest.mark.parametrize(
     ("cron", "after", "expected"),
     [
-        (
-            "0 18 * * Mon,Wed,Fri",
-            "2026-11-30T18:00",
-            ["2026-12-02 Wed 18:00", "2026-12-04 Fri 18:00", "2026-12-07 Mon 18:00"],
-        ),
-        (
-            "0 9-21/6 * * *",
-            "2026-11-30T10:00",
-            ["2026-11-30 Mon 15:00", "2026-11-30 Mon 21:00", "2026-12-01 Tue 09:00"],
-        ),
+        ("0 18 * * Mon,Wed,Fri", "2026-11-30T18:00",
+         ["2026-12-02 Wed 18:00", "2026-12-04 Fri 18:00", "2026-12-07 Mon 18:00"]),
+        ("0 9-21/6 * * *", "2026-11-30T10:00",
+         ["2026-11-30 Mon 15:00", "2026-11-30 Mon 21:00", "2026-12-01 Tue 09:00"]),
         ("0 0 * * *", "2026-11-30T00:00", ["2026-12-01 Tue 00:00", "2026-12-02 Wed 00:00", "2026-12-03 Thu 00:00"]),
         ("0 12 * * 0", "2026-11-30T00:00", ["2026-12-06 Sun 12:00", "2026-12-13 Sun 12:00", "2026-12-20 Sun 12:00"]),
         ("*/15 * * * *", "2026-11-30T23:50", ["2026-12-01 Tue 00:00", "2026-12-01 Tue 00:15", "2026-12-01 Tue 00:30"]),
         ("0 0 31 * *", "2026-11-01T00:00", ["2026-12-31 Thu 00:00", "2027-01-31 Sun 00:00", "2027-03-31 Wed 00:00"]),
         ("0 0 29 Feb *", "2026-01-01T00:00", ["2028-02-29 Tue 00:00", "2032-02-29 Sun 00:00", "2036-02-29 Fri 00:00"]),
-        (
-            "0 0 1 jan,July *",
-            "2026-11-30T00:00",
-            ["2027-01-01 Fri 00:00", "2027-07-01 Thu 00:00", "2028-01-01 Sat 00:00"],
-        ),
+        ("0 0 1 jan,July *", "2026-11-30T00:00",
+         ["2027-01-01 Fri 00:00", "2027-07-01 Thu 00:00", "2028-01-01 Sat 00:00"]),
         # NCrontab (Azure) requires both the day of the month and the day of the week (classic cron: either).
         ("0 0 13 * Fri", "2026-01-01T00:00", ["2026-02-13 Fri 00:00", "2026-03-13 Fri 00:00", "2026-11-13 Fri 00:00"]),
         # a backwards range is the same range (NCrontab swaps it)
@@ -132,16 +123,10 @@ def test_next_fire_is_strictly_after_and_converts_other_time_zones() -> None:
         ("0 0 0 * *", "0 is out of range in the days field: use 1 through 31"),
         ("0 0 * 13 *", "13 is out of range in the months field: use 1 through 12"),
         ("0 0 * * 7", "7 is out of range in the days-of-week field: use 0 through 6 (Sunday is 0)"),
-        (
-            "0 0 * * Mo",
-            "'Mo' is not a days-of-week name: use 0 through 6, a full English name or its first three "
-            "letters (Sun, Mon, Tue, Wed, Thu, Fri, Sat)",
-        ),
-        (
-            "0 0 * Foo *",
-            "'Foo' is not a month name: use 1 through 12, a full English name or its first three "
-            "letters (Jan, Feb, Mar, Apr, May, Jun, Jul, Aug, Sep, Oct, Nov, Dec)",
-        ),
+        ("0 0 * * Mo", "'Mo' is not a days-of-week name: use 0 through 6, a full English name or its first three "
+         "letters (Sun, Mon, Tue, Wed, Thu, Fri, Sat)"),
+        ("0 0 * Foo *", "'Foo' is not a month name: use 1 through 12, a full English name or its first three "
+         "letters (Jan, Feb, Mar, Apr, May, Jun, Jul, Aug, Sep, Oct, Nov, Dec)"),
         ("x 0 * * *", "'x' is not a number in the minutes field: use 0 through 59"),
         ("*/0 * * * *", "'*/0' in the minutes field: the step after '/' must be a whole number from 1"),
         ("0 0 ? * *", "'?' in the days field: '?', 'L', 'W' and '#' are not part of Azure's cron syntax"),
@@ -173,21 +158,15 @@ def test_documented_example_parses_into_typed_schedules() -> None:
     ("ref", "daily", "weekly"),
     [
         ("refs/heads/main", "branch 'main' matches include 'main'", "branch 'main' matches no include ['releases/*']"),
-        (
-            "releases/v1",
-            "branch 'releases/v1' matches include 'releases/*'",
-            "branch 'releases/v1' matches include 'releases/*'",
-        ),
+        ("releases/v1", "branch 'releases/v1' matches include 'releases/*'",
+         "branch 'releases/v1' matches include 'releases/*'"),
         (
             "refs/heads/releases/ancient/v0",
             "branch 'releases/ancient/v0' is excluded by 'releases/ancient/*'",
             "branch 'releases/ancient/v0' matches include 'releases/*'",
         ),
-        (
-            "refs/heads/feature",
-            "branch 'feature' matches no include ['main', 'releases/*']",
-            "branch 'feature' matches no include ['releases/*']",
-        ),
+        ("refs/heads/feature", "branch 'feature' matches no include ['main', 'releases/*']",
+         "branch 'feature' matches no include ['releases/*']"),
     ],
 )
 def test_documented_example_branch_decisions(ref: str, daily: str, weekly: str) -> None:

@@ -57,10 +57,8 @@ def test_json_and_a_file_invalid_outside_its_schedules() -> None:
         ],
     }
     text = explain(file, "--schedule", "--ref", "main", "--at", "2026-12-04T04:00")
-    assert text.endswith(
-        "(only if the branch changed since the last successful scheduled run; "
-        "not while the previous scheduled run is in progress)\n"
-    )
+    assert text.endswith("(only if the branch changed since the last successful scheduled run; "
+                         "not while the previous scheduled run is in progress)\n")
 
 
 def test_no_schedules_and_bad_input_are_one_line_errors(tmp_path: Path) -> None:

@@ -81,11 +81,7 @@ def test_a_document_is_parsed_once_and_never_changed_by_compiling(tmp_path: Path
     again = compile_pipeline(load_pipeline(path), repo_root=tmp_path)
     assert again == first
     assert [step.inputs.get("script") for job in again.jobs for step in job.steps] == [
-        "make x",
-        "make y",
-        "make z",
-        "make a",
-        "make b",
+        "make x", "make y", "make z", "make a", "make b"
     ]
     for name, document in documents.items():
         assert load_source(document_text(tmp_path, name), document.file) is document  # from the cache

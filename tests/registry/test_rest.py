@@ -57,7 +57,9 @@ def served(store: Store) -> Iterator[Registry]:
         remove_socket_folder(folder)
 
 
-def test_reads_agree_with_mlflow_client(served: Registry, registry: Registry, make_model: Callable[[int], str]) -> None:
+def test_reads_agree_with_mlflow_client(
+    served: Registry, registry: Registry, make_model: Callable[[int], str]
+) -> None:
     name = make_model(3)
     registry.stage(name, 1, "Production", by="ann", reason="first")
     registry.stage(name, 2, "Staging", by="bob")

@@ -16,7 +16,6 @@ from tests.ci.engine import ADMIN, open_engine
 
 ALWAYS = lambda _platform: True  # noqa: E731 - a registry with a model
 
-
 class Pool:
     def __init__(self) -> None:
         self.fills = 0

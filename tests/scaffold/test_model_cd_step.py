@@ -156,10 +156,8 @@ def test_model_cd_errors_are_one_line_with_an_exit_code(
         "##vso[task.logissue type=error]no version of m has the alias staging: give a version, or promote one "
         "(model CI)"])  # fmt: skip
     code, out = main(registry, capsys, "--target", "nosuch:/x", "--version", "1")
-    assert code == 1 and out[-1].startswith(
-        "##vso[task.logissue type=error]deploying m version 1 to nosuch:/x "
-        "failed: No plugin found for managing model deployments to "
-    )
+    assert code == 1 and out[-1].startswith("##vso[task.logissue type=error]deploying m version 1 to nosuch:/x "
+                                            "failed: No plugin found for managing model deployments to ")
 
 
 # -- Databricks: serving endpoints instead of deployments -------------------------------------------------------

@@ -410,11 +410,7 @@ def test_batch_inference_scores_a_table_with_the_production_model(demo: Project,
 @pytest.mark.long
 @pytest.mark.parametrize("demo", ["regression"], indirect=True)
 def test_batch_inference_reads_and_writes_the_workspace_with_databricks_sdk(
-    demo: Project,
-    store: str,
-    server: Server,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    demo: Project, store: str, server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`python -m <package>.batch` as the pipeline step runs it: MLflow from MLFLOW_TRACKING_URI, the

@@ -9,14 +9,14 @@ from pathlib import Path
 
 from tests.scaffold.conftest import run_python
 
-PROBE = """import atexit
+PROBE = '''import atexit
 import gc
 
 
 def test_probe():
     # atexit runs after pytest has finished and before the interpreter's last collections
     atexit.register(lambda: print(f"frozen at exit: {gc.get_freeze_count() > 0}", flush=True))
-"""
+'''
 
 
 def test_pytest_as_the_program_exits_without_collecting_but_not_inside_another_python(
@@ -36,14 +36,14 @@ def test_pytest_as_the_program_exits_without_collecting_but_not_inside_another_p
 
 
 DEFAULT = gc.get_threshold()[0]  # 700; mlyard's tests turn the collector off or on, never change its thresholds
-COLLECTION_PROBE = """import gc
+COLLECTION_PROBE = '''import gc
 
 COLLECTING = gc.get_threshold()[0]
 
 
 def test_probe():
     print(f"collecting {COLLECTING} testing {gc.get_threshold()[0]} frozen {gc.get_freeze_count() > 0}")
-"""
+'''
 
 
 def test_pytest_collects_garbage_rarely_while_collecting_and_as_it_was_for_the_tests(

@@ -82,6 +82,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 def endpoint(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
     """A scoring server of @champion for one module (test_server.py's last test stops it by its pid)."""
     log = tmp_path_factory.mktemp("endpoint") / "endpoint.log"
-    running = start_endpoint(f"models:/{MODEL}@champion", port=free_port(), tracking_uri=store.uri, log_file=log)
+    running = start_endpoint(
+        f"models:/{MODEL}@champion", port=free_port(), tracking_uri=store.uri, log_file=log
+    )
     yield running
     running.stop()

@@ -13,14 +13,8 @@ import mlyard.serving
 from tests.imports import imported_modules
 
 PACKAGE = Path(mlyard.serving.__file__).parent
-ALLOWED = (
-    "mlyard.serving",
-    "mlyard.errors",
-    "mlyard.imports",
-    "mlyard.forkserver",
-    "mlyard.asgi_server",
-    "mlyard.monitoring",
-)
+ALLOWED = ("mlyard.serving", "mlyard.errors", "mlyard.imports", "mlyard.forkserver", "mlyard.asgi_server",
+           "mlyard.monitoring")
 
 
 def test_no_other_mlyard_layer() -> None:

@@ -209,9 +209,7 @@ def test_buttons_need_our_form_token_and_the_scope(server: Server, git: Git) -> 
         token = form_token(web.get("/pipelines/web-guarded").text)
         assert web.post("/pipelines/web-guarded/run", data={}).status_code == 403
         assert web.post("/pipelines/web-guarded/run", data={"csrf": "0" * 64}).status_code == 403
-        foreign = web.post(
-            "/pipelines/web-guarded/run", data={"csrf": token}, headers={"Origin": "https://evil.example"}
-        )
+        foreign = web.post("/pipelines/web-guarded/run", data={"csrf": token}, headers={"Origin": "https://evil.example"})
         assert foreign.status_code == 403
     with sign_in(server, make_token(server, "repo:read", name="web-reader")) as reader:
         own = form_token(reader.get("/pipelines/web-guarded").text)

@@ -99,7 +99,7 @@ _DURATION = re.compile(r"(?:(\d+)\.)?(\d+):(\d+):(\d+(?:\.\d+)?)")
 
 
 def _trx_seconds(value: str | None) -> float:
-    """ "00:00:01.2345678" (or "1.00:00:00" with days) in seconds."""
+    """"00:00:01.2345678" (or "1.00:00:00" with days) in seconds."""
     match = _DURATION.fullmatch((value or "").strip())
     if not match:
         return 0.0

@@ -498,12 +498,8 @@ class WarmPool:
             return None
         forked, cold = int(words[0]), int(words[1])
         if cold:
-            log.info(
-                "the step's Python in a warm sandbox: %d forked from it, %d started cold (a fork could not be "
-                "what a new interpreter is: MLYARD_STEP_WARM_DEBUG=1 on the step prints why)",
-                forked,
-                cold,
-            )
+            log.info("the step's Python in a warm sandbox: %d forked from it, %d started cold (a fork could not be "
+                     "what a new interpreter is: MLYARD_STEP_WARM_DEBUG=1 on the step prints why)", forked, cold)
         else:
             log.info("the step's Python in a warm sandbox: %d forked from it, none started cold", forked)
         return forked, cold

@@ -66,28 +66,8 @@ UNBUFFERED = bool(BASE_ENV.get("PYTHONUNBUFFERED"))  # how this interpreter's st
 # a request whose value differs from this program's gets the real interpreter.
 # Also every variable the pre-imports read (READ, recorded while importing), but for those whose uses the
 # fork recomputes (HOME: FIXED_UP below) or that nothing caches (PATH).
-SENSITIVE = (
-    "LANG",
-    "LC_",
-    "TZ",
-    "OMP_",
-    "OPENBLAS_",
-    "GOTO_",
-    "MKL_",
-    "KMP_",
-    "BLIS_",
-    "VECLIB_",
-    "NUMEXPR_",
-    "NPY_",
-    "NUMPY_",
-    "SCIPY_",
-    "SKLEARN_",
-    "PANDAS_",
-    "JOBLIB_",
-    "MPL",
-    "PYARROW_",
-    "ARROW_",
-)
+SENSITIVE = ("LANG", "LC_", "TZ", "OMP_", "OPENBLAS_", "GOTO_", "MKL_", "KMP_", "BLIS_", "VECLIB_", "NUMEXPR_",
+             "NPY_", "NUMPY_", "SCIPY_", "SKLEARN_", "PANDAS_", "JOBLIB_", "MPL", "PYARROW_", "ARROW_")
 READ: set[str] = set()
 COPIED: list[str] = []  # the modules that copied (iterated) the whole environment while being imported
 REASON = [""]  # why the last request gets the real interpreter (MLYARD_STEP_WARM_DEBUG=1 shows it)

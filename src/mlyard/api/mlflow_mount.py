@@ -422,6 +422,7 @@ class MlflowMount:
         answer = await running.client.get("/api/2.0/mlflow/model-versions/get", params=params)
         await send_json(send, answer.status_code, answer.content)
 
+
     def _locked_alias_write(
         self, running: _Running, request: MlflowRequest, name: str, body: bytes
     ) -> tuple[int, bytes]:

@@ -91,10 +91,8 @@ def latest_runs(platform: Host, resources: Resources, given: Mapping[str, str]) 
         for resource in resources.pipelines:
             if f"resources.pipeline.{resource.alias}.runID" in given:
                 continue
-            query = (
-                select(Run)
-                .join(Pipeline, Pipeline.id == Run.pipeline_id)
-                .where(Pipeline.name == resource.pipeline, Run.state.in_(SUCCESSFUL_STATES))
+            query = select(Run).join(Pipeline, Pipeline.id == Run.pipeline_id).where(
+                Pipeline.name == resource.pipeline, Run.state.in_(SUCCESSFUL_STATES)
             )
             if resource.branch:
                 branch = resource.branch if resource.branch.startswith("refs/") else f"refs/heads/{resource.branch}"

@@ -252,6 +252,7 @@ class ScheduleRunner:
         log.info("schedule %r of pipeline %s on %s: run %d", schedule.name, target.name, ref, run.id)
         return run.id
 
+
     def fire_now(self, pipeline_id: int, display_name: str | None = None) -> list[ScheduleFire]:
         """The admin/testing hook (``POST /api/v1/pipelines/{name}/schedules/run``): every active schedule of the
         pipeline (or those of `display_name`), on every branch it takes, fires now as if its time had come.

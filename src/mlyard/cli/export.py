@@ -104,10 +104,8 @@ def env_name(*parts: str) -> str:
 
 
 def _variables(owner: str, plain: dict[str, Any], secret: list[str]) -> tuple[ExportVariable, ...]:
-    rows = [
-        ExportVariable(name=k, secret=False, value=str(value), env=env_name(owner, k))
-        for k, value in sorted(plain.items())
-    ]
+    rows = [ExportVariable(name=k, secret=False, value=str(value), env=env_name(owner, k))
+            for k, value in sorted(plain.items())]
     rows += [ExportVariable(name=k, secret=True, value=None, env=env_name(owner, k)) for k in sorted(secret)]
     return tuple(rows)
 
@@ -140,11 +138,7 @@ def _checkout(api: Client, repo: RepoView, dest: Path) -> str:
     try:
         done = subprocess.run(
             ["git", "clone", "-q", "--depth", "1", "--branch", repo.default_branch, repo.clone_url, str(dest)],
-            env=auth_env(username, api.token),
-            capture_output=True,
-            text=True,
-            timeout=CLONE_TIMEOUT,
-            check=False,
+            env=auth_env(username, api.token), capture_output=True, text=True, timeout=CLONE_TIMEOUT, check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"could not clone {repo.name}: {exc}"
@@ -156,8 +150,7 @@ def _checkout(api: Client, repo: RepoView, dest: Path) -> str:
 def _kind(resource: str) -> tuple[str, str]:
     kind, _, name = resource.partition(":")
     kind = {"variable_group": "variablegroup", "group": "variablegroup", "service_connection": "connection"}.get(
-        kind, kind
-    )
+        kind, kind)
     return kind, name
 
 
@@ -186,23 +179,12 @@ def build_plan(api: Client, repo_name: str, *, organization: str = "", project: 
                 if f"{kind}:{name}" not in used:
                     used.append(f"{kind}:{name}")
             variables = tuple(
-                ExportVariable(
-                    name=v.name,
-                    secret=v.secret,
-                    value=None if v.secret else (v.value or ""),
-                    env=env_name(view.name, v.name),
-                )
+                ExportVariable(name=v.name, secret=v.secret, value=None if v.secret else (v.value or ""),
+                               env=env_name(view.name, v.name))
                 for v in view.variables or []
             )
-            pipelines.append(
-                ExportPipeline(
-                    name=view.name,
-                    folder=view.folder,
-                    yaml_path=view.yaml_path,
-                    variables=variables,
-                    resources=tuple(used),
-                )
-            )
+            pipelines.append(ExportPipeline(name=view.name, folder=view.folder, yaml_path=view.yaml_path,
+                                            variables=variables, resources=tuple(used)))
     wanted: dict[str, list[str]] = {"variablegroup": [], "connection": [], "environment": []}
     for pipeline in pipelines:
         for resource in pipeline.resources:
@@ -217,9 +199,8 @@ def build_plan(api: Client, repo_name: str, *, organization: str = "", project: 
             notes.append(f"variable group {name!r} is used by a pipeline but does not exist on the server")
             groups.append(ExportGroup(name=name, variables=(), found=False))
             continue
-        groups.append(
-            ExportGroup(name=name, variables=_variables(name, group.variables, group.secret_variables), found=True)
-        )
+        groups.append(ExportGroup(name=name, variables=_variables(name, group.variables, group.secret_variables),
+                                  found=True))
     connections = []
     for name in wanted["connection"]:
         try:
@@ -228,23 +209,12 @@ def build_plan(api: Client, repo_name: str, *, organization: str = "", project: 
             notes.append(f"service connection {name!r} is used by a pipeline but does not exist on the server")
             connections.append(ExportConnection(name=name, type="", settings=(), found=False))
             continue
-        connections.append(
-            ExportConnection(
-                name=name, type=conn.type, found=True, settings=_variables(name, conn.settings, conn.secret_keys)
-            )
-        )
+        connections.append(ExportConnection(name=name, type=conn.type, found=True,
+                                            settings=_variables(name, conn.settings, conn.secret_keys)))
     draft = AzureDevOpsExport(
-        repo=repo.name,
-        default_branch=repo.default_branch,
-        clone_url=repo.clone_url,
-        organization=organization,
-        project=project,
-        pipelines=tuple(pipelines),
-        variable_groups=tuple(groups),
-        connections=tuple(connections),
-        environments=tuple(wanted["environment"]),
-        secrets=(),
-        commands=(),
+        repo=repo.name, default_branch=repo.default_branch, clone_url=repo.clone_url, organization=organization,
+        project=project, pipelines=tuple(pipelines), variable_groups=tuple(groups),
+        connections=tuple(connections), environments=tuple(wanted["environment"]), secrets=(), commands=(),
         notes=tuple(notes),
     )
     return replace(draft, secrets=secrets_of(draft), commands=tuple(build_commands(draft)))
@@ -254,23 +224,14 @@ def build_plan(api: Client, repo_name: str, *, organization: str = "", project: 
 def secrets_of(plan: AzureDevOpsExport) -> tuple[SecretInput, ...]:
     found = [SecretInput("MLYARD_GIT_TOKEN", f"a token of this mlyard server with repo:read, to import {plan.repo}")]
     for group in plan.variable_groups:
-        found += [
-            SecretInput(v.env, f"the value of secret {v.name} of variable group {group.name}")
-            for v in group.variables
-            if v.secret
-        ]
+        found += [SecretInput(v.env, f"the value of secret {v.name} of variable group {group.name}")
+                  for v in group.variables if v.secret]
     for pipeline in plan.pipelines:
-        found += [
-            SecretInput(v.env, f"the value of secret variable {v.name} of pipeline {pipeline.name}")
-            for v in pipeline.variables
-            if v.secret
-        ]
+        found += [SecretInput(v.env, f"the value of secret variable {v.name} of pipeline {pipeline.name}")
+                  for v in pipeline.variables if v.secret]
     for conn in plan.connections:
-        found.append(
-            SecretInput(
-                env_name(conn.name, "SP_KEY"), f"the service principal key (secret) of Azure connection {conn.name}"
-            )
-        )
+        found.append(SecretInput(env_name(conn.name, "SP_KEY"),
+                                 f"the service principal key (secret) of Azure connection {conn.name}"))
     return tuple(found)
 
 
@@ -301,16 +262,12 @@ def build_commands(plan: AzureDevOpsExport) -> list[str]:
         plain = [x for x in group.variables if not x.secret]
         pairs = " ".join(q(f"{x.name}=") + v(x.env) for x in plain) or "EXPORTED_FROM=mlyard"
         gid = env_name(group.name, "GROUP_ID")
-        out.append(
-            f"{gid}=$(az pipelines variable-group create --name {q(group.name)} --variables {pairs} "
-            "--authorize false --query id --output tsv)"
-        )
+        out.append(f"{gid}=$(az pipelines variable-group create --name {q(group.name)} --variables {pairs} "
+                   "--authorize false --query id --output tsv)")
         for x in group.variables:
             if x.secret:
-                out.append(
-                    f"{secret_env(x)} az pipelines variable-group variable "
-                    f"create --group-id {v(gid)} --name {q(x.name)} --secret true"
-                )
+                out.append(f"{secret_env(x)} az pipelines variable-group variable "
+                           f"create --group-id {v(gid)} --name {q(x.name)} --secret true")
     for conn in plan.connections:
         out.append(
             f"AZURE_DEVOPS_EXT_AZURE_RM_SERVICE_PRINCIPAL_KEY={v(env_name(conn.name, 'SP_KEY'))} "
@@ -322,21 +279,16 @@ def build_commands(plan: AzureDevOpsExport) -> list[str]:
         out.append(f"az pipelines folder create --path {q(folder)} --output none || true  # it may exist")
     for p in plan.pipelines:
         folder = f" --folder-path {q(p.folder)}" if p.folder else ""
-        out.append(
-            f"az pipelines create --name {q(p.name)}{folder} --yml-path {q(p.yaml_path)} "
-            f"--repository {q(plan.repo)} --repository-type tfsgit --branch {q(plan.default_branch)} "
-            "--skip-first-run true"
-        )
+        out.append(f"az pipelines create --name {q(p.name)}{folder} --yml-path {q(p.yaml_path)} "
+                   f"--repository {q(plan.repo)} --repository-type tfsgit --branch {q(plan.default_branch)} "
+                   "--skip-first-run true")
         for x in p.variables:
             if x.secret:
-                out.append(
-                    f"{secret_env(x)} az pipelines variable create "
-                    f"--pipeline-name {q(p.name)} --name {q(x.name)} --secret true"
-                )
+                out.append(f"{secret_env(x)} az pipelines variable create "
+                           f"--pipeline-name {q(p.name)} --name {q(x.name)} --secret true")
             else:
-                out.append(
-                    f"az pipelines variable create --pipeline-name {q(p.name)} --name {q(x.name)} --value {v(x.env)}"
-                )
+                out.append(f"az pipelines variable create --pipeline-name {q(p.name)} --name {q(x.name)} "
+                           f"--value {v(x.env)}")
     return out
 
 
@@ -353,26 +305,20 @@ def script(plan: AzureDevOpsExport) -> str:
         f'PROJECT="${{AZURE_DEVOPS_PROJECT:-{plan.project}}}"',
         ': "${ORG:?set AZURE_DEVOPS_ORG (or pass --org) to the organization URL, e.g. https://dev.azure.com/ORG}"',
         ': "${PROJECT:?set AZURE_DEVOPS_PROJECT (or pass --project) to the Azure DevOps project name}"',
-        f"MLYARD_CLONE_URL=${{MLYARD_CLONE_URL:-{q(plan.clone_url)}}}  # must be reachable from Azure DevOps",
+        f'MLYARD_CLONE_URL=${{MLYARD_CLONE_URL:-{q(plan.clone_url)}}}  # must be reachable from Azure DevOps',
         'MLYARD_GIT_USER="${MLYARD_GIT_USER:-mlyard}"',
     ]
     if plan.connections:
         lines.append("# The Azure subscription and service principal of the service connection(s):")
-        lines += [
-            f': "${{{name}:?set {name}}}"'
-            for name in ("AZURE_SP_ID", "AZURE_SUBSCRIPTION_ID", "AZURE_SUBSCRIPTION_NAME", "AZURE_TENANT_ID")
-        ]
+        lines += [f': "${{{name}:?set {name}}}"' for name in
+                  ("AZURE_SP_ID", "AZURE_SUBSCRIPTION_ID", "AZURE_SUBSCRIPTION_NAME", "AZURE_TENANT_ID")]
     values = [(group.name, x) for group in plan.variable_groups for x in group.variables if not x.secret]
     values += [(p.name, x) for p in plan.pipelines for x in p.variables if not x.secret]
     if values:
-        lines += [
-            "",
-            "# Plain values as on mlyard: on Azure point them at the Databricks workspace, MLflow and",
-            "# deployments target of each environment (docs/azure-devops.md).",
-        ]
-        lines += [
-            f"{x.env}=${{{x.env}:-{q(x.value or '')}}}  # {_comment(owner)}: {_comment(x.name)}" for owner, x in values
-        ]
+        lines += ["", "# Plain values as on mlyard: on Azure point them at the Databricks workspace, MLflow and",
+                  "# deployments target of each environment (docs/azure-devops.md)."]
+        lines += [f"{x.env}=${{{x.env}:-{q(x.value or '')}}}  # {_comment(owner)}: {_comment(x.name)}"
+                  for owner, x in values]
     lines += ["", "# Secrets are not exported: set each one in the environment before running this script."]
     lines += [f': "${{{s.env}:?set {s.env} to {_dq(s.prompt)}}}"' for s in plan.secrets]
     if plan.environments:
@@ -432,9 +378,7 @@ def azure_devops(
     if json:
         output.print_json(plan.to_dict())
     elif script_file is not None:
-        output.console().print(
-            f"wrote {script_file}: {len(plan.commands)} commands for {len(plan.pipelines)} "
-            f"pipelines; set the {len(plan.secrets)} secrets it names, then run it"
-        )
+        output.console().print(f"wrote {script_file}: {len(plan.commands)} commands for {len(plan.pipelines)} "
+                               f"pipelines; set the {len(plan.secrets)} secrets it names, then run it")
     else:
         print(text, end="")

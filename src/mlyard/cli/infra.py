@@ -15,9 +15,8 @@ from mlyard.protocol import SUCCESSFUL_STATES
 if TYPE_CHECKING:
     from mlyard.client import Client
 
-infra_app = typer.Typer(
-    help="The platform's infrastructure: environments, template, project creator.", no_args_is_help=True
-)
+infra_app = typer.Typer(help="The platform's infrastructure: environments, template, project creator.",
+                        no_args_is_help=True)
 JSON = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 CREATOR = "ml-project-creator-pipeline"
 
@@ -60,16 +59,10 @@ def infra_create_project(
         raise InvalidInput(f"--demo must be true or false, not {demo!r}")
     with client() as api:
         username = os.environ.get("GIT_USERNAME") or api.me().username
-        result = create_project(
-            api,
-            username=username,
-            repo_name=repo_name,
-            env_name=env_name,
-            demo=flag in ("true", "yes", "1"),
-            problem_type=problem_type.strip(),
-            say=lambda line: print(line, flush=True),
-            requested_for=os.environ.get("BUILD_REQUESTEDFOR", ""),
-        )  # the run's requester
+        result = create_project(api, username=username, repo_name=repo_name, env_name=env_name,
+                                demo=flag in ("true", "yes", "1"), problem_type=problem_type.strip(),
+                                say=lambda line: print(line, flush=True),
+                                requested_for=os.environ.get("BUILD_REQUESTEDFOR", ""))  # the run's requester
     if json:
         output.print_json(result)
         return
@@ -116,16 +109,13 @@ def create(
             if json:
                 output.print_json({"creator_run": run.to_dict()})
             else:
-                output.console().print(
-                    f"queued {CREATOR} run {run.id}; follow it with `mlyard runs logs {run.id} --follow`"
-                )
+                output.console().print(f"queued {CREATOR} run {run.id}; follow it with "
+                                       f"`mlyard runs logs {run.id} --follow`")
             return
         state = follow_logs(api, run.id, quiet=json)
         if state not in SUCCESSFUL_STATES:
-            raise OperationFailed(
-                f"the project creator failed (run {run.id}, {state}): "
-                f"{_failure(api, run.id)}; see `mlyard runs logs {run.id}`"
-            )
+            raise OperationFailed(f"the project creator failed (run {run.id}, {state}): "
+                                  f"{_failure(api, run.id)}; see `mlyard runs logs {run.id}`")
         result = _created(api, repo, env, demo, problem_type)
     if json:
         output.print_json({"creator_run": run.to_dict(), **result})
@@ -153,12 +143,5 @@ def _created(api: Client, repo: str, env: str, demo: bool, problem_type: str) ->
     info = api.repos.get(repo)
     names = [p.name for p in api.pipelines.list(folder=repo)]
     made = [n for n in (f"{repo}-{k}" for k in PIPELINES) if n in names]
-    return {
-        "repo": info.to_dict(),
-        "pipelines": made,
-        "folder": repo,
-        "environment": env,
-        "demo": demo,
-        "problem_type": problem_type,
-        **started_runs(api, repo, made),
-    }
+    return {"repo": info.to_dict(), "pipelines": made, "folder": repo, "environment": env, "demo": demo,
+            "problem_type": problem_type, **started_runs(api, repo, made)}

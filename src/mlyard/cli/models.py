@@ -5,6 +5,7 @@ environment's service connection, `--tracking-uri "$MLFLOW_TRACKING_URI"`) direc
 MLflow, with the same locks and history, as a step on Azure DevOps would reach Databricks' MLflow.
 """
 
+
 import getpass
 import os
 import sys

@@ -141,16 +141,8 @@ def styled(text: str, style: str) -> str:
     return _style(text, codes) if codes else text
 
 
-_SGR = {
-    "bold": "1",
-    "dim": "2",
-    "red": "31",
-    "green": "32",
-    "yellow": "33",
-    "blue": "34",
-    "magenta": "35",
-    "cyan": "36",
-}
+_SGR = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34", "magenta": "35",
+        "cyan": "36"}
 
 
 def _width(text: str) -> int:

@@ -114,14 +114,8 @@ def pipelines_show(name: str, json: JSON = False) -> None:
                 }
                 for schedule in row.schedules
             ],
-            [
-                ("name", "SCHEDULE"),
-                ("cron", "CRON"),
-                ("branch", "BRANCH"),
-                ("next", "NEXT (UTC)"),
-                ("runs", "RUNS"),
-                ("last_outcome", "LAST"),
-            ],
+            [("name", "SCHEDULE"), ("cron", "CRON"), ("branch", "BRANCH"), ("next", "NEXT (UTC)"),
+             ("runs", "RUNS"), ("last_outcome", "LAST")],
             title="schedules",
         )
 
@@ -161,7 +155,9 @@ def pipelines_run(
             output.print_json(run.to_dict())
             return
         if not json:
-            output.console().print(f"queued run {run.id} ({name} #{run.number}) on {run.source_branch} at {run.commit}")
+            output.console().print(
+                f"queued run {run.id} ({name} #{run.number}) on {run.source_branch} at {run.commit}"
+            )
         if follow:
             final = follow_logs(api, run.id, quiet=json)
             if json:

@@ -3,6 +3,7 @@
 They need no server. The pipelines library is imported inside each command so that the CLI starts fast.
 """
 
+
 import json
 import sys
 from pathlib import Path
@@ -123,8 +124,7 @@ def validate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
     var: list[str] = typer.Option(None, "--var", help=_VAR_HELP),
     template: bool | None = typer.Option(
-        None,
-        "--template/--pipeline",
+        None, "--template/--pipeline",
         help="Check the files as step/job/stage/variable templates (or as pipelines); default: detected.",
     ),
     repo: list[str] = typer.Option(None, "--repo", help=_REPO_HELP),

@@ -33,11 +33,8 @@ def quickstart(
 
     con = output.err_console() if json else output.console()
     started = time.monotonic()
-    qs = Quickstart(
-        home=resolve_home(home),
-        port=port,
-        say=lambda line: con.print(f"  {line}", style="dim", markup=False, highlight=False),
-    )
+    qs = Quickstart(home=resolve_home(home), port=port, say=lambda line: con.print(f"  {line}", style="dim",
+                                                                                   markup=False, highlight=False))
     timings: dict[str, float] = {}
     scored = 0.0  # seconds from the start to a scored endpoint (the end of the `score` step)
     previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM stops everything it started, like Ctrl-C
@@ -116,10 +113,8 @@ def _steps(con: Console) -> Iterator[Callable[[str], AbstractContextManager[Call
 
 def _print_summary(s: dict) -> None:
     con = output.console()
-    con.print(
-        f"\n[bold green]mlyard is running[/] ({s['seconds']} s), a scored endpoint after "
-        f"{s['seconds_to_scored_endpoint']} s"
-    )
+    con.print(f"\n[bold green]mlyard is running[/] ({s['seconds']} s), a scored endpoint after "
+              f"{s['seconds_to_scored_endpoint']} s")
     rows = [
         ("server", s["url"]),
         ("web UI", f"{s['url']}/login"),

@@ -125,7 +125,9 @@ def groups_show(name: str, json: JSON = False) -> None:
     if json:
         output.print_json(row.to_dict())
     else:
-        output.fields([("name", row.name), *row.variables.items(), *[(k, "***") for k in row.secret_variables]])
+        output.fields(
+            [("name", row.name), *row.variables.items(), *[(k, "***") for k in row.secret_variables]]
+        )
 
 
 @groups_app.command("delete")
@@ -161,10 +163,8 @@ def environments_set(
         output.print_json(row.to_dict())
     else:
         output.console().print(
-            f"environment {row.name}: approval "
-            + ("required" if row.approval_required else "not required")
-            + ", notification webhook "
-            + ("set" if row.notify_webhook else "none"),
+            f"environment {row.name}: approval " + ("required" if row.approval_required else "not required")
+            + ", notification webhook " + ("set" if row.notify_webhook else "none"),
             markup=False,
         )
 
@@ -177,8 +177,5 @@ def environments_rotate_token(name: str, json: JSON = False) -> None:
     if json:
         output.print_json(row.to_dict())
     else:
-        output.console().print(
-            f"variable group {row.name}: new token in "
-            + ", ".join(k for k in row.secret_variables if k.endswith("_TOKEN")),
-            markup=False,
-        )
+        output.console().print(f"variable group {row.name}: new token in " + ", ".join(
+            k for k in row.secret_variables if k.endswith("_TOKEN")), markup=False)

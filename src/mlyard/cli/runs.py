@@ -146,7 +146,7 @@ def run_tree(run: RunView) -> output.Node:
 
 
 def coverage_text(coverage: RunCoverage) -> str:
-    """ "lines 85.0% (85/100), branches 50.0% (1/2)"; a part with nothing to cover is left out."""
+    """"lines 85.0% (85/100), branches 50.0% (1/2)"; a part with nothing to cover is left out."""
     parts = []
     if coverage.line_rate is not None:
         parts.append(f"lines {coverage.line_rate:.1%} ({coverage.lines_covered}/{coverage.lines_valid})")
@@ -156,7 +156,7 @@ def coverage_text(coverage: RunCoverage) -> str:
 
 
 def _secs(value: float | None) -> str:
-    """ " 1.2 s" (dim on a terminal), "" when it did not run."""
+    """" 1.2 s" (dim on a terminal), "" when it did not run."""
     return f" {output.styled(output.duration(value), 'dim')}" if value is not None else ""
 
 

@@ -4,6 +4,7 @@ The target is always a workspace URI: `--workspace-uri`, else (deploy only) `WOR
 environment's service connection sets it for the pipeline step, else the server's environment.
 """
 
+
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any

@@ -47,14 +47,8 @@ class MlyardDeploymentClient(BaseDeploymentClient):  # type: ignore[misc]  # MLf
         self.target: Target = parse_target(target_uri)
 
     # -- deployments -------------------------------------------------------------------------------
-    def create_deployment(
-        self,
-        name: str,
-        model_uri: str,
-        flavor: str | None = None,
-        config: Mapping[str, Any] | None = None,
-        endpoint: str | None = None,
-    ) -> dict[str, Any]:
+    def create_deployment(self, name: str, model_uri: str, flavor: str | None = None,
+                          config: Mapping[str, Any] | None = None, endpoint: str | None = None) -> dict[str, Any]:
         """Deploy a registered model version as deployment `name` (the model's name); blocks until it serves."""
         check_flavor(flavor)
         _same_endpoint(name, endpoint)
@@ -71,14 +65,8 @@ class MlyardDeploymentClient(BaseDeploymentClient):  # type: ignore[misc]  # MLf
             found = self._deploy(api, ref, settings)
         return _describe(found)
 
-    def update_deployment(
-        self,
-        name: str,
-        model_uri: str | None = None,
-        flavor: str | None = None,
-        config: Mapping[str, Any] | None = None,
-        endpoint: str | None = None,
-    ) -> dict[str, Any]:
+    def update_deployment(self, name: str, model_uri: str | None = None, flavor: str | None = None,
+                          config: Mapping[str, Any] | None = None, endpoint: str | None = None) -> dict[str, Any]:
         """Serve another version (and/or other resources) behind the same scoring URI, without downtime."""
         check_flavor(flavor)
         _same_endpoint(name, endpoint)
@@ -91,9 +79,8 @@ class MlyardDeploymentClient(BaseDeploymentClient):  # type: ignore[misc]  # MLf
                                                         memory=settings.memory or current.memory))  # fmt: skip
         return _describe(found)
 
-    def delete_deployment(
-        self, name: str, config: Mapping[str, Any] | None = None, endpoint: str | None = None
-    ) -> None:
+    def delete_deployment(self, name: str, config: Mapping[str, Any] | None = None,
+                          endpoint: str | None = None) -> None:
         """Stop the deployment's scoring server and free its scoring URI; nothing to delete is not an error."""
         _same_endpoint(name, endpoint)
         with self._api(f"deleting deployment {name!r}") as api:
@@ -113,9 +100,8 @@ class MlyardDeploymentClient(BaseDeploymentClient):  # type: ignore[misc]  # MLf
         with self._api(f"reading deployment {name!r}") as api:
             return _describe(self._existing(api, name))
 
-    def predict(
-        self, deployment_name: str | None = None, inputs: Any = None, endpoint: str | None = None
-    ) -> PredictionsResponse:
+    def predict(self, deployment_name: str | None = None, inputs: Any = None,
+                endpoint: str | None = None) -> PredictionsResponse:
         """Score `inputs` (a DataFrame, a dict in one of MLflow's request shapes, a list or an array) with the
         deployment: its scoring URI answers MLflow's `{"predictions": ...}`."""
         name = deployment_name or endpoint

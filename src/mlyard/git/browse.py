@@ -49,7 +49,7 @@ class Change:
 
 
 def object_type(repo: Path, rev: str, path: str) -> str | None:
-    """ "tree", "blob" or None (absent) for `path` at commit `rev` ("" is the root)."""
+    """"tree", "blob" or None (absent) for `path` at commit `rev` ("" is the root)."""
     proc = run_git(["cat-file", "-t", f"{rev}:{path}"], cwd=repo, check=False)
     return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 

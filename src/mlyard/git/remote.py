@@ -34,13 +34,7 @@ def _git(args: list[str], *, cwd: Path, env: dict[str, str]) -> str:
 
 
 def push_directory(
-    url: str,
-    *,
-    username: str,
-    token: str,
-    source: Path,
-    branch: str,
-    message: str = "Initial commit",
+    url: str, *, username: str, token: str, source: Path, branch: str, message: str = "Initial commit",
     push_options: tuple[str, ...] = (),
 ) -> str:
     """Push `source` to `url`: its branches and tags if it is a git work tree, else one commit of its files.
@@ -53,11 +47,8 @@ def push_directory(
         raise InvalidInput(f"--from-dir {source}: not a directory")
     env = auth_env(username, token)
     if (source / ".git").exists():
-        _git(
-            ["push", "--quiet", *options, url, "refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*"],
-            cwd=source,
-            env=env,
-        )
+        _git(["push", "--quiet", *options, url, "refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*"], cwd=source,
+             env=env)
         return "pushed the branches and tags of the git repository"
     with tempfile.TemporaryDirectory(prefix="mlyard-push-") as tmp:
         git_dir = Path(tmp) / "git"

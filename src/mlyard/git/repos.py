@@ -275,19 +275,14 @@ def commit_directory(path: Path, *, branch: str, source: Path, message: str, aut
     """
     import tempfile
 
-    identity = {
-        "GIT_AUTHOR_NAME": author,
-        "GIT_AUTHOR_EMAIL": f"{author}@mlyard.local",
-        "GIT_COMMITTER_NAME": author,
-        "GIT_COMMITTER_EMAIL": f"{author}@mlyard.local",
-    }
+    identity = {"GIT_AUTHOR_NAME": author, "GIT_AUTHOR_EMAIL": f"{author}@mlyard.local",
+                "GIT_COMMITTER_NAME": author, "GIT_COMMITTER_EMAIL": f"{author}@mlyard.local"}
     with tempfile.TemporaryDirectory(prefix="mlyard-seed-") as tmp:
         env = git_env({**identity, "GIT_DIR": str(Path(tmp) / "git"), "GIT_WORK_TREE": str(source)})
 
         def git(*args: str) -> subprocess.CompletedProcess[bytes]:
-            proc = subprocess.run(
-                ["git", *args], cwd=source, env=env, capture_output=True, timeout=GIT_TIMEOUT, check=False
-            )
+            proc = subprocess.run(["git", *args], cwd=source, env=env, capture_output=True, timeout=GIT_TIMEOUT,
+                                  check=False)
             if proc.returncode != 0:
                 raise OperationFailed(f"git {args[0]} failed: {proc.stderr.decode('utf-8', 'replace').strip()}")
             return proc

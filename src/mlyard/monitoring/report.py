@@ -174,3 +174,6 @@ def _scalar(value: Any) -> Any:
     if isinstance(value, dict) and len(value) == 1:
         return next(iter(value.values()))
     return value if not isinstance(value, (list, dict)) else json.dumps(value)
+
+
+

@@ -86,6 +86,7 @@ class Budget:
                 "simplify its templates and expressions",
             )
 
+
     def built(self, value: object, mark: Mark | None, path: str) -> None:
         """Count the text an expression built (copies of a large parameter add up)."""
         if isinstance(value, str):

@@ -72,14 +72,7 @@ def load_pipeline(source: str | Path, *, name: str | None = None, repo_root: str
     pipeline_name = name or (Path(document.file).stem if document.file != "<pipeline>" else None)
     unsupported = tuple(sorted(reporter.unsupported))
     pipeline = Pipeline(
-        pipeline_name,
-        document.file,
-        document,
-        parameters,
-        trigger,
-        warnings,
-        unsupported,
-        schedules or (),
+        pipeline_name, document.file, document, parameters, trigger, warnings, unsupported, schedules or (),
         resources,
     )
     expandable = declarations_ok and all(parameter.has_default for parameter in parameters)

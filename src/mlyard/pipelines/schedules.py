@@ -136,7 +136,9 @@ class Cron:
         return None
 
 
-def _first_time(hours: list[int], minutes: list[int], start: datetime, date: tuple[int, int, int]) -> datetime | None:
+def _first_time(
+    hours: list[int], minutes: list[int], start: datetime, date: tuple[int, int, int]
+) -> datetime | None:
     """The first (hour, minute) of ``date`` at or after ``start``."""
     same_day = date == (start.year, start.month, start.day)
     for hour in hours:
@@ -367,3 +369,4 @@ def schedule_decision(
 def describe_fires(fires: Sequence[datetime]) -> str:
     """``2026-11-30T00:00Z`` style times for messages, or 'never'."""
     return ", ".join(f"{fire:%Y-%m-%dT%H:%MZ}" for fire in fires) or "never"
+

@@ -131,12 +131,8 @@ class Expander:
         for key, value in node.items():
             key_mark = marks.get(key, node.mark) if marks is not None else mark_of(node, key)
             if key.__class__ is str and "${{" not in key:  # a plain key (most): no directive, no expression
-                new_value = (
-                    variables
-                    if key == "variables" and variables is not None
-                    else self.expand(
-                        value, scope, f"{path}.{key}" if path else key, key_mark, key if key in LIST_KINDS else None
-                    )
+                new_value = variables if key == "variables" and variables is not None else self.expand(
+                    value, scope, f"{path}.{key}" if path else key, key_mark, key if key in LIST_KINDS else None
                 )
                 matched = None
                 result[key] = new_value

@@ -121,13 +121,11 @@ class TrackingServerSpec:
     def environment(self) -> dict[str, str]:
         """What `mlflow server --serve-artifacts` gives its workers, and nothing of the server's secrets."""
         env = base_environment()
-        env.update(
-            {
-                "_MLFLOW_SERVER_FILE_STORE": self.backend_uri,
-                "_MLFLOW_SERVER_REGISTRY_STORE": self.backend_uri,
-                "_MLFLOW_SERVER_ARTIFACT_DESTINATION": str(self.artifacts_dir),
-            }
-        )
+        env.update({
+            "_MLFLOW_SERVER_FILE_STORE": self.backend_uri,
+            "_MLFLOW_SERVER_REGISTRY_STORE": self.backend_uri,
+            "_MLFLOW_SERVER_ARTIFACT_DESTINATION": str(self.artifacts_dir),
+        })
         env.update(dict(self.extra_env))
         return env
 
@@ -136,20 +134,18 @@ def base_environment() -> dict[str, str]:
     """The variables of every environment's MLflow server (the zygote starts with these): what Python needs,
     MLflow's server settings that do not depend on the environment, native thread pools at one thread."""
     env = {name: os.environ[name] for name in KEPT_VARIABLES if os.environ.get(name)}
-    env.update(
-        {
-            "_MLFLOW_SERVER_ARTIFACT_ROOT": "mlflow-artifacts:/",
-            "_MLFLOW_SERVER_SERVE_ARTIFACTS": "true",
-            "_MLFLOW_SGI_NAME": "uvicorn",
-            "_MLFLOW_IN_JOB_EXECUTOR": "false",
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-            "MLFLOW_ENABLE_REMOTE_ASSISTANT": "false",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "DO_NOT_TRACK": "true",
-            "PYTHONUNBUFFERED": "1",
-            "TMPDIR": tempfile.gettempdir(),
-        }
-    )
+    env.update({
+        "_MLFLOW_SERVER_ARTIFACT_ROOT": "mlflow-artifacts:/",
+        "_MLFLOW_SERVER_SERVE_ARTIFACTS": "true",
+        "_MLFLOW_SGI_NAME": "uvicorn",
+        "_MLFLOW_IN_JOB_EXECUTOR": "false",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_ENABLE_REMOTE_ASSISTANT": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        "PYTHONUNBUFFERED": "1",
+        "TMPDIR": tempfile.gettempdir(),
+    })
     env.update(dict.fromkeys(THREAD_POOLS, "1"))
     return env
 
@@ -583,20 +579,9 @@ async def _probe(app: Any) -> None:
     import asyncio
 
     for path in WARM_PATHS:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"host", b"localhost")],
-            "client": ("127.0.0.1", 0),
-            "server": ("localhost", 80),
-        }
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+                 "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+                 "headers": [(b"host", b"localhost")], "client": ("127.0.0.1", 0), "server": ("localhost", 80)}
         sent = False
 
         async def receive() -> dict[str, Any]:

@@ -203,7 +203,9 @@ def _front_binder(router: Router, host: str) -> Callable[[int], None]:
     return bind
 
 
-def _allocate(platform: Platform, environment: dict[str, Any], *, bind: Callable[[int], None] | None = None) -> int:
+def _allocate(
+    platform: Platform, environment: dict[str, Any], *, bind: Callable[[int], None] | None = None
+) -> int:
     """A free port of the environment's range that no deployment records and nobody listens on; with
     `bind`, the port is also bound by it before anyone else can take it (OSError: try the next one)."""
     low, high = (int(p) for p in _serving(environment)["port_range"])
@@ -459,6 +461,8 @@ def supervise(platform: Platform, stop: threading.Event, *, interval: float = 1.
         with runtime.guard:  # exited servers no deployment serves with any more (deleted, failed meanwhile)
             for pid in exited:
                 runtime.processes.pop(pid, None)
+
+
 
 
 def restart_limit() -> int:

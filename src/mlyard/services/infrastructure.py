@@ -104,18 +104,11 @@ jobs:
 
 
 def environment_yaml(env: dict[str, Any]) -> str:
-    doc = {
-        "name": env["name"],
-        "workspace_uri": env["workspace_uri"],
-        "mlflow_tracking_uri": env["mlflow_tracking_uri"],
-        "serving": env.get("serving") or {},
-        "connection": connection_name(env["name"]),
-    }
-    return (
-        "# Environment declared by mlyard init; change it with `mlyard environments`.\n"
-        + json.dumps(doc, indent=2)
-        + "\n"
-    )
+    doc = {"name": env["name"], "workspace_uri": env["workspace_uri"],
+           "mlflow_tracking_uri": env["mlflow_tracking_uri"], "serving": env.get("serving") or {},
+           "connection": connection_name(env["name"])}
+    return "# Environment declared by mlyard init; change it with `mlyard environments`.\n" + json.dumps(
+        doc, indent=2) + "\n"
 
 
 def sync(platform: Platform, admin: Principal) -> dict[str, list[str]]:
@@ -148,9 +141,8 @@ def sync(platform: Platform, admin: Principal) -> dict[str, list[str]]:
     with transaction(platform.sessions) as session:
         has_pipeline = session.scalars(select(Pipeline).where(Pipeline.name == CREATOR_PIPELINE)).first() is not None
     if not has_pipeline:
-        pipelines.create_pipeline(
-            platform, admin, name=CREATOR_PIPELINE, repo=INFRA_REPO, yaml_path=CREATOR_YAML, folder="infrastructure"
-        )
+        pipelines.create_pipeline(platform, admin, name=CREATOR_PIPELINE, repo=INFRA_REPO, yaml_path=CREATOR_YAML,
+                                  folder="infrastructure")
         created["pipelines"].append(CREATOR_PIPELINE)
     created["variables"] = _creator_credentials(platform, admin)
     return created
@@ -175,13 +167,8 @@ def _creator_credentials(platform: Platform, admin: Principal) -> list[str]:
         return []
     if not has_user:
         auth.create_user(platform, CREATOR_USER, actor=admin.username)
-    token = auth.replace_token(
-        platform,
-        username=CREATOR_USER,
-        name="ml-project-creator",
-        scopes=["repo:write", "pipelines:run"],
-        actor=admin.username,
-    )
+    token = auth.replace_token(platform, username=CREATOR_USER, name="ml-project-creator",
+                               scopes=["repo:write", "pipelines:run"], actor=admin.username)
     pipelines.set_variable(platform, admin, CREATOR_PIPELINE, "GIT_USERNAME", CREATOR_USER)
     pipelines.set_variable(platform, admin, CREATOR_PIPELINE, "GIT_ACCESS_TOKEN", str(token.token), secret=True)
     return ["GIT_USERNAME", "GIT_ACCESS_TOKEN"]

@@ -384,10 +384,8 @@ MAX_COVERAGE_FILES = 1_000  # file names kept with one coverage summary
 
 def store_coverage(platform: Platform, job: JobIdentity, summary: CoverageSummary) -> dict[str, Any]:
     counts = (summary.lines_covered, summary.lines_valid, summary.branches_covered, summary.branches_valid)
-    if (
-        any(count < 0 for count in counts)
-        or summary.lines_covered > summary.lines_valid
-        or (summary.branches_covered > summary.branches_valid)
+    if any(count < 0 for count in counts) or summary.lines_covered > summary.lines_valid or (
+        summary.branches_covered > summary.branches_valid
     ):
         raise InvalidInput("invalid coverage summary: covered counts must be between 0 and the valid counts")
     files = _masked(list(summary.files[:MAX_COVERAGE_FILES]), _secrets_of(platform, job))

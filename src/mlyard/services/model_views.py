@@ -282,12 +282,8 @@ def _sqlite_models_of(db: Path) -> list[ModelSummary]:
 
 
 def _sqlite_models(conn: sqlite3.Connection) -> list[ModelSummary]:
-    counts = {
-        name: (count, latest)
-        for name, count, latest in conn.execute(
-            "SELECT name, count(*), max(version) FROM model_versions WHERE workspace = ? GROUP BY name", (_WORKSPACE,)
-        )
-    }
+    counts = {name: (count, latest) for name, count, latest in conn.execute(
+        "SELECT name, count(*), max(version) FROM model_versions WHERE workspace = ? GROUP BY name", (_WORKSPACE,))}
     found = []
     query = "SELECT name, last_updated_time FROM registered_models WHERE workspace = ? ORDER BY name LIMIT ?"
     for name, updated in conn.execute(query, (_WORKSPACE, MAX_MODELS)).fetchall():
@@ -310,9 +306,7 @@ def _sqlite_model(conn: sqlite3.Connection, env: str, name: str) -> ModelDetail:
     history = _history(tags.pop(HISTORY_TAG, "[]"))
     version_rows = conn.execute(
         "SELECT version, current_stage, source, run_id, status, description, creation_time FROM model_versions "
-        "WHERE workspace = ? AND name = ? ORDER BY version DESC LIMIT ?",
-        (_WORKSPACE, name, MAX_VERSIONS),
-    ).fetchall()
+        "WHERE workspace = ? AND name = ? ORDER BY version DESC LIMIT ?", (_WORKSPACE, name, MAX_VERSIONS)).fetchall()
     version_tags: dict[int, dict[str, str]] = {}
     for version, key, value in conn.execute(
         "SELECT version, key, value FROM model_version_tags WHERE workspace = ? AND name = ?", (_WORKSPACE, name)
@@ -339,9 +333,8 @@ def _sqlite_model(conn: sqlite3.Connection, env: str, name: str) -> ModelDetail:
                        tags=tags, versions=tuple(versions), history=history)  # fmt: skip
 
 
-_RunData = tuple[
-    dict[str, dict[str, float]], dict[str, dict[str, str]], dict[str, dict[str, str]], dict[str, tuple[Any, ...]]
-]
+_RunData = tuple[dict[str, dict[str, float]], dict[str, dict[str, str]], dict[str, dict[str, str]],
+                 dict[str, tuple[Any, ...]]]
 
 
 def _runs(conn: sqlite3.Connection, run_ids: list[str]) -> _RunData:
@@ -423,6 +416,7 @@ def _deploy_events(platform: Platform, env: str, name: str) -> tuple[DeployEvent
                      for e in session.scalars(query))  # fmt: skip
 
 
+
 def reads_directly(platform: Platform, env: str) -> bool:
     """True when `env`'s registry is read here in milliseconds (the embedded store); False for a remote one."""
     return _embedded_db(platform, env) is not None
@@ -461,12 +455,8 @@ def health(deployment: dict[str, Any]) -> Health:
     if answer.status_code != 200 or not isinstance(doc, dict):
         return Health(ok=False, status=f"{url} answered {answer.status_code}", model_uri="", counters={})
     counters = doc.get("inference_log")
-    return Health(
-        ok=doc.get("status") == "ok",
-        status=str(doc.get("status", "")),
-        model_uri=str(doc.get("model_uri", "")),
-        counters=counters if isinstance(counters, dict) else {},
-    )
+    return Health(ok=doc.get("status") == "ok", status=str(doc.get("status", "")),
+                  model_uri=str(doc.get("model_uri", "")), counters=counters if isinstance(counters, dict) else {})
 
 
 def traffic(platform: Platform, env: str, name: str, window: str = "1h") -> Any:

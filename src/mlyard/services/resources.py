@@ -85,10 +85,8 @@ class SecretStore:
                 return self.as_dict(platform, row)
         except IntegrityError:  # created at the same time by another request
             if update:
-                raise Conflict(
-                    f"{self.label} {name!r} was created at the same time by another request; "
-                    "run the command again to update it"
-                ) from None
+                raise Conflict(f"{self.label} {name!r} was created at the same time by another request; "
+                               "run the command again to update it") from None
             raise exists from None
 
     def list(self, platform: Platform) -> list[dict[str, Any]]:

@@ -182,7 +182,9 @@ def list_runs(
             query = query.where(Pipeline.id == get_row(session, pipeline).id)
         if state:
             query = query.where(Run.state == state)
-        return [RunSummary(**run_fields(r), pipeline=name, message=r.message) for r, name in session.execute(query)]
+        return [
+            RunSummary(**run_fields(r), pipeline=name, message=r.message) for r, name in session.execute(query)
+        ]
 
 
 MAX_PAGE = 200  # runs in one page of `search_runs`

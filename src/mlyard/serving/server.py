@@ -88,26 +88,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpu", type=float, default=None, help="run on ceil(CPU) cores (default: all)")
     parser.add_argument("--memory", type=float, default=None, help="stop when resident memory passes this many GB")
     parser.add_argument("--inference-log", default=None, help="log requests into the inference table in this folder")
-    parser.add_argument(
-        "--log-sample-rate",
-        type=float,
-        default=0.1,
-        help="share of requests logged past --log-full-below requests in a second (default 0.1)",
-    )
-    parser.add_argument(
-        "--log-full-below",
-        type=int,
-        default=50,
-        help="requests per second logged in full before sampling starts (default 50)",
-    )
+    parser.add_argument("--log-sample-rate", type=float, default=0.1,
+                        help="share of requests logged past --log-full-below requests in a second (default 0.1)")
+    parser.add_argument("--log-full-below", type=int, default=50,
+                        help="requests per second logged in full before sampling starts (default 50)")
     parser.add_argument("--ready-fd", type=int, default=None, help="write `ready` to this descriptor once listening")
-    parser.add_argument(
-        "--stop-with",
-        type=int,
-        default=None,
-        metavar="PID",
-        help="stop (as on SIGTERM) when process PID exits: the mlyard server that started it",
-    )
+    parser.add_argument("--stop-with", type=int, default=None, metavar="PID",
+                        help="stop (as on SIGTERM) when process PID exits: the mlyard server that started it")
     return parser
 
 

@@ -57,10 +57,8 @@ class LocalWorkspace:
         check_branch(branch)
         source = _check_source(source)
         if self.root.resolve().is_relative_to(source.resolve()):
-            raise InvalidInput(
-                f"the source folder {source} contains the workspace {self.root}: "
-                "deploy from a folder outside the workspace"
-            )
+            raise InvalidInput(f"the source folder {source} contains the workspace {self.root}: "
+                               "deploy from a folder outside the workspace")
         app_dir = self._app_dir(app, create=True)
         versions = app_dir / VERSIONS_DIR / branch_slug(branch)
         versions.parent.mkdir(exist_ok=True)

@@ -190,10 +190,8 @@ class WorkspaceObjects:
         elif fmt == "SOURCE":
             language = language or _header_language(content)
             if language is None:
-                raise InvalidInput(
-                    f"importing {_show(path)} in SOURCE format needs a language (PYTHON, SQL, "
-                    "SCALA or R), or use format AUTO (a notebook is recognised by its header)"
-                )
+                raise InvalidInput(f"importing {_show(path)} in SOURCE format needs a language (PYTHON, SQL, "
+                                   "SCALA or R), or use format AUTO (a notebook is recognised by its header)")
             header = LANGUAGES[language][1].encode()
             if not content.startswith(header):
                 data = header + b"\n" + content

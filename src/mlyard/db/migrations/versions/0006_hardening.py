@@ -42,7 +42,9 @@ def upgrade() -> None:
 
 def _rename_duplicate_tokens(bind: sa.Connection) -> None:
     """Active tokens sharing a name with an older active token of the same user get `-<id>` appended."""
-    rows = bind.execute(sa.text("SELECT id, user_id, name FROM tokens WHERE revoked_at IS NULL ORDER BY id")).fetchall()
+    rows = bind.execute(
+        sa.text("SELECT id, user_id, name FROM tokens WHERE revoked_at IS NULL ORDER BY id")
+    ).fetchall()
     seen: set[tuple[int, str]] = set()
     for token_id, user_id, name in rows:
         if (user_id, name) in seen:

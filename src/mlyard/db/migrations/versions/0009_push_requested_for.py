@@ -18,7 +18,9 @@ depends_on = None
 
 def upgrade() -> None:
     # A plain column with a default: added and dropped in place on SQLite, the events keep their ids.
-    op.add_column("push_events", sa.Column("requested_for", sa.String(length=64), nullable=False, server_default=""))
+    op.add_column(
+        "push_events", sa.Column("requested_for", sa.String(length=64), nullable=False, server_default="")
+    )
 
 
 def downgrade() -> None:
