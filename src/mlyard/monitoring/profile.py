@@ -229,8 +229,9 @@ def local_artifacts(destination: Path, artifact_uri: str) -> Path | None:
 def read_profile_file(folder: Path, artifact_file: str = PROFILE_ARTIFACT) -> Profile | None:
     """The profile `artifact_file` in a run's artifacts `folder` (see `local_artifacts`), read without MLflow;
     None when there is none (or the file leaves that folder, or is not a profile)."""
-    path = (folder / artifact_file).resolve()
-    if not path.is_relative_to(folder) or not path.is_file() or path.stat().st_size > MAX_PROFILE_BYTES:
+    base = folder.resolve()
+    path = (base / artifact_file).resolve()
+    if not path.is_relative_to(base) or not path.is_file() or path.stat().st_size > MAX_PROFILE_BYTES:
         return None
     try:
         return Profile.from_dict(json.loads(path.read_text(encoding="utf-8")))
