@@ -464,13 +464,14 @@ def prepare_app() -> None:
         with _entry_points_read_once(), _url_builders_on_first_use():
             import uvicorn  # noqa: F401 (first, as in a normal start: MLflow's app then sets itself up as a server)
 
+            app_module = APP.split(":")[0]
             try:
                 with _optional_packages_unprobed(UNPROBED):
-                    app = importlib.import_module(APP.split(":")[0]).app
+                    app = importlib.import_module(app_module).app
             except ModuleNotFoundError as exc:
                 if (exc.name or "").partition(".")[0] not in UNPROBED:
                     raise
-                app = importlib.import_module(APP.split(":")[0]).app  # a module needs it: imported as usual
+                app = importlib.import_module(app_module).app  # a module needs it: imported as usual
             for module in WARM_MODULES:
                 with contextlib.suppress(ImportError):
                     importlib.import_module(module)
