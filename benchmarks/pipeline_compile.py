@@ -4,7 +4,9 @@ Run: python benchmarks/pipeline_compile.py [--runs 20]. Prints medians of wall a
 what a busy machine does not inflate) and their ratio to the target:
 (a) a pipeline with 300 steps from a step template, load + compile < 30 ms (issue 15; was 50 ms in
 issues 3 and 11), with a breakdown of where the time goes (cProfile: parse and check, expansion, checking
-the expanded tree, building the plan);
+the expanded tree, building the plan); each job calls the template with the same five parameter sets, so
+a template included again with the same values is expanded once (docs/pipelines.md): the same pipeline
+with values of its own at every call is measured beside it;
 (b) a 40-file template tree (an extends template, stage, job and step templates with parameters,
 ``${{ each }}`` and ``${{ if }}``: the size of large projects' shared build templates), < 200 ms (issue 11);
 (c) one trigger decision < 50 us (issue 3).
@@ -46,8 +48,10 @@ steps:
 """
 
 
-def write_pipeline(root: Path) -> Path:
-    """A pipeline of STAGES x JOBS jobs, each calling the step template CALLS times."""
+def write_pipeline(root: Path, distinct: bool = False) -> Path:
+    """A pipeline of STAGES x JOBS jobs, each calling the step template CALLS times: with the same CALLS
+    parameter sets in every job, or (``distinct``) with values of its own at each of the 30 calls, which no
+    reuse of an expanded template can serve."""
     (root / "templates").mkdir()
     (root / "templates" / "steps.yml").write_text(STEP_TEMPLATE, encoding="utf-8")
     tasks = ", ".join(f"t{index}" for index in range(STEPS_PER_CALL))
@@ -71,7 +75,7 @@ def write_pipeline(root: Path) -> Path:
                 lines += [
                     "    - template: templates/steps.yml",
                     "      parameters:",
-                    f"        component: c{call}",
+                    f"        component: c{call}" + (f"s{stage}j{job}" if distinct else ""),
                     f"        tasks: [{tasks}]",
                     "        verbose: ${{ parameters.verbose }}",
                 ]
@@ -319,6 +323,11 @@ def main() -> None:
         report(f"load + compile, {steps} steps from templates", compile_s, 0.03, compile_cpu)
         print("  where the time goes:")
         breakdown(action)
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_pipeline(Path(folder), distinct=True)
+        action = lambda: compile_pipeline(load_pipeline(path), repo_root=folder)  # noqa: E731
+        distinct_s, distinct_cpu = median_times(action, args.runs)
+        report("  the same, every call with values of its own (no reuse)", distinct_s, 0.03, distinct_cpu)
     with tempfile.TemporaryDirectory() as folder:
         path = write_tree(Path(folder))
         plan = compile_pipeline(load_pipeline(path), repo_root=folder)

@@ -64,6 +64,43 @@ def test_compile_limits_name_the_limit_and_the_file(
     assert len(raised.value.errors) == 1 and expected in raised.value.errors[0]
 
 
+REUSED = """\
+parameters:
+- name: items
+  type: object
+  default: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+steps:
+- ${{ each a in parameters.items }}:
+  - ${{ each b in parameters.items }}:
+    - template: t.yml
+"""
+TEMPLATE = "parameters:\n- name: big\n  default: " + "x" * 100 + "\nsteps:\n- script: echo ${{ parameters.big }}\n"
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        (Limits(nodes=500), "ci.yml:8:7: steps[0][0][0].template: the pipeline expands to more than 500 nodes"),
+        (Limits(text=1000), "ci.yml:8:7: steps[0][0][0].template: template expressions built more than 1000"),
+    ],
+    ids=["nodes", "text"],
+)
+def test_a_template_included_again_counts_its_work_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limits: Limits, expected: str
+) -> None:
+    """An inclusion with the same values reuses the first expansion (docs/pipelines.md), and is counted again:
+    100 inclusions of one small template are over both limits, though one expansion is far under them."""
+    (tmp_path / "t.yml").write_text(TEMPLATE, encoding="utf-8")
+    (tmp_path / "ci.yml").write_text(REUSED, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PipelineError) as raised:
+        compile_pipeline(load_pipeline(Path("ci.yml")), repo_root=tmp_path, limits=limits)
+    assert raised.value.errors is not None
+    assert len(raised.value.errors) == 1 and raised.value.errors[0].startswith(expected), raised.value.errors
+    plan = compile_pipeline(load_pipeline(Path("ci.yml")), repo_root=tmp_path)  # and under the limits
+    assert [step.inputs["script"] for step in plan.jobs[0].steps] == ["echo " + "x" * 100] * 100
+
+
 def test_a_yaml_file_over_the_size_limit_is_not_parsed() -> None:
     text = "steps:\n- script: echo hi\n" + "# padding\n" * (MAX_YAML_BYTES // 10)
     with pytest.raises(PipelineError) as raised:

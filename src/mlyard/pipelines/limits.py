@@ -66,15 +66,23 @@ class Budget:
     def spend(self, mark: Mark | None, path: str) -> None:
         self.nodes += 1
         if self.nodes > self.limits.nodes:
-            raise limit_error(
-                self.file,
-                mark,
-                path,
-                f"the pipeline expands to more than {self.limits.nodes} nodes (limit: expanded nodes); "
-                "reduce the ${{ each }} loops or template references",
-            )
-        if self.nodes % CLOCK_EVERY:
-            return
+            raise self._too_many_nodes(mark, path)
+        if not self.nodes % CLOCK_EVERY:
+            self.look(mark, path)
+
+    def reuse(self, nodes: int, text: int, mark: Mark | None, path: str) -> None:
+        """Count again the work of an expansion that is reused (a template included again with the same
+        values): its nodes and text, and a look at the clock."""
+        self.nodes += nodes
+        if self.nodes > self.limits.nodes:
+            raise self._too_many_nodes(mark, path)
+        self.text += text
+        if self.text > self.limits.text:
+            raise self._too_much_text(mark, path)
+        self.look(mark, path)
+
+    def look(self, mark: Mark | None, path: str) -> None:
+        """Stop when asked to or past the time limit."""
         if self.stop is not None and self.stop():
             raise CompileStopped(self.file)
         if time.monotonic() - self.started > self.limits.seconds:
@@ -86,19 +94,30 @@ class Budget:
                 "simplify its templates and expressions",
             )
 
+    def _too_many_nodes(self, mark: Mark | None, path: str) -> PipelineError:
+        return limit_error(
+            self.file,
+            mark,
+            path,
+            f"the pipeline expands to more than {self.limits.nodes} nodes (limit: expanded nodes); "
+            "reduce the ${{ each }} loops or template references",
+        )
+
+    def _too_much_text(self, mark: Mark | None, path: str) -> PipelineError:
+        return limit_error(
+            self.file,
+            mark,
+            path,
+            f"template expressions built more than {self.limits.text} characters of text "
+            "(limit: expanded text); reduce the copies of large values",
+        )
 
     def built(self, value: object, mark: Mark | None, path: str) -> None:
         """Count the text an expression built (copies of a large parameter add up)."""
         if isinstance(value, str):
             self.text += len(value)
             if self.text > self.limits.text:
-                raise limit_error(
-                    self.file,
-                    mark,
-                    path,
-                    f"template expressions built more than {self.limits.text} characters of text "
-                    "(limit: expanded text); reduce the copies of large values",
-                )
+                raise self._too_much_text(mark, path)
 
 
 def check_size(text: str, file: str, limits: Limits = DEFAULT_LIMITS) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,11 @@ class Expander:
         self.files = TemplateFiles(reporter, repo_root, repositories, folders)
         self._contexts: dict[int, tuple[Scope, ExpressionContext]] = {}
         self._values: dict[int, tuple[ExpressionContext, dict[str, Any]]] = {}
+        # Expanded templates by what they can see (file, parameters' values, variables, chain): a template
+        # included again with the same values is the same tree (docs/pipelines.md, "Speed").
+        self._expanded: dict[tuple[Any, ...], _Expanded] = {}
+        self._variable_keys: dict[int, tuple[Mapping[str, Any], tuple[Any, ...]]] = {}
+        self.inserted = 0  # structures an expression put into the tree (a parameter's steps, say): see instantiate
 
     # expressions ------------------------------------------------------------------------------------
     def context(self, scope: Scope) -> ExpressionContext:
@@ -117,6 +122,7 @@ class Expander:
         if isinstance(value, str) and "${{" in value:
             result = self.interpolate(value, scope, mark, path)
             if isinstance(result, dict | list):  # structure from a parameter: include its templates too
+                self.inserted += 1
                 return self.expand(_positioned(result, mark), scope, path, mark, kind)
             return result
         return value
@@ -187,6 +193,7 @@ class Expander:
             if isinstance(item, str) and _WHOLE.match(item):
                 value = self.interpolate(item, scope, mark, item_path)
                 if isinstance(value, list | dict):  # items from a parameter: their templates are included here
+                    self.inserted += 1
                     inserted = value if isinstance(value, list) else [value]
                     value = self.expand_sequence(_positioned(inserted, mark), scope, item_path, kind)
                 self.splice(result, value, mark) if isinstance(value, list) else self.append(result, value, mark)
@@ -375,9 +382,75 @@ class Expander:
                 listed = _positioned(values[parameter.name], value_mark)
                 values[parameter.name] = self.expand_sequence(listed, scope, value_path, kind)
         inner = Scope(str(file), values, scope.variables, {}, chain)
+        key = self._expansion_key(file, values, scope.variables, chain)
+        done = self._expanded.get(key) if key is not None else None
+        if done is not None:
+            self.budget.reuse(done.nodes, done.text, where, template_path)
+            return done.tree, inner
+        budget, diagnostics, inserted = self.budget, len(self.r.diagnostics), self.inserted
+        nodes, text_built = budget.nodes, budget.text
         body = YMap(((k, v) for k, v in source.tree.items() if k != "parameters"), source.tree.mark)
         body.key_marks = source.tree.key_marks
-        return self.expand_mapping(body, inner, ""), inner
+        tree = self.expand_mapping(body, inner, "")
+        # Kept for reuse only when it is the template's alone: no problem reported (their paths name this
+        # reference) and no structure from an expression in it (a parameter's steps keep the caller's marks).
+        if key is not None and len(self.r.diagnostics) == diagnostics and self.inserted == inserted:
+            self._expanded[key] = _Expanded(tree, budget.nodes - nodes, budget.text - text_built)
+        return tree, inner
+
+    def _expansion_key(
+        self, file: Path, values: Mapping[str, Any], variables: Mapping[str, Any], chain: tuple[str, ...]
+    ) -> tuple[Any, ...] | None:
+        """What a template's expansion depends on, hashable; None when a value has no such form."""
+        cached = self._variable_keys.get(id(variables))
+        if cached is None or cached[0] is not variables:  # the entry keeps its mapping alive: ids stay unique
+            variables_key = _value_key(dict(variables))
+            if variables_key is None:
+                return None
+            cached = self._variable_keys[id(variables)] = (variables, variables_key)
+        values_key = _value_key(dict(values))
+        if values_key is None:
+            return None
+        return (str(file), values_key, cached[1], chain)
+
+
+@dataclass(frozen=True, slots=True)
+class _Expanded:
+    """A template's expanded tree, and the work it took (counted again each time it is reused)."""
+
+    tree: YMap
+    nodes: int
+    text: int
+
+
+_SCALARS = (str, bool, int, float, type(None))
+
+
+def _value_key(value: Any) -> Any:
+    """A hashable form of a parameter value that tells apart what expressions tell apart (1, '1', True,
+    1.0): None when the value is not plain data."""
+    cls = value.__class__
+    if cls is str:
+        return value
+    if isinstance(value, dict):
+        items = []
+        for key, item in value.items():
+            item_key = _value_key(item)
+            if item_key is None or not isinstance(key, str):
+                return None
+            items.append((key, item_key))
+        return ("{}", tuple(items))
+    if isinstance(value, list):
+        keys = []
+        for item in value:
+            item_key = _value_key(item)
+            if item_key is None:
+                return None
+            keys.append(item_key)
+        return ("[]", tuple(keys))
+    if isinstance(value, _SCALARS):
+        return (cls.__name__, value)
+    return None
 
 
 def _sequential(variables: Any) -> bool:
