@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlyard.pipelines.limits import DEFAULT_LIMITS, Budget, Limits, limit_error
-from mlyard.pipelines.model import Environment, Job, Pipeline, Pool, Stage, Variable, VariableEntry, VariableGroup
+from mlyard.pipelines.model import Environment, Job, Pipeline, Pool, Stage, Step, Variable, VariableEntry, VariableGroup
 from mlyard.pipelines.parameters import resolve_parameters, text
 from mlyard.pipelines.plan import Node, Plan, check_graph
 from mlyard.pipelines.resources import (
@@ -166,6 +166,7 @@ class _Builder:
         self.resources = resources
         self.inline: dict[str, RepositoryResource] = {}  # checkout: git://Project/Repo@ref
         self.pool = parse_pool(tree.get("pool"))
+        self.steps_built: dict[int, tuple[Any, str, Step]] = {}  # steps by id of their item (build_steps)
 
     def plan(self, pipeline: Pipeline, values: Mapping[str, Any], given: Mapping[str, Any]) -> Plan:
         tree = self.tree
@@ -296,7 +297,7 @@ class _Builder:
             environment=environment,
             strategy=strategy,
             variables=parse_variables(item.get("variables")),
-            steps=build_steps(steps_value, join_path(path, "steps"), name, self.r),
+            steps=build_steps(steps_value, join_path(path, "steps"), name, self.r, self.steps_built),
             container=container_image(item, path, self.resources, self.r),
         )
         where = (mark_of(item, kind), mark_of(item, "dependsOn"), path)

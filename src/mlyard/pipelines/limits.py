@@ -86,31 +86,19 @@ class Budget:
         if self.stop is not None and self.stop():
             raise CompileStopped(self.file)
         if time.monotonic() - self.started > self.limits.seconds:
-            raise limit_error(
-                self.file,
-                mark,
-                path,
-                f"compiling the pipeline took longer than {self.limits.seconds:g} s (limit: compile time); "
-                "simplify its templates and expressions",
-            )
+            raise limit_error(self.file, mark, path,
+                              f"compiling the pipeline took longer than {self.limits.seconds:g} s (limit: compile "
+                              "time); simplify its templates and expressions")  # fmt: skip
 
     def _too_many_nodes(self, mark: Mark | None, path: str) -> PipelineError:
-        return limit_error(
-            self.file,
-            mark,
-            path,
-            f"the pipeline expands to more than {self.limits.nodes} nodes (limit: expanded nodes); "
-            "reduce the ${{ each }} loops or template references",
-        )
+        return limit_error(self.file, mark, path,
+                           f"the pipeline expands to more than {self.limits.nodes} nodes (limit: expanded nodes); "
+                           "reduce the ${{ each }} loops or template references")  # fmt: skip
 
     def _too_much_text(self, mark: Mark | None, path: str) -> PipelineError:
-        return limit_error(
-            self.file,
-            mark,
-            path,
-            f"template expressions built more than {self.limits.text} characters of text "
-            "(limit: expanded text); reduce the copies of large values",
-        )
+        return limit_error(self.file, mark, path,
+                           f"template expressions built more than {self.limits.text} characters of text "
+                           "(limit: expanded text); reduce the copies of large values")  # fmt: skip
 
     def built(self, value: object, mark: Mark | None, path: str) -> None:
         """Count the text an expression built (copies of a large parameter add up)."""

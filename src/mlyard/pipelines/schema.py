@@ -137,6 +137,9 @@ class Validator:
     def __init__(self, reporter: Reporter, *, raw: bool) -> None:
         self.r = reporter
         self.raw = raw
+        # Items found valid, by id (the entry keeps the item alive: ids stay unique): a template included again
+        # with the same values puts the same items in several places (mlyard.pipelines.templates), checked once.
+        self._valid: dict[int, tuple[Any, dict[str, dict[str, str]]]] = {}
 
     # containers -------------------------------------------------------------------------------------
     def entries(self, node: dict[str, Any], path: str) -> Iterator[tuple[dict[str, Any], str, Any]]:
@@ -186,7 +189,22 @@ class Validator:
     def check_kinded(
         self, node: Any, kinds: dict[str, dict[str, str]], what: str, parent: Any, key: Any, path: str
     ) -> None:
-        """An item whose kind is the one key among ``kinds`` it has (a step, job, stage or variable)."""
+        """An item whose kind is the one key among ``kinds`` it has (a step, job, stage or variable); an item
+        already found valid (no problem, no notice) as the same kind of item is not checked again."""
+        if not isinstance(node, dict):
+            self.check_item(node, kinds, what, parent, key, path)
+            return
+        valid = self._valid.get(id(node))
+        if valid is not None and valid[0] is node and valid[1] is kinds:
+            return
+        problems, notices = len(self.r.diagnostics), len(self.r.unsupported)
+        self.check_item(node, kinds, what, parent, key, path)
+        if len(self.r.diagnostics) == problems and len(self.r.unsupported) == notices:
+            self._valid[id(node)] = (node, kinds)
+
+    def check_item(
+        self, node: Any, kinds: dict[str, dict[str, str]], what: str, parent: Any, key: Any, path: str
+    ) -> None:
         if not isinstance(node, dict):
             if not (what == "variable" and node is None):
                 self.r.at(parent, key, path, f"expected a {what} (a mapping), got {describe(node)}")

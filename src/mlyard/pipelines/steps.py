@@ -63,8 +63,13 @@ _KINDS = ("script", "bash", "pwsh", "powershell", "checkout", "publish", "upload
 _POWERSHELL_OPTIONS = ("errorActionPreference", "failOnStderr", "ignoreLASTEXITCODE", "workingDirectory")
 
 
-def build_steps(items: Any, path: str, job_name: str, reporter: Reporter) -> tuple[Step, ...]:
-    """The steps of one job; duplicate explicit names are errors, generated names avoid them."""
+def build_steps(
+    items: Any, path: str, job_name: str, reporter: Reporter, built: dict[int, tuple[Any, str, Step]] | None = None
+) -> tuple[Step, ...]:
+    """The steps of one job; duplicate explicit names are errors, generated names avoid them. ``built`` keeps
+    the steps built without a problem by id of their item (the entry keeps the item alive): an item that a
+    template included again with the same values put in several jobs (mlyard.pipelines.templates) is built
+    once for each name it gets (a Step is immutable)."""
     items = list(items or ())
     names = [text(item["name"]) if item.get("name") is not None else None for item in items]
     used: set[str] = set()
@@ -90,7 +95,14 @@ def build_steps(items: Any, path: str, job_name: str, reporter: Reporter) -> tup
                 if name not in used:
                     break
             used.add(name)
-        step = build_step(kind, item, join_path(path, index), name, reporter)
+        known = built.get(id(item)) if built is not None else None
+        if known is not None and known[0] is item and known[1] == name:
+            step: Step | None = known[2]
+        else:
+            problems = len(reporter.diagnostics)
+            step = build_step(kind, item, join_path(path, index), name, reporter)
+            if built is not None and step is not None and len(reporter.diagnostics) == problems:
+                built[id(item)] = (item, name, step)
         if step is not None:
             result.append(step)
     return tuple(result)
