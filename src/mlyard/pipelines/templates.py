@@ -54,7 +54,7 @@ class Expander:
         self._contexts: dict[int, tuple[Scope, ExpressionContext]] = {}
         self._values: dict[int, tuple[ExpressionContext, dict[str, Any]]] = {}
         # Expanded templates by what they can see (file, parameters' values, variables, chain): a template
-        # included again with the same values is the same tree (docs/pipelines.md, "Speed").
+        # included again with the same values is the same tree (docs/pipelines.md, "Limits").
         self._expanded: dict[tuple[Any, ...], _Expanded] = {}
         self._variable_keys: dict[int, tuple[Mapping[str, Any], tuple[Any, ...]]] = {}
         self.inserted = 0  # structures an expression put into the tree (a parameter's steps, say): see instantiate
@@ -399,7 +399,7 @@ class Expander:
         return tree, inner
 
     def _expansion_key(
-        self, file: Path, values: Mapping[str, Any], variables: Mapping[str, Any], chain: tuple[str, ...]
+        self, file: Path, values: dict[str, Any], variables: Mapping[str, Any], chain: tuple[str, ...]
     ) -> tuple[Any, ...] | None:
         """What a template's expansion depends on, hashable; None when a value has no such form."""
         cached = self._variable_keys.get(id(variables))
@@ -408,7 +408,7 @@ class Expander:
             if variables_key is None:
                 return None
             cached = self._variable_keys[id(variables)] = (variables, variables_key)
-        values_key = _value_key(dict(values))
+        values_key = _value_key(values)
         if values_key is None:
             return None
         return (str(file), values_key, cached[1], chain)
