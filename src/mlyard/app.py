@@ -270,6 +270,7 @@ def create_app(settings: Settings, *, agents: int = 2, mlflow_zygote: ServerZygo
                 stop_event=stopping,
                 sandbox=sandbox,
                 hidden=[settings.home],
+                on_exit=orchestrator.agent_exited,
             )
             local.start()
         api.state.local_agents = local  # /health counts their warm step sandboxes

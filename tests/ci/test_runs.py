@@ -145,6 +145,51 @@ def test_cancel_stops_a_running_step_at_once_whatever_the_lease(long_lease: Serv
     assert _wait_gone(srv, run_id) == []
 
 
+def test_a_local_agent_that_dies_fails_its_job_at_once_and_is_started_again(long_lease: Server, git: Git) -> None:
+    """A local agent killed while it runs a job: the job fails as "agent lost" at once, not when its 600-second
+    lease runs out (the deadline below is far shorter), its step's processes die with it, and the server starts
+    the agent again, which takes the next job."""
+    srv = long_lease
+    make_repo(srv, git, "agentdeath", {"s.yml": SLEEP_600, "p.yml": yaml("params.yml")})
+    register(srv, "agentdeath-slow", "agentdeath", "s.yml")
+    register(srv, "agentdeath-quick", "agentdeath", "p.yml")
+    run_id = run(srv, "agentdeath-slow")["id"]
+    deadline = time.monotonic() + 60
+    while "sleeping" not in logs(srv, run_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _marked_processes(srv, run_id)
+    name = job(show(srv, run_id), "Sleepy")["agent"]
+    assert srv.proc is not None
+    agents = [proc for proc in psutil.Process(srv.proc.pid).children() if _agent_name(proc) == name]
+    assert len(agents) == 1, f"no single process of agent {name} under the server"
+    agents[0].kill()
+    failed = wait_state(srv, run_id, timeout=60)
+    assert failed["state"] == "failed"
+    assert job(failed, "Sleepy")["message"] == f"agent lost: agent {name} exited (code -9) while running this job"
+    assert job(failed, "Sleepy")["steps"][-1]["state"] == "failed"
+    assert _wait_gone(srv, run_id) == []
+    deadline = time.monotonic() + 30
+    while True:  # started again right after its jobs failed
+        again = [proc for proc in psutil.Process(srv.proc.pid).children() if _agent_name(proc) == name]
+        if (again and again[0].pid != agents[0].pid) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert len(again) == 1 and again[0].pid != agents[0].pid
+    quick = wait_state(srv, run(srv, "agentdeath-quick")["id"])
+    assert quick["state"] == "succeeded"
+
+
+def _agent_name(proc: psutil.Process) -> str | None:
+    """The `--name` of a local agent process (`python -m mlyard.background.local_agents ...`), else None."""
+    try:
+        argv = proc.cmdline()
+    except psutil.Error:
+        return None
+    if "mlyard.background.local_agents" not in argv or "--name" not in argv[:-1]:
+        return None
+    return argv[argv.index("--name") + 1]
+
+
 def test_step_timeout_kills_the_process_group(long_lease: Server, git: Git) -> None:
     timeout_server = long_lease  # its agents count a minute as 2 seconds
     make_repo(timeout_server, git, "tmo", {"t.yml": yaml("timeout.yml")})

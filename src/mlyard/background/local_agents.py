@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +70,9 @@ class LocalAgents:
     sandbox: Sandbox = field(default_factory=Sandbox.none)
     hidden: list[Path] = field(default_factory=list)  # what the sandbox hides (the server's paths)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # called with an agent's name and exit code when its process exited, before it is started again: the server
+    # fails the jobs it was running at once (Orchestrator.agent_exited) rather than when their lease runs out
+    on_exit: Callable[[str, int | None], object] | None = None
 
     def start(self) -> None:
         self.processes = [self._spawn(index) for index in range(1, self.count + 1)]
@@ -106,12 +110,17 @@ class LocalAgents:
         return count
 
     def _supervise(self) -> None:
-        """Restart an agent process that died; when the server begins to stop, ask every agent to stop
-        claiming (each finishes its current job)."""
+        """Restart an agent process that died, once the jobs it was running are failed (`on_exit`); when the
+        server begins to stop, ask every agent to stop claiming (each finishes its current job)."""
         while not self.stop_event.wait(SUPERVISE_SECONDS):
             for index, proc in enumerate(self.processes, start=1):
                 if proc.poll() is not None and not self.stop_event.is_set():
                     log.warning("local agent local-%d exited with code %s: restarting it", index, proc.returncode)
+                    if self.on_exit is not None:
+                        try:
+                            self.on_exit(f"local-{index}", proc.returncode)
+                        except Exception:  # its jobs then fail when their lease runs out, as before
+                            log.exception("failing the jobs of local agent local-%d failed", index)
                     self.processes[index - 1] = self._spawn(index)
         self._terminate()
 

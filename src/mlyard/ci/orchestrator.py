@@ -385,6 +385,27 @@ class Orchestrator:
         return True
 
     # -- leases ------------------------------------------------------------------------------
+    def agent_exited(self, name: str, code: int | None) -> list[int]:
+        """Fail the jobs agent `name` was running (as "agent lost"): its process exited, so none of them can
+        finish (their steps died with it: the step sandbox dies with its parent). The server's supervisor of its
+        own agents calls this before it starts the agent again, so a job claimed just before the agent died fails
+        at once instead of when its lease runs out, and its run advances (fails, or goes on with what does not
+        depend on the job). Returns the ids of the jobs failed."""
+        with self.lock, transaction(self.platform.sessions) as session:
+            running = session.scalars(
+                select(RunJob).where(RunJob.state == states.RUNNING, RunJob.agent == name).order_by(RunJob.id)
+            )
+            jobs = list(running)
+            for job in jobs:
+                self.queue.fail_lost(
+                    session, job, f"{AGENT_LOST}: agent {name} exited (code {code}) while running this job"
+                )
+            runs = {job.run_id for job in jobs}
+            failed = [job.id for job in jobs]
+        for run_id in sorted(runs):
+            self.notify(run_id)
+        return failed
+
     def recover_after_restart(self) -> int:
         """Fail the jobs the previous server process's own agents were running (they died with it).
 
