@@ -150,13 +150,7 @@ def test_a_local_agent_that_dies_fails_its_job_at_once_and_is_started_again(long
     lease runs out (the deadline below is far shorter), its step's processes die with it, and the server starts
     the agent again, which takes the next job."""
     srv = long_lease
-    make_repo(srv, git, "agentdeath", {"s.yml": SLEEP_600, "p.yml": yaml("params.yml")})
-    register(srv, "agentdeath-slow", "agentdeath", "s.yml")
-    register(srv, "agentdeath-quick", "agentdeath", "p.yml")
-    run_id = run(srv, "agentdeath-slow")["id"]
-    deadline = time.monotonic() + 60
-    while "sleeping" not in logs(srv, run_id) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    run_id = _slow_run_under_way(srv, git, "agentdeath", SLEEP_600, "sleeping")
     assert _marked_processes(srv, run_id)
     name = job(show(srv, run_id), "Sleepy")["agent"]
     assert srv.proc is not None
@@ -177,6 +171,19 @@ def test_a_local_agent_that_dies_fails_its_job_at_once_and_is_started_again(long
     assert len(again) == 1 and again[0].pid != agents[0].pid
     quick = wait_state(srv, run(srv, "agentdeath-quick")["id"])
     assert quick["state"] == "succeeded"
+
+
+def _slow_run_under_way(server: Server, git: Git, repo: str, slow_yaml: str, marker: str) -> int:
+    """A repo `repo` with pipelines `<repo>-slow` (`slow_yaml`) and `<repo>-quick` (params.yml); the id of a run of
+    the slow one once `marker` is in its log (60 s at most)."""
+    make_repo(server, git, repo, {"s.yml": slow_yaml, "p.yml": yaml("params.yml")})
+    register(server, f"{repo}-slow", repo, "s.yml")
+    register(server, f"{repo}-quick", repo, "p.yml")
+    run_id = run(server, f"{repo}-slow")["id"]
+    deadline = time.monotonic() + 60
+    while marker not in logs(server, run_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return int(run_id)
 
 
 def _agent_name(proc: psutil.Process) -> str | None:
@@ -285,13 +292,7 @@ def test_artifacts_across_stages_and_junit_summary(server: Server, git: Git) -> 
 
 def test_server_killed_during_a_run_fails_the_job_and_the_queue_goes_on(long_lease: Server, git: Git) -> None:
     own_server = long_lease  # the server's own agents' jobs fail at its restart, whatever the lease
-    make_repo(own_server, git, "crash", {"s.yml": yaml("slow.yml"), "p.yml": yaml("params.yml")})
-    register(own_server, "crash-slow", "crash", "s.yml")
-    register(own_server, "crash-quick", "crash", "p.yml")
-    slow = run(own_server, "crash-slow")["id"]
-    deadline = time.monotonic() + 30
-    while "started children" not in logs(own_server, slow) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    slow = _slow_run_under_way(own_server, git, "crash", yaml("slow.yml"), "started children")
     own_server.kill()
     own_server.start()
     failed = wait_state(own_server, slow, timeout=30)
