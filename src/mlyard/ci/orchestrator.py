@@ -387,10 +387,10 @@ class Orchestrator:
     # -- leases ------------------------------------------------------------------------------
     def agent_exited(self, name: str, code: int | None) -> list[int]:
         """Fail the jobs agent `name` was running (as "agent lost"): its process exited, so none of them can
-        finish (their sandboxed steps died with it: the step sandbox dies with its parent). The server's supervisor of its
-        own agents calls this before it starts the agent again, so a job claimed just before the agent died fails
-        at once instead of when its lease runs out, and its run advances (fails, or goes on with what does not
-        depend on the job). Returns the ids of the jobs failed."""
+        finish (their sandboxed steps died with it: the step sandbox dies with its parent). The server's
+        supervisor of its own agents calls this before it starts the agent again, so a job claimed just before
+        the agent died fails at once instead of when its lease runs out, and its run advances (fails, or goes on
+        with what does not depend on the job). Returns the ids of the jobs failed."""
         with self.lock, transaction(self.platform.sessions) as session:
             running = session.scalars(
                 select(RunJob).where(RunJob.state == states.RUNNING, RunJob.agent == name).order_by(RunJob.id)
