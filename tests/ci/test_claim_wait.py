@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mlyard.ci import queue as queue_module
-from mlyard.ci.queue import WARM_FIRST_SECONDS, JobQueue
+from mlyard.ci.queue import JobQueue
 from mlyard.services import jobs
 from tests.ci.engine import Engine
 
@@ -68,10 +68,16 @@ def _waiting(queue: JobQueue, claims: int) -> None:
         time.sleep(0.01)
 
 
-def test_a_job_queued_while_agents_wait_goes_to_the_one_with_a_warm_sandbox(engine: Engine) -> None:
+def test_a_job_queued_while_agents_wait_goes_to_the_one_with_a_warm_sandbox(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An agent with a warm step sandbox ready gets the job before one without, even when the cold one asked
     first (woken first); the cold one gets the next job after WARM_FIRST_SECONDS, and claims at once when
     no warm agent waits."""
+    # the warm claim has WARM_FIRST_SECONDS to take the job once woken: the product's quarter of a second was
+    # not always enough for its thread to run on the suite's busy cores (the cold one took the job, flaky)
+    deferral = 2.0
+    monkeypatch.setattr(queue_module, "WARM_FIRST_SECONDS", deferral)
     one_job = "trigger: none\njobs:\n- job: A\n  steps:\n  - script: echo a\n"
     engine.repo("work", {"ci.yml": one_job})
     engine.pipeline("work", "work", "ci.yml")
@@ -99,7 +105,7 @@ def test_a_job_queued_while_agents_wait_goes_to_the_one_with_a_warm_sandbox(engi
     engine.run("work")
     began = time.monotonic()
     spec = jobs.claim(engine.platform, engine.orchestrator, "cold-agent", wait=0)
-    assert spec is not None and time.monotonic() - began < WARM_FIRST_SECONDS
+    assert spec is not None and time.monotonic() - began < deferral  # no deferral
 
 
 def test_claims_waiting_for_a_job_answer_at_once_when_the_server_stops(
